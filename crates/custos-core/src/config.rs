@@ -1,0 +1,581 @@
+//! `custos.toml`: the one configuration file. Every key has a default, so an absent file
+//! means "embedded SQLite, built-in mock provider". Secrets never live here: providers name
+//! the environment variable or file that holds their key.
+
+use crate::duration::{format_duration, parse_duration};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error that names the file, the line and column, and the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A duration written as a human string in the file (`"60s"`, `"500ms"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub idempotency: IdempotencyConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelRoute>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; larger bodies get 413.
+    pub max_body_bytes: u64,
+    /// How long to wait for the upstream's response headers (and between stream chunks).
+    pub upstream_timeout: HumanDuration,
+    /// How long to wait for a TCP connection to the upstream.
+    pub connect_timeout: HumanDuration,
+    /// How often the key cache polls the database for revocations and new keys.
+    pub key_refresh_interval: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            upstream_timeout: HumanDuration(Duration::from_secs(60)),
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            key_refresh_interval: HumanDuration(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/custos.db` or `postgres://…`. A URL with a password must come from
+    /// `CUSTOS_DATABASE_URL` instead. Default: `sqlite://<data_dir>/custos.db`.
+    pub url: Option<String>,
+    /// Directory for the embedded database and other local state. Default: `.custos`.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `custos_gateway=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// How long a completed response is replayed for the same `Idempotency-Key`.
+    pub ttl: HumanDuration,
+    /// Most stored responses kept in memory; the oldest are evicted first.
+    pub max_entries: usize,
+    /// Responses larger than this are not stored (a repeat executes again).
+    pub max_response_bytes: usize,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+            max_entries: 100_000,
+            max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The built-in deterministic provider for quickstarts and tests.
+    Mock,
+    /// Any OpenAI-compatible HTTP API (OpenAI, Azure OpenAI's v1 API, vLLM, Ollama, …).
+    Openai,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the provider's API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Path of a file holding the provider's API key (first line).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Per-provider override of `server.upstream_timeout`.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Mock only: delay before the first byte of each reply.
+    #[serde(default)]
+    pub latency: Option<HumanDuration>,
+    /// Mock only: delay between streamed chunks.
+    #[serde(default)]
+    pub chunk_delay: Option<HumanDuration>,
+    /// Present only so custos can refuse an inline key with a helpful message.
+    #[serde(default)]
+    api_key: Option<toml::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRoute {
+    /// The model name clients send.
+    pub name: String,
+    /// The provider that serves it.
+    pub provider: toml::Spanned<String>,
+    /// The provider's name for the model, when it differs.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+impl ModelRoute {
+    pub fn upstream_model(&self) -> &str {
+        self.upstream.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Empty on purpose: serde fills absent sections from here, and the mock default
+        // applies only when the file routes no providers and no models at all.
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            idempotency: IdempotencyConfig::default(),
+            providers: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+}
+
+/// Models the built-in mock provider serves when nothing else is configured.
+pub const MOCK_DEFAULT_MODELS: &[&str] = &[
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "gpt-3.5-turbo-instruct",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+];
+
+impl Config {
+    /// The configuration used when there is no file: embedded SQLite and the mock provider.
+    pub fn embedded() -> Self {
+        let mut c = Self::default();
+        c.apply_mock_default();
+        c
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is used in error messages only.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = match inner.span() {
+                Some(span) => line_col(text, span.start),
+                None => (None, None),
+            };
+            ConfigError {
+                path: path.to_owned(),
+                line,
+                column,
+                key: (key != "." && !key.is_empty()).then_some(key),
+                message: inner.message().trim().to_owned(),
+            }
+        })?;
+        if config.providers.is_empty() && config.models.is_empty() {
+            config.apply_mock_default();
+        }
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    fn apply_mock_default(&mut self) {
+        self.providers.push(ProviderConfig {
+            name: "mock".into(),
+            kind: ProviderKind::Mock,
+            base_url: None,
+            api_key_env: None,
+            api_key_file: None,
+            timeout: None,
+            latency: None,
+            chunk_delay: None,
+            api_key: None,
+        });
+        self.models = MOCK_DEFAULT_MODELS
+            .iter()
+            .map(|m| ModelRoute {
+                name: (*m).into(),
+                provider: toml::Spanned::new(0..0, "mock".into()),
+                upstream: None,
+            })
+            .collect();
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let fail = |key: String, span: Option<usize>, message: String| {
+            let (line, column) = span.map_or((None, None), |s| line_col(text, s));
+            Err(ConfigError {
+                path: path.to_owned(),
+                line,
+                column,
+                key: Some(key),
+                message,
+            })
+        };
+        if self.server.max_body_bytes == 0 {
+            return fail("server.max_body_bytes".into(), find_key(text, "max_body_bytes"), "must be greater than zero".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = |k: &str| format!("providers[{i}].{k}");
+            let at = |k: &str| find_nth_table_key(text, "providers", i, k);
+            if !names.insert(p.name.as_str()) {
+                return fail(key("name"), at("name"), format!("provider name {:?} is used twice", p.name));
+            }
+            if p.api_key.is_some() {
+                return fail(
+                    key("api_key"),
+                    at("api_key"),
+                    "API keys never go in the configuration file; name the environment variable that holds it with `api_key_env = \"OPENAI_API_KEY\"` or a file with `api_key_file`".into(),
+                );
+            }
+            match p.kind {
+                ProviderKind::Openai => match &p.base_url {
+                    None => {
+                        return fail(key("base_url"), at("kind"), "an `openai` provider needs `base_url`, e.g. \"https://api.openai.com/v1\"".into())
+                    }
+                    Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                        return fail(key("base_url"), at("base_url"), format!("{u:?} is not an http:// or https:// URL"))
+                    }
+                    Some(_) => {}
+                },
+                ProviderKind::Mock => {}
+            }
+            if let Some(env) = &p.api_key_env {
+                if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return fail(key("api_key_env"), at("api_key_env"), format!("{env:?} is not an environment variable name"));
+                }
+            }
+        }
+        let mut models = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            if !models.insert(m.name.as_str()) {
+                return fail(format!("models[{i}].name"), find_nth_table_key(text, "models", i, "name"), format!("model {:?} is routed twice", m.name));
+            }
+            if !self.providers.iter().any(|p| p.name == *m.provider.get_ref()) {
+                let known: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+                return fail(
+                    format!("models[{i}].provider"),
+                    Some(m.provider.span().start),
+                    format!("no provider named {:?} (configured: {})", m.provider.get_ref(), known.join(", ")),
+                );
+            }
+        }
+        if self.models.is_empty() {
+            return fail("models".into(), None, "no [[models]] are routed: add one per model name clients may call".into());
+        }
+        Ok(())
+    }
+
+    /// The database URL: the flag or `CUSTOS_DATABASE_URL` first, then the file, then the
+    /// embedded default under the data directory.
+    pub fn database_url(&self, override_url: Option<&str>) -> String {
+        if let Some(u) = override_url.filter(|u| !u.is_empty()) {
+            return u.to_owned();
+        }
+        if let Some(u) = &self.database.url {
+            return u.clone();
+        }
+        format!("sqlite://{}", self.data_dir().join("custos.db").display())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.database.data_dir.clone().unwrap_or_else(|| PathBuf::from(".custos"))
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (Option<usize>, Option<usize>) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    (Some(line), Some(col))
+}
+
+/// Byte offset of the first `key =` line anywhere in the text.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(offset + (line.len() - t.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Byte offset of `key =` inside the `n`-th `[[array]]` table (0-based), or of the table
+/// header when the key is absent.
+fn find_nth_table_key(text: &str, array: &str, n: usize, key: &str) -> Option<usize> {
+    let header = format!("[[{array}]]");
+    let mut offset = 0;
+    let mut seen = 0usize;
+    let mut in_table = false;
+    let mut header_at = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        let at = offset + (line.len() - t.len());
+        if t.starts_with('[') {
+            if in_table {
+                break;
+            }
+            if t.starts_with(&header) {
+                if seen == n {
+                    in_table = true;
+                    header_at = Some(at);
+                }
+                seen += 1;
+            }
+        } else if in_table && t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(at);
+        }
+        offset += line.len();
+    }
+    header_at
+}
+
+/// A commented starter configuration, written by `custos init`.
+pub const STARTER_TOML: &str = r#"# custos.toml — configuration for the custos gateway.
+# Every key is optional; the values shown are the defaults unless marked "example".
+# Secrets never go in this file: providers name the environment variable (or file)
+# that holds their key, and a database URL with a password comes from CUSTOS_DATABASE_URL.
+
+[server]
+# Where the gateway listens. Keep it on loopback unless a TLS proxy fronts it.
+listen = "127.0.0.1:8080"
+# Largest request body accepted (bytes); larger requests get 413.
+max_body_bytes = 4194304
+# How long to wait for the upstream's response headers, and between streamed chunks (504 after).
+upstream_timeout = "60s"
+# How long to wait for a TCP connection to the upstream (502 after).
+connect_timeout = "5s"
+# How often the key cache re-reads changed keys (revocations take effect within this).
+key_refresh_interval = "500ms"
+
+[database]
+# Embedded SQLite by default. For PostgreSQL set CUSTOS_DATABASE_URL=postgres://… instead.
+# url = "sqlite://.custos/custos.db"
+data_dir = ".custos"
+
+[log]
+# "text" for people, "json" for log pipelines. Logs never carry prompts or keys.
+format = "text"
+level = "info"
+
+[idempotency]
+# A POST with an Idempotency-Key is executed once; repeats within `ttl` replay the response.
+ttl = "24h"
+max_entries = 100000
+max_response_bytes = 1048576
+
+# Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
+[[providers]]
+name = "mock"
+kind = "mock"
+# latency = "20ms"       # delay before the first byte
+# chunk_delay = "5ms"    # delay between streamed chunks
+
+# [[providers]]          # example: a real provider
+# name = "openai"
+# kind = "openai"
+# base_url = "https://api.openai.com/v1"
+# api_key_env = "OPENAI_API_KEY"
+# timeout = "120s"
+
+# Models: the names clients send, and which provider serves each.
+[[models]]
+name = "gpt-4o-mini"
+provider = "mock"
+
+[[models]]
+name = "gpt-4o"
+provider = "mock"
+
+[[models]]
+name = "gpt-3.5-turbo-instruct"
+provider = "mock"
+
+[[models]]
+name = "text-embedding-3-small"
+provider = "mock"
+# upstream = "text-embedding-3-small"   # the provider's own name, when it differs
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("custos.toml"))
+    }
+
+    #[test]
+    fn empty_file_means_mock_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.providers[0].kind, ProviderKind::Mock);
+        assert!(c.models.iter().any(|m| m.name == "gpt-4o-mini"));
+        assert_eq!(c.server.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn starter_file_parses() {
+        let c = parse(STARTER_TOML).unwrap();
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.models.len(), 4);
+    }
+
+    #[test]
+    fn type_error_names_line_and_key() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body_bytes = \"big\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("server.max_body_bytes"), "{e}");
+        assert!(e.to_string().starts_with("custos.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let e = parse("[server]\nupstream_timeout = \"soon\"\n").unwrap_err();
+        assert!(e.message.contains("invalid duration"), "{e}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = parse("[server\nlisten=1").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn inline_api_key_is_refused() {
+        let text = "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key = \"sk-123\"\n\n[[models]]\nname = \"m\"\nprovider = \"openai\"\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("providers[0].api_key"));
+        assert_eq!(e.line, Some(5));
+        assert!(!e.to_string().contains("sk-123"));
+    }
+
+    #[test]
+    fn unknown_provider_reference_points_at_it() {
+        let text = "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\nprovider = \"nope\"\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("models[0].provider"));
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("configured: mock"));
+    }
+
+    #[test]
+    fn providers_without_models_is_an_error() {
+        let e = parse("[[providers]]\nname = \"mock\"\nkind = \"mock\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("models"));
+    }
+
+    #[test]
+    fn database_url_precedence() {
+        let c = parse("[database]\ndata_dir = \"/var/lib/custos\"\n").unwrap();
+        assert_eq!(c.database_url(None), "sqlite:///var/lib/custos/custos.db");
+        assert_eq!(c.database_url(Some("postgres://h/db")), "postgres://h/db");
+    }
+}

@@ -1,0 +1,99 @@
+//! The `Principal`: who is calling, as every control after authentication sees it.
+
+use std::sync::Arc;
+
+/// How the principal proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    ApiKey,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Which models a principal may call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelScope {
+    /// Every routed model.
+    Any,
+    /// Only these public model names.
+    Only(Vec<String>),
+}
+
+impl ModelScope {
+    /// Parses a comma-separated list; `*` (or an empty list) means any model.
+    pub fn parse(list: &str) -> Self {
+        let models: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if models.is_empty() || models.iter().any(|m| m == "*") {
+            ModelScope::Any
+        } else {
+            ModelScope::Only(models)
+        }
+    }
+
+    pub fn allows(&self, model: &str) -> bool {
+        match self {
+            ModelScope::Any => true,
+            ModelScope::Only(list) => list.iter().any(|m| m == model),
+        }
+    }
+
+    /// The storage form: `*` or a comma-separated list.
+    pub fn to_list(&self) -> String {
+        match self {
+            ModelScope::Any => "*".into(),
+            ModelScope::Only(list) => list.join(","),
+        }
+    }
+}
+
+/// An authenticated caller. Cheap to clone: shared behind an `Arc` on the hot path.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// Stable id of the credential (`key_…`).
+    pub id: String,
+    pub method: AuthMethod,
+    pub tenant_id: String,
+    pub tenant: String,
+    pub team_id: String,
+    pub team: String,
+    pub app_id: String,
+    pub app: String,
+    /// Deployment environment the credential is for (`prod`, `staging`, `dev`, …).
+    pub env: String,
+    pub models: ModelScope,
+    /// Requests per minute for this credential, if limited.
+    pub rpm: Option<u32>,
+    /// Tokens per minute for this credential, if limited.
+    pub tpm: Option<u32>,
+    /// Team-wide limits shared by every key of the team, if set.
+    pub team_rpm: Option<u32>,
+    pub team_tpm: Option<u32>,
+}
+
+pub type SharedPrincipal = Arc<Principal>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_scope() {
+        assert_eq!(ModelScope::parse(""), ModelScope::Any);
+        assert_eq!(ModelScope::parse("a,*"), ModelScope::Any);
+        let s = ModelScope::parse(" gpt-4o-mini , text-embedding-3-small,");
+        assert!(s.allows("gpt-4o-mini"));
+        assert!(!s.allows("gpt-4o"));
+        assert_eq!(s.to_list(), "gpt-4o-mini,text-embedding-3-small");
+    }
+}
