@@ -1,1 +1,142 @@
-//! placeholder
+//! The one place custos talks SQL. SQLite is the embedded default; PostgreSQL is for
+//! several gateway replicas sharing one store. Both speak the same statements (numbered
+//! `$n` placeholders, integer epoch-millisecond times) through sqlx's `Any` driver, and each
+//! has its own migration files where their dialects differ.
+
+mod error;
+mod identity;
+mod migrate;
+pub mod testkit;
+
+pub use error::StoreError;
+pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A connection pool and the backend behind it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…`, and migrates.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::Invalid("the sqlite URL names no file: use sqlite://path/to/custos.db".into()));
+            }
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Invalid(format!("cannot create the data directory {}: {e}", dir.display()))
+                })?;
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let mode = if path.contains("mode=") { String::new() } else { format!("{sep}mode=rwc") };
+            (Backend::Sqlite, format!("sqlite://{path}{mode}"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(url)
+            )));
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Invalid(format!("bad database URL {:?}: {e}", redact_url(&url))))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets the gateway read while the CLI writes; busy_timeout makes
+                        // writers from several processes wait instead of failing.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::Executor::execute(&mut *conn, pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: redact_url(&url),
+                source: e,
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A database URL with any password replaced by `***`, safe for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+/// True when a URL carries a password (and so must not live in a config file).
+pub fn url_has_password(url: &str) -> bool {
+    redact_url(url) != url
+}

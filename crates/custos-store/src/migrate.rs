@@ -1,0 +1,87 @@
+//! Schema migrations: numbered, applied in order, each once, recorded in
+//! `custos_migrations`. Every migration has a SQLite and a PostgreSQL variant.
+
+use crate::{Backend, Store, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "identity",
+    sqlite: include_str!("migrations/0001_identity.sqlite.sql"),
+    postgres: include_str!("migrations/0001_identity.postgres.sql"),
+}];
+
+impl Store {
+    /// Applies the migrations this database has not seen yet. Safe to run concurrently from
+    /// several processes: each migration runs in a transaction that records its version, and
+    /// the primary key makes a second runner fail and retry after the first commits.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS custos_migrations (
+                version BIGINT PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .execute(self.pool())
+        .await?;
+        for m in MIGRATIONS {
+            let mut attempt = 0u64;
+            loop {
+                match self.apply(m).await {
+                    Ok(()) => break,
+                    // Another process is applying the same migration; wait for its commit.
+                    Err(_) if attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, m: &Migration) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let applied: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM custos_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if applied.is_some() {
+            return Ok(());
+        }
+        let sql = match self.backend() {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| StoreError::Migration { version: m.version, source })?;
+        sqlx::query("INSERT INTO custos_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(custos_core::time::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| StoreError::Migration { version: m.version, source })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Versions applied so far, oldest first.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM custos_migrations ORDER BY version")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}
