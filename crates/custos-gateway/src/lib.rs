@@ -1,1 +1,110 @@
-//! placeholder
+//! The custos data plane: an OpenAI-compatible gateway. Every model call passes one stack of
+//! tower layers, one control each — request_id, metrics, authn, call, idempotency, quota —
+//! before `proxy` forwards it to its provider. `pipeline.rs` shows the order.
+
+pub mod authn;
+pub mod call;
+pub mod idempotency;
+pub mod metrics;
+pub mod pipeline;
+pub mod problem;
+pub mod providers;
+pub mod proxy;
+pub mod quota;
+pub mod request_id;
+pub mod route;
+pub mod service;
+pub mod sse;
+pub mod state;
+pub mod tokens;
+
+use custos_core::Config;
+use custos_store::{Store, StoreError};
+use providers::{Provider, ProviderSetupError};
+use state::{AppState, Shared};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Provider(#[from] ProviderSetupError),
+    #[error("cannot load API keys: {0}")]
+    Store(#[from] StoreError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built gateway: its shared state and background tasks.
+pub struct Gateway {
+    state: AppState,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Builds providers and routes from the configuration and loads the key index.
+    pub async fn new(config: Config, store: Store) -> Result<Self, GatewayError> {
+        let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
+        for p in &config.providers {
+            providers.insert(p.name.clone(), Arc::new(Provider::from_config(p, &config.server)?));
+        }
+        let mut routes = route::RouteTable::default();
+        for m in &config.models {
+            // Config validation guarantees the provider exists.
+            if let Some(provider) = providers.get(m.provider.get_ref()) {
+                routes.insert(route::Route {
+                    model: m.name.clone(),
+                    upstream_model: m.upstream_model().to_owned(),
+                    provider: provider.clone(),
+                });
+            }
+        }
+        tokio::task::spawn_blocking(tokens::warm_up).await.ok();
+        let keys = Arc::new(authn::KeyCache::load(&store).await?);
+        let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
+        let refresh = config.server.key_refresh_interval.0;
+        let state = Arc::new(Shared {
+            config,
+            store: store.clone(),
+            keys: keys.clone(),
+            routes,
+            quota: Arc::new(quota::Quotas::default()),
+            idempotency: idempotency.clone(),
+            metrics: metrics::Metrics::default(),
+        });
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                idempotency.sweep();
+            }
+        });
+        let tasks = vec![keys.spawn_refresher(store, refresh), sweeper];
+        Ok(Self { state, tasks })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> axum::Router {
+        pipeline::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+        let app = self.router();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,1 +1,144 @@
-fn main(){}
+//! The `custos` binary: argument parsing and wiring. Domain logic lives in the library crates.
+
+mod identity;
+mod output;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use custos_core::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "custos: an AI governance control plane in one binary.
+
+Run an OpenAI-compatible gateway that enforces identity, quotas and idempotency on every
+model call, and manage the tenants, teams, apps and API keys it serves.";
+
+const AFTER_HELP: &str = "Quickstart:
+  custos init                                     write custos.toml, create the database
+  custos teams create ml                          a team in the default tenant
+  custos apps create chatbot --team ml            an app of that team
+  custos keys create --team ml --app chatbot      mint a key (printed once)
+  custos serve                                    start the gateway on 127.0.0.1:8080
+
+Configuration comes from --config, $CUSTOS_CONFIG, or ./custos.toml when present; without
+one, custos uses an embedded SQLite file under .custos/ and the built-in mock provider.";
+
+#[derive(Parser, Debug)]
+#[command(name = "custos", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Configuration file (default: ./custos.toml if it exists).
+    #[arg(long, global = true, env = "CUSTOS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Overrides the config file.
+    #[arg(long, global = true, env = "CUSTOS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a commented custos.toml and create the database.
+    #[command(after_help = "Examples:\n  custos init\n  custos init --path /etc/custos/custos.toml --force")]
+    Init {
+        /// Where to write the configuration file.
+        #[arg(long, default_value = "custos.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start the gateway.
+    #[command(after_help = "Examples:\n  custos serve\n  custos serve --listen 0.0.0.0:8080\n  CUSTOS_DATABASE_URL=postgres://custos@db/custos custos serve")]
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage tenants: the top-level isolation boundary.
+    #[command(subcommand)]
+    Tenants(identity::TenantCmd),
+    /// Manage teams: groups of apps with optional shared rate limits.
+    #[command(subcommand)]
+    Teams(identity::TeamCmd),
+    /// Manage apps: the workloads that hold API keys.
+    #[command(subcommand)]
+    Apps(identity::AppCmd),
+    /// Manage API keys: create, list, show, revoke, rotate.
+    #[command(subcommand)]
+    Keys(identity::KeyCmd),
+}
+
+pub struct Ctx {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub database_url: String,
+    pub json: bool,
+}
+
+fn load_config(cli: &Cli) -> Result<(Config, Option<PathBuf>), custos_core::ConfigError> {
+    let path = match &cli.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("custos.toml")).filter(|p| p.exists()),
+    };
+    match &path {
+        Some(p) => Ok((Config::load(p)?, path)),
+        None => Ok((Config::embedded(), None)),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Init { path, force } = &cli.command {
+        return serve::init(path, *force, cli.database_url.as_deref(), cli.json).await;
+    }
+    let (config, config_path) = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(url) = &config.database.url {
+        if custos_store::url_has_password(url) {
+            eprintln!(
+                "error: invalid configuration: {}: key `database.url`: the URL contains a password; \
+                 set CUSTOS_DATABASE_URL in the environment instead",
+                config_path.as_deref().unwrap_or(std::path::Path::new("custos.toml")).display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let database_url = config.database_url(cli.database_url.as_deref());
+    let ctx = Ctx { config, config_path, database_url, json: cli.json };
+    match cli.command {
+        Command::Init { .. } => unreachable!("handled above"),
+        Command::Serve { listen } => serve::serve(ctx, listen).await,
+        Command::Tenants(cmd) => identity::tenants(&ctx, cmd).await,
+        Command::Teams(cmd) => identity::teams(&ctx, cmd).await,
+        Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
+        Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

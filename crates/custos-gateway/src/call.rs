@@ -1,0 +1,321 @@
+//! call: reads the request body (bounded), parses it once, and turns it into a `ModelCall`
+//! that every later layer reads: which endpoint, which model and route, whether it streams,
+//! and how many prompt tokens it carries. Malformed input stops here with a 4xx that says
+//! what is wrong and where.
+
+use crate::metrics::CallLabels;
+use crate::problem::{Problem, ProblemKind};
+use crate::route::Route;
+use crate::state::AppState;
+use crate::tokens;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use custos_core::principal::SharedPrincipal;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/v1/chat/completions" => Some(Self::ChatCompletions),
+            "/v1/completions" => Some(Self::Completions),
+            "/v1/embeddings" => Some(Self::Embeddings),
+            _ => None,
+        }
+    }
+
+    /// Path relative to a provider's base URL.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Completions => "/completions",
+            Self::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// A parsed model call.
+#[derive(Debug)]
+pub struct ModelCall {
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub route: Arc<Route>,
+    pub stream: bool,
+    /// The client asked for a usage chunk at the end of the stream.
+    pub client_wants_usage: bool,
+    pub prompt_tokens: u32,
+    pub body: Map<String, Value>,
+    pub body_sha256: [u8; 32],
+}
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemKind::InvalidRequest, detail)
+}
+
+/// Parses and checks a body for an endpoint; returns the object and the `model` and `stream`.
+pub fn parse_body(endpoint: Endpoint, bytes: &[u8]) -> Result<(Map<String, Value>, String, bool, bool), Problem> {
+    if bytes.is_empty() {
+        return Err(Problem::new(ProblemKind::MalformedJson, "the request body is empty; send a JSON object"));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            ProblemKind::MalformedJson,
+            format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Err(Problem::new(ProblemKind::MalformedJson, "the request body must be a JSON object"));
+    };
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(Value::String(_)) | None => return Err(invalid("`model` is required")),
+        Some(other) => return Err(invalid(format!("`model` must be a string, not {}", kind(other)))),
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(invalid(format!("`stream` must be true or false, not {}", kind(other)))),
+    };
+    if stream && endpoint == Endpoint::Embeddings {
+        return Err(invalid("embeddings do not stream; remove `stream`"));
+    }
+    let wants_usage = match body.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => match o.get("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(invalid(format!("`stream_options.include_usage` must be a boolean, not {}", kind(other)))),
+        },
+        Some(other) => return Err(invalid(format!("`stream_options` must be an object, not {}", kind(other)))),
+    };
+    match endpoint {
+        Endpoint::ChatCompletions => match body.get("messages") {
+            Some(Value::Array(m)) if !m.is_empty() => {
+                for (i, msg) in m.iter().enumerate() {
+                    let Value::Object(msg) = msg else {
+                        return Err(invalid(format!("`messages[{i}]` must be an object, not {}", kind(msg))));
+                    };
+                    if !matches!(msg.get("role"), Some(Value::String(_))) {
+                        return Err(invalid(format!("`messages[{i}].role` must be a string")));
+                    }
+                }
+            }
+            Some(Value::Array(_)) => return Err(invalid("`messages` must not be empty")),
+            Some(other) => return Err(invalid(format!("`messages` must be an array, not {}", kind(other)))),
+            None => return Err(invalid("`messages` is required")),
+        },
+        Endpoint::Completions => match body.get("prompt") {
+            Some(Value::String(_) | Value::Array(_)) => {}
+            Some(other) => return Err(invalid(format!("`prompt` must be a string or an array, not {}", kind(other)))),
+            None => return Err(invalid("`prompt` is required")),
+        },
+        Endpoint::Embeddings => match body.get("input") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(a)) if !a.is_empty() => {}
+            Some(Value::Array(_)) => return Err(invalid("`input` must not be empty")),
+            Some(other) => return Err(invalid(format!("`input` must be a string or an array, not {}", kind(other)))),
+            None => return Err(invalid("`input` is required")),
+        },
+    }
+    for field in ["max_tokens", "max_completion_tokens", "n"] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_u64().is_some() => {}
+            Some(other) => return Err(invalid(format!("`{field}` must be a non-negative integer, not {}", kind(other)))),
+        }
+    }
+    Ok((body, model, stream, wants_usage))
+}
+
+/// The JSON type name of a value, for error messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+async fn read_body(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            ProblemKind::BodyTooLarge,
+            format!("the request body is larger than this gateway's limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = s.source();
+        }
+        invalid(format!("the request body could not be read: {e}"))
+    })
+}
+
+/// True when the request declares a non-JSON body (used to explain a parse failure).
+fn declared_non_json(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get(http::header::CONTENT_TYPE)?.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = v.split(';').next().unwrap_or("").trim().to_owned();
+    (essence != "application/json" && !essence.ends_with("+json")).then_some(essence)
+}
+
+/// The call layer's middleware function: runs after authn, before idempotency and quota.
+pub async fn understand(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match build(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
+    let endpoint = Endpoint::from_path(req.uri().path())
+        .ok_or_else(|| Problem::new(ProblemKind::NotFound, "no such endpoint"))?;
+    let principal = req
+        .extensions()
+        .get::<SharedPrincipal>()
+        .cloned()
+        .ok_or_else(|| Problem::new(ProblemKind::Internal, "the call layer ran before authn"))?;
+    let labels = req.extensions().get::<Arc<CallLabels>>().cloned();
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, state.config.server.max_body_bytes as usize).await?;
+    // Like OpenAI, the body is read as JSON whatever Content-Type says (curl's -d sends a
+    // form type); a declared non-JSON type is named only if parsing fails.
+    let (body, model, stream, client_wants_usage) = parse_body(endpoint, &bytes).map_err(|mut p| {
+        if p.kind == ProblemKind::MalformedJson {
+            if let Some(ct) = declared_non_json(&parts.headers) {
+                p.detail = format!("{} (the request says Content-Type {ct:?}; send application/json)", p.detail);
+            }
+        }
+        p
+    })?;
+    let route = state.routes.get(&model).cloned().ok_or_else(|| {
+        Problem::new(
+            ProblemKind::ModelNotFound,
+            format!("the model {model:?} is not served by this gateway; GET /v1/models lists the models your key may use"),
+        )
+    })?;
+    if let Some(labels) = &labels {
+        labels.set_model(&route.model);
+    }
+    if !principal.models.allows(&model) {
+        return Err(Problem::new(
+            ProblemKind::ModelNotAllowed,
+            format!("this API key may not use the model {model:?}; allowed: {}", principal.models.to_list()),
+        ));
+    }
+    let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    drop(bytes);
+    let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await;
+    let call = ModelCall {
+        endpoint,
+        model,
+        route,
+        stream,
+        client_wants_usage,
+        prompt_tokens,
+        body,
+        body_sha256,
+    };
+    let mut req = Request::from_parts(parts, axum::body::Body::empty());
+    req.extensions_mut().insert(Arc::new(call));
+    Ok(req)
+}
+
+fn prompt_of(endpoint: Endpoint, body: &Map<String, Value>) -> tokens::PromptText<'_> {
+    match endpoint {
+        Endpoint::ChatCompletions => tokens::chat_prompt(body),
+        Endpoint::Completions => tokens::completion_prompt(body),
+        Endpoint::Embeddings => tokens::embedding_input(body),
+    }
+}
+
+/// Counts prompt tokens, moving big prompts to the blocking pool.
+async fn count_prompt(endpoint: Endpoint, model: &str, body: Map<String, Value>) -> (Map<String, Value>, u32) {
+    if prompt_of(endpoint, &body).len() <= tokens::INLINE_LIMIT {
+        let n = prompt_of(endpoint, &body).count(model);
+        return (body, n);
+    }
+    let model = model.to_owned();
+    let fallback = body.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = prompt_of(endpoint, &body).count(&model);
+        (body, n)
+    })
+    .await
+    .unwrap_or_else(|_| (fallback, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(endpoint: Endpoint, body: &str) -> String {
+        parse_body(endpoint, body.as_bytes()).unwrap_err().detail
+    }
+
+    #[test]
+    fn explains_bad_bodies() {
+        use Endpoint::*;
+        assert!(err(ChatCompletions, "").contains("empty"));
+        assert!(err(ChatCompletions, "{\"model\": ").contains("line 1, column"));
+        assert!(err(ChatCompletions, "[1]").contains("JSON object"));
+        assert!(err(ChatCompletions, "{}").contains("`model` is required"));
+        assert!(err(ChatCompletions, "{\"model\": 4}").contains("must be a string, not a number"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\"}").contains("`messages` is required"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": []}").contains("must not be empty"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [3]}").contains("messages[0]"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"stream\": \"yes\"}").contains("`stream`"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"max_tokens\": -1}").contains("max_tokens"));
+        assert!(err(Completions, "{\"model\": \"m\"}").contains("`prompt` is required"));
+        assert!(err(Embeddings, "{\"model\": \"m\", \"input\": []}").contains("must not be empty"));
+        assert!(err(Embeddings, "{\"model\": \"m\", \"input\": \"x\", \"stream\": true}").contains("do not stream"));
+        let bad_utf8 = b"{\"model\": \"\xff\"}";
+        assert!(parse_body(ChatCompletions, bad_utf8).unwrap_err().detail.contains("invalid JSON"));
+    }
+
+    #[test]
+    fn accepts_good_bodies() {
+        let (_, model, stream, usage) = parse_body(
+            Endpoint::ChatCompletions,
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap();
+        assert_eq!((model.as_str(), stream, usage), ("gpt-4o-mini", true, true));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_body(Endpoint::ChatCompletions, &bytes);
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! idempotency: the IETF `Idempotency-Key` draft. A POST carrying the header runs once per
+//! API key; a repeat with the same body replays the stored status, headers and body with
+//! `Idempotent-Replayed: true`; a repeat while the first still runs gets 409; the same key
+//! with a different body gets 422. Failures worth retrying (5xx, 429, a client that hung up)
+//! are not stored, so a retry runs again.
+
+use crate::call::ModelCall;
+use crate::problem::{Problem, ProblemKind};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use custos_core::config::IdempotencyConfig;
+use custos_core::principal::SharedPrincipal;
+use http::{HeaderName, HeaderValue, StatusCode};
+use http_body::{Frame, SizeHint};
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+const MAX_KEY_LEN: usize = 255;
+
+/// (credential id, client's Idempotency-Key): keys are scoped per API key.
+type Scope = (String, String);
+
+#[derive(Debug)]
+struct Stored {
+    status: StatusCode,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+#[derive(Debug)]
+enum Slot {
+    InFlight,
+    Done(Arc<Stored>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Unique per execution, so a late completion never overwrites a newer entry.
+    token: u64,
+    body_sha256: [u8; 32],
+    created: Instant,
+    slot: Slot,
+}
+
+#[derive(Debug)]
+pub struct IdempotencyStore {
+    entries: Mutex<(HashMap<Scope, Entry>, VecDeque<(Scope, u64)>)>,
+    next_token: AtomicU64,
+    ttl: Duration,
+    max_entries: usize,
+    max_response_bytes: usize,
+}
+
+enum Lookup {
+    Run { token: u64 },
+    Replay(Arc<Stored>),
+    InFlight,
+    Mismatch,
+}
+
+impl IdempotencyStore {
+    pub fn new(config: &IdempotencyConfig) -> Self {
+        Self {
+            entries: Mutex::new((HashMap::new(), VecDeque::new())),
+            next_token: AtomicU64::new(1),
+            ttl: config.ttl.0,
+            max_entries: config.max_entries.max(1),
+            max_response_bytes: config.max_response_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (HashMap<Scope, Entry>, VecDeque<(Scope, u64)>)> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin(&self, scope: Scope, body_sha256: [u8; 32]) -> Lookup {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        if let Some(e) = map.get(&scope) {
+            if e.created.elapsed() >= self.ttl {
+                map.remove(&scope);
+            } else if e.body_sha256 != body_sha256 {
+                return Lookup::Mismatch;
+            } else {
+                return match &e.slot {
+                    Slot::InFlight => Lookup::InFlight,
+                    Slot::Done(stored) => Lookup::Replay(stored.clone()),
+                };
+            }
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        // Evict the oldest entries beyond the cap; stale queue items (already replaced or
+        // removed) are skipped by comparing tokens.
+        while map.len() >= self.max_entries {
+            let Some((old, old_token)) = order.pop_front() else { break };
+            if map.get(&old).is_some_and(|e| e.token == old_token) {
+                map.remove(&old);
+            }
+        }
+        order.push_back((scope.clone(), token));
+        map.insert(
+            scope,
+            Entry {
+                token,
+                body_sha256,
+                created: Instant::now(),
+                slot: Slot::InFlight,
+            },
+        );
+        Lookup::Run { token }
+    }
+
+    fn complete(&self, scope: &Scope, token: u64, stored: Stored) {
+        let mut guard = self.lock();
+        if let Some(e) = guard.0.get_mut(scope) {
+            if e.token == token && matches!(e.slot, Slot::InFlight) {
+                e.slot = Slot::Done(Arc::new(stored));
+            }
+        }
+    }
+
+    fn abandon(&self, scope: &Scope, token: u64) {
+        let mut guard = self.lock();
+        if guard
+            .0
+            .get(scope)
+            .is_some_and(|e| e.token == token && matches!(e.slot, Slot::InFlight))
+        {
+            guard.0.remove(scope);
+        }
+    }
+
+    /// Drops expired entries; called periodically.
+    pub fn sweep(&self) {
+        let ttl = self.ttl;
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        map.retain(|_, e| e.created.elapsed() < ttl || matches!(e.slot, Slot::InFlight));
+        order.retain(|(s, t)| map.get(s).is_some_and(|e| e.token == *t));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn valid_key(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let s = s.trim();
+    // The draft's key is an sf-string; accept it quoted or bare.
+    let s = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(s);
+    (!s.is_empty() && s.len() <= MAX_KEY_LEN && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .then(|| s.to_owned())
+}
+
+/// The idempotency layer's middleware function: after call (it needs the body's hash), before
+/// quota (a replay costs nothing).
+pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(raw) = req.headers().get(HEADER) else {
+        return next.run(req).await;
+    };
+    if req.method() != http::Method::POST {
+        return next.run(req).await;
+    }
+    let Some(key) = valid_key(raw) else {
+        return Problem::new(
+            ProblemKind::IdempotencyKeyInvalid,
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
+        )
+        .into_response();
+    };
+    let (Some(principal), Some(call)) = (
+        req.extensions().get::<SharedPrincipal>().cloned(),
+        req.extensions().get::<Arc<ModelCall>>().cloned(),
+    ) else {
+        return next.run(req).await;
+    };
+    let store = state.idempotency.clone();
+    let scope: Scope = (principal.id.clone(), key);
+    let token = match store.begin(scope.clone(), call.body_sha256) {
+        Lookup::Run { token } => token,
+        Lookup::Replay(stored) => {
+            state.metrics.idempotent_replay();
+            let mut response = Response::new(Body::from(stored.body.clone()));
+            *response.status_mut() = stored.status;
+            for (n, v) in &stored.headers {
+                response.headers_mut().append(n.clone(), v.clone());
+            }
+            response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+            return response;
+        }
+        Lookup::InFlight => {
+            return Problem::new(
+                ProblemKind::IdempotencyInFlight,
+                "a request with this Idempotency-Key is still being processed; retry after it completes",
+            )
+            .into_response()
+        }
+        Lookup::Mismatch => {
+            return Problem::new(
+                ProblemKind::IdempotencyKeyReused,
+                "this Idempotency-Key was already used with a different request body; use a new key for a new request",
+            )
+            .into_response()
+        }
+    };
+    let guard = Abandon { store: store.clone(), scope: scope.clone(), token, armed: true };
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // Dropping the guard frees the key so the client can retry.
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "date" | "x-request-id" | "connection"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let tap = Tap {
+        inner: body,
+        buffer: BytesMut::new(),
+        limit: store.max_response_bytes,
+        status,
+        headers: Some(headers),
+        guard,
+    };
+    Response::from_parts(parts, Body::new(tap))
+}
+
+/// Frees the key unless disarmed: runs when the response is dropped before completion.
+struct Abandon {
+    store: Arc<IdempotencyStore>,
+    scope: Scope,
+    token: u64,
+    armed: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.abandon(&self.scope, self.token);
+        }
+    }
+}
+
+/// Passes the response body through untouched while keeping a copy to replay.
+struct Tap {
+    inner: Body,
+    buffer: BytesMut,
+    limit: usize,
+    status: StatusCode,
+    headers: Option<Vec<(HeaderName, HeaderValue)>>,
+    guard: Abandon,
+}
+
+impl http_body::Body for Tap {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(_)) = (frame.data_ref(), &this.headers) {
+                    if this.buffer.len() + data.len() > this.limit {
+                        // Too big to keep: stop recording; the key is freed at the end.
+                        this.headers = None;
+                        this.buffer = BytesMut::new();
+                    } else {
+                        this.buffer.extend_from_slice(data);
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(headers) = this.headers.take() {
+                    let stored = Stored {
+                        status: this.status,
+                        headers,
+                        body: std::mem::take(&mut this.buffer).freeze(),
+                    };
+                    this.guard.store.complete(&this.guard.scope, this.guard.token, stored);
+                    this.guard.armed = false;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.headers = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max: usize) -> IdempotencyStore {
+        IdempotencyStore::new(&IdempotencyConfig {
+            ttl: custos_core::config::HumanDuration(Duration::from_secs(60)),
+            max_entries: max,
+            max_response_bytes: 1024,
+        })
+    }
+
+    fn stored() -> Stored {
+        Stored { status: StatusCode::OK, headers: vec![], body: Bytes::from_static(b"x") }
+    }
+
+    #[test]
+    fn lifecycle() {
+        let s = store(10);
+        let scope = ("key_a".to_string(), "k1".to_string());
+        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else { panic!() };
+        assert!(matches!(s.begin(scope.clone(), [1; 32]), Lookup::InFlight));
+        assert!(matches!(s.begin(scope.clone(), [2; 32]), Lookup::Mismatch));
+        s.complete(&scope, token, stored());
+        assert!(matches!(s.begin(scope.clone(), [1; 32]), Lookup::Replay(_)));
+        assert!(matches!(s.begin(scope.clone(), [2; 32]), Lookup::Mismatch));
+        // Same client key under another API key is independent.
+        assert!(matches!(s.begin(("key_b".into(), "k1".into()), [2; 32]), Lookup::Run { .. }));
+    }
+
+    #[test]
+    fn abandoned_keys_can_be_retried() {
+        let s = store(10);
+        let scope = ("key_a".to_string(), "k1".to_string());
+        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else { panic!() };
+        s.abandon(&scope, token);
+        assert!(matches!(s.begin(scope, [1; 32]), Lookup::Run { .. }));
+    }
+
+    #[test]
+    fn evicts_oldest_beyond_cap() {
+        let s = store(2);
+        for i in 0..5 {
+            let scope = ("key".to_string(), format!("k{i}"));
+            let Lookup::Run { token } = s.begin(scope.clone(), [0; 32]) else { panic!() };
+            s.complete(&scope, token, stored());
+        }
+        assert!(s.len() <= 2);
+        assert!(matches!(s.begin(("key".into(), "k4".into()), [0; 32]), Lookup::Replay(_)));
+    }
+
+    #[test]
+    fn key_validation() {
+        assert_eq!(valid_key(&HeaderValue::from_static("\"abc\"")).as_deref(), Some("abc"));
+        assert_eq!(valid_key(&HeaderValue::from_static("abc-123")).as_deref(), Some("abc-123"));
+        assert!(valid_key(&HeaderValue::from_static("")).is_none());
+        assert!(valid_key(&HeaderValue::from_str(&"a".repeat(256)).unwrap()).is_none());
+    }
+}

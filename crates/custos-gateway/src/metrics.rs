@@ -1,0 +1,246 @@
+//! metrics: Prometheus text exposition at `/metrics`.
+//!
+//! Requests by route, model, status and team; the time custos adds and the upstream's time as
+//! separate histograms; auth failures and quota rejections. Label values come only from
+//! bounded sets (routed models, known routes, teams in the store), never from raw input, so a
+//! hostile client cannot blow up the series count.
+
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// Labels filled in by inner layers as a call is understood.
+#[derive(Debug, Default)]
+pub struct CallLabels {
+    route: &'static str,
+    model: OnceLock<String>,
+    team: OnceLock<String>,
+    upstream_ns: AtomicU64,
+}
+
+impl CallLabels {
+    pub fn set_model(&self, model: &str) {
+        let _ = self.model.set(model.to_owned());
+    }
+    pub fn set_team(&self, team: &str) {
+        let _ = self.team.set(team.to_owned());
+    }
+    /// Time from sending the request upstream to receiving its response headers.
+    pub fn set_upstream(&self, elapsed: std::time::Duration) {
+        self.upstream_ns
+            .store(elapsed.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Seconds; fine at the low end where custos' own overhead lives.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+    0.025, 0.05, 0.1,
+];
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, ns: u64) {
+        let secs = ns as f64 / 1e9;
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+type RequestKey = (&'static str, String, u16, String);
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<RequestKey, u64>>,
+    overhead: Mutex<HashMap<&'static str, Arc<Histogram>>>,
+    upstream: Mutex<HashMap<(&'static str, String), Arc<Histogram>>>,
+    auth_failures: Mutex<HashMap<&'static str, u64>>,
+    quota_rejections: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    idempotent_replays: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+/// Known routes get their own label; anything else is `other`.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/completions" => "/v1/completions",
+        "/v1/embeddings" => "/v1/embeddings",
+        "/v1/models" => "/v1/models",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        _ => "other",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a metrics lock cannot leave the counters inconsistent in a way
+    // that matters more than losing all metrics, so recover the guard.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn auth_failure(&self, reason: &'static str) {
+        *lock(&self.auth_failures).entry(reason).or_default() += 1;
+    }
+
+    pub fn quota_rejection(&self, scope: &'static str, limit: &'static str) {
+        *lock(&self.quota_rejections).entry((scope, limit)).or_default() += 1;
+    }
+
+    pub fn idempotent_replay(&self) {
+        self.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record(&self, labels: &CallLabels, status: u16, total_ns: u64) {
+        let model = labels.model.get().cloned().unwrap_or_default();
+        let team = labels.team.get().cloned().unwrap_or_default();
+        let upstream_ns = labels.upstream_ns.load(Ordering::Relaxed);
+        if labels.route.starts_with("/v1/") {
+            let overhead = total_ns.saturating_sub(upstream_ns);
+            let h = lock(&self.overhead)
+                .entry(labels.route)
+                .or_insert_with(|| Arc::new(Histogram::new(OVERHEAD_BUCKETS)))
+                .clone();
+            h.observe(overhead);
+            if upstream_ns > 0 {
+                let h = lock(&self.upstream)
+                    .entry((labels.route, model.clone()))
+                    .or_insert_with(|| Arc::new(Histogram::new(UPSTREAM_BUCKETS)))
+                    .clone();
+                h.observe(upstream_ns);
+            }
+        }
+        *lock(&self.requests)
+            .entry((labels.route, model, status, team))
+            .or_default() += 1;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, keys_cached: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP custos_requests_total Requests handled, by route, model, status and team.\n# TYPE custos_requests_total counter\n");
+        let mut rows: Vec<_> = lock(&self.requests).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        rows.sort();
+        for ((route, model, status, team), v) in rows {
+            let _ = writeln!(
+                out,
+                "custos_requests_total{{route=\"{route}\",model=\"{}\",status=\"{status}\",team=\"{}\"}} {v}",
+                escape(&model),
+                escape(&team)
+            );
+        }
+        out.push_str("# HELP custos_overhead_seconds Time custos adds to a request: total time to response headers minus upstream time.\n# TYPE custos_overhead_seconds histogram\n");
+        let mut hs: Vec<_> = lock(&self.overhead).iter().map(|(k, v)| (*k, v.clone())).collect();
+        hs.sort_by_key(|(k, _)| *k);
+        for (route, h) in hs {
+            h.render(&mut out, "custos_overhead_seconds", &format!("route=\"{route}\""));
+        }
+        out.push_str("# HELP custos_upstream_seconds Time from sending a request to the provider to its response headers.\n# TYPE custos_upstream_seconds histogram\n");
+        let mut hs: Vec<_> = lock(&self.upstream).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        hs.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((route, model), h) in hs {
+            h.render(&mut out, "custos_upstream_seconds", &format!("route=\"{route}\",model=\"{}\"", escape(&model)));
+        }
+        out.push_str("# HELP custos_auth_failures_total Requests refused by authentication, by reason.\n# TYPE custos_auth_failures_total counter\n");
+        let mut rows: Vec<_> = lock(&self.auth_failures).iter().map(|(k, v)| (*k, *v)).collect();
+        rows.sort();
+        for (reason, v) in rows {
+            let _ = writeln!(out, "custos_auth_failures_total{{reason=\"{reason}\"}} {v}");
+        }
+        out.push_str("# HELP custos_quota_rejections_total Requests refused by a quota, by scope (key or team) and limit (requests or tokens).\n# TYPE custos_quota_rejections_total counter\n");
+        let mut rows: Vec<_> = lock(&self.quota_rejections).iter().map(|(k, v)| (*k, *v)).collect();
+        rows.sort();
+        for ((scope, limit), v) in rows {
+            let _ = writeln!(out, "custos_quota_rejections_total{{scope=\"{scope}\",limit=\"{limit}\"}} {v}");
+        }
+        let _ = writeln!(out, "# HELP custos_idempotent_replays_total Responses replayed for a repeated Idempotency-Key.\n# TYPE custos_idempotent_replays_total counter\ncustos_idempotent_replays_total {}", self.idempotent_replays.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP custos_in_flight_requests Requests being handled now.\n# TYPE custos_in_flight_requests gauge\ncustos_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP custos_api_keys_cached API keys in the in-memory index.\n# TYPE custos_api_keys_cached gauge\ncustos_api_keys_cached {keys_cached}");
+        out
+    }
+}
+
+/// The metrics layer's middleware function: outermost after request_id, so it times everything.
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let labels = Arc::new(CallLabels {
+        route: route_label(req.uri().path()),
+        ..Default::default()
+    });
+    req.extensions_mut().insert(labels.clone());
+    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(req).await;
+    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let total = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    let status = response.status().as_u16();
+    state.metrics.record(&labels, status, total);
+    // One line per request; never prompts, keys or other request content.
+    tracing::info!(
+        %method,
+        route = labels.route,
+        status,
+        model = labels.model.get().map(String::as_str).unwrap_or(""),
+        team = labels.team.get().map(String::as_str).unwrap_or(""),
+        duration_us = total / 1_000,
+        upstream_us = labels.upstream_ns.load(Ordering::Relaxed) / 1_000,
+        "request"
+    );
+    response
+}
+
+/// `GET /metrics`.
+pub async fn exposition(State(state): State<AppState>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(state.keys.len()),
+    )
+        .into_response()
+}

@@ -1,0 +1,44 @@
+//! The gateway's shape in one place: which endpoints exist and which controls each passes,
+//! outermost first. Later controls (authz, guard, budget, meter, audit) slot in here.
+
+use crate::state::AppState;
+use crate::{authn, call, idempotency, metrics, proxy, quota, request_id, service};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use tower::ServiceBuilder;
+
+pub fn router(state: AppState) -> Router {
+    // Model calls: parse once, then dedupe, then charge quota, then forward.
+    let model_calls = Router::new()
+        .route("/v1/chat/completions", post(proxy::forward))
+        .route("/v1/completions", post(proxy::forward))
+        .route("/v1/embeddings", post(proxy::forward))
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), call::understand))
+                .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
+                .layer(from_fn_with_state(state.clone(), quota::enforce)),
+        );
+
+    // Everything under /v1 needs a principal.
+    let authenticated = Router::new()
+        .route("/v1/models", get(service::list_models))
+        .route("/v1/models/{id}", get(service::get_model))
+        .merge(model_calls)
+        .layer(from_fn_with_state(state.clone(), authn::authenticate));
+
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(metrics::exposition))
+        .merge(authenticated)
+        .fallback(service::not_found)
+        .method_not_allowed_fallback(service::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(request_id::assign))
+                .layer(from_fn_with_state(state.clone(), metrics::observe)),
+        )
+        .with_state(state)
+}

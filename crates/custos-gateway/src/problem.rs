@@ -1,0 +1,202 @@
+//! RFC 9457 `application/problem+json` errors with a stable `type` per error.
+//!
+//! Each body also carries an OpenAI-style `error` member, so the official SDKs show the same
+//! message their users already know how to read.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde_json::json;
+
+/// Every kind of error custos answers with. The slug is part of the public API: never
+/// rename one; add new kinds instead. `docs/problems.md` documents each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    MissingApiKey,
+    InvalidApiKey,
+    ExpiredApiKey,
+    RevokedApiKey,
+    ModelNotAllowed,
+    ModelNotFound,
+    MalformedJson,
+    InvalidRequest,
+    BodyTooLarge,
+    RateLimitRequests,
+    RateLimitTokens,
+    RequestTooLargeForLimit,
+    IdempotencyKeyInvalid,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    UpstreamInvalid,
+    NotFound,
+    MethodNotAllowed,
+    NotReady,
+    Internal,
+}
+
+impl ProblemKind {
+    pub fn slug(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            MissingApiKey => "missing-api-key",
+            InvalidApiKey => "invalid-api-key",
+            ExpiredApiKey => "expired-api-key",
+            RevokedApiKey => "revoked-api-key",
+            ModelNotAllowed => "model-not-allowed",
+            ModelNotFound => "model-not-found",
+            MalformedJson => "malformed-json",
+            InvalidRequest => "invalid-request",
+            BodyTooLarge => "body-too-large",
+            RateLimitRequests => "rate-limit-requests",
+            RateLimitTokens => "rate-limit-tokens",
+            RequestTooLargeForLimit => "request-too-large-for-limit",
+            IdempotencyKeyInvalid => "idempotency-key-invalid",
+            IdempotencyInFlight => "idempotency-in-flight",
+            IdempotencyKeyReused => "idempotency-key-reused",
+            UpstreamUnavailable => "upstream-unavailable",
+            UpstreamTimeout => "upstream-timeout",
+            UpstreamInvalid => "upstream-invalid-response",
+            NotFound => "not-found",
+            MethodNotAllowed => "method-not-allowed",
+            NotReady => "not-ready",
+            Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ProblemKind::*;
+        match self {
+            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => StatusCode::UNAUTHORIZED,
+            ModelNotAllowed => StatusCode::FORBIDDEN,
+            ModelNotFound | NotFound => StatusCode::NOT_FOUND,
+            MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => StatusCode::TOO_MANY_REQUESTS,
+            IdempotencyInFlight => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            MissingApiKey => "No API key was sent",
+            InvalidApiKey => "The API key is not valid",
+            ExpiredApiKey => "The API key has expired",
+            RevokedApiKey => "The API key was revoked",
+            ModelNotAllowed => "This key may not use the model",
+            ModelNotFound => "The model does not exist",
+            MalformedJson => "The request body is not valid JSON",
+            InvalidRequest => "The request is not valid",
+            BodyTooLarge => "The request body is too large",
+            RateLimitRequests => "Too many requests",
+            RateLimitTokens => "Too many tokens",
+            RequestTooLargeForLimit => "The request is larger than the token limit",
+            IdempotencyKeyInvalid => "The Idempotency-Key header is not valid",
+            IdempotencyInFlight => "A request with this Idempotency-Key is still in progress",
+            IdempotencyKeyReused => "The Idempotency-Key was used with a different request",
+            UpstreamUnavailable => "The model provider could not be reached",
+            UpstreamTimeout => "The model provider did not answer in time",
+            UpstreamInvalid => "The model provider sent an invalid response",
+            NotFound => "No such endpoint",
+            MethodNotAllowed => "Method not allowed",
+            NotReady => "custos is not ready",
+            Internal => "Internal error",
+        }
+    }
+
+    /// The OpenAI error `type` the SDKs map to their exception classes.
+    fn openai_type(self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400 | 409 | 413 | 422 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+}
+
+/// A problem to send: kind, human detail, and extra headers (e.g. `Retry-After`).
+#[derive(Debug)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+/// Prefix of every problem `type` URI.
+pub const TYPE_BASE: &str = "https://custos.dev/problems/";
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let slug = self.kind.slug();
+        let status = self.kind.status();
+        let body = json!({
+            "type": format!("{TYPE_BASE}{slug}"),
+            "title": self.kind.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+            "error": {
+                "message": self.detail,
+                "type": self.kind.openai_type(),
+                "code": slug,
+            },
+        });
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response.extensions_mut().insert(self.kind);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_unique_and_urls_are_stable() {
+        use ProblemKind::*;
+        let all = [
+            MissingApiKey, InvalidApiKey, ExpiredApiKey, RevokedApiKey, ModelNotAllowed, ModelNotFound,
+            MalformedJson, InvalidRequest, BodyTooLarge, RateLimitRequests,
+            RateLimitTokens, RequestTooLargeForLimit, IdempotencyKeyInvalid, IdempotencyInFlight,
+            IdempotencyKeyReused, UpstreamUnavailable, UpstreamTimeout, UpstreamInvalid, NotFound,
+            MethodNotAllowed, NotReady, Internal,
+        ];
+        let slugs: std::collections::HashSet<_> = all.iter().map(|k| k.slug()).collect();
+        assert_eq!(slugs.len(), all.len());
+        let r = Problem::new(ModelNotFound, "no model x").into_response();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+    }
+}

@@ -1,0 +1,163 @@
+//! The innermost handler: sends the call to its provider and streams the answer back,
+//! settling the token quota with the provider's reported usage. A client that hangs up drops
+//! the response body, which drops the upstream stream and so cancels the upstream call.
+
+use crate::call::ModelCall;
+use crate::metrics::CallLabels;
+use crate::problem::{Problem, ProblemKind};
+use crate::providers::{CallContext, UpstreamBody, UpstreamError};
+use crate::quota::Grant;
+use crate::request_id::TraceContext;
+use crate::sse::UsageScanner;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use custos_core::RequestId;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn problem_for(e: &UpstreamError) -> Problem {
+    let kind = match e {
+        UpstreamError::Unavailable { .. } => ProblemKind::UpstreamUnavailable,
+        UpstreamError::Timeout { .. } => ProblemKind::UpstreamTimeout,
+        UpstreamError::Invalid { .. } => ProblemKind::UpstreamInvalid,
+    };
+    Problem::new(kind, e.to_string())
+}
+
+/// Total tokens from a non-streamed response's `usage` object.
+fn reported_total(body: &[u8]) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        total_tokens: Option<u64>,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        usage: Option<Usage>,
+    }
+    let u = serde_json::from_slice::<Envelope>(body).ok()?.usage?;
+    let total = u.total_tokens.or_else(|| Some(u.prompt_tokens? + u.completion_tokens.unwrap_or(0)))?;
+    Some(u32::try_from(total).unwrap_or(u32::MAX))
+}
+
+/// Settles the token charge once, when the response completes or is dropped.
+struct Settle {
+    grant: Option<Arc<Grant>>,
+    total: Option<u32>,
+}
+
+impl Settle {
+    // A method (not a field write) so closures capture the whole guard, and its Drop runs
+    // when the response body is dropped.
+    fn record(&mut self, total: Option<u32>) {
+        self.total = total;
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let (Some(g), Some(t)) = (&self.grant, self.total) {
+            g.settle(t);
+        }
+    }
+}
+
+pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
+    let ext = req.extensions();
+    let (Some(call), Some(request_id)) = (ext.get::<Arc<ModelCall>>().cloned(), ext.get::<RequestId>().cloned()) else {
+        return Problem::new(ProblemKind::Internal, "the call reached the proxy without its context").into_response();
+    };
+    let trace = ext.get::<TraceContext>().cloned();
+    let grant = ext.get::<Arc<Grant>>().cloned();
+    let labels = ext.get::<Arc<CallLabels>>().cloned();
+    drop(req);
+
+    let mut body = call.body.clone();
+    body.insert("model".into(), Value::String(call.route.upstream_model.clone()));
+    // Ask for usage on streams so quotas (and later, metering) see true token counts; the
+    // usage-only event is removed again if the client did not ask for it.
+    let strip_usage = call.stream && !call.client_wants_usage;
+    if strip_usage {
+        match body.get_mut("stream_options") {
+            Some(Value::Object(o)) => {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+            _ => {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+    }
+    let ctx = CallContext {
+        endpoint: call.endpoint,
+        stream: call.stream,
+        prompt_tokens: call.prompt_tokens,
+        request_id: &request_id,
+        trace: trace.as_ref(),
+    };
+    let started = Instant::now();
+    let provider = &call.route.provider;
+    let upstream = provider.send(body, ctx).await;
+    if let Some(l) = &labels {
+        l.set_upstream(started.elapsed());
+    }
+    let upstream = match upstream {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(provider = provider.name(), error = %e, "upstream call failed");
+            return problem_for(&e).into_response();
+        }
+    };
+    let mut response = match upstream.body {
+        UpstreamBody::Full(bytes) => {
+            let _settle = Settle {
+                grant,
+                total: upstream.status.is_success().then(|| reported_total(&bytes)).flatten(),
+            };
+            Response::new(Body::from(bytes))
+        }
+        UpstreamBody::Stream(stream) => {
+            let mut scanner = UsageScanner::new(strip_usage);
+            let mut settle = Settle { grant, total: None };
+            let mut ended = false;
+            let body = stream
+                .map(Some)
+                .chain(futures_util::stream::once(async { None }))
+                .filter_map(move |item| {
+                    let out = match item {
+                        Some(Ok(chunk)) => {
+                            let out = scanner.feed(&chunk);
+                            settle.record(scanner.total_tokens);
+                            (!out.is_empty()).then_some(Ok::<Bytes, std::io::Error>(out))
+                        }
+                        Some(Err(e)) => {
+                            // Mid-stream the status line is gone: tell the client in-band and end.
+                            tracing::warn!(error = %e, "upstream stream failed");
+                            ended = true;
+                            let event = json!({"error": {"message": e.to_string(), "type": "api_error", "code": match e {
+                                UpstreamError::Timeout { .. } => "upstream-timeout",
+                                _ => "upstream-unavailable",
+                            }}});
+                            Some(Ok(Bytes::from(format!("data: {event}\n\n"))))
+                        }
+                        None if !ended => {
+                            let rest = scanner.finish();
+                            settle.record(scanner.total_tokens);
+                            (!rest.is_empty()).then_some(Ok(rest))
+                        }
+                        None => None,
+                    };
+                    async move { out }
+                });
+            Response::new(Body::from_stream(body))
+        }
+    };
+    *response.status_mut() = upstream.status;
+    response.headers_mut().extend(upstream.headers);
+    response
+}

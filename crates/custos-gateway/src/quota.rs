@@ -1,0 +1,388 @@
+//! quota: requests per minute and tokens per minute, per key and per team, with GCRA
+//! (the generic cell rate algorithm: one timestamp per limit, no background refill).
+//!
+//! Prompt tokens are charged before the call; when the provider reports usage the charge is
+//! corrected to the true total, which may put a scope into debt that later calls wait out.
+//! Every response to a limited key carries OpenAI's `x-ratelimit-*` headers.
+
+use crate::call::ModelCall;
+use crate::problem::{Problem, ProblemKind};
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use custos_core::principal::SharedPrincipal;
+use http::{HeaderMap, HeaderValue};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+const PERIOD_NS: i64 = 60_000_000_000;
+
+/// One limit's state: the theoretical arrival time, in ns since the limiter's epoch.
+#[derive(Debug, Default)]
+pub struct Cell {
+    tat: Mutex<i64>,
+}
+
+fn lock(c: &Cell) -> MutexGuard<'_, i64> {
+    c.tat.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Key,
+    Team,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Requests,
+    Tokens,
+}
+
+impl Scope {
+    fn label(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Team => "team",
+        }
+    }
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Requests => "requests",
+            Kind::Tokens => "tokens",
+        }
+    }
+}
+
+/// The outcome for one limit after a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub scope: Scope,
+    pub kind: Kind,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Time until the limit is fully replenished.
+    pub reset: Duration,
+}
+
+/// Pure GCRA step: with `tat` the stored state, is `cost` units at `now` conforming to
+/// `limit` per minute? Returns the new TAT on success, the wait on refusal.
+pub fn gcra(tat: i64, now: i64, cost: u64, limit: u32) -> Result<i64, Option<Duration>> {
+    let interval = PERIOD_NS / i64::from(limit.max(1));
+    let increment = i64::try_from(cost).unwrap_or(i64::MAX).saturating_mul(interval);
+    if increment > PERIOD_NS {
+        return Err(None);
+    }
+    let new_tat = tat.max(now).saturating_add(increment);
+    if new_tat - now <= PERIOD_NS {
+        Ok(new_tat)
+    } else {
+        Err(Some(Duration::from_nanos((new_tat - now - PERIOD_NS) as u64)))
+    }
+}
+
+/// Remaining units and time to full replenishment for a TAT.
+pub fn standing(tat: i64, now: i64, limit: u32) -> (u32, Duration) {
+    let interval = PERIOD_NS / i64::from(limit.max(1));
+    let used = (tat - now).max(0);
+    let remaining = ((PERIOD_NS - used).max(0) / interval).min(i64::from(limit)) as u32;
+    (remaining, Duration::from_nanos(used as u64))
+}
+
+/// Charges taken for one call, kept so the token charge can be corrected afterwards.
+#[derive(Debug)]
+pub struct Grant {
+    quotas: Arc<Quotas>,
+    token_cells: Vec<(Arc<Cell>, u32)>,
+    charged_tokens: u32,
+    pub standings: Vec<Standing>,
+}
+
+impl Grant {
+    /// Corrects the token charge to the provider-reported total.
+    pub fn settle(&self, actual_tokens: u32) {
+        let delta = i64::from(actual_tokens) - i64::from(self.charged_tokens);
+        if delta == 0 {
+            return;
+        }
+        for (cell, limit) in &self.token_cells {
+            let interval = PERIOD_NS / i64::from((*limit).max(1));
+            let now = self.quotas.now();
+            let mut tat = lock(cell);
+            let shift = delta.saturating_mul(interval);
+            if delta > 0 {
+                // Usage beyond the estimate is debt that later calls wait out.
+                *tat = (*tat).max(now).saturating_add(shift);
+            } else if *tat > now {
+                // A refund never moves the TAT before now: unused capacity does not pile up.
+                *tat = tat.saturating_add(shift).max(now);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Quotas {
+    epoch: Instant,
+    cells: RwLock<HashMap<(Scope, Kind, String), Arc<Cell>>>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            cells: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+pub enum Refusal {
+    Wait { standing: Standing, retry_after: Duration, all: Vec<Standing> },
+    TooLarge { limit: u32, cost: u32, scope: Scope },
+}
+
+impl Quotas {
+    fn now(&self) -> i64 {
+        self.epoch.elapsed().as_nanos() as i64
+    }
+
+    fn cell(&self, scope: Scope, kind: Kind, id: &str) -> Arc<Cell> {
+        let key = (scope, kind, id.to_owned());
+        if let Some(c) = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return c.clone();
+        }
+        self.cells
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Decides one call: all of the principal's limits must admit it, or none is charged.
+    pub fn admit(self: &Arc<Self>, p: &SharedPrincipal, tokens: u32) -> Result<Option<Grant>, Refusal> {
+        let mut limits: Vec<(Scope, Kind, &str, u32, u64)> = Vec::with_capacity(4);
+        if let Some(l) = p.rpm {
+            limits.push((Scope::Key, Kind::Requests, &p.id, l, 1));
+        }
+        if let Some(l) = p.team_rpm {
+            limits.push((Scope::Team, Kind::Requests, &p.team_id, l, 1));
+        }
+        if let Some(l) = p.tpm {
+            limits.push((Scope::Key, Kind::Tokens, &p.id, l, u64::from(tokens)));
+        }
+        if let Some(l) = p.team_tpm {
+            limits.push((Scope::Team, Kind::Tokens, &p.team_id, l, u64::from(tokens)));
+        }
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let cells: Vec<Arc<Cell>> = limits.iter().map(|(s, k, id, _, _)| self.cell(*s, *k, id)).collect();
+        // Locks are always taken in the same order (key before team, requests before tokens).
+        let mut guards: Vec<MutexGuard<'_, i64>> = cells.iter().map(|c| lock(c)).collect();
+        let now = self.now();
+        let mut new_tats = Vec::with_capacity(limits.len());
+        let mut worst: Option<(Duration, Standing)> = None;
+        for ((scope, kind, _, limit, cost), tat) in limits.iter().zip(&guards) {
+            match gcra(**tat, now, *cost, *limit) {
+                Ok(t) => new_tats.push(t),
+                Err(None) => return Err(Refusal::TooLarge { limit: *limit, cost: tokens, scope: *scope }),
+                Err(Some(wait)) => {
+                    let (remaining, reset) = standing(**tat, now, *limit);
+                    let s = Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset };
+                    if worst.as_ref().is_none_or(|(w, _)| wait > *w) {
+                        worst = Some((wait, s));
+                    }
+                    new_tats.push(**tat);
+                }
+            }
+        }
+        if let Some((retry_after, standing_now)) = worst {
+            let all = limits
+                .iter()
+                .zip(&guards)
+                .map(|((scope, kind, _, limit, _), tat)| {
+                    let (remaining, reset) = standing(**tat, now, *limit);
+                    Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset }
+                })
+                .collect();
+            return Err(Refusal::Wait { standing: standing_now, retry_after, all });
+        }
+        let mut standings = Vec::with_capacity(limits.len());
+        for ((g, t), (scope, kind, _, limit, _)) in guards.iter_mut().zip(&new_tats).zip(&limits) {
+            **g = *t;
+            let (remaining, reset) = standing(*t, now, *limit);
+            standings.push(Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset });
+        }
+        drop(guards);
+        let token_cells = limits
+            .iter()
+            .zip(cells)
+            .filter(|((_, k, _, _, _), _)| *k == Kind::Tokens)
+            .map(|((_, _, _, l, _), c)| (c, *l))
+            .collect();
+        Ok(Some(Grant {
+            quotas: self.clone(),
+            token_cells,
+            charged_tokens: tokens,
+            standings,
+        }))
+    }
+}
+
+/// OpenAI's reset format: `20ms`, `1.5s`, `6m0s`.
+pub fn format_reset(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        let secs = d.as_secs();
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+/// Writes `x-ratelimit-*` headers for the tightest limit of each kind.
+pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
+    for kind in [Kind::Requests, Kind::Tokens] {
+        let Some(s) = standings
+            .iter()
+            .filter(|s| s.kind == kind)
+            .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset)))
+        else {
+            continue;
+        };
+        let k = kind.label();
+        let values = [
+            (format!("x-ratelimit-limit-{k}"), s.limit.to_string()),
+            (format!("x-ratelimit-remaining-{k}"), s.remaining.to_string()),
+            (format!("x-ratelimit-reset-{k}"), format_reset(s.reset)),
+        ];
+        for (name, value) in values {
+            if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                headers.insert(n, v);
+            }
+        }
+    }
+}
+
+/// The quota layer's middleware function: after idempotency (replays are free), before the
+/// provider call.
+pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (Some(principal), Some(call)) = (
+        req.extensions().get::<SharedPrincipal>().cloned(),
+        req.extensions().get::<Arc<ModelCall>>().cloned(),
+    ) else {
+        return next.run(req).await;
+    };
+    match state.quota.admit(&principal, call.prompt_tokens) {
+        Ok(None) => next.run(req).await,
+        Ok(Some(grant)) => {
+            let grant = Arc::new(grant);
+            req.extensions_mut().insert(grant.clone());
+            let mut response = next.run(req).await;
+            write_headers(response.headers_mut(), &grant.standings);
+            response
+        }
+        Err(Refusal::TooLarge { limit, cost, scope }) => {
+            state.metrics.quota_rejection(scope.label(), "tokens");
+            Problem::new(
+                ProblemKind::RequestTooLargeForLimit,
+                format!("this request has {cost} prompt tokens, more than the {} limit of {limit} tokens per minute", scope.label()),
+            )
+            .into_response()
+        }
+        Err(Refusal::Wait { standing, retry_after, all }) => {
+            state.metrics.quota_rejection(standing.scope.label(), standing.kind.label());
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let mut response = Problem::new(
+                match standing.kind {
+                    Kind::Requests => ProblemKind::RateLimitRequests,
+                    Kind::Tokens => ProblemKind::RateLimitTokens,
+                },
+                format!(
+                    "{} limit of {} {} per minute reached; retry in {}",
+                    standing.scope.label(),
+                    standing.limit,
+                    standing.kind.label(),
+                    format_reset(retry_after)
+                ),
+            )
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
+            .into_response();
+            write_headers(response.headers_mut(), &all);
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn allows_a_full_burst_then_refuses() {
+        let mut tat = 0;
+        for _ in 0..10 {
+            tat = gcra(tat, 0, 1, 10).unwrap();
+        }
+        let wait = gcra(tat, 0, 1, 10).unwrap_err().unwrap();
+        assert_eq!(wait, Duration::from_secs(6));
+        // After 6 s one more request conforms.
+        assert!(gcra(tat, 6_000_000_000, 1, 10).is_ok());
+        assert_eq!(gcra(0, 0, 11, 10), Err(None));
+    }
+
+    #[test]
+    fn standing_counts_down() {
+        let tat = gcra(0, 0, 3, 10).unwrap();
+        assert_eq!(standing(tat, 0, 10), (7, Duration::from_secs(18)));
+        assert_eq!(standing(0, 5, 10), (10, Duration::ZERO));
+    }
+
+    #[test]
+    fn reset_format() {
+        assert_eq!(format_reset(Duration::from_millis(20)), "20ms");
+        assert_eq!(format_reset(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_reset(Duration::from_secs(1)), "1s");
+        assert_eq!(format_reset(Duration::from_secs(360)), "6m0s");
+    }
+
+    proptest! {
+        /// Token-bucket bound: between any two admitted calls, no more was admitted than a
+        /// full bucket plus what refilled in between.
+        #[test]
+        fn never_exceeds_limit_per_window(
+            limit in 1u32..50,
+            steps in proptest::collection::vec((0i64..5_000_000_000, 1u64..5), 1..200),
+        ) {
+            let mut tat = 0i64;
+            let mut now = 0i64;
+            let mut admitted: Vec<(i64, u64)> = Vec::new();
+            for (dt, cost) in steps {
+                now += dt;
+                if let Ok(t) = gcra(tat, now, cost, limit) {
+                    tat = t;
+                    admitted.push((now, cost));
+                }
+            }
+            let interval = PERIOD_NS / i64::from(limit);
+            for i in 0..admitted.len() {
+                let mut sum = 0u64;
+                for j in i..admitted.len() {
+                    sum += admitted[j].1;
+                    let bound = (PERIOD_NS + admitted[j].0 - admitted[i].0) / interval + 1;
+                    prop_assert!(sum as i64 <= bound, "admitted {} between {} and {}, bound {}", sum, admitted[i].0, admitted[j].0, bound);
+                }
+            }
+        }
+    }
+}

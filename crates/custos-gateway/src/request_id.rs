@@ -1,0 +1,121 @@
+//! request_id: every request gets an `X-Request-ID` (the client's if valid, else a UUIDv7),
+//! echoed on the response, sent upstream, and carried by every log line of the request.
+//! W3C trace context is propagated: custos joins the caller's trace as a new span, or starts
+//! one.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use custos_core::RequestId;
+use http::HeaderValue;
+use tracing::Instrument;
+
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// The trace context to send upstream.
+#[derive(Clone, Debug)]
+pub struct TraceContext {
+    /// `00-<trace-id>-<custos' span id>-<flags>`.
+    pub traceparent: String,
+    pub tracestate: Option<HeaderValue>,
+    pub trace_id: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let id = uuid::Uuid::new_v4();
+    let mut s = hex::encode(id.as_bytes());
+    s.truncate(bytes * 2);
+    s
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Parses a W3C `traceparent` and returns (trace-id, flags) when valid.
+pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.trim().split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent_id = parts.next()?;
+    let flags = parts.next()?;
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    if !is_lower_hex(version, 2) || version == "ff" || !is_lower_hex(trace_id, 32) || !is_lower_hex(parent_id, 16) || !is_lower_hex(flags, 2) {
+        return None;
+    }
+    if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some((trace_id, flags))
+}
+
+impl TraceContext {
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let span_id = random_hex(8);
+        let incoming = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent);
+        match incoming {
+            Some((trace_id, flags)) => Self {
+                traceparent: format!("00-{trace_id}-{span_id}-{flags}"),
+                tracestate: headers.get("tracestate").cloned(),
+                trace_id: trace_id.to_owned(),
+            },
+            None => {
+                let trace_id = random_hex(16);
+                Self {
+                    traceparent: format!("00-{trace_id}-{span_id}-00"),
+                    tracestate: None,
+                    trace_id,
+                }
+            }
+        }
+    }
+}
+
+/// The request_id layer's middleware function: the outermost layer.
+pub async fn assign(mut req: Request, next: Next) -> Response {
+    let id = RequestId::from_client(req.headers().get(X_REQUEST_ID).map(|v| v.as_bytes()));
+    let trace = TraceContext::from_headers(req.headers());
+    let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id);
+    req.extensions_mut().insert(id.clone());
+    req.extensions_mut().insert(trace);
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parsing() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(parse_traceparent(ok), Some(("4bf92f3577b34da6a3ce929d0e0e4736", "01")));
+        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none());
+        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none());
+        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_none());
+        assert!(parse_traceparent("garbage").is_none());
+    }
+
+    #[test]
+    fn joins_or_starts_a_trace() {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        let t = TraceContext::from_headers(&h);
+        assert!(t.traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(t.traceparent.ends_with("-01"));
+        assert!(!t.traceparent.contains("00f067aa0ba902b7"));
+        let fresh = TraceContext::from_headers(&http::HeaderMap::new());
+        assert!(parse_traceparent(&fresh.traceparent).is_some());
+    }
+}

@@ -1,0 +1,66 @@
+//! Endpoints that are not model calls: `/v1/models` (what this key may use), `/healthz`
+//! (the process is up), `/readyz` (the store answers and keys are fresh), and fallbacks.
+
+use crate::problem::{Problem, ProblemKind};
+use crate::state::AppState;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use custos_core::principal::SharedPrincipal;
+use serde_json::{json, Value};
+
+fn model_object(model: &str, owner: &str) -> Value {
+    json!({"id": model, "object": "model", "created": 0, "owned_by": owner})
+}
+
+/// `GET /v1/models`: the routed models this key may call.
+pub async fn list_models(State(state): State<AppState>, req: Request) -> Response {
+    let Some(p) = req.extensions().get::<SharedPrincipal>() else {
+        return Problem::new(ProblemKind::Internal, "models listed before authn").into_response();
+    };
+    let data: Vec<Value> = state
+        .routes
+        .iter()
+        .filter(|r| p.models.allows(&r.model))
+        .map(|r| model_object(&r.model, r.provider.name()))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let Some(p) = req.extensions().get::<SharedPrincipal>() else {
+        return Problem::new(ProblemKind::Internal, "model read before authn").into_response();
+    };
+    match state.routes.get(&id) {
+        Some(r) if p.models.allows(&r.model) => Json(model_object(&r.model, r.provider.name())).into_response(),
+        Some(_) => Problem::new(ProblemKind::ModelNotAllowed, format!("this API key may not use the model {id:?}")).into_response(),
+        None => Problem::new(ProblemKind::ModelNotFound, format!("the model {id:?} is not served by this gateway")).into_response(),
+    }
+}
+
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let stale_after = state.config.server.key_refresh_interval.0.as_millis() as i64 * 10 + 5_000;
+    let age = custos_core::time::now_ms() - state.keys.last_refresh_ms();
+    let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    match db {
+        Ok(Ok(())) if age <= stale_after => {
+            Json(json!({"status": "ready", "database": state.store.backend().as_str(), "keys": state.keys.len()})).into_response()
+        }
+        Ok(Ok(())) => Problem::new(ProblemKind::NotReady, format!("the key index was last refreshed {age} ms ago")).into_response(),
+        Ok(Err(e)) => Problem::new(ProblemKind::NotReady, format!("the database does not answer: {e}")).into_response(),
+        Err(_) => Problem::new(ProblemKind::NotReady, "the database did not answer within 2s").into_response(),
+    }
+}
+
+pub async fn not_found() -> Response {
+    Problem::new(ProblemKind::NotFound, "no such endpoint; custos serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models").into_response()
+}
+
+pub async fn method_not_allowed() -> Response {
+    Problem::new(ProblemKind::MethodNotAllowed, "this endpoint does not accept that method").into_response()
+}

@@ -1,0 +1,150 @@
+//! A pass-through scanner for server-sent event streams: forwards each complete event as soon
+//! as it arrives, reads the provider's `usage` object on the way (for quota settlement), and
+//! can drop the usage-only event that custos asked for when the client did not.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct UsageScanner {
+    pending: BytesMut,
+    strip_usage_event: bool,
+    /// Total tokens the provider reported, once seen.
+    pub total_tokens: Option<u32>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// End of the first complete event in `buf` (index just past its blank line).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = find(buf, b"\n\n").map(|i| i + 2);
+    let crlf = find(buf, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl UsageScanner {
+    pub fn new(strip_usage_event: bool) -> Self {
+        Self {
+            strip_usage_event,
+            ..Default::default()
+        }
+    }
+
+    /// Feeds one chunk from upstream; returns what to send to the client now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        self.pending.extend_from_slice(chunk);
+        let mut out = BytesMut::with_capacity(self.pending.len());
+        while let Some(end) = event_end(&self.pending) {
+            let event = self.pending.split_to(end);
+            if self.keep(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// The stream ended: whatever is left (an unterminated event) goes out as is.
+    pub fn finish(&mut self) -> Bytes {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() && self.keep(&rest) {
+            rest.freeze()
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// Reads usage from one event and decides whether the client sees it.
+    fn keep(&mut self, event: &[u8]) -> bool {
+        let Some(at) = find(event, b"\"usage\"") else { return true };
+        // Fast path: chunks that only say `"usage":null`.
+        if event[at..].starts_with(b"\"usage\":null") && find(&event[at + 12..], b"\"usage\"").is_none() {
+            return true;
+        }
+        let data: Vec<u8> = event
+            .split(|b| *b == b'\n')
+            .filter_map(|line| line.strip_prefix(b"data:"))
+            .flat_map(|d| d.strip_prefix(b" ").unwrap_or(d).iter().copied().chain([b'\n']))
+            .collect();
+        let Ok(v) = serde_json::from_slice::<Value>(&data) else { return true };
+        let Some(usage) = v.get("usage").filter(|u| u.is_object()) else { return true };
+        let total = usage.get("total_tokens").and_then(Value::as_u64).or_else(|| {
+            Some(usage.get("prompt_tokens")?.as_u64()? + usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0))
+        });
+        if let Some(t) = total {
+            self.total_tokens = Some(u32::try_from(t).unwrap_or(u32::MAX));
+        }
+        let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
+        !(self.strip_usage_event && usage_only)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n\
+        data: [DONE]\n\n";
+
+    fn run(chunks: &[&[u8]], strip: bool) -> (String, Option<u32>) {
+        let mut s = UsageScanner::new(strip);
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&s.feed(c));
+        }
+        out.extend_from_slice(&s.finish());
+        (String::from_utf8(out).unwrap(), s.total_tokens)
+    }
+
+    #[test]
+    fn reads_usage_and_keeps_it_when_asked() {
+        let (out, total) = run(&[STREAM.as_bytes()], false);
+        assert_eq!(out, STREAM);
+        assert_eq!(total, Some(7));
+    }
+
+    #[test]
+    fn strips_the_usage_event_when_the_client_did_not_ask() {
+        let (out, total) = run(&[STREAM.as_bytes()], true);
+        assert!(!out.contains("total_tokens"));
+        assert!(out.ends_with("data: [DONE]\n\n"));
+        assert_eq!(total, Some(7));
+    }
+
+    #[test]
+    fn handles_crlf_and_unterminated_tails() {
+        let (out, _) = run(&[b"data: a\r\n\r\ndata: b"], false);
+        assert_eq!(out, "data: a\r\n\r\ndata: b");
+    }
+
+    proptest! {
+        /// However the upstream splits its bytes, the client gets the same bytes and the
+        /// same usage.
+        #[test]
+        fn chunking_does_not_matter(cuts in proptest::collection::vec(0usize..STREAM.len(), 0..10), strip in any::<bool>()) {
+            let mut cuts = cuts;
+            cuts.sort();
+            cuts.dedup();
+            let bytes = STREAM.as_bytes();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                chunks.push(&bytes[last..c]);
+                last = c;
+            }
+            chunks.push(&bytes[last..]);
+            prop_assert_eq!(run(&chunks, strip), run(&[bytes], strip));
+        }
+
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = run(&[&data], true);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! What every layer shares: configuration, the store, the key index, routes, quota and
+//! idempotency state, and metrics. Built once at start; the hot path only reads it.
+
+use crate::authn::KeyCache;
+use crate::idempotency::IdempotencyStore;
+use crate::metrics::Metrics;
+use crate::quota::Quotas;
+use crate::route::RouteTable;
+use custos_core::Config;
+use custos_store::Store;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub keys: Arc<KeyCache>,
+    pub routes: RouteTable,
+    pub quota: Arc<Quotas>,
+    pub idempotency: Arc<IdempotencyStore>,
+    pub metrics: Metrics,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").field("keys", &self.len()).finish()
+    }
+}

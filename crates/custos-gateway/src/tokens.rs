@@ -1,0 +1,164 @@
+//! Token counting with OpenAI's real BPE vocabularies (`o200k_base` for the GPT-4o family and
+//! later, `cl100k_base` otherwise), used to charge token quotas before a call and by the mock
+//! provider to report true usage.
+
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+
+/// Text longer than this is tokenized on the blocking pool, off the async workers.
+pub const INLINE_LIMIT: usize = 64 * 1024;
+
+/// Tokens OpenAI adds per chat message, and to prime the reply (its published counting rule).
+const PER_MESSAGE: u32 = 3;
+const REPLY_PRIMING: u32 = 3;
+/// A flat charge per image part: the low-detail cost; the provider's usage corrects it.
+const PER_IMAGE: u32 = 85;
+
+/// The vocabulary a model uses.
+pub fn bpe_for(model: &str) -> &'static CoreBPE {
+    let m = model.rsplit('/').next().unwrap_or(model);
+    let o200k = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss"];
+    if o200k.iter().any(|p| m.starts_with(p)) {
+        tiktoken_rs::o200k_base_singleton()
+    } else {
+        tiktoken_rs::cl100k_base_singleton()
+    }
+}
+
+/// Loads both vocabularies now, so the first request does not pay for it.
+pub fn warm_up() {
+    let _ = tiktoken_rs::o200k_base_singleton().encode_ordinary("warm");
+    let _ = tiktoken_rs::cl100k_base_singleton().encode_ordinary("warm");
+}
+
+pub fn count(model: &str, text: &str) -> u32 {
+    if text.is_empty() {
+        return 0;
+    }
+    u32::try_from(bpe_for(model).encode_ordinary(text).len()).unwrap_or(u32::MAX)
+}
+
+/// Every string a request sends the model as prompt, with the fixed per-item overheads.
+pub struct PromptText<'a> {
+    pub parts: Vec<&'a str>,
+    pub fixed: u32,
+}
+
+impl PromptText<'_> {
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub fn count(&self, model: &str) -> u32 {
+        let bpe = bpe_for(model);
+        let text: u64 = self
+            .parts
+            .iter()
+            .map(|p| bpe.encode_ordinary(p).len() as u64)
+            .sum();
+        u32::try_from(text + u64::from(self.fixed)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Chat messages: role, name and text content of every message; tools' JSON as sent.
+pub fn chat_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
+    let mut parts = Vec::new();
+    let mut fixed = REPLY_PRIMING;
+    if let Some(Value::Array(messages)) = body.get("messages") {
+        for m in messages {
+            fixed += PER_MESSAGE;
+            let Value::Object(m) = m else { continue };
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("content", Value::Array(items)) => {
+                        for item in items {
+                            match item.get("text").and_then(Value::as_str) {
+                                Some(t) => parts.push(t),
+                                None if item.get("type").and_then(Value::as_str) == Some("image_url") => {
+                                    fixed += PER_IMAGE
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    (_, Value::String(s)) => {
+                        parts.push(s.as_str());
+                        if k == "name" {
+                            fixed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    PromptText { parts, fixed }
+}
+
+/// Legacy completions: `prompt` as a string or array of strings.
+pub fn completion_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
+    strings_of(body.get("prompt"))
+}
+
+/// Embeddings: `input` as a string or array of strings (token arrays count as their length).
+pub fn embedding_input(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
+    strings_of(body.get("input"))
+}
+
+fn strings_of(v: Option<&Value>) -> PromptText<'_> {
+    let mut parts = Vec::new();
+    let mut fixed = 0u32;
+    match v {
+        Some(Value::String(s)) => parts.push(s.as_str()),
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) => parts.push(s.as_str()),
+                    Value::Number(_) => fixed = fixed.saturating_add(1),
+                    Value::Array(tokens) => fixed = fixed.saturating_add(tokens.len() as u32),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    PromptText { parts, fixed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn counts_with_the_right_vocabulary() {
+        // Reference counts from OpenAI's tokenizer.
+        assert_eq!(count("gpt-4o-mini", "hello world"), 2);
+        assert_eq!(count("gpt-3.5-turbo", "tiktoken is great!"), 6);
+        assert_eq!(count("gpt-4o", ""), 0);
+    }
+
+    #[test]
+    fn chat_prompt_follows_openai_rule() {
+        let body = json!({"messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "x"}}]}
+        ]});
+        let p = chat_prompt(body.as_object().unwrap());
+        assert_eq!(p.parts, vec!["system", "You are helpful.", "user", "Hi"]);
+        assert_eq!(p.fixed, 3 + 3 + 3 + 85);
+        assert!(p.count("gpt-4o") > p.fixed);
+    }
+
+    #[test]
+    fn embedding_inputs() {
+        let body = json!({"input": ["a b", [1, 2, 3], 7]});
+        let p = embedding_input(body.as_object().unwrap());
+        assert_eq!(p.parts, vec!["a b"]);
+        assert_eq!(p.fixed, 4);
+    }
+}

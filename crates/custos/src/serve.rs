@@ -1,0 +1,122 @@
+//! `custos init` and `custos serve`.
+
+use crate::identity::{open, DEFAULT_TENANT};
+use crate::Ctx;
+use anyhow::{Context, Result};
+use custos_core::config::{LogFormat, ProviderKind, STARTER_TOML};
+use custos_core::Config;
+use custos_gateway::Gateway;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub async fn init(path: &Path, force: bool, database_url: Option<&str>, json: bool) -> Result<ExitCode> {
+    let existed = path.exists();
+    if existed && !force {
+        eprintln!("{} already exists; keeping it (use --force to overwrite)", path.display());
+    } else {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, STARTER_TOML).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let url = config.database_url(database_url);
+    let store = custos_store::Store::open(&url)
+        .await
+        .with_context(|| format!("cannot create the database {}", custos_store::redact_url(&url)))?;
+    store.ensure_tenant(DEFAULT_TENANT).await?;
+    if json {
+        crate::output::json(&serde_json::json!({"config": path, "database": custos_store::redact_url(&url), "tenant": DEFAULT_TENANT}));
+    } else {
+        if !existed || force {
+            eprintln!("wrote {}", path.display());
+        }
+        eprintln!("database ready: {} (tenant \"{DEFAULT_TENANT}\")", custos_store::redact_url(&url));
+        eprintln!("next: custos teams create ml && custos apps create chatbot --team ml && custos keys create --team ml --app chatbot");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
+    init_logging(&ctx.config);
+    let store = open(&ctx).await?;
+    store.ensure_tenant(DEFAULT_TENANT).await?;
+    let addr = listen.unwrap_or(ctx.config.server.listen);
+    let providers: Vec<String> = ctx
+        .config
+        .providers
+        .iter()
+        .map(|p| format!("{} ({})", p.name, match p.kind { ProviderKind::Mock => "mock", ProviderKind::Openai => "openai-compatible" }))
+        .collect();
+    let models = ctx.config.models.len();
+    let gateway = match Gateway::new(ctx.config, store.clone()).await {
+        Ok(g) => g,
+        Err(custos_gateway::GatewayError::Provider(e)) => {
+            eprintln!("error: invalid configuration: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another process using it? choose another with --listen"))?;
+    let local = listener.local_addr()?;
+    let keys = gateway.state().keys.len();
+    eprintln!("custos gateway listening on http://{local}/v1");
+    eprintln!(
+        "  config: {}   database: {}   providers: {}   models: {models}   keys: {keys}",
+        ctx.config_path.as_deref().map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+        custos_store::redact_url(&ctx.database_url),
+        providers.join(", "),
+    );
+    if keys == 0 {
+        eprintln!("  no API keys yet; in another terminal create one:");
+        eprintln!("    custos teams create ml && custos apps create chatbot --team ml");
+        eprintln!("    export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)");
+    }
+    eprintln!("  try: curl http://{local}/v1/models -H \"Authorization: Bearer $OPENAI_API_KEY\"");
+    tracing::info!(listen = %local, "custos started");
+    gateway.serve(listener, shutdown_signal()).await?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
