@@ -269,6 +269,21 @@ struct Tap {
     guard: Abandon,
 }
 
+impl Tap {
+    /// Stores the recorded response, once.
+    fn finish(&mut self) {
+        if let Some(headers) = self.headers.take() {
+            let stored = Stored {
+                status: self.status,
+                headers,
+                body: std::mem::take(&mut self.buffer).freeze(),
+            };
+            self.guard.store.complete(&self.guard.scope, self.guard.token, stored);
+            self.guard.armed = false;
+        }
+    }
+}
+
 impl http_body::Body for Tap {
     type Data = Bytes;
     type Error = axum::Error;
@@ -280,25 +295,19 @@ impl http_body::Body for Tap {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(_)) = (frame.data_ref(), &this.headers) {
                     if this.buffer.len() + data.len() > this.limit {
-                        // Too big to keep: stop recording; the key is freed at the end.
+                        // Too big to keep: stop recording; the key is freed when dropped.
                         this.headers = None;
                         this.buffer = BytesMut::new();
                     } else {
                         this.buffer.extend_from_slice(data);
                     }
                 }
-            }
-            Poll::Ready(None) => {
-                if let Some(headers) = this.headers.take() {
-                    let stored = Stored {
-                        status: this.status,
-                        headers,
-                        body: std::mem::take(&mut this.buffer).freeze(),
-                    };
-                    this.guard.store.complete(&this.guard.scope, this.guard.token, stored);
-                    this.guard.armed = false;
+                // hyper stops polling once a body reports its end, so finish here too.
+                if this.inner.is_end_stream() {
+                    this.finish();
                 }
             }
+            Poll::Ready(None) => this.finish(),
             Poll::Ready(Some(Err(_))) => this.headers = None,
             Poll::Pending => {}
         }

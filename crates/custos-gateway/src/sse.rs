@@ -92,26 +92,27 @@ mod tests {
         data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n\
         data: [DONE]\n\n";
 
-    fn run(chunks: &[&[u8]], strip: bool) -> (String, Option<u32>) {
+    fn run(chunks: &[&[u8]], strip: bool) -> (Vec<u8>, Option<u32>) {
         let mut s = UsageScanner::new(strip);
         let mut out = Vec::new();
         for c in chunks {
             out.extend_from_slice(&s.feed(c));
         }
         out.extend_from_slice(&s.finish());
-        (String::from_utf8(out).unwrap(), s.total_tokens)
+        (out, s.total_tokens)
     }
 
     #[test]
     fn reads_usage_and_keeps_it_when_asked() {
         let (out, total) = run(&[STREAM.as_bytes()], false);
-        assert_eq!(out, STREAM);
+        assert_eq!(out, STREAM.as_bytes());
         assert_eq!(total, Some(7));
     }
 
     #[test]
     fn strips_the_usage_event_when_the_client_did_not_ask() {
         let (out, total) = run(&[STREAM.as_bytes()], true);
+        let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("total_tokens"));
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert_eq!(total, Some(7));
@@ -120,7 +121,7 @@ mod tests {
     #[test]
     fn handles_crlf_and_unterminated_tails() {
         let (out, _) = run(&[b"data: a\r\n\r\ndata: b"], false);
-        assert_eq!(out, "data: a\r\n\r\ndata: b");
+        assert_eq!(out, b"data: a\r\n\r\ndata: b");
     }
 
     proptest! {

@@ -1,0 +1,192 @@
+//! Test harness: a real gateway on a loopback port over a real SQLite file or a fresh real
+//! PostgreSQL database, keys minted through the store as the CLI does, and small upstream
+//! servers that play a provider.
+#![allow(dead_code)]
+
+use axum::Router;
+use custos_core::Config;
+use custos_gateway::Gateway;
+use custos_store::{testkit, NewKey, Store};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub struct Db {
+    pub url: String,
+    pub name: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// SQLite always; PostgreSQL too when `CUSTOS_TEST_POSTGRES_URL` is set.
+pub async fn databases(test: &str) -> Vec<Db> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut out = vec![Db {
+        url: format!("sqlite://{}", dir.path().join("custos.db").display()),
+        name: "sqlite",
+        _dir: Some(dir),
+    }];
+    if let Some(url) = testkit::fresh_postgres(test).await.expect("create test database") {
+        out.push(Db { url, name: "postgres", _dir: None });
+    }
+    out
+}
+
+pub struct TestGateway {
+    pub base: String,
+    pub store: Store,
+    pub app_id: String,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    _gateway_drop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn config(toml: &str) -> Config {
+    Config::from_toml(toml, Path::new("test.toml")).expect("test config")
+}
+
+/// Starts a gateway with `toml` on `db`, creating tenant `acme`, team `ml`, app `bot`.
+pub async fn start(db: &Db, toml: &str) -> TestGateway {
+    let store = Store::open(&db.url).await.expect("open store");
+    store.ensure_tenant("acme").await.unwrap();
+    let app_id = match store.app("acme", "ml", "bot").await {
+        Ok(a) => a.id,
+        Err(_) => {
+            store.create_team("acme", "ml", None, None).await.unwrap();
+            store.create_app("acme", "ml", "bot").await.unwrap().id
+        }
+    };
+    start_on(store, app_id, toml).await
+}
+
+pub async fn start_on(store: Store, app_id: String, toml: &str) -> TestGateway {
+    let mut cfg = config(toml);
+    cfg.server.key_refresh_interval = custos_core::config::HumanDuration(Duration::from_millis(200));
+    let gateway = Gateway::new(cfg, store.clone()).await.expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = gateway
+            .serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    TestGateway {
+        base: format!("http://{addr}"),
+        store,
+        app_id,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        server,
+        _gateway_drop: tx,
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct KeySpec {
+    pub models: Option<&'static str>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl TestGateway {
+    /// Mints a key the way `custos keys create` does and waits until the gateway knows it.
+    pub async fn key(&self, spec: KeySpec) -> (String, String) {
+        let minted = custos_authz::api_key::mint().unwrap();
+        let row = self
+            .store
+            .insert_key(&NewKey {
+                digest_hex: minted.digest.to_hex(),
+                prefix: minted.display_prefix.clone(),
+                name: None,
+                app_id: self.app_id.clone(),
+                env: "prod".into(),
+                models: spec.models.unwrap_or("*").into(),
+                rpm: spec.rpm,
+                tpm: spec.tpm,
+                expires_at: spec.expires_at,
+            })
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = self.get("/v1/models", &minted.secret).await;
+            if r.status() == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "gateway never saw the new key");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (minted.secret, row.id)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_raw(&self, path: &str, key: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn chat(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Asserts a problem+json response of the given status and slug; returns its body.
+pub async fn expect_problem(r: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+    assert_eq!(r.status().as_u16(), status, "status for {slug}");
+    assert_eq!(
+        r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["type"], format!("https://custos.dev/problems/{slug}"), "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["error"]["code"], slug);
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}
+
+/// Serves `app` on a loopback port; returns its address.
+pub async fn upstream(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// A config routing `model` to an OpenAI-compatible provider at `addr`.
+pub fn upstream_config(addr: SocketAddr, model: &str, extra_provider: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"http://{addr}/v1\"\n{extra_provider}\n\n\
+         [[models]]\nname = \"{model}\"\nprovider = \"up\"\nupstream = \"{model}-upstream\"\n"
+    )
+}
