@@ -133,7 +133,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -165,10 +169,16 @@ mod tests {
     fn malformed_keys_are_refused() {
         let k = mint_from([7; 32]).secret;
         assert_eq!(check_format("sk-abc"), Err(ApiKeyError::Prefix));
-        assert_eq!(check_format(&k[..KEY_LEN - 1]), Err(ApiKeyError::Length(KEY_LEN - 1)));
+        assert_eq!(
+            check_format(&k[..KEY_LEN - 1]),
+            Err(ApiKeyError::Length(KEY_LEN - 1))
+        );
         let mut typo = k.clone().into_bytes();
         typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
-        assert_eq!(check_format(&String::from_utf8(typo).unwrap()), Err(ApiKeyError::Checksum));
+        assert_eq!(
+            check_format(&String::from_utf8(typo).unwrap()),
+            Err(ApiKeyError::Checksum)
+        );
         let bad = format!("{}{}", &k[..20], "-".repeat(KEY_LEN - 20));
         assert_eq!(check_format(&bad), Err(ApiKeyError::Charset));
     }

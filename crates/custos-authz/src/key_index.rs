@@ -65,10 +65,14 @@ impl KeyIndex {
             return KeyCheck::Unknown;
         };
         if record.revoked_at_ms.is_some_and(|t| t <= now_ms) {
-            return KeyCheck::Revoked { key_id: record.id.clone() };
+            return KeyCheck::Revoked {
+                key_id: record.id.clone(),
+            };
         }
         if record.expires_at_ms.is_some_and(|t| t <= now_ms) {
-            return KeyCheck::Expired { key_id: record.id.clone() };
+            return KeyCheck::Expired {
+                key_id: record.id.clone(),
+            };
         }
         KeyCheck::Valid(record.principal.clone())
     }
@@ -106,16 +110,43 @@ mod tests {
         let c = mint_from([3; 32]);
         let unknown = mint_from([4; 32]);
         let index = KeyIndex::new([
-            KeyRecord { id: "key_a".into(), digest: a.digest, principal: principal("key_a"), expires_at_ms: None, revoked_at_ms: None },
-            KeyRecord { id: "key_b".into(), digest: b.digest, principal: principal("key_b"), expires_at_ms: Some(1_000), revoked_at_ms: None },
-            KeyRecord { id: "key_c".into(), digest: c.digest, principal: principal("key_c"), expires_at_ms: None, revoked_at_ms: Some(500) },
+            KeyRecord {
+                id: "key_a".into(),
+                digest: a.digest,
+                principal: principal("key_a"),
+                expires_at_ms: None,
+                revoked_at_ms: None,
+            },
+            KeyRecord {
+                id: "key_b".into(),
+                digest: b.digest,
+                principal: principal("key_b"),
+                expires_at_ms: Some(1_000),
+                revoked_at_ms: None,
+            },
+            KeyRecord {
+                id: "key_c".into(),
+                digest: c.digest,
+                principal: principal("key_c"),
+                expires_at_ms: None,
+                revoked_at_ms: Some(500),
+            },
         ]);
         assert!(matches!(index.check(&a.secret, 2_000), KeyCheck::Valid(p) if p.id == "key_a"));
         assert!(matches!(index.check(&b.secret, 999), KeyCheck::Valid(_)));
-        assert!(matches!(index.check(&b.secret, 1_000), KeyCheck::Expired { .. }));
+        assert!(matches!(
+            index.check(&b.secret, 1_000),
+            KeyCheck::Expired { .. }
+        ));
         assert!(matches!(index.check(&c.secret, 400), KeyCheck::Valid(_)));
-        assert!(matches!(index.check(&c.secret, 500), KeyCheck::Revoked { .. }));
+        assert!(matches!(
+            index.check(&c.secret, 500),
+            KeyCheck::Revoked { .. }
+        ));
         assert!(matches!(index.check(&unknown.secret, 0), KeyCheck::Unknown));
-        assert!(matches!(index.check("Bearer nonsense", 0), KeyCheck::Malformed(_)));
+        assert!(matches!(
+            index.check("Bearer nonsense", 0),
+            KeyCheck::Malformed(_)
+        ));
     }
 }

@@ -53,7 +53,9 @@ impl std::fmt::Display for HumanDuration {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// The whole file. `Default` is empty on purpose: serde fills absent sections from it, and
+/// the mock default applies only when the file routes no providers and no models at all.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -202,21 +204,6 @@ impl ModelRoute {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        // Empty on purpose: serde fills absent sections from here, and the mock default
-        // applies only when the file routes no providers and no models at all.
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            log: LogConfig::default(),
-            idempotency: IdempotencyConfig::default(),
-            providers: Vec::new(),
-            models: Vec::new(),
-        }
-    }
-}
-
 /// Models the built-in mock provider serves when nothing else is configured.
 pub const MOCK_DEFAULT_MODELS: &[&str] = &[
     "gpt-4o-mini",
@@ -306,14 +293,22 @@ impl Config {
             })
         };
         if self.server.max_body_bytes == 0 {
-            return fail("server.max_body_bytes".into(), find_key(text, "max_body_bytes"), "must be greater than zero".into());
+            return fail(
+                "server.max_body_bytes".into(),
+                find_key(text, "max_body_bytes"),
+                "must be greater than zero".into(),
+            );
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let key = |k: &str| format!("providers[{i}].{k}");
             let at = |k: &str| find_nth_table_key(text, "providers", i, k);
             if !names.insert(p.name.as_str()) {
-                return fail(key("name"), at("name"), format!("provider name {:?} is used twice", p.name));
+                return fail(
+                    key("name"),
+                    at("name"),
+                    format!("provider name {:?} is used twice", p.name),
+                );
             }
             if p.api_key.is_some() {
                 return fail(
@@ -324,11 +319,18 @@ impl Config {
             }
             match p.kind {
                 ProviderKind::Openai => match &p.base_url {
-                    None => {
-                        return fail(key("base_url"), at("kind"), "an `openai` provider needs `base_url`, e.g. \"https://api.openai.com/v1\"".into())
-                    }
+                    None => return fail(
+                        key("base_url"),
+                        at("kind"),
+                        "an `openai` provider needs `base_url`, e.g. \"https://api.openai.com/v1\""
+                            .into(),
+                    ),
                     Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                        return fail(key("base_url"), at("base_url"), format!("{u:?} is not an http:// or https:// URL"))
+                        return fail(
+                            key("base_url"),
+                            at("base_url"),
+                            format!("{u:?} is not an http:// or https:// URL"),
+                        )
                     }
                     Some(_) => {}
                 },
@@ -336,26 +338,46 @@ impl Config {
             }
             if let Some(env) = &p.api_key_env {
                 if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return fail(key("api_key_env"), at("api_key_env"), format!("{env:?} is not an environment variable name"));
+                    return fail(
+                        key("api_key_env"),
+                        at("api_key_env"),
+                        format!("{env:?} is not an environment variable name"),
+                    );
                 }
             }
         }
         let mut models = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             if !models.insert(m.name.as_str()) {
-                return fail(format!("models[{i}].name"), find_nth_table_key(text, "models", i, "name"), format!("model {:?} is routed twice", m.name));
+                return fail(
+                    format!("models[{i}].name"),
+                    find_nth_table_key(text, "models", i, "name"),
+                    format!("model {:?} is routed twice", m.name),
+                );
             }
-            if !self.providers.iter().any(|p| p.name == *m.provider.get_ref()) {
+            if !self
+                .providers
+                .iter()
+                .any(|p| p.name == *m.provider.get_ref())
+            {
                 let known: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
                 return fail(
                     format!("models[{i}].provider"),
                     Some(m.provider.span().start),
-                    format!("no provider named {:?} (configured: {})", m.provider.get_ref(), known.join(", ")),
+                    format!(
+                        "no provider named {:?} (configured: {})",
+                        m.provider.get_ref(),
+                        known.join(", ")
+                    ),
                 );
             }
         }
         if self.models.is_empty() {
-            return fail("models".into(), None, "no [[models]] are routed: add one per model name clients may call".into());
+            return fail(
+                "models".into(),
+                None,
+                "no [[models]] are routed: add one per model name clients may call".into(),
+            );
         }
         Ok(())
     }
@@ -373,7 +395,10 @@ impl Config {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.database.data_dir.clone().unwrap_or_else(|| PathBuf::from(".custos"))
+        self.database
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".custos"))
     }
 }
 
@@ -382,7 +407,12 @@ fn line_col(text: &str, offset: usize) -> (Option<usize>, Option<usize>) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    let col = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
     (Some(line), Some(col))
 }
 
@@ -522,7 +552,8 @@ mod tests {
 
     #[test]
     fn type_error_names_line_and_key() {
-        let e = parse("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body_bytes = \"big\"\n").unwrap_err();
+        let e =
+            parse("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body_bytes = \"big\"\n").unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert_eq!(e.key.as_deref(), Some("server.max_body_bytes"), "{e}");
         assert!(e.to_string().starts_with("custos.toml:3:"), "{e}");

@@ -86,14 +86,29 @@ mod tests {
     fn parses_units() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration(" 2w ").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            parse_duration(" 2w ").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
     }
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["", "10", "s", "10x", "-5s", "1.5h", "99999999999999999999999d", "10s5"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10x",
+            "-5s",
+            "1.5h",
+            "99999999999999999999999d",
+            "10s5",
+        ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.to_string().contains("invalid duration"), "{bad}: {e}");
         }

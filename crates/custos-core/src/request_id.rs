@@ -54,7 +54,10 @@ mod tests {
 
     #[test]
     fn accepts_valid_and_refuses_invalid() {
-        assert_eq!(RequestId::parse(b"abc-123_x.y").unwrap().as_str(), "abc-123_x.y");
+        assert_eq!(
+            RequestId::parse(b"abc-123_x.y").unwrap().as_str(),
+            "abc-123_x.y"
+        );
         assert!(RequestId::parse(b"").is_none());
         assert!(RequestId::parse(b"has space").is_none());
         assert!(RequestId::parse(b"new\nline").is_none());

@@ -95,7 +95,8 @@ impl KeyCache {
 }
 
 fn limit(v: Option<i64>) -> Option<u32> {
-    v.filter(|v| *v > 0).map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+    v.filter(|v| *v > 0)
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
 }
 
 /// Builds the index record of a stored key; rows with a corrupt digest are skipped (and logged).
@@ -138,7 +139,10 @@ fn bearer(req: &Request) -> Result<&str, Problem> {
         ));
     };
     let value = value.to_str().map_err(|_| {
-        Problem::new(ProblemKind::InvalidApiKey, "the Authorization header is not ASCII")
+        Problem::new(
+            ProblemKind::InvalidApiKey,
+            "the Authorization header is not ASCII",
+        )
     })?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -154,10 +158,22 @@ fn bearer(req: &Request) -> Result<&str, Problem> {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let outcome = bearer(&req).and_then(|token| match state.keys.check(token) {
         KeyCheck::Valid(p) => Ok(p),
-        KeyCheck::Malformed(e) => Err(Problem::new(ProblemKind::InvalidApiKey, format!("invalid API key: {e}"))),
-        KeyCheck::Unknown => Err(Problem::new(ProblemKind::InvalidApiKey, "invalid API key: no such key")),
-        KeyCheck::Expired { key_id } => Err(Problem::new(ProblemKind::ExpiredApiKey, format!("API key {key_id} has expired; ask for a new key"))),
-        KeyCheck::Revoked { key_id } => Err(Problem::new(ProblemKind::RevokedApiKey, format!("API key {key_id} was revoked"))),
+        KeyCheck::Malformed(e) => Err(Problem::new(
+            ProblemKind::InvalidApiKey,
+            format!("invalid API key: {e}"),
+        )),
+        KeyCheck::Unknown => Err(Problem::new(
+            ProblemKind::InvalidApiKey,
+            "invalid API key: no such key",
+        )),
+        KeyCheck::Expired { key_id } => Err(Problem::new(
+            ProblemKind::ExpiredApiKey,
+            format!("API key {key_id} has expired; ask for a new key"),
+        )),
+        KeyCheck::Revoked { key_id } => Err(Problem::new(
+            ProblemKind::RevokedApiKey,
+            format!("API key {key_id} was revoked"),
+        )),
     });
     match outcome {
         Ok(principal) => {

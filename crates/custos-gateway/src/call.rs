@@ -63,28 +63,51 @@ fn invalid(detail: impl Into<String>) -> Problem {
 }
 
 /// Parses and checks a body for an endpoint; returns the object and the `model` and `stream`.
-pub fn parse_body(endpoint: Endpoint, bytes: &[u8]) -> Result<(Map<String, Value>, String, bool, bool), Problem> {
+pub fn parse_body(
+    endpoint: Endpoint,
+    bytes: &[u8],
+) -> Result<(Map<String, Value>, String, bool, bool), Problem> {
     if bytes.is_empty() {
-        return Err(Problem::new(ProblemKind::MalformedJson, "the request body is empty; send a JSON object"));
+        return Err(Problem::new(
+            ProblemKind::MalformedJson,
+            "the request body is empty; send a JSON object",
+        ));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
             ProblemKind::MalformedJson,
-            format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()),
+            format!(
+                "invalid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     let Value::Object(body) = value else {
-        return Err(Problem::new(ProblemKind::MalformedJson, "the request body must be a JSON object"));
+        return Err(Problem::new(
+            ProblemKind::MalformedJson,
+            "the request body must be a JSON object",
+        ));
     };
     let model = match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(Value::String(_)) | None => return Err(invalid("`model` is required")),
-        Some(other) => return Err(invalid(format!("`model` must be a string, not {}", kind(other)))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`model` must be a string, not {}",
+                kind(other)
+            )))
+        }
     };
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(invalid(format!("`stream` must be true or false, not {}", kind(other)))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`stream` must be true or false, not {}",
+                kind(other)
+            )))
+        }
     };
     if stream && endpoint == Endpoint::Embeddings {
         return Err(invalid("embeddings do not stream; remove `stream`"));
@@ -94,16 +117,29 @@ pub fn parse_body(endpoint: Endpoint, bytes: &[u8]) -> Result<(Map<String, Value
         Some(Value::Object(o)) => match o.get("include_usage") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(invalid(format!("`stream_options.include_usage` must be a boolean, not {}", kind(other)))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`stream_options.include_usage` must be a boolean, not {}",
+                    kind(other)
+                )))
+            }
         },
-        Some(other) => return Err(invalid(format!("`stream_options` must be an object, not {}", kind(other)))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`stream_options` must be an object, not {}",
+                kind(other)
+            )))
+        }
     };
     match endpoint {
         Endpoint::ChatCompletions => match body.get("messages") {
             Some(Value::Array(m)) if !m.is_empty() => {
                 for (i, msg) in m.iter().enumerate() {
                     let Value::Object(msg) = msg else {
-                        return Err(invalid(format!("`messages[{i}]` must be an object, not {}", kind(msg))));
+                        return Err(invalid(format!(
+                            "`messages[{i}]` must be an object, not {}",
+                            kind(msg)
+                        )));
                     };
                     if !matches!(msg.get("role"), Some(Value::String(_))) {
                         return Err(invalid(format!("`messages[{i}].role` must be a string")));
@@ -111,19 +147,34 @@ pub fn parse_body(endpoint: Endpoint, bytes: &[u8]) -> Result<(Map<String, Value
                 }
             }
             Some(Value::Array(_)) => return Err(invalid("`messages` must not be empty")),
-            Some(other) => return Err(invalid(format!("`messages` must be an array, not {}", kind(other)))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`messages` must be an array, not {}",
+                    kind(other)
+                )))
+            }
             None => return Err(invalid("`messages` is required")),
         },
         Endpoint::Completions => match body.get("prompt") {
             Some(Value::String(_) | Value::Array(_)) => {}
-            Some(other) => return Err(invalid(format!("`prompt` must be a string or an array, not {}", kind(other)))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`prompt` must be a string or an array, not {}",
+                    kind(other)
+                )))
+            }
             None => return Err(invalid("`prompt` is required")),
         },
         Endpoint::Embeddings => match body.get("input") {
             Some(Value::String(_)) => {}
             Some(Value::Array(a)) if !a.is_empty() => {}
             Some(Value::Array(_)) => return Err(invalid("`input` must not be empty")),
-            Some(other) => return Err(invalid(format!("`input` must be a string or an array, not {}", kind(other)))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`input` must be a string or an array, not {}",
+                    kind(other)
+                )))
+            }
             None => return Err(invalid("`input` is required")),
         },
     }
@@ -131,7 +182,12 @@ pub fn parse_body(endpoint: Endpoint, bytes: &[u8]) -> Result<(Map<String, Value
         match body.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) if n.as_u64().is_some() => {}
-            Some(other) => return Err(invalid(format!("`{field}` must be a non-negative integer, not {}", kind(other)))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`{field}` must be a non-negative integer, not {}",
+                    kind(other)
+                )))
+            }
         }
     }
     Ok((body, model, stream, wants_usage))
@@ -183,7 +239,11 @@ async fn read_body(
 
 /// True when the request declares a non-JSON body (used to explain a parse failure).
 fn declared_non_json(headers: &http::HeaderMap) -> Option<String> {
-    let v = headers.get(http::header::CONTENT_TYPE)?.to_str().unwrap_or("").to_ascii_lowercase();
+    let v = headers
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let essence = v.split(';').next().unwrap_or("").trim().to_owned();
     (essence != "application/json" && !essence.ends_with("+json")).then_some(essence)
 }
@@ -206,17 +266,26 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         .ok_or_else(|| Problem::new(ProblemKind::Internal, "the call layer ran before authn"))?;
     let labels = req.extensions().get::<Arc<CallLabels>>().cloned();
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, state.config.server.max_body_bytes as usize).await?;
+    let bytes = read_body(
+        &parts.headers,
+        body,
+        state.config.server.max_body_bytes as usize,
+    )
+    .await?;
     // Like OpenAI, the body is read as JSON whatever Content-Type says (curl's -d sends a
     // form type); a declared non-JSON type is named only if parsing fails.
-    let (body, model, stream, client_wants_usage) = parse_body(endpoint, &bytes).map_err(|mut p| {
-        if p.kind == ProblemKind::MalformedJson {
-            if let Some(ct) = declared_non_json(&parts.headers) {
-                p.detail = format!("{} (the request says Content-Type {ct:?}; send application/json)", p.detail);
+    let (body, model, stream, client_wants_usage) =
+        parse_body(endpoint, &bytes).map_err(|mut p| {
+            if p.kind == ProblemKind::MalformedJson {
+                if let Some(ct) = declared_non_json(&parts.headers) {
+                    p.detail = format!(
+                        "{} (the request says Content-Type {ct:?}; send application/json)",
+                        p.detail
+                    );
+                }
             }
-        }
-        p
-    })?;
+            p
+        })?;
     let route = state.routes.get(&model).cloned().ok_or_else(|| {
         Problem::new(
             ProblemKind::ModelNotFound,
@@ -229,12 +298,15 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     if !principal.models.allows(&model) {
         return Err(Problem::new(
             ProblemKind::ModelNotAllowed,
-            format!("this API key may not use the model {model:?}; allowed: {}", principal.models.to_list()),
+            format!(
+                "this API key may not use the model {model:?}; allowed: {}",
+                principal.models.to_list()
+            ),
         ));
     }
     let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
     drop(bytes);
-    let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await;
+    let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;
     let call = ModelCall {
         endpoint,
         model,
@@ -259,19 +331,22 @@ fn prompt_of(endpoint: Endpoint, body: &Map<String, Value>) -> tokens::PromptTex
 }
 
 /// Counts prompt tokens, moving big prompts to the blocking pool.
-async fn count_prompt(endpoint: Endpoint, model: &str, body: Map<String, Value>) -> (Map<String, Value>, u32) {
+async fn count_prompt(
+    endpoint: Endpoint,
+    model: &str,
+    body: Map<String, Value>,
+) -> Result<(Map<String, Value>, u32), Problem> {
     if prompt_of(endpoint, &body).len() <= tokens::INLINE_LIMIT {
         let n = prompt_of(endpoint, &body).count(model);
-        return (body, n);
+        return Ok((body, n));
     }
     let model = model.to_owned();
-    let fallback = body.clone();
     tokio::task::spawn_blocking(move || {
         let n = prompt_of(endpoint, &body).count(&model);
         (body, n)
     })
     .await
-    .unwrap_or_else(|_| (fallback, 0))
+    .map_err(|_| Problem::new(ProblemKind::Internal, "counting the prompt's tokens failed"))
 }
 
 #[cfg(test)]
@@ -291,15 +366,33 @@ mod tests {
         assert!(err(ChatCompletions, "{}").contains("`model` is required"));
         assert!(err(ChatCompletions, "{\"model\": 4}").contains("must be a string, not a number"));
         assert!(err(ChatCompletions, "{\"model\": \"m\"}").contains("`messages` is required"));
-        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": []}").contains("must not be empty"));
-        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [3]}").contains("messages[0]"));
-        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"stream\": \"yes\"}").contains("`stream`"));
-        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"max_tokens\": -1}").contains("max_tokens"));
+        assert!(err(ChatCompletions, "{\"model\": \"m\", \"messages\": []}")
+            .contains("must not be empty"));
+        assert!(
+            err(ChatCompletions, "{\"model\": \"m\", \"messages\": [3]}").contains("messages[0]")
+        );
+        assert!(err(
+            ChatCompletions,
+            "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"stream\": \"yes\"}"
+        )
+        .contains("`stream`"));
+        assert!(err(
+            ChatCompletions,
+            "{\"model\": \"m\", \"messages\": [{\"role\":\"user\"}], \"max_tokens\": -1}"
+        )
+        .contains("max_tokens"));
         assert!(err(Completions, "{\"model\": \"m\"}").contains("`prompt` is required"));
         assert!(err(Embeddings, "{\"model\": \"m\", \"input\": []}").contains("must not be empty"));
-        assert!(err(Embeddings, "{\"model\": \"m\", \"input\": \"x\", \"stream\": true}").contains("do not stream"));
+        assert!(err(
+            Embeddings,
+            "{\"model\": \"m\", \"input\": \"x\", \"stream\": true}"
+        )
+        .contains("do not stream"));
         let bad_utf8 = b"{\"model\": \"\xff\"}";
-        assert!(parse_body(ChatCompletions, bad_utf8).unwrap_err().detail.contains("invalid JSON"));
+        assert!(parse_body(ChatCompletions, bad_utf8)
+            .unwrap_err()
+            .detail
+            .contains("invalid JSON"));
     }
 
     #[test]

@@ -52,9 +52,16 @@ struct Entry {
     slot: Slot,
 }
 
+/// Entries by scope, and their insertion order (scope, token) for eviction.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<Scope, Entry>,
+    order: VecDeque<(Scope, u64)>,
+}
+
 #[derive(Debug)]
 pub struct IdempotencyStore {
-    entries: Mutex<(HashMap<Scope, Entry>, VecDeque<(Scope, u64)>)>,
+    entries: Mutex<Entries>,
     next_token: AtomicU64,
     ttl: Duration,
     max_entries: usize,
@@ -71,7 +78,7 @@ enum Lookup {
 impl IdempotencyStore {
     pub fn new(config: &IdempotencyConfig) -> Self {
         Self {
-            entries: Mutex::new((HashMap::new(), VecDeque::new())),
+            entries: Mutex::new(Entries::default()),
             next_token: AtomicU64::new(1),
             ttl: config.ttl.0,
             max_entries: config.max_entries.max(1),
@@ -79,13 +86,13 @@ impl IdempotencyStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, (HashMap<Scope, Entry>, VecDeque<(Scope, u64)>)> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn begin(&self, scope: Scope, body_sha256: [u8; 32]) -> Lookup {
         let mut guard = self.lock();
-        let (map, order) = &mut *guard;
+        let Entries { map, order } = &mut *guard;
         if let Some(e) = map.get(&scope) {
             if e.created.elapsed() >= self.ttl {
                 map.remove(&scope);
@@ -102,7 +109,9 @@ impl IdempotencyStore {
         // Evict the oldest entries beyond the cap; stale queue items (already replaced or
         // removed) are skipped by comparing tokens.
         while map.len() >= self.max_entries {
-            let Some((old, old_token)) = order.pop_front() else { break };
+            let Some((old, old_token)) = order.pop_front() else {
+                break;
+            };
             if map.get(&old).is_some_and(|e| e.token == old_token) {
                 map.remove(&old);
             }
@@ -122,7 +131,7 @@ impl IdempotencyStore {
 
     fn complete(&self, scope: &Scope, token: u64, stored: Stored) {
         let mut guard = self.lock();
-        if let Some(e) = guard.0.get_mut(scope) {
+        if let Some(e) = guard.map.get_mut(scope) {
             if e.token == token && matches!(e.slot, Slot::InFlight) {
                 e.slot = Slot::Done(Arc::new(stored));
             }
@@ -132,11 +141,11 @@ impl IdempotencyStore {
     fn abandon(&self, scope: &Scope, token: u64) {
         let mut guard = self.lock();
         if guard
-            .0
+            .map
             .get(scope)
             .is_some_and(|e| e.token == token && matches!(e.slot, Slot::InFlight))
         {
-            guard.0.remove(scope);
+            guard.map.remove(scope);
         }
     }
 
@@ -144,13 +153,13 @@ impl IdempotencyStore {
     pub fn sweep(&self) {
         let ttl = self.ttl;
         let mut guard = self.lock();
-        let (map, order) = &mut *guard;
+        let Entries { map, order } = &mut *guard;
         map.retain(|_, e| e.created.elapsed() < ttl || matches!(e.slot, Slot::InFlight));
         order.retain(|(s, t)| map.get(s).is_some_and(|e| e.token == *t));
     }
 
     pub fn len(&self) -> usize {
-        self.lock().0.len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,7 +171,10 @@ fn valid_key(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     let s = s.trim();
     // The draft's key is an sf-string; accept it quoted or bare.
-    let s = s.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(s);
+    let s = s
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(s);
     (!s.is_empty() && s.len() <= MAX_KEY_LEN && s.bytes().all(|b| (0x20..0x7f).contains(&b)))
         .then(|| s.to_owned())
 }
@@ -218,7 +230,12 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
             .into_response()
         }
     };
-    let guard = Abandon { store: store.clone(), scope: scope.clone(), token, armed: true };
+    let guard = Abandon {
+        store: store.clone(),
+        scope: scope.clone(),
+        token,
+        armed: true,
+    };
     let response = next.run(req).await;
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -229,7 +246,12 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
     let headers = parts
         .headers
         .iter()
-        .filter(|(n, _)| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "date" | "x-request-id" | "connection"))
+        .filter(|(n, _)| {
+            !matches!(
+                n.as_str(),
+                "content-length" | "transfer-encoding" | "date" | "x-request-id" | "connection"
+            )
+        })
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     let tap = Tap {
@@ -278,7 +300,9 @@ impl Tap {
                 headers,
                 body: std::mem::take(&mut self.buffer).freeze(),
             };
-            self.guard.store.complete(&self.guard.scope, self.guard.token, stored);
+            self.guard
+                .store
+                .complete(&self.guard.scope, self.guard.token, stored);
             self.guard.armed = false;
         }
     }
@@ -288,7 +312,10 @@ impl http_body::Body for Tap {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -336,28 +363,39 @@ mod tests {
     }
 
     fn stored() -> Stored {
-        Stored { status: StatusCode::OK, headers: vec![], body: Bytes::from_static(b"x") }
+        Stored {
+            status: StatusCode::OK,
+            headers: vec![],
+            body: Bytes::from_static(b"x"),
+        }
     }
 
     #[test]
     fn lifecycle() {
         let s = store(10);
         let scope = ("key_a".to_string(), "k1".to_string());
-        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else { panic!() };
+        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else {
+            panic!()
+        };
         assert!(matches!(s.begin(scope.clone(), [1; 32]), Lookup::InFlight));
         assert!(matches!(s.begin(scope.clone(), [2; 32]), Lookup::Mismatch));
         s.complete(&scope, token, stored());
         assert!(matches!(s.begin(scope.clone(), [1; 32]), Lookup::Replay(_)));
         assert!(matches!(s.begin(scope.clone(), [2; 32]), Lookup::Mismatch));
         // Same client key under another API key is independent.
-        assert!(matches!(s.begin(("key_b".into(), "k1".into()), [2; 32]), Lookup::Run { .. }));
+        assert!(matches!(
+            s.begin(("key_b".into(), "k1".into()), [2; 32]),
+            Lookup::Run { .. }
+        ));
     }
 
     #[test]
     fn abandoned_keys_can_be_retried() {
         let s = store(10);
         let scope = ("key_a".to_string(), "k1".to_string());
-        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else { panic!() };
+        let Lookup::Run { token } = s.begin(scope.clone(), [1; 32]) else {
+            panic!()
+        };
         s.abandon(&scope, token);
         assert!(matches!(s.begin(scope, [1; 32]), Lookup::Run { .. }));
     }
@@ -367,17 +405,28 @@ mod tests {
         let s = store(2);
         for i in 0..5 {
             let scope = ("key".to_string(), format!("k{i}"));
-            let Lookup::Run { token } = s.begin(scope.clone(), [0; 32]) else { panic!() };
+            let Lookup::Run { token } = s.begin(scope.clone(), [0; 32]) else {
+                panic!()
+            };
             s.complete(&scope, token, stored());
         }
         assert!(s.len() <= 2);
-        assert!(matches!(s.begin(("key".into(), "k4".into()), [0; 32]), Lookup::Replay(_)));
+        assert!(matches!(
+            s.begin(("key".into(), "k4".into()), [0; 32]),
+            Lookup::Replay(_)
+        ));
     }
 
     #[test]
     fn key_validation() {
-        assert_eq!(valid_key(&HeaderValue::from_static("\"abc\"")).as_deref(), Some("abc"));
-        assert_eq!(valid_key(&HeaderValue::from_static("abc-123")).as_deref(), Some("abc-123"));
+        assert_eq!(
+            valid_key(&HeaderValue::from_static("\"abc\"")).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            valid_key(&HeaderValue::from_static("abc-123")).as_deref(),
+            Some("abc-123")
+        );
         assert!(valid_key(&HeaderValue::from_static("")).is_none());
         assert!(valid_key(&HeaderValue::from_str(&"a".repeat(256)).unwrap()).is_none());
     }

@@ -48,7 +48,10 @@ impl Gateway {
     pub async fn new(config: Config, store: Store) -> Result<Self, GatewayError> {
         let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
         for p in &config.providers {
-            providers.insert(p.name.clone(), Arc::new(Provider::from_config(p, &config.server)?));
+            providers.insert(
+                p.name.clone(),
+                Arc::new(Provider::from_config(p, &config.server)?),
+            );
         }
         let mut routes = route::RouteTable::default();
         for m in &config.models {
@@ -94,9 +97,15 @@ impl Gateway {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
         let app = self.router();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }

@@ -33,15 +33,17 @@ impl CallLabels {
     }
     /// Time from sending the request upstream to receiving its response headers.
     pub fn set_upstream(&self, elapsed: std::time::Duration) {
-        self.upstream_ns
-            .store(elapsed.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.upstream_ns.store(
+            elapsed.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 }
 
 /// Seconds; fine at the low end where custos' own overhead lives.
 const OVERHEAD_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1,
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1,
 ];
 const UPSTREAM_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -82,7 +84,11 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -122,7 +128,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -131,7 +139,9 @@ impl Metrics {
     }
 
     pub fn quota_rejection(&self, scope: &'static str, limit: &'static str) {
-        *lock(&self.quota_rejections).entry((scope, limit)).or_default() += 1;
+        *lock(&self.quota_rejections)
+            .entry((scope, limit))
+            .or_default() += 1;
     }
 
     pub fn idempotent_replay(&self) {
@@ -166,7 +176,10 @@ impl Metrics {
     pub fn render(&self, keys_cached: usize) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP custos_requests_total Requests handled, by route, model, status and team.\n# TYPE custos_requests_total counter\n");
-        let mut rows: Vec<_> = lock(&self.requests).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut rows: Vec<_> = lock(&self.requests)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         rows.sort();
         for ((route, model, status, team), v) in rows {
             let _ = writeln!(
@@ -177,28 +190,51 @@ impl Metrics {
             );
         }
         out.push_str("# HELP custos_overhead_seconds Time custos adds to a request: total time to response headers minus upstream time.\n# TYPE custos_overhead_seconds histogram\n");
-        let mut hs: Vec<_> = lock(&self.overhead).iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut hs: Vec<_> = lock(&self.overhead)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         hs.sort_by_key(|(k, _)| *k);
         for (route, h) in hs {
-            h.render(&mut out, "custos_overhead_seconds", &format!("route=\"{route}\""));
+            h.render(
+                &mut out,
+                "custos_overhead_seconds",
+                &format!("route=\"{route}\""),
+            );
         }
         out.push_str("# HELP custos_upstream_seconds Time from sending a request to the provider to its response headers.\n# TYPE custos_upstream_seconds histogram\n");
-        let mut hs: Vec<_> = lock(&self.upstream).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut hs: Vec<_> = lock(&self.upstream)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         hs.sort_by(|a, b| a.0.cmp(&b.0));
         for ((route, model), h) in hs {
-            h.render(&mut out, "custos_upstream_seconds", &format!("route=\"{route}\",model=\"{}\"", escape(&model)));
+            h.render(
+                &mut out,
+                "custos_upstream_seconds",
+                &format!("route=\"{route}\",model=\"{}\"", escape(&model)),
+            );
         }
         out.push_str("# HELP custos_auth_failures_total Requests refused by authentication, by reason.\n# TYPE custos_auth_failures_total counter\n");
-        let mut rows: Vec<_> = lock(&self.auth_failures).iter().map(|(k, v)| (*k, *v)).collect();
+        let mut rows: Vec<_> = lock(&self.auth_failures)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
         rows.sort();
         for (reason, v) in rows {
             let _ = writeln!(out, "custos_auth_failures_total{{reason=\"{reason}\"}} {v}");
         }
         out.push_str("# HELP custos_quota_rejections_total Requests refused by a quota, by scope (key or team) and limit (requests or tokens).\n# TYPE custos_quota_rejections_total counter\n");
-        let mut rows: Vec<_> = lock(&self.quota_rejections).iter().map(|(k, v)| (*k, *v)).collect();
+        let mut rows: Vec<_> = lock(&self.quota_rejections)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
         rows.sort();
         for ((scope, limit), v) in rows {
-            let _ = writeln!(out, "custos_quota_rejections_total{{scope=\"{scope}\",limit=\"{limit}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "custos_quota_rejections_total{{scope=\"{scope}\",limit=\"{limit}\"}} {v}"
+            );
         }
         let _ = writeln!(out, "# HELP custos_idempotent_replays_total Responses replayed for a repeated Idempotency-Key.\n# TYPE custos_idempotent_replays_total counter\ncustos_idempotent_replays_total {}", self.idempotent_replays.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_in_flight_requests Requests being handled now.\n# TYPE custos_in_flight_requests gauge\ncustos_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
@@ -239,7 +275,10 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
 /// `GET /metrics`.
 pub async fn exposition(State(state): State<AppState>) -> Response {
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(state.keys.len()),
     )
         .into_response()

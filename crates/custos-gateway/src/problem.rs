@@ -67,12 +67,16 @@ impl ProblemKind {
     pub fn status(self) -> StatusCode {
         use ProblemKind::*;
         match self {
-            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => StatusCode::UNAUTHORIZED,
+            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
             ModelNotAllowed => StatusCode::FORBIDDEN,
             ModelNotFound | NotFound => StatusCode::NOT_FOUND,
             MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => StatusCode::TOO_MANY_REQUESTS,
+            RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             IdempotencyInFlight => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
@@ -187,16 +191,36 @@ mod tests {
     fn slugs_are_unique_and_urls_are_stable() {
         use ProblemKind::*;
         let all = [
-            MissingApiKey, InvalidApiKey, ExpiredApiKey, RevokedApiKey, ModelNotAllowed, ModelNotFound,
-            MalformedJson, InvalidRequest, BodyTooLarge, RateLimitRequests,
-            RateLimitTokens, RequestTooLargeForLimit, IdempotencyKeyInvalid, IdempotencyInFlight,
-            IdempotencyKeyReused, UpstreamUnavailable, UpstreamTimeout, UpstreamInvalid, NotFound,
-            MethodNotAllowed, NotReady, Internal,
+            MissingApiKey,
+            InvalidApiKey,
+            ExpiredApiKey,
+            RevokedApiKey,
+            ModelNotAllowed,
+            ModelNotFound,
+            MalformedJson,
+            InvalidRequest,
+            BodyTooLarge,
+            RateLimitRequests,
+            RateLimitTokens,
+            RequestTooLargeForLimit,
+            IdempotencyKeyInvalid,
+            IdempotencyInFlight,
+            IdempotencyKeyReused,
+            UpstreamUnavailable,
+            UpstreamTimeout,
+            UpstreamInvalid,
+            NotFound,
+            MethodNotAllowed,
+            NotReady,
+            Internal,
         ];
         let slugs: std::collections::HashSet<_> = all.iter().map(|k| k.slug()).collect();
         assert_eq!(slugs.len(), all.len());
         let r = Problem::new(ModelNotFound, "no model x").into_response();
         assert_eq!(r.status(), 404);
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
     }
 }

@@ -42,7 +42,9 @@ fn reported_total(body: &[u8]) -> Option<u32> {
         usage: Option<Usage>,
     }
     let u = serde_json::from_slice::<Envelope>(body).ok()?.usage?;
-    let total = u.total_tokens.or_else(|| Some(u.prompt_tokens? + u.completion_tokens.unwrap_or(0)))?;
+    let total = u
+        .total_tokens
+        .or_else(|| Some(u.prompt_tokens? + u.completion_tokens.unwrap_or(0)))?;
     Some(u32::try_from(total).unwrap_or(u32::MAX))
 }
 
@@ -70,8 +72,15 @@ impl Drop for Settle {
 
 pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     let ext = req.extensions();
-    let (Some(call), Some(request_id)) = (ext.get::<Arc<ModelCall>>().cloned(), ext.get::<RequestId>().cloned()) else {
-        return Problem::new(ProblemKind::Internal, "the call reached the proxy without its context").into_response();
+    let (Some(call), Some(request_id)) = (
+        ext.get::<Arc<ModelCall>>().cloned(),
+        ext.get::<RequestId>().cloned(),
+    ) else {
+        return Problem::new(
+            ProblemKind::Internal,
+            "the call reached the proxy without its context",
+        )
+        .into_response();
     };
     let trace = ext.get::<TraceContext>().cloned();
     let grant = ext.get::<Arc<Grant>>().cloned();
@@ -79,7 +88,10 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     drop(req);
 
     let mut body = call.body.clone();
-    body.insert("model".into(), Value::String(call.route.upstream_model.clone()));
+    body.insert(
+        "model".into(),
+        Value::String(call.route.upstream_model.clone()),
+    );
     // Ask for usage on streams so quotas (and later, metering) see true token counts; the
     // usage-only event is removed again if the client did not ask for it.
     let strip_usage = call.stream && !call.client_wants_usage;
@@ -117,7 +129,11 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
         UpstreamBody::Full(bytes) => {
             let _settle = Settle {
                 grant,
-                total: upstream.status.is_success().then(|| reported_total(&bytes)).flatten(),
+                total: upstream
+                    .status
+                    .is_success()
+                    .then(|| reported_total(&bytes))
+                    .flatten(),
             };
             Response::new(Body::from(bytes))
         }

@@ -74,7 +74,9 @@ pub struct Standing {
 /// `limit` per minute? Returns the new TAT on success, the wait on refusal.
 pub fn gcra(tat: i64, now: i64, cost: u64, limit: u32) -> Result<i64, Option<Duration>> {
     let interval = PERIOD_NS / i64::from(limit.max(1));
-    let increment = i64::try_from(cost).unwrap_or(i64::MAX).saturating_mul(interval);
+    let increment = i64::try_from(cost)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(interval);
     if increment > PERIOD_NS {
         return Err(None);
     }
@@ -82,7 +84,9 @@ pub fn gcra(tat: i64, now: i64, cost: u64, limit: u32) -> Result<i64, Option<Dur
     if new_tat - now <= PERIOD_NS {
         Ok(new_tat)
     } else {
-        Err(Some(Duration::from_nanos((new_tat - now - PERIOD_NS) as u64)))
+        Err(Some(Duration::from_nanos(
+            (new_tat - now - PERIOD_NS) as u64,
+        )))
     }
 }
 
@@ -142,8 +146,16 @@ impl Default for Quotas {
 }
 
 pub enum Refusal {
-    Wait { standing: Standing, retry_after: Duration, all: Vec<Standing> },
-    TooLarge { limit: u32, cost: u32, scope: Scope },
+    Wait {
+        standing: Standing,
+        retry_after: Duration,
+        all: Vec<Standing>,
+    },
+    TooLarge {
+        limit: u32,
+        cost: u32,
+        scope: Scope,
+    },
 }
 
 impl Quotas {
@@ -153,7 +165,12 @@ impl Quotas {
 
     fn cell(&self, scope: Scope, kind: Kind, id: &str) -> Arc<Cell> {
         let key = (scope, kind, id.to_owned());
-        if let Some(c) = self.cells.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(c) = self
+            .cells
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return c.clone();
         }
         self.cells
@@ -165,7 +182,11 @@ impl Quotas {
     }
 
     /// Decides one call: all of the principal's limits must admit it, or none is charged.
-    pub fn admit(self: &Arc<Self>, p: &SharedPrincipal, tokens: u32) -> Result<Option<Grant>, Refusal> {
+    pub fn admit(
+        self: &Arc<Self>,
+        p: &SharedPrincipal,
+        tokens: u32,
+    ) -> Result<Option<Grant>, Refusal> {
         let mut limits: Vec<(Scope, Kind, &str, u32, u64)> = Vec::with_capacity(4);
         if let Some(l) = p.rpm {
             limits.push((Scope::Key, Kind::Requests, &p.id, l, 1));
@@ -182,7 +203,10 @@ impl Quotas {
         if limits.is_empty() {
             return Ok(None);
         }
-        let cells: Vec<Arc<Cell>> = limits.iter().map(|(s, k, id, _, _)| self.cell(*s, *k, id)).collect();
+        let cells: Vec<Arc<Cell>> = limits
+            .iter()
+            .map(|(s, k, id, _, _)| self.cell(*s, *k, id))
+            .collect();
         // Locks are always taken in the same order (key before team, requests before tokens).
         let mut guards: Vec<MutexGuard<'_, i64>> = cells.iter().map(|c| lock(c)).collect();
         let now = self.now();
@@ -191,10 +215,22 @@ impl Quotas {
         for ((scope, kind, _, limit, cost), tat) in limits.iter().zip(&guards) {
             match gcra(**tat, now, *cost, *limit) {
                 Ok(t) => new_tats.push(t),
-                Err(None) => return Err(Refusal::TooLarge { limit: *limit, cost: tokens, scope: *scope }),
+                Err(None) => {
+                    return Err(Refusal::TooLarge {
+                        limit: *limit,
+                        cost: tokens,
+                        scope: *scope,
+                    })
+                }
                 Err(Some(wait)) => {
                     let (remaining, reset) = standing(**tat, now, *limit);
-                    let s = Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset };
+                    let s = Standing {
+                        scope: *scope,
+                        kind: *kind,
+                        limit: *limit,
+                        remaining,
+                        reset,
+                    };
                     if worst.as_ref().is_none_or(|(w, _)| wait > *w) {
                         worst = Some((wait, s));
                     }
@@ -208,16 +244,32 @@ impl Quotas {
                 .zip(&guards)
                 .map(|((scope, kind, _, limit, _), tat)| {
                     let (remaining, reset) = standing(**tat, now, *limit);
-                    Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset }
+                    Standing {
+                        scope: *scope,
+                        kind: *kind,
+                        limit: *limit,
+                        remaining,
+                        reset,
+                    }
                 })
                 .collect();
-            return Err(Refusal::Wait { standing: standing_now, retry_after, all });
+            return Err(Refusal::Wait {
+                standing: standing_now,
+                retry_after,
+                all,
+            });
         }
         let mut standings = Vec::with_capacity(limits.len());
         for ((g, t), (scope, kind, _, limit, _)) in guards.iter_mut().zip(&new_tats).zip(&limits) {
             **g = *t;
             let (remaining, reset) = standing(*t, now, *limit);
-            standings.push(Standing { scope: *scope, kind: *kind, limit: *limit, remaining, reset });
+            standings.push(Standing {
+                scope: *scope,
+                kind: *kind,
+                limit: *limit,
+                remaining,
+                reset,
+            });
         }
         drop(guards);
         let token_cells = limits
@@ -262,11 +314,17 @@ pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
         let k = kind.label();
         let values = [
             (format!("x-ratelimit-limit-{k}"), s.limit.to_string()),
-            (format!("x-ratelimit-remaining-{k}"), s.remaining.to_string()),
+            (
+                format!("x-ratelimit-remaining-{k}"),
+                s.remaining.to_string(),
+            ),
             (format!("x-ratelimit-reset-{k}"), format_reset(s.reset)),
         ];
         for (name, value) in values {
-            if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::try_from(name),
+                HeaderValue::try_from(value),
+            ) {
                 headers.insert(n, v);
             }
         }
@@ -299,8 +357,14 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
             )
             .into_response()
         }
-        Err(Refusal::Wait { standing, retry_after, all }) => {
-            state.metrics.quota_rejection(standing.scope.label(), standing.kind.label());
+        Err(Refusal::Wait {
+            standing,
+            retry_after,
+            all,
+        }) => {
+            state
+                .metrics
+                .quota_rejection(standing.scope.label(), standing.kind.label());
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             let mut response = Problem::new(
                 match standing.kind {

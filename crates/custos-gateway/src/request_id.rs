@@ -43,7 +43,12 @@ pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
     if version == "00" && parts.next().is_some() {
         return None;
     }
-    if !is_lower_hex(version, 2) || version == "ff" || !is_lower_hex(trace_id, 32) || !is_lower_hex(parent_id, 16) || !is_lower_hex(flags, 2) {
+    if !is_lower_hex(version, 2)
+        || version == "ff"
+        || !is_lower_hex(trace_id, 32)
+        || !is_lower_hex(parent_id, 16)
+        || !is_lower_hex(flags, 2)
+    {
         return None;
     }
     if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
@@ -98,21 +103,40 @@ mod tests {
     #[test]
     fn traceparent_parsing() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(ok), Some(("4bf92f3577b34da6a3ce929d0e0e4736", "01")));
-        assert!(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none());
-        assert!(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none());
-        assert!(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_none());
+        assert_eq!(
+            parse_traceparent(ok),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "01"))
+        );
+        assert!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").is_none()
+        );
+        assert!(
+            parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
+                .is_none()
+        );
         assert!(parse_traceparent("garbage").is_none());
     }
 
     #[test]
     fn joins_or_starts_a_trace() {
         let mut h = http::HeaderMap::new();
-        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
         let t = TraceContext::from_headers(&h);
-        assert!(t.traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(t
+            .traceparent
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(t.traceparent.ends_with("-01"));
         assert!(!t.traceparent.contains("00f067aa0ba902b7"));
         let fresh = TraceContext::from_headers(&http::HeaderMap::new());

@@ -28,14 +28,28 @@ pub async fn list_models(State(state): State<AppState>, req: Request) -> Respons
 }
 
 /// `GET /v1/models/{id}`.
-pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
     let Some(p) = req.extensions().get::<SharedPrincipal>() else {
         return Problem::new(ProblemKind::Internal, "model read before authn").into_response();
     };
     match state.routes.get(&id) {
-        Some(r) if p.models.allows(&r.model) => Json(model_object(&r.model, r.provider.name())).into_response(),
-        Some(_) => Problem::new(ProblemKind::ModelNotAllowed, format!("this API key may not use the model {id:?}")).into_response(),
-        None => Problem::new(ProblemKind::ModelNotFound, format!("the model {id:?} is not served by this gateway")).into_response(),
+        Some(r) if p.models.allows(&r.model) => {
+            Json(model_object(&r.model, r.provider.name())).into_response()
+        }
+        Some(_) => Problem::new(
+            ProblemKind::ModelNotAllowed,
+            format!("this API key may not use the model {id:?}"),
+        )
+        .into_response(),
+        None => Problem::new(
+            ProblemKind::ModelNotFound,
+            format!("the model {id:?} is not served by this gateway"),
+        )
+        .into_response(),
     }
 }
 
@@ -62,5 +76,9 @@ pub async fn not_found() -> Response {
 }
 
 pub async fn method_not_allowed() -> Response {
-    Problem::new(ProblemKind::MethodNotAllowed, "this endpoint does not accept that method").into_response()
+    Problem::new(
+        ProblemKind::MethodNotAllowed,
+        "this endpoint does not accept that method",
+    )
+    .into_response()
 }

@@ -60,25 +60,51 @@ impl UsageScanner {
 
     /// Reads usage from one event and decides whether the client sees it.
     fn keep(&mut self, event: &[u8]) -> bool {
-        let Some(at) = find(event, b"\"usage\"") else { return true };
+        let Some(at) = find(event, b"\"usage\"") else {
+            return true;
+        };
         // Fast path: chunks that only say `"usage":null`.
-        if event[at..].starts_with(b"\"usage\":null") && find(&event[at + 12..], b"\"usage\"").is_none() {
+        if event[at..].starts_with(b"\"usage\":null")
+            && find(&event[at + 12..], b"\"usage\"").is_none()
+        {
             return true;
         }
         let data: Vec<u8> = event
             .split(|b| *b == b'\n')
             .filter_map(|line| line.strip_prefix(b"data:"))
-            .flat_map(|d| d.strip_prefix(b" ").unwrap_or(d).iter().copied().chain([b'\n']))
+            .flat_map(|d| {
+                d.strip_prefix(b" ")
+                    .unwrap_or(d)
+                    .iter()
+                    .copied()
+                    .chain([b'\n'])
+            })
             .collect();
-        let Ok(v) = serde_json::from_slice::<Value>(&data) else { return true };
-        let Some(usage) = v.get("usage").filter(|u| u.is_object()) else { return true };
-        let total = usage.get("total_tokens").and_then(Value::as_u64).or_else(|| {
-            Some(usage.get("prompt_tokens")?.as_u64()? + usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0))
-        });
+        let Ok(v) = serde_json::from_slice::<Value>(&data) else {
+            return true;
+        };
+        let Some(usage) = v.get("usage").filter(|u| u.is_object()) else {
+            return true;
+        };
+        let total = usage
+            .get("total_tokens")
+            .and_then(Value::as_u64)
+            .or_else(|| {
+                Some(
+                    usage.get("prompt_tokens")?.as_u64()?
+                        + usage
+                            .get("completion_tokens")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0),
+                )
+            });
         if let Some(t) = total {
             self.total_tokens = Some(u32::try_from(t).unwrap_or(u32::MAX));
         }
-        let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
+        let usage_only = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.is_empty());
         !(self.strip_usage_event && usage_only)
     }
 }

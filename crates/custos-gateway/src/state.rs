@@ -25,6 +25,8 @@ pub type AppState = Arc<Shared>;
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyCache").field("keys", &self.len()).finish()
+        f.debug_struct("KeyCache")
+            .field("keys", &self.len())
+            .finish()
     }
 }

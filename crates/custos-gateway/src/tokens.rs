@@ -17,7 +17,17 @@ const PER_IMAGE: u32 = 85;
 /// The vocabulary a model uses.
 pub fn bpe_for(model: &str) -> &'static CoreBPE {
     let m = model.rsplit('/').next().unwrap_or(model);
-    let o200k = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss"];
+    let o200k = [
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt-4o",
+        "gpt-oss",
+    ];
     if o200k.iter().any(|p| m.starts_with(p)) {
         tiktoken_rs::o200k_base_singleton()
     } else {
@@ -78,7 +88,9 @@ pub fn chat_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
                         for item in items {
                             match item.get("text").and_then(Value::as_str) {
                                 Some(t) => parts.push(t),
-                                None if item.get("type").and_then(Value::as_str) == Some("image_url") => {
+                                None if item.get("type").and_then(Value::as_str)
+                                    == Some("image_url") =>
+                                {
                                     fixed += PER_IMAGE
                                 }
                                 None => {}

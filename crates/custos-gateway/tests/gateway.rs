@@ -17,7 +17,13 @@ async fn chat_completions_end_to_end() {
     for db in databases("chat_completions_end_to_end").await {
         let gw = start(&db, MOCK).await;
         let (key, _) = gw.key(KeySpec::default()).await;
-        let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello there")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &key,
+                &chat("gpt-4o-mini", "hello there"),
+            )
+            .await;
         assert_eq!(r.status(), 200, "{}", db.name);
         let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
@@ -27,9 +33,21 @@ async fn chat_completions_end_to_end() {
         let text = body["choices"][0]["message"]["content"].as_str().unwrap();
         assert!(text.contains("hello there"));
         let usage = &body["usage"];
-        assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+        assert_eq!(
+            usage["total_tokens"],
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        );
         // Deterministic.
-        let again: Value = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello there")).await.json().await.unwrap();
+        let again: Value = gw
+            .post(
+                "/v1/chat/completions",
+                &key,
+                &chat("gpt-4o-mini", "hello there"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(again["choices"], body["choices"]);
     }
 }
@@ -52,7 +70,13 @@ async fn request_ids_are_echoed_or_replaced() {
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
     assert!(uuid::Uuid::parse_str(r.headers()["x-request-id"].to_str().unwrap()).is_ok());
     let long = "a".repeat(129);
-    let r = gw.client.get(format!("{}/healthz", gw.base)).header("x-request-id", &long).send().await.unwrap();
+    let r = gw
+        .client
+        .get(format!("{}/healthz", gw.base))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.headers()["x-request-id"].to_str().unwrap(), long);
 }
 
@@ -60,18 +84,30 @@ async fn request_ids_are_echoed_or_replaced() {
 async fn streaming_chat_and_usage() {
     let db = &databases("streaming").await[0];
     let gw = start(db, MOCK).await;
-    let (key, _) = gw.key(KeySpec { tpm: Some(100_000), ..Default::default() }).await;
+    let (key, _) = gw
+        .key(KeySpec {
+            tpm: Some(100_000),
+            ..Default::default()
+        })
+        .await;
     let mut req = chat("gpt-4o-mini", "stream me please");
     req["stream"] = json!(true);
     let r = gw.post("/v1/chat/completions", &key, &req).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let text = r.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     // The client did not ask for usage, so the usage event custos requested is removed.
     assert!(!text.contains("total_tokens"), "{text}");
     let mut content = String::new();
-    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|l| *l != "[DONE]") {
+    for line in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|l| *l != "[DONE]")
+    {
         let v: Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["object"], "chat.completion.chunk");
         content.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
@@ -79,8 +115,16 @@ async fn streaming_chat_and_usage() {
     assert!(content.contains("stream me please"));
 
     req["stream_options"] = json!({"include_usage": true});
-    let text = gw.post("/v1/chat/completions", &key, &req).await.text().await.unwrap();
-    let usage_line = text.lines().find(|l| l.contains("total_tokens")).expect("usage chunk");
+    let text = gw
+        .post("/v1/chat/completions", &key, &req)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let usage_line = text
+        .lines()
+        .find(|l| l.contains("total_tokens"))
+        .expect("usage chunk");
     let v: Value = serde_json::from_str(usage_line.strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(v["choices"], json!([]));
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
@@ -91,14 +135,26 @@ async fn completions_embeddings_and_models() {
     let db = &databases("completions_embeddings").await[0];
     let gw = start(db, MOCK).await;
     let (key, _) = gw.key(KeySpec::default()).await;
-    let r = gw.post("/v1/completions", &key, &json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5})).await;
+    let r = gw
+        .post(
+            "/v1/completions",
+            &key,
+            &json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["object"], "text_completion");
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() <= 5);
 
-    let r = gw.post("/v1/embeddings", &key, &json!({"model": "text-embedding-3-small", "input": ["a", "b"]})).await;
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            &key,
+            &json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
@@ -109,15 +165,39 @@ async fn completions_embeddings_and_models() {
     let b64 = body["data"][0]["embedding"].as_str().unwrap();
     assert_eq!(base64_len(b64), 8 * 4);
 
-    let scoped = gw.key(KeySpec { models: Some("gpt-4o-mini"), ..Default::default() }).await.0;
+    let scoped = gw
+        .key(KeySpec {
+            models: Some("gpt-4o-mini"),
+            ..Default::default()
+        })
+        .await
+        .0;
     let models: Value = gw.get("/v1/models", &scoped).await.json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec!["gpt-4o-mini"]);
     let all: Value = gw.get("/v1/models", &key).await.json().await.unwrap();
     assert!(all["data"].as_array().unwrap().len() >= 4);
-    assert_eq!(gw.get("/v1/models/gpt-4o-mini", &scoped).await.status(), 200);
-    expect_problem(gw.get("/v1/models/gpt-4o", &scoped).await, 403, "model-not-allowed").await;
-    expect_problem(gw.get("/v1/models/nope", &scoped).await, 404, "model-not-found").await;
+    assert_eq!(
+        gw.get("/v1/models/gpt-4o-mini", &scoped).await.status(),
+        200
+    );
+    expect_problem(
+        gw.get("/v1/models/gpt-4o", &scoped).await,
+        403,
+        "model-not-allowed",
+    )
+    .await;
+    expect_problem(
+        gw.get("/v1/models/nope", &scoped).await,
+        404,
+        "model-not-found",
+    )
+    .await;
 }
 
 fn base64_len(s: &str) -> usize {
@@ -130,23 +210,81 @@ async fn authentication_failures() {
     for db in databases("authentication_failures").await {
         let gw = start(&db, MOCK).await;
         let body = chat("gpt-4o-mini", "hi");
-        let r = gw.client.post(format!("{}/v1/chat/completions", gw.base)).json(&body).send().await.unwrap();
+        let r = gw
+            .client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         expect_problem(r, 401, "missing-api-key").await;
-        let r = gw.client.post(format!("{}/v1/chat/completions", gw.base)).header("authorization", "Basic abc").json(&body).send().await.unwrap();
+        let r = gw
+            .client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .header("authorization", "Basic abc")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         expect_problem(r, 401, "invalid-api-key").await;
-        expect_problem(gw.post("/v1/chat/completions", "sk-not-ours", &body).await, 401, "invalid-api-key").await;
+        expect_problem(
+            gw.post("/v1/chat/completions", "sk-not-ours", &body).await,
+            401,
+            "invalid-api-key",
+        )
+        .await;
         let unknown = custos_authz::api_key::mint().unwrap().secret;
-        expect_problem(gw.post("/v1/chat/completions", &unknown, &body).await, 401, "invalid-api-key").await;
+        expect_problem(
+            gw.post("/v1/chat/completions", &unknown, &body).await,
+            401,
+            "invalid-api-key",
+        )
+        .await;
 
         let soon = custos_core::time::now_ms() + 1_500;
-        let (expiring, _) = gw.key(KeySpec { expires_at: Some(soon), ..Default::default() }).await;
-        assert_eq!(gw.post("/v1/chat/completions", &expiring, &body).await.status(), 200);
+        let (expiring, _) = gw
+            .key(KeySpec {
+                expires_at: Some(soon),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(
+            gw.post("/v1/chat/completions", &expiring, &body)
+                .await
+                .status(),
+            200
+        );
         tokio::time::sleep(Duration::from_millis(1_600)).await;
-        expect_problem(gw.post("/v1/chat/completions", &expiring, &body).await, 401, "expired-api-key").await;
+        expect_problem(
+            gw.post("/v1/chat/completions", &expiring, &body).await,
+            401,
+            "expired-api-key",
+        )
+        .await;
 
-        let (scoped, _) = gw.key(KeySpec { models: Some("text-embedding-3-small"), ..Default::default() }).await;
-        expect_problem(gw.post("/v1/chat/completions", &scoped, &body).await, 403, "model-not-allowed").await;
-        expect_problem(gw.post("/v1/chat/completions", &scoped, &chat("no-such-model", "hi")).await, 404, "model-not-found").await;
+        let (scoped, _) = gw
+            .key(KeySpec {
+                models: Some("text-embedding-3-small"),
+                ..Default::default()
+            })
+            .await;
+        expect_problem(
+            gw.post("/v1/chat/completions", &scoped, &body).await,
+            403,
+            "model-not-allowed",
+        )
+        .await;
+        expect_problem(
+            gw.post(
+                "/v1/chat/completions",
+                &scoped,
+                &chat("no-such-model", "hi"),
+            )
+            .await,
+            404,
+            "model-not-found",
+        )
+        .await;
     }
 }
 
@@ -169,12 +307,18 @@ async fn revocation_reaches_every_gateway_within_a_second() {
         let revoked_at = Instant::now();
         for gw in [&a, &b] {
             loop {
-                let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hi")).await;
+                let r = gw
+                    .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hi"))
+                    .await;
                 if r.status() == 401 {
                     expect_problem(r, 401, "revoked-api-key").await;
                     break;
                 }
-                assert!(revoked_at.elapsed() < Duration::from_secs(1), "{}: key still accepted after 1s", db.name);
+                assert!(
+                    revoked_at.elapsed() < Duration::from_secs(1),
+                    "{}: key still accepted after 1s",
+                    db.name
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -185,22 +329,40 @@ async fn revocation_reaches_every_gateway_within_a_second() {
 async fn request_quota_and_headers() {
     for db in databases("request_quota").await {
         let gw = start(&db, MOCK).await;
-        let (key, _) = gw.key(KeySpec { rpm: Some(2), ..Default::default() }).await;
+        let (key, _) = gw
+            .key(KeySpec {
+                rpm: Some(2),
+                ..Default::default()
+            })
+            .await;
         // Only model calls count (not the /v1/models calls `key()` made).
-        let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "one")).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "one"))
+            .await;
         assert_eq!(r.status(), 200, "{}", db.name);
         assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "1");
-        let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "one")).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "one"))
+            .await;
         assert_eq!(r.status(), 200, "{}", db.name);
         assert_eq!(r.headers()["x-ratelimit-limit-requests"], "2");
         assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
         assert!(r.headers().contains_key("x-ratelimit-reset-requests"));
-        let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "two")).await;
-        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "two"))
+            .await;
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=60).contains(&retry));
         assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
         let body = expect_problem(r, 429, "rate-limit-requests").await;
-        assert!(body["detail"].as_str().unwrap().contains("2 requests per minute"));
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 requests per minute"));
     }
 }
 
@@ -208,25 +370,53 @@ async fn request_quota_and_headers() {
 async fn token_quota_counts_prompt_and_settles_with_usage() {
     let db = &databases("token_quota").await[0];
     let gw = start(db, MOCK).await;
-    let (key, _) = gw.key(KeySpec { tpm: Some(200), ..Default::default() }).await;
-    let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello")).await;
+    let (key, _) = gw
+        .key(KeySpec {
+            tpm: Some(200),
+            ..Default::default()
+        })
+        .await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello"))
+        .await;
     assert_eq!(r.status(), 200);
-    let remaining_after_prompt: u32 = r.headers()["x-ratelimit-remaining-tokens"].to_str().unwrap().parse().unwrap();
+    let remaining_after_prompt: u32 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body: Value = r.json().await.unwrap();
     let prompt = body["usage"]["prompt_tokens"].as_u64().unwrap() as u32;
     let completion = body["usage"]["completion_tokens"].as_u64().unwrap() as u32;
     assert!(remaining_after_prompt <= 200 - prompt);
     // The next call sees the completion tokens charged too (settled from reported usage).
-    let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello")).await;
-    let remaining: u32 = r.headers()["x-ratelimit-remaining-tokens"].to_str().unwrap().parse().unwrap();
-    assert!(remaining + completion + prompt <= remaining_after_prompt + 2, "{remaining} {remaining_after_prompt}");
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello"))
+        .await;
+    let remaining: u32 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        remaining + completion + prompt <= remaining_after_prompt + 2,
+        "{remaining} {remaining_after_prompt}"
+    );
     // A prompt larger than the whole limit can never pass.
     let big = "word ".repeat(400);
-    expect_problem(gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", &big)).await, 429, "request-too-large-for-limit").await;
+    expect_problem(
+        gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", &big))
+            .await,
+        429,
+        "request-too-large-for-limit",
+    )
+    .await;
     // Keep calling until the token budget is gone.
     let mut saw_429 = false;
     for _ in 0..20 {
-        let r = gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello")).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hello"))
+            .await;
         if r.status() == 429 {
             expect_problem(r, 429, "rate-limit-tokens").await;
             saw_429 = true;
@@ -242,12 +432,20 @@ async fn team_quota_is_shared_by_the_teams_keys() {
     let gw = start(db, MOCK).await;
     let (k1, _) = gw.key(KeySpec::default()).await;
     let (k2, _) = gw.key(KeySpec::default()).await;
-    gw.store.set_team_limits("acme", "ml", Some(3), None).await.unwrap();
+    gw.store
+        .set_team_limits("acme", "ml", Some(3), None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut statuses = Vec::new();
     for i in 0..4 {
         let k = if i % 2 == 0 { &k1 } else { &k2 };
-        statuses.push(gw.post("/v1/chat/completions", k, &chat("gpt-4o-mini", "x")).await.status().as_u16());
+        statuses.push(
+            gw.post("/v1/chat/completions", k, &chat("gpt-4o-mini", "x"))
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, vec![200, 200, 200, 429]);
 }
@@ -256,18 +454,35 @@ async fn team_quota_is_shared_by_the_teams_keys() {
 async fn idempotency_replays_conflicts_and_mismatches() {
     for db in databases("idempotency").await {
         let gw = start(&db, "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nlatency = \"400ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n").await;
-        let (key, _) = gw.key(KeySpec { rpm: Some(1000), ..Default::default() }).await;
+        let (key, _) = gw
+            .key(KeySpec {
+                rpm: Some(1000),
+                ..Default::default()
+            })
+            .await;
         let send = |idem: &'static str, text: &'static str, key: String| {
             let client = gw.client.clone();
             let url = format!("{}/v1/chat/completions", gw.base);
             async move {
-                client.post(url).bearer_auth(key).header("idempotency-key", idem).json(&chat("gpt-4o-mini", text)).send().await.unwrap()
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .header("idempotency-key", idem)
+                    .json(&chat("gpt-4o-mini", text))
+                    .send()
+                    .await
+                    .unwrap()
             }
         };
         // A repeat while the first runs: 409.
         let first = tokio::spawn(send("k1", "hello", key.clone()));
         tokio::time::sleep(Duration::from_millis(150)).await;
-        expect_problem(send("k1", "hello", key.clone()).await, 409, "idempotency-in-flight").await;
+        expect_problem(
+            send("k1", "hello", key.clone()).await,
+            409,
+            "idempotency-in-flight",
+        )
+        .await;
         let first = first.await.unwrap();
         assert_eq!(first.status(), 200, "{}", db.name);
         assert!(first.headers().get("idempotent-replayed").is_none());
@@ -279,14 +494,27 @@ async fn idempotency_replays_conflicts_and_mismatches() {
         assert!(replay.headers().contains_key("x-request-id"));
         assert_eq!(replay.text().await.unwrap(), first_body);
         // Same key, different body: 422.
-        expect_problem(send("k1", "goodbye", key.clone()).await, 422, "idempotency-key-reused").await;
+        expect_problem(
+            send("k1", "goodbye", key.clone()).await,
+            422,
+            "idempotency-key-reused",
+        )
+        .await;
         // Keys are per API key: another key's k1 runs fresh.
         let (other, _) = gw.key(KeySpec::default()).await;
         let r = send("k1", "goodbye", other).await;
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("idempotent-replayed").is_none());
         // Invalid header.
-        let r = gw.client.post(format!("{}/v1/chat/completions", gw.base)).bearer_auth(&key).header("idempotency-key", "").json(&chat("gpt-4o-mini", "x")).send().await.unwrap();
+        let r = gw
+            .client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(&key)
+            .header("idempotency-key", "")
+            .json(&chat("gpt-4o-mini", "x"))
+            .send()
+            .await
+            .unwrap();
         expect_problem(r, 400, "idempotency-key-invalid").await;
     }
 }
@@ -298,7 +526,14 @@ async fn idempotent_streams_replay_whole() {
     let (key, _) = gw.key(KeySpec::default()).await;
     let mut req = chat("gpt-4o-mini", "stream once");
     req["stream"] = json!(true);
-    let send = || gw.client.post(format!("{}/v1/chat/completions", gw.base)).bearer_auth(&key).header("idempotency-key", "s1").json(&req).send();
+    let send = || {
+        gw.client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(&key)
+            .header("idempotency-key", "s1")
+            .json(&req)
+            .send()
+    };
     let a = send().await.unwrap().text().await.unwrap();
     let r = send().await.unwrap();
     assert_eq!(r.headers()["idempotent-replayed"], "true");
@@ -311,23 +546,99 @@ async fn bad_input_gets_clear_4xx() {
     let gw = start(db, "[server]\nmax_body_bytes = 2048\n").await;
     let (key, _) = gw.key(KeySpec::default()).await;
     let big = chat("gpt-4o-mini", &"x".repeat(4096));
-    expect_problem(gw.post("/v1/chat/completions", &key, &big).await, 413, "body-too-large").await;
+    expect_problem(
+        gw.post("/v1/chat/completions", &key, &big).await,
+        413,
+        "body-too-large",
+    )
+    .await;
     // Chunked (no Content-Length) bodies are bounded too.
-    let stream = futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let r = gw.post_raw("/v1/chat/completions", &key, reqwest::Body::wrap_stream(stream)).await;
+    let stream =
+        futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let r = gw
+        .post_raw(
+            "/v1/chat/completions",
+            &key,
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await;
     expect_problem(r, 413, "body-too-large").await;
-    let body = expect_problem(gw.post_raw("/v1/chat/completions", &key, "{\"model\": \"gpt-4o-mini\",\n \"messages\": [}").await, 400, "malformed-json").await;
-    assert!(body["detail"].as_str().unwrap().contains("line 2, column"), "{body}");
-    expect_problem(gw.post_raw("/v1/chat/completions", &key, b"{\"model\": \"\xff\xfe\"}".to_vec()).await, 400, "malformed-json").await;
-    expect_problem(gw.post_raw("/v1/chat/completions", &key, "").await, 400, "malformed-json").await;
-    let body = expect_problem(gw.post("/v1/chat/completions", &key, &json!({"model": 42, "messages": []})).await, 400, "invalid-request").await;
-    assert!(body["detail"].as_str().unwrap().contains("`model` must be a string"));
-    expect_problem(gw.post("/v1/chat/completions", &key, &json!({"model": "gpt-4o-mini", "messages": "hi"})).await, 400, "invalid-request").await;
-    let r = gw.client.post(format!("{}/v1/chat/completions", gw.base)).bearer_auth(&key).header("content-type", "text/plain").body("not json").send().await.unwrap();
+    let body = expect_problem(
+        gw.post_raw(
+            "/v1/chat/completions",
+            &key,
+            "{\"model\": \"gpt-4o-mini\",\n \"messages\": [}",
+        )
+        .await,
+        400,
+        "malformed-json",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("line 2, column"),
+        "{body}"
+    );
+    expect_problem(
+        gw.post_raw(
+            "/v1/chat/completions",
+            &key,
+            b"{\"model\": \"\xff\xfe\"}".to_vec(),
+        )
+        .await,
+        400,
+        "malformed-json",
+    )
+    .await;
+    expect_problem(
+        gw.post_raw("/v1/chat/completions", &key, "").await,
+        400,
+        "malformed-json",
+    )
+    .await;
+    let body = expect_problem(
+        gw.post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": 42, "messages": []}),
+        )
+        .await,
+        400,
+        "invalid-request",
+    )
+    .await;
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("`model` must be a string"));
+    expect_problem(
+        gw.post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "gpt-4o-mini", "messages": "hi"}),
+        )
+        .await,
+        400,
+        "invalid-request",
+    )
+    .await;
+    let r = gw
+        .client
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
     let body = expect_problem(r, 400, "malformed-json").await;
     assert!(body["detail"].as_str().unwrap().contains("text/plain"));
     expect_problem(gw.get("/v1/nothing-here", &key).await, 404, "not-found").await;
-    expect_problem(gw.get("/v1/chat/completions", &key).await, 405, "method-not-allowed").await;
+    expect_problem(
+        gw.get("/v1/chat/completions", &key).await,
+        405,
+        "method-not-allowed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -340,28 +651,55 @@ async fn upstream_failures_map_to_502_and_504() {
     };
     let gw = start(db, &upstream_config(closed, "m", "")).await;
     let (key, _) = gw.key(KeySpec::default()).await;
-    let body = expect_problem(gw.post("/v1/chat/completions", &key, &chat("m", "hi")).await, 502, "upstream-unavailable").await;
-    assert!(body["detail"].as_str().unwrap().contains("could not be reached"));
+    let body = expect_problem(
+        gw.post("/v1/chat/completions", &key, &chat("m", "hi"))
+            .await,
+        502,
+        "upstream-unavailable",
+    )
+    .await;
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("could not be reached"));
 
-    let slow = upstream(Router::new().route("/v1/chat/completions", post(|| async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        "{}"
-    })))
+    let slow = upstream(Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "{}"
+        }),
+    ))
     .await;
     let gw = start(db, &upstream_config(slow, "m", "timeout = \"300ms\"")).await;
     let (key, _) = gw.key(KeySpec::default()).await;
     let started = Instant::now();
-    expect_problem(gw.post("/v1/chat/completions", &key, &chat("m", "hi")).await, 504, "upstream-timeout").await;
+    expect_problem(
+        gw.post("/v1/chat/completions", &key, &chat("m", "hi"))
+            .await,
+        504,
+        "upstream-timeout",
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // An upstream error response is passed through as is.
-    let failing = upstream(Router::new().route("/v1/chat/completions", post(|| async {
-        (http::StatusCode::BAD_REQUEST, [("content-type", "application/json")], "{\"error\":{\"message\":\"bad temperature\"}}")
-    })))
+    let failing = upstream(Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            (
+                http::StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                "{\"error\":{\"message\":\"bad temperature\"}}",
+            )
+        }),
+    ))
     .await;
     let gw = start(db, &upstream_config(failing, "m", "")).await;
     let (key, _) = gw.key(KeySpec::default()).await;
-    let r = gw.post("/v1/chat/completions", &key, &chat("m", "hi")).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("m", "hi"))
+        .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("bad temperature"));
 }
@@ -390,14 +728,21 @@ async fn forwards_ids_trace_context_key_and_upstream_model() {
     ))
     .await;
     std::env::set_var("CUSTOS_TEST_PROVIDER_KEY", "sk-upstream-secret");
-    let gw = start(db, &upstream_config(addr, "m", "api_key_env = \"CUSTOS_TEST_PROVIDER_KEY\"")).await;
+    let gw = start(
+        db,
+        &upstream_config(addr, "m", "api_key_env = \"CUSTOS_TEST_PROVIDER_KEY\""),
+    )
+    .await;
     let (key, _) = gw.key(KeySpec::default()).await;
     let r = gw
         .client
         .post(format!("{}/v1/chat/completions", gw.base))
         .bearer_auth(&key)
         .header("x-request-id", "req-42")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .header("tracestate", "vendor=x")
         .json(&chat("m", "hi"))
         .send()
@@ -411,7 +756,10 @@ async fn forwards_ids_trace_context_key_and_upstream_model() {
     assert_eq!(h["authorization"], "Bearer sk-upstream-secret");
     assert_eq!(h["tracestate"], "vendor=x");
     let tp = h["traceparent"].to_str().unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && tp.ends_with("-01"), "{tp}");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && tp.ends_with("-01"),
+        "{tp}"
+    );
     assert!(!tp.contains("00f067aa0ba902b7"));
     assert_eq!(seen.bodies[0]["model"], "m-upstream");
 }
@@ -437,9 +785,17 @@ async fn client_disconnect_cancels_the_upstream_stream() {
                 // An endless stream, one event every 50 ms; the guard fires when hyper drops it.
                 let stream = futures_util::stream::unfold(guard, |g| async move {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    Some((Ok::<_, std::io::Error>("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"), g))
+                    Some((
+                        Ok::<_, std::io::Error>(
+                            "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n",
+                        ),
+                        g,
+                    ))
                 });
-                ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream))
+                (
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(stream),
+                )
             }
         }),
     ))
@@ -453,7 +809,10 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     let first = r.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
     drop(r);
-    tokio::time::timeout(Duration::from_secs(5), rx).await.expect("upstream stream was not cancelled").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("upstream stream was not cancelled")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -474,22 +833,52 @@ async fn streaming_is_passed_through_as_it_arrives() {
 async fn metrics_health_and_readiness() {
     let db = &databases("metrics").await[0];
     let gw = start(db, MOCK).await;
-    let (key, _) = gw.key(KeySpec { rpm: Some(2), ..Default::default() }).await;
+    let (key, _) = gw
+        .key(KeySpec {
+            rpm: Some(2),
+            ..Default::default()
+        })
+        .await;
     for _ in 0..3 {
-        gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "x")).await;
+        gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "x"))
+            .await;
     }
-    gw.post("/v1/chat/completions", "bad", &chat("gpt-4o-mini", "x")).await;
-    let text = gw.client.get(format!("{}/metrics", gw.base)).send().await.unwrap().text().await.unwrap();
+    gw.post("/v1/chat/completions", "bad", &chat("gpt-4o-mini", "x"))
+        .await;
+    let text = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("custos_requests_total{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\",status=\"200\",team=\"ml\"} 2"), "{text}");
     assert!(text.contains("status=\"429\""), "{text}");
     assert!(text.contains("custos_overhead_seconds_bucket{route=\"/v1/chat/completions\""));
-    assert!(text.contains("custos_upstream_seconds_count{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\"}"));
+    assert!(text.contains(
+        "custos_upstream_seconds_count{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\"}"
+    ));
     assert!(text.contains("custos_auth_failures_total{reason=\"invalid-api-key\"} 1"));
     assert!(text.contains("custos_quota_rejections_total{scope=\"key\",limit=\"requests\"} 1"));
     assert!(text.contains("custos_api_keys_cached 1"));
     assert!(!text.contains(&key), "metrics must not leak keys");
-    let r = gw.client.get(format!("{}/healthz", gw.base)).send().await.unwrap();
+    let r = gw
+        .client
+        .get(format!("{}/healthz", gw.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r: Value = gw.client.get(format!("{}/readyz", gw.base)).send().await.unwrap().json().await.unwrap();
+    let r: Value = gw
+        .client
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "ready");
 }

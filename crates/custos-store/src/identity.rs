@@ -97,7 +97,8 @@ pub struct KeyFilter {
     pub include_inactive: bool,
 }
 
-const KEY_SELECT: &str = "SELECT k.id, k.digest, k.prefix, k.name, k.tenant_id, tn.name AS tenant, \
+const KEY_SELECT: &str =
+    "SELECT k.id, k.digest, k.prefix, k.name, k.tenant_id, tn.name AS tenant, \
     k.team_id, t.name AS team, k.app_id, a.name AS app, k.env, k.models, k.rpm, k.tpm, \
     t.rpm AS team_rpm, t.tpm AS team_tpm, k.created_at, k.expires_at, k.revoked_at, \
     k.rotated_from, \
@@ -154,9 +155,11 @@ fn app_row(r: &AnyRow) -> Result<App, sqlx::Error> {
     })
 }
 
-const TEAM_SELECT: &str = "SELECT t.id, t.tenant_id, tn.name AS tenant, t.name, t.rpm, t.tpm, t.created_at \
+const TEAM_SELECT: &str =
+    "SELECT t.id, t.tenant_id, tn.name AS tenant, t.name, t.rpm, t.tpm, t.created_at \
     FROM teams t JOIN tenants tn ON tn.id = t.tenant_id";
-const APP_SELECT: &str = "SELECT a.id, a.team_id, t.name AS team, tn.name AS tenant, a.name, a.created_at \
+const APP_SELECT: &str =
+    "SELECT a.id, a.team_id, t.name AS team, tn.name AS tenant, a.name, a.created_at \
     FROM apps a JOIN teams t ON t.id = a.team_id JOIN tenants tn ON tn.id = t.tenant_id";
 
 fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
@@ -205,8 +208,12 @@ impl Store {
                 .bind(name)
                 .fetch_optional(self.pool())
                 .await?;
-        row.map(|(id, name, created_at)| Tenant { id, name, created_at })
-            .ok_or_else(|| StoreError::NotFound(format!("tenant {name:?}")))
+        row.map(|(id, name, created_at)| Tenant {
+            id,
+            name,
+            created_at,
+        })
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {name:?}")))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
@@ -216,7 +223,11 @@ impl Store {
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, created_at)| Tenant { id, name, created_at })
+            .map(|(id, name, created_at)| Tenant {
+                id,
+                name,
+                created_at,
+            })
             .collect())
     }
 
@@ -243,7 +254,9 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await
-        .map_err(|e| StoreError::conflict_as(e, || format!("team {name:?} in tenant {:?}", tenant.name)))?;
+        .map_err(|e| {
+            StoreError::conflict_as(e, || format!("team {name:?} in tenant {:?}", tenant.name))
+        })?;
         self.team(&tenant.name, name).await
     }
 
@@ -256,7 +269,9 @@ impl Store {
             .await?;
         match row {
             Some(r) => Ok(team_row(&r)?),
-            None => Err(StoreError::NotFound(format!("team {name:?} in tenant {tenant:?}"))),
+            None => Err(StoreError::NotFound(format!(
+                "team {name:?} in tenant {tenant:?}"
+            ))),
         }
     }
 
@@ -282,10 +297,12 @@ impl Store {
     pub async fn list_teams(&self, tenant: Option<&str>) -> Result<Vec<Team>, StoreError> {
         let rows = match tenant {
             Some(t) => {
-                sqlx::query(&format!("{TEAM_SELECT} WHERE tn.name = $1 ORDER BY tn.name, t.name"))
-                    .bind(t)
-                    .fetch_all(self.pool())
-                    .await?
+                sqlx::query(&format!(
+                    "{TEAM_SELECT} WHERE tn.name = $1 ORDER BY tn.name, t.name"
+                ))
+                .bind(t)
+                .fetch_all(self.pool())
+                .await?
             }
             None => {
                 sqlx::query(&format!("{TEAM_SELECT} ORDER BY tn.name, t.name"))
@@ -296,7 +313,12 @@ impl Store {
         Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn create_app(&self, tenant: &str, team: &str, name: &str) -> Result<App, StoreError> {
+    pub async fn create_app(
+        &self,
+        tenant: &str,
+        team: &str,
+        name: &str,
+    ) -> Result<App, StoreError> {
         check_name("app", name)?;
         let team_row = self.team(tenant, team).await?;
         let id = new_id("app");
@@ -327,7 +349,11 @@ impl Store {
         }
     }
 
-    pub async fn list_apps(&self, tenant: Option<&str>, team: Option<&str>) -> Result<Vec<App>, StoreError> {
+    pub async fn list_apps(
+        &self,
+        tenant: Option<&str>,
+        team: Option<&str>,
+    ) -> Result<Vec<App>, StoreError> {
         let sql = format!(
             "{APP_SELECT} WHERE ($1 IS NULL OR tn.name = $1) AND ($2 IS NULL OR t.name = $2) \
              ORDER BY tn.name, t.name, a.name"
@@ -428,7 +454,11 @@ impl Store {
 
     /// Revokes a key now (or at `at`, for a rotation overlap). Revoking twice is a no-op that
     /// keeps the first revocation time.
-    pub async fn revoke_key(&self, id_or_prefix: &str, at: Option<i64>) -> Result<KeyRow, StoreError> {
+    pub async fn revoke_key(
+        &self,
+        id_or_prefix: &str,
+        at: Option<i64>,
+    ) -> Result<KeyRow, StoreError> {
         let key = self.key(id_or_prefix).await?;
         let now = now_ms();
         sqlx::query(
@@ -461,7 +491,8 @@ impl Store {
         }
         let new_id = new_id("key");
         let mut tx = self.pool().begin().await?;
-        self.insert_key_with(&new_id, successor, Some(&old.id), &mut *tx).await?;
+        self.insert_key_with(&new_id, successor, Some(&old.id), &mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, updated_at = $2 \
              WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $1)",

@@ -55,16 +55,28 @@ impl Store {
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(StoreError::Invalid("the sqlite URL names no file: use sqlite://path/to/custos.db".into()));
+                return Err(StoreError::Invalid(
+                    "the sqlite URL names no file: use sqlite://path/to/custos.db".into(),
+                ));
             }
             let file = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = std::path::Path::new(file)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Invalid(format!("cannot create the data directory {}: {e}", dir.display()))
+                    StoreError::Invalid(format!(
+                        "cannot create the data directory {}: {e}",
+                        dir.display()
+                    ))
                 })?;
             }
             let sep = if path.contains('?') { '&' } else { '?' };
-            let mode = if path.contains("mode=") { String::new() } else { format!("{sep}mode=rwc") };
+            let mode = if path.contains("mode=") {
+                String::new()
+            } else {
+                format!("{sep}mode=rwc")
+            };
             (Backend::Sqlite, format!("sqlite://{path}{mode}"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -74,8 +86,9 @@ impl Store {
                 redact_url(url)
             )));
         };
-        let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Invalid(format!("bad database URL {:?}: {e}", redact_url(&url))))?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| {
+            StoreError::Invalid(format!("bad database URL {:?}: {e}", redact_url(&url)))
+        })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))

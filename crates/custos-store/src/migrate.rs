@@ -65,23 +65,32 @@ impl Store {
         sqlx::raw_sql(sql)
             .execute(&mut *tx)
             .await
-            .map_err(|source| StoreError::Migration { version: m.version, source })?;
-        sqlx::query("INSERT INTO custos_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(custos_core::time::now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|source| StoreError::Migration { version: m.version, source })?;
+            .map_err(|source| StoreError::Migration {
+                version: m.version,
+                source,
+            })?;
+        sqlx::query(
+            "INSERT INTO custos_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(custos_core::time::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|source| StoreError::Migration {
+            version: m.version,
+            source,
+        })?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Versions applied so far, oldest first.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM custos_migrations ORDER BY version")
-            .fetch_all(self.pool())
-            .await?;
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM custos_migrations ORDER BY version")
+                .fetch_all(self.pool())
+                .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

@@ -33,26 +33,62 @@ async fn identity_lifecycle() {
     for (store, _dir) in backends("identity_lifecycle").await {
         let b = store.backend().as_str();
         let tenant = store.create_tenant("acme").await.unwrap();
-        assert!(matches!(store.create_tenant("acme").await, Err(StoreError::Conflict(_))), "{b}");
-        assert!(matches!(store.create_tenant("bad name").await, Err(StoreError::Invalid(_))), "{b}");
+        assert!(
+            matches!(
+                store.create_tenant("acme").await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{b}"
+        );
+        assert!(
+            matches!(
+                store.create_tenant("bad name").await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{b}"
+        );
         assert_eq!(store.ensure_tenant("acme").await.unwrap(), tenant);
         store.create_tenant("globex").await.unwrap();
         assert_eq!(store.list_tenants().await.unwrap().len(), 2);
 
-        let team = store.create_team("acme", "ml", Some(100), None).await.unwrap();
+        let team = store
+            .create_team("acme", "ml", Some(100), None)
+            .await
+            .unwrap();
         assert_eq!(team.tenant, "acme");
         assert_eq!(team.rpm, Some(100));
-        assert!(matches!(store.create_team("nope", "ml", None, None).await, Err(StoreError::NotFound(_))), "{b}");
-        assert!(matches!(store.create_team("acme", "ml", None, None).await, Err(StoreError::Conflict(_))), "{b}");
+        assert!(
+            matches!(
+                store.create_team("nope", "ml", None, None).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{b}"
+        );
+        assert!(
+            matches!(
+                store.create_team("acme", "ml", None, None).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{b}"
+        );
         store.create_team("globex", "ml", None, None).await.unwrap();
         assert_eq!(store.list_teams(Some("acme")).await.unwrap().len(), 1);
         assert_eq!(store.list_teams(None).await.unwrap().len(), 2);
 
         let app = store.create_app("acme", "ml", "chatbot").await.unwrap();
         assert_eq!((app.team.as_str(), app.tenant.as_str()), ("ml", "acme"));
-        assert!(matches!(store.create_app("acme", "ml", "chatbot").await, Err(StoreError::Conflict(_))), "{b}");
+        assert!(
+            matches!(
+                store.create_app("acme", "ml", "chatbot").await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{b}"
+        );
         assert_eq!(store.list_apps(Some("acme"), None).await.unwrap().len(), 1);
-        assert_eq!(store.list_apps(Some("globex"), None).await.unwrap().len(), 0);
+        assert_eq!(
+            store.list_apps(Some("globex"), None).await.unwrap().len(),
+            0
+        );
 
         let digest = "a".repeat(64);
         let key = store.insert_key(&new_key(&app.id, &digest)).await.unwrap();
@@ -61,11 +97,31 @@ async fn identity_lifecycle() {
         assert_eq!(key.rpm, Some(600));
         assert_eq!(key.team_rpm, Some(100));
         assert_eq!(key.status(custos_core::time::now_ms()), "active");
-        assert!(matches!(store.insert_key(&new_key(&app.id, &digest)).await, Err(StoreError::Conflict(_))), "{b}");
-        assert!(matches!(store.insert_key(&new_key("app_missing", &"b".repeat(64))).await, Err(StoreError::NotFound(_))), "{b}");
+        assert!(
+            matches!(
+                store.insert_key(&new_key(&app.id, &digest)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{b}"
+        );
+        assert!(
+            matches!(
+                store
+                    .insert_key(&new_key("app_missing", &"b".repeat(64)))
+                    .await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{b}"
+        );
         assert_eq!(store.key(&key.prefix).await.unwrap().id, key.id);
 
-        let listed = store.list_keys(&KeyFilter { team: Some("ml".into()), ..Default::default() }).await.unwrap();
+        let listed = store
+            .list_keys(&KeyFilter {
+                team: Some("ml".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(listed.len(), 1);
 
         // Revocation bumps updated_at so other processes see it.
@@ -76,23 +132,56 @@ async fn identity_lifecycle() {
         assert_eq!(revoked.status(custos_core::time::now_ms()), "revoked");
         let changed = store.keys_changed_since(key.updated_at + 1).await.unwrap();
         assert_eq!(changed.len(), 1, "{b}");
-        assert!(store.list_keys(&KeyFilter::default()).await.unwrap().is_empty());
-        assert_eq!(store.list_keys(&KeyFilter { include_inactive: true, ..Default::default() }).await.unwrap().len(), 1);
-        assert!(matches!(store.rotate_key(&key.id, &new_key(&app.id, &"c".repeat(64)), 0).await, Err(StoreError::Invalid(_))), "{b}");
+        assert!(store
+            .list_keys(&KeyFilter::default())
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .list_keys(&KeyFilter {
+                    include_inactive: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            matches!(
+                store
+                    .rotate_key(&key.id, &new_key(&app.id, &"c".repeat(64)), 0)
+                    .await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{b}"
+        );
 
         // Team limit changes reach the keys' refresh too.
-        let k2 = store.insert_key(&new_key(&app.id, &"d".repeat(64))).await.unwrap();
+        let k2 = store
+            .insert_key(&new_key(&app.id, &"d".repeat(64)))
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        store.set_team_limits("acme", "ml", Some(5), Some(1000)).await.unwrap();
+        store
+            .set_team_limits("acme", "ml", Some(5), Some(1000))
+            .await
+            .unwrap();
         let changed = store.keys_changed_since(k2.updated_at + 1).await.unwrap();
         assert_eq!(changed.len(), 2, "{b}");
-        assert!(changed.iter().all(|k| k.team_rpm == Some(5) && k.team_tpm == Some(1000)));
+        assert!(changed
+            .iter()
+            .all(|k| k.team_rpm == Some(5) && k.team_tpm == Some(1000)));
 
         // Rotation: successor inherits, old key keeps working until the overlap ends.
         let mut succ = new_key(&app.id, &"e".repeat(64));
         succ.models = k2.models.clone();
         let overlap_end = custos_core::time::now_ms() + 60_000;
-        let (old, new) = store.rotate_key(&k2.prefix, &succ, overlap_end).await.unwrap();
+        let (old, new) = store
+            .rotate_key(&k2.prefix, &succ, overlap_end)
+            .await
+            .unwrap();
         assert_eq!(old.revoked_at, Some(overlap_end));
         assert_eq!(old.status(custos_core::time::now_ms()), "active");
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
@@ -108,14 +197,23 @@ async fn bad_urls_are_explained() {
     assert!(e.contains("sqlite://PATH or postgres://"), "{e}");
     let e = Store::open("sqlite://").await.unwrap_err().to_string();
     assert!(e.contains("names no file"), "{e}");
-    let e = Store::open("postgres://u:secretpw@127.0.0.1:1/db").await.unwrap_err().to_string();
+    let e = Store::open("postgres://u:secretpw@127.0.0.1:1/db")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains("secretpw"), "{e}");
     assert!(e.contains("cannot connect"), "{e}");
 }
 
 #[test]
 fn urls_are_redacted() {
-    assert_eq!(custos_store::redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
-    assert_eq!(custos_store::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        custos_store::redact_url("postgres://u:p@h/db"),
+        "postgres://u:***@h/db"
+    );
+    assert_eq!(
+        custos_store::redact_url("postgres://u@h/db"),
+        "postgres://u@h/db"
+    );
     assert!(custos_store::url_has_password("postgres://u:p@h/db"));
 }

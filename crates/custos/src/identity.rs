@@ -33,7 +33,9 @@ pub enum TenantCmd {
 #[derive(Subcommand, Debug)]
 pub enum TeamCmd {
     /// Create a team, optionally with limits shared by all its keys.
-    #[command(after_help = "Examples:\n  custos teams create ml\n  custos teams create search --tenant acme --rpm 3000 --tpm 1000000")]
+    #[command(
+        after_help = "Examples:\n  custos teams create ml\n  custos teams create search --tenant acme --rpm 3000 --tpm 1000000"
+    )]
     Create {
         name: String,
         #[command(flatten)]
@@ -86,7 +88,9 @@ pub enum AppCmd {
 #[derive(Subcommand, Debug)]
 pub enum KeyCmd {
     /// Mint an API key. The key is printed once, on standard output, and never again.
-    #[command(after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)")]
+    #[command(
+        after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
+    )]
     Create {
         #[arg(long)]
         team: String,
@@ -114,7 +118,9 @@ pub enum KeyCmd {
         name: Option<String>,
     },
     /// List keys (active only, unless --all).
-    #[command(after_help = "Examples:\n  custos keys list\n  custos keys list --team ml --all --json")]
+    #[command(
+        after_help = "Examples:\n  custos keys list\n  custos keys list --team ml --all --json"
+    )]
     List {
         #[arg(long)]
         tenant: Option<String>,
@@ -132,7 +138,9 @@ pub enum KeyCmd {
     #[command(after_help = "Example:\n  custos keys revoke key_01936f…")]
     Revoke { key: String },
     /// Issue a successor key with the same scope and limits; the old key stops after --overlap.
-    #[command(after_help = "Examples:\n  custos keys rotate key_01936f…\n  custos keys rotate ck_live_AbC123 --overlap 24h")]
+    #[command(
+        after_help = "Examples:\n  custos keys rotate key_01936f…\n  custos keys rotate ck_live_AbC123 --overlap 24h"
+    )]
     Rotate {
         key: String,
         /// How long the old key keeps working (default: stops now).
@@ -142,9 +150,12 @@ pub enum KeyCmd {
 }
 
 pub async fn open(ctx: &Ctx) -> Result<Store> {
-    Store::open(&ctx.database_url)
-        .await
-        .with_context(|| format!("cannot open the database {}", custos_store::redact_url(&ctx.database_url)))
+    Store::open(&ctx.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            custos_store::redact_url(&ctx.database_url)
+        )
+    })
 }
 
 /// The tenant, created on first use when it is the default one.
@@ -158,7 +169,9 @@ async fn tenant(store: &Store, name: &str) -> Result<()> {
 /// Adds a hint about the command that creates a missing object.
 fn hint(e: StoreError, create: &str) -> anyhow::Error {
     match e {
-        StoreError::NotFound(what) => anyhow::anyhow!("{what} not found; create it with `{create}`"),
+        StoreError::NotFound(what) => {
+            anyhow::anyhow!("{what} not found; create it with `{create}`")
+        }
         other => other.into(),
     }
 }
@@ -169,7 +182,9 @@ pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
         TenantCmd::Create { name } => {
             let t = store.create_tenant(&name).await?;
             if ctx.json {
-                output::json(&json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))}));
+                output::json(
+                    &json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))}),
+                );
             } else {
                 eprintln!("created tenant {} ({})", t.name, t.id);
             }
@@ -179,7 +194,13 @@ pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
             if ctx.json {
                 output::json(&json!(list.iter().map(|t| json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))})).collect::<Vec<_>>()));
             } else {
-                output::table(&["NAME", "ID", "CREATED"], &list.iter().map(|t| vec![t.name.clone(), t.id.clone(), time(Some(t.created_at))]).collect::<Vec<_>>());
+                output::table(
+                    &["NAME", "ID", "CREATED"],
+                    &list
+                        .iter()
+                        .map(|t| vec![t.name.clone(), t.id.clone(), time(Some(t.created_at))])
+                        .collect::<Vec<_>>(),
+                );
             }
         }
     }
@@ -197,7 +218,12 @@ fn team_json(t: &custos_store::Team) -> serde_json::Value {
 pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
     let store = open(ctx).await?;
     match cmd {
-        TeamCmd::Create { name, tenant: t, rpm, tpm } => {
+        TeamCmd::Create {
+            name,
+            tenant: t,
+            rpm,
+            tpm,
+        } => {
             tenant(&store, &t.tenant).await?;
             let team = store
                 .create_team(&t.tenant, &name, limit(rpm), limit(tpm))
@@ -209,7 +235,12 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
                 eprintln!("created team {}/{} ({})", team.tenant, team.name, team.id);
             }
         }
-        TeamCmd::SetLimits { name, tenant: t, rpm, tpm } => {
+        TeamCmd::SetLimits {
+            name,
+            tenant: t,
+            rpm,
+            tpm,
+        } => {
             let current = store.team(&t.tenant, &name).await?;
             let rpm = rpm.map_or(current.rpm, |v| limit(Some(v)));
             let tpm = tpm.map_or(current.tpm, |v| limit(Some(v)));
@@ -217,7 +248,13 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
             if ctx.json {
                 output::json(&team_json(&team));
             } else {
-                eprintln!("team {}/{} limits: rpm {}, tpm {}", team.tenant, team.name, opt(team.rpm), opt(team.tpm));
+                eprintln!(
+                    "team {}/{} limits: rpm {}, tpm {}",
+                    team.tenant,
+                    team.name,
+                    opt(team.rpm),
+                    opt(team.tpm)
+                );
             }
         }
         TeamCmd::List { tenant } => {
@@ -227,7 +264,18 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
             } else {
                 output::table(
                     &["TENANT", "TEAM", "RPM", "TPM", "ID"],
-                    &list.iter().map(|t| vec![t.tenant.clone(), t.name.clone(), opt(t.rpm), opt(t.tpm), t.id.clone()]).collect::<Vec<_>>(),
+                    &list
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.tenant.clone(),
+                                t.name.clone(),
+                                opt(t.rpm),
+                                opt(t.tpm),
+                                t.id.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
                 );
             }
         }
@@ -238,16 +286,30 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
 pub async fn apps(ctx: &Ctx, cmd: AppCmd) -> Result<ExitCode> {
     let store = open(ctx).await?;
     match cmd {
-        AppCmd::Create { name, team, tenant: t } => {
+        AppCmd::Create {
+            name,
+            team,
+            tenant: t,
+        } => {
             tenant(&store, &t.tenant).await?;
             let app = store
                 .create_app(&t.tenant, &team, &name)
                 .await
-                .map_err(|e| hint(e, &format!("custos teams create {team} --tenant {}", t.tenant)))?;
+                .map_err(|e| {
+                    hint(
+                        e,
+                        &format!("custos teams create {team} --tenant {}", t.tenant),
+                    )
+                })?;
             if ctx.json {
-                output::json(&json!({"id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name, "created_at": time(Some(app.created_at))}));
+                output::json(
+                    &json!({"id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name, "created_at": time(Some(app.created_at))}),
+                );
             } else {
-                eprintln!("created app {}/{}/{} ({})", app.tenant, app.team, app.name, app.id);
+                eprintln!(
+                    "created app {}/{}/{} ({})",
+                    app.tenant, app.team, app.name, app.id
+                );
             }
         }
         AppCmd::List { tenant, team } => {
@@ -257,7 +319,17 @@ pub async fn apps(ctx: &Ctx, cmd: AppCmd) -> Result<ExitCode> {
             } else {
                 output::table(
                     &["TENANT", "TEAM", "APP", "ID"],
-                    &list.iter().map(|a| vec![a.tenant.clone(), a.team.clone(), a.name.clone(), a.id.clone()]).collect::<Vec<_>>(),
+                    &list
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.tenant.clone(),
+                                a.team.clone(),
+                                a.name.clone(),
+                                a.id.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
                 );
             }
         }
@@ -294,7 +366,15 @@ fn key_details(k: &KeyRow) {
     }
 }
 
-fn mint_new(app_id: &str, env: &str, models: &str, rpm: Option<i64>, tpm: Option<i64>, expires_at: Option<i64>, name: Option<String>) -> Result<(custos_authz::MintedKey, NewKey)> {
+fn mint_new(
+    app_id: &str,
+    env: &str,
+    models: &str,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    expires_at: Option<i64>,
+    name: Option<String>,
+) -> Result<(custos_authz::MintedKey, NewKey)> {
     let minted = custos_authz::api_key::mint()?;
     let new = NewKey {
         digest_hex: minted.digest.to_hex(),
@@ -318,15 +398,32 @@ fn duration_ms(flag: &str, value: &str) -> Result<i64> {
 pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
     let store = open(ctx).await?;
     match cmd {
-        KeyCmd::Create { team, app, tenant: t, models, rpm, tpm, expires, env, name } => {
+        KeyCmd::Create {
+            team,
+            app,
+            tenant: t,
+            models,
+            rpm,
+            tpm,
+            expires,
+            env,
+            name,
+        } => {
             if !custos_core::id::is_valid_name(&env) {
                 bail!("--env {env:?} is invalid: use letters, digits, '.', '_' or '-'");
             }
             let scope = ModelScope::parse(&models);
             if let ModelScope::Only(list) = &scope {
-                let unknown: Vec<&str> = list.iter().filter(|m| !ctx.config.models.iter().any(|r| &r.name == *m)).map(String::as_str).collect();
+                let unknown: Vec<&str> = list
+                    .iter()
+                    .filter(|m| !ctx.config.models.iter().any(|r| &r.name == *m))
+                    .map(String::as_str)
+                    .collect();
                 if !unknown.is_empty() {
-                    eprintln!("warning: no route serves {}; the key cannot use it until one does", unknown.join(", "));
+                    eprintln!(
+                        "warning: no route serves {}; the key cannot use it until one does",
+                        unknown.join(", ")
+                    );
                 }
             }
             let expires_at = match &expires {
@@ -335,32 +432,79 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             };
             tenant(&store, &t.tenant).await?;
             let app_row = store.app(&t.tenant, &team, &app).await.map_err(|e| {
-                hint(e, &format!("custos apps create {app} --team {team}{}", if t.tenant == DEFAULT_TENANT { String::new() } else { format!(" --tenant {}", t.tenant) }))
+                hint(
+                    e,
+                    &format!(
+                        "custos apps create {app} --team {team}{}",
+                        if t.tenant == DEFAULT_TENANT {
+                            String::new()
+                        } else {
+                            format!(" --tenant {}", t.tenant)
+                        }
+                    ),
+                )
             })?;
-            let (minted, new) = mint_new(&app_row.id, &env, &scope.to_list(), limit(rpm), limit(tpm), expires_at, name)?;
+            let (minted, new) = mint_new(
+                &app_row.id,
+                &env,
+                &scope.to_list(),
+                limit(rpm),
+                limit(tpm),
+                expires_at,
+                name,
+            )?;
             let row = store.insert_key(&new).await?;
             if ctx.json {
                 let mut v = key_json(&row);
                 v["key"] = json!(minted.secret);
                 output::json(&v);
             } else {
-                eprintln!("created API key {} for {}/{}/{}:", row.id, row.tenant, row.team, row.app);
+                eprintln!(
+                    "created API key {} for {}/{}/{}:",
+                    row.id, row.tenant, row.team, row.app
+                );
                 key_details(&row);
                 eprintln!("the key is shown once, below; store it in your secret manager now:");
                 println!("{}", minted.secret);
             }
         }
-        KeyCmd::List { tenant, team, app, all } => {
-            let list = store.list_keys(&KeyFilter { tenant, team, app, include_inactive: all }).await?;
+        KeyCmd::List {
+            tenant,
+            team,
+            app,
+            all,
+        } => {
+            let list = store
+                .list_keys(&KeyFilter {
+                    tenant,
+                    team,
+                    app,
+                    include_inactive: all,
+                })
+                .await?;
             if ctx.json {
                 output::json(&json!(list.iter().map(key_json).collect::<Vec<_>>()));
             } else {
                 let now = now_ms();
                 output::table(
-                    &["ID", "PREFIX", "OWNER", "ENV", "MODELS", "RPM", "TPM", "STATUS", "EXPIRES"],
+                    &[
+                        "ID", "PREFIX", "OWNER", "ENV", "MODELS", "RPM", "TPM", "STATUS", "EXPIRES",
+                    ],
                     &list
                         .iter()
-                        .map(|k| vec![k.id.clone(), k.prefix.clone(), format!("{}/{}/{}", k.tenant, k.team, k.app), k.env.clone(), k.models.clone(), opt(k.rpm), opt(k.tpm), k.status(now).into(), time(k.expires_at)])
+                        .map(|k| {
+                            vec![
+                                k.id.clone(),
+                                k.prefix.clone(),
+                                format!("{}/{}/{}", k.tenant, k.team, k.app),
+                                k.env.clone(),
+                                k.models.clone(),
+                                opt(k.rpm),
+                                opt(k.tpm),
+                                k.status(now).into(),
+                                time(k.expires_at),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 );
             }
@@ -378,7 +522,10 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             if ctx.json {
                 output::json(&key_json(&k));
             } else {
-                eprintln!("revoked key {} ({}…); gateways refuse it within a second", k.id, k.prefix);
+                eprintln!(
+                    "revoked key {} ({}…); gateways refuse it within a second",
+                    k.id, k.prefix
+                );
             }
         }
         KeyCmd::Rotate { key, overlap } => {
@@ -387,12 +534,33 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                 Some(o) => duration_ms("overlap", o)?,
                 None => 0,
             };
-            let (minted, new) = mint_new(&old.app_id, &old.env, &old.models, old.rpm, old.tpm, old.expires_at, old.name.clone())?;
-            let (old, succ) = store.rotate_key(&old.id, &new, now_ms() + overlap_ms).await?;
+            let (minted, new) = mint_new(
+                &old.app_id,
+                &old.env,
+                &old.models,
+                old.rpm,
+                old.tpm,
+                old.expires_at,
+                old.name.clone(),
+            )?;
+            let (old, succ) = store
+                .rotate_key(&old.id, &new, now_ms() + overlap_ms)
+                .await?;
             if ctx.json {
-                output::json(&json!({"old": key_json(&old), "new": key_json(&succ), "key": minted.secret}));
+                output::json(
+                    &json!({"old": key_json(&old), "new": key_json(&succ), "key": minted.secret}),
+                );
             } else {
-                eprintln!("rotated {} → {}; the old key stops working {}", old.id, succ.id, if overlap_ms == 0 { "now".to_string() } else { format!("at {}", time(old.revoked_at)) });
+                eprintln!(
+                    "rotated {} → {}; the old key stops working {}",
+                    old.id,
+                    succ.id,
+                    if overlap_ms == 0 {
+                        "now".to_string()
+                    } else {
+                        format!("at {}", time(old.revoked_at))
+                    }
+                );
                 eprintln!("the new key is shown once, below:");
                 println!("{}", minted.secret);
             }

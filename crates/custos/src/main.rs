@@ -32,7 +32,13 @@ struct Cli {
     #[arg(long, global = true, env = "CUSTOS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Overrides the config file.
-    #[arg(long, global = true, env = "CUSTOS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTOS_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
@@ -44,7 +50,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Write a commented custos.toml and create the database.
-    #[command(after_help = "Examples:\n  custos init\n  custos init --path /etc/custos/custos.toml --force")]
+    #[command(
+        after_help = "Examples:\n  custos init\n  custos init --path /etc/custos/custos.toml --force"
+    )]
     Init {
         /// Where to write the configuration file.
         #[arg(long, default_value = "custos.toml")]
@@ -54,7 +62,9 @@ enum Command {
         force: bool,
     },
     /// Start the gateway.
-    #[command(after_help = "Examples:\n  custos serve\n  custos serve --listen 0.0.0.0:8080\n  CUSTOS_DATABASE_URL=postgres://custos@db/custos custos serve")]
+    #[command(
+        after_help = "Examples:\n  custos serve\n  custos serve --listen 0.0.0.0:8080\n  CUSTOS_DATABASE_URL=postgres://custos@db/custos custos serve"
+    )]
     Serve {
         /// Address to listen on (overrides server.listen).
         #[arg(long, value_name = "ADDR")]
@@ -114,7 +124,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     let database_url = config.database_url(cli.database_url.as_deref());
-    let ctx = Ctx { config, config_path, database_url, json: cli.json };
+    let ctx = Ctx {
+        config,
+        config_path,
+        database_url,
+        json: cli.json,
+    };
     match cli.command {
         Command::Init { .. } => unreachable!("handled above"),
         Command::Serve { listen } => serve::serve(ctx, listen).await,
@@ -127,7 +142,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

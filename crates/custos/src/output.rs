@@ -32,7 +32,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 pub fn opt<T: ToString>(v: Option<T>) -> String {

@@ -10,15 +10,25 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub async fn init(path: &Path, force: bool, database_url: Option<&str>, json: bool) -> Result<ExitCode> {
+pub async fn init(
+    path: &Path,
+    force: bool,
+    database_url: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
     let existed = path.exists();
     if existed && !force {
-        eprintln!("{} already exists; keeping it (use --force to overwrite)", path.display());
+        eprintln!(
+            "{} already exists; keeping it (use --force to overwrite)",
+            path.display()
+        );
     } else {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(path, STARTER_TOML).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, STARTER_TOML)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -28,17 +38,25 @@ pub async fn init(path: &Path, force: bool, database_url: Option<&str>, json: bo
         }
     };
     let url = config.database_url(database_url);
-    let store = custos_store::Store::open(&url)
-        .await
-        .with_context(|| format!("cannot create the database {}", custos_store::redact_url(&url)))?;
+    let store = custos_store::Store::open(&url).await.with_context(|| {
+        format!(
+            "cannot create the database {}",
+            custos_store::redact_url(&url)
+        )
+    })?;
     store.ensure_tenant(DEFAULT_TENANT).await?;
     if json {
-        crate::output::json(&serde_json::json!({"config": path, "database": custos_store::redact_url(&url), "tenant": DEFAULT_TENANT}));
+        crate::output::json(
+            &serde_json::json!({"config": path, "database": custos_store::redact_url(&url), "tenant": DEFAULT_TENANT}),
+        );
     } else {
         if !existed || force {
             eprintln!("wrote {}", path.display());
         }
-        eprintln!("database ready: {} (tenant \"{DEFAULT_TENANT}\")", custos_store::redact_url(&url));
+        eprintln!(
+            "database ready: {} (tenant \"{DEFAULT_TENANT}\")",
+            custos_store::redact_url(&url)
+        );
         eprintln!("next: custos teams create ml && custos apps create chatbot --team ml && custos keys create --team ml --app chatbot");
     }
     Ok(ExitCode::SUCCESS)
@@ -48,7 +66,9 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -86,7 +106,16 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         .config
         .providers
         .iter()
-        .map(|p| format!("{} ({})", p.name, match p.kind { ProviderKind::Mock => "mock", ProviderKind::Openai => "openai-compatible" }))
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p.name,
+                match p.kind {
+                    ProviderKind::Mock => "mock",
+                    ProviderKind::Openai => "openai-compatible",
+                }
+            )
+        })
         .collect();
     let models = ctx.config.models.len();
     let gateway = match Gateway::new(ctx.config, store.clone()).await {
@@ -97,15 +126,19 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}; is another process using it? choose another with --listen"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr}; is another process using it? choose another with --listen"
+        )
+    })?;
     let local = listener.local_addr()?;
     let keys = gateway.state().keys.len();
     eprintln!("custos gateway listening on http://{local}/v1");
     eprintln!(
         "  config: {}   database: {}   providers: {}   models: {models}   keys: {keys}",
-        ctx.config_path.as_deref().map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+        ctx.config_path
+            .as_deref()
+            .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
         custos_store::redact_url(&ctx.database_url),
         providers.join(", "),
     );

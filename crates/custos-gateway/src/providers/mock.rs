@@ -32,18 +32,31 @@ impl MockProvider {
         }
     }
 
-    pub async fn respond(&self, body: Map<String, Value>, ctx: CallContext<'_>) -> UpstreamResponse {
+    pub async fn respond(
+        &self,
+        body: Map<String, Value>,
+        ctx: CallContext<'_>,
+    ) -> UpstreamResponse {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock")
+            .to_owned();
         let created = custos_core::time::now_ms() / 1000;
-        let id_seed = hex::encode(&Sha256::digest(serde_json::to_vec(&body).unwrap_or_default())[..12]);
+        let id_seed =
+            hex::encode(&Sha256::digest(serde_json::to_vec(&body).unwrap_or_default())[..12]);
         match ctx.endpoint {
             Endpoint::Embeddings => json_response(embeddings(&body, &model, ctx.prompt_tokens)),
             Endpoint::ChatCompletions | Endpoint::Completions => {
                 let chat = ctx.endpoint == Endpoint::ChatCompletions;
-                let prompt = if chat { last_user_text(&body) } else { prompt_text(&body) };
+                let prompt = if chat {
+                    last_user_text(&body)
+                } else {
+                    prompt_text(&body)
+                };
                 let limit = ["max_completion_tokens", "max_tokens"]
                     .iter()
                     .find_map(|k| body.get(*k).and_then(Value::as_u64))
@@ -65,7 +78,15 @@ impl MockProvider {
                         .and_then(|o| o.get("include_usage"))
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                    let events = stream_events(chat, &id, created, &model, &words, finish, include_usage.then_some(usage));
+                    let events = stream_events(
+                        chat,
+                        &id,
+                        created,
+                        &model,
+                        &words,
+                        finish,
+                        include_usage.then_some(usage),
+                    );
                     self.stream_response(events)
                 } else {
                     let text = words.concat();
@@ -94,15 +115,28 @@ impl MockProvider {
             })
             .boxed();
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        UpstreamResponse { status: StatusCode::OK, headers, body: UpstreamBody::Stream(stream) }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        UpstreamResponse {
+            status: StatusCode::OK,
+            headers,
+            body: UpstreamBody::Stream(stream),
+        }
     }
 }
 
 fn json_response(v: Value) -> UpstreamResponse {
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     UpstreamResponse {
         status: StatusCode::OK,
         headers,
@@ -111,8 +145,14 @@ fn json_response(v: Value) -> UpstreamResponse {
 }
 
 fn last_user_text(body: &Map<String, Value>) -> String {
-    let Some(Value::Array(messages)) = body.get("messages") else { return String::new() };
-    let Some(m) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+    let Some(Value::Array(messages)) = body.get("messages") else {
+        return String::new();
+    };
+    let Some(m) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    else {
         return String::new();
     };
     match m.get("content") {
@@ -129,15 +169,27 @@ fn last_user_text(body: &Map<String, Value>) -> String {
 fn prompt_text(body: &Map<String, Value>) -> String {
     match body.get("prompt") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
         _ => String::new(),
     }
 }
 
 /// The reply as words (each streamed as one chunk), its token count and finish reason.
 /// Deterministic: the same prompt always gets the same reply.
-pub fn reply(model: &str, prompt: &str, max_tokens: Option<u32>) -> (Vec<String>, u32, &'static str) {
-    let echo: String = prompt.split_whitespace().take(24).collect::<Vec<_>>().join(" ");
+pub fn reply(
+    model: &str,
+    prompt: &str,
+    max_tokens: Option<u32>,
+) -> (Vec<String>, u32, &'static str) {
+    let echo: String = prompt
+        .split_whitespace()
+        .take(24)
+        .collect::<Vec<_>>()
+        .join(" ");
     let digest = hex::encode(&Sha256::digest(prompt.as_bytes())[..4]);
     let text = if echo.is_empty() {
         format!("This is the custos mock provider (reply {digest}). Your message was empty.")
@@ -146,7 +198,11 @@ pub fn reply(model: &str, prompt: &str, max_tokens: Option<u32>) -> (Vec<String>
     };
     let mut words: Vec<String> = Vec::new();
     for (i, w) in text.split(' ').enumerate() {
-        words.push(if i == 0 { w.to_owned() } else { format!(" {w}") });
+        words.push(if i == 0 {
+            w.to_owned()
+        } else {
+            format!(" {w}")
+        });
     }
     let Some(limit) = max_tokens else {
         let n = tokens::count(model, &text);
@@ -205,11 +261,15 @@ fn stream_events(
         }
     } else {
         for w in words {
-            out.push(sse(&json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": w, "logprobs": null, "finish_reason": null}]})));
+            out.push(sse(
+                &json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": 0, "text": w, "logprobs": null, "finish_reason": null}]}),
+            ));
         }
-        out.push(sse(&json!({"id": id, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": "", "logprobs": null, "finish_reason": finish}]})));
+        out.push(sse(
+            &json!({"id": id, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": "", "logprobs": null, "finish_reason": finish}]}),
+        ));
         if let Some(u) = &usage {
             out.push(sse(&json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": u})));
         }
@@ -227,7 +287,10 @@ fn embeddings(body: &Map<String, Value>, model: &str, prompt_tokens: u32) -> Val
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
         _ => vec![],
     };
     let data: Vec<Value> = inputs
@@ -260,7 +323,12 @@ pub fn vector(text: &str, dims: usize) -> Vec<f32> {
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }

@@ -54,8 +54,14 @@ pub enum ProviderSetupError {
     #[error("provider {provider:?}: the environment variable {var} named by `api_key_env` is not set; export it before starting custos")]
     MissingEnv { provider: String, var: String },
     #[error("provider {provider:?}: cannot read the key file {path}: {reason}")]
-    KeyFile { provider: String, path: String, reason: String },
-    #[error("provider {provider:?}: the API key contains characters not allowed in an HTTP header")]
+    KeyFile {
+        provider: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "provider {provider:?}: the API key contains characters not allowed in an HTTP header"
+    )]
     BadKey { provider: String },
     #[error("provider {provider:?}: cannot build the HTTP client: {reason}")]
     Client { provider: String, reason: String },
@@ -68,7 +74,10 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn from_config(p: &ProviderConfig, server: &ServerConfig) -> Result<Self, ProviderSetupError> {
+    pub fn from_config(
+        p: &ProviderConfig,
+        server: &ServerConfig,
+    ) -> Result<Self, ProviderSetupError> {
         Ok(match p.kind {
             ProviderKind::Mock => Provider::Mock(mock::MockProvider::new(p)),
             ProviderKind::Openai => Provider::OpenAi(openai::OpenAiProvider::new(p, server)?),
@@ -82,7 +91,11 @@ impl Provider {
         }
     }
 
-    pub async fn send(&self, body: Map<String, Value>, ctx: CallContext<'_>) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn send(
+        &self,
+        body: Map<String, Value>,
+        ctx: CallContext<'_>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         match self {
             Provider::Mock(m) => Ok(m.respond(body, ctx).await),
             Provider::OpenAi(o) => o.send(body, ctx).await,

@@ -25,10 +25,14 @@ pub struct OpenAiProvider {
 impl OpenAiProvider {
     pub fn new(p: &ProviderConfig, server: &ServerConfig) -> Result<Self, ProviderSetupError> {
         let key = match (&p.api_key_env, &p.api_key_file) {
-            (Some(var), _) => Some(std::env::var(var).map_err(|_| ProviderSetupError::MissingEnv {
-                provider: p.name.clone(),
-                var: var.clone(),
-            })?),
+            (Some(var), _) => {
+                Some(
+                    std::env::var(var).map_err(|_| ProviderSetupError::MissingEnv {
+                        provider: p.name.clone(),
+                        var: var.clone(),
+                    })?,
+                )
+            }
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| ProviderSetupError::KeyFile {
@@ -46,8 +50,11 @@ impl OpenAiProvider {
         };
         let auth = match key.filter(|k| !k.is_empty()) {
             Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {k}"))
-                    .map_err(|_| ProviderSetupError::BadKey { provider: p.name.clone() })?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                    ProviderSetupError::BadKey {
+                        provider: p.name.clone(),
+                    }
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -60,10 +67,18 @@ impl OpenAiProvider {
             .tcp_nodelay(true)
             .user_agent(concat!("custos/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderSetupError::Client { provider: p.name.clone(), reason: e.to_string() })?;
+            .map_err(|e| ProviderSetupError::Client {
+                provider: p.name.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             name: p.name.clone(),
-            base_url: p.base_url.clone().unwrap_or_default().trim_end_matches('/').to_owned(),
+            base_url: p
+                .base_url
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned(),
             auth,
             client,
             timeout: p.timeout.map_or(server.upstream_timeout.0, |d| d.0),
@@ -72,7 +87,10 @@ impl OpenAiProvider {
 
     fn unavailable(&self, e: &reqwest::Error) -> UpstreamError {
         if e.is_timeout() {
-            return UpstreamError::Timeout { provider: self.name.clone(), after: self.timeout };
+            return UpstreamError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            };
         }
         // The error chain names the cause (connection refused, DNS, TLS) without any secret.
         let mut reason = e.to_string();
@@ -81,10 +99,17 @@ impl OpenAiProvider {
             reason = format!("{reason}: {s}");
             source = s.source();
         }
-        UpstreamError::Unavailable { provider: self.name.clone(), reason }
+        UpstreamError::Unavailable {
+            provider: self.name.clone(),
+            reason,
+        }
     }
 
-    pub async fn send(&self, body: Map<String, Value>, ctx: CallContext<'_>) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn send(
+        &self,
+        body: Map<String, Value>,
+        ctx: CallContext<'_>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let url = format!("{}{}", self.base_url, ctx.endpoint.upstream_path());
         let payload = serde_json::to_vec(&body).map_err(|e| UpstreamError::Invalid {
             provider: self.name.clone(),
@@ -109,7 +134,12 @@ impl OpenAiProvider {
             }
         }
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
-            Err(_) => return Err(UpstreamError::Timeout { provider: self.name.clone(), after: self.timeout }),
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    provider: self.name.clone(),
+                    after: self.timeout,
+                })
+            }
             Ok(Err(e)) => return Err(self.unavailable(&e)),
             Ok(Ok(r)) => r,
         };
@@ -120,7 +150,11 @@ impl OpenAiProvider {
                 headers.insert(name, v.clone());
             }
         }
-        for name in ["openai-processing-ms", "openai-version", "openai-organization"] {
+        for name in [
+            "openai-processing-ms",
+            "openai-version",
+            "openai-organization",
+        ] {
             if let Some(v) = response.headers().get(name) {
                 headers.insert(name, v.clone());
             }
@@ -139,13 +173,25 @@ impl OpenAiProvider {
             let stream = response
                 .bytes_stream()
                 .map(move |r| {
-                    r.map_err(|e| UpstreamError::Unavailable { provider: provider.clone(), reason: e.to_string() })
+                    r.map_err(|e| UpstreamError::Unavailable {
+                        provider: provider.clone(),
+                        reason: e.to_string(),
+                    })
                 })
                 .boxed();
-            return Ok(UpstreamResponse { status, headers, body: UpstreamBody::Stream(idle_timeout(stream, timeout, self.name.clone())) });
+            return Ok(UpstreamResponse {
+                status,
+                headers,
+                body: UpstreamBody::Stream(idle_timeout(stream, timeout, self.name.clone())),
+            });
         }
         let body = match tokio::time::timeout(self.timeout, read_limited(response)).await {
-            Err(_) => return Err(UpstreamError::Timeout { provider: self.name.clone(), after: self.timeout }),
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    provider: self.name.clone(),
+                    after: self.timeout,
+                })
+            }
             Ok(Err(Some(e))) => return Err(self.unavailable(&e)),
             Ok(Err(None)) => {
                 return Err(UpstreamError::Invalid {
@@ -155,7 +201,11 @@ impl OpenAiProvider {
             }
             Ok(Ok(b)) => b,
         };
-        Ok(UpstreamResponse { status, headers, body: UpstreamBody::Full(body) })
+        Ok(UpstreamResponse {
+            status,
+            headers,
+            body: UpstreamBody::Full(body),
+        })
     }
 }
 
@@ -183,7 +233,13 @@ fn idle_timeout(
             match tokio::time::timeout(timeout, s.next()).await {
                 Ok(Some(item)) => Some((item, Some(s))),
                 Ok(None) => None,
-                Err(_) => Some((Err(UpstreamError::Timeout { provider, after: timeout }), None)),
+                Err(_) => Some((
+                    Err(UpstreamError::Timeout {
+                        provider,
+                        after: timeout,
+                    }),
+                    None,
+                )),
             }
         }
     })

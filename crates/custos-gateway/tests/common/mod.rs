@@ -25,8 +25,15 @@ pub async fn databases(test: &str) -> Vec<Db> {
         name: "sqlite",
         _dir: Some(dir),
     }];
-    if let Some(url) = testkit::fresh_postgres(test).await.expect("create test database") {
-        out.push(Db { url, name: "postgres", _dir: None });
+    if let Some(url) = testkit::fresh_postgres(test)
+        .await
+        .expect("create test database")
+    {
+        out.push(Db {
+            url,
+            name: "postgres",
+            _dir: None,
+        });
     }
     out
 }
@@ -66,7 +73,8 @@ pub async fn start(db: &Db, toml: &str) -> TestGateway {
 
 pub async fn start_on(store: Store, app_id: String, toml: &str) -> TestGateway {
     let mut cfg = config(toml);
-    cfg.server.key_refresh_interval = custos_core::config::HumanDuration(Duration::from_millis(200));
+    cfg.server.key_refresh_interval =
+        custos_core::config::HumanDuration(Duration::from_millis(200));
     let gateway = Gateway::new(cfg, store.clone()).await.expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -82,7 +90,10 @@ pub async fn start_on(store: Store, app_id: String, toml: &str) -> TestGateway {
         base: format!("http://{addr}"),
         store,
         app_id,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
         server,
         _gateway_drop: tx,
     }
@@ -121,14 +132,22 @@ impl TestGateway {
             if r.status() == 200 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "gateway never saw the new key");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway never saw the new key"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         (minted.secret, row.id)
     }
 
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.unwrap()
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
@@ -141,7 +160,12 @@ impl TestGateway {
             .unwrap()
     }
 
-    pub async fn post_raw(&self, path: &str, key: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.base))
             .bearer_auth(key)
@@ -161,12 +185,18 @@ pub fn chat(model: &str, text: &str) -> serde_json::Value {
 pub async fn expect_problem(r: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
     assert_eq!(r.status().as_u16(), status, "status for {slug}");
     assert_eq!(
-        r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
     assert!(r.headers().contains_key("x-request-id"));
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["type"], format!("https://custos.dev/problems/{slug}"), "{body}");
+    assert_eq!(
+        body["type"],
+        format!("https://custos.dev/problems/{slug}"),
+        "{body}"
+    );
     assert_eq!(body["status"], status);
     assert_eq!(body["error"]["code"], slug);
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));

@@ -1,0 +1,415 @@
+//! The `custos` binary as a user runs it: real processes, real files, real SQLite (and
+//! PostgreSQL when `CUSTOS_TEST_POSTGRES_URL` is set), real HTTP.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn custos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run custos")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = custos(dir, args);
+    assert!(
+        out.status.success(),
+        "custos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+#[test]
+fn init_writes_config_and_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = custos(dir.path(), &["init"]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(dir.path().join("custos.toml")).unwrap();
+    assert!(text.contains("# custos.toml"));
+    assert!(dir.path().join(".custos/custos.db").exists());
+    // A second init keeps the file.
+    std::fs::write(dir.path().join("custos.toml"), format!("{text}\n# mine\n")).unwrap();
+    let out = custos(dir.path(), &["init"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(std::fs::read_to_string(dir.path().join("custos.toml"))
+        .unwrap()
+        .contains("# mine"));
+    let tenants = json(dir.path(), &["tenants", "list"]);
+    assert_eq!(tenants[0]["name"], "default");
+}
+
+#[test]
+fn identity_commands_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["tenants", "create", "acme"]);
+    let team = json(
+        d,
+        &["teams", "create", "ml", "--tenant", "acme", "--rpm", "100"],
+    );
+    assert_eq!(team["rpm"], 100);
+    ok(
+        d,
+        &[
+            "apps", "create", "chatbot", "--team", "ml", "--tenant", "acme",
+        ],
+    );
+    let key = ok(
+        d,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--team",
+            "ml",
+            "--app",
+            "chatbot",
+            "--models",
+            "gpt-4o-mini,text-embedding-3-small",
+            "--rpm",
+            "600",
+            "--tpm",
+            "200000",
+            "--expires",
+            "90d",
+        ],
+    );
+    let key = key.trim();
+    assert!(
+        key.starts_with("ck_live_") && key.len() == 57,
+        "stdout is the key alone: {key:?}"
+    );
+    let list = json(d, &["keys", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let k = &list[0];
+    assert_eq!(k["models"], "gpt-4o-mini,text-embedding-3-small");
+    assert_eq!(
+        (k["rpm"].as_i64(), k["tpm"].as_i64()),
+        (Some(600), Some(200000))
+    );
+    assert_eq!(k["status"], "active");
+    assert!(k["expires_at"].as_str().unwrap().starts_with("20"));
+    // The key is never shown again, and only its digest is stored.
+    let listing = ok(d, &["keys", "list"]) + &ok(d, &["keys", "show", k["id"].as_str().unwrap()]);
+    assert!(!listing.contains(key));
+    let db = std::fs::read(d.join(".custos/custos.db")).unwrap();
+    assert!(
+        !db.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the database holds the raw key"
+    );
+    // Show by prefix, then rotate and revoke.
+    let shown = json(d, &["keys", "show", k["prefix"].as_str().unwrap()]);
+    assert_eq!(shown["id"], k["id"]);
+    let rotated = json(
+        d,
+        &[
+            "keys",
+            "rotate",
+            k["id"].as_str().unwrap(),
+            "--overlap",
+            "1h",
+        ],
+    );
+    assert_eq!(rotated["new"]["rotated_from"], k["id"]);
+    assert_eq!(rotated["new"]["models"], k["models"]);
+    assert_ne!(rotated["key"].as_str().unwrap(), key);
+    assert_eq!(
+        rotated["old"]["status"], "active",
+        "the old key works during the overlap"
+    );
+    let revoked = json(d, &["keys", "revoke", k["id"].as_str().unwrap()]);
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(json(d, &["keys", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(d, &["keys", "list", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Tables for people.
+    let table = ok(d, &["teams", "list"]);
+    assert!(table.starts_with("TENANT") && table.contains("acme"));
+}
+
+#[test]
+fn mistakes_get_actionable_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = custos(d, &["keys", "create", "--team", "nope", "--app", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not found") && err.contains("custos apps create x --team nope"),
+        "{err}"
+    );
+    ok(d, &["teams", "create", "ml"]);
+    let out = custos(d, &["teams", "create", "ml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = custos(d, &["teams", "create", "bad name"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid"));
+    ok(d, &["apps", "create", "a", "--team", "ml"]);
+    let out = custos(
+        d,
+        &[
+            "keys",
+            "create",
+            "--team",
+            "ml",
+            "--app",
+            "a",
+            "--expires",
+            "soon",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
+    let out = custos(d, &["keys", "revoke", "key_missing"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = custos(d, &["keys", "create"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[test]
+fn invalid_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream_timeout = 30\n",
+    )
+    .unwrap();
+    let out = custos(d, &["serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("custos.toml:3") && err.contains("server.upstream_timeout"),
+        "{err}"
+    );
+
+    std::fs::write(d.join("custos.toml"), "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key = \"sk-live-123\"\n[[models]]\nname = \"m\"\nprovider = \"o\"\n").unwrap();
+    let err = String::from_utf8_lossy(&custos(d, &["serve"]).stderr).to_string();
+    assert!(
+        err.contains("custos.toml:5") && err.contains("api_key_env"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-live-123"));
+
+    std::fs::write(d.join("custos.toml"), "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"CUSTOS_TEST_UNSET_VAR\"\n[[models]]\nname = \"m\"\nprovider = \"o\"\n").unwrap();
+    let out = custos(d, &["serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CUSTOS_TEST_UNSET_VAR"));
+
+    std::fs::write(
+        d.join("custos.toml"),
+        "[database]\nurl = \"postgres://u:hunter2@127.0.0.1/db\"\n",
+    )
+    .unwrap();
+    let out = custos(d, &["keys", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CUSTOS_DATABASE_URL") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    let out = custos(d, &["--config", "missing.toml", "keys", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `custos serve` on a free port; returns the process and base URL once it listens.
+fn serve(dir: &Path, database_url: Option<&str>) -> (Server, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    match database_url {
+        Some(u) => cmd.env("CUSTOS_DATABASE_URL", u),
+        None => cmd.env_remove("CUSTOS_DATABASE_URL"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("custos gateway listening on ") {
+            break rest.trim_end_matches("/v1").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), url)
+}
+
+fn http(method: &str, url: &str, key: &str, body: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+fn revocation_across_processes(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let with_db = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
+        c.args(args)
+            .current_dir(d)
+            .env_remove("CUSTOS_CONFIG")
+            .env("RUST_LOG", "warn");
+        match database_url {
+            Some(u) => c.env("CUSTOS_DATABASE_URL", u),
+            None => c.env_remove("CUSTOS_DATABASE_URL"),
+        };
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    with_db(&["teams", "create", "ml"]);
+    with_db(&["apps", "create", "bot", "--team", "ml"]);
+    let key = with_db(&["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (_a, url_a) = serve(d, database_url);
+    let (_b, url_b) = serve(d, database_url);
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    for url in [&url_a, &url_b] {
+        let (status, text) = http(
+            "POST",
+            &format!("{url}/v1/chat/completions"),
+            &key,
+            Some(body),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    with_db(&["keys", "revoke", &key[..14]]);
+    let revoked = Instant::now();
+    for url in [&url_a, &url_b] {
+        loop {
+            let (status, text) = http(
+                "POST",
+                &format!("{url}/v1/chat/completions"),
+                &key,
+                Some(body),
+            );
+            if status == 401 {
+                assert!(text.contains("revoked-api-key"), "{text}");
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "still accepted after 1s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn revocation_by_the_cli_reaches_running_gateways_sqlite() {
+    revocation_across_processes(None);
+}
+
+#[test]
+fn revocation_by_the_cli_reaches_running_gateways_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = rt
+        .block_on(custos_store::testkit::fresh_postgres("revocation_postgres"))
+        .unwrap()
+    else {
+        return;
+    };
+    revocation_across_processes(Some(&url));
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = ok(dir.path(), &["--help"]);
+    assert!(top.contains("Quickstart:"));
+    let create = ok(dir.path(), &["keys", "create", "--help"]);
+    assert!(create.contains("Examples:") && create.contains("--expires 90d"));
+}
+
+/// The official `openai` Python SDK against a real `custos serve`. Runs when
+/// `CUSTOS_TEST_PYTHON` names a Python with `openai` installed (`.ci/run` sets one up).
+#[test]
+fn official_openai_python_sdk_works() {
+    let Ok(python) = std::env::var("CUSTOS_TEST_PYTHON") else {
+        eprintln!("skipping official_openai_python_sdk_works: CUSTOS_TEST_PYTHON is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (_server, url) = serve(d, None);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_sdk.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("{url}/v1"))
+        .arg(&key)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openai SDK checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
