@@ -1,1 +1,200 @@
-fn main() {}
+//! Criterion benchmarks of the gateway's hot path: each control's core in isolation, and a
+//! whole request through the layer stack in process (mock provider, no sockets), which is the
+//! time custos itself adds to a call.
+
+use axum::body::Body;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use custos_authz::api_key::mint_from;
+use custos_authz::{KeyIndex, KeyRecord};
+use custos_core::principal::{AuthMethod, ModelScope, Principal};
+use custos_gateway::call::{parse_body, Endpoint};
+use custos_gateway::quota::Quotas;
+use custos_gateway::sse::UsageScanner;
+use custos_gateway::Gateway;
+use custos_store::{NewKey, Store};
+use http::Request;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarize the benefits of rate limiting an AI gateway in two sentences."}],"temperature":0.2}"#;
+
+fn principal(rpm: Option<u32>, tpm: Option<u32>) -> Arc<Principal> {
+    Arc::new(Principal {
+        id: "key_bench".into(),
+        method: AuthMethod::ApiKey,
+        tenant_id: "ten".into(),
+        tenant: "acme".into(),
+        team_id: "team".into(),
+        team: "ml".into(),
+        app_id: "app".into(),
+        app: "bot".into(),
+        env: "prod".into(),
+        models: ModelScope::Any,
+        rpm,
+        tpm,
+        team_rpm: None,
+        team_tpm: None,
+    })
+}
+
+fn controls(c: &mut Criterion) {
+    let keys: Vec<_> = (0..10_000u32)
+        .map(|i| {
+            let mut r = [0u8; 32];
+            r[..4].copy_from_slice(&i.to_le_bytes());
+            mint_from(r)
+        })
+        .collect();
+    let index = KeyIndex::new(keys.iter().map(|k| KeyRecord {
+        id: "key".into(),
+        digest: k.digest,
+        principal: principal(None, None),
+        expires_at_ms: None,
+        revoked_at_ms: None,
+    }));
+    let presented = keys[5_000].secret.clone();
+    c.bench_function("authn/check_key_10k_index", |b| {
+        b.iter(|| index.check(&presented, 0))
+    });
+
+    c.bench_function("call/parse_chat_body", |b| {
+        b.iter(|| parse_body(Endpoint::ChatCompletions, CHAT.as_bytes()).map(|r| r.1.len()))
+    });
+    custos_gateway::tokens::warm_up();
+    let (body, ..) = parse_body(Endpoint::ChatCompletions, CHAT.as_bytes()).unwrap();
+    c.bench_function("call/count_prompt_tokens", |b| {
+        b.iter(|| custos_gateway::tokens::chat_prompt(&body).count("gpt-4o-mini"))
+    });
+
+    let quotas = Arc::new(Quotas::default());
+    let p = principal(Some(u32::MAX), Some(u32::MAX));
+    c.bench_function("quota/admit_rpm_and_tpm", |b| {
+        b.iter(|| {
+            quotas
+                .admit(&p, 30)
+                .ok()
+                .flatten()
+                .map(|g| g.standings.len())
+        })
+    });
+
+    let event = b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}],\"usage\":null}\n\n";
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Bytes(event.len() as u64));
+    g.bench_function("scan_chunk", |b| {
+        let mut s = UsageScanner::new(true);
+        b.iter(|| s.feed(event).len())
+    });
+    g.finish();
+}
+
+fn whole_request(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (router, key) = rt.block_on(async {
+        let store = Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ))
+        .await
+        .unwrap();
+        store.ensure_tenant("acme").await.unwrap();
+        store.create_team("acme", "ml", None, None).await.unwrap();
+        let app = store.create_app("acme", "ml", "bot").await.unwrap();
+        let minted = custos_authz::api_key::mint().unwrap();
+        store
+            .insert_key(&NewKey {
+                digest_hex: minted.digest.to_hex(),
+                prefix: minted.display_prefix.clone(),
+                name: None,
+                app_id: app.id,
+                env: "prod".into(),
+                models: "*".into(),
+                rpm: Some(1_000_000_000),
+                tpm: Some(1_000_000_000),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let config =
+            custos_core::Config::from_toml("", std::path::Path::new("bench.toml")).unwrap();
+        let gateway = Gateway::new(config, store).await.unwrap();
+        let router = gateway.router();
+        std::mem::forget(gateway); // keep its refresher alive for the whole run
+        (router, minted.secret)
+    });
+    let request = |idem: Option<String>| {
+        let mut b = Request::post("/v1/chat/completions")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json");
+        if let Some(i) = idem {
+            b = b.header("idempotency-key", i);
+        }
+        b.body(Body::from(CHAT)).unwrap()
+    };
+    let mut g = c.benchmark_group("pipeline");
+    g.bench_function("chat_completion_mock_all_layers", |b| {
+        b.to_async_tokio(
+            &rt,
+            || request(None),
+            |req| {
+                let router = router.clone();
+                async move {
+                    let r = router.oneshot(req).await.unwrap();
+                    axum::body::to_bytes(r.into_body(), usize::MAX)
+                        .await
+                        .unwrap()
+                        .len()
+                }
+            },
+        )
+    });
+    let mut n = 0u64;
+    g.bench_function("chat_completion_mock_with_idempotency_key", |b| {
+        b.to_async_tokio(
+            &rt,
+            || {
+                n += 1;
+                request(Some(format!("bench-{n}")))
+            },
+            |req| {
+                let router = router.clone();
+                async move {
+                    let r = router.oneshot(req).await.unwrap();
+                    axum::body::to_bytes(r.into_body(), usize::MAX)
+                        .await
+                        .unwrap()
+                        .len()
+                }
+            },
+        )
+    });
+    g.finish();
+}
+
+/// `iter_batched` over a runtime, without criterion's async feature.
+trait AsyncBench {
+    fn to_async_tokio<I, S, F, Fut>(&mut self, rt: &tokio::runtime::Runtime, setup: S, f: F)
+    where
+        S: FnMut() -> I,
+        F: FnMut(I) -> Fut,
+        Fut: std::future::Future<Output = usize>;
+}
+
+impl AsyncBench for criterion::Bencher<'_> {
+    fn to_async_tokio<I, S, F, Fut>(&mut self, rt: &tokio::runtime::Runtime, setup: S, mut f: F)
+    where
+        S: FnMut() -> I,
+        F: FnMut(I) -> Fut,
+        Fut: std::future::Future<Output = usize>,
+    {
+        self.iter_batched(setup, |input| rt.block_on(f(input)), BatchSize::SmallInput)
+    }
+}
+
+criterion_group!(benches, controls, whole_request);
+criterion_main!(benches);

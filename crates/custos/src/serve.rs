@@ -57,9 +57,15 @@ pub async fn init(
             "database ready: {} (tenant \"{DEFAULT_TENANT}\")",
             custos_store::redact_url(&url)
         );
-        eprintln!("next: custos teams create ml && custos apps create chatbot --team ml && custos keys create --team ml --app chatbot");
+        let me = invoked_as();
+        eprintln!("next: {me} teams create ml && {me} apps create chatbot --team ml && {me} keys create --team ml --app chatbot");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the user runs custos (`./dev` sets this), for hints they can paste.
+fn invoked_as() -> String {
+    std::env::var("CUSTOS_INVOKED_AS").unwrap_or_else(|_| "custos".into())
 }
 
 fn init_logging(config: &Config) {
@@ -143,9 +149,10 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         providers.join(", "),
     );
     if keys == 0 {
+        let me = invoked_as();
         eprintln!("  no API keys yet; in another terminal create one:");
-        eprintln!("    custos teams create ml && custos apps create chatbot --team ml");
-        eprintln!("    export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)");
+        eprintln!("    {me} teams create ml && {me} apps create chatbot --team ml");
+        eprintln!("    export OPENAI_API_KEY=$({me} keys create --team ml --app chatbot)");
     }
     eprintln!("  try: curl http://{local}/v1/models -H \"Authorization: Bearer $OPENAI_API_KEY\"");
     tracing::info!(listen = %local, "custos started");
