@@ -1,9 +1,10 @@
 //! Token counting with OpenAI's real BPE vocabularies (`o200k_base` for the GPT-4o family and
 //! later, `cl100k_base` otherwise), used to charge token quotas before a call and by the mock
-//! provider to report true usage.
+//! provider to report true usage. `bpe-openai` gives the same counts as `tiktoken`, several
+//! times faster and without allocating the tokens (see bench/RESULTS.md).
 
+use bpe_openai::Tokenizer;
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
 
 /// Text longer than this is tokenized on the blocking pool, off the async workers.
 pub const INLINE_LIMIT: usize = 64 * 1024;
@@ -15,7 +16,7 @@ const REPLY_PRIMING: u32 = 3;
 const PER_IMAGE: u32 = 85;
 
 /// The vocabulary a model uses.
-pub fn bpe_for(model: &str) -> &'static CoreBPE {
+pub fn bpe_for(model: &str) -> &'static Tokenizer {
     let m = model.rsplit('/').next().unwrap_or(model);
     let o200k = [
         "gpt-4o",
@@ -29,23 +30,23 @@ pub fn bpe_for(model: &str) -> &'static CoreBPE {
         "gpt-oss",
     ];
     if o200k.iter().any(|p| m.starts_with(p)) {
-        tiktoken_rs::o200k_base_singleton()
+        bpe_openai::o200k_base()
     } else {
-        tiktoken_rs::cl100k_base_singleton()
+        bpe_openai::cl100k_base()
     }
 }
 
 /// Loads both vocabularies now, so the first request does not pay for it.
 pub fn warm_up() {
-    let _ = tiktoken_rs::o200k_base_singleton().encode_ordinary("warm");
-    let _ = tiktoken_rs::cl100k_base_singleton().encode_ordinary("warm");
+    let _ = bpe_openai::o200k_base().count("warm");
+    let _ = bpe_openai::cl100k_base().count("warm");
 }
 
 pub fn count(model: &str, text: &str) -> u32 {
     if text.is_empty() {
         return 0;
     }
-    u32::try_from(bpe_for(model).encode_ordinary(text).len()).unwrap_or(u32::MAX)
+    u32::try_from(bpe_for(model).count(text)).unwrap_or(u32::MAX)
 }
 
 /// Every string a request sends the model as prompt, with the fixed per-item overheads.
@@ -65,11 +66,7 @@ impl PromptText<'_> {
 
     pub fn count(&self, model: &str) -> u32 {
         let bpe = bpe_for(model);
-        let text: u64 = self
-            .parts
-            .iter()
-            .map(|p| bpe.encode_ordinary(p).len() as u64)
-            .sum();
+        let text: u64 = self.parts.iter().map(|p| bpe.count(*p) as u64).sum();
         u32::try_from(text + u64::from(self.fixed)).unwrap_or(u32::MAX)
     }
 }
@@ -152,6 +149,8 @@ mod tests {
         assert_eq!(count("gpt-4o-mini", "hello world"), 2);
         assert_eq!(count("gpt-3.5-turbo", "tiktoken is great!"), 6);
         assert_eq!(count("gpt-4o", ""), 0);
+        // Non-ASCII text, checked against tiktoken's o200k_base.
+        assert_eq!(count("gpt-4o", "Ünïcödé 日本語のテキスト 🎉"), 13);
     }
 
     #[test]
