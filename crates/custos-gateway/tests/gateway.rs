@@ -882,3 +882,33 @@ async fn metrics_health_and_readiness() {
         .unwrap();
     assert_eq!(r["status"], "ready");
 }
+
+#[tokio::test]
+async fn large_prompts_are_counted_off_the_async_workers() {
+    let db = &databases("large_prompts").await[0];
+    let gw = start(db, MOCK).await;
+    let (key, _) = gw
+        .key(KeySpec {
+            tpm: Some(1_000_000),
+            ..Default::default()
+        })
+        .await;
+    // ~200 KB of text: counted on the blocking pool, one token per " word" in o200k.
+    let text = " word".repeat(40_000);
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", &text))
+        .await;
+    assert_eq!(r.status(), 200);
+    let remaining: u32 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let charged = 1_000_000 - remaining;
+    assert!((40_000..40_100).contains(&charged), "charged {charged}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() as u32,
+        charged
+    );
+}

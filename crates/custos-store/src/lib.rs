@@ -12,7 +12,7 @@ pub use error::StoreError;
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Connection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -89,6 +89,15 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url).map_err(|e| {
             StoreError::Invalid(format!("bad database URL {:?}: {e}", redact_url(&url)))
         })?;
+        // One direct attempt first: a down or misnamed server fails at once with its real
+        // error, instead of after the pool's acquire timeout.
+        let probe = sqlx::AnyConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: redact_url(&url),
+                source: e,
+            })?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
