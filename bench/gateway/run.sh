@@ -57,7 +57,7 @@ C=("$BIN/custos" --config "$WORK/custos.toml")
 "${C[@]}" teams create bench >/dev/null 2>&1
 "${C[@]}" apps create load --team bench >/dev/null 2>&1
 KEY=$("${C[@]}" keys create --team bench --app load --rpm 1000000000 --tpm 2000000000 2>/dev/null)
-"${C[@]}" serve 2>"$WORK/custos.log" & CUSTOS=$!; pids+=($CUSTOS)
+"${C[@]}" serve ${CUSTOS_SERVE_ARGS:-} 2>"$WORK/custos.log" & CUSTOS=$!; pids+=($CUSTOS)
 for _ in $(seq 1 100); do curl -sf "http://$GW_ADDR/readyz" >/dev/null && break; sleep 0.1; done
 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarize the benefits of rate limiting an AI gateway in two sentences."}]}'
@@ -82,15 +82,16 @@ load custos-max "http://$GW_ADDR/v1/chat/completions" "${auth[@]}"
 if [ -n "$WRK" ]; then
   echo "maximum throughput with a unique Idempotency-Key per request (wrk)..." >&2
   cat > "$WORK/idem.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $KEY"
+local body = '$BODY'
 local n = 0
 local tid = tostring(math.random(1, 1e9))
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, { ["Idempotency-Key"] = tid .. "-" .. n })
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer $KEY",
+    ["Idempotency-Key"] = tid .. "-" .. n,
+  }, body)
 end
 LUA
   "$WRK" -t 1 -c 64 -d "$DUR" --latency -s "$WORK/idem.lua" "http://$GW_ADDR/v1/chat/completions" > "$WORK/wrk-idem.txt"

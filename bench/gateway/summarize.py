@@ -45,6 +45,9 @@ if wrk.exists():
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     lat = re.search(r"50%\s+(\S+)", text)
     lat99 = re.search(r"99%\s+(\S+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if non2xx:
+        print(f"- WARNING: the wrk run got {non2xx.group(1)} non-2xx responses; its figures are not valid")
     if m:
         print(f"- with a unique Idempotency-Key per request (wrk, 64 connections): {float(m.group(1)):.0f} req/s, p50 {lat.group(1) if lat else '?'}, p99 {lat99.group(1) if lat99 else '?'}")
 

@@ -135,6 +135,8 @@ pub struct IdempotencyConfig {
     pub ttl: HumanDuration,
     /// Most stored responses kept in memory; the oldest are evicted first.
     pub max_entries: usize,
+    /// Memory budget for stored responses (bytes); the oldest are evicted first.
+    pub max_memory_bytes: usize,
     /// Responses larger than this are not stored (a repeat executes again).
     pub max_response_bytes: usize,
 }
@@ -144,6 +146,7 @@ impl Default for IdempotencyConfig {
         Self {
             ttl: HumanDuration(Duration::from_secs(24 * 3600)),
             max_entries: 100_000,
+            max_memory_bytes: 256 * 1024 * 1024,
             max_response_bytes: 1024 * 1024,
         }
     }
@@ -491,7 +494,8 @@ level = "info"
 # A POST with an Idempotency-Key is executed once; repeats within `ttl` replay the response.
 ttl = "24h"
 max_entries = 100000
-max_response_bytes = 1048576
+max_memory_bytes = 268435456       # 256 MiB for stored responses; oldest evicted first
+max_response_bytes = 1048576       # larger responses are not stored (a repeat runs again)
 
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]

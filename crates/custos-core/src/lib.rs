@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod id;
 pub mod principal;
+pub mod random;
 pub mod request_id;
 pub mod time;
 

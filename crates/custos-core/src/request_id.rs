@@ -28,7 +28,7 @@ impl RequestId {
 
     /// A fresh, time-ordered id (UUIDv7, hyphenated).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().hyphenated().to_string())
+        Self(crate::random::uuid_v7().hyphenated().to_string())
     }
 
     /// The client's value if valid, else a new one.

@@ -60,7 +60,7 @@ fn controls(c: &mut Criterion) {
     c.bench_function("call/parse_chat_body", |b| {
         b.iter(|| parse_body(Endpoint::ChatCompletions, CHAT.as_bytes()).map(|r| r.1.len()))
     });
-    custos_gateway::tokens::warm_up();
+    custos_gateway::tokens::warm_up(["gpt-4o-mini"]);
     let (body, ..) = parse_body(Endpoint::ChatCompletions, CHAT.as_bytes()).unwrap();
     c.bench_function("call/count_prompt_tokens", |b| {
         b.iter(|| custos_gateway::tokens::chat_prompt(&body).count("gpt-4o-mini"))

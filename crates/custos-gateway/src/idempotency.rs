@@ -52,11 +52,55 @@ struct Entry {
     slot: Slot,
 }
 
-/// Entries by scope, and their insertion order (scope, token) for eviction.
+/// Entries by scope, their insertion order (scope, token) for eviction, and the bytes held.
 #[derive(Debug, Default)]
 struct Entries {
     map: HashMap<Scope, Entry>,
     order: VecDeque<(Scope, u64)>,
+    bytes: usize,
+}
+
+impl Stored {
+    /// Approximate heap bytes held, for the memory budget.
+    fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 64)
+                .sum::<usize>()
+    }
+}
+
+impl Entry {
+    fn size(&self, scope: &Scope) -> usize {
+        let stored = match &self.slot {
+            Slot::Done(s) => s.size(),
+            Slot::InFlight => 0,
+        };
+        stored + scope.0.len() + scope.1.len() + 128
+    }
+}
+
+impl Entries {
+    fn remove(&mut self, scope: &Scope) {
+        if let Some(e) = self.map.remove(scope) {
+            self.bytes = self.bytes.saturating_sub(e.size(scope));
+        }
+    }
+
+    /// Evicts the oldest entries until both limits hold; stale queue items (already
+    /// replaced or removed) are skipped by comparing tokens.
+    fn evict(&mut self, max_entries: usize, max_bytes: usize) {
+        while self.map.len() > max_entries || self.bytes > max_bytes {
+            let Some((old, old_token)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|e| e.token == old_token) {
+                self.remove(&old);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +109,7 @@ pub struct IdempotencyStore {
     next_token: AtomicU64,
     ttl: Duration,
     max_entries: usize,
+    max_bytes: usize,
     max_response_bytes: usize,
 }
 
@@ -82,6 +127,7 @@ impl IdempotencyStore {
             next_token: AtomicU64::new(1),
             ttl: config.ttl.0,
             max_entries: config.max_entries.max(1),
+            max_bytes: config.max_memory_bytes,
             max_response_bytes: config.max_response_bytes,
         }
     }
@@ -91,11 +137,10 @@ impl IdempotencyStore {
     }
 
     fn begin(&self, scope: Scope, body_sha256: [u8; 32]) -> Lookup {
-        let mut guard = self.lock();
-        let Entries { map, order } = &mut *guard;
-        if let Some(e) = map.get(&scope) {
+        let mut entries = self.lock();
+        if let Some(e) = entries.map.get(&scope) {
             if e.created.elapsed() >= self.ttl {
-                map.remove(&scope);
+                entries.remove(&scope);
             } else if e.body_sha256 != body_sha256 {
                 return Lookup::Mismatch;
             } else {
@@ -106,55 +151,56 @@ impl IdempotencyStore {
             }
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        // Evict the oldest entries beyond the cap; stale queue items (already replaced or
-        // removed) are skipped by comparing tokens.
-        while map.len() >= self.max_entries {
-            let Some((old, old_token)) = order.pop_front() else {
-                break;
-            };
-            if map.get(&old).is_some_and(|e| e.token == old_token) {
-                map.remove(&old);
-            }
-        }
-        order.push_back((scope.clone(), token));
-        map.insert(
-            scope,
-            Entry {
-                token,
-                body_sha256,
-                created: Instant::now(),
-                slot: Slot::InFlight,
-            },
-        );
+        entries.evict(self.max_entries - 1, self.max_bytes);
+        let entry = Entry {
+            token,
+            body_sha256,
+            created: Instant::now(),
+            slot: Slot::InFlight,
+        };
+        entries.bytes += entry.size(&scope);
+        entries.order.push_back((scope.clone(), token));
+        entries.map.insert(scope, entry);
         Lookup::Run { token }
     }
 
     fn complete(&self, scope: &Scope, token: u64, stored: Stored) {
-        let mut guard = self.lock();
-        if let Some(e) = guard.map.get_mut(scope) {
+        let mut entries = self.lock();
+        let added = stored.size();
+        if let Some(e) = entries.map.get_mut(scope) {
             if e.token == token && matches!(e.slot, Slot::InFlight) {
                 e.slot = Slot::Done(Arc::new(stored));
+                entries.bytes += added;
+                entries.evict(self.max_entries, self.max_bytes);
             }
         }
     }
 
     fn abandon(&self, scope: &Scope, token: u64) {
-        let mut guard = self.lock();
-        if guard
+        let mut entries = self.lock();
+        if entries
             .map
             .get(scope)
             .is_some_and(|e| e.token == token && matches!(e.slot, Slot::InFlight))
         {
-            guard.map.remove(scope);
+            entries.remove(scope);
         }
     }
 
     /// Drops expired entries; called periodically.
     pub fn sweep(&self) {
         let ttl = self.ttl;
-        let mut guard = self.lock();
-        let Entries { map, order } = &mut *guard;
-        map.retain(|_, e| e.created.elapsed() < ttl || matches!(e.slot, Slot::InFlight));
+        let mut entries = self.lock();
+        let expired: Vec<Scope> = entries
+            .map
+            .iter()
+            .filter(|(_, e)| e.created.elapsed() >= ttl && matches!(e.slot, Slot::Done(_)))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in &expired {
+            entries.remove(s);
+        }
+        let Entries { map, order, .. } = &mut *entries;
         order.retain(|(s, t)| map.get(s).is_some_and(|e| e.token == *t));
     }
 
@@ -164,6 +210,11 @@ impl IdempotencyStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Approximate bytes held by stored responses and keys.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
@@ -243,17 +294,7 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
         return response;
     }
     let (parts, body) = response.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            !matches!(
-                n.as_str(),
-                "content-length" | "transfer-encoding" | "date" | "x-request-id" | "connection"
-            )
-        })
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
+    let headers = stored_headers(&parts.headers);
     let tap = Tap {
         inner: body,
         buffer: BytesMut::new(),
@@ -263,6 +304,28 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
         guard,
     };
     Response::from_parts(parts, Body::new(tap))
+}
+
+/// The response headers worth replaying. Values are copied: a header parsed from the
+/// upstream connection shares its whole read buffer, which must not stay alive for a day.
+/// Rate-limit headers are left out, since they describe the moment of the first call.
+fn stored_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            !matches!(
+                n,
+                "content-length" | "transfer-encoding" | "date" | "x-request-id" | "connection"
+            ) && !n.starts_with("x-ratelimit-")
+        })
+        .filter_map(|(n, v)| {
+            Some((
+                HeaderName::from_bytes(n.as_str().as_bytes()).ok()?,
+                HeaderValue::from_bytes(v.as_bytes()).ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// Frees the key unless disarmed: runs when the response is dropped before completion.
@@ -358,6 +421,7 @@ mod tests {
         IdempotencyStore::new(&IdempotencyConfig {
             ttl: custos_core::config::HumanDuration(Duration::from_secs(60)),
             max_entries: max,
+            max_memory_bytes: 1 << 20,
             max_response_bytes: 1024,
         })
     }
@@ -415,6 +479,52 @@ mod tests {
             s.begin(("key".into(), "k4".into()), [0; 32]),
             Lookup::Replay(_)
         ));
+    }
+
+    #[test]
+    fn evicts_oldest_beyond_memory_budget() {
+        let s = IdempotencyStore::new(&IdempotencyConfig {
+            ttl: custos_core::config::HumanDuration(Duration::from_secs(60)),
+            max_entries: 1000,
+            max_memory_bytes: 10_000,
+            max_response_bytes: 4096,
+        });
+        for i in 0..20 {
+            let scope = ("key".to_string(), format!("k{i}"));
+            let Lookup::Run { token } = s.begin(scope.clone(), [0; 32]) else {
+                panic!()
+            };
+            let body = Bytes::from(vec![b'x'; 2000]);
+            s.complete(
+                &scope,
+                token,
+                Stored {
+                    status: StatusCode::OK,
+                    headers: vec![],
+                    body,
+                },
+            );
+        }
+        assert!(s.bytes() <= 10_000, "{}", s.bytes());
+        assert!(s.len() < 20);
+        let newest = s.begin(("key".into(), "k19".into()), [0; 32]);
+        assert!(matches!(newest, Lookup::Replay(_)));
+        let oldest = s.begin(("key".into(), "k0".into()), [0; 32]);
+        assert!(matches!(oldest, Lookup::Run { .. }));
+    }
+
+    #[test]
+    fn stored_headers_are_copied_and_filtered() {
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("5"),
+        );
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        let kept = stored_headers(&h);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, "content-type");
     }
 
     #[test]

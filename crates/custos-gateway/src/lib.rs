@@ -64,7 +64,10 @@ impl Gateway {
                 });
             }
         }
-        tokio::task::spawn_blocking(tokens::warm_up).await.ok();
+        let models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+        tokio::task::spawn_blocking(move || tokens::warm_up(models.iter().map(String::as_str)))
+            .await
+            .ok();
         let keys = Arc::new(authn::KeyCache::load(&store).await?);
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;

@@ -21,13 +21,6 @@ pub struct TraceContext {
     pub trace_id: String,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let id = uuid::Uuid::new_v4();
-    let mut s = hex::encode(id.as_bytes());
-    s.truncate(bytes * 2);
-    s
-}
-
 fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -59,7 +52,7 @@ pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
 
 impl TraceContext {
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        let span_id = random_hex(8);
+        let span_id = custos_core::random::hex(8);
         let incoming = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
@@ -71,7 +64,7 @@ impl TraceContext {
                 trace_id: trace_id.to_owned(),
             },
             None => {
-                let trace_id = random_hex(16);
+                let trace_id = custos_core::random::hex(16);
                 Self {
                     traceparent: format!("00-{trace_id}-{span_id}-00"),
                     tracestate: None,

@@ -36,10 +36,12 @@ pub fn bpe_for(model: &str) -> &'static Tokenizer {
     }
 }
 
-/// Loads both vocabularies now, so the first request does not pay for it.
-pub fn warm_up() {
-    let _ = bpe_openai::o200k_base().count("warm");
-    let _ = bpe_openai::cl100k_base().count("warm");
+/// Loads the vocabularies these models use now, so the first request does not pay for it.
+/// Each costs tens of MB, so only the ones the routes need are loaded up front.
+pub fn warm_up<'a>(models: impl IntoIterator<Item = &'a str>) {
+    for m in models {
+        let _ = bpe_for(m).count("warm");
+    }
 }
 
 pub fn count(model: &str, text: &str) -> u32 {

@@ -1,5 +1,10 @@
 //! The `custos` binary: argument parsing and wiring. Domain logic lives in the library crates.
 
+// The gateway allocates per request from several threads; mimalloc's thread-local heaps
+// keep that off glibc malloc's shared arenas (see bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod identity;
 mod output;
 mod serve;
