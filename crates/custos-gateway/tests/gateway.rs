@@ -453,7 +453,7 @@ async fn team_quota_is_shared_by_the_teams_keys() {
 #[tokio::test]
 async fn idempotency_replays_conflicts_and_mismatches() {
     for db in databases("idempotency").await {
-        let gw = start(&db, "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nlatency = \"400ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n").await;
+        let gw = start(&db, "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nlatency = \"1s\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n").await;
         let (key, _) = gw
             .key(KeySpec {
                 rpm: Some(1000),
@@ -476,7 +476,7 @@ async fn idempotency_replays_conflicts_and_mismatches() {
         };
         // A repeat while the first runs: 409.
         let first = tokio::spawn(send("k1", "hello", key.clone()));
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         expect_problem(
             send("k1", "hello", key.clone()).await,
             409,
@@ -843,6 +843,12 @@ async fn metrics_health_and_readiness() {
         gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "x"))
             .await;
     }
+    // `key()` may have seen 401s while waiting for the key, so count from here.
+    let auth_failures = metric(
+        &gw,
+        "custos_auth_failures_total{reason=\"invalid-api-key\"}",
+    )
+    .await;
     gw.post("/v1/chat/completions", "bad", &chat("gpt-4o-mini", "x"))
         .await;
     let text = gw
@@ -860,7 +866,14 @@ async fn metrics_health_and_readiness() {
     assert!(text.contains(
         "custos_upstream_seconds_count{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\"}"
     ));
-    assert!(text.contains("custos_auth_failures_total{reason=\"invalid-api-key\"} 1"));
+    assert_eq!(
+        metric(
+            &gw,
+            "custos_auth_failures_total{reason=\"invalid-api-key\"}"
+        )
+        .await,
+        auth_failures + 1
+    );
     assert!(text.contains("custos_quota_rejections_total{scope=\"key\",limit=\"requests\"} 1"));
     assert!(text.contains("custos_api_keys_cached 1"));
     assert!(!text.contains(&key), "metrics must not leak keys");
@@ -911,4 +924,20 @@ async fn large_prompts_are_counted_off_the_async_workers() {
         body["usage"]["prompt_tokens"].as_u64().unwrap() as u32,
         charged
     );
+}
+
+/// The value of one series in `/metrics` (0 when absent).
+async fn metric(gw: &TestGateway, series: &str) -> u64 {
+    let text = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
 }
