@@ -138,20 +138,7 @@ fn whole_request(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("pipeline");
     g.bench_function("chat_completion_mock_all_layers", |b| {
-        b.to_async_tokio(
-            &rt,
-            || request(None),
-            |req| {
-                let router = router.clone();
-                async move {
-                    let r = router.oneshot(req).await.unwrap();
-                    axum::body::to_bytes(r.into_body(), usize::MAX)
-                        .await
-                        .unwrap()
-                        .len()
-                }
-            },
-        )
+        b.to_async_tokio(&rt, || request(None), |req| send(router.clone(), req))
     });
     let mut n = 0u64;
     g.bench_function("chat_completion_mock_with_idempotency_key", |b| {
@@ -161,19 +148,19 @@ fn whole_request(c: &mut Criterion) {
                 n += 1;
                 request(Some(format!("bench-{n}")))
             },
-            |req| {
-                let router = router.clone();
-                async move {
-                    let r = router.oneshot(req).await.unwrap();
-                    axum::body::to_bytes(r.into_body(), usize::MAX)
-                        .await
-                        .unwrap()
-                        .len()
-                }
-            },
+            |req| send(router.clone(), req),
         )
     });
     g.finish();
+}
+
+/// One request through the router; the response body is read to the end.
+async fn send(router: axum::Router, req: Request<Body>) -> usize {
+    let r = router.oneshot(req).await.unwrap();
+    axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .len()
 }
 
 /// `iter_batched` over a runtime, without criterion's async feature.

@@ -36,6 +36,35 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// Every kind, for documentation checks.
+    pub const ALL: [ProblemKind; 22] = {
+        use ProblemKind::*;
+        [
+            MissingApiKey,
+            InvalidApiKey,
+            ExpiredApiKey,
+            RevokedApiKey,
+            ModelNotAllowed,
+            ModelNotFound,
+            MalformedJson,
+            InvalidRequest,
+            BodyTooLarge,
+            RateLimitRequests,
+            RateLimitTokens,
+            RequestTooLargeForLimit,
+            IdempotencyKeyInvalid,
+            IdempotencyInFlight,
+            IdempotencyKeyReused,
+            UpstreamUnavailable,
+            UpstreamTimeout,
+            UpstreamInvalid,
+            NotFound,
+            MethodNotAllowed,
+            NotReady,
+            Internal,
+        ]
+    };
+
     pub fn slug(self) -> &'static str {
         use ProblemKind::*;
         match self {
@@ -188,35 +217,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_problem_is_documented() {
+        let doc = include_str!("../../../docs/problems.md");
+        for k in ProblemKind::ALL {
+            let row = format!("| `{}` | {} |", k.slug(), k.status().as_u16());
+            assert!(doc.contains(&row), "docs/problems.md lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn slugs_are_unique_and_urls_are_stable() {
-        use ProblemKind::*;
-        let all = [
-            MissingApiKey,
-            InvalidApiKey,
-            ExpiredApiKey,
-            RevokedApiKey,
-            ModelNotAllowed,
-            ModelNotFound,
-            MalformedJson,
-            InvalidRequest,
-            BodyTooLarge,
-            RateLimitRequests,
-            RateLimitTokens,
-            RequestTooLargeForLimit,
-            IdempotencyKeyInvalid,
-            IdempotencyInFlight,
-            IdempotencyKeyReused,
-            UpstreamUnavailable,
-            UpstreamTimeout,
-            UpstreamInvalid,
-            NotFound,
-            MethodNotAllowed,
-            NotReady,
-            Internal,
-        ];
+        let all = ProblemKind::ALL;
         let slugs: std::collections::HashSet<_> = all.iter().map(|k| k.slug()).collect();
         assert_eq!(slugs.len(), all.len());
-        let r = Problem::new(ModelNotFound, "no model x").into_response();
+        let r = Problem::new(ProblemKind::ModelNotFound, "no model x").into_response();
         assert_eq!(r.status(), 404);
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],

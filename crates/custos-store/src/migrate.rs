@@ -1,5 +1,6 @@
 //! Schema migrations: numbered, applied in order, each once, recorded in
-//! `custos_migrations`. Every migration has a SQLite and a PostgreSQL variant.
+//! `custos_migrations`. Each has a SQLite and a PostgreSQL text; where the dialects agree
+//! both name the same file.
 
 use crate::{Backend, Store, StoreError};
 
@@ -13,8 +14,8 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "identity",
-    sqlite: include_str!("migrations/0001_identity.sqlite.sql"),
-    postgres: include_str!("migrations/0001_identity.postgres.sql"),
+    sqlite: include_str!("migrations/0001_identity.sql"),
+    postgres: include_str!("migrations/0001_identity.sql"),
 }];
 
 impl Store {
