@@ -70,7 +70,7 @@ pub enum ProviderSetupError {
 #[derive(Debug)]
 pub enum Provider {
     Mock(mock::MockProvider),
-    OpenAi(openai::OpenAiProvider),
+    OpenAi(Box<openai::OpenAiProvider>),
 }
 
 impl Provider {
@@ -80,7 +80,9 @@ impl Provider {
     ) -> Result<Self, ProviderSetupError> {
         Ok(match p.kind {
             ProviderKind::Mock => Provider::Mock(mock::MockProvider::new(p)),
-            ProviderKind::Openai => Provider::OpenAi(openai::OpenAiProvider::new(p, server)?),
+            ProviderKind::Openai => {
+                Provider::OpenAi(Box::new(openai::OpenAiProvider::new(p, server)?))
+            }
         })
     }
 
