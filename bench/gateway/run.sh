@@ -9,6 +9,8 @@
 # process with oha (installed from crates.io into a temporary folder unless $OHA is set):
 #   (a) fixed rates of 1,000 and 5,000 requests/s: p50/p99 direct vs through custos;
 #   (b) unthrottled, 64 connections: the highest throughput, direct vs through custos;
+#   and both again through bench-forwarder (:9300), a proxy that does nothing, which is
+#   the floor any proxy pays for the extra hop on this machine;
 #   (c) with wrk (Debian's package, if present) and a unique Idempotency-Key per request;
 #   (d) streaming: time to first byte over 500 sequential requests, direct vs custos;
 # and reads custos' resident memory. Prints a Markdown summary; raw results stay in $WORK.
@@ -19,6 +21,7 @@ WORK=$(mktemp -d /tmp/custos-bench.XXXXXX)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/custos-target}
 UP_ADDR=127.0.0.1:9100
 GW_ADDR=127.0.0.1:9200
+FW_ADDR=127.0.0.1:9300
 
 OHA=${OHA:-$(command -v oha || true)}
 if [ -z "$OHA" ]; then
@@ -37,6 +40,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 "$BIN/bench-upstream" "$UP_ADDR" 1 2>/dev/null & pids+=($!)
+"$BIN/bench-forwarder" "$FW_ADDR" "$UP_ADDR" 2>/dev/null & pids+=($!)
 
 cat > "$WORK/custos.toml" <<TOML
 [server]
@@ -73,10 +77,12 @@ auth=(-H "Authorization: Bearer $KEY")
 for rate in 1000 5000; do
   echo "fixed rate $rate/s ($DUR each)..." >&2
   load "direct-$rate" "http://$UP_ADDR/v1/chat/completions" -q "$rate" --latency-correction
+  load "floor-$rate" "http://$FW_ADDR/v1/chat/completions" -q "$rate" --latency-correction
   load "custos-$rate" "http://$GW_ADDR/v1/chat/completions" -q "$rate" --latency-correction "${auth[@]}"
 done
 echo "maximum throughput ($DUR each)..." >&2
 load direct-max "http://$UP_ADDR/v1/chat/completions"
+load floor-max "http://$FW_ADDR/v1/chat/completions"
 load custos-max "http://$GW_ADDR/v1/chat/completions" "${auth[@]}"
 
 if [ -n "$WRK" ]; then

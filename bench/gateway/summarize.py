@@ -28,16 +28,26 @@ print("| load | path | achieved req/s | p50 µs | p99 µs | 2xx / all |")
 print("|---|---|---:|---:|---:|---:|")
 rows = {}
 for load in ["1000", "5000", "max"]:
-    for path in ["direct", "custos"]:
+    for path in ["direct", "floor", "custos"]:
+        if not (work / f"{path}-{load}.json").exists():
+            continue
         r = oha(f"{path}-{load}")
         rows[(load, path)] = r
         print(f"| {load} | {path} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['ok']} / {r['total']} |")
 print()
 for load in ["1000", "5000"]:
     d, c = rows[(load, "direct")], rows[(load, "custos")]
-    print(f"- at {load} req/s custos adds p50 {c['p50'] - d['p50']:.0f} µs, p99 {c['p99'] - d['p99']:.0f} µs")
+    line = f"- at {load} req/s custos adds p50 {c['p50'] - d['p50']:.0f} µs, p99 {c['p99'] - d['p99']:.0f} µs"
+    if (load, "floor") in rows:
+        f = rows[(load, "floor")]
+        line += f" (a do-nothing forwarder adds p50 {f['p50'] - d['p50']:.0f} µs, p99 {f['p99'] - d['p99']:.0f} µs)"
+    print(line)
 d, c = rows[("max", "direct")], rows[("max", "custos")]
-print(f"- maximum throughput through custos: {c['rps']:.0f} req/s = {100 * c['rps'] / d['rps']:.0f}% of direct ({d['rps']:.0f} req/s)")
+line = f"- maximum throughput through custos: {c['rps']:.0f} req/s = {100 * c['rps'] / d['rps']:.0f}% of direct ({d['rps']:.0f} req/s)"
+if ("max", "floor") in rows:
+    f = rows[("max", "floor")]
+    line += f"; the do-nothing forwarder: {f['rps']:.0f} req/s = {100 * f['rps'] / d['rps']:.0f}% of direct, so custos keeps {100 * c['rps'] / f['rps']:.0f}% of what any proxy can get here"
+print(line)
 
 wrk = work / "wrk-idem.txt"
 if wrk.exists():
