@@ -52,7 +52,9 @@ async fn main() -> std::io::Result<()> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(http);
-    let app = Router::new().fallback(forward).with_state(Arc::new(Forward { client, upstream }));
+    let app = Router::new()
+        .fallback(forward)
+        .with_state(Arc::new(Forward { client, upstream }));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("bench-forwarder listening on http://{listen}");
     axum::serve(listener, app).await

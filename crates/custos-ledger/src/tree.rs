@@ -1,0 +1,61 @@
+//! An in-memory Merkle tree that keeps every complete subtree hash, level by level: the
+//! reference `NodeSource` for tests, and the shape a persistent store mirrors (one row per
+//! complete node, written when an append completes it).
+
+use crate::{leaf_hash, node_hash, proof::NodeSource, Hash};
+use std::convert::Infallible;
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTree {
+    /// `levels[l][i]` is the root of the complete subtree of 2^l leaves starting at i·2^l.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// Appends an entry; returns the complete nodes this append created, lowest first, as
+    /// (level, index, hash) — what a store must persist.
+    pub fn append(&mut self, data: &[u8]) -> Vec<(u32, u64, Hash)> {
+        self.append_hash(leaf_hash(data))
+    }
+
+    /// Appends an already hashed leaf.
+    pub fn append_hash(&mut self, leaf: Hash) -> Vec<(u32, u64, Hash)> {
+        let mut created = Vec::new();
+        let mut level = 0usize;
+        let mut hash = leaf;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let nodes = &mut self.levels[level];
+            nodes.push(hash);
+            let index = nodes.len() - 1;
+            created.push((level as u32, index as u64, hash));
+            if index.is_multiple_of(2) {
+                return created;
+            }
+            hash = node_hash(&nodes[index - 1], &nodes[index]);
+            level += 1;
+        }
+    }
+}
+
+impl NodeSource for MemoryTree {
+    type Error = Infallible;
+
+    fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, Infallible> {
+        Ok(self
+            .levels
+            .get(level as usize)
+            .and_then(|l| l.get(usize::try_from(index).ok()?))
+            .copied())
+    }
+}
