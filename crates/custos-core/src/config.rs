@@ -79,6 +79,10 @@ pub struct ServerConfig {
     pub connect_timeout: HumanDuration,
     /// How often the key cache polls the database for revocations and new keys.
     pub key_refresh_interval: HumanDuration,
+    /// A client must send a request's headers within this (slow-client protection).
+    pub header_read_timeout: HumanDuration,
+    /// On shutdown, how long in-flight requests (and streams) may take to finish.
+    pub shutdown_grace: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +93,8 @@ impl Default for ServerConfig {
             upstream_timeout: HumanDuration(Duration::from_secs(60)),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             key_refresh_interval: HumanDuration(Duration::from_millis(500)),
+            header_read_timeout: HumanDuration(Duration::from_secs(30)),
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -479,6 +485,10 @@ upstream_timeout = "60s"
 connect_timeout = "5s"
 # How often the key cache re-reads changed keys (revocations take effect within this).
 key_refresh_interval = "500ms"
+# A client must send a request's headers within this; slower connections are closed.
+header_read_timeout = "30s"
+# On SIGTERM/Ctrl-C, how long in-flight requests and streams may take to finish.
+shutdown_grace = "30s"
 
 [database]
 # Embedded SQLite by default. For PostgreSQL set CUSTOS_DATABASE_URL=postgres://… instead.

@@ -941,3 +941,31 @@ async fn metric(gw: &TestGateway, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn slow_clients_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = &databases("slow_clients").await[0];
+    let gw = start(db, "[server]\nheader_read_timeout = \"300ms\"\n").await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Headers that never finish.
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was kept open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A well-behaved client on another connection is unaffected.
+    assert_eq!(
+        gw.client
+            .get(format!("{}/healthz", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

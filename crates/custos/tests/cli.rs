@@ -413,3 +413,59 @@ fn official_openai_python_sdk_works() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SIGTERM stops accepting, lets an in-flight stream finish, then exits 0.
+#[test]
+fn sigterm_drains_in_flight_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nchunk_delay = \"100ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n",
+    )
+    .unwrap();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (mut server, url) = serve(d, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = rt.block_on(async {
+        let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"one two three four five"}]}"#;
+        let mut r = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let mut text = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+        let pid = server.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the stream was cut: {text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "custos exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "custos did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
