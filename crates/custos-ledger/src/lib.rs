@@ -1,13 +1,16 @@
-//! The math of custos' tamper-evident ledger: RFC 6962 / RFC 9162 Merkle tree hashing, and
+//! The math of custos' tamper-evident ledger: RFC 6962 / RFC 9162 Merkle tree hashing,
 //! inclusion and consistency proofs — generated from any store of complete subtree hashes
-//! and verified offline. Pure functions over plain data; storage lives in `custos-store`.
+//! and verified offline — and C2SP signed checkpoints (Ed25519). Pure functions over plain
+//! data; storage lives in `custos-store`.
 //!
 //! Leaves hash as `SHA-256(0x00 ‖ data)`, interior nodes as `SHA-256(0x01 ‖ left ‖ right)`,
 //! so a leaf can never be passed off as a node (the second-preimage defence of RFC 6962).
 
+pub mod checkpoint;
 pub mod proof;
 pub mod tree;
 
+pub use checkpoint::{generate_key, Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
 pub use proof::{
     consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion, NodeSource,
     ProofError, VerifyError,

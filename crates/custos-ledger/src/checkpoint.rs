@@ -1,0 +1,391 @@
+//! Signed checkpoints: the ledger's tree head (origin, size, root) in the C2SP
+//! `tlog-checkpoint` format, signed as a C2SP `signed-note` with Ed25519.
+//!
+//! A verifier needs only the public key string (`<name>+<key id>+<base64 key>`), the same
+//! format Go's `golang.org/x/mod/sumdb/note` and the transparency-log ecosystem use, so a
+//! checkpoint can be checked with tools other than custos.
+
+use crate::Hash;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// The signature algorithm byte for Ed25519 in signed notes.
+const ALG_ED25519: u8 = 0x01;
+/// Signature lines start with an em dash and a space.
+const SIG_PREFIX: &str = "\u{2014} ";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CheckpointError {
+    #[error("malformed key: {0}")]
+    BadKey(&'static str),
+    #[error("malformed note: {0}")]
+    Malformed(&'static str),
+    #[error("no signature by key {0:?} on this note")]
+    NotSigned(String),
+    #[error(
+        "the signature by {0:?} does not verify: the note was altered or signed by another key"
+    )]
+    BadSignature(String),
+    #[error("the operating system's random number generator failed")]
+    Random,
+}
+
+/// A tree head: which log, how many entries, and the root over them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl Checkpoint {
+    /// The note text: origin, size and base64 root, one per line.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
+    }
+
+    fn parse_body(text: &str) -> Result<Self, CheckpointError> {
+        let mut lines = text.split('\n');
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(CheckpointError::Malformed("the origin line is empty"))?;
+        let size = lines
+            .next()
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes().all(|b| b.is_ascii_digit())
+                    && (s.len() == 1 || !s.starts_with('0'))
+            })
+            .and_then(|s| s.parse().ok())
+            .ok_or(CheckpointError::Malformed(
+                "the size line is not a decimal number",
+            ))?;
+        let root = lines
+            .next()
+            .and_then(|r| B64.decode(r).ok())
+            .and_then(|r| <Hash>::try_from(r.as_slice()).ok())
+            .ok_or(CheckpointError::Malformed(
+                "the root line is not a base64 SHA-256 hash",
+            ))?;
+        Ok(Self {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
+    }
+}
+
+fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ALG_ED25519]);
+    h.update(public.as_bytes());
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('+')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A checkpoint signer: the private key and its name.
+pub struct NoteSigner {
+    name: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for NoteSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checkpoint verifier: a public key and its name.
+#[derive(Clone, Debug)]
+pub struct NoteVerifier {
+    name: String,
+    id: [u8; 4],
+    key: VerifyingKey,
+}
+
+/// Makes a new key pair named `name`: (private key string, public key string).
+pub fn generate_key(name: &str) -> Result<(String, String), CheckpointError> {
+    if !valid_name(name) {
+        return Err(CheckpointError::BadKey(
+            "the name must be non-empty, without '+', spaces or control characters",
+        ));
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|_| CheckpointError::Random)?;
+    let key = SigningKey::from_bytes(&seed);
+    let public = key.verifying_key();
+    let id = hex_id(&key_id(name, &public));
+    let mut private_blob = vec![ALG_ED25519];
+    private_blob.extend_from_slice(&seed);
+    let mut public_blob = vec![ALG_ED25519];
+    public_blob.extend_from_slice(public.as_bytes());
+    Ok((
+        format!("PRIVATE+KEY+{name}+{id}+{}", B64.encode(private_blob)),
+        format!("{name}+{id}+{}", B64.encode(public_blob)),
+    ))
+}
+
+fn hex_id(id: &[u8; 4]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Splits `name+hexid+base64` and checks the algorithm byte and the key id.
+fn parse_key_parts(s: &str) -> Result<(String, [u8; 4], Vec<u8>), CheckpointError> {
+    // Split from the left: names never contain '+', base64 key material may.
+    let mut parts = s.trim().splitn(3, '+');
+    let name = parts
+        .next()
+        .ok_or(CheckpointError::BadKey("missing key name"))?;
+    let id = parts
+        .next()
+        .ok_or(CheckpointError::BadKey("missing key id"))?;
+    let blob = parts
+        .next()
+        .ok_or(CheckpointError::BadKey("missing key material"))?;
+    if !valid_name(name) {
+        return Err(CheckpointError::BadKey("invalid key name"));
+    }
+    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CheckpointError::BadKey("the key id must be 8 hex digits"));
+    }
+    let mut id_bytes = [0u8; 4];
+    for (i, b) in id_bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&id[2 * i..2 * i + 2], 16)
+            .map_err(|_| CheckpointError::BadKey("bad key id"))?;
+    }
+    let blob = B64
+        .decode(blob)
+        .map_err(|_| CheckpointError::BadKey("the key material is not base64"))?;
+    match blob.split_first() {
+        Some((&ALG_ED25519, rest)) if rest.len() == 32 => {
+            Ok((name.to_owned(), id_bytes, rest.to_vec()))
+        }
+        Some((&ALG_ED25519, _)) => Err(CheckpointError::BadKey("an Ed25519 key has 32 bytes")),
+        _ => Err(CheckpointError::BadKey(
+            "only Ed25519 keys (algorithm 1) are supported",
+        )),
+    }
+}
+
+impl NoteSigner {
+    /// Reads a `PRIVATE+KEY+name+id+base64` string.
+    pub fn from_key(s: &str) -> Result<Self, CheckpointError> {
+        let rest = s
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(CheckpointError::BadKey(
+                "a private key starts with PRIVATE+KEY+",
+            ))?;
+        let (name, id, seed) = parse_key_parts(rest)?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| CheckpointError::BadKey("an Ed25519 key has 32 bytes"))?;
+        let key = SigningKey::from_bytes(&seed);
+        if key_id(&name, &key.verifying_key()) != id {
+            return Err(CheckpointError::BadKey("the key id does not match the key"));
+        }
+        Ok(Self { name, key })
+    }
+
+    pub fn verifier(&self) -> NoteVerifier {
+        let key = self.key.verifying_key();
+        NoteVerifier {
+            id: key_id(&self.name, &key),
+            name: self.name.clone(),
+            key,
+        }
+    }
+
+    /// The checkpoint as a signed note.
+    pub fn sign(&self, checkpoint: &Checkpoint) -> String {
+        let text = checkpoint.body();
+        let sig = self.key.sign(text.as_bytes());
+        let mut blob = key_id(&self.name, &self.key.verifying_key()).to_vec();
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{text}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+impl NoteVerifier {
+    /// Reads a `name+id+base64` public key string.
+    pub fn from_key(s: &str) -> Result<Self, CheckpointError> {
+        let (name, id, key) = parse_key_parts(s)?;
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| CheckpointError::BadKey("an Ed25519 key has 32 bytes"))?;
+        let key = VerifyingKey::from_bytes(&key)
+            .map_err(|_| CheckpointError::BadKey("not a valid Ed25519 public key"))?;
+        if key_id(&name, &key) != id {
+            return Err(CheckpointError::BadKey("the key id does not match the key"));
+        }
+        Ok(Self { name, id, key })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Verifies a signed checkpoint note and returns the checkpoint it carries.
+    pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
+            "no blank line before the signatures",
+        ))?;
+        let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
+        if sigs.is_empty() || !sigs.ends_with('\n') {
+            return Err(CheckpointError::Malformed(
+                "the signature block must end with a newline",
+            ));
+        }
+        for line in sigs.lines() {
+            let rest = line
+                .strip_prefix(SIG_PREFIX)
+                .ok_or(CheckpointError::Malformed(
+                    "a signature line must start with an em dash",
+                ))?;
+            let (name, b64) = rest.split_once(' ').ok_or(CheckpointError::Malformed(
+                "a signature line needs a name and a signature",
+            ))?;
+            let blob = B64
+                .decode(b64)
+                .map_err(|_| CheckpointError::Malformed("a signature is not base64"))?;
+            if name != self.name || blob.len() != 68 || blob[..4] != self.id {
+                continue; // Someone else's signature (witnesses may cosign): not ours to check.
+            }
+            let sig = ed25519_dalek::Signature::from_slice(&blob[4..])
+                .map_err(|_| CheckpointError::Malformed("bad signature bytes"))?;
+            self.key
+                .verify_strict(text.as_bytes(), &sig)
+                .map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
+            return Checkpoint::parse_body(text);
+        }
+        Err(CheckpointError::NotSigned(self.name.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pair() -> (NoteSigner, NoteVerifier) {
+        let (private, public) = generate_key("custos.example/ledger").unwrap();
+        (
+            NoteSigner::from_key(&private).unwrap(),
+            NoteVerifier::from_key(&public).unwrap(),
+        )
+    }
+
+    fn checkpoint() -> Checkpoint {
+        Checkpoint {
+            origin: "custos.example/ledger".into(),
+            size: 42,
+            root: crate::leaf_hash(b"x"),
+        }
+    }
+
+    #[test]
+    fn sign_and_open() {
+        let (signer, verifier) = pair();
+        let note = signer.sign(&checkpoint());
+        assert!(note.starts_with("custos.example/ledger\n42\n"));
+        assert!(note.contains("\n\n\u{2014} custos.example/ledger "));
+        assert_eq!(verifier.open(&note), Ok(checkpoint()));
+        assert_eq!(signer.verifier().open(&note), Ok(checkpoint()));
+    }
+
+    #[test]
+    fn tampering_and_wrong_keys_are_refused() {
+        let (signer, verifier) = pair();
+        let note = signer.sign(&checkpoint());
+        let altered = note.replacen("\n42\n", "\n43\n", 1);
+        assert_eq!(
+            verifier.open(&altered),
+            Err(CheckpointError::BadSignature(
+                "custos.example/ledger".into()
+            ))
+        );
+        let (_, other) = pair();
+        assert!(matches!(
+            other.open(&note),
+            Err(CheckpointError::NotSigned(_))
+        ));
+        assert!(matches!(
+            verifier.open("no signatures"),
+            Err(CheckpointError::Malformed(_))
+        ));
+        assert!(matches!(
+            verifier.open(&note.replace('\u{2014}', "-")),
+            Err(CheckpointError::Malformed(_))
+        ));
+    }
+
+    /// The example from Go's golang.org/x/mod/sumdb/note package documentation: a note
+    /// signed there verifies here.
+    #[test]
+    fn interoperates_with_go_sumdb_note() {
+        let verifier = NoteVerifier::from_key(
+            "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        )
+        .unwrap();
+        let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+        let note = format!("{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n");
+        // The text is not a checkpoint, so opening fails after the signature checks out.
+        assert!(matches!(
+            verifier.open(&note),
+            Err(CheckpointError::Malformed(_))
+        ));
+        let tampered = note.replace("answer", "answers");
+        assert!(matches!(
+            verifier.open(&tampered),
+            Err(CheckpointError::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        let (private, public) = generate_key("log").unwrap();
+        assert!(NoteSigner::from_key(&public).is_err());
+        // A private key is not a public key, even without its prefix.
+        assert!(NoteVerifier::from_key(&private.replace("PRIVATE+KEY+", "")).is_err());
+        assert_eq!(NoteVerifier::from_key(&public).unwrap().name(), "log");
+        let id = public.split('+').nth(1).unwrap();
+        let wrong_id = public.replacen(id, "00000000", 1);
+        assert!(NoteVerifier::from_key(&wrong_id).is_err());
+        assert!(NoteVerifier::from_key("log+00000000+AQ==").is_err());
+        assert!(generate_key("has space").is_err());
+        assert!(generate_key("a+b").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn open_never_panics(note in ".{0,300}") {
+            let (_, verifier) = pair();
+            let _ = verifier.open(&note);
+        }
+
+        #[test]
+        fn round_trips(size in any::<u64>(), root in any::<[u8; 32]>()) {
+            let (signer, verifier) = pair();
+            let c = Checkpoint { origin: "o".into(), size, root };
+            prop_assert_eq!(verifier.open(&signer.sign(&c)), Ok(c));
+        }
+    }
+}
