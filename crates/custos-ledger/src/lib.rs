@@ -7,10 +7,12 @@
 //! so a leaf can never be passed off as a node (the second-preimage defence of RFC 6962).
 
 pub mod checkpoint;
+pub mod frontier;
 pub mod proof;
 pub mod tree;
 
 pub use checkpoint::{generate_key, Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
+pub use frontier::{Frontier, FrontierError};
 pub use proof::{
     consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion, NodeSource,
     ProofError, VerifyError,

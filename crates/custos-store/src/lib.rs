@@ -5,11 +5,13 @@
 
 mod error;
 mod identity;
+mod ledger;
 mod migrate;
 pub mod testkit;
 
 pub use error::StoreError;
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
+pub use ledger::{LedgerEntry, LedgerNode};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};

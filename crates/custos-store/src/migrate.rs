@@ -11,12 +11,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sqlite: include_str!("migrations/0001_identity.sql"),
-    postgres: include_str!("migrations/0001_identity.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sqlite: include_str!("migrations/0001_identity.sql"),
+        postgres: include_str!("migrations/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "ledger",
+        sqlite: include_str!("migrations/0002_ledger.sqlite.sql"),
+        postgres: include_str!("migrations/0002_ledger.postgres.sql"),
+    },
+];
 
 impl Store {
     /// Applies the migrations this database has not seen yet. Safe to run concurrently from

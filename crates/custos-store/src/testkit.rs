@@ -56,3 +56,11 @@ async fn drop_stale(admin: &Store) {
         }
     }
 }
+
+/// Runs raw SQL against a store, for tests that play an attacker with database access.
+pub async fn execute_raw(store: &Store, sql: &str) -> Result<u64, StoreError> {
+    Ok(sqlx::raw_sql(sql)
+        .execute(store.pool())
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,165 @@
+//! The ledger's tables: entries (event text + leaf hash), the complete Merkle nodes each
+//! append creates, and signed checkpoints. The database refuses UPDATE and DELETE on all
+//! three (triggers); verification does not trust that and recomputes everything.
+
+use crate::{Store, StoreError};
+use custos_ledger::{leaf_hash, Frontier, Hash};
+use sqlx::Row;
+use std::ops::Range;
+
+/// One stored ledger entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub index: i64,
+    pub recorded_at: i64,
+    pub event: String,
+    pub leaf_hash: String,
+}
+
+/// A stored complete node of the Merkle tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerNode {
+    pub level: i64,
+    pub index: i64,
+    pub hash: String,
+}
+
+fn parse_hash(hex_text: &str) -> Result<Hash, StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).map_err(|_| {
+        StoreError::Invalid(format!(
+            "stored ledger hash {hex_text:?} is not 64 hex digits"
+        ))
+    })?;
+    Ok(out)
+}
+
+impl Store {
+    /// Appends events in one transaction and returns their indexes. Safe across processes:
+    /// a writer that loses the race for the next index retries.
+    pub async fn ledger_append(&self, events: &[String]) -> Result<Range<u64>, StoreError> {
+        let mut attempt = 0u64;
+        loop {
+            match self.ledger_append_once(events).await {
+                Ok(r) => return Ok(r),
+                Err(StoreError::Database(_) | StoreError::Conflict(_)) if attempt < 20 => {
+                    attempt += 1;
+                    let jitter = custos_core::random::next_u64() % 10;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt + jitter))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn ledger_append_once(&self, events: &[String]) -> Result<Range<u64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let (next,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
+                .fetch_one(&mut *tx)
+                .await?;
+        let size =
+            u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
+        let mut right_edge = Vec::new();
+        for (level, index) in Frontier::positions(size) {
+            let row: Option<(String,)> =
+                sqlx::query_as("SELECT hash FROM ledger_nodes WHERE level = $1 AND idx = $2")
+                    .bind(i64::from(level))
+                    .bind(index as i64)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let hash = row.ok_or_else(|| {
+                StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
+            })?;
+            right_edge.push(parse_hash(&hash.0)?);
+        }
+        let mut frontier = Frontier::from_nodes(size, right_edge)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let now = custos_core::time::now_ms();
+        for event in events {
+            let leaf = leaf_hash(event.as_bytes());
+            let index = frontier.size() as i64;
+            sqlx::query("INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) VALUES ($1, $2, $3, $4)")
+                .bind(index)
+                .bind(now)
+                .bind(event)
+                .bind(hex::encode(leaf))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::conflict_as(e, || format!("ledger entry {index}")))?;
+            for (level, idx, hash) in frontier.append(leaf) {
+                sqlx::query("INSERT INTO ledger_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+                    .bind(i64::from(level))
+                    .bind(idx as i64)
+                    .bind(hex::encode(hash))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        StoreError::conflict_as(e, || format!("ledger node {level}/{idx}"))
+                    })?;
+            }
+        }
+        tx.commit().await?;
+        Ok(size..frontier.size())
+    }
+
+    /// Entries from index `from`, at most `limit`, in index order.
+    pub async fn ledger_entries(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, recorded_at, event, leaf_hash FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        )
+        .bind(from)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    index: r.try_get("idx")?,
+                    recorded_at: r.try_get("recorded_at")?,
+                    event: r.try_get("event")?,
+                    leaf_hash: r.try_get("leaf_hash")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Every stored node, ordered by level then index.
+    pub async fn ledger_nodes(&self) -> Result<Vec<LedgerNode>, StoreError> {
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(level, index, hash)| LedgerNode { level, index, hash })
+            .collect())
+    }
+
+    /// Records a signed checkpoint note for a tree size.
+    pub async fn ledger_add_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO ledger_checkpoints (size, note, created_at) VALUES ($1, $2, $3)")
+            .bind(size as i64)
+            .bind(note)
+            .bind(custos_core::time::now_ms())
+            .execute(self.pool())
+            .await
+            .map_err(|e| StoreError::conflict_as(e, || format!("a checkpoint for size {size}")))?;
+        Ok(())
+    }
+
+    /// Every checkpoint (size, note), oldest first.
+    pub async fn ledger_checkpoints(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT size, note FROM ledger_checkpoints ORDER BY size")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}

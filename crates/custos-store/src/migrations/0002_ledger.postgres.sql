@@ -1,0 +1,28 @@
+CREATE TABLE ledger_entries (
+    idx          BIGINT PRIMARY KEY,
+    recorded_at  BIGINT NOT NULL,
+    event        TEXT NOT NULL,
+    leaf_hash    TEXT NOT NULL
+);
+CREATE TABLE ledger_nodes (
+    level  BIGINT NOT NULL,
+    idx    BIGINT NOT NULL,
+    hash   TEXT NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE ledger_checkpoints (
+    size        BIGINT PRIMARY KEY,
+    note        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE FUNCTION custos_ledger_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'the ledger is append-only';
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION custos_ledger_append_only();
+CREATE TRIGGER ledger_nodes_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION custos_ledger_append_only();
+CREATE TRIGGER ledger_checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION custos_ledger_append_only();
