@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod frontier;
 pub mod proof;
 pub mod tree;
+pub mod verify;
 
 pub use checkpoint::{generate_key, Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
 pub use frontier::{Frontier, FrontierError};
@@ -18,6 +19,7 @@ pub use proof::{
     ProofError, VerifyError,
 };
 pub use tree::MemoryTree;
+pub use verify::{verify_ledger, Finding, Report, StoredCheckpoint, StoredEntry, StoredNode};
 
 use sha2::{Digest, Sha256};
 

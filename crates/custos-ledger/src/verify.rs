@@ -1,0 +1,370 @@
+//! Offline verification of a whole stored ledger: recompute every leaf from its event, the
+//! tree from the leaves, compare every stored node, and check every signed checkpoint against
+//! the recomputed roots. Reports the first place each kind of damage shows.
+
+use crate::checkpoint::NoteVerifier;
+use crate::proof::NodeSource;
+use crate::{leaf_hash, root, MemoryTree};
+use std::collections::HashSet;
+
+/// What is read from storage, as stored (hashes as hex text).
+pub struct StoredEntry<'a> {
+    pub index: i64,
+    pub event: &'a str,
+    pub leaf_hash: &'a str,
+}
+
+pub struct StoredNode<'a> {
+    pub level: i64,
+    pub index: i64,
+    pub hash: &'a str,
+}
+
+pub struct StoredCheckpoint<'a> {
+    pub size: i64,
+    pub note: &'a str,
+}
+
+/// One problem found, located as precisely as the evidence allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The first entry index the problem concerns, when known.
+    pub index: Option<u64>,
+    /// True when `index` is the damaged entry itself; false when it only starts the range
+    /// (between two checkpoints, under a subtree) where the damage must be.
+    pub exact: bool,
+    pub problem: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints_verified: usize,
+    pub checkpoints_unchecked: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+fn hex32(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Verifies a ledger. Without a verifier, checkpoint signatures are not checked (and counted
+/// as unchecked), but their roots still are when they parse.
+pub fn verify_ledger(
+    entries: &[StoredEntry<'_>],
+    nodes: &[StoredNode<'_>],
+    checkpoints: &[StoredCheckpoint<'_>],
+    verifier: Option<&NoteVerifier>,
+) -> Report {
+    let mut report = Report {
+        entries: entries.len() as u64,
+        ..Default::default()
+    };
+    let mut tree = MemoryTree::new();
+    let mut first_gap = None;
+    let mut first_altered = None;
+    for (pos, e) in entries.iter().enumerate() {
+        if e.index != pos as i64 && first_gap.is_none() {
+            first_gap = Some(pos as u64);
+        }
+        let leaf = leaf_hash(e.event.as_bytes());
+        if hex32(&leaf) != e.leaf_hash && first_altered.is_none() {
+            first_altered = Some(pos as u64);
+        }
+        tree.append_hash(leaf);
+    }
+    if let Some(i) = first_gap {
+        report.findings.push(Finding {
+            index: Some(i),
+            exact: true,
+            problem: format!(
+                "entry indexes are not contiguous from {i}: an entry was deleted or inserted"
+            ),
+        });
+    }
+    if let Some(i) = first_altered {
+        report.findings.push(Finding {
+            index: Some(i),
+            exact: true,
+            problem: format!(
+                "entry {i} no longer matches its stored leaf hash: its event was altered"
+            ),
+        });
+    }
+    // Stored nodes against the tree recomputed from the events.
+    let mut seen = HashSet::new();
+    // The most precise bad node: the lowest level, then the earliest entry it covers.
+    let mut first_bad_node: Option<((u32, u64), String)> = None;
+    for n in nodes {
+        let (Ok(level), Ok(index)) = (u32::try_from(n.level), u64::try_from(n.index)) else {
+            first_bad_node.get_or_insert((
+                (0, 0),
+                format!("node {}/{} has an impossible position", n.level, n.index),
+            ));
+            continue;
+        };
+        seen.insert((level, index));
+        let covers = index.checked_shl(level).unwrap_or(u64::MAX);
+        match tree.node(level, index) {
+            Ok(Some(h)) if hex32(&h) == n.hash => {}
+            Ok(Some(_)) => {
+                if first_bad_node
+                    .as_ref()
+                    .is_none_or(|(k, _)| (level, covers) < *k)
+                {
+                    first_bad_node = Some(((level, covers), format!("stored node {level}/{index} does not match the entries it covers (from entry {covers})")));
+                }
+            }
+            _ => {
+                if first_bad_node
+                    .as_ref()
+                    .is_none_or(|(k, _)| (level, covers) < *k)
+                {
+                    first_bad_node = Some(((level, covers), format!("stored node {level}/{index} covers entries that do not exist: the log was truncated")));
+                }
+            }
+        }
+    }
+    if let Some(((level, i), problem)) = first_bad_node {
+        report.findings.push(Finding {
+            index: Some(i),
+            exact: level == 0,
+            problem,
+        });
+    }
+    // Every complete node the entries imply must be stored (appends persist them all).
+    let size = entries.len() as u64;
+    'missing: for level in 0..64u32 {
+        let count = size >> level;
+        if count == 0 {
+            break;
+        }
+        for index in 0..count {
+            if !seen.contains(&(level, index)) {
+                report.findings.push(Finding {
+                    index: Some(index << level),
+                    exact: level == 0,
+                    problem: format!("stored node {level}/{index} is missing"),
+                });
+                break 'missing;
+            }
+        }
+    }
+    // Checkpoints: signed roots must match the recomputed tree at their sizes.
+    let mut previous = 0u64;
+    for c in checkpoints {
+        let Ok(csize) = u64::try_from(c.size) else {
+            continue;
+        };
+        let parsed = match verifier {
+            Some(v) => match v.open(c.note) {
+                Ok(cp) => {
+                    report.checkpoints_verified += 1;
+                    Some(cp)
+                }
+                Err(e) => {
+                    report.findings.push(Finding {
+                        index: Some(previous),
+                        exact: false,
+                        problem: format!("checkpoint at size {csize}: {e}"),
+                    });
+                    None
+                }
+            },
+            None => {
+                report.checkpoints_unchecked += 1;
+                None
+            }
+        };
+        if let Some(cp) = parsed {
+            if cp.size != csize {
+                report.findings.push(Finding {
+                    index: Some(previous),
+                    exact: false,
+                    problem: format!(
+                        "checkpoint row for size {csize} carries a note for size {}",
+                        cp.size
+                    ),
+                });
+            } else if csize > size {
+                report.findings.push(Finding { index: Some(size), exact: true, problem: format!("the checkpoint at size {csize} covers entries beyond the {size} stored: the log was truncated") });
+            } else {
+                match root(&tree, csize) {
+                    Ok(r) if r == cp.root => {}
+                    _ => report.findings.push(Finding {
+                        index: Some(previous),
+                        exact: false,
+                        problem: format!("the entries no longer match the signed checkpoint at size {csize}: something between entry {previous} and {csize} was altered, removed, inserted or reordered"),
+                    }),
+                }
+            }
+        }
+        previous = csize;
+    }
+    // Exact locations first, earliest first; then the ranges that bound the rest.
+    report
+        .findings
+        .sort_by_key(|f| (!f.exact, f.index.unwrap_or(u64::MAX)));
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{generate_key, Checkpoint, NoteSigner};
+
+    struct Log {
+        events: Vec<String>,
+        leaves: Vec<String>,
+        nodes: Vec<(i64, i64, String)>,
+        checkpoints: Vec<(i64, String)>,
+        signer: NoteSigner,
+        verifier: NoteVerifier,
+    }
+
+    fn log(n: usize, checkpoint_every: usize) -> Log {
+        let (private, public) = generate_key("test/log").unwrap();
+        let signer = NoteSigner::from_key(&private).unwrap();
+        let verifier = NoteVerifier::from_key(&public).unwrap();
+        let mut tree = MemoryTree::new();
+        let mut out = Log {
+            events: vec![],
+            leaves: vec![],
+            nodes: vec![],
+            checkpoints: vec![],
+            signer,
+            verifier,
+        };
+        for i in 0..n {
+            let e = format!("{{\"n\":{i}}}");
+            out.leaves.push(hex32(&leaf_hash(e.as_bytes())));
+            for (l, x, h) in tree.append(e.as_bytes()) {
+                out.nodes.push((i64::from(l), x as i64, hex32(&h)));
+            }
+            out.events.push(e);
+            if (i + 1) % checkpoint_every == 0 {
+                let size = i as u64 + 1;
+                let cp = Checkpoint {
+                    origin: "test/log".into(),
+                    size,
+                    root: root(&tree, size).unwrap(),
+                };
+                out.checkpoints.push((size as i64, out.signer.sign(&cp)));
+            }
+        }
+        out
+    }
+
+    fn run(l: &Log, indexes: Option<&[i64]>) -> Report {
+        let entries: Vec<StoredEntry> = l
+            .events
+            .iter()
+            .zip(&l.leaves)
+            .enumerate()
+            .map(|(i, (e, h))| StoredEntry {
+                index: indexes.map_or(i as i64, |x| x[i]),
+                event: e,
+                leaf_hash: h,
+            })
+            .collect();
+        let nodes: Vec<StoredNode> = l
+            .nodes
+            .iter()
+            .map(|(a, b, h)| StoredNode {
+                level: *a,
+                index: *b,
+                hash: h,
+            })
+            .collect();
+        let cps: Vec<StoredCheckpoint> = l
+            .checkpoints
+            .iter()
+            .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
+            .collect();
+        verify_ledger(&entries, &nodes, &cps, Some(&l.verifier))
+    }
+
+    #[test]
+    fn an_intact_log_verifies() {
+        let l = log(37, 10);
+        let r = run(&l, None);
+        assert!(r.ok(), "{:?}", r.findings);
+        assert_eq!(r.checkpoints_verified, 3);
+    }
+
+    #[test]
+    fn an_altered_event_is_found_at_its_index() {
+        let mut l = log(37, 10);
+        l.events[17] = "{\"n\":999}".into();
+        let r = run(&l, None);
+        assert_eq!(r.findings[0].index, Some(17), "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_consistent_rewrite_is_caught_by_the_checkpoint() {
+        // The attacker rewrites event 23, its leaf hash and every node: only the signed
+        // checkpoint at size 30 can tell, and it bounds the damage to entries 20..30.
+        let mut l = log(37, 10);
+        let mut tree = MemoryTree::new();
+        l.events[23] = "{\"n\":\"forged\"}".into();
+        l.nodes.clear();
+        l.leaves.clear();
+        for e in &l.events {
+            l.leaves.push(hex32(&leaf_hash(e.as_bytes())));
+            for (a, b, h) in tree.append(e.as_bytes()) {
+                l.nodes.push((i64::from(a), b as i64, hex32(&h)));
+            }
+        }
+        let r = run(&l, None);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        assert_eq!(r.findings[0].index, Some(20));
+        assert!(r.findings[0].problem.contains("size 30"));
+    }
+
+    #[test]
+    fn deletion_insertion_truncation_and_forged_checkpoints() {
+        let l = log(37, 10);
+        let idx: Vec<i64> = (0..37).map(|i| if i >= 12 { i + 1 } else { i }).collect();
+        assert_eq!(run(&l, Some(&idx)).findings[0].index, Some(12));
+
+        let mut t = log(37, 10);
+        t.events.truncate(25);
+        t.leaves.truncate(25);
+        let r = run(&t, None);
+        assert!(
+            r.findings.iter().any(|f| f.problem.contains("truncated")),
+            "{:?}",
+            r.findings
+        );
+
+        let mut f = log(20, 10);
+        let other = NoteSigner::from_key(&generate_key("test/log").unwrap().0).unwrap();
+        let forged = Checkpoint {
+            origin: "test/log".into(),
+            size: 20,
+            root: [0; 32],
+        };
+        f.checkpoints[1].1 = other.sign(&forged);
+        let r = run(&f, None);
+        assert!(
+            r.findings
+                .iter()
+                .any(|x| x.problem.contains("checkpoint at size 20")),
+            "{:?}",
+            r.findings
+        );
+
+        let mut m = log(8, 100);
+        m.nodes.retain(|(l, i, _)| !(*l == 1 && *i == 2));
+        assert!(run(&m, None)
+            .findings
+            .iter()
+            .any(|x| x.problem.contains("missing")));
+    }
+}
