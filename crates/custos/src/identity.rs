@@ -1,5 +1,6 @@
 //! `custos tenants|teams|apps|keys`: the identity objects the gateway serves.
 
+use crate::audit::record;
 use crate::output::{self, opt, time};
 use crate::Ctx;
 use anyhow::{bail, Context, Result};
@@ -181,6 +182,13 @@ pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
     match cmd {
         TenantCmd::Create { name } => {
             let t = store.create_tenant(&name).await?;
+            record(
+                &store,
+                "tenant.create",
+                json!({"type": "tenant", "id": t.id, "name": t.name}),
+                None,
+            )
+            .await?;
             if ctx.json {
                 output::json(
                     &json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))}),
@@ -229,6 +237,7 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
                 .create_team(&t.tenant, &name, limit(rpm), limit(tpm))
                 .await
                 .map_err(|e| hint(e, &format!("custos tenants create {}", t.tenant)))?;
+            record(&store, "team.create", team_json(&team), None).await?;
             if ctx.json {
                 output::json(&team_json(&team));
             } else {
@@ -245,6 +254,7 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
             let rpm = rpm.map_or(current.rpm, |v| limit(Some(v)));
             let tpm = tpm.map_or(current.tpm, |v| limit(Some(v)));
             let team = store.set_team_limits(&t.tenant, &name, rpm, tpm).await?;
+            record(&store, "team.update", team_json(&team), None).await?;
             if ctx.json {
                 output::json(&team_json(&team));
             } else {
@@ -301,6 +311,7 @@ pub async fn apps(ctx: &Ctx, cmd: AppCmd) -> Result<ExitCode> {
                         &format!("custos teams create {team} --tenant {}", t.tenant),
                     )
                 })?;
+            record(&store, "app.create", json!({"type": "app", "id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name}), None).await?;
             if ctx.json {
                 output::json(
                     &json!({"id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name, "created_at": time(Some(app.created_at))}),
@@ -344,6 +355,12 @@ fn key_json(k: &KeyRow) -> serde_json::Value {
         "created_at": time(Some(k.created_at)), "expires_at": k.expires_at.map(|t| time(Some(t))),
         "revoked_at": k.revoked_at.map(|t| time(Some(t))), "rotated_from": k.rotated_from,
     })
+}
+
+/// The ledger's view of a key: who owns it and what it may do, never the secret.
+fn key_resource(k: &KeyRow) -> serde_json::Value {
+    json!({"type": "api_key", "id": k.id, "prefix": k.prefix, "tenant": k.tenant, "team": k.team, "app": k.app,
+        "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm, "expires_at": k.expires_at.map(|t| time(Some(t)))})
 }
 
 fn key_details(k: &KeyRow) {
@@ -454,6 +471,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                 name,
             )?;
             let row = store.insert_key(&new).await?;
+            record(&store, "key.create", key_resource(&row), None).await?;
             if ctx.json {
                 let mut v = key_json(&row);
                 v["key"] = json!(minted.secret);
@@ -519,6 +537,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
         }
         KeyCmd::Revoke { key } => {
             let k = store.revoke_key(&key, None).await?;
+            record(&store, "key.revoke", key_resource(&k), None).await?;
             if ctx.json {
                 output::json(&key_json(&k));
             } else {
@@ -546,6 +565,8 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             let (old, succ) = store
                 .rotate_key(&old.id, &new, now_ms() + overlap_ms)
                 .await?;
+            let rotated = json!({"type": "api_key", "id": succ.id, "rotated_from": old.id, "tenant": succ.tenant, "old_key_stops_at": time(old.revoked_at)});
+            record(&store, "key.rotate", rotated, None).await?;
             if ctx.json {
                 output::json(
                     &json!({"old": key_json(&old), "new": key_json(&succ), "key": minted.secret}),

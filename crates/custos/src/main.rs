@@ -5,6 +5,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod audit;
 mod identity;
 mod output;
 mod serve;
@@ -87,6 +88,9 @@ enum Command {
     /// Manage API keys: create, list, show, revoke, rotate.
     #[command(subcommand)]
     Keys(identity::KeyCmd),
+    /// The tamper-evident audit ledger: checkpoint keys, signed checkpoints, verification.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 pub struct Ctx {
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Teams(cmd) => identity::teams(&ctx, cmd).await,
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
     }
 }
 

@@ -469,3 +469,87 @@ fn sigterm_drains_in_flight_streams() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Control-plane changes leave evidence; a signed checkpoint covers it; tampering with the
+/// SQLite file directly (triggers dropped first, as an attacker with the file would) is found
+/// and located.
+#[test]
+fn audit_ledger_records_signs_and_catches_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let public = ok(
+        d,
+        &[
+            "audit",
+            "keygen",
+            "--name",
+            "test.example/ledger",
+            "--out",
+            "keys",
+        ],
+    );
+    assert!(public.starts_with("test.example/ledger+"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("keys/ledger.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"]);
+    let id = json(d, &["keys", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(d, &["keys", "revoke", &id]);
+    let note = ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
+    assert!(note.starts_with("test.example/ledger\n4\n"), "{note}");
+    let report = json(d, &["audit", "verify", "--public-key", "keys/ledger.pub"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["entries"], 4);
+    assert_eq!(report["checkpoints_verified"], 1);
+    // The events carry who and what, never the key itself.
+    let db = std::fs::read(d.join(".custos/custos.db")).unwrap();
+    assert!(!db
+        .windows(key.trim().len())
+        .any(|w| w == key.trim().as_bytes()));
+
+    // Rewrite event 2 (the key.create) in the file, bypassing custos.
+    let url = format!("sqlite://{}", d.join(".custos/custos.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = custos_store::Store::open(&url).await.unwrap();
+        custos_store::testkit::execute_raw(
+            &store,
+            "DROP TRIGGER ledger_entries_append_only_update; \
+             UPDATE ledger_entries SET event = replace(event, 'key.create', 'key.nothing') WHERE idx = 2;",
+        )
+        .await
+        .unwrap();
+    });
+    let out = custos(
+        d,
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            "keys/ledger.pub",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["findings"][0]["index"], 2, "{report}");
+    // A tampered ledger is never signed.
+    let out = custos(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+}

@@ -1,0 +1,252 @@
+//! `custos audit`: checkpoint keys, signed checkpoints, and offline verification of the
+//! ledger; plus `record`, which every control-plane command uses to leave evidence.
+
+use crate::identity::open;
+use crate::output;
+use crate::Ctx;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use custos_ledger::{
+    generate_key, root, verify_ledger, Checkpoint, MemoryTree, NoteSigner, NoteVerifier,
+    StoredCheckpoint, StoredEntry, StoredNode,
+};
+use custos_store::{LedgerEntry, Store};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Make an Ed25519 key pair for signing ledger checkpoints.
+    #[command(
+        after_help = "Examples:\n  custos audit keygen\n  custos audit keygen --name acme.example/custos --out /etc/custos\n\nThe private key file is written with mode 0600; give verifiers the .pub file only."
+    )]
+    Keygen {
+        /// The key's name; it is also the checkpoints' origin line.
+        #[arg(long, default_value = "custos/ledger")]
+        name: String,
+        /// Directory for ledger.key (private) and ledger.pub (public).
+        #[arg(long, default_value = ".custos")]
+        out: PathBuf,
+    },
+    /// Sign the ledger's current tree head (after verifying it) and store the checkpoint.
+    #[command(after_help = "Example:\n  custos audit checkpoint --key-file .custos/ledger.key")]
+    Checkpoint {
+        /// The private key file from `custos audit keygen`.
+        #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
+        key_file: PathBuf,
+    },
+    /// Recompute every entry, node and root, and check every signed checkpoint. Exit 1 on
+    /// any damage, naming the first index affected.
+    #[command(
+        after_help = "Examples:\n  custos audit verify --public-key .custos/ledger.pub\n  custos audit verify --json"
+    )]
+    Verify {
+        /// The public key file; without it, checkpoint signatures are not checked.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+}
+
+/// Appends one OCSF-shaped control-plane event to the ledger.
+pub async fn record(
+    store: &Store,
+    activity: &str,
+    resource: serde_json::Value,
+    why: Option<&str>,
+) -> Result<()> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let event = json!({
+        "schema": 1,
+        "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
+        "activity": activity,
+        "actor": {"type": "operator", "id": format!("local:{user}"), "auth": "local"},
+        "resources": [resource],
+        "outcome": "allowed",
+        "why": why,
+    });
+    store
+        .ledger_append(&[event.to_string()])
+        .await
+        .with_context(|| {
+            format!(
+                "the change was made but could not be recorded in the audit ledger ({activity})"
+            )
+        })?;
+    Ok(())
+}
+
+async fn load(store: &Store) -> Result<Vec<LedgerEntry>> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.ledger_entries(all.len() as i64, 10_000).await?;
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
+}
+
+fn read_key(path: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
+    match cmd {
+        AuditCmd::Keygen { name, out } => {
+            let (private, public) = generate_key(&name)?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let key_path = out.join("ledger.key");
+            let pub_path = out.join("ledger.pub");
+            if key_path.exists() {
+                bail!(
+                    "{} already exists; move it away first (a lost key cannot sign again)",
+                    key_path.display()
+                );
+            }
+            write_private(&key_path, &private)?;
+            std::fs::write(&pub_path, format!("{public}\n"))
+                .with_context(|| format!("cannot write {}", pub_path.display()))?;
+            if ctx.json {
+                output::json(
+                    &json!({"private_key_file": key_path, "public_key_file": pub_path, "public_key": public}),
+                );
+            } else {
+                eprintln!(
+                    "wrote {} (private, mode 0600) and {}",
+                    key_path.display(),
+                    pub_path.display()
+                );
+                println!("{public}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Checkpoint { key_file } => {
+            let signer = NoteSigner::from_key(&read_key(&key_file)?)
+                .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
+            let store = open(ctx).await?;
+            let report = verify_store(&store, Some(&signer.verifier())).await?;
+            if !report.ok() {
+                bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
+            }
+            let entries = load(&store).await?;
+            let mut tree = MemoryTree::new();
+            for e in &entries {
+                tree.append(e.event.as_bytes());
+            }
+            let size = entries.len() as u64;
+            let checkpoints = store.ledger_checkpoints().await?;
+            if checkpoints.last().is_some_and(|(s, _)| *s as u64 == size) {
+                eprintln!("the ledger has not grown since the last checkpoint (size {size})");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cp = Checkpoint {
+                origin: signer.verifier().name().to_owned(),
+                size,
+                root: root(&tree, size).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            };
+            let note = signer.sign(&cp);
+            store.ledger_add_checkpoint(size, &note).await?;
+            if ctx.json {
+                output::json(&json!({"size": size, "note": note}));
+            } else {
+                print!("{note}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Verify { public_key } => {
+            let verifier = match &public_key {
+                Some(p) => Some(NoteVerifier::from_key(&read_key(p)?).with_context(|| {
+                    format!("{} is not a custos ledger public key", p.display())
+                })?),
+                None => None,
+            };
+            let store = open(ctx).await?;
+            let report = verify_store(&store, verifier.as_ref()).await?;
+            if ctx.json {
+                output::json(&json!({
+                    "ok": report.ok(),
+                    "entries": report.entries,
+                    "checkpoints_verified": report.checkpoints_verified,
+                    "checkpoints_unchecked": report.checkpoints_unchecked,
+                    "findings": report.findings.iter().map(|f| json!({"index": f.index, "exact": f.exact, "problem": f.problem})).collect::<Vec<_>>(),
+                }));
+            } else {
+                for f in &report.findings {
+                    eprintln!("TAMPERED: {}", f.problem);
+                }
+                if report.checkpoints_unchecked > 0 {
+                    eprintln!(
+                        "warning: {} checkpoint signatures not checked; pass --public-key",
+                        report.checkpoints_unchecked
+                    );
+                }
+                eprintln!(
+                    "{}: {} entries, {} signed checkpoints verified",
+                    if report.ok() {
+                        "ledger verified"
+                    } else {
+                        "ledger NOT verified"
+                    },
+                    report.entries,
+                    report.checkpoints_verified
+                );
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+async fn verify_store(
+    store: &Store,
+    verifier: Option<&NoteVerifier>,
+) -> Result<custos_ledger::Report> {
+    let entries = load(store).await?;
+    let nodes = store.ledger_nodes().await?;
+    let checkpoints = store.ledger_checkpoints().await?;
+    let e: Vec<StoredEntry> = entries
+        .iter()
+        .map(|x| StoredEntry {
+            index: x.index,
+            event: &x.event,
+            leaf_hash: &x.leaf_hash,
+        })
+        .collect();
+    let n: Vec<StoredNode> = nodes
+        .iter()
+        .map(|x| StoredNode {
+            level: x.level,
+            index: x.index,
+            hash: &x.hash,
+        })
+        .collect();
+    let c: Vec<StoredCheckpoint> = checkpoints
+        .iter()
+        .map(|(size, note)| StoredCheckpoint { size: *size, note })
+        .collect();
+    Ok(verify_ledger(&e, &n, &c, verifier))
+}
+
+fn write_private(path: &Path, key: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(f, "{key}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
