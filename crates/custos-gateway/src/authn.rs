@@ -180,6 +180,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             if let Some(labels) = req.extensions().get::<Arc<CallLabels>>() {
                 labels.set_team(&principal.team);
             }
+            if let Some(slot) = req.extensions().get::<Arc<crate::audit::AuditSlot>>() {
+                slot.set_principal(&principal);
+            }
             req.extensions_mut().insert(principal);
             next.run(req).await
         }

@@ -306,6 +306,9 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     }
     let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
     drop(bytes);
+    if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
+        slot.set_call(&model, body_sha256);
+    }
     let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;
     let call = ModelCall {
         endpoint,

@@ -2,6 +2,7 @@
 //! tower layers, one control each — request_id, metrics, authn, call, idempotency, quota —
 //! before `proxy` forwards it to its provider. `pipeline.rs` shows the order.
 
+pub mod audit;
 pub mod authn;
 pub mod call;
 pub mod idempotency;
@@ -41,6 +42,8 @@ pub enum GatewayError {
 pub struct Gateway {
     state: AppState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    // Not aborted on drop: it finishes committing what it holds.
+    _audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -71,6 +74,7 @@ impl Gateway {
         let keys = Arc::new(authn::KeyCache::load(&store).await?);
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;
+        let (audit, audit_writer) = audit::AuditSink::spawn(store.clone());
         let state = Arc::new(Shared {
             config,
             store: store.clone(),
@@ -79,6 +83,7 @@ impl Gateway {
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
+            audit,
         });
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -88,7 +93,11 @@ impl Gateway {
             }
         });
         let tasks = vec![keys.spawn_refresher(store, refresh), sweeper];
-        Ok(Self { state, tasks })
+        Ok(Self {
+            state,
+            tasks,
+            _audit_writer: audit_writer,
+        })
     }
 
     pub fn state(&self) -> &AppState {
@@ -147,6 +156,8 @@ impl Gateway {
                 tracing::warn!("shutdown grace period over; closing the remaining connections");
             }
         }
+        // Every answered call's evidence is committed before the process exits.
+        self.state.audit.flush().await;
         Ok(())
     }
 }

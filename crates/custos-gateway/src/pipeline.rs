@@ -2,7 +2,7 @@
 //! outermost first. Later controls (authz, guard, budget, meter, audit) slot in here.
 
 use crate::state::AppState;
-use crate::{authn, call, idempotency, metrics, proxy, quota, request_id, service};
+use crate::{audit, authn, call, idempotency, metrics, proxy, quota, request_id, service};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,12 +21,16 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn_with_state(state.clone(), quota::enforce)),
         );
 
-    // Everything under /v1 needs a principal.
+    // Everything under /v1 needs a principal; model calls, allowed or not, leave evidence.
     let authenticated = Router::new()
         .route("/v1/models", get(service::list_models))
         .route("/v1/models/{id}", get(service::get_model))
         .merge(model_calls)
-        .layer(from_fn_with_state(state.clone(), authn::authenticate));
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), audit::record))
+                .layer(from_fn_with_state(state.clone(), authn::authenticate)),
+        );
 
     Router::new()
         .route("/healthz", get(service::healthz))

@@ -1,6 +1,7 @@
 //! What every layer shares: configuration, the store, the key index, routes, quota and
 //! idempotency state, and metrics. Built once at start; the hot path only reads it.
 
+use crate::audit::AuditSink;
 use crate::authn::KeyCache;
 use crate::idempotency::IdempotencyStore;
 use crate::metrics::Metrics;
@@ -19,6 +20,7 @@ pub struct Shared {
     pub quota: Arc<Quotas>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
+    pub audit: AuditSink,
 }
 
 pub type AppState = Arc<Shared>;

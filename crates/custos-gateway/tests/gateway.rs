@@ -969,3 +969,102 @@ async fn slow_clients_are_disconnected() {
         200
     );
 }
+
+/// Every model call, allowed or denied, is in the ledger once answered, with digests of the
+/// bodies and never their content; the ledger verifies.
+#[tokio::test]
+async fn model_calls_leave_evidence_in_the_ledger() {
+    use sha2::{Digest, Sha256};
+    for db in databases("audit_events").await {
+        let gw = start(&db, MOCK).await;
+        let (key, key_id) = gw
+            .key(KeySpec {
+                rpm: Some(2),
+                ..Default::default()
+            })
+            .await;
+        let body = serde_json::to_vec(&chat("gpt-4o-mini", "my secret prompt")).unwrap();
+        let r = gw
+            .post_raw("/v1/chat/completions", &key, body.clone())
+            .await;
+        assert_eq!(r.status(), 200);
+        let answer = r.bytes().await.unwrap();
+        let mut req = chat("gpt-4o-mini", "stream it");
+        req["stream"] = json!(true);
+        let streamed = gw
+            .post("/v1/chat/completions", &key, &req)
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            gw.post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "x"))
+                .await
+                .status(),
+            429
+        );
+        assert_eq!(
+            gw.post("/v1/chat/completions", "nope", &chat("gpt-4o-mini", "x"))
+                .await
+                .status(),
+            401
+        );
+        gw.state.audit.flush().await;
+
+        let entries = gw.store.ledger_entries(0, 100).await.unwrap();
+        let events: Vec<Value> = entries
+            .iter()
+            .map(|e| serde_json::from_str(&e.event).unwrap())
+            .collect();
+        let calls: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["activity"] == "model.invoke")
+            .collect();
+        assert_eq!(calls.len(), 4, "{}: {events:?}", db.name);
+        let first = calls[0];
+        assert_eq!(first["outcome"], "allowed");
+        assert_eq!(first["actor"]["id"], key_id);
+        assert_eq!(first["actor"]["tenant"], "acme");
+        assert_eq!(first["resources"][0]["id"], "gpt-4o-mini");
+        assert_eq!(first["request_sha256"], hex::encode(Sha256::digest(&body)));
+        assert_eq!(
+            first["response_sha256"],
+            hex::encode(Sha256::digest(&answer))
+        );
+        assert_eq!(first["completed"], true);
+        assert!(first["request_id"].as_str().is_some());
+        assert_eq!(
+            calls[1]["response_sha256"],
+            hex::encode(Sha256::digest(&streamed))
+        );
+        assert_eq!(
+            (calls[2]["outcome"].as_str(), calls[2]["reason"].as_str()),
+            (Some("denied"), Some("rate-limit-requests"))
+        );
+        assert_eq!(calls[3]["reason"], "invalid-api-key");
+        assert!(calls[3]["actor"].is_null());
+        assert!(
+            !entries.iter().any(|e| e.event.contains("my secret prompt")),
+            "prompts never reach the ledger"
+        );
+
+        let nodes = gw.store.ledger_nodes().await.unwrap();
+        let e: Vec<custos_ledger::StoredEntry> = entries
+            .iter()
+            .map(|x| custos_ledger::StoredEntry {
+                index: x.index,
+                event: &x.event,
+                leaf_hash: &x.leaf_hash,
+            })
+            .collect();
+        let n: Vec<custos_ledger::StoredNode> = nodes
+            .iter()
+            .map(|x| custos_ledger::StoredNode {
+                level: x.level,
+                index: x.index,
+                hash: &x.hash,
+            })
+            .collect();
+        assert!(custos_ledger::verify_ledger(&e, &n, &[], None).ok());
+    }
+}

@@ -43,6 +43,7 @@ pub struct TestGateway {
     pub store: Store,
     pub app_id: String,
     pub client: reqwest::Client,
+    pub state: custos_gateway::state::AppState,
     server: tokio::task::JoinHandle<()>,
     _gateway_drop: tokio::sync::oneshot::Sender<()>,
 }
@@ -76,6 +77,7 @@ pub async fn start_on(store: Store, app_id: String, toml: &str) -> TestGateway {
     cfg.server.key_refresh_interval =
         custos_core::config::HumanDuration(Duration::from_millis(200));
     let gateway = Gateway::new(cfg, store.clone()).await.expect("gateway");
+    let state = gateway.state().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -90,6 +92,7 @@ pub async fn start_on(store: Store, app_id: String, toml: &str) -> TestGateway {
         base: format!("http://{addr}"),
         store,
         app_id,
+        state,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

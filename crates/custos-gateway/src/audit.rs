@@ -1,0 +1,220 @@
+//! audit: every model call, allowed or denied, becomes a ledger event once its response has
+//! completed (or the client hung up). Events go through a bounded channel to one writer that
+//! commits them in batches (group commit); when the writer falls behind, new responses wait
+//! for room in the channel instead of events being dropped. Events carry SHA-256 digests of
+//! the request and response bodies, never the bodies.
+
+use crate::call::Endpoint;
+use crate::problem::ProblemKind;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use custos_core::principal::SharedPrincipal;
+use custos_core::RequestId;
+use custos_store::Store;
+use http_body::{Body as _, Frame, SizeHint};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, oneshot};
+
+/// Events waiting for the writer; beyond this, responses wait (back-pressure).
+const QUEUE: usize = 65_536;
+/// Most events committed in one transaction.
+const BATCH: usize = 1_024;
+
+enum Msg {
+    Event(String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the audit channel.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl AuditSink {
+    /// Starts the writer task; it commits until every sender is gone.
+    pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
+        let task = tokio::spawn(async move {
+            let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+            let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Event(e) => batch.push(e),
+                        Msg::Flush(done) => flushes.push(done),
+                    }
+                    if batch.len() < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                while !batch.is_empty() {
+                    match store.ledger_append(&batch).await {
+                        Ok(_) => batch.clear(),
+                        Err(e) => {
+                            // Never drop evidence: keep the batch and retry; the channel fills
+                            // and the gateway slows down until the database is back.
+                            tracing::error!(error = %e, events = batch.len(), "cannot write audit events; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                for done in flushes.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        (Self { tx }, task)
+    }
+
+    /// Waits until every event sent before this call is committed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Facts inner layers learn about a call, for its audit event.
+#[derive(Debug, Default)]
+pub struct AuditSlot {
+    principal: OnceLock<SharedPrincipal>,
+    call: OnceLock<(String, [u8; 32])>,
+}
+
+impl AuditSlot {
+    pub fn set_principal(&self, p: &SharedPrincipal) {
+        let _ = self.principal.set(p.clone());
+    }
+    pub fn set_call(&self, model: &str, body_sha256: [u8; 32]) {
+        let _ = self.call.set((model.to_owned(), body_sha256));
+    }
+}
+
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200..=299 => "allowed",
+        500..=599 => "error",
+        _ => "denied",
+    }
+}
+
+/// The audit layer's middleware function: outside authn, so denied calls are recorded too.
+pub async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let slot = Arc::new(AuditSlot::default());
+    req.extensions_mut().insert(slot.clone());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.as_str().to_owned());
+    let response = next.run(req).await;
+    // Back-pressure: wait for room for this call's event before answering.
+    let Ok(permit) = state.audit.tx.clone().reserve_owned().await else {
+        tracing::error!("the audit writer has stopped; the call is answered without evidence");
+        return response;
+    };
+    let status = response.status().as_u16();
+    let reason = response.extensions().get::<ProblemKind>().map(|k| k.slug());
+    let actor = slot.principal.get().map(|p| {
+        json!({"type": "api_key", "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str()})
+    });
+    let (model, request_sha256) = match slot.call.get() {
+        Some((m, h)) => (Some(m.clone()), Some(hex::encode(h))),
+        None => (None, None),
+    };
+    let event = json!({
+        "schema": 1,
+        "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
+        "activity": "model.invoke",
+        "actor": actor,
+        "resources": [{"type": "model", "id": model, "endpoint": endpoint.upstream_path()}],
+        "outcome": outcome(status),
+        "reason": reason,
+        "status": status,
+        "request_id": request_id,
+        "request_sha256": request_sha256,
+    });
+    let (parts, body) = response.into_parts();
+    let audited = AuditedBody {
+        inner: body,
+        hasher: Some(Sha256::new()),
+        pending: Some((permit, event)),
+    };
+    Response::from_parts(parts, Body::new(audited))
+}
+
+/// Hashes the response as it passes and sends the event when it ends, or when it is dropped
+/// early (the client disconnected), marked incomplete.
+struct AuditedBody {
+    inner: Body,
+    hasher: Option<Sha256>,
+    pending: Option<(mpsc::OwnedPermit<Msg>, Value)>,
+}
+
+impl AuditedBody {
+    fn finish(&mut self, completed: bool) {
+        if let (Some((permit, mut event)), Some(hasher)) = (self.pending.take(), self.hasher.take())
+        {
+            event["response_sha256"] = Value::String(hex::encode(hasher.finalize()));
+            event["completed"] = Value::Bool(completed);
+            permit.send(Msg::Event(event.to_string()));
+        }
+    }
+}
+
+impl http_body::Body for AuditedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(h)) = (frame.data_ref(), this.hasher.as_mut()) {
+                    h.update(data);
+                }
+                // hyper stops polling once a body reports its end.
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        // An empty body may never be polled; it still completed.
+        let completed = self.inner.is_end_stream();
+        self.finish(completed);
+    }
+}
