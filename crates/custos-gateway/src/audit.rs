@@ -4,6 +4,7 @@
 //! for room in the channel instead of events being dropped. Events carry SHA-256 digests of
 //! the request and response bodies, never the bodies.
 
+use crate::body_tap::{Observer, TapBody};
 use crate::call::Endpoint;
 use crate::problem::ProblemKind;
 use crate::state::AppState;
@@ -15,12 +16,9 @@ use bytes::Bytes;
 use custos_core::principal::SharedPrincipal;
 use custos_core::RequestId;
 use custos_store::Store;
-use http_body::{Body as _, Frame, SizeHint};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
 /// Events waiting for the writer; beyond this, responses wait (back-pressure).
@@ -148,73 +146,31 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         "request_sha256": request_sha256,
     });
     let (parts, body) = response.into_parts();
-    let audited = AuditedBody {
-        inner: body,
-        hasher: Some(Sha256::new()),
+    let observer = EventOnEnd {
+        hasher: Sha256::new(),
         pending: Some((permit, event)),
     };
-    Response::from_parts(parts, Body::new(audited))
+    Response::from_parts(parts, Body::new(TapBody::new(body, observer)))
 }
 
 /// Hashes the response as it passes and sends the event when it ends, or when it is dropped
 /// early (the client disconnected), marked incomplete.
-struct AuditedBody {
-    inner: Body,
-    hasher: Option<Sha256>,
+struct EventOnEnd {
+    hasher: Sha256,
     pending: Option<(mpsc::OwnedPermit<Msg>, Value)>,
 }
 
-impl AuditedBody {
-    fn finish(&mut self, completed: bool) {
-        if let (Some((permit, mut event)), Some(hasher)) = (self.pending.take(), self.hasher.take())
-        {
-            event["response_sha256"] = Value::String(hex::encode(hasher.finalize()));
+impl Observer for EventOnEnd {
+    fn data(&mut self, chunk: &Bytes) {
+        self.hasher.update(chunk);
+    }
+
+    fn end(&mut self, completed: bool) {
+        if let Some((permit, mut event)) = self.pending.take() {
+            let digest = std::mem::take(&mut self.hasher).finalize();
+            event["response_sha256"] = Value::String(hex::encode(digest));
             event["completed"] = Value::Bool(completed);
             permit.send(Msg::Event(event.to_string()));
         }
-    }
-}
-
-impl http_body::Body for AuditedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(h)) = (frame.data_ref(), this.hasher.as_mut()) {
-                    h.update(data);
-                }
-                // hyper stops polling once a body reports its end.
-                if this.inner.is_end_stream() {
-                    this.finish(true);
-                }
-            }
-            Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for AuditedBody {
-    fn drop(&mut self) {
-        // An empty body may never be polled; it still completed.
-        let completed = self.inner.is_end_stream();
-        self.finish(completed);
     }
 }

@@ -4,6 +4,7 @@
 //! with a different body gets 422. Failures worth retrying (5xx, 429, a client that hung up)
 //! are not stored, so a retry runs again.
 
+use crate::body_tap::{Observer, TapBody};
 use crate::call::ModelCall;
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
@@ -15,12 +16,9 @@ use bytes::{Bytes, BytesMut};
 use custos_core::config::IdempotencyConfig;
 use custos_core::principal::SharedPrincipal;
 use http::{HeaderName, HeaderValue, StatusCode};
-use http_body::{Frame, SizeHint};
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub const HEADER: &str = "idempotency-key";
@@ -295,15 +293,14 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
     }
     let (parts, body) = response.into_parts();
     let headers = stored_headers(&parts.headers);
-    let tap = Tap {
-        inner: body,
+    let recorder = Recorder {
         buffer: BytesMut::new(),
         limit: store.max_response_bytes,
         status,
         headers: Some(headers),
         guard,
     };
-    Response::from_parts(parts, Body::new(tap))
+    Response::from_parts(parts, Body::new(TapBody::new(body, recorder)))
 }
 
 /// The response headers worth replaying. Values are copied: a header parsed from the
@@ -344,9 +341,9 @@ impl Drop for Abandon {
     }
 }
 
-/// Passes the response body through untouched while keeping a copy to replay.
-struct Tap {
-    inner: Body,
+/// Keeps a copy of the response to replay; frees the key if the body fails, is too large
+/// to keep, or is dropped before its end.
+struct Recorder {
     buffer: BytesMut,
     limit: usize,
     status: StatusCode,
@@ -354,10 +351,22 @@ struct Tap {
     guard: Abandon,
 }
 
-impl Tap {
-    /// Stores the recorded response, once.
-    fn finish(&mut self) {
-        if let Some(headers) = self.headers.take() {
+impl Observer for Recorder {
+    fn data(&mut self, chunk: &Bytes) {
+        if self.headers.is_none() {
+            return;
+        }
+        if self.buffer.len() + chunk.len() > self.limit {
+            // Too big to keep: stop recording; the key is freed when this ends.
+            self.headers = None;
+            self.buffer = BytesMut::new();
+        } else {
+            self.buffer.extend_from_slice(chunk);
+        }
+    }
+
+    fn end(&mut self, completed: bool) {
+        if let (true, Some(headers)) = (completed, self.headers.take()) {
             let stored = Stored {
                 status: self.status,
                 headers,
@@ -368,48 +377,6 @@ impl Tap {
                 .complete(&self.guard.scope, self.guard.token, stored);
             self.guard.armed = false;
         }
-    }
-}
-
-impl http_body::Body for Tap {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(_)) = (frame.data_ref(), &this.headers) {
-                    if this.buffer.len() + data.len() > this.limit {
-                        // Too big to keep: stop recording; the key is freed when dropped.
-                        this.headers = None;
-                        this.buffer = BytesMut::new();
-                    } else {
-                        this.buffer.extend_from_slice(data);
-                    }
-                }
-                // hyper stops polling once a body reports its end, so finish here too.
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
-            }
-            Poll::Ready(None) => this.finish(),
-            Poll::Ready(Some(Err(_))) => this.headers = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

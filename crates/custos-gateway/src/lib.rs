@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod authn;
+pub mod body_tap;
 pub mod call;
 pub mod idempotency;
 pub mod metrics;

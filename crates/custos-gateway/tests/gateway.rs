@@ -1068,3 +1068,28 @@ async fn model_calls_leave_evidence_in_the_ledger() {
         assert!(custos_ledger::verify_ledger(&e, &n, &[], None).ok());
     }
 }
+
+#[tokio::test]
+async fn responses_too_large_to_keep_are_not_replayed() {
+    let db = &databases("idempotency_large").await[0];
+    let gw = start(db, "[idempotency]\nmax_response_bytes = 100\n").await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    let send = || {
+        gw.client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(&key)
+            .header("idempotency-key", "big")
+            .json(&chat(
+                "gpt-4o-mini",
+                "a reply longer than one hundred bytes",
+            ))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(
+        again.headers().get("idempotent-replayed").is_none(),
+        "a response over the limit was stored"
+    );
+}
