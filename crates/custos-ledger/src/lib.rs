@@ -18,7 +18,7 @@ pub use proof::{
     consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion, NodeSource,
     ProofError, VerifyError,
 };
-pub use tree::MemoryTree;
+pub use tree::{MemoryTree, NodeMap};
 pub use verify::{verify_ledger, Finding, Report, StoredCheckpoint, StoredEntry, StoredNode};
 
 use sha2::{Digest, Sha256};

@@ -59,3 +59,16 @@ impl NodeSource for MemoryTree {
             .copied())
     }
 }
+
+/// Complete nodes loaded from storage, keyed by (level, index): a `NodeSource` for proofs
+/// over a stored ledger.
+#[derive(Clone, Debug, Default)]
+pub struct NodeMap(pub std::collections::HashMap<(u32, u64), Hash>);
+
+impl NodeSource for NodeMap {
+    type Error = Infallible;
+
+    fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, Infallible> {
+        Ok(self.0.get(&(level, index)).copied())
+    }
+}

@@ -7,8 +7,8 @@ use crate::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
-    generate_key, root, verify_ledger, Checkpoint, MemoryTree, NoteSigner, NoteVerifier,
-    StoredCheckpoint, StoredEntry, StoredNode,
+    generate_key, inclusion_proof, leaf_hash, root, verify_inclusion, verify_ledger, Checkpoint,
+    MemoryTree, NodeMap, NoteSigner, NoteVerifier, StoredCheckpoint, StoredEntry, StoredNode,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -35,6 +35,35 @@ pub enum AuditCmd {
         /// The private key file from `custos audit keygen`.
         #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
         key_file: PathBuf,
+    },
+    /// An inclusion proof of one entry in the latest signed checkpoint, as JSON that
+    /// `custos audit verify-proof` (or anyone with the public key) checks offline.
+    #[command(
+        after_help = "Examples:\n  custos audit prove --index 42 > proof.json\n  custos audit prove --request-id 0193a1b2-… > proof.json"
+    )]
+    Prove {
+        /// The entry's index in the ledger.
+        #[arg(
+            long,
+            conflicts_with = "request_id",
+            required_unless_present = "request_id"
+        )]
+        index: Option<u64>,
+        /// The X-Request-ID of a gateway call.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Check a proof from `custos audit prove` offline: the checkpoint's signature, the
+    /// entry's hash, and its path to the signed root.
+    #[command(
+        name = "verify-proof",
+        after_help = "Example:\n  custos audit verify-proof proof.json --public-key ledger.pub"
+    )]
+    VerifyProof {
+        /// The proof file (`-` for standard input).
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
     },
     /// Recompute every entry, node and root, and check every signed checkpoint. Exit 1 on
     /// any damage, naming the first index affected.
@@ -157,6 +186,121 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 print!("{note}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Prove { index, request_id } => {
+            let store = open(ctx).await?;
+            let entries = load(&store).await?;
+            let index = match (index, &request_id) {
+                (Some(i), _) => i,
+                (None, Some(rid)) => entries
+                    .iter()
+                    .find(|e| {
+                        serde_json::from_str::<serde_json::Value>(&e.event)
+                            .is_ok_and(|v| v["request_id"].as_str() == Some(rid.as_str()))
+                    })
+                    .map(|e| e.index as u64)
+                    .with_context(|| format!("no ledger entry has request id {rid:?}"))?,
+                (None, None) => bail!("give --index or --request-id"),
+            };
+            let Some((size, note)) = store.ledger_checkpoints().await?.pop() else {
+                bail!(
+                    "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
+                );
+            };
+            let size = size as u64;
+            if index >= size {
+                bail!("entry {index} is not covered by the latest checkpoint (size {size}); run `custos audit checkpoint` and retry");
+            }
+            let entry = entries
+                .get(index as usize)
+                .filter(|e| e.index as u64 == index)
+                .with_context(|| format!("no ledger entry {index}"))?;
+            let mut nodes = NodeMap::default();
+            for n in store.ledger_nodes().await? {
+                let mut hash = [0u8; 32];
+                if hex::decode_to_slice(&n.hash, &mut hash).is_ok() {
+                    nodes.0.insert((n.level as u32, n.index as u64), hash);
+                }
+            }
+            let proof = inclusion_proof(&nodes, index, size)
+                .map_err(|e| anyhow::anyhow!("cannot build the proof: {e:?}"))?;
+            output::json(&json!({
+                "index": index,
+                "tree_size": size,
+                "event": entry.event,
+                "leaf_hash": entry.leaf_hash,
+                "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                "checkpoint": note,
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::VerifyProof { file, public_key } => {
+            let verifier = NoteVerifier::from_key(&read_key(&public_key)?).with_context(|| {
+                format!("{} is not a custos ledger public key", public_key.display())
+            })?;
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON proof", file.display()))?;
+            let field = |k: &str| v.get(k).with_context(|| format!("the proof lacks `{k}`"));
+            let index = field("index")?
+                .as_u64()
+                .context("`index` must be a number")?;
+            let size = field("tree_size")?
+                .as_u64()
+                .context("`tree_size` must be a number")?;
+            let event = field("event")?
+                .as_str()
+                .context("`event` must be a string")?;
+            let note = field("checkpoint")?
+                .as_str()
+                .context("`checkpoint` must be a string")?;
+            let mut path = Vec::new();
+            for h in field("proof")?
+                .as_array()
+                .context("`proof` must be an array")?
+            {
+                let mut hash = [0u8; 32];
+                let text = h.as_str().unwrap_or("");
+                if hex::decode_to_slice(text, &mut hash).is_err() {
+                    bail!("`proof` holds something that is not a 64-hex-digit hash");
+                }
+                path.push(hash);
+            }
+            let checkpoint = verifier
+                .open(note)
+                .context("the checkpoint's signature does not verify")?;
+            let result = if checkpoint.size != size {
+                Err(format!(
+                    "the proof is for size {size} but the checkpoint is for size {}",
+                    checkpoint.size
+                ))
+            } else {
+                verify_inclusion(
+                    index,
+                    size,
+                    &leaf_hash(event.as_bytes()),
+                    &path,
+                    &checkpoint.root,
+                )
+                .map_err(|e| e.to_string())
+            };
+            match result {
+                Ok(()) => {
+                    eprintln!("proof verified: entry {index} is in the log {} of size {size} signed by {}", checkpoint.origin, verifier.name());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("proof NOT verified: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         AuditCmd::Verify { public_key } => {
             let verifier = match &public_key {

@@ -553,3 +553,77 @@ fn audit_ledger_records_signs_and_catches_tampering() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
 }
+
+/// An inclusion proof for a gateway call, found by its request id, checks out offline with
+/// only the public key; an altered proof does not.
+#[test]
+fn audit_proofs_verify_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["audit", "keygen", "--out", "keys"]);
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    {
+        let (_server, url) = serve(d, None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .header("x-request-id", "proof-me-1")
+                .header("content-type", "application/json")
+                .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        });
+        // The event is committed after the response; wait until the ledger holds it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while json(d, &["audit", "verify"])["entries"].as_u64() < Some(4) {
+            assert!(
+                Instant::now() < deadline,
+                "the call never reached the ledger"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
+    let proof = ok(d, &["audit", "prove", "--request-id", "proof-me-1"]);
+    let v: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(v["index"], 3, "three identity events come first: {v}");
+    std::fs::write(d.join("proof.json"), &proof).unwrap();
+    ok(
+        d,
+        &[
+            "audit",
+            "verify-proof",
+            "proof.json",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    let forged = proof.replace("gpt-4o-mini", "gpt-4o");
+    std::fs::write(d.join("forged.json"), forged).unwrap();
+    let out = custos(
+        d,
+        &[
+            "audit",
+            "verify-proof",
+            "forged.json",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
+    let out = custos(d, &["audit", "prove", "--index", "99"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not covered"));
+}
