@@ -62,6 +62,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub idempotency: IdempotencyConfig,
+    pub audit: AuditConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelRoute>,
 }
@@ -154,6 +155,24 @@ impl Default for IdempotencyConfig {
             max_entries: 100_000,
             max_memory_bytes: 256 * 1024 * 1024,
             max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Private key file from `custos audit keygen`; when set, the gateway signs a ledger
+    /// checkpoint every `checkpoint_interval` while the ledger grows.
+    pub checkpoint_key_file: Option<PathBuf>,
+    pub checkpoint_interval: HumanDuration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_interval: HumanDuration(Duration::from_secs(60)),
         }
     }
 }
@@ -506,6 +525,12 @@ ttl = "24h"
 max_entries = 100000
 max_memory_bytes = 268435456       # 256 MiB for stored responses; oldest evicted first
 max_response_bytes = 1048576       # larger responses are not stored (a repeat runs again)
+
+[audit]
+# Every model call and control-plane change is recorded in the tamper-evident ledger.
+# With a key from `custos audit keygen`, the gateway also signs checkpoints periodically.
+# checkpoint_key_file = ".custos/ledger.key"
+checkpoint_interval = "60s"
 
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]

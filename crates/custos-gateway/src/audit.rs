@@ -174,3 +174,89 @@ impl Observer for EventOnEnd {
         }
     }
 }
+
+/// Why a checkpoint was not signed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFailure {
+    #[error(transparent)]
+    Store(#[from] custos_store::StoreError),
+    #[error("the ledger lacks the stored nodes needed for its root at size {0}")]
+    MissingNodes(u64),
+    #[error("the last checkpoint does not verify with this key: {0}")]
+    PreviousUnreadable(custos_ledger::CheckpointError),
+    #[error("the ledger at size {new} is not an extension of the checkpoint at size {old}: refusing to sign a history that forks")]
+    Inconsistent { old: u64, new: u64 },
+}
+
+/// Signs the ledger's current head when it has grown since the last checkpoint, after proving
+/// it consistent with that checkpoint; reads only O(log n) nodes. Returns the new (size,
+/// note), or `None` when there was nothing new to sign.
+pub async fn sign_checkpoint(
+    store: &Store,
+    signer: &custos_ledger::NoteSigner,
+) -> Result<Option<(u64, String)>, CheckpointFailure> {
+    use custos_ledger::{
+        consistency_positions, consistency_proof, root, verify_consistency, Checkpoint,
+    };
+    let size = store.ledger_size().await?;
+    let previous = store.ledger_latest_checkpoint().await?;
+    if size == 0 || previous.as_ref().is_some_and(|(s, _)| *s >= size) {
+        return Ok(None);
+    }
+    let verifier = signer.verifier();
+    let old = match &previous {
+        Some((_, note)) => Some(
+            verifier
+                .open(note)
+                .map_err(CheckpointFailure::PreviousUnreadable)?,
+        ),
+        None => None,
+    };
+    let old_size = old.as_ref().map_or(0, |c| c.size);
+    let nodes = store
+        .ledger_nodes_at(&consistency_positions(old_size, size))
+        .await?;
+    let new_root = root(&nodes, size).map_err(|_| CheckpointFailure::MissingNodes(size))?;
+    if let Some(old) = &old {
+        let proof = consistency_proof(&nodes, old.size, size)
+            .map_err(|_| CheckpointFailure::MissingNodes(size))?;
+        verify_consistency(old.size, size, &old.root, &new_root, &proof).map_err(|_| {
+            CheckpointFailure::Inconsistent {
+                old: old.size,
+                new: size,
+            }
+        })?;
+    }
+    let note = signer.sign(&Checkpoint {
+        origin: verifier.name().to_owned(),
+        size,
+        root: new_root,
+    });
+    match store.ledger_add_checkpoint(size, &note).await {
+        Ok(()) => Ok(Some((size, note))),
+        // Another process signed this size first; the same key over the same tree gives the
+        // same checkpoint, so there is nothing to add.
+        Err(custos_store::StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signs a checkpoint every `interval` while the ledger grows, until the task is aborted.
+pub fn spawn_checkpointer(
+    store: Store,
+    signer: custos_ledger::NoteSigner,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match sign_checkpoint(&store, &signer).await {
+                Ok(Some((size, _))) => tracing::info!(size, "signed a ledger checkpoint"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not sign a ledger checkpoint"),
+            }
+        }
+    })
+}

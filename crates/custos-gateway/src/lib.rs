@@ -37,6 +37,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("audit.checkpoint_key_file {path}: {reason}")]
+    CheckpointKey { path: String, reason: String },
 }
 
 /// A built gateway: its shared state and background tasks.
@@ -93,7 +95,21 @@ impl Gateway {
                 idempotency.sweep();
             }
         });
-        let tasks = vec![keys.spawn_refresher(store, refresh), sweeper];
+        let mut tasks = vec![keys.spawn_refresher(store.clone(), refresh), sweeper];
+        if let Some(path) = &state.config.audit.checkpoint_key_file {
+            let fail = |reason: String| GatewayError::CheckpointKey {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            let signer =
+                custos_ledger::NoteSigner::from_key(&text).map_err(|e| fail(e.to_string()))?;
+            tasks.push(audit::spawn_checkpointer(
+                store,
+                signer,
+                state.config.audit.checkpoint_interval.0,
+            ));
+        }
         Ok(Self {
             state,
             tasks,

@@ -1093,3 +1093,91 @@ async fn responses_too_large_to_keep_are_not_replayed() {
         "a response over the limit was stored"
     );
 }
+
+/// With a key configured, the gateway signs checkpoints as the ledger grows, and refuses to
+/// sign a history that does not extend the last checkpoint.
+#[tokio::test]
+async fn checkpoints_are_signed_and_forks_refused() {
+    for db in databases("auto_checkpoints").await {
+        let keys = tempfile::tempdir().unwrap();
+        let (private, public) = custos_ledger::generate_key("test/gateway").unwrap();
+        let key_file = keys.path().join("ledger.key");
+        std::fs::write(&key_file, &private).unwrap();
+        let toml = format!(
+            "[audit]\ncheckpoint_key_file = \"{}\"\ncheckpoint_interval = \"100ms\"\n",
+            key_file.display()
+        );
+        let gw = start(&db, &toml).await;
+        let (key, _) = gw.key(KeySpec::default()).await;
+        for i in 0..5 {
+            gw.post(
+                "/v1/chat/completions",
+                &key,
+                &chat("gpt-4o-mini", &format!("call {i}")),
+            )
+            .await;
+        }
+        gw.state.audit.flush().await;
+        let verifier = custos_ledger::NoteVerifier::from_key(&public).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let size = loop {
+            let latest = gw.store.ledger_latest_checkpoint().await.unwrap();
+            if let Some((size, note)) = latest.filter(|(s, _)| *s >= 5) {
+                let cp = verifier.open(&note).unwrap();
+                assert_eq!(cp.size, size);
+                break size;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no checkpoint was signed",
+                db.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let entries = gw.store.ledger_entries(0, 1000).await.unwrap();
+        let mut tree = custos_ledger::MemoryTree::new();
+        for e in entries.iter().take(size as usize) {
+            tree.append(e.event.as_bytes());
+        }
+        let note = gw
+            .store
+            .ledger_checkpoints()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s as u64 == size)
+            .unwrap()
+            .1;
+        assert_eq!(
+            verifier.open(&note).unwrap().root,
+            custos_ledger::root(&tree, size).unwrap()
+        );
+
+        if db.name == "sqlite" {
+            // Rewrite history under the checkpoint (as someone with the file could), append,
+            // and ask for a new signature: refused.
+            let signer = custos_ledger::NoteSigner::from_key(&private).unwrap();
+            let level = 63 - size.leading_zeros();
+            custos_store::testkit::execute_raw(
+                &gw.store,
+                &format!("DROP TRIGGER ledger_nodes_append_only_update; UPDATE ledger_nodes SET hash = '{}' WHERE level = {level} AND idx = 0", "00".repeat(32)),
+            )
+            .await
+            .unwrap();
+            gw.store
+                .ledger_append(&["{\"after\":\"tampering\"}".to_string()])
+                .await
+                .unwrap();
+            let err = custos_gateway::audit::sign_checkpoint(&gw.store, &signer)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    custos_gateway::audit::CheckpointFailure::Inconsistent { .. }
+                ),
+                "{err}"
+            );
+        }
+    }
+}

@@ -15,8 +15,8 @@ pub mod verify;
 pub use checkpoint::{generate_key, Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
 pub use frontier::{Frontier, FrontierError};
 pub use proof::{
-    consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion, NodeSource,
-    ProofError, VerifyError,
+    consistency_positions, consistency_proof, inclusion_proof, root, verify_consistency,
+    verify_inclusion, NodeSource, ProofError, VerifyError,
 };
 pub use tree::{MemoryTree, NodeMap};
 pub use verify::{verify_ledger, Finding, Report, StoredCheckpoint, StoredEntry, StoredNode};

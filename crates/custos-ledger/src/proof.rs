@@ -129,6 +129,29 @@ pub fn consistency_proof<S: NodeSource>(
     Ok(path)
 }
 
+/// The (level, index) of every stored node that `consistency_proof(old, new)` and
+/// `root(new)` read, so a store can fetch just those O(log n) rows first.
+pub fn consistency_positions(old: u64, new: u64) -> Vec<(u32, u64)> {
+    struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
+    impl NodeSource for Recorder {
+        type Error = std::convert::Infallible;
+        fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, Self::Error> {
+            self.0.borrow_mut().push((level, index));
+            Ok(Some([0; 32]))
+        }
+    }
+    let r = Recorder(std::cell::RefCell::new(Vec::new()));
+    let _ = root(&r, new);
+    if old > 0 && old <= new {
+        let _ = root(&r, old);
+        let _ = consistency_proof(&r, old, new);
+    }
+    let mut positions = r.0.into_inner();
+    positions.sort_unstable();
+    positions.dedup();
+    positions
+}
+
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
     index: u64,
@@ -295,6 +318,23 @@ mod tests {
                 i + 1
             );
         }
+    }
+
+    #[test]
+    fn positions_cover_what_proofs_read() {
+        let (t, _) = tree(1000);
+        let positions = consistency_positions(377, 1000);
+        assert!(positions.len() < 40, "{}", positions.len());
+        let mut subset = crate::NodeMap::default();
+        for (l, i) in positions {
+            subset.0.insert((l, i), t.node(l, i).unwrap().unwrap());
+        }
+        assert_eq!(root(&subset, 1000).unwrap(), root(&t, 1000).unwrap());
+        assert_eq!(root(&subset, 377).unwrap(), root(&t, 377).unwrap());
+        assert_eq!(
+            consistency_proof(&subset, 377, 1000).unwrap(),
+            consistency_proof(&t, 377, 1000).unwrap()
+        );
     }
 
     #[test]

@@ -192,6 +192,44 @@ impl Store {
             .collect())
     }
 
+    /// The number of entries.
+    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
+        let (next,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
+                .fetch_one(self.pool())
+                .await?;
+        Ok(u64::try_from(next).unwrap_or(0))
+    }
+
+    /// The stored nodes at these positions (absent ones are simply missing from the map).
+    pub async fn ledger_nodes_at(
+        &self,
+        positions: &[(u32, u64)],
+    ) -> Result<custos_ledger::NodeMap, StoreError> {
+        let mut map = custos_ledger::NodeMap::default();
+        for &(level, index) in positions {
+            let row: Option<(String,)> =
+                sqlx::query_as("SELECT hash FROM ledger_nodes WHERE level = $1 AND idx = $2")
+                    .bind(i64::from(level))
+                    .bind(index as i64)
+                    .fetch_optional(self.pool())
+                    .await?;
+            if let Some((hash,)) = row {
+                map.0.insert((level, index), parse_hash(&hash)?);
+            }
+        }
+        Ok(map)
+    }
+
+    /// The newest checkpoint (size, note), if any.
+    pub async fn ledger_latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(s, n)| (u64::try_from(s).unwrap_or(0), n)))
+    }
+
     /// Records a signed checkpoint note for a tree size.
     pub async fn ledger_add_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO ledger_checkpoints (size, note, created_at) VALUES ($1, $2, $3)")

@@ -7,8 +7,8 @@ use crate::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
-    generate_key, inclusion_proof, leaf_hash, root, verify_inclusion, verify_ledger, Checkpoint,
-    MemoryTree, NodeMap, NoteSigner, NoteVerifier, StoredCheckpoint, StoredEntry, StoredNode,
+    generate_key, inclusion_proof, leaf_hash, verify_inclusion, verify_ledger, NodeMap, NoteSigner,
+    NoteVerifier, StoredCheckpoint, StoredEntry, StoredNode,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -162,28 +162,15 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             if !report.ok() {
                 bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
             }
-            let entries = load(&store).await?;
-            let mut tree = MemoryTree::new();
-            for e in &entries {
-                tree.append(e.event.as_bytes());
-            }
-            let size = entries.len() as u64;
-            let checkpoints = store.ledger_checkpoints().await?;
-            if checkpoints.last().is_some_and(|(s, _)| *s as u64 == size) {
-                eprintln!("the ledger has not grown since the last checkpoint (size {size})");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let cp = Checkpoint {
-                origin: signer.verifier().name().to_owned(),
-                size,
-                root: root(&tree, size).map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            };
-            let note = signer.sign(&cp);
-            store.ledger_add_checkpoint(size, &note).await?;
-            if ctx.json {
-                output::json(&json!({"size": size, "note": note}));
-            } else {
-                print!("{note}");
+            match custos_gateway::audit::sign_checkpoint(&store, &signer).await? {
+                Some((size, note)) => {
+                    if ctx.json {
+                        output::json(&json!({"size": size, "note": note}));
+                    } else {
+                        print!("{note}");
+                    }
+                }
+                None => eprintln!("the ledger has not grown since the last checkpoint"),
             }
             Ok(ExitCode::SUCCESS)
         }

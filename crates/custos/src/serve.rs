@@ -126,7 +126,10 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
     let models = ctx.config.models.len();
     let gateway = match Gateway::new(ctx.config, store.clone()).await {
         Ok(g) => g,
-        Err(custos_gateway::GatewayError::Provider(e)) => {
+        Err(
+            e @ (custos_gateway::GatewayError::Provider(_)
+            | custos_gateway::GatewayError::CheckpointKey { .. }),
+        ) => {
             eprintln!("error: invalid configuration: {e}");
             return Ok(ExitCode::from(2));
         }
