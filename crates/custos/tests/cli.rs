@@ -627,3 +627,74 @@ fn audit_proofs_verify_offline() {
     let out = custos(d, &["audit", "prove", "--index", "99"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not covered"));
 }
+
+/// SIGKILL in the middle of load leaves a ledger that verifies, holding what was committed;
+/// a restarted gateway keeps appending to it.
+#[test]
+fn ledger_survives_sigkill_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (mut server, url) = serve(d, None);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answered = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let send = |i: u32| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            async move {
+                let body = format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"load {i}"}}]}}"#);
+                client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        };
+        // A first wave that completes, then a second one cut short by SIGKILL.
+        let mut ok = 0;
+        for i in 0..50 {
+            ok += usize::from(send(i).await);
+        }
+        let tasks: Vec<_> = (50..400).map(|i| tokio::spawn(send(i))).collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let _ = server.0.kill();
+        for t in tasks {
+            let _ = t.await;
+        }
+        ok
+    });
+    let _ = server.0.wait();
+    assert_eq!(answered, 50);
+    let report = json(d, &["audit", "verify"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let after_crash = report["entries"].as_u64().unwrap();
+    assert!(after_crash >= 3, "the identity events are there: {report}");
+    let (_again, url) = serve(d, None);
+    let (status, _) = http(
+        "POST",
+        &format!("{url}/v1/chat/completions"),
+        &key,
+        Some(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"after"}]}"#),
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while json(d, &["audit", "verify"])["entries"].as_u64() <= Some(after_crash) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted gateway did not append"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(json(d, &["audit", "verify"])["ok"], true);
+}
