@@ -65,6 +65,28 @@ pub enum AuditCmd {
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
+    /// Search the ledger's events.
+    #[command(
+        after_help = "Examples:\n  custos audit query --activity key.revoke\n  custos audit query --outcome denied --since 24h --json\n  custos audit query --actor key_0193… --since 2026-11-01 --until 2026-12-01"
+    )]
+    Query {
+        #[command(flatten)]
+        filter: QueryFilter,
+    },
+    /// Print events as they are appended (with -f, keep watching).
+    #[command(
+        after_help = "Examples:\n  custos audit tail\n  custos audit tail -f --outcome denied"
+    )]
+    Tail {
+        /// Keep printing new events until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the latest events to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u64,
+        #[command(flatten)]
+        filter: QueryFilter,
+    },
     /// Recompute every entry, node and root, and check every signed checkpoint. Exit 1 on
     /// any damage, naming the first index affected.
     #[command(
@@ -75,6 +97,105 @@ pub enum AuditCmd {
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct QueryFilter {
+    /// The actor's id (an API key id for gateway calls, local:USER for the CLI).
+    #[arg(long)]
+    actor: Option<String>,
+    /// The activity, e.g. model.invoke or key.create; a trailing dot matches a family (key.).
+    #[arg(long)]
+    activity: Option<String>,
+    /// allowed, denied or error.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Events at or after this time: 2026-11-25, 2026-11-25T10:00:00Z, or a duration ago (24h).
+    #[arg(long, value_parser = parse_when)]
+    since: Option<i64>,
+    /// Events before this time (same forms as --since).
+    #[arg(long, value_parser = parse_when)]
+    until: Option<i64>,
+}
+
+fn parse_when(s: &str) -> Result<i64, String> {
+    if let Some(ms) = custos_core::time::parse_rfc3339(s) {
+        return Ok(ms);
+    }
+    match custos_core::duration::parse_duration(s) {
+        Ok(d) => Ok(custos_core::time::now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)),
+        Err(_) => Err(format!("{s:?} is neither a date (2026-11-25, 2026-11-25T10:00:00Z) nor a duration ago (24h, 7d)")),
+    }
+}
+
+impl QueryFilter {
+    fn matches(&self, e: &LedgerEntry, v: &serde_json::Value) -> bool {
+        let str_at = |path: &[&str]| {
+            let mut cur = v;
+            for p in path {
+                cur = &cur[*p];
+            }
+            cur.as_str().map(str::to_owned)
+        };
+        self.actor
+            .as_ref()
+            .is_none_or(|a| str_at(&["actor", "id"]).as_deref() == Some(a))
+            && self.activity.as_ref().is_none_or(|a| {
+                let act = str_at(&["activity"]).unwrap_or_default();
+                if a.ends_with('.') {
+                    act.starts_with(a.as_str())
+                } else {
+                    act == *a
+                }
+            })
+            && self
+                .outcome
+                .as_ref()
+                .is_none_or(|o| str_at(&["outcome"]).as_deref() == Some(o))
+            && self.since.is_none_or(|t| e.recorded_at >= t)
+            && self.until.is_none_or(|t| e.recorded_at < t)
+    }
+}
+
+fn print_events(ctx: &Ctx, rows: &[(&LedgerEntry, serde_json::Value)], header: bool) {
+    if ctx.json {
+        for (e, v) in rows {
+            println!(
+                "{}",
+                json!({"index": e.index, "recorded_at": custos_core::time::format_rfc3339(e.recorded_at), "event": v})
+            );
+        }
+        return;
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(e, v)| {
+            let s =
+                |x: &serde_json::Value| x.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+            let resource = &v["resources"][0];
+            vec![
+                e.index.to_string(),
+                custos_core::time::format_rfc3339(e.recorded_at),
+                s(&v["activity"]),
+                s(&v["actor"]["id"]),
+                format!("{}:{}", s(&resource["type"]), s(&resource["id"])),
+                s(&v["outcome"]),
+                s(&v["reason"]),
+            ]
+        })
+        .collect();
+    if header {
+        output::table(
+            &[
+                "INDEX", "TIME", "ACTIVITY", "ACTOR", "RESOURCE", "OUTCOME", "REASON",
+            ],
+            &table,
+        );
+    } else {
+        for r in table {
+            println!("{}", r.join("  "));
+        }
+    }
 }
 
 /// Appends one OCSF-shaped control-plane event to the ledger.
@@ -286,6 +407,44 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 Err(e) => {
                     eprintln!("proof NOT verified: {e}");
                     Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCmd::Query { filter } => {
+            let store = open(ctx).await?;
+            let entries = load(&store).await?;
+            let rows: Vec<(&LedgerEntry, serde_json::Value)> = entries
+                .iter()
+                .filter_map(|e| serde_json::from_str(&e.event).ok().map(|v| (e, v)))
+                .filter(|(e, v)| filter.matches(e, v))
+                .collect();
+            print_events(ctx, &rows, true);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Tail {
+            follow,
+            lines,
+            filter,
+        } => {
+            let store = open(ctx).await?;
+            let size = store.ledger_size().await?;
+            let mut next = size.saturating_sub(lines) as i64;
+            loop {
+                let page = store.ledger_entries(next, 1000).await?;
+                if let Some(last) = page.last() {
+                    next = last.index + 1;
+                }
+                let rows: Vec<(&LedgerEntry, serde_json::Value)> = page
+                    .iter()
+                    .filter_map(|e| serde_json::from_str(&e.event).ok().map(|v| (e, v)))
+                    .filter(|(e, v)| filter.matches(e, v))
+                    .collect();
+                print_events(ctx, &rows, false);
+                if !follow {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if page.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
         }

@@ -506,6 +506,29 @@ fn audit_ledger_records_signs_and_catches_tampering() {
         .unwrap()
         .to_owned();
     ok(d, &["keys", "revoke", &id]);
+    // Query and tail.
+    let lines = |args: &[&str]| -> Vec<Value> {
+        ok(d, args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let keys = lines(&["audit", "query", "--activity", "key.", "--json"]);
+    let acts: Vec<&str> = keys
+        .iter()
+        .map(|e| e["event"]["activity"].as_str().unwrap())
+        .collect();
+    assert_eq!(acts, vec!["key.create", "key.revoke"]);
+    assert_eq!(
+        lines(&["audit", "query", "--since", "1h", "--json"]).len(),
+        4
+    );
+    assert!(lines(&["audit", "query", "--until", "2000-01-01", "--json"]).is_empty());
+    let out = custos(d, &["audit", "query", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a date"));
+    assert_eq!(ok(d, &["audit", "tail", "-n", "2"]).lines().count(), 2);
+    assert!(ok(d, &["audit", "query"]).starts_with("INDEX"));
     let note = ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
     assert!(note.starts_with("test.example/ledger\n4\n"), "{note}");
     let report = json(d, &["audit", "verify", "--public-key", "keys/ledger.pub"]);
