@@ -649,6 +649,55 @@ fn audit_proofs_verify_offline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
     let out = custos(d, &["audit", "prove", "--index", "99"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not covered"));
+    // Garbage in: each refused with a message that says what is wrong.
+    let err = |args: &[&str]| {
+        let out = custos(d, args);
+        assert_ne!(out.status.code(), Some(0), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    std::fs::write(d.join("garbage.json"), "not json {").unwrap();
+    assert!(err(&[
+        "audit",
+        "verify-proof",
+        "garbage.json",
+        "--public-key",
+        "keys/ledger.pub"
+    ])
+    .contains("not a JSON proof"));
+    std::fs::write(d.join("partial.json"), r#"{"index": 1}"#).unwrap();
+    assert!(err(&[
+        "audit",
+        "verify-proof",
+        "partial.json",
+        "--public-key",
+        "keys/ledger.pub"
+    ])
+    .contains("lacks `tree_size`"));
+    std::fs::write(d.join("bad.pub"), "not-a-key").unwrap();
+    assert!(err(&[
+        "audit",
+        "verify-proof",
+        "proof.json",
+        "--public-key",
+        "bad.pub"
+    ])
+    .contains("not a custos ledger public key"));
+    assert!(err(&[
+        "audit",
+        "verify-proof",
+        "missing.json",
+        "--public-key",
+        "keys/ledger.pub"
+    ])
+    .contains("cannot read"));
+    assert!(
+        err(&["audit", "prove", "--request-id", "nope"]).contains("no ledger entry has request id")
+    );
+    assert!(
+        err(&["audit", "checkpoint", "--key-file", "keys/ledger.pub"])
+            .contains("not a custos ledger key")
+    );
+    assert!(err(&["audit", "keygen", "--out", "keys"]).contains("already exists"));
 }
 
 /// SIGKILL in the middle of load leaves a ledger that verifies, holding what was committed;
