@@ -12,6 +12,7 @@ use custos_ledger::{
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -62,6 +63,30 @@ pub enum AuditCmd {
     VerifyProof {
         /// The proof file (`-` for standard input).
         file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+    },
+    /// Write the ledger up to its latest signed checkpoint as sealed files for WORM storage:
+    /// JSONL segments, the checkpoint note, and a manifest with each file's SHA-256.
+    #[command(
+        after_help = "Example:\n  custos audit export --dir /archive/custos-2026-11\n  custos audit verify-export /archive/custos-2026-11 --public-key ledger.pub"
+    )]
+    Export {
+        /// A new or empty directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Entries per segment file.
+        #[arg(long, default_value_t = 100_000)]
+        segment_size: u64,
+    },
+    /// Check an export with only its files and the public key: file digests, contiguous
+    /// entries, and the root recomputed from them against the signed checkpoint.
+    #[command(
+        name = "verify-export",
+        after_help = "Example:\n  custos audit verify-export /archive/custos-2026-11 --public-key ledger.pub"
+    )]
+    VerifyExport {
+        dir: PathBuf,
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
@@ -410,6 +435,92 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
             }
         }
+        AuditCmd::Export { dir, segment_size } => {
+            if segment_size == 0 {
+                bail!("--segment-size must be at least 1");
+            }
+            if dir.exists()
+                && std::fs::read_dir(&dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                bail!(
+                    "{} exists and is not empty; exports never overwrite",
+                    dir.display()
+                );
+            }
+            let store = open(ctx).await?;
+            let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
+                bail!(
+                    "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
+                );
+            };
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut files = Vec::new();
+            let mut first = 0u64;
+            while first < size {
+                let last = (first + segment_size).min(size);
+                let name = format!("segment-{first:012}.jsonl");
+                let mut text = String::new();
+                let mut next = first;
+                while next < last {
+                    let page = store
+                        .ledger_entries(next as i64, (last - next).min(10_000) as i64)
+                        .await?;
+                    if page.is_empty() {
+                        bail!("the ledger ends at {next}, before its checkpoint's size {size}; run `custos audit verify`");
+                    }
+                    for e in page {
+                        if e.index as u64 != next {
+                            bail!("entry {next} is missing from the ledger; run `custos audit verify`");
+                        }
+                        text.push_str(&json!({"index": e.index, "recorded_at": e.recorded_at, "event": e.event}).to_string());
+                        text.push('\n');
+                        next += 1;
+                    }
+                }
+                write_sealed(&dir.join(&name), text.as_bytes())?;
+                files.push(json!({"name": name, "sha256": hex::encode(Sha256::digest(text.as_bytes())), "first": first, "last": last - 1}));
+                first = last;
+            }
+            write_sealed(&dir.join("checkpoint.note"), note.as_bytes())?;
+            files.push(json!({"name": "checkpoint.note", "sha256": hex::encode(Sha256::digest(note.as_bytes()))}));
+            let manifest = json!({"format": "custos-ledger-export/1", "tree_size": size, "files": files,
+                "created_at": custos_core::time::format_rfc3339(custos_core::time::now_ms())});
+            write_sealed(
+                &dir.join("manifest.json"),
+                serde_json::to_string_pretty(&manifest)?.as_bytes(),
+            )?;
+            if ctx.json {
+                output::json(&manifest);
+            } else {
+                eprintln!(
+                    "exported {size} entries in {} files to {}",
+                    files.len() + 1,
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::VerifyExport { dir, public_key } => {
+            let verifier = NoteVerifier::from_key(&read_key(&public_key)?).with_context(|| {
+                format!("{} is not a custos ledger public key", public_key.display())
+            })?;
+            match verify_export(&dir, &verifier) {
+                Ok(size) => {
+                    eprintln!(
+                        "export verified: {size} entries match the checkpoint signed by {}",
+                        verifier.name()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(problem) => {
+                    eprintln!("export NOT verified: {problem}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         AuditCmd::Query { filter } => {
             let store = open(ctx).await?;
             let entries = load(&store).await?;
@@ -523,6 +634,87 @@ async fn verify_store(
         .map(|(size, note)| StoredCheckpoint { size: *size, note })
         .collect();
     Ok(verify_ledger(&e, &n, &c, verifier))
+}
+
+/// Writes a file that must not change afterwards: created new, then made read-only.
+fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut perms = f.metadata()?.permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(path, perms)?;
+    Ok(())
+}
+
+/// Checks an export directory; returns its size, or what is wrong.
+fn verify_export(dir: &Path, verifier: &NoteVerifier) -> std::result::Result<u64, String> {
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")?)
+        .map_err(|e| format!("manifest.json is not JSON: {e}"))?;
+    let size = manifest["tree_size"]
+        .as_u64()
+        .ok_or("manifest.json lacks tree_size")?;
+    let files = manifest["files"]
+        .as_array()
+        .ok_or("manifest.json lacks files")?;
+    let mut frontier = custos_ledger::Frontier::default();
+    let mut note = None;
+    for f in files {
+        let name = f["name"].as_str().ok_or("a manifest entry has no name")?;
+        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            return Err(format!(
+                "manifest names a file outside the export: {name:?}"
+            ));
+        }
+        let bytes = read(name)?;
+        if f["sha256"].as_str() != Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
+            return Err(format!(
+                "{name} does not match its SHA-256 in the manifest: it was altered"
+            ));
+        }
+        if name == "checkpoint.note" {
+            note = Some(String::from_utf8(bytes).map_err(|_| "checkpoint.note is not UTF-8")?);
+            continue;
+        }
+        let text = String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8"))?;
+        for (line_no, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| format!("{name}:{}: not JSON: {e}", line_no + 1))?;
+            let index = v["index"]
+                .as_u64()
+                .ok_or_else(|| format!("{name}:{}: no index", line_no + 1))?;
+            if index != frontier.size() {
+                return Err(format!("{name}:{}: entry {index} where {} was expected: entries were removed or reordered", line_no + 1, frontier.size()));
+            }
+            let event = v["event"]
+                .as_str()
+                .ok_or_else(|| format!("{name}:{}: no event", line_no + 1))?;
+            frontier.append(leaf_hash(event.as_bytes()));
+        }
+    }
+    let note = note.ok_or("the export has no checkpoint.note")?;
+    let checkpoint = verifier
+        .open(&note)
+        .map_err(|e| format!("checkpoint.note: {e}"))?;
+    if checkpoint.size != size || frontier.size() != size {
+        return Err(format!(
+            "the checkpoint covers {} entries, the manifest says {size}, the segments hold {}",
+            checkpoint.size,
+            frontier.size()
+        ));
+    }
+    if frontier.root() != checkpoint.root {
+        return Err("the entries do not hash to the signed root: an entry was altered".into());
+    }
+    Ok(size)
 }
 
 fn write_private(path: &Path, key: &str) -> Result<()> {

@@ -698,6 +698,66 @@ fn audit_proofs_verify_offline() {
             .contains("not a custos ledger key")
     );
     assert!(err(&["audit", "keygen", "--out", "keys"]).contains("already exists"));
+
+    // Export to sealed files and verify them with the public key alone.
+    ok(
+        d,
+        &["audit", "export", "--dir", "export", "--segment-size", "3"],
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("export/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["tree_size"], 4);
+    assert_eq!(
+        manifest["files"].as_array().unwrap().len(),
+        3,
+        "two segments and the note"
+    );
+    ok(
+        d,
+        &[
+            "audit",
+            "verify-export",
+            "export",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    assert!(err(&["audit", "export", "--dir", "export"]).contains("not empty"));
+    // Alter an event: the file digest gives it away; fix the digest too and the signed root does.
+    let seg = d.join("export/segment-000000000000.jsonl");
+    let mut perms = std::fs::metadata(&seg).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&seg, perms.clone()).unwrap();
+    let original = std::fs::read_to_string(&seg).unwrap();
+    let altered = original.replacen("team.create", "team.delete", 1);
+    std::fs::write(&seg, &altered).unwrap();
+    assert!(err(&[
+        "audit",
+        "verify-export",
+        "export",
+        "--public-key",
+        "keys/ledger.pub"
+    ])
+    .contains("altered"));
+    let mpath = d.join("export/manifest.json");
+    std::fs::set_permissions(&mpath, perms).unwrap();
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    use sha2::Digest;
+    let fixed = text.replace(
+        &hex::encode(sha2::Sha256::digest(original.as_bytes())),
+        &hex::encode(sha2::Sha256::digest(altered.as_bytes())),
+    );
+    std::fs::write(&mpath, fixed).unwrap();
+    assert!(err(&[
+        "audit",
+        "verify-export",
+        "export",
+        "--public-key",
+        "keys/ledger.pub"
+    ])
+    .contains("signed root"));
 }
 
 /// SIGKILL in the middle of load leaves a ledger that verifies, holding what was committed;
