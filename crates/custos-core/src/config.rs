@@ -166,6 +166,8 @@ pub struct AuditConfig {
     /// checkpoint every `checkpoint_interval` while the ledger grows.
     pub checkpoint_key_file: Option<PathBuf>,
     pub checkpoint_interval: HumanDuration,
+    /// Also sign as soon as this many events were added since the last checkpoint.
+    pub checkpoint_every: u64,
 }
 
 impl Default for AuditConfig {
@@ -173,6 +175,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_key_file: None,
             checkpoint_interval: HumanDuration(Duration::from_secs(60)),
+            checkpoint_every: 10_000,
         }
     }
 }
@@ -531,6 +534,7 @@ max_response_bytes = 1048576       # larger responses are not stored (a repeat r
 # With a key from `custos audit keygen`, the gateway also signs checkpoints periodically.
 # checkpoint_key_file = ".custos/ledger.key"
 checkpoint_interval = "60s"
+checkpoint_every = 10000          # or as soon as this many events were added
 
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]

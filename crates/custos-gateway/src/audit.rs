@@ -241,19 +241,41 @@ pub async fn sign_checkpoint(
     }
 }
 
-/// Signs a checkpoint every `interval` while the ledger grows, until the task is aborted.
+/// Signs a checkpoint every `interval` while the ledger grows, or as soon as `every` events
+/// were added, until the task is aborted.
 pub fn spawn_checkpointer(
     store: Store,
     signer: custos_ledger::NoteSigner,
     interval: std::time::Duration,
+    every: u64,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let poll = interval.min(std::time::Duration::from_secs(1));
+        let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_signed = std::time::Instant::now();
         loop {
             tick.tick().await;
+            let (size, signed) = match (
+                store.ledger_size().await,
+                store.ledger_latest_checkpoint().await,
+            ) {
+                (Ok(size), Ok(last)) => (size, last.map_or(0, |(s, _)| s)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the ledger head");
+                    continue;
+                }
+            };
+            let due = size > signed
+                && (size - signed >= every.max(1) || last_signed.elapsed() >= interval);
+            if !due {
+                continue;
+            }
             match sign_checkpoint(&store, &signer).await {
-                Ok(Some((size, _))) => tracing::info!(size, "signed a ledger checkpoint"),
+                Ok(Some((size, _))) => {
+                    last_signed = std::time::Instant::now();
+                    tracing::info!(size, "signed a ledger checkpoint");
+                }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "could not sign a ledger checkpoint"),
             }

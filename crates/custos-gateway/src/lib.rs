@@ -108,6 +108,7 @@ impl Gateway {
                 store,
                 signer,
                 state.config.audit.checkpoint_interval.0,
+                state.config.audit.checkpoint_every,
             ));
         }
         Ok(Self {
