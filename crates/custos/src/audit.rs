@@ -230,7 +230,9 @@ pub async fn record(
     resource: serde_json::Value,
     why: Option<&str>,
 ) -> Result<()> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     let event = json!({
         "schema": 1,
         "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
