@@ -28,6 +28,15 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Team `ml`, app `bot` and a fresh key for it; returns the key.
+fn bot_key(d: &Path) -> String {
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned()
+}
+
 fn json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -392,11 +401,7 @@ fn official_openai_python_sdk_works() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["teams", "create", "ml"]);
-    ok(d, &["apps", "create", "bot", "--team", "ml"]);
-    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
-        .trim()
-        .to_owned();
+    let key = bot_key(d);
     let (_server, url) = serve(d, None);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_sdk.py");
     let out = Command::new(python)
@@ -424,11 +429,7 @@ fn sigterm_drains_in_flight_streams() {
         "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nchunk_delay = \"100ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n",
     )
     .unwrap();
-    ok(d, &["teams", "create", "ml"]);
-    ok(d, &["apps", "create", "bot", "--team", "ml"]);
-    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
-        .trim()
-        .to_owned();
+    let key = bot_key(d);
     let (mut server, url) = serve(d, None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -498,9 +499,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    ok(d, &["teams", "create", "ml"]);
-    ok(d, &["apps", "create", "bot", "--team", "ml"]);
-    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"]);
+    let key = bot_key(d);
     let id = json(d, &["keys", "list"])[0]["id"]
         .as_str()
         .unwrap()
@@ -584,11 +583,7 @@ fn audit_proofs_verify_offline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["audit", "keygen", "--out", "keys"]);
-    ok(d, &["teams", "create", "ml"]);
-    ok(d, &["apps", "create", "bot", "--team", "ml"]);
-    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
-        .trim()
-        .to_owned();
+    let key = bot_key(d);
     {
         let (_server, url) = serve(d, None);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -766,11 +761,7 @@ fn audit_proofs_verify_offline() {
 fn ledger_survives_sigkill_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["teams", "create", "ml"]);
-    ok(d, &["apps", "create", "bot", "--team", "ml"]);
-    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
-        .trim()
-        .to_owned();
+    let key = bot_key(d);
     let (mut server, url) = serve(d, None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
