@@ -54,8 +54,16 @@ pub struct ModelCall {
     /// The client asked for a usage chunk at the end of the stream.
     pub client_wants_usage: bool,
     pub prompt_tokens: u32,
-    pub body: Map<String, Value>,
+    /// The parsed body, taken (not cloned) by the proxy when it forwards the call.
+    body: std::sync::Mutex<Option<Map<String, Value>>>,
     pub body_sha256: [u8; 32],
+}
+
+impl ModelCall {
+    /// Hands the parsed body over, once; a second call gets `None`.
+    pub fn take_body(&self) -> Option<Map<String, Value>> {
+        self.body.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {
@@ -317,7 +325,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         stream,
         client_wants_usage,
         prompt_tokens,
-        body,
+        body: std::sync::Mutex::new(Some(body)),
         body_sha256,
     };
     let mut req = Request::from_parts(parts, axum::body::Body::empty());

@@ -87,7 +87,13 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     let labels = ext.get::<Arc<CallLabels>>().cloned();
     drop(req);
 
-    let mut body = call.body.clone();
+    let Some(mut body) = call.take_body() else {
+        return Problem::new(
+            ProblemKind::Internal,
+            "the call's body was already forwarded",
+        )
+        .into_response();
+    };
     body.insert(
         "model".into(),
         Value::String(call.route.upstream_model.clone()),
