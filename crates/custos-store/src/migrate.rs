@@ -21,8 +21,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         name: "ledger",
-        sqlite: include_str!("migrations/0002_ledger.sqlite.sql"),
-        postgres: include_str!("migrations/0002_ledger.postgres.sql"),
+        // Same tables; each dialect has its own append-only triggers.
+        sqlite: concat!(
+            include_str!("migrations/0002_ledger_tables.sql"),
+            include_str!("migrations/0002_ledger_guard.sqlite.sql")
+        ),
+        postgres: concat!(
+            include_str!("migrations/0002_ledger_tables.sql"),
+            include_str!("migrations/0002_ledger_guard.postgres.sql")
+        ),
     },
 ];
 
