@@ -168,6 +168,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: HumanDuration,
     /// Also sign as soon as this many events were added since the last checkpoint.
     pub checkpoint_every: u64,
+    /// Events younger than this are never pruned, whatever `custos audit prune --before`
+    /// says (regulations commonly ask for 12–24 months).
+    pub retention: HumanDuration,
 }
 
 impl Default for AuditConfig {
@@ -176,6 +179,7 @@ impl Default for AuditConfig {
             checkpoint_key_file: None,
             checkpoint_interval: HumanDuration(Duration::from_secs(60)),
             checkpoint_every: 10_000,
+            retention: HumanDuration(Duration::from_secs(365 * 24 * 3600)),
         }
     }
 }
@@ -535,6 +539,8 @@ max_response_bytes = 1048576       # larger responses are not stored (a repeat r
 # checkpoint_key_file = ".custos/ledger.key"
 checkpoint_interval = "60s"
 checkpoint_every = 10000          # or as soon as this many events were added
+# `custos audit prune` never removes events younger than this, nor any not yet exported.
+retention = "365d"
 
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]

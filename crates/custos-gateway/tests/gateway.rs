@@ -1065,7 +1065,7 @@ async fn model_calls_leave_evidence_in_the_ledger() {
                 hash: &x.hash,
             })
             .collect();
-        assert!(custos_ledger::verify_ledger(&e, &n, &[], None).ok());
+        assert!(custos_ledger::verify_ledger(&e, &n, &[], None, None).ok());
     }
 }
 

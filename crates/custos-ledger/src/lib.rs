@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod frontier;
 pub mod proof;
+pub mod range;
 pub mod tree;
 pub mod verify;
 
@@ -18,6 +19,7 @@ pub use proof::{
     consistency_positions, consistency_proof, inclusion_proof, root, verify_consistency,
     verify_inclusion, NodeSource, ProofError, VerifyError,
 };
+pub use range::{range_positions, range_proof, root_from_range};
 pub use tree::{MemoryTree, NodeMap};
 pub use verify::{verify_ledger, Finding, Report, StoredCheckpoint, StoredEntry, StoredNode};
 

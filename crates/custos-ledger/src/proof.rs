@@ -35,17 +35,23 @@ pub enum VerifyError {
     RootMismatch,
     #[error("a consistency proof needs 0 < old size <= new size (got {old} and {new})")]
     BadSizes { old: u64, new: u64 },
+    #[error("entries [{first}, {end}) are not a non-empty range of a tree of {size} entries")]
+    BadRange { first: u64, end: u64, size: u64 },
 }
 
 /// Largest power of two strictly smaller than `n` (n ≥ 2).
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1 << (63 - (n - 1).leading_zeros())
 }
 
 /// The Merkle tree hash of leaves [start, start + len), with `start` aligned as RFC 6962's
 /// recursion guarantees.
-fn subtree<S: NodeSource>(s: &S, start: u64, len: u64) -> Result<Hash, ProofError<S::Error>> {
+pub(crate) fn subtree<S: NodeSource>(
+    s: &S,
+    start: u64,
+    len: u64,
+) -> Result<Hash, ProofError<S::Error>> {
     if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         let index = start >> level;

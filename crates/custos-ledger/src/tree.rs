@@ -20,6 +20,41 @@ impl MemoryTree {
         self.levels.first().map_or(0, |l| l.len() as u64)
     }
 
+    /// A tree of `size` entries rebuilt from its complete nodes alone (the entries
+    /// themselves may be gone, as after a prune). Fails with the first missing node.
+    pub fn from_nodes<S: NodeSource>(src: &S, size: u64) -> Result<Self, (u32, u64)> {
+        let mut levels = Vec::new();
+        for level in 0..64u32 {
+            let count = size >> level;
+            if count == 0 {
+                break;
+            }
+            let mut nodes = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+            for index in 0..count {
+                match src.node(level, index) {
+                    Ok(Some(h)) => nodes.push(h),
+                    _ => return Err((level, index)),
+                }
+            }
+            levels.push(nodes);
+        }
+        Ok(Self { levels })
+    }
+
+    /// The lowest stored node that is not the hash of its two children, if any: a tree
+    /// rebuilt by `from_nodes` must pass this before its root means anything.
+    pub fn first_inconsistent(&self) -> Option<(u32, u64)> {
+        for (level, pair) in self.levels.windows(2).enumerate() {
+            let (below, nodes) = (&pair[0], &pair[1]);
+            for (index, hash) in nodes.iter().enumerate() {
+                if node_hash(&below[2 * index], &below[2 * index + 1]) != *hash {
+                    return Some((level as u32 + 1, index as u64));
+                }
+            }
+        }
+        None
+    }
+
     /// Appends an entry; returns the complete nodes this append created, lowest first, as
     /// (level, index, hash) — what a store must persist.
     pub fn append(&mut self, data: &[u8]) -> Vec<(u32, u64, Hash)> {

@@ -38,7 +38,10 @@ pub struct Finding {
 
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Entries still stored (after any prune).
     pub entries: u64,
+    /// Entries before the prune point: removed, vouched for by the signed prune record.
+    pub pruned: u64,
     pub checkpoints_verified: usize,
     pub checkpoints_unchecked: usize,
     pub findings: Vec<Finding>,
@@ -50,32 +53,116 @@ impl Report {
     }
 }
 
+fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
+    if text.len() != 64 {
+        return false;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        match u8::from_str_radix(text.get(2 * i..2 * i + 2).unwrap_or("zz"), 16) {
+            Ok(v) => *b = v,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 fn hex32(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Verifies a ledger. Without a verifier, checkpoint signatures are not checked (and counted
 /// as unchecked), but their roots still are when they parse.
+///
+/// After a prune, `pruned` is the signed checkpoint at the prune point: the entries before
+/// it are gone, their tree is rebuilt from the stored nodes (hashes only), and that tree must
+/// hash to the signed root before anything after it counts.
 pub fn verify_ledger(
     entries: &[StoredEntry<'_>],
     nodes: &[StoredNode<'_>],
     checkpoints: &[StoredCheckpoint<'_>],
+    pruned: Option<&StoredCheckpoint<'_>>,
     verifier: Option<&NoteVerifier>,
 ) -> Report {
+    let base = pruned.map_or(0, |p| u64::try_from(p.size).unwrap_or(0));
     let mut report = Report {
         entries: entries.len() as u64,
+        pruned: base,
         ..Default::default()
     };
     let mut tree = MemoryTree::new();
+    if let Some(p) = pruned {
+        let mut below = crate::NodeMap::default();
+        for n in nodes {
+            let (Ok(level), Ok(index)) = (u32::try_from(n.level), u64::try_from(n.index)) else {
+                continue;
+            };
+            let mut hash = [0u8; 32];
+            let fits = index
+                .checked_add(1)
+                .and_then(|i| i.checked_shl(level))
+                .is_some_and(|end| end <= base);
+            if fits && hex_decode(n.hash, &mut hash) {
+                below.0.insert((level, index), hash);
+            }
+        }
+        match MemoryTree::from_nodes(&below, base) {
+            Ok(t) => {
+                if let Some((level, index)) = t.first_inconsistent() {
+                    report.findings.push(Finding {
+                        index: Some(index << level),
+                        exact: false,
+                        problem: format!("stored node {level}/{index}, below the prune point {base}, is not the hash of its children: the pruned part of the tree was altered"),
+                    });
+                }
+                tree = t;
+            }
+            Err((level, index)) => {
+                report.findings.push(Finding {
+                    index: Some(index << level),
+                    exact: false,
+                    problem: format!("stored node {level}/{index}, below the prune point {base}, is missing or unreadable: the pruned part of the tree cannot be rebuilt"),
+                });
+                return report;
+            }
+        }
+        let signed = match verifier {
+            Some(v) => match v.open(p.note) {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    report.findings.push(Finding {
+                        index: Some(0),
+                        exact: false,
+                        problem: format!("the prune record at size {base}: {e}"),
+                    });
+                    None
+                }
+            },
+            None => {
+                report.checkpoints_unchecked += 1;
+                None
+            }
+        };
+        if let Some(cp) = signed {
+            report.checkpoints_verified += 1;
+            if cp.size != base || root(&tree, base).ok() != Some(cp.root) {
+                report.findings.push(Finding {
+                    index: Some(0),
+                    exact: false,
+                    problem: format!("the stored tree below the prune point {base} no longer hashes to the signed prune record: nodes before entry {base} were altered"),
+                });
+            }
+        }
+    }
     let mut first_gap = None;
     let mut first_altered = None;
     for (pos, e) in entries.iter().enumerate() {
+        let pos = base + pos as u64;
         if e.index != pos as i64 && first_gap.is_none() {
-            first_gap = Some(pos as u64);
+            first_gap = Some(pos);
         }
         let leaf = leaf_hash(e.event.as_bytes());
         if hex32(&leaf) != e.leaf_hash && first_altered.is_none() {
-            first_altered = Some(pos as u64);
+            first_altered = Some(pos);
         }
         tree.append_hash(leaf);
     }
@@ -139,7 +226,7 @@ pub fn verify_ledger(
         });
     }
     // Every complete node the entries imply must be stored (appends persist them all).
-    let size = entries.len() as u64;
+    let size = base + entries.len() as u64;
     'missing: for level in 0..64u32 {
         let count = size >> level;
         if count == 0 {
@@ -287,7 +374,69 @@ mod tests {
             .iter()
             .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
             .collect();
-        verify_ledger(&entries, &nodes, &cps, Some(&l.verifier))
+        verify_ledger(&entries, &nodes, &cps, None, Some(&l.verifier))
+    }
+
+    fn run_pruned(l: &Log, base: usize) -> Report {
+        let entries: Vec<StoredEntry> = l.events[base..]
+            .iter()
+            .zip(&l.leaves[base..])
+            .enumerate()
+            .map(|(i, (e, h))| StoredEntry {
+                index: (base + i) as i64,
+                event: e,
+                leaf_hash: h,
+            })
+            .collect();
+        let nodes: Vec<StoredNode> = l
+            .nodes
+            .iter()
+            .map(|(a, b, h)| StoredNode {
+                level: *a,
+                index: *b,
+                hash: h,
+            })
+            .collect();
+        let cps: Vec<StoredCheckpoint> = l
+            .checkpoints
+            .iter()
+            .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
+            .collect();
+        let prune = cps
+            .iter()
+            .find(|c| c.size == base as i64)
+            .map(|c| StoredCheckpoint {
+                size: c.size,
+                note: c.note,
+            });
+        verify_ledger(&entries, &nodes, &cps, prune.as_ref(), Some(&l.verifier))
+    }
+
+    #[test]
+    fn a_pruned_log_verifies_from_its_signed_prune_point() {
+        let l = log(37, 10);
+        let r = run_pruned(&l, 20);
+        assert!(r.ok(), "{:?}", r.findings);
+        assert_eq!((r.pruned, r.entries), (20, 17));
+        // Every checkpoint, before and after the prune point, and the prune record itself.
+        assert_eq!(r.checkpoints_verified, 4);
+        // Damage after the prune point is still found at its index.
+        let mut t = log(37, 10);
+        t.events[25] = "{}".into();
+        assert_eq!(run_pruned(&t, 20).findings[0].index, Some(25));
+        // A node below the prune point cannot be changed unnoticed.
+        let mut n = log(37, 10);
+        let at = n.nodes.iter().position(|x| x.0 == 2 && x.1 == 1).unwrap();
+        n.nodes[at].2 = "00".repeat(32);
+        let r = run_pruned(&n, 20);
+        assert!(
+            r.findings.iter().any(|f| f.problem.contains("prune")),
+            "{:?}",
+            r.findings
+        );
+        // Nor removed.
+        n.nodes.remove(at);
+        assert!(!run_pruned(&n, 20).ok());
     }
 
     #[test]

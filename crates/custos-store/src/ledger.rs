@@ -1,6 +1,7 @@
 //! The ledger's tables: entries (event text + leaf hash), the complete Merkle nodes each
-//! append creates, and signed checkpoints. The database refuses UPDATE and DELETE on all
-//! three (triggers); verification does not trust that and recomputes everything.
+//! append creates, signed checkpoints and prune records. The database refuses UPDATE and
+//! DELETE on all of them (triggers), except DELETE of entries below a recorded prune point;
+//! verification does not trust that and recomputes everything.
 
 use crate::{Backend, Store, StoreError};
 use custos_ledger::{leaf_hash, Frontier, Hash};
@@ -23,6 +24,9 @@ pub struct LedgerNode {
     pub index: i64,
     pub hash: String,
 }
+
+/// The next index: past the last entry, or past the prune point when every entry is pruned.
+const NEXT_INDEX: &str = "SELECT COALESCE(MAX(n), 0) FROM (SELECT MAX(idx) + 1 AS n FROM ledger_entries UNION ALL SELECT MAX(size) AS n FROM ledger_prunes) AS sizes";
 
 /// Rows per multi-row INSERT: 4 × 250 parameters stays far below SQLite's and PostgreSQL's
 /// bind-parameter limits.
@@ -84,10 +88,7 @@ impl Store {
 
     async fn ledger_append_once(&self, events: &[String]) -> Result<Range<u64>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let (next,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
-                .fetch_one(&mut *tx)
-                .await?;
+        let (next,): (i64,) = sqlx::query_as(NEXT_INDEX).fetch_one(&mut *tx).await?;
         let size =
             u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
         let mut right_edge = Vec::new();
@@ -192,12 +193,69 @@ impl Store {
             .collect())
     }
 
-    /// The number of entries.
-    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
-        let (next,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
-                .fetch_one(self.pool())
+    /// The latest prune: (prune point, signed checkpoint at it). Entries below it are gone.
+    pub async fn ledger_latest_prune(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT size, note FROM ledger_prunes ORDER BY size DESC LIMIT 1")
+                .fetch_optional(self.pool())
                 .await?;
+        Ok(row.map(|(s, n)| (u64::try_from(s).unwrap_or(0), n)))
+    }
+
+    /// Removes the entries below `size`, recording the signed checkpoint at `size` and the
+    /// exports that hold them, in one transaction; returns how many rows went. Nodes stay:
+    /// they are hashes only, and the remainder's verification needs them.
+    pub async fn ledger_prune(
+        &self,
+        size: u64,
+        note: &str,
+        exports: &str,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO ledger_prunes (size, note, exports, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(size as i64)
+        .bind(note)
+        .bind(exports)
+        .bind(custos_core::time::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_as(e, || format!("a prune at size {size}")))?;
+        let done = sqlx::query("DELETE FROM ledger_entries WHERE idx < $1")
+            .bind(size as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The first index at or after `from` whose entry was recorded at or after `time_ms`
+    /// (the end when none is). Appends commit in index order, so recorded times ascend and
+    /// a binary search over the primary key finds it in O(log n) point reads, without an
+    /// index that every append would pay for.
+    pub async fn ledger_index_at_time(&self, from: u64, time_ms: i64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (from, self.ledger_size().await?);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at: Option<(i64,)> =
+                sqlx::query_as("SELECT recorded_at FROM ledger_entries WHERE idx = $1")
+                    .bind(mid as i64)
+                    .fetch_optional(self.pool())
+                    .await?;
+            match at {
+                Some((t,)) if t < time_ms => lo = mid + 1,
+                Some(_) => hi = mid,
+                // A hole (only below a prune point): search above it.
+                None => lo = mid + 1,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The number of entries ever appended (pruned ones included).
+    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
+        let (next,): (i64,) = sqlx::query_as(NEXT_INDEX).fetch_one(self.pool()).await?;
         Ok(u64::try_from(next).unwrap_or(0))
     }
 

@@ -31,6 +31,18 @@ const MIGRATIONS: &[Migration] = &[
             include_str!("migrations/0002_ledger_guard.postgres.sql")
         ),
     },
+    Migration {
+        version: 3,
+        name: "ledger prunes",
+        sqlite: concat!(
+            include_str!("migrations/0003_ledger_prunes.sql"),
+            include_str!("migrations/0003_ledger_prunes_guard.sqlite.sql")
+        ),
+        postgres: concat!(
+            include_str!("migrations/0003_ledger_prunes.sql"),
+            include_str!("migrations/0003_ledger_prunes_guard.postgres.sql")
+        ),
+    },
 ];
 
 impl Store {

@@ -124,3 +124,42 @@ async fn the_database_refuses_to_rewrite_history() {
         assert_eq!(store.ledger_checkpoints().await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn prune_removes_only_entries_below_its_point_and_appends_continue() {
+    for (store, url, _dir) in backends("ledger_prune").await {
+        let b = store.backend().as_str();
+        let events: Vec<String> = (0..10).map(event).collect();
+        store.ledger_append(&events).await.unwrap();
+        let removed = store.ledger_prune(6, "note at 6", "[]").await.unwrap();
+        assert_eq!(removed, 6, "{b}");
+        assert_eq!(store.ledger_latest_prune().await.unwrap().unwrap().0, 6);
+        let left = store.ledger_entries(0, 100).await.unwrap();
+        assert_eq!(left.first().map(|e| e.index), Some(6), "{b}");
+        // Entries above the prune point are as protected as before; the record itself too.
+        let raw = Store::open(&url).await.unwrap();
+        for sql in [
+            "DELETE FROM ledger_entries WHERE idx = 7",
+            "DELETE FROM ledger_entries",
+            "UPDATE ledger_prunes SET size = 9",
+            "DELETE FROM ledger_prunes",
+        ] {
+            let err = testkit::execute_raw(&raw, sql)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("append-only"), "{b}: {sql}: {err}");
+        }
+        // Pruning everything still leaves the log's size, and appends carry on after it.
+        store.ledger_prune(10, "note at 10", "[]").await.unwrap();
+        assert_eq!(store.ledger_size().await.unwrap(), 10, "{b}");
+        assert_eq!(store.ledger_append(&[event(10)]).await.unwrap(), 10..11);
+        // Binary search by recorded time: everything so far was recorded at or before now.
+        let now = custos_core::time::now_ms();
+        assert_eq!(store.ledger_index_at_time(10, 0).await.unwrap(), 10);
+        assert_eq!(
+            store.ledger_index_at_time(10, now + 60_000).await.unwrap(),
+            11
+        );
+    }
+}

@@ -7,8 +7,9 @@ use crate::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
-    generate_key, inclusion_proof, leaf_hash, verify_inclusion, verify_ledger, NodeMap, NoteSigner,
-    NoteVerifier, StoredCheckpoint, StoredEntry, StoredNode,
+    generate_key, inclusion_proof, leaf_hash, range_positions, range_proof, root, root_from_range,
+    verify_inclusion, verify_ledger, Checkpoint, Frontier, Hash, NodeMap, NoteSigner, NoteVerifier,
+    StoredCheckpoint, StoredEntry, StoredNode,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -66,15 +67,22 @@ pub enum AuditCmd {
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
-    /// Write the ledger up to its latest signed checkpoint as sealed files for WORM storage:
-    /// JSONL segments, the checkpoint note, and a manifest with each file's SHA-256.
+    /// Write ledger entries covered by the latest signed checkpoint as sealed files for WORM
+    /// storage: JSONL segments, the checkpoint note, and a manifest with each file's SHA-256
+    /// and the range proof that ties the entries to the signed root.
     #[command(
-        after_help = "Example:\n  custos audit export --dir /archive/custos-2026-11\n  custos audit verify-export /archive/custos-2026-11 --public-key ledger.pub"
+        after_help = "Examples:\n  custos audit export --dir /archive/custos-all\n  custos audit export --since 2026-10-01 --until 2026-11-01 --dir /archive/custos-2026-10\n  custos audit verify-export /archive/custos-2026-10 --public-key ledger.pub\n\nA time-bounded export holds the contiguous entries recorded in [--since, --until) that the\nlatest checkpoint covers; it verifies on its own, without the entries around it."
     )]
     Export {
         /// A new or empty directory.
         #[arg(long)]
         dir: PathBuf,
+        /// Entries recorded at or after this time: a date, an RFC 3339 time, or a duration ago.
+        #[arg(long, value_parser = parse_when)]
+        since: Option<i64>,
+        /// Entries recorded before this time (same forms as --since).
+        #[arg(long, value_parser = parse_when)]
+        until: Option<i64>,
         /// Entries per segment file.
         #[arg(long, default_value_t = 100_000)]
         segment_size: u64,
@@ -89,6 +97,28 @@ pub enum AuditCmd {
         dir: PathBuf,
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
+    },
+    /// Remove old events that are past retention and held in verified exports, leaving a
+    /// signed record of the prune point so the remainder still verifies.
+    #[command(
+        after_help = "Example:\n  custos audit export --until 2025-11-01 --dir /archive/custos-2025\n  custos audit prune --before 2025-11-01 --export /archive/custos-2025 --key-file .custos/ledger.key --why \"retention: 12 months, ticket OPS-42\"\n\nOnly a prefix of the log is ever removed: entries recorded before --before, older than the\nconfigured [audit] retention, and contained in the given exports (each re-verified now).\nThe tree's node hashes are kept, so proofs and verification of what remains still work."
+    )]
+    Prune {
+        /// Remove entries recorded before this time (never younger than [audit] retention).
+        #[arg(long, value_parser = parse_when)]
+        before: i64,
+        /// An export directory holding the entries to remove (repeatable).
+        #[arg(long = "export", value_name = "DIR", required = true)]
+        exports: Vec<PathBuf>,
+        /// The private key file: the prune point is signed like a checkpoint.
+        #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
+        key_file: PathBuf,
+        /// Why (a ticket or policy reference); recorded in the ledger.
+        #[arg(long)]
+        why: Option<String>,
+        /// Show what would be removed and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Search the ledger's events.
     #[command(
@@ -253,15 +283,32 @@ pub async fn record(
     Ok(())
 }
 
+/// Every stored entry (from the prune point on).
 async fn load(store: &Store) -> Result<Vec<LedgerEntry>> {
-    let mut all = Vec::new();
+    let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
+    let mut all: Vec<LedgerEntry> = Vec::new();
+    let mut next = base as i64;
     loop {
-        let page = store.ledger_entries(all.len() as i64, 10_000).await?;
-        if page.is_empty() {
-            return Ok(all);
+        let page = store.ledger_entries(next, 10_000).await?;
+        match page.last() {
+            Some(last) => next = last.index + 1,
+            None => return Ok(all),
         }
         all.extend(page);
     }
+}
+
+/// The stored nodes at these positions, as a `NodeSource`.
+async fn nodes_at(store: &Store, positions: &[(u32, u64)]) -> Result<NodeMap> {
+    Ok(store.ledger_nodes_at(positions).await?)
+}
+
+/// This ledger's root at `size`, from stored nodes.
+async fn root_at(store: &Store, size: u64) -> Result<Hash> {
+    let nodes = nodes_at(store, &Frontier::positions(size)).await?;
+    root(&nodes, size).map_err(|e| {
+        anyhow::anyhow!("cannot compute the root at size {size}: {e}; run `custos audit verify`")
+    })
 }
 
 fn read_key(path: &Path) -> Result<String> {
@@ -346,9 +393,15 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             if index >= size {
                 bail!("entry {index} is not covered by the latest checkpoint (size {size}); run `custos audit checkpoint` and retry");
             }
+            if let Some((base, _)) = store.ledger_latest_prune().await? {
+                if index < base {
+                    bail!("entry {index} was pruned (the ledger now starts at {base}); the export that holds it verifies it: `custos audit verify-export DIR`");
+                }
+            }
             let entry = entries
-                .get(index as usize)
-                .filter(|e| e.index as u64 == index)
+                .binary_search_by_key(&(index as i64), |e| e.index)
+                .ok()
+                .map(|at| &entries[at])
                 .with_context(|| format!("no ledger entry {index}"))?;
             let mut nodes = NodeMap::default();
             for n in store.ledger_nodes().await? {
@@ -437,7 +490,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
             }
         }
-        AuditCmd::Export { dir, segment_size } => {
+        AuditCmd::Export {
+            dir,
+            since,
+            until,
+            segment_size,
+        } => {
             if segment_size == 0 {
                 bail!("--segment-size must be at least 1");
             }
@@ -457,12 +515,34 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                     "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
                 );
             };
+            let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
+            let start = match since {
+                Some(t) => store.ledger_index_at_time(base, t).await?,
+                None => base,
+            };
+            let end = match until {
+                Some(t) => store.ledger_index_at_time(start, t).await?,
+                None => size,
+            }
+            .min(size);
+            if start >= end {
+                bail!("no entries in that time range are covered by the latest checkpoint (size {size}, stored from {base}); run `custos audit checkpoint` or widen the range");
+            }
+            let proof = range_proof(
+                &nodes_at(&store, &range_positions(size, start, end)).await?,
+                size,
+                start,
+                end,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!("cannot build the range proof: {e}; run `custos audit verify`")
+            })?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let mut files = Vec::new();
-            let mut first = 0u64;
-            while first < size {
-                let last = (first + segment_size).min(size);
+            let mut first = start;
+            while first < end {
+                let last = (first + segment_size).min(end);
                 let name = format!("segment-{first:012}.jsonl");
                 let mut text = String::new();
                 let mut next = first;
@@ -488,7 +568,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             }
             write_sealed(&dir.join("checkpoint.note"), note.as_bytes())?;
             files.push(json!({"name": "checkpoint.note", "sha256": hex::encode(Sha256::digest(note.as_bytes()))}));
-            let manifest = json!({"format": "custos-ledger-export/1", "tree_size": size, "files": files,
+            let manifest = json!({"format": "custos-ledger-export/1", "tree_size": size,
+                "first": start, "end": end,
+                "since": since.map(custos_core::time::format_rfc3339),
+                "until": until.map(custos_core::time::format_rfc3339),
+                "range_proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                "files": files,
                 "created_at": custos_core::time::format_rfc3339(custos_core::time::now_ms())});
             write_sealed(
                 &dir.join("manifest.json"),
@@ -498,7 +583,8 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 output::json(&manifest);
             } else {
                 eprintln!(
-                    "exported {size} entries in {} files to {}",
+                    "exported entries {start}..{end} ({} of the {size} signed) in {} files to {}",
+                    end - start,
                     files.len() + 1,
                     dir.display()
                 );
@@ -510,9 +596,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 format!("{} is not a custos ledger public key", public_key.display())
             })?;
             match verify_export(&dir, &verifier) {
-                Ok(size) => {
+                Ok(v) => {
                     eprintln!(
-                        "export verified: {size} entries match the checkpoint signed by {}",
+                        "export verified: entries {}..{} are entries of the log of size {} signed by {}",
+                        v.first,
+                        v.end,
+                        v.size,
                         verifier.name()
                     );
                     Ok(ExitCode::SUCCESS)
@@ -523,14 +612,129 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
             }
         }
+        AuditCmd::Prune {
+            before,
+            exports,
+            key_file,
+            why,
+            dry_run,
+        } => {
+            let signer = NoteSigner::from_key(&read_key(&key_file)?)
+                .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
+            let verifier = signer.verifier();
+            let store = open(ctx).await?;
+            let report = verify_store(&store, Some(&verifier)).await?;
+            if !report.ok() {
+                bail!("the ledger does not verify, so nothing will be pruned; run `custos audit verify` to see where");
+            }
+            let retention = ctx.config.audit.retention.0;
+            let retained_from = custos_core::time::now_ms()
+                - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+            let cutoff = before.min(retained_from);
+            let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
+            let size = store.ledger_size().await?;
+            let by_time = store.ledger_index_at_time(base, cutoff).await?;
+            let mut covered = Vec::new();
+            let mut held = Vec::new();
+            for dir in &exports {
+                let v = verify_export(dir, &verifier)
+                    .map_err(|p| anyhow::anyhow!("{} does not verify: {p}", dir.display()))?;
+                if v.size > size || root_at(&store, v.size).await? != v.root {
+                    bail!(
+                        "{} is not an export of this ledger: its signed root at size {} differs from ours",
+                        dir.display(),
+                        v.size
+                    );
+                }
+                covered.push((v.first, v.end));
+                held.push(json!({"dir": dir, "first": v.first, "end": v.end, "tree_size": v.size, "manifest_sha256": v.manifest_sha256}));
+            }
+            covered.sort_unstable();
+            let mut reach = base;
+            for (first, end) in covered {
+                if first <= reach {
+                    reach = reach.max(end);
+                }
+            }
+            let point = by_time.min(reach);
+            let plan = json!({
+                "from": base, "to": point, "entries": point.saturating_sub(base),
+                "cutoff": custos_core::time::format_rfc3339(cutoff),
+                "older_than_cutoff_until": by_time, "exported_until": reach,
+                "dry_run": dry_run,
+            });
+            if point <= base {
+                if ctx.json {
+                    output::json(&plan);
+                } else {
+                    eprintln!(
+                        "nothing to prune: entries from {base} are {}",
+                        if by_time <= base {
+                            format!("recorded after {} (the earlier of --before and now minus the {} retention)", custos_core::time::format_rfc3339(cutoff), custos_core::duration::format_duration(retention))
+                        } else {
+                            format!(
+                                "not in the given exports (they hold the log only up to {reach})"
+                            )
+                        }
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !dry_run {
+                let note = signer.sign(&Checkpoint {
+                    origin: verifier.name().to_owned(),
+                    size: point,
+                    root: root_at(&store, point).await?,
+                });
+                let exports_json = serde_json::Value::Array(held.clone()).to_string();
+                store.ledger_prune(point, &note, &exports_json).await?;
+                record(
+                    &store,
+                    "audit.prune",
+                    json!({"type": "ledger", "id": format!("entries {base}..{point}"),
+                        "pruned": point - base, "cutoff": custos_core::time::format_rfc3339(cutoff), "exports": held}),
+                    why.as_deref(),
+                )
+                .await?;
+            }
+            if ctx.json {
+                output::json(&plan);
+            } else {
+                eprintln!(
+                    "{} entries {base}..{point} ({} events recorded before {}); the signed prune record keeps the rest verifiable",
+                    if dry_run { "would prune" } else { "pruned" },
+                    point - base,
+                    custos_core::time::format_rfc3339(cutoff)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCmd::Query { filter } => {
             let store = open(ctx).await?;
-            let entries = load(&store).await?;
-            let rows: Vec<(&LedgerEntry, serde_json::Value)> = entries
-                .iter()
-                .filter_map(|e| serde_json::from_str(&e.event).ok().map(|v| (e, v)))
-                .filter(|(e, v)| filter.matches(e, v))
-                .collect();
+            let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
+            // Recorded times ascend with the index: start at --since, stop at --until.
+            let mut next = match filter.since {
+                Some(t) => store.ledger_index_at_time(base, t).await?,
+                None => base,
+            } as i64;
+            let mut rows_out: Vec<(LedgerEntry, serde_json::Value)> = Vec::new();
+            'pages: loop {
+                let page = store.ledger_entries(next, 10_000).await?;
+                let Some(last) = page.last() else { break };
+                next = last.index + 1;
+                for e in page {
+                    if filter.until.is_some_and(|t| e.recorded_at >= t) {
+                        break 'pages;
+                    }
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.event) {
+                        if filter.matches(&e, &v) {
+                            rows_out.push((e, v));
+                        }
+                    }
+                }
+            }
+            let rows: Vec<(&LedgerEntry, serde_json::Value)> =
+                rows_out.iter().map(|(e, v)| (e, v.clone())).collect();
             print_events(ctx, &rows, true);
             Ok(ExitCode::SUCCESS)
         }
@@ -574,6 +778,7 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 output::json(&json!({
                     "ok": report.ok(),
                     "entries": report.entries,
+                    "pruned": report.pruned,
                     "checkpoints_verified": report.checkpoints_verified,
                     "checkpoints_unchecked": report.checkpoints_unchecked,
                     "findings": report.findings.iter().map(|f| json!({"index": f.index, "exact": f.exact, "problem": f.problem})).collect::<Vec<_>>(),
@@ -615,6 +820,7 @@ async fn verify_store(
     let entries = load(store).await?;
     let nodes = store.ledger_nodes().await?;
     let checkpoints = store.ledger_checkpoints().await?;
+    let prune = store.ledger_latest_prune().await?;
     let e: Vec<StoredEntry> = entries
         .iter()
         .map(|x| StoredEntry {
@@ -635,7 +841,11 @@ async fn verify_store(
         .iter()
         .map(|(size, note)| StoredCheckpoint { size: *size, note })
         .collect();
-    Ok(verify_ledger(&e, &n, &c, verifier))
+    let p = prune.as_ref().map(|(size, note)| StoredCheckpoint {
+        size: i64::try_from(*size).unwrap_or(i64::MAX),
+        note,
+    });
+    Ok(verify_ledger(&e, &n, &c, p.as_ref(), verifier))
 }
 
 /// Writes a file that must not change afterwards: created new, then made read-only.
@@ -655,19 +865,54 @@ fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks an export directory; returns its size, or what is wrong.
-fn verify_export(dir: &Path, verifier: &NoteVerifier) -> std::result::Result<u64, String> {
+/// What a verified export holds: entries [first, end) of the signed tree of `size`.
+struct VerifiedExport {
+    first: u64,
+    end: u64,
+    size: u64,
+    root: Hash,
+    manifest_sha256: String,
+}
+
+fn hash_list(v: &serde_json::Value, what: &str) -> std::result::Result<Vec<Hash>, String> {
+    let Some(items) = v.as_array() else {
+        return if v.is_null() {
+            Ok(Vec::new())
+        } else {
+            Err(format!("{what} must be an array"))
+        };
+    };
+    items
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h.as_str().unwrap_or(""), &mut out)
+                .map_err(|_| format!("{what} holds something that is not a 64-hex-digit hash"))?;
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Checks an export directory with only its files and the public key.
+fn verify_export(
+    dir: &Path,
+    verifier: &NoteVerifier,
+) -> std::result::Result<VerifiedExport, String> {
     let read =
         |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
-    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")?)
+    let manifest_bytes = read("manifest.json")?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| format!("manifest.json is not JSON: {e}"))?;
     let size = manifest["tree_size"]
         .as_u64()
         .ok_or("manifest.json lacks tree_size")?;
+    // Exports made before ranges existed hold the whole log.
+    let first = manifest["first"].as_u64().unwrap_or(0);
+    let proof = hash_list(&manifest["range_proof"], "manifest.json range_proof")?;
     let files = manifest["files"]
         .as_array()
         .ok_or("manifest.json lacks files")?;
-    let mut frontier = custos_ledger::Frontier::default();
+    let mut leaves: Vec<Hash> = Vec::new();
     let mut note = None;
     for f in files {
         let name = f["name"].as_str().ok_or("a manifest entry has no name")?;
@@ -693,30 +938,48 @@ fn verify_export(dir: &Path, verifier: &NoteVerifier) -> std::result::Result<u64
             let index = v["index"]
                 .as_u64()
                 .ok_or_else(|| format!("{name}:{}: no index", line_no + 1))?;
-            if index != frontier.size() {
-                return Err(format!("{name}:{}: entry {index} where {} was expected: entries were removed or reordered", line_no + 1, frontier.size()));
+            let expected = first + leaves.len() as u64;
+            if index != expected {
+                return Err(format!("{name}:{}: entry {index} where {expected} was expected: entries were removed or reordered", line_no + 1));
             }
             let event = v["event"]
                 .as_str()
                 .ok_or_else(|| format!("{name}:{}: no event", line_no + 1))?;
-            frontier.append(leaf_hash(event.as_bytes()));
+            leaves.push(leaf_hash(event.as_bytes()));
         }
     }
     let note = note.ok_or("the export has no checkpoint.note")?;
     let checkpoint = verifier
         .open(&note)
         .map_err(|e| format!("checkpoint.note: {e}"))?;
-    if checkpoint.size != size || frontier.size() != size {
+    let end = first + leaves.len() as u64;
+    if checkpoint.size != size || manifest["end"].as_u64().is_some_and(|e| e != end) {
         return Err(format!(
-            "the checkpoint covers {} entries, the manifest says {size}, the segments hold {}",
-            checkpoint.size,
-            frontier.size()
+            "the checkpoint covers {} entries and the manifest says {size} (ending at {}), but the segments hold entries {first}..{end}",
+            checkpoint.size, manifest["end"]
         ));
     }
-    if frontier.root() != checkpoint.root {
-        return Err("the entries do not hash to the signed root: an entry was altered".into());
+    match root_from_range(size, first, &leaves, &proof) {
+        Ok(r) if r == checkpoint.root => {}
+        Ok(_) => {
+            return Err(
+                "the entries and range proof do not hash to the signed root: an entry was altered"
+                    .into(),
+            )
+        }
+        Err(e) => {
+            return Err(format!(
+                "the entries cannot be placed in the signed tree: {e}"
+            ))
+        }
     }
-    Ok(size)
+    Ok(VerifiedExport {
+        first,
+        end,
+        size,
+        root: checkpoint.root,
+        manifest_sha256: hex::encode(Sha256::digest(&manifest_bytes)),
+    })
 }
 
 fn write_private(path: &Path, key: &str) -> Result<()> {
