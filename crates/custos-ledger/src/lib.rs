@@ -19,9 +19,11 @@ pub use proof::{
     consistency_positions, consistency_proof, inclusion_proof, root, verify_consistency,
     verify_inclusion, NodeSource, ProofError, VerifyError,
 };
-pub use range::{range_positions, range_proof, root_from_range};
+pub use range::{inclusion_positions, range_positions, range_proof, root_from_range};
 pub use tree::{MemoryTree, NodeMap};
-pub use verify::{verify_ledger, Finding, Report, StoredCheckpoint, StoredEntry, StoredNode};
+pub use verify::{
+    verify_ledger, Finding, LedgerCheck, Report, StoredCheckpoint, StoredEntry, StoredNode,
+};
 
 use sha2::{Digest, Sha256};
 

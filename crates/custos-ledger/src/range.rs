@@ -39,18 +39,29 @@ pub fn range_proof<S: NodeSource>(
     Ok(out)
 }
 
+/// A `NodeSource` that hands out dummy hashes and notes every position asked for: run a
+/// proof generator over it to learn which stored nodes the real one will read.
+struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
+
+impl NodeSource for Recorder {
+    type Error = std::convert::Infallible;
+    fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, Self::Error> {
+        self.0.borrow_mut().push((level, index));
+        Ok(Some([0; 32]))
+    }
+}
+
 /// The stored nodes `range_proof` reads for these sizes, so a caller can fetch just those.
 pub fn range_positions(n: u64, a: u64, b: u64) -> Vec<(u32, u64)> {
-    struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
-    impl NodeSource for Recorder {
-        type Error = std::convert::Infallible;
-        fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, Self::Error> {
-            self.0.borrow_mut().push((level, index));
-            Ok(Some([0; 32]))
-        }
-    }
     let r = Recorder(Default::default());
     let _ = range_proof(&r, n, a, b);
+    r.0.into_inner()
+}
+
+/// The stored nodes `inclusion_proof` reads for leaf `index` of a tree of `size`.
+pub fn inclusion_positions(index: u64, size: u64) -> Vec<(u32, u64)> {
+    let r = Recorder(Default::default());
+    let _ = crate::proof::inclusion_proof(&r, index, size);
     r.0.into_inner()
 }
 

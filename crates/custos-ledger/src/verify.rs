@@ -4,8 +4,7 @@
 
 use crate::checkpoint::NoteVerifier;
 use crate::proof::NodeSource;
-use crate::{leaf_hash, root, MemoryTree};
-use std::collections::HashSet;
+use crate::{leaf_hash, root, Hash, MemoryTree};
 
 /// What is read from storage, as stored (hashes as hex text).
 pub struct StoredEntry<'a> {
@@ -54,24 +53,40 @@ impl Report {
 }
 
 fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
-    if text.len() != 64 {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
         return false;
     }
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
     for (i, b) in out.iter_mut().enumerate() {
-        match u8::from_str_radix(text.get(2 * i..2 * i + 2).unwrap_or("zz"), 16) {
-            Ok(v) => *b = v,
-            Err(_) => return false,
+        match (nibble(bytes[2 * i]), nibble(bytes[2 * i + 1])) {
+            (Some(h), Some(l)) => *b = h << 4 | l,
+            _ => return false,
         }
     }
     true
 }
 
-fn hex32(h: &[u8; 32]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+/// True when `text` is the lowercase hex of `h` (as stored), without allocating.
+fn hex_eq(h: &Hash, text: &str) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let t = text.as_bytes();
+    t.len() == 64
+        && h.iter().enumerate().all(|(i, b)| {
+            t[2 * i] == DIGITS[usize::from(b >> 4)] && t[2 * i + 1] == DIGITS[usize::from(b & 15)]
+        })
 }
 
-/// Verifies a ledger. Without a verifier, checkpoint signatures are not checked (and counted
-/// as unchecked), but their roots still are when they parse.
+/// Verifies a ledger held in memory: `LedgerCheck` fed from slices. Without a verifier,
+/// checkpoint signatures are not checked (and counted as unchecked), but their roots still
+/// are when they parse.
 ///
 /// After a prune, `pruned` is the signed checkpoint at the prune point: the entries before
 /// it are gone, their tree is rebuilt from the stored nodes (hashes only), and that tree must
@@ -83,14 +98,67 @@ pub fn verify_ledger(
     pruned: Option<&StoredCheckpoint<'_>>,
     verifier: Option<&NoteVerifier>,
 ) -> Report {
-    let base = pruned.map_or(0, |p| u64::try_from(p.size).unwrap_or(0));
-    let mut report = Report {
-        entries: entries.len() as u64,
-        pruned: base,
-        ..Default::default()
-    };
-    let mut tree = MemoryTree::new();
+    let mut check = LedgerCheck::new(verifier);
     if let Some(p) = pruned {
+        check.pruned(p, nodes);
+    }
+    for e in entries {
+        check.entry(e);
+    }
+    let mut sorted: Vec<&StoredNode<'_>> = nodes.iter().collect();
+    sorted.sort_by_key(|n| (n.level, n.index));
+    for n in sorted {
+        check.node(n);
+    }
+    check.finish(checkpoints)
+}
+
+/// Streaming verification, so a ledger of millions of entries is checked in one pass with
+/// memory for its tree hashes only: call `pruned` (after a prune), then `entry` for every
+/// stored entry in index order, then `node` for every stored node in (level, index) order,
+/// then `finish` with the checkpoints.
+pub struct LedgerCheck<'v> {
+    verifier: Option<&'v NoteVerifier>,
+    base: u64,
+    tree: MemoryTree,
+    report: Report,
+    next_entry: u64,
+    first_gap: Option<u64>,
+    first_altered: Option<u64>,
+    /// The most precise bad node: the lowest level, then the earliest entry it covers.
+    first_bad_node: Option<((u32, u64), String)>,
+    /// Per level, the next node index expected in the ordered stream.
+    node_next: Vec<u64>,
+    first_missing: Option<(u32, u64)>,
+    /// The pruned part could not be rebuilt; nothing after it can be checked.
+    broken: bool,
+}
+
+impl<'v> LedgerCheck<'v> {
+    pub fn new(verifier: Option<&'v NoteVerifier>) -> Self {
+        Self {
+            verifier,
+            base: 0,
+            tree: MemoryTree::new(),
+            report: Report::default(),
+            next_entry: 0,
+            first_gap: None,
+            first_altered: None,
+            first_bad_node: None,
+            node_next: vec![0; 64],
+            first_missing: None,
+            broken: false,
+        }
+    }
+
+    /// The ledger was pruned at `p.size`: rebuild the tree below it from `nodes` (any order;
+    /// nodes not wholly below the prune point are ignored) and check it against the signed
+    /// prune point. Call before the first entry.
+    pub fn pruned(&mut self, p: &StoredCheckpoint<'_>, nodes: &[StoredNode<'_>]) {
+        let base = u64::try_from(p.size).unwrap_or(0);
+        self.base = base;
+        self.next_entry = base;
+        self.report.pruned = base;
         let mut below = crate::NodeMap::default();
         for n in nodes {
             let (Ok(level), Ok(index)) = (u32::try_from(n.level), u64::try_from(n.index)) else {
@@ -105,6 +173,7 @@ pub fn verify_ledger(
                 below.0.insert((level, index), hash);
             }
         }
+        let report = &mut self.report;
         match MemoryTree::from_nodes(&below, base) {
             Ok(t) => {
                 if let Some((level, index)) = t.first_inconsistent() {
@@ -114,7 +183,7 @@ pub fn verify_ledger(
                         problem: format!("stored node {level}/{index}, below the prune point {base}, is not the hash of its children: the pruned part of the tree was altered"),
                     });
                 }
-                tree = t;
+                self.tree = t;
             }
             Err((level, index)) => {
                 report.findings.push(Finding {
@@ -122,10 +191,11 @@ pub fn verify_ledger(
                     exact: false,
                     problem: format!("stored node {level}/{index}, below the prune point {base}, is missing or unreadable: the pruned part of the tree cannot be rebuilt"),
                 });
-                return report;
+                self.broken = true;
+                return;
             }
         }
-        let signed = match verifier {
+        let signed = match self.verifier {
             Some(v) => match v.open(p.note) {
                 Ok(cp) => Some(cp),
                 Err(e) => {
@@ -144,7 +214,7 @@ pub fn verify_ledger(
         };
         if let Some(cp) = signed {
             report.checkpoints_verified += 1;
-            if cp.size != base || root(&tree, base).ok() != Some(cp.root) {
+            if cp.size != base || root(&self.tree, base).ok() != Some(cp.root) {
                 report.findings.push(Finding {
                     index: Some(0),
                     exact: false,
@@ -153,158 +223,178 @@ pub fn verify_ledger(
             }
         }
     }
-    let mut first_gap = None;
-    let mut first_altered = None;
-    for (pos, e) in entries.iter().enumerate() {
-        let pos = base + pos as u64;
-        if e.index != pos as i64 && first_gap.is_none() {
-            first_gap = Some(pos);
+
+    /// The next stored entry, in index order.
+    pub fn entry(&mut self, e: &StoredEntry<'_>) {
+        if self.broken {
+            return;
+        }
+        let pos = self.next_entry;
+        self.next_entry += 1;
+        self.report.entries += 1;
+        if e.index != pos as i64 && self.first_gap.is_none() {
+            self.first_gap = Some(pos);
         }
         let leaf = leaf_hash(e.event.as_bytes());
-        if hex32(&leaf) != e.leaf_hash && first_altered.is_none() {
-            first_altered = Some(pos);
+        if self.first_altered.is_none() && !hex_eq(&leaf, e.leaf_hash) {
+            self.first_altered = Some(pos);
         }
-        tree.append_hash(leaf);
+        self.tree.append_hash(leaf);
     }
-    if let Some(i) = first_gap {
-        report.findings.push(Finding {
-            index: Some(i),
-            exact: true,
-            problem: format!(
-                "entry indexes are not contiguous from {i}: an entry was deleted or inserted"
-            ),
-        });
-    }
-    if let Some(i) = first_altered {
-        report.findings.push(Finding {
-            index: Some(i),
-            exact: true,
-            problem: format!(
-                "entry {i} no longer matches its stored leaf hash: its event was altered"
-            ),
-        });
-    }
-    // Stored nodes against the tree recomputed from the events.
-    let mut seen = HashSet::new();
-    // The most precise bad node: the lowest level, then the earliest entry it covers.
-    let mut first_bad_node: Option<((u32, u64), String)> = None;
-    for n in nodes {
+
+    /// The next stored node, in (level, index) order, after every entry.
+    pub fn node(&mut self, n: &StoredNode<'_>) {
+        if self.broken {
+            return;
+        }
         let (Ok(level), Ok(index)) = (u32::try_from(n.level), u64::try_from(n.index)) else {
-            first_bad_node.get_or_insert((
+            self.first_bad_node.get_or_insert((
                 (0, 0),
                 format!("node {}/{} has an impossible position", n.level, n.index),
             ));
-            continue;
+            return;
         };
-        seen.insert((level, index));
+        if let Some(next) = self.node_next.get_mut(level as usize) {
+            if index > *next && self.first_missing.is_none_or(|m| (level, *next) < m) {
+                self.first_missing = Some((level, *next));
+            }
+            *next = (*next).max(index + 1);
+        }
         let covers = index.checked_shl(level).unwrap_or(u64::MAX);
-        match tree.node(level, index) {
-            Ok(Some(h)) if hex32(&h) == n.hash => {}
-            Ok(Some(_)) => {
-                if first_bad_node
-                    .as_ref()
-                    .is_none_or(|(k, _)| (level, covers) < *k)
-                {
-                    first_bad_node = Some(((level, covers), format!("stored node {level}/{index} does not match the entries it covers (from entry {covers})")));
-                }
-            }
-            _ => {
-                if first_bad_node
-                    .as_ref()
-                    .is_none_or(|(k, _)| (level, covers) < *k)
-                {
-                    first_bad_node = Some(((level, covers), format!("stored node {level}/{index} covers entries that do not exist: the log was truncated")));
-                }
-            }
-        }
-    }
-    if let Some(((level, i), problem)) = first_bad_node {
-        report.findings.push(Finding {
-            index: Some(i),
-            exact: level == 0,
-            problem,
-        });
-    }
-    // Every complete node the entries imply must be stored (appends persist them all).
-    let size = base + entries.len() as u64;
-    'missing: for level in 0..64u32 {
-        let count = size >> level;
-        if count == 0 {
-            break;
-        }
-        for index in 0..count {
-            if !seen.contains(&(level, index)) {
-                report.findings.push(Finding {
-                    index: Some(index << level),
-                    exact: level == 0,
-                    problem: format!("stored node {level}/{index} is missing"),
-                });
-                break 'missing;
-            }
-        }
-    }
-    // Checkpoints: signed roots must match the recomputed tree at their sizes.
-    let mut previous = 0u64;
-    for c in checkpoints {
-        let Ok(csize) = u64::try_from(c.size) else {
-            continue;
+        let problem = match self.tree.node(level, index) {
+            Ok(Some(h)) if hex_eq(&h, n.hash) => return,
+            Ok(Some(_)) => format!(
+                "stored node {level}/{index} does not match the entries it covers (from entry {covers})"
+            ),
+            _ => format!(
+                "stored node {level}/{index} covers entries that do not exist: the log was truncated"
+            ),
         };
-        let parsed = match verifier {
-            Some(v) => match v.open(c.note) {
-                Ok(cp) => {
-                    report.checkpoints_verified += 1;
-                    Some(cp)
+        if self
+            .first_bad_node
+            .as_ref()
+            .is_none_or(|(k, _)| (level, covers) < *k)
+        {
+            self.first_bad_node = Some(((level, covers), problem));
+        }
+    }
+
+    /// Checks the signed checkpoints against the recomputed tree and returns the report.
+    pub fn finish(mut self, checkpoints: &[StoredCheckpoint<'_>]) -> Report {
+        let verifier = self.verifier;
+        let mut report = std::mem::take(&mut self.report);
+        if self.broken {
+            return report;
+        }
+        let tree = &self.tree;
+        if let Some(i) = self.first_gap {
+            report.findings.push(Finding {
+                index: Some(i),
+                exact: true,
+                problem: format!(
+                    "entry indexes are not contiguous from {i}: an entry was deleted or inserted"
+                ),
+            });
+        }
+        if let Some(i) = self.first_altered {
+            report.findings.push(Finding {
+                index: Some(i),
+                exact: true,
+                problem: format!(
+                    "entry {i} no longer matches its stored leaf hash: its event was altered"
+                ),
+            });
+        }
+        if let Some(((level, i), problem)) = self.first_bad_node.take() {
+            report.findings.push(Finding {
+                index: Some(i),
+                exact: level == 0,
+                problem,
+            });
+        }
+        // Every complete node the entries imply must be stored (appends persist them all).
+        let size = self.next_entry;
+        let mut missing = self.first_missing;
+        for (level, next) in self.node_next.iter().enumerate() {
+            let count = size >> level;
+            if *next < count && missing.is_none_or(|m| (level as u32, *next) < m) {
+                missing = Some((level as u32, *next));
+            }
+        }
+        if let Some((level, index)) = missing {
+            report.findings.push(Finding {
+                index: Some(index << level),
+                exact: level == 0,
+                problem: format!("stored node {level}/{index} is missing"),
+            });
+        }
+        // Checkpoints: signed roots must match the recomputed tree at their sizes.
+        let mut previous = 0u64;
+        for c in checkpoints {
+            let Ok(csize) = u64::try_from(c.size) else {
+                continue;
+            };
+            let parsed = match verifier {
+                Some(v) => match v.open(c.note) {
+                    Ok(cp) => {
+                        report.checkpoints_verified += 1;
+                        Some(cp)
+                    }
+                    Err(e) => {
+                        report.findings.push(Finding {
+                            index: Some(previous),
+                            exact: false,
+                            problem: format!("checkpoint at size {csize}: {e}"),
+                        });
+                        None
+                    }
+                },
+                None => {
+                    report.checkpoints_unchecked += 1;
+                    None
                 }
-                Err(e) => {
+            };
+            if let Some(cp) = parsed {
+                if cp.size != csize {
                     report.findings.push(Finding {
                         index: Some(previous),
                         exact: false,
-                        problem: format!("checkpoint at size {csize}: {e}"),
+                        problem: format!(
+                            "checkpoint row for size {csize} carries a note for size {}",
+                            cp.size
+                        ),
                     });
-                    None
-                }
-            },
-            None => {
-                report.checkpoints_unchecked += 1;
-                None
-            }
-        };
-        if let Some(cp) = parsed {
-            if cp.size != csize {
-                report.findings.push(Finding {
-                    index: Some(previous),
-                    exact: false,
-                    problem: format!(
-                        "checkpoint row for size {csize} carries a note for size {}",
-                        cp.size
-                    ),
-                });
-            } else if csize > size {
-                report.findings.push(Finding { index: Some(size), exact: true, problem: format!("the checkpoint at size {csize} covers entries beyond the {size} stored: the log was truncated") });
-            } else {
-                match root(&tree, csize) {
-                    Ok(r) if r == cp.root => {}
-                    _ => report.findings.push(Finding {
-                        index: Some(previous),
-                        exact: false,
-                        problem: format!("the entries no longer match the signed checkpoint at size {csize}: something between entry {previous} and {csize} was altered, removed, inserted or reordered"),
-                    }),
+                } else if csize > size {
+                    report.findings.push(Finding { index: Some(size), exact: true, problem: format!("the checkpoint at size {csize} covers entries beyond the {size} stored: the log was truncated") });
+                } else {
+                    match root(tree, csize) {
+                        Ok(r) if r == cp.root => {}
+                        _ => report.findings.push(Finding {
+                            index: Some(previous),
+                            exact: false,
+                            problem: format!("the entries no longer match the signed checkpoint at size {csize}: something between entry {previous} and {csize} was altered, removed, inserted or reordered"),
+                        }),
+                    }
                 }
             }
+            previous = csize;
         }
-        previous = csize;
+        // Exact locations first, earliest first; then the ranges that bound the rest.
+        report
+            .findings
+            .sort_by_key(|f| (!f.exact, f.index.unwrap_or(u64::MAX)));
+        report
     }
-    // Exact locations first, earliest first; then the ranges that bound the rest.
-    report
-        .findings
-        .sort_by_key(|f| (!f.exact, f.index.unwrap_or(u64::MAX)));
-    report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checkpoint::{generate_key, Checkpoint, NoteSigner};
+
+    fn hex32(h: &Hash) -> String {
+        h.iter().map(|b| format!("{b:02x}")).collect()
+    }
 
     struct Log {
         events: Vec<String>,

@@ -39,6 +39,10 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file, for bulk scans that bypass sqlx (see `ledger_scan_entries`).
+    sqlite_file: Option<std::path::PathBuf>,
+    /// The ledger's own SQLite writer connection, opened on first append (see `ledger_append`).
+    ledger_writer: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 impl Store {
@@ -52,6 +56,7 @@ impl Store {
     /// Connects without migrating.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_file = None;
         let (backend, url) = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -62,6 +67,7 @@ impl Store {
                 ));
             }
             let file = path.split('?').next().unwrap_or(path);
+            sqlite_file = Some(std::path::PathBuf::from(file));
             if let Some(dir) = std::path::Path::new(file)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -126,7 +132,12 @@ impl Store {
                 url: redact_url(&url),
                 source: e,
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_file,
+            ledger_writer: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -7,9 +7,9 @@ use crate::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
-    generate_key, inclusion_proof, leaf_hash, range_positions, range_proof, root, root_from_range,
-    verify_inclusion, verify_ledger, Checkpoint, Frontier, Hash, NodeMap, NoteSigner, NoteVerifier,
-    StoredCheckpoint, StoredEntry, StoredNode,
+    generate_key, inclusion_positions, inclusion_proof, leaf_hash, range_positions, range_proof,
+    root, root_from_range, verify_inclusion, Checkpoint, Frontier, Hash, LedgerCheck, NodeMap,
+    NoteSigner, NoteVerifier, StoredCheckpoint, StoredNode,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -283,21 +283,6 @@ pub async fn record(
     Ok(())
 }
 
-/// Every stored entry (from the prune point on).
-async fn load(store: &Store) -> Result<Vec<LedgerEntry>> {
-    let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
-    let mut all: Vec<LedgerEntry> = Vec::new();
-    let mut next = base as i64;
-    loop {
-        let page = store.ledger_entries(next, 10_000).await?;
-        match page.last() {
-            Some(last) => next = last.index + 1,
-            None => return Ok(all),
-        }
-        all.extend(page);
-    }
-}
-
 /// The stored nodes at these positions, as a `NodeSource`.
 async fn nodes_at(store: &Store, positions: &[(u32, u64)]) -> Result<NodeMap> {
     Ok(store.ledger_nodes_at(positions).await?)
@@ -371,25 +356,19 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
         }
         AuditCmd::Prove { index, request_id } => {
             let store = open(ctx).await?;
-            let entries = load(&store).await?;
             let index = match (index, &request_id) {
                 (Some(i), _) => i,
-                (None, Some(rid)) => entries
-                    .iter()
-                    .find(|e| {
-                        serde_json::from_str::<serde_json::Value>(&e.event)
-                            .is_ok_and(|v| v["request_id"].as_str() == Some(rid.as_str()))
-                    })
-                    .map(|e| e.index as u64)
+                (None, Some(rid)) => store
+                    .ledger_find_request(rid)
+                    .await?
                     .with_context(|| format!("no ledger entry has request id {rid:?}"))?,
                 (None, None) => bail!("give --index or --request-id"),
             };
-            let Some((size, note)) = store.ledger_checkpoints().await?.pop() else {
+            let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
                 bail!(
                     "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
                 );
             };
-            let size = size as u64;
             if index >= size {
                 bail!("entry {index} is not covered by the latest checkpoint (size {size}); run `custos audit checkpoint` and retry");
             }
@@ -398,20 +377,17 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                     bail!("entry {index} was pruned (the ledger now starts at {base}); the export that holds it verifies it: `custos audit verify-export DIR`");
                 }
             }
-            let entry = entries
-                .binary_search_by_key(&(index as i64), |e| e.index)
-                .ok()
-                .map(|at| &entries[at])
-                .with_context(|| format!("no ledger entry {index}"))?;
-            let mut nodes = NodeMap::default();
-            for n in store.ledger_nodes().await? {
-                let mut hash = [0u8; 32];
-                if hex::decode_to_slice(&n.hash, &mut hash).is_ok() {
-                    nodes.0.insert((n.level as u32, n.index as u64), hash);
-                }
-            }
-            let proof = inclusion_proof(&nodes, index, size)
-                .map_err(|e| anyhow::anyhow!("cannot build the proof: {e:?}"))?;
+            let entry = store
+                .ledger_entries(index as i64, 1)
+                .await?
+                .into_iter()
+                .next()
+                .filter(|e| e.index as u64 == index)
+                .with_context(|| format!("no ledger entry {index}; run `custos audit verify`"))?;
+            let nodes = nodes_at(&store, &inclusion_positions(index, size)).await?;
+            let proof = inclusion_proof(&nodes, index, size).map_err(|e| {
+                anyhow::anyhow!("cannot build the proof: {e}; run `custos audit verify`")
+            })?;
             output::json(&json!({
                 "index": index,
                 "tree_size": size,
@@ -813,39 +789,44 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     }
 }
 
+/// Verifies the stored ledger in one streaming pass: entries and nodes are read page by
+/// page, so memory holds the tree's hashes, never the events.
 async fn verify_store(
     store: &Store,
     verifier: Option<&NoteVerifier>,
 ) -> Result<custos_ledger::Report> {
-    let entries = load(store).await?;
-    let nodes = store.ledger_nodes().await?;
-    let checkpoints = store.ledger_checkpoints().await?;
+    let mut check = LedgerCheck::new(verifier);
     let prune = store.ledger_latest_prune().await?;
-    let e: Vec<StoredEntry> = entries
-        .iter()
-        .map(|x| StoredEntry {
-            index: x.index,
-            event: &x.event,
-            leaf_hash: &x.leaf_hash,
-        })
-        .collect();
-    let n: Vec<StoredNode> = nodes
-        .iter()
-        .map(|x| StoredNode {
-            level: x.level,
-            index: x.index,
-            hash: &x.hash,
-        })
-        .collect();
+    let mut next = 0i64;
+    if let Some((size, note)) = &prune {
+        let below = store.ledger_nodes_below(*size).await?;
+        let nodes: Vec<StoredNode> = below
+            .iter()
+            .map(|x| StoredNode {
+                level: x.level,
+                index: x.index,
+                hash: &x.hash,
+            })
+            .collect();
+        check.pruned(
+            &StoredCheckpoint {
+                size: i64::try_from(*size).unwrap_or(i64::MAX),
+                note,
+            },
+            &nodes,
+        );
+        next = i64::try_from(*size).unwrap_or(i64::MAX);
+    }
+    store
+        .ledger_scan_entries(next, &mut |e| check.entry(e))
+        .await?;
+    store.ledger_scan_nodes(&mut |n| check.node(n)).await?;
+    let checkpoints = store.ledger_checkpoints().await?;
     let c: Vec<StoredCheckpoint> = checkpoints
         .iter()
         .map(|(size, note)| StoredCheckpoint { size: *size, note })
         .collect();
-    let p = prune.as_ref().map(|(size, note)| StoredCheckpoint {
-        size: i64::try_from(*size).unwrap_or(i64::MAX),
-        note,
-    });
-    Ok(verify_ledger(&e, &n, &c, p.as_ref(), verifier))
+    Ok(check.finish(&c))
 }
 
 /// Writes a file that must not change afterwards: created new, then made read-only.
