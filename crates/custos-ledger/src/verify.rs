@@ -244,9 +244,21 @@ impl<'v> LedgerCheck<'v> {
 
     /// The next stored node, in (level, index) order, after every entry.
     pub fn node(&mut self, n: &StoredNode<'_>) {
+        let mut hash = [0u8; 32];
+        let parsed = hex_decode(n.hash, &mut hash);
+        self.node_hash(n.level, n.index, parsed.then_some(&hash));
+    }
+
+    /// `node` for a hash already decoded (`None`: the stored text was not a hash at all).
+    pub fn node_hash(&mut self, level: i64, index: i64, hash: Option<&Hash>) {
         if self.broken {
             return;
         }
+        let n = StoredNode {
+            level,
+            index,
+            hash: "",
+        };
         let (Ok(level), Ok(index)) = (u32::try_from(n.level), u64::try_from(n.index)) else {
             self.first_bad_node.get_or_insert((
                 (0, 0),
@@ -262,7 +274,7 @@ impl<'v> LedgerCheck<'v> {
         }
         let covers = index.checked_shl(level).unwrap_or(u64::MAX);
         let problem = match self.tree.node(level, index) {
-            Ok(Some(h)) if hex_eq(&h, n.hash) => return,
+            Ok(Some(h)) if Some(&h) == hash => return,
             Ok(Some(_)) => format!(
                 "stored node {level}/{index} does not match the entries it covers (from entry {covers})"
             ),

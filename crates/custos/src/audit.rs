@@ -817,10 +817,31 @@ async fn verify_store(
         );
         next = i64::try_from(*size).unwrap_or(i64::MAX);
     }
+    // The nodes are read on another thread while this one hashes the entries: the two
+    // scans are the bulk of the work and the machine has more than one core.
+    let node_reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut nodes: Vec<(i64, i64, Option<Hash>)> = Vec::new();
+            store
+                .ledger_scan_nodes(&mut |n| {
+                    let mut h = [0u8; 32];
+                    let ok = hex::decode_to_slice(n.hash, &mut h).is_ok();
+                    nodes.push((n.level, n.index, ok.then_some(h)));
+                })
+                .await
+                .map(|()| nodes)
+        })
+    };
     store
         .ledger_scan_entries(next, &mut |e| check.entry(e))
         .await?;
-    store.ledger_scan_nodes(&mut |n| check.node(n)).await?;
+    let nodes = node_reader
+        .await
+        .context("the node reader thread failed")??;
+    for (level, index, hash) in &nodes {
+        check.node_hash(*level, *index, hash.as_ref());
+    }
     let checkpoints = store.ledger_checkpoints().await?;
     let c: Vec<StoredCheckpoint> = checkpoints
         .iter()
