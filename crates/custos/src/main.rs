@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod audit;
 mod identity;
 mod output;
+mod secrets;
 mod serve;
 
 use anyhow::Result;
@@ -19,7 +20,8 @@ use std::process::ExitCode;
 const ABOUT: &str = "custos: an AI governance control plane in one binary.
 
 Run an OpenAI-compatible gateway that enforces identity, quotas and idempotency on every
-model call, and manage the tenants, teams, apps and API keys it serves.";
+model call, manage the tenants, teams, apps and API keys it serves, keep a tamper-evident
+audit ledger, and scan code for leaked secrets.";
 
 const AFTER_HELP: &str = "Quickstart:
   custos init                                     write custos.toml, create the database
@@ -91,6 +93,9 @@ enum Command {
     /// The tamper-evident audit ledger: checkpoint keys, signed checkpoints, verification.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Find secrets (API keys, tokens, private keys, passwords) in files and trees.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCmd),
 }
 
 pub struct Ctx {
@@ -147,11 +152,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Secrets(_) => unreachable!("handled in main"),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Scanners need neither the runtime nor the database; their exit status 1 means
+    // "findings", so their errors exit 2.
+    if let Command::Secrets(cmd) = cli.command {
+        return match secrets::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

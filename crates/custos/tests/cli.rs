@@ -227,7 +227,7 @@ fn invalid_config_names_file_line_and_key() {
 
     std::fs::write(
         d.join("custos.toml"),
-        "[database]\nurl = \"postgres://u:hunter2@127.0.0.1/db\"\n",
+        "[database]\nurl = \"postgres://u:hunter2@127.0.0.1/db\"\n", // custos:allow (a fake password the test must refuse)
     )
     .unwrap();
     let out = custos(d, &["keys", "list"]);
@@ -1080,4 +1080,120 @@ fn audit_export_ranges_and_prune() {
     let report = json(d, &["audit", "verify", "--public-key", pk]);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["entries"], 7);
+}
+
+/// `custos secrets scan` as CI runs it: exit 1 with findings, 0 clean, 2 on broken rules;
+/// JSON and SARIF reports; a baseline silences known findings; stdin works.
+#[test]
+fn secrets_scan_reports_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = format!("ghp_{}", "Zq8r2LmX9vB4tP7wQ8Zr2LmX9vB4tP7wA1b7");
+    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::write(
+        d.join("src/app.py"),
+        format!("import os\nTOKEN = \"{token}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("src/clean.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(d.join("ignored.txt"), format!("{token}\n")).unwrap();
+    std::fs::write(d.join(".custosignore"), "ignored.txt\n").unwrap();
+    std::fs::write(d.join("blob.bin"), [0u8, 1, 2, 3]).unwrap();
+
+    let out = custos(d, &["secrets", "scan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("src/app.py:2:10  github-pat  ghp_…"),
+        "{table}"
+    );
+    assert!(!table.contains(&token), "secrets are redacted by default");
+
+    let out = custos(d, &["secrets", "scan", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["findings"][0]["secret"], "ghp_…");
+    assert_eq!(report["skipped_binary"], 1);
+    std::fs::write(d.join("baseline.json"), &out.stdout).unwrap();
+    let out = custos(d, &["secrets", "scan", "--baseline", "baseline.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = custos(
+        d,
+        &[
+            "secrets",
+            "scan",
+            "--format",
+            "sarif",
+            "--no-redact",
+            "-o",
+            "r.sarif",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.sarif")).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    let result = &run["results"][0];
+    assert_eq!(result["ruleId"], "github-pat");
+    let index = result["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(run["tool"]["driver"]["rules"][index]["id"], "github-pat");
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(
+        (region["startLine"].as_u64(), region["startColumn"].as_u64()),
+        (Some(2), Some(10))
+    );
+    assert!(result["message"]["text"].as_str().unwrap().contains(&token));
+    // An unredacted report holds the secret itself.
+    std::fs::remove_file(d.join("r.sarif")).unwrap();
+
+    // Standard input, and a clean file.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["secrets", "scan", "-"])
+        .current_dir(d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("x = {token}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<stdin>:1:5"));
+    assert_eq!(
+        custos(d, &["secrets", "scan", "src/clean.rs"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // A team's Gitleaks config is picked up; a broken one is an error naming file and line.
+    std::fs::write(
+        d.join(".gitleaks.toml"),
+        "[extend]\nuseDefault = true\n[[allowlists]]\npaths = ['^src/app[.]py$']\n",
+    )
+    .unwrap();
+    assert_eq!(custos(d, &["secrets", "scan"]).status.code(), Some(0));
+    std::fs::write(
+        d.join("bad.toml"),
+        "[[rules]]\nid = 'x'\nregex = '''(open'''\n",
+    )
+    .unwrap();
+    let out = custos(d, &["secrets", "scan", "--config", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml: rule \"x\": regex"));
+    let out = custos(d, &["secrets", "scan", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
 }

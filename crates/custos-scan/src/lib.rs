@@ -1,0 +1,6 @@
+//! custos' offline scanners. `secrets` finds credentials in files with Gitleaks-compatible
+//! rules (one keyword pass, then only the rules whose keywords occur), and `report` renders
+//! findings as a table, JSON or SARIF 2.1.0 for code scanning.
+
+pub mod report;
+pub mod secrets;

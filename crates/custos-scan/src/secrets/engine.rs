@@ -1,0 +1,467 @@
+//! The detection engine: one case-insensitive Aho-Corasick pass finds which rules' keywords
+//! occur in a file, then only those rules' regexes run; each match's secret is checked for
+//! entropy, allowlists and an inline `custos:allow` (or `gitleaks:allow`) on its line.
+
+use super::rules::{Allowlist, RegexTarget, Rule, RuleSet};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// One secret found.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Finding {
+    pub rule_id: String,
+    pub description: String,
+    /// The file, as given to `scan` (relative to the scan root for directory scans).
+    pub path: String,
+    /// 1-based; 0 for a rule that matches a file by its path alone.
+    pub line: usize,
+    /// 1-based, in Unicode code points.
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    /// The secret itself; reports redact it unless asked not to.
+    pub secret: String,
+    /// The whole regex match the secret came from.
+    #[serde(rename = "match")]
+    pub matched: String,
+    pub entropy: f64,
+    pub tags: Vec<String>,
+    /// SHA-256 over rule, path and secret: stable when lines move, for baselines.
+    pub fingerprint: String,
+}
+
+impl Finding {
+    /// The secret cut to its first four characters.
+    pub fn redacted_secret(&self) -> String {
+        redact(&self.secret)
+    }
+
+    /// The match with the secret in it redacted.
+    pub fn redacted_match(&self) -> String {
+        if self.secret.is_empty() {
+            return self.matched.clone();
+        }
+        self.matched.replace(&self.secret, &redact(&self.secret))
+    }
+}
+
+fn redact(s: &str) -> String {
+    let keep: String = s.chars().take(4).collect();
+    format!("{keep}…")
+}
+
+/// Shannon entropy of the bytes of `s`, in bits per byte.
+pub fn shannon_entropy(s: &[u8]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// A rule set ready to scan with.
+pub struct Scanner {
+    rules: RuleSet,
+    keywords: Option<AhoCorasick>,
+    /// For each keyword pattern, the rules it enables.
+    keyword_rules: Vec<Vec<usize>>,
+    /// Rules with a regex and no keywords: tried on every file.
+    always: Vec<usize>,
+}
+
+impl Scanner {
+    pub fn new(rules: RuleSet) -> Self {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, r) in rules.rules.iter().enumerate() {
+            if r.regex.is_none() {
+                continue;
+            }
+            if r.keywords.is_empty() {
+                always.push(i);
+            }
+            for k in &r.keywords {
+                match patterns.iter().position(|p| p == k) {
+                    Some(at) => keyword_rules[at].push(i),
+                    None => {
+                        patterns.push(k.clone());
+                        keyword_rules.push(vec![i]);
+                    }
+                }
+            }
+        }
+        let keywords = (!patterns.is_empty())
+            .then(|| {
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    // A full DFA: a few hundred KB for ~150 keywords, and the fastest scan.
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .ok()
+            })
+            .flatten();
+        Self {
+            rules,
+            keywords,
+            keyword_rules,
+            always,
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// True when a global allowlist excludes this path outright.
+    pub fn path_allowed(&self, path: &str) -> bool {
+        self.rules
+            .allowlists
+            .iter()
+            .any(|a| !a.all && a.paths.iter().any(|p| p.is_match(path.as_bytes())))
+    }
+
+    /// Scans one file's contents.
+    pub fn scan(&self, path: &str, content: &[u8]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if self.path_allowed(path) {
+            return out;
+        }
+        // Path-only rules: the file's name is the finding (e.g. a committed private key file).
+        for r in &self.rules.rules {
+            if r.regex.is_none() && r.path.as_ref().is_some_and(|p| p.is_match(path.as_bytes())) {
+                out.push(self.finding(r, path, 0, 0, 0, 0, "", "", 0.0));
+            }
+        }
+        let mut candidates = vec![false; self.rules.rules.len()];
+        for &i in &self.always {
+            candidates[i] = true;
+        }
+        if let Some(ac) = &self.keywords {
+            let mut left = self.keyword_rules.len();
+            let mut seen = vec![false; self.keyword_rules.len()];
+            for m in ac.find_overlapping_iter(content) {
+                let p = m.pattern().as_usize();
+                if !seen[p] {
+                    seen[p] = true;
+                    for &i in &self.keyword_rules[p] {
+                        candidates[i] = true;
+                    }
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut lines: Option<Vec<usize>> = None;
+        for (i, r) in self.rules.rules.iter().enumerate() {
+            if !candidates[i] {
+                continue;
+            }
+            let Some(regex) = &r.regex else { continue };
+            if r.path
+                .as_ref()
+                .is_some_and(|p| !p.is_match(path.as_bytes()))
+            {
+                continue;
+            }
+            for caps in regex.captures_iter(content) {
+                let Some(whole) = caps.get(0) else { continue };
+                let secret = if r.secret_group > 0 {
+                    caps.get(r.secret_group)
+                } else {
+                    // Gitleaks' rule: the first non-empty group, else the whole match.
+                    (1..caps.len())
+                        .filter_map(|g| caps.get(g))
+                        .find(|g| !g.as_bytes().is_empty())
+                        .or(Some(whole))
+                };
+                let Some(secret) = secret else { continue };
+                let entropy = shannon_entropy(secret.as_bytes());
+                if let Some(min) = r.entropy {
+                    if entropy <= min {
+                        continue;
+                    }
+                    // Generic rules also need a digit: words and identifiers rarely have one.
+                    if r.id.starts_with("generic")
+                        && !secret.as_bytes().iter().any(u8::is_ascii_digit)
+                    {
+                        continue;
+                    }
+                }
+                let lines = lines.get_or_insert_with(|| memchr_newlines(content));
+                let (line_start, line_end) = line_bounds(lines, content.len(), whole.start());
+                let line_text = &content[line_start..line_end];
+                if contains_allow_comment(line_text) {
+                    continue;
+                }
+                let secret_text = String::from_utf8_lossy(secret.as_bytes());
+                let matched_text = String::from_utf8_lossy(whole.as_bytes());
+                let allowed = r
+                    .allowlists
+                    .iter()
+                    .chain(&self.rules.allowlists)
+                    .any(|a| allows(a, path, secret.as_bytes(), whole.as_bytes(), line_text));
+                if allowed {
+                    continue;
+                }
+                let (line, column) = position(lines, content, secret.start());
+                let (end_line, end_column) = position(lines, content, secret.end());
+                out.push(self.finding(
+                    r,
+                    path,
+                    line,
+                    column,
+                    end_line,
+                    end_column,
+                    &secret_text,
+                    &matched_text,
+                    entropy,
+                ));
+            }
+        }
+        drop_generic_duplicates(&mut out);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        r: &Rule,
+        path: &str,
+        line: usize,
+        column: usize,
+        end_line: usize,
+        end_column: usize,
+        secret: &str,
+        matched: &str,
+        entropy: f64,
+    ) -> Finding {
+        let mut h = Sha256::new();
+        h.update(r.id.as_bytes());
+        h.update([0]);
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(secret.as_bytes());
+        Finding {
+            rule_id: r.id.clone(),
+            description: r.description.clone(),
+            path: path.to_owned(),
+            line,
+            column,
+            end_line,
+            end_column,
+            secret: secret.to_owned(),
+            matched: matched.to_owned(),
+            entropy: (entropy * 1000.0).round() / 1000.0,
+            tags: r.tags.clone(),
+            fingerprint: hex::encode(&h.finalize()[..16]),
+        }
+    }
+}
+
+/// A generic rule's finding that overlaps a specific rule's on the same line says nothing
+/// more; keep the specific one (as Gitleaks does).
+fn drop_generic_duplicates(findings: &mut Vec<Finding>) {
+    let specific: Vec<(usize, usize, usize)> = findings
+        .iter()
+        .filter(|f| !f.rule_id.starts_with("generic"))
+        .map(|f| (f.line, f.column, f.end_column))
+        .collect();
+    findings.retain(|f| {
+        !f.rule_id.starts_with("generic")
+            || !specific
+                .iter()
+                .any(|&(line, start, end)| line == f.line && start < f.end_column && f.column < end)
+    });
+}
+
+fn contains_allow_comment(line: &[u8]) -> bool {
+    let finder = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    finder(b"custos:allow") || finder(b"gitleaks:allow")
+}
+
+fn allows(a: &Allowlist, path: &str, secret: &[u8], matched: &[u8], line: &[u8]) -> bool {
+    let target = match a.target {
+        RegexTarget::Secret => secret,
+        RegexTarget::Match => matched,
+        RegexTarget::Line => line,
+    };
+    let lower = String::from_utf8_lossy(secret).to_lowercase();
+    // (criterion present, criterion holds); commits never hold outside git history.
+    let checks = [
+        (!a.commits.is_empty(), false),
+        (
+            !a.paths.is_empty(),
+            a.paths.iter().any(|p| p.is_match(path.as_bytes())),
+        ),
+        (
+            !a.regexes.is_empty(),
+            a.regexes.iter().any(|r| r.is_match(target)),
+        ),
+        (
+            !a.stopwords.is_empty(),
+            a.stopwords.iter().any(|w| lower.contains(w.as_str())),
+        ),
+    ];
+    if a.all {
+        checks.iter().any(|(has, _)| *has) && checks.iter().all(|(has, ok)| !has || *ok)
+    } else {
+        checks.iter().any(|(_, ok)| *ok)
+    }
+}
+
+fn memchr_newlines(content: &[u8]) -> Vec<usize> {
+    content
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &b)| (b == b'\n').then_some(i))
+        .collect()
+}
+
+/// The byte range of the line holding `offset` (without its newline).
+fn line_bounds(newlines: &[usize], len: usize, offset: usize) -> (usize, usize) {
+    let i = newlines.partition_point(|&n| n < offset);
+    let start = if i == 0 { 0 } else { newlines[i - 1] + 1 };
+    let end = newlines.get(i).copied().unwrap_or(len);
+    (start, end)
+}
+
+/// 1-based line and column (in code points) of a byte offset.
+fn position(newlines: &[usize], content: &[u8], offset: usize) -> (usize, usize) {
+    let i = newlines.partition_point(|&n| n < offset);
+    let start = if i == 0 { 0 } else { newlines[i - 1] + 1 };
+    let column = String::from_utf8_lossy(&content[start..offset.max(start)])
+        .chars()
+        .count()
+        + 1;
+    (i + 1, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scanner(toml: &str) -> Scanner {
+        Scanner::new(RuleSet::parse("t.toml", toml, None).unwrap())
+    }
+
+    #[test]
+    fn entropy_known_values() {
+        assert_eq!(shannon_entropy(b""), 0.0);
+        assert_eq!(shannon_entropy(b"aaaa"), 0.0);
+        assert!((shannon_entropy(b"ab") - 1.0).abs() < 1e-9);
+        assert!((shannon_entropy(b"0123456789abcdef") - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn keywords_gate_groups_pick_and_positions_count() {
+        let s = scanner(
+            "[[rules]]\nid = 'tok'\nregex = '''tok_(?:live|test)_([a-z0-9]{8})'''\nkeywords = ['TOK_']\n",
+        );
+        let text = "first line\n  é x = \"tok_live_abcd1234\"\n";
+        let f = s.scan("a.py", text.as_bytes());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].secret, "abcd1234");
+        assert_eq!((f[0].line, f[0].column), (2, 19));
+        assert_eq!(f[0].redacted_secret(), "abcd…");
+        assert_eq!(f[0].redacted_match(), "tok_live_abcd…");
+        // Without the keyword the regex never runs (it could not match anyway here).
+        assert!(s.scan("a.py", b"nothing").is_empty());
+        // An inline allow comment silences the line.
+        assert!(s
+            .scan("a.py", b"x = 'tok_live_abcd1234' # custos:allow")
+            .is_empty());
+    }
+
+    #[test]
+    fn entropy_threshold_and_generic_digit_rule() {
+        let s = scanner(
+            "[[rules]]\nid = 'generic-key'\nregex = '''key = \"([a-zA-Z0-9]{12,})\"'''\nentropy = 3.0\nkeywords = ['key']\n",
+        );
+        assert!(s.scan("a", b"key = \"aaaaaaaaaaaaaaaa\"").is_empty());
+        assert!(s.scan("a", b"key = \"ThisIsAnIdentifier\"").is_empty());
+        assert_eq!(s.scan("a", b"key = \"q8Zr2LmX9vB4tP7w\"").len(), 1);
+    }
+
+    #[test]
+    fn allowlists_or_and_targets_and_stopwords() {
+        let base = "[[rules]]\nid = 'tok'\nregex = '''tok_([a-z0-9]{8})'''\nkeywords = ['tok_']\n";
+        let s = scanner(&format!(
+            "{base}[[rules.allowlists]]\nstopwords = ['EXAMPLE']\n"
+        ));
+        assert!(s.scan("a", b"tok_example1").is_empty());
+        assert_eq!(s.scan("a", b"tok_abcdefg1").len(), 1);
+        let s = scanner(&format!(
+            "{base}[[rules.allowlists]]\ncondition = 'AND'\npaths = ['''test''']\nregexes = ['''^0''']\n"
+        ));
+        assert!(s.scan("test/a", b"tok_0bcdefg1").is_empty());
+        assert_eq!(s.scan("src/a", b"tok_0bcdefg1").len(), 1);
+        assert_eq!(s.scan("test/a", b"tok_abcdefg1").len(), 1);
+        let s = scanner(&format!(
+            "{base}[[rules.allowlists]]\nregexTarget = 'line'\nregexes = ['''fixture''']\n"
+        ));
+        assert!(s.scan("a", b"v = tok_abcdefg1 # fixture").is_empty());
+        let s = scanner(&format!("{base}[allowlist]\npaths = ['''^vendor/''']\n"));
+        assert!(s.path_allowed("vendor/x.js"));
+        assert!(s.scan("vendor/x.js", b"tok_abcdefg1").is_empty());
+    }
+
+    #[test]
+    fn path_only_rules_and_fingerprints() {
+        let s = scanner("[[rules]]\nid = 'pkcs12'\npath = '''\\.p12$'''\n");
+        let f = s.scan("certs/id.p12", b"\x00\x01");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].line, 0);
+        let t = scanner("[[rules]]\nid = 'tok'\nregex = '''tok_[a-z0-9]{8}'''\n");
+        let a = t.scan("a", b"tok_abcdefg1");
+        let b = t.scan("a", b"\n\n\nmoved: tok_abcdefg1");
+        assert_eq!(a[0].fingerprint, b[0].fingerprint);
+        assert_ne!(
+            a[0].fingerprint,
+            t.scan("b", b"tok_abcdefg1")[0].fingerprint
+        );
+    }
+
+    #[test]
+    fn generic_findings_yield_to_specific_ones() {
+        let s = Scanner::new(RuleSet::default_rules().unwrap());
+        let f = s.scan(
+            "a",
+            b"GITHUB_TOKEN=ghp_Xq8Zr2LmX9vB4tP7wQ8Zr2LmX9vB4tP7wA1b", // custos:allow
+        );
+        let ids: Vec<&str> = f.iter().map(|x| x.rule_id.as_str()).collect();
+        assert_eq!(ids, vec!["github-pat"]);
+    }
+
+    proptest! {
+        #[test]
+        fn scanning_arbitrary_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+            let s = SCANNER.get_or_init(|| Scanner::new(RuleSet::default_rules().unwrap()));
+            let _ = s.scan("x", &data);
+        }
+
+        #[test]
+        fn entropy_is_bounded(data in proptest::collection::vec(any::<u8>(), 1..500)) {
+            let e = shannon_entropy(&data);
+            prop_assert!((0.0..=8.0 + 1e-9).contains(&e));
+            prop_assert!(e <= (data.len() as f64).log2() + 1e-9);
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! `custos secrets`: scan files and trees for credentials with Gitleaks-compatible rules.
+//! Exit 1 when findings remain, 0 when none, 2 on usage, rule or I/O errors.
+
+use crate::output;
+use anyhow::{bail, Context, Result};
+use clap::{Subcommand, ValueEnum};
+use custos_scan::report;
+use custos_scan::secrets::{scan_path, RuleSet, ScanOptions, ScanSummary, Scanner};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCmd {
+    /// Scan a directory tree, a file, or standard input (`-`) for secrets.
+    #[command(after_help = "Examples:
+  custos secrets scan                         the current directory
+  custos secrets scan src/ --format sarif -o secrets.sarif
+  custos secrets scan --config .gitleaks.toml --baseline known.json
+  git diff | custos secrets scan -
+  custos secrets scan $(git diff --cached --name-only)   what a commit would add
+
+Rules: custos' defaults, or a Gitleaks-format TOML (--config, else .gitleaks.toml or
+.custos-secrets.toml at the scanned root); `[extend] useDefault = true` adds yours to ours.
+Silence one line with a `custos:allow` (or `gitleaks:allow`) comment on it; skip paths with
+.gitignore, .ignore or .custosignore.
+
+Exit status: 1 when findings remain after allowlists and the baseline, 0 when none,
+2 on a usage error, a broken rules file or unreadable files.")]
+    Scan {
+        /// What to scan: directories, files, or `-` for standard input.
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// A rules file in Gitleaks' TOML format.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Show secrets in full (they are cut to their first four characters by default).
+        #[arg(long)]
+        no_redact: bool,
+        /// A JSON report from an earlier scan: findings with the same fingerprint are known
+        /// and not reported again.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Skip files larger than this (bytes, or with K, M or G).
+        #[arg(long, value_name = "SIZE", default_value = "25M", value_parser = parse_size)]
+        max_file_size: u64,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// List the rules a scan would use.
+    #[command(
+        after_help = "Examples:\n  custos secrets rules\n  custos secrets rules --config .gitleaks.toml --json"
+    )]
+    Rules {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Sarif,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 1048576, 512K, 25M or 1G"))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit; use K, M or G")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn load_rules(config: Option<&Path>, root: &Path) -> Result<RuleSet> {
+    let found = config.map(Path::to_owned).or_else(|| {
+        let dir = if root.is_dir() { root } else { root.parent()? };
+        [".gitleaks.toml", ".custos-secrets.toml"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+    });
+    Ok(match found {
+        Some(p) => RuleSet::from_file(&p)?,
+        None => RuleSet::default_rules()?,
+    })
+}
+
+fn baseline_fingerprints(path: &Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a JSON report from `custos secrets scan --format json`",
+            path.display()
+        )
+    })?;
+    let items = v
+        .get("findings")
+        .unwrap_or(&v)
+        .as_array()
+        .with_context(|| format!("{}: expected an array of findings", path.display()))?;
+    Ok(items
+        .iter()
+        .filter_map(|f| f["fingerprint"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Runs a secrets command; errors map to exit status 2 in `main`.
+pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
+    match cmd {
+        SecretsCmd::Rules { config } => {
+            let rules = load_rules(config.as_deref(), Path::new("."))?;
+            if json {
+                output::json(&serde_json::json!(rules
+                    .rules
+                    .iter()
+                    .map(|r| serde_json::json!({"id": r.id, "description": r.description, "keywords": r.keywords, "entropy": r.entropy}))
+                    .collect::<Vec<_>>()));
+            } else {
+                let rows: Vec<Vec<String>> = rules
+                    .rules
+                    .iter()
+                    .map(|r| vec![r.id.clone(), r.description.clone()])
+                    .collect();
+                output::table(&["RULE", "DESCRIPTION"], &rows);
+                eprintln!("{} rules", rows.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretsCmd::Scan {
+            paths,
+            config,
+            format,
+            output: out_file,
+            no_redact,
+            baseline,
+            max_file_size,
+            threads,
+        } => {
+            let format = if json { Format::Json } else { format };
+            for p in &paths {
+                if p.as_os_str() != "-" && !p.exists() {
+                    bail!("{} does not exist", p.display());
+                }
+            }
+            let first = paths.first().map_or(Path::new("."), PathBuf::as_path);
+            let rules = load_rules(config.as_deref(), first)?;
+            let known = match &baseline {
+                Some(b) => baseline_fingerprints(b)?,
+                None => HashSet::new(),
+            };
+            let scanner = Scanner::new(rules);
+            let started = std::time::Instant::now();
+            let mut summary = ScanSummary::default();
+            for path in &paths {
+                let part = if path.as_os_str() == "-" {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("cannot read standard input")?;
+                    ScanSummary {
+                        findings: scanner.scan("<stdin>", &buf),
+                        files: 1,
+                        bytes: buf.len() as u64,
+                        ..Default::default()
+                    }
+                } else {
+                    scan_path(
+                        &scanner,
+                        path,
+                        &ScanOptions {
+                            max_file_size,
+                            threads,
+                        },
+                    )
+                };
+                summary.findings.extend(part.findings);
+                summary.files += part.files;
+                summary.bytes += part.bytes;
+                summary.skipped_binary += part.skipped_binary;
+                summary.skipped_large += part.skipped_large;
+                summary.errors.extend(part.errors);
+            }
+            let before = summary.findings.len();
+            summary.findings.retain(|f| !known.contains(&f.fingerprint));
+            let suppressed = before - summary.findings.len();
+            let redact = !no_redact;
+            let text = match format {
+                Format::Json => {
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "findings": report::findings_json(&summary.findings, redact),
+                        "files": summary.files, "bytes": summary.bytes,
+                        "skipped_binary": summary.skipped_binary, "skipped_large": summary.skipped_large,
+                        "baseline_suppressed": suppressed, "errors": summary.errors,
+                    }))? + "\n"
+                }
+                Format::Sarif => {
+                    serde_json::to_string_pretty(&report::sarif(
+                        &summary.findings,
+                        scanner.rules(),
+                        redact,
+                    ))? + "\n"
+                }
+                Format::Table => table(&summary, redact),
+            };
+            match &out_file {
+                Some(p) => std::fs::write(p, &text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+            for e in &summary.errors {
+                eprintln!("warning: skipped {e}");
+            }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} finding{} in {} files ({:.1} MB, {:.2} s{}{}{})",
+                summary.findings.len(),
+                if summary.findings.len() == 1 { "" } else { "s" },
+                summary.files,
+                summary.bytes as f64 / 1e6,
+                secs,
+                if summary.skipped_binary > 0 {
+                    format!(", {} binary", summary.skipped_binary)
+                } else {
+                    String::new()
+                },
+                if summary.skipped_large > 0 {
+                    format!(", {} over --max-file-size skipped", summary.skipped_large)
+                } else {
+                    String::new()
+                },
+                if suppressed > 0 {
+                    format!(", {suppressed} known from the baseline")
+                } else {
+                    String::new()
+                },
+            );
+            Ok(if !summary.findings.is_empty() {
+                ExitCode::from(1)
+            } else if !summary.errors.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn table(summary: &ScanSummary, redact: bool) -> String {
+    let mut out = String::new();
+    for f in &summary.findings {
+        let secret = if redact {
+            f.redacted_secret()
+        } else {
+            f.secret.clone()
+        };
+        let at = if f.line > 0 {
+            format!("{}:{}:{}", f.path, f.line, f.column)
+        } else {
+            f.path.clone()
+        };
+        out.push_str(&format!(
+            "{at}  {}  {secret}  ({})\n",
+            f.rule_id, f.description
+        ));
+    }
+    out
+}
