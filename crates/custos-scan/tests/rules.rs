@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 struct Examples {
     positive: Vec<String>,
     negative: Vec<String>,
+    /// For rules limited to some files (e.g. `.npmrc`): the path to scan the examples as.
+    path: Option<String>,
 }
 
 #[test]
@@ -25,14 +27,15 @@ fn every_rule_has_examples_and_they_hold() {
             "{}",
             rule.id
         );
+        let path = ex.path.as_deref().unwrap_or("src/config.env");
         for p in &ex.positive {
-            let found = scanner.scan("src/config.env", p.as_bytes());
+            let found = scanner.scan(path, p.as_bytes());
             if !found.iter().any(|f| f.rule_id == rule.id) {
                 failures.push(format!("{}: missed positive {p:?}", rule.id));
             }
         }
         for n in &ex.negative {
-            let found = scanner.scan("src/config.env", n.as_bytes());
+            let found = scanner.scan(path, n.as_bytes());
             if found.iter().any(|f| f.rule_id == rule.id) {
                 failures.push(format!("{}: flagged negative {n:?}", rule.id));
             }

@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn the_default_rules_compile() {
         let set = RuleSet::default_rules().unwrap();
-        assert!(set.rules.len() >= 40, "{}", set.rules.len());
+        assert!(set.rules.len() >= 150, "{}", set.rules.len());
         let mut ids: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
         ids.sort_unstable();
         let n = ids.len();
