@@ -451,41 +451,22 @@ mod tests {
     }
 
     fn run(l: &Log, indexes: Option<&[i64]>) -> Report {
-        let entries: Vec<StoredEntry> = l
-            .events
-            .iter()
-            .zip(&l.leaves)
-            .enumerate()
-            .map(|(i, (e, h))| StoredEntry {
-                index: indexes.map_or(i as i64, |x| x[i]),
-                event: e,
-                leaf_hash: h,
-            })
-            .collect();
-        let nodes: Vec<StoredNode> = l
-            .nodes
-            .iter()
-            .map(|(a, b, h)| StoredNode {
-                level: *a,
-                index: *b,
-                hash: h,
-            })
-            .collect();
-        let cps: Vec<StoredCheckpoint> = l
-            .checkpoints
-            .iter()
-            .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
-            .collect();
-        verify_ledger(&entries, &nodes, &cps, None, Some(&l.verifier))
+        run_from(l, 0, indexes)
     }
 
+    /// Verifies the log as stored after a prune at `base` (the checkpoint at that size serves
+    /// as the prune record).
     fn run_pruned(l: &Log, base: usize) -> Report {
+        run_from(l, base, None)
+    }
+
+    fn run_from(l: &Log, base: usize, indexes: Option<&[i64]>) -> Report {
         let entries: Vec<StoredEntry> = l.events[base..]
             .iter()
             .zip(&l.leaves[base..])
             .enumerate()
             .map(|(i, (e, h))| StoredEntry {
-                index: (base + i) as i64,
+                index: indexes.map_or((base + i) as i64, |x| x[base + i]),
                 event: e,
                 leaf_hash: h,
             })
@@ -504,9 +485,9 @@ mod tests {
             .iter()
             .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
             .collect();
-        let prune = cps
-            .iter()
-            .find(|c| c.size == base as i64)
+        let prune = (base > 0)
+            .then(|| cps.iter().find(|c| c.size == base as i64))
+            .flatten()
             .map(|c| StoredCheckpoint {
                 size: c.size,
                 note: c.note,
