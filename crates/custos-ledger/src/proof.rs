@@ -276,16 +276,7 @@ mod tests {
         }
     }
 
-    fn tree(n: u64) -> (MemoryTree, Vec<Hash>) {
-        let mut t = MemoryTree::new();
-        let mut leaves = Vec::new();
-        for i in 0..n {
-            let data = format!("entry {i}");
-            leaves.push(leaf_hash(data.as_bytes()));
-            t.append(data.as_bytes());
-        }
-        (t, leaves)
-    }
+    use crate::tree::sample_tree as tree;
 
     #[test]
     fn rfc6962_reference_roots() {

@@ -131,19 +131,10 @@ fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{leaf_hash, root, MemoryTree, NodeSource};
+    use crate::{root, NodeSource};
     use proptest::prelude::*;
 
-    fn tree(n: u64) -> (MemoryTree, Vec<Hash>) {
-        let mut t = MemoryTree::new();
-        let mut leaves = Vec::new();
-        for i in 0..n {
-            let d = format!("entry {i}");
-            leaves.push(leaf_hash(d.as_bytes()));
-            t.append(d.as_bytes());
-        }
-        (t, leaves)
-    }
+    use crate::tree::sample_tree as tree;
 
     #[test]
     fn whole_tree_needs_no_proof() {

@@ -107,3 +107,16 @@ impl NodeSource for NodeMap {
         Ok(self.0.get(&(level, index)).copied())
     }
 }
+
+/// A tree of `n` entries "entry 0", "entry 1", … and their leaf hashes, for tests.
+#[cfg(test)]
+pub(crate) fn sample_tree(n: u64) -> (MemoryTree, Vec<Hash>) {
+    let mut t = MemoryTree::new();
+    let mut leaves = Vec::new();
+    for i in 0..n {
+        let data = format!("entry {i}");
+        leaves.push(leaf_hash(data.as_bytes()));
+        t.append(data.as_bytes());
+    }
+    (t, leaves)
+}
