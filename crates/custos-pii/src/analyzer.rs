@@ -1,0 +1,406 @@
+//! The analyzer: runs the scanner once, the pattern and gazetteer
+//! recognizers in its windows, custom recognizers, deny and allow lists,
+//! raises scores by context words, and resolves overlaps deterministically.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::finding::Finding;
+use crate::patterns::{self, PatternRecognizer, Source};
+use crate::{names, scan, validate};
+
+/// How much a context word near a match adds, and the floor it lifts to.
+const CONTEXT_BOOST: f32 = 0.35;
+const CONTEXT_FLOOR: f32 = 0.65;
+/// Bytes before and after a finding searched for context words.
+const CONTEXT_BEFORE: usize = 64;
+const CONTEXT_AFTER: usize = 24;
+/// Regex size bound for user-supplied patterns (bytes of compiled program).
+const CUSTOM_REGEX_LIMIT: usize = 1 << 20;
+
+/// A recognizer from outside this crate (a model-based NER, say).
+pub trait Recognizer: Send + Sync {
+    /// Name reported in findings.
+    fn name(&self) -> &str;
+    /// Entity types it can report.
+    fn entities(&self) -> Vec<String>;
+    /// Appends findings (byte offsets into `text`) to `out`.
+    fn analyze(&self, text: &str, out: &mut Vec<Finding>);
+}
+
+/// Errors building an analyzer from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("custom recognizer `{name}`: pattern does not compile: {error}")]
+    Pattern { name: String, error: String },
+    #[error("custom recognizer `{name}`: unknown validator `{validator}` (expected one of: none, luhn, iban, aba, nhs, ssn)")]
+    Validator { name: String, validator: String },
+    #[error("custom recognizer `{name}`: score {score} is outside 0..=1")]
+    Score { name: String, score: f32 },
+    #[error("allow list regex `{pattern}` does not compile: {error}")]
+    AllowRegex { pattern: String, error: String },
+    #[error("deny list for `{entity}`: {error}")]
+    Deny { entity: String, error: String },
+    #[error("threshold {0} is outside 0..=1")]
+    Threshold(f32),
+}
+
+/// PII settings: `[pii]` in custos.toml, or a standalone TOML/YAML file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PiiConfig {
+    /// Findings below this score are dropped.
+    pub threshold: f32,
+    /// Only these entity types are reported (empty: all).
+    pub entities: Vec<String>,
+    pub recognizers: Vec<CustomRecognizer>,
+    pub deny: Vec<DenyList>,
+    pub allow: AllowList,
+}
+
+impl Default for PiiConfig {
+    fn default() -> Self {
+        PiiConfig {
+            threshold: 0.5,
+            entities: Vec::new(),
+            recognizers: Vec::new(),
+            deny: Vec::new(),
+            allow: AllowList::default(),
+        }
+    }
+}
+
+/// A user-defined regex recognizer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRecognizer {
+    pub name: String,
+    pub entity: String,
+    pub pattern: String,
+    #[serde(default = "default_custom_score")]
+    pub score: f32,
+    #[serde(default)]
+    pub context: Vec<String>,
+    /// Checksum the match must pass: none, luhn, iban, aba, nhs, ssn.
+    #[serde(default)]
+    pub validator: Option<String>,
+}
+
+fn default_custom_score() -> f32 {
+    0.6
+}
+
+/// Words that are always a given entity (project code names, say).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DenyList {
+    pub entity: String,
+    pub words: Vec<String>,
+    #[serde(default)]
+    pub case_sensitive: bool,
+}
+
+/// Values never reported (a support address, a test card).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowList {
+    pub exact: Vec<String>,
+    pub regex: Vec<String>,
+}
+
+/// Per-call options (Presidio's `entities` and `score_threshold`).
+#[derive(Debug, Clone, Default)]
+pub struct Request<'a> {
+    pub entities: Option<&'a [String]>,
+    pub threshold: Option<f32>,
+}
+
+struct Deny {
+    entity: String,
+    automaton: AhoCorasick,
+}
+
+/// A configured analyzer; cheap to share across threads.
+pub struct Analyzer {
+    custom: Vec<PatternRecognizer>,
+    external: Vec<Box<dyn Recognizer>>,
+    deny: Vec<Deny>,
+    allow_exact: BTreeSet<String>,
+    allow_regex: Vec<Regex>,
+    threshold: f32,
+    entities: Vec<String>,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(&PiiConfig::default())
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+}
+
+fn custom_check(validator: &str) -> Option<Option<patterns::Check>> {
+    Some(match validator {
+        "none" | "" => None,
+        "luhn" => Some(|t, m| validate::luhn(&validate::digits(&t[m.clone()])).then_some((m, 1.0))),
+        "iban" => {
+            Some(|t, m| validate::iban_prefix(&t[m.clone()]).map(|n| (m.start..m.start + n, 1.0)))
+        }
+        "aba" => Some(|t, m| validate::aba_routing(&t[m.clone()]).then_some((m, 1.0))),
+        "nhs" => Some(|t, m| validate::uk_nhs(&t[m.clone()]).then_some((m, 1.0))),
+        "ssn" => Some(|t, m| validate::us_ssn(&t[m.clone()]).then_some((m, 1.0))),
+        _ => return None,
+    })
+}
+
+impl Analyzer {
+    /// Builds an analyzer; user patterns are compiled with a size bound so a
+    /// hostile regex is refused rather than allowed to eat memory.
+    pub fn new(config: &PiiConfig) -> Result<Analyzer, ConfigError> {
+        if !(0.0..=1.0).contains(&config.threshold) {
+            return Err(ConfigError::Threshold(config.threshold));
+        }
+        let mut custom = Vec::new();
+        for c in &config.recognizers {
+            if !(0.0..=1.0).contains(&c.score) {
+                return Err(ConfigError::Score {
+                    name: c.name.clone(),
+                    score: c.score,
+                });
+            }
+            let regex = RegexBuilder::new(&c.pattern)
+                .size_limit(CUSTOM_REGEX_LIMIT)
+                .dfa_size_limit(CUSTOM_REGEX_LIMIT)
+                .build()
+                .map_err(|e| ConfigError::Pattern {
+                    name: c.name.clone(),
+                    error: e.to_string(),
+                })?;
+            let check =
+                custom_check(c.validator.as_deref().unwrap_or("none")).ok_or_else(|| {
+                    ConfigError::Validator {
+                        name: c.name.clone(),
+                        validator: c.validator.clone().unwrap_or_default(),
+                    }
+                })?;
+            custom.push(PatternRecognizer {
+                name: Cow::Owned(c.name.clone()),
+                entity: Cow::Owned(c.entity.clone()),
+                regex,
+                source: Source::Whole,
+                check,
+                score: c.score,
+                context: c
+                    .context
+                    .iter()
+                    .map(|w| Cow::Owned(w.to_lowercase()))
+                    .collect(),
+            });
+        }
+        let mut deny = Vec::new();
+        for d in &config.deny {
+            let automaton = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(!d.case_sensitive)
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&d.words)
+                .map_err(|e| ConfigError::Deny {
+                    entity: d.entity.clone(),
+                    error: e.to_string(),
+                })?;
+            deny.push(Deny {
+                entity: d.entity.clone(),
+                automaton,
+            });
+        }
+        let mut allow_regex = Vec::new();
+        for p in &config.allow.regex {
+            let r = RegexBuilder::new(p)
+                .size_limit(CUSTOM_REGEX_LIMIT)
+                .build()
+                .map_err(|e| ConfigError::AllowRegex {
+                    pattern: p.clone(),
+                    error: e.to_string(),
+                })?;
+            allow_regex.push(r);
+        }
+        Ok(Analyzer {
+            custom,
+            external: Vec::new(),
+            deny,
+            allow_exact: config.allow.exact.iter().cloned().collect(),
+            allow_regex,
+            threshold: config.threshold,
+            entities: config.entities.clone(),
+        })
+    }
+
+    /// Adds a recognizer from outside this crate.
+    pub fn with_recognizer(mut self, r: Box<dyn Recognizer>) -> Self {
+        self.external.push(r);
+        self
+    }
+
+    /// Every entity type this analyzer can report.
+    pub fn supported_entities(&self) -> Vec<String> {
+        let mut v: BTreeSet<String> = patterns::builtin()
+            .iter()
+            .map(|p| p.entity.to_string())
+            .collect();
+        v.extend(["PERSON", "LOCATION", "ORGANIZATION"].map(String::from));
+        v.extend(self.custom.iter().map(|p| p.entity.to_string()));
+        v.extend(self.deny.iter().map(|d| d.entity.clone()));
+        v.extend(self.external.iter().flat_map(|r| r.entities()));
+        v.into_iter().collect()
+    }
+
+    /// The configured score threshold.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Findings in `text` at or above the configured threshold, sorted by start.
+    pub fn analyze(&self, text: &str) -> Vec<Finding> {
+        self.analyze_with(text, &Request::default())
+    }
+
+    /// Findings in `text` with per-call entity filter and threshold.
+    pub fn analyze_with(&self, text: &str, req: &Request) -> Vec<Finding> {
+        let wanted: &[String] = req.entities.unwrap_or(&self.entities);
+        let want = |e: &str| wanted.is_empty() || wanted.iter().any(|w| w == e);
+        let threshold = req.threshold.unwrap_or(self.threshold);
+        let windows = scan::windows(text);
+        let mut out = Vec::new();
+        for p in patterns::builtin().iter().chain(&self.custom) {
+            if !want(&p.entity) {
+                continue;
+            }
+            let before = out.len();
+            p.analyze(text, &windows, &mut out);
+            if !p.context.is_empty() {
+                for f in &mut out[before..] {
+                    if has_context(text, f, &p.context) {
+                        f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
+                    }
+                }
+            }
+        }
+        if ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME"]
+            .iter()
+            .any(|e| want(e))
+        {
+            let before = out.len();
+            names::analyze(text, &mut out);
+            let mut k = before;
+            while k < out.len() {
+                if want(&out[k].entity_type) {
+                    k += 1;
+                } else {
+                    out.swap_remove(k);
+                }
+            }
+        }
+        for d in &self.deny {
+            if !want(&d.entity) {
+                continue;
+            }
+            for m in d.automaton.find_iter(text) {
+                let glued = |b: Option<&u8>| b.is_some_and(|c| c.is_ascii_alphanumeric());
+                if !glued(text.as_bytes().get(m.end()))
+                    && !glued(
+                        m.start()
+                            .checked_sub(1)
+                            .and_then(|i| text.as_bytes().get(i)),
+                    )
+                {
+                    out.push(Finding::new(
+                        d.entity.clone(),
+                        m.start(),
+                        m.end(),
+                        1.0,
+                        "DenyList",
+                    ));
+                }
+            }
+        }
+        for r in &self.external {
+            let before = out.len();
+            r.analyze(text, &mut out);
+            out.truncate(
+                before
+                    + out[before..]
+                        .iter()
+                        .filter(|f| f.end <= text.len() && f.start <= f.end)
+                        .count(),
+            );
+        }
+        out.retain(|f| {
+            f.score >= threshold
+                && f.end <= text.len()
+                && text.is_char_boundary(f.start)
+                && text.is_char_boundary(f.end)
+                && want(&f.entity_type)
+                && !self.allowed(&text[f.start..f.end])
+        });
+        resolve_overlaps(out)
+    }
+
+    fn allowed(&self, value: &str) -> bool {
+        self.allow_exact.contains(value) || self.allow_regex.iter().any(|r| r.is_match(value))
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// True when one of `words` appears as a whole word shortly before or after
+/// the finding (case-insensitively; phrases match as phrases).
+fn has_context(text: &str, f: &Finding, words: &[Cow<'static, str>]) -> bool {
+    let mut s = f.start.saturating_sub(CONTEXT_BEFORE);
+    while !text.is_char_boundary(s) {
+        s += 1;
+    }
+    let mut e = (f.end + CONTEXT_AFTER).min(text.len());
+    while !text.is_char_boundary(e) {
+        e -= 1;
+    }
+    let hay = |r: std::ops::Range<usize>| text[r].to_ascii_lowercase();
+    [hay(s..f.start), hay(f.end..e)].iter().any(|h| {
+        let hb = h.as_bytes();
+        words.iter().any(|w| {
+            h.match_indices(w.as_ref()).any(|(i, _)| {
+                let before_ok = i == 0 || !is_word_byte(hb[i - 1]);
+                let j = i + w.len();
+                // Allow plurals and trailing '#', ':' ("SSN#", "phones").
+                let after_ok = j >= hb.len()
+                    || !is_word_byte(hb[j])
+                    || hb[j] == b's' && (j + 1 >= hb.len() || !is_word_byte(hb[j + 1]));
+                before_ok && after_ok
+            })
+        })
+    })
+}
+
+/// Keeps the best of overlapping findings: higher score, then longer span,
+/// then earlier start, then entity name (so the outcome never depends on
+/// recognizer order). Identical spans of different entities keep the best.
+pub fn resolve_overlaps(mut all: Vec<Finding>) -> Vec<Finding> {
+    all.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.len().cmp(&a.len()))
+            .then(a.start.cmp(&b.start))
+            .then(a.entity_type.cmp(&b.entity_type))
+    });
+    let mut kept: Vec<Finding> = Vec::with_capacity(all.len());
+    for f in all {
+        if !kept.iter().any(|k| k.overlaps(&f)) {
+            kept.push(f);
+        }
+    }
+    kept.sort_by_key(|f| (f.start, f.end));
+    kept
+}

@@ -1,0 +1,18 @@
+//! custos' PII engine: finds personal data in text (Presidio's entity types,
+//! checksums where formats have them, gazetteers for names and places) and
+//! anonymizes it with per-entity operators. Pure and synchronous: the CLI,
+//! the REST API and the gateway's guard layer all call into it.
+
+pub mod analyzer;
+pub mod anonymize;
+pub mod finding;
+pub mod names;
+pub mod patterns;
+pub mod scan;
+pub mod validate;
+
+pub use analyzer::{
+    AllowList, Analyzer, ConfigError, CustomRecognizer, DenyList, PiiConfig, Recognizer, Request,
+};
+pub use anonymize::{Anonymized, Anonymizer, Key, Operator, Pseudonyms, Vault};
+pub use finding::{CharOffsets, Finding};

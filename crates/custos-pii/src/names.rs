@@ -1,0 +1,640 @@
+//! PERSON, LOCATION and ORGANIZATION without a model: gazetteers shipped in
+//! `data/` (see its README for sources) combined with capitalization, titles,
+//! organization suffixes, sentence position and nearby prepositions.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use crate::finding::Finding;
+
+/// The shipped word lists, lower-cased, loaded once per process.
+pub struct Gazetteers {
+    first: HashSet<Box<str>>,
+    last: HashSet<Box<str>>,
+    places: HashSet<Box<str>>,
+    english: HashSet<Box<str>>,
+}
+
+fn load(data: &str) -> HashSet<Box<str>> {
+    data.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.to_lowercase().into_boxed_str())
+        .collect()
+}
+
+impl Gazetteers {
+    pub fn get() -> &'static Gazetteers {
+        static G: OnceLock<Gazetteers> = OnceLock::new();
+        G.get_or_init(|| Gazetteers {
+            first: load(include_str!("../data/first_names.txt")),
+            last: load(include_str!("../data/last_names.txt")),
+            places: load(include_str!("../data/locations.txt")),
+            english: load(include_str!("../data/english_words.txt")),
+        })
+    }
+}
+
+const TITLES: &[&str] = &[
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "dr",
+    "prof",
+    "professor",
+    "doctor",
+    "sir",
+    "dame",
+    "lord",
+    "lady",
+    "madam",
+    "mister",
+    "rev",
+    "reverend",
+    "fr",
+    "father",
+    "capt",
+    "captain",
+    "sgt",
+    "sergeant",
+    "officer",
+    "judge",
+    "hon",
+    "president",
+    "senator",
+    "governor",
+    "mayor",
+    "uncle",
+    "aunt",
+    "grandma",
+    "grandpa",
+    "coach",
+    "nurse",
+];
+
+/// Capitalized words that start sentences or headings and are never names
+/// on their own there.
+const FUNCTION_WORDS: &[&str] = &[
+    "the",
+    "a",
+    "an",
+    "this",
+    "that",
+    "these",
+    "those",
+    "i",
+    "we",
+    "you",
+    "he",
+    "she",
+    "it",
+    "they",
+    "my",
+    "our",
+    "your",
+    "his",
+    "her",
+    "their",
+    "its",
+    "in",
+    "on",
+    "at",
+    "for",
+    "from",
+    "to",
+    "with",
+    "by",
+    "of",
+    "and",
+    "but",
+    "or",
+    "if",
+    "when",
+    "where",
+    "what",
+    "who",
+    "why",
+    "how",
+    "please",
+    "thanks",
+    "thank",
+    "dear",
+    "hi",
+    "hello",
+    "hey",
+    "yes",
+    "no",
+    "not",
+    "all",
+    "any",
+    "some",
+    "each",
+    "every",
+    "after",
+    "before",
+    "during",
+    "since",
+    "until",
+    "while",
+    "as",
+    "so",
+    "then",
+    "there",
+    "here",
+    "also",
+    "just",
+    "only",
+    "our",
+    "let",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "may",
+    "might",
+    "must",
+    "do",
+    "does",
+    "did",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "have",
+    "has",
+    "had",
+    "regards",
+    "best",
+    "sincerely",
+    "cheers",
+    "note",
+    "subject",
+    "re",
+    "fw",
+    "fwd",
+    "attn",
+    "via",
+    "about",
+    "above",
+    "below",
+    "under",
+    "over",
+    "into",
+    "onto",
+    "upon",
+    "between",
+    "among",
+    "through",
+    "per",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "name",
+    "address",
+    "phone",
+    "email",
+    "date",
+    "street",
+    "city",
+    "state",
+    "country",
+    "customer",
+    "client",
+    "patient",
+    "user",
+    "account",
+    "card",
+    "number",
+    "id",
+    "mobile",
+    "home",
+    "work",
+    "new",
+    "old",
+    "north",
+    "south",
+    "east",
+    "west",
+    "central",
+    "united",
+    "great",
+    "saint",
+    "st",
+];
+
+const CONNECTORS: &[&str] = &[
+    "van", "von", "de", "der", "den", "da", "del", "della", "di", "du", "la", "le", "bin", "al",
+    "el", "ter", "ten", "dos", "das",
+];
+
+const ORG_SUFFIXES: &[&str] = &[
+    "inc",
+    "llc",
+    "ltd",
+    "plc",
+    "corp",
+    "corporation",
+    "company",
+    "co",
+    "group",
+    "holdings",
+    "bank",
+    "university",
+    "institute",
+    "foundation",
+    "association",
+    "partners",
+    "technologies",
+    "solutions",
+    "systems",
+    "labs",
+    "laboratories",
+    "gmbh",
+    "ag",
+    "sa",
+    "bv",
+    "nv",
+    "srl",
+    "spa",
+    "pty",
+    "limited",
+    "incorporated",
+    "agency",
+    "enterprises",
+    "industries",
+    "international",
+    "consulting",
+    "services",
+    "college",
+    "hospital",
+    "clinic",
+];
+
+const LOCATION_CUES: &[&str] = &[
+    "in", "from", "at", "to", "near", "of", "around", "outside", "inside", "visit", "visited",
+    "city", "town", "moved", "born", "lives", "live", "living", "based", "across", "toward",
+    "towards",
+];
+
+const PERSON_CUES: &[&str] = &[
+    "name",
+    "named",
+    "called",
+    "dear",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "regards",
+    "sincerely",
+    "by",
+    "with",
+    "contact",
+    "ask",
+    "tell",
+    "met",
+    "meet",
+    "patient",
+    "customer",
+    "client",
+    "employee",
+    "user",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "signed",
+    "cc",
+    "attn",
+];
+
+const WEEKDAYS: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+#[derive(Debug, Clone)]
+struct Word {
+    span: Range<usize>,
+    lower: String,
+    capitalized: bool,
+    /// First word of a sentence, line or quoted heading.
+    sentence_start: bool,
+    /// Text between the previous word and this one (punctuation, spaces).
+    gap_before: Range<usize>,
+}
+
+fn tokenize(text: &str) -> Vec<Word> {
+    let mut words = Vec::new();
+    let mut prev_end = 0;
+    let mut it = text.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if !c.is_alphabetic() {
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        while let Some(&(j, d)) = it.peek() {
+            if d.is_alphabetic() {
+                end = j + d.len_utf8();
+                it.next();
+            } else if matches!(d, '\'' | '’' | '-') {
+                // Keep "O'Brien" and "Smith-Jones" whole; drop possessive "'s".
+                let next = text[j + d.len_utf8()..].chars().next();
+                let possessive = matches!(d, '\'' | '’')
+                    && text[j + d.len_utf8()..].starts_with('s')
+                    && !text[j + d.len_utf8() + 1..].starts_with(char::is_alphabetic);
+                if next.is_some_and(char::is_alphabetic) && !possessive {
+                    it.next();
+                } else {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        let word = &text[i..end];
+        let gap = &text[prev_end..i];
+        let sentence_start = words.is_empty()
+            || gap.contains(['.', '!', '?', '\n', ':', '"', '“', '•', '*', '#', '>', '('])
+                && !gap_is_initial(&words, text);
+        let capitalized = c.is_uppercase();
+        words.push(Word {
+            span: i..end,
+            lower: word.to_lowercase(),
+            capitalized,
+            sentence_start,
+            gap_before: prev_end..i,
+        });
+        prev_end = end;
+    }
+    words
+}
+
+/// "J. Smith": a period after a single-letter word does not start a sentence.
+fn gap_is_initial(words: &[Word], text: &str) -> bool {
+    words
+        .last()
+        .is_some_and(|w| w.span.len() == 1 && text[w.span.end..].starts_with(". "))
+}
+
+/// Appends PERSON, LOCATION, ORGANIZATION and DATE_TIME (weekday and month
+/// names) findings for `text`.
+pub fn analyze(text: &str, out: &mut Vec<Finding>) {
+    let g = Gazetteers::get();
+    let words = tokenize(text);
+    let mut i = 0;
+    while i < words.len() {
+        if !words[i].capitalized {
+            i += 1;
+            continue;
+        }
+        // A run of capitalized words joined by single spaces (or an
+        // initial's ". "), allowing lower-case particles like "van".
+        let mut j = i + 1;
+        while j < words.len() {
+            let gap = &text[words[j].gap_before.clone()];
+            let joined = gap == " " || gap == ". " && words[j - 1].span.len() == 1 || gap == "-";
+            if !joined {
+                break;
+            }
+            if words[j].capitalized {
+                j += 1;
+            } else if CONNECTORS.contains(&words[j].lower.as_str())
+                && words
+                    .get(j + 1)
+                    .is_some_and(|w| w.capitalized && &text[w.gap_before.clone()] == " ")
+            {
+                j += 2;
+            } else {
+                break;
+            }
+        }
+        run(text, &words, i, j, g, out);
+        i = j;
+    }
+}
+
+fn is_title(w: &Word) -> bool {
+    TITLES.contains(&w.lower.as_str())
+}
+
+fn previous_word(words: &[Word], i: usize) -> Option<&str> {
+    i.checked_sub(1).map(|p| words[p].lower.as_str())
+}
+
+/// Classifies the run `words[a..b]`.
+fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: &mut Vec<Finding>) {
+    // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
+    let mut title = false;
+    let joined = |a: usize| {
+        (a..b)
+            .map(|k| words[k].lower.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    while a < b {
+        let w = &words[a];
+        if b - a >= 2 && !title && g.places.contains(joined(a).as_str()) {
+            break;
+        }
+        if is_title(w) {
+            title = true;
+            a += 1;
+        } else if FUNCTION_WORDS.contains(&w.lower.as_str())
+            || w.sentence_start
+                && g.english.contains(w.lower.as_str())
+                && !g.first.contains(w.lower.as_str())
+                && b - a > 1
+        {
+            a += 1;
+        } else {
+            break;
+        }
+    }
+    if a >= b {
+        return;
+    }
+    let span = words[a].span.start..words[b - 1].span.end;
+    let n = b - a;
+    let lw = |k: usize| words[a + k].lower.as_str();
+    let prev = previous_word(words, a);
+    let cue = |list: &[&str]| prev.is_some_and(|p| list.contains(&p));
+
+    // Dates spelled as words.
+    if n == 1 && (WEEKDAYS.contains(&lw(0)) || MONTHS.contains(&lw(0))) {
+        out.push(Finding::new(
+            "DATE_TIME",
+            span.start,
+            span.end,
+            0.6,
+            "DateWordRecognizer",
+        ));
+        return;
+    }
+    // Organizations by suffix: "Acme Corp", "Smith and Sons".
+    if n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) && !title {
+        let mut end = span.end;
+        if text[end..].starts_with('.') && lw(n - 1).len() <= 4 {
+            end += 1;
+        }
+        out.push(Finding::new(
+            "ORGANIZATION",
+            span.start,
+            end,
+            0.75,
+            "OrganizationRecognizer",
+        ));
+        return;
+    }
+    // Whole-run places: "New York", "United Kingdom", "San Francisco".
+    if !title && n >= 2 && g.places.contains(joined(a).as_str()) {
+        out.push(Finding::new(
+            "LOCATION",
+            span.start,
+            span.end,
+            0.85,
+            "LocationRecognizer",
+        ));
+        return;
+    }
+    if title {
+        out.push(Finding::new(
+            "PERSON",
+            span.start,
+            span.end,
+            0.9,
+            "PersonRecognizer",
+        ));
+        return;
+    }
+    let first = |k: usize| g.first.contains(lw(k));
+    let last = |k: usize| g.last.contains(lw(k));
+    let english = |k: usize| g.english.contains(lw(k)) || FUNCTION_WORDS.contains(&lw(k));
+    let initial = |k: usize| words[a + k].span.len() == 1;
+    if n >= 2 {
+        let names = (0..n)
+            .filter(|&k| first(k) || last(k) || initial(k))
+            .count();
+        let score = if first(0) && (last(n - 1) || !english(n - 1)) && names >= n - 1 {
+            0.9
+        } else if (first(0) || !english(0)) && last(n - 1) && names >= n - 1 {
+            0.8
+        } else if names == n {
+            0.7
+        } else if first(0) && !english(0) {
+            // "Jane Unknownname": a clear first name and another capital.
+            0.65
+        } else {
+            0.0
+        };
+        if score > 0.0 {
+            out.push(Finding::new(
+                "PERSON",
+                span.start,
+                span.end,
+                score,
+                "PersonRecognizer",
+            ));
+            return;
+        }
+        // Try each word alone (headline case, lists of places).
+        for k in a..b {
+            run(text, words, k, k + 1, g, out);
+        }
+        return;
+    }
+    // A single word.
+    let w = &words[a];
+    let is_person = first(0) || last(0);
+    let is_place = g.places.contains(lw(0));
+    let common = english(0);
+    let all_caps = text[span.clone()].chars().all(|c| !c.is_lowercase());
+    if all_caps && span.len() <= 3 {
+        return; // acronyms
+    }
+    let place_cue = cue(LOCATION_CUES);
+    let person_cue = cue(PERSON_CUES) || prev.is_some_and(|p| TITLES.contains(&p));
+    if is_place && (place_cue || !is_person) {
+        let score = match (common, place_cue) {
+            (false, true) => 0.85,
+            (false, false) => 0.7,
+            (true, true) => 0.6,
+            (true, false) => 0.3,
+        };
+        out.push(Finding::new(
+            "LOCATION",
+            span.start,
+            span.end,
+            score,
+            "LocationRecognizer",
+        ));
+    } else if is_person {
+        let score = match (common, w.sentence_start, person_cue) {
+            (_, _, true) => 0.75,
+            (false, false, false) => 0.65,
+            (false, true, false) => 0.55,
+            (true, _, false) => 0.3,
+        };
+        out.push(Finding::new(
+            "PERSON",
+            span.start,
+            span.end,
+            score,
+            "PersonRecognizer",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        analyze(text, &mut out);
+        out.into_iter()
+            .filter(|f| f.score >= 0.5)
+            .map(|f| (f.entity_type.to_string(), &text[f.start..f.end]))
+            .collect()
+    }
+
+    #[test]
+    fn people_places_orgs() {
+        let f = found("Yesterday John Smith flew from Berlin to New York for Acme Corp.");
+        assert!(f.contains(&("PERSON".into(), "John Smith")), "{f:?}");
+        assert!(f.contains(&("LOCATION".into(), "Berlin")), "{f:?}");
+        assert!(f.contains(&("LOCATION".into(), "New York")), "{f:?}");
+        assert!(f.contains(&("ORGANIZATION".into(), "Acme Corp.")), "{f:?}");
+        let f = found("Please ask Dr. Okonkwo about it on Friday.");
+        assert!(f.contains(&("PERSON".into(), "Okonkwo")), "{f:?}");
+        assert!(f.contains(&("DATE_TIME".into(), "Friday")), "{f:?}");
+    }
+
+    #[test]
+    fn common_words_are_not_names() {
+        assert!(found("The Will of the people. May I help? Grant access to the Bill.").is_empty());
+        assert_eq!(found("Mary O'Brien's car")[0].1, "Mary O'Brien");
+    }
+}

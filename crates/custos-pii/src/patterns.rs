@@ -1,0 +1,584 @@
+//! Built-in pattern recognizers: a regex that finds candidates inside the
+//! scanner's windows, a check that validates them (checksum, ranges, phone
+//! metadata) and sets the score, and context words that raise it.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::finding::Finding;
+use crate::scan::Windows;
+use crate::validate;
+
+/// Which scanner windows a recognizer searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Numeric,
+    At,
+    Dotted,
+    /// The whole text (custom recognizers: their shape is unknown).
+    Whole,
+}
+
+/// Validates a match `m` of the recognizer's regex in `text`; returns the
+/// span to report (possibly trimmed) and its score, or `None` to drop it.
+pub type Check = fn(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)>;
+
+/// A regex recognizer with a validator and context words.
+pub struct PatternRecognizer {
+    pub name: Cow<'static, str>,
+    pub entity: Cow<'static, str>,
+    pub regex: Regex,
+    pub source: Source,
+    pub check: Option<Check>,
+    /// Score when there is no check.
+    pub score: f32,
+    /// Lower-case words that, seen near a match, raise its score.
+    pub context: Vec<Cow<'static, str>>,
+}
+
+impl PatternRecognizer {
+    /// Appends this recognizer's findings in `text` to `out`.
+    pub fn analyze(&self, text: &str, windows: &Windows, out: &mut Vec<Finding>) {
+        let whole = std::slice::from_ref(&(0..text.len())).to_vec();
+        let regions: &[Range<usize>] = match self.source {
+            Source::Numeric => &windows.numeric,
+            Source::At => &windows.at,
+            Source::Dotted => &windows.dotted,
+            Source::Whole => &whole,
+        };
+        for r in regions {
+            let hay = &text[r.clone()];
+            for m in self.regex.find_iter(hay) {
+                let span = r.start + m.start()..r.start + m.end();
+                let verdict = match self.check {
+                    Some(check) => check(text, span),
+                    None => Some((span, self.score)),
+                };
+                if let Some((span, score)) = verdict {
+                    if !span.is_empty()
+                        && !out.iter().any(|f| {
+                            f.start == span.start
+                                && f.end == span.end
+                                && f.entity_type == self.entity
+                        })
+                    {
+                        out.push(Finding::new(
+                            self.entity.clone(),
+                            span.start,
+                            span.end,
+                            score,
+                            self.name.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn before(text: &str, i: usize) -> Option<u8> {
+    i.checked_sub(1).map(|j| text.as_bytes()[j])
+}
+
+fn after(text: &str, i: usize) -> Option<u8> {
+    text.as_bytes().get(i).copied()
+}
+
+/// True when the span is not glued to more letters or digits (Rust's `\b`
+/// cannot express "not after a digit or a dash" for spans starting with `+`).
+fn standalone(text: &str, m: &Range<usize>) -> bool {
+    let glued = |b: Option<u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_');
+    !glued(before(text, m.start)) && !glued(after(text, m.end))
+}
+
+fn card(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    // Groups must share one separator: "4111-1111 1111.1111" is not a card.
+    let seps: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_digit()).collect();
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return None;
+    }
+    (standalone(text, &m) && validate::credit_card(s)).then_some((m, 1.0))
+}
+
+fn ssn(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    if !standalone(text, &m) || !validate::us_ssn(s) || validate::us_itin(s) {
+        return None;
+    }
+    let score = match s.as_bytes().get(3) {
+        Some(b'-') => 0.85,
+        Some(b' ') | Some(b'.') => 0.6,
+        _ => 0.3,
+    };
+    Some((m, score))
+}
+
+fn itin(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let score = if s.contains('-') { 0.6 } else { 0.3 };
+    (standalone(text, &m) && validate::us_itin(s)).then_some((m, score))
+}
+
+fn aba(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    (standalone(text, &m) && validate::aba_routing(&text[m.clone()])).then_some((m, 0.3))
+}
+
+fn nhs(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let score = if s.contains(' ') { 0.5 } else { 0.3 };
+    (standalone(text, &m) && validate::uk_nhs(s)).then_some((m, score))
+}
+
+fn nino(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    (standalone(text, &m) && validate::uk_nino(&text[m.clone()])).then_some((m, 0.85))
+}
+
+fn iban(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    if before(text, m.start).is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let len = validate::iban_prefix(&text[m.start..m.end.min(text.len())])?;
+    Some((m.start..m.start + len, 1.0))
+}
+
+fn ip(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let glued =
+        |b: Option<u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b':');
+    if glued(before(text, m.start)) || glued(after(text, m.end)) {
+        return None;
+    }
+    let (addr, _) = s.split_once('/').unwrap_or((s, ""));
+    if validate::ipv4(addr) {
+        // "version 1.2.3.4" reads like an address but is not one.
+        let lead = &text[m.start.saturating_sub(10)..m.start].to_ascii_lowercase();
+        let score = if lead.ends_with('v') || lead.contains("version") {
+            0.2
+        } else {
+            0.85
+        };
+        return Some((m, score));
+    }
+    if validate::ipv6(addr) {
+        // Bare "::" pairs and short clock-like forms are not addresses.
+        let groups = addr.split(':').filter(|g| !g.is_empty()).count();
+        return (groups >= 2 || addr == "::1").then_some((m, 0.85));
+    }
+    None
+}
+
+fn mac(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let glued = |b: Option<u8>| {
+        b.is_some_and(|c| c.is_ascii_hexdigit() || c == b':' || c == b'-' || c == b'.')
+    };
+    (!glued(before(text, m.start)) && !glued(after(text, m.end))).then_some((m, 0.8))
+}
+
+fn btc(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let ok = if s.starts_with("bc1") || s.starts_with("BC1") {
+        validate::btc_bech32(s)
+    } else {
+        validate::btc_base58(s)
+    };
+    (ok && standalone(text, &m)).then_some((m, 1.0))
+}
+
+/// Top-level domains accepted for e-mail, URL and domain findings: the
+/// generic ones in common use and every two-letter country code.
+fn known_tld(tld: &str) -> bool {
+    const GENERIC: &[&str] = &[
+        "com",
+        "org",
+        "net",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "info",
+        "biz",
+        "name",
+        "pro",
+        "mobi",
+        "app",
+        "dev",
+        "io",
+        "ai",
+        "co",
+        "xyz",
+        "online",
+        "site",
+        "tech",
+        "store",
+        "shop",
+        "blog",
+        "cloud",
+        "email",
+        "live",
+        "news",
+        "media",
+        "agency",
+        "company",
+        "solutions",
+        "services",
+        "digital",
+        "network",
+        "systems",
+        "group",
+        "global",
+        "world",
+        "today",
+        "life",
+        "space",
+        "website",
+        "club",
+        "design",
+        "art",
+        "page",
+        "link",
+        "top",
+        "museum",
+        "aero",
+        "coop",
+        "travel",
+        "jobs",
+        "tel",
+        "asia",
+        "eu",
+        "health",
+        "bank",
+        "insurance",
+        "law",
+        "legal",
+        "finance",
+        "money",
+        "academy",
+        "school",
+        "university",
+        "consulting",
+        "partners",
+        "ventures",
+        "capital",
+        "studio",
+        "team",
+        "works",
+    ];
+    let t = tld.to_ascii_lowercase();
+    (t.len() == 2 && t.bytes().all(|b| b.is_ascii_lowercase())) || GENERIC.contains(&t.as_str())
+}
+
+fn email(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let tld = s.rsplit('.').next()?;
+    (known_tld(tld) && !s.contains("..")).then_some((m, 1.0))
+}
+
+fn trim_url_tail(text: &str, m: Range<usize>) -> Range<usize> {
+    let mut end = m.end;
+    while end > m.start {
+        let c = text.as_bytes()[end - 1];
+        let unbalanced_paren = c == b')' && !text[m.start..end].contains('(');
+        if matches!(c, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"') || unbalanced_paren {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    m.start..end
+}
+
+fn url(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let m = trim_url_tail(text, m);
+    let s = &text[m.clone()];
+    let host = s.split_once("://").map_or(s, |(_, rest)| rest);
+    let host = host.split(['/', '?', '#', ':']).next().unwrap_or("");
+    if host.contains('@') {
+        return None;
+    }
+    let tld_ok = host.rsplit('.').next().is_some_and(known_tld)
+        || validate::ipv4(host)
+        || host == "localhost";
+    (tld_ok && host.len() > 3).then_some((m, 0.85))
+}
+
+/// File names and code member access look like domains ("main.rs",
+/// "self.id"): such TLDs need more than one label or a web-ish first label.
+fn domain(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let m = trim_url_tail(text, m);
+    let s = &text[m.clone()];
+    // Never inside an e-mail address or a URL (those are reported whole).
+    let glued = |b: Option<u8>| {
+        b.is_some_and(|c| {
+            c == b'@' || c == b'/' || c == b'.' || c == b'_' || c.is_ascii_alphanumeric()
+        })
+    };
+    if glued(before(text, m.start))
+        || after(text, m.end) == Some(b'@')
+        || after(text, m.end) == Some(b'/') && text[m.end..].starts_with("//")
+    {
+        return None;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    let tld = labels.last()?;
+    if !known_tld(tld) || labels.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    const CODE_LIKE: &[&str] = &[
+        "rs", "py", "md", "sh", "pl", "so", "js", "id", "in", "is", "it", "at", "as", "do", "no",
+        "on", "to", "by", "my", "me", "am", "be", "cc", "hh", "ps", "ts", "go", "mk", "ml", "cs",
+        "lo", "st", "tf", "cd", "ms", "mp",
+    ];
+    let first_lower = labels[0]
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let code_like = CODE_LIKE.contains(&tld.to_ascii_lowercase().as_str())
+        && labels.len() == 2
+        && labels[0] != "www";
+    if code_like || !first_lower && labels.len() == 2 && tld.len() == 2 {
+        return Some((m, 0.3));
+    }
+    Some((
+        m,
+        if labels[0] == "www" || labels.len() > 2 {
+            0.85
+        } else {
+            0.7
+        },
+    ))
+}
+
+fn valid_date(y: Option<u32>, mo: u32, d: u32) -> bool {
+    (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && y.is_none_or(|y| (1000..=2999).contains(&y) || y < 100)
+}
+
+fn numeric_date(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    if !standalone(text, &m)
+        || after(text, m.end).is_some_and(|c| {
+            c == b'.'
+                && text
+                    .as_bytes()
+                    .get(m.end + 1)
+                    .is_some_and(u8::is_ascii_digit)
+        })
+    {
+        return None;
+    }
+    let parts: Vec<u32> = s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .take(3)
+        .map(|p| p.parse().unwrap_or(u32::MAX))
+        .collect();
+    let [a, b, c] = parts[..] else { return None };
+    let first_is_year = s
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .is_some_and(|p| p.len() == 4);
+    let ok = if first_is_year {
+        valid_date(Some(a), b, c)
+    } else {
+        valid_date(Some(c), a, b) || valid_date(Some(c), b, a)
+    };
+    if !ok {
+        return None;
+    }
+    let score = if first_is_year && s.as_bytes().get(4) == Some(&b'-') {
+        0.85
+    } else {
+        0.6
+    };
+    Some((m, score))
+}
+
+fn text_date(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    standalone(text, &m).then_some((m, 0.8))
+}
+
+fn time(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let s = &text[m.clone()];
+    let mut it = s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    let h: u32 = it.next()?.parse().ok()?;
+    let min: u32 = it.next().map_or(Some(0), |p| p.parse().ok())?;
+    let has_meridiem = s.bytes().any(|b| matches!(b, b'a' | b'A' | b'p' | b'P'));
+    let ok = min < 60
+        && if has_meridiem {
+            (1..=12).contains(&h)
+        } else {
+            h < 24
+        };
+    // "3:2" ratios and scores like "2:1" are not times.
+    let shaped = has_meridiem || s.split(':').nth(1).is_some_and(|p| p.len() >= 2);
+    (ok && shaped && standalone(text, &m)).then_some((m, if has_meridiem { 0.8 } else { 0.6 }))
+}
+
+fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    standalone(text, &m).then_some((m, 0.75))
+}
+
+fn weak(score: f32) -> Check {
+    match () {
+        _ if score <= 0.05 => |text, m| standalone(text, &m).then_some((m, 0.05)),
+        _ if score <= 0.1 => |text, m| standalone(text, &m).then_some((m, 0.1)),
+        _ if score <= 0.2 => |text, m| standalone(text, &m).then_some((m, 0.2)),
+        _ => |text, m| standalone(text, &m).then_some((m, 0.3)),
+    }
+}
+
+/// The phone regions tried for numbers written without a country code,
+/// in order. NANP first: it is the most common in English text.
+const PHONE_REGIONS: &[phonenumber::country::Id] = {
+    use phonenumber::country::Id::*;
+    &[US, GB, DE, FR, IN, BR, IL, AU, ES, IT, NL, IE]
+};
+
+fn phone_valid(candidate: &str) -> Option<f32> {
+    // Keep only what the parser needs: digits, a leading +, separators.
+    let core = match candidate.find(['x', 'X', 'e', 'E']) {
+        Some(i) => &candidate[..i],
+        None => candidate,
+    }
+    .trim();
+    let digits = core.bytes().filter(u8::is_ascii_digit).count();
+    if !(7..=15).contains(&digits) {
+        return None;
+    }
+    let formatted = core
+        .bytes()
+        .any(|b| matches!(b, b'-' | b' ' | b'.' | b'(' | b')'));
+    let international = core.starts_with('+') || core.starts_with("00");
+    if international {
+        let norm = format!(
+            "+{}",
+            core.trim_start_matches('+')
+                .strip_prefix("00")
+                .unwrap_or(core.trim_start_matches('+'))
+        );
+        let n = phonenumber::parse(None, &norm).ok()?;
+        return phonenumber::is_valid(&n).then_some(0.85);
+    }
+    for (i, region) in PHONE_REGIONS.iter().enumerate() {
+        let Ok(n) = phonenumber::parse(Some(*region), core) else {
+            continue;
+        };
+        if phonenumber::is_valid(&n) {
+            return Some(match (i, formatted) {
+                (0, true) => 0.8,
+                (0, false) => 0.5,
+                (_, true) => 0.6,
+                (_, false) => 0.3,
+            });
+        }
+    }
+    None
+}
+
+fn phone(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let glued = |b: Option<u8>| {
+        b.is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'/' | b'_' | b'+'))
+    };
+    if glued(before(text, m.start))
+        || before(text, m.start) == Some(b'.')
+            && m.start >= 2
+            && text.as_bytes()[m.start - 2].is_ascii_digit()
+    {
+        return None;
+    }
+    // A candidate may have swallowed a trailing number ("555-123-4567 2
+    // times"): retry without trailing groups before giving up.
+    let mut end = m.end;
+    for _ in 0..4 {
+        let span = m.start..end;
+        if !glued(after(text, end)) {
+            if let Some(score) = phone_valid(&text[span.clone()]) {
+                return Some((span, score));
+            }
+        }
+        let s = &text[m.start..end];
+        match s.rfind([' ', '-', '.']) {
+            Some(i) if i > 0 => end = m.start + s[..i].trim_end_matches([' ', '-', '.']).len(),
+            _ => break,
+        }
+    }
+    None
+}
+
+fn words(list: &[&'static str]) -> Vec<Cow<'static, str>> {
+    list.iter().map(|w| Cow::Borrowed(*w)).collect()
+}
+
+const STREET_SUFFIXES: &str = "Alley|Allee|Aly|Avenue|Ave|Av|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Byp|Camp|Canyon|Cape|Causeway|Center|Ctr|Circle|Cir|Circles|Cliff|Cliffs|Close|Club|Common|Corner|Corners|Course|Court|Ct|Courts|Cove|Coves|Creek|Crescent|Cres|Crest|Crossing|Xing|Crossroad|Curve|Dale|Dam|Divide|Drive|Dr|Drives|Estate|Estates|Expressway|Expy|Extension|Ext|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Fwy|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Hts|Highway|Hwy|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Pkwy|Parkways|Pass|Passage|Path|Pike|Pine|Pines|Place|Pl|Plain|Plains|Plaza|Plz|Point|Pt|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Rd|Roads|Route|Rte|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Sq|Squares|Station|Sta|Stravenue|Stream|Street|St|Streets|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Trl|Tunnel|Turnpike|Tpke|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells";
+
+/// The built-in pattern recognizers, compiled once per process.
+pub fn builtin() -> &'static [PatternRecognizer] {
+    static SET: OnceLock<Vec<PatternRecognizer>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let month = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEP(?:T(?:EMBER)?)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)";
+        let weekday = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?";
+        let address_re = format!(
+            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:[A-Z][A-Za-z'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+        );
+        let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
+            name: Cow::Borrowed(name),
+            entity: Cow::Borrowed(entity),
+            regex: Regex::new(re).unwrap_or_else(|e| panic!("built-in pattern {name} does not compile: {e}")),
+            source,
+            check: Some(check),
+            score: 0.0,
+            context: words(context),
+        };
+        use Source::*;
+        vec![
+            r("CreditCardRecognizer", "CREDIT_CARD", Numeric, r"\b\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}\b|\b\d{4}[ -]?\d{6}[ -]?\d{4,5}\b", card,
+              &["credit", "card", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro", "cc", "payment"]),
+            r("UsSsnRecognizer", "US_SSN", Numeric, r"\b\d{3}([- .]?)\d{2}[- .]?\d{4}\b", ssn,
+              &["ssn", "ssns", "ssn#", "social", "security", "ss#", "ssid"]),
+            r("UsItinRecognizer", "US_ITIN", Numeric, r"\b9\d{2}[- ]?\d{2}[- ]?\d{4}\b", itin,
+              &["individual", "taxpayer", "itin", "tax", "payer", "taxid", "tin"]),
+            r("AbaRoutingRecognizer", "ABA_ROUTING_NUMBER", Numeric, r"\b[0-9]{4}-?[0-9]{4}-?[0-9]\b", aba,
+              &["aba", "routing", "abarouting", "association", "bankrouting", "transit", "rtn"]),
+            r("NhsRecognizer", "UK_NHS", Numeric, r"\b\d{3}[- ]?\d{3}[- ]?\d{4}\b", nhs,
+              &["national health service", "nhs", "health services authority", "health authority", "patient"]),
+            r("UkNinoRecognizer", "UK_NINO", Numeric, r"\b[A-Za-z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-Da-d]\b", nino,
+              &["national insurance", "ni number", "nino", "insurance"]),
+            r("IbanRecognizer", "IBAN_CODE", Numeric, r"\b[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}(?:[ -]?[A-Z0-9]{1,4}){1,7}", iban,
+              &["iban", "bank", "transaction", "account"]),
+            r("IpRecognizer", "IP_ADDRESS", Numeric, r"\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?\b|(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|[0-9A-Fa-f]{1,4})(?::[0-9A-Fa-f]{1,4}){0,6}|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}", ip,
+              &["ip", "ipv4", "ipv6", "address", "host", "server"]),
+            r("MacAddressRecognizer", "MAC_ADDRESS", Numeric, r"\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b|\b[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\b", mac,
+              &["mac", "ethernet", "hardware", "nic", "wifi", "bluetooth"]),
+            r("CryptoRecognizer", "CRYPTO", Numeric, r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|(?:bc1|BC1)[a-zA-HJ-NP-Z0-9]{8,87})\b", btc,
+              &["wallet", "btc", "bitcoin", "crypto"]),
+            r("DateRecognizer", "DATE_TIME", Numeric, r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b|\b\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4}\b", numeric_date,
+              &["date", "birthday", "born", "dob", "birth", "on", "since", "until", "expires", "expiry"]),
+            r("DateTextRecognizer", "DATE_TIME", Numeric, &format!(r"\b{weekday}(?:{month}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{month}\.?(?:,?\s+\d{{4}})?|{month}\.?,?\s+\d{{4}})\b"), text_date,
+              &["date", "birthday", "born", "dob", "birth"]),
+            r("TimeRecognizer", "DATE_TIME", Numeric, r"\b\d{1,2}(?::\d{2}(?::\d{2})?)?\s?(?:[AaPp]\.?[Mm]\.?)|\b\d{1,2}:\d{2}(?::\d{2})?\b", time,
+              &["time", "at", "o'clock"]),
+            r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,5}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
+              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "number", "whatsapp", "reach", "text"]),
+            r("EmailRecognizer", "EMAIL_ADDRESS", At, r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b", email,
+              &["email", "e-mail", "mail"]),
+            r("UrlRecognizer", "URL", Dotted, r#"(?i)\b(?:https?|ftp)://[^\s<>"'`]+|\bwww\d{0,3}\.[^\s<>"'`]+"#, url,
+              &["url", "website", "link", "site"]),
+            r("DomainRecognizer", "DOMAIN_NAME", Dotted, r"(?i)\b(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b", domain,
+              &["domain", "website", "site", "hostname", "host"]),
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &address_re, address,
+              &["address", "live", "lives", "located", "street", "ship", "deliver", "mail"]),
+            r("UsPassportRecognizer", "US_PASSPORT", Numeric, r"\b[A-Z]?\d{9}\b|\b[A-Z]\d{8}\b", weak(0.1),
+              &["passport", "passport#", "passportno", "travel", "document"]),
+            r("UsDriverLicenseRecognizer", "US_DRIVER_LICENSE", Numeric, r"\b[A-Z]{1,2}\d{4,14}\b|\b[A-Z]\d{3}-\d{4}-\d{4}(?:-\d{1,2})?\b|\b[A-Z]\d{2}-\d{2}-\d{4}\b|\b\d{2}[A-Z]{3}\d{5}\b|\b\d{3}[A-Z]{2}\d{4}\b|\b[A-Z]\d{2}-\d{3}-\d{3}\b", weak(0.3),
+              &["driver", "license", "licence", "permit", "lic", "identification", "dls", "cdls", "dl", "driving"]),
+            r("UsBankRecognizer", "US_BANK_NUMBER", Numeric, r"\b\d{8,17}\b", weak(0.05),
+              &["bank", "account", "acct", "checking", "saving", "savings", "debit"]),
+        ]
+    })
+}
