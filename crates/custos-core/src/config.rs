@@ -65,6 +65,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelRoute>,
+    /// PII detection: threshold, entity filter, custom recognizers, deny and allow lists.
+    pub pii: custos_pii::PiiConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -333,6 +335,9 @@ impl Config {
                 find_key(text, "max_body_bytes"),
                 "must be greater than zero".into(),
             );
+        }
+        if let Err(e) = custos_pii::Analyzer::new(&self.pii) {
+            return fail("pii".into(), text.find("[pii"), e.to_string());
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {

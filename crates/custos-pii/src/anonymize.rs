@@ -216,6 +216,20 @@ pub struct Pseudonyms {
 }
 
 impl Pseudonyms {
+    /// Registers a token issued earlier (read back from a vault), so new
+    /// tokens continue its numbering and the same value keeps its token.
+    pub fn remember(&mut self, entity: &str, value: &str, token: &str) {
+        let n = token
+            .trim_end_matches('>')
+            .rsplit_once('_')
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        let c = self.counters.entry(entity.to_string()).or_insert(0);
+        *c = (*c).max(n);
+        self.by_value
+            .insert((entity.to_string(), value.to_string()), token.to_string());
+    }
+
     fn token(&mut self, entity: &str, value: &str, key: Option<&Key>) -> String {
         if let Some(t) = self.by_value.get(&(entity.to_string(), value.to_string())) {
             return t.clone();

@@ -5,14 +5,17 @@
 
 pub mod analyzer;
 pub mod anonymize;
+pub mod eval;
 pub mod finding;
 pub mod names;
 pub mod patterns;
 pub mod scan;
+pub mod synth;
 pub mod validate;
 
 pub use analyzer::{
     AllowList, Analyzer, ConfigError, CustomRecognizer, DenyList, PiiConfig, Recognizer, Request,
 };
 pub use anonymize::{Anonymized, Anonymizer, Key, Operator, Pseudonyms, Vault};
+pub use eval::{evaluate, Report, Sample, Span};
 pub use finding::{CharOffsets, Finding};

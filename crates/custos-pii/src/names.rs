@@ -495,14 +495,10 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     // Organizations by suffix: "Acme Corp", "Smith and Sons".
     if n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) && !title {
-        let mut end = span.end;
-        if text[end..].starts_with('.') && lw(n - 1).len() <= 4 {
-            end += 1;
-        }
         out.push(Finding::new(
             "ORGANIZATION",
             span.start,
-            end,
+            span.end,
             0.75,
             "OrganizationRecognizer",
         ));
@@ -537,6 +533,19 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         let names = (0..n)
             .filter(|&k| first(k) || last(k) || initial(k))
             .count();
+        // Unknown names still read as names: capitalized, then lower-case
+        // only, not dictionary words, after a cue ("name is", "Dear") or in
+        // the middle of a sentence.
+        let name_shaped = |k: usize| {
+            let t = &text[words[a + k].span.clone()];
+            initial(k)
+                || t.chars().count() >= 2
+                    && t.chars()
+                        .skip(1)
+                        .all(|c| c.is_lowercase() || c == '\'' || c == '-')
+                    && !english(k)
+        };
+        let shaped = n <= 4 && (0..n).all(name_shaped);
         let score = if first(0) && (last(n - 1) || !english(n - 1)) && names >= n - 1 {
             0.9
         } else if (first(0) || !english(0)) && last(n - 1) && names >= n - 1 {
@@ -546,6 +555,8 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         } else if first(0) && !english(0) {
             // "Jane Unknownname": a clear first name and another capital.
             0.65
+        } else if shaped && (cue(PERSON_CUES) || !words[a].sentence_start) {
+            0.6
         } else {
             0.0
         };
@@ -590,6 +601,14 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             score,
             "LocationRecognizer",
         ));
+    } else if person_cue && (is_person || !common && !all_caps) {
+        out.push(Finding::new(
+            "PERSON",
+            span.start,
+            span.end,
+            0.7,
+            "PersonRecognizer",
+        ));
     } else if is_person {
         let score = match (common, w.sentence_start, person_cue) {
             (_, _, true) => 0.75,
@@ -626,7 +645,7 @@ mod tests {
         assert!(f.contains(&("PERSON".into(), "John Smith")), "{f:?}");
         assert!(f.contains(&("LOCATION".into(), "Berlin")), "{f:?}");
         assert!(f.contains(&("LOCATION".into(), "New York")), "{f:?}");
-        assert!(f.contains(&("ORGANIZATION".into(), "Acme Corp.")), "{f:?}");
+        assert!(f.contains(&("ORGANIZATION".into(), "Acme Corp")), "{f:?}");
         let f = found("Please ask Dr. Okonkwo about it on Friday.");
         assert!(f.contains(&("PERSON".into(), "Okonkwo")), "{f:?}");
         assert!(f.contains(&("DATE_TIME".into(), "Friday")), "{f:?}");

@@ -79,6 +79,17 @@ impl PatternRecognizer {
     }
 }
 
+/// True when the token goes on after `end`: a letter or digit, or one of
+/// `joiners` followed by one (a sentence's closing period is not a joiner).
+fn continues(text: &str, end: usize, joiners: &[u8]) -> bool {
+    let b = text.as_bytes();
+    match b.get(end) {
+        Some(c) if c.is_ascii_alphanumeric() || *c == b'_' => true,
+        Some(c) if joiners.contains(c) => b.get(end + 1).is_some_and(u8::is_ascii_alphanumeric),
+        _ => false,
+    }
+}
+
 fn before(text: &str, i: usize) -> Option<u8> {
     i.checked_sub(1).map(|j| text.as_bytes()[j])
 }
@@ -129,7 +140,7 @@ fn aba(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
 
 fn nhs(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     let s = &text[m.clone()];
-    let score = if s.contains(' ') { 0.5 } else { 0.3 };
+    let score = if s.contains(' ') { 0.65 } else { 0.3 };
     (standalone(text, &m) && validate::uk_nhs(s)).then_some((m, score))
 }
 
@@ -149,7 +160,7 @@ fn ip(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     let s = &text[m.clone()];
     let glued =
         |b: Option<u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b':');
-    if glued(before(text, m.start)) || glued(after(text, m.end)) {
+    if glued(before(text, m.start)) || continues(text, m.end, b".:") {
         return None;
     }
     let (addr, _) = s.split_once('/').unwrap_or((s, ""));
@@ -417,10 +428,29 @@ fn time(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
         };
     // "3:2" ratios and scores like "2:1" are not times.
     let shaped = has_meridiem || s.split(':').nth(1).is_some_and(|p| p.len() >= 2);
+    // "10:53 pm." ends a sentence; "p.m." keeps its own period.
+    let mut m = m;
+    if s.ends_with("m.") && !s.ends_with(".m.") && !s.ends_with(".M.")
+        || s.ends_with("M.") && !s.ends_with(".M.")
+    {
+        m.end -= 1;
+    }
     (ok && shaped && standalone(text, &m)).then_some((m, if has_meridiem { 0.8 } else { 0.6 }))
 }
 
 fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    const ABBREVIATIONS: &[&str] = &[
+        "St", "Ave", "Av", "Blvd", "Rd", "Ln", "Dr", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Cir", "Ter",
+        "Trl", "Expy", "Fwy", "Hts", "Plz", "Pt", "Xing", "Ext", "Sta", "Tpke", "Rte", "Byp",
+        "Ctr", "Cres", "Aly", "Ste", "Apt", "Fl", "Rm",
+    ];
+    let mut m = m;
+    if let Some(head) = text[m.clone()].strip_suffix('.') {
+        let last = head.rsplit([' ', ',']).next().unwrap_or("");
+        if !ABBREVIATIONS.contains(&last) {
+            m.end -= 1;
+        }
+    }
     standalone(text, &m).then_some((m, 0.75))
 }
 
@@ -440,6 +470,18 @@ const PHONE_REGIONS: &[phonenumber::country::Id] = {
     &[US, GB, DE, FR, IN, BR, IL, AU, ES, IT, NL, IE]
 };
 
+/// Numbers written the way people write phone numbers ("(212) 555-0147",
+/// "+1-449-956-6936", "+44 20 7946 0958") even when the plan metadata says the
+/// area code is unassigned: still a phone number to a reader.
+fn phone_shaped(core: &str) -> bool {
+    static SHAPE: OnceLock<Regex> = OnceLock::new();
+    let re = SHAPE.get_or_init(|| {
+        Regex::new(r"^(?:(?:\+|00)1[ .\-]?)?(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}$|^(?:\+|00)\d{1,3}(?:[ .\-]\(?\d{1,8}\)?){1,5}$")
+            .unwrap_or_else(|e| panic!("phone shape regex: {e}"))
+    });
+    re.is_match(core)
+}
+
 fn phone_valid(candidate: &str) -> Option<f32> {
     // Keep only what the parser needs: digits, a leading +, separators.
     let core = match candidate.find(['x', 'X', 'e', 'E']) {
@@ -449,6 +491,9 @@ fn phone_valid(candidate: &str) -> Option<f32> {
     .trim();
     let digits = core.bytes().filter(u8::is_ascii_digit).count();
     if !(7..=15).contains(&digits) {
+        return None;
+    }
+    if validate::ipv4(core) {
         return None;
     }
     let formatted = core
@@ -462,8 +507,12 @@ fn phone_valid(candidate: &str) -> Option<f32> {
                 .strip_prefix("00")
                 .unwrap_or(core.trim_start_matches('+'))
         );
-        let n = phonenumber::parse(None, &norm).ok()?;
-        return phonenumber::is_valid(&n).then_some(0.85);
+        let valid = phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
+        return if valid {
+            Some(0.85)
+        } else {
+            phone_shaped(core).then_some(0.6)
+        };
     }
     for (i, region) in PHONE_REGIONS.iter().enumerate() {
         let Ok(n) = phonenumber::parse(Some(*region), core) else {
@@ -478,7 +527,7 @@ fn phone_valid(candidate: &str) -> Option<f32> {
             });
         }
     }
-    None
+    phone_shaped(core).then_some(0.6)
 }
 
 fn phone(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
@@ -497,7 +546,7 @@ fn phone(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     let mut end = m.end;
     for _ in 0..4 {
         let span = m.start..end;
-        if !glued(after(text, end)) {
+        if !glued(after(text, end)) && !continues(text, end, b".") {
             if let Some(score) = phone_valid(&text[span.clone()]) {
                 return Some((span, score));
             }
@@ -524,7 +573,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
         let month = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEP(?:T(?:EMBER)?)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)";
         let weekday = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?";
         let address_re = format!(
-            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:[A-Z][A-Za-z'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
         );
         let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
             name: Cow::Borrowed(name),
@@ -551,7 +600,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["national insurance", "ni number", "nino", "insurance"]),
             r("IbanRecognizer", "IBAN_CODE", Numeric, r"\b[A-Z]{2}\d{2}[ -]?[A-Z0-9]{4}(?:[ -]?[A-Z0-9]{1,4}){1,7}", iban,
               &["iban", "bank", "transaction", "account"]),
-            r("IpRecognizer", "IP_ADDRESS", Numeric, r"\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?\b|(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|[0-9A-Fa-f]{1,4})(?::[0-9A-Fa-f]{1,4}){0,6}|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}", ip,
+            r("IpRecognizer", "IP_ADDRESS", Numeric, r"\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?\b|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}", ip,
               &["ip", "ipv4", "ipv6", "address", "host", "server"]),
             r("MacAddressRecognizer", "MAC_ADDRESS", Numeric, r"\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b|\b[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\b", mac,
               &["mac", "ethernet", "hardware", "nic", "wifi", "bluetooth"]),
@@ -564,8 +613,8 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             r("TimeRecognizer", "DATE_TIME", Numeric, r"\b\d{1,2}(?::\d{2}(?::\d{2})?)?\s?(?:[AaPp]\.?[Mm]\.?)|\b\d{1,2}:\d{2}(?::\d{2})?\b", time,
               &["time", "at", "o'clock"]),
             r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,5}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
-              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "number", "whatsapp", "reach", "text"]),
-            r("EmailRecognizer", "EMAIL_ADDRESS", At, r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b", email,
+              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text"]),
+            r("EmailRecognizer", "EMAIL_ADDRESS", At, r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,24}\b", email,
               &["email", "e-mail", "mail"]),
             r("UrlRecognizer", "URL", Dotted, r#"(?i)\b(?:https?|ftp)://[^\s<>"'`]+|\bwww\d{0,3}\.[^\s<>"'`]+"#, url,
               &["url", "website", "link", "site"]),

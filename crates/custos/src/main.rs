@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod audit;
 mod identity;
 mod output;
+mod pii;
 mod secrets;
 mod serve;
 
@@ -96,6 +97,9 @@ enum Command {
     /// Find secrets (API keys, tokens, private keys, passwords) in files and trees.
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
+    /// Find and anonymize personal data (names, e-mails, cards, IDs…) in text.
+    #[command(subcommand)]
+    Pii(pii::PiiCmd),
 }
 
 pub struct Ctx {
@@ -152,7 +156,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
-        Command::Secrets(_) => unreachable!("handled in main"),
+        Command::Secrets(_) | Command::Pii(_) => unreachable!("handled in main"),
     }
 }
 
@@ -162,6 +166,25 @@ fn main() -> ExitCode {
     // "findings", so their errors exit 2.
     if let Command::Secrets(cmd) = cli.command {
         return match secrets::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if matches!(cli.command, Command::Pii(_)) {
+        let config = match load_config(&cli) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                eprintln!("error: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let Command::Pii(cmd) = cli.command else {
+            unreachable!("matched above")
+        };
+        return match pii::run(cmd, &config.pii, cli.json) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

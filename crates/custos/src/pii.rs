@@ -1,0 +1,516 @@
+//! `custos pii`: find and anonymize personal data in text, evaluate accuracy
+//! on labeled data, generate a labeled corpus, manage the encryption key.
+//! Exit 0 on success (`analyze --fail-on-findings` exits 1 when PII is found),
+//! 2 on usage, configuration or I/O errors.
+
+use crate::output;
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use custos_pii::anonymize::{Operator, Pseudonyms, Vault, KEY_LEN};
+use custos_pii::{
+    evaluate, synth, Analyzer, Anonymizer, CharOffsets, Finding, Key, PiiConfig, Request, Sample,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Environment variable holding the AES-256-SIV key (hex or base64).
+pub const KEY_ENV: &str = "CUSTOS_PII_KEY";
+/// Environment variable holding the salt of the `hash` operator.
+pub const SALT_ENV: &str = "CUSTOS_PII_HASH_SALT";
+
+#[derive(Subcommand, Debug)]
+pub enum PiiCmd {
+    /// Find personal data in a file or standard input.
+    #[command(after_help = "Examples:
+  custos pii analyze notes.txt
+  echo 'Call Jane Doe at 212-555-0147' | custos pii analyze - --json
+  custos pii analyze mail.txt --entities EMAIL_ADDRESS,PHONE_NUMBER --threshold 0.7
+
+Offsets in JSON are char offsets (as Presidio counts them) plus byte offsets.
+Values are masked in the table unless --show-values; JSON carries no values.")]
+    Analyze {
+        /// File to read, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// Only these entity types (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        entities: Vec<String>,
+        /// Minimum score, 0 to 1 (default: `[pii] threshold`, else 0.5).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Show the detected values in the table.
+        #[arg(long)]
+        show_values: bool,
+        /// Exit 1 when anything is found (for CI and hooks).
+        #[arg(long)]
+        fail_on_findings: bool,
+    },
+    /// Replace personal data in a file or standard input, per entity type.
+    #[command(
+        after_help = "Operators: replace[:TEXT] (default, <ENTITY_TYPE>), redact, mask[:CHAR[:COUNT[:end]]],
+hash[:sha256|sha512] (salt from CUSTOS_PII_HASH_SALT), encrypt, decrypt (key from CUSTOS_PII_KEY),
+keep, pseudonymize (<PERSON_1>, <PERSON_2>…; with --vault, reversible by `custos pii deanonymize`).
+
+Examples:
+  custos pii anonymize chat.txt
+  custos pii anonymize chat.txt --operator PHONE_NUMBER=mask:*:4:end --operator PERSON=pseudonymize
+  CUSTOS_PII_KEY=$(cat key.hex) custos pii anonymize in.txt --default-operator pseudonymize --vault vault.json"
+    )]
+    Anonymize {
+        /// File to read, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// ENTITY=OPERATOR, repeatable.
+        #[arg(long = "operator", value_name = "ENTITY=OP")]
+        operators: Vec<String>,
+        /// Operator for entity types without their own.
+        #[arg(long, default_value = "replace", value_name = "OP")]
+        default_operator: String,
+        /// Only these entity types (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        entities: Vec<String>,
+        /// Minimum score, 0 to 1.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Write pseudonyms' encrypted values here (needs CUSTOS_PII_KEY); merged if it exists.
+        #[arg(long, value_name = "FILE")]
+        vault: Option<PathBuf>,
+        /// Write the result here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Put pseudonymized values back, from a vault (needs CUSTOS_PII_KEY).
+    Deanonymize {
+        /// File to read, or `-` for standard input.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        vault: PathBuf,
+    },
+    /// Score detection on labeled data: precision, recall and F1 per entity.
+    #[command(
+        after_help = "DATA is a JSON array (or JSON Lines) of Presidio evaluator samples:
+  {\"full_text\": \"…\", \"spans\": [{\"entity_type\": \"PERSON\", \"start_position\": 0, \"end_position\": 8}]}
+Offsets count characters. Matching is per token, as Presidio's evaluator does; label names
+like GPE, LOC, ORG, DATE are mapped to custos' entity types; types custos does not detect are
+listed and not scored.
+
+Examples:
+  custos pii generate --count 2000 -o synth.json && custos pii eval synth.json"
+    )]
+    Eval {
+        data: PathBuf,
+        /// Minimum score, 0 to 1.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Also print up to N samples where predictions and labels differ (shows values).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        errors: usize,
+    },
+    /// Write a seeded synthetic labeled corpus (Presidio evaluator format).
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Every Nth sample holds no PII (0: none), for false-positive counts.
+        #[arg(long, default_value_t = 5)]
+        clean_every: usize,
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a new random AES-256-SIV key (hex) for encrypt and vaults.
+    Keygen,
+    /// List the entity types the analyzer reports.
+    Entities,
+}
+
+fn read_input(path: &Path) -> Result<String> {
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+    } else {
+        bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    // Invalid UTF-8 is replaced, not refused: a stray byte must not hide the PII around it.
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+fn write_output(path: Option<&Path>, data: &str) -> Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, data).with_context(|| format!("cannot write {}", p.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data.as_bytes())
+                .and_then(|_| out.flush())
+                .context("cannot write to standard output")
+        }
+    }
+}
+
+fn key_from_env() -> Result<Option<Key>> {
+    match std::env::var(KEY_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            Ok(Some(Key::parse(&v).with_context(|| {
+                format!("{KEY_ENV} is not a valid key")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn check_threshold(t: Option<f32>) -> Result<Option<f32>> {
+    match t {
+        Some(v) if !(0.0..=1.0).contains(&v) => {
+            bail!("--threshold must be between 0 and 1, got {v}")
+        }
+        t => Ok(t),
+    }
+}
+
+/// Line (1-based) and column (1-based, in chars) of byte offset `b`.
+fn line_col(text: &str, b: usize) -> (usize, usize) {
+    let before = &text[..b];
+    let line = before.bytes().filter(|&c| c == b'\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn mask_value(v: &str) -> String {
+    let n = v.chars().count();
+    let shown: String = v.chars().take(if n > 6 { 2 } else { 1 }).collect();
+    format!(
+        "{shown}{}",
+        "*".repeat(n.saturating_sub(shown.chars().count()).min(12))
+    )
+}
+
+/// JSON for findings: Presidio's fields (char offsets) plus byte offsets.
+pub fn findings_json(text: &str, findings: &[Finding]) -> serde_json::Value {
+    let mut chars = CharOffsets::new(text);
+    let v: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            let (start, end) = (chars.char_at(f.start), chars.char_at(f.end));
+            json!({
+                "entity_type": f.entity_type,
+                "start": start,
+                "end": end,
+                "score": (f64::from(f.score) * 100.0).round() / 100.0,
+                "start_byte": f.start,
+                "end_byte": f.end,
+                "recognizer": f.recognizer,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(v)
+}
+
+fn load_samples(path: &Path) -> Result<Vec<Sample>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        return serde_json::from_str(trimmed)
+            .with_context(|| format!("{}: not a JSON array of samples", path.display()));
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a sample", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> {
+    let analyzer = || Analyzer::new(config).context("invalid [pii] configuration");
+    match cmd {
+        PiiCmd::Analyze {
+            input,
+            entities,
+            threshold,
+            show_values,
+            fail_on_findings,
+        } => {
+            let threshold = check_threshold(threshold)?;
+            let analyzer = analyzer()?;
+            let text = read_input(&input)?;
+            let req = Request {
+                entities: (!entities.is_empty()).then_some(entities.as_slice()),
+                threshold,
+            };
+            let found = analyzer.analyze_with(&text, &req);
+            if json_out {
+                output::json(&findings_json(&text, &found));
+            } else if found.is_empty() {
+                println!("no personal data found");
+            } else {
+                let rows: Vec<Vec<String>> = found
+                    .iter()
+                    .map(|f| {
+                        let (l, c) = line_col(&text, f.start);
+                        let v = &text[f.start..f.end];
+                        vec![
+                            format!("{l}:{c}"),
+                            f.entity_type.to_string(),
+                            format!("{:.2}", f.score),
+                            if show_values {
+                                v.to_string()
+                            } else {
+                                mask_value(v)
+                            },
+                        ]
+                    })
+                    .collect();
+                output::table(&["AT", "ENTITY", "SCORE", "VALUE"], &rows);
+            }
+            Ok(if fail_on_findings && !found.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        PiiCmd::Anonymize {
+            input,
+            operators,
+            default_operator,
+            entities,
+            threshold,
+            vault,
+            output: out,
+        } => {
+            let threshold = check_threshold(threshold)?;
+            let mut ops = HashMap::new();
+            for o in &operators {
+                let (entity, op) = o.split_once('=').with_context(|| {
+                    format!("--operator {o:?}: expected ENTITY=OPERATOR, e.g. PERSON=mask")
+                })?;
+                ops.insert(entity.trim().to_string(), Operator::parse(op.trim())?);
+            }
+            let key = key_from_env()?;
+            if vault.is_some() && key.is_none() {
+                bail!("--vault needs a key to encrypt the values it holds: set {KEY_ENV} (`custos pii keygen` makes one)");
+            }
+            let anonymizer = Anonymizer {
+                operators: ops,
+                default: Operator::parse(&default_operator)?,
+                salt: std::env::var(SALT_ENV).unwrap_or_default().into_bytes(),
+                key,
+            };
+            let analyzer = analyzer()?;
+            let text = read_input(&input)?;
+            let req = Request {
+                entities: (!entities.is_empty()).then_some(entities.as_slice()),
+                threshold,
+            };
+            let found = analyzer.analyze_with(&text, &req);
+            let mut pseudo = Pseudonyms::default();
+            let mut existing = match &vault {
+                Some(p) if p.exists() => {
+                    let v: Vault = serde_json::from_slice(
+                        &std::fs::read(p)
+                            .with_context(|| format!("cannot read {}", p.display()))?,
+                    )
+                    .with_context(|| format!("{}: not a custos vault", p.display()))?;
+                    v
+                }
+                _ => Vault {
+                    version: 1,
+                    ..Vault::default()
+                },
+            };
+            // Keep numbering after tokens the vault already holds, so tokens stay unique.
+            if let Some(k) = &anonymizer.key {
+                for (token, enc) in &existing.entries {
+                    let entity = token
+                        .trim_start_matches('<')
+                        .rsplit_once('_')
+                        .map_or("", |(e, _)| e);
+                    if let Some(value) = k.decrypt(entity, enc) {
+                        pseudo.remember(entity, &value, token);
+                    }
+                }
+            }
+            let result = anonymizer.apply(&text, &found, &mut pseudo)?;
+            if let Some(p) = &vault {
+                existing.entries.extend(std::mem::take(&mut pseudo.vault));
+                let data = serde_json::to_vec_pretty(&existing)?;
+                std::fs::write(p, data).with_context(|| format!("cannot write {}", p.display()))?;
+            }
+            if json_out {
+                let mut chars = CharOffsets::new(&result.text);
+                let items: Vec<_> = result
+                    .items
+                    .iter()
+                    .map(|i| json!({"start": chars.char_at(i.start), "end": chars.char_at(i.end), "entity_type": i.entity_type, "text": i.text, "operator": i.operator}))
+                    .collect();
+                let body =
+                    serde_json::to_string_pretty(&json!({"text": result.text, "items": items}))?
+                        + "\n";
+                write_output(out.as_deref(), &body)?;
+            } else {
+                write_output(out.as_deref(), &result.text)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCmd::Deanonymize { input, vault } => {
+            let key = key_from_env()?
+                .with_context(|| format!("set {KEY_ENV} to the key the vault was written with"))?;
+            let v: Vault = serde_json::from_slice(
+                &std::fs::read(&vault)
+                    .with_context(|| format!("cannot read {}", vault.display()))?,
+            )
+            .with_context(|| format!("{}: not a custos vault", vault.display()))?;
+            let text = read_input(&input)?;
+            write_output(None, &v.reverse(&text, &key)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCmd::Eval {
+            data,
+            threshold,
+            errors,
+        } => {
+            let threshold = check_threshold(threshold)?;
+            let mut config = config.clone();
+            if let Some(t) = threshold {
+                config.threshold = t;
+            }
+            let analyzer = Analyzer::new(&config)?;
+            let samples = load_samples(&data)?;
+            let report = evaluate(&analyzer, &samples);
+            if errors > 0 {
+                print_errors(&analyzer, &samples, errors);
+            }
+            if json_out {
+                output::json(&serde_json::to_value(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let row = |name: &str, c: &custos_pii::eval::Counts| {
+                vec![
+                    name.to_string(),
+                    format!("{:.3}", c.precision()),
+                    format!("{:.3}", c.recall()),
+                    format!("{:.3}", c.f1()),
+                    c.tp.to_string(),
+                    c.fp.to_string(),
+                    c.fn_.to_string(),
+                ]
+            };
+            let mut rows: Vec<Vec<String>> =
+                report.per_entity.iter().map(|(e, c)| row(e, c)).collect();
+            rows.push(row("OVERALL", &report.overall));
+            output::table(
+                &["ENTITY", "PRECISION", "RECALL", "F1", "TP", "FP", "FN"],
+                &rows,
+            );
+            println!(
+                "{} samples, {} tokens; {} clean samples with {} false-positive tokens (threshold {})",
+                report.samples,
+                report.tokens,
+                report.clean_samples,
+                report.false_positive_tokens_in_clean_samples,
+                analyzer.threshold()
+            );
+            if !report.ignored_gold.is_empty() {
+                let list: Vec<String> = report
+                    .ignored_gold
+                    .iter()
+                    .map(|(e, n)| format!("{e} ({n})"))
+                    .collect();
+                println!(
+                    "not scored (custos does not detect these): {}",
+                    list.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCmd::Generate {
+            count,
+            seed,
+            clean_every,
+            output: out,
+        } => {
+            let samples = synth::generate(seed, count, clean_every);
+            write_output(
+                out.as_deref(),
+                &(serde_json::to_string_pretty(&samples)? + "\n"),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCmd::Keygen => {
+            let mut k = [0u8; KEY_LEN];
+            getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+            println!("{}", hex::encode(k));
+            Ok(ExitCode::SUCCESS)
+        }
+        PiiCmd::Entities => {
+            let analyzer = analyzer()?;
+            let e = analyzer.supported_entities();
+            if json_out {
+                output::json(&json!(e));
+            } else {
+                for x in e {
+                    println!("{x}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints samples whose predicted spans differ from the labeled ones.
+fn print_errors(analyzer: &Analyzer, samples: &[Sample], limit: usize) {
+    let mut shown = 0;
+    for s in samples {
+        if shown >= limit {
+            break;
+        }
+        let text = &s.full_text;
+        let gold: Vec<(String, String)> = s
+            .spans
+            .iter()
+            .map(|sp| {
+                let v: String = text
+                    .chars()
+                    .skip(sp.start_position)
+                    .take(sp.end_position.saturating_sub(sp.start_position))
+                    .collect();
+                (
+                    custos_pii::eval::canonical_entity(&sp.entity_type).to_string(),
+                    v,
+                )
+            })
+            .collect();
+        let pred: Vec<(String, String)> = analyzer
+            .analyze(text)
+            .iter()
+            .map(|f| (f.entity_type.to_string(), text[f.start..f.end].to_string()))
+            .collect();
+        let missing: Vec<_> = gold.iter().filter(|g| !pred.contains(g)).collect();
+        let extra: Vec<_> = pred.iter().filter(|p| !gold.contains(p)).collect();
+        if missing.is_empty() && extra.is_empty() {
+            continue;
+        }
+        shown += 1;
+        println!("--- {text}");
+        for (e, v) in missing {
+            println!("  missed   {e:<18} {v:?}");
+        }
+        for (e, v) in extra {
+            println!("  reported {e:<18} {v:?}");
+        }
+    }
+}
