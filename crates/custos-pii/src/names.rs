@@ -228,8 +228,8 @@ const FUNCTION_WORDS: &[&str] = &[
 ];
 
 const CONNECTORS: &[&str] = &[
-    "van", "von", "de", "der", "den", "da", "del", "della", "di", "du", "la", "le", "bin", "al",
-    "el", "ter", "ten", "dos", "das",
+    "van", "von", "de", "der", "den", "da", "del", "della", "di", "du", "des", "do", "la", "le",
+    "bin", "al", "el", "ter", "ten", "dos", "das", "of", "e", "y",
 ];
 
 const ORG_SUFFIXES: &[&str] = &[
@@ -351,12 +351,12 @@ fn tokenize(text: &str) -> Vec<Word> {
     let mut prev_end = 0;
     let mut it = text.char_indices().peekable();
     while let Some((i, c)) = it.next() {
-        if !c.is_alphabetic() {
+        if !c.is_alphanumeric() {
             continue;
         }
         let mut end = i + c.len_utf8();
         while let Some(&(j, d)) = it.peek() {
-            if d.is_alphabetic() {
+            if d.is_alphanumeric() {
                 end = j + d.len_utf8();
                 it.next();
             } else if matches!(d, '\'' | '’' | '-') {
@@ -379,7 +379,8 @@ fn tokenize(text: &str) -> Vec<Word> {
         let sentence_start = words.is_empty()
             || gap.contains(['.', '!', '?', '\n', ':', '"', '“', '•', '*', '#', '>', '('])
                 && !gap_is_initial(&words, text);
-        let capitalized = c.is_uppercase();
+        // "Ed25519" and "x86" are identifiers, never names or places.
+        let capitalized = c.is_uppercase() && !word.chars().any(|d| d.is_numeric());
         words.push(Word {
             span: i..end,
             lower: word.to_lowercase(),
@@ -390,6 +391,20 @@ fn tokenize(text: &str) -> Vec<Word> {
         prev_end = end;
     }
     words
+}
+
+/// "Okafor", "O'Brien", "Smith-Jones": a capital, then lower case except
+/// after an apostrophe or hyphen ("OpenAI" and "GitHub" are not names).
+fn name_like(w: &str) -> bool {
+    let mut prev = ' ';
+    w.chars().enumerate().all(|(i, c)| {
+        let ok = i == 0 && c.is_uppercase()
+            || c.is_lowercase()
+            || matches!(c, '\'' | '’' | '-')
+            || c.is_uppercase() && matches!(prev, '\'' | '’' | '-');
+        prev = c;
+        ok
+    })
 }
 
 /// "J. Smith": a period after a single-letter word does not start a sentence.
@@ -446,14 +461,23 @@ fn previous_word(words: &[Word], i: usize) -> Option<&str> {
 
 /// Classifies the run `words[a..b]`.
 fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: &mut Vec<Finding>) {
-    // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
-    let mut title = false;
     let joined = |a: usize| {
         (a..b)
             .map(|k| words[k].lower.as_str())
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // "Dr. Jane Roe of Acme Corp": "of" joins two names unless the whole
+    // run is one place ("City of London").
+    if let Some(k) = (a + 1..b.saturating_sub(1)).find(|&k| words[k].lower == "of") {
+        if !(a..b).any(|s| g.places.contains(joined(s).as_str())) {
+            run(text, words, a, k, g, out);
+            run(text, words, k + 1, b, g, out);
+            return;
+        }
+    }
+    // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
+    let mut title = false;
     while a < b {
         let w = &words[a];
         if b - a >= 2 && !title && g.places.contains(joined(a).as_str()) {
@@ -582,8 +606,16 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     let is_place = g.places.contains(lw(0));
     let common = english(0);
     let all_caps = text[span.clone()].chars().all(|c| !c.is_lowercase());
-    if all_caps && span.len() <= 3 {
-        return; // acronyms
+    if all_caps {
+        return; // acronyms and constants: "FILE", "NINO", "USA"
+    }
+    // Code, not prose: `Ok(x)`, `Config::load`, `self.Name`.
+    let code = |c: Option<u8>| matches!(c, Some(b'(' | b'<' | b'_' | b'[' | b'{'));
+    if code(text.as_bytes().get(span.end).copied())
+        || text[span.end..].starts_with("::")
+        || text[..span.start].ends_with(['.', ':', '_'])
+    {
+        return;
     }
     let place_cue = cue(LOCATION_CUES);
     let person_cue = cue(PERSON_CUES) || prev.is_some_and(|p| TITLES.contains(&p));
@@ -601,7 +633,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             score,
             "LocationRecognizer",
         ));
-    } else if person_cue && (is_person || !common && !all_caps) {
+    } else if person_cue && (is_person || !common && name_like(&text[span.clone()])) {
         out.push(Finding::new(
             "PERSON",
             span.start,

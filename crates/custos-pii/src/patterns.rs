@@ -199,87 +199,19 @@ fn btc(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     (ok && standalone(text, &m)).then_some((m, 1.0))
 }
 
-/// Top-level domains accepted for e-mail, URL and domain findings: the
-/// generic ones in common use and every two-letter country code.
+/// Two-letter country-code TLDs delegated by IANA.
+const CC_TLDS: &str = "ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bm bn bo br bs bt bw by bz ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg er es et eu fi fj fk fm fo fr ga gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mg mh mk ml mm mn mo mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm pn pr ps pt pw py qa re ro rs ru rw sa sb sc sd se sg sh si sk sl sm sn so sr ss st sv sx sy sz tc td tf tg th tj tk tl tm tn to tr tt tv tw tz ua ug uk us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw";
+
+/// Generic TLDs in common use for web sites and mail.
+const GENERIC_TLDS: &str = "com org net edu gov mil int info biz name pro mobi app dev io ai co xyz online site tech store shop blog cloud email live news media agency company solutions services digital network systems group global world today life space website club design art page link top museum aero coop travel jobs tel asia health bank insurance law legal finance money academy school university consulting partners ventures capital studio team works";
+
+/// Top-level domains accepted for e-mail, URL and domain findings.
 fn known_tld(tld: &str) -> bool {
-    const GENERIC: &[&str] = &[
-        "com",
-        "org",
-        "net",
-        "edu",
-        "gov",
-        "mil",
-        "int",
-        "info",
-        "biz",
-        "name",
-        "pro",
-        "mobi",
-        "app",
-        "dev",
-        "io",
-        "ai",
-        "co",
-        "xyz",
-        "online",
-        "site",
-        "tech",
-        "store",
-        "shop",
-        "blog",
-        "cloud",
-        "email",
-        "live",
-        "news",
-        "media",
-        "agency",
-        "company",
-        "solutions",
-        "services",
-        "digital",
-        "network",
-        "systems",
-        "group",
-        "global",
-        "world",
-        "today",
-        "life",
-        "space",
-        "website",
-        "club",
-        "design",
-        "art",
-        "page",
-        "link",
-        "top",
-        "museum",
-        "aero",
-        "coop",
-        "travel",
-        "jobs",
-        "tel",
-        "asia",
-        "eu",
-        "health",
-        "bank",
-        "insurance",
-        "law",
-        "legal",
-        "finance",
-        "money",
-        "academy",
-        "school",
-        "university",
-        "consulting",
-        "partners",
-        "ventures",
-        "capital",
-        "studio",
-        "team",
-        "works",
-    ];
     let t = tld.to_ascii_lowercase();
-    (t.len() == 2 && t.bytes().all(|b| b.is_ascii_lowercase())) || GENERIC.contains(&t.as_str())
+    CC_TLDS
+        .split(' ')
+        .chain(GENERIC_TLDS.split(' '))
+        .any(|x| x == t)
 }
 
 fn email(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
@@ -293,7 +225,7 @@ fn trim_url_tail(text: &str, m: Range<usize>) -> Range<usize> {
     while end > m.start {
         let c = text.as_bytes()[end - 1];
         let unbalanced_paren = c == b')' && !text[m.start..end].contains('(');
-        if matches!(c, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"') || unbalanced_paren {
+        if matches!(c, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'\\') || unbalanced_paren {
             end -= 1;
         } else {
             break;
@@ -317,49 +249,49 @@ fn url(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
 }
 
 /// File names and code member access look like domains ("main.rs",
-/// "self.id"): such TLDs need more than one label or a web-ish first label.
+/// "self.name", "report.ok"): a bare two-label name needs a web TLD and a
+/// first label that is not a one-letter variable; calls are never domains.
 fn domain(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     let m = trim_url_tail(text, m);
     let s = &text[m.clone()];
     // Never inside an e-mail address or a URL (those are reported whole).
     let glued = |b: Option<u8>| {
         b.is_some_and(|c| {
-            c == b'@' || c == b'/' || c == b'.' || c == b'_' || c.is_ascii_alphanumeric()
+            matches!(c, b'@' | b'/' | b'.' | b'_' | b'$' | b':') || c.is_ascii_alphanumeric()
         })
     };
     if glued(before(text, m.start))
-        || after(text, m.end) == Some(b'@')
-        || after(text, m.end) == Some(b'/') && text[m.end..].starts_with("//")
+        || matches!(after(text, m.end), Some(b'@' | b'(' | b'/' | b'_' | b'['))
     {
         return None;
     }
     let labels: Vec<&str> = s.split('.').collect();
-    let tld = labels.last()?;
-    if !known_tld(tld) || labels.iter().any(|l| l.is_empty()) {
+    let tld = labels.last()?.to_ascii_lowercase();
+    if !known_tld(&tld) || labels.iter().any(|l| l.is_empty()) {
         return None;
     }
-    const CODE_LIKE: &[&str] = &[
-        "rs", "py", "md", "sh", "pl", "so", "js", "id", "in", "is", "it", "at", "as", "do", "no",
-        "on", "to", "by", "my", "me", "am", "be", "cc", "hh", "ps", "ts", "go", "mk", "ml", "cs",
-        "lo", "st", "tf", "cd", "ms", "mp",
+    const WEB: &[&str] = &[
+        "com", "org", "net", "edu", "gov", "io", "co", "ai", "dev", "info", "biz", "uk", "de",
+        "fr", "nl", "eu", "ca", "au", "jp", "ch", "se", "es", "us", "ru", "br", "cn", "pl", "be",
+        "at", "dk", "fi", "ie", "nz", "za", "mx", "kr", "sg", "hk", "tw", "cz", "pt", "gr", "hu",
+        "ro", "ua", "tr", "il", "ar", "cl", "pk", "ng", "ke", "eg", "ae", "sa", "vn", "th", "ph",
+        "my", "tv", "me", "cc",
     ];
-    let first_lower = labels[0]
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let code_like = CODE_LIKE.contains(&tld.to_ascii_lowercase().as_str())
-        && labels.len() == 2
-        && labels[0] != "www";
-    if code_like || !first_lower && labels.len() == 2 && tld.len() == 2 {
-        return Some((m, 0.3));
-    }
-    Some((
-        m,
-        if labels[0] == "www" || labels.len() > 2 {
-            0.85
-        } else {
-            0.7
-        },
-    ))
+    let www = labels[0].eq_ignore_ascii_case("www");
+    let lower_label = |l: &str| {
+        l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let plausible = labels.len() > 2
+        || WEB.contains(&tld.as_str()) && labels[0].len() >= 2 && lower_label(labels[0]);
+    let score = if www || labels.len() > 2 && plausible {
+        0.85
+    } else if plausible {
+        0.7
+    } else {
+        0.3
+    };
+    Some((m, score))
 }
 
 fn valid_date(y: Option<u32>, mo: u32, d: u32) -> bool {
@@ -493,7 +425,13 @@ fn phone_valid(candidate: &str) -> Option<f32> {
     if !(7..=15).contains(&digits) {
         return None;
     }
-    if validate::ipv4(core) {
+    // Dotted quads and dates are not phone numbers, whatever a plan allows.
+    static DATE_SHAPE: OnceLock<Regex> = OnceLock::new();
+    let date = DATE_SHAPE.get_or_init(|| {
+        Regex::new(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4})$")
+            .unwrap_or_else(|e| panic!("date shape regex: {e}"))
+    });
+    if validate::ipv4(core) || date.is_match(core) {
         return None;
     }
     let formatted = core
@@ -612,7 +550,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["date", "birthday", "born", "dob", "birth"]),
             r("TimeRecognizer", "DATE_TIME", Numeric, r"\b\d{1,2}(?::\d{2}(?::\d{2})?)?\s?(?:[AaPp]\.?[Mm]\.?)|\b\d{1,2}:\d{2}(?::\d{2})?\b", time,
               &["time", "at", "o'clock"]),
-            r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,5}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
+            r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,8}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
               &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text"]),
             r("EmailRecognizer", "EMAIL_ADDRESS", At, r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,24}\b", email,
               &["email", "e-mail", "mail"]),
