@@ -213,7 +213,7 @@ pub fn kind(v: &Value) -> &'static str {
     }
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &http::HeaderMap,
     body: axum::body::Body,
     limit: usize,

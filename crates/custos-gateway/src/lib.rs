@@ -8,6 +8,7 @@ pub mod body_tap;
 pub mod call;
 pub mod idempotency;
 pub mod metrics;
+pub mod pii;
 pub mod pipeline;
 pub mod problem;
 pub mod providers;
@@ -37,6 +38,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("pii: {0}")]
+    Pii(String),
     #[error("audit.checkpoint_key_file {path}: {reason}")]
     CheckpointKey { path: String, reason: String },
 }
@@ -78,6 +81,14 @@ impl Gateway {
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;
         let (audit, audit_writer) = audit::AuditSink::spawn(store.clone());
+        let config_pii = config.pii.clone();
+        let pii_key = match std::env::var("CUSTOS_PII_KEY") {
+            Ok(v) if !v.trim().is_empty() => Some(
+                custos_pii::Key::parse(&v)
+                    .map_err(|e| GatewayError::Pii(format!("CUSTOS_PII_KEY: {e}")))?,
+            ),
+            _ => None,
+        };
         let state = Arc::new(Shared {
             config,
             store: store.clone(),
@@ -87,6 +98,14 @@ impl Gateway {
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
             audit,
+            pii: Arc::new(
+                custos_pii::Analyzer::new(&config_pii)
+                    .map_err(|e| GatewayError::Pii(e.to_string()))?,
+            ),
+            pii_key,
+            pii_salt: std::env::var("CUSTOS_PII_HASH_SALT")
+                .unwrap_or_default()
+                .into_bytes(),
         });
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

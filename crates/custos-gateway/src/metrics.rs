@@ -104,6 +104,8 @@ pub struct Metrics {
     quota_rejections: Mutex<HashMap<(&'static str, &'static str), u64>>,
     idempotent_replays: AtomicU64,
     in_flight: AtomicI64,
+    /// Entities found by PII analysis, by type: counts only, never values.
+    pii_entities: Mutex<HashMap<String, u64>>,
 }
 
 /// Known routes get their own label; anything else is `other`.
@@ -116,6 +118,9 @@ pub fn route_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
+        "/pii/analyze" => "/pii/analyze",
+        "/pii/anonymize" => "/pii/anonymize",
+        "/pii/supportedentities" => "/pii/supportedentities",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         _ => "other",
     }
@@ -142,6 +147,14 @@ impl Metrics {
         *lock(&self.quota_rejections)
             .entry((scope, limit))
             .or_default() += 1;
+    }
+
+    /// Counts entities found by PII analysis (types only).
+    pub fn pii_found<'a>(&self, entities: impl IntoIterator<Item = &'a str>) {
+        let mut m = lock(&self.pii_entities);
+        for e in entities {
+            *m.entry(e.to_owned()).or_default() += 1;
+        }
     }
 
     pub fn idempotent_replay(&self) {
@@ -187,6 +200,19 @@ impl Metrics {
                 "custos_requests_total{{route=\"{route}\",model=\"{}\",status=\"{status}\",team=\"{}\"}} {v}",
                 escape(&model),
                 escape(&team)
+            );
+        }
+        out.push_str("# HELP custos_pii_entities_total Personal data entities found by PII analysis, by type.\n# TYPE custos_pii_entities_total counter\n");
+        let mut pii: Vec<_> = lock(&self.pii_entities)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        pii.sort();
+        for (entity, v) in pii {
+            let _ = writeln!(
+                out,
+                "custos_pii_entities_total{{entity=\"{}\"}} {v}",
+                escape(&entity)
             );
         }
         out.push_str("# HELP custos_overhead_seconds Time custos adds to a request: total time to response headers minus upstream time.\n# TYPE custos_overhead_seconds histogram\n");

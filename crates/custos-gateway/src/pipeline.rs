@@ -2,7 +2,7 @@
 //! outermost first. Later controls (authz, guard, budget, meter, audit) slot in here.
 
 use crate::state::AppState;
-use crate::{audit, authn, call, idempotency, metrics, proxy, quota, request_id, service};
+use crate::{audit, authn, call, idempotency, metrics, pii, proxy, quota, request_id, service};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
@@ -25,6 +25,9 @@ pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .route("/v1/models", get(service::list_models))
         .route("/v1/models/{id}", get(service::get_model))
+        .route("/pii/analyze", post(pii::analyze))
+        .route("/pii/anonymize", post(pii::anonymize))
+        .route("/pii/supportedentities", get(pii::supported_entities))
         .merge(model_calls)
         .layer(
             ServiceBuilder::new()

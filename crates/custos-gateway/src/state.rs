@@ -21,6 +21,12 @@ pub struct Shared {
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
     pub audit: AuditSink,
+    /// PII analyzer built from `[pii]`; shared by the REST endpoints and the guard.
+    pub pii: Arc<custos_pii::Analyzer>,
+    /// Key for the encrypt/decrypt operators and vaults (CUSTOS_PII_KEY), if set.
+    pub pii_key: Option<custos_pii::Key>,
+    /// Salt of the hash operator (CUSTOS_PII_HASH_SALT).
+    pub pii_salt: Vec<u8>,
 }
 
 pub type AppState = Arc<Shared>;

@@ -135,6 +135,17 @@ pub struct Analyzer {
     entities: Vec<String>,
 }
 
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("custom", &self.custom.len())
+            .field("external", &self.external.len())
+            .field("deny", &self.deny.len())
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
 impl Default for Analyzer {
     fn default() -> Self {
         Analyzer::new(&PiiConfig::default())

@@ -225,7 +225,11 @@ fn trim_url_tail(text: &str, m: Range<usize>) -> Range<usize> {
     while end > m.start {
         let c = text.as_bytes()[end - 1];
         let unbalanced_paren = c == b')' && !text[m.start..end].contains('(');
-        if matches!(c, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'\\') || unbalanced_paren {
+        if matches!(
+            c,
+            b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'"' | b'\\'
+        ) || unbalanced_paren
+        {
             end -= 1;
         } else {
             break;
