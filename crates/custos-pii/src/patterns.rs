@@ -520,7 +520,10 @@ pub fn builtin() -> &'static [PatternRecognizer] {
         let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
             name: Cow::Borrowed(name),
             entity: Cow::Borrowed(entity),
-            regex: Regex::new(re).unwrap_or_else(|e| panic!("built-in pattern {name} does not compile: {e}")),
+            // ASCII word boundaries and digits keep every pattern on the lazy DFA: a
+            // Unicode `\b` sends non-ASCII text to the much slower backtracker.
+            regex: Regex::new(&re.replace(r"\b", r"(?-u:\b)").replace(r"\d", "[0-9]"))
+                .unwrap_or_else(|e| panic!("built-in pattern {name} does not compile: {e}")),
             source,
             check: Some(check),
             score: 0.0,

@@ -164,6 +164,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Scanners need neither the runtime nor the database; their exit status 1 means
     // "findings", so their errors exit 2.
+    if matches!(cli.command, Command::Secrets(_) | Command::Pii(_)) {
+        restore_sigpipe();
+    }
     if let Command::Secrets(cmd) = cli.command {
         return match secrets::run(cmd, cli.json) {
             Ok(code) => code,
@@ -208,5 +211,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Scanners write reports to pipes (`| head`): when the reader goes away they should stop
+/// quietly, as Unix tools do, not panic on a failed print. Not for `serve`: a server must
+/// survive a client closing its socket.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any thread is spawned; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

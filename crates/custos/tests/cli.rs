@@ -1197,3 +1197,284 @@ fn secrets_scan_reports_and_exit_codes() {
     let out = custos(d, &["secrets", "scan", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn custos_with(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_PII_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run custos");
+    // A command that fails before reading its input closes the pipe early: not an error here.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("wait custos")
+}
+
+#[test]
+fn pii_analyze_anonymize_and_reverse() {
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        "Dear Jane Roe, card 4111 1111 1111 1111 and phone (212) 555-0147; Jane Roe agreed.\n";
+    std::fs::write(d.path().join("in.txt"), text).unwrap();
+    let found = json(d.path(), &["--json", "pii", "analyze", "in.txt"]);
+    let kinds: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["PERSON", "CREDIT_CARD", "PHONE_NUMBER", "PERSON"],
+        "{found}"
+    );
+    // The table masks values unless asked.
+    let table = ok(d.path(), &["pii", "analyze", "in.txt"]);
+    assert!(
+        !table.contains("4111 1111 1111 1111") && table.contains("CREDIT_CARD"),
+        "{table}"
+    );
+    let fail = custos(
+        d.path(),
+        &["pii", "analyze", "in.txt", "--fail-on-findings"],
+    );
+    assert_eq!(fail.status.code(), Some(1));
+
+    let out = ok(
+        d.path(),
+        &[
+            "pii",
+            "anonymize",
+            "in.txt",
+            "--operator",
+            "CREDIT_CARD=mask:#:12",
+            "--operator",
+            "PERSON=pseudonymize",
+        ],
+    );
+    assert_eq!(
+        out,
+        "Dear <PERSON_1>, card ############11 1111 and phone <PHONE_NUMBER>; <PERSON_1> agreed.\n"
+    );
+
+    // Reversible with a key and a vault; the vault holds no plaintext.
+    let key = ok(d.path(), &["pii", "keygen"]);
+    let key = key.trim();
+    assert_eq!(key.len(), 128);
+    let env = [("CUSTOS_PII_KEY", key)];
+    let a = custos_with(
+        d.path(),
+        &[
+            "pii",
+            "anonymize",
+            "-",
+            "--default-operator",
+            "pseudonymize",
+            "--vault",
+            "vault.json",
+        ],
+        &env,
+        text.as_bytes(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let pseudo = String::from_utf8(a.stdout).unwrap();
+    assert!(
+        pseudo.contains("<CREDIT_CARD_1>") && !pseudo.contains("Jane"),
+        "{pseudo}"
+    );
+    let vault = std::fs::read_to_string(d.path().join("vault.json")).unwrap();
+    assert!(
+        !vault.contains("Jane") && !vault.contains("4111"),
+        "{vault}"
+    );
+    let back = custos_with(
+        d.path(),
+        &["pii", "deanonymize", "-", "--vault", "vault.json"],
+        &env,
+        pseudo.as_bytes(),
+    );
+    assert_eq!(String::from_utf8(back.stdout).unwrap(), text);
+    // Without the key, or with another, nothing is revealed.
+    let no_key = custos_with(
+        d.path(),
+        &["pii", "deanonymize", "-", "--vault", "vault.json"],
+        &[],
+        pseudo.as_bytes(),
+    );
+    assert_eq!(no_key.status.code(), Some(2));
+    let other = "ab".repeat(64);
+    let wrong = custos_with(
+        d.path(),
+        &["pii", "deanonymize", "-", "--vault", "vault.json"],
+        &[("CUSTOS_PII_KEY", &other)],
+        pseudo.as_bytes(),
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&wrong.stdout).contains("Jane"));
+}
+
+#[test]
+fn pii_bad_input_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    // Invalid UTF-8 is replaced, not fatal; the PII after it is still found.
+    let mut bytes = b"\xff\xfe broken \xc3 then jane@example.com".to_vec();
+    bytes.push(b'\n');
+    let out = custos_with(d.path(), &["--json", "pii", "analyze", "-"], &[], &bytes);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["entity_type"], "EMAIL_ADDRESS");
+    let cases: &[&[&str]] = &[
+        &["pii", "analyze", "missing.txt"],
+        &["pii", "analyze", "-", "--threshold", "1.5"],
+        &["pii", "anonymize", "-", "--operator", "PERSON=shred"],
+        &["pii", "anonymize", "-", "--operator", "PERSON"],
+        &[
+            "pii",
+            "anonymize",
+            "-",
+            "--default-operator",
+            "encrypt",
+            "--vault",
+            "v.json",
+        ],
+        &["pii", "eval", "missing.json"],
+    ];
+    for args in cases {
+        let out = custos_with(d.path(), args, &[], b"Jane Roe");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    // A hostile or broken custom recognizer is refused at load, naming the file and key.
+    std::fs::write(
+        d.path().join("custos.toml"),
+        "[pii]\n[[pii.recognizers]]\nname = \"bad\"\nentity = \"X\"\npattern = \"(unclosed\"\n",
+    )
+    .unwrap();
+    let out = custos(d.path(), &["pii", "analyze", "-"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("custos.toml") && err.contains("bad") && err.contains("pii"),
+        "{err}"
+    );
+    std::fs::write(d.path().join("custos.toml"), "[pii]\n[[pii.recognizers]]\nname = \"huge\"\nentity = \"X\"\npattern = \"\\\\w{1000}\\\\w{1000}\\\\w{1000}\"\n").unwrap();
+    let out = custos(d.path(), &["pii", "analyze", "-"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pii_custom_recognizers_deny_and_allow_lists() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("custos.toml"),
+        r#"[pii]
+threshold = 0.4
+[[pii.recognizers]]
+name = "employee-id"
+entity = "EMPLOYEE_ID"
+pattern = '\bEMP-\d{6}\b'
+score = 0.3
+context = ["employee"]
+[[pii.deny]]
+entity = "PROJECT"
+words = ["Bluebird"]
+[pii.allow]
+exact = ["help@example.com"]
+"#,
+    )
+    .unwrap();
+    let run = |t: &str| {
+        let out = custos_with(
+            d.path(),
+            &["--json", "pii", "analyze", "-"],
+            &[],
+            t.as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["entity_type"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run("employee EMP-123456 on bluebird; write help@example.com"),
+        ["EMPLOYEE_ID", "PROJECT"]
+    );
+    assert_eq!(
+        run("ticket EMP-123456"),
+        Vec::<String>::new(),
+        "below threshold without context"
+    );
+    assert_eq!(run("write ops@example.com"), ["EMAIL_ADDRESS"]);
+}
+
+#[test]
+fn pii_generate_and_eval_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    ok(
+        d.path(),
+        &[
+            "pii",
+            "generate",
+            "--count",
+            "300",
+            "--seed",
+            "3",
+            "-o",
+            "synth.json",
+        ],
+    );
+    let report = json(d.path(), &["--json", "pii", "eval", "synth.json"]);
+    assert_eq!(report["samples"], 300);
+    let f1 = |e: &str| {
+        let c = &report["per_entity"][e];
+        let (tp, fp, fn_) = (
+            c["tp"].as_f64().unwrap(),
+            c["fp"].as_f64().unwrap(),
+            c["fn_"].as_f64().unwrap(),
+        );
+        2.0 * tp / (2.0 * tp + fp + fn_)
+    };
+    for e in [
+        "EMAIL_ADDRESS",
+        "CREDIT_CARD",
+        "US_SSN",
+        "IBAN_CODE",
+        "IP_ADDRESS",
+    ] {
+        assert!(f1(e) >= 0.95, "{e}: {}", f1(e));
+    }
+    assert!(f1("PHONE_NUMBER") >= 0.85 && f1("PERSON") >= 0.8);
+    assert_eq!(report["false_positive_tokens_in_clean_samples"], 0);
+    // JSON Lines input works too, and a broken line is named.
+    std::fs::write(
+        d.path().join("bad.jsonl"),
+        "{\"full_text\": \"hi\", \"spans\": []}\n{oops\n",
+    )
+    .unwrap();
+    let out = custos(d.path(), &["pii", "eval", "bad.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2"));
+}

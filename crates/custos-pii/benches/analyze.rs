@@ -1,0 +1,52 @@
+//! Analyzer throughput: a 4 KB prompt dense with PII, and 1 MB of prose
+//! with PII sprinkled in (one sample in five). Run: cargo bench -p custos-pii
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use custos_pii::{synth, Analyzer};
+
+fn corpus(bytes: usize, clean_every: usize) -> String {
+    let mut out = String::with_capacity(bytes + 256);
+    let mut seed = 1;
+    while out.len() < bytes {
+        for s in synth::generate(seed, 200, clean_every) {
+            out.push_str(&s.full_text);
+            out.push(' ');
+        }
+        seed += 1;
+    }
+    let mut cut = bytes;
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let analyzer = Analyzer::default();
+    let prompt = corpus(4096, 5);
+    analyzer.analyze(&prompt); // load gazetteers outside the measurement
+    let mut g = c.benchmark_group("pii");
+    g.throughput(Throughput::Bytes(prompt.len() as u64));
+    g.bench_function("prompt_4k_dense", |b| b.iter(|| analyzer.analyze(&prompt)));
+    // Mostly clean prose: 4 of 5 sentences hold no PII.
+    let prose = corpus(1 << 20, 1)
+        .split(". ")
+        .enumerate()
+        .filter(|(i, _)| i % 5 == 0)
+        .map(|(_, s)| s)
+        .collect::<Vec<_>>()
+        .join(". ");
+    let clean: String = synth::generate(9, 20_000, 1)
+        .into_iter()
+        .map(|s| s.full_text + " ")
+        .collect();
+    let mixed: String = clean.split_inclusive(' ').take(180_000).collect::<String>()
+        + &prose[..prose.len().min(200_000)];
+    g.throughput(Throughput::Bytes(mixed.len() as u64));
+    g.sample_size(10);
+    g.bench_function("prose_mixed", |b| b.iter(|| analyzer.analyze(&mixed)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
