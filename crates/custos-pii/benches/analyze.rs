@@ -42,6 +42,19 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mixed: String = clean.split_inclusive(' ').take(180_000).collect::<String>()
         + &prose[..prose.len().min(200_000)];
+    // A typical prompt: 4 KB of prose with a handful of PII.
+    let mut cut = 4096;
+    while !mixed.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let typical = format!(
+        "{} Contact Jane Roe at jane.roe@example.com or (212) 555-0147.",
+        &mixed[..cut - 70]
+    );
+    g.throughput(Throughput::Bytes(typical.len() as u64));
+    g.bench_function("prompt_4k_typical", |b| {
+        b.iter(|| analyzer.analyze(&typical))
+    });
     g.throughput(Throughput::Bytes(mixed.len() as u64));
     g.sample_size(10);
     g.bench_function("prose_mixed", |b| b.iter(|| analyzer.analyze(&mixed)));

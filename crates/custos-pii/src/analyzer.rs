@@ -284,18 +284,32 @@ impl Analyzer {
         let threshold = req.threshold.unwrap_or(self.threshold);
         let windows = scan::windows(text);
         let mut out = Vec::new();
-        for p in patterns::builtin().iter().chain(&self.custom) {
-            if !want(&p.entity) {
-                continue;
-            }
-            let before = out.len();
-            p.analyze(text, &windows, &mut out);
-            if !p.context.is_empty() {
-                for f in &mut out[before..] {
-                    if has_context(text, f, &p.context) {
-                        f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
+        let builtin = patterns::builtin();
+        let run =
+            |p: &PatternRecognizer, region: std::ops::Range<usize>, out: &mut Vec<Finding>| {
+                let before = out.len();
+                p.analyze_region(text, region, out);
+                if !p.context.is_empty() {
+                    for f in &mut out[before..] {
+                        if has_context(text, f, &p.context) {
+                            f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
+                        }
                     }
                 }
+            };
+        for group in patterns::builtin_sets() {
+            for r in patterns::regions(&windows, group.source) {
+                for k in group.set.matches(&text[r.clone()]).iter() {
+                    let p = &builtin[group.members[k]];
+                    if want(&p.entity) {
+                        run(p, r.clone(), &mut out);
+                    }
+                }
+            }
+        }
+        for p in &self.custom {
+            if want(&p.entity) {
+                run(p, 0..text.len(), &mut out);
             }
         }
         if ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME"]
@@ -406,12 +420,22 @@ pub fn resolve_overlaps(mut all: Vec<Finding>) -> Vec<Finding> {
             .then(a.start.cmp(&b.start))
             .then(a.entity_type.cmp(&b.entity_type))
     });
-    let mut kept: Vec<Finding> = Vec::with_capacity(all.len());
+    // Kept spans never overlap, so the one that could overlap a new span is
+    // the kept span starting last before the new one ends: O(log n) a check.
+    let mut kept: std::collections::BTreeMap<usize, Finding> = std::collections::BTreeMap::new();
     for f in all {
-        if !kept.iter().any(|k| k.overlaps(&f)) {
-            kept.push(f);
+        let clash = if f.is_empty() {
+            kept.range(..=f.start)
+                .next_back()
+                .is_some_and(|(_, k)| k.start < f.start && f.start < k.end)
+        } else {
+            kept.range(..f.end)
+                .next_back()
+                .is_some_and(|(_, k)| k.end > f.start)
+        };
+        if !clash && !kept.contains_key(&f.start) {
+            kept.insert(f.start, f);
         }
     }
-    kept.sort_by_key(|f| (f.start, f.end));
-    kept
+    kept.into_values().collect()
 }

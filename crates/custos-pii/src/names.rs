@@ -2,6 +2,7 @@
 //! `data/` (see its README for sources) combined with capitalization, titles,
 //! organization suffixes, sentence position and nearby prepositions.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
@@ -362,9 +363,10 @@ const MONTHS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone)]
-struct Word {
+struct Word<'a> {
     span: Range<usize>,
-    lower: String,
+    /// Borrowed unless the word has capitals: most words need no allocation.
+    lower: Cow<'a, str>,
     capitalized: bool,
     /// First word of a sentence, line or quoted heading.
     sentence_start: bool,
@@ -372,7 +374,7 @@ struct Word {
     gap_before: Range<usize>,
 }
 
-fn tokenize(text: &str) -> Vec<Word> {
+fn tokenize(text: &str) -> Vec<Word<'_>> {
     let mut words = Vec::new();
     let mut prev_end = 0;
     let mut it = text.char_indices().peekable();
@@ -409,7 +411,11 @@ fn tokenize(text: &str) -> Vec<Word> {
         let capitalized = c.is_uppercase() && !word.chars().any(|d| d.is_numeric());
         words.push(Word {
             span: i..end,
-            lower: word.to_lowercase(),
+            lower: if word.chars().any(char::is_uppercase) {
+                Cow::Owned(word.to_lowercase())
+            } else {
+                Cow::Borrowed(word)
+            },
             capitalized,
             sentence_start,
             gap_before: prev_end..i,
@@ -462,7 +468,7 @@ pub fn analyze(text: &str, out: &mut Vec<Finding>) {
             }
             if words[j].capitalized {
                 j += 1;
-            } else if CONNECTORS.contains(&words[j].lower.as_str())
+            } else if CONNECTORS.contains(&words[j].lower.as_ref())
                 && words
                     .get(j + 1)
                     .is_some_and(|w| w.capitalized && &text[w.gap_before.clone()] == " ")
@@ -478,18 +484,18 @@ pub fn analyze(text: &str, out: &mut Vec<Finding>) {
 }
 
 fn is_title(w: &Word) -> bool {
-    TITLES.contains(&w.lower.as_str())
+    TITLES.contains(&w.lower.as_ref())
 }
 
-fn previous_word(words: &[Word], i: usize) -> Option<&str> {
-    i.checked_sub(1).map(|p| words[p].lower.as_str())
+fn previous_word<'a>(words: &'a [Word<'_>], i: usize) -> Option<&'a str> {
+    i.checked_sub(1).map(|p| words[p].lower.as_ref())
 }
 
 /// Classifies the run `words[a..b]`.
 fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: &mut Vec<Finding>) {
     let joined = |a: usize| {
         (a..b)
-            .map(|k| words[k].lower.as_str())
+            .map(|k| words[k].lower.as_ref())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -512,10 +518,10 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         if is_title(w) {
             title = true;
             a += 1;
-        } else if FUNCTION_WORDS.contains(&w.lower.as_str())
+        } else if FUNCTION_WORDS.contains(&w.lower.as_ref())
             || w.sentence_start
-                && g.english.contains(w.lower.as_str())
-                && !g.first.contains(w.lower.as_str())
+                && g.english.contains(w.lower.as_ref())
+                && !g.first.contains(w.lower.as_ref())
                 && b - a > 1
         {
             a += 1;
@@ -528,7 +534,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     let span = words[a].span.start..words[b - 1].span.end;
     let n = b - a;
-    let lw = |k: usize| words[a + k].lower.as_str();
+    let lw = |k: usize| words[a + k].lower.as_ref();
     let prev = previous_word(words, a);
     let cue = |list: &[&str]| prev.is_some_and(|p| list.contains(&p));
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 use crate::finding::Finding;
 use crate::scan::Windows;
@@ -41,41 +41,68 @@ pub struct PatternRecognizer {
 
 impl PatternRecognizer {
     /// Appends this recognizer's findings in `text` to `out`.
-    pub fn analyze(&self, text: &str, windows: &Windows, out: &mut Vec<Finding>) {
-        let whole = std::slice::from_ref(&(0..text.len())).to_vec();
-        let regions: &[Range<usize>] = match self.source {
-            Source::Numeric => &windows.numeric,
-            Source::At => &windows.at,
-            Source::Dotted => &windows.dotted,
-            Source::Whole => &whole,
-        };
-        for r in regions {
-            let hay = &text[r.clone()];
-            for m in self.regex.find_iter(hay) {
-                let span = r.start + m.start()..r.start + m.end();
-                let verdict = match self.check {
-                    Some(check) => check(text, span),
-                    None => Some((span, self.score)),
-                };
-                if let Some((span, score)) = verdict {
-                    if !span.is_empty()
-                        && !out.iter().any(|f| {
-                            f.start == span.start
-                                && f.end == span.end
-                                && f.entity_type == self.entity
-                        })
-                    {
-                        out.push(Finding::new(
-                            self.entity.clone(),
-                            span.start,
-                            span.end,
-                            score,
-                            self.name.clone(),
-                        ));
-                    }
-                }
+    /// Appends this recognizer's findings inside `region` of `text` to `out`.
+    pub fn analyze_region(&self, text: &str, region: Range<usize>, out: &mut Vec<Finding>) {
+        let hay = &text[region.clone()];
+        for m in self.regex.find_iter(hay) {
+            let span = region.start + m.start()..region.start + m.end();
+            let verdict = match self.check {
+                Some(check) => check(text, span),
+                None => Some((span, self.score)),
+            };
+            // Windows are merged, so no match is seen twice.
+            if let Some((span, score)) = verdict.filter(|(s, _)| !s.is_empty()) {
+                out.push(Finding::new(
+                    self.entity.clone(),
+                    span.start,
+                    span.end,
+                    score,
+                    self.name.clone(),
+                ));
             }
         }
+    }
+}
+
+/// The built-in recognizers of one window kind, with a `RegexSet` of their
+/// patterns: one pass over a window says which of them can match there.
+pub struct SourceSet {
+    pub source: Source,
+    pub set: RegexSet,
+    /// Index into `builtin()` of each pattern in `set`.
+    pub members: Vec<usize>,
+}
+
+/// Built-in recognizers grouped by the windows they search.
+pub fn builtin_sets() -> &'static [SourceSet] {
+    static SETS: OnceLock<Vec<SourceSet>> = OnceLock::new();
+    SETS.get_or_init(|| {
+        let all = builtin();
+        [Source::Numeric, Source::At, Source::Dotted]
+            .into_iter()
+            .map(|source| {
+                let members: Vec<usize> = (0..all.len())
+                    .filter(|&i| all[i].source == source)
+                    .collect();
+                let set = RegexSet::new(members.iter().map(|&i| all[i].regex.as_str()))
+                    .unwrap_or_else(|e| panic!("built-in pattern set does not compile: {e}"));
+                SourceSet {
+                    source,
+                    set,
+                    members,
+                }
+            })
+            .collect()
+    })
+}
+
+/// The windows of one kind.
+pub fn regions(windows: &Windows, source: Source) -> &[Range<usize>] {
+    match source {
+        Source::Numeric => &windows.numeric,
+        Source::At => &windows.at,
+        Source::Dotted => &windows.dotted,
+        Source::Whole => &[],
     }
 }
 
@@ -399,11 +426,10 @@ fn weak(score: f32) -> Check {
     }
 }
 
-/// The phone regions tried for numbers written without a country code,
-/// in order. NANP first: it is the most common in English text.
+/// The plan regions tried for written national numbers outside NANP.
 const PHONE_REGIONS: &[phonenumber::country::Id] = {
     use phonenumber::country::Id::*;
-    &[US, GB, DE, FR, IN, BR, IL, AU, ES, IT, NL, IE]
+    &[GB, DE, FR, IN, AU]
 };
 
 /// Numbers written the way people write phone numbers ("(212) 555-0147",
@@ -441,13 +467,34 @@ fn phone_valid(candidate: &str) -> Option<f32> {
     let formatted = core
         .bytes()
         .any(|b| matches!(b, b'-' | b' ' | b'.' | b'(' | b')'));
+    let d = validate::digits(core);
     let international = core.starts_with('+') || core.starts_with("00");
+    let national = if core.starts_with("00") {
+        &d[2..]
+    } else {
+        &d[..]
+    };
+    // NANP numbers are checked here, without the plan metadata: most phone
+    // numbers in English text are NANP, and libphonenumber's regex cache
+    // (100 entries, one lock) thrashes when every region is tried.
+    if international && national.first() == Some(&1)
+        || !international && national.len() == 11 && national[0] == 1
+    {
+        return match validate::nanp(&national[1..]) {
+            true => Some(if international { 0.85 } else { 0.75 }),
+            false => phone_shaped(core).then_some(0.6),
+        };
+    }
+    if !international && validate::nanp(national) {
+        return Some(if formatted { 0.8 } else { 0.5 });
+    }
     if international {
         let norm = format!(
             "+{}",
-            core.trim_start_matches('+')
-                .strip_prefix("00")
-                .unwrap_or(core.trim_start_matches('+'))
+            national
+                .iter()
+                .map(|x| char::from(b'0' + x))
+                .collect::<String>()
         );
         let valid = phonenumber::parse(None, &norm).is_ok_and(|n| phonenumber::is_valid(&n));
         return if valid {
@@ -456,17 +503,13 @@ fn phone_valid(candidate: &str) -> Option<f32> {
             phone_shaped(core).then_some(0.6)
         };
     }
-    for (i, region) in PHONE_REGIONS.iter().enumerate() {
-        let Ok(n) = phonenumber::parse(Some(*region), core) else {
-            continue;
-        };
-        if phonenumber::is_valid(&n) {
-            return Some(match (i, formatted) {
-                (0, true) => 0.8,
-                (0, false) => 0.5,
-                (_, true) => 0.6,
-                (_, false) => 0.3,
-            });
+    // Other national formats: only written ones ("020 7946 0958"); a bare
+    // digit run outside NANP is too likely to be some other number.
+    if formatted {
+        for region in PHONE_REGIONS {
+            if phonenumber::parse(Some(*region), core).is_ok_and(|n| phonenumber::is_valid(&n)) {
+                return Some(0.6);
+            }
         }
     }
     phone_shaped(core).then_some(0.6)

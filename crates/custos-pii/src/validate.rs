@@ -12,6 +12,20 @@ pub fn digits(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A NANP number's ten digits: area code and exchange both start 2–9, area
+/// codes with a middle 9 are reserved, and N11 codes are service codes.
+pub fn nanp(d: &[u8]) -> bool {
+    if d.len() != 10 {
+        return false;
+    }
+    let n11 = |x: &[u8]| x[1] == 1 && x[2] == 1;
+    (2..=9).contains(&d[0])
+        && d[1] != 9
+        && !n11(&d[0..3])
+        && (2..=9).contains(&d[3])
+        && !n11(&d[3..6])
+}
+
 /// Luhn (mod 10) check used by payment cards.
 pub fn luhn(d: &[u8]) -> bool {
     if d.len() < 2 {
