@@ -254,6 +254,12 @@ const FUNCTION_WORDS: &[&str] = &[
     "st",
 ];
 
+fn function_word(w: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str, BuildHasherDefault<Fnv>>> = OnceLock::new();
+    SET.get_or_init(|| FUNCTION_WORDS.iter().copied().collect())
+        .contains(w)
+}
+
 const CONNECTORS: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "del", "della", "di", "du", "des", "do", "la", "le",
     "bin", "al", "el", "ter", "ten", "dos", "das", "of", "e", "y",
@@ -404,9 +410,8 @@ fn tokenize(text: &str) -> Vec<Word<'_>> {
         }
         let word = &text[i..end];
         let gap = &text[prev_end..i];
-        let sentence_start = words.is_empty()
-            || gap.contains(['.', '!', '?', '\n', ':', '"', '“', '•', '*', '#', '>', '('])
-                && !gap_is_initial(&words, text);
+        let sentence_start =
+            words.is_empty() || breaks_sentence(gap) && !gap_is_initial(&words, text);
         // "Ed25519" and "x86" are identifiers, never names or places.
         let capitalized = c.is_uppercase() && !word.chars().any(|d| d.is_numeric());
         words.push(Word {
@@ -437,6 +442,16 @@ fn name_like(w: &str) -> bool {
         prev = c;
         ok
     })
+}
+
+/// Punctuation between two words that starts a new sentence, line or item.
+fn breaks_sentence(gap: &str) -> bool {
+    gap.bytes().any(|b| {
+        matches!(
+            b,
+            b'.' | b'!' | b'?' | b'\n' | b':' | b'"' | b'*' | b'#' | b'>' | b'('
+        )
+    }) || !gap.is_ascii() && gap.contains(['“', '•'])
 }
 
 /// "J. Smith": a period after a single-letter word does not start a sentence.
@@ -518,7 +533,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         if is_title(w) {
             title = true;
             a += 1;
-        } else if FUNCTION_WORDS.contains(&w.lower.as_ref())
+        } else if function_word(&w.lower)
             || w.sentence_start
                 && g.english.contains(w.lower.as_ref())
                 && !g.first.contains(w.lower.as_ref())
@@ -583,7 +598,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     let first = |k: usize| g.first.contains(lw(k));
     let last = |k: usize| g.last.contains(lw(k));
-    let english = |k: usize| g.english.contains(lw(k)) || FUNCTION_WORDS.contains(&lw(k));
+    let english = |k: usize| g.english.contains(lw(k)) || function_word(lw(k));
     let initial = |k: usize| words[a + k].span.len() == 1;
     if n >= 2 {
         let names = (0..n)
