@@ -64,6 +64,11 @@ impl ModelCall {
     pub fn take_body(&self) -> Option<Map<String, Value>> {
         self.body.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Puts a (possibly rewritten) body back for the layers after this one.
+    pub fn put_body(&self, body: Map<String, Value>) {
+        *self.body.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+    }
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authn;
 pub mod body_tap;
 pub mod call;
+pub mod guard;
 pub mod idempotency;
 pub mod metrics;
 pub mod pii;

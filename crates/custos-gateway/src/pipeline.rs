@@ -1,8 +1,10 @@
 //! The gateway's shape in one place: which endpoints exist and which controls each passes,
-//! outermost first. Later controls (authz, guard, budget, meter, audit) slot in here.
+//! outermost first. Later controls (authz, budget, meter) slot in here.
 
 use crate::state::AppState;
-use crate::{audit, authn, call, idempotency, metrics, pii, proxy, quota, request_id, service};
+use crate::{
+    audit, authn, call, guard, idempotency, metrics, pii, proxy, quota, request_id, service,
+};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
@@ -17,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), call::understand))
+                .layer(from_fn_with_state(state.clone(), guard::screen))
                 .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
                 .layer(from_fn_with_state(state.clone(), quota::enforce)),
         );

@@ -16,6 +16,7 @@ pub enum ProblemKind {
     ExpiredApiKey,
     RevokedApiKey,
     ModelNotAllowed,
+    PiiBlocked,
     ModelNotFound,
     MalformedJson,
     InvalidRequest,
@@ -37,7 +38,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 22] = {
+    pub const ALL: [ProblemKind; 23] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -45,6 +46,7 @@ impl ProblemKind {
             ExpiredApiKey,
             RevokedApiKey,
             ModelNotAllowed,
+            PiiBlocked,
             ModelNotFound,
             MalformedJson,
             InvalidRequest,
@@ -72,6 +74,7 @@ impl ProblemKind {
             InvalidApiKey => "invalid-api-key",
             ExpiredApiKey => "expired-api-key",
             RevokedApiKey => "revoked-api-key",
+            PiiBlocked => "pii-blocked",
             ModelNotAllowed => "model-not-allowed",
             ModelNotFound => "model-not-found",
             MalformedJson => "malformed-json",
@@ -99,7 +102,7 @@ impl ProblemKind {
             MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => {
                 StatusCode::UNAUTHORIZED
             }
-            ModelNotAllowed => StatusCode::FORBIDDEN,
+            ModelNotAllowed | PiiBlocked => StatusCode::FORBIDDEN,
             ModelNotFound | NotFound => StatusCode::NOT_FOUND,
             MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,6 +127,7 @@ impl ProblemKind {
             ExpiredApiKey => "The API key has expired",
             RevokedApiKey => "The API key was revoked",
             ModelNotAllowed => "This key may not use the model",
+            PiiBlocked => "The request holds personal data this policy blocks",
             ModelNotFound => "The model does not exist",
             MalformedJson => "The request body is not valid JSON",
             InvalidRequest => "The request is not valid",

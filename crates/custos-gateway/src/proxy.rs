@@ -3,6 +3,7 @@
 //! the response body, which drops the upstream stream and so cancels the upstream call.
 
 use crate::call::ModelCall;
+use crate::guard::ResponseGuard;
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
 use crate::providers::{CallContext, UpstreamBody, UpstreamError};
@@ -85,6 +86,7 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     let trace = ext.get::<TraceContext>().cloned();
     let grant = ext.get::<Arc<Grant>>().cloned();
     let labels = ext.get::<Arc<CallLabels>>().cloned();
+    let response_guard = ext.get::<ResponseGuard>().cloned();
     drop(req);
 
     let Some(mut body) = call.take_body() else {
@@ -131,8 +133,18 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
             return problem_for(&e).into_response();
         }
     };
+    let mut rewritten = false;
     let mut response = match upstream.body {
-        UpstreamBody::Full(bytes) => {
+        UpstreamBody::Full(mut bytes) => {
+            if let Some(g) = response_guard
+                .as_ref()
+                .filter(|_| upstream.status.is_success())
+            {
+                if let Some(redacted) = g.full(&bytes) {
+                    bytes = redacted;
+                    rewritten = true;
+                }
+            }
             let _settle = Settle {
                 grant,
                 total: upstream
@@ -145,6 +157,10 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
         }
         UpstreamBody::Stream(stream) => {
             let mut scanner = UsageScanner::new(strip_usage);
+            if let Some(g) = &response_guard {
+                scanner = scanner.with_redactor(g.stream());
+                rewritten = true;
+            }
             let mut settle = Settle { grant, total: None };
             let mut ended = false;
             let body = stream
@@ -181,5 +197,8 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     };
     *response.status_mut() = upstream.status;
     response.headers_mut().extend(upstream.headers);
+    if rewritten {
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
     response
 }

@@ -11,6 +11,8 @@ pub struct UsageScanner {
     strip_usage_event: bool,
     /// Total tokens the provider reported, once seen.
     pub total_tokens: Option<u32>,
+    /// Rewrites each kept event's text when the guard redacts responses.
+    redactor: Option<crate::guard::StreamRedactor>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -42,7 +44,10 @@ impl UsageScanner {
         while let Some(end) = event_end(&self.pending) {
             let event = self.pending.split_to(end);
             if self.keep(&event) {
-                out.extend_from_slice(&event);
+                match &mut self.redactor {
+                    Some(r) => out.extend_from_slice(&r.event(&event)),
+                    None => out.extend_from_slice(&event),
+                }
             }
         }
         out.freeze()
@@ -51,11 +56,20 @@ impl UsageScanner {
     /// The stream ended: whatever is left (an unterminated event) goes out as is.
     pub fn finish(&mut self) -> Bytes {
         let rest = std::mem::take(&mut self.pending);
-        if !rest.is_empty() && self.keep(&rest) {
-            rest.freeze()
-        } else {
-            Bytes::new()
+        let mut out = BytesMut::new();
+        if let Some(r) = &mut self.redactor {
+            out.extend_from_slice(&r.flush());
         }
+        if !rest.is_empty() && self.keep(&rest) {
+            out.extend_from_slice(&rest);
+        }
+        out.freeze()
+    }
+
+    /// Redacts personal data in the events' text as they pass.
+    pub fn with_redactor(mut self, r: crate::guard::StreamRedactor) -> Self {
+        self.redactor = Some(r);
+        self
     }
 
     /// Reads usage from one event and decides whether the client sees it.

@@ -190,3 +190,143 @@ async fn anonymize_speaks_presidio() {
     .await;
     assert!(p["detail"].as_str().unwrap().contains("CUSTOS_PII_KEY"));
 }
+
+/// The chat text of a response, streamed or not.
+async fn reply_text(r: reqwest::Response) -> String {
+    let streamed = r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream");
+    if !streamed {
+        let v: Value = r.json().await.unwrap();
+        return v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let mut content = String::new();
+    for line in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|l| *l != "[DONE]")
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        content.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+    }
+    content
+}
+
+const SECRET_PROMPT: &str =
+    "please forward this to jane.roe@example.com and call (212) 555-0147 tomorrow";
+
+#[tokio::test]
+async fn guard_redacts_or_blocks_prompts_per_policy() {
+    let db = databases("pii_guard_prompts").await.remove(0);
+    let toml = r#"
+[pii.guard]
+prompt = "redact"
+[[pii.guard.rules]]
+model = "gpt-4o"
+prompt = "block"
+[[pii.guard.rules]]
+model = "gpt-4.1-mini"
+prompt = "block"
+entities = ["CREDIT_CARD"]
+"#;
+    let gw = start(&db, toml).await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    // The mock echoes the prompt: what it echoes is what the upstream saw.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &chat("gpt-4o-mini", SECRET_PROMPT),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let echoed = reply_text(r).await;
+    assert!(
+        echoed.contains("<EMAIL_ADDRESS>") && echoed.contains("<PHONE_NUMBER>"),
+        "{echoed}"
+    );
+    assert!(
+        !echoed.contains("jane.roe") && !echoed.contains("555-0147"),
+        "{echoed}"
+    );
+    // Blocked: 403 names the types, never the values.
+    let p = expect_problem(
+        gw.post("/v1/chat/completions", &key, &chat("gpt-4o", SECRET_PROMPT))
+            .await,
+        403,
+        "pii-blocked",
+    )
+    .await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("EMAIL_ADDRESS") && detail.contains("PHONE_NUMBER"),
+        "{detail}"
+    );
+    assert!(!p.to_string().contains("jane.roe"));
+    // A rule limited to card numbers lets the rest through untouched.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &chat("gpt-4.1-mini", SECRET_PROMPT),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(reply_text(r).await.contains("jane.roe@example.com"));
+    // Clean prompts pass every policy.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &chat("gpt-4o", "what is a merkle tree"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let m = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("custos_pii_entities_total{entity=\"EMAIL_ADDRESS\"}"),
+        "{m}"
+    );
+    assert!(!m.contains("jane.roe"));
+}
+
+#[tokio::test]
+async fn guard_redacts_responses_streamed_or_not() {
+    let db = databases("pii_guard_responses").await.remove(0);
+    let gw = start(&db, "[pii.guard]\nresponse = \"redact\"\n").await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    for stream in [false, true] {
+        let mut req = chat("gpt-4o-mini", SECRET_PROMPT);
+        req["stream"] = json!(stream);
+        let r = gw.post("/v1/chat/completions", &key, &req).await;
+        assert_eq!(r.status(), 200);
+        let text = reply_text(r).await;
+        // The echo is redacted on the way back, across chunk boundaries when streamed.
+        assert!(
+            text.contains("<EMAIL_ADDRESS>") && text.contains("<PHONE_NUMBER>"),
+            "stream={stream}: {text}"
+        );
+        assert!(
+            !text.contains("jane.roe") && !text.contains("555"),
+            "stream={stream}: {text}"
+        );
+        assert!(
+            text.contains("please forward this to"),
+            "the rest is intact: {text}"
+        );
+    }
+}

@@ -47,6 +47,8 @@ pub enum ConfigError {
     Deny { entity: String, error: String },
     #[error("threshold {0} is outside 0..=1")]
     Threshold(f32),
+    #[error("guard: response = \"block\" is not possible (the answer is already paid for and streaming); use \"redact\"")]
+    BlockResponse,
 }
 
 /// PII settings: `[pii]` in custos.toml, or a standalone TOML/YAML file.
@@ -60,6 +62,80 @@ pub struct PiiConfig {
     pub recognizers: Vec<CustomRecognizer>,
     pub deny: Vec<DenyList>,
     pub allow: AllowList,
+    /// What the gateway does with personal data in prompts and responses.
+    pub guard: GuardConfig,
+}
+
+/// The gateway's action on personal data found in a prompt or a response.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardAction {
+    /// Pass it through (entities are still counted in metrics when analyzed).
+    #[default]
+    Allow,
+    /// Replace each entity with `<ENTITY_TYPE>` before it goes on.
+    Redact,
+    /// Refuse the call with 403 naming the entity types (prompts only).
+    Block,
+}
+
+/// `[pii.guard]`: defaults plus rules by tenant, app or model; the first
+/// matching rule's fields override the defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub prompt: GuardAction,
+    pub response: GuardAction,
+    /// Entity types the guard acts on (empty: all).
+    pub entities: Vec<String>,
+    pub rules: Vec<GuardRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardRule {
+    pub tenant: Option<String>,
+    pub app: Option<String>,
+    pub model: Option<String>,
+    pub prompt: Option<GuardAction>,
+    pub response: Option<GuardAction>,
+    pub entities: Option<Vec<String>>,
+}
+
+/// The guard policy in force for one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardPolicy {
+    pub prompt: GuardAction,
+    pub response: GuardAction,
+    pub entities: Vec<String>,
+}
+
+impl GuardConfig {
+    /// The policy for a call by `tenant`/`app` (names) to `model`.
+    pub fn resolve(&self, tenant: &str, app: &str, model: &str) -> GuardPolicy {
+        let hit = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| hit(&r.tenant, tenant) && hit(&r.app, app) && hit(&r.model, model));
+        GuardPolicy {
+            prompt: rule.and_then(|r| r.prompt).unwrap_or(self.prompt),
+            response: rule.and_then(|r| r.response).unwrap_or(self.response),
+            entities: rule
+                .and_then(|r| r.entities.clone())
+                .unwrap_or_else(|| self.entities.clone()),
+        }
+    }
+
+    /// True when no call can be affected (the gateway then skips analysis).
+    pub fn is_off(&self) -> bool {
+        self.prompt == GuardAction::Allow
+            && self.response == GuardAction::Allow
+            && self.rules.iter().all(|r| {
+                r.prompt.is_none_or(|a| a == GuardAction::Allow)
+                    && r.response.is_none_or(|a| a == GuardAction::Allow)
+            })
+    }
 }
 
 impl Default for PiiConfig {
@@ -70,6 +146,7 @@ impl Default for PiiConfig {
             recognizers: Vec::new(),
             deny: Vec::new(),
             allow: AllowList::default(),
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -173,6 +250,14 @@ impl Analyzer {
     pub fn new(config: &PiiConfig) -> Result<Analyzer, ConfigError> {
         if !(0.0..=1.0).contains(&config.threshold) {
             return Err(ConfigError::Threshold(config.threshold));
+        }
+        let g = &config.guard;
+        if g.response == GuardAction::Block
+            || g.rules
+                .iter()
+                .any(|r| r.response == Some(GuardAction::Block))
+        {
+            return Err(ConfigError::BlockResponse);
         }
         let mut custom = Vec::new();
         for c in &config.recognizers {

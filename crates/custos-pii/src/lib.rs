@@ -14,7 +14,8 @@ pub mod synth;
 pub mod validate;
 
 pub use analyzer::{
-    AllowList, Analyzer, ConfigError, CustomRecognizer, DenyList, PiiConfig, Recognizer, Request,
+    AllowList, Analyzer, ConfigError, CustomRecognizer, DenyList, GuardAction, GuardConfig,
+    GuardPolicy, GuardRule, PiiConfig, Recognizer, Request,
 };
 pub use anonymize::{Anonymized, Anonymizer, Key, Operator, Pseudonyms, Vault};
 pub use eval::{evaluate, Report, Sample, Span};
