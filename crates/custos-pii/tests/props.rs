@@ -1,0 +1,87 @@
+//! Property tests: validators against generated valid and corrupted numbers,
+//! analyzer invariants on arbitrary text, overlap resolution, operators.
+
+use custos_pii::analyzer::resolve_overlaps;
+use custos_pii::{validate, Analyzer, Anonymizer, CharOffsets, Finding, Operator, Pseudonyms};
+use proptest::prelude::*;
+
+fn luhn_digit(body: &[u8]) -> u8 {
+    (0..10)
+        .find(|&c| validate::luhn(&[body, &[c]].concat()))
+        .unwrap_or(0)
+}
+
+proptest! {
+    #[test]
+    fn luhn_catches_every_single_digit_error(body in proptest::collection::vec(0u8..10, 12..18), pos in 0usize..18, delta in 1u8..10) {
+        let mut d = body.clone();
+        d.push(luhn_digit(&body));
+        prop_assert!(validate::luhn(&d));
+        let pos = pos % d.len();
+        d[pos] = (d[pos] + delta) % 10;
+        prop_assert!(!validate::luhn(&d));
+    }
+
+    #[test]
+    fn iban_check_digits_catch_changes(body in "[0-9]{18}", pos in 0usize..18, delta in 1u8..10) {
+        let mut rem = 0u32;
+        for b in body.bytes().chain(*b"DE00") {
+            let v = if b.is_ascii_digit() { u32::from(b - b'0') } else { u32::from(b - b'A') + 10 };
+            rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        }
+        let iban = format!("DE{:02}{body}", 98 - rem);
+        prop_assert_eq!(validate::iban_prefix(&iban), Some(22));
+        let mut bytes = iban.into_bytes();
+        let i = 4 + pos;
+        bytes[i] = b'0' + (bytes[i] - b'0' + delta) % 10;
+        prop_assert_eq!(validate::iban_prefix(std::str::from_utf8(&bytes).unwrap()), None);
+    }
+
+    #[test]
+    fn analyzer_output_is_sound_on_any_text(text in "\\PC{0,300}") {
+        let found = Analyzer::default().analyze(&text);
+        let mut prev = 0;
+        for f in &found {
+            prop_assert!(f.start >= prev && f.start < f.end && f.end <= text.len());
+            prop_assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+            prev = f.end;
+        }
+        let r = Anonymizer::default().apply(&text, &found, &mut Pseudonyms::default()).unwrap();
+        for i in &r.items {
+            prop_assert_eq!(&r.text[i.start..i.end], i.text.as_str());
+        }
+    }
+
+    #[test]
+    fn overlaps_are_resolved_to_a_disjoint_best_set(spans in proptest::collection::vec((0usize..60, 1usize..15, 0u8..10), 0..40)) {
+        let all: Vec<Finding> = spans.iter().map(|&(s, l, sc)| Finding::new("X", s, s + l, f32::from(sc) / 10.0, "t")).collect();
+        let kept = resolve_overlaps(all.clone());
+        for w in kept.windows(2) {
+            prop_assert!(w[0].end <= w[1].start);
+        }
+        // Every dropped finding overlaps a kept one at least as good.
+        for f in &all {
+            if !kept.contains(f) {
+                prop_assert!(kept.iter().any(|k| k.overlaps(f) && (k.score > f.score || k.score == f.score && k.len() >= f.len())));
+            }
+        }
+    }
+
+    #[test]
+    fn mask_keeps_length_in_chars(value in "\\PC{1,30}", n in 0usize..40, from_end: bool) {
+        let op = Operator::Mask { masking_char: "#".into(), chars_to_mask: n, from_end };
+        let a = Anonymizer { default: op, ..Anonymizer::default() };
+        let f = Finding::new("X", 0, value.len(), 1.0, "t");
+        let r = a.apply(&value, &[f], &mut Pseudonyms::default()).unwrap();
+        prop_assert_eq!(r.text.chars().count(), value.chars().count());
+        prop_assert!(r.text.chars().filter(|&c| c == '#').count() >= n.min(value.chars().count()));
+    }
+
+    #[test]
+    fn char_offsets_match_char_indices(text in "\\PC{0,80}") {
+        let mut c = CharOffsets::new(&text);
+        for (ci, (bi, _)) in text.char_indices().enumerate() {
+            prop_assert_eq!(c.char_at(bi), ci);
+        }
+    }
+}
