@@ -5,6 +5,7 @@
 
 pub mod analyzer;
 pub mod anonymize;
+pub mod dataset;
 pub mod eval;
 pub mod finding;
 pub mod names;

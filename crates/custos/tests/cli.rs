@@ -1478,3 +1478,74 @@ fn pii_generate_and_eval_round_trip() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2"));
 }
+
+#[test]
+fn pii_datasets_stream_by_column_and_field() {
+    let d = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,email,notes\n");
+    for i in 0..3000 {
+        csv.push_str(&format!(
+            "{i},u{i}@example.com,\"call (212) 555-{:04}\"\n",
+            i % 10_000
+        ));
+    }
+    std::fs::write(d.path().join("users.csv"), &csv).unwrap();
+    let out = ok(
+        d.path(),
+        &[
+            "pii",
+            "dataset",
+            "users.csv",
+            "--columns",
+            "email",
+            "-o",
+            "clean.csv",
+            "--report",
+            "r.json",
+        ],
+    );
+    assert!(out.contains("3000 records"), "{out}");
+    let clean = std::fs::read_to_string(d.path().join("clean.csv")).unwrap();
+    let lines: Vec<&str> = clean.lines().collect();
+    assert_eq!(lines.len(), 3001);
+    assert_eq!(
+        lines[2999], "2998,<EMAIL_ADDRESS>,call (212) 555-2998",
+        "order kept, other columns untouched"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["entities"]["email"]["EMAIL_ADDRESS"], 3000);
+
+    // Gzipped JSON Lines with a broken line: skipped and named, or fatal with --on-error stop.
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"{\"msg\": \"mail a@example.com\"}\n{not json\n{\"msg\": \"nothing\"}\n")
+        .unwrap();
+    std::fs::write(d.path().join("chat.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    let out = custos(d.path(), &["pii", "dataset", "chat.jsonl.gz", "-o", "-"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"msg\":\"mail <EMAIL_ADDRESS>\"}\n{\"msg\":\"nothing\"}\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chat.jsonl.gz:2: not JSON"));
+    let out = custos(
+        d.path(),
+        &[
+            "pii",
+            "dataset",
+            "chat.jsonl.gz",
+            "--on-error",
+            "stop",
+            "-o",
+            "x.jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let out = custos(
+        d.path(),
+        &["pii", "dataset", "users.csv", "--columns", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
