@@ -193,7 +193,11 @@ fn ip(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     let (addr, _) = s.split_once('/').unwrap_or((s, ""));
     if validate::ipv4(addr) {
         // "version 1.2.3.4" reads like an address but is not one.
-        let lead = &text[m.start.saturating_sub(10)..m.start].to_ascii_lowercase();
+        let mut from = m.start.saturating_sub(10);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        let lead = &text[from..m.start].to_ascii_lowercase();
         let score = if lead.ends_with('v') || lead.contains("version") {
             0.2
         } else {

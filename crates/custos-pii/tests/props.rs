@@ -85,3 +85,12 @@ proptest! {
         }
     }
 }
+
+/// Found by `cargo fuzz run pii_text`: an address right after multi-byte chars
+/// made the "version" look-behind slice inside a char.
+#[test]
+fn fuzz_regression_lookbehind_on_char_boundary() {
+    let text = String::from_utf8_lossy(b"\xff@\xff\xff\t1.0.0.0").into_owned();
+    let found = Analyzer::default().analyze(&text);
+    assert!(found.iter().any(|f| f.entity_type == "IP_ADDRESS"));
+}
