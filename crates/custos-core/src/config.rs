@@ -292,6 +292,19 @@ impl Config {
         if config.providers.is_empty() && config.models.is_empty() {
             config.apply_mock_default();
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = config.pii.load_files(base) {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                line: text
+                    .find("files")
+                    .map(|s| line_col(text, s).0)
+                    .unwrap_or(None),
+                column: None,
+                key: Some("pii.files".into()),
+                message: e.to_string(),
+            });
+        }
         config.validate(text, path)?;
         Ok(config)
     }

@@ -45,6 +45,8 @@ pub enum ConfigError {
     AllowRegex { pattern: String, error: String },
     #[error("deny list for `{entity}`: {error}")]
     Deny { entity: String, error: String },
+    #[error("{path}: {error}")]
+    File { path: String, error: String },
     #[error("threshold {0} is outside 0..=1")]
     Threshold(f32),
     #[error("guard: response = \"block\" is not possible (the answer is already paid for and streaming); use \"redact\"")]
@@ -64,6 +66,57 @@ pub struct PiiConfig {
     pub allow: AllowList,
     /// What the gateway does with personal data in prompts and responses.
     pub guard: GuardConfig,
+    /// More recognizers, deny and allow lists from YAML or TOML files (paths
+    /// relative to the configuration file), appended to these.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// The content of a rules file named in `pii.files`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesFile {
+    pub recognizers: Vec<CustomRecognizer>,
+    pub deny: Vec<DenyList>,
+    pub allow: AllowList,
+}
+
+impl PiiConfig {
+    /// Reads every file of `files` (YAML when it ends in .yaml/.yml, else TOML),
+    /// resolving relative paths against `base`, and appends its rules.
+    pub fn load_files(&mut self, base: &std::path::Path) -> Result<(), ConfigError> {
+        for f in self.files.clone() {
+            let path = if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(&f)
+            };
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                path: shown.clone(),
+                error: e.to_string(),
+            })?;
+            let yaml = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            let rules: RulesFile = if yaml {
+                serde_norway::from_str(&text).map_err(|e| ConfigError::File {
+                    path: shown.clone(),
+                    error: e.to_string(),
+                })?
+            } else {
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: shown.clone(),
+                    error: e.to_string(),
+                })?
+            };
+            self.recognizers.extend(rules.recognizers);
+            self.deny.extend(rules.deny);
+            self.allow.exact.extend(rules.allow.exact);
+            self.allow.regex.extend(rules.allow.regex);
+        }
+        Ok(())
+    }
 }
 
 /// The gateway's action on personal data found in a prompt or a response.
@@ -147,6 +200,7 @@ impl Default for PiiConfig {
             deny: Vec::new(),
             allow: AllowList::default(),
             guard: GuardConfig::default(),
+            files: Vec::new(),
         }
     }
 }

@@ -1549,3 +1549,45 @@ fn pii_datasets_stream_by_column_and_field() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn pii_rules_from_a_yaml_file() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("rules")).unwrap();
+    std::fs::write(
+        d.path().join("custos.toml"),
+        "[pii]\nfiles = [\"rules/pii.yaml\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("rules/pii.yaml"),
+        "recognizers:\n  - name: ticket\n    entity: TICKET\n    pattern: '\\bTCK-\\d{5}\\b'\n    score: 0.9\ndeny:\n  - entity: PROJECT\n    words: [Nightjar]\nallow:\n  exact: [ops@example.com]\n",
+    )
+    .unwrap();
+    let out = custos_with(
+        d.path(),
+        &["--json", "pii", "analyze", "-"],
+        &[],
+        b"TCK-12345 for Nightjar; ops@example.com or dev@example.com",
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["TICKET", "PROJECT", "EMAIL_ADDRESS"]);
+    std::fs::write(
+        d.path().join("rules/pii.yaml"),
+        "recognizers:\n  - name: x\n    pattern: 1\n",
+    )
+    .unwrap();
+    let out = custos(d.path(), &["pii", "analyze", "-"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules/pii.yaml") && err.contains("entity"),
+        "{err}"
+    );
+}
