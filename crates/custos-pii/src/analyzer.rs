@@ -552,6 +552,32 @@ fn has_context(text: &str, f: &Finding, words: &[Cow<'static, str>]) -> bool {
 /// then earlier start, then entity name (so the outcome never depends on
 /// recognizer order). Identical spans of different entities keep the best.
 pub fn resolve_overlaps(mut all: Vec<Finding>) -> Vec<Finding> {
+    // Only findings in one cluster (a chain of overlaps) compete: resolve
+    // each cluster on its own, so memory stays at the findings themselves.
+    all.sort_by_key(|f| (f.start, f.end));
+    let mut out = Vec::with_capacity(all.len());
+    let mut cluster: Vec<Finding> = Vec::new();
+    let mut reach = 0;
+    for f in all {
+        if !cluster.is_empty() && f.start >= reach {
+            resolve_cluster(std::mem::take(&mut cluster), &mut out);
+        }
+        reach = if cluster.is_empty() {
+            f.end
+        } else {
+            reach.max(f.end)
+        };
+        cluster.push(f);
+    }
+    resolve_cluster(cluster, &mut out);
+    out
+}
+
+fn resolve_cluster(mut all: Vec<Finding>, out: &mut Vec<Finding>) {
+    if all.len() <= 1 {
+        out.extend(all);
+        return;
+    }
     all.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -576,5 +602,5 @@ pub fn resolve_overlaps(mut all: Vec<Finding>) -> Vec<Finding> {
             kept.insert(f.start, f);
         }
     }
-    kept.into_values().collect()
+    out.extend(kept.into_values());
 }

@@ -464,6 +464,41 @@ fn gap_is_initial(words: &[Word], text: &str) -> bool {
 /// Appends PERSON, LOCATION, ORGANIZATION and DATE_TIME (weekday and month
 /// names) findings for `text`.
 pub fn analyze(text: &str, out: &mut Vec<Finding>) {
+    // Word lists cost ~60 bytes a word: cut long texts (a 100 MB line) into
+    // segments at line or sentence ends so memory stays bounded.
+    const SEGMENT: usize = 1 << 16;
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + SEGMENT).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        if end < text.len() {
+            let mut lo = end.saturating_sub(4096).max(start);
+            while !text.is_char_boundary(lo) {
+                lo += 1;
+            }
+            let tail = &text[lo..end];
+            let cut = tail
+                .rfind('\n')
+                .map(|i| i + 1)
+                .or_else(|| tail.rfind(". ").map(|i| i + 2))
+                .or_else(|| tail.rfind(char::is_whitespace).map(|i| i + 1));
+            if let Some(c) = cut {
+                end = lo + c;
+            }
+        }
+        let before = out.len();
+        analyze_segment(&text[start..end], out);
+        for f in &mut out[before..] {
+            f.start += start;
+            f.end += start;
+        }
+        start = end;
+    }
+}
+
+fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
     let g = Gazetteers::get();
     let words = tokenize(text);
     let mut i = 0;

@@ -94,3 +94,14 @@ fn fuzz_regression_lookbehind_on_char_boundary() {
     let found = Analyzer::default().analyze(&text);
     assert!(found.iter().any(|f| f.entity_type == "IP_ADDRESS"));
 }
+
+/// Long texts are analyzed in segments; findings keep whole-text offsets.
+#[test]
+fn segments_keep_offsets() {
+    let sentence = "Yesterday John Smith flew from Berlin to Paris with 2 bags. ";
+    let text = sentence.repeat(3000);
+    let found = Analyzer::default().analyze(&text);
+    let people: Vec<_> = found.iter().filter(|f| f.entity_type == "PERSON").collect();
+    assert_eq!(people.len(), 3000);
+    assert!(people.iter().all(|f| &text[f.start..f.end] == "John Smith"));
+}

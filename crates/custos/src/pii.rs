@@ -173,6 +173,10 @@ Examples:
 }
 
 fn read_input(path: &Path) -> Result<String> {
+    Ok(read_input_mapped(path)?.0)
+}
+
+fn read_input_mapped(path: &Path) -> Result<(String, ByteMap)> {
     let mut bytes = Vec::new();
     if path == Path::new("-") {
         std::io::stdin()
@@ -182,10 +186,24 @@ fn read_input(path: &Path) -> Result<String> {
         bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     }
     // Invalid UTF-8 is replaced, not refused: a stray byte must not hide the PII around it.
-    Ok(match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    let bytes = match String::from_utf8(bytes) {
+        Ok(s) => return Ok((s, ByteMap::default())),
+        Err(e) => e.into_bytes(),
+    };
+    let mut text = String::with_capacity(bytes.len() + 16);
+    let mut map = ByteMap::default();
+    let mut orig = 0;
+    for chunk in bytes.utf8_chunks() {
+        map.starts.push((text.len(), orig));
+        text.push_str(chunk.valid());
+        orig += chunk.valid().len();
+        if !chunk.invalid().is_empty() {
+            map.starts.push((text.len(), orig));
+            text.push(char::REPLACEMENT_CHARACTER);
+            orig += chunk.invalid().len();
+        }
+    }
+    Ok((text, map))
 }
 
 fn write_output(path: Option<&Path>, data: &str) -> Result<()> {
@@ -253,25 +271,56 @@ fn mask_value(v: &str) -> String {
     )
 }
 
-/// JSON for findings: Presidio's fields (char offsets) plus byte offsets.
-pub fn findings_json(text: &str, findings: &[Finding]) -> serde_json::Value {
+/// Writes findings as a JSON array, one object a line, without building the
+/// whole document in memory (a 100 MB input can hold millions of findings).
+/// `start`/`end` count chars, as Presidio does; `start_byte`/`end_byte` are
+/// offsets into the original input (before invalid UTF-8 was replaced).
+fn write_findings_json(text: &str, findings: &[Finding], map: &ByteMap) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut chars = CharOffsets::new(text);
-    let v: Vec<_> = findings
-        .iter()
-        .map(|f| {
-            let (start, end) = (chars.char_at(f.start), chars.char_at(f.end));
-            json!({
-                "entity_type": f.entity_type,
-                "start": start,
-                "end": end,
-                "score": (f64::from(f.score) * 100.0).round() / 100.0,
-                "start_byte": f.start,
-                "end_byte": f.end,
-                "recognizer": f.recognizer,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(v)
+    out.write_all(b"[")?;
+    for (i, f) in findings.iter().enumerate() {
+        let (start, end) = (chars.char_at(f.start), chars.char_at(f.end));
+        let v = json!({
+            "entity_type": f.entity_type,
+            "start": start,
+            "end": end,
+            "score": (f64::from(f.score) * 100.0).round() / 100.0,
+            "start_byte": map.original(f.start),
+            "end_byte": map.original(f.end),
+            "recognizer": f.recognizer,
+        });
+        out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+        serde_json::to_writer(&mut out, &v)?;
+    }
+    out.write_all(if findings.is_empty() {
+        b"]\n"
+    } else {
+        b"\n]\n"
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Where each stretch of the decoded text came from in the input bytes, so
+/// offsets can be reported against the file even after invalid UTF-8 was
+/// replaced by U+FFFD (3 bytes that stand for 1 to 3 input bytes).
+#[derive(Default)]
+struct ByteMap {
+    /// (offset in text, offset in input) at each stretch start; empty when valid.
+    starts: Vec<(usize, usize)>,
+}
+
+impl ByteMap {
+    fn original(&self, b: usize) -> usize {
+        match self.starts.partition_point(|&(t, _)| t <= b) {
+            0 => b,
+            k => {
+                let (t, o) = self.starts[k - 1];
+                o + (b - t)
+            }
+        }
+    }
 }
 
 fn load_samples(path: &Path) -> Result<Vec<Sample>> {
@@ -307,14 +356,14 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
         } => {
             let threshold = check_threshold(threshold)?;
             let analyzer = analyzer()?;
-            let text = read_input(&input)?;
+            let (text, map) = read_input_mapped(&input)?;
             let req = Request {
                 entities: (!entities.is_empty()).then_some(entities.as_slice()),
                 threshold,
             };
             let found = analyzer.analyze_with(&text, &req);
             if json_out {
-                output::json(&findings_json(&text, &found));
+                write_findings_json(&text, &found, &map)?;
             } else if found.is_empty() {
                 println!("no personal data found");
             } else {

@@ -1330,6 +1330,9 @@ fn pii_bad_input_is_a_clear_error() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["entity_type"], "EMAIL_ADDRESS");
+    // Byte offsets point into the original input, not the repaired text.
+    assert_eq!(v[0]["start_byte"], 17);
+    assert_eq!(&bytes[17..33], b"jane@example.com");
     let cases: &[&[&str]] = &[
         &["pii", "analyze", "missing.txt"],
         &["pii", "analyze", "-", "--threshold", "1.5"],
