@@ -34,6 +34,7 @@ fn redact(analyzer: &Analyzer, entities: &[String], text: &mut String) -> Vec<St
     let req = AnalyzeRequest {
         entities: (!entities.is_empty()).then_some(entities),
         threshold: None,
+        ..Default::default()
     };
     let found = analyzer.analyze_with(text, &req);
     if found.is_empty() {
@@ -125,6 +126,7 @@ pub async fn screen(State(state): State<AppState>, mut req: Request, next: Next)
                     let req = AnalyzeRequest {
                         entities: (!ents.is_empty()).then_some(&ents[..]),
                         threshold: None,
+                        ..Default::default()
                     };
                     found.extend(
                         analyzer
@@ -247,6 +249,7 @@ impl StreamRedactor {
         let req = AnalyzeRequest {
             entities: (!g.entities.is_empty()).then_some(&g.entities[..]),
             threshold: None,
+            ..Default::default()
         };
         let found = g.analyzer.analyze_with(text, &req);
         let mut cut = if all {

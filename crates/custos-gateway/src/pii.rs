@@ -31,6 +31,18 @@ struct AnalyzeBody {
     correlation_id: Option<String>,
     #[serde(default)]
     return_decision_process: bool,
+    /// Words describing the text; they raise the scores of matching recognizers.
+    #[serde(default)]
+    context: Vec<String>,
+    #[serde(default)]
+    allow_list: Vec<String>,
+    /// `exact` (default) or `regex`.
+    #[serde(default)]
+    allow_list_match: Option<String>,
+    /// Python `re` flags for ad-hoc regexes: accepted, unused.
+    #[serde(default)]
+    #[allow(dead_code)]
+    regex_flags: Option<i64>,
 }
 
 fn english() -> String {
@@ -133,11 +145,23 @@ async fn analyze_inner(state: AppState, req: Request) -> Result<Value, Problem> 
         }
     }
     let _ = &body.correlation_id;
+    match body.allow_list_match.as_deref() {
+        None | Some("exact") | Some("regex") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "allow_list_match must be \"exact\" or \"regex\", got {other:?}"
+            )))
+        }
+    }
     let analyzer = state.pii.clone();
     let findings = blocking(move || {
+        let context: Vec<String> = body.context.iter().map(|w| w.to_lowercase()).collect();
         let req = AnalyzeRequest {
             entities: body.entities.as_deref(),
             threshold: body.score_threshold,
+            context: &context,
+            allow: &body.allow_list,
+            allow_regex: body.allow_list_match.as_deref() == Some("regex"),
         };
         let found = analyzer.analyze_with(&body.text, &req);
         let types: Vec<String> = found.iter().map(|f| f.entity_type.to_string()).collect();

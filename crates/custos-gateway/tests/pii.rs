@@ -48,6 +48,47 @@ async fn analyze_speaks_presidio() {
         .unwrap();
     assert!(r.iter().all(|x| x["entity_type"] == "PHONE_NUMBER") && !r.is_empty());
 
+    // Presidio's allow list and context words.
+    let r: Vec<Value> = gw
+        .post(
+            "/pii/analyze",
+            &key,
+            &json!({"text": text, "language": "en", "allow_list": ["jane.doe@example.com"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        r.iter().all(|x| x["entity_type"] != "EMAIL_ADDRESS"),
+        "{r:?}"
+    );
+    let r: Vec<Value> = gw
+        .post(
+            "/pii/analyze",
+            &key,
+            &json!({"text": "Bob", "language": "en", "context": ["name"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0]["entity_type"], "PERSON",
+        "a column called name makes Bob a person"
+    );
+    expect_problem(
+        gw.post(
+            "/pii/analyze",
+            &key,
+            &json!({"text": "x", "allow_list_match": "fuzzy"}),
+        )
+        .await,
+        400,
+        "invalid-request",
+    )
+    .await;
+
     // Bad input: clear problems, never a 500.
     expect_problem(
         gw.post(

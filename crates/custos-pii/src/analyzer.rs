@@ -243,11 +243,80 @@ pub struct AllowList {
     pub regex: Vec<String>,
 }
 
-/// Per-call options (Presidio's `entities` and `score_threshold`).
+/// Per-call options: Presidio's `entities`, `score_threshold`, `context`
+/// (words that describe the text, e.g. a CSV column's name) and allow list.
 #[derive(Debug, Clone, Default)]
 pub struct Request<'a> {
     pub entities: Option<&'a [String]>,
     pub threshold: Option<f32>,
+    /// Lower-case context words; they raise scores as nearby words do.
+    pub context: &'a [String],
+    /// Values never reported for this call (exact, or regexes when `allow_regex`).
+    pub allow: &'a [String],
+    pub allow_regex: bool,
+}
+
+/// Context words that speak for the gazetteer entities (a column named
+/// "name", a field "city").
+fn gazetteer_context(entity: &str, words: &[String]) -> bool {
+    let cues: &[&str] = match entity {
+        "PERSON" => &[
+            "name",
+            "names",
+            "person",
+            "first",
+            "last",
+            "surname",
+            "customer",
+            "patient",
+            "contact",
+            "employee",
+            "user",
+            "author",
+            "owner",
+            "full_name",
+            "first_name",
+            "last_name",
+            "fullname",
+            "firstname",
+            "lastname",
+        ],
+        "LOCATION" => &[
+            "city",
+            "town",
+            "country",
+            "state",
+            "location",
+            "place",
+            "region",
+            "address",
+            "birthplace",
+        ],
+        "ORGANIZATION" => &[
+            "company",
+            "organization",
+            "organisation",
+            "employer",
+            "org",
+            "business",
+        ],
+        "DATE_TIME" => &[
+            "date",
+            "dob",
+            "birthday",
+            "birthdate",
+            "time",
+            "timestamp",
+            "created",
+            "updated",
+        ],
+        _ => return false,
+    };
+    words.iter().any(|w| {
+        w.split(|c: char| !c.is_alphanumeric())
+            .any(|p| cues.contains(&p))
+            || cues.contains(&w.as_str())
+    })
 }
 
 struct Deny {
@@ -424,18 +493,20 @@ impl Analyzer {
         let windows = scan::windows(text);
         let mut out = Vec::new();
         let builtin = patterns::builtin();
-        let run =
-            |p: &PatternRecognizer, region: std::ops::Range<usize>, out: &mut Vec<Finding>| {
-                let before = out.len();
-                p.analyze_region(text, region, out);
-                if !p.context.is_empty() {
-                    for f in &mut out[before..] {
-                        if has_context(text, f, &p.context) {
-                            f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
-                        }
+        let run = |p: &PatternRecognizer,
+                   region: std::ops::Range<usize>,
+                   out: &mut Vec<Finding>| {
+            let before = out.len();
+            p.analyze_region(text, region, out);
+            if !p.context.is_empty() {
+                let request_context = req.context.iter().any(|w| p.context.iter().any(|c| c == w));
+                for f in &mut out[before..] {
+                    if request_context || has_context(text, f, &p.context) {
+                        f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
                     }
                 }
-            };
+            }
+        };
         for group in patterns::builtin_sets() {
             for r in patterns::regions(&windows, group.source) {
                 for k in group.set.matches(&text[r.clone()]).iter() {
@@ -457,6 +528,13 @@ impl Analyzer {
         {
             let before = out.len();
             names::analyze(text, &mut out);
+            if !req.context.is_empty() {
+                for f in &mut out[before..] {
+                    if gazetteer_context(&f.entity_type, req.context) {
+                        f.score = (f.score + CONTEXT_BOOST).clamp(CONTEXT_FLOOR, 1.0);
+                    }
+                }
+            }
             let mut k = before;
             while k < out.len() {
                 if want(&out[k].entity_type) {
@@ -507,12 +585,26 @@ impl Analyzer {
                 && text.is_char_boundary(f.end)
                 && want(&f.entity_type)
                 && !self.allowed(&text[f.start..f.end])
+                && !allowed_by_request(req, &text[f.start..f.end])
         });
         resolve_overlaps(out)
     }
 
     fn allowed(&self, value: &str) -> bool {
         self.allow_exact.contains(value) || self.allow_regex.iter().any(|r| r.is_match(value))
+    }
+}
+
+fn allowed_by_request(req: &Request, value: &str) -> bool {
+    if req.allow_regex {
+        req.allow.iter().any(|p| {
+            RegexBuilder::new(p)
+                .size_limit(CUSTOM_REGEX_LIMIT)
+                .build()
+                .is_ok_and(|r| r.is_match(value))
+        })
+    } else {
+        req.allow.iter().any(|a| a == value)
     }
 }
 

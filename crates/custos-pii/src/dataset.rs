@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::analyzer::Analyzer;
+use crate::analyzer::{Analyzer, Request};
 use crate::anonymize::{Anonymizer, Pseudonyms};
 use crate::finding::Finding;
 
@@ -211,8 +211,13 @@ fn process(ctx: &Ctx, rec: Record, column_names: &[String]) -> Done {
                 };
                 for (k, path) in paths.iter().enumerate() {
                     let label = ctx.opts.fields.get(k).map_or("*", String::as_str);
+                    let context = [path.last().map(|p| p.to_lowercase()).unwrap_or_default()];
+                    let req = Request {
+                        context: &context,
+                        ..Request::default()
+                    };
                     visit_path(&mut v, path, &mut |s: &mut String| {
-                        let found = ctx.analyzer.analyze(s);
+                        let found = ctx.analyzer.analyze_with(s, &req);
                         had_pii |= !found.is_empty();
                         counts.extend(
                             found
@@ -261,7 +266,16 @@ fn process(ctx: &Ctx, rec: Record, column_names: &[String]) -> Done {
                     row.push(field);
                     continue;
                 }
-                let found = ctx.analyzer.analyze(&field);
+                // The column's name is context: "Bob" in a `name` column is a person.
+                let context = [column_names
+                    .get(i)
+                    .map(|n| n.to_lowercase())
+                    .unwrap_or_default()];
+                let req = Request {
+                    context: &context,
+                    ..Request::default()
+                };
+                let found = ctx.analyzer.analyze_with(&field, &req);
                 had_pii |= !found.is_empty();
                 let name = column_names
                     .get(i)

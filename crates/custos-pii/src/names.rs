@@ -380,27 +380,52 @@ struct Word<'a> {
     gap_before: Range<usize>,
 }
 
+/// The char at byte `i` of `text` (a char boundary) and its length.
+fn char_at(text: &str, i: usize) -> (char, usize) {
+    let c = text[i..].chars().next().unwrap_or(' ');
+    (c, c.len_utf8())
+}
+
 fn tokenize(text: &str) -> Vec<Word<'_>> {
-    let mut words = Vec::new();
+    // Byte loop with an ASCII fast path: most text is ASCII, and this pass
+    // sees every word of every prompt.
+    let b = text.as_bytes();
+    let mut words = Vec::with_capacity(b.len() / 6);
     let mut prev_end = 0;
-    let mut it = text.char_indices().peekable();
-    while let Some((i, c)) = it.next() {
+    let mut i = 0;
+    while i < b.len() {
+        let (c, len) = if b[i] < 0x80 {
+            (char::from(b[i]), 1)
+        } else {
+            char_at(text, i)
+        };
         if !c.is_alphanumeric() {
+            i += len;
             continue;
         }
-        let mut end = i + c.len_utf8();
-        while let Some(&(j, d)) = it.peek() {
+        let start = i;
+        let mut has_upper = c.is_uppercase();
+        let mut has_digit = c.is_numeric();
+        i += len;
+        while i < b.len() {
+            let (d, dlen) = if b[i] < 0x80 {
+                (char::from(b[i]), 1)
+            } else {
+                char_at(text, i)
+            };
             if d.is_alphanumeric() {
-                end = j + d.len_utf8();
-                it.next();
+                has_upper |= d.is_uppercase();
+                has_digit |= d.is_numeric();
+                i += dlen;
             } else if matches!(d, '\'' | '’' | '-') {
                 // Keep "O'Brien" and "Smith-Jones" whole; drop possessive "'s".
-                let next = text[j + d.len_utf8()..].chars().next();
-                let possessive = matches!(d, '\'' | '’')
-                    && text[j + d.len_utf8()..].starts_with('s')
-                    && !text[j + d.len_utf8() + 1..].starts_with(char::is_alphabetic);
-                if next.is_some_and(char::is_alphabetic) && !possessive {
-                    it.next();
+                let after = &text[i + dlen..];
+                let next_alpha = after.chars().next().is_some_and(char::is_alphabetic);
+                let possessive = d != '-'
+                    && after.starts_with('s')
+                    && !after[1..].starts_with(char::is_alphabetic);
+                if next_alpha && !possessive {
+                    i += dlen;
                 } else {
                     break;
                 }
@@ -408,22 +433,22 @@ fn tokenize(text: &str) -> Vec<Word<'_>> {
                 break;
             }
         }
-        let word = &text[i..end];
-        let gap = &text[prev_end..i];
+        let end = i;
+        let word = &text[start..end];
+        let gap = &text[prev_end..start];
         let sentence_start =
             words.is_empty() || breaks_sentence(gap) && !gap_is_initial(&words, text);
-        // "Ed25519" and "x86" are identifiers, never names or places.
-        let capitalized = c.is_uppercase() && !word.chars().any(|d| d.is_numeric());
         words.push(Word {
-            span: i..end,
-            lower: if word.chars().any(char::is_uppercase) {
+            span: start..end,
+            lower: if has_upper {
                 Cow::Owned(word.to_lowercase())
             } else {
                 Cow::Borrowed(word)
             },
-            capitalized,
+            // "Ed25519" and "x86" are identifiers, never names or places.
+            capitalized: c.is_uppercase() && !has_digit,
             sentence_start,
-            gap_before: prev_end..i,
+            gap_before: prev_end..start,
         });
         prev_end = end;
     }

@@ -360,6 +360,7 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
             let req = Request {
                 entities: (!entities.is_empty()).then_some(entities.as_slice()),
                 threshold,
+                ..Default::default()
             };
             let found = analyzer.analyze_with(&text, &req);
             if json_out {
@@ -411,6 +412,7 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
             let req = Request {
                 entities: (!entities.is_empty()).then_some(entities.as_slice()),
                 threshold,
+                ..Default::default()
             };
             let found = analyzer.analyze_with(&text, &req);
             let mut pseudo = Pseudonyms::default();
