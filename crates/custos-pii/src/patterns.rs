@@ -238,11 +238,9 @@ const GENERIC_TLDS: &str = "com org net edu gov mil int info biz name pro mobi a
 
 /// Top-level domains accepted for e-mail, URL and domain findings.
 fn known_tld(tld: &str) -> bool {
-    let t = tld.to_ascii_lowercase();
-    CC_TLDS
-        .split(' ')
-        .chain(GENERIC_TLDS.split(' '))
-        .any(|x| x == t)
+    static SET: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    let set = SET.get_or_init(|| CC_TLDS.split(' ').chain(GENERIC_TLDS.split(' ')).collect());
+    tld.len() <= 24 && set.contains(tld.to_ascii_lowercase().as_str())
 }
 
 fn email(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
