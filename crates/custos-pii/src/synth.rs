@@ -206,21 +206,7 @@ fn iban(rng: &mut Rng) -> String {
         ),
         _ => ("ES", rng.digits(20)),
     };
-    // Check digits: 98 - (body ‖ country ‖ "00") mod 97.
-    let mut rem = 0u32;
-    for b in body.bytes().chain(cc.bytes()).chain(*b"00") {
-        let v = if b.is_ascii_digit() {
-            u32::from(b - b'0')
-        } else {
-            u32::from(b - b'A') + 10
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    let compact = format!("{cc}{:02}{body}", 98 - rem);
+    let compact = format!("{cc}{:02}{body}", validate::iban_check_digits(cc, &body));
     if rng.below(2) == 0 {
         compact
     } else {

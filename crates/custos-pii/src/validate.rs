@@ -281,13 +281,18 @@ pub fn iban_prefix(s: &str) -> Option<usize> {
     if bytes.get(end).is_some_and(u8::is_ascii_alphanumeric) {
         return None;
     }
-    let rearranged = compact[4..].iter().chain(&compact[..4]);
+    let rearranged = compact[4..].iter().chain(&compact[..4]).copied();
+    (mod97(rearranged) == 1).then_some(end)
+}
+
+/// ISO 7064 mod-97 of upper-case alphanumerics, letters counting A=10…Z=35.
+pub fn mod97(chars: impl IntoIterator<Item = u8>) -> u32 {
     let mut rem = 0u32;
-    for &b in rearranged {
+    for b in chars {
         let v = if b.is_ascii_digit() {
             u32::from(b - b'0')
         } else {
-            u32::from(b - b'A') + 10
+            u32::from(b.to_ascii_uppercase().wrapping_sub(b'A')) + 10
         };
         rem = if v >= 10 {
             (rem * 100 + v) % 97
@@ -295,7 +300,12 @@ pub fn iban_prefix(s: &str) -> Option<usize> {
             (rem * 10 + v) % 97
         };
     }
-    (rem == 1).then_some(end)
+    rem
+}
+
+/// The two check digits of an IBAN for `country` and `bban`.
+pub fn iban_check_digits(country: &str, bban: &str) -> u32 {
+    98 - mod97(bban.bytes().chain(country.bytes()).chain(*b"00"))
 }
 
 const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
