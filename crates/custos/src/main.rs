@@ -9,6 +9,7 @@ mod audit;
 mod identity;
 mod output;
 mod pii;
+mod sbom;
 mod secrets;
 mod serve;
 
@@ -100,6 +101,8 @@ enum Command {
     /// Find and anonymize personal data (names, e-mails, cards, IDs…) in text.
     #[command(subcommand)]
     Pii(pii::PiiCmd),
+    /// Write a software bill of materials (CycloneDX or SPDX) from lockfiles.
+    Sbom(sbom::SbomArgs),
 }
 
 pub struct Ctx {
@@ -156,7 +159,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
-        Command::Secrets(_) | Command::Pii(_) => unreachable!("handled in main"),
+        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) => unreachable!("handled in main"),
     }
 }
 
@@ -164,8 +167,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Scanners need neither the runtime nor the database; their exit status 1 means
     // "findings", so their errors exit 2.
-    if matches!(cli.command, Command::Secrets(_) | Command::Pii(_)) {
+    if matches!(
+        cli.command,
+        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_)
+    ) {
         restore_sigpipe();
+    }
+    if let Command::Sbom(args) = cli.command {
+        return match sbom::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Command::Secrets(cmd) = cli.command {
         return match secrets::run(cmd, cli.json) {

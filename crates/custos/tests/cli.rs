@@ -1594,3 +1594,115 @@ fn pii_rules_from_a_yaml_file() {
         "{err}"
     );
 }
+
+/// Validates `doc` against an official schema with Python's jsonschema, when the test
+/// Python (`CUSTOS_TEST_PYTHON`, set up by `.ci/run`) is there.
+fn schema_valid(doc: &Path, schema_dir: &str, main: &str) {
+    let Ok(python) = std::env::var("CUSTOS_TEST_PYTHON") else {
+        eprintln!(
+            "skipping schema validation of {}: CUSTOS_TEST_PYTHON is not set",
+            doc.display()
+        );
+        return;
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let out = Command::new(python)
+        .arg(here.join("validate_schema.py"))
+        .arg(here.join("schemas").join(schema_dir))
+        .arg(main)
+        .arg(doc)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{} is not valid {schema_dir}: {}{}",
+        doc.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sbom");
+    let d = tempfile::tempdir().unwrap();
+    let cdx = d.path().join("bom.cdx.json");
+    let out = custos(
+        d.path(),
+        &[
+            "sbom",
+            fixtures.to_str().unwrap(),
+            "-o",
+            cdx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken/package-lock.json") && err.contains("not JSON"),
+        "a broken file is named: {err}"
+    );
+    let bom: Value = serde_json::from_slice(&std::fs::read(&cdx).unwrap()).unwrap();
+    assert_eq!(bom["specVersion"], "1.6");
+    let purls: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    for p in [
+        "pkg:cargo/serde@1.0.200",
+        "pkg:npm/%40babel/core@7.24.0",
+        "pkg:npm/ms@2.1.2",
+        "pkg:pypi/django@4.2.1",
+        "pkg:pypi/requests@2.31.0",
+        "pkg:pypi/idna@3.7",
+        "pkg:golang/github.com/pkg/errors@v0.9.1",
+    ] {
+        assert!(purls.contains(&p), "{p} missing from {purls:?}");
+    }
+    assert!(
+        !purls.iter().any(|p| p.contains("flask")),
+        "unpinned requirements are not packages"
+    );
+    let deps = bom["dependencies"].as_array().unwrap();
+    let debug = deps
+        .iter()
+        .find(|d| d["ref"] == "pkg:npm/debug@4.3.4")
+        .unwrap();
+    assert_eq!(debug["dependsOn"], serde_json::json!(["pkg:npm/ms@2.1.2"]));
+    schema_valid(&cdx, "cyclonedx-1.6", "bom-1.6.schema.json");
+
+    let spdx = d.path().join("bom.spdx.json");
+    ok(
+        d.path(),
+        &[
+            "sbom",
+            fixtures.to_str().unwrap(),
+            "--format",
+            "spdx-json",
+            "-o",
+            spdx.to_str().unwrap(),
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(&spdx).unwrap()).unwrap();
+    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+    assert!(doc["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["relationshipType"] == "DEPENDS_ON"));
+    schema_valid(&spdx, "spdx-2.3", "spdx-schema.json");
+
+    // A single lockfile works; a missing path is a usage error.
+    let one = ok(
+        d.path(),
+        &["sbom", fixtures.join("go/go.mod").to_str().unwrap()],
+    );
+    assert!(one.contains("pkg:golang/golang.org/x/text@v0.14.0"));
+    assert_eq!(custos(d.path(), &["sbom", "nope"]).status.code(), Some(2));
+}

@@ -1,0 +1,164 @@
+//! Software bill of materials: catalogers that read lockfiles and manifests with real
+//! parsers, a component model with package URLs and dependency edges, and CycloneDX 1.6 /
+//! SPDX 2.3 JSON output. Catalogers never fail the whole scan: a broken file becomes a
+//! warning naming it, and the rest goes on.
+
+mod catalog;
+pub mod format;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use catalog::catalog_file;
+
+/// One package (or model, or dataset) found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Component {
+    /// purl type: cargo, npm, pypi, golang, maven, deb, apk, …
+    pub ecosystem: String,
+    pub name: String,
+    pub version: String,
+    pub purl: String,
+    /// Direct dependency of the project (`Some(false)`: transitive; `None`: unknown).
+    pub direct: Option<bool>,
+    /// purls this component depends on.
+    pub depends_on: Vec<String>,
+    /// The file it was found in, relative to the scanned root.
+    pub source: String,
+    /// A root of the project itself (a workspace member), not a dependency.
+    pub is_root: bool,
+}
+
+/// A file that could not be read or parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Sbom {
+    pub components: Vec<Component>,
+    pub warnings: Vec<Warning>,
+    /// Files read, by cataloger.
+    pub files: BTreeMap<String, Vec<String>>,
+}
+
+/// Percent-encodes a purl segment (purl spec: keep unreserved chars).
+pub fn purl_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `pkg:TYPE/[NAMESPACE/]NAME@VERSION`, with each part encoded.
+pub fn purl(ecosystem: &str, namespace: Option<&str>, name: &str, version: &str) -> String {
+    let ns = namespace
+        .map(|n| n.split('/').map(purl_encode).collect::<Vec<_>>().join("/") + "/")
+        .unwrap_or_default();
+    if version.is_empty() {
+        format!("pkg:{ecosystem}/{ns}{}", purl_encode(name))
+    } else {
+        format!(
+            "pkg:{ecosystem}/{ns}{}@{}",
+            purl_encode(name),
+            purl_encode(version)
+        )
+    }
+}
+
+/// PEP 503 name normalization (what PyPI and its purls use).
+pub fn pypi_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut last_sep = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !last_sep {
+                out.push('-');
+            }
+            last_sep = true;
+        } else {
+            out.extend(c.to_lowercase());
+            last_sep = false;
+        }
+    }
+    out
+}
+
+/// Catalogs every known manifest and lockfile under `root` (respecting
+/// `.gitignore`), or `root` itself when it is a file.
+pub fn scan(root: &Path) -> Sbom {
+    let mut sbom = Sbom::default();
+    let files: Vec<PathBuf> = if root.is_file() {
+        vec![root.to_path_buf()]
+    } else {
+        ignore::WalkBuilder::new(root)
+            .hidden(false)
+            .git_ignore(true)
+            .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | "target")))
+            .build()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+            .map(|e| e.into_path())
+            .collect()
+    };
+    let mut sorted = files;
+    sorted.sort();
+    for path in sorted {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        let rel = if rel.is_empty() {
+            path.to_string_lossy().into_owned()
+        } else {
+            rel
+        };
+        match catalog_file(&path, &rel) {
+            None => {}
+            Some((kind, Ok(components))) => {
+                sbom.files.entry(kind.to_string()).or_default().push(rel);
+                sbom.components.extend(components);
+            }
+            Some((kind, Err(message))) => {
+                sbom.files
+                    .entry(kind.to_string())
+                    .or_default()
+                    .push(rel.clone());
+                sbom.warnings.push(Warning { file: rel, message });
+            }
+        }
+    }
+    sbom
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purls_are_encoded() {
+        assert_eq!(
+            purl("npm", Some("@babel"), "core", "7.0.0"),
+            "pkg:npm/%40babel/core@7.0.0"
+        );
+        assert_eq!(
+            purl("cargo", None, "serde", "1.0.0+build"),
+            "pkg:cargo/serde@1.0.0%2Bbuild"
+        );
+        assert_eq!(
+            purl("golang", Some("github.com/pkg"), "errors", "v0.9.1"),
+            "pkg:golang/github.com/pkg/errors@v0.9.1"
+        );
+        assert_eq!(pypi_name("Django_REST.framework"), "django-rest-framework");
+    }
+}
