@@ -6,3 +6,4 @@
 pub mod report;
 pub mod sbom;
 pub mod secrets;
+pub mod vuln;

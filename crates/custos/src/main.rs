@@ -12,6 +12,7 @@ mod pii;
 mod sbom;
 mod secrets;
 mod serve;
+mod vulns;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -103,6 +104,9 @@ enum Command {
     Pii(pii::PiiCmd),
     /// Write a software bill of materials (CycloneDX or SPDX) from lockfiles.
     Sbom(sbom::SbomArgs),
+    /// Known vulnerabilities in dependencies, from OSV advisories held locally.
+    #[command(subcommand)]
+    Vulns(vulns::VulnsCmd),
 }
 
 pub struct Ctx {
@@ -159,7 +163,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
-        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) => unreachable!("handled in main"),
+        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
+            unreachable!("handled in main")
+        }
     }
 }
 
@@ -169,9 +175,18 @@ fn main() -> ExitCode {
     // "findings", so their errors exit 2.
     if matches!(
         cli.command,
-        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_)
+        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_)
     ) {
         restore_sigpipe();
+    }
+    if let Command::Vulns(cmd) = cli.command {
+        return match vulns::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Command::Sbom(args) = cli.command {
         return match sbom::run(args) {

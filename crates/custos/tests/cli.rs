@@ -1706,3 +1706,147 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
     assert!(one.contains("pkg:golang/golang.org/x/text@v0.14.0"));
     assert_eq!(custos(d.path(), &["sbom", "nope"]).status.code(), Some(2));
 }
+
+#[test]
+fn vulns_import_scan_fail_on_and_exceptions() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("vulns.sqlite");
+    let db = db.to_str().unwrap();
+    let osv = here.join("osv");
+    let out = custos(
+        d.path(),
+        &["vulns", "db", "import", osv.to_str().unwrap(), "--db", db],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broken.json"),
+        "a malformed record is named"
+    );
+    let status = json(d.path(), &["--json", "vulns", "db", "status", "--db", db]);
+    assert_eq!(status["records"], 5, "{status}");
+
+    // Scan the lockfile fixtures: merged aliases, computed severity, unknown severity.
+    let project = here.join("sbom");
+    let project = project.to_str().unwrap();
+    let scan = |extra: &[&str]| {
+        let mut args = vec!["vulns", "scan", project, "--db", db, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = custos(d.path(), &args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, v) = scan(&[]);
+    assert_eq!(code, Some(1));
+    let findings = v["findings"].as_array().unwrap();
+    let ids: Vec<&str> = findings.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let libc = findings.iter().find(|f| f["package"] == "libc").unwrap();
+    assert_eq!(libc["severity"], "critical");
+    assert_eq!(libc["score"], 9.8);
+    let aliases: Vec<&str> = libc["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        aliases.contains(&"CVE-2099-0001")
+            && (aliases.contains(&"GHSA-aaaa-bbbb-cccc") || libc["id"] == "GHSA-aaaa-bbbb-cccc")
+    );
+    let django = findings.iter().find(|f| f["package"] == "django").unwrap();
+    assert_eq!(django["severity"], "unknown");
+    assert!(findings
+        .iter()
+        .any(|f| f["package"] == "@babel/core" && f["severity"] == "medium"));
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["package"] == "ms" || f["package"] == "serde"),
+        "fixed and withdrawn do not match"
+    );
+
+    // Unknown counts as failing unless told otherwise.
+    std::fs::create_dir(d.path().join(".custos")).unwrap();
+    let ex = d.path().join(".custos/vuln-exceptions.toml");
+    std::fs::write(&ex, "[[exception]]\nid = \"CVE-2099-0001\"\npackage = \"libc\"\nreason = \"not reachable\"\nowner = \"sec@example.com\"\nexpires = \"2999-01-01\"\n").unwrap();
+    let exs = ex.to_str().unwrap();
+    assert_eq!(
+        scan(&["--exceptions", exs, "--fail-on", "critical"]).0,
+        Some(1),
+        "unknown still fails"
+    );
+    let (code, v) = scan(&[
+        "--exceptions",
+        exs,
+        "--fail-on",
+        "critical",
+        "--unknown-as",
+        "low",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["suppressed_by"]
+            .as_str()
+            .is_some_and(|s| s.contains("sec@example.com"))));
+    std::fs::write(&ex, "[[exception]]\nid = \"RUSTSEC-2099-0001\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2001-01-01\"\n").unwrap();
+    let (code, v) = scan(&[
+        "--exceptions",
+        exs,
+        "--fail-on",
+        "critical",
+        "--unknown-as",
+        "low",
+    ]);
+    assert_eq!(code, Some(1), "an expired exception no longer suppresses");
+    assert!(v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["expired_exception"].is_string()));
+    std::fs::write(
+        &ex,
+        "[[exception]]\nid = \"X\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"soon\"\n",
+    )
+    .unwrap();
+    let out = custos(
+        d.path(),
+        &["vulns", "scan", project, "--db", db, "--exceptions", exs],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
+
+    std::fs::remove_file(&ex).unwrap();
+    // The same findings from an SBOM document.
+    let cdx = d.path().join("bom.json");
+    ok(d.path(), &["sbom", project, "-o", cdx.to_str().unwrap()]);
+    let out = custos(
+        d.path(),
+        &[
+            "vulns",
+            "scan",
+            cdx.to_str().unwrap(),
+            "--db",
+            db,
+            "--format",
+            "json",
+            "--fail-on",
+            "none",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["findings"].as_array().unwrap().len(), 3);
+    // No database: a usage error that says what to do.
+    let out = custos(d.path(), &["vulns", "scan", project, "--db", "nope.sqlite"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vulns db import"));
+}

@@ -75,6 +75,98 @@ pub fn purl(ecosystem: &str, namespace: Option<&str>, name: &str, version: &str)
     }
 }
 
+fn purl_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() && s.is_char_boundary(i + 1) && s.is_char_boundary(i + 3)
+        {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A component from a package URL (as found in a CycloneDX or SPDX document): the
+/// ecosystem, the name as custos' catalogers write it, and the version.
+pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
+    let rest = purl.strip_prefix("pkg:")?;
+    let rest = rest.split(['?', '#']).next()?;
+    let (path, version) = match rest.rsplit_once('@') {
+        Some((p, v)) if !p.is_empty() => (p, purl_decode(v)),
+        _ => (rest, String::new()),
+    };
+    let (ty, name_path) = path.split_once('/')?;
+    let segments: Vec<String> = name_path.split('/').map(purl_decode).collect();
+    let name = match ty {
+        "maven" => segments.join(":"),
+        "pypi" => pypi_name(&segments.join("/")),
+        _ => segments.join("/"),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some(Component {
+        ecosystem: ty.to_ascii_lowercase(),
+        name,
+        version,
+        purl: purl.to_string(),
+        direct: None,
+        depends_on: Vec::new(),
+        source: source.to_string(),
+        is_root: false,
+    })
+}
+
+/// Components of a CycloneDX or SPDX JSON document, by their purls.
+pub fn components_from_document(doc: &serde_json::Value, source: &str) -> Option<Vec<Component>> {
+    if doc.get("bomFormat").and_then(|v| v.as_str()) == Some("CycloneDX") {
+        fn walk(list: &serde_json::Value, source: &str, out: &mut Vec<Component>) {
+            for c in list.as_array().into_iter().flatten() {
+                if let Some(p) = c.get("purl").and_then(|v| v.as_str()) {
+                    out.extend(component_from_purl(p, source));
+                }
+                if let Some(nested) = c.get("components") {
+                    walk(nested, source, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            doc.get("components").unwrap_or(&serde_json::Value::Null),
+            source,
+            &mut out,
+        );
+        return Some(out);
+    }
+    if doc.get("spdxVersion").is_some() {
+        let out = doc
+            .get("packages")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .flat_map(|p| {
+                p.get("externalRefs")
+                    .and_then(|r| r.as_array())
+                    .into_iter()
+                    .flatten()
+            })
+            .filter(|r| r.get("referenceType").and_then(|t| t.as_str()) == Some("purl"))
+            .filter_map(|r| r.get("referenceLocator").and_then(|l| l.as_str()))
+            .filter_map(|p| component_from_purl(p, source))
+            .collect();
+        return Some(out);
+    }
+    None
+}
+
 /// PEP 503 name normalization (what PyPI and its purls use).
 pub fn pypi_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -160,5 +252,14 @@ mod tests {
             "pkg:golang/github.com/pkg/errors@v0.9.1"
         );
         assert_eq!(pypi_name("Django_REST.framework"), "django-rest-framework");
+        let c = component_from_purl("pkg:npm/%40babel/core@7.0.0?x=1", "s").unwrap();
+        assert_eq!(
+            (c.ecosystem.as_str(), c.name.as_str(), c.version.as_str()),
+            ("npm", "@babel/core", "7.0.0")
+        );
+        let c = component_from_purl("pkg:golang/github.com/pkg/errors@v0.9.1", "s").unwrap();
+        assert_eq!(c.name, "github.com/pkg/errors");
+        assert!(component_from_purl("npm/x@1", "s").is_none());
+        assert_eq!(purl_decode("a%2"), "a%2");
     }
 }

@@ -1,0 +1,209 @@
+//! Vulnerability matching against OSV advisories, offline: ecosystem version ordering,
+//! OSV range evaluation, CVSS scoring, and an on-disk index keyed by ecosystem and package.
+//! `scan` joins components (from lockfiles or an SBOM) with the index and merges records
+//! that are aliases of one another into one finding.
+
+pub mod db;
+pub mod osv;
+pub mod version;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sbom::Component;
+use db::{DbError, VulnDb};
+use osv::{ecosystem_for, severity, Band};
+
+/// One vulnerability in one package version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The primary id (the first record seen), and every other id and alias.
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub ecosystem: String,
+    pub package: String,
+    pub version: String,
+    pub purl: String,
+    pub fixed: Vec<String>,
+    pub severity: Band,
+    pub score: Option<f64>,
+    pub vector: Option<String>,
+    pub summary: String,
+    pub source: String,
+    pub direct: Option<bool>,
+    /// Set when an exception in force suppresses it (the finding is still listed).
+    pub suppressed_by: Option<String>,
+    /// Set when an exception for it has expired (it no longer suppresses).
+    pub expired_exception: Option<String>,
+}
+
+/// Joins `components` with the advisory index.
+pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbError> {
+    let mut out: Vec<Finding> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in components {
+        if c.is_root || !seen.insert(c.purl.clone()) {
+            continue;
+        }
+        let Some(eco) = ecosystem_for(&c.ecosystem) else {
+            continue;
+        };
+        for r in db.lookup(eco, &c.name)? {
+            let hits = r.affects(eco, &c.name, &c.version);
+            if hits.is_empty() {
+                continue;
+            }
+            let (band, score, vector) = severity(&r, &hits);
+            let mut ids: BTreeSet<String> = r.aliases.iter().cloned().collect();
+            ids.insert(r.id.clone());
+            // A record that shares an id or alias with one already found for this
+            // package is the same vulnerability: merge (RUSTSEC + GHSA + CVE).
+            if let Some(f) = out.iter_mut().find(|f| {
+                f.purl == c.purl
+                    && (ids.contains(&f.id) || f.aliases.iter().any(|a| ids.contains(a)))
+            }) {
+                let mut all: BTreeSet<String> = f.aliases.drain(..).collect();
+                all.extend(ids);
+                all.remove(&f.id);
+                f.aliases = all.into_iter().collect();
+                let better = match (score, f.score) {
+                    (Some(a), Some(b)) => a > b,
+                    (Some(_), None) => true,
+                    (None, None) => f.severity == Band::Unknown && band != Band::Unknown,
+                    _ => false,
+                };
+                if better {
+                    (f.severity, f.score, f.vector) = (band, score, vector);
+                }
+                let mut fixed: BTreeSet<String> = f.fixed.drain(..).collect();
+                fixed.extend(r.fixed_versions(&hits));
+                f.fixed = fixed.into_iter().collect();
+                continue;
+            }
+            ids.remove(&r.id);
+            out.push(Finding {
+                id: r.id.clone(),
+                aliases: ids.into_iter().collect(),
+                ecosystem: eco.to_string(),
+                package: c.name.clone(),
+                version: c.version.clone(),
+                purl: c.purl.clone(),
+                fixed: r.fixed_versions(&hits),
+                severity: band,
+                score,
+                vector,
+                summary: r
+                    .summary
+                    .clone()
+                    .or_else(|| {
+                        r.details
+                            .as_ref()
+                            .map(|d| d.lines().next().unwrap_or("").to_string())
+                    })
+                    .unwrap_or_default(),
+                source: c.source.clone(),
+                direct: c.direct,
+                suppressed_by: None,
+                expired_exception: None,
+            });
+        }
+    }
+    // The lead id is chosen by rule, not by lookup order: the ecosystem's own
+    // database first (RUSTSEC, PYSEC, GO…), then GHSA, then CVE.
+    let rank = |id: &str| match id.split('-').next().unwrap_or("") {
+        "GHSA" => 1,
+        "CVE" => 2,
+        _ => 0,
+    };
+    for f in &mut out {
+        let mut all: Vec<String> = f.aliases.drain(..).collect();
+        all.push(f.id.clone());
+        all.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+        all.dedup();
+        f.id = all.remove(0);
+        all.sort();
+        f.aliases = all;
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.purl.cmp(&b.purl))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(out)
+}
+
+/// `.custos/vuln-exceptions.toml`: accepted risks, each with an owner and an expiry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exceptions {
+    #[serde(default, rename = "exception")]
+    pub exceptions: Vec<Exception>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    /// An advisory id or any of its aliases.
+    pub id: String,
+    /// Package name; absent: every package.
+    #[serde(default)]
+    pub package: Option<String>,
+    pub reason: String,
+    pub owner: String,
+    /// `YYYY-MM-DD`; the exception no longer applies after this day.
+    pub expires: String,
+}
+
+impl Exceptions {
+    /// Parses and checks the file: every entry needs a reason, an owner and a valid date.
+    pub fn parse(text: &str) -> Result<Exceptions, String> {
+        let e: Exceptions = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (i, x) in e.exceptions.iter().enumerate() {
+            let ok_date = x.expires.len() == 10
+                && x.expires.as_bytes()[4] == b'-'
+                && x.expires.as_bytes()[7] == b'-'
+                && x.expires
+                    .bytes()
+                    .enumerate()
+                    .all(|(k, b)| k == 4 || k == 7 || b.is_ascii_digit());
+            if !ok_date {
+                return Err(format!(
+                    "exception[{i}] ({}): expires {:?} is not a YYYY-MM-DD date",
+                    x.id, x.expires
+                ));
+            }
+            if x.reason.trim().is_empty() || x.owner.trim().is_empty() {
+                return Err(format!(
+                    "exception[{i}] ({}): a reason and an owner are required",
+                    x.id
+                ));
+            }
+        }
+        Ok(e)
+    }
+
+    /// Marks findings suppressed by exceptions in force on `today` (`YYYY-MM-DD`),
+    /// and notes expired ones.
+    pub fn apply(&self, findings: &mut [Finding], today: &str) {
+        for f in findings {
+            for x in &self.exceptions {
+                let id_hit = f.id == x.id || f.aliases.contains(&x.id);
+                let pkg_hit = x.package.as_deref().is_none_or(|p| p == f.package);
+                if !(id_hit && pkg_hit) {
+                    continue;
+                }
+                let label = format!(
+                    "{} (owner {}, expires {}: {})",
+                    x.id, x.owner, x.expires, x.reason
+                );
+                if x.expires.as_str() >= today {
+                    f.suppressed_by = Some(label);
+                } else {
+                    f.expired_exception = Some(label);
+                }
+            }
+        }
+    }
+}
