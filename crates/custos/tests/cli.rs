@@ -1662,6 +1662,8 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
         "pkg:pypi/requests@2.31.0",
         "pkg:pypi/idna@3.7",
         "pkg:golang/github.com/pkg/errors@v0.9.1",
+        "pkg:npm/left-pad@1.3.0",
+        "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64",
     ] {
         assert!(purls.contains(&p), "{p} missing from {purls:?}");
     }

@@ -27,6 +27,19 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "pdm.lock" => "pdm-lock",
         "Pipfile.lock" => "pipfile-lock",
         "go.mod" => "go-mod",
+        "yarn.lock" => "yarn-lock",
+        "pnpm-lock.yaml" => "pnpm-lock",
+        "gradle.lockfile" => "gradle-lock",
+        "status" if rel.ends_with("var/lib/dpkg/status") => "dpkg",
+        "installed" if rel.ends_with("lib/apk/db/installed") => "apk",
+        "METADATA"
+            if path
+                .parent()
+                .and_then(|p| p.extension())
+                .is_some_and(|e| e == "dist-info") =>
+        {
+            "python-dist-info"
+        }
         n if n.starts_with("requirements") && n.ends_with(".txt") => "requirements",
         _ => return None,
     };
@@ -40,6 +53,12 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "poetry-lock" | "uv-lock" | "pdm-lock" => python_toml_lock(&text, rel),
         "pipfile-lock" => pipfile_lock(&text, rel),
         "go-mod" => go_mod(&text, rel),
+        "yarn-lock" => yarn_lock(&text, rel),
+        "pnpm-lock" => pnpm_lock(&text, rel),
+        "gradle-lock" => gradle_lock(&text, rel),
+        "dpkg" => dpkg_status(&text, rel, path),
+        "apk" => apk_installed(&text, rel, path),
+        "python-dist-info" => dist_info(&text, rel),
         _ => requirements(&text, rel),
     };
     Some((kind, result))
@@ -71,6 +90,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         depends_on: Vec::new(),
         source: rel.into(),
         is_root: false,
+        advisory_name: None,
     }
 }
 
@@ -489,6 +509,361 @@ fn go_mod(text: &str, rel: &str) -> Catalog {
     Ok(out)
 }
 
+// ---------------------------------------------------------------- yarn
+
+/// `name@range` → name (scoped names keep their leading `@`).
+fn spec_name(spec: &str) -> &str {
+    let spec = spec.trim().trim_matches('"');
+    match spec[1.min(spec.len())..].find('@') {
+        Some(i) => &spec[..i + 1],
+        None => spec,
+    }
+}
+
+/// yarn.lock: classic (v1, its own indented format) or berry (v2+, YAML).
+fn yarn_lock(text: &str, rel: &str) -> Catalog {
+    if text.contains("__metadata:") {
+        return yarn_berry(text, rel);
+    }
+    // Classic: unindented `"a@^1", a@~1.2:` headers, then indented fields.
+    struct Entry {
+        specs: Vec<String>,
+        version: Option<String>,
+        deps: Vec<(String, String)>,
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut in_deps = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let t = line.trim();
+        if indent == 0 {
+            let Some(head) = t.strip_suffix(':') else {
+                return Err(format!(
+                    "line {}: expected `spec:` at the start of an entry",
+                    i + 1
+                ));
+            };
+            let specs = head
+                .split(", ")
+                .map(|s| s.trim().trim_matches('"').to_string())
+                .collect();
+            entries.push(Entry {
+                specs,
+                version: None,
+                deps: Vec::new(),
+            });
+            in_deps = false;
+            continue;
+        }
+        let Some(e) = entries.last_mut() else {
+            return Err(format!("line {}: a field before any entry", i + 1));
+        };
+        if indent == 2 {
+            in_deps = matches!(t, "dependencies:" | "optionalDependencies:");
+            if let Some(v) = t.strip_prefix("version ") {
+                e.version = Some(v.trim().trim_matches('"').to_string());
+            }
+        } else if in_deps {
+            let (n, r) = t.split_once(' ').unwrap_or((t, ""));
+            e.deps.push((
+                n.trim_matches('"').to_string(),
+                r.trim().trim_matches('"').to_string(),
+            ));
+        }
+    }
+    let mut by_spec: HashMap<String, String> = HashMap::new();
+    for e in &entries {
+        if let Some(v) = &e.version {
+            for s in &e.specs {
+                by_spec.insert(s.clone(), npm_purl(spec_name(s), v).2);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in &entries {
+        let (Some(v), Some(first)) = (&e.version, e.specs.first()) else {
+            continue;
+        };
+        let mut c = npm_component(spec_name(first), v, rel);
+        c.depends_on = e
+            .deps
+            .iter()
+            .filter_map(|(n, r)| by_spec.get(&format!("{n}@{r}")).cloned())
+            .collect();
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn yarn_berry(text: &str, rel: &str) -> Catalog {
+    let v: serde_json::Value =
+        serde_norway::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let map = v
+        .as_object()
+        .ok_or("not a yarn lockfile: the top level is not a mapping")?;
+    let mut by_spec: HashMap<String, String> = HashMap::new();
+    let mut entries = Vec::new();
+    for (key, meta) in map {
+        if key == "__metadata" {
+            continue;
+        }
+        let Some(version) = meta.get("version").and_then(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .or_else(|| x.as_f64().map(|f| f.to_string()))
+        }) else {
+            continue;
+        };
+        let resolution = meta.get("resolution").and_then(Value::as_str).unwrap_or("");
+        // Workspaces and links are the project itself, not dependencies.
+        let root = resolution.contains("@workspace:") || resolution.contains("@link:");
+        let name = spec_name(key.split(", ").next().unwrap_or(key)).to_string();
+        let p = npm_purl(&name, &version).2;
+        for s in key.split(", ") {
+            by_spec.insert(s.trim().to_string(), p.clone());
+        }
+        entries.push((name, version, root, meta));
+    }
+    let mut out = Vec::new();
+    for (name, version, root, meta) in entries {
+        let mut c = npm_component(&name, &version, rel);
+        c.is_root = root;
+        if let Some(deps) = meta.get("dependencies").and_then(Value::as_object) {
+            c.depends_on = deps
+                .iter()
+                .filter_map(|(n, r)| {
+                    let r = r.as_str().unwrap_or("");
+                    let range = if r.contains(':') {
+                        r.to_string()
+                    } else {
+                        format!("npm:{r}")
+                    };
+                    by_spec.get(&format!("{n}@{range}")).cloned()
+                })
+                .collect();
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- pnpm
+
+/// pnpm-lock.yaml v5–v9: package keys `/name/1.0.0` (v5), `/name@1.0.0` (v6),
+/// `name@1.0.0` (v9), with peer suffixes in parentheses or after `_`.
+fn pnpm_key(key: &str) -> Option<(String, String)> {
+    let k = key.trim_start_matches('/');
+    let k = k.split('(').next()?;
+    if let Some(i) = k[1.min(k.len())..].find('@').map(|i| i + 1) {
+        let (n, v) = (&k[..i], &k[i + 1..]);
+        return Some((n.to_string(), v.split('_').next()?.to_string()));
+    }
+    let (n, v) = k.rsplit_once('/')?;
+    Some((n.to_string(), v.split('_').next()?.to_string()))
+}
+
+fn pnpm_lock(text: &str, rel: &str) -> Catalog {
+    let v: Value = serde_norway::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let packages = v.get("packages").and_then(Value::as_object);
+    let snapshots = v.get("snapshots").and_then(Value::as_object);
+    // Direct dependencies: importers (v6+) or top-level sections (v5).
+    let mut direct: BTreeSet<String> = BTreeSet::new();
+    let mut add_direct = |deps: &Value| {
+        for section in ["dependencies", "devDependencies", "optionalDependencies"] {
+            if let Some(m) = deps.get(section).and_then(Value::as_object) {
+                for (name, spec) in m {
+                    let ver = spec
+                        .get("version")
+                        .and_then(Value::as_str)
+                        .or_else(|| spec.as_str())
+                        .unwrap_or("");
+                    let ver = ver
+                        .split('(')
+                        .next()
+                        .unwrap_or(ver)
+                        .split('_')
+                        .next()
+                        .unwrap_or(ver);
+                    direct.insert(npm_purl(name, ver).2);
+                }
+            }
+        }
+    };
+    match v.get("importers").and_then(Value::as_object) {
+        Some(imps) => imps.values().for_each(&mut add_direct),
+        None => add_direct(&v),
+    }
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (key, meta) in packages
+        .into_iter()
+        .flatten()
+        .chain(snapshots.into_iter().flatten())
+    {
+        let Some((name, version)) = pnpm_key(key) else {
+            continue;
+        };
+        let mut c = npm_component(&name, &version, rel);
+        let deps = meta.get("dependencies").and_then(Value::as_object);
+        let edges: Vec<String> = deps
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, v)| {
+                v.as_str().map(|v| {
+                    npm_purl(
+                        n,
+                        v.split('(')
+                            .next()
+                            .unwrap_or(v)
+                            .split('_')
+                            .next()
+                            .unwrap_or(v),
+                    )
+                    .2
+                })
+            })
+            .collect();
+        if !seen.insert(c.purl.clone()) {
+            if let Some(prev) = out.iter_mut().find(|p: &&mut Component| p.purl == c.purl) {
+                prev.depends_on.extend(edges);
+            }
+            continue;
+        }
+        c.direct = Some(direct.contains(&c.purl));
+        c.depends_on = edges;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- OS packages
+
+/// The distribution id from `etc/os-release` next to a package database.
+fn os_release(db_path: &Path, levels_up: usize) -> Option<String> {
+    let mut root = db_path;
+    for _ in 0..levels_up {
+        root = root.parent()?;
+    }
+    let text = std::fs::read_to_string(root.join("etc/os-release")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+/// RFC 822-style paragraphs (dpkg status) or `K:value` lines (apk): fields per paragraph.
+fn paragraphs(text: &str, sep: char) -> Vec<HashMap<String, String>> {
+    let mut out = Vec::new();
+    let mut cur: HashMap<String, String> = HashMap::new();
+    let mut last = String::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            continue; // continuation lines (descriptions)
+        }
+        if let Some((k, v)) = line.split_once(sep) {
+            last = k.trim().to_string();
+            cur.insert(last.clone(), v.trim().to_string());
+        } else if let Some(v) = cur.get_mut(&last) {
+            v.push_str(line);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Debian's `/var/lib/dpkg/status`: installed packages only.
+fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
+    let distro = os_release(path, 4).unwrap_or_else(|| "debian".into());
+    let mut out = Vec::new();
+    for p in paragraphs(text, ':') {
+        let (Some(name), Some(version)) = (p.get("Package"), p.get("Version")) else {
+            continue;
+        };
+        if p.get("Status")
+            .is_some_and(|s| !s.ends_with("installed") || s.contains("not-installed"))
+        {
+            continue;
+        }
+        let mut c = component("deb", Some(&distro), name, version, rel);
+        c.name = name.clone();
+        if let Some(arch) = p.get("Architecture") {
+            c.purl
+                .push_str(&format!("?arch={}", super::purl_encode(arch)));
+        }
+        // Advisories name the source package: "Source: openssl (3.0.11-1)" → openssl.
+        c.advisory_name = p
+            .get("Source")
+            .map(|s| s.split_whitespace().next().unwrap_or(s).to_string());
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Alpine's `/lib/apk/db/installed`: `P:` name, `V:` version, `A:` arch, `o:` origin.
+fn apk_installed(text: &str, rel: &str, path: &Path) -> Catalog {
+    let distro = os_release(path, 4).unwrap_or_else(|| "alpine".into());
+    let mut out = Vec::new();
+    for p in paragraphs(text, ':') {
+        let (Some(name), Some(version)) = (p.get("P"), p.get("V")) else {
+            continue;
+        };
+        let mut c = component("apk", Some(&distro), name, version, rel);
+        c.name = name.clone();
+        if let Some(arch) = p.get("A") {
+            c.purl
+                .push_str(&format!("?arch={}", super::purl_encode(arch)));
+        }
+        c.advisory_name = p.get("o").cloned();
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// An installed Python distribution: `*.dist-info/METADATA` headers.
+fn dist_info(text: &str, rel: &str) -> Catalog {
+    let header = text.split("\n\n").next().unwrap_or("");
+    let field = |k: &str| {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
+    match (field("Name:"), field("Version:")) {
+        (Some(n), Some(v)) => Ok(vec![component("pypi", None, &pypi_name(&n), &v, rel)]),
+        _ => Err("METADATA without Name and Version".into()),
+    }
+}
+
+/// Gradle's `gradle.lockfile`: `group:artifact:version=configurations`.
+fn gradle_lock(text: &str, rel: &str) -> Catalog {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("empty=") {
+            continue;
+        }
+        let coords = line.split('=').next().unwrap_or(line);
+        let parts: Vec<&str> = coords.split(':').collect();
+        let [group, artifact, version] = parts[..] else {
+            return Err(format!("line {}: expected group:artifact:version", i + 1));
+        };
+        let mut c = component("maven", Some(group), artifact, version, rel);
+        c.name = format!("{group}:{artifact}");
+        out.push(c);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,5 +981,87 @@ source = { registry = "https://pypi.org/simple" }
         assert!(go_mod("require (\n broken\n)", "go.mod")
             .unwrap_err()
             .contains("line 2"));
+    }
+
+    #[test]
+    fn yarn_classic_and_berry() {
+        let v1 = "# yarn lockfile v1\n\n\n\"@babel/code-frame@^7.0.0\", \"@babel/code-frame@^7.10.4\":\n  version \"7.12.13\"\n  resolved \"https://registry.yarnpkg.com/x\"\n  dependencies:\n    \"@babel/highlight\" \"^7.12.13\"\n\n\"@babel/highlight@^7.12.13\":\n  version \"7.13.10\"\n\nms@2.1.2:\n  version \"2.1.2\"\n";
+        let c = yarn_lock(v1, "yarn.lock").unwrap();
+        assert_eq!(c[0].purl, "pkg:npm/%40babel/code-frame@7.12.13");
+        assert_eq!(c[0].depends_on, ["pkg:npm/%40babel/highlight@7.13.10"]);
+        assert_eq!(c[2].purl, "pkg:npm/ms@2.1.2");
+        assert!(yarn_lock("  version \"1\"\n", "y").is_err());
+        let berry = "__metadata:\n  version: 6\n\n\"app@workspace:.\":\n  version: 0.0.0-use.local\n  resolution: \"app@workspace:.\"\n  dependencies:\n    ms: ^2.1.0\n\n\"ms@npm:^2.1.0\":\n  version: 2.1.3\n  resolution: \"ms@npm:2.1.3\"\n";
+        let c = yarn_lock(berry, "yarn.lock").unwrap();
+        let app = c.iter().find(|x| x.name == "app").unwrap();
+        assert!(app.is_root);
+        assert_eq!(app.depends_on, ["pkg:npm/ms@2.1.3"]);
+    }
+
+    #[test]
+    fn pnpm_v6_and_v9() {
+        let v6 = "lockfileVersion: '6.0'\nimporters:\n  .:\n    dependencies:\n      lodash:\n        specifier: ^4.17.21\n        version: 4.17.21\npackages:\n  /lodash@4.17.21:\n    resolution: {integrity: sha512-x}\n  /@types/node@20.1.0:\n    dev: true\n";
+        let c = pnpm_lock(v6, "pnpm-lock.yaml").unwrap();
+        let lodash = c
+            .iter()
+            .find(|x| x.purl == "pkg:npm/lodash@4.17.21")
+            .unwrap();
+        assert_eq!(lodash.direct, Some(true));
+        assert!(c
+            .iter()
+            .any(|x| x.purl == "pkg:npm/%40types/node@20.1.0" && x.direct == Some(false)));
+        let v9 = "lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      debug:\n        specifier: ^4\n        version: 4.3.4\npackages:\n  debug@4.3.4:\n    resolution: {integrity: x}\n  ms@2.1.2:\n    resolution: {integrity: y}\nsnapshots:\n  debug@4.3.4:\n    dependencies:\n      ms: 2.1.2\n  ms@2.1.2: {}\n";
+        let c = pnpm_lock(v9, "pnpm-lock.yaml").unwrap();
+        let debug = c.iter().find(|x| x.name == "debug").unwrap();
+        assert_eq!(debug.depends_on, ["pkg:npm/ms@2.1.2"]);
+        assert_eq!(
+            c.iter().find(|x| x.name == "ms").unwrap().direct,
+            Some(false)
+        );
+        let v5 = "lockfileVersion: 5.4\ndependencies:\n  once: 1.4.0\npackages:\n  /once/1.4.0:\n    dependencies:\n      wrappy: 1.0.2\n  /wrappy/1.0.2: {}\n";
+        let c = pnpm_lock(v5, "p").unwrap();
+        let once = c.iter().find(|x| x.purl == "pkg:npm/once@1.4.0").unwrap();
+        assert_eq!(once.direct, Some(true));
+        assert_eq!(once.depends_on, ["pkg:npm/wrappy@1.0.2"]);
+        assert!(pnpm_lock("packages: [", "p").is_err());
+    }
+
+    #[test]
+    fn os_packages_python_dists_and_gradle() {
+        let status = "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl (3.0.11-1)\nVersion: 3.0.11-1~deb12u2\nDescription: x\n more text\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n";
+        let c = dpkg_status(
+            status,
+            "var/lib/dpkg/status",
+            Path::new("/nonexistent/var/lib/dpkg/status"),
+        )
+        .unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].purl,
+            "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64"
+        );
+        assert_eq!(c[0].advisory_name.as_deref(), Some("openssl"));
+        let apk =
+            "C:Q1x\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:libcrypto3\nV:3.1.4-r0\no:openssl\n";
+        let c = apk_installed(
+            apk,
+            "lib/apk/db/installed",
+            Path::new("/nonexistent/lib/apk/db/installed"),
+        )
+        .unwrap();
+        assert_eq!(c[1].purl, "pkg:apk/alpine/libcrypto3@3.1.4-r0");
+        assert_eq!(c[1].advisory_name.as_deref(), Some("openssl"));
+        let meta =
+            "Metadata-Version: 2.1\nName: Requests\nVersion: 2.31.0\n\nlong description Name: nope";
+        assert_eq!(
+            dist_info(meta, "x").unwrap()[0].purl,
+            "pkg:pypi/requests@2.31.0"
+        );
+        assert!(dist_info("garbage", "x").is_err());
+        let g = "# comment\ncom.google.guava:guava:32.1.2-jre=compileClasspath,runtimeClasspath\nempty=annotationProcessor\n";
+        let c = gradle_lock(g, "gradle.lockfile").unwrap();
+        assert_eq!(c[0].purl, "pkg:maven/com.google.guava/guava@32.1.2-jre");
+        assert_eq!(c[0].name, "com.google.guava:guava");
+        assert!(gradle_lock("a:b\n", "g").is_err());
     }
 }

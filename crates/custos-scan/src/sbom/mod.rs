@@ -29,6 +29,10 @@ pub struct Component {
     pub source: String,
     /// A root of the project itself (a workspace member), not a dependency.
     pub is_root: bool,
+    /// The name advisories use when it differs from the package's own (Debian and Alpine
+    /// advisories name source packages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisory_name: Option<String>,
 }
 
 /// A file that could not be read or parsed.
@@ -122,6 +126,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         depends_on: Vec::new(),
         source: source.to_string(),
         is_root: false,
+        advisory_name: None,
     })
 }
 

@@ -49,8 +49,9 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
         let Some(eco) = ecosystem_for(&c.ecosystem) else {
             continue;
         };
-        for r in db.lookup(eco, &c.name)? {
-            let hits = r.affects(eco, &c.name, &c.version);
+        let name = c.advisory_name.as_deref().unwrap_or(&c.name);
+        for r in db.lookup(eco, name)? {
+            let hits = r.affects(eco, name, &c.version);
             if hits.is_empty() {
                 continue;
             }
