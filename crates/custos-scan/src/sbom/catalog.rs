@@ -64,6 +64,27 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
     Some((kind, result))
 }
 
+/// Runs the cataloger for a file called `name` over `text` (for fuzzing and tests; OS
+/// package databases are recognized by name alone here).
+pub fn catalog_text(name: &str, text: &str) -> Option<Catalog> {
+    let p = Path::new("/nonexistent");
+    Some(match name {
+        "Cargo.lock" => cargo_lock(text, name),
+        "package-lock.json" => npm_lock(text, name),
+        "poetry.lock" | "uv.lock" | "pdm.lock" => python_toml_lock(text, name),
+        "Pipfile.lock" => pipfile_lock(text, name),
+        "go.mod" => go_mod(text, name),
+        "yarn.lock" => yarn_lock(text, name),
+        "pnpm-lock.yaml" => pnpm_lock(text, name),
+        "gradle.lockfile" => gradle_lock(text, name),
+        "status" => dpkg_status(text, name, p),
+        "installed" => apk_installed(text, name, p),
+        "METADATA" => dist_info(text, name),
+        "requirements.txt" => requirements(text, name),
+        _ => return None,
+    })
+}
+
 fn read(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() > MAX_MANIFEST {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use catalog::catalog_file;
+pub use catalog::{catalog_file, catalog_text};
 
 /// One package (or model, or dataset) found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,0 +1,26 @@
+//! Any bytes as an OSV record: parsed or refused; matching arbitrary versions under every
+//! ordering scheme and scoring any severity vector never panics.
+#![no_main]
+use custos_scan::vuln::osv::{cvss3_base, severity, Record};
+use custos_scan::vuln::version::Scheme;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(r) = serde_json::from_slice::<Record>(data) {
+        for a in &r.affected {
+            if let Some(p) = &a.package {
+                for v in ["0", "1.0.0", "1!2.0rc1.post3.dev4+x", "1:2.3-4~5", "v0.0.0-2020", ""] {
+                    let hits = r.affects(&p.ecosystem, &p.name, v);
+                    let _ = severity(&r, &hits);
+                }
+            }
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = cvss3_base(s);
+        let (a, b) = s.split_at(s.len() / 2);
+        for scheme in [Scheme::SemVer, Scheme::Pep440, Scheme::Dpkg, Scheme::Generic] {
+            let _ = scheme.compare(a, b);
+        }
+    }
+});
