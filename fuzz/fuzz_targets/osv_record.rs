@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = cvss3_base(s);
-        let (a, b) = s.split_at(s.len() / 2);
+        let mut mid = s.len() / 2;
+        while !s.is_char_boundary(mid) {
+            mid -= 1;
+        }
+        let (a, b) = s.split_at(mid);
         for scheme in [Scheme::SemVer, Scheme::Pep440, Scheme::Dpkg, Scheme::Generic] {
             let _ = scheme.compare(a, b);
         }
