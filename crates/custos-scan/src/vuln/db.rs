@@ -93,6 +93,7 @@ impl VulnDb {
             "PRAGMA journal_mode = WAL;
              CREATE TABLE IF NOT EXISTS advisories (id TEXT PRIMARY KEY, modified TEXT, withdrawn INTEGER NOT NULL, body TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS affects (ecosystem TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (ecosystem, name, id)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS affects_by_id ON affects (id);
              CREATE TABLE IF NOT EXISTS sources (path TEXT PRIMARY KEY, imported_at INTEGER NOT NULL, records INTEGER NOT NULL);",
         )
         .map_err(err)?;
@@ -305,11 +306,8 @@ fn insert_record(
     }
     // Newer data wins: an older copy of a record does not overwrite a newer one.
     let existing: Option<Option<String>> = tx
-        .query_row(
-            "SELECT modified FROM advisories WHERE id = ?1",
-            params![record.id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT modified FROM advisories WHERE id = ?1")?
+        .query_row(params![record.id], |r| r.get(0))
         .optional()?;
     if let (Some(Some(old)), Some(new)) = (&existing, &record.modified) {
         if old > new {
@@ -317,19 +315,23 @@ fn insert_record(
         }
     }
     let withdrawn = record.withdrawn.is_some();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO advisories (id, modified, withdrawn, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET modified = excluded.modified, withdrawn = excluded.withdrawn, body = excluded.body",
-        params![record.id, record.modified, withdrawn, value.to_string()],
+    )?
+    .execute(params![record.id, record.modified, withdrawn, value.to_string()])?;
+    // Only a record seen before has index rows to replace.
+    if existing.is_some() {
+        tx.prepare_cached("DELETE FROM affects WHERE id = ?1")?
+            .execute(params![record.id])?;
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO affects (ecosystem, name, id) VALUES (?1, ?2, ?3)",
     )?;
-    tx.execute("DELETE FROM affects WHERE id = ?1", params![record.id])?;
     for a in &record.affected {
         if let Some(p) = &a.package {
             let eco = p.ecosystem.split(':').next().unwrap_or(&p.ecosystem);
-            tx.execute(
-                "INSERT OR IGNORE INTO affects (ecosystem, name, id) VALUES (?1, ?2, ?3)",
-                params![eco, index_name(eco, &p.name), record.id],
-            )?;
+            insert.execute(params![eco, index_name(eco, &p.name), record.id])?;
         }
     }
     if withdrawn {
