@@ -76,6 +76,11 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet, redact: bool) -> Value {
             result
         })
         .collect();
+    sarif_document(descriptors, results)
+}
+
+/// A SARIF 2.1.0 log with one run of custos: rule descriptors and results.
+pub fn sarif_document(rules: Vec<Value>, results: Vec<Value>) -> Value {
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -84,13 +89,18 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet, redact: bool) -> Value {
                 "name": "custos",
                 "semanticVersion": env!("CARGO_PKG_VERSION"),
                 "informationUri": "https://example.invalid/custos",
-                "rules": descriptors,
+                "rules": rules,
             }},
             "columnKind": "unicodeCodePoints",
             "originalUriBaseIds": {"%SRCROOT%": {"uri": "file:///"}},
             "results": results,
         }]
     })
+}
+
+/// A path as a SARIF artifact URI (relative, percent-encoded).
+pub fn artifact_uri(path: &str) -> String {
+    uri(path)
 }
 
 #[cfg(test)]

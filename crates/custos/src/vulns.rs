@@ -136,6 +136,11 @@ impl Level {
 pub enum Format {
     Table,
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning.
+    Sarif,
+    /// A CycloneDX 1.6 VEX document.
+    #[value(name = "cyclonedx-vex")]
+    CyclonedxVex,
 }
 
 /// `7d`, `24h`, `90m`, `3600s` → seconds.
@@ -318,6 +323,23 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                     "findings": findings,
                     "failing": failing.len(),
                 })),
+                Format::Sarif => output::json(&vuln::sarif(&findings)),
+                Format::CyclonedxVex => {
+                    let created = custos_core::time::format_rfc3339(custos_core::time::now_ms());
+                    let created = format!(
+                        "{}Z",
+                        created
+                            .split('.')
+                            .next()
+                            .unwrap_or(&created)
+                            .trim_end_matches('Z')
+                    );
+                    output::json(&vuln::cyclonedx_vex(
+                        &findings,
+                        &created,
+                        &uuid::Uuid::new_v4().to_string(),
+                    ));
+                }
                 Format::Table if json_out => {
                     output::json(&json!({"findings": findings, "failing": failing.len()}))
                 }

@@ -1139,6 +1139,7 @@ fn secrets_scan_reports_and_exit_codes() {
     let sarif: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("r.sarif")).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
+    schema_valid(&d.join("r.sarif"), "sarif-2.1.0", "sarif-schema-2.1.0.json");
     let run = &sarif["runs"][0];
     let result = &run["results"][0];
     assert_eq!(result["ruleId"], "github-pat");
@@ -1827,6 +1828,41 @@ fn vulns_import_scan_fail_on_and_exceptions() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
 
     std::fs::remove_file(&ex).unwrap();
+    // SARIF for code scanning and a CycloneDX VEX document, both schema-valid.
+    for (format, schema, main) in [
+        ("sarif", "sarif-2.1.0", "sarif-schema-2.1.0.json"),
+        ("cyclonedx-vex", "cyclonedx-1.6", "bom-1.6.schema.json"),
+    ] {
+        let out = custos(
+            d.path(),
+            &[
+                "vulns",
+                "scan",
+                project,
+                "--db",
+                db,
+                "--format",
+                format,
+                "--fail-on",
+                "none",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = d.path().join(format!("out.{format}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if format == "sarif" {
+            assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), 3);
+        } else {
+            assert_eq!(v["vulnerabilities"].as_array().unwrap().len(), 3);
+        }
+        schema_valid(&file, schema, main);
+    }
     // The same findings from an SBOM document.
     let cdx = d.path().join("bom.json");
     ok(d.path(), &["sbom", project, "-o", cdx.to_str().unwrap()]);

@@ -208,3 +208,114 @@ impl Exceptions {
         }
     }
 }
+
+/// SARIF 2.1.0 for code scanning: one rule per advisory, results located at the lockfile
+/// that brought the package in. Suppressed findings carry a SARIF suppression.
+pub fn sarif(findings: &[Finding]) -> serde_json::Value {
+    use serde_json::json;
+    let mut rules: Vec<serde_json::Value> = Vec::new();
+    let mut index = std::collections::BTreeMap::new();
+    let level = |b: Band| match b {
+        Band::Critical | Band::High | Band::Unknown => "error",
+        Band::Medium => "warning",
+        _ => "note",
+    };
+    for f in findings {
+        if index.contains_key(&f.id) {
+            continue;
+        }
+        index.insert(f.id.clone(), rules.len());
+        let score = f.score.map_or_else(
+            || match f.severity {
+                Band::Critical => "9.5".to_string(),
+                Band::High => "8.0".to_string(),
+                Band::Medium => "5.5".to_string(),
+                Band::Low => "2.0".to_string(),
+                _ => "0.0".to_string(),
+            },
+            |s| format!("{s:.1}"),
+        );
+        rules.push(json!({
+            "id": f.id,
+            "name": f.id,
+            "shortDescription": {"text": if f.summary.is_empty() { f.id.clone() } else { f.summary.clone() }},
+            "helpUri": format!("https://osv.dev/vulnerability/{}", f.id),
+            "defaultConfiguration": {"level": level(f.severity)},
+            "properties": {"tags": ["security", "vulnerability", "dependency"], "security-severity": score, "aliases": f.aliases},
+        }));
+    }
+    let results: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            let fix = if f.fixed.is_empty() { "no fixed version is known".to_string() } else { format!("fixed in {}", f.fixed.join(", ")) };
+            let mut r = json!({
+                "ruleId": f.id,
+                "ruleIndex": index[&f.id],
+                "level": level(f.severity),
+                "message": {"text": format!("{} {} is affected by {} ({}); {fix}", f.package, f.version, f.id, f.severity.as_str())},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": crate::report::artifact_uri(&f.source), "uriBaseId": "%SRCROOT%"}}}],
+                "partialFingerprints": {"custosVuln/v1": format!("{}|{}", f.id, f.purl)},
+            });
+            if let Some(why) = &f.suppressed_by {
+                r["suppressions"] = json!([{"kind": "external", "justification": why}]);
+            }
+            r
+        })
+        .collect();
+    crate::report::sarif_document(rules, results)
+}
+
+/// A CycloneDX 1.6 VEX document: each finding as a vulnerability with its rating, the
+/// affected component's purl, and, for accepted risks, the analysis that says so.
+pub fn cyclonedx_vex(findings: &[Finding], created: &str, uuid: &str) -> serde_json::Value {
+    use serde_json::json;
+    let vulns: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            let source = match f.id.split('-').next().unwrap_or("") {
+                "GHSA" => ("GitHub Advisories", format!("https://github.com/advisories/{}", f.id)),
+                "CVE" => ("NVD", format!("https://nvd.nist.gov/vuln/detail/{}", f.id)),
+                _ => ("OSV", format!("https://osv.dev/vulnerability/{}", f.id)),
+            };
+            let mut rating = json!({"severity": match f.severity { Band::Unknown => "unknown", b => b.as_str() }});
+            if let (Some(score), Some(vector)) = (f.score, &f.vector) {
+                rating["score"] = json!(score);
+                rating["vector"] = json!(vector);
+                rating["method"] = json!(if vector.starts_with("CVSS:3.1") { "CVSSv31" } else { "CVSSv3" });
+            }
+            let mut v = json!({
+                "bom-ref": format!("{}@{}", f.id, f.purl),
+                "id": f.id,
+                "source": {"name": source.0, "url": source.1},
+                "references": f.aliases.iter().map(|a| json!({"id": a, "source": {"name": "alias"}})).collect::<Vec<_>>(),
+                "ratings": [rating],
+                "description": f.summary,
+                "affects": [{"ref": f.purl}],
+            });
+            if !f.fixed.is_empty() {
+                v["recommendation"] = json!(format!("Upgrade {} to {}", f.package, f.fixed.join(" or ")));
+            }
+            v["analysis"] = match &f.suppressed_by {
+                Some(why) => json!({"state": "exploitable", "response": ["will_not_fix"], "detail": format!("accepted risk: {why}")}),
+                None => json!({"state": "in_triage"}),
+            };
+            v
+        })
+        .collect();
+    let mut components: Vec<serde_json::Value> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in findings {
+        if seen.insert(f.purl.clone()) {
+            components.push(json!({"type": "library", "bom-ref": f.purl, "name": f.package, "version": f.version, "purl": f.purl}));
+        }
+    }
+    json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": format!("urn:uuid:{uuid}"),
+        "version": 1,
+        "metadata": {"timestamp": created, "tools": {"components": [{"type": "application", "name": "custos", "version": env!("CARGO_PKG_VERSION")}]}},
+        "components": components,
+        "vulnerabilities": vulns,
+    })
+}
