@@ -1672,6 +1672,23 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
         !purls.iter().any(|p| p.contains("flask")),
         "unpinned requirements are not packages"
     );
+    let model = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "machine-learning-model")
+        .unwrap();
+    assert_eq!(model["name"], "model.safetensors");
+    assert_eq!(model["hashes"][0]["alg"], "SHA-256");
+    assert_eq!(
+        model["modelCard"]["modelParameters"]["modelArchitecture"],
+        "TinyNet"
+    );
+    assert!(model["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "custos:parameters" && p["value"] == "6"));
     let deps = bom["dependencies"].as_array().unwrap();
     let debug = deps
         .iter()

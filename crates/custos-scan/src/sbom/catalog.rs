@@ -112,6 +112,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         source: rel.into(),
         is_root: false,
         advisory_name: None,
+        artifact: None,
     }
 }
 

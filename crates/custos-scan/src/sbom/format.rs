@@ -65,6 +65,21 @@ pub fn cyclonedx(sbom: &Sbom, info: &DocumentInfo) -> Value {
             if c.is_root {
                 v["type"] = json!("application");
             }
+            if let Some(a) = &c.artifact {
+                v["type"] = json!(a.kind);
+                v["hashes"] = json!([{"alg": "SHA-256", "content": a.sha256}]);
+                if let Some(props) = v["properties"].as_array_mut() {
+                    props.extend(
+                        a.properties
+                            .iter()
+                            .map(|(k, val)| json!({"name": k, "value": val})),
+                    );
+                    props.push(json!({"name": "custos:bytes", "value": a.bytes.to_string()}));
+                }
+                if let Some(card) = &a.model_card {
+                    v["modelCard"] = card.clone();
+                }
+            }
             v
         })
         .collect();
@@ -131,7 +146,7 @@ pub fn spdx(sbom: &Sbom, info: &DocumentInfo) -> Value {
     let packages: Vec<Value> = comps
         .iter()
         .map(|c| {
-            json!({
+            let mut p = json!({
                 "name": c.name,
                 "SPDXID": ids[c.purl.as_str()],
                 "versionInfo": c.version,
@@ -141,8 +156,13 @@ pub fn spdx(sbom: &Sbom, info: &DocumentInfo) -> Value {
                 "licenseDeclared": "NOASSERTION",
                 "copyrightText": "NOASSERTION",
                 "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": c.purl}],
+                "primaryPackagePurpose": if c.artifact.is_some() { "OTHER" } else { "LIBRARY" },
                 "comment": format!("found in {}", c.source),
-            })
+            });
+            if let Some(a) = &c.artifact {
+                p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": a.sha256}]);
+            }
+            p
         })
         .collect();
     let mut relationships = Vec::new();

@@ -5,6 +5,7 @@
 
 mod catalog;
 pub mod format;
+pub mod ml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use serde::Serialize;
 pub use catalog::{catalog_file, catalog_text};
 
 /// One package (or model, or dataset) found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Component {
     /// purl type: cargo, npm, pypi, golang, maven, deb, apk, …
     pub ecosystem: String,
@@ -33,6 +34,9 @@ pub struct Component {
     /// advisories name source packages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advisory_name: Option<String>,
+    /// Models and datasets: hash, format, parameters, card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ml::Artifact>,
 }
 
 /// A file that could not be read or parsed.
@@ -127,6 +131,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         source: source.to_string(),
         is_root: false,
         advisory_name: None,
+        artifact: None,
     })
 }
 
@@ -220,7 +225,7 @@ pub fn scan(root: &Path) -> Sbom {
         } else {
             rel
         };
-        match catalog_file(&path, &rel) {
+        match catalog_file(&path, &rel).or_else(|| ml::catalog(&path, &rel)) {
             None => {}
             Some((kind, Ok(components))) => {
                 sbom.files.entry(kind.to_string()).or_default().push(rel);
