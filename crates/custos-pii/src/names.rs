@@ -268,6 +268,8 @@ const CONNECTORS: &[&str] = &[
 const ORG_SUFFIXES: &[&str] = &[
     "inc",
     "llc",
+    "llp",
+    "pllc",
     "ltd",
     "plc",
     "corp",
@@ -523,7 +525,66 @@ pub fn analyze(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// US state and territory codes, for "Springfield, IL".
+const US_STATES: &[&str] = &[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+    "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+    "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+    "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP",
+];
+
+const ORG_CUES: &[&str] = &[
+    "at", "for", "joined", "company", "employer", "firm", "with", "by", "from", "client", "vendor",
+    "partner",
+];
+
 fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
+    let before = out.len();
+    analyze_runs(text, out);
+    let g = Gazetteers::get();
+    // "Springfield, IL": the state code belongs to the place.
+    for f in &mut out[before..] {
+        if f.entity_type == "LOCATION" {
+            let rest = &text[f.end..];
+            if let Some(code) = rest.strip_prefix(", ").and_then(|r| r.get(..2)) {
+                let ends = rest
+                    .as_bytes()
+                    .get(4)
+                    .is_none_or(|c| !c.is_ascii_alphanumeric());
+                if ends && US_STATES.contains(&code) {
+                    f.end += 4;
+                }
+            }
+        }
+    }
+    // "Smith, Jones and Brown": three surnames in that shape name a firm.
+    if text.contains(" and ") {
+        static FIRM: OnceLock<regex::Regex> = OnceLock::new();
+        let re = FIRM.get_or_init(|| {
+            regex::Regex::new(
+                r"\b(\p{Lu}[\p{Ll}'\-]+), (\p{Lu}[\p{Ll}'\-]+),? and (\p{Lu}[\p{Ll}'\-]+)(?: (?:LLP|LLC|Inc|Ltd|PLC|Group|Partners|& Co))?\b",
+            )
+            .unwrap_or_else(|e| panic!("firm pattern: {e}"))
+        });
+        for c in re.captures_iter(text) {
+            let all_surnames = (1..=3).all(|i| {
+                c.get(i)
+                    .is_some_and(|m| g.last.contains(m.as_str().to_lowercase().as_str()))
+            });
+            if let (true, Some(m)) = (all_surnames, c.get(0)) {
+                out.push(Finding::new(
+                    "ORGANIZATION",
+                    m.start(),
+                    m.end(),
+                    0.8,
+                    "OrganizationRecognizer",
+                ));
+            }
+        }
+    }
+}
+
+fn analyze_runs(text: &str, out: &mut Vec<Finding>) {
     let g = Gazetteers::get();
     let words = tokenize(text);
     let mut i = 0;
@@ -623,6 +684,22 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             "DateWordRecognizer",
         ));
         return;
+    }
+    // "works at Miller-Hayes": hyphenated surnames after an employer cue.
+    if n == 1 && cue(ORG_CUES) && !title {
+        let w = lw(0);
+        if let Some((x, y)) = w.split_once('-') {
+            if g.last.contains(x) && g.last.contains(y) {
+                out.push(Finding::new(
+                    "ORGANIZATION",
+                    span.start,
+                    span.end,
+                    0.7,
+                    "OrganizationRecognizer",
+                ));
+                return;
+            }
+        }
     }
     // Organizations by suffix: "Acme Corp", "Smith and Sons".
     if n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) && !title {

@@ -403,6 +403,55 @@ fn time(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     (ok && shaped && standalone(text, &m)).then_some((m, if has_meridiem { 0.8 } else { 0.6 }))
 }
 
+/// A bare year ("in 1998"): weak alone, a date with a context word before it.
+fn year(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let glued = |b: Option<u8>| {
+        b.is_some_and(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'.' | b',' | b'-' | b'/' | b':' | b'$' | b'#')
+        })
+    };
+    let money_or_math = after(text, m.end).is_some_and(|c| matches!(c, b'%' | b'x' | b'+' | b'*'));
+    if glued(before(text, m.start)) || continues(text, m.end, b".,:-/") || money_or_math {
+        return None;
+    }
+    // Only the word right before counts: "in 1998", "since 2019", "class of 2024".
+    const CUES: &[&str] = &[
+        "in",
+        "since",
+        "year",
+        "born",
+        "until",
+        "till",
+        "during",
+        "circa",
+        "of",
+        "from",
+        "by",
+        "before",
+        "after",
+        "early",
+        "late",
+        "mid",
+        "graduated",
+        "founded",
+        "established",
+        "fiscal",
+        "fy",
+    ];
+    let head = text[..m.start].trim_end();
+    let prev = head
+        .rsplit(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let score = if CUES.contains(&prev.as_str()) && head.len() < m.start {
+        0.7
+    } else {
+        0.3
+    };
+    Some((m, score))
+}
+
 fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     const ABBREVIATIONS: &[&str] = &[
         "St", "Ave", "Av", "Blvd", "Rd", "Ln", "Dr", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Cir", "Ter",
@@ -602,6 +651,8 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["date", "birthday", "born", "dob", "birth"]),
             r("TimeRecognizer", "DATE_TIME", Numeric, r"\b\d{1,2}(?::\d{2}(?::\d{2})?)?\s?(?:[AaPp]\.?[Mm]\.?)|\b\d{1,2}:\d{2}(?::\d{2})?\b", time,
               &["time", "at", "o'clock"]),
+            r("YearRecognizer", "DATE_TIME", Numeric, r"\b(?:1[89][0-9]{2}|20[0-9]{2})\b", year,
+              &[]),
             r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,8}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
               &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text"]),
             r("EmailRecognizer", "EMAIL_ADDRESS", At, r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,24}\b", email,

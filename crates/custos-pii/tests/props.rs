@@ -100,3 +100,24 @@ fn segments_keep_offsets() {
     assert_eq!(people.len(), 3000);
     assert!(people.iter().all(|f| &text[f.start..f.end] == "John Smith"));
 }
+
+#[test]
+fn years_places_with_states_and_firms() {
+    let text = "Born in 1987 in Springfield, IL; works at Miller-Hayes; Smith, Jones and Brown LLP sued. Port 2020 is open.";
+    let found = Analyzer::default().analyze(text);
+    let got: Vec<(&str, &str)> = found
+        .iter()
+        .map(|f| (f.entity_type.as_ref(), &text[f.start..f.end]))
+        .collect();
+    assert!(got.contains(&("DATE_TIME", "1987")), "{got:?}");
+    assert!(got.contains(&("LOCATION", "Springfield, IL")), "{got:?}");
+    assert!(got.contains(&("ORGANIZATION", "Miller-Hayes")), "{got:?}");
+    assert!(
+        got.contains(&("ORGANIZATION", "Smith, Jones and Brown LLP")),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|(_, v)| *v == "2020"),
+        "a port number is not a year: {got:?}"
+    );
+}
