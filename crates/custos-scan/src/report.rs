@@ -73,6 +73,9 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet, redact: bool) -> Value {
             if let Some(i) = index {
                 result["ruleIndex"] = json!(i);
             }
+            if let Some(c) = &f.commit {
+                result["properties"] = json!({"commit": c.commit, "author": c.author, "email": c.email, "date": c.date, "commitMessage": c.message});
+            }
             result
         })
         .collect();

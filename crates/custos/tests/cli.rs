@@ -1905,3 +1905,117 @@ fn vulns_import_scan_fail_on_and_exceptions() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vulns db import"));
 }
+
+/// Runs the `git` binary to build a fixture repository (custos itself reads git in Rust).
+fn git(dir: &Path, args: &[&str], date: &str) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Dev")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Dev")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn secrets_in_git_history_are_attributed_to_their_commit() {
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("skipping secrets_in_git_history_are_attributed_to_their_commit: no git binary to build the fixture");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let token = format!("ghp_{}", "Zq8r2LmX9vB4tP7wQ8Zr2LmX9vB4tP7wA1b7");
+    git(r, &["init", "-q", "-b", "main"], "2026-01-01T00:00:00Z");
+    std::fs::write(r.join("app.py"), format!("TOKEN = '{token}'\n")).unwrap();
+    git(r, &["add", "."], "2026-01-01T00:00:00Z");
+    git(
+        r,
+        &["commit", "-q", "-m", "add app"],
+        "2026-01-01T00:00:00Z",
+    );
+    // The secret is removed later, and the same content reappears under another name:
+    // history still has it, attributed once, to the commit that introduced it.
+    std::fs::write(r.join("app.py"), "TOKEN = os.environ['TOKEN']\n").unwrap();
+    std::fs::write(r.join("copy.py"), format!("TOKEN = '{token}'\n")).unwrap();
+    git(r, &["add", "."], "2026-02-01T00:00:00Z");
+    git(
+        r,
+        &["commit", "-q", "-m", "move token"],
+        "2026-02-01T00:00:00Z",
+    );
+    git(
+        r,
+        &["checkout", "-q", "-b", "feature"],
+        "2026-03-01T00:00:00Z",
+    );
+    let stripe = format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc4eC39HqL");
+    std::fs::write(r.join("pay.js"), format!("const key = \"{stripe}\";\n")).unwrap();
+    git(r, &["add", "."], "2026-03-01T00:00:00Z");
+    git(
+        r,
+        &["commit", "-q", "-m", "payments"],
+        "2026-03-01T00:00:00Z",
+    );
+    git(r, &["checkout", "-q", "main"], "2026-03-01T00:00:00Z");
+
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--json", "secrets", "git", "."];
+        args.extend_from_slice(extra);
+        let out = custos(r, &args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v["findings"].as_array().unwrap().clone())
+    };
+    let (code, all) = run(&[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(all.len(), 2, "one per distinct blob: {all:?}");
+    assert_eq!(all[0]["path"], "app.py");
+    assert_eq!(all[0]["commit"]["message"], "add app");
+    assert_eq!(all[0]["commit"]["author"], "Ada Dev");
+    assert_eq!(all[0]["commit"]["email"], "ada@example.com");
+    assert_eq!(all[0]["secret"], "ghp_…", "redacted by default");
+    assert_eq!(all[1]["path"], "pay.js");
+    assert_eq!(all[1]["commit"]["message"], "payments");
+    // One branch, and a date bound.
+    let (_, main_only) = run(&["--branch", "main"]);
+    assert_eq!(main_only.len(), 1);
+    let (_, recent) = run(&["--since", "2026-02-15"]);
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0]["path"], "pay.js");
+    // A baseline from the first scan silences what is known.
+    let out = custos(
+        r,
+        &[
+            "secrets",
+            "git",
+            ".",
+            "--format",
+            "json",
+            "-o",
+            "known.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        custos(r, &["secrets", "git", ".", "--baseline", "known.json"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Not a repository, or an unknown branch: exit 2 with a reason.
+    let out = custos(d.path(), &["secrets", "git", "/"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = custos(r, &["secrets", "git", ".", "--branch", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}

@@ -29,6 +29,9 @@ pub struct Finding {
     pub tags: Vec<String>,
     /// SHA-256 over rule, path and secret: stable when lines move, for baselines.
     pub fingerprint: String,
+    /// For history scans: the commit that introduced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<super::history::CommitInfo>,
 }
 
 impl Finding {
@@ -270,6 +273,7 @@ impl Scanner {
             entropy: (entropy * 1000.0).round() / 1000.0,
             tags: r.tags.clone(),
             fingerprint: hex::encode(&h.finalize()[..16]),
+            commit: None,
         }
     }
 }
