@@ -62,6 +62,9 @@ fn dpkg() -> impl Strategy<Value = String> {
         })
 }
 
+const APK: &str = "[0-9]{1,2}(\\.[0-9]{1,2}){0,2}[a-c]?(_(alpha|rc|p)[0-9]?)?(-r[0-9])?";
+const MAVEN: &str = "[0-9]{1,2}(\\.[0-9]{1,2}){0,2}(-(alpha|beta|rc|SNAPSHOT|sp|jre)[0-9]?)?";
+
 fn total_order(scheme: Scheme, a: &str, b: &str, c: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(scheme.compare(a, a), Ordering::Equal);
     prop_assert_eq!(scheme.compare(a, b), scheme.compare(b, a).reverse());
@@ -92,6 +95,16 @@ proptest! {
     #[test]
     fn dpkg_is_a_total_order(a in dpkg(), b in dpkg(), c in dpkg()) {
         total_order(Scheme::Dpkg, &a, &b, &c)?;
+    }
+
+    #[test]
+    fn apk_is_a_total_order(a in APK, b in APK, c in APK) {
+        total_order(Scheme::Apk, &a, &b, &c)?;
+    }
+
+    #[test]
+    fn maven_is_a_total_order(a in MAVEN, b in MAVEN, c in MAVEN) {
+        total_order(Scheme::Maven, &a, &b, &c)?;
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "pdm.lock" => "pdm-lock",
         "Pipfile.lock" => "pipfile-lock",
         "go.mod" => "go-mod",
+        "go.sum" => "go-sum",
         "yarn.lock" => "yarn-lock",
         "pnpm-lock.yaml" => "pnpm-lock",
         "gradle.lockfile" => "gradle-lock",
@@ -53,6 +54,7 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "poetry-lock" | "uv-lock" | "pdm-lock" => python_toml_lock(&text, rel),
         "pipfile-lock" => pipfile_lock(&text, rel),
         "go-mod" => go_mod(&text, rel),
+        "go-sum" => go_sum(&text, rel),
         "yarn-lock" => yarn_lock(&text, rel),
         "pnpm-lock" => pnpm_lock(&text, rel),
         "gradle-lock" => gradle_lock(&text, rel),
@@ -74,6 +76,7 @@ pub fn catalog_text(name: &str, text: &str) -> Option<Catalog> {
         "poetry.lock" | "uv.lock" | "pdm.lock" => python_toml_lock(text, name),
         "Pipfile.lock" => pipfile_lock(text, name),
         "go.mod" => go_mod(text, name),
+        "go.sum" => go_sum(text, name),
         "yarn.lock" => yarn_lock(text, name),
         "pnpm-lock.yaml" => pnpm_lock(text, name),
         "gradle.lockfile" => gradle_lock(text, name),
@@ -528,6 +531,35 @@ fn go_mod(text: &str, rel: &str) -> Catalog {
         out.push(c);
     }
     let _ = module;
+    Ok(out)
+}
+
+/// go.sum: `module version[/go.mod] h1:hash` lines; the module itself (not only its
+/// go.mod) being listed means its code is in the build.
+fn go_sum(text: &str, rel: &str) -> Catalog {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut parts = line.split_whitespace();
+        let (Some(path), Some(version), Some(hash)) = (parts.next(), parts.next(), parts.next())
+        else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: expected `module version hash`", i + 1));
+        };
+        if !hash.starts_with("h1:") {
+            return Err(format!("line {}: unknown hash {hash:?}", i + 1));
+        }
+        if version.ends_with("/go.mod") || !seen.insert((path.to_string(), version.to_string())) {
+            continue;
+        }
+        let (ns, name) = match path.rsplit_once('/') {
+            Some((ns, n)) => (Some(ns), n),
+            None => (None, path),
+        };
+        out.push(component("golang", ns, name, version, rel));
+    }
     Ok(out)
 }
 
@@ -1085,5 +1117,14 @@ source = { registry = "https://pypi.org/simple" }
         assert_eq!(c[0].purl, "pkg:maven/com.google.guava/guava@32.1.2-jre");
         assert_eq!(c[0].name, "com.google.guava:guava");
         assert!(gradle_lock("a:b\n", "g").is_err());
+    }
+
+    #[test]
+    fn go_sum_modules() {
+        let sum = "github.com/pkg/errors v0.9.1 h1:FEBLx1zS214owpjy7qsBeixbURkuhQAwrK5UwLGTwt4=\ngithub.com/pkg/errors v0.9.1/go.mod h1:bwawxfHBFNV+L2hUp1rHADufV3IMtnDRdf1r5NINEl0=\ngolang.org/x/text v0.3.0/go.mod h1:x=\n";
+        let c = go_sum(sum, "go.sum").unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].purl, "pkg:golang/github.com/pkg/errors@v0.9.1");
+        assert!(go_sum("a b c\n", "go.sum").is_err());
     }
 }

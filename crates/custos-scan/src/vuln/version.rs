@@ -11,6 +11,8 @@ pub enum Scheme {
     SemVer,
     Pep440,
     Dpkg,
+    Apk,
+    Maven,
     Generic,
 }
 
@@ -21,6 +23,8 @@ impl Scheme {
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" | "SwiftURL" => Scheme::SemVer,
             "PyPI" => Scheme::Pep440,
             "Debian" | "Ubuntu" => Scheme::Dpkg,
+            "Alpine" | "Wolfi" | "Chainguard" => Scheme::Apk,
+            "Maven" => Scheme::Maven,
             _ => Scheme::Generic,
         }
     }
@@ -36,6 +40,8 @@ impl Scheme {
                 _ => generic(a, b),
             },
             Scheme::Dpkg => dpkg(a, b),
+            Scheme::Apk => apk(a, b),
+            Scheme::Maven => maven(a, b),
             Scheme::Generic => generic(a, b),
         }
     }
@@ -342,6 +348,165 @@ pub fn dpkg(a: &str, b: &str) -> Ordering {
         .then_with(|| verrevcmp(ra.as_bytes(), rb.as_bytes()))
 }
 
+/// Alpine (apk) versions: `1.2.3[letter][_suffix[N]]…[-rN]`. Suffixes `_alpha`, `_beta`,
+/// `_pre`, `_rc` sort before the plain version; `_cvs`, `_svn`, `_git`, `_hg`, `_p` after.
+pub fn apk(a: &str, b: &str) -> Ordering {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct Key {
+        nums: Vec<u64>,
+        letter: u8,
+        suffixes: Vec<(i8, u64)>,
+        revision: u64,
+    }
+    fn key(v: &str) -> Key {
+        let (main, rev) = match v.rsplit_once("-r") {
+            Some((m, r)) if r.bytes().all(|b| b.is_ascii_digit()) && !r.is_empty() => {
+                (m, r.parse().unwrap_or(0))
+            }
+            _ => (v, 0),
+        };
+        let mut parts = main.split('_');
+        let head = parts.next().unwrap_or("");
+        let letter = head
+            .bytes()
+            .last()
+            .filter(u8::is_ascii_alphabetic)
+            .unwrap_or(0);
+        let digits = if letter != 0 {
+            &head[..head.len() - 1]
+        } else {
+            head
+        };
+        let nums = digits.split('.').map(|n| n.parse().unwrap_or(0)).collect();
+        let suffixes = parts
+            .map(|p| {
+                let name: String = p.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+                let n = p[name.len()..].parse().unwrap_or(0);
+                let rank = match name.as_str() {
+                    "alpha" => -4,
+                    "beta" => -3,
+                    "pre" => -2,
+                    "rc" => -1,
+                    "cvs" => 1,
+                    "svn" => 2,
+                    "git" => 3,
+                    "hg" => 4,
+                    "p" => 5,
+                    _ => 0,
+                };
+                (rank, n)
+            })
+            .collect();
+        Key {
+            nums,
+            letter,
+            suffixes,
+            revision: rev,
+        }
+    }
+    let (ka, kb) = (key(a.trim()), key(b.trim()));
+    // Compare release numbers, then letters, then suffixes where a missing suffix is
+    // "the release itself" (rank 0), then the package revision.
+    ka.nums
+        .cmp(&kb.nums)
+        .then(ka.letter.cmp(&kb.letter))
+        .then_with(|| {
+            let n = ka.suffixes.len().max(kb.suffixes.len());
+            for i in 0..n {
+                let x = ka.suffixes.get(i).copied().unwrap_or((0, 0));
+                let y = kb.suffixes.get(i).copied().unwrap_or((0, 0));
+                if x != y {
+                    return x.cmp(&y);
+                }
+            }
+            Ordering::Equal
+        })
+        .then(ka.revision.cmp(&kb.revision))
+}
+
+/// Maven versions, after `ComparableVersion`: numeric and qualifier items split on `.`, `-`
+/// and digit/letter changes; qualifiers alpha < beta < milestone < rc < snapshot < release
+/// (`ga`, `final`, `release`, empty) < sp < anything else (alphabetical); trailing zeros and
+/// release qualifiers do not count.
+pub fn maven(a: &str, b: &str) -> Ordering {
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+    enum Item {
+        // Variant order is the comparison order between kinds.
+        Qualifier(u8, String),
+        Number(u64),
+    }
+    fn qualifier(q: &str) -> Item {
+        let q = q.to_ascii_lowercase();
+        let (rank, rest) = match q.as_str() {
+            "alpha" | "a" => (0, String::new()),
+            "beta" | "b" => (1, String::new()),
+            "milestone" | "m" => (2, String::new()),
+            "rc" | "cr" => (3, String::new()),
+            "snapshot" => (4, String::new()),
+            "" | "ga" | "final" | "release" => (5, String::new()),
+            "sp" => (6, String::new()),
+            _ => (7, q),
+        };
+        Item::Qualifier(rank, rest)
+    }
+    fn items(v: &str) -> Vec<Item> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut digit: Option<bool> = None;
+        let flush = |cur: &mut String, out: &mut Vec<Item>| {
+            if !cur.is_empty() {
+                out.push(match cur.parse::<u64>() {
+                    Ok(n) if cur.bytes().all(|b| b.is_ascii_digit()) => Item::Number(n),
+                    _ => qualifier(cur),
+                });
+                cur.clear();
+            }
+        };
+        for c in v.trim().chars() {
+            if c == '.' || c == '-' || c == '_' {
+                flush(&mut cur, &mut out);
+                digit = None;
+                continue;
+            }
+            let d = c.is_ascii_digit();
+            if digit.is_some_and(|x| x != d) {
+                flush(&mut cur, &mut out);
+            }
+            digit = Some(d);
+            cur.push(c);
+        }
+        flush(&mut cur, &mut out);
+        // "1.0.0" = "1" = "1-ga": drop trailing zeros and release qualifiers.
+        while matches!(
+            out.last(),
+            Some(Item::Number(0)) | Some(Item::Qualifier(5, _))
+        ) && out.len() > 1
+        {
+            out.pop();
+        }
+        out
+    }
+    let (x, y) = (items(a), items(b));
+    let n = x.len().max(y.len());
+    for i in 0..n {
+        // A missing item compares as the neutral element of the other's kind.
+        let pad = |other: &Item| match other {
+            Item::Number(_) => Item::Number(0),
+            Item::Qualifier(..) => Item::Qualifier(5, String::new()),
+        };
+        let (p, q) = match (x.get(i), y.get(i)) {
+            (Some(p), Some(q)) => (p.clone(), q.clone()),
+            (Some(p), None) => (p.clone(), pad(p)),
+            (None, Some(q)) => (pad(q), q.clone()),
+            (None, None) => break,
+        };
+        if p != q {
+            return p.cmp(&q);
+        }
+    }
+    Ordering::Equal
+}
+
 /// Numeric-aware comparison for schemes custos does not model exactly:
 /// runs of digits compare as numbers, other runs as text.
 pub fn generic(a: &str, b: &str) -> Ordering {
@@ -443,6 +608,46 @@ mod tests {
         assert_eq!(Scheme::Pep440.compare("1.0-1", "1.0.post1"), Equal);
         assert_eq!(Scheme::Pep440.compare("1.0alpha1", "1.0a1"), Equal);
         assert_eq!(Scheme::Pep440.compare("1.0c1", "1.0rc1"), Equal);
+    }
+
+    #[test]
+    fn apk_order() {
+        sorted(
+            Scheme::Apk,
+            &[
+                "1.2.3_alpha",
+                "1.2.3_rc1",
+                "1.2.3",
+                "1.2.3-r1",
+                "1.2.3-r10",
+                "1.2.3_p1",
+                "1.2.3a",
+                "1.2.4",
+                "1.10",
+            ],
+        );
+    }
+
+    #[test]
+    fn maven_order() {
+        sorted(
+            Scheme::Maven,
+            &[
+                "1.0-alpha-1",
+                "1.0-beta",
+                "1.0-M1",
+                "1.0-RC1",
+                "1.0-SNAPSHOT",
+                "1.0",
+                "1.0-sp1",
+                "1.0.1",
+                "1.1",
+                "2.0-jre",
+            ],
+        );
+        assert_eq!(maven("1.0.0", "1"), Equal);
+        assert_eq!(maven("1.0-ga", "1.0"), Equal);
+        assert_eq!(maven("32.1.2-jre", "32.1.2-jre"), Equal);
     }
 
     #[test]
