@@ -137,8 +137,93 @@ impl Scanner {
             .any(|a| !a.all && a.paths.iter().any(|p| p.is_match(path.as_bytes())))
     }
 
-    /// Scans one file's contents.
+    /// Scans one file's contents, and what is base64- or percent-encoded inside it.
     pub fn scan(&self, path: &str, content: &[u8]) -> Vec<Finding> {
+        let mut out = self.scan_plain(path, content);
+        if !self.path_allowed(path) {
+            let mut budget = MAX_DECODED;
+            self.scan_decoded(path, content, 1, &mut budget, &mut out);
+        }
+        out
+    }
+
+    /// Decodes base64 and percent-encoded runs (Kubernetes secrets, data URLs, query
+    /// strings) and scans the text inside, up to `MAX_DEPTH` levels and `MAX_DECODED`
+    /// bytes per file. Findings point at the encoded run and carry a `decoded:` tag.
+    fn scan_decoded(
+        &self,
+        path: &str,
+        content: &[u8],
+        depth: u8,
+        budget: &mut usize,
+        out: &mut Vec<Finding>,
+    ) {
+        use base64::Engine;
+        static RUNS: std::sync::OnceLock<regex::bytes::Regex> = std::sync::OnceLock::new();
+        let runs = RUNS.get_or_init(|| {
+            regex::bytes::Regex::new(r"(?-u)[A-Za-z0-9+/_\-]{20,}={0,2}|(?:[A-Za-z0-9._~+\-]*%[0-9A-Fa-f]{2}){3,}[A-Za-z0-9._~+\-]*")
+                .unwrap_or_else(|e| panic!("decoding pattern: {e}"))
+        });
+        let mut lines: Option<Vec<usize>> = None;
+        for m in runs.find_iter(content) {
+            if *budget == 0 {
+                return;
+            }
+            let run = m.as_bytes();
+            let (decoded, how) = if run.contains(&b'%') {
+                (percent_decode(run), "decoded:percent")
+            } else {
+                let trimmed: Vec<u8> = run.iter().copied().filter(|&b| b != b'=').collect();
+                let engine = if trimmed.iter().any(|&b| b == b'-' || b == b'_') {
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                } else {
+                    &base64::engine::general_purpose::STANDARD_NO_PAD
+                };
+                match engine.decode(&trimmed) {
+                    Ok(d) => (d, "decoded:base64"),
+                    Err(_) => continue,
+                }
+            };
+            // Only text can hold a secret a rule recognizes; binary (hashes, images) is skipped.
+            let printable = decoded
+                .iter()
+                .filter(|&&b| b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b))
+                .count();
+            if decoded.len() < 8 || printable * 10 < decoded.len() * 9 || decoded.as_slice() == run
+            {
+                continue;
+            }
+            *budget = budget.saturating_sub(decoded.len());
+            let lines = lines.get_or_insert_with(|| memchr_newlines(content));
+            let (line, column) = position(lines, content, m.start());
+            let (end_line, end_column) = position(lines, content, m.end());
+            let mut inner = self.scan_plain(path, &decoded);
+            if depth < MAX_DEPTH {
+                let mut nested = Vec::new();
+                self.scan_decoded(path, &decoded, depth + 1, budget, &mut nested);
+                inner.extend(nested);
+            }
+            for mut f in inner {
+                if out
+                    .iter()
+                    .any(|o| o.secret == f.secret && o.rule_id == f.rule_id)
+                {
+                    continue;
+                }
+                f.line = line;
+                f.column = column;
+                f.end_line = end_line;
+                f.end_column = end_column;
+                if !f.tags.iter().any(|t| t.starts_with("decoded:")) {
+                    f.tags.push(how.to_string());
+                }
+                out.push(f);
+            }
+        }
+    }
+
+    /// Scans one buffer as it is.
+    fn scan_plain(&self, path: &str, content: &[u8]) -> Vec<Finding> {
         let mut out = Vec::new();
         if self.path_allowed(path) {
             return out;
@@ -278,6 +363,29 @@ impl Scanner {
     }
 }
 
+/// How deep encodings are unwrapped (base64 inside base64 is common in Kubernetes).
+const MAX_DEPTH: u8 = 2;
+/// Decoded bytes scanned per file, so a file of encoded data stays linear.
+const MAX_DECODED: usize = 1 << 20;
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if s[i] == b'+' { b' ' } else { s[i] });
+        i += 1;
+    }
+    out
+}
+
 /// A generic rule's finding that overlaps a specific rule's on the same line says nothing
 /// more; keep the specific one (as Gitleaks does).
 fn drop_generic_duplicates(findings: &mut Vec<Finding>) {
@@ -358,6 +466,34 @@ fn position(newlines: &[usize], content: &[u8], offset: usize) -> (usize, usize)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_inside_base64_and_percent_encoding() {
+        use base64::Engine;
+        let scanner = Scanner::new(RuleSet::default_rules().unwrap());
+        let token = format!("ghp_{}", "Zq8r2LmX9vB4tP7wQ8Zr2LmX9vB4tP7wA1b7");
+        let inner = format!("GITHUB_TOKEN={token}\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(inner.as_bytes());
+        let yaml = format!("apiVersion: v1\nkind: Secret\ndata:\n  env: {b64}\n");
+        let f = scanner.scan("secret.yaml", yaml.as_bytes());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].secret, token);
+        assert_eq!((f[0].line, f[0].column), (4, 8));
+        assert!(f[0].tags.iter().any(|t| t == "decoded:base64"));
+        // Twice encoded, and percent-encoded.
+        let twice = base64::engine::general_purpose::STANDARD.encode(b64.as_bytes());
+        assert_eq!(scanner.scan("x", format!("v: {twice}").as_bytes()).len(), 1);
+        let pct = format!("https://example.com/cb?token={}", token.replace('_', "%5F"))
+            .replace("Zq8r", "%5A%71%38r");
+        let f = scanner.scan("x", pct.as_bytes());
+        assert!(
+            f.iter()
+                .any(|x| x.secret == token && x.tags.iter().any(|t| t == "decoded:percent")),
+            "{f:?}"
+        );
+        // Encoded binary (an integrity hash) is not decoded into noise.
+        assert!(scanner.scan("package-lock.json", b"\"integrity\": \"sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUR8RVV3ijF2Zr6vvg==\"").is_empty());
+    }
+
     use super::*;
     use proptest::prelude::*;
 
