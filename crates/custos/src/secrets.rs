@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use custos_scan::report;
 use custos_scan::secrets::{
-    scan_history, scan_path, HistoryOptions, RuleSet, ScanOptions, ScanSummary, Scanner,
+    scan_history, scan_path, scan_staged, HistoryOptions, RuleSet, ScanOptions, ScanSummary,
+    Scanner,
 };
 use std::collections::HashSet;
 use std::io::Read;
@@ -63,6 +64,7 @@ Exit status: 1 when findings remain after allowlists and the baseline, 0 when no
   custos secrets git                               this repository, every ref
   custos secrets git ../service --branch main --since 2026-01-01
   custos secrets git --format sarif -o history.sarif
+  custos secrets git --staged                      what the next commit would add (pre-commit)
 
 Each blob is scanned once however many commits contain it; a finding names the oldest
 commit that introduced it, its author, date and path. Reading git is pure Rust (no `git`
@@ -77,6 +79,9 @@ binary needed). Exit status as for `scan`: 1 with findings, 0 without, 2 on erro
         /// Only what commits since this date introduced (YYYY-MM-DD or RFC 3339).
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
+        /// Scan what `git commit` would commit (the index), not the history: for pre-commit.
+        #[arg(long, conflicts_with_all = ["branches", "since"])]
+        staged: bool,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -253,6 +258,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             repo,
             branches,
             since,
+            staged,
             config,
             format,
             output: out_file,
@@ -277,13 +283,17 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             };
             let scanner = Scanner::new(rules);
             let started = std::time::Instant::now();
-            let opts = HistoryOptions {
-                refs: branches,
-                since,
-                max_file_size,
-                threads,
+            let h = if staged {
+                scan_staged(&repo, &scanner, max_file_size)?
+            } else {
+                let opts = HistoryOptions {
+                    refs: branches,
+                    since,
+                    max_file_size,
+                    threads,
+                };
+                scan_history(&repo, &scanner, &opts)?
             };
-            let h = scan_history(&repo, &scanner, &opts)?;
             let summary = ScanSummary {
                 findings: h.findings,
                 files: h.blobs,
@@ -292,7 +302,11 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 skipped_large: h.skipped_large,
                 ..Default::default()
             };
-            eprintln!("{} commits, {} distinct blobs", h.commits, h.blobs);
+            if staged {
+                eprintln!("{} staged files with new content", h.blobs);
+            } else {
+                eprintln!("{} commits, {} distinct blobs", h.commits, h.blobs);
+            }
             report_findings(
                 summary,
                 &scanner,

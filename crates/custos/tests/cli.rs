@@ -2012,6 +2012,25 @@ fn secrets_in_git_history_are_attributed_to_their_commit() {
             .code(),
         Some(0)
     );
+    // --staged: the index, not the working tree and not history.
+    std::fs::write(r.join("new.env"), format!("TOKEN={token}\n")).unwrap();
+    assert_eq!(
+        custos(r, &["secrets", "git", ".", "--staged"])
+            .status
+            .code(),
+        Some(0),
+        "not staged yet"
+    );
+    git(r, &["add", "new.env"], "2026-04-01T00:00:00Z");
+    std::fs::write(r.join("new.env"), "TOKEN=from-vault\n").unwrap();
+    let out = custos(r, &["--json", "secrets", "git", ".", "--staged"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the staged content still holds the token"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["findings"][0]["path"], "new.env");
     // Not a repository, or an unknown branch: exit 2 with a reason.
     let out = custos(d.path(), &["secrets", "git", "/"]);
     assert_eq!(out.status.code(), Some(2));

@@ -254,3 +254,79 @@ pub fn scan_history(
     });
     Ok(summary)
 }
+
+/// Blob ids of every file in `tree`, recursively.
+fn tree_blobs(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    out: &mut HashSet<ObjectId>,
+) -> Result<(), HistoryError> {
+    let mut stack = vec![tree];
+    let mut seen = HashSet::new();
+    while let Some(tid) = stack.pop() {
+        if !seen.insert(tid) {
+            continue;
+        }
+        let t = repo
+            .find_object(tid)
+            .map_err(git)?
+            .try_into_tree()
+            .map_err(git)?;
+        for e in t.iter() {
+            let e = e.map_err(git)?;
+            if e.mode().is_tree() {
+                stack.push(e.oid().to_owned());
+            } else if e.mode().is_blob() {
+                out.insert(e.oid().to_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `git commit` would commit: the index's files whose content HEAD does not already
+/// hold, scanned as staged (not as they are in the working tree).
+pub fn scan_staged(
+    path: &Path,
+    scanner: &Scanner,
+    max_file_size: u64,
+) -> Result<HistorySummary, HistoryError> {
+    use gix::index::entry::Mode;
+    let repo = gix::open(path).map_err(|e| HistoryError::Open {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    let index = repo.index_or_empty().map_err(git)?;
+    let mut committed = HashSet::new();
+    // An unborn HEAD (no commit yet) holds nothing: everything staged is new.
+    if let Ok(commit) = repo.head_commit() {
+        tree_blobs(
+            &repo,
+            commit.tree_id().map_err(git)?.detach(),
+            &mut committed,
+        )?;
+    }
+    let mut summary = HistorySummary::default();
+    for e in index.entries() {
+        if !e.mode.contains(Mode::FILE)
+            || e.mode.contains(Mode::SYMLINK)
+            || committed.contains(&e.id)
+        {
+            continue;
+        }
+        let file = e.path(&index).to_string();
+        let obj = repo.find_object(e.id).map_err(git)?;
+        if obj.data.len() as u64 > max_file_size {
+            summary.skipped_large += 1;
+            continue;
+        }
+        if obj.data[..obj.data.len().min(8000)].contains(&0) {
+            summary.skipped_binary += 1;
+            continue;
+        }
+        summary.blobs += 1;
+        summary.bytes += obj.data.len() as u64;
+        summary.findings.extend(scanner.scan(&file, &obj.data));
+    }
+    Ok(summary)
+}

@@ -7,6 +7,6 @@ pub mod rules;
 pub mod walk;
 
 pub use engine::{shannon_entropy, Finding, Scanner};
-pub use history::{scan_history, CommitInfo, HistoryOptions, HistorySummary};
+pub use history::{scan_history, scan_staged, CommitInfo, HistoryOptions, HistorySummary};
 pub use rules::{RuleError, RuleSet, DEFAULT_RULES};
 pub use walk::{scan_path, ScanOptions, ScanSummary};
