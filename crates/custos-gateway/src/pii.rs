@@ -43,6 +43,60 @@ struct AnalyzeBody {
     #[serde(default)]
     #[allow(dead_code)]
     regex_flags: Option<i64>,
+    /// Presidio's per-request pattern recognizers and deny lists.
+    #[serde(default)]
+    ad_hoc_recognizers: Vec<AdHoc>,
+}
+
+#[derive(Deserialize)]
+struct AdHoc {
+    name: String,
+    supported_entity: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    supported_language: Option<String>,
+    #[serde(default)]
+    patterns: Vec<AdHocPattern>,
+    #[serde(default)]
+    context: Vec<String>,
+    #[serde(default)]
+    deny_list: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    deny_list_score: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct AdHocPattern {
+    name: String,
+    regex: String,
+    #[serde(default = "one")]
+    score: f32,
+}
+
+/// An analyzer with this request's ad-hoc recognizers added to the configured ones.
+fn ad_hoc_analyzer(state: &AppState, ad_hoc: &[AdHoc]) -> Result<custos_pii::Analyzer, Problem> {
+    let mut config = state.config.pii.clone();
+    for r in ad_hoc {
+        for p in &r.patterns {
+            config.recognizers.push(custos_pii::CustomRecognizer {
+                name: format!("{}: {}", r.name, p.name),
+                entity: r.supported_entity.clone(),
+                pattern: p.regex.clone(),
+                score: p.score,
+                context: r.context.clone(),
+                validator: None,
+            });
+        }
+        if !r.deny_list.is_empty() {
+            config.deny.push(custos_pii::DenyList {
+                entity: r.supported_entity.clone(),
+                words: r.deny_list.clone(),
+                case_sensitive: false,
+            });
+        }
+    }
+    custos_pii::Analyzer::new(&config).map_err(|e| invalid(format!("ad_hoc_recognizers: {e} (patterns use Rust regex syntax: no look-around or back-references)")))
 }
 
 fn english() -> String {
@@ -153,7 +207,11 @@ async fn analyze_inner(state: AppState, req: Request) -> Result<Value, Problem> 
             )))
         }
     }
-    let analyzer = state.pii.clone();
+    let analyzer = if body.ad_hoc_recognizers.is_empty() {
+        state.pii.clone()
+    } else {
+        std::sync::Arc::new(ad_hoc_analyzer(&state, &body.ad_hoc_recognizers)?)
+    };
     let findings = blocking(move || {
         let context: Vec<String> = body.context.iter().map(|w| w.to_lowercase()).collect();
         let req = AnalyzeRequest {

@@ -89,6 +89,35 @@ async fn analyze_speaks_presidio() {
     )
     .await;
 
+    // Presidio's ad-hoc recognizers: a pattern and a deny list for this call only.
+    let r: Vec<Value> = gw
+        .post(
+            "/pii/analyze",
+            &key,
+            &json!({"text": "order ZX-99812 for project Nightjar", "language": "en", "ad_hoc_recognizers": [
+                {"name": "Order ids", "supported_language": "en", "supported_entity": "ORDER_ID",
+                 "patterns": [{"name": "order", "regex": "\\bZX-\\d{5}\\b", "score": 0.9}]},
+                {"name": "Projects", "supported_language": "en", "supported_entity": "PROJECT", "deny_list": ["nightjar"]}
+            ]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = r
+        .iter()
+        .map(|x| x["entity_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ORDER_ID", "PROJECT"], "{r:?}");
+    let bad = json!({"text": "x", "ad_hoc_recognizers": [{"name": "n", "supported_entity": "X", "patterns": [{"name": "p", "regex": "(?<=a)b", "score": 0.5}]}]});
+    let p = expect_problem(
+        gw.post("/pii/analyze", &key, &bad).await,
+        400,
+        "invalid-request",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("look-around"));
+
     // Bad input: clear problems, never a 500.
     expect_problem(
         gw.post(
