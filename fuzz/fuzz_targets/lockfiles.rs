@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 const NAMES: &[&str] = &[
     "Cargo.lock", "package-lock.json", "poetry.lock", "uv.lock", "Pipfile.lock", "go.mod", "go.sum", "yarn.lock",
-    "pnpm-lock.yaml", "gradle.lockfile", "status", "installed", "METADATA", "requirements.txt",
+    "pnpm-lock.yaml", "gradle.lockfile", "pom.xml", "status", "installed", "METADATA", "requirements.txt",
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -31,6 +31,7 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "yarn.lock" => "yarn-lock",
         "pnpm-lock.yaml" => "pnpm-lock",
         "gradle.lockfile" => "gradle-lock",
+        "pom.xml" => "maven-pom",
         "status" if rel.ends_with("var/lib/dpkg/status") => "dpkg",
         "installed" if rel.ends_with("lib/apk/db/installed") => "apk",
         "METADATA"
@@ -58,6 +59,7 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         "yarn-lock" => yarn_lock(&text, rel),
         "pnpm-lock" => pnpm_lock(&text, rel),
         "gradle-lock" => gradle_lock(&text, rel),
+        "maven-pom" => maven_pom(&text, rel),
         "dpkg" => dpkg_status(&text, rel, path),
         "apk" => apk_installed(&text, rel, path),
         "python-dist-info" => dist_info(&text, rel),
@@ -80,6 +82,7 @@ pub fn catalog_text(name: &str, text: &str) -> Option<Catalog> {
         "yarn.lock" => yarn_lock(text, name),
         "pnpm-lock.yaml" => pnpm_lock(text, name),
         "gradle.lockfile" => gradle_lock(text, name),
+        "pom.xml" => maven_pom(text, name),
         "status" => dpkg_status(text, name, p),
         "installed" => apk_installed(text, name, p),
         "METADATA" => dist_info(text, name),
@@ -898,6 +901,162 @@ fn dist_info(text: &str, rel: &str) -> Catalog {
     }
 }
 
+/// Maven `pom.xml`: the project and its declared dependencies, with `${…}` resolved from
+/// the POM's own properties, project and parent coordinates, and dependencyManagement.
+fn maven_pom(text: &str, rel: &str) -> Catalog {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut props: HashMap<String, String> = HashMap::new();
+    let mut deps: Vec<HashMap<String, String>> = Vec::new();
+    let mut managed: Vec<HashMap<String, String>> = Vec::new();
+    let mut current: Option<HashMap<String, String>> = None;
+    let mut root_element: Option<String> = None;
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| format!("not XML at byte {}: {e}", reader.error_position()))?;
+        match ev {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if name == "dependency" {
+                    current = Some(HashMap::new());
+                }
+                if root_element.is_none() {
+                    root_element = Some(name.clone());
+                }
+                path.push(name);
+                if path.len() > 64 {
+                    return Err("XML nested deeper than 64 levels".into());
+                }
+            }
+            Event::End(_) => {
+                if path.last().map(String::as_str) == Some("dependency") {
+                    if let Some(d) = current.take() {
+                        if path.iter().any(|p| p == "dependencyManagement") {
+                            managed.push(d);
+                        } else if path.iter().any(|p| p == "plugin") {
+                            // Plugin dependencies are build tools, not what ships.
+                        } else {
+                            deps.push(d);
+                        }
+                    }
+                }
+                path.pop();
+            }
+            Event::Text(t) => {
+                let value = t
+                    .decode()
+                    .map_err(|e| format!("bad text: {e}"))?
+                    .trim()
+                    .to_string();
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                match p.as_slice() {
+                    ["project", "properties", key] => {
+                        props.insert((*key).to_string(), value);
+                    }
+                    ["project", field @ ("groupId" | "artifactId" | "version")] => {
+                        props.insert(format!("project.{field}"), value);
+                    }
+                    ["project", "parent", field @ ("groupId" | "version")] => {
+                        props.insert(format!("project.parent.{field}"), value);
+                    }
+                    [.., "dependency", field] => {
+                        if let Some(d) = current.as_mut() {
+                            d.insert((*field).to_string(), value);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if root_element.as_deref() != Some("project") {
+        return Err("not a Maven POM (no <project>)".into());
+    }
+    for k in ["groupId", "version"] {
+        if !props.contains_key(&format!("project.{k}")) {
+            if let Some(v) = props.get(&format!("project.parent.{k}")).cloned() {
+                props.insert(format!("project.{k}"), v);
+            }
+        }
+    }
+    let resolve = |v: &str| -> String {
+        let mut out = v.to_string();
+        for _ in 0..8 {
+            let Some(start) = out.find("${") else { break };
+            let Some(len) = out[start..].find('}') else {
+                break;
+            };
+            let key = out[start + 2..start + len].to_string();
+            let key = key
+                .strip_prefix("pom.")
+                .map(|k| format!("project.{k}"))
+                .unwrap_or(key);
+            match props.get(&key) {
+                Some(val) => out.replace_range(start..start + len + 1, val),
+                None => break,
+            }
+        }
+        if out.contains("${") {
+            String::new()
+        } else {
+            out
+        }
+    };
+    let mut out = Vec::new();
+    if let (Some(g), Some(a)) = (
+        props.get("project.groupId"),
+        props.get("project.artifactId"),
+    ) {
+        let v = resolve(props.get("project.version").map_or("", String::as_str));
+        let mut c = component("maven", Some(&resolve(g)), &resolve(a), &v, rel);
+        c.name = format!("{}:{}", resolve(g), resolve(a));
+        c.is_root = true;
+        out.push(c);
+    }
+    let managed_version = |g: &str, a: &str| {
+        managed
+            .iter()
+            .find(|m| {
+                m.get("groupId").map(String::as_str) == Some(g)
+                    && m.get("artifactId").map(String::as_str) == Some(a)
+            })
+            .and_then(|m| m.get("version").cloned())
+    };
+    for d in &deps {
+        let (Some(g), Some(a)) = (d.get("groupId"), d.get("artifactId")) else {
+            continue;
+        };
+        let (g, a) = (resolve(g), resolve(a));
+        let v = resolve(
+            &d.get("version")
+                .cloned()
+                .or_else(|| managed_version(&g, &a))
+                .unwrap_or_default(),
+        );
+        let mut c = component("maven", Some(&g), &a, &v, rel);
+        c.name = format!("{g}:{a}");
+        c.direct = Some(true);
+        out.push(c);
+    }
+    let root = out.iter().find(|c| c.is_root).map(|c| c.purl.clone());
+    if let (Some(_), Some(r)) = (out.first(), root) {
+        let edges: Vec<String> = out
+            .iter()
+            .filter(|c| !c.is_root)
+            .map(|c| c.purl.clone())
+            .collect();
+        if let Some(rc) = out.iter_mut().find(|c| c.purl == r) {
+            rc.depends_on = edges;
+        }
+    }
+    Ok(out)
+}
+
 /// Gradle's `gradle.lockfile`: `group:artifact:version=configurations`.
 fn gradle_lock(text: &str, rel: &str) -> Catalog {
     let mut out = Vec::new();
@@ -1126,5 +1285,41 @@ source = { registry = "https://pypi.org/simple" }
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].purl, "pkg:golang/github.com/pkg/errors@v0.9.1");
         assert!(go_sum("a b c\n", "go.sum").is_err());
+    }
+
+    #[test]
+    fn maven_pom_properties_and_management() {
+        let pom = r#"<?xml version="1.0"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <parent><groupId>org.example</groupId><artifactId>parent</artifactId><version>2.0.0</version></parent>
+  <artifactId>app</artifactId>
+  <properties><jackson.version>2.15.2</jackson.version></properties>
+  <dependencyManagement><dependencies>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.9</version></dependency>
+  </dependencies></dependencyManagement>
+  <dependencies>
+    <dependency><groupId>com.fasterxml.jackson.core</groupId><artifactId>jackson-databind</artifactId><version>${jackson.version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId></dependency>
+    <dependency><groupId>org.example</groupId><artifactId>lib</artifactId><version>${project.version}</version></dependency>
+  </dependencies>
+  <build><plugins><plugin><dependencies><dependency><groupId>x</groupId><artifactId>tool</artifactId><version>1</version></dependency></dependencies></plugin></plugins></build>
+</project>"#;
+        let c = maven_pom(pom, "pom.xml").unwrap();
+        let purls: Vec<&str> = c.iter().map(|x| x.purl.as_str()).collect();
+        assert_eq!(
+            purls,
+            [
+                "pkg:maven/org.example/app@2.0.0",
+                "pkg:maven/com.fasterxml.jackson.core/jackson-databind@2.15.2",
+                "pkg:maven/org.slf4j/slf4j-api@2.0.9",
+                "pkg:maven/org.example/lib@2.0.0"
+            ]
+        );
+        assert!(c[0].is_root && c[0].depends_on.len() == 3);
+        assert_eq!(c[1].name, "com.fasterxml.jackson.core:jackson-databind");
+        assert!(maven_pom("<project><a></b></project>", "pom.xml").is_err());
+        assert!(maven_pom("<html></html>", "pom.xml")
+            .unwrap_err()
+            .contains("POM"));
     }
 }
