@@ -178,15 +178,7 @@ async fn analyze_speaks_presidio() {
         assert!(entities.iter().any(|x| x == e), "{e}");
     }
     // Metrics count entity types, never values.
-    let m = gw
-        .client
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics().await;
     assert!(
         m.contains("custos_pii_entities_total{entity=\"EMAIL_ADDRESS\"}"),
         "{m}"
@@ -358,15 +350,7 @@ entities = ["CREDIT_CARD"]
         )
         .await;
     assert_eq!(r.status(), 200);
-    let m = gw
-        .client
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics().await;
     assert!(
         m.contains("custos_pii_entities_total{entity=\"EMAIL_ADDRESS\"}"),
         "{m}"

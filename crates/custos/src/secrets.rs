@@ -35,28 +35,8 @@ Exit status: 1 when findings remain after allowlists and the baseline, 0 when no
         /// What to scan: directories, files, or `-` for standard input.
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
-        /// A rules file in Gitleaks' TOML format.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Write the report here instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Show secrets in full (they are cut to their first four characters by default).
-        #[arg(long)]
-        no_redact: bool,
-        /// A JSON report from an earlier scan: findings with the same fingerprint are known
-        /// and not reported again.
-        #[arg(long, value_name = "FILE")]
-        baseline: Option<PathBuf>,
-        /// Skip files larger than this (bytes, or with K, M or G).
-        #[arg(long, value_name = "SIZE", default_value = "25M", value_parser = parse_size)]
-        max_file_size: u64,
-        /// Worker threads (default: one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// Scan git history: every blob reachable from the refs, once, attributed to the commit
     /// that introduced it.
@@ -82,20 +62,8 @@ binary needed). Exit status as for `scan`: 1 with findings, 0 without, 2 on erro
         /// Scan what `git commit` would commit (the index), not the history: for pre-commit.
         #[arg(long, conflicts_with_all = ["branches", "since"])]
         staged: bool,
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        #[arg(long)]
-        no_redact: bool,
-        #[arg(long, value_name = "FILE")]
-        baseline: Option<PathBuf>,
-        #[arg(long, value_name = "SIZE", default_value = "25M", value_parser = parse_size)]
-        max_file_size: u64,
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// List the rules a scan would use.
     #[command(
@@ -105,6 +73,33 @@ binary needed). Exit status as for `scan`: 1 with findings, 0 without, 2 on erro
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+}
+
+/// Rules, report and limits: the same for a tree and for history.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// A rules file in Gitleaks' TOML format.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Show secrets in full (they are cut to their first four characters by default).
+    #[arg(long)]
+    no_redact: bool,
+    /// A JSON report from an earlier scan: findings with the same fingerprint are known
+    /// and not reported again.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Skip files larger than this (bytes, or with K, M or G).
+    #[arg(long, value_name = "SIZE", default_value = "25M", value_parser = parse_size)]
+    max_file_size: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -191,13 +186,16 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
         }
         SecretsCmd::Scan {
             paths,
-            config,
-            format,
-            output: out_file,
-            no_redact,
-            baseline,
-            max_file_size,
-            threads,
+            common:
+                CommonArgs {
+                    config,
+                    format,
+                    output: out_file,
+                    no_redact,
+                    baseline,
+                    max_file_size,
+                    threads,
+                },
         } => {
             let format = if json { Format::Json } else { format };
             for p in &paths {
@@ -259,13 +257,16 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             branches,
             since,
             staged,
-            config,
-            format,
-            output: out_file,
-            no_redact,
-            baseline,
-            max_file_size,
-            threads,
+            common:
+                CommonArgs {
+                    config,
+                    format,
+                    output: out_file,
+                    no_redact,
+                    baseline,
+                    max_file_size,
+                    threads,
+                },
         } => {
             let format = if json { Format::Json } else { format };
             let since = match since.as_deref() {

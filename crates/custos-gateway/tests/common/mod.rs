@@ -144,6 +144,18 @@ impl TestGateway {
         (minted.secret, row.id)
     }
 
+    /// The Prometheus exposition, as text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.base))

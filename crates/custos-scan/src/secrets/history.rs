@@ -149,41 +149,16 @@ pub fn scan_history(
     let mut work: Vec<Work> = Vec::new();
     for (idx, (date, _, _, tree)) in commits.iter().enumerate() {
         let report = opts.since.is_none_or(|s| *date >= s);
-        // Depth-first over trees not seen in an older commit.
-        let mut stack = vec![(*tree, String::new())];
-        while let Some((tid, prefix)) = stack.pop() {
-            if !seen_trees.insert(tid) {
-                continue;
+        // Only trees not seen in an older commit are walked: unchanged subtrees are skipped.
+        walk_tree(&repo, *tree, &mut seen_trees, |full, oid| {
+            if seen_blobs.insert(oid) && report && !ignored(full) {
+                work.push(Work {
+                    blob: oid,
+                    path: full.to_string(),
+                    commit: idx,
+                });
             }
-            let t = repo
-                .find_object(tid)
-                .map_err(git)?
-                .try_into_tree()
-                .map_err(git)?;
-            for e in t.iter() {
-                let e = e.map_err(git)?;
-                let name = e.filename().to_string();
-                let full = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                let mode = e.mode();
-                if mode.is_tree() {
-                    stack.push((e.oid().to_owned(), full));
-                } else if mode.is_blob()
-                    && seen_blobs.insert(e.oid().to_owned())
-                    && report
-                    && !ignored(&full)
-                {
-                    work.push(Work {
-                        blob: e.oid().to_owned(),
-                        path: full,
-                        commit: idx,
-                    });
-                }
-            }
-        }
+        })?;
     }
     let mut summary = HistorySummary {
         commits: commits.len() as u64,
@@ -255,15 +230,16 @@ pub fn scan_history(
     Ok(summary)
 }
 
-/// Blob ids of every file in `tree`, recursively.
-fn tree_blobs(
+/// Walks `root` depth first, skipping trees already in `seen`, calling `on_blob` with each
+/// file's path and blob id.
+fn walk_tree(
     repo: &gix::Repository,
-    tree: ObjectId,
-    out: &mut HashSet<ObjectId>,
+    root: ObjectId,
+    seen: &mut HashSet<ObjectId>,
+    mut on_blob: impl FnMut(&str, ObjectId),
 ) -> Result<(), HistoryError> {
-    let mut stack = vec![tree];
-    let mut seen = HashSet::new();
-    while let Some(tid) = stack.pop() {
+    let mut stack = vec![(root, String::new())];
+    while let Some((tid, prefix)) = stack.pop() {
         if !seen.insert(tid) {
             continue;
         }
@@ -274,10 +250,16 @@ fn tree_blobs(
             .map_err(git)?;
         for e in t.iter() {
             let e = e.map_err(git)?;
+            let name = e.filename().to_string();
+            let full = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             if e.mode().is_tree() {
-                stack.push(e.oid().to_owned());
+                stack.push((e.oid().to_owned(), full));
             } else if e.mode().is_blob() {
-                out.insert(e.oid().to_owned());
+                on_blob(&full, e.oid().to_owned());
             }
         }
     }
@@ -300,11 +282,10 @@ pub fn scan_staged(
     let mut committed = HashSet::new();
     // An unborn HEAD (no commit yet) holds nothing: everything staged is new.
     if let Ok(commit) = repo.head_commit() {
-        tree_blobs(
-            &repo,
-            commit.tree_id().map_err(git)?.detach(),
-            &mut committed,
-        )?;
+        let tree = commit.tree_id().map_err(git)?.detach();
+        walk_tree(&repo, tree, &mut HashSet::new(), |_, id| {
+            committed.insert(id);
+        })?;
     }
     let mut summary = HistorySummary::default();
     for e in index.entries() {
