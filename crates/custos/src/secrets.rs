@@ -102,6 +102,19 @@ pub struct CommonArgs {
     threads: usize,
 }
 
+impl CommonArgs {
+    /// The rules for `root` (from --config, else the files at the root, else ours) and the
+    /// baseline's fingerprints.
+    fn scanner(&self, root: &Path) -> Result<(Scanner, HashSet<String>)> {
+        let rules = load_rules(self.config.as_deref(), root)?;
+        let known = match &self.baseline {
+            Some(b) => baseline_fingerprints(b)?,
+            None => HashSet::new(),
+        };
+        Ok((Scanner::new(rules), known))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
@@ -184,32 +197,15 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        SecretsCmd::Scan {
-            paths,
-            common:
-                CommonArgs {
-                    config,
-                    format,
-                    output: out_file,
-                    no_redact,
-                    baseline,
-                    max_file_size,
-                    threads,
-                },
-        } => {
-            let format = if json { Format::Json } else { format };
+        SecretsCmd::Scan { paths, common } => {
+            let format = if json { Format::Json } else { common.format };
             for p in &paths {
                 if p.as_os_str() != "-" && !p.exists() {
                     bail!("{} does not exist", p.display());
                 }
             }
             let first = paths.first().map_or(Path::new("."), PathBuf::as_path);
-            let rules = load_rules(config.as_deref(), first)?;
-            let known = match &baseline {
-                Some(b) => baseline_fingerprints(b)?,
-                None => HashSet::new(),
-            };
-            let scanner = Scanner::new(rules);
+            let (scanner, known) = common.scanner(first)?;
             let started = std::time::Instant::now();
             let mut summary = ScanSummary::default();
             for path in &paths {
@@ -229,8 +225,8 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                         &scanner,
                         path,
                         &ScanOptions {
-                            max_file_size,
-                            threads,
+                            max_file_size: common.max_file_size,
+                            threads: common.threads,
                         },
                     )
                 };
@@ -245,8 +241,8 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 summary,
                 &scanner,
                 format,
-                out_file.as_deref(),
-                !no_redact,
+                common.output.as_deref(),
+                !common.no_redact,
                 &known,
                 started,
                 "files",
@@ -257,18 +253,9 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             branches,
             since,
             staged,
-            common:
-                CommonArgs {
-                    config,
-                    format,
-                    output: out_file,
-                    no_redact,
-                    baseline,
-                    max_file_size,
-                    threads,
-                },
+            common,
         } => {
-            let format = if json { Format::Json } else { format };
+            let format = if json { Format::Json } else { common.format };
             let since = match since.as_deref() {
                 Some(d) => Some(
                     custos_core::time::parse_rfc3339(d).with_context(|| {
@@ -277,21 +264,16 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 ),
                 None => None,
             };
-            let rules = load_rules(config.as_deref(), &repo)?;
-            let known = match &baseline {
-                Some(b) => baseline_fingerprints(b)?,
-                None => HashSet::new(),
-            };
-            let scanner = Scanner::new(rules);
+            let (scanner, known) = common.scanner(&repo)?;
             let started = std::time::Instant::now();
             let h = if staged {
-                scan_staged(&repo, &scanner, max_file_size)?
+                scan_staged(&repo, &scanner, common.max_file_size)?
             } else {
                 let opts = HistoryOptions {
                     refs: branches,
                     since,
-                    max_file_size,
-                    threads,
+                    max_file_size: common.max_file_size,
+                    threads: common.threads,
                 };
                 scan_history(&repo, &scanner, &opts)?
             };
@@ -312,8 +294,8 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 summary,
                 &scanner,
                 format,
-                out_file.as_deref(),
-                !no_redact,
+                common.output.as_deref(),
+                !common.no_redact,
                 &known,
                 started,
                 "blobs",
