@@ -118,6 +118,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         source: rel.into(),
         is_root: false,
         advisory_name: None,
+        advisory_ecosystem: None,
         artifact: None,
     }
 }
@@ -799,15 +800,18 @@ fn pnpm_lock(text: &str, rel: &str) -> Catalog {
 // ---------------------------------------------------------------- OS packages
 
 /// The distribution id from `etc/os-release` next to a package database.
-fn os_release(db_path: &Path, levels_up: usize) -> Option<String> {
+fn os_release(db_path: &Path, levels_up: usize) -> Option<(String, Option<String>)> {
     let mut root = db_path;
     for _ in 0..levels_up {
         root = root.parent()?;
     }
     let text = std::fs::read_to_string(root.join("etc/os-release")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ID="))
-        .map(|v| v.trim_matches('"').to_string())
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    Some((field("ID=")?, field("VERSION_ID=")))
 }
 
 /// RFC 822-style paragraphs (dpkg status) or `K:value` lines (apk): fields per paragraph.
@@ -840,7 +844,17 @@ fn paragraphs(text: &str, sep: char) -> Vec<HashMap<String, String>> {
 
 /// Debian's `/var/lib/dpkg/status`: installed packages only.
 fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
-    let distro = os_release(path, 4).unwrap_or_else(|| "debian".into());
+    let (distro, release) = os_release(path, 4).unwrap_or_else(|| ("debian".into(), None));
+    // OSV names Debian releases by major number: "Debian:12".
+    let osv_release = release
+        .as_deref()
+        .filter(|_| distro == "debian")
+        .and_then(|v| v.split('.').next())
+        .map(|major| format!("Debian:{major}"));
+    let distro_qualifier = release
+        .as_deref()
+        .map(|r| format!("&distro={distro}-{r}"))
+        .unwrap_or_default();
     let mut out = Vec::new();
     for p in paragraphs(text, ':') {
         let (Some(name), Some(version)) = (p.get("Package"), p.get("Version")) else {
@@ -854,9 +868,12 @@ fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
         let mut c = component("deb", Some(&distro), name, version, rel);
         c.name = name.clone();
         if let Some(arch) = p.get("Architecture") {
-            c.purl
-                .push_str(&format!("?arch={}", super::purl_encode(arch)));
+            c.purl.push_str(&format!(
+                "?arch={}{distro_qualifier}",
+                super::purl_encode(arch)
+            ));
         }
+        c.advisory_ecosystem = osv_release.clone();
         // Advisories name the source package: "Source: openssl (3.0.11-1)" → openssl.
         c.advisory_name = p
             .get("Source")
@@ -868,7 +885,19 @@ fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
 
 /// Alpine's `/lib/apk/db/installed`: `P:` name, `V:` version, `A:` arch, `o:` origin.
 fn apk_installed(text: &str, rel: &str, path: &Path) -> Catalog {
-    let distro = os_release(path, 4).unwrap_or_else(|| "alpine".into());
+    let (distro, release) = os_release(path, 4).unwrap_or_else(|| ("alpine".into(), None));
+    // OSV names Alpine releases by branch: VERSION_ID 3.18.4 → "Alpine:v3.18".
+    let osv_release = release
+        .as_deref()
+        .filter(|_| distro == "alpine")
+        .and_then(|v| {
+            let mut parts = v.split('.');
+            Some(format!("Alpine:v{}.{}", parts.next()?, parts.next()?))
+        });
+    let distro_qualifier = release
+        .as_deref()
+        .map(|r| format!("&distro={distro}-{r}"))
+        .unwrap_or_default();
     let mut out = Vec::new();
     for p in paragraphs(text, ':') {
         let (Some(name), Some(version)) = (p.get("P"), p.get("V")) else {
@@ -877,9 +906,12 @@ fn apk_installed(text: &str, rel: &str, path: &Path) -> Catalog {
         let mut c = component("apk", Some(&distro), name, version, rel);
         c.name = name.clone();
         if let Some(arch) = p.get("A") {
-            c.purl
-                .push_str(&format!("?arch={}", super::purl_encode(arch)));
+            c.purl.push_str(&format!(
+                "?arch={}{distro_qualifier}",
+                super::purl_encode(arch)
+            ));
         }
+        c.advisory_ecosystem = osv_release.clone();
         c.advisory_name = p.get("o").cloned();
         out.push(c);
     }

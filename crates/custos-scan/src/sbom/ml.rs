@@ -316,6 +316,7 @@ fn artifact_component(path: &Path, rel: &str, artifact: Artifact) -> Component {
         source: rel.into(),
         is_root: false,
         advisory_name: None,
+        advisory_ecosystem: None,
         artifact: Some(artifact),
     }
 }

@@ -34,6 +34,10 @@ pub struct Component {
     /// advisories name source packages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advisory_name: Option<String>,
+    /// The OSV ecosystem with its release ("Debian:12", "Alpine:v3.18") when the package
+    /// database says which release it is; advisories for other releases then do not match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisory_ecosystem: Option<String>,
     /// Models and datasets: hash, format, parameters, card.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ml::Artifact>,
@@ -131,6 +135,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         source: source.to_string(),
         is_root: false,
         advisory_name: None,
+        advisory_ecosystem: None,
         artifact: None,
     })
 }

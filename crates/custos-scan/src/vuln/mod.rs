@@ -50,8 +50,10 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
             continue;
         };
         let name = c.advisory_name.as_deref().unwrap_or(&c.name);
+        // The index is keyed by base ecosystem; the release, when known, narrows matching.
+        let eco_full = c.advisory_ecosystem.as_deref().unwrap_or(eco);
         for r in db.lookup(eco, name)? {
-            let hits = r.affects(eco, name, &c.version);
+            let hits = r.affects(eco_full, name, &c.version);
             if hits.is_empty() {
                 continue;
             }

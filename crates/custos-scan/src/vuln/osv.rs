@@ -162,7 +162,13 @@ impl Record {
             .filter(|a| {
                 let Some(p) = &a.package else { return false };
                 let eco_base = p.ecosystem.split(':').next().unwrap_or("");
+                // "Debian:11" and "Debian:12" are different package sets: when both sides
+                // name a release they must agree.
+                let release_clash = p.ecosystem.contains(':')
+                    && ecosystem.contains(':')
+                    && p.ecosystem != ecosystem;
                 if eco_base != ecosystem.split(':').next().unwrap_or("")
+                    || release_clash
                     || index_name(&p.ecosystem, &p.name) != want
                 {
                     return false;
@@ -389,6 +395,22 @@ mod tests {
         assert!(
             r.affects("npm", "foo", "1.1.0").is_empty(),
             "other ecosystem"
+        );
+        let r = record(
+            r#"{"id":"DSA-1","affected":[{"package":{"ecosystem":"Debian:11","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.1.1w-0+deb11u1"}]}]}]}"#,
+        );
+        assert!(!r
+            .affects("Debian:11", "openssl", "1.1.1n-0+deb11u5")
+            .is_empty());
+        assert!(
+            r.affects("Debian:12", "openssl", "1.1.1n-0+deb11u5")
+                .is_empty(),
+            "another release"
+        );
+        assert!(
+            !r.affects("Debian", "openssl", "1.1.1n-0+deb11u5")
+                .is_empty(),
+            "release unknown: match on base"
         );
     }
 
