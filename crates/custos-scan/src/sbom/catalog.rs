@@ -1002,7 +1002,12 @@ fn maven_pom(text: &str, rel: &str) -> Catalog {
                     _ => {}
                 }
             }
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some(open) = path.last() {
+                    return Err(format!("truncated: the file ends inside <{open}>"));
+                }
+                break;
+            }
             _ => {}
         }
     }
@@ -1353,5 +1358,8 @@ source = { registry = "https://pypi.org/simple" }
         assert!(maven_pom("<html></html>", "pom.xml")
             .unwrap_err()
             .contains("POM"));
+        assert!(maven_pom("<project><dependencies><dependency>", "pom.xml")
+            .unwrap_err()
+            .contains("truncated"));
     }
 }
