@@ -468,7 +468,7 @@ impl Analyzer {
             .iter()
             .map(|p| p.entity.to_string())
             .collect();
-        v.extend(["PERSON", "LOCATION", "ORGANIZATION"].map(String::from));
+        v.extend(["PERSON", "LOCATION", "ORGANIZATION", "NRP"].map(String::from));
         v.extend(self.custom.iter().map(|p| p.entity.to_string()));
         v.extend(self.deny.iter().map(|d| d.entity.clone()));
         v.extend(self.external.iter().flat_map(|r| r.entities()));
@@ -522,7 +522,7 @@ impl Analyzer {
                 run(p, 0..text.len(), &mut out);
             }
         }
-        if ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME"]
+        if ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP"]
             .iter()
             .any(|e| want(e))
         {

@@ -260,6 +260,14 @@ fn function_word(w: &str) -> bool {
         .contains(w)
 }
 
+/// Demonyms, religions and political affiliations, lower case.
+const NRP: &str = "afghan albanian algerian american andorran angolan argentine argentinian armenian australian austrian azerbaijani bahamian bahraini bangladeshi barbadian belarusian belgian belizean beninese bhutanese bolivian bosnian botswanan brazilian british bruneian bulgarian burkinabe burmese burundian cambodian cameroonian canadian chadian chilean chinese colombian congolese croatian cuban cypriot czech danish djiboutian dominican dutch ecuadorian egyptian emirati english eritrean estonian ethiopian fijian filipino finnish french gabonese gambian georgian german ghanaian greek grenadian guatemalan guinean guyanese haitian honduran hungarian icelandic indian indonesian iranian iraqi irish israeli italian ivorian jamaican japanese jordanian kazakh kenyan korean kosovar kuwaiti kyrgyz lao laotian latvian lebanese liberian libyan lithuanian luxembourgish macedonian malagasy malawian malaysian maldivian malian maltese mauritanian mauritian mexican moldovan monegasque mongolian montenegrin moroccan mozambican namibian nepalese nepali nicaraguan nigerian nigerien norwegian omani pakistani palestinian panamanian paraguayan peruvian polish portuguese qatari romanian russian rwandan salvadoran samoan saudi scottish senegalese serbian singaporean slovak slovakian slovenian somali spanish sudanese surinamese swazi swedish swiss syrian taiwanese tajik tanzanian thai togolese tongan trinidadian tunisian turkish turkmen ugandan ukrainian uruguayan uzbek venezuelan vietnamese welsh yemeni zambian zimbabwean european african asian arab arabic hispanic latino latina latinx caucasian kurdish pashtun punjabi tamil bengali gujarati sikh hindu muslim christian catholic protestant jewish buddhist jain mormon evangelical lutheran methodist baptist anglican presbyterian sunni shia shiite atheist agnostic democrat democrats republican republicans socialist socialists communist communists libertarian";
+
+fn nrp_word(w: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str, BuildHasherDefault<Fnv>>> = OnceLock::new();
+    SET.get_or_init(|| NRP.split(' ').collect()).contains(w)
+}
+
 const CONNECTORS: &[&str] = &[
     "van", "von", "de", "der", "den", "da", "del", "della", "di", "du", "des", "do", "la", "le",
     "bin", "al", "el", "ter", "ten", "dos", "das", "of", "e", "y",
@@ -674,6 +682,18 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     let prev = previous_word(words, a);
     let cue = |list: &[&str]| prev.is_some_and(|p| list.contains(&p));
 
+    // Nationalities, religions and political groups (Presidio's NRP).
+    if n == 1 && nrp_word(lw(0)) {
+        let score = if words[a].sentence_start { 0.6 } else { 0.7 };
+        out.push(Finding::new(
+            "NRP",
+            span.start,
+            span.end,
+            score,
+            "NrpRecognizer",
+        ));
+        return;
+    }
     // Dates spelled as words.
     if n == 1 && (WEEKDAYS.contains(&lw(0)) || MONTHS.contains(&lw(0))) {
         out.push(Finding::new(

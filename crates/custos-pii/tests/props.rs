@@ -121,3 +121,16 @@ fn years_places_with_states_and_firms() {
         "a port number is not a year: {got:?}"
     );
 }
+
+#[test]
+fn nationalities_religions_and_parties() {
+    let text =
+        "She is a French citizen and a devout Catholic; he votes Republican. The Green light.";
+    let found = Analyzer::default().analyze(text);
+    let nrp: Vec<&str> = found
+        .iter()
+        .filter(|f| f.entity_type == "NRP")
+        .map(|f| &text[f.start..f.end])
+        .collect();
+    assert_eq!(nrp, ["French", "Catholic", "Republican"]);
+}
