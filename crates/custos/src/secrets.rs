@@ -237,16 +237,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 summary.skipped_large += part.skipped_large;
                 summary.errors.extend(part.errors);
             }
-            report_findings(
-                summary,
-                &scanner,
-                format,
-                common.output.as_deref(),
-                !common.no_redact,
-                &known,
-                started,
-                "files",
-            )
+            report_findings(summary, &scanner, format, &common, &known, started, "files")
         }
         SecretsCmd::Git {
             repo,
@@ -290,16 +281,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             } else {
                 eprintln!("{} commits, {} distinct blobs", h.commits, h.blobs);
             }
-            report_findings(
-                summary,
-                &scanner,
-                format,
-                common.output.as_deref(),
-                !common.no_redact,
-                &known,
-                started,
-                "blobs",
-            )
+            report_findings(summary, &scanner, format, &common, &known, started, "blobs")
         }
     }
 }
@@ -310,12 +292,13 @@ fn report_findings(
     mut summary: ScanSummary,
     scanner: &Scanner,
     format: Format,
-    out_file: Option<&Path>,
-    redact: bool,
+    common: &CommonArgs,
     known: &HashSet<String>,
     started: std::time::Instant,
     unit: &str,
 ) -> Result<ExitCode> {
+    let redact = !common.no_redact;
+    let out_file = common.output.as_deref();
     let before = summary.findings.len();
     summary.findings.retain(|f| !known.contains(&f.fingerprint));
     let suppressed = before - summary.findings.len();

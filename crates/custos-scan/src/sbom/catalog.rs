@@ -842,19 +842,59 @@ fn paragraphs(text: &str, sep: char) -> Vec<HashMap<String, String>> {
     out
 }
 
+/// Which distribution release a package database belongs to.
+struct OsRelease {
+    distro: String,
+    /// `&distro=debian-12` for purls, empty when the release is unknown.
+    qualifier: String,
+    /// The OSV ecosystem with its release ("Debian:12", "Alpine:v3.18").
+    osv: Option<String>,
+}
+
+impl OsRelease {
+    fn read(path: &Path, default: &str, osv: impl Fn(&str, &str) -> Option<String>) -> OsRelease {
+        let (distro, release) = os_release(path, 4).unwrap_or_else(|| (default.into(), None));
+        OsRelease {
+            qualifier: release
+                .as_deref()
+                .map(|r| format!("&distro={distro}-{r}"))
+                .unwrap_or_default(),
+            osv: release.as_deref().and_then(|r| osv(&distro, r)),
+            distro,
+        }
+    }
+
+    /// An installed package of this release; `source` is the name advisories use.
+    fn package(
+        &self,
+        ty: &str,
+        name: &str,
+        version: &str,
+        arch: Option<&String>,
+        source: Option<String>,
+        rel: &str,
+    ) -> Component {
+        let mut c = component(ty, Some(&self.distro), name, version, rel);
+        c.name = name.to_string();
+        if let Some(arch) = arch {
+            c.purl.push_str(&format!(
+                "?arch={}{}",
+                super::purl_encode(arch),
+                self.qualifier
+            ));
+        }
+        c.advisory_ecosystem = self.osv.clone();
+        c.advisory_name = source;
+        c
+    }
+}
+
 /// Debian's `/var/lib/dpkg/status`: installed packages only.
 fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
-    let (distro, release) = os_release(path, 4).unwrap_or_else(|| ("debian".into(), None));
     // OSV names Debian releases by major number: "Debian:12".
-    let osv_release = release
-        .as_deref()
-        .filter(|_| distro == "debian")
-        .and_then(|v| v.split('.').next())
-        .map(|major| format!("Debian:{major}"));
-    let distro_qualifier = release
-        .as_deref()
-        .map(|r| format!("&distro={distro}-{r}"))
-        .unwrap_or_default();
+    let os = OsRelease::read(path, "debian", |distro, r| {
+        (distro == "debian").then(|| format!("Debian:{}", r.split('.').next().unwrap_or(r)))
+    });
     let mut out = Vec::new();
     for p in paragraphs(text, ':') {
         let (Some(name), Some(version)) = (p.get("Package"), p.get("Version")) else {
@@ -865,55 +905,30 @@ fn dpkg_status(text: &str, rel: &str, path: &Path) -> Catalog {
         {
             continue;
         }
-        let mut c = component("deb", Some(&distro), name, version, rel);
-        c.name = name.clone();
-        if let Some(arch) = p.get("Architecture") {
-            c.purl.push_str(&format!(
-                "?arch={}{distro_qualifier}",
-                super::purl_encode(arch)
-            ));
-        }
-        c.advisory_ecosystem = osv_release.clone();
         // Advisories name the source package: "Source: openssl (3.0.11-1)" → openssl.
-        c.advisory_name = p
+        let source = p
             .get("Source")
             .map(|s| s.split_whitespace().next().unwrap_or(s).to_string());
-        out.push(c);
+        out.push(os.package("deb", name, version, p.get("Architecture"), source, rel));
     }
     Ok(out)
 }
 
 /// Alpine's `/lib/apk/db/installed`: `P:` name, `V:` version, `A:` arch, `o:` origin.
 fn apk_installed(text: &str, rel: &str, path: &Path) -> Catalog {
-    let (distro, release) = os_release(path, 4).unwrap_or_else(|| ("alpine".into(), None));
     // OSV names Alpine releases by branch: VERSION_ID 3.18.4 → "Alpine:v3.18".
-    let osv_release = release
-        .as_deref()
-        .filter(|_| distro == "alpine")
-        .and_then(|v| {
-            let mut parts = v.split('.');
-            Some(format!("Alpine:v{}.{}", parts.next()?, parts.next()?))
-        });
-    let distro_qualifier = release
-        .as_deref()
-        .map(|r| format!("&distro={distro}-{r}"))
-        .unwrap_or_default();
+    let os = OsRelease::read(path, "alpine", |distro, r| {
+        let mut parts = r.split('.');
+        (distro == "alpine")
+            .then(|| Some(format!("Alpine:v{}.{}", parts.next()?, parts.next()?)))
+            .flatten()
+    });
     let mut out = Vec::new();
     for p in paragraphs(text, ':') {
         let (Some(name), Some(version)) = (p.get("P"), p.get("V")) else {
             continue;
         };
-        let mut c = component("apk", Some(&distro), name, version, rel);
-        c.name = name.clone();
-        if let Some(arch) = p.get("A") {
-            c.purl.push_str(&format!(
-                "?arch={}{distro_qualifier}",
-                super::purl_encode(arch)
-            ));
-        }
-        c.advisory_ecosystem = osv_release.clone();
-        c.advisory_name = p.get("o").cloned();
-        out.push(c);
+        out.push(os.package("apk", name, version, p.get("A"), p.get("o").cloned(), rel));
     }
     Ok(out)
 }
