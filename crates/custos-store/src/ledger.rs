@@ -35,7 +35,7 @@ const ROWS_PER_INSERT: usize = 250;
 /// `prefix ($1, $2, …), ($n+1, …)` for `rows` rows of `width` columns. SQLite gets plain `?`
 /// placeholders: its lookup of a numbered parameter's name is linear, which made a
 /// 1,000-parameter statement spend most of its time binding (seen in a profile).
-fn values_sql(backend: Backend, prefix: &str, width: usize, rows: usize) -> String {
+pub(crate) fn values_sql(backend: Backend, prefix: &str, width: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * width * 6);
     sql.push_str(prefix);
     for r in 0..rows {

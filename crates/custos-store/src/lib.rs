@@ -4,12 +4,16 @@
 //! has its own migration files where their dialects differ.
 
 mod error;
+mod finops;
 mod identity;
 mod ledger;
 mod migrate;
 pub mod testkit;
 
 pub use error::StoreError;
+pub use finops::{
+    budget_filter, check_tag_key, sample_record, Dimension, UsageFilter, UsageTotals,
+};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
 

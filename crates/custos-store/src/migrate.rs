@@ -50,6 +50,12 @@ const MIGRATIONS: &[Migration] = &[
         // PostgreSQL's heap plus primary-key index already serves ordered scans well.
         postgres: "SELECT 1",
     },
+    Migration {
+        version: 5,
+        name: "finops: prices, usage, budgets",
+        sqlite: include_str!("migrations/0005_finops.sql"),
+        postgres: include_str!("migrations/0005_finops.sql"),
+    },
 ];
 
 impl Store {

@@ -1,0 +1,607 @@
+//! Prices, usage records, budgets and their once-per-period alerts. Money is stored as
+//! BIGINT nano-units and summed by the database exactly; tags are a JSON object per record.
+
+use crate::{Backend, Store, StoreError};
+use custos_finops::budget::{Action, Budget, Scope};
+use custos_finops::period::Window;
+use custos_finops::{Amount, Currency, Price, Rates, Usage, UsageRecord};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const USAGE_COLUMNS: &str = "id, at, source, tenant, team, app, env, key_id, provider, model, region, \
+    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, images, \
+    duration_ms, compute_ms, calls, documents, latency_ms, cost_nanos, currency, priced, energy_mwh, \
+    co2e_mg, tags, untagged, request_id, status, detail";
+const USAGE_WIDTH: usize = 32;
+/// 32 × 30 = 960 parameters per statement, under SQLite's and PostgreSQL's limits.
+const USAGE_ROWS_PER_INSERT: usize = 30;
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A dimension a usage report can group by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dimension {
+    Tenant,
+    Team,
+    App,
+    Env,
+    Key,
+    Provider,
+    Model,
+    Region,
+    Source,
+    Day,
+    Tag(String),
+}
+
+impl std::str::FromStr for Dimension {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim() {
+            "tenant" => Dimension::Tenant,
+            "team" => Dimension::Team,
+            "app" => Dimension::App,
+            "env" => Dimension::Env,
+            "key" => Dimension::Key,
+            "provider" => Dimension::Provider,
+            "model" => Dimension::Model,
+            "region" => Dimension::Region,
+            "source" => Dimension::Source,
+            "day" => Dimension::Day,
+            t if t.starts_with("tag:") && t.len() > 4 => {
+                let key = &t[4..];
+                check_tag_key(key)?;
+                Dimension::Tag(key.to_owned())
+            }
+            other => {
+                return Err(format!(
+                "{other:?} is not a report dimension: use tenant, team, app, env, key, provider, model, region, source, day or tag:NAME"
+            ))
+            }
+        })
+    }
+}
+
+impl Dimension {
+    pub fn label(&self) -> String {
+        match self {
+            Dimension::Tenant => "tenant".into(),
+            Dimension::Team => "team".into(),
+            Dimension::App => "app".into(),
+            Dimension::Env => "env".into(),
+            Dimension::Key => "key".into(),
+            Dimension::Provider => "provider".into(),
+            Dimension::Model => "model".into(),
+            Dimension::Region => "region".into(),
+            Dimension::Source => "source".into(),
+            Dimension::Day => "day".into(),
+            Dimension::Tag(t) => format!("tag:{t}"),
+        }
+    }
+}
+
+/// Tag names go into JSON paths, so they are kept to a safe alphabet.
+pub fn check_tag_key(key: &str) -> Result<(), String> {
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+    {
+        return Err(format!(
+            "tag name {key:?} must be 1–64 letters, digits or _-.:/"
+        ));
+    }
+    Ok(())
+}
+
+/// Which records a report or a sum covers.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    pub tenant: Option<String>,
+    pub team: Option<String>,
+    pub app: Option<String>,
+    pub key_id: Option<String>,
+    pub env: Option<String>,
+    pub tag: Option<(String, String)>,
+    pub from_ms: i64,
+    pub until_ms: i64,
+}
+
+/// One group of a report: the dimension values and the sums.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub keys: Vec<String>,
+    pub records: i64,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub documents: i64,
+    pub compute_ms: i64,
+    pub cost: Amount,
+    pub unpriced: i64,
+    pub untagged: i64,
+    pub untagged_cost: Amount,
+    pub energy_mwh: i64,
+    pub co2e_mg: i64,
+}
+
+impl Store {
+    fn tag_expr(&self, param: usize) -> String {
+        match self.backend() {
+            Backend::Sqlite => format!("json_extract(tags, ${param})"),
+            Backend::Postgres => format!("(tags::jsonb ->> ${param})"),
+        }
+    }
+
+    fn tag_param(&self, key: &str) -> String {
+        match self.backend() {
+            Backend::Sqlite => format!("$.\"{key}\""),
+            Backend::Postgres => key.to_owned(),
+        }
+    }
+
+    /// Adds or replaces prices (same provider, model and effective date).
+    pub async fn prices_upsert(&self, prices: &[Price]) -> Result<usize, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = custos_core::time::now_ms();
+        for p in prices {
+            let rates = serde_json::to_string(&p.rates)
+                .map_err(|e| StoreError::Invalid(format!("rates of {}: {e}", p.model)))?;
+            sqlx::query(
+                "INSERT INTO prices (provider, model, effective_from, currency, rates, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (provider, model, effective_from)
+                 DO UPDATE SET currency = excluded.currency, rates = excluded.rates, created_at = excluded.created_at",
+            )
+            .bind(&p.provider)
+            .bind(&p.model)
+            .bind(p.effective_from)
+            .bind(p.currency.as_str())
+            .bind(rates)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(prices.len())
+    }
+
+    /// Every price, by provider, model and date.
+    pub async fn prices_all(&self) -> Result<Vec<Price>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, model, effective_from, currency, rates FROM prices
+             ORDER BY provider, model, effective_from",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let model: String = r.try_get("model")?;
+                let bad = |e: String| StoreError::Invalid(format!("stored price of {model}: {e}"));
+                let rates: Rates = serde_json::from_str(&r.try_get::<String, _>("rates")?)
+                    .map_err(|e| bad(e.to_string()))?;
+                Ok(Price {
+                    provider: r.try_get("provider")?,
+                    effective_from: r.try_get("effective_from")?,
+                    currency: r.try_get::<String, _>("currency")?.parse().map_err(bad)?,
+                    rates,
+                    model: model.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes usage records; a record whose id is already stored is skipped, so a retried
+    /// batch or a re-sent job report is counted once. Returns how many were new.
+    pub async fn usage_insert(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut added = 0;
+        for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut sql = crate::ledger::values_sql(
+                self.backend(),
+                &format!("INSERT INTO usage_records ({USAGE_COLUMNS}) VALUES "),
+                USAGE_WIDTH,
+                chunk.len(),
+            );
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let u = &r.usage;
+                let cost = r.cost.to_i64_nanos().ok_or_else(|| {
+                    StoreError::Invalid(format!("usage record {}: cost out of range", r.id))
+                })?;
+                let tags = serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into());
+                q = q
+                    .bind(r.id.clone())
+                    .bind(r.at_ms)
+                    .bind(r.source.clone())
+                    .bind(r.tenant.clone())
+                    .bind(r.team.clone())
+                    .bind(r.app.clone())
+                    .bind(r.env.clone())
+                    .bind(r.key_id.clone())
+                    .bind(r.provider.clone())
+                    .bind(r.model.clone())
+                    .bind(r.region.clone())
+                    .bind(clamp_i64(u.input_tokens))
+                    .bind(clamp_i64(u.cached_input_tokens))
+                    .bind(clamp_i64(u.cache_write_tokens))
+                    .bind(clamp_i64(u.output_tokens))
+                    .bind(clamp_i64(u.reasoning_tokens))
+                    .bind(clamp_i64(u.images))
+                    .bind(clamp_i64(u.duration_ms))
+                    .bind(clamp_i64(u.compute_ms))
+                    .bind(clamp_i64(u.calls))
+                    .bind(clamp_i64(r.documents))
+                    .bind(clamp_i64(r.latency_ms))
+                    .bind(cost)
+                    .bind(r.currency.as_str().to_owned())
+                    .bind(i32::from(r.priced))
+                    .bind(clamp_i64(r.energy_mwh))
+                    .bind(clamp_i64(r.co2e_mg))
+                    .bind(tags)
+                    .bind(i32::from(r.untagged))
+                    .bind(r.request_id.clone())
+                    .bind(i32::from(r.status))
+                    .bind(r.detail.clone());
+            }
+            added += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Appends the WHERE clause for `f` from parameter `next` on; returns the binds.
+    fn filter_sql(&self, f: &UsageFilter, sql: &mut String, next: &mut usize) -> Vec<String> {
+        let mut binds = Vec::new();
+        sql.push_str(&format!(" WHERE at >= ${} AND at < ${}", *next, *next + 1));
+        *next += 2;
+        for (col, val) in [
+            ("tenant", &f.tenant),
+            ("team", &f.team),
+            ("app", &f.app),
+            ("key_id", &f.key_id),
+            ("env", &f.env),
+        ] {
+            if let Some(v) = val {
+                sql.push_str(&format!(" AND {col} = ${}", *next));
+                *next += 1;
+                binds.push(v.clone());
+            }
+        }
+        if let Some((k, v)) = &f.tag {
+            sql.push_str(&format!(" AND {} = ${}", self.tag_expr(*next), *next + 1));
+            *next += 2;
+            binds.push(self.tag_param(k));
+            binds.push(v.clone());
+        }
+        binds
+    }
+
+    /// Sums usage by the given dimensions (none: one grand total), biggest cost first.
+    pub async fn usage_report(
+        &self,
+        f: &UsageFilter,
+        by: &[Dimension],
+        day_offset_ms: i64,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let mut next = 1usize;
+        let mut group_binds = Vec::new();
+        let mut keys = Vec::new();
+        for d in by {
+            keys.push(match d {
+                Dimension::Tenant => "tenant".to_owned(),
+                Dimension::Team => "team".to_owned(),
+                Dimension::App => "app".to_owned(),
+                Dimension::Env => "env".to_owned(),
+                Dimension::Key => "key_id".to_owned(),
+                Dimension::Provider => "provider".to_owned(),
+                Dimension::Model => "model".to_owned(),
+                Dimension::Region => "region".to_owned(),
+                Dimension::Source => "source".to_owned(),
+                Dimension::Day => format!("CAST(((at + {day_offset_ms}) / 86400000) AS BIGINT)"),
+                Dimension::Tag(t) => {
+                    let e = format!("COALESCE({}, '')", self.tag_expr(next));
+                    next += 1;
+                    group_binds.push(self.tag_param(t));
+                    e
+                }
+            });
+        }
+        let select_keys: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("CAST({k} AS TEXT) AS k{i}, "))
+            .collect();
+        let mut sql = format!(
+            "SELECT {select_keys} CAST(COUNT(*) AS BIGINT) AS records,
+               CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS calls,
+               CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
+               CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
+               CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens,
+               CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens,
+               CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
+               CAST(COALESCE(SUM(documents), 0) AS BIGINT) AS documents,
+               CAST(COALESCE(SUM(compute_ms), 0) AS BIGINT) AS compute_ms,
+               CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos,
+               CAST(COALESCE(SUM(1 - priced), 0) AS BIGINT) AS unpriced,
+               CAST(COALESCE(SUM(untagged), 0) AS BIGINT) AS untagged,
+               CAST(COALESCE(SUM(untagged * cost_nanos), 0) AS BIGINT) AS untagged_cost,
+               CAST(COALESCE(SUM(energy_mwh), 0) AS BIGINT) AS energy_mwh,
+               CAST(COALESCE(SUM(co2e_mg), 0) AS BIGINT) AS co2e_mg
+             FROM usage_records"
+        );
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        if !keys.is_empty() {
+            let groups: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+            sql.push_str(&format!(" GROUP BY {}", groups.join(", ")));
+        }
+        sql.push_str(" ORDER BY cost_nanos DESC");
+        let mut q = sqlx::query(&sql);
+        for b in &group_binds {
+            q = q.bind(b.clone());
+        }
+        q = q.bind(f.from_ms).bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let keys = (0..by.len())
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(format!("k{i}").as_str())
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(UsageTotals {
+                    keys,
+                    records: r.try_get("records")?,
+                    calls: r.try_get("calls")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    cached_input_tokens: r.try_get("cached_input_tokens")?,
+                    cache_write_tokens: r.try_get("cache_write_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    reasoning_tokens: r.try_get("reasoning_tokens")?,
+                    documents: r.try_get("documents")?,
+                    compute_ms: r.try_get("compute_ms")?,
+                    cost: Amount::from_nanos(r.try_get::<i64, _>("cost_nanos")?.into()),
+                    unpriced: r.try_get("unpriced")?,
+                    untagged: r.try_get("untagged")?,
+                    untagged_cost: Amount::from_nanos(r.try_get::<i64, _>("untagged_cost")?.into()),
+                    energy_mwh: r.try_get("energy_mwh")?,
+                    co2e_mg: r.try_get("co2e_mg")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Spend in `f`'s range bucketed by `bucket_ms` (e.g. 15 minutes): (bucket start, cost).
+    pub async fn usage_buckets(
+        &self,
+        f: &UsageFilter,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, Amount)>, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        let mut sql = format!(
+            "SELECT CAST((at / {bucket_ms}) * {bucket_ms} AS BIGINT) AS b,
+                    CAST(SUM(cost_nanos) AS BIGINT) AS c FROM usage_records"
+        );
+        let mut next = 1;
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        sql.push_str(" GROUP BY 1 ORDER BY 1");
+        let mut q = sqlx::query_as::<_, (i64, i64)>(&sql)
+            .bind(f.from_ms)
+            .bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|(b, c)| (b, Amount::from_nanos(c.into())))
+            .collect())
+    }
+
+    /// What a budget's scope has spent in `w`, from every process's records.
+    pub async fn budget_spent(&self, b: &Budget, w: Window) -> Result<Amount, StoreError> {
+        let f = budget_filter(b, w);
+        let rows = self.usage_report(&f, &[], 0).await?;
+        Ok(rows.first().map_or(Amount::ZERO, |r| r.cost))
+    }
+
+    pub async fn budget_create(&self, b: &Budget) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO budgets (id, tenant, name, scope, period, time_zone, amount_nanos, currency,
+                                  thresholds, action, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&b.id)
+        .bind(&b.tenant)
+        .bind(&b.name)
+        .bind(b.scope.to_string())
+        .bind(b.period.as_str())
+        .bind(&b.time_zone)
+        .bind(
+            b.amount
+                .to_i64_nanos()
+                .ok_or_else(|| StoreError::Invalid("the budget amount is too large".into()))?,
+        )
+        .bind(b.currency.as_str())
+        .bind(
+            b.thresholds
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .bind(b.action.as_str())
+        .bind(custos_core::time::now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(|e| {
+            StoreError::conflict_as(e, || format!("budget {:?} of tenant {:?}", b.name, b.tenant))
+        })?;
+        Ok(())
+    }
+
+    pub async fn budgets(&self, tenant: Option<&str>) -> Result<Vec<Budget>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, name, scope, period, time_zone, amount_nanos, currency, thresholds, action
+             FROM budgets WHERE ($1 = '' OR tenant = $1) ORDER BY tenant, name",
+        )
+        .bind(tenant.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(budget_from_row).collect()
+    }
+
+    /// Deletes a budget by tenant and name (its alert history stays).
+    pub async fn budget_delete(&self, tenant: &str, name: &str) -> Result<Budget, StoreError> {
+        let found = self
+            .budgets(Some(tenant))
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("budget {name:?} of tenant {tenant:?}")))?;
+        sqlx::query("DELETE FROM budgets WHERE id = $1")
+            .bind(&found.id)
+            .execute(self.pool())
+            .await?;
+        Ok(found)
+    }
+
+    /// Claims the alert for `threshold` in the period starting at `period_start`; true for
+    /// exactly one caller across restarts and processes.
+    pub async fn budget_alert_claim(
+        &self,
+        budget_id: &str,
+        period_start: i64,
+        threshold: u32,
+        spent: Amount,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO budget_alerts (budget_id, period_start, threshold, fired_at, spent_nanos)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(budget_id)
+        .bind(period_start)
+        .bind(i64::from(threshold))
+        .bind(custos_core::time::now_ms())
+        .bind(spent.to_i64_nanos().unwrap_or(i64::MAX))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Thresholds already alerted for a budget's period.
+    pub async fn budget_alerts_fired(
+        &self,
+        budget_id: &str,
+        period_start: i64,
+    ) -> Result<Vec<u32>, StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT threshold FROM budget_alerts WHERE budget_id = $1 AND period_start = $2 ORDER BY threshold",
+        )
+        .bind(budget_id)
+        .bind(period_start)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(t,)| t as u32).collect())
+    }
+}
+
+/// The usage filter of a budget's scope in a window.
+pub fn budget_filter(b: &Budget, w: Window) -> UsageFilter {
+    let mut f = UsageFilter {
+        tenant: Some(b.tenant.clone()),
+        from_ms: w.start_ms,
+        until_ms: w.end_ms,
+        ..UsageFilter::default()
+    };
+    match &b.scope {
+        Scope::Tenant => {}
+        Scope::Team(t) => f.team = Some(t.clone()),
+        Scope::App(a) => f.app = Some(a.clone()),
+        Scope::Key(k) => f.key_id = Some(k.clone()),
+        Scope::Tag { key, value } => f.tag = Some((key.clone(), value.clone())),
+    }
+    f
+}
+
+fn budget_from_row(r: &AnyRow) -> Result<Budget, StoreError> {
+    let name: String = r.try_get("name")?;
+    let bad =
+        |what: &str, e: String| StoreError::Invalid(format!("stored budget {name}: {what}: {e}"));
+    let thresholds: String = r.try_get("thresholds")?;
+    Ok(Budget {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        scope: r
+            .try_get::<String, _>("scope")?
+            .parse()
+            .map_err(|e| bad("scope", e))?,
+        period: r
+            .try_get::<String, _>("period")?
+            .parse()
+            .map_err(|e| bad("period", e))?,
+        time_zone: r.try_get("time_zone")?,
+        amount: Amount::from_nanos(r.try_get::<i64, _>("amount_nanos")?.into()),
+        currency: r
+            .try_get::<String, _>("currency")?
+            .parse::<Currency>()
+            .map_err(|e| bad("currency", e))?,
+        thresholds: thresholds
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<u32>()
+                    .map_err(|e| bad("thresholds", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?,
+        action: r
+            .try_get::<String, _>("action")?
+            .parse::<Action>()
+            .map_err(|e| bad("action", e))?,
+        name: name.clone(),
+    })
+}
+
+/// A usage record for tests and tools: one call's worth, unpriced.
+pub fn sample_record(id: &str, tenant: &str, team: &str, at_ms: i64, cost: Amount) -> UsageRecord {
+    UsageRecord {
+        id: id.to_owned(),
+        at_ms,
+        source: "gateway".into(),
+        tenant: tenant.to_owned(),
+        team: team.to_owned(),
+        app: "app".into(),
+        env: "dev".into(),
+        key_id: "k".into(),
+        provider: "mock".into(),
+        model: "mock-1".into(),
+        region: String::new(),
+        usage: Usage {
+            calls: 1,
+            ..Usage::default()
+        },
+        documents: 0,
+        latency_ms: 0,
+        cost,
+        currency: Currency::USD,
+        priced: true,
+        energy_mwh: 0,
+        co2e_mg: 0,
+        tags: Default::default(),
+        untagged: false,
+        request_id: None,
+        status: 200,
+        detail: None,
+    }
+}

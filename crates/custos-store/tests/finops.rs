@@ -1,0 +1,157 @@
+//! Prices, usage, budgets and alerts against a real SQLite file and, when
+//! `CUSTOS_TEST_POSTGRES_URL` is set, a fresh PostgreSQL database.
+
+use custos_finops::budget::{Action, Budget, Scope};
+use custos_finops::period::Window;
+use custos_finops::{Amount, Currency, PeriodKind, Price, Rates};
+use custos_store::{sample_record, testkit, Dimension, Store, StoreError, UsageFilter};
+
+async fn backends(test: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("custos.db").display());
+    let mut out = vec![(Store::open(&url).await.unwrap(), Some(dir))];
+    if let Some(pg) = testkit::fresh_postgres(test).await.unwrap() {
+        out.push((Store::open(&pg).await.unwrap(), None));
+    }
+    out
+}
+
+fn a(s: &str) -> Amount {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn prices_round_trip_exactly() {
+    for (store, _dir) in backends("prices_round_trip_exactly").await {
+        let p = Price {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            effective_from: 1_700_000_000_000,
+            currency: Currency::USD,
+            rates: Rates {
+                input_per_1m: a("0.15"),
+                output_per_1m: a("0.6"),
+                cached_input_per_1m: Some(a("0.075")),
+                ..Rates::default()
+            },
+        };
+        store.prices_upsert(&[p.clone()]).await.unwrap();
+        let mut newer = p.clone();
+        newer.rates.input_per_1m = a("0.000000001");
+        store.prices_upsert(&[newer.clone()]).await.unwrap();
+        assert_eq!(store.prices_all().await.unwrap(), vec![newer]);
+    }
+}
+
+#[tokio::test]
+async fn usage_is_idempotent_and_reports_sum_exactly() {
+    for (store, _dir) in backends("usage_reports").await {
+        let b = store.backend().as_str();
+        let mut records = Vec::new();
+        for i in 0..100 {
+            let team = if i % 4 == 0 { "ml" } else { "web" };
+            let mut r = sample_record(&format!("r{i}"), "acme", team, 1_000 + i, a("0.000000007"));
+            r.tags.insert("Project".into(), format!("p{}", i % 2));
+            r.usage.input_tokens = 10;
+            records.push(r);
+        }
+        records.push(sample_record("other", "globex", "ml", 1_000, a("5")));
+        assert_eq!(store.usage_insert(&records).await.unwrap(), 101, "{b}");
+        // A retried batch adds nothing.
+        assert_eq!(store.usage_insert(&records[..10]).await.unwrap(), 0, "{b}");
+        let f = UsageFilter {
+            tenant: Some("acme".into()),
+            from_ms: 0,
+            until_ms: 10_000,
+            ..UsageFilter::default()
+        };
+        let by_team = store.usage_report(&f, &[Dimension::Team], 0).await.unwrap();
+        assert_eq!(by_team.len(), 2, "{b}");
+        assert_eq!(by_team[0].keys, vec!["web".to_owned()], "{b}");
+        assert_eq!(by_team[0].cost, a("0.000000525"), "{b}");
+        assert_eq!(by_team[1].cost, a("0.000000175"), "{b}");
+        assert_eq!(by_team[0].input_tokens, 750, "{b}");
+        let by_tag = store
+            .usage_report(&f, &[Dimension::Tag("Project".into())], 0)
+            .await
+            .unwrap();
+        assert_eq!(by_tag.len(), 2, "{b}");
+        assert!(by_tag.iter().all(|r| r.records == 50), "{b}");
+        let tagged = UsageFilter {
+            tag: Some(("Project".into(), "p1".into())),
+            ..f.clone()
+        };
+        let total = store.usage_report(&tagged, &[], 0).await.unwrap();
+        assert_eq!(total[0].records, 50, "{b}");
+        let buckets = store.usage_buckets(&f, 50).await.unwrap();
+        assert_eq!(buckets.len(), 2, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn budgets_and_alerts_fire_once() {
+    for (store, _dir) in backends("budgets_and_alerts").await {
+        let b = store.backend().as_str();
+        let budget = Budget {
+            id: "bud_1".into(),
+            name: "ml-monthly".into(),
+            tenant: "acme".into(),
+            scope: Scope::Team("ml".into()),
+            period: PeriodKind::Monthly,
+            time_zone: "Europe/Berlin".into(),
+            amount: a("100"),
+            currency: Currency::USD,
+            thresholds: vec![70, 90, 100],
+            action: Action::Block,
+        };
+        store.budget_create(&budget).await.unwrap();
+        assert!(matches!(
+            store.budget_create(&budget).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.budgets(Some("acme")).await.unwrap(),
+            vec![budget.clone()],
+            "{b}"
+        );
+        assert!(store.budgets(Some("globex")).await.unwrap().is_empty());
+        store
+            .usage_insert(&[
+                sample_record("1", "acme", "ml", 10, a("60")),
+                sample_record("2", "acme", "web", 10, a("60")),
+                sample_record("3", "acme", "ml", 5_000, a("60")),
+            ])
+            .await
+            .unwrap();
+        let w = Window {
+            start_ms: 0,
+            end_ms: 1_000,
+        };
+        assert_eq!(
+            store.budget_spent(&budget, w).await.unwrap(),
+            a("60"),
+            "{b}"
+        );
+        assert!(store
+            .budget_alert_claim("bud_1", 0, 70, a("71"))
+            .await
+            .unwrap());
+        assert!(!store
+            .budget_alert_claim("bud_1", 0, 70, a("72"))
+            .await
+            .unwrap());
+        assert!(store
+            .budget_alert_claim("bud_1", 1_000, 70, a("71"))
+            .await
+            .unwrap());
+        assert_eq!(
+            store.budget_alerts_fired("bud_1", 0).await.unwrap(),
+            vec![70]
+        );
+        store.budget_delete("acme", "ml-monthly").await.unwrap();
+        assert!(matches!(
+            store.budget_delete("acme", "ml-monthly").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
