@@ -67,6 +67,60 @@ pub struct Config {
     pub models: Vec<ModelRoute>,
     /// PII detection: threshold, entity filter, custom recognizers, deny and allow lists.
     pub pii: custos_pii::PiiConfig,
+    /// Metering, budgets and their alerts.
+    pub finops: FinopsConfig,
+}
+
+/// What happens to a usage report that lacks a mandatory tag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UntaggedPolicy {
+    /// Refuse it with an error naming the missing tags.
+    #[default]
+    Refuse,
+    /// Keep it, marked untagged, so tag compliance shows the gap.
+    Accept,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinopsConfig {
+    /// How often prices and budgets are reloaded and budget spend is re-read from the store
+    /// (it is shared by every gateway process on one database).
+    pub refresh_interval: HumanDuration,
+    /// Tags every job usage report must carry (e.g. Project, Env, Team, CostCenter).
+    pub mandatory_tags: Vec<String>,
+    pub untagged: UntaggedPolicy,
+    /// Completion tokens a budget reserves for a call that sets no `max_tokens`.
+    pub default_max_output_tokens: u32,
+    /// IANA time zone of reports and anomaly days.
+    pub time_zone: String,
+    /// Where budget and anomaly alerts are POSTed, signed with HMAC-SHA256.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for FinopsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval: HumanDuration(Duration::from_secs(5)),
+            mandatory_tags: Vec::new(),
+            untagged: UntaggedPolicy::Refuse,
+            default_max_output_tokens: 1024,
+            time_zone: "UTC".into(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// An alert receiver. Its signing secret comes from the environment or a file, never inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -218,6 +272,10 @@ pub struct ProviderConfig {
     /// Mock only: delay between streamed chunks.
     #[serde(default)]
     pub chunk_delay: Option<HumanDuration>,
+    /// Where the provider runs (e.g. `us-east`, `eu-west-1`): recorded on usage and used
+    /// for carbon estimates.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Present only so custos can refuse an inline key with a helpful message.
     #[serde(default)]
     api_key: Option<toml::Value>,
@@ -319,6 +377,7 @@ impl Config {
             timeout: None,
             latency: None,
             chunk_delay: None,
+            region: None,
             api_key: None,
         });
         self.models = MOCK_DEFAULT_MODELS
@@ -397,6 +456,16 @@ impl Config {
                         format!("{env:?} is not an environment variable name"),
                     );
                 }
+            }
+        }
+        for (i, w) in self.finops.webhooks.iter().enumerate() {
+            let key = |k: &str| format!("finops.webhooks[{i}].{k}");
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return fail(
+                    key("url"),
+                    find_key(text, "url"),
+                    format!("{:?} is not an http:// or https:// URL", w.url),
+                );
             }
         }
         let mut models = std::collections::HashSet::new();

@@ -5,6 +5,7 @@
 pub mod anomaly;
 pub mod budget;
 pub mod carbon;
+pub mod job;
 pub mod money;
 pub mod period;
 pub mod pricing;

@@ -109,6 +109,22 @@ impl Amount {
         self.0 as f64 / NANOS as f64
     }
 
+    /// For people: cents for amounts of a unit or more, otherwise up to six decimals so a
+    /// sub-cent call cost does not read as zero (`12.50`, `0.000616`, `0.00`).
+    pub fn format_money(self) -> String {
+        if self.0.unsigned_abs() >= NANOS as u128 || self.is_zero() {
+            return self.format_dp(2);
+        }
+        let s = self.format_dp(6);
+        let trimmed = s.trim_end_matches('0');
+        let decimals = trimmed.split_once('.').map_or(0, |(_, f)| f.len());
+        if decimals < 2 {
+            self.format_dp(2)
+        } else {
+            trimmed.to_owned()
+        }
+    }
+
     /// Formats with exactly `decimals` places (rounded half to even).
     pub fn format_dp(self, decimals: u32) -> String {
         let decimals = decimals.min(DECIMALS as u32);
@@ -377,6 +393,11 @@ mod tests {
         assert_eq!(a("0.005").format_dp(2), "0.00");
         assert_eq!(a("1234.5678").format_dp(2), "1234.57");
         assert_eq!(a("-0.5").format_dp(3), "-0.500");
+        assert_eq!(a("12.5").format_money(), "12.50");
+        assert_eq!(a("0.000616").format_money(), "0.000616");
+        assert_eq!(a("0.5").format_money(), "0.50");
+        assert_eq!(a("0.0000001").format_money(), "0.00");
+        assert_eq!(Amount::ZERO.format_money(), "0.00");
         assert_eq!(
             Amount::from_nanos(5).mul_div(1, 10),
             Some(Amount::from_nanos(0))

@@ -4,6 +4,7 @@
 //! for room in the channel instead of events being dropped. Events carry SHA-256 digests of
 //! the request and response bodies, never the bodies.
 
+use crate::batch::{BatchSink, Commit, Permit};
 use crate::body_tap::{Observer, TapBody};
 use crate::call::Endpoint;
 use crate::problem::ProblemKind;
@@ -19,67 +20,48 @@ use custos_store::Store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, oneshot};
 
 /// Events waiting for the writer; beyond this, responses wait (back-pressure).
 const QUEUE: usize = 65_536;
 /// Most events committed in one transaction.
 const BATCH: usize = 1_024;
 
-enum Msg {
-    Event(String),
-    Flush(oneshot::Sender<()>),
+struct LedgerWriter(Store);
+
+impl Commit<String> for LedgerWriter {
+    async fn commit(&self, events: &[String]) -> Result<(), String> {
+        self.0
+            .ledger_append(events)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn what(&self) -> &'static str {
+        "audit events"
+    }
 }
 
-/// The sending side of the audit channel.
+/// The sending side of the audit channel: serialized OCSF-shaped events.
 #[derive(Clone, Debug)]
-pub struct AuditSink {
-    tx: mpsc::Sender<Msg>,
-}
+pub struct AuditSink(BatchSink<String>);
 
 impl AuditSink {
     /// Starts the writer task; it commits until every sender is gone.
     pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
-        let task = tokio::spawn(async move {
-            let mut batch: Vec<String> = Vec::with_capacity(BATCH);
-            let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-            while let Some(first) = rx.recv().await {
-                let mut next = Some(first);
-                while let Some(msg) = next.take() {
-                    match msg {
-                        Msg::Event(e) => batch.push(e),
-                        Msg::Flush(done) => flushes.push(done),
-                    }
-                    if batch.len() < BATCH {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                while !batch.is_empty() {
-                    match store.ledger_append(&batch).await {
-                        Ok(_) => batch.clear(),
-                        Err(e) => {
-                            // Never drop evidence: keep the batch and retry; the channel fills
-                            // and the gateway slows down until the database is back.
-                            tracing::error!(error = %e, events = batch.len(), "cannot write audit events; retrying");
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        }
-                    }
-                }
-                for done in flushes.drain(..) {
-                    let _ = done.send(());
-                }
-            }
-        });
-        (Self { tx }, task)
+        let (sink, task) = BatchSink::spawn(QUEUE, BATCH, LedgerWriter(store));
+        (Self(sink), task)
+    }
+
+    /// Appends one event (waiting for room in the channel).
+    pub async fn append(&self, event: &Value) {
+        if !self.0.send(event.to_string()).await {
+            tracing::error!("the audit writer has stopped; an event is lost");
+        }
     }
 
     /// Waits until every event sent before this call is committed.
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
+        self.0.flush().await
     }
 }
 
@@ -120,7 +102,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         .map(|r| r.as_str().to_owned());
     let response = next.run(req).await;
     // Back-pressure: wait for room for this call's event before answering.
-    let Ok(permit) = state.audit.tx.clone().reserve_owned().await else {
+    let Some(permit) = state.audit.0.reserve().await else {
         tracing::error!("the audit writer has stopped; the call is answered without evidence");
         return response;
     };
@@ -157,7 +139,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
 /// early (the client disconnected), marked incomplete.
 struct EventOnEnd {
     hasher: Sha256,
-    pending: Option<(mpsc::OwnedPermit<Msg>, Value)>,
+    pending: Option<(Permit<String>, Value)>,
 }
 
 impl Observer for EventOnEnd {
@@ -170,7 +152,7 @@ impl Observer for EventOnEnd {
             let digest = std::mem::take(&mut self.hasher).finalize();
             event["response_sha256"] = Value::String(hex::encode(digest));
             event["completed"] = Value::Bool(completed);
-            permit.send(Msg::Event(event.to_string()));
+            permit.send(event.to_string());
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct ModelCall {
     /// The client asked for a usage chunk at the end of the stream.
     pub client_wants_usage: bool,
     pub prompt_tokens: u32,
+    /// The most completion tokens the call may produce (`max_completion_tokens` or
+    /// `max_tokens`, times `n`), when the request bounds it.
+    pub max_output_tokens: Option<u64>,
     /// The parsed body, taken (not cloned) by the proxy when it forwards the call.
     body: std::sync::Mutex<Option<Map<String, Value>>>,
     pub body_sha256: [u8; 32],
@@ -322,6 +325,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
         slot.set_call(&model, body_sha256);
     }
+    let max_output_tokens = max_output(&body);
     let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;
     let call = ModelCall {
         endpoint,
@@ -330,12 +334,20 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         stream,
         client_wants_usage,
         prompt_tokens,
+        max_output_tokens,
         body: std::sync::Mutex::new(Some(body)),
         body_sha256,
     };
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
     req.extensions_mut().insert(Arc::new(call));
     Ok(req)
+}
+
+/// The output bound a request sets, for budget estimates (already validated as integers).
+fn max_output(body: &Map<String, Value>) -> Option<u64> {
+    let get = |f: &str| body.get(f).and_then(Value::as_u64);
+    let per_choice = get("max_completion_tokens").or_else(|| get("max_tokens"))?;
+    Some(per_choice.saturating_mul(get("n").unwrap_or(1).max(1)))
 }
 
 fn prompt_of(endpoint: Endpoint, body: &Map<String, Value>) -> tokens::PromptText<'_> {

@@ -1,13 +1,18 @@
 //! The custos data plane: an OpenAI-compatible gateway. Every model call passes one stack of
-//! tower layers, one control each — request_id, metrics, authn, call, idempotency, quota —
-//! before `proxy` forwards it to its provider. `pipeline.rs` shows the order.
+//! tower layers, one control each — request_id, metrics, audit, authn, call, guard,
+//! idempotency, quota, meter, budget — before `proxy` forwards it to its provider.
+//! `pipeline.rs` shows the order.
 
 pub mod audit;
 pub mod authn;
+pub mod batch;
 pub mod body_tap;
+pub mod budget;
 pub mod call;
+pub mod finops;
 pub mod guard;
 pub mod idempotency;
+pub mod meter;
 pub mod metrics;
 pub mod pii;
 pub mod pipeline;
@@ -21,6 +26,7 @@ pub mod service;
 pub mod sse;
 pub mod state;
 pub mod tokens;
+pub mod webhook;
 
 use custos_core::Config;
 use custos_store::{Store, StoreError};
@@ -41,6 +47,10 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
     #[error("pii: {0}")]
     Pii(String),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookSetupError),
+    #[error("finops.time_zone: {0}")]
+    TimeZone(String),
     #[error("audit.checkpoint_key_file {path}: {reason}")]
     CheckpointKey { path: String, reason: String },
 }
@@ -82,6 +92,12 @@ impl Gateway {
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;
         let (audit, audit_writer) = audit::AuditSink::spawn(store.clone());
+        custos_finops::period::time_zone(&config.finops.time_zone)
+            .map_err(GatewayError::TimeZone)?;
+        let webhooks = Arc::new(webhook::Webhooks::new(&config.finops.webhooks)?);
+        let (finops, finops_tasks) =
+            finops::Finops::start(store.clone(), &config, audit.clone(), webhooks).await?;
+        let finops_refresh = config.finops.refresh_interval.0;
         let config_pii = config.pii.clone();
         let pii_key = match std::env::var("CUSTOS_PII_KEY") {
             Ok(v) if !v.trim().is_empty() => Some(
@@ -99,6 +115,7 @@ impl Gateway {
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
             audit,
+            finops: finops.clone(),
             pii: Arc::new(
                 custos_pii::Analyzer::new(&config_pii)
                     .map_err(|e| GatewayError::Pii(e.to_string()))?,
@@ -115,7 +132,12 @@ impl Gateway {
                 idempotency.sweep();
             }
         });
-        let mut tasks = vec![keys.spawn_refresher(store.clone(), refresh), sweeper];
+        let mut tasks = vec![
+            keys.spawn_refresher(store.clone(), refresh),
+            sweeper,
+            finops.spawn_refresher(store.clone(), finops_refresh),
+        ];
+        tasks.extend(finops_tasks);
         if let Some(path) = &state.config.audit.checkpoint_key_file {
             let fail = |reason: String| GatewayError::CheckpointKey {
                 path: path.display().to_string(),
@@ -194,7 +216,8 @@ impl Gateway {
                 tracing::warn!("shutdown grace period over; closing the remaining connections");
             }
         }
-        // Every answered call's evidence is committed before the process exits.
+        // Every answered call's usage and evidence is committed before the process exits.
+        self.state.finops.usage.flush().await;
         self.state.audit.flush().await;
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! The gateway's shape in one place: which endpoints exist and which controls each passes,
-//! outermost first. Later controls (authz, budget, meter) slot in here.
+//! outermost first. Later controls (authz) slot in here.
 
 use crate::state::AppState;
 use crate::{
-    audit, authn, call, guard, idempotency, metrics, pii, proxy, quota, request_id, service,
+    audit, authn, budget, call, guard, idempotency, meter, metrics, pii, proxy, quota, request_id,
+    service,
 };
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -11,7 +12,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub fn router(state: AppState) -> Router {
-    // Model calls: parse once, then dedupe, then charge quota, then forward.
+    // Model calls: parse once, screen, dedupe, charge quota, meter, hold budget, forward.
     let model_calls = Router::new()
         .route("/v1/chat/completions", post(proxy::forward))
         .route("/v1/completions", post(proxy::forward))
@@ -21,13 +22,16 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn_with_state(state.clone(), call::understand))
                 .layer(from_fn_with_state(state.clone(), guard::screen))
                 .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
-                .layer(from_fn_with_state(state.clone(), quota::enforce)),
+                .layer(from_fn_with_state(state.clone(), quota::enforce))
+                .layer(from_fn_with_state(state.clone(), meter::record))
+                .layer(from_fn_with_state(state.clone(), budget::enforce)),
         );
 
     // Everything under /v1 needs a principal; model calls, allowed or not, leave evidence.
     let authenticated = Router::new()
         .route("/v1/models", get(service::list_models))
         .route("/v1/models/{id}", get(service::get_model))
+        .route("/v1/usage", post(meter::report_jobs))
         .route("/pii/analyze", post(pii::analyze))
         .route("/pii/anonymize", post(pii::anonymize))
         .route("/pii/supportedentities", get(pii::supported_entities))

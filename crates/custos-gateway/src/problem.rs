@@ -17,6 +17,7 @@ pub enum ProblemKind {
     RevokedApiKey,
     ModelNotAllowed,
     PiiBlocked,
+    BudgetExhausted,
     ModelNotFound,
     MalformedJson,
     InvalidRequest,
@@ -38,7 +39,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 23] = {
+    pub const ALL: [ProblemKind; 24] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -47,6 +48,7 @@ impl ProblemKind {
             RevokedApiKey,
             ModelNotAllowed,
             PiiBlocked,
+            BudgetExhausted,
             ModelNotFound,
             MalformedJson,
             InvalidRequest,
@@ -75,6 +77,7 @@ impl ProblemKind {
             ExpiredApiKey => "expired-api-key",
             RevokedApiKey => "revoked-api-key",
             PiiBlocked => "pii-blocked",
+            BudgetExhausted => "budget-exhausted",
             ModelNotAllowed => "model-not-allowed",
             ModelNotFound => "model-not-found",
             MalformedJson => "malformed-json",
@@ -103,6 +106,7 @@ impl ProblemKind {
                 StatusCode::UNAUTHORIZED
             }
             ModelNotAllowed | PiiBlocked => StatusCode::FORBIDDEN,
+            BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
             ModelNotFound | NotFound => StatusCode::NOT_FOUND,
             MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,6 +132,7 @@ impl ProblemKind {
             RevokedApiKey => "The API key was revoked",
             ModelNotAllowed => "This key may not use the model",
             PiiBlocked => "The request holds personal data this policy blocks",
+            BudgetExhausted => "A budget this call is charged to is used up",
             ModelNotFound => "The model does not exist",
             MalformedJson => "The request body is not valid JSON",
             InvalidRequest => "The request is not valid",
@@ -155,6 +160,7 @@ impl ProblemKind {
             403 => "permission_error",
             404 => "not_found_error",
             429 => "rate_limit_error",
+            402 => "insufficient_quota",
             400 | 409 | 413 | 422 => "invalid_request_error",
             _ => "api_error",
         }

@@ -4,6 +4,7 @@
 
 use crate::call::ModelCall;
 use crate::guard::ResponseGuard;
+use crate::meter::MeterSlot;
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
 use crate::providers::{CallContext, UpstreamBody, UpstreamError};
@@ -30,23 +31,14 @@ fn problem_for(e: &UpstreamError) -> Problem {
     Problem::new(kind, e.to_string())
 }
 
-/// Total tokens from a non-streamed response's `usage` object.
-fn reported_total(body: &[u8]) -> Option<u32> {
-    #[derive(serde::Deserialize)]
-    struct Usage {
-        total_tokens: Option<u64>,
-        prompt_tokens: Option<u64>,
-        completion_tokens: Option<u64>,
-    }
+/// The provider's usage from a non-streamed response body.
+fn reported_usage(body: &[u8]) -> Option<custos_finops::Usage> {
     #[derive(serde::Deserialize)]
     struct Envelope {
-        usage: Option<Usage>,
+        usage: Option<Value>,
     }
     let u = serde_json::from_slice::<Envelope>(body).ok()?.usage?;
-    let total = u
-        .total_tokens
-        .or_else(|| Some(u.prompt_tokens? + u.completion_tokens.unwrap_or(0)))?;
-    Some(u32::try_from(total).unwrap_or(u32::MAX))
+    custos_finops::Usage::from_provider(&u)
 }
 
 /// Settles the token charge once, when the response completes or is dropped.
@@ -87,6 +79,7 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     let grant = ext.get::<Arc<Grant>>().cloned();
     let labels = ext.get::<Arc<CallLabels>>().cloned();
     let response_guard = ext.get::<ResponseGuard>().cloned();
+    let meter = ext.get::<Arc<MeterSlot>>().cloned();
     drop(req);
 
     let Some(mut body) = call.take_body() else {
@@ -121,6 +114,9 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
         trace: trace.as_ref(),
     };
     let started = Instant::now();
+    if let Some(m) = &meter {
+        m.mark_reached();
+    }
     let provider = &call.route.provider;
     let upstream = provider.send(body, ctx).await;
     if let Some(l) = &labels {
@@ -145,13 +141,17 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                     rewritten = true;
                 }
             }
+            let usage = upstream
+                .status
+                .is_success()
+                .then(|| reported_usage(&bytes))
+                .flatten();
+            if let (Some(m), Some(u)) = (&meter, usage) {
+                m.set_usage(u);
+            }
             let _settle = Settle {
                 grant,
-                total: upstream
-                    .status
-                    .is_success()
-                    .then(|| reported_total(&bytes))
-                    .flatten(),
+                total: usage.map(|u| u32::try_from(u.total_tokens()).unwrap_or(u32::MAX)),
             };
             Response::new(Body::from(bytes))
         }
@@ -171,6 +171,9 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                         Some(Ok(chunk)) => {
                             let out = scanner.feed(&chunk);
                             settle.record(scanner.total_tokens);
+                            if let (Some(m), Some(u)) = (&meter, scanner.usage) {
+                                m.set_usage(u);
+                            }
                             (!out.is_empty()).then_some(Ok::<Bytes, std::io::Error>(out))
                         }
                         Some(Err(e)) => {
@@ -186,6 +189,9 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                         None if !ended => {
                             let rest = scanner.finish();
                             settle.record(scanner.total_tokens);
+                            if let (Some(m), Some(u)) = (&meter, scanner.usage) {
+                                m.set_usage(u);
+                            }
                             (!rest.is_empty()).then_some(Ok(rest))
                         }
                         None => None,

@@ -11,6 +11,8 @@ pub struct UsageScanner {
     strip_usage_event: bool,
     /// Total tokens the provider reported, once seen.
     pub total_tokens: Option<u32>,
+    /// The provider's usage, by token class, once seen.
+    pub usage: Option<custos_finops::Usage>,
     /// Rewrites each kept event's text when the guard redacts responses.
     redactor: Option<crate::guard::StreamRedactor>,
 }
@@ -114,6 +116,9 @@ impl UsageScanner {
             });
         if let Some(t) = total {
             self.total_tokens = Some(u32::try_from(t).unwrap_or(u32::MAX));
+        }
+        if let Some(u) = custos_finops::Usage::from_provider(usage) {
+            self.usage = Some(u);
         }
         let usage_only = v
             .get("choices")

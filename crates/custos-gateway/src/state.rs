@@ -21,6 +21,8 @@ pub struct Shared {
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
     pub audit: AuditSink,
+    /// Prices, budgets and the usage writer.
+    pub finops: Arc<crate::finops::Finops>,
     /// PII analyzer built from `[pii]`; shared by the REST endpoints and the guard.
     pub pii: Arc<custos_pii::Analyzer>,
     /// Key for the encrypt/decrypt operators and vaults (CUSTOS_PII_KEY), if set.

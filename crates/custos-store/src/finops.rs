@@ -33,6 +33,7 @@ pub enum Dimension {
     Region,
     Source,
     Day,
+    Currency,
     Tag(String),
 }
 
@@ -50,6 +51,7 @@ impl std::str::FromStr for Dimension {
             "region" => Dimension::Region,
             "source" => Dimension::Source,
             "day" => Dimension::Day,
+            "currency" => Dimension::Currency,
             t if t.starts_with("tag:") && t.len() > 4 => {
                 let key = &t[4..];
                 check_tag_key(key)?;
@@ -77,6 +79,7 @@ impl Dimension {
             Dimension::Region => "region".into(),
             Dimension::Source => "source".into(),
             Dimension::Day => "day".into(),
+            Dimension::Currency => "currency".into(),
             Dimension::Tag(t) => format!("tag:{t}"),
         }
     }
@@ -105,7 +108,8 @@ pub struct UsageFilter {
     pub app: Option<String>,
     pub key_id: Option<String>,
     pub env: Option<String>,
-    pub tag: Option<(String, String)>,
+    /// Records carrying all of these tags.
+    pub tags: Vec<(String, String)>,
     pub from_ms: i64,
     pub until_ms: i64,
 }
@@ -275,7 +279,7 @@ impl Store {
                 binds.push(v.clone());
             }
         }
-        if let Some((k, v)) = &f.tag {
+        for (k, v) in &f.tags {
             sql.push_str(&format!(" AND {} = ${}", self.tag_expr(*next), *next + 1));
             *next += 2;
             binds.push(self.tag_param(k));
@@ -305,6 +309,7 @@ impl Store {
                 Dimension::Model => "model".to_owned(),
                 Dimension::Region => "region".to_owned(),
                 Dimension::Source => "source".to_owned(),
+                Dimension::Currency => "currency".to_owned(),
                 Dimension::Day => format!("CAST(((at + {day_offset_ms}) / 86400000) AS BIGINT)"),
                 Dimension::Tag(t) => {
                     let e = format!("COALESCE({}, '')", self.tag_expr(next));
@@ -530,7 +535,7 @@ pub fn budget_filter(b: &Budget, w: Window) -> UsageFilter {
         Scope::Team(t) => f.team = Some(t.clone()),
         Scope::App(a) => f.app = Some(a.clone()),
         Scope::Key(k) => f.key_id = Some(k.clone()),
-        Scope::Tag { key, value } => f.tag = Some((key.clone(), value.clone())),
+        Scope::Tag { key, value } => f.tags = vec![(key.clone(), value.clone())],
     }
     f
 }

@@ -35,7 +35,7 @@ async fn prices_round_trip_exactly() {
                 ..Rates::default()
             },
         };
-        store.prices_upsert(&[p.clone()]).await.unwrap();
+        store.prices_upsert(std::slice::from_ref(&p)).await.unwrap();
         let mut newer = p.clone();
         newer.rates.input_per_1m = a("0.000000001");
         store.prices_upsert(&[newer.clone()]).await.unwrap();
@@ -78,7 +78,7 @@ async fn usage_is_idempotent_and_reports_sum_exactly() {
         assert_eq!(by_tag.len(), 2, "{b}");
         assert!(by_tag.iter().all(|r| r.records == 50), "{b}");
         let tagged = UsageFilter {
-            tag: Some(("Project".into(), "p1".into())),
+            tags: vec![("Project".into(), "p1".into())],
             ..f.clone()
         };
         let total = store.usage_report(&tagged, &[], 0).await.unwrap();

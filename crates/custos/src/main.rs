@@ -6,6 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
+mod cost;
 mod identity;
 mod output;
 mod pii;
@@ -23,8 +24,9 @@ use std::process::ExitCode;
 const ABOUT: &str = "custos: an AI governance control plane in one binary.
 
 Run an OpenAI-compatible gateway that enforces identity, quotas and idempotency on every
-model call, manage the tenants, teams, apps and API keys it serves, keep a tamper-evident
-audit ledger, and scan code for leaked secrets.";
+model call, meter its cost against budgets, manage the tenants, teams, apps and API keys it
+serves, keep a tamper-evident audit ledger, and scan code, data and dependencies for leaked
+secrets, personal data and known vulnerabilities.";
 
 const AFTER_HELP: &str = "Quickstart:
   custos init                                     write custos.toml, create the database
@@ -93,6 +95,18 @@ enum Command {
     /// Manage API keys: create, list, show, revoke, rotate.
     #[command(subcommand)]
     Keys(identity::KeyCmd),
+    /// The price catalog: per-token, per-call, per-image, per-second and per-hour rates.
+    #[command(subcommand)]
+    Prices(cost::PricesCmd),
+    /// Budgets per tenant, team, app, key or tag, with alerts and blocking.
+    #[command(subcommand)]
+    Budgets(cost::BudgetsCmd),
+    /// Record usage of work outside the gateway (training and batch jobs).
+    #[command(subcommand)]
+    Usage(cost::UsageCmd),
+    /// Spend reports with unit economics, anomalies, and the per-run budget guard.
+    #[command(subcommand)]
+    Cost(cost::CostCmd),
     /// The tamper-evident audit ledger: checkpoint keys, signed checkpoints, verification.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -163,6 +177,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Prices(cmd) => cost::prices(&ctx, cmd).await,
+        Command::Budgets(cmd) => cost::budgets(&ctx, cmd).await,
+        Command::Usage(cmd) => cost::usage(&ctx, cmd).await,
+        Command::Cost(cmd) => cost::cost(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

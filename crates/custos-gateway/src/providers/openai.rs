@@ -21,7 +21,7 @@ use std::time::Duration;
 /// Largest non-streamed upstream body custos will buffer.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub struct OpenAiProvider {
     pub name: String,
@@ -92,19 +92,7 @@ impl OpenAiProvider {
                 provider: p.name.clone(),
                 reason: format!("base_url {base_url:?} is not a valid URL: {e}"),
             })?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(server.connect_timeout.0));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
+        let client = https_client(server.connect_timeout.0);
         Ok(Self {
             name: p.name.clone(),
             base_url,
@@ -230,8 +218,25 @@ impl OpenAiProvider {
     }
 }
 
+/// A pooled HTTP/1.1 client for http:// and https:// (rustls, webpki roots).
+pub(crate) fn https_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
 /// An error and its causes, outermost first (connection refused, DNS, TLS), without secrets.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut reason = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

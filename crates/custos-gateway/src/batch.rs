@@ -1,0 +1,100 @@
+//! Group commit for records the hot path must not wait on: a bounded channel to one task
+//! that commits whatever has queued up in one transaction. When the database falls behind,
+//! the channel fills and callers wait for room (back-pressure); nothing is dropped, and a
+//! failed batch is retried until it lands.
+
+use std::future::Future;
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes one batch; an error keeps the batch for a retry.
+pub trait Commit<T>: Send + Sync + 'static {
+    fn commit(&self, items: &[T]) -> impl Future<Output = Result<(), String>> + Send;
+    /// What is written, for log lines.
+    fn what(&self) -> &'static str;
+}
+
+enum Msg<T> {
+    Item(T),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side.
+#[derive(Debug)]
+pub struct BatchSink<T> {
+    tx: mpsc::Sender<Msg<T>>,
+}
+
+impl<T> Clone for BatchSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Room for one item, reserved before the item exists (e.g. before a response streams).
+pub struct Permit<T>(mpsc::OwnedPermit<Msg<T>>);
+
+impl<T> Permit<T> {
+    pub fn send(self, item: T) {
+        self.0.send(Msg::Item(item));
+    }
+}
+
+impl<T: Send + 'static> BatchSink<T> {
+    /// Starts the writer; it commits until every sender is gone.
+    pub fn spawn(
+        queue: usize,
+        batch_max: usize,
+        writer: impl Commit<T>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Msg<T>>(queue);
+        let task = tokio::spawn(async move {
+            let mut batch: Vec<T> = Vec::with_capacity(batch_max);
+            let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Item(e) => batch.push(e),
+                        Msg::Flush(done) => flushes.push(done),
+                    }
+                    if batch.len() < batch_max {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                while !batch.is_empty() {
+                    match writer.commit(&batch).await {
+                        Ok(()) => batch.clear(),
+                        Err(e) => {
+                            tracing::error!(error = %e, items = batch.len(), what = writer.what(), "cannot write a batch; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                for done in flushes.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        (Self { tx }, task)
+    }
+
+    /// Waits for room for one item; `None` when the writer has stopped.
+    pub async fn reserve(&self) -> Option<Permit<T>> {
+        self.tx.clone().reserve_owned().await.ok().map(Permit)
+    }
+
+    /// Sends one item, waiting for room.
+    pub async fn send(&self, item: T) -> bool {
+        self.tx.send(Msg::Item(item)).await.is_ok()
+    }
+
+    /// Waits until every item sent before this call is committed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! budget: before a call goes out, every budget it is charged to (its tenant, team, app,
+//! key, or a tag it carries) holds the call's estimated cost. A blocking budget that is used
+//! up, or that the estimate would overrun, refuses the call with 402 problem+json naming the
+//! budget. Holds make concurrent calls safe: together they can pass a budget only by what
+//! their estimates undercounted. The meter settles each hold with the call's true cost.
+
+use crate::call::ModelCall;
+use crate::meter::MeterSlot;
+use crate::problem::{Problem, ProblemKind};
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use custos_core::principal::SharedPrincipal;
+use custos_finops::Attribution;
+use std::sync::Arc;
+
+pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ext = req.extensions();
+    let (Some(call), Some(principal), Some(slot)) = (
+        ext.get::<Arc<ModelCall>>(),
+        ext.get::<SharedPrincipal>(),
+        ext.get::<Arc<MeterSlot>>(),
+    ) else {
+        return next.run(req).await;
+    };
+    let tags: Vec<(String, String)> = slot
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let at = Attribution {
+        tenant: &principal.tenant,
+        team: &principal.team,
+        app: &principal.app,
+        key: &principal.id,
+        tags: &tags,
+    };
+    let trackers = state.finops.budgets_for(&at);
+    if trackers.is_empty() {
+        return next.run(req).await;
+    }
+    let now = custos_core::time::now_ms();
+    let route = &call.route;
+    let price = state.finops.price(
+        route.provider.name(),
+        &route.upstream_model,
+        &route.model,
+        now,
+    );
+    let estimate = state.finops.estimate(
+        price.as_ref(),
+        u64::from(call.prompt_tokens),
+        call.max_output_tokens,
+    );
+    for t in trackers {
+        match t.reserve(now, estimate) {
+            // Held in the meter's slot: released on refusal, settled when the call ends.
+            Ok(hold) => slot.add_hold(t, hold),
+            Err(e) => {
+                let b = &t.budget;
+                let detail = format!(
+                    "the {} budget {:?} ({}) has {} of {} {} spent{} this period, which ends {}; this call's estimated cost is {} {}{}",
+                    b.period.as_str(),
+                    b.name,
+                    b.scope,
+                    e.spent.format_money(),
+                    b.amount.format_money(),
+                    b.currency,
+                    if e.reserved.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" and {} held by calls in flight", e.reserved.format_money())
+                    },
+                    custos_core::time::format_rfc3339(e.window.end_ms),
+                    estimate.format_money(),
+                    b.currency,
+                    if call.max_output_tokens.is_none() {
+                        format!(
+                            " (no max_tokens was set, so {} output tokens were assumed)",
+                            state.finops.default_max_output
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                return Problem::new(ProblemKind::BudgetExhausted, detail).into_response();
+            }
+        }
+    }
+    next.run(req).await
+}

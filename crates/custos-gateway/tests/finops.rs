@@ -1,0 +1,472 @@
+//! Metering, budgets and alerts end to end: real HTTP over loopback, a provider played by a
+//! local server that reports cached and reasoning tokens, real SQLite and PostgreSQL.
+
+mod common;
+
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::*;
+use custos_finops::budget::{Action, Budget, Scope};
+use custos_finops::{Amount, Currency, PeriodKind, Price, Rates};
+use custos_store::{Dimension, UsageFilter};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+fn a(s: &str) -> Amount {
+    s.parse().unwrap()
+}
+
+/// A provider that reports 1200 prompt tokens (1000 of them cached) and 300 completion tokens
+/// (100 of them reasoning), streamed or not; streams carry usage only when asked for.
+async fn provider() -> std::net::SocketAddr {
+    upstream(Router::new().route(
+        "/v1/chat/completions",
+        post(|Json(body): Json<Value>| async move {
+            let usage = json!({"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+                "prompt_tokens_details": {"cached_tokens": 1000},
+                "completion_tokens_details": {"reasoning_tokens": 100}});
+            if body["stream"] == true {
+                let mut sse = String::new();
+                sse.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n");
+                if body["stream_options"]["include_usage"] == true {
+                    sse.push_str(&format!("data: {}\n\n", json!({"id":"c1","object":"chat.completion.chunk","choices":[],"usage":usage})));
+                }
+                sse.push_str("data: [DONE]\n\n");
+                ([("content-type", "text/event-stream")], sse).into_response()
+            } else {
+                let body = json!({"id":"c1","object":"chat.completion","model":"m",
+                    "choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+                    "usage": usage});
+                ([("content-type", "application/json")], body.to_string()).into_response()
+            }
+        }),
+    ))
+    .await
+}
+
+fn price() -> Price {
+    Price {
+        provider: "up".into(),
+        model: "m-upstream".into(),
+        effective_from: 0,
+        currency: Currency::USD,
+        rates: Rates {
+            input_per_1m: a("2.50"),
+            cached_input_per_1m: Some(a("1.25")),
+            output_per_1m: a("10"),
+            ..Rates::default()
+        },
+    }
+}
+
+/// 200 uncached × 2.5 + 1000 cached × 1.25 + 300 output × 10, per million.
+const CALL_COST: &str = "0.00475";
+
+fn budget(amount: &str, action: Action) -> Budget {
+    Budget {
+        id: custos_core::id::new_id("bud"),
+        name: "ml".into(),
+        tenant: "acme".into(),
+        scope: Scope::Team("ml".into()),
+        period: PeriodKind::Monthly,
+        time_zone: "UTC".into(),
+        amount: a(amount),
+        currency: Currency::USD,
+        thresholds: vec![70, 90, 100],
+        action,
+    }
+}
+
+fn month_filter() -> UsageFilter {
+    UsageFilter {
+        tenant: Some("acme".into()),
+        from_ms: 0,
+        until_ms: i64::MAX,
+        ..UsageFilter::default()
+    }
+}
+
+#[tokio::test]
+async fn calls_are_metered_exactly_streamed_or_not() {
+    let addr = provider().await;
+    for db in databases("calls_are_metered_exactly").await {
+        let gw = start(&db, &upstream_config(addr, "m", "region = \"eu-west\"")).await;
+        gw.store.prices_upsert(&[price()]).await.unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let (key, key_id) = gw.key(KeySpec::default()).await;
+        let r = gw
+            .client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(&key)
+            .header("x-custos-tags", "Project=atlas, Env=prod")
+            .json(&chat("m", "hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", db.name);
+        let mut streamed = chat("m", "hello");
+        streamed["stream"] = json!(true);
+        let text = gw
+            .post("/v1/chat/completions", &key, &streamed)
+            .await
+            .text()
+            .await
+            .unwrap();
+        // custos asked for usage; the client did not, so it never sees the usage event.
+        assert!(!text.contains("\"usage\""), "{text}");
+        assert!(text.contains("[DONE]"));
+        gw.state.finops.usage.flush().await;
+        let rows = gw
+            .store
+            .usage_report(&month_filter(), &[Dimension::Tag("Project".into())], 0)
+            .await
+            .unwrap();
+        let total: Amount = rows
+            .iter()
+            .fold(Amount::ZERO, |s, r| s.saturating_add(r.cost));
+        assert_eq!(total, a("0.0095"), "{}: two calls at {CALL_COST}", db.name);
+        let atlas = rows.iter().find(|r| r.keys[0] == "atlas").unwrap();
+        assert_eq!(atlas.cost, a(CALL_COST), "{}", db.name);
+        for r in &rows {
+            assert_eq!(
+                (
+                    r.input_tokens,
+                    r.cached_input_tokens,
+                    r.output_tokens,
+                    r.reasoning_tokens
+                ),
+                (200, 1000, 200, 100),
+                "{}",
+                db.name
+            );
+        }
+        let by_key = gw
+            .store
+            .usage_report(
+                &month_filter(),
+                &[Dimension::Key, Dimension::Region, Dimension::Model],
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            by_key[0].keys,
+            vec![key_id, "eu-west".into(), "m".into()],
+            "{}",
+            db.name
+        );
+        assert_eq!(by_key[0].calls, 2);
+        // A malformed tag header is refused before anything is spent.
+        let bad = gw
+            .client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth(&key)
+            .header("x-custos-tags", "no-equals-sign")
+            .json(&chat("m", "hello"))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(bad, 400, "invalid-request").await;
+    }
+}
+
+/// Captures webhook deliveries.
+async fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let s = seen.clone();
+    let addr = upstream(Router::new().route(
+        "/hook",
+        post(move |headers: http::HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                let sig = headers
+                    .get("x-custos-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                s.lock().unwrap().push((sig, body));
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn blocking_budget_refuses_and_each_threshold_alerts_once() {
+    let addr = provider().await;
+    let (hook, seen) = receiver().await;
+    std::env::set_var("CUSTOS_TEST_HOOK_SECRET", "s3cret");
+    for db in databases("blocking_budget").await {
+        seen.lock().unwrap().clear();
+        let toml = format!(
+            "{}\n[finops]\nrefresh_interval = \"100ms\"\n[[finops.webhooks]]\nurl = \"http://{hook}/hook\"\nsecret_env = \"CUSTOS_TEST_HOOK_SECRET\"\n",
+            upstream_config(addr, "m", "")
+        );
+        let gw = start(&db, &toml).await;
+        gw.store.prices_upsert(&[price()]).await.unwrap();
+        // Room for four calls at their estimate (200+1000 prompt... counted by custos as a
+        // handful of tokens, plus max_tokens 300 of output): the true cost is higher than
+        // the estimate here, so the budget is checked against real spend too.
+        gw.store
+            .budget_create(&budget("0.019", Action::Block))
+            .await
+            .unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let (key, _) = gw.key(KeySpec::default()).await;
+        let mut body = chat("m", "hello");
+        body["max_tokens"] = json!(300);
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let r = gw.post("/v1/chat/completions", &key, &body).await;
+            statuses.push(r.status().as_u16());
+            if r.status() == 402 {
+                let p = expect_problem(r, 402, "budget-exhausted").await;
+                assert!(p["detail"].as_str().unwrap().contains("\"ml\""), "{p}");
+            } else {
+                r.bytes().await.unwrap();
+            }
+        }
+        assert_eq!(statuses, vec![200, 200, 200, 200, 402, 402], "{}", db.name);
+        gw.state.finops.usage.flush().await;
+        // Alerts are claimed asynchronously; wait for the three of them.
+        let b = &gw.store.budgets(Some("acme")).await.unwrap()[0];
+        let w = custos_finops::period::window(
+            PeriodKind::Monthly,
+            &jiff::tz::TimeZone::UTC,
+            custos_core::time::now_ms(),
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let fired = gw
+                .store
+                .budget_alerts_fired(&b.id, w.start_ms)
+                .await
+                .unwrap();
+            if fired == vec![70, 90, 100] && seen.lock().unwrap().len() == 3 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: fired {fired:?}",
+                db.name
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        for (sig, body) in seen.lock().unwrap().iter() {
+            let (t, v1) = sig
+                .strip_prefix("t=")
+                .and_then(|s| s.split_once(",v1="))
+                .expect("signature header");
+            let expected =
+                custos_gateway::webhook::signature(b"s3cret", t.parse().unwrap(), body.as_bytes());
+            assert_eq!(expected, format!("t={t},v1={v1}"));
+            let alert: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(alert["type"], "budget.threshold");
+        }
+        gw.state.audit.flush().await;
+        let events = gw.store.ledger_entries(0, 1000).await.unwrap();
+        let thresholds = events
+            .iter()
+            .filter(|e| e.event.contains("\"budget.threshold\""))
+            .count();
+        assert_eq!(thresholds, 3, "{}", db.name);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_calls_overspend_by_no_more_than_their_estimates() {
+    let addr = provider().await;
+    for db in databases("concurrent_budget").await {
+        let gw = start(&db, &upstream_config(addr, "m", "")).await;
+        // Priced so the estimate (prompt at input rate + max_tokens at output rate) covers
+        // the true cost: output only, and max_tokens equal to the reported completion.
+        let mut p = price();
+        p.rates = Rates {
+            output_per_1m: a("10"),
+            ..Rates::default()
+        };
+        gw.store.prices_upsert(&[p]).await.unwrap();
+        gw.store
+            .budget_create(&budget("0.03", Action::Block))
+            .await
+            .unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let (key, _) = gw.key(KeySpec::default()).await;
+        let mut body = chat("m", "hello");
+        body["max_tokens"] = json!(300);
+        let mut calls = Vec::new();
+        for _ in 0..40 {
+            let gw_client = gw.client.clone();
+            let url = format!("{}/v1/chat/completions", gw.base);
+            let key = key.clone();
+            let body = body.clone();
+            calls.push(tokio::spawn(async move {
+                let r = gw_client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let s = r.status().as_u16();
+                r.bytes().await.unwrap();
+                s
+            }));
+        }
+        let mut ok = 0;
+        for c in calls {
+            match c.await.unwrap() {
+                200 => ok += 1,
+                402 => {}
+                s => panic!("unexpected status {s}"),
+            }
+        }
+        gw.state.finops.usage.flush().await;
+        let spent = gw
+            .store
+            .usage_report(&month_filter(), &[], 0)
+            .await
+            .unwrap()[0]
+            .cost;
+        // Each call costs 300 × 10 / 10⁶ = 0.003: exactly ten fit.
+        assert_eq!(ok, 10, "{}", db.name);
+        assert!(spent <= a("0.03"), "{}: spent {spent}", db.name);
+    }
+}
+
+#[tokio::test]
+async fn thresholds_fire_once_across_a_restart() {
+    let addr = provider().await;
+    for db in databases("thresholds_restart").await {
+        let toml = upstream_config(addr, "m", "");
+        let b = budget("0.01", Action::Alert);
+        {
+            let gw = start(&db, &toml).await;
+            gw.store.prices_upsert(&[price()]).await.unwrap();
+            gw.store.budget_create(&b).await.unwrap();
+            gw.state.finops.refresh(&gw.store).await.unwrap();
+            let (key, _) = gw.key(KeySpec::default()).await;
+            // 2 × 0.00475 = 0.0095: past 70% and 90%.
+            for _ in 0..2 {
+                gw.post("/v1/chat/completions", &key, &chat("m", "hi"))
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+            gw.state.finops.usage.flush().await;
+            wait_for_alerts(&gw, &b.id, 2).await;
+        }
+        // A new process on the same database: the spend and the fired thresholds carry over.
+        let gw = start(&db, &toml).await;
+        let (key, _) = gw.key(KeySpec::default()).await;
+        gw.post("/v1/chat/completions", &key, &chat("m", "hi"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        gw.state.finops.usage.flush().await;
+        wait_for_alerts(&gw, &b.id, 3).await;
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        gw.state.audit.flush().await;
+        let events = gw.store.ledger_entries(0, 1000).await.unwrap();
+        let count = |pct: &str| {
+            events
+                .iter()
+                .filter(|e| {
+                    e.event.contains("\"budget.threshold\"")
+                        && e.event.contains(&format!("\"{pct}% of"))
+                })
+                .count()
+        };
+        assert_eq!(
+            (count("70"), count("90"), count("100")),
+            (1, 1, 1),
+            "{}",
+            db.name
+        );
+    }
+}
+
+async fn wait_for_alerts(gw: &TestGateway, budget_id: &str, n: usize) {
+    let w = custos_finops::period::window(
+        PeriodKind::Monthly,
+        &jiff::tz::TimeZone::UTC,
+        custos_core::time::now_ms(),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw
+        .store
+        .budget_alerts_fired(budget_id, w.start_ms)
+        .await
+        .unwrap()
+        .len()
+        < n
+    {
+        assert!(std::time::Instant::now() < deadline, "alerts never fired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_report_usage_with_mandatory_tags() {
+    for db in databases("jobs_report_usage").await {
+        let toml = "[finops]\nmandatory_tags = [\"Project\", \"CostCenter\"]\n";
+        let gw = start(&db, toml).await;
+        gw.store
+            .prices_upsert(&[Price {
+                provider: "aws".into(),
+                model: "p4d.24xlarge".into(),
+                effective_from: 0,
+                currency: Currency::USD,
+                rates: Rates {
+                    per_hour: a("32.77"),
+                    ..Rates::default()
+                },
+            }])
+            .await
+            .unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let (key, _) = gw.key(KeySpec::default()).await;
+        let missing = gw
+            .post(
+                "/v1/usage",
+                &key,
+                &json!({"gpu_type": "a100", "gpu_hours": 1, "tags": {"Project": "atlas"}}),
+            )
+            .await;
+        let p = expect_problem(missing, 400, "invalid-request").await;
+        assert!(p["detail"].as_str().unwrap().contains("CostCenter"), "{p}");
+        let wrong_type = gw
+            .post("/v1/usage", &key, &json!({"gpu_hours": "two"}))
+            .await;
+        let p = expect_problem(wrong_type, 400, "invalid-request").await;
+        assert!(p["detail"].as_str().unwrap().contains("gpu_hours"), "{p}");
+        let report = json!({"id": "run-42-step-1", "provider": "aws", "instance_type": "p4d.24xlarge",
+            "gpu_type": "a100", "gpu_count": 8, "gpu_hours": 1.5, "region": "us-east-1",
+            "documents": 5000, "tags": {"Project": "atlas", "CostCenter": "cc-7"}});
+        let r = gw.post("/v1/usage", &key, &report).await;
+        assert_eq!(r.status(), 201, "{}", db.name);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["records"][0]["cost"], "49.155");
+        // Re-sending the same report id records it once.
+        assert_eq!(gw.post("/v1/usage", &key, &report).await.status(), 201);
+        let rows = gw
+            .store
+            .usage_report(&month_filter(), &[Dimension::Source], 0)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{}", db.name);
+        assert_eq!(
+            (rows[0].records, rows[0].documents, rows[0].cost),
+            (1, 5000, a("49.155"))
+        );
+        assert!(rows[0].co2e_mg > 0);
+    }
+}

@@ -1,0 +1,1255 @@
+//! `custos prices|budgets|usage|cost`: the price catalog, budgets, job usage reports, and
+//! spend reports with unit economics, anomalies and the per-run guard.
+
+use crate::audit::record;
+use crate::identity::open;
+use crate::output::{self, time};
+use crate::Ctx;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use custos_finops::anomaly::{self, Method, Settings};
+use custos_finops::budget::{Action, Budget, Scope};
+use custos_finops::job::{JobReport, Policy, Reporter};
+use custos_finops::period::{self, PeriodKind, Window};
+use custos_finops::pricing::{self, parse_effective};
+use custos_finops::{Amount, Currency, Price, Rates};
+use custos_store::{Dimension, UsageFilter, UsageTotals};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum PricesCmd {
+    /// Import prices from custos' TOML/JSON format or LiteLLM's model_prices_and_context_window.json.
+    #[command(after_help = "Examples:
+  custos prices import prices.toml
+  custos prices import model_prices_and_context_window.json --effective-from 2026-11-01
+
+A custos price file:
+  currency = \"USD\"
+  [[price]]
+  provider = \"openai\"
+  model = \"gpt-4o-mini\"
+  effective_from = \"2026-01-01\"
+  input_per_1m = \"0.15\"
+  cached_input_per_1m = \"0.075\"
+  output_per_1m = \"0.60\"
+
+Rates: input_per_1m, output_per_1m, cached_input_per_1m, cache_write_per_1m,
+reasoning_per_1m (per million tokens), per_call, per_image, per_second, per_hour.")]
+    Import {
+        file: PathBuf,
+        /// Effective date for entries that carry none (LiteLLM's never do); default: always.
+        #[arg(long, value_name = "DATE")]
+        effective_from: Option<String>,
+    },
+    /// Set one price.
+    #[command(
+        after_help = "Example:\n  custos prices set --provider openai --model gpt-4o --input 2.50 --cached-input 1.25 --output 10 --effective-from 2026-12-01"
+    )]
+    Set(Box<SetPrice>),
+    /// List prices (those in force at --at, or every dated price with --all).
+    List {
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Show every dated price, not only the one in force.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SetPrice {
+    #[arg(long)]
+    provider: String,
+    #[arg(long)]
+    model: String,
+    /// Input tokens, per million.
+    #[arg(long, value_name = "AMOUNT")]
+    input: Option<Amount>,
+    /// Output tokens, per million.
+    #[arg(long, value_name = "AMOUNT")]
+    output: Option<Amount>,
+    /// Cached (cache-read) input tokens, per million (default: the input rate).
+    #[arg(long, value_name = "AMOUNT")]
+    cached_input: Option<Amount>,
+    /// Cache-write input tokens, per million (default: the input rate).
+    #[arg(long, value_name = "AMOUNT")]
+    cache_write: Option<Amount>,
+    /// Reasoning tokens, per million (default: the output rate).
+    #[arg(long, value_name = "AMOUNT")]
+    reasoning: Option<Amount>,
+    #[arg(long, value_name = "AMOUNT")]
+    per_call: Option<Amount>,
+    #[arg(long, value_name = "AMOUNT")]
+    per_image: Option<Amount>,
+    #[arg(long, value_name = "AMOUNT")]
+    per_second: Option<Amount>,
+    /// Per instance- or GPU-hour, for job reports.
+    #[arg(long, value_name = "AMOUNT")]
+    per_hour: Option<Amount>,
+    #[arg(long, default_value = "USD")]
+    currency: Currency,
+    /// Date or RFC 3339 time from which the price applies (default: now).
+    #[arg(long, value_name = "DATE")]
+    effective_from: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetsCmd {
+    /// Create a budget for a tenant, team, app, key or tag.
+    #[command(after_help = "Examples:
+  custos budgets create ml-monthly --tenant acme --scope team:ml --amount 500
+  custos budgets create atlas --scope tag:Project=atlas --period weekly --amount 200 --action block
+  custos budgets create prod-daily --scope tenant --period daily --amount 50 --thresholds 50,80,100 --time-zone Europe/Berlin
+
+Each threshold alerts once per period (audit ledger and [[finops.webhooks]]). With
+--action block, gateway calls charged to a used-up budget get 402 budget-exhausted.")]
+    Create {
+        name: String,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        /// tenant, team:NAME, app:NAME, key:ID or tag:KEY=VALUE.
+        #[arg(long, default_value = "tenant")]
+        scope: Scope,
+        #[arg(long, default_value = "monthly")]
+        period: PeriodKind,
+        #[arg(long)]
+        amount: Amount,
+        #[arg(long, default_value = "USD")]
+        currency: Currency,
+        /// Percentages that alert, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "70,90,100")]
+        thresholds: Vec<u32>,
+        /// What happens at 100%: alert only, or block calls.
+        #[arg(long, default_value = "alert")]
+        action: Action,
+        /// Time zone in which periods begin (IANA name); default finops.time_zone.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Why the budget exists (ticket, decision), for the audit trail.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// List budgets with their spend in the current period.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete a budget.
+    Delete {
+        name: String,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        why: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsageCmd {
+    /// Record usage of work outside the gateway (training, batch, ETL).
+    #[command(after_help = "Examples:
+  custos usage record --team ml --app trainer --instance-type p4d.24xlarge --provider aws \\
+      --gpu-type a100 --gpu-count 8 --gpu-hours 3.5 --region us-east-1 \\
+      --tags Project=atlas,Env=prod,Team=ml,CostCenter=cc-42
+  custos usage record --team ml --app etl --documents 120000 --cost 41.20 --tags Project=atlas
+
+The same report can be POSTed as JSON to /v1/usage with the app's API key.")]
+    Record(Box<RecordArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+    tenant: String,
+    #[arg(long)]
+    team: String,
+    #[arg(long)]
+    app: String,
+    #[arg(long, default_value = "prod")]
+    env: String,
+    /// Report id: recording the same id twice counts once.
+    #[arg(long)]
+    id: Option<String>,
+    /// When the work ended (default now).
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    gpu_type: Option<String>,
+    #[arg(long)]
+    gpu_count: Option<u32>,
+    #[arg(long)]
+    gpu_hours: Option<f64>,
+    #[arg(long)]
+    gpu_utilization: Option<f64>,
+    #[arg(long)]
+    instance_type: Option<String>,
+    #[arg(long)]
+    instance_count: Option<u32>,
+    #[arg(long)]
+    data_scanned_bytes: Option<u64>,
+    #[arg(long)]
+    documents: Option<u64>,
+    #[arg(long)]
+    input_tokens: Option<u64>,
+    #[arg(long)]
+    output_tokens: Option<u64>,
+    /// The job's own cost (else priced from the catalog).
+    #[arg(long)]
+    cost: Option<Amount>,
+    #[arg(long)]
+    currency: Option<Currency>,
+    /// KEY=VALUE pairs, comma-separated.
+    #[arg(long, default_value = "")]
+    tags: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Range {
+    /// A month, YYYY-MM (default: the current month).
+    #[arg(long, conflicts_with_all = ["since", "until"])]
+    period: Option<String>,
+    /// Start date or time (inclusive).
+    #[arg(long, requires = "until")]
+    since: Option<String>,
+    /// End date or time (exclusive).
+    #[arg(long, requires = "since")]
+    until: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Filters {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    env: Option<String>,
+    /// Only records with these tags (KEY=VALUE, comma-separated).
+    #[arg(long)]
+    tag: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CostCmd {
+    /// Spend, tokens and unit economics by team, app, model, tag…, against the previous period.
+    #[command(after_help = "Examples:
+  custos cost report --by team,app,model --period 2026-11
+  custos cost report --by tag:Project --env prod --format csv > spend.csv
+  custos cost report --by team --since 2026-11-01 --until 2026-11-15 --json
+
+Dimensions: tenant, team, app, env, key, provider, model, region, source, day, tag:NAME.
+Unit economics: cost per 1K tokens, per call, per document, per 1M inferences, per GPU-hour.")]
+    Report {
+        /// Dimensions to group by, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "team")]
+        by: Vec<Dimension>,
+        #[command(flatten)]
+        range: Range,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+    /// Days whose spend deviates more than k σ from the trailing window.
+    #[command(after_help = "Examples:
+  custos cost anomalies --by team
+  custos cost anomalies --by model --method robust --seasonal --k 3 --days 14
+
+Exit status 1 when an anomaly is found (for cron jobs and CI).")]
+    Anomalies {
+        /// Scope of each series: tenant, team, app, model, provider, env or tag:NAME.
+        #[arg(long, default_value = "team")]
+        by: Dimension,
+        /// Days to report on (each judged against the trailing window before it).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 28)]
+        window: u32,
+        #[arg(long, default_value_t = 2.0)]
+        k: f64,
+        #[arg(long, default_value = "sigma")]
+        method: Method,
+        /// Compare each day with the same weekday.
+        #[arg(long)]
+        seasonal: bool,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// A per-run budget guard for jobs: exit 1 when the run's spend would pass its budget.
+    #[command(after_help = "Examples:
+  custos cost guard --budget 500 --tags WorkflowId=run-42
+  custos cost guard --budget 500 --tags WorkflowId=run-42 --estimate 120
+  custos cost guard --budget 500 --tags WorkflowId=run-42,SpendOverride=true
+
+The run's spend is every usage record carrying all the given tags (SpendOverride aside).
+SpendOverride=true lets the run continue past its budget; the override is audited.")]
+    Guard {
+        #[arg(long)]
+        budget: Amount,
+        /// The run's tags, KEY=VALUE comma-separated.
+        #[arg(long)]
+        tags: String,
+        /// What the next step is expected to cost.
+        #[arg(long, default_value = "0")]
+        estimate: Amount,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        why: Option<String>,
+    },
+}
+
+fn parse_tag_list(s: &str) -> Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            bail!("tag {part:?} is not KEY=VALUE");
+        };
+        custos_store::check_tag_key(k.trim()).map_err(anyhow::Error::msg)?;
+        tags.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(tags)
+}
+
+fn tz(ctx: &Ctx) -> Result<jiff::tz::TimeZone> {
+    period::time_zone(&ctx.config.finops.time_zone)
+        .map_err(|e| anyhow::anyhow!("finops.time_zone: {e}"))
+}
+
+fn rates_json(r: &Rates) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
+    let store = open(ctx).await?;
+    match cmd {
+        PricesCmd::Import {
+            file,
+            effective_from,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let is_toml = file.extension().is_some_and(|e| e == "toml")
+                || !text.trim_start().starts_with(['{', '[']);
+            let mut prices = if is_toml {
+                pricing::parse_toml(&text)
+            } else {
+                pricing::parse_json(&text)
+            }
+            .with_context(|| format!("{}", file.display()))?;
+            if let Some(d) = effective_from {
+                let at = parse_effective(&d).map_err(anyhow::Error::msg)?;
+                for p in prices.iter_mut().filter(|p| p.effective_from == 0) {
+                    p.effective_from = at;
+                }
+            }
+            if prices.is_empty() {
+                bail!("{} holds no prices", file.display());
+            }
+            let n = store.prices_upsert(&prices).await?;
+            record(
+                &store,
+                "price.import",
+                json!({"type": "prices", "file": file.display().to_string(), "count": n}),
+                None,
+            )
+            .await?;
+            if ctx.json {
+                output::json(&json!({"imported": n}));
+            } else {
+                eprintln!("imported {n} prices from {}", file.display());
+            }
+        }
+        PricesCmd::Set(args) => {
+            let SetPrice {
+                provider,
+                model,
+                input,
+                output,
+                cached_input,
+                cache_write,
+                reasoning,
+                per_call,
+                per_image,
+                per_second,
+                per_hour,
+                currency,
+                effective_from,
+            } = *args;
+            let rates = Rates {
+                input_per_1m: input.unwrap_or_default(),
+                output_per_1m: output.unwrap_or_default(),
+                cached_input_per_1m: cached_input,
+                cache_write_per_1m: cache_write,
+                reasoning_per_1m: reasoning,
+                per_call: per_call.unwrap_or_default(),
+                per_image: per_image.unwrap_or_default(),
+                per_second: per_second.unwrap_or_default(),
+                per_hour: per_hour.unwrap_or_default(),
+            };
+            if rates == Rates::default() {
+                bail!("give at least one rate, e.g. --input 2.50 --output 10");
+            }
+            let all = [
+                Some(rates.input_per_1m),
+                Some(rates.output_per_1m),
+                rates.cached_input_per_1m,
+                rates.cache_write_per_1m,
+                rates.reasoning_per_1m,
+                Some(rates.per_call),
+                Some(rates.per_image),
+                Some(rates.per_second),
+                Some(rates.per_hour),
+            ];
+            if all.into_iter().flatten().any(|a| a.is_negative()) {
+                bail!("rates must not be negative");
+            }
+            let effective_from = match effective_from {
+                Some(d) => parse_effective(&d).map_err(anyhow::Error::msg)?,
+                None => custos_core::time::now_ms(),
+            };
+            let price = Price {
+                provider,
+                model,
+                effective_from,
+                currency,
+                rates,
+            };
+            store.prices_upsert(std::slice::from_ref(&price)).await?;
+            let j = json!({"type": "price", "provider": price.provider, "model": price.model,
+                "effective_from": time(Some(price.effective_from)), "currency": price.currency.as_str(),
+                "rates": rates_json(&price.rates)});
+            record(&store, "price.set", j.clone(), None).await?;
+            if ctx.json {
+                output::json(&j);
+            } else {
+                eprintln!(
+                    "set the price of {}/{} from {}",
+                    price.provider,
+                    price.model,
+                    time(Some(price.effective_from))
+                );
+            }
+        }
+        PricesCmd::List {
+            provider,
+            model,
+            all,
+        } => {
+            let now = custos_core::time::now_ms();
+            let mut prices = store.prices_all().await?;
+            prices.retain(|p| {
+                provider.as_ref().is_none_or(|x| *x == p.provider)
+                    && model.as_ref().is_none_or(|x| *x == p.model)
+            });
+            if !all {
+                let catalog = custos_finops::Catalog::new(prices.clone());
+                prices.retain(|p| {
+                    catalog
+                        .at(&p.provider, &p.model, now)
+                        .is_some_and(|q| q.effective_from == p.effective_from)
+                });
+            }
+            if ctx.json {
+                output::json(&Value::Array(
+                    prices
+                        .iter()
+                        .map(|p| {
+                            json!({"provider": p.provider, "model": p.model,
+                            "effective_from": time(Some(p.effective_from)),
+                            "currency": p.currency.as_str(), "rates": rates_json(&p.rates)})
+                        })
+                        .collect(),
+                ));
+            } else {
+                let opt = |a: Option<Amount>| a.map_or_else(|| "-".into(), |a| a.to_string());
+                output::table(
+                    &[
+                        "PROVIDER",
+                        "MODEL",
+                        "FROM",
+                        "CUR",
+                        "INPUT/1M",
+                        "CACHED/1M",
+                        "OUTPUT/1M",
+                        "OTHER",
+                    ],
+                    &prices
+                        .iter()
+                        .map(|p| {
+                            let r = &p.rates;
+                            let mut other = Vec::new();
+                            for (n, a) in [
+                                ("call", r.per_call),
+                                ("image", r.per_image),
+                                ("second", r.per_second),
+                                ("hour", r.per_hour),
+                            ] {
+                                if !a.is_zero() {
+                                    other.push(format!("{a}/{n}"));
+                                }
+                            }
+                            vec![
+                                p.provider.clone(),
+                                p.model.clone(),
+                                time(Some(p.effective_from)),
+                                p.currency.to_string(),
+                                r.input_per_1m.to_string(),
+                                opt(r.cached_input_per_1m),
+                                r.output_per_1m.to_string(),
+                                other.join(" "),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn budget_json(b: &Budget, spent: Option<(Amount, Window)>) -> Value {
+    let mut j = json!({"id": b.id, "tenant": b.tenant, "name": b.name, "scope": b.scope.to_string(),
+        "period": b.period.as_str(), "time_zone": b.time_zone, "amount": b.amount.to_string(),
+        "currency": b.currency.as_str(), "thresholds": b.thresholds, "action": b.action.as_str()});
+    if let Some((s, w)) = spent {
+        j["spent"] = json!(s.to_string());
+        j["period_start"] = json!(time(Some(w.start_ms)));
+        j["period_end"] = json!(time(Some(w.end_ms)));
+    }
+    j
+}
+
+pub async fn budgets(ctx: &Ctx, cmd: BudgetsCmd) -> Result<ExitCode> {
+    let store = open(ctx).await?;
+    match cmd {
+        BudgetsCmd::Create {
+            name,
+            tenant,
+            scope,
+            period,
+            amount,
+            currency,
+            thresholds,
+            action,
+            time_zone,
+            why,
+        } => {
+            if !custos_core::id::is_valid_name(&name) {
+                bail!("budget name {name:?} must be 1–64 letters, digits, '.', '_' or '-'");
+            }
+            if store.list_tenants().await?.iter().all(|t| t.name != tenant) {
+                if tenant == crate::identity::DEFAULT_TENANT {
+                    store.ensure_tenant(&tenant).await?;
+                } else {
+                    bail!("tenant {tenant:?} not found; create it with `custos tenants create {tenant}`");
+                }
+            }
+            let mut b = Budget {
+                id: custos_core::id::new_id("bud"),
+                name,
+                tenant,
+                scope,
+                period,
+                time_zone: time_zone.unwrap_or_else(|| ctx.config.finops.time_zone.clone()),
+                amount,
+                currency,
+                thresholds,
+                action,
+            };
+            b.validate().map_err(anyhow::Error::msg)?;
+            store.budget_create(&b).await?;
+            record(
+                &store,
+                "budget.create",
+                budget_json(&b, None),
+                why.as_deref(),
+            )
+            .await?;
+            if ctx.json {
+                output::json(&budget_json(&b, None));
+            } else {
+                eprintln!(
+                    "created the {} budget {}/{} of {} {} for {} (alerts at {}%, {} at 100%)",
+                    b.period.as_str(),
+                    b.tenant,
+                    b.name,
+                    b.amount,
+                    b.currency,
+                    b.scope,
+                    b.thresholds
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("%, "),
+                    if b.action == Action::Block {
+                        "blocking"
+                    } else {
+                        "alerting only"
+                    }
+                );
+            }
+        }
+        BudgetsCmd::List { tenant } => {
+            let now = custos_core::time::now_ms();
+            let mut rows = Vec::new();
+            for b in store.budgets(tenant.as_deref()).await? {
+                let tz = period::time_zone(&b.time_zone).map_err(anyhow::Error::msg)?;
+                let w = period::window(b.period, &tz, now).map_err(anyhow::Error::msg)?;
+                let spent = store.budget_spent(&b, w).await?;
+                rows.push((b, spent, w));
+            }
+            if ctx.json {
+                output::json(&Value::Array(
+                    rows.iter()
+                        .map(|(b, s, w)| budget_json(b, Some((*s, *w))))
+                        .collect(),
+                ));
+            } else {
+                output::table(
+                    &[
+                        "TENANT", "NAME", "SCOPE", "PERIOD", "SPENT", "AMOUNT", "USED", "ACTION",
+                        "ENDS",
+                    ],
+                    &rows
+                        .iter()
+                        .map(|(b, s, w)| {
+                            vec![
+                                b.tenant.clone(),
+                                b.name.clone(),
+                                b.scope.to_string(),
+                                b.period.as_str().into(),
+                                format!("{} {}", s.format_money(), b.currency),
+                                format!("{} {}", b.amount.format_money(), b.currency),
+                                format!("{:.1}%", s.to_f64() / b.amount.to_f64() * 100.0),
+                                b.action.as_str().into(),
+                                time(Some(w.end_ms)),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        BudgetsCmd::Delete { name, tenant, why } => {
+            let b = store.budget_delete(&tenant, &name).await?;
+            record(
+                &store,
+                "budget.delete",
+                budget_json(&b, None),
+                why.as_deref(),
+            )
+            .await?;
+            if ctx.json {
+                output::json(&budget_json(&b, None));
+            } else {
+                eprintln!("deleted the budget {}/{}", b.tenant, b.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn usage(ctx: &Ctx, cmd: UsageCmd) -> Result<ExitCode> {
+    let UsageCmd::Record(a) = cmd;
+    let a = *a;
+    let store = open(ctx).await?;
+    let team = store
+        .team(&a.tenant, &a.team)
+        .await
+        .with_context(|| format!("team {}/{}", a.tenant, a.team))?;
+    let report = JobReport {
+        id: a.id,
+        time: a.time,
+        model: a.model,
+        provider: a.provider,
+        region: a.region,
+        env: Some(a.env.clone()),
+        gpu_type: a.gpu_type,
+        gpu_count: a.gpu_count,
+        gpu_hours: a.gpu_hours,
+        gpu_utilization: a.gpu_utilization,
+        instance_type: a.instance_type,
+        instance_count: a.instance_count,
+        data_scanned_bytes: a.data_scanned_bytes,
+        documents: a.documents,
+        input_tokens: a.input_tokens,
+        output_tokens: a.output_tokens,
+        calls: None,
+        cost: a.cost,
+        currency: a.currency,
+        tags: parse_tag_list(&a.tags)?,
+    };
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let key_id = format!("local:{user}");
+    let who = Reporter {
+        tenant: &team.tenant,
+        team: &team.name,
+        app: &a.app,
+        env: &a.env,
+        key_id: &key_id,
+    };
+    let cfg = &ctx.config.finops;
+    let policy = Policy {
+        mandatory_tags: cfg.mandatory_tags.clone(),
+        accept_untagged: cfg.untagged == custos_core::config::UntaggedPolicy::Accept,
+    };
+    let catalog = custos_finops::Catalog::new(store.prices_all().await?);
+    let rec = custos_finops::job::to_record(
+        &report,
+        &who,
+        &catalog,
+        &custos_finops::carbon::Tables::shipped(),
+        &policy,
+        custos_core::time::now_ms(),
+        || custos_core::id::new_id("use"),
+    )?;
+    let added = store.usage_insert(std::slice::from_ref(&rec)).await?;
+    let j = json!({"id": rec.id, "new": added == 1, "cost": rec.cost.to_string(),
+        "currency": rec.currency.as_str(), "priced": rec.priced, "untagged": rec.untagged,
+        "energy_kwh": rec.energy_mwh as f64 / 1e6, "co2e_kg": rec.co2e_mg as f64 / 1e6});
+    if ctx.json {
+        output::json(&j);
+    } else if added == 0 {
+        eprintln!("usage {} was already recorded; nothing added", rec.id);
+    } else {
+        eprintln!(
+            "recorded usage {}: {} {}{}{}",
+            rec.id,
+            rec.cost.format_money(),
+            rec.currency,
+            if rec.priced {
+                ""
+            } else {
+                " (no price known: set one with `custos prices set`)"
+            },
+            if rec.co2e_mg > 0 {
+                format!(", {:.3} kgCO2e", rec.co2e_mg as f64 / 1e6)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn filter_of(f: &Filters, w: Window) -> Result<UsageFilter> {
+    Ok(UsageFilter {
+        tenant: f.tenant.clone(),
+        team: f.team.clone(),
+        app: f.app.clone(),
+        key_id: None,
+        env: f.env.clone(),
+        tags: parse_tag_list(f.tag.as_deref().unwrap_or(""))?
+            .into_iter()
+            .collect(),
+        from_ms: w.start_ms,
+        until_ms: w.end_ms,
+    })
+}
+
+/// The report window and the one before it.
+fn windows(ctx: &Ctx, r: &Range) -> Result<(Window, Window)> {
+    let tz = tz(ctx)?;
+    let now = custos_core::time::now_ms();
+    match (&r.period, &r.since, &r.until) {
+        (_, Some(s), Some(u)) => {
+            let w = Window {
+                start_ms: parse_effective(s).map_err(anyhow::Error::msg)?,
+                end_ms: parse_effective(u).map_err(anyhow::Error::msg)?,
+            };
+            if w.end_ms <= w.start_ms {
+                bail!("--until must be after --since");
+            }
+            let len = w.end_ms - w.start_ms;
+            Ok((
+                w,
+                Window {
+                    start_ms: w.start_ms - len,
+                    end_ms: w.start_ms,
+                },
+            ))
+        }
+        (Some(m), _, _) => {
+            let w = period::month(m, &tz).map_err(anyhow::Error::msg)?;
+            let prev = period::previous(PeriodKind::Monthly, &tz, w).map_err(anyhow::Error::msg)?;
+            Ok((w, prev))
+        }
+        _ => {
+            let w = period::window(PeriodKind::Monthly, &tz, now).map_err(anyhow::Error::msg)?;
+            let prev = period::previous(PeriodKind::Monthly, &tz, w).map_err(anyhow::Error::msg)?;
+            Ok((w, prev))
+        }
+    }
+}
+
+/// `cost / quantity × per`, or None without a quantity.
+fn unit(cost: Amount, quantity: i64, per: i128) -> Option<Amount> {
+    (quantity > 0)
+        .then(|| cost.mul_div(per, i128::from(quantity)))
+        .flatten()
+}
+
+fn tokens(t: &UsageTotals) -> i64 {
+    t.input_tokens
+        + t.cached_input_tokens
+        + t.cache_write_tokens
+        + t.output_tokens
+        + t.reasoning_tokens
+}
+
+fn group_json(by: &[Dimension], t: &UsageTotals, prev: Option<&UsageTotals>) -> Value {
+    let keys: serde_json::Map<String, Value> = by
+        .iter()
+        .zip(&t.keys)
+        .map(|(d, k)| (d.label(), json!(k)))
+        .collect();
+    let s = |a: Option<Amount>| a.map(|a| a.round_dp(6).to_string());
+    let change = prev.and_then(|p| {
+        (!p.cost.is_zero()).then(|| (t.cost.to_f64() - p.cost.to_f64()) / p.cost.to_f64() * 100.0)
+    });
+    json!({
+        "keys": keys,
+        "cost": t.cost.to_string(),
+        "records": t.records,
+        "calls": t.calls,
+        "tokens": {"input": t.input_tokens, "cached_input": t.cached_input_tokens,
+                   "cache_write": t.cache_write_tokens, "output": t.output_tokens,
+                   "reasoning": t.reasoning_tokens, "total": tokens(t)},
+        "documents": t.documents,
+        "gpu_hours": t.compute_ms as f64 / 3_600_000.0,
+        "unit": {
+            "per_1k_tokens": s(unit(t.cost, tokens(t), 1_000)),
+            "per_call": s(unit(t.cost, t.calls, 1)),
+            "per_document": s(unit(t.cost, t.documents, 1)),
+            "per_1m_inferences": s(unit(t.cost, t.calls, 1_000_000)),
+            "per_gpu_hour": s(unit(t.cost, t.compute_ms, 3_600_000)),
+        },
+        "previous_cost": prev.map(|p| p.cost.to_string()),
+        "change_percent": change,
+        "unpriced_records": t.unpriced,
+        "untagged_records": t.untagged,
+        "energy_kwh": t.energy_mwh as f64 / 1e6,
+        "co2e_kg": t.co2e_mg as f64 / 1e6,
+    })
+}
+
+async fn report(
+    ctx: &Ctx,
+    by: Vec<Dimension>,
+    range: Range,
+    filters: Filters,
+    format: ReportFormat,
+) -> Result<ExitCode> {
+    let store = open(ctx).await?;
+    let (w, prev_w) = windows(ctx, &range)?;
+    let tz = tz(ctx)?;
+    let offset = jiff::Timestamp::from_millisecond(w.start_ms)
+        .map(|t| tz.to_offset(t).seconds() as i64 * 1000)
+        .unwrap_or(0);
+    // Money in different currencies is never added together.
+    let mut dims = by.clone();
+    if !dims.contains(&Dimension::Currency) {
+        dims.push(Dimension::Currency);
+    }
+    let rows = store
+        .usage_report(&filter_of(&filters, w)?, &dims, offset)
+        .await?;
+    let prev_rows = store
+        .usage_report(&filter_of(&filters, prev_w)?, &dims, offset)
+        .await?;
+    let prev: HashMap<&Vec<String>, &UsageTotals> =
+        prev_rows.iter().map(|r| (&r.keys, r)).collect();
+    let totals = store
+        .usage_report(&filter_of(&filters, w)?, &[Dimension::Currency], offset)
+        .await?;
+    let day_labels = |t: &UsageTotals| -> Vec<String> {
+        dims.iter()
+            .zip(&t.keys)
+            .map(|(d, k)| match d {
+                Dimension::Day => k
+                    .parse::<i64>()
+                    .map(|d| time(Some(d * 86_400_000))[..10].to_owned())
+                    .unwrap_or_else(|_| k.clone()),
+                _ => k.clone(),
+            })
+            .collect()
+    };
+    let untagged: i64 = totals.iter().map(|t| t.untagged).sum();
+    let records: i64 = totals.iter().map(|t| t.records).sum();
+    let compliance = if records == 0 {
+        100.0
+    } else {
+        (records - untagged) as f64 / records as f64 * 100.0
+    };
+    match format {
+        ReportFormat::Json => {
+            let groups: Vec<Value> = rows
+                .iter()
+                .map(|t| {
+                    let mut t2 = t.clone();
+                    t2.keys = day_labels(t);
+                    group_json(&dims, &t2, prev.get(&t.keys).copied())
+                })
+                .collect();
+            output::json(&json!({
+                "period": {"start": time(Some(w.start_ms)), "end": time(Some(w.end_ms))},
+                "previous": {"start": time(Some(prev_w.start_ms)), "end": time(Some(prev_w.end_ms))},
+                "by": dims.iter().map(Dimension::label).collect::<Vec<_>>(),
+                "groups": groups,
+                "totals": totals.iter().map(|t| group_json(&[Dimension::Currency], t, None)).collect::<Vec<_>>(),
+                "tag_compliance_percent": compliance,
+            }));
+        }
+        ReportFormat::Table | ReportFormat::Csv => {
+            let mut headers: Vec<String> = dims.iter().map(|d| d.label().to_uppercase()).collect();
+            headers.extend(
+                [
+                    "COST",
+                    "PREV",
+                    "CHANGE",
+                    "CALLS",
+                    "TOKENS",
+                    "PER_1K_TOKENS",
+                    "PER_CALL",
+                    "PER_DOC",
+                    "PER_GPU_HOUR",
+                    "KG_CO2E",
+                ]
+                .map(String::from),
+            );
+            let fmt =
+                |a: Option<Amount>, dp: u32| a.map_or_else(|| "-".into(), |a| a.format_dp(dp));
+            let mut table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|t| {
+                    let p = prev.get(&t.keys);
+                    let mut row = day_labels(t);
+                    row.push(t.cost.format_money());
+                    row.push(p.map_or_else(|| "-".into(), |p| p.cost.format_money()));
+                    row.push(match p {
+                        Some(p) if !p.cost.is_zero() => format!(
+                            "{:+.1}%",
+                            (t.cost.to_f64() - p.cost.to_f64()) / p.cost.to_f64() * 100.0
+                        ),
+                        _ => "new".into(),
+                    });
+                    row.push(t.calls.to_string());
+                    row.push(tokens(t).to_string());
+                    row.push(fmt(unit(t.cost, tokens(t), 1_000), 6));
+                    row.push(fmt(unit(t.cost, t.calls, 1), 6));
+                    row.push(fmt(unit(t.cost, t.documents, 1), 6));
+                    row.push(fmt(unit(t.cost, t.compute_ms, 3_600_000), 4));
+                    row.push(format!("{:.3}", t.co2e_mg as f64 / 1e6));
+                    row
+                })
+                .collect();
+            if format == ReportFormat::Csv {
+                let mut out = csv_line(&headers);
+                for row in &table {
+                    out.push_str(&csv_line(row));
+                }
+                print!("{out}");
+            } else {
+                eprintln!(
+                    "spend from {} to {} (previous: from {}), time zone {}",
+                    time(Some(w.start_ms)),
+                    time(Some(w.end_ms)),
+                    time(Some(prev_w.start_ms)),
+                    ctx.config.finops.time_zone
+                );
+                for t in &totals {
+                    let mut row = vec![String::new(); dims.len()];
+                    row[0] = "TOTAL".into();
+                    if let Some(c) = t.keys.first() {
+                        row[dims.len() - 1] = c.clone();
+                    }
+                    row.extend([
+                        t.cost.format_money(),
+                        String::new(),
+                        String::new(),
+                        t.calls.to_string(),
+                        tokens(t).to_string(),
+                        fmt(unit(t.cost, tokens(t), 1_000), 6),
+                        fmt(unit(t.cost, t.calls, 1), 6),
+                        fmt(unit(t.cost, t.documents, 1), 6),
+                        fmt(unit(t.cost, t.compute_ms, 3_600_000), 4),
+                        format!("{:.3}", t.co2e_mg as f64 / 1e6),
+                    ]);
+                    table.push(row);
+                }
+                let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                output::table(&headers, &table);
+                let unpriced: i64 = totals.iter().map(|t| t.unpriced).sum();
+                if unpriced > 0 {
+                    eprintln!("note: {unpriced} records had no price and count as zero; add prices with `custos prices set` or `custos prices import`");
+                }
+                eprintln!("tag compliance: {compliance:.1}% of {records} records carry every mandatory tag");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One CSV line (RFC 4180 quoting).
+fn csv_line(cells: &[String]) -> String {
+    let mut line = cells
+        .iter()
+        .map(|c| {
+            if c.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
+pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
+    match cmd {
+        CostCmd::Report {
+            by,
+            range,
+            filters,
+            format,
+        } => {
+            report(
+                ctx,
+                by,
+                range,
+                filters,
+                if ctx.json { ReportFormat::Json } else { format },
+            )
+            .await
+        }
+        CostCmd::Anomalies {
+            by,
+            days,
+            window,
+            k,
+            method,
+            seasonal,
+            filters,
+        } => {
+            anomalies(
+                ctx,
+                by,
+                days,
+                window,
+                Settings {
+                    k,
+                    window: window as usize,
+                    min_history: (window as usize / 2).max(7),
+                    method,
+                    weekday_seasonality: seasonal,
+                },
+                filters,
+            )
+            .await
+        }
+        CostCmd::Guard {
+            budget,
+            tags,
+            estimate,
+            tenant,
+            why,
+        } => guard(ctx, budget, &tags, estimate, tenant, why).await,
+    }
+}
+
+async fn anomalies(
+    ctx: &Ctx,
+    by: Dimension,
+    days: u32,
+    window: u32,
+    settings: Settings,
+    filters: Filters,
+) -> Result<ExitCode> {
+    if !(1..=366).contains(&days) || !(7..=366).contains(&window) {
+        bail!("--days must be 1–366 and --window 7–366");
+    }
+    let store = open(ctx).await?;
+    let tz = tz(ctx)?;
+    let now = custos_core::time::now_ms();
+    let today = period::window(PeriodKind::Daily, &tz, now).map_err(anyhow::Error::msg)?;
+    let total_days = (days + window) as i64;
+    let start = jiff::Timestamp::from_millisecond(today.start_ms)
+        .map_err(anyhow::Error::msg)?
+        .to_zoned(tz.clone())
+        .checked_sub(jiff::Span::new().days(total_days - 1))
+        .map_err(anyhow::Error::msg)?
+        .start_of_day()
+        .map_err(anyhow::Error::msg)?;
+    let range = Window {
+        start_ms: start.timestamp().as_millisecond(),
+        end_ms: today.end_ms,
+    };
+    let base = filter_of(&filters, range)?;
+    let groups = store
+        .usage_report(&base, std::slice::from_ref(&by), 0)
+        .await?;
+    let mut found = Vec::new();
+    for g in &groups {
+        let key = g.keys.first().cloned().unwrap_or_default();
+        let mut f = base.clone();
+        match &by {
+            Dimension::Tenant => f.tenant = Some(key.clone()),
+            Dimension::Team => f.team = Some(key.clone()),
+            Dimension::App => f.app = Some(key.clone()),
+            Dimension::Env => f.env = Some(key.clone()),
+            Dimension::Tag(t) => f.tags.push((t.clone(), key.clone())),
+            _ => bail!("anomalies can be grouped by tenant, team, app, env or tag:NAME"),
+        }
+        // 15-minute buckets land in the right local day even in zones offset by 30 or 45
+        // minutes.
+        let buckets = store.usage_buckets(&f, 900_000).await?;
+        let mut daily = vec![0f64; total_days as usize];
+        let first = start.date();
+        for (b, cost) in buckets {
+            if let Some(d) = period::civil_day(&tz, b) {
+                if let Ok(span) = first.until(d) {
+                    let i = span.get_days() as usize;
+                    if i < daily.len() {
+                        daily[i] += cost.to_f64();
+                    }
+                }
+            }
+        }
+        for a in anomaly::detect(&daily, &settings) {
+            if a.index + (days as usize) < daily.len() {
+                continue;
+            }
+            let day = first
+                .checked_add(jiff::Span::new().days(a.index as i64))
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            found.push(json!({"scope": by.label(), "key": key, "day": day,
+                "spend": format!("{:.4}", a.value), "expected": format!("{:.4}", a.expected),
+                "score": (a.score * 100.0).round() / 100.0}));
+        }
+    }
+    if ctx.json {
+        output::json(
+            &json!({"method": settings.method, "k": settings.k, "window_days": window,
+            "seasonal": settings.weekday_seasonality, "anomalies": found}),
+        );
+    } else {
+        output::table(
+            &["SCOPE", "KEY", "DAY", "SPEND", "EXPECTED", "SCORE"],
+            &found
+                .iter()
+                .map(|a| {
+                    ["scope", "key", "day", "spend", "expected", "score"]
+                        .iter()
+                        .map(|k| match &a[*k] {
+                            Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                        .collect()
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn guard(
+    ctx: &Ctx,
+    budget: Amount,
+    tags: &str,
+    estimate: Amount,
+    tenant: Option<String>,
+    why: Option<String>,
+) -> Result<ExitCode> {
+    let mut tags = parse_tag_list(tags)?;
+    let overridden = tags
+        .remove("SpendOverride")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if tags.is_empty() {
+        bail!("give the run's tags, e.g. --tags WorkflowId=run-42: they select its spend");
+    }
+    if budget.is_negative() || estimate.is_negative() {
+        bail!("--budget and --estimate must not be negative");
+    }
+    let store = open(ctx).await?;
+    let f = UsageFilter {
+        tenant,
+        tags: tags.clone().into_iter().collect(),
+        from_ms: 0,
+        until_ms: i64::MAX,
+        ..UsageFilter::default()
+    };
+    let spent: Amount = store
+        .usage_report(&f, &[], 0)
+        .await?
+        .first()
+        .map_or(Amount::ZERO, |t| t.cost);
+    let after = spent.saturating_add(estimate);
+    let over = after > budget;
+    let j = json!({"spent": spent.to_string(), "estimate": estimate.to_string(),
+        "budget": budget.to_string(), "over": over, "override": overridden && over, "tags": tags});
+    if ctx.json {
+        output::json(&j);
+    }
+    if !over {
+        if !ctx.json {
+            eprintln!(
+                "within budget: {} spent + {} estimated of {}",
+                spent.format_money(),
+                estimate.format_money(),
+                budget.format_money()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if overridden {
+        record(
+            &store,
+            "cost.override",
+            json!({"type": "run", "tags": tags, "spent": spent.to_string(),
+            "estimate": estimate.to_string(), "budget": budget.to_string()}),
+            why.as_deref(),
+        )
+        .await?;
+        if !ctx.json {
+            eprintln!("over budget ({} of {}) but SpendOverride=true: continuing; the override is in the audit ledger", after.format_money(), budget.format_money());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !ctx.json {
+        eprintln!(
+            "error: the run would spend {} ({} so far + {} estimated), over its budget of {}; add SpendOverride=true to its tags to continue anyway",
+            after.format_money(),
+            spent.format_money(),
+            estimate.format_money(),
+            budget.format_money()
+        );
+    }
+    Ok(ExitCode::from(1))
+}
