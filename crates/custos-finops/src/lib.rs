@@ -9,6 +9,7 @@ pub mod job;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod tags;
 pub mod usage;
 
 pub use budget::{Action, Attribution, Budget, Scope, Tracker};

@@ -185,7 +185,10 @@ async fn identity_lifecycle() {
         assert_eq!(old.revoked_at, Some(overlap_end));
         assert_eq!(old.status(custos_core::time::now_ms()), "active");
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
-        assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            store.applied_migrations().await.unwrap(),
+            vec![1, 2, 3, 4, 5]
+        );
         store.migrate().await.unwrap();
         store.ping().await.unwrap();
     }

@@ -250,7 +250,28 @@ pub struct Filters {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TagsCmd {
+    /// Check a Terraform plan for resources missing mandatory tags; exit 1 when any do.
+    #[command(after_help = "Examples:
+  terraform plan -out plan.out && terraform show -json plan.out > plan.json
+  custos cost tags check plan.json --require Project,Env,Team,CostCenter
+
+Provider default tags count (AWS tags_all, Google effective_labels). Resources whose types
+take no tags are skipped; tags known only after apply are reported as unknown.
+Exit status: 0 compliant, 1 resources miss tags, 2 the plan could not be read.")]
+    Check {
+        plan: PathBuf,
+        /// Required tag keys, comma-separated (default: finops.mandatory_tags).
+        #[arg(long, value_delimiter = ',')]
+        require: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum CostCmd {
+    /// Mandatory cost tags in infrastructure plans.
+    #[command(subcommand)]
+    Tags(TagsCmd),
     /// Spend, tokens and unit economics by team, app, model, tag…, against the previous period.
     #[command(after_help = "Examples:
   custos cost report --by team,app,model --period 2026-11
@@ -270,7 +291,7 @@ Unit economics: cost per 1K tokens, per call, per document, per 1M inferences, p
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
-    /// Days whose spend deviates more than k σ from the trailing window.
+    /// Complete days whose spend deviates more than k σ from the trailing window.
     #[command(after_help = "Examples:
   custos cost anomalies --by team
   custos cost anomalies --by model --method robust --seasonal --k 3 --days 14
@@ -1027,8 +1048,82 @@ fn csv_line(cells: &[String]) -> String {
     line
 }
 
+/// Commands whose exit status 1 means "found something" report their errors as 2.
+fn exit_2_on_error(r: Result<ExitCode>) -> Result<ExitCode> {
+    r.or_else(|e| {
+        eprintln!("error: {e:#}");
+        Ok(ExitCode::from(2))
+    })
+}
+
+fn tags_check(ctx: &Ctx, plan: &std::path::Path, require: Vec<String>) -> Result<ExitCode> {
+    let required = if require.is_empty() {
+        ctx.config.finops.mandatory_tags.clone()
+    } else {
+        require
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    if required.is_empty() {
+        bail!("name the required tags with --require Project,Env,… or set finops.mandatory_tags");
+    }
+    let text = std::fs::read(plan).with_context(|| format!("cannot read {}", plan.display()))?;
+    let value: Value = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: invalid JSON at line {}, column {}: {e}",
+            plan.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let report = custos_finops::tags::check_plan(&value, &required)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", plan.display()))?;
+    let failing: Vec<_> = report.failing().collect();
+    if ctx.json {
+        output::json(&json!({"required": required, "resources": report.checked,
+            "untaggable": report.untaggable, "failing": failing.len()}));
+    } else {
+        output::table(
+            &["RESOURCE", "TYPE", "MISSING"],
+            &failing
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.address.clone(),
+                        r.resource_type.clone(),
+                        r.missing.join(","),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+        let unknown = report.checked.iter().filter(|r| r.unknown).count();
+        eprintln!(
+            "{} of {} taggable resources miss a required tag ({}); {} untaggable skipped{}",
+            failing.len(),
+            report.checked.len(),
+            required.join(", "),
+            report.untaggable,
+            if unknown > 0 {
+                format!("; {unknown} with tags known only after apply")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
     match cmd {
+        CostCmd::Tags(TagsCmd::Check { plan, require }) => {
+            exit_2_on_error(tags_check(ctx, &plan, require))
+        }
         CostCmd::Report {
             by,
             range,
@@ -1052,7 +1147,7 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
             method,
             seasonal,
             filters,
-        } => {
+        } => exit_2_on_error(
             anomalies(
                 ctx,
                 by,
@@ -1067,15 +1162,15 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
                 },
                 filters,
             )
-            .await
-        }
+            .await,
+        ),
         CostCmd::Guard {
             budget,
             tags,
             estimate,
             tenant,
             why,
-        } => guard(ctx, budget, &tags, estimate, tenant, why).await,
+        } => exit_2_on_error(guard(ctx, budget, &tags, estimate, tenant, why).await),
     }
 }
 
@@ -1093,18 +1188,19 @@ async fn anomalies(
     let store = open(ctx).await?;
     let tz = tz(ctx)?;
     let now = custos_core::time::now_ms();
+    // Only complete days are judged: today, half over, would always look like a drop.
     let today = period::window(PeriodKind::Daily, &tz, now).map_err(anyhow::Error::msg)?;
     let total_days = (days + window) as i64;
     let start = jiff::Timestamp::from_millisecond(today.start_ms)
         .map_err(anyhow::Error::msg)?
         .to_zoned(tz.clone())
-        .checked_sub(jiff::Span::new().days(total_days - 1))
+        .checked_sub(jiff::Span::new().days(total_days))
         .map_err(anyhow::Error::msg)?
         .start_of_day()
         .map_err(anyhow::Error::msg)?;
     let range = Window {
         start_ms: start.timestamp().as_millisecond(),
-        end_ms: today.end_ms,
+        end_ms: today.start_ms,
     };
     let base = filter_of(&filters, range)?;
     let groups = store

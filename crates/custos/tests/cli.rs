@@ -2038,3 +2038,365 @@ fn secrets_in_git_history_are_attributed_to_their_commit() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/finops/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn prices_budgets_usage_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["prices", "import", &fixture("prices.toml")]);
+    ok(
+        d,
+        &[
+            "prices",
+            "import",
+            &fixture("litellm.json"),
+            "--effective-from",
+            "2025-01-01",
+        ],
+    );
+    let prices = json(d, &["prices", "list"]);
+    let gpt4o = prices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o")
+        .unwrap();
+    // 2.5e-06 per token, without a float on the way: 2.5 per million.
+    assert_eq!(gpt4o["rates"]["input_per_1m"], "2.5");
+    assert_eq!(gpt4o["rates"]["cached_input_per_1m"], "1.25");
+    assert_eq!(gpt4o["effective_from"], "2025-01-01T00:00:00Z");
+    let claude = prices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "anthropic")
+        .unwrap();
+    assert_eq!(claude["model"], "claude-sonnet-4");
+    // A broken price file names the line.
+    std::fs::write(
+        d.join("bad.toml"),
+        "[[price]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_1m = \"1.2.3\"\n",
+    )
+    .unwrap();
+    let out = custos(d, &["prices", "import", "bad.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Mandatory tags refuse an untagged job report.
+    std::fs::write(
+        d.join("custos.toml"),
+        "[finops]\nmandatory_tags = [\"Project\", \"CostCenter\"]\n",
+    )
+    .unwrap();
+    let out = custos(
+        d,
+        &[
+            "usage",
+            "record",
+            "--team",
+            "ml",
+            "--app",
+            "trainer",
+            "--gpu-hours",
+            "1",
+            "--tags",
+            "Project=atlas",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing mandatory tags: CostCenter"));
+    let rec = json(
+        d,
+        &[
+            "usage",
+            "record",
+            "--team",
+            "ml",
+            "--app",
+            "trainer",
+            "--id",
+            "run-1",
+            "--provider",
+            "aws",
+            "--instance-type",
+            "p4d.24xlarge",
+            "--gpu-type",
+            "a100",
+            "--gpu-count",
+            "8",
+            "--gpu-hours",
+            "2",
+            "--region",
+            "us-east-1",
+            "--documents",
+            "1000",
+            "--tags",
+            "Project=atlas,CostCenter=cc-7,WorkflowId=run-1",
+        ],
+    );
+    assert_eq!(rec["cost"], "65.54");
+    assert_eq!(rec["new"], true);
+    assert!(rec["co2e_kg"].as_f64().unwrap() > 1.0);
+    // The same report id again adds nothing.
+    assert_eq!(
+        json(
+            d,
+            &[
+                "usage",
+                "record",
+                "--team",
+                "ml",
+                "--app",
+                "trainer",
+                "--id",
+                "run-1",
+                "--cost",
+                "1",
+                "--tags",
+                "Project=atlas,CostCenter=cc-7"
+            ]
+        )["new"],
+        false
+    );
+
+    let report = json(d, &["cost", "report", "--by", "team,tag:Project"]);
+    let g = &report["groups"][0];
+    assert_eq!(g["keys"]["team"], "ml");
+    assert_eq!(g["keys"]["tag:Project"], "atlas");
+    assert_eq!(g["cost"], "65.54");
+    assert_eq!(g["unit"]["per_document"], "0.06554");
+    assert_eq!(g["unit"]["per_gpu_hour"], "32.77");
+    assert_eq!(report["tag_compliance_percent"], 100.0);
+    let csv = ok(d, &["cost", "report", "--by", "app", "--format", "csv"]);
+    assert!(csv.starts_with("APP,CURRENCY,COST,"), "{csv}");
+    assert!(csv.contains("trainer,USD,65.54,"), "{csv}");
+
+    // Budgets: create, list with spend, refuse nonsense.
+    ok(
+        d,
+        &[
+            "budgets",
+            "create",
+            "ml-monthly",
+            "--scope",
+            "team:ml",
+            "--amount",
+            "100",
+            "--action",
+            "block",
+        ],
+    );
+    let budgets = json(d, &["budgets", "list"]);
+    assert_eq!(budgets[0]["spent"], "65.54");
+    let out = custos(
+        d,
+        &[
+            "budgets", "create", "x", "--scope", "group:ml", "--amount", "1",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a budget scope"));
+    let out = custos(d, &["budgets", "create", "y", "--amount", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("greater than zero"));
+    let out = custos(
+        d,
+        &[
+            "budgets",
+            "create",
+            "z",
+            "--amount",
+            "1",
+            "--time-zone",
+            "Mars/Base",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IANA"));
+
+    // The per-run guard.
+    let g = custos(
+        d,
+        &[
+            "cost",
+            "guard",
+            "--budget",
+            "60",
+            "--tags",
+            "WorkflowId=run-1",
+        ],
+    );
+    assert_eq!(g.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&g.stderr).contains("SpendOverride=true"));
+    let g = custos(
+        d,
+        &[
+            "cost",
+            "guard",
+            "--budget",
+            "100",
+            "--tags",
+            "WorkflowId=run-1",
+            "--estimate",
+            "20",
+        ],
+    );
+    assert_eq!(g.status.code(), Some(0));
+    let g = custos(
+        d,
+        &[
+            "cost",
+            "guard",
+            "--budget",
+            "60",
+            "--tags",
+            "WorkflowId=run-1,SpendOverride=true",
+        ],
+    );
+    assert_eq!(g.status.code(), Some(0));
+    let g = custos(d, &["cost", "guard", "--budget", "60", "--tags", "broken"]);
+    assert_eq!(g.status.code(), Some(2));
+}
+
+#[test]
+fn terraform_plans_are_checked_for_cost_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = custos(
+        d,
+        &[
+            "cost",
+            "tags",
+            "check",
+            &fixture("plan.json"),
+            "--require",
+            "Project,Env,Team,CostCenter",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failing"], 1);
+    assert_eq!(v["untaggable"], 1);
+    let bucket = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "aws_s3_bucket.datasets")
+        .unwrap();
+    assert_eq!(
+        bucket["missing"],
+        serde_json::json!(["Env", "Team", "CostCenter"])
+    );
+    let out = custos(
+        d,
+        &[
+            "cost",
+            "tags",
+            "check",
+            &fixture("plan.json"),
+            "--require",
+            "Project",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(d.join("broken.json"), "{\"resource_changes\": [").unwrap();
+    let out = custos(
+        d,
+        &[
+            "cost",
+            "tags",
+            "check",
+            "broken.json",
+            "--require",
+            "Project",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn anomalies_flag_an_injected_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 45 days of spend near 100 a day, and 400 three days ago.
+    for back in 1..=45i64 {
+        let t = now - back * 86_400;
+        let secs = t.rem_euclid(86_400);
+        let days = t.div_euclid(86_400);
+        let (y, m, dd) = civil(days);
+        let stamp = format!(
+            "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:00Z",
+            secs / 3600,
+            (secs % 3600) / 60
+        );
+        let cost = if back == 3 {
+            "400".to_owned()
+        } else {
+            format!("{}", 95 + (back * 7) % 11)
+        };
+        ok(
+            d,
+            &[
+                "usage", "record", "--team", "ml", "--app", "etl", "--cost", &cost, "--time",
+                &stamp,
+            ],
+        );
+    }
+    let out = custos(
+        d,
+        &[
+            "cost",
+            "anomalies",
+            "--by",
+            "team",
+            "--days",
+            "10",
+            "--method",
+            "robust",
+            "--k",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = v["anomalies"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{v}");
+    assert_eq!(found[0]["key"], "ml");
+    assert_eq!(found[0]["spend"], "400.0000");
+}
+
+/// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
