@@ -3,6 +3,7 @@
 //! spend anomalies and carbon estimates. The gateway, the store and the CLI bring the I/O.
 
 pub mod anomaly;
+pub mod billing;
 pub mod budget;
 pub mod carbon;
 pub mod job;

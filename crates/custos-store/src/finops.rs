@@ -610,3 +610,183 @@ pub fn sample_record(id: &str, tenant: &str, team: &str, at_ms: i64, cost: Amoun
         detail: None,
     }
 }
+
+/// A billing export already taken in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillingFile {
+    pub sha256: String,
+    pub name: String,
+    pub format: String,
+    pub rows: i64,
+    pub currency: String,
+    pub billed: Amount,
+    pub ingested_at: i64,
+}
+
+/// Billed spend of one group of line items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BilledGroup {
+    pub keys: Vec<String>,
+    pub currency: String,
+    pub rows: i64,
+    pub billed: Amount,
+}
+
+const BILLING_WIDTH: usize = 19;
+const BILLING_ROWS_PER_INSERT: usize = 50;
+
+impl Store {
+    pub async fn billing_file(&self, sha256: &str) -> Result<Option<BillingFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sha256, name, format, rows_ingested, currency, billed_nanos, ingested_at
+             FROM billing_files WHERE sha256 = $1",
+        )
+        .bind(sha256)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(BillingFile {
+                sha256: r.try_get("sha256")?,
+                name: r.try_get("name")?,
+                format: r.try_get("format")?,
+                rows: r.try_get("rows_ingested")?,
+                currency: r.try_get("currency")?,
+                billed: Amount::from_nanos(r.try_get::<i64, _>("billed_nanos")?.into()),
+                ingested_at: r.try_get("ingested_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores line items of the file `sha256`; rows already stored are skipped, so an ingest
+    /// interrupted and run again ends with each row once.
+    pub async fn billing_insert(
+        &self,
+        sha256: &str,
+        items: &[custos_finops::billing::LineItem],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut added = 0;
+        for chunk in items.chunks(BILLING_ROWS_PER_INSERT) {
+            let mut sql = crate::ledger::values_sql(
+                self.backend(),
+                "INSERT INTO billing_items (file_sha256, row_number, provider, billing_account, sub_account, \
+                 service, service_category, charge_category, period_start, period_end, billed_nanos, \
+                 effective_nanos, list_nanos, currency, region, resource_id, sku, description, tags) VALUES ",
+                BILLING_WIDTH,
+                chunk.len(),
+            );
+            sql.push_str(" ON CONFLICT (file_sha256, row_number) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for it in chunk {
+                let nanos = |a: Amount| {
+                    a.to_i64_nanos().ok_or_else(|| {
+                        StoreError::Invalid(format!("row {}: an amount is out of range", it.row))
+                    })
+                };
+                q = q
+                    .bind(sha256.to_owned())
+                    .bind(clamp_i64(it.row))
+                    .bind(it.provider.clone())
+                    .bind(it.billing_account.clone())
+                    .bind(it.sub_account.clone())
+                    .bind(it.service.clone())
+                    .bind(it.service_category.clone())
+                    .bind(it.charge_category.clone())
+                    .bind(it.period_start_ms)
+                    .bind(it.period_end_ms)
+                    .bind(nanos(it.billed_cost)?)
+                    .bind(nanos(it.effective_cost)?)
+                    .bind(nanos(it.list_cost)?)
+                    .bind(it.currency.as_str().to_owned())
+                    .bind(it.region.clone())
+                    .bind(it.resource_id.clone())
+                    .bind(it.sku.clone())
+                    .bind(it.description.clone())
+                    .bind(serde_json::to_string(&it.tags).unwrap_or_else(|_| "{}".into()));
+            }
+            added += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Marks a file as fully ingested.
+    pub async fn billing_file_done(&self, f: &BillingFile) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO billing_files (sha256, name, format, rows_ingested, currency, billed_nanos, ingested_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&f.sha256)
+        .bind(&f.name)
+        .bind(&f.format)
+        .bind(f.rows)
+        .bind(&f.currency)
+        .bind(f.billed.to_i64_nanos().unwrap_or(i64::MAX))
+        .bind(f.ingested_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Billed spend of line items whose charge period starts in `[from, until)`, grouped by
+    /// the value of tag `tag` (empty when absent) or, with `None`, by provider, service and
+    /// SKU with the description.
+    pub async fn billing_groups(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        tag: Option<&str>,
+    ) -> Result<Vec<BilledGroup>, StoreError> {
+        let (keys, binds): (String, Vec<String>) = match tag {
+            Some(t) => (
+                format!("COALESCE(CAST({} AS TEXT), '')", self.tag_expr(1)),
+                vec![self.tag_param(t)],
+            ),
+            None => ("provider, service, sku, description".into(), Vec::new()),
+        };
+        let n = binds.len();
+        let width = if tag.is_some() { 1 } else { 4 };
+        let select: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+        let inner_keys: Vec<String> = if tag.is_some() {
+            vec![format!("{keys} AS k0")]
+        } else {
+            ["provider", "service", "sku", "description"]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c} AS k{i}"))
+                .collect()
+        };
+        let sql = format!(
+            "SELECT {sel}, currency, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM(billed_nanos) AS BIGINT) AS billed
+             FROM (SELECT {inner}, currency, billed_nanos FROM billing_items
+                   WHERE period_start >= ${a} AND period_start < ${b}) AS items
+             GROUP BY {sel}, currency ORDER BY billed DESC",
+            sel = select.join(", "),
+            inner = inner_keys.join(", "),
+            a = n + 1,
+            b = n + 2,
+        );
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q
+            .bind(from_ms)
+            .bind(until_ms)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BilledGroup {
+                    keys: (0..width)
+                        .map(|i| r.try_get::<String, _>(format!("k{i}").as_str()))
+                        .collect::<Result<_, _>>()?,
+                    currency: r.try_get("currency")?,
+                    rows: r.try_get("n")?,
+                    billed: Amount::from_nanos(r.try_get::<i64, _>("billed")?.into()),
+                })
+            })
+            .collect()
+    }
+}

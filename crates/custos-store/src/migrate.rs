@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0005_finops.sql"),
         postgres: include_str!("migrations/0005_finops.sql"),
     },
+    Migration {
+        version: 6,
+        name: "billing line items",
+        sqlite: include_str!("migrations/0006_billing.sql"),
+        postgres: include_str!("migrations/0006_billing.sql"),
+    },
 ];
 
 impl Store {

@@ -272,6 +272,39 @@ pub enum CostCmd {
     /// Mandatory cost tags in infrastructure plans.
     #[command(subcommand)]
     Tags(TagsCmd),
+    /// Take in cloud billing exports: FOCUS 1.0–1.2 or AWS CUR 2.0, CSV or gzip CSV.
+    #[command(after_help = "Examples:
+  custos cost ingest focus-2026-11.csv.gz
+  custos cost ingest cur2-part-*.csv.gz --currency USD
+
+Each file is checked completely before anything is stored; a defect is reported with its
+row and column. Ingesting the same file again adds nothing.")]
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The currency every row must be in (default: the first row's).
+        #[arg(long)]
+        currency: Option<Currency>,
+    },
+    /// Reconcile billed spend: allocation by tag, and gateway metering against provider bills.
+    #[command(after_help = "Examples:
+  custos cost reconcile --period 2026-11 --tag Team
+  custos cost reconcile --tag CostCenter --tolerance 0.5 --provider-map openai=OpenAI,azure=Microsoft
+
+Exit status 1 when untagged spend or a provider's metering gap exceeds the tolerance.")]
+    Reconcile {
+        #[command(flatten)]
+        range: Range,
+        /// The tag that allocates spend (e.g. Team, CostCenter).
+        #[arg(long, default_value = "Team")]
+        tag: String,
+        /// Largest acceptable untagged share and metering gap, in percent.
+        #[arg(long, default_value_t = 1.0)]
+        tolerance: f64,
+        /// Gateway provider = billing provider name pairs, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        provider_map: Vec<String>,
+    },
     /// Spend, tokens and unit economics by team, app, model, tag…, against the previous period.
     #[command(after_help = "Examples:
   custos cost report --by team,app,model --period 2026-11
@@ -1119,8 +1152,348 @@ fn tags_check(ctx: &Ctx, plan: &std::path::Path, require: Vec<String>) -> Result
     })
 }
 
+/// Passes bytes through while hashing them.
+struct Hashing<R> {
+    inner: R,
+    hasher: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        use sha2::Digest;
+        self.hasher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn open_billing(
+    path: &std::path::Path,
+    currency: Option<Currency>,
+    hasher: Option<std::sync::Arc<std::sync::Mutex<sha2::Sha256>>>,
+) -> Result<custos_finops::billing::Reader> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let input: Box<dyn std::io::Read + Send> = match hasher {
+        Some(h) => Box::new(Hashing {
+            inner: std::io::BufReader::with_capacity(1 << 20, file),
+            hasher: h,
+        }),
+        None => Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+    };
+    custos_finops::billing::Reader::new(input, currency)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> Result<ExitCode> {
+    use sha2::Digest;
+    let store = open(ctx).await?;
+    let mut summary = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        // Pass 1: check every row and hash the bytes; nothing is stored from a bad file.
+        let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
+        let mut reader = open_billing(&path, currency, Some(hasher.clone()))?;
+        let format = reader.format();
+        let mut total = Amount::ZERO;
+        let mut file_currency = None;
+        while let Some(item) = reader.next_item() {
+            let item = item.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            total = total.saturating_add(item.billed_cost);
+            file_currency.get_or_insert(item.currency);
+            if reader.rows() % 1_000_000 == 0 && !ctx.json {
+                eprintln!("  {name}: checked {} rows", reader.rows());
+            }
+        }
+        let rows = reader.rows();
+        drop(reader);
+        let sha = hex::encode(
+            std::mem::take(&mut *hasher.lock().unwrap_or_else(|e| e.into_inner())).finalize(),
+        );
+        if let Some(done) = store.billing_file(&sha).await? {
+            if !ctx.json {
+                eprintln!(
+                    "{name}: already ingested on {} as {} ({} rows); nothing added",
+                    time(Some(done.ingested_at)),
+                    done.name,
+                    done.rows
+                );
+            }
+            summary.push(json!({"file": name, "sha256": sha, "rows": done.rows, "added": 0, "already_ingested": true}));
+            continue;
+        }
+        // Pass 2: store in batches.
+        let mut reader = open_billing(&path, currency, None)?;
+        let mut batch = Vec::with_capacity(5_000);
+        let mut added = 0;
+        loop {
+            let next = reader.next_item();
+            let done = next.is_none();
+            if let Some(item) = next {
+                batch.push(item.map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
+            }
+            if batch.len() == 5_000 || (done && !batch.is_empty()) {
+                added += store.billing_insert(&sha, &batch).await?;
+                batch.clear();
+                if !ctx.json && reader.rows() % 1_000_000 < 5_000 && reader.rows() >= 1_000_000 {
+                    eprintln!("  {name}: stored {} of {rows} rows", reader.rows());
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let cur = file_currency.map(|c| c.to_string()).unwrap_or_default();
+        store
+            .billing_file_done(&custos_store::BillingFile {
+                sha256: sha.clone(),
+                name: name.clone(),
+                format: format.as_str().into(),
+                rows: rows as i64,
+                currency: cur.clone(),
+                billed: total,
+                ingested_at: custos_core::time::now_ms(),
+            })
+            .await?;
+        record(
+            &store,
+            "billing.ingest",
+            json!({"type": "billing_file", "name": name, "sha256": sha, "format": format.as_str(), "rows": rows, "billed": total.to_string(), "currency": cur}),
+            None,
+        )
+        .await?;
+        if !ctx.json {
+            eprintln!(
+                "{name}: {} export, {rows} rows, billed {} {cur}",
+                format.as_str(),
+                total.format_money()
+            );
+        }
+        summary.push(json!({"file": name, "sha256": sha, "format": format.as_str(), "rows": rows, "added": added, "billed": total.to_string(), "currency": cur}));
+    }
+    if ctx.json {
+        output::json(&Value::Array(summary));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reconcile(
+    ctx: &Ctx,
+    range: Range,
+    tag: String,
+    tolerance: f64,
+    provider_map: Vec<String>,
+) -> Result<ExitCode> {
+    custos_store::check_tag_key(&tag).map_err(anyhow::Error::msg)?;
+    if !(0.0..=100.0).contains(&tolerance) {
+        bail!("--tolerance is a percentage between 0 and 100");
+    }
+    let mut map: HashMap<String, String> = HashMap::new();
+    for pair in &provider_map {
+        let Some((g, b)) = pair.split_once('=') else {
+            bail!("--provider-map takes gateway=billing pairs, e.g. openai=OpenAI; got {pair:?}");
+        };
+        map.insert(g.trim().to_owned(), b.trim().to_lowercase());
+    }
+    let store = open(ctx).await?;
+    let (w, _) = windows(ctx, &range)?;
+    // Allocation: every billed unit should carry the allocation tag.
+    let by_tag = store
+        .billing_groups(w.start_ms, w.end_ms, Some(&tag))
+        .await?;
+    let mut totals: BTreeMap<String, (Amount, Amount)> = BTreeMap::new();
+    for g in &by_tag {
+        let e = totals.entry(g.currency.clone()).or_default();
+        e.0 = e.0.saturating_add(g.billed);
+        if g.keys[0].is_empty() {
+            e.1 = e.1.saturating_add(g.billed);
+        }
+    }
+    let mut failed = false;
+    let mut allocation = Vec::new();
+    for (cur, (total, untagged)) in &totals {
+        let share = if total.is_zero() {
+            0.0
+        } else {
+            untagged.to_f64() / total.to_f64() * 100.0
+        };
+        let ok = share <= tolerance;
+        failed |= !ok;
+        allocation.push(json!({"currency": cur, "billed": total.to_string(), "untagged": untagged.to_string(),
+            "untagged_percent": share, "tag_compliance_percent": 100.0 - share, "within_tolerance": ok,
+            "by_tag": by_tag.iter().filter(|g| &g.currency == cur).map(|g| json!({"value": g.keys[0], "billed": g.billed.to_string(), "rows": g.rows})).collect::<Vec<_>>()}));
+    }
+    // Metering: the gateway's own cost per provider and model against the bills.
+    let billed = store.billing_groups(w.start_ms, w.end_ms, None).await?;
+    let f = UsageFilter {
+        from_ms: w.start_ms,
+        until_ms: w.end_ms,
+        ..UsageFilter::default()
+    };
+    let metered = store
+        .usage_report(
+            &f,
+            &[
+                Dimension::Source,
+                Dimension::Provider,
+                Dimension::Model,
+                Dimension::Currency,
+            ],
+            0,
+        )
+        .await?;
+    let mut providers: BTreeMap<String, Vec<(String, Amount, String)>> = BTreeMap::new();
+    for m in metered.iter().filter(|m| m.keys[0] == "gateway") {
+        providers.entry(m.keys[1].clone()).or_default().push((
+            m.keys[2].clone(),
+            m.cost,
+            m.keys[3].clone(),
+        ));
+    }
+    let mut gaps = Vec::new();
+    for (provider, models) in &providers {
+        let billing_name = map
+            .get(provider)
+            .cloned()
+            .unwrap_or_else(|| provider.to_lowercase());
+        let items: Vec<&custos_store::BilledGroup> = billed
+            .iter()
+            .filter(|b| b.keys[0].to_lowercase() == billing_name)
+            .collect();
+        let mut claimed = vec![false; items.len()];
+        let mut provider_metered = Amount::ZERO;
+        let mut provider_billed = Amount::ZERO;
+        let mut rows = Vec::new();
+        for (model, cost, cur) in models {
+            let needle = model.to_lowercase();
+            let mut b = Amount::ZERO;
+            for (i, it) in items.iter().enumerate() {
+                let hay = format!("{} {} {}", it.keys[1], it.keys[2], it.keys[3]).to_lowercase();
+                if !claimed[i] && &it.currency == cur && hay.contains(&needle) {
+                    claimed[i] = true;
+                    b = b.saturating_add(it.billed);
+                }
+            }
+            provider_metered = provider_metered.saturating_add(*cost);
+            provider_billed = provider_billed.saturating_add(b);
+            rows.push(json!({"model": model, "metered": cost.to_string(), "billed": b.to_string(), "gap": b.saturating_sub(*cost).to_string(), "currency": cur}));
+        }
+        let other: Amount = items
+            .iter()
+            .zip(&claimed)
+            .filter(|(_, c)| !**c)
+            .fold(Amount::ZERO, |s, (it, _)| s.saturating_add(it.billed));
+        if !other.is_zero() {
+            rows.push(json!({"model": "(other billed items)", "metered": "0", "billed": other.to_string(), "gap": other.to_string()}));
+            provider_billed = provider_billed.saturating_add(other);
+        }
+        let gap = provider_billed.saturating_sub(provider_metered);
+        let gap_pct = if provider_billed.is_zero() {
+            if provider_metered.is_zero() {
+                0.0
+            } else {
+                100.0
+            }
+        } else {
+            gap.to_f64() / provider_billed.to_f64() * 100.0
+        };
+        let ok = gap_pct.abs() <= tolerance;
+        failed |= !ok && !items.is_empty();
+        gaps.push(json!({"provider": provider, "billing_provider": billing_name, "metered": provider_metered.to_string(),
+            "billed": provider_billed.to_string(), "gap": gap.to_string(), "gap_percent": gap_pct,
+            "bill_found": !items.is_empty(), "within_tolerance": ok, "by_model": rows}));
+    }
+    if ctx.json {
+        output::json(
+            &json!({"period": {"start": time(Some(w.start_ms)), "end": time(Some(w.end_ms))},
+            "tag": tag, "tolerance_percent": tolerance, "allocation": allocation, "metering": gaps}),
+        );
+    } else {
+        eprintln!(
+            "billed spend from {} to {}, allocated by tag {tag}",
+            time(Some(w.start_ms)),
+            time(Some(w.end_ms))
+        );
+        let mut rows = Vec::new();
+        for g in &by_tag {
+            rows.push(vec![
+                if g.keys[0].is_empty() {
+                    "(untagged)".into()
+                } else {
+                    g.keys[0].clone()
+                },
+                g.currency.clone(),
+                g.billed.format_money(),
+                g.rows.to_string(),
+            ]);
+        }
+        output::table(&[&tag.to_uppercase(), "CURRENCY", "BILLED", "ROWS"], &rows);
+        for a in &allocation {
+            eprintln!(
+                "{}: {} billed, {} untagged ({:.2}%; tolerance {tolerance}%): {}",
+                a["currency"].as_str().unwrap_or(""),
+                a["billed"].as_str().unwrap_or(""),
+                a["untagged"].as_str().unwrap_or(""),
+                a["untagged_percent"].as_f64().unwrap_or(0.0),
+                if a["within_tolerance"] == true {
+                    "ok"
+                } else {
+                    "OVER"
+                }
+            );
+        }
+        if !gaps.is_empty() {
+            eprintln!("\ngateway metering against provider bills:");
+            let mut rows = Vec::new();
+            for g in &gaps {
+                for m in g["by_model"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        g["provider"].as_str().unwrap_or("").to_owned(),
+                        m["model"].as_str().unwrap_or("").to_owned(),
+                        m["metered"].as_str().unwrap_or("").to_owned(),
+                        m["billed"].as_str().unwrap_or("").to_owned(),
+                        m["gap"].as_str().unwrap_or("").to_owned(),
+                    ]);
+                }
+                rows.push(vec![
+                    g["provider"].as_str().unwrap_or("").to_owned(),
+                    "TOTAL".into(),
+                    g["metered"].as_str().unwrap_or("").to_owned(),
+                    g["billed"].as_str().unwrap_or("").to_owned(),
+                    format!(
+                        "{} ({:+.2}%{})",
+                        g["gap"].as_str().unwrap_or(""),
+                        g["gap_percent"].as_f64().unwrap_or(0.0),
+                        if g["bill_found"] == true {
+                            ""
+                        } else {
+                            ", no bill found: use --provider-map"
+                        }
+                    ),
+                ]);
+            }
+            output::table(&["PROVIDER", "MODEL", "METERED", "BILLED", "GAP"], &rows);
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
     match cmd {
+        CostCmd::Ingest { files, currency } => exit_2_on_error(ingest(ctx, files, currency).await),
+        CostCmd::Reconcile {
+            range,
+            tag,
+            tolerance,
+            provider_map,
+        } => exit_2_on_error(reconcile(ctx, range, tag, tolerance, provider_map).await),
         CostCmd::Tags(TagsCmd::Check { plan, require }) => {
             exit_2_on_error(tags_check(ctx, &plan, require))
         }

@@ -2400,3 +2400,112 @@ fn civil(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+#[test]
+fn billing_exports_ingest_once_and_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = format!(
+        "{}/../custos-finops/tests/data/focus-1.0-sample.csv.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let first = json(d, &["cost", "ingest", &sample]);
+    assert_eq!(first[0]["rows"], 1000);
+    assert_eq!(first[0]["added"], 1000);
+    assert_eq!(first[0]["billed"], "20.520226737");
+    let again = json(d, &["cost", "ingest", &sample]);
+    assert_eq!(again[0]["already_ingested"], true);
+    // A broken file is refused whole, naming row and column.
+    std::fs::write(
+        d.join("bad.csv"),
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd\n1,USD,2024-09-01T00:00:00Z,2024-09-02T00:00:00Z\nlots,USD,2024-09-01T00:00:00Z,2024-09-02T00:00:00Z\n",
+    )
+    .unwrap();
+    let out = custos(d, &["cost", "ingest", "bad.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv: row 2, column BilledCost"));
+    let args = [
+        "cost",
+        "reconcile",
+        "--since",
+        "2024-09-01",
+        "--until",
+        "2024-10-01",
+        "--tag",
+        "environment",
+        "--json",
+    ];
+    let out = custos(d, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "1.34% untagged is over the 1% tolerance"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["allocation"][0]["billed"], "20.520226737");
+    assert_eq!(v["allocation"][0]["untagged"], "0.274164494");
+    let mut loose = args.to_vec();
+    loose.extend(["--tolerance", "2"]);
+    assert_eq!(custos(d, &loose).status.code(), Some(0));
+
+    // Gateway metering against a provider's bill.
+    let key = bot_key(d);
+    ok(
+        d,
+        &[
+            "prices",
+            "set",
+            "--provider",
+            "mock",
+            "--model",
+            "gpt-4o-mini",
+            "--input",
+            "150",
+            "--output",
+            "600",
+            "--effective-from",
+            "2020-01-01",
+        ],
+    );
+    let (_server, base) = serve(d, None);
+    for _ in 0..3 {
+        let (status, _) = http(
+            "POST",
+            &format!("{base}/v1/chat/completions"),
+            &key,
+            Some(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#),
+        );
+        assert_eq!(status, 200);
+    }
+    // Metering is committed when each response ends; wait for it to show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metered = loop {
+        let r = json(d, &["cost", "report", "--by", "model"]);
+        if r["groups"][0]["calls"] == 3 {
+            break r["groups"][0]["cost"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "usage never recorded: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let metered: f64 = metered.parse().unwrap();
+    let now = json(d, &["cost", "report"])["period"]["start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bill = format!(
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,SkuId,Tags\n\
+         {:.9},USD,{now},{now},Mock,gpt-4o-mini,\"{{\"\"Team\"\": \"\"ml\"\"}}\"\n",
+        metered * 1.005
+    );
+    std::fs::write(d.join("bill.csv"), bill).unwrap();
+    ok(d, &["cost", "ingest", "bill.csv"]);
+    let out = custos(d, &["cost", "reconcile", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let m = &v["metering"][0];
+    assert_eq!(m["provider"], "mock");
+    assert_eq!(m["bill_found"], true);
+    let gap = m["gap_percent"].as_f64().unwrap();
+    assert!((gap - 0.4975).abs() < 0.01, "{v}");
+    assert_eq!(m["by_model"][0]["model"], "gpt-4o-mini");
+}
