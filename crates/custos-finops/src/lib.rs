@@ -6,6 +6,7 @@ pub mod anomaly;
 pub mod billing;
 pub mod budget;
 pub mod carbon;
+pub mod chart;
 pub mod job;
 pub mod money;
 pub mod period;

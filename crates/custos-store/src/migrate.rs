@@ -59,8 +59,12 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 6,
         name: "billing line items",
-        sqlite: include_str!("migrations/0006_billing.sql"),
-        postgres: include_str!("migrations/0006_billing.sql"),
+        // Items are clustered by (file, row) on SQLite: no second copy of the key in an index.
+        sqlite: concat!(
+            include_str!("migrations/0006_billing.sql"),
+            " WITHOUT ROWID;"
+        ),
+        postgres: concat!(include_str!("migrations/0006_billing.sql"), ";"),
     },
 ];
 

@@ -155,3 +155,80 @@ async fn budgets_and_alerts_fire_once() {
         ));
     }
 }
+
+#[tokio::test]
+async fn billing_items_are_stored_once_and_grouped() {
+    use custos_finops::billing::LineItem;
+    for (store, _dir) in backends("billing_items").await {
+        let b = store.backend().as_str();
+        let item = |row: u64, team: Option<&str>, cost: &str| LineItem {
+            row,
+            provider: "AWS".into(),
+            billing_account: "1".into(),
+            sub_account: "2".into(),
+            service: "Amazon Bedrock".into(),
+            service_category: "AI and Machine Learning".into(),
+            charge_category: "Usage".into(),
+            period_start_ms: 1_000,
+            period_end_ms: 2_000,
+            billed_cost: a(cost),
+            effective_cost: a(cost),
+            list_cost: a(cost),
+            currency: Currency::USD,
+            region: "us-east-1".into(),
+            resource_id: String::new(),
+            sku: "claude-sonnet-4".into(),
+            description: "input tokens".into(),
+            tags: team
+                .map(|t| [("Team".to_owned(), t.to_owned())].into_iter().collect())
+                .unwrap_or_default(),
+        };
+        let sha = "ab".repeat(32);
+        let items = vec![
+            item(1, Some("ml"), "1.5"),
+            item(2, Some("web"), "2"),
+            item(3, None, "0.25"),
+        ];
+        assert_eq!(
+            store.billing_insert(&sha, items.clone()).await.unwrap(),
+            3,
+            "{b}"
+        );
+        assert_eq!(
+            store.billing_insert(&sha, items.clone()).await.unwrap(),
+            0,
+            "{b}"
+        );
+        assert!(store.billing_file(&sha).await.unwrap().is_none());
+        let by_team = store.billing_groups(0, 10_000, Some("Team")).await.unwrap();
+        let find = |k: &str| by_team.iter().find(|g| g.keys[0] == k).map(|g| g.billed);
+        assert_eq!(
+            (find("ml"), find("web"), find("")),
+            (Some(a("1.5")), Some(a("2")), Some(a("0.25"))),
+            "{b}"
+        );
+        let by_sku = store.billing_groups(0, 10_000, None).await.unwrap();
+        assert_eq!(
+            by_sku[0].keys,
+            vec!["AWS", "Amazon Bedrock", "claude-sonnet-4", "input tokens"]
+        );
+        assert_eq!(by_sku[0].billed, a("3.75"));
+        assert!(store
+            .billing_groups(5_000, 10_000, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.billing_discard(&sha).await.unwrap(), 3, "{b}");
+        let f = custos_store::BillingFile {
+            sha256: sha.clone(),
+            name: "focus.csv".into(),
+            format: "focus".into(),
+            rows: 3,
+            currency: "USD".into(),
+            billed: a("3.75"),
+            ingested_at: 5,
+        };
+        store.billing_file_done(&f).await.unwrap();
+        assert_eq!(store.billing_file(&sha).await.unwrap(), Some(f), "{b}");
+    }
+}

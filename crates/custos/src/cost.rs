@@ -219,6 +219,8 @@ pub enum ReportFormat {
     Table,
     Csv,
     Json,
+    /// A self-contained page with SVG charts (daily spend per team, budget burn-down).
+    Html,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -277,8 +279,8 @@ pub enum CostCmd {
   custos cost ingest focus-2026-11.csv.gz
   custos cost ingest cur2-part-*.csv.gz --currency USD
 
-Each file is checked completely before anything is stored; a defect is reported with its
-row and column. Ingesting the same file again adds nothing.")]
+A defect is reported with its row and column, and nothing of that file is kept. Ingesting
+the same file again adds nothing.")]
     Ingest {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -974,7 +976,7 @@ async fn report(
                 "tag_compliance_percent": compliance,
             }));
         }
-        ReportFormat::Table | ReportFormat::Csv => {
+        ReportFormat::Table | ReportFormat::Csv | ReportFormat::Html => {
             let mut headers: Vec<String> = dims.iter().map(|d| d.label().to_uppercase()).collect();
             headers.extend(
                 [
@@ -1017,7 +1019,13 @@ async fn report(
                     row
                 })
                 .collect();
-            if format == ReportFormat::Csv {
+            if format == ReportFormat::Html {
+                let page = html_report(
+                    ctx, &store, &filters, w, offset, &headers, &table, compliance,
+                )
+                .await?;
+                print!("{page}");
+            } else if format == ReportFormat::Csv {
                 let mut out = csv_line(&headers);
                 for row in &table {
                     out.push_str(&csv_line(row));
@@ -1062,6 +1070,166 @@ async fn report(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTML page: the table, daily spend per team and each budget's burn-down, all inline.
+#[allow(clippy::too_many_arguments)]
+async fn html_report(
+    ctx: &Ctx,
+    store: &custos_store::Store,
+    filters: &Filters,
+    w: Window,
+    offset: i64,
+    headers: &[String],
+    table: &[Vec<String>],
+    compliance: f64,
+) -> Result<String> {
+    use custos_finops::chart::{escape, line_chart, Series};
+    let tz = tz(ctx)?;
+    let first_day = (w.start_ms + offset).div_euclid(86_400_000);
+    let days = ((w.end_ms - w.start_ms) as f64 / 86_400_000.0)
+        .ceil()
+        .max(1.0) as usize;
+    let labels: Vec<String> = (0..days)
+        .map(|i| time(Some((first_day + i as i64) * 86_400_000))[..10].to_owned())
+        .collect();
+    let daily = store
+        .usage_report(
+            &filter_of(filters, w)?,
+            &[Dimension::Team, Dimension::Day],
+            offset,
+        )
+        .await?;
+    let mut teams: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in &daily {
+        let (Some(team), Some(day)) = (
+            r.keys.first(),
+            r.keys.get(1).and_then(|d| d.parse::<i64>().ok()),
+        ) else {
+            continue;
+        };
+        let i = day - first_day;
+        if (0..days as i64).contains(&i) {
+            teams.entry(team.clone()).or_insert_with(|| vec![0.0; days])[i as usize] +=
+                r.cost.to_f64();
+        }
+    }
+    let series: Vec<Series> = teams
+        .into_iter()
+        .map(|(name, values)| Series {
+            name,
+            values,
+            dashed: false,
+        })
+        .collect();
+    let mut charts = vec![line_chart(
+        "Daily spend per team",
+        "spend",
+        &labels,
+        &series,
+    )];
+    let now = custos_core::time::now_ms();
+    for b in store.budgets(filters.tenant.as_deref()).await? {
+        let btz = period::time_zone(&b.time_zone).unwrap_or(tz.clone());
+        let Ok(bw) = period::window(b.period, &btz, now.min(w.end_ms - 1)) else {
+            continue;
+        };
+        let b_off = jiff::Timestamp::from_millisecond(bw.start_ms)
+            .map(|t| btz.to_offset(t).seconds() as i64 * 1000)
+            .unwrap_or(0);
+        let b_first = (bw.start_ms + b_off).div_euclid(86_400_000);
+        let b_days = ((bw.end_ms - bw.start_ms) as f64 / 86_400_000.0)
+            .round()
+            .max(1.0) as usize;
+        let rows = store
+            .usage_report(
+                &custos_store::budget_filter(&b, bw),
+                &[Dimension::Day],
+                b_off,
+            )
+            .await?;
+        let mut per_day = vec![0.0; b_days];
+        for r in &rows {
+            if let Some(i) = r
+                .keys
+                .first()
+                .and_then(|d| d.parse::<i64>().ok())
+                .map(|d| d - b_first)
+            {
+                if (0..b_days as i64).contains(&i) {
+                    per_day[i as usize] += r.cost.to_f64();
+                }
+            }
+        }
+        let today =
+            ((now + b_off).div_euclid(86_400_000) - b_first).clamp(0, b_days as i64 - 1) as usize;
+        let mut cumulative = Vec::with_capacity(b_days);
+        let mut sum = 0.0;
+        for (i, v) in per_day.iter().enumerate() {
+            sum += v;
+            cumulative.push(if i <= today { sum } else { f64::NAN });
+        }
+        let amount = b.amount.to_f64();
+        let b_labels: Vec<String> = (0..b_days)
+            .map(|i| time(Some((b_first + i as i64) * 86_400_000))[..10].to_owned())
+            .collect();
+        charts.push(line_chart(
+            &format!(
+                "Budget {} ({}, {}): burn-down",
+                b.name,
+                b.scope,
+                b.period.as_str()
+            ),
+            b.currency.as_str(),
+            &b_labels,
+            &[
+                Series {
+                    name: "spent".into(),
+                    values: cumulative,
+                    dashed: false,
+                },
+                Series {
+                    name: "budget".into(),
+                    values: vec![amount; b_days],
+                    dashed: true,
+                },
+                Series {
+                    name: "even pace".into(),
+                    values: (0..b_days)
+                        .map(|i| amount * (i + 1) as f64 / b_days as f64)
+                        .collect(),
+                    dashed: true,
+                },
+            ],
+        ));
+    }
+    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>custos cost report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}</style></head><body>\n");
+    html.push_str(&format!(
+        "<h1>Cost report</h1><p>From {} to {} (time zone {}). Tag compliance: {:.1}%. Generated by custos {} at {}.</p>\n<table><thead><tr>",
+        escape(&time(Some(w.start_ms))),
+        escape(&time(Some(w.end_ms))),
+        escape(&ctx.config.finops.time_zone),
+        compliance,
+        env!("CARGO_PKG_VERSION"),
+        escape(&time(Some(now)))
+    ));
+    for h in headers {
+        html.push_str(&format!("<th>{}</th>", escape(h)));
+    }
+    html.push_str("</tr></thead><tbody>\n");
+    for row in table {
+        html.push_str("<tr>");
+        for c in row {
+            html.push_str(&format!("<td>{}</td>", escape(c)));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</tbody></table>\n");
+    for c in charts {
+        html.push_str(&format!("<figure>{c}</figure>\n"));
+    }
+    html.push_str("</body></html>\n");
+    Ok(html)
 }
 
 /// One CSV line (RFC 4180 quoting).
@@ -1152,67 +1320,65 @@ fn tags_check(ctx: &Ctx, plan: &std::path::Path, require: Vec<String>) -> Result
     })
 }
 
-/// Passes bytes through while hashing them.
-struct Hashing<R> {
-    inner: R,
-    hasher: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        use sha2::Digest;
-        self.hasher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-fn open_billing(
-    path: &std::path::Path,
-    currency: Option<Currency>,
-    hasher: Option<std::sync::Arc<std::sync::Mutex<sha2::Sha256>>>,
-) -> Result<custos_finops::billing::Reader> {
-    let file =
+fn file_sha256(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let input: Box<dyn std::io::Read + Send> = match hasher {
-        Some(h) => Box::new(Hashing {
-            inner: std::io::BufReader::with_capacity(1 << 20, file),
-            hasher: h,
-        }),
-        None => Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-    };
-    custos_finops::billing::Reader::new(input, currency)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Rows parsed per batch handed to the database.
+const INGEST_BATCH: usize = 20_000;
+
+/// Parses a billing file on its own thread and hands batches over, so parsing overlaps the
+/// database writes. Ends with the format, the row count, and the first defect if any.
+fn spawn_parser(
+    path: PathBuf,
+    currency: Option<Currency>,
+    tx: tokio::sync::mpsc::Sender<Vec<custos_finops::billing::LineItem>>,
+) -> std::thread::JoinHandle<Result<(custos_finops::billing::Format, u64, Option<Currency>)>> {
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let input = Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+        let mut reader = custos_finops::billing::Reader::new(input, currency)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut batch = Vec::with_capacity(INGEST_BATCH);
+        let mut seen_currency = currency;
+        while let Some(item) = reader.next_item() {
+            let item = item.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            seen_currency.get_or_insert(item.currency);
+            batch.push(item);
+            if batch.len() == INGEST_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(INGEST_BATCH));
+                if tx.blocking_send(full).is_err() {
+                    bail!("the database writer stopped");
+                }
+            }
+        }
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+            bail!("the database writer stopped");
+        }
+        Ok((reader.format(), reader.rows(), seen_currency))
+    })
 }
 
 async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> Result<ExitCode> {
-    use sha2::Digest;
     let store = open(ctx).await?;
     let mut summary = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        // Pass 1: check every row and hash the bytes; nothing is stored from a bad file.
-        let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
-        let mut reader = open_billing(&path, currency, Some(hasher.clone()))?;
-        let format = reader.format();
-        let mut total = Amount::ZERO;
-        let mut file_currency = None;
-        while let Some(item) = reader.next_item() {
-            let item = item.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            total = total.saturating_add(item.billed_cost);
-            file_currency.get_or_insert(item.currency);
-            if reader.rows() % 1_000_000 == 0 && !ctx.json {
-                eprintln!("  {name}: checked {} rows", reader.rows());
-            }
-        }
-        let rows = reader.rows();
-        drop(reader);
-        let sha = hex::encode(
-            std::mem::take(&mut *hasher.lock().unwrap_or_else(|e| e.into_inner())).finalize(),
-        );
+        let sha = file_sha256(&path)?;
         if let Some(done) = store.billing_file(&sha).await? {
             if !ctx.json {
                 eprintln!(
@@ -1225,27 +1391,49 @@ async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> R
             summary.push(json!({"file": name, "sha256": sha, "rows": done.rows, "added": 0, "already_ingested": true}));
             continue;
         }
-        // Pass 2: store in batches.
-        let mut reader = open_billing(&path, currency, None)?;
-        let mut batch = Vec::with_capacity(5_000);
-        let mut added = 0;
-        loop {
-            let next = reader.next_item();
-            let done = next.is_none();
-            if let Some(item) = next {
-                batch.push(item.map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
+        // Rows left by an earlier run that failed part-way are replaced, not doubled.
+        store.billing_discard(&sha).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let parser = spawn_parser(path.clone(), currency, tx);
+        let mut added = 0u64;
+        let mut total = Amount::ZERO;
+        let mut stored = 0u64;
+        let mut write_error = None;
+        while let Some(batch) = rx.recv().await {
+            stored += batch.len() as u64;
+            for it in &batch {
+                total = total.saturating_add(it.billed_cost);
             }
-            if batch.len() == 5_000 || (done && !batch.is_empty()) {
-                added += store.billing_insert(&sha, &batch).await?;
-                batch.clear();
-                if !ctx.json && reader.rows() % 1_000_000 < 5_000 && reader.rows() >= 1_000_000 {
-                    eprintln!("  {name}: stored {} of {rows} rows", reader.rows());
+            match store.billing_insert(&sha, batch).await {
+                Ok(n) => added += n,
+                Err(e) => {
+                    write_error = Some(e);
+                    break;
                 }
             }
-            if done {
-                break;
+            if !ctx.json && stored % 1_000_000 < INGEST_BATCH as u64 && stored >= 1_000_000 {
+                eprintln!("  {name}: {stored} rows stored");
             }
         }
+        drop(rx);
+        let parsed = parser
+            .join()
+            .map_err(|_| anyhow::anyhow!("{name}: the parser thread panicked"))?;
+        let (format, rows, file_currency) = match (parsed, write_error) {
+            (Ok(p), None) => p,
+            (parsed, write_error) => {
+                // Nothing of a bad file stays behind.
+                store.billing_discard(&sha).await?;
+                if let Some(e) = write_error {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("{name}: storing rows failed; nothing was kept")));
+                }
+                return Err(parsed
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("{name}: failed")))
+                .context("nothing of this file was kept");
+            }
+        };
         let cur = file_currency.map(|c| c.to_string()).unwrap_or_default();
         store
             .billing_file_done(&custos_store::BillingFile {

@@ -2179,6 +2179,27 @@ fn prices_budgets_usage_and_reports() {
     assert_eq!(g["unit"]["per_document"], "0.06554");
     assert_eq!(g["unit"]["per_gpu_hour"], "32.77");
     assert_eq!(report["tag_compliance_percent"], 100.0);
+    ok(
+        d,
+        &[
+            "budgets",
+            "create",
+            "ml-weekly",
+            "--scope",
+            "team:ml",
+            "--period",
+            "weekly",
+            "--amount",
+            "500",
+        ],
+    );
+    let html = ok(d, &["cost", "report", "--by", "team", "--format", "html"]);
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(html.contains("Daily spend per team") && html.contains("Budget ml-weekly"));
+    assert_eq!(html.matches("<svg").count(), 2);
+    // Self-contained: no scripts, no fetched resources (the SVG namespace URI is a name).
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    ok(d, &["budgets", "delete", "ml-weekly"]);
     let csv = ok(d, &["cost", "report", "--by", "app", "--format", "csv"]);
     assert!(csv.starts_with("APP,CURRENCY,COST,"), "{csv}");
     assert!(csv.contains("trainer,USD,65.54,"), "{csv}");

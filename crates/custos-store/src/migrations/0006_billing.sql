@@ -1,5 +1,6 @@
 CREATE TABLE billing_files (
-    sha256        TEXT PRIMARY KEY,
+    file_id       BIGINT PRIMARY KEY,
+    sha256        TEXT NOT NULL UNIQUE,
     name          TEXT NOT NULL,
     format        TEXT NOT NULL,
     rows_ingested BIGINT NOT NULL,
@@ -8,7 +9,7 @@ CREATE TABLE billing_files (
     ingested_at   BIGINT NOT NULL
 );
 CREATE TABLE billing_items (
-    file_sha256       TEXT NOT NULL,
+    file_id           BIGINT NOT NULL,
     row_number        BIGINT NOT NULL,
     provider          TEXT NOT NULL,
     billing_account   TEXT NOT NULL,
@@ -27,6 +28,5 @@ CREATE TABLE billing_items (
     sku               TEXT NOT NULL,
     description       TEXT NOT NULL,
     tags              TEXT NOT NULL,
-    PRIMARY KEY (file_sha256, row_number)
-);
-CREATE INDEX billing_items_period ON billing_items (period_start);
+    PRIMARY KEY (file_id, row_number)
+)
