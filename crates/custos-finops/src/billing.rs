@@ -1,5 +1,5 @@
-//! Cloud billing exports as normalized line items: FinOps FOCUS 1.0–1.2 (CSV, gzip CSV) and
-//! AWS CUR 2.0 (CSV). Rows stream through one at a time; every defect is reported with the
+//! Cloud billing exports as normalized line items: FinOps FOCUS 1.0–1.2 and AWS CUR 2.0,
+//! as CSV, gzip CSV or Parquet. Rows stream through one at a time; every defect is reported with the
 //! row number (1 = the first data row) and the column it is in. Money is parsed exactly;
 //! digits beyond the ninth decimal are rounded half to even.
 
@@ -87,7 +87,7 @@ struct Columns {
     tags: Option<usize>,
 }
 
-fn find(header: &csv::StringRecord, names: &[&str]) -> Option<usize> {
+fn find(header: &[String], names: &[&str]) -> Option<usize> {
     names.iter().find_map(|n| {
         header
             .iter()
@@ -95,12 +95,12 @@ fn find(header: &csv::StringRecord, names: &[&str]) -> Option<usize> {
     })
 }
 
-fn required(header: &csv::StringRecord, names: &[&'static str]) -> Result<usize, BillingError> {
+fn required(header: &[String], names: &[&'static str]) -> Result<usize, BillingError> {
     find(header, names).ok_or(BillingError::MissingColumn(names[0]))
 }
 
 impl Columns {
-    fn of(format: Format, h: &csv::StringRecord) -> Result<Self, BillingError> {
+    fn of(format: Format, h: &[String]) -> Result<Self, BillingError> {
         Ok(match format {
             // FOCUS 1.0 names some columns …Name; 1.1 and 1.2 drop the suffix.
             Format::Focus => Columns {
@@ -145,13 +145,136 @@ impl Columns {
     }
 }
 
-/// Streams line items from a CSV export (gzip is detected by its magic bytes).
-pub struct Reader {
+/// One cell of the current row, as the source holds it.
+enum Cell<'a> {
+    Null,
+    Text(std::borrow::Cow<'a, str>),
+    /// An exact decimal (Parquet DECIMAL, integers).
+    Exact(Amount),
+    /// A binary float (Parquet DOUBLE): converted through its shortest decimal form.
+    Float(f64),
+    /// Epoch milliseconds (Parquet TIMESTAMP, DATE).
+    Time(i64),
+    /// Key-value pairs (Parquet MAP).
+    Map(Vec<(String, String)>),
+}
+
+/// A table of rows: CSV text or Parquet records.
+trait Cells: Send {
+    fn header(&self) -> &[String];
+    /// Moves to the next row: `None` at the end, an error for an unreadable row.
+    fn advance(&mut self) -> Option<Result<(), String>>;
+    fn cell(&self, col: usize) -> Cell<'_>;
+}
+
+struct CsvCells {
     csv: csv::Reader<Box<dyn Read + Send>>,
+    header: Vec<String>,
+    record: csv::StringRecord,
+}
+
+impl Cells for CsvCells {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+    fn advance(&mut self) -> Option<Result<(), String>> {
+        match self.csv.read_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(())),
+            Err(e) => Some(Err(e.to_string())),
+        }
+    }
+    fn cell(&self, col: usize) -> Cell<'_> {
+        match self.record.get(col) {
+            Some(s) if !is_null(s) => Cell::Text(std::borrow::Cow::Borrowed(s)),
+            _ => Cell::Null,
+        }
+    }
+}
+
+struct ParquetCells {
+    rows: parquet::record::reader::RowIter<'static>,
+    header: Vec<String>,
+    row: Vec<parquet::record::Field>,
+}
+
+/// A DECIMAL's unscaled big-endian two's-complement bytes and scale as an amount.
+fn decimal(d: &parquet::data_type::Decimal) -> Option<Amount> {
+    let bytes = d.data();
+    if bytes.is_empty() || bytes.len() > 16 {
+        return None;
+    }
+    let mut v: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+    for b in bytes {
+        v = (v << 8) | i128::from(*b);
+    }
+    let scale = d.scale();
+    if scale <= 9 {
+        10i128
+            .checked_pow((9 - scale) as u32)
+            .and_then(|p| v.checked_mul(p))
+            .map(Amount::from_nanos)
+    } else {
+        Amount::from_nanos(v).mul_div(1, 10i128.checked_pow((scale - 9) as u32)?)
+    }
+}
+
+fn field_text(f: &parquet::record::Field) -> Option<String> {
+    use parquet::record::Field as F;
+    Some(match f {
+        F::Null => return None,
+        F::Str(s) => s.clone(),
+        F::Bytes(b) => String::from_utf8_lossy(b.data()).into_owned(),
+        other => other.to_string(),
+    })
+}
+
+impl Cells for ParquetCells {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+    fn advance(&mut self) -> Option<Result<(), String>> {
+        match self.rows.next()? {
+            Ok(row) => {
+                self.row = row.into_columns().into_iter().map(|(_, f)| f).collect();
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e.to_string())),
+        }
+    }
+    fn cell(&self, col: usize) -> Cell<'_> {
+        use parquet::record::Field as F;
+        let Some(f) = self.row.get(col) else {
+            return Cell::Null;
+        };
+        match f {
+            F::Null => Cell::Null,
+            F::Str(s) => Cell::Text(std::borrow::Cow::Borrowed(s)),
+            F::Bytes(b) => Cell::Text(String::from_utf8_lossy(b.data())),
+            F::Decimal(d) => decimal(d).map_or(Cell::Null, Cell::Exact),
+            F::Double(v) => Cell::Float(*v),
+            F::Float(v) => Cell::Float(f64::from(*v)),
+            F::Int(v) => Cell::Exact(Amount::from_units(i64::from(*v))),
+            F::Long(v) => Cell::Exact(Amount::from_units(*v)),
+            F::TimestampMillis(ms) => Cell::Time(*ms),
+            F::TimestampMicros(us) => Cell::Time(us.div_euclid(1000)),
+            F::Date(days) => Cell::Time(i64::from(*days) * 86_400_000),
+            F::MapInternal(m) => Cell::Map(
+                m.entries()
+                    .iter()
+                    .filter_map(|(k, v)| Some((field_text(k)?, field_text(v).unwrap_or_default())))
+                    .collect(),
+            ),
+            other => Cell::Text(std::borrow::Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+/// Streams line items from an export: CSV (gzip detected by its magic bytes) or Parquet.
+pub struct Reader {
+    cells: Box<dyn Cells>,
     format: Format,
     cols: Columns,
-    header: csv::StringRecord,
-    record: csv::StringRecord,
     row: u64,
     /// Currency every row must carry (the caller's, or the first row's).
     currency: Option<Currency>,
@@ -188,8 +311,17 @@ pub fn parse_time(s: &str) -> Option<i64> {
         .map(|z| z.timestamp().as_millisecond())
 }
 
+/// True when a file starts with Parquet's magic bytes.
+pub fn is_parquet(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"PAR1"
+}
+
 impl Reader {
-    /// Reads the header of `input`; `currency` pins the currency every row must be in.
+    /// Reads the header of a CSV export; `currency` pins the currency every row must be in.
     pub fn new(
         input: Box<dyn Read + Send>,
         currency: Option<Currency>,
@@ -214,27 +346,66 @@ impl Reader {
             .flexible(false)
             .buffer_capacity(1 << 20)
             .from_reader(source);
-        let header = csv
+        let header: Vec<String> = csv
             .headers()
             .map_err(|e| BillingError::Row {
                 row: 0,
                 message: format!("cannot read the header: {e}"),
             })?
-            .clone();
-        let format = if find(&header, &["BilledCost"]).is_some() {
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        Self::over(
+            Box::new(CsvCells {
+                csv,
+                header,
+                record: csv::StringRecord::new(),
+            }),
+            currency,
+        )
+    }
+
+    /// Reads a Parquet export (any of its compressions: Snappy, gzip, LZ4, zstd).
+    pub fn parquet(file: std::fs::File, currency: Option<Currency>) -> Result<Self, BillingError> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let bad = |e: parquet::errors::ParquetError| BillingError::Row {
+            row: 0,
+            message: format!("not a readable Parquet file: {e}"),
+        };
+        let reader = SerializedFileReader::new(file).map_err(bad)?;
+        let header: Vec<String> = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        Self::over(
+            Box::new(ParquetCells {
+                rows: reader.into_iter(),
+                header,
+                row: Vec::new(),
+            }),
+            currency,
+        )
+    }
+
+    fn over(cells: Box<dyn Cells>, currency: Option<Currency>) -> Result<Self, BillingError> {
+        let header = cells.header();
+        let format = if find(header, &["BilledCost"]).is_some() {
             Format::Focus
-        } else if find(&header, &["line_item_unblended_cost"]).is_some() {
+        } else if find(header, &["line_item_unblended_cost"]).is_some() {
             Format::Cur2
         } else {
             return Err(BillingError::UnknownFormat);
         };
-        let cols = Columns::of(format, &header)?;
+        let cols = Columns::of(format, header)?;
         Ok(Reader {
-            csv,
+            cells,
             format,
             cols,
-            header,
-            record: csv::StringRecord::new(),
             row: 0,
             currency,
         })
@@ -252,94 +423,123 @@ impl Reader {
     fn cell_error(&self, col: usize, message: impl Into<String>) -> BillingError {
         BillingError::Cell {
             row: self.row,
-            column: self.header.get(col).unwrap_or("?").to_owned(),
+            column: self
+                .cells
+                .header()
+                .get(col)
+                .cloned()
+                .unwrap_or_else(|| "?".into()),
             message: message.into(),
         }
     }
 
     fn text(&self, col: Option<usize>) -> String {
-        col.and_then(|c| self.record.get(c))
-            .filter(|s| !is_null(s))
-            .unwrap_or("")
-            .to_owned()
+        let Some(col) = col else {
+            return String::new();
+        };
+        match self.cells.cell(col) {
+            Cell::Null => String::new(),
+            Cell::Text(t) => t.into_owned(),
+            Cell::Exact(a) => a.to_string(),
+            Cell::Float(f) => f.to_string(),
+            Cell::Time(ms) => jiff::Timestamp::from_millisecond(ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            Cell::Map(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
     }
 
     fn money(&self, col: usize, nullable: bool) -> Result<Amount, BillingError> {
-        let s = self.record.get(col).unwrap_or("").trim();
-        if is_null(s) {
-            return if nullable {
-                Ok(Amount::ZERO)
-            } else {
-                Err(self.cell_error(col, "is null; it must be a decimal number"))
-            };
+        match self.cells.cell(col) {
+            Cell::Null if nullable => Ok(Amount::ZERO),
+            Cell::Null => Err(self.cell_error(col, "is null; it must be a decimal number")),
+            Cell::Text(s) if is_null(s.trim()) && nullable => Ok(Amount::ZERO),
+            Cell::Text(s) => {
+                Amount::parse_rounded(s.trim(), 0).map_err(|e| self.cell_error(col, e.to_string()))
+            }
+            Cell::Exact(a) => Ok(a),
+            Cell::Float(f) if f.is_finite() => Amount::parse_rounded(&format!("{f}"), 0)
+                .map_err(|e| self.cell_error(col, e.to_string())),
+            Cell::Float(_) => Err(self.cell_error(col, "is not a finite number")),
+            Cell::Time(_) | Cell::Map(_) => Err(self.cell_error(col, "must be a decimal number")),
         }
-        Amount::parse_rounded(s, 0).map_err(|e| self.cell_error(col, e.to_string()))
     }
 
     fn time(&self, col: usize) -> Result<i64, BillingError> {
-        let s = self.record.get(col).unwrap_or("");
-        if is_null(s) {
-            return Err(self.cell_error(col, "is null; it must be a date-time"));
+        match self.cells.cell(col) {
+            Cell::Time(ms) => Ok(ms),
+            Cell::Null => Err(self.cell_error(col, "is null; it must be a date-time")),
+            Cell::Text(s) => parse_time(&s).ok_or_else(|| {
+                self.cell_error(
+                    col,
+                    format!("{s:?} is not an ISO 8601 date-time (e.g. 2026-11-01T00:00:00Z)"),
+                )
+            }),
+            _ => Err(self.cell_error(col, "must be a date-time")),
         }
-        parse_time(s).ok_or_else(|| {
-            self.cell_error(
-                col,
-                format!("{s:?} is not an ISO 8601 date-time (e.g. 2026-11-01T00:00:00Z)"),
-            )
-        })
     }
 
     fn tags(&self) -> Result<BTreeMap<String, String>, BillingError> {
         let Some(col) = self.cols.tags else {
             return Ok(BTreeMap::new());
         };
-        let s = self.record.get(col).unwrap_or("");
-        if is_null(s) {
-            return Ok(BTreeMap::new());
-        }
-        let v: serde_json::Value = serde_json::from_str(s)
-            .map_err(|e| self.cell_error(col, format!("is not a JSON object: {e}")))?;
-        let Some(obj) = v.as_object() else {
-            return Err(self.cell_error(col, "must be a JSON object of tag keys and values"));
+        let pairs: Vec<(String, String)> = match self.cells.cell(col) {
+            Cell::Null => return Ok(BTreeMap::new()),
+            Cell::Map(m) => m,
+            Cell::Text(s) => {
+                let v: serde_json::Value = serde_json::from_str(&s)
+                    .map_err(|e| self.cell_error(col, format!("is not a JSON object: {e}")))?;
+                let Some(obj) = v.as_object() else {
+                    return Err(
+                        self.cell_error(col, "must be a JSON object of tag keys and values")
+                    );
+                };
+                obj.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect()
+            }
+            _ => return Err(self.cell_error(col, "must be a JSON object or a map of tags")),
         };
-        Ok(obj
-            .iter()
+        Ok(pairs
+            .into_iter()
             .map(|(k, v)| {
                 // CUR 2.0 prefixes user tags with `user_`.
                 let k = match self.format {
-                    Format::Cur2 => k.strip_prefix("user_").unwrap_or(k),
+                    Format::Cur2 => k.strip_prefix("user_").map(str::to_owned).unwrap_or(k),
                     Format::Focus => k,
                 };
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.to_owned(), v)
+                (k, v)
             })
             .collect())
     }
 
     /// The next line item, `None` at the end of the file.
     pub fn next_item(&mut self) -> Option<Result<LineItem, BillingError>> {
-        match self.csv.read_record(&mut self.record) {
-            Ok(false) => return None,
-            Ok(true) => {}
-            Err(e) => {
-                self.row += 1;
-                return Some(Err(BillingError::Row {
-                    row: self.row,
-                    message: e.to_string(),
-                }));
-            }
-        }
+        let step = self.cells.advance()?;
         self.row += 1;
+        if let Err(message) = step {
+            return Some(Err(BillingError::Row {
+                row: self.row,
+                message,
+            }));
+        }
         Some(self.item())
     }
 
     fn item(&mut self) -> Result<LineItem, BillingError> {
         let c = &self.cols;
-        let cur_text = self.record.get(c.currency).unwrap_or("").trim().to_owned();
+        let cur_text = self.text(Some(c.currency));
         let currency: Currency = cur_text
             .parse()
             .map_err(|e: String| self.cell_error(c.currency, e))?;
@@ -489,6 +689,42 @@ mod tests {
         assert_eq!(item.tags.get("Team").map(String::as_str), Some("ml"));
         assert_eq!(item.billed_cost, "0.0421".parse().unwrap());
         assert!(r.next_item().is_none());
+    }
+
+    #[test]
+    fn reads_parquet_written_by_another_tool() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/focus-sample-50.zstd.parquet"
+        );
+        assert!(is_parquet(std::path::Path::new(path)));
+        let mut r = Reader::parquet(std::fs::File::open(path).unwrap(), None).unwrap();
+        assert_eq!(r.format(), Format::Focus);
+        let mut total = Amount::ZERO;
+        let mut tagged = None;
+        while let Some(item) = r.next_item() {
+            let item = item.unwrap();
+            total = total.saturating_add(item.billed_cost);
+            if tagged.is_none() && !item.tags.is_empty() {
+                tagged = Some(item);
+            }
+        }
+        assert_eq!(r.rows(), 50);
+        // DECIMAL(18,10) values, each rounded half to even at 10⁻⁹, summed (Python decimal).
+        assert_eq!(total, "0.371112582".parse().unwrap());
+        let t = tagged.unwrap();
+        assert_eq!(t.tags.get("environment").map(String::as_str), Some("dev"));
+        assert_eq!(
+            t.period_start_ms,
+            "2024-09-30T22:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        );
+        let not_parquet = std::env::temp_dir().join("custos-not-parquet.parquet");
+        std::fs::write(&not_parquet, b"PAR1 but not really").unwrap();
+        let e = Reader::parquet(std::fs::File::open(&not_parquet).unwrap(), None).unwrap_err();
+        assert!(e.to_string().contains("Parquet"), "{e}");
     }
 
     /// Σ BilledCost of the sample, each value rounded half to even at 10⁻⁹, by Python's

@@ -135,6 +135,75 @@ pub struct UsageTotals {
     pub co2e_mg: i64,
 }
 
+/// Where a report reads: the records, or the daily rollup (window in UTC day numbers).
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Records,
+    Daily,
+}
+
+impl UsageTotals {
+    fn add(&mut self, o: &UsageTotals) {
+        self.records += o.records;
+        self.calls += o.calls;
+        self.input_tokens += o.input_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.documents += o.documents;
+        self.compute_ms += o.compute_ms;
+        self.cost = self.cost.saturating_add(o.cost);
+        self.unpriced += o.unpriced;
+        self.untagged += o.untagged;
+        self.untagged_cost = self.untagged_cost.saturating_add(o.untagged_cost);
+        self.energy_mwh += o.energy_mwh;
+        self.co2e_mg += o.co2e_mg;
+    }
+}
+
+/// The rollup's key of one record.
+type DailyKey = (i64, [String; 11]);
+
+fn daily_key(r: &UsageRecord) -> DailyKey {
+    (
+        r.at_ms.div_euclid(86_400_000),
+        [
+            r.tenant.clone(),
+            r.team.clone(),
+            r.app.clone(),
+            r.env.clone(),
+            r.key_id.clone(),
+            r.provider.clone(),
+            r.model.clone(),
+            r.region.clone(),
+            r.source.clone(),
+            r.currency.as_str().to_owned(),
+            serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into()),
+        ],
+    )
+}
+
+const DAILY_KEYS: &str =
+    "day, tenant, team, app, env, key_id, provider, model, region, source, currency, tags";
+const DAILY_SUMS: [&str; 15] = [
+    "records",
+    "calls",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "documents",
+    "compute_ms",
+    "cost_nanos",
+    "unpriced",
+    "untagged",
+    "untagged_cost",
+    "energy_mwh",
+    "co2e_mg",
+];
+
 impl Store {
     fn tag_expr(&self, param: usize) -> String {
         match self.backend() {
@@ -213,8 +282,8 @@ impl Store {
                 USAGE_WIDTH,
                 chunk.len(),
             );
-            sql.push_str(" ON CONFLICT (id) DO NOTHING");
-            let mut q = sqlx::query(&sql);
+            sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let mut q = sqlx::query_as::<_, (String,)>(&sql);
             for r in chunk {
                 let u = &r.usage;
                 let cost = r.cost.to_i64_nanos().ok_or_else(|| {
@@ -255,7 +324,72 @@ impl Store {
                     .bind(i32::from(r.status))
                     .bind(r.detail.clone());
             }
-            added += q.execute(&mut *tx).await?.rows_affected();
+            let fresh: std::collections::HashSet<String> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            added += fresh.len() as u64;
+            // Only records stored just now count in the rollup, so a retried batch adds
+            // nothing twice.
+            let mut sums: std::collections::HashMap<DailyKey, [i64; 15]> = Default::default();
+            for r in chunk.iter().filter(|r| fresh.contains(&r.id)) {
+                let u = &r.usage;
+                let cost = r.cost.to_i64_nanos().unwrap_or(i64::MAX);
+                let add = [
+                    1,
+                    clamp_i64(u.calls),
+                    clamp_i64(u.input_tokens),
+                    clamp_i64(u.cached_input_tokens),
+                    clamp_i64(u.cache_write_tokens),
+                    clamp_i64(u.output_tokens),
+                    clamp_i64(u.reasoning_tokens),
+                    clamp_i64(r.documents),
+                    clamp_i64(u.compute_ms),
+                    cost,
+                    i64::from(!r.priced),
+                    i64::from(r.untagged),
+                    if r.untagged { cost } else { 0 },
+                    clamp_i64(r.energy_mwh),
+                    clamp_i64(r.co2e_mg),
+                ];
+                let e = sums.entry(daily_key(r)).or_insert([0; 15]);
+                for (a, b) in e.iter_mut().zip(add) {
+                    *a = a.saturating_add(b);
+                }
+            }
+            let sums: Vec<(DailyKey, [i64; 15])> = sums.into_iter().collect();
+            for part in sums.chunks(USAGE_ROWS_PER_INSERT) {
+                let mut sql = crate::ledger::values_sql(
+                    self.backend(),
+                    &format!(
+                        "INSERT INTO usage_daily ({DAILY_KEYS}, {}) VALUES ",
+                        DAILY_SUMS.join(", ")
+                    ),
+                    12 + DAILY_SUMS.len(),
+                    part.len(),
+                );
+                let updates: Vec<String> = DAILY_SUMS
+                    .iter()
+                    .map(|c| format!("{c} = usage_daily.{c} + excluded.{c}"))
+                    .collect();
+                sql.push_str(&format!(
+                    " ON CONFLICT ({DAILY_KEYS}) DO UPDATE SET {}",
+                    updates.join(", ")
+                ));
+                let mut q = sqlx::query(&sql);
+                for ((day, keys), vals) in part {
+                    q = q.bind(*day);
+                    for k in keys {
+                        q = q.bind(k.clone());
+                    }
+                    for v in vals {
+                        q = q.bind(*v);
+                    }
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(added)
@@ -263,8 +397,23 @@ impl Store {
 
     /// Appends the WHERE clause for `f` from parameter `next` on; returns the binds.
     fn filter_sql(&self, f: &UsageFilter, sql: &mut String, next: &mut usize) -> Vec<String> {
+        self.filter_sql_on("at", f, sql, next)
+    }
+
+    /// Like `filter_sql`, comparing the window with `time` (`at`, or `day` in the rollup).
+    fn filter_sql_on(
+        &self,
+        time: &str,
+        f: &UsageFilter,
+        sql: &mut String,
+        next: &mut usize,
+    ) -> Vec<String> {
         let mut binds = Vec::new();
-        sql.push_str(&format!(" WHERE at >= ${} AND at < ${}", *next, *next + 1));
+        sql.push_str(&format!(
+            " WHERE {time} >= ${} AND {time} < ${}",
+            *next,
+            *next + 1
+        ));
         *next += 2;
         for (col, val) in [
             ("tenant", &f.tenant),
@@ -289,8 +438,87 @@ impl Store {
     }
 
     /// Sums usage by the given dimensions (none: one grand total), biggest cost first.
+    /// Whole UTC days are read from the daily rollup (a month of 10 million calls is a few
+    /// thousand rows there); only partial days at the window's edges, and day grouping in a
+    /// zone other than UTC, scan the records themselves.
     pub async fn usage_report(
         &self,
+        f: &UsageFilter,
+        by: &[Dimension],
+        day_offset_ms: i64,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        const DAY: i64 = 86_400_000;
+        let local_days = by.contains(&Dimension::Day) && day_offset_ms.rem_euclid(DAY) != 0;
+        let first_whole = f.from_ms.div_euclid(DAY) + i64::from(f.from_ms.rem_euclid(DAY) != 0);
+        let end_whole = if f.until_ms == i64::MAX {
+            i64::MAX / DAY
+        } else {
+            f.until_ms.div_euclid(DAY)
+        };
+        if local_days || first_whole >= end_whole {
+            return self
+                .usage_query(Source::Records, f, by, day_offset_ms)
+                .await;
+        }
+        let mut parts = Vec::new();
+        let interior = UsageFilter {
+            from_ms: first_whole,
+            until_ms: end_whole,
+            ..f.clone()
+        };
+        parts.push(
+            self.usage_query(Source::Daily, &interior, by, day_offset_ms)
+                .await?,
+        );
+        if f.from_ms < first_whole * DAY {
+            let edge = UsageFilter {
+                until_ms: first_whole * DAY,
+                ..f.clone()
+            };
+            parts.push(
+                self.usage_query(Source::Records, &edge, by, day_offset_ms)
+                    .await?,
+            );
+        }
+        if f.until_ms != i64::MAX && f.until_ms > end_whole * DAY {
+            let edge = UsageFilter {
+                from_ms: end_whole * DAY,
+                ..f.clone()
+            };
+            parts.push(
+                self.usage_query(Source::Records, &edge, by, day_offset_ms)
+                    .await?,
+            );
+        }
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        let mut merged: Vec<UsageTotals> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<String>, usize> = Default::default();
+        for t in parts.into_iter().flatten() {
+            match index.get(&t.keys) {
+                Some(&i) => merged[i].add(&t),
+                None => {
+                    index.insert(t.keys.clone(), merged.len());
+                    merged.push(t);
+                }
+            }
+        }
+        // A grand total of nothing is still one row of zeros, as the database gives it.
+        if by.is_empty() && merged.len() > 1 {
+            let mut total = merged.remove(0);
+            for t in &merged {
+                total.add(t);
+            }
+            merged = vec![total];
+        }
+        merged.sort_by_key(|t| std::cmp::Reverse(t.cost));
+        Ok(merged)
+    }
+
+    async fn usage_query(
+        &self,
+        source: Source,
         f: &UsageFilter,
         by: &[Dimension],
         day_offset_ms: i64,
@@ -310,7 +538,12 @@ impl Store {
                 Dimension::Region => "region".to_owned(),
                 Dimension::Source => "source".to_owned(),
                 Dimension::Currency => "currency".to_owned(),
-                Dimension::Day => format!("CAST(((at + {day_offset_ms}) / 86400000) AS BIGINT)"),
+                Dimension::Day => match source {
+                    Source::Records => {
+                        format!("CAST(((at + {day_offset_ms}) / 86400000) AS BIGINT)")
+                    }
+                    Source::Daily => "day".to_owned(),
+                },
                 Dimension::Tag(t) => {
                     let e = format!("COALESCE({}, '')", self.tag_expr(next));
                     next += 1;
@@ -324,8 +557,24 @@ impl Store {
             .enumerate()
             .map(|(i, k)| format!("CAST({k} AS TEXT) AS k{i}, "))
             .collect();
+        let (count, unpriced, untagged_cost, table, time) = match source {
+            Source::Records => (
+                "COUNT(*)",
+                "SUM(1 - priced)",
+                "SUM(untagged * cost_nanos)",
+                "usage_records",
+                "at",
+            ),
+            Source::Daily => (
+                "SUM(records)",
+                "SUM(unpriced)",
+                "SUM(untagged_cost)",
+                "usage_daily",
+                "day",
+            ),
+        };
         let mut sql = format!(
-            "SELECT {select_keys} CAST(COUNT(*) AS BIGINT) AS records,
+            "SELECT {select_keys} CAST(COALESCE({count}, 0) AS BIGINT) AS records,
                CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS calls,
                CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens,
                CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT) AS cached_input_tokens,
@@ -335,14 +584,14 @@ impl Store {
                CAST(COALESCE(SUM(documents), 0) AS BIGINT) AS documents,
                CAST(COALESCE(SUM(compute_ms), 0) AS BIGINT) AS compute_ms,
                CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos,
-               CAST(COALESCE(SUM(1 - priced), 0) AS BIGINT) AS unpriced,
+               CAST(COALESCE({unpriced}, 0) AS BIGINT) AS unpriced,
                CAST(COALESCE(SUM(untagged), 0) AS BIGINT) AS untagged,
-               CAST(COALESCE(SUM(untagged * cost_nanos), 0) AS BIGINT) AS untagged_cost,
+               CAST(COALESCE({untagged_cost}, 0) AS BIGINT) AS untagged_cost,
                CAST(COALESCE(SUM(energy_mwh), 0) AS BIGINT) AS energy_mwh,
                CAST(COALESCE(SUM(co2e_mg), 0) AS BIGINT) AS co2e_mg
-             FROM usage_records"
+             FROM {table}"
         );
-        let binds = self.filter_sql(f, &mut sql, &mut next);
+        let binds = self.filter_sql_on(time, f, &mut sql, &mut next);
         if !keys.is_empty() {
             let groups: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
             sql.push_str(&format!(" GROUP BY {}", groups.join(", ")));

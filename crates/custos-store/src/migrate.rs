@@ -66,6 +66,12 @@ const MIGRATIONS: &[Migration] = &[
         ),
         postgres: concat!(include_str!("migrations/0006_billing.sql"), ";"),
     },
+    Migration {
+        version: 7,
+        name: "daily usage rollup",
+        sqlite: include_str!("migrations/0007_usage_daily.sql"),
+        postgres: include_str!("migrations/0007_usage_daily.sql"),
+    },
 ];
 
 impl Store {

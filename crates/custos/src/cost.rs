@@ -274,10 +274,11 @@ pub enum CostCmd {
     /// Mandatory cost tags in infrastructure plans.
     #[command(subcommand)]
     Tags(TagsCmd),
-    /// Take in cloud billing exports: FOCUS 1.0–1.2 or AWS CUR 2.0, CSV or gzip CSV.
+    /// Take in cloud billing exports: FOCUS 1.0–1.2 or AWS CUR 2.0, as CSV, gzip CSV or Parquet.
     #[command(after_help = "Examples:
   custos cost ingest focus-2026-11.csv.gz
   custos cost ingest cur2-part-*.csv.gz --currency USD
+  custos cost ingest focus-export-00001.snappy.parquet
 
 A defect is reported with its row and column, and nothing of that file is kept. Ingesting
 the same file again adds nothing.")]
@@ -1350,9 +1351,13 @@ fn spawn_parser(
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        let input = Box::new(std::io::BufReader::with_capacity(1 << 20, file));
-        let mut reader = custos_finops::billing::Reader::new(input, currency)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut reader = if custos_finops::billing::is_parquet(&path) {
+            custos_finops::billing::Reader::parquet(file, currency)
+        } else {
+            let input = Box::new(std::io::BufReader::with_capacity(1 << 20, file));
+            custos_finops::billing::Reader::new(input, currency)
+        }
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut batch = Vec::with_capacity(INGEST_BATCH);
         let mut seen_currency = currency;
         while let Some(item) = reader.next_item() {
