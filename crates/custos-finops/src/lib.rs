@@ -7,6 +7,7 @@ pub mod billing;
 pub mod budget;
 pub mod carbon;
 pub mod chart;
+pub mod focus;
 pub mod job;
 pub mod money;
 pub mod period;

@@ -102,6 +102,32 @@ impl Webhooks {
         self.receivers.is_empty()
     }
 
+    /// Delivers `payload` to every receiver and waits, retrying each up to `attempts` times;
+    /// returns the receivers that failed, with why. For one-shot processes (the CLI).
+    pub async fn deliver_and_wait(
+        &self,
+        event_id: &str,
+        payload: &serde_json::Value,
+        attempts: u32,
+    ) -> Vec<(String, String)> {
+        let body = Bytes::from(payload.to_string());
+        let mut failed = Vec::new();
+        for r in &self.receivers {
+            let mut wait = Duration::from_secs(1);
+            for attempt in 1..=attempts.max(1) {
+                match self.post(r, event_id, body.clone()).await {
+                    Ok(()) => break,
+                    Err(e) if attempt >= attempts.max(1) => failed.push((r.url.to_string(), e)),
+                    Err(_) => {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        }
+        failed
+    }
+
     /// Delivers `payload` to every receiver in the background, retrying failures.
     pub fn deliver(self: &std::sync::Arc<Self>, event_id: String, payload: serde_json::Value) {
         let body = Bytes::from(payload.to_string());

@@ -636,6 +636,29 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` records in `f` with ids after `after` (ids grow with time), for
+    /// streaming exports page by page.
+    pub async fn usage_page(
+        &self,
+        f: &UsageFilter,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut sql = format!("SELECT {USAGE_COLUMNS} FROM usage_records");
+        let mut next = 1;
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        sql.push_str(&format!(
+            " AND id > ${next} ORDER BY id LIMIT ${}",
+            next + 1
+        ));
+        let mut q = sqlx::query(&sql).bind(f.from_ms).bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(after).bind(limit).fetch_all(self.pool()).await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     /// Spend in `f`'s range bucketed by `bucket_ms` (e.g. 15 minutes): (bucket start, cost).
     pub async fn usage_buckets(
         &self,
@@ -827,6 +850,53 @@ fn sqlite_billing_insert(
     }
     tx.commit()?;
     Ok(added)
+}
+
+fn record_from_row(r: &AnyRow) -> Result<UsageRecord, StoreError> {
+    let id: String = r.try_get("id")?;
+    let n = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
+    let bad =
+        |what: &str, e: String| StoreError::Invalid(format!("usage record {id}: {what}: {e}"));
+    Ok(UsageRecord {
+        at_ms: r.try_get("at")?,
+        source: r.try_get("source")?,
+        tenant: r.try_get("tenant")?,
+        team: r.try_get("team")?,
+        app: r.try_get("app")?,
+        env: r.try_get("env")?,
+        key_id: r.try_get("key_id")?,
+        provider: r.try_get("provider")?,
+        model: r.try_get("model")?,
+        region: r.try_get("region")?,
+        usage: Usage {
+            input_tokens: n("input_tokens")?,
+            cached_input_tokens: n("cached_input_tokens")?,
+            cache_write_tokens: n("cache_write_tokens")?,
+            output_tokens: n("output_tokens")?,
+            reasoning_tokens: n("reasoning_tokens")?,
+            images: n("images")?,
+            duration_ms: n("duration_ms")?,
+            compute_ms: n("compute_ms")?,
+            calls: n("calls")?,
+        },
+        documents: n("documents")?,
+        latency_ms: n("latency_ms")?,
+        cost: Amount::from_nanos(r.try_get::<i64, _>("cost_nanos")?.into()),
+        currency: r
+            .try_get::<String, _>("currency")?
+            .parse()
+            .map_err(|e| bad("currency", e))?,
+        priced: r.try_get::<i32, _>("priced")? != 0,
+        energy_mwh: n("energy_mwh")?,
+        co2e_mg: n("co2e_mg")?,
+        tags: serde_json::from_str(&r.try_get::<String, _>("tags")?)
+            .map_err(|e| bad("tags", e.to_string()))?,
+        untagged: r.try_get::<i32, _>("untagged")? != 0,
+        request_id: r.try_get("request_id")?,
+        status: r.try_get::<i32, _>("status")?.clamp(0, 999) as u16,
+        detail: r.try_get("detail")?,
+        id,
+    })
 }
 
 /// The usage filter of a budget's scope in a window.

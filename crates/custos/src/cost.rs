@@ -349,8 +349,31 @@ Exit status 1 when an anomaly is found (for cron jobs and CI).")]
         /// Compare each day with the same weekday.
         #[arg(long)]
         seasonal: bool,
+        /// Alert each new anomaly once (audit ledger and [[finops.webhooks]]), for cron jobs.
+        #[arg(long)]
+        notify: bool,
         #[command(flatten)]
         filters: Filters,
+    },
+    /// Export usage records as FOCUS-shaped Parquet or CSV, for Spark, Athena, Trino or DuckDB.
+    #[command(after_help = "Examples:
+  custos cost export --period 2026-11 -o usage-2026-11.parquet
+  custos cost export --since 2026-11-01 --until 2026-11-08 --format csv -o week.csv
+  duckdb -c \"SELECT SubAccountName, SUM(BilledCost) FROM 'usage-2026-11.parquet' GROUP BY 1\"
+
+FOCUS 1.2 columns (BilledCost as DECIMAL(18,9), charge periods as UTC timestamps) plus
+x_ columns for token classes, calls, documents, environment and request id.")]
+    Export {
+        #[command(flatten)]
+        range: Range,
+        #[command(flatten)]
+        filters: Filters,
+        /// parquet or csv (default: from the -o extension, else parquet).
+        #[arg(long)]
+        format: Option<String>,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
     },
     /// A per-run budget guard for jobs: exit 1 when the run's spend would pass its budget.
     #[command(after_help = "Examples:
@@ -1678,8 +1701,99 @@ async fn reconcile(
     })
 }
 
+async fn export(
+    ctx: &Ctx,
+    range: Range,
+    filters: Filters,
+    format: Option<String>,
+    output: PathBuf,
+) -> Result<ExitCode> {
+    use custos_finops::focus::{CsvWriter, ParquetWriter};
+    let format = match format.as_deref() {
+        Some(f) => f.to_ascii_lowercase(),
+        None if output.extension().is_some_and(|e| e == "csv") => "csv".into(),
+        None => "parquet".into(),
+    };
+    if format != "parquet" && format != "csv" {
+        bail!("--format {format:?}: use parquet or csv");
+    }
+    let store = open(ctx).await?;
+    let (w, _) = windows(ctx, &range)?;
+    let f = filter_of(&filters, w)?;
+    // Written next to the target and renamed at the end: a failed export leaves no half file.
+    let partial = output.with_extension(format!("{format}.partial"));
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, file);
+    enum Sink<W: std::io::Write + Send> {
+        Parquet(Box<ParquetWriter<W>>),
+        Csv(CsvWriter<W>),
+    }
+    let mut sink = if format == "csv" {
+        Sink::Csv(CsvWriter::new(out)?)
+    } else {
+        Sink::Parquet(Box::new(ParquetWriter::new(out)?))
+    };
+    let mut after = String::new();
+    let mut rows = 0u64;
+    let mut total = BTreeMap::<String, Amount>::new();
+    loop {
+        let page = store.usage_page(&f, &after, 50_000).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.id.clone();
+        for r in &page {
+            match &mut sink {
+                Sink::Parquet(p) => p.write(r)?,
+                Sink::Csv(c) => c.write(r)?,
+            }
+            let t = total.entry(r.currency.to_string()).or_default();
+            *t = t.saturating_add(r.cost);
+        }
+        rows += page.len() as u64;
+        if !ctx.json && rows % 1_000_000 < 50_000 && rows >= 1_000_000 {
+            eprintln!("  {rows} records written");
+        }
+    }
+    match sink {
+        Sink::Parquet(p) => p.finish()?,
+        Sink::Csv(c) => {
+            c.finish()?;
+        }
+    }
+    std::fs::rename(&partial, &output)
+        .with_context(|| format!("cannot move the export into {}", output.display()))?;
+    let totals: BTreeMap<String, String> = total
+        .iter()
+        .map(|(c, a)| (c.clone(), a.to_string()))
+        .collect();
+    if ctx.json {
+        output::json(
+            &json!({"file": output.display().to_string(), "format": format, "rows": rows, "billed": totals}),
+        );
+    } else {
+        eprintln!(
+            "wrote {rows} FOCUS rows to {} ({}){}",
+            output.display(),
+            format,
+            totals
+                .iter()
+                .map(|(c, a)| format!(", {a} {c}"))
+                .collect::<String>()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
     match cmd {
+        CostCmd::Export {
+            range,
+            filters,
+            format,
+            output,
+        } => exit_2_on_error(export(ctx, range, filters, format, output).await),
         CostCmd::Ingest { files, currency } => exit_2_on_error(ingest(ctx, files, currency).await),
         CostCmd::Reconcile {
             range,
@@ -1712,6 +1826,7 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
             k,
             method,
             seasonal,
+            notify,
             filters,
         } => exit_2_on_error(
             anomalies(
@@ -1719,6 +1834,7 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
                 by,
                 days,
                 window,
+                notify,
                 Settings {
                     k,
                     window: window as usize,
@@ -1745,6 +1861,7 @@ async fn anomalies(
     by: Dimension,
     days: u32,
     window: u32,
+    notify: bool,
     settings: Settings,
     filters: Filters,
 ) -> Result<ExitCode> {
@@ -1807,9 +1924,13 @@ async fn anomalies(
                 .checked_add(jiff::Span::new().days(a.index as i64))
                 .map(|d| d.to_string())
                 .unwrap_or_default();
-            found.push(json!({"scope": by.label(), "key": key, "day": day,
+            let anomaly = json!({"scope": by.label(), "key": key, "day": day,
                 "spend": format!("{:.4}", a.value), "expected": format!("{:.4}", a.expected),
-                "score": (a.score * 100.0).round() / 100.0}));
+                "score": (a.score * 100.0).round() / 100.0});
+            if notify {
+                notify_anomaly(ctx, &store, &anomaly).await?;
+            }
+            found.push(anomaly);
         }
     }
     if ctx.json {
@@ -1839,6 +1960,42 @@ async fn anomalies(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Alerts an anomaly once: claimed in the store under the series and day, then recorded in
+/// the audit ledger and posted to the webhooks.
+async fn notify_anomaly(ctx: &Ctx, store: &custos_store::Store, anomaly: &Value) -> Result<()> {
+    // The civil day (as UTC midnight) keys the claim, whatever the zone's DST.
+    let day_ms =
+        parse_effective(anomaly["day"].as_str().unwrap_or("")).map_err(anyhow::Error::msg)?;
+    let series = format!(
+        "anomaly:{}:{}",
+        anomaly["scope"].as_str().unwrap_or(""),
+        anomaly["key"].as_str().unwrap_or("")
+    );
+    if !store
+        .budget_alert_claim(&series, day_ms, 0, Amount::ZERO)
+        .await?
+    {
+        return Ok(());
+    }
+    let id = custos_core::id::new_id("alert");
+    let mut alert = anomaly.clone();
+    alert["id"] = json!(id);
+    alert["type"] = json!("cost.anomaly");
+    alert["time"] = json!(time(Some(custos_core::time::now_ms())));
+    record(
+        store,
+        "cost.anomaly",
+        json!({"type": "series", "id": series, "detail": alert}),
+        None,
+    )
+    .await?;
+    let hooks = custos_gateway::webhook::Webhooks::new(&ctx.config.finops.webhooks)?;
+    for (url, why) in hooks.deliver_and_wait(&id, &alert, 3).await {
+        eprintln!("warning: the anomaly alert could not be delivered to {url}: {why}");
+    }
+    Ok(())
 }
 
 async fn guard(

@@ -2200,6 +2200,19 @@ fn prices_budgets_usage_and_reports() {
     // Self-contained: no scripts, no fetched resources (the SVG namespace URI is a name).
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
     ok(d, &["budgets", "delete", "ml-weekly"]);
+    // FOCUS-shaped exports that custos (like any FOCUS reader) reads back to the nano-unit.
+    let exported = json(d, &["cost", "export", "-o", "usage.parquet"]);
+    assert_eq!(exported["rows"], 1);
+    assert_eq!(exported["billed"]["USD"], "65.54");
+    json(d, &["cost", "export", "-o", "usage.csv"]);
+    let csv_text = std::fs::read_to_string(d.join("usage.csv")).unwrap();
+    assert!(
+        csv_text.starts_with("BilledCost,EffectiveCost,ListCost,ContractedCost,BillingCurrency,")
+    );
+    let back = json(d, &["cost", "ingest", "usage.parquet", "usage.csv"]);
+    assert_eq!(back[0]["billed"], "65.54");
+    assert_eq!(back[1]["billed"], "65.54");
+    assert!(!d.join("usage.parquet.partial").exists());
     let csv = ok(d, &["cost", "report", "--by", "app", "--format", "csv"]);
     assert!(csv.starts_with("APP,CURRENCY,COST,"), "{csv}");
     assert!(csv.contains("trainer,USD,65.54,"), "{csv}");
@@ -2406,6 +2419,87 @@ fn anomalies_flag_an_injected_spike() {
     assert_eq!(found.len(), 1, "{v}");
     assert_eq!(found[0]["key"], "ml");
     assert_eq!(found[0]["spend"], "400.0000");
+
+    // --notify alerts each anomaly once: a signed webhook and an audit event.
+    let (hook, received) = webhook_receiver();
+    std::fs::write(
+        d.join("custos.toml"),
+        format!("[[finops.webhooks]]\nurl = \"http://{hook}/alerts\"\nsecret_env = \"CUSTOS_TEST_HOOK\"\n"),
+    )
+    .unwrap();
+    let args = [
+        "cost",
+        "anomalies",
+        "--by",
+        "team",
+        "--days",
+        "10",
+        "--method",
+        "robust",
+        "--k",
+        "3",
+        "--notify",
+    ];
+    for _ in 0..2 {
+        let out = custos_with(d, &args, &[("CUSTOS_TEST_HOOK", "s3cret")], b"");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("x-custos-signature: t="), "{}", got[0]);
+    assert!(got[0].contains("\"type\":\"cost.anomaly\""));
+    let events = ok(d, &["audit", "query", "--activity", "cost.anomaly", "--json"]);
+    assert_eq!(events.lines().filter(|l| l.contains("\"cost.anomaly\"")).count(), 1, "{events}");
+}
+
+/// A loopback HTTP receiver that records each request (head and body) and answers 200.
+fn webhook_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).to_lowercase());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (addr, seen)
 }
 
 /// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
