@@ -95,10 +95,57 @@ fn whole_request(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (router, key) = rt.block_on(async {
+    let (router, key) = rt.block_on(build(dir.path(), false));
+    let priced_dir = tempfile::tempdir().unwrap();
+    let (priced_router, priced_key) = rt.block_on(build(priced_dir.path(), true));
+    let request = |key: &str, idem: Option<String>| {
+        let mut b = Request::post("/v1/chat/completions")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json");
+        if let Some(i) = idem {
+            b = b.header("idempotency-key", i);
+        }
+        b.body(Body::from(CHAT)).unwrap()
+    };
+    let mut g = c.benchmark_group("pipeline");
+    g.bench_function("chat_completion_mock_all_layers", |b| {
+        b.to_async_tokio(&rt, || request(&key, None), |req| send(router.clone(), req))
+    });
+    // The same call priced and charged to three budgets (tenant, team, tag): the difference
+    // is what the budget layer and pricing in the meter add.
+    g.bench_function("chat_completion_mock_priced_three_budgets", |b| {
+        b.to_async_tokio(
+            &rt,
+            || {
+                let mut r = request(&priced_key, None);
+                r.headers_mut()
+                    .insert("x-custos-tags", http::HeaderValue::from_static("Project=atlas"));
+                r
+            },
+            |req| send(priced_router.clone(), req),
+        )
+    });
+    let mut n = 0u64;
+    g.bench_function("chat_completion_mock_with_idempotency_key", |b| {
+        b.to_async_tokio(
+            &rt,
+            || {
+                n += 1;
+                request(&key, Some(format!("bench-{n}")))
+            },
+            |req| send(router.clone(), req),
+        )
+    });
+    g.finish();
+}
+
+/// A gateway on a fresh SQLite file with one key; `finops` adds a price for the mock model
+/// and three budgets the key's calls are charged to.
+async fn build(dir: &std::path::Path, finops: bool) -> (axum::Router, String) {
+    {
         let store = Store::open(&format!(
             "sqlite://{}",
-            dir.path().join("bench.db").display()
+            dir.join("bench.db").display()
         ))
         .await
         .unwrap();
@@ -120,38 +167,47 @@ fn whole_request(c: &mut Criterion) {
             })
             .await
             .unwrap();
+        if finops {
+            use custos_finops::budget::{Action, Budget, Scope};
+            store
+                .prices_upsert(&[custos_finops::Price {
+                    provider: "mock".into(),
+                    model: "gpt-4o-mini".into(),
+                    effective_from: 0,
+                    currency: custos_finops::Currency::USD,
+                    rates: custos_finops::Rates {
+                        input_per_1m: "0.15".parse().unwrap(),
+                        output_per_1m: "0.6".parse().unwrap(),
+                        ..Default::default()
+                    },
+                }])
+                .await
+                .unwrap();
+            for (i, scope) in ["tenant", "team:ml", "tag:Project=atlas"].iter().enumerate() {
+                store
+                    .budget_create(&Budget {
+                        id: format!("bud_{i}"),
+                        name: format!("b{i}"),
+                        tenant: "acme".into(),
+                        scope: scope.parse::<Scope>().unwrap(),
+                        period: custos_finops::PeriodKind::Monthly,
+                        time_zone: "Europe/Berlin".into(),
+                        amount: custos_finops::Amount::from_units(1_000_000_000),
+                        currency: custos_finops::Currency::USD,
+                        thresholds: vec![70, 90, 100],
+                        action: Action::Block,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
         let config =
             custos_core::Config::from_toml("", std::path::Path::new("bench.toml")).unwrap();
         let gateway = Gateway::new(config, store).await.unwrap();
         let router = gateway.router();
         std::mem::forget(gateway); // keep its refresher alive for the whole run
         (router, minted.secret)
-    });
-    let request = |idem: Option<String>| {
-        let mut b = Request::post("/v1/chat/completions")
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json");
-        if let Some(i) = idem {
-            b = b.header("idempotency-key", i);
-        }
-        b.body(Body::from(CHAT)).unwrap()
-    };
-    let mut g = c.benchmark_group("pipeline");
-    g.bench_function("chat_completion_mock_all_layers", |b| {
-        b.to_async_tokio(&rt, || request(None), |req| send(router.clone(), req))
-    });
-    let mut n = 0u64;
-    g.bench_function("chat_completion_mock_with_idempotency_key", |b| {
-        b.to_async_tokio(
-            &rt,
-            || {
-                n += 1;
-                request(Some(format!("bench-{n}")))
-            },
-            |req| send(router.clone(), req),
-        )
-    });
-    g.finish();
+    }
 }
 
 /// One request through the router; the response body is read to the end.
