@@ -196,6 +196,8 @@ struct ParquetCells {
     rows: parquet::record::reader::RowIter<'static>,
     header: Vec<String>,
     row: Vec<parquet::record::Field>,
+    /// The decoder panicked; nothing more is read.
+    failed: bool,
 }
 
 /// A DECIMAL's unscaled big-endian two's-complement bytes and scale as an amount.
@@ -234,12 +236,25 @@ impl Cells for ParquetCells {
         &self.header
     }
     fn advance(&mut self) -> Option<Result<(), String>> {
-        match self.rows.next()? {
-            Ok(row) => {
+        if self.failed {
+            return None;
+        }
+        // The `parquet` crate panics on some malformed pages (found by fuzzing): a damaged
+        // file must end in an error naming the row, not take the process down.
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rows.next()));
+        match next {
+            Ok(None) => None,
+            Ok(Some(Ok(row))) => {
                 self.row = row.into_columns().into_iter().map(|(_, f)| f).collect();
                 Some(Ok(()))
             }
-            Err(e) => Some(Err(e.to_string())),
+            Ok(Some(Err(e))) => Some(Err(e.to_string())),
+            Err(_) => {
+                self.failed = true;
+                Some(Err(
+                    "the Parquet data is malformed and cannot be decoded".into()
+                ))
+            }
         }
     }
     fn cell(&self, col: usize) -> Cell<'_> {
@@ -367,12 +382,28 @@ impl Reader {
 
     /// Reads a Parquet export (any of its compressions: Snappy, gzip, LZ4, zstd).
     pub fn parquet(file: std::fs::File, currency: Option<Currency>) -> Result<Self, BillingError> {
+        Self::parquet_from(file, currency)
+    }
+
+    /// Reads Parquet from any source the `parquet` crate can seek in (a file, bytes).
+    pub fn parquet_from<R: parquet::file::reader::ChunkReader + 'static>(
+        source: R,
+        currency: Option<Currency>,
+    ) -> Result<Self, BillingError> {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let bad = |e: parquet::errors::ParquetError| BillingError::Row {
             row: 0,
             message: format!("not a readable Parquet file: {e}"),
         };
-        let reader = SerializedFileReader::new(file).map_err(bad)?;
+        let malformed = || BillingError::Row {
+            row: 0,
+            message: "not a readable Parquet file: its metadata is malformed".into(),
+        };
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            SerializedFileReader::new(source)
+        }))
+        .map_err(|_| malformed())?;
+        let reader = opened.map_err(bad)?;
         let header: Vec<String> = reader
             .metadata()
             .file_metadata()
@@ -382,11 +413,16 @@ impl Reader {
             .iter()
             .map(|f| f.name().to_owned())
             .collect();
+        let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            parquet::record::reader::RowIter::from_file_into(Box::new(reader))
+        }))
+        .map_err(|_| malformed())?;
         Self::over(
             Box::new(ParquetCells {
-                rows: reader.into_iter(),
+                rows,
                 header,
                 row: Vec::new(),
+                failed: false,
             }),
             currency,
         )
@@ -725,6 +761,27 @@ mod tests {
         std::fs::write(&not_parquet, b"PAR1 but not really").unwrap();
         let e = Reader::parquet(std::fs::File::open(&not_parquet).unwrap(), None).unwrap_err();
         assert!(e.to_string().contains("Parquet"), "{e}");
+    }
+
+    /// A file the fuzzer found that makes the `parquet` crate panic while decoding a page.
+    #[test]
+    fn malformed_parquet_is_an_error_not_a_panic() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/malformed-page.parquet"
+        );
+        let data = std::fs::read(path).unwrap();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = Reader::parquet_from(bytes::Bytes::from(data), None).map(|mut r| {
+            let mut errors = 0;
+            while let Some(item) = r.next_item() {
+                errors += usize::from(item.is_err());
+            }
+            errors
+        });
+        std::panic::set_hook(hook);
+        assert!(matches!(result, Err(_) | Ok(1..)), "{result:?}");
     }
 
     /// Σ BilledCost of the sample, each value rounded half to even at 10⁻⁹, by Python's

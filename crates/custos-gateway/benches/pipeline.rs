@@ -118,8 +118,10 @@ fn whole_request(c: &mut Criterion) {
             &rt,
             || {
                 let mut r = request(&priced_key, None);
-                r.headers_mut()
-                    .insert("x-custos-tags", http::HeaderValue::from_static("Project=atlas"));
+                r.headers_mut().insert(
+                    "x-custos-tags",
+                    http::HeaderValue::from_static("Project=atlas"),
+                );
                 r
             },
             |req| send(priced_router.clone(), req),
@@ -143,12 +145,9 @@ fn whole_request(c: &mut Criterion) {
 /// and three budgets the key's calls are charged to.
 async fn build(dir: &std::path::Path, finops: bool) -> (axum::Router, String) {
     {
-        let store = Store::open(&format!(
-            "sqlite://{}",
-            dir.join("bench.db").display()
-        ))
-        .await
-        .unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display()))
+            .await
+            .unwrap();
         store.ensure_tenant("acme").await.unwrap();
         store.create_team("acme", "ml", None, None).await.unwrap();
         let app = store.create_app("acme", "ml", "bot").await.unwrap();
@@ -183,7 +182,10 @@ async fn build(dir: &std::path::Path, finops: bool) -> (axum::Router, String) {
                 }])
                 .await
                 .unwrap();
-            for (i, scope) in ["tenant", "team:ml", "tag:Project=atlas"].iter().enumerate() {
+            for (i, scope) in ["tenant", "team:ml", "tag:Project=atlas"]
+                .iter()
+                .enumerate()
+            {
                 store
                     .budget_create(&Budget {
                         id: format!("bud_{i}"),

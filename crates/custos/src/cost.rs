@@ -1427,7 +1427,19 @@ async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> R
         let mut total = Amount::ZERO;
         let mut stored = 0u64;
         let mut write_error = None;
-        while let Some(batch) = rx.recv().await {
+        // A damaged file can send a decoder into a loop that no error ends: no batch for
+        // this long stops the ingest (the parser thread ends with the process).
+        const STALL: std::time::Duration = std::time::Duration::from_secs(120);
+        let mut stalled = false;
+        loop {
+            let batch = match tokio::time::timeout(STALL, rx.recv()).await {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(_) => {
+                    stalled = true;
+                    break;
+                }
+            };
             stored += batch.len() as u64;
             for it in &batch {
                 total = total.saturating_add(it.billed_cost);
@@ -1444,6 +1456,13 @@ async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> R
             }
         }
         drop(rx);
+        if stalled {
+            store.billing_discard(&sha).await?;
+            bail!(
+                "{name}: no rows were decoded for {} s after row {stored}; the file looks damaged. Nothing of it was kept",
+                STALL.as_secs()
+            );
+        }
         let parsed = parser
             .join()
             .map_err(|_| anyhow::anyhow!("{name}: the parser thread panicked"))?;

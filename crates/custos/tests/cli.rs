@@ -2453,8 +2453,18 @@ fn anomalies_flag_an_injected_spike() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].contains("x-custos-signature: t="), "{}", got[0]);
     assert!(got[0].contains("\"type\":\"cost.anomaly\""));
-    let events = ok(d, &["audit", "query", "--activity", "cost.anomaly", "--json"]);
-    assert_eq!(events.lines().filter(|l| l.contains("\"cost.anomaly\"")).count(), 1, "{events}");
+    let events = ok(
+        d,
+        &["audit", "query", "--activity", "cost.anomaly", "--json"],
+    );
+    assert_eq!(
+        events
+            .lines()
+            .filter(|l| l.contains("\"cost.anomaly\""))
+            .count(),
+        1,
+        "{events}"
+    );
 }
 
 /// A loopback HTTP receiver that records each request (head and body) and answers 200.
