@@ -629,6 +629,22 @@ checkpoint_every = 10000          # or as soon as this many events were added
 # `custos audit prune` never removes events younger than this, nor any not yet exported.
 retention = "365d"
 
+[finops]
+# Prices (`custos prices …`) and budgets (`custos budgets …`) live in the database; every
+# gateway reloads them and re-reads budget spend this often.
+refresh_interval = "5s"
+# Tags every job usage report (POST /v1/usage, `custos usage record`) must carry; a report
+# without one is refused ("refuse") or kept marked untagged ("accept").
+mandatory_tags = []                # e.g. ["Project", "Env", "Team", "CostCenter"]
+untagged = "refuse"
+# Completion tokens a budget holds for a call that sets no max_tokens.
+default_max_output_tokens = 1024
+# Time zone of reports and anomaly days (budgets carry their own).
+time_zone = "UTC"
+# [[finops.webhooks]]             # budget and anomaly alerts, signed with HMAC-SHA256
+# url = "https://alerts.example.com/custos"
+# secret_env = "CUSTOS_WEBHOOK_SECRET"
+
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]
 name = "mock"
@@ -642,6 +658,7 @@ kind = "mock"
 # base_url = "https://api.openai.com/v1"
 # api_key_env = "OPENAI_API_KEY"
 # timeout = "120s"
+# region = "us-east"     # recorded on usage; used for carbon estimates
 
 # Models: the names clients send, and which provider serves each.
 [[models]]
