@@ -2370,15 +2370,7 @@ fn anomalies_flag_an_injected_spike() {
         .as_secs() as i64;
     // 45 days of spend near 100 a day, and 400 three days ago.
     for back in 1..=45i64 {
-        let t = now - back * 86_400;
-        let secs = t.rem_euclid(86_400);
-        let days = t.div_euclid(86_400);
-        let (y, m, dd) = civil(days);
-        let stamp = format!(
-            "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:00Z",
-            secs / 3600,
-            (secs % 3600) / 60
-        );
+        let stamp = custos_core::time::format_rfc3339((now - back * 86_400) * 1000);
         let cost = if back == 3 {
             "400".to_owned()
         } else {
@@ -2510,20 +2502,6 @@ fn webhook_receiver() -> (
         }
     });
     (addr, seen)
-}
-
-/// Civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[test]
