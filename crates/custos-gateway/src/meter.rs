@@ -245,11 +245,26 @@ const MAX_REPORTS: usize = 1_000;
 
 /// `POST /v1/usage`: usage from work outside the gateway (one report or an array). Each
 /// report is checked, priced and recorded durably before the answer; budgets see it at once.
-pub async fn report_jobs(
-    State(state): State<AppState>,
-    principal: axum::Extension<SharedPrincipal>,
-    body: Bytes,
-) -> Response {
+pub async fn report_jobs(State(state): State<AppState>, req: Request) -> Response {
+    let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
+        return Problem::new(
+            ProblemKind::Internal,
+            "usage reports reached the handler unauthenticated",
+        )
+        .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    // The same body limit and errors as model calls (413 problem+json past the limit).
+    let body = match crate::call::read_body(
+        &parts.headers,
+        body,
+        state.config.server.max_body_bytes as usize,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
     let invalid =
         |detail: String| Problem::new(ProblemKind::InvalidRequest, detail).into_response();
     let value: serde_json::Value = match serde_json::from_slice(&body) {
@@ -274,7 +289,7 @@ pub async fn report_jobs(
     if items.is_empty() || items.len() > MAX_REPORTS {
         return invalid(format!("send between 1 and {MAX_REPORTS} usage reports"));
     }
-    let p = &principal.0;
+    let p = &principal;
     let who = custos_finops::job::Reporter {
         tenant: &p.tenant,
         team: &p.team,

@@ -443,6 +443,15 @@ async fn jobs_report_usage_with_mandatory_tags() {
             .await;
         let p = expect_problem(missing, 400, "invalid-request").await;
         assert!(p["detail"].as_str().unwrap().contains("CostCenter"), "{p}");
+        let garbage = gw.post_raw("/v1/usage", &key, "{\"gpu_hours\": ").await;
+        let p = expect_problem(garbage, 400, "malformed-json").await;
+        assert!(p["detail"].as_str().unwrap().contains("line 1"), "{p}");
+        let huge = gw
+            .post_raw("/v1/usage", &key, vec![b' '; 5 * 1024 * 1024])
+            .await;
+        expect_problem(huge, 413, "body-too-large").await;
+        let not_object = gw.post("/v1/usage", &key, &json!(42)).await;
+        expect_problem(not_object, 400, "invalid-request").await;
         let wrong_type = gw
             .post("/v1/usage", &key, &json!({"gpu_hours": "two"}))
             .await;
