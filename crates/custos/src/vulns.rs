@@ -91,6 +91,14 @@ pub struct DbArg {
     /// The advisory database file (default: $CUSTOS_VULN_DB, else ~/.local/share/custos/vulns.sqlite).
     #[arg(long, value_name = "FILE")]
     db: Option<PathBuf>,
+    /// Warn when the database's last import is older than this.
+    #[arg(
+        long,
+        value_name = "AGE",
+        env = "CUSTOS_VULN_DB_WARN_AGE",
+        default_value = "7d"
+    )]
+    warn_db_age: String,
 }
 
 impl DbArg {
@@ -162,7 +170,8 @@ fn now_s() -> i64 {
     custos_core::time::now_ms() / 1000
 }
 
-fn check_age(db: &VulnDb, max: Option<&str>) -> Result<Option<String>> {
+fn check_age(db: &VulnDb, max: Option<&str>, warn: &str) -> Result<Option<String>> {
+    let warn_after = parse_age(warn).context("--warn-db-age")?;
     let status = db.status()?;
     let Some(last) = status.last_import else {
         bail!("the advisory database {} is empty: import OSV data first (custos vulns db import PATH)", status.path);
@@ -174,8 +183,9 @@ fn check_age(db: &VulnDb, max: Option<&str>) -> Result<Option<String>> {
             bail!("the advisory database was last imported {days} days ago, more than --max-db-age {max}; import fresh OSV data");
         }
     }
-    Ok((days >= 7)
-        .then(|| format!("warning: the advisory database was last imported {days} days ago")))
+    Ok((age > warn_after).then(|| {
+        format!("warning: the advisory database was last imported {days} days ago (more than {warn}); import fresh OSV data")
+    }))
 }
 
 pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
@@ -251,7 +261,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                     println!("newest record modified: {m}");
                 }
             }
-            match check_age(&vdb, max_db_age.as_deref()) {
+            match check_age(&vdb, max_db_age.as_deref(), &db.warn_db_age) {
                 Ok(Some(w)) => eprintln!("{w}"),
                 Ok(None) => {}
                 Err(e) => {
@@ -275,7 +285,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 bail!("no advisory database at {}: import OSV data first (custos vulns db import PATH)", db_path.display());
             }
             let vdb = VulnDb::open(&db_path)?;
-            if let Some(w) = check_age(&vdb, max_db_age.as_deref())? {
+            if let Some(w) = check_age(&vdb, max_db_age.as_deref(), &db.warn_db_age)? {
                 eprintln!("{w}");
             }
             if !path.exists() {

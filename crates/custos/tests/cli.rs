@@ -1749,6 +1749,23 @@ fn vulns_import_scan_fail_on_and_exceptions() {
     );
     let status = json(d.path(), &["--json", "vulns", "db", "status", "--db", db]);
     assert_eq!(status["records"], 6, "{status}");
+    // The age that warns is configurable; a nonsense age is an error.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = custos(
+        d.path(),
+        &["vulns", "db", "status", "--db", db, "--warn-db-age", "0s"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("warning: the advisory database was last imported 0 days ago (more than 0s)"));
+    let out = custos(d.path(), &["vulns", "db", "status", "--db", db]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let out = custos(
+        d.path(),
+        &["vulns", "db", "status", "--db", db, "--warn-db-age", "soon"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--warn-db-age"));
 
     // Scan the lockfile fixtures: merged aliases, computed severity, unknown severity.
     let project = here.join("sbom");
