@@ -272,6 +272,18 @@ impl Tracker {
         })
     }
 
+    /// Holds `estimate` whatever the budget says: for a caller with a spend override, whose
+    /// call still counts against the budget.
+    pub fn hold_anyway(&self, now_ms: i64, estimate: Amount) -> Hold {
+        let mut s = self.lock();
+        self.roll(&mut s, now_ms);
+        s.reserved = s.reserved.saturating_add(estimate);
+        Hold {
+            amount: estimate,
+            window: s.window,
+        }
+    }
+
     /// Releases a hold and adds the call's actual cost; returns the thresholds this call
     /// crossed that were not yet fired in this window (they are marked fired).
     pub fn settle(&self, hold: Option<Hold>, now_ms: i64, actual: Amount) -> Vec<u32> {

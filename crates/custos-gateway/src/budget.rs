@@ -1,8 +1,9 @@
 //! budget: before a call goes out, every budget it is charged to (its tenant, team, app,
 //! key, or a tag it carries) holds the call's estimated cost. A blocking budget that is used
 //! up, or that the estimate would overrun, refuses the call with 402 problem+json naming the
-//! budget. Holds make concurrent calls safe: together they can pass a budget only by what
-//! their estimates undercounted. The meter settles each hold with the call's true cost.
+//! budget, unless the key holds a time-bound spend override (`custos budgets override`).
+//! Holds make concurrent calls safe: together they can pass a budget only by what their
+//! estimates undercounted. The meter settles each hold with the call's true cost.
 
 use crate::call::ModelCall;
 use crate::meter::MeterSlot;
@@ -53,10 +54,18 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         u64::from(call.prompt_tokens),
         call.max_output_tokens,
     );
+    let mut overridden: Vec<String> = Vec::new();
     for t in trackers {
         match t.reserve(now, estimate) {
             // Held in the meter's slot: released on refusal, settled when the call ends.
             Ok(hold) => slot.add_hold(t, hold),
+            // A time-bound spend override lets the call through; it still counts, and the
+            // ledger says whose override spent past which budget.
+            Err(_) if state.finops.spend_override(&principal.id, now).is_some() => {
+                overridden.push(t.budget.name.clone());
+                let hold = t.hold_anyway(now, estimate);
+                slot.add_hold(t, hold);
+            }
             Err(e) => {
                 let b = &t.budget;
                 let detail = format!(
@@ -87,6 +96,27 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                 return Problem::new(ProblemKind::BudgetExhausted, detail).into_response();
             }
         }
+    }
+    if !overridden.is_empty() {
+        let why = state
+            .finops
+            .spend_override(&principal.id, now)
+            .unwrap_or_default();
+        state
+            .audit
+            .append(&serde_json::json!({
+                "schema": 1,
+                "time": custos_core::time::format_rfc3339(now),
+                "activity": "budget.override",
+                "actor": {"type": "api_key", "id": principal.id, "tenant": principal.tenant,
+                          "team": principal.team, "app": principal.app},
+                "resources": overridden.iter().map(|b| serde_json::json!({"type": "budget", "name": b})).collect::<Vec<_>>(),
+                "outcome": "allowed",
+                "reason": "spend override in force",
+                "why": why,
+                "request_id": req.extensions().get::<custos_core::RequestId>().map(|r| r.as_str().to_owned()),
+            }))
+            .await;
     }
     next.run(req).await
 }

@@ -49,6 +49,8 @@ pub struct Finops {
     pub catalog: ArcSwap<Catalog>,
     /// Trackers by tenant name.
     budgets: ArcSwap<HashMap<String, Vec<Arc<Tracker>>>>,
+    /// Spend overrides in force: key id → (expiry, why).
+    overrides: ArcSwap<HashMap<String, (i64, String)>>,
     pub usage: BatchSink<UsageRecord>,
     crossings: tokio::sync::mpsc::UnboundedSender<Crossing>,
     /// Region of each provider, from the configuration.
@@ -76,6 +78,7 @@ impl Finops {
         let finops = Arc::new(Self {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             budgets: ArcSwap::from_pointee(HashMap::new()),
+            overrides: ArcSwap::from_pointee(HashMap::new()),
             usage,
             crossings,
             regions,
@@ -94,6 +97,16 @@ impl Finops {
         c.at(provider, upstream, at_ms)
             .or_else(|| c.at(provider, model, at_ms))
             .cloned()
+    }
+
+    /// The reason of the spend override `key_id` holds at `now_ms`, if any. Expiry is checked
+    /// here, so an override stops working the moment it ends, not at the next refresh.
+    pub fn spend_override(&self, key_id: &str, now_ms: i64) -> Option<String> {
+        self.overrides
+            .load()
+            .get(key_id)
+            .filter(|(expires, _)| *expires > now_ms)
+            .map(|(_, why)| why.clone())
     }
 
     /// Budgets that a call attributed to `a` is charged to.
@@ -132,6 +145,12 @@ impl Finops {
         let prices = store.prices_all().await?;
         self.catalog.store(Arc::new(Catalog::new(prices)));
         let now = custos_core::time::now_ms();
+        let mut overrides = HashMap::new();
+        for o in store.spend_overrides_active(now).await? {
+            // Latest expiry first: the first seen per key is the one that counts.
+            overrides.entry(o.key_id).or_insert((o.expires_at, o.why));
+        }
+        self.overrides.store(Arc::new(overrides));
         let old = self.budgets.load_full();
         let mut by_id: HashMap<&str, &Arc<Tracker>> = HashMap::new();
         for t in old.values().flatten() {

@@ -479,3 +479,75 @@ async fn jobs_report_usage_with_mandatory_tags() {
         assert!(rows[0].co2e_mg > 0);
     }
 }
+
+#[tokio::test]
+async fn a_time_bound_spend_override_lets_calls_past_a_used_up_budget() {
+    let addr = provider().await;
+    for db in databases("spend_override").await {
+        let gw = start(&db, &upstream_config(addr, "m", "")).await;
+        gw.store.prices_upsert(&[price()]).await.unwrap();
+        gw.store
+            .budget_create(&budget("0.004", Action::Block))
+            .await
+            .unwrap();
+        let (key, key_id) = gw.key(KeySpec::default()).await;
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        // With max_tokens 10 the estimate fits; the first call's true cost (0.00475) then
+        // uses the budget up.
+        let mut body = chat("m", "hi");
+        body["max_tokens"] = json!(10);
+        let first = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(first.status(), 200, "{}", db.name);
+        first.bytes().await.unwrap();
+        let refused = gw.post("/v1/chat/completions", &key, &body).await;
+        expect_problem(refused, 402, "budget-exhausted").await;
+        let now = custos_core::time::now_ms();
+        gw.store
+            .spend_override_create(&custos_store::SpendOverride {
+                id: "ovr_1".into(),
+                tenant: "acme".into(),
+                key_id: key_id.clone(),
+                expires_at: now + 1_500,
+                why: "INC-1: month-end batch".into(),
+                created_by: "test".into(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status(), 200, "{}", db.name);
+        r.bytes().await.unwrap();
+        // It still counts (the record is sent as the response ends), and it ends by itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            gw.state.finops.usage.flush().await;
+            let spent = gw
+                .store
+                .usage_report(&month_filter(), &[], 0)
+                .await
+                .unwrap()[0]
+                .cost;
+            if spent == a("0.0095") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: spent {spent}",
+                db.name
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+        let refused = gw.post("/v1/chat/completions", &key, &body).await;
+        expect_problem(refused, 402, "budget-exhausted").await;
+        gw.state.audit.flush().await;
+        let events = gw.store.ledger_entries(0, 1000).await.unwrap();
+        let overrides: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.contains("\"budget.override\""))
+            .collect();
+        assert_eq!(overrides.len(), 1, "{}", db.name);
+        assert!(overrides[0].event.contains("INC-1"));
+    }
+}

@@ -1187,3 +1187,61 @@ impl Store {
             .collect()
     }
 }
+
+/// A time-bound right for one API key to spend past its blocking budgets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendOverride {
+    pub id: String,
+    pub tenant: String,
+    pub key_id: String,
+    pub expires_at: i64,
+    pub why: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn spend_override_create(&self, o: &SpendOverride) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO spend_overrides (id, tenant, key_id, expires_at, why, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&o.id)
+        .bind(&o.tenant)
+        .bind(&o.key_id)
+        .bind(o.expires_at)
+        .bind(&o.why)
+        .bind(&o.created_by)
+        .bind(o.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Overrides still in force at `now_ms`, latest expiry first.
+    pub async fn spend_overrides_active(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<SpendOverride>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, key_id, expires_at, why, created_by, created_at FROM spend_overrides
+             WHERE expires_at > $1 ORDER BY expires_at DESC",
+        )
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SpendOverride {
+                    id: r.try_get("id")?,
+                    tenant: r.try_get("tenant")?,
+                    key_id: r.try_get("key_id")?,
+                    expires_at: r.try_get("expires_at")?,
+                    why: r.try_get("why")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -12,8 +12,8 @@ pub mod testkit;
 
 pub use error::StoreError;
 pub use finops::{
-    budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension, UsageFilter,
-    UsageTotals,
+    budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension,
+    SpendOverride, UsageFilter, UsageTotals,
 };
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};

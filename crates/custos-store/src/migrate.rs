@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0007_usage_daily.sql"),
         postgres: include_str!("migrations/0007_usage_daily.sql"),
     },
+    Migration {
+        version: 8,
+        name: "time-bound spend overrides",
+        sqlite: include_str!("migrations/0008_spend_overrides.sql"),
+        postgres: include_str!("migrations/0008_spend_overrides.sql"),
+    },
 ];
 
 impl Store {

@@ -311,3 +311,22 @@ async fn reports_from_the_daily_rollup_match_the_records() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_rollup_adds_up_across_separate_batches() {
+    for (store, _dir) in backends("rollup_across_batches").await {
+        let b = store.backend().as_str();
+        for i in 0..3 {
+            let r = sample_record(&format!("x{i}"), "acme", "ml", 5 * 86_400_000 + i, a("1.5"));
+            store.usage_insert(&[r]).await.unwrap();
+        }
+        let f = UsageFilter {
+            tenant: Some("acme".into()),
+            from_ms: 0,
+            until_ms: i64::MAX,
+            ..UsageFilter::default()
+        };
+        let t = store.usage_report(&f, &[], 0).await.unwrap();
+        assert_eq!((t[0].records, t[0].cost), (3, a("4.5")), "{b}");
+    }
+}

@@ -187,7 +187,7 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7]
+            vec![1, 2, 3, 4, 5, 6, 7, 8]
         );
         store.migrate().await.unwrap();
         store.ping().await.unwrap();

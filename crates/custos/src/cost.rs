@@ -139,6 +139,23 @@ Each threshold alerts once per period (audit ledger and [[finops.webhooks]]). Wi
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Let one API key spend past its blocking budgets for a while (at most 72 h).
+    #[command(after_help = "Example:
+  custos budgets override --key ck_live_AbC123 --for 2h --why \"INC-4711: month-end batch\"
+
+Calls through the key still count against every budget; each call that passes a used-up
+budget leaves a budget.override event in the audit ledger. The override ends by itself.")]
+    Override {
+        /// The key's id (key_…) or displayed prefix.
+        #[arg(long)]
+        key: String,
+        /// How long it lasts, e.g. 90m, 2h, 1d (at most 72h).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why (ticket, incident): required, and kept in the audit ledger.
+        #[arg(long)]
+        why: String,
+    },
     /// Delete a budget.
     Delete {
         name: String,
@@ -727,6 +744,50 @@ pub async fn budgets(ctx: &Ctx, cmd: BudgetsCmd) -> Result<ExitCode> {
                             ]
                         })
                         .collect::<Vec<_>>(),
+                );
+            }
+        }
+        BudgetsCmd::Override { key, duration, why } => {
+            let d = custos_core::duration::parse_duration(&duration)
+                .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
+            if d.is_zero() || d > std::time::Duration::from_secs(72 * 3600) {
+                bail!("--for must be between 1s and 72h");
+            }
+            if why.trim().is_empty() {
+                bail!("--why must say why (a ticket or incident)");
+            }
+            let row = store.key(&key).await?;
+            let now = custos_core::time::now_ms();
+            if row.status(now) != "active" {
+                bail!(
+                    "key {} is {}; an override would not let it spend",
+                    row.prefix,
+                    row.status(now)
+                );
+            }
+            let o = custos_store::SpendOverride {
+                id: custos_core::id::new_id("ovr"),
+                tenant: row.tenant.clone(),
+                key_id: row.id.clone(),
+                expires_at: now + d.as_millis() as i64,
+                why: why.clone(),
+                created_by: format!(
+                    "local:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+                ),
+                created_at: now,
+            };
+            store.spend_override_create(&o).await?;
+            let j = json!({"type": "spend_override", "id": o.id, "tenant": o.tenant, "key": o.key_id,
+                "expires_at": time(Some(o.expires_at))});
+            record(&store, "budget.override.grant", j.clone(), Some(&why)).await?;
+            if ctx.json {
+                output::json(&j);
+            } else {
+                eprintln!(
+                    "key {} may spend past its budgets until {} (gateways pick this up within finops.refresh_interval)",
+                    row.prefix,
+                    time(Some(o.expires_at))
                 );
             }
         }

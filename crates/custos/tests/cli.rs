@@ -2274,6 +2274,50 @@ fn prices_budgets_usage_and_reports() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("IANA"));
 
+    // A time-bound spend override for one key, recorded in the ledger.
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = json(d, &["keys", "create", "--team", "ml", "--app", "bot"]);
+    let prefix = key["prefix"].as_str().unwrap();
+    let o = json(
+        d,
+        &[
+            "budgets", "override", "--key", prefix, "--for", "2h", "--why", "INC-7",
+        ],
+    );
+    assert_eq!(o["key"], key["id"]);
+    let out = custos(
+        d,
+        &[
+            "budgets", "override", "--key", prefix, "--for", "100h", "--why", "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("72h"));
+    let out = custos(
+        d,
+        &[
+            "budgets",
+            "override",
+            "--key",
+            "ck_live_nope",
+            "--for",
+            "1h",
+            "--why",
+            "x",
+        ],
+    );
+    assert!(!out.status.success());
+    let events = ok(
+        d,
+        &[
+            "audit",
+            "query",
+            "--activity",
+            "budget.override.grant",
+            "--json",
+        ],
+    );
+    assert!(events.contains("INC-7"), "{events}");
+
     // The per-run guard.
     let g = custos(
         d,
