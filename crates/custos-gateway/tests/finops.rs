@@ -551,3 +551,47 @@ async fn a_time_bound_spend_override_lets_calls_past_a_used_up_budget() {
         assert!(overrides[0].event.contains("INC-1"));
     }
 }
+
+#[tokio::test]
+async fn two_gateways_on_one_database_alert_each_threshold_once() {
+    let addr = provider().await;
+    for db in databases("two_gateways_alert_once").await {
+        let toml = format!(
+            "{}\n[finops]\nrefresh_interval = \"100ms\"\n",
+            upstream_config(addr, "m", "")
+        );
+        let one = start(&db, &toml).await;
+        one.store.prices_upsert(&[price()]).await.unwrap();
+        let b = budget("0.02", Action::Alert);
+        one.store.budget_create(&b).await.unwrap();
+        let two = start(&db, &toml).await;
+        for gw in [&one, &two] {
+            gw.state.finops.refresh(&gw.store).await.unwrap();
+        }
+        let (key, _) = one.key(KeySpec::default()).await;
+        two.key(KeySpec::default()).await;
+        // Six calls at 0.00475, alternating gateways: 0.0285 passes 70%, 90% and 100% of 0.02,
+        // each gateway seeing the other's spend through the store.
+        for i in 0..6 {
+            let gw = if i % 2 == 0 { &one } else { &two };
+            gw.post("/v1/chat/completions", &key, &chat("m", "hi"))
+                .await
+                .bytes()
+                .await
+                .unwrap();
+            gw.state.finops.usage.flush().await;
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+        wait_for_alerts(&one, &b.id, 3).await;
+        // Give both processes a few more refreshes to (not) fire again.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        one.state.audit.flush().await;
+        two.state.audit.flush().await;
+        let events = one.store.ledger_entries(0, 1000).await.unwrap();
+        let thresholds = events
+            .iter()
+            .filter(|e| e.event.contains("\"budget.threshold\""))
+            .count();
+        assert_eq!(thresholds, 3, "{}", db.name);
+    }
+}
