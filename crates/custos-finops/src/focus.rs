@@ -193,6 +193,17 @@ pub struct CsvWriter<W: Write> {
     out: W,
 }
 
+/// One CSV line (RFC 4180 quoting), newline included.
+pub fn csv_line(cells: &[String]) -> String {
+    let mut line = cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
 fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

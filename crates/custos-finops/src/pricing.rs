@@ -51,6 +51,24 @@ pub struct Price {
 const DENOMINATOR: i128 = 18_000_000;
 
 impl Rates {
+    /// True when any rate is below zero (refused everywhere prices come in).
+    pub fn has_negative(&self) -> bool {
+        [
+            Some(self.input_per_1m),
+            Some(self.output_per_1m),
+            self.cached_input_per_1m,
+            self.cache_write_per_1m,
+            self.reasoning_per_1m,
+            Some(self.per_call),
+            Some(self.per_image),
+            Some(self.per_second),
+            Some(self.per_hour),
+        ]
+        .into_iter()
+        .flatten()
+        .any(Amount::is_negative)
+    }
+
     /// The exact cost of `usage` at these rates, rounded once, half to even, to 10⁻⁹.
     /// `None` only on arithmetic overflow (amounts beyond 10²⁰).
     pub fn cost(&self, u: &Usage) -> Option<Amount> {
@@ -273,18 +291,7 @@ fn entries_to_prices(
 }
 
 fn check_rates(entry: &str, r: &Rates) -> Result<(), CatalogError> {
-    let all = [
-        Some(r.input_per_1m),
-        Some(r.output_per_1m),
-        r.cached_input_per_1m,
-        r.cache_write_per_1m,
-        r.reasoning_per_1m,
-        Some(r.per_call),
-        Some(r.per_image),
-        Some(r.per_second),
-        Some(r.per_hour),
-    ];
-    if all.into_iter().flatten().any(Amount::is_negative) {
+    if r.has_negative() {
         return Err(CatalogError::Entry {
             entry: entry.to_owned(),
             message: "a rate is negative".into(),

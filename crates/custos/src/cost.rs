@@ -507,18 +507,7 @@ pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
             if rates == Rates::default() {
                 bail!("give at least one rate, e.g. --input 2.50 --output 10");
             }
-            let all = [
-                Some(rates.input_per_1m),
-                Some(rates.output_per_1m),
-                rates.cached_input_per_1m,
-                rates.cache_write_per_1m,
-                rates.reasoning_per_1m,
-                Some(rates.per_call),
-                Some(rates.per_image),
-                Some(rates.per_second),
-                Some(rates.per_hour),
-            ];
-            if all.into_iter().flatten().any(|a| a.is_negative()) {
+            if rates.has_negative() {
                 bail!("rates must not be negative");
             }
             let effective_from = match effective_from {
@@ -1111,9 +1100,9 @@ async fn report(
                 .await?;
                 print!("{page}");
             } else if format == ReportFormat::Csv {
-                let mut out = csv_line(&headers);
+                let mut out = custos_finops::focus::csv_line(&headers);
                 for row in &table {
-                    out.push_str(&csv_line(row));
+                    out.push_str(&custos_finops::focus::csv_line(row));
                 }
                 print!("{out}");
             } else {
@@ -1315,23 +1304,6 @@ async fn html_report(
     }
     html.push_str("</body></html>\n");
     Ok(html)
-}
-
-/// One CSV line (RFC 4180 quoting).
-fn csv_line(cells: &[String]) -> String {
-    let mut line = cells
-        .iter()
-        .map(|c| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push('\n');
-    line
 }
 
 /// Commands whose exit status 1 means "found something" report their errors as 2.
