@@ -100,6 +100,7 @@ mod tests {
             tpm: None,
             team_rpm: None,
             team_tpm: None,
+            ..Principal::default()
         })
     }
 

@@ -34,6 +34,139 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// Identity sources besides API keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// OIDC providers whose JWT access tokens custos accepts as bearer tokens.
+    pub jwt: Vec<JwtIssuerConfig>,
+}
+
+/// Authorization by Cedar policies.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzConfig {
+    /// Policy files (relative to this file); none: custos' built-in roles.
+    pub policies: Vec<PathBuf>,
+}
+
+/// One trusted token issuer: where its keys are, what it must say, how claims map.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuerConfig {
+    /// The exact `iss` value tokens carry.
+    pub issuer: String,
+    /// Accepted `aud` values (this API); a token must name at least one.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// A JWKS document on disk…
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// …or at a URL, fetched at start, every `jwks_refresh_interval`, and on an unknown `kid`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_interval: HumanDuration,
+    /// The shortest time between two fetches; a token with an unknown `kid` fetches the key
+    /// set again only this long after the last fetch, so forged kids cannot flood the IdP.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch: HumanDuration,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+    /// Signature algorithms accepted; empty means every asymmetric one custos knows.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// The tenant of tokens that carry no tenant claim (single-tenant deployments).
+    #[serde(default)]
+    pub default_tenant: Option<String>,
+    #[serde(default)]
+    pub claims: ClaimNames,
+    #[serde(default)]
+    pub scopes: OperationScopes,
+}
+
+/// Which claim holds what. A name is looked up as written first (URL-style claim names
+/// contain dots), then as a dotted path into nested objects (`realm_access.roles`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub tenant: String,
+    pub team: String,
+    pub roles: String,
+    pub groups: String,
+    /// A space-separated string (`scope`) or an array (`scp`); both are read.
+    pub scopes: String,
+    /// Authentication methods (`amr`); MFA when it lists a second factor.
+    pub mfa: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            tenant: "tenant".into(),
+            team: "team".into(),
+            roles: "roles".into(),
+            groups: "groups".into(),
+            scopes: "scope".into(),
+            mfa: "amr".into(),
+        }
+    }
+}
+
+/// The scope a token needs for each operation (`aud` names the API, `scope` the operation).
+/// An empty string lets every token of the issuer perform that operation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperationScopes {
+    pub chat: String,
+    pub completions: String,
+    pub embeddings: String,
+    pub models: String,
+    pub usage: String,
+    pub pii: String,
+}
+
+impl Default for OperationScopes {
+    fn default() -> Self {
+        Self {
+            chat: "custos:chat".into(),
+            completions: "custos:completions".into(),
+            embeddings: "custos:embeddings".into(),
+            models: "custos:models".into(),
+            usage: "custos:usage".into(),
+            pii: "custos:pii".into(),
+        }
+    }
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+fn default_jwks_min_refetch() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_leeway() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// A duration written as a human string in the file (`"60s"`, `"500ms"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -69,6 +202,10 @@ pub struct Config {
     pub pii: custos_pii::PiiConfig,
     /// Metering, budgets and their alerts.
     pub finops: FinopsConfig,
+    /// Who may call: OIDC/JWT issuers besides custos' own API keys.
+    pub auth: AuthConfig,
+    /// What callers may do: Cedar policy files.
+    pub authz: AuthzConfig,
 }
 
 /// What happens to a usage report that lacks a mandatory tag.
@@ -363,6 +500,18 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        for f in &mut config.authz.policies {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        for j in &mut config.auth.jwt {
+            if let Some(f) = &mut j.jwks_file {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
         config.validate(text, path)?;
         Ok(config)
     }
@@ -465,6 +614,45 @@ impl Config {
                     key("url"),
                     find_key(text, "url"),
                     format!("{:?} is not an http:// or https:// URL", w.url),
+                );
+            }
+        }
+        for (i, j) in self.auth.jwt.iter().enumerate() {
+            let key = |k: &str| format!("auth.jwt[{i}].{k}");
+            let at = |k: &str| find_nth_table_key(text, "auth.jwt", i, k);
+            if j.issuer.is_empty() {
+                return fail(key("issuer"), at("issuer"), "must not be empty".into());
+            }
+            if j.audience.is_empty() || j.audience.iter().any(String::is_empty) {
+                return fail(
+                    key("audience"),
+                    at("audience"),
+                    "name the audience tokens for this API carry, e.g. \"custos\"".into(),
+                );
+            }
+            match (&j.jwks_file, &j.jwks_url) {
+                (None, None) | (Some(_), Some(_)) => {
+                    return fail(
+                        key("jwks_file"),
+                        at("issuer"),
+                        "set exactly one of `jwks_file` and `jwks_url` (the issuer's public keys)"
+                            .into(),
+                    )
+                }
+                (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return fail(
+                        key("jwks_url"),
+                        at("jwks_url"),
+                        format!("{u:?} is not an http:// or https:// URL"),
+                    )
+                }
+                _ => {}
+            }
+            if j.leeway.0 > Duration::from_secs(600) {
+                return fail(
+                    key("leeway"),
+                    at("leeway"),
+                    "at most 10m: a larger leeway keeps expired tokens alive".into(),
                 );
             }
         }
@@ -645,6 +833,30 @@ time_zone = "UTC"
 # url = "https://alerts.example.com/custos"
 # secret_env = "CUSTOS_WEBHOOK_SECRET"
 
+# Identity: custos API keys always work; add OIDC issuers whose JWT access tokens are
+# accepted too (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; never HS* or none).
+# [[auth.jwt]]
+# issuer = "https://login.example.com/"          # the exact `iss`
+# audience = "custos"                            # `aud` must name this API
+# jwks_url = "https://login.example.com/.well-known/jwks.json"   # or jwks_file = "jwks.json"
+# jwks_refresh_interval = "1h"
+# jwks_min_refetch = "30s"     # an unknown `kid` refetches at most this often
+# leeway = "60s"               # clock skew tolerated on exp and nbf
+# default_tenant = "acme"      # for tokens without a tenant claim
+# [auth.jwt.claims]            # which claim holds what (dotted paths reach nested claims)
+# tenant = "tenant"
+# team = "team"
+# roles = "roles"              # e.g. "realm_access.roles" for Keycloak
+# [auth.jwt.scopes]            # the scope each operation needs ("" = none)
+# chat = "custos:chat"
+# embeddings = "custos:embeddings"
+
+# Authorization: Cedar policies validated against `custos policy schema`. With no files the
+# built-in roles apply (developer, service, tenant-admin, finops-viewer, auditor,
+# security-admin, operator). Files are reloaded on change and on SIGHUP.
+[authz]
+# policies = ["policies/roles.cedar", "policies/ours.cedar"]
+
 # Providers: "mock" is built in and deterministic; "openai" is any OpenAI-compatible API.
 [[providers]]
 name = "mock"
@@ -658,7 +870,7 @@ kind = "mock"
 # base_url = "https://api.openai.com/v1"
 # api_key_env = "OPENAI_API_KEY"
 # timeout = "120s"
-# region = "us-east"     # recorded on usage; used for carbon estimates
+# region = "us-east"     # recorded on usage; for carbon estimates and residency pins
 
 # Models: the names clients send, and which provider serves each.
 [[models]]
@@ -701,6 +913,35 @@ mod tests {
         let c = parse(STARTER_TOML).unwrap();
         assert_eq!(c.server.listen.port(), 8080);
         assert_eq!(c.models.len(), 4);
+    }
+
+    #[test]
+    fn jwt_issuers_are_checked() {
+        let ok = parse(
+            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = [\"custos\", \"api\"]\njwks_file = \"keys/jwks.json\"\n[auth.jwt.claims]\nroles = \"realm_access.roles\"\n",
+        )
+        .unwrap();
+        let j = &ok.auth.jwt[0];
+        assert_eq!(j.audience, ["custos", "api"]);
+        assert_eq!(j.claims.roles, "realm_access.roles");
+        assert_eq!(j.claims.tenant, "tenant");
+        assert_eq!(j.scopes.chat, "custos:chat");
+        assert_eq!(j.leeway.0, Duration::from_secs(60));
+        assert!(j.jwks_file.as_ref().unwrap().ends_with("keys/jwks.json"));
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\n");
+        assert!(
+            e.contains("auth.jwt[0].jwks_file") && e.contains("exactly one"),
+            "{e}"
+        );
+        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\njwks_url = \"ftp://x\"\n");
+        assert!(e.contains("jwks_url"), "{e}");
+        let e = err("[[auth.jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"j\"\n");
+        assert!(e.contains("audience"), "{e}");
+        let e = err(
+            "[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\nleeway = \"1h\"\n",
+        );
+        assert!(e.contains("leeway") && e.contains("10m"), "{e}");
     }
 
     #[test]

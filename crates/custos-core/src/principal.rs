@@ -3,23 +3,32 @@
 use std::sync::Arc;
 
 /// How the principal proved who it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthMethod {
+    /// A custos API key (`ck_live_…`).
+    #[default]
     ApiKey,
+    /// A JWT access token from a trusted OIDC issuer.
+    Jwt,
+    /// A client certificate on a mutual-TLS connection.
+    Mtls,
 }
 
 impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Mtls => "mtls",
         }
     }
 }
 
 /// Which models a principal may call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ModelScope {
     /// Every routed model.
+    #[default]
     Any,
     /// Only these public model names.
     Only(Vec<String>),
@@ -58,11 +67,20 @@ impl ModelScope {
 }
 
 /// An authenticated caller. Cheap to clone: shared behind an `Arc` on the hot path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Principal {
-    /// Stable id of the credential (`key_…`).
+    /// Stable id of the caller: the key id (`key_…`), the token subject, or the SPIFFE ID.
     pub id: String,
     pub method: AuthMethod,
+    /// Who vouched for the identity: the token issuer or the client CA; empty for API keys.
+    pub issuer: String,
+    /// Roles the credential carries (`developer`, `tenant-admin`, …).
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    /// OAuth scopes of a token; `None` when the credential is not scope-limited (API keys).
+    pub scopes: Option<Vec<String>>,
+    /// The caller proved a second factor.
+    pub mfa: bool,
     pub tenant_id: String,
     pub tenant: String,
     pub team_id: String,

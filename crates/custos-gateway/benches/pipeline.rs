@@ -34,6 +34,7 @@ fn principal(rpm: Option<u32>, tpm: Option<u32>) -> Arc<Principal> {
         tpm,
         team_rpm: None,
         team_tpm: None,
+        ..Principal::default()
     })
 }
 

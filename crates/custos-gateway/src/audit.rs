@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use custos_core::principal::SharedPrincipal;
+use custos_core::principal::{AuthMethod, SharedPrincipal};
 use custos_core::RequestId;
 use custos_store::Store;
 use serde_json::{json, Value};
@@ -70,11 +70,16 @@ impl AuditSink {
 pub struct AuditSlot {
     principal: OnceLock<SharedPrincipal>,
     call: OnceLock<(String, [u8; 32])>,
+    /// The policies that decided the call.
+    policies: OnceLock<Vec<String>>,
 }
 
 impl AuditSlot {
     pub fn set_principal(&self, p: &SharedPrincipal) {
         let _ = self.principal.set(p.clone());
+    }
+    pub fn set_decision(&self, d: &custos_authz::policy::Decision) {
+        let _ = self.policies.set(d.policies.clone());
     }
     pub fn set_call(&self, model: &str, body_sha256: [u8; 32]) {
         let _ = self.call.set((model.to_owned(), body_sha256));
@@ -109,7 +114,11 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     let status = response.status().as_u16();
     let reason = response.extensions().get::<ProblemKind>().map(|k| k.slug());
     let actor = slot.principal.get().map(|p| {
-        json!({"type": "api_key", "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str()})
+        let kind = match p.method {
+            AuthMethod::Jwt => "user",
+            AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
+        };
+        json!({"type": kind, "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str(), "issuer": (!p.issuer.is_empty()).then_some(&p.issuer)})
     });
     let (model, request_sha256) = match slot.call.get() {
         Some((m, h)) => (Some(m.clone()), Some(hex::encode(h))),
@@ -123,6 +132,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         "resources": [{"type": "model", "id": model, "endpoint": endpoint.upstream_path()}],
         "outcome": outcome(status),
         "reason": reason,
+        "policies": slot.policies.get(),
         "status": status,
         "request_id": request_id,
         "request_sha256": request_sha256,

@@ -1,4 +1,5 @@
-//! authn: `Authorization: Bearer <key>` → `Principal`, against an in-memory key index.
+//! authn: `Authorization: Bearer <key or JWT>` → `Principal`: custos API keys against an
+//! in-memory key index, JWTs against the `[[auth.jwt]]` issuers (see `oidc`).
 //!
 //! The index is loaded at start and refreshed from the store every `key_refresh_interval`,
 //! reading only rows changed since the last refresh, so a key revoked by any process sharing
@@ -11,8 +12,9 @@ use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custos_authz::{KeyCheck, KeyDigest, KeyIndex, KeyRecord};
-use custos_core::principal::{AuthMethod, ModelScope, Principal};
+use custos_authz::{KeyCheck, KeyDigest, KeyIndex, KeyRecord, TokenError};
+use custos_core::config::OperationScopes;
+use custos_core::principal::{AuthMethod, ModelScope, Principal, SharedPrincipal};
 use custos_core::time::now_ms;
 use custos_store::{KeyRow, Store, StoreError};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -120,6 +122,7 @@ pub fn record_from_row(row: KeyRow) -> Option<KeyRecord> {
         tpm: limit(row.tpm),
         team_rpm: limit(row.team_rpm),
         team_tpm: limit(row.team_tpm),
+        ..Principal::default()
     };
     Some(KeyRecord {
         id: row.id,
@@ -154,13 +157,79 @@ fn bearer(req: &Request) -> Result<&str, Problem> {
     Ok(token.trim())
 }
 
-/// The authn layer's middleware function.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let outcome = bearer(&req).and_then(|token| match state.keys.check(token) {
+/// The problem answering a refused token; each refusal has its own type.
+fn token_problem(e: TokenError) -> Problem {
+    let kind = match &e {
+        TokenError::TooLarge(_) => ProblemKind::TokenTooLarge,
+        TokenError::Malformed(_) => ProblemKind::TokenMalformed,
+        TokenError::AlgorithmRefused(_) => ProblemKind::TokenAlgorithmRefused,
+        TokenError::UnknownKey(_) => ProblemKind::TokenUnknownKey,
+        TokenError::BadSignature => ProblemKind::TokenBadSignature,
+        TokenError::Expired { .. } => ProblemKind::TokenExpired,
+        TokenError::NotYetValid { .. } => ProblemKind::TokenNotYetValid,
+        TokenError::WrongAudience { .. } => ProblemKind::TokenWrongAudience,
+        TokenError::WrongIssuer(_) => ProblemKind::TokenWrongIssuer,
+        TokenError::Claim(_) => ProblemKind::TokenClaims,
+    };
+    // RFC 6750 §3: tell bearer-token clients what went wrong in the challenge too.
+    Problem::new(kind, e.to_string()).with_header(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    )
+}
+
+/// The operation a path performs, and the scope a token needs for it.
+fn required_scope<'s>(scopes: &'s OperationScopes, path: &str) -> &'s str {
+    match path {
+        "/v1/chat/completions" => &scopes.chat,
+        "/v1/completions" => &scopes.completions,
+        "/v1/embeddings" => &scopes.embeddings,
+        "/v1/usage" => &scopes.usage,
+        p if p.starts_with("/v1/models") => &scopes.models,
+        p if p.starts_with("/pii/") => &scopes.pii,
+        _ => "",
+    }
+}
+
+/// A JWT's principal, if its signature, claims and scope hold.
+async fn token_principal(
+    state: &AppState,
+    token: &str,
+    path: &str,
+) -> Result<SharedPrincipal, Problem> {
+    let (claims, scopes) = state.issuers.verify(token).await.map_err(token_problem)?;
+    let needed = required_scope(scopes, path);
+    if !needed.is_empty() && !claims.scopes.iter().any(|s| s == needed) {
+        return Err(Problem::new(
+            ProblemKind::InsufficientScope,
+            format!("this operation needs the scope {needed:?}, which the token does not carry"),
+        )
+        .with_header(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_str(&format!(
+                r#"Bearer error="insufficient_scope", scope="{needed}""#
+            ))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer")),
+        ));
+    }
+    state
+        .directory
+        .principal(claims)
+        .map(Arc::new)
+        .map_err(token_problem)
+}
+
+/// An API key's principal.
+fn key_principal(state: &AppState, token: &str) -> Result<SharedPrincipal, Problem> {
+    match state.keys.check(token) {
         KeyCheck::Valid(p) => Ok(p),
         KeyCheck::Malformed(e) => Err(Problem::new(
             ProblemKind::InvalidApiKey,
-            format!("invalid API key: {e}"),
+            if token.matches('.').count() == 2 {
+                "this looks like a JWT, but no `[[auth.jwt]]` issuer is configured; send a custos API key".to_owned()
+            } else {
+                format!("invalid API key: {e}")
+            },
         )),
         KeyCheck::Unknown => Err(Problem::new(
             ProblemKind::InvalidApiKey,
@@ -174,7 +243,20 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             ProblemKind::RevokedApiKey,
             format!("API key {key_id} was revoked"),
         )),
-    });
+    }
+}
+
+/// The authn layer's middleware function: custos API keys (`ck_…`), else JWTs of the
+/// configured issuers.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let outcome = match bearer(&req) {
+        Err(p) => Err(p),
+        Ok(token) if !token.starts_with("ck_") && !state.issuers.is_empty() => {
+            let token = token.to_owned();
+            token_principal(&state, &token, req.uri().path()).await
+        }
+        Ok(token) => key_principal(&state, token),
+    };
     match outcome {
         Ok(principal) => {
             if let Some(labels) = req.extensions().get::<Arc<CallLabels>>() {

@@ -5,15 +5,18 @@
 
 pub mod audit;
 pub mod authn;
+pub mod authz;
 pub mod batch;
 pub mod body_tap;
 pub mod budget;
 pub mod call;
+pub mod directory;
 pub mod finops;
 pub mod guard;
 pub mod idempotency;
 pub mod meter;
 pub mod metrics;
+pub mod oidc;
 pub mod pii;
 pub mod pipeline;
 pub mod problem;
@@ -41,6 +44,10 @@ use tokio::net::TcpListener;
 pub enum GatewayError {
     #[error(transparent)]
     Provider(#[from] ProviderSetupError),
+    #[error(transparent)]
+    Issuer(#[from] oidc::IssuerError),
+    #[error("authz: {0}")]
+    Policy(#[from] custos_authz::policy::PolicyError),
     #[error("cannot load API keys: {0}")]
     Store(#[from] StoreError),
     #[error("server error: {0}")]
@@ -81,6 +88,12 @@ impl Gateway {
                     model: m.name.clone(),
                     upstream_model: m.upstream_model().to_owned(),
                     provider: provider.clone(),
+                    region: config
+                        .providers
+                        .iter()
+                        .find(|p| p.name == *m.provider.get_ref())
+                        .and_then(|p| p.region.clone())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -89,6 +102,9 @@ impl Gateway {
             .await
             .ok();
         let keys = Arc::new(authn::KeyCache::load(&store).await?);
+        let issuers = Arc::new(oidc::Issuers::load(&config.auth.jwt).await?);
+        let directory = Arc::new(directory::Directory::load(&store).await?);
+        let authz = Arc::new(authz::Authz::load(&config.authz)?);
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;
         let (audit, audit_writer) = audit::AuditSink::spawn(store.clone());
@@ -110,6 +126,9 @@ impl Gateway {
             config,
             store: store.clone(),
             keys: keys.clone(),
+            issuers: issuers.clone(),
+            authz: authz.clone(),
+            directory: directory.clone(),
             routes,
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
@@ -134,10 +153,15 @@ impl Gateway {
         });
         let mut tasks = vec![
             keys.spawn_refresher(store.clone(), refresh),
+            directory.spawn_refresher(store.clone(), refresh),
+            authz.clone().spawn_watcher(),
             sweeper,
             finops.spawn_refresher(store.clone(), finops_refresh),
         ];
         tasks.extend(finops_tasks);
+        if !issuers.is_empty() {
+            tasks.push(issuers.spawn_refresher());
+        }
         if let Some(path) = &state.config.audit.checkpoint_key_file {
             let fail = |reason: String| GatewayError::CheckpointKey {
                 path: path.display().to_string(),

@@ -1,10 +1,10 @@
 //! The gateway's shape in one place: which endpoints exist and which controls each passes,
-//! outermost first. Later controls (authz) slot in here.
+//! outermost first.
 
 use crate::state::AppState;
 use crate::{
-    audit, authn, budget, call, guard, idempotency, meter, metrics, pii, proxy, quota, request_id,
-    service,
+    audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy, quota,
+    request_id, service,
 };
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), call::understand))
+                .layer(from_fn_with_state(state.clone(), authz::authorize_call))
                 .layer(from_fn_with_state(state.clone(), guard::screen))
                 .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
                 .layer(from_fn_with_state(state.clone(), quota::enforce))
@@ -28,19 +29,21 @@ pub fn router(state: AppState) -> Router {
         );
 
     // Everything under /v1 needs a principal; model calls, allowed or not, leave evidence.
-    let authenticated = Router::new()
+    // The other endpoints act on the caller's own tenant.
+    let endpoints = Router::new()
         .route("/v1/models", get(service::list_models))
         .route("/v1/models/{id}", get(service::get_model))
         .route("/v1/usage", post(meter::report_jobs))
         .route("/pii/analyze", post(pii::analyze))
         .route("/pii/anonymize", post(pii::anonymize))
         .route("/pii/supportedentities", get(pii::supported_entities))
-        .merge(model_calls)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(state.clone(), audit::record))
-                .layer(from_fn_with_state(state.clone(), authn::authenticate)),
-        );
+        .layer(from_fn_with_state(state.clone(), authz::authorize_endpoint));
+
+    let authenticated = endpoints.merge(model_calls).layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(state.clone(), audit::record))
+            .layer(from_fn_with_state(state.clone(), authn::authenticate)),
+    );
 
     Router::new()
         .route("/healthz", get(service::healthz))

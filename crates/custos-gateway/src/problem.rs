@@ -15,6 +15,18 @@ pub enum ProblemKind {
     InvalidApiKey,
     ExpiredApiKey,
     RevokedApiKey,
+    TokenTooLarge,
+    TokenMalformed,
+    TokenAlgorithmRefused,
+    TokenUnknownKey,
+    TokenBadSignature,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenWrongAudience,
+    TokenWrongIssuer,
+    TokenClaims,
+    InsufficientScope,
+    AccessDenied,
     ModelNotAllowed,
     PiiBlocked,
     BudgetExhausted,
@@ -39,13 +51,25 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 24] = {
+    pub const ALL: [ProblemKind; 36] = {
         use ProblemKind::*;
         [
             MissingApiKey,
             InvalidApiKey,
             ExpiredApiKey,
             RevokedApiKey,
+            TokenTooLarge,
+            TokenMalformed,
+            TokenAlgorithmRefused,
+            TokenUnknownKey,
+            TokenBadSignature,
+            TokenExpired,
+            TokenNotYetValid,
+            TokenWrongAudience,
+            TokenWrongIssuer,
+            TokenClaims,
+            InsufficientScope,
+            AccessDenied,
             ModelNotAllowed,
             PiiBlocked,
             BudgetExhausted,
@@ -76,6 +100,18 @@ impl ProblemKind {
             InvalidApiKey => "invalid-api-key",
             ExpiredApiKey => "expired-api-key",
             RevokedApiKey => "revoked-api-key",
+            TokenTooLarge => "token-too-large",
+            TokenMalformed => "token-malformed",
+            TokenAlgorithmRefused => "token-algorithm-refused",
+            TokenUnknownKey => "token-unknown-key",
+            TokenBadSignature => "token-bad-signature",
+            TokenExpired => "token-expired",
+            TokenNotYetValid => "token-not-yet-valid",
+            TokenWrongAudience => "token-wrong-audience",
+            TokenWrongIssuer => "token-wrong-issuer",
+            TokenClaims => "token-claims",
+            InsufficientScope => "insufficient-scope",
+            AccessDenied => "access-denied",
             PiiBlocked => "pii-blocked",
             BudgetExhausted => "budget-exhausted",
             ModelNotAllowed => "model-not-allowed",
@@ -102,10 +138,23 @@ impl ProblemKind {
     pub fn status(self) -> StatusCode {
         use ProblemKind::*;
         match self {
-            MissingApiKey | InvalidApiKey | ExpiredApiKey | RevokedApiKey => {
-                StatusCode::UNAUTHORIZED
+            MissingApiKey
+            | InvalidApiKey
+            | ExpiredApiKey
+            | RevokedApiKey
+            | TokenTooLarge
+            | TokenMalformed
+            | TokenAlgorithmRefused
+            | TokenUnknownKey
+            | TokenBadSignature
+            | TokenExpired
+            | TokenNotYetValid
+            | TokenWrongAudience
+            | TokenWrongIssuer
+            | TokenClaims => StatusCode::UNAUTHORIZED,
+            ModelNotAllowed | PiiBlocked | InsufficientScope | AccessDenied => {
+                StatusCode::FORBIDDEN
             }
-            ModelNotAllowed | PiiBlocked => StatusCode::FORBIDDEN,
             BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
             ModelNotFound | NotFound => StatusCode::NOT_FOUND,
             MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
@@ -130,6 +179,18 @@ impl ProblemKind {
             InvalidApiKey => "The API key is not valid",
             ExpiredApiKey => "The API key has expired",
             RevokedApiKey => "The API key was revoked",
+            TokenTooLarge => "The bearer token is too large",
+            TokenMalformed => "The bearer token is not a well-formed JWT",
+            TokenAlgorithmRefused => "The token's signature algorithm is refused",
+            TokenUnknownKey => "The token was signed by a key the issuer does not publish",
+            TokenBadSignature => "The token's signature does not verify",
+            TokenExpired => "The token has expired",
+            TokenNotYetValid => "The token is not valid yet",
+            TokenWrongAudience => "The token is for another audience",
+            TokenWrongIssuer => "The token's issuer is not trusted",
+            TokenClaims => "The token's claims do not name a usable principal",
+            InsufficientScope => "The token lacks the scope this operation needs",
+            AccessDenied => "Policy denies this request",
             ModelNotAllowed => "This key may not use the model",
             PiiBlocked => "The request holds personal data this policy blocks",
             BudgetExhausted => "A budget this call is charged to is used up",

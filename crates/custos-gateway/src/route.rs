@@ -10,6 +10,8 @@ pub struct Route {
     pub model: String,
     pub upstream_model: String,
     pub provider: Arc<Provider>,
+    /// Where the provider serves from (`providers[].region`), "" when not configured.
+    pub region: String,
 }
 
 #[derive(Debug, Default)]

@@ -16,6 +16,12 @@ pub struct Shared {
     pub config: Config,
     pub store: Store,
     pub keys: Arc<KeyCache>,
+    /// Trusted JWT issuers (`[[auth.jwt]]`) and their key sets.
+    pub issuers: Arc<crate::oidc::Issuers>,
+    /// Tenant and team names → ids, for token principals.
+    pub directory: Arc<crate::directory::Directory>,
+    /// The Cedar policies in force.
+    pub authz: Arc<crate::authz::Authz>,
     pub routes: RouteTable,
     pub quota: Arc<Quotas>,
     pub idempotency: Arc<IdempotencyStore>,

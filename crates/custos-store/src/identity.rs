@@ -13,6 +13,16 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// Regions the tenant's calls may be served from; empty: anywhere.
+    pub regions: Vec<String>,
+}
+
+fn regions(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +189,7 @@ impl Store {
             id: new_id("ten"),
             name: name.to_owned(),
             created_at: now_ms(),
+            regions: Vec::new(),
         };
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&t.id)
@@ -203,32 +214,54 @@ impl Store {
     }
 
     pub async fn tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+        let row: Option<(String, String, i64, String)> =
+            sqlx::query_as("SELECT id, name, created_at, regions FROM tenants WHERE name = $1")
                 .bind(name)
                 .fetch_optional(self.pool())
                 .await?;
-        row.map(|(id, name, created_at)| Tenant {
+        row.map(|(id, name, created_at, r)| Tenant {
             id,
             name,
             created_at,
+            regions: regions(&r),
         })
         .ok_or_else(|| StoreError::NotFound(format!("tenant {name:?}")))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT id, name, created_at FROM tenants ORDER BY name")
+        let rows: Vec<(String, String, i64, String)> =
+            sqlx::query_as("SELECT id, name, created_at, regions FROM tenants ORDER BY name")
                 .fetch_all(self.pool())
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, created_at)| Tenant {
+            .map(|(id, name, created_at, r)| Tenant {
                 id,
                 name,
                 created_at,
+                regions: regions(&r),
             })
             .collect())
+    }
+
+    /// Pins a tenant to regions (empty: unpinned). Region names are checked like other names.
+    pub async fn set_tenant_regions(
+        &self,
+        name: &str,
+        list: &[String],
+    ) -> Result<Tenant, StoreError> {
+        for r in list {
+            check_name("region", r)?;
+        }
+        let done = sqlx::query("UPDATE tenants SET regions = $1 WHERE name = $2")
+            .bind(list.join(","))
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tenant {name:?}")));
+        }
+        self.tenant(name).await
     }
 
     pub async fn create_team(

@@ -5,6 +5,7 @@
 
 mod error;
 mod finops;
+mod grants;
 mod identity;
 mod ledger;
 mod migrate;
@@ -15,6 +16,7 @@ pub use finops::{
     budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension,
     SpendOverride, UsageFilter, UsageTotals,
 };
+pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
 

@@ -78,6 +78,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0008_spend_overrides.sql"),
         postgres: include_str!("migrations/0008_spend_overrides.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tenant residency regions",
+        sqlite: include_str!("migrations/0009_tenant_regions.sql"),
+        postgres: include_str!("migrations/0009_tenant_regions.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "time-bound grants",
+        sqlite: include_str!("migrations/0010_grants.sql"),
+        postgres: include_str!("migrations/0010_grants.sql"),
+    },
 ];
 
 impl Store {

@@ -187,8 +187,21 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         );
+        let pinned = store
+            .set_tenant_regions("acme", &["eu-west".to_owned(), "eu-central".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(pinned.regions, ["eu-west", "eu-central"]);
+        assert_eq!(store.tenant("acme").await.unwrap().regions, pinned.regions);
+        assert!(store.set_tenant_regions("nope", &[]).await.is_err());
+        assert!(store
+            .set_tenant_regions("acme", &["../etc".to_owned()])
+            .await
+            .is_err());
+        store.set_tenant_regions("acme", &[]).await.unwrap();
+        assert!(store.list_tenants().await.unwrap()[0].regions.is_empty());
         store.migrate().await.unwrap();
         store.ping().await.unwrap();
     }

@@ -29,6 +29,11 @@ pub enum TenantCmd {
     Create { name: String },
     /// List tenants.
     List,
+    /// Pin a tenant to the regions its calls may be served from (residency); no regions unpins.
+    #[command(
+        after_help = "Calls of a pinned tenant to a model whose provider is in another region (or has\nno `region` in custos.toml) are denied by the built-in `residency.pinned-regions` policy.\n\nExamples:\n  custos tenants regions acme eu-west\n  custos tenants regions acme eu-west eu-central\n  custos tenants regions acme          # unpin"
+    )]
+    Regions { name: String, regions: Vec<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,15 +205,43 @@ pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
         TenantCmd::List => {
             let list = store.list_tenants().await?;
             if ctx.json {
-                output::json(&json!(list.iter().map(|t| json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))})).collect::<Vec<_>>()));
+                output::json(&json!(list.iter().map(|t| json!({"id": t.id, "name": t.name, "regions": t.regions, "created_at": time(Some(t.created_at))})).collect::<Vec<_>>()));
             } else {
                 output::table(
-                    &["NAME", "ID", "CREATED"],
+                    &["NAME", "ID", "REGIONS", "CREATED"],
                     &list
                         .iter()
-                        .map(|t| vec![t.name.clone(), t.id.clone(), time(Some(t.created_at))])
+                        .map(|t| {
+                            vec![
+                                t.name.clone(),
+                                t.id.clone(),
+                                if t.regions.is_empty() {
+                                    "any".into()
+                                } else {
+                                    t.regions.join(",")
+                                },
+                                time(Some(t.created_at)),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 );
+            }
+        }
+        TenantCmd::Regions { name, regions } => {
+            let t = store.set_tenant_regions(&name, &regions).await?;
+            record(
+                &store,
+                "tenant.regions",
+                json!({"type": "tenant", "id": t.id, "name": t.name, "regions": t.regions}),
+                None,
+            )
+            .await?;
+            if ctx.json {
+                output::json(&json!({"id": t.id, "name": t.name, "regions": t.regions}));
+            } else if t.regions.is_empty() {
+                println!("tenant {} is not pinned: any region may serve it", t.name);
+            } else {
+                println!("tenant {} is pinned to {}", t.name, t.regions.join(", "));
             }
         }
     }

@@ -10,6 +10,7 @@ mod cost;
 mod identity;
 mod output;
 mod pii;
+mod policy;
 mod sbom;
 mod secrets;
 mod serve;
@@ -107,6 +108,9 @@ enum Command {
     /// Spend reports with unit economics, anomalies, and the per-run budget guard.
     #[command(subcommand)]
     Cost(cost::CostCmd),
+    /// Cedar policies: schema, validation, decision tables, explanations.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
     /// The tamper-evident audit ledger: checkpoint keys, signed checkpoints, verification.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -177,6 +181,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apps(cmd) => identity::apps(&ctx, cmd).await,
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Prices(cmd) => cost::prices(&ctx, cmd).await,
         Command::Budgets(cmd) => cost::budgets(&ctx, cmd).await,
         Command::Usage(cmd) => cost::usage(&ctx, cmd).await,

@@ -2673,3 +2673,123 @@ fn billing_exports_ingest_once_and_reconcile() {
     assert!((gap - 0.4975).abs() < 0.01, "{v}");
     assert_eq!(m["by_model"][0]["model"], "gpt-4o-mini");
 }
+
+#[test]
+fn policy_check_test_and_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The built-in roles validate; the schema prints.
+    assert!(ok(d, &["policy", "check"]).contains("policies valid"));
+    assert!(ok(d, &["policy", "schema"]).contains("namespace Custos"));
+    // A team's own policy file, named in custos.toml.
+    std::fs::write(
+        d.join("team.cedar"),
+        "@id(\"ml.chat\")\npermit(principal in Custos::Team::\"acme/ml\", action == Custos::Action::\"chat\", resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[authz]\npolicies = [\"team.cedar\"]\n",
+    )
+    .unwrap();
+    let checked = json(d, &["--json", "policy", "check"]);
+    assert_eq!(checked["policies"], serde_json::json!(["ml.chat"]));
+    std::fs::write(
+        d.join("cases.yaml"),
+        r#"
+cases:
+  - name: team members chat
+    principal: { key: key_1, tenant: acme, team: ml }
+    action: chat
+    resource: { model: gpt-4o-mini }
+    expect: allow
+    policies: [ml.chat]
+  - name: but do not embed
+    principal: { key: key_1, tenant: acme, team: ml }
+    action: embeddings
+    resource: { model: text-embedding-3-small }
+    expect: deny
+  - name: other teams do not chat
+    principal: { user: eve, tenant: acme, team: search, roles: [developer] }
+    action: chat
+    resource: { model: gpt-4o-mini }
+    expect: deny
+"#,
+    )
+    .unwrap();
+    let out = ok(d, &["policy", "test", "cases.yaml"]);
+    assert!(out.contains("3 passed, 0 failed"), "{out}");
+    // A wrong expectation fails the run and says what was expected.
+    let wrong = std::fs::read_to_string(d.join("cases.yaml"))
+        .unwrap()
+        .replace(
+            "expect: deny\n  - name: other",
+            "expect: allow\n  - name: other",
+        );
+    std::fs::write(d.join("wrong.yaml"), wrong).unwrap();
+    let out = custos(d, &["--json", "policy", "test", "wrong.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["cases"][1]["got"], "deny");
+    // explain reads the key from the database and the region pin of its tenant.
+    ok(d, &["tenants", "create", "acme"]);
+    ok(d, &["teams", "create", "ml", "--tenant", "acme"]);
+    ok(
+        d,
+        &["apps", "create", "bot", "--team", "ml", "--tenant", "acme"],
+    );
+    ok(
+        d,
+        &[
+            "keys", "create", "--team", "ml", "--app", "bot", "--tenant", "acme",
+        ],
+    );
+    let keys = json(d, &["--json", "keys", "list"]);
+    let key_id = keys[0]["id"].as_str().unwrap().to_owned();
+    let e = json(
+        d,
+        &[
+            "--json",
+            "policy",
+            "explain",
+            "--key",
+            &key_id,
+            "--action",
+            "chat",
+            "--model",
+            "gpt-4o-mini",
+        ],
+    );
+    assert_eq!(e["allowed"], true, "{e}");
+    assert_eq!(e["policies"][0]["id"], "ml.chat");
+    assert_eq!(e["policies"][0]["at"], "team.cedar:1");
+    let out = custos(
+        d,
+        &[
+            "policy",
+            "explain",
+            "--key",
+            &key_id,
+            "--action",
+            "embeddings",
+            "--model",
+            "text-embedding-3-small",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deny by default"));
+    // A policy that does not fit the schema: exit 1, and the error names file, policy and line.
+    std::fs::write(
+        d.join("bad.cedar"),
+        "permit(principal, action, resource)\nwhen { context.nope };\n",
+    )
+    .unwrap();
+    let out = custos(d, &["policy", "check", "bad.cedar"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.cedar#1") && err.contains("line 2") && err.contains("nope"),
+        "{err}"
+    );
+}

@@ -1,0 +1,145 @@
+//! The directory: tenant and team names → ids, team limits and tenant regions, loaded from
+//! the store and refreshed like the key index. Token principals name their tenant and team;
+//! authorization reads a tenant's residency pins from here, never from the database.
+
+use arc_swap::ArcSwap;
+use custos_authz::jwt::{TokenClaims, TokenError};
+use custos_authz::policy::TenantFacts;
+use custos_core::principal::{AuthMethod, ModelScope, Principal};
+use custos_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+struct TenantEntry {
+    id: String,
+    facts: Arc<TenantFacts>,
+}
+
+/// A team as the directory knows it.
+#[derive(Clone, Debug)]
+struct TeamEntry {
+    id: String,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+}
+
+/// Tenant and team names → ids and team limits, for principals that name them in claims.
+#[derive(Debug, Default)]
+pub struct Directory {
+    tenants: ArcSwap<HashMap<String, TenantEntry>>,
+    teams: ArcSwap<HashMap<(String, String), TeamEntry>>,
+}
+
+impl Directory {
+    pub async fn load(store: &Store) -> Result<Self, StoreError> {
+        let d = Directory::default();
+        d.refresh(store).await?;
+        Ok(d)
+    }
+
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let tenants: HashMap<String, TenantEntry> = store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| {
+                let facts = Arc::new(TenantFacts { regions: t.regions });
+                (t.name, TenantEntry { id: t.id, facts })
+            })
+            .collect();
+        let teams = store
+            .list_teams(None)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let limit = |v: Option<i64>| {
+                    v.filter(|v| *v > 0)
+                        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                };
+                (
+                    (t.tenant_id, t.name),
+                    TeamEntry {
+                        id: t.id,
+                        rpm: limit(t.rpm),
+                        tpm: limit(t.tpm),
+                    },
+                )
+            })
+            .collect();
+        self.tenants.store(Arc::new(tenants));
+        self.teams.store(Arc::new(teams));
+        Ok(())
+    }
+
+    /// The principal of verified claims, or why its tenant or team cannot be used.
+    pub fn principal(&self, c: TokenClaims) -> Result<Principal, TokenError> {
+        let Some(tenant) = c.tenant else {
+            return Err(TokenError::Claim(
+                "the token names no tenant and its issuer has no `default_tenant`".into(),
+            ));
+        };
+        let Some(tenant_id) = self.tenants.load().get(&tenant).map(|t| t.id.clone()) else {
+            return Err(TokenError::Claim(format!(
+                "tenant {tenant:?} is not known to custos (create it with `custos tenants create {tenant}`)"
+            )));
+        };
+        let (team_id, team, team_rpm, team_tpm) = match c.team {
+            None => (String::new(), String::new(), None, None),
+            Some(team) => {
+                let teams = self.teams.load();
+                let Some(t) = teams.get(&(tenant_id.clone(), team.clone())) else {
+                    return Err(TokenError::Claim(format!(
+                        "team {team:?} is not a team of tenant {tenant:?}"
+                    )));
+                };
+                (t.id.clone(), team, t.rpm, t.tpm)
+            }
+        };
+        Ok(Principal {
+            id: c.subject,
+            method: AuthMethod::Jwt,
+            issuer: c.issuer,
+            roles: c.roles,
+            groups: c.groups,
+            scopes: Some(c.scopes),
+            mfa: c.mfa,
+            tenant_id,
+            tenant,
+            team_id,
+            team,
+            models: ModelScope::Any,
+            team_rpm,
+            team_tpm,
+            ..Principal::default()
+        })
+    }
+
+    /// What authorization needs to know of a tenant (unknown tenants: nothing).
+    pub fn tenant_facts(&self, name: &str) -> Arc<TenantFacts> {
+        self.tenants
+            .load()
+            .get(name)
+            .map(|t| t.facts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Refreshes in the background until the returned handle is aborted.
+    pub fn spawn_refresher(
+        self: Arc<Self>,
+        store: Store,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.refresh(&store).await {
+                    tracing::warn!(error = %e, "tenant directory refresh failed; using the last one");
+                }
+            }
+        })
+    }
+}

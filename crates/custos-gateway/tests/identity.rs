@@ -1,0 +1,272 @@
+//! JWT bearer tokens and Cedar policies over real HTTP: every refused token has its own
+//! problem type, scopes are checked per operation, roles decide through the built-in
+//! policies, tenants are pinned to regions, and a broken policy edit never replaces a good one.
+
+mod common;
+
+use common::{chat, databases, expect_problem, start};
+use custos_authz::testkit::{b64, TestIssuer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const MODEL: &str = "gpt-4o-mini";
+
+fn now() -> i64 {
+    custos_core::time::now_ms() / 1000
+}
+
+/// Config with one issuer whose keys are in `dir/jwks.json`, and the given extra TOML.
+fn toml(dir: &std::path::Path, issuer: &TestIssuer, extra: &str) -> String {
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    format!(
+        r#"
+[[providers]]
+name = "mock"
+kind = "mock"
+region = "us-east"
+
+[[models]]
+name = "{MODEL}"
+provider = "mock"
+
+[[auth.jwt]]
+issuer = "{iss}"
+audience = "custos"
+jwks_file = "{jwks}"
+{extra}
+"#,
+        iss = issuer.issuer,
+        jwks = dir.join("jwks.json").display(),
+    )
+}
+
+fn developer(issuer: &TestIssuer) -> Value {
+    let mut c = issuer.claims("alice", "custos", now());
+    c["tenant"] = json!("acme");
+    c["team"] = json!("ml");
+    c["roles"] = json!(["developer"]);
+    c["scope"] = json!("custos:chat custos:models");
+    c
+}
+
+#[tokio::test]
+async fn tokens_authenticate_and_every_refusal_has_its_type() {
+    let issuer = TestIssuer::new("https://idp.test");
+    for db in databases("identity_tokens").await {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(&db, &toml(dir.path(), &issuer, "")).await;
+        let good = developer(&issuer);
+        let token = issuer.token(&good);
+        let r = gw
+            .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{}: {}", db.name, r.text().await.unwrap());
+        assert_eq!(gw.get("/v1/models", &token).await.status(), 200);
+
+        let with = |k: &str, v: Value| {
+            let mut c = good.clone();
+            c[k] = v;
+            issuer.token(&c)
+        };
+        let mut tampered = good.clone();
+        tampered["roles"] = json!(["tenant-admin"]);
+        let parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let cases: Vec<(String, &str)> = vec![
+            (format!("eyJ{}", "A".repeat(17_000)), "token-too-large"),
+            ("eyJhbGciOiJFZERTQSJ9.!!!.x".into(), "token-malformed"),
+            (
+                format!("{}.{}.", b64(br#"{"alg":"none"}"#), parts[1]),
+                "token-algorithm-refused",
+            ),
+            (
+                issuer.sign(&json!({"alg": "HS256", "kid": "ed-1"}), &good),
+                "token-algorithm-refused",
+            ),
+            (
+                issuer.sign(&json!({"alg": "EdDSA", "kid": "gone"}), &good),
+                "token-unknown-key",
+            ),
+            (
+                format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    b64(tampered.to_string().as_bytes()),
+                    parts[2]
+                ),
+                "token-bad-signature",
+            ),
+            (with("exp", json!(now() - 3600)), "token-expired"),
+            (with("nbf", json!(now() + 3600)), "token-not-yet-valid"),
+            (with("aud", json!("another-api")), "token-wrong-audience"),
+            (
+                with("iss", json!("https://evil.test")),
+                "token-wrong-issuer",
+            ),
+            // Another IdP's key claiming to be ours.
+            (
+                TestIssuer::new("https://idp.test").token(&good),
+                "token-bad-signature",
+            ),
+            (with("tenant", json!("nobody")), "token-claims"),
+            (with("team", json!("no-such-team")), "token-claims"),
+        ];
+        for (token, slug) in cases {
+            let r = gw
+                .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+                .await;
+            let www = r.headers().get("www-authenticate").cloned();
+            let body = expect_problem(r, 401, slug).await;
+            assert!(
+                body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{slug}"
+            );
+            assert_eq!(www.unwrap(), r#"Bearer error="invalid_token""#, "{slug}");
+        }
+
+        // Scope per operation: the token may chat but not embed.
+        let r = gw
+            .post(
+                "/v1/embeddings",
+                &token,
+                &json!({"model": MODEL, "input": "x"}),
+            )
+            .await;
+        let body = expect_problem(r, 403, "insufficient-scope").await;
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("custos:embeddings"));
+
+        // Roles: a token with no role is denied by default, naming no policy.
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &with("roles", json!([])),
+                &chat(MODEL, "hi"),
+            )
+            .await;
+        let body = expect_problem(r, 403, "access-denied").await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("deny by default"),
+            "{body}"
+        );
+
+        // API keys still work and reach the same engine (as role `service`).
+        let (key, _) = gw.key(Default::default()).await;
+        assert_eq!(
+            gw.post("/v1/chat/completions", &key, &chat(MODEL, "hi"))
+                .await
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn residency_pins_and_unknown_kids_refresh_the_key_set() {
+    let issuer = TestIssuer::new("https://idp.test");
+    for db in databases("identity_residency").await {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = start(&db, &toml(dir.path(), &issuer, "jwks_min_refetch = \"1s\"")).await;
+        let token = issuer.token(&developer(&issuer));
+        gw.store
+            .set_tenant_regions("acme", &["eu-west".to_owned()])
+            .await
+            .unwrap();
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        let r = gw
+            .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+            .await;
+        let body = expect_problem(r, 403, "access-denied").await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("residency.pinned-regions"),
+            "{body}"
+        );
+        gw.store
+            .set_tenant_regions("acme", &["eu-west".to_owned(), "us-east".to_owned()])
+            .await
+            .unwrap();
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        assert_eq!(
+            gw.post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+                .await
+                .status(),
+            200
+        );
+
+        // The IdP rotates its keys: tokens of the new key work once the key set is fetched
+        // again (an unknown kid triggers it, at most once per jwks_min_refetch), and the old
+        // key's tokens stop.
+        let rotated = TestIssuer::with_kid_prefix("https://idp.test", "v2-");
+        std::fs::write(dir.path().join("jwks.json"), rotated.jwks()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let fresh = rotated.token(&developer(&rotated));
+        let r = gw
+            .post("/v1/chat/completions", &fresh, &chat(MODEL, "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let r = gw
+            .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+            .await;
+        expect_problem(r, 401, "token-unknown-key").await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_policy_edit_is_refused_and_a_good_one_applies() {
+    let issuer = TestIssuer::new("https://idp.test");
+    let dbs = databases("identity_reload").await;
+    let db = &dbs[0];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("team.cedar");
+    std::fs::write(
+        &file,
+        "@id(\"devs.chat\")\npermit(principal in Custos::Role::\"developer\", action == Custos::Action::\"chat\", resource);\n",
+    )
+    .unwrap();
+    let extra = format!("\n[authz]\npolicies = [\"{}\"]\n", file.display());
+    let gw = start(db, &toml(dir.path(), &issuer, &extra)).await;
+    let token = issuer.token(&developer(&issuer));
+    let body = chat(MODEL, "hi");
+    let call = || gw.post("/v1/chat/completions", &token, &body);
+    assert_eq!(call().await.status(), 200);
+    assert_eq!(gw.state.authz.len(), 1);
+
+    // A policy that does not parse: refused, the old one stays in force.
+    std::fs::write(&file, "permit(principal, action ==, resource);").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(call().await.status(), 200);
+
+    // A valid edit applies within the watch interval.
+    std::fs::write(
+        &file,
+        "@id(\"devs.chat\")\npermit(principal in Custos::Role::\"developer\", action == Custos::Action::\"chat\", resource);\n@id(\"freeze\")\nforbid(principal, action in Custos::Action::\"model.use\", resource) when { context.classification == \"restricted\" };\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gw.state.authz.len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new policies never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = gw
+        .client
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(&token)
+        .header("x-custos-data-class", "restricted")
+        .json(&chat(MODEL, "hi"))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_problem(r, 403, "access-denied").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("freeze"),
+        "{body}"
+    );
+    assert_eq!(call().await.status(), 200);
+}

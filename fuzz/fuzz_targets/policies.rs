@@ -1,0 +1,15 @@
+//! Policy files: whatever text an operator (or an attacker with write access to a policy
+//! directory) puts there, loading it gives policies or an error, never a panic.
+#![no_main]
+
+use custos_authz::policy::{schema, Policies};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(schema) = schema() {
+        let _ = Policies::load(&[("fuzz.cedar".to_owned(), text.to_owned())], &schema);
+    }
+});
