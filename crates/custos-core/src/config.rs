@@ -48,6 +48,44 @@ pub struct AuthConfig {
 pub struct AuthzConfig {
     /// Policy files (relative to this file); none: custos' built-in roles.
     pub policies: Vec<PathBuf>,
+    pub grants: GrantsConfig,
+}
+
+/// How long time-bound grants may last.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// The longest just-in-time grant.
+    pub max_duration: HumanDuration,
+    /// The longest break-glass grant; never more than 4h.
+    pub break_glass_max: HumanDuration,
+    /// Shorter maxima for particular roles (`tenant-admin = "1h"`).
+    pub max_by_role: std::collections::BTreeMap<String, HumanDuration>,
+}
+
+/// Break-glass access never lasts longer than this, whatever the configuration says.
+pub const BREAK_GLASS_CAP: Duration = Duration::from_secs(4 * 3600);
+
+impl Default for GrantsConfig {
+    fn default() -> Self {
+        Self {
+            max_duration: HumanDuration(Duration::from_secs(8 * 3600)),
+            break_glass_max: HumanDuration(BREAK_GLASS_CAP),
+            max_by_role: Default::default(),
+        }
+    }
+}
+
+impl GrantsConfig {
+    /// The longest grant of `role` of this kind.
+    pub fn max_for(&self, role: &str, break_glass: bool) -> Duration {
+        let base = if break_glass {
+            self.break_glass_max.0.min(BREAK_GLASS_CAP)
+        } else {
+            self.max_duration.0
+        };
+        self.max_by_role.get(role).map_or(base, |d| d.0.min(base))
+    }
 }
 
 /// One trusted token issuer: where its keys are, what it must say, how claims map.
@@ -127,6 +165,8 @@ pub struct OperationScopes {
     pub models: String,
     pub usage: String,
     pub pii: String,
+    /// The admin API (`/admin/v1/…`); policies then decide each action.
+    pub admin: String,
 }
 
 impl Default for OperationScopes {
@@ -138,6 +178,7 @@ impl Default for OperationScopes {
             models: "custos:models".into(),
             usage: "custos:usage".into(),
             pii: "custos:pii".into(),
+            admin: "custos:admin".into(),
         }
     }
 }
@@ -616,6 +657,13 @@ impl Config {
                     format!("{:?} is not an http:// or https:// URL", w.url),
                 );
             }
+        }
+        if self.authz.grants.break_glass_max.0 > BREAK_GLASS_CAP {
+            return fail(
+                "authz.grants.break_glass_max".into(),
+                find_key(text, "break_glass_max"),
+                "break-glass access lasts at most 4h".into(),
+            );
         }
         for (i, j) in self.auth.jwt.iter().enumerate() {
             let key = |k: &str| format!("auth.jwt[{i}].{k}");

@@ -187,6 +187,7 @@ fn required_scope<'s>(scopes: &'s OperationScopes, path: &str) -> &'s str {
         "/v1/usage" => &scopes.usage,
         p if p.starts_with("/v1/models") => &scopes.models,
         p if p.starts_with("/pii/") => &scopes.pii,
+        p if p.starts_with("/admin/") => &scopes.admin,
         _ => "",
     }
 }

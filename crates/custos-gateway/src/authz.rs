@@ -71,6 +71,16 @@ impl Authz {
         self.len() == 0
     }
 
+    /// Ids and origins ("file:line") of the policies in force.
+    pub fn policy_ids(&self) -> Vec<(String, String)> {
+        let engine = self.engine.load();
+        let p = engine.policies();
+        p.ids()
+            .into_iter()
+            .map(|id| (id.to_owned(), p.origin(id).unwrap_or("").to_owned()))
+            .collect()
+    }
+
     /// Loads the files again; on any error the policies in force stay.
     pub fn reload(&self) -> Result<usize, PolicyError> {
         let schema = self.engine.load().schema().clone();
@@ -137,8 +147,9 @@ impl Authz {
         resource: &Resource,
         req: &Request,
     ) -> Result<Decision, PolicyError> {
+        let now = now_ms();
         let facts = RequestFacts {
-            time: now_ms().div_euclid(1000),
+            time: now.div_euclid(1000),
             classification: req
                 .headers()
                 .get(DATA_CLASS_HEADER)
@@ -146,7 +157,9 @@ impl Authz {
                 .unwrap_or("")
                 .to_owned(),
             step_up: principal.mfa,
-            grants: Vec::new(),
+            grants: state
+                .directory
+                .granted_roles(&principal.tenant, &principal.id, now),
         };
         let tenant = state.directory.tenant_facts(&principal.tenant);
         self.engine

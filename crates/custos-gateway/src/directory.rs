@@ -1,5 +1,5 @@
 //! The directory: tenant and team names → ids, team limits and tenant regions, loaded from
-//! the store and refreshed like the key index. Token principals name their tenant and team;
+//! the store and refreshed like the key index, with the time-bound grants live now. Token principals name their tenant and team;
 //! authorization reads a tenant's residency pins from here, never from the database.
 
 use arc_swap::ArcSwap;
@@ -10,6 +10,9 @@ use custos_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Live grants by (tenant, principal): role and expiry (ms).
+type GrantIndex = HashMap<(String, String), Vec<(String, i64)>>;
 
 #[derive(Clone, Debug)]
 struct TenantEntry {
@@ -30,6 +33,7 @@ struct TeamEntry {
 pub struct Directory {
     tenants: ArcSwap<HashMap<String, TenantEntry>>,
     teams: ArcSwap<HashMap<(String, String), TeamEntry>>,
+    grants: ArcSwap<GrantIndex>,
 }
 
 impl Directory {
@@ -68,6 +72,16 @@ impl Directory {
                 )
             })
             .collect();
+        let mut grants = GrantIndex::new();
+        for g in store.grants_live(custos_core::time::now_ms()).await? {
+            if let Some(expires) = g.expires_at {
+                grants
+                    .entry((g.tenant, g.principal))
+                    .or_default()
+                    .push((g.role, expires));
+            }
+        }
+        self.grants.store(Arc::new(grants));
         self.tenants.store(Arc::new(tenants));
         self.teams.store(Arc::new(teams));
         Ok(())
@@ -122,6 +136,24 @@ impl Directory {
             .load()
             .get(name)
             .map(|t| t.facts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Roles a principal holds through grants live at `now_ms`. Expiry is checked here, on
+    /// every request, so a grant stops on time without waiting for a refresh.
+    pub fn granted_roles(&self, tenant: &str, principal: &str, now_ms: i64) -> Vec<String> {
+        let grants = self.grants.load();
+        if grants.is_empty() {
+            return Vec::new();
+        }
+        grants
+            .get(&(tenant.to_owned(), principal.to_owned()))
+            .map(|list| {
+                list.iter()
+                    .filter(|(_, expires)| now_ms < *expires)
+                    .map(|(role, _)| role.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -3,6 +3,7 @@
 //! idempotency, quota, meter, budget — before `proxy` forwards it to its provider.
 //! `pipeline.rs` shows the order.
 
+pub mod admin;
 pub mod audit;
 pub mod authn;
 pub mod authz;
@@ -112,7 +113,7 @@ impl Gateway {
             .map_err(GatewayError::TimeZone)?;
         let webhooks = Arc::new(webhook::Webhooks::new(&config.finops.webhooks)?);
         let (finops, finops_tasks) =
-            finops::Finops::start(store.clone(), &config, audit.clone(), webhooks).await?;
+            finops::Finops::start(store.clone(), &config, audit.clone(), webhooks.clone()).await?;
         let finops_refresh = config.finops.refresh_interval.0;
         let config_pii = config.pii.clone();
         let pii_key = match std::env::var("CUSTOS_PII_KEY") {
@@ -128,6 +129,7 @@ impl Gateway {
             keys: keys.clone(),
             issuers: issuers.clone(),
             authz: authz.clone(),
+            webhooks: webhooks.clone(),
             directory: directory.clone(),
             routes,
             quota: Arc::new(quota::Quotas::default()),

@@ -3,8 +3,8 @@
 
 use crate::state::AppState;
 use crate::{
-    audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy, quota,
-    request_id, service,
+    admin, audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy,
+    quota, request_id, service,
 };
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -39,11 +39,15 @@ pub fn router(state: AppState) -> Router {
         .route("/pii/supportedentities", get(pii::supported_entities))
         .layer(from_fn_with_state(state.clone(), authz::authorize_endpoint));
 
-    let authenticated = endpoints.merge(model_calls).layer(
-        ServiceBuilder::new()
-            .layer(from_fn_with_state(state.clone(), audit::record))
-            .layer(from_fn_with_state(state.clone(), authn::authenticate)),
-    );
+    // The admin API: a tenant's control plane, under the same policies.
+    let authenticated = endpoints
+        .merge(admin::router(state.clone()))
+        .merge(model_calls)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), audit::record))
+                .layer(from_fn_with_state(state.clone(), authn::authenticate)),
+        );
 
     Router::new()
         .route("/healthz", get(service::healthz))

@@ -27,6 +27,7 @@ pub enum ProblemKind {
     TokenClaims,
     InsufficientScope,
     AccessDenied,
+    Conflict,
     ModelNotAllowed,
     PiiBlocked,
     BudgetExhausted,
@@ -51,7 +52,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 36] = {
+    pub const ALL: [ProblemKind; 37] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -70,6 +71,7 @@ impl ProblemKind {
             TokenClaims,
             InsufficientScope,
             AccessDenied,
+            Conflict,
             ModelNotAllowed,
             PiiBlocked,
             BudgetExhausted,
@@ -112,6 +114,7 @@ impl ProblemKind {
             TokenClaims => "token-claims",
             InsufficientScope => "insufficient-scope",
             AccessDenied => "access-denied",
+            Conflict => "conflict",
             PiiBlocked => "pii-blocked",
             BudgetExhausted => "budget-exhausted",
             ModelNotAllowed => "model-not-allowed",
@@ -162,7 +165,7 @@ impl ProblemKind {
             RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            IdempotencyInFlight => StatusCode::CONFLICT,
+            IdempotencyInFlight | Conflict => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -191,6 +194,7 @@ impl ProblemKind {
             TokenClaims => "The token's claims do not name a usable principal",
             InsufficientScope => "The token lacks the scope this operation needs",
             AccessDenied => "Policy denies this request",
+            Conflict => "The change conflicts with the current state",
             ModelNotAllowed => "This key may not use the model",
             PiiBlocked => "The request holds personal data this policy blocks",
             BudgetExhausted => "A budget this call is charged to is used up",

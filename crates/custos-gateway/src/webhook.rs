@@ -102,6 +102,10 @@ impl Webhooks {
         self.receivers.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.receivers.len()
+    }
+
     /// Delivers `payload` to every receiver and waits, retrying each up to `attempts` times;
     /// returns the receivers that failed, with why. For one-shot processes (the CLI).
     pub async fn deliver_and_wait(

@@ -11,7 +11,6 @@ use custos_finops::budget::{Action, Budget, Scope};
 use custos_finops::{Amount, Currency, PeriodKind, Price, Rates};
 use custos_store::{Dimension, UsageFilter};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 
 fn a(s: &str) -> Amount {
     s.parse().unwrap()
@@ -171,33 +170,10 @@ async fn calls_are_metered_exactly_streamed_or_not() {
     }
 }
 
-/// Captures webhook deliveries.
-async fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let s = seen.clone();
-    let addr = upstream(Router::new().route(
-        "/hook",
-        post(move |headers: http::HeaderMap, body: String| {
-            let s = s.clone();
-            async move {
-                let sig = headers
-                    .get("x-custos-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                s.lock().unwrap().push((sig, body));
-                "ok"
-            }
-        }),
-    ))
-    .await;
-    (addr, seen)
-}
-
 #[tokio::test]
 async fn blocking_budget_refuses_and_each_threshold_alerts_once() {
     let addr = provider().await;
-    let (hook, seen) = receiver().await;
+    let (hook, seen) = common::webhook_receiver().await;
     std::env::set_var("CUSTOS_TEST_HOOK_SECRET", "s3cret");
     for db in databases("blocking_budget").await {
         seen.lock().unwrap().clear();

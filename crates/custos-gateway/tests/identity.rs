@@ -270,3 +270,126 @@ async fn a_broken_policy_edit_is_refused_and_a_good_one_applies() {
     );
     assert_eq!(call().await.status(), 200);
 }
+
+#[tokio::test]
+async fn jit_grants_need_another_approver_and_expire_by_themselves() {
+    let issuer = TestIssuer::new("https://idp.test");
+    for db in databases("identity_grants").await {
+        let dir = tempfile::tempdir().unwrap();
+        let (hook, seen) = common::webhook_receiver().await;
+        std::env::set_var("CUSTOS_TEST_GRANT_HOOK", "s3cret");
+        let extra = format!(
+            "\n[[finops.webhooks]]\nurl = \"http://{hook}/hook\"\nsecret_env = \"CUSTOS_TEST_GRANT_HOOK\"\n"
+        );
+        let gw = start(&db, &toml(dir.path(), &issuer, &extra)).await;
+        let user = |sub: &str, roles: Value, mfa: bool| {
+            let mut c = issuer.claims(sub, "custos", now());
+            c["tenant"] = json!("acme");
+            c["roles"] = roles;
+            c["scope"] = json!("custos:admin custos:chat");
+            if mfa {
+                c["amr"] = json!(["pwd", "otp"]);
+            }
+            issuer.token(&c)
+        };
+        let alice = user("alice", json!(["developer"]), true);
+        let bob = user("bob", json!(["security-admin"]), true);
+        let teams = "/admin/v1/tenants/acme/teams";
+        expect_problem(gw.get(teams, &alice).await, 403, "access-denied").await;
+
+        // Alice asks; she cannot approve her own request; Bob can.
+        let r = gw
+            .post(
+                "/admin/v1/tenants/acme/grants",
+                &alice,
+                &json!({"role": "tenant-admin", "duration": "2s", "why": "INC-1: rotate a key"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = gw.store.grants_list(Some("acme")).await.unwrap()[0]
+            .id
+            .clone();
+        let approve = format!("/admin/v1/tenants/acme/grants/{id}/approve");
+        expect_problem(
+            gw.post(&approve, &alice, &json!({})).await,
+            403,
+            "access-denied",
+        )
+        .await;
+        expect_problem(gw.get(teams, &alice).await, 403, "access-denied").await;
+        let r = gw.post(&approve, &bob, &json!({})).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let granted: Value = gw.get(teams, &alice).await.json().await.unwrap();
+        assert!(granted.is_array(), "{granted}");
+        expect_problem(gw.post(&approve, &bob, &json!({})).await, 409, "conflict").await;
+
+        // The grant ends on time, with nothing run.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        expect_problem(gw.get(teams, &alice).await, 403, "access-denied").await;
+
+        // Longer than policy allows: refused.
+        let r = gw
+            .post(
+                "/admin/v1/tenants/acme/grants",
+                &alice,
+                &json!({"role": "tenant-admin", "duration": "9h", "why": "long"}),
+            )
+            .await;
+        expect_problem(r, 400, "invalid-request").await;
+
+        // Break-glass: live at once, alerted to the webhook, in the ledger; needs MFA.
+        let carol = user("carol", json!([]), false);
+        let glass = json!({"role": "security-admin", "duration": "1h", "why": "INC-2: leaked key"});
+        let r = gw
+            .post("/admin/v1/tenants/acme/grants/break-glass", &carol, &glass)
+            .await;
+        expect_problem(r, 403, "access-denied").await;
+        let carol = user("carol", json!([]), true);
+        let r = gw
+            .post("/admin/v1/tenants/acme/grants/break-glass", &carol, &glass)
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let keys: Value = gw
+            .get("/admin/v1/tenants/acme/keys", &carol)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(keys.is_array(), "{keys}");
+        let too_long = json!({"role": "security-admin", "duration": "5h", "why": "x"});
+        let r = gw
+            .post(
+                "/admin/v1/tenants/acme/grants/break-glass",
+                &carol,
+                &too_long,
+            )
+            .await;
+        expect_problem(r, 400, "invalid-request").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| b.contains("grant.break_glass"))
+        {
+            assert!(std::time::Instant::now() < deadline, "no break-glass alert");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let events: Vec<String> = gw
+            .store
+            .ledger_entries(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        for activity in ["grant.request", "grant.approve", "grant.break_glass"] {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.contains(&format!("\"activity\":\"{activity}\""))),
+                "{activity} missing from the ledger"
+            );
+        }
+    }
+}

@@ -260,14 +260,31 @@ pub async fn record(
     resource: serde_json::Value,
     why: Option<&str>,
 ) -> Result<()> {
+    let actor = json!({"type": "operator", "id": local_operator(), "auth": "local"});
+    record_by(store, actor, activity, resource, why).await
+}
+
+/// The operator running this CLI, as the ledger names it (`local:<login>`).
+pub fn local_operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
+    format!("local:{user}")
+}
+
+/// Records a change made on behalf of `actor` (a principal named with `--as`).
+pub async fn record_by(
+    store: &Store,
+    actor: serde_json::Value,
+    activity: &str,
+    resource: serde_json::Value,
+    why: Option<&str>,
+) -> Result<()> {
     let event = json!({
         "schema": 1,
         "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
         "activity": activity,
-        "actor": {"type": "operator", "id": format!("local:{user}"), "auth": "local"},
+        "actor": actor,
         "resources": [resource],
         "outcome": "allowed",
         "why": why,

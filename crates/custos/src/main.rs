@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit;
 mod cost;
+mod grants;
 mod identity;
 mod output;
 mod pii;
@@ -108,6 +109,9 @@ enum Command {
     /// Spend reports with unit economics, anomalies, and the per-run budget guard.
     #[command(subcommand)]
     Cost(cost::CostCmd),
+    /// Time-bound roles: just-in-time requests and approvals, break-glass, revocation.
+    #[command(subcommand)]
+    Grants(grants::GrantsCmd),
     /// Cedar policies: schema, validation, decision tables, explanations.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
@@ -182,6 +186,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => identity::keys(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
+        Command::Grants(cmd) => grants::run(&ctx, cmd).await,
         Command::Prices(cmd) => cost::prices(&ctx, cmd).await,
         Command::Budgets(cmd) => cost::budgets(&ctx, cmd).await,
         Command::Usage(cmd) => cost::usage(&ctx, cmd).await,

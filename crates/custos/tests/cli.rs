@@ -2793,3 +2793,123 @@ cases:
         "{err}"
     );
 }
+
+#[test]
+fn grants_request_approve_break_glass_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["tenants", "create", "acme"]);
+    let req = json(
+        d,
+        &[
+            "--json",
+            "grants",
+            "request",
+            "--tenant",
+            "acme",
+            "--principal",
+            "alice",
+            "--role",
+            "tenant-admin",
+            "--for",
+            "30m",
+            "--why",
+            "INC-7",
+        ],
+    );
+    assert_eq!(req["state"], "pending");
+    let id = req["id"].as_str().unwrap().to_owned();
+    // The grantee cannot approve; someone else can, once.
+    let out = custos(d, &["grants", "approve", &id, "--as", "alice"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decide"));
+    let approved = json(d, &["--json", "grants", "approve", &id, "--as", "bob"]);
+    assert_eq!(approved["state"], "live");
+    assert_eq!(approved["decided_by"], "bob");
+    assert!(!custos(d, &["grants", "deny", &id, "--as", "carol"])
+        .status
+        .success());
+    // Longer than allowed, and break-glass past 4h: refused with the limit named.
+    let out = custos(
+        d,
+        &[
+            "grants",
+            "request",
+            "--tenant",
+            "acme",
+            "--principal",
+            "alice",
+            "--role",
+            "auditor",
+            "--for",
+            "9h",
+            "--why",
+            "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 8h"));
+    let out = custos(
+        d,
+        &[
+            "grants",
+            "break-glass",
+            "--tenant",
+            "acme",
+            "--principal",
+            "carol",
+            "--role",
+            "security-admin",
+            "--for",
+            "5h",
+            "--why",
+            "x",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 4h"));
+    let glass = json(
+        d,
+        &[
+            "--json",
+            "grants",
+            "break-glass",
+            "--tenant",
+            "acme",
+            "--principal",
+            "carol",
+            "--role",
+            "security-admin",
+            "--for",
+            "1h",
+            "--why",
+            "INC-8: leaked key",
+        ],
+    );
+    assert_eq!(glass["state"], "live");
+    assert_eq!(glass["kind"], "break_glass");
+    let active = json(d, &["--json", "grants", "list", "--active"]);
+    assert_eq!(active.as_array().unwrap().len(), 2);
+    ok(
+        d,
+        &[
+            "grants",
+            "revoke",
+            glass["id"].as_str().unwrap(),
+            "--as",
+            "dave",
+        ],
+    );
+    let active = json(d, &["--json", "grants", "list", "--active"]);
+    assert_eq!(active.as_array().unwrap().len(), 1);
+    // Every step is in the ledger, by whom and why.
+    let text = ok(d, &["--json", "audit", "query", "--activity", "grant."]);
+    for needle in [
+        "grant.request",
+        "grant.approve",
+        "grant.break_glass",
+        "grant.revoke",
+        "INC-8: leaked key",
+        "\"bob\"",
+    ] {
+        assert!(text.contains(needle), "{needle} missing: {text}");
+    }
+}

@@ -235,3 +235,28 @@ pub fn upstream_config(addr: SocketAddr, model: &str, extra_provider: &str) -> S
          [[models]]\nname = \"{model}\"\nprovider = \"up\"\nupstream = \"{model}-upstream\"\n"
     )
 }
+
+pub type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Captures webhook deliveries: (signature header, body).
+pub async fn webhook_receiver() -> (SocketAddr, Deliveries) {
+    let seen: Deliveries = Default::default();
+    let s = seen.clone();
+    let addr = upstream(Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                let sig = headers
+                    .get("x-custos-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                s.lock().unwrap().push((sig, body));
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    (addr, seen)
+}
