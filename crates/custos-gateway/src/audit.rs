@@ -118,7 +118,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
             AuthMethod::Jwt => "user",
             AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
         };
-        json!({"type": kind, "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str(), "issuer": (!p.issuer.is_empty()).then_some(&p.issuer)})
+        json!({"type": kind, "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str(), "issuer": (!p.issuer.is_empty()).then_some(&p.issuer), "roles": (!p.roles.is_empty()).then_some(&p.roles), "mfa": p.mfa})
     });
     let (model, request_sha256) = match slot.call.get() {
         Some((m, h)) => (Some(m.clone()), Some(hex::encode(h))),

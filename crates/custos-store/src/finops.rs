@@ -1188,6 +1188,26 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The last day (Unix ms of its UTC start) on which each credential of `tenant` was used,
+    /// from the daily rollup: an access review reads a few rows per key, not every call.
+    pub async fn last_use_by_credential(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT key_id, MAX(day) FROM usage_daily WHERE tenant = $1 GROUP BY key_id",
+        )
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, day)| (k, day.saturating_mul(86_400_000)))
+            .collect())
+    }
+}
+
 /// A time-bound right for one API key to spend past its blocking budgets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpendOverride {

@@ -5,6 +5,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod access;
 mod audit;
 mod cost;
 mod grants;
@@ -109,6 +110,9 @@ enum Command {
     /// Spend reports with unit economics, anomalies, and the per-run budget guard.
     #[command(subcommand)]
     Cost(cost::CostCmd),
+    /// Access reviews: who can do what, and what needs attention.
+    #[command(subcommand)]
+    Access(access::AccessCmd),
     /// Time-bound roles: just-in-time requests and approvals, break-glass, revocation.
     #[command(subcommand)]
     Grants(grants::GrantsCmd),
@@ -187,6 +191,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Grants(cmd) => grants::run(&ctx, cmd).await,
+        Command::Access(cmd) => access::run(&ctx, cmd).await,
         Command::Prices(cmd) => cost::prices(&ctx, cmd).await,
         Command::Budgets(cmd) => cost::budgets(&ctx, cmd).await,
         Command::Usage(cmd) => cost::usage(&ctx, cmd).await,

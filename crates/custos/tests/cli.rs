@@ -2913,3 +2913,145 @@ fn grants_request_approve_break_glass_and_list() {
         assert!(text.contains(needle), "{needle} missing: {text}");
     }
 }
+
+#[test]
+fn access_review_flags_what_needs_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(d.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\n",
+    )
+    .unwrap();
+    ok(d, &["tenants", "create", "acme"]);
+    ok(d, &["teams", "create", "ml", "--tenant", "acme"]);
+    ok(
+        d,
+        &["apps", "create", "bot", "--team", "ml", "--tenant", "acme"],
+    );
+    ok(
+        d,
+        &[
+            "keys", "create", "--team", "ml", "--app", "bot", "--tenant", "acme",
+        ],
+    );
+    // A fresh key and nothing else: nothing to flag.
+    let clean = custos(d, &["access", "review", "--tenant", "acme"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // An admin calls a model without a second factor; a grant expires unrevoked.
+    let (_server, url) = serve(d, None);
+    let now = custos_core_now();
+    let mut claims = issuer.claims("root@acme", "custos", now);
+    claims["tenant"] = serde_json::json!("acme");
+    claims["roles"] = serde_json::json!(["tenant-admin"]);
+    claims["scope"] = serde_json::json!("custos:chat");
+    let token = issuer.token(&claims);
+    let (status, body) = http(
+        "POST",
+        &format!("{url}/v1/chat/completions"),
+        &token,
+        Some(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let g = json(
+        d,
+        &[
+            "--json",
+            "grants",
+            "request",
+            "--tenant",
+            "acme",
+            "--principal",
+            "bob",
+            "--role",
+            "auditor",
+            "--for",
+            "1s",
+            "--why",
+            "audit",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "grants",
+            "approve",
+            g["id"].as_str().unwrap(),
+            "--as",
+            "carol",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    let out = custos(
+        d,
+        &[
+            "--json",
+            "access",
+            "review",
+            "--tenant",
+            "acme",
+            "--rotate-after",
+            "0s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let review: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |p: &str| {
+        review["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["principal"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} missing: {review}"))
+    };
+    let root = find("root@acme");
+    assert_eq!(root["type"], "user");
+    assert!(
+        root["flags"].to_string().contains("admin-without-mfa"),
+        "{root}"
+    );
+    assert!(root["last_use"].is_string());
+    let bob = find("bob");
+    assert!(bob["flags"].to_string().contains("expired-grant"), "{bob}");
+    let key = review["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "service_account")
+        .unwrap();
+    assert!(key["flags"].to_string().contains("stale-key"), "{key}");
+    assert!(
+        key["creator"].as_str().unwrap().starts_with("local:"),
+        "{key}"
+    );
+    // CSV for the auditors' spreadsheet.
+    let csv = custos(
+        d,
+        &["access", "review", "--tenant", "acme", "--format", "csv"],
+    );
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "principal,type,roles,team_app,status,created,creator,last_use,grants,flags\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("root@acme,user,tenant-admin"), "{text}");
+}
+
+fn custos_core_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
