@@ -8,6 +8,7 @@ pub mod key_index;
 pub mod policy;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod x509;
 
 pub use api_key::{ApiKeyError, KeyDigest, MintedKey};
 pub use jwt::{Jwks, TokenClaims, TokenError, Unverified, Validator};

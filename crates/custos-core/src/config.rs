@@ -40,6 +40,29 @@ impl std::fmt::Display for ConfigError {
 pub struct AuthConfig {
     /// OIDC providers whose JWT access tokens custos accepts as bearer tokens.
     pub jwt: Vec<JwtIssuerConfig>,
+    /// Client certificates (SPIFFE ID or subject CN) → service principals.
+    pub mtls: Vec<MtlsPrincipal>,
+}
+
+/// Which client certificates act as which service principal.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsPrincipal {
+    /// A SPIFFE ID (URI SAN), exact, or ending in `/*` for every ID under a path.
+    #[serde(default)]
+    pub spiffe_id: Option<String>,
+    /// Or the subject common name, exact.
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub tenant: String,
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Roles in policies; default `service`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Deployment environment (`prod`, …), for policies' `context.environment`.
+    #[serde(default)]
+    pub env: String,
 }
 
 /// Authorization by Cedar policies.
@@ -318,6 +341,25 @@ pub struct ServerConfig {
     pub header_read_timeout: HumanDuration,
     /// On shutdown, how long in-flight requests (and streams) may take to finish.
     pub shutdown_grace: HumanDuration,
+    /// Serve HTTPS (TLS 1.2 and 1.3), optionally asking clients for certificates (mTLS).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The listener's certificate, and the CA that client certificates must chain to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). A path, never the key itself.
+    pub key_file: PathBuf,
+    /// PEM CA certificates; when set, clients may present certificates (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a client certificate (default: optional, so API keys and
+    /// tokens keep working on the same port).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 impl Default for ServerConfig {
@@ -330,6 +372,7 @@ impl Default for ServerConfig {
             key_refresh_interval: HumanDuration(Duration::from_millis(500)),
             header_read_timeout: HumanDuration(Duration::from_secs(30)),
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            tls: None,
         }
     }
 }
@@ -541,6 +584,16 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        if let Some(tls) = &mut config.server.tls {
+            for f in [&mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .chain(tls.client_ca_file.as_mut())
+            {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
         for f in &mut config.authz.policies {
             if f.is_relative() {
                 *f = base.join(&*f);
@@ -657,6 +710,39 @@ impl Config {
                     format!("{:?} is not an http:// or https:// URL", w.url),
                 );
             }
+        }
+        for (i, m) in self.auth.mtls.iter().enumerate() {
+            let key = |k: &str| format!("auth.mtls[{i}].{k}");
+            let at = |k: &str| find_nth_table_key(text, "auth.mtls", i, k);
+            if m.spiffe_id.is_some() == m.subject.is_some() {
+                return fail(
+                    key("spiffe_id"),
+                    at("tenant"),
+                    "set exactly one of `spiffe_id` and `subject`".into(),
+                );
+            }
+            if let Some(id) = &m.spiffe_id {
+                if !id.starts_with("spiffe://") {
+                    return fail(
+                        key("spiffe_id"),
+                        at("spiffe_id"),
+                        format!("{id:?} is not a SPIFFE ID (spiffe://trust-domain/path)"),
+                    );
+                }
+            }
+        }
+        if !self.auth.mtls.is_empty()
+            && self
+                .server
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_ca_file.is_none())
+        {
+            return fail(
+                "auth.mtls".into(),
+                text.find("[[auth.mtls"),
+                "client certificates need `[server.tls] client_ca_file`".into(),
+            );
         }
         if self.authz.grants.break_glass_max.0 > BREAK_GLASS_CAP {
             return fail(

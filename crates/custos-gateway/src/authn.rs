@@ -8,6 +8,7 @@
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
+use crate::tls::PeerCertificate;
 use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -220,6 +221,18 @@ async fn token_principal(
         .map_err(token_problem)
 }
 
+/// A client certificate's principal (mTLS), through `[[auth.mtls]]`.
+fn cert_principal(
+    state: &AppState,
+    peer: Option<&PeerCertificate>,
+) -> Result<SharedPrincipal, Problem> {
+    let not_mapped = |detail: String| Problem::new(ProblemKind::CertificateNotMapped, detail);
+    let peer = peer.ok_or_else(|| not_mapped("no client certificate".into()))?;
+    let (mut p, _) = crate::tls::principal(&state.config.auth.mtls, peer).map_err(not_mapped)?;
+    state.directory.resolve(&mut p).map_err(not_mapped)?;
+    Ok(Arc::new(p))
+}
+
 /// An API key's principal.
 fn key_principal(state: &AppState, token: &str) -> Result<SharedPrincipal, Problem> {
     match state.keys.check(token) {
@@ -250,7 +263,11 @@ fn key_principal(state: &AppState, token: &str) -> Result<SharedPrincipal, Probl
 /// The authn layer's middleware function: custos API keys (`ck_…`), else JWTs of the
 /// configured issuers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<PeerCertificate>().cloned();
     let outcome = match bearer(&req) {
+        Err(_) if peer.is_some() && !req.headers().contains_key(http::header::AUTHORIZATION) => {
+            cert_principal(&state, peer.as_ref())
+        }
         Err(p) => Err(p),
         Ok(token) if !token.starts_with("ck_") && !state.issuers.is_empty() => {
             let token = token.to_owned();

@@ -94,24 +94,7 @@ impl Directory {
                 "the token names no tenant and its issuer has no `default_tenant`".into(),
             ));
         };
-        let Some(tenant_id) = self.tenants.load().get(&tenant).map(|t| t.id.clone()) else {
-            return Err(TokenError::Claim(format!(
-                "tenant {tenant:?} is not known to custos (create it with `custos tenants create {tenant}`)"
-            )));
-        };
-        let (team_id, team, team_rpm, team_tpm) = match c.team {
-            None => (String::new(), String::new(), None, None),
-            Some(team) => {
-                let teams = self.teams.load();
-                let Some(t) = teams.get(&(tenant_id.clone(), team.clone())) else {
-                    return Err(TokenError::Claim(format!(
-                        "team {team:?} is not a team of tenant {tenant:?}"
-                    )));
-                };
-                (t.id.clone(), team, t.rpm, t.tpm)
-            }
-        };
-        Ok(Principal {
+        let mut p = Principal {
             id: c.subject,
             method: AuthMethod::Jwt,
             issuer: c.issuer,
@@ -119,15 +102,37 @@ impl Directory {
             groups: c.groups,
             scopes: Some(c.scopes),
             mfa: c.mfa,
-            tenant_id,
             tenant,
-            team_id,
-            team,
+            team: c.team.unwrap_or_default(),
             models: ModelScope::Any,
-            team_rpm,
-            team_tpm,
             ..Principal::default()
-        })
+        };
+        self.resolve(&mut p).map_err(TokenError::Claim)?;
+        Ok(p)
+    }
+
+    /// Fills a principal's tenant and team ids and team limits from their names.
+    pub fn resolve(&self, p: &mut Principal) -> Result<(), String> {
+        let tenant = &p.tenant;
+        let Some(tenant_id) = self.tenants.load().get(tenant).map(|t| t.id.clone()) else {
+            return Err(format!(
+                "tenant {tenant:?} is not known to custos (create it with `custos tenants create {tenant}`)"
+            ));
+        };
+        if !p.team.is_empty() {
+            let teams = self.teams.load();
+            let Some(t) = teams.get(&(tenant_id.clone(), p.team.clone())) else {
+                return Err(format!(
+                    "team {:?} is not a team of tenant {tenant:?}",
+                    p.team
+                ));
+            };
+            p.team_id = t.id.clone();
+            p.team_rpm = t.rpm;
+            p.team_tpm = t.tpm;
+        }
+        p.tenant_id = tenant_id;
+        Ok(())
     }
 
     /// What authorization needs to know of a tenant (unknown tenants: nothing).

@@ -29,6 +29,7 @@ pub mod route;
 pub mod service;
 pub mod sse;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod webhook;
 
@@ -47,6 +48,8 @@ pub enum GatewayError {
     Provider(#[from] ProviderSetupError),
     #[error(transparent)]
     Issuer(#[from] oidc::IssuerError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("authz: {0}")]
     Policy(#[from] custos_authz::policy::PolicyError),
     #[error("cannot load API keys: {0}")]
@@ -67,6 +70,8 @@ pub enum GatewayError {
 pub struct Gateway {
     state: AppState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// HTTPS (and mTLS) when `[server.tls]` is configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     // Not aborted on drop: it finishes committing what it holds.
     _audit_writer: tokio::task::JoinHandle<()>,
 }
@@ -179,9 +184,14 @@ impl Gateway {
                 state.config.audit.checkpoint_every,
             ));
         }
+        let tls = match &state.config.server.tls {
+            Some(t) => Some(tls::acceptor(t)?),
+            None => None,
+        };
         Ok(Self {
             state,
             tasks,
+            tls,
             _audit_writer: audit_writer,
         })
     }
@@ -226,14 +236,58 @@ impl Gateway {
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+            match &self.tls {
+                None => {
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let conn =
+                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
                 }
-            });
+                Some(acceptor) => {
+                    // The handshake runs in the connection's task, bounded like slow headers,
+                    // so a client that never finishes it holds nothing but its own task.
+                    let acceptor = acceptor.clone();
+                    let app = app.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let tls =
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let peer = tls::peer_certificate(tls.get_ref().1);
+                        let service = tower::ServiceExt::map_request(
+                            app,
+                            move |mut req: http::Request<hyper::body::Incoming>| {
+                                if let Some(p) = &peer {
+                                    req.extensions_mut().insert(p.clone());
+                                }
+                                req
+                            },
+                        );
+                        let service = hyper_util::service::TowerToHyperService::new(service);
+                        let conn =
+                            builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
         }
         drop(listener);
         tokio::select! {

@@ -26,6 +26,7 @@ pub enum ProblemKind {
     TokenWrongIssuer,
     TokenClaims,
     InsufficientScope,
+    CertificateNotMapped,
     AccessDenied,
     Conflict,
     ModelNotAllowed,
@@ -52,7 +53,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 37] = {
+    pub const ALL: [ProblemKind; 38] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -70,6 +71,7 @@ impl ProblemKind {
             TokenWrongIssuer,
             TokenClaims,
             InsufficientScope,
+            CertificateNotMapped,
             AccessDenied,
             Conflict,
             ModelNotAllowed,
@@ -114,6 +116,7 @@ impl ProblemKind {
             TokenClaims => "token-claims",
             InsufficientScope => "insufficient-scope",
             AccessDenied => "access-denied",
+            CertificateNotMapped => "certificate-not-mapped",
             Conflict => "conflict",
             PiiBlocked => "pii-blocked",
             BudgetExhausted => "budget-exhausted",
@@ -154,7 +157,8 @@ impl ProblemKind {
             | TokenNotYetValid
             | TokenWrongAudience
             | TokenWrongIssuer
-            | TokenClaims => StatusCode::UNAUTHORIZED,
+            | TokenClaims
+            | CertificateNotMapped => StatusCode::UNAUTHORIZED,
             ModelNotAllowed | PiiBlocked | InsufficientScope | AccessDenied => {
                 StatusCode::FORBIDDEN
             }
@@ -194,6 +198,7 @@ impl ProblemKind {
             TokenClaims => "The token's claims do not name a usable principal",
             InsufficientScope => "The token lacks the scope this operation needs",
             AccessDenied => "Policy denies this request",
+            CertificateNotMapped => "The client certificate is not mapped to a principal",
             Conflict => "The change conflicts with the current state",
             ModelNotAllowed => "This key may not use the model",
             PiiBlocked => "The request holds personal data this policy blocks",

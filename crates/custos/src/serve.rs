@@ -145,7 +145,32 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
     })?;
     let local = listener.local_addr()?;
     let keys = gateway.state().keys.len();
-    eprintln!("custos gateway listening on http://{local}/v1");
+    let config = &gateway.state().config;
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("custos gateway listening on {scheme}://{local}/v1");
+    let authz = gateway.state().authz.len();
+    let issuers = config.auth.jwt.len();
+    eprintln!(
+        "  identity: API keys{}{}   authz: {authz} Cedar policies ({})",
+        if issuers > 0 {
+            format!(", JWT from {issuers} issuer(s)")
+        } else {
+            String::new()
+        },
+        match &config.server.tls {
+            Some(t) if t.client_ca_file.is_some() => ", client certificates (mTLS)",
+            _ => "",
+        },
+        if config.authz.policies.is_empty() {
+            "built-in roles"
+        } else {
+            "from custos.toml"
+        },
+    );
     eprintln!(
         "  config: {}   database: {}   providers: {}   models: {models}   keys: {keys}",
         ctx.config_path
@@ -160,7 +185,9 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         eprintln!("    {me} teams create ml && {me} apps create chatbot --team ml");
         eprintln!("    export OPENAI_API_KEY=$({me} keys create --team ml --app chatbot)");
     }
-    eprintln!("  try: curl http://{local}/v1/models -H \"Authorization: Bearer $OPENAI_API_KEY\"");
+    eprintln!(
+        "  try: curl {scheme}://{local}/v1/models -H \"Authorization: Bearer $OPENAI_API_KEY\""
+    );
     tracing::info!(listen = %local, "custos started");
     gateway.serve(listener, shutdown_signal()).await?;
     store.close().await;
