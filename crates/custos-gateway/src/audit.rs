@@ -72,6 +72,8 @@ pub struct AuditSlot {
     call: OnceLock<(String, [u8; 32])>,
     /// The policies that decided the call.
     policies: OnceLock<Vec<String>>,
+    /// A call served outside its tenant's pinned regions, when a policy allowed it.
+    transfer: OnceLock<Value>,
 }
 
 impl AuditSlot {
@@ -80,6 +82,9 @@ impl AuditSlot {
     }
     pub fn set_decision(&self, d: &custos_authz::policy::Decision) {
         let _ = self.policies.set(d.policies.clone());
+    }
+    pub fn set_transfer(&self, pinned: &[String], to: &str) {
+        let _ = self.transfer.set(json!({"pinned": pinned, "to": to}));
     }
     pub fn set_call(&self, model: &str, body_sha256: [u8; 32]) {
         let _ = self.call.set((model.to_owned(), body_sha256));
@@ -133,6 +138,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         "outcome": outcome(status),
         "reason": reason,
         "policies": slot.policies.get(),
+        "transfer": slot.transfer.get(),
         "status": status,
         "request_id": request_id,
         "request_sha256": request_sha256,

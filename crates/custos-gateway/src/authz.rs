@@ -14,7 +14,9 @@ use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custos_authz::policy::{self, Decision, Engine, PolicyError, RequestFacts, Resource};
+use custos_authz::policy::{
+    self, Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts,
+};
 use custos_core::config::AuthzConfig;
 use custos_core::principal::SharedPrincipal;
 use custos_core::time::now_ms;
@@ -147,6 +149,19 @@ impl Authz {
         resource: &Resource,
         req: &Request,
     ) -> Result<Decision, PolicyError> {
+        self.decide_with_tenant(state, principal, action, resource, req)
+            .map(|(d, _)| d)
+    }
+
+    /// The decision and the principal tenant's facts it was made with.
+    fn decide_with_tenant(
+        &self,
+        state: &AppState,
+        principal: &SharedPrincipal,
+        action: &str,
+        resource: &Resource,
+        req: &Request,
+    ) -> Result<(Decision, Arc<TenantFacts>), PolicyError> {
         let now = now_ms();
         let facts = RequestFacts {
             time: now.div_euclid(1000),
@@ -162,9 +177,11 @@ impl Authz {
                 .granted_roles(&principal.tenant, &principal.id, now),
         };
         let tenant = state.directory.tenant_facts(&principal.tenant);
-        self.engine
+        let d = self
+            .engine
             .load()
-            .authorize(principal, action, resource, &tenant, &facts)
+            .authorize(principal, action, resource, &tenant, &facts)?;
+        Ok((d, tenant))
     }
 }
 
@@ -179,9 +196,9 @@ async fn enforce(
     let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
         return Problem::new(ProblemKind::Internal, "authz ran before authn").into_response();
     };
-    let decision = match state
+    let (decision, tenant) = match state
         .authz
-        .decide(&state, &principal, action, &resource, &req)
+        .decide_with_tenant(&state, &principal, action, &resource, &req)
     {
         Ok(d) => d,
         Err(e) => {
@@ -198,6 +215,12 @@ async fn enforce(
     }
     if let Some(slot) = req.extensions().get::<Arc<AuditSlot>>() {
         slot.set_decision(&decision);
+        // A pinned tenant served elsewhere, because a policy allowed it: a data transfer.
+        if let Resource::Model { region, .. } = &resource {
+            if decision.allowed && !tenant.regions.is_empty() && !tenant.regions.contains(region) {
+                slot.set_transfer(&tenant.regions, region);
+            }
+        }
     }
     if decision.allowed {
         return next.run(req).await;

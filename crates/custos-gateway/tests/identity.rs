@@ -393,3 +393,45 @@ async fn jit_grants_need_another_approver_and_expire_by_themselves() {
         }
     }
 }
+
+#[tokio::test]
+async fn cross_region_use_a_policy_allows_is_recorded_as_a_transfer() {
+    let issuer = TestIssuer::new("https://idp.test");
+    let dbs = databases("identity_transfer").await;
+    let db = &dbs[0];
+    let dir = tempfile::tempdir().unwrap();
+    // Policies without the residency forbid: cross-region calls are allowed, and evidenced.
+    let file = dir.path().join("open.cedar");
+    std::fs::write(
+        &file,
+        "@id(\"devs\")\npermit(principal in Custos::Role::\"developer\", action in Custos::Action::\"model.use\", resource);\n",
+    )
+    .unwrap();
+    let extra = format!("\n[authz]\npolicies = [\"{}\"]\n", file.display());
+    let gw = start(db, &toml(dir.path(), &issuer, &extra)).await;
+    gw.store
+        .set_tenant_regions("acme", &["eu-west".to_owned()])
+        .await
+        .unwrap();
+    gw.state.directory.refresh(&gw.store).await.unwrap();
+    let token = issuer.token(&developer(&issuer));
+    let r = gw
+        .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let _ = r.text().await;
+    gw.state.audit.flush().await;
+    let events = gw.store.ledger_entries(0, 100).await.unwrap();
+    let call: Value = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.event).unwrap())
+        .find(|e| e["activity"] == "model.invoke")
+        .expect("a model.invoke event");
+    assert_eq!(
+        call["transfer"],
+        json!({"pinned": ["eu-west"], "to": "us-east"}),
+        "{call}"
+    );
+    assert_eq!(call["policies"], json!(["devs"]));
+    assert_eq!(call["actor"]["roles"], json!(["developer"]));
+}

@@ -32,7 +32,7 @@ enum Format {
 #[derive(Args, Debug)]
 pub struct ReviewArgs {
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
-    tenant: String,
+    pub(crate) tenant: String,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// A credential not used for this long is flagged `unused`.

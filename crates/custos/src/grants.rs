@@ -66,7 +66,7 @@ pub enum GrantsCmd {
 #[derive(clap::Args, Debug)]
 pub struct GrantArgs {
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
-    tenant: String,
+    pub(crate) tenant: String,
     /// Who will hold the role: a token subject, an API key id or a SPIFFE ID.
     #[arg(long)]
     principal: String,

@@ -10,6 +10,7 @@ mod audit;
 mod cost;
 mod grants;
 mod identity;
+mod local_authz;
 mod output;
 mod pii;
 mod policy;
@@ -181,6 +182,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         database_url,
         json: cli.json,
     };
+    local_authz::check(&ctx, &cli.command).await?;
     match cli.command {
         Command::Init { .. } => unreachable!("handled above"),
         Command::Serve { listen } => serve::serve(ctx, listen).await,

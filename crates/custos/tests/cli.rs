@@ -3055,3 +3055,43 @@ fn custos_core_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+#[test]
+fn the_cli_is_authorized_by_the_same_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = bot_key(d);
+    let _ = key;
+    let id = json(d, &["--json", "keys", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The organization's policies: the built-in roles, and no key revocation from the CLI.
+    let roles = ok(d, &["policy", "schema"]);
+    assert!(!roles.is_empty());
+    std::fs::write(
+        d.join("roles.cedar"),
+        "@id(\"operator.all\")\npermit(principal in Custos::Role::\"operator\", action, resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("freeze.cedar"),
+        "@id(\"change-freeze\")\nforbid(principal in Custos::Role::\"operator\", action == Custos::Action::\"keys.revoke\", resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[authz]\npolicies = [\"roles.cedar\", \"freeze.cedar\"]\n",
+    )
+    .unwrap();
+    let out = custos(d, &["keys", "revoke", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keys.revoke") && err.contains("change-freeze"),
+        "{err}"
+    );
+    // Other commands still run, and the key is still active.
+    let keys = json(d, &["--json", "keys", "list"]);
+    assert_eq!(keys[0]["status"], "active");
+}

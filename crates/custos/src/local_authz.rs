@@ -1,0 +1,127 @@
+//! The CLI is authorized by the same policies as the admin API: a control-plane command acts
+//! as the local operator (`ServiceAccount::"local:<login>"` with role `operator`) on the
+//! tenant it names. The built-in roles let the operator do everything; a `forbid` written for
+//! it (say, on `audit.prune`) stops the command before it touches the database.
+
+use crate::grants::GrantsCmd;
+use crate::identity::{AppCmd, KeyCmd, TeamCmd, TenantCmd, DEFAULT_TENANT};
+use crate::{Command, Ctx};
+use anyhow::{bail, Result};
+use custos_authz::policy::{self, Engine, RequestFacts, Resource, TenantFacts};
+use custos_core::principal::{AuthMethod, Principal};
+use custos_store::Store;
+
+/// The action a command performs and the tenant it acts on; `None` for commands outside the
+/// control plane (scanners, policy tools, serve).
+async fn action(cmd: &Command, store: &Store) -> Option<(&'static str, String)> {
+    let default = || DEFAULT_TENANT.to_owned();
+    let key_tenant = |k: &String| {
+        let k = k.clone();
+        async move {
+            store
+                .key(&k)
+                .await
+                .map(|r| r.tenant)
+                .unwrap_or_else(|_| default())
+        }
+    };
+    let grant_tenant = |id: &String| {
+        let id = id.clone();
+        async move {
+            store
+                .grant(&id)
+                .await
+                .map(|g| g.tenant)
+                .unwrap_or_else(|_| default())
+        }
+    };
+    Some(match cmd {
+        Command::Tenants(TenantCmd::Create { name }) => ("tenants.manage", name.clone()),
+        Command::Tenants(TenantCmd::Regions { name, .. }) => ("tenants.manage", name.clone()),
+        Command::Tenants(TenantCmd::List) => ("tenants.read", default()),
+        Command::Teams(TeamCmd::Create { tenant, .. } | TeamCmd::SetLimits { tenant, .. }) => {
+            ("teams.manage", tenant.tenant.clone())
+        }
+        Command::Teams(TeamCmd::List { tenant }) | Command::Apps(AppCmd::List { tenant, .. }) => {
+            ("teams.read", tenant.clone().unwrap_or_else(default))
+        }
+        Command::Apps(AppCmd::Create { tenant, .. }) => ("teams.manage", tenant.tenant.clone()),
+        Command::Keys(KeyCmd::Create { tenant, .. }) => ("keys.create", tenant.tenant.clone()),
+        Command::Keys(KeyCmd::List { tenant, .. }) => {
+            ("keys.read", tenant.clone().unwrap_or_else(default))
+        }
+        Command::Keys(KeyCmd::Show { key }) => ("keys.read", key_tenant(key).await),
+        Command::Keys(KeyCmd::Revoke { key }) => ("keys.revoke", key_tenant(key).await),
+        Command::Keys(KeyCmd::Rotate { key, .. }) => ("keys.rotate", key_tenant(key).await),
+        Command::Grants(GrantsCmd::Request { grant }) => ("grants.request", grant.tenant.clone()),
+        Command::Grants(GrantsCmd::BreakGlass { grant }) => {
+            ("grants.break_glass", grant.tenant.clone())
+        }
+        Command::Grants(
+            GrantsCmd::Approve { id, .. }
+            | GrantsCmd::Deny { id, .. }
+            | GrantsCmd::Revoke { id, .. },
+        ) => ("grants.approve", grant_tenant(id).await),
+        Command::Grants(GrantsCmd::List { tenant, .. }) => {
+            ("grants.read", tenant.clone().unwrap_or_else(default))
+        }
+        Command::Access(crate::access::AccessCmd::Review(a)) => ("access.review", a.tenant.clone()),
+        Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
+        Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),
+        Command::Audit(
+            crate::audit::AuditCmd::Query { .. } | crate::audit::AuditCmd::Tail { .. },
+        ) => ("audit.read", default()),
+        _ => return None,
+    })
+}
+
+/// Refuses the command when the policies deny it to the local operator.
+pub async fn check(ctx: &Ctx, cmd: &Command) -> Result<()> {
+    if !matches!(
+        cmd,
+        Command::Tenants(_)
+            | Command::Teams(_)
+            | Command::Apps(_)
+            | Command::Keys(_)
+            | Command::Grants(_)
+            | Command::Access(_)
+            | Command::Audit(_)
+    ) {
+        return Ok(());
+    }
+    let store = crate::identity::open(ctx).await?;
+    let Some((action, tenant)) = action(cmd, &store).await else {
+        return Ok(());
+    };
+    let schema = policy::schema()?;
+    let engine = Engine::new(
+        schema.clone(),
+        policy::configured(&ctx.config.authz.policies, &schema)?,
+    )?;
+    let operator = Principal {
+        id: crate::audit::local_operator(),
+        method: AuthMethod::ApiKey,
+        tenant: tenant.clone(),
+        roles: vec!["operator".into()],
+        ..Principal::default()
+    };
+    let facts = RequestFacts {
+        time: custos_core::time::now_ms() / 1000,
+        ..RequestFacts::default()
+    };
+    let d = engine.authorize(
+        &operator,
+        action,
+        &Resource::Tenant(tenant.clone()),
+        &TenantFacts::default(),
+        &facts,
+    )?;
+    if !d.allowed {
+        bail!(
+            "{action} on tenant {tenant:?} is denied to the local operator {}: {}",
+            operator.id,
+            d.reason()
+        );
+    }
+    Ok(())
+}
