@@ -435,3 +435,57 @@ async fn cross_region_use_a_policy_allows_is_recorded_as_a_transfer() {
     assert_eq!(call["policies"], json!(["devs"]));
     assert_eq!(call["actor"]["roles"], json!(["developer"]));
 }
+
+#[tokio::test]
+async fn keys_come_from_a_jwks_url_fetched_once_not_per_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let issuer = Arc::new(TestIssuer::new("https://idp.test"));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (i, f) = (issuer.clone(), fetches.clone());
+    let addr = common::upstream(axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let (i, f) = (i.clone(), f.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                i.jwks()
+            }
+        }),
+    ))
+    .await;
+    let dbs = databases("identity_jwks_url").await;
+    let toml = format!(
+        r#"
+[[auth.jwt]]
+issuer = "https://idp.test"
+audience = "custos"
+jwks_url = "http://{addr}/.well-known/jwks.json"
+"#
+    );
+    let gw = start(&dbs[0], &toml).await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
+    let token = issuer.token(&developer(&issuer));
+    for _ in 0..20 {
+        let r = gw
+            .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // Forged kids do not make custos hammer the IdP: one refetch at most per interval.
+    for i in 0..20 {
+        let forged = issuer.sign(
+            &json!({"alg": "EdDSA", "kid": format!("forged-{i}")}),
+            &developer(&issuer),
+        );
+        let r = gw
+            .post("/v1/chat/completions", &forged, &chat(MODEL, "hi"))
+            .await;
+        expect_problem(r, 401, "token-unknown-key").await;
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "no refetch within jwks_min_refetch"
+    );
+}
