@@ -123,6 +123,21 @@ fn authz(c: &mut Criterion) {
             assert!(d.allowed);
         })
     });
+    // Every call a principal the engine has not seen: entities and policy slice built anew.
+    let mut n = 0u64;
+    c.bench_function("authorize model call, first call of a principal", |b| {
+        b.iter(|| {
+            n += 1;
+            let fresh = Principal {
+                id: format!("user-{n}"),
+                ..p.clone()
+            };
+            let tenant = world.get(&fresh.tenant).unwrap();
+            engine
+                .authorize(&fresh, "chat", &r, tenant, &facts)
+                .unwrap()
+        })
+    });
     let key = Principal {
         id: "key_0193".into(),
         tenant: "tenant7".into(),

@@ -441,6 +441,11 @@ impl Validator {
         &self.issuer
     }
 
+    /// The clock skew tolerated, in seconds.
+    pub fn leeway_s(&self) -> i64 {
+        self.leeway_s
+    }
+
     /// Verifies the signature, then `iss`, `exp`, `nbf`, `aud`, then maps the claims.
     /// `now` is Unix seconds.
     pub fn validate(

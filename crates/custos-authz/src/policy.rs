@@ -7,12 +7,14 @@
 //! thousand: the caller keeps the facts in maps and hands over only what one request touches.
 
 use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    ActionConstraint, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression,
+    Schema, ValidationMode,
 };
 use custos_core::principal::{AuthMethod, Principal};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 /// The schema, in Cedar's schema syntax.
 pub const SCHEMA: &str = include_str!("../policies/custos.cedarschema");
@@ -332,20 +334,131 @@ pub struct Engine {
     schema: Schema,
     policies: Policies,
     authorizer: Authorizer,
-    /// The action hierarchy (`chat` in `model.use`, …), added to every request's entities.
-    actions: Entities,
+    /// Per action: the action and the groups it is in (`chat` in `model.use`), the start of
+    /// every request's entities.
+    actions: HashMap<EntityUid, Entities>,
+    /// Every policy with its scope, in a fixed order, for the per-request prefilter.
+    scoped: Vec<Scoped>,
+    /// Policies by the entity their principal scope names (`==`, `in`), by the type it names
+    /// (`is`), and those with no principal scope: a request looks up only its principal, its
+    /// ancestors and its type.
+    by_principal: HashMap<EntityUid, Vec<usize>>,
+    by_principal_type: HashMap<EntityTypeName, Vec<usize>>,
+    any_principal: Vec<usize>,
+    /// Per action: the action groups it is in.
+    action_ancestors: HashMap<EntityUid, Vec<EntityUid>>,
+    /// Prepared requests by everything they depend on.
+    prepared: RwLock<HashMap<String, Arc<Prepared>>>,
+}
+
+/// A policy and its scope (principal, action, resource constraints).
+#[derive(Debug)]
+struct Scoped {
+    policy: cedar_policy::Policy,
+    principal: PrincipalConstraint,
+    action: ActionConstraint,
+    resource: ResourceConstraint,
+}
+
+/// Whether a principal or resource scope can hold for `uid` with these ancestors.
+fn scope_holds(
+    kind: Option<&EntityTypeName>,
+    eq: Option<&EntityUid>,
+    within: Option<&EntityUid>,
+    uid: &EntityUid,
+    ancestors: &[EntityUid],
+) -> bool {
+    kind.is_none_or(|t| uid.type_name() == t)
+        && eq.is_none_or(|e| e == uid)
+        && within.is_none_or(|w| w == uid || ancestors.contains(w))
+}
+
+fn principal_holds(c: &PrincipalConstraint, uid: &EntityUid, anc: &[EntityUid]) -> bool {
+    match c {
+        PrincipalConstraint::Any => true,
+        PrincipalConstraint::Eq(e) => scope_holds(None, Some(e), None, uid, anc),
+        PrincipalConstraint::In(w) => scope_holds(None, None, Some(w), uid, anc),
+        PrincipalConstraint::Is(t) => scope_holds(Some(t), None, None, uid, anc),
+        PrincipalConstraint::IsIn(t, w) => scope_holds(Some(t), None, Some(w), uid, anc),
+    }
+}
+
+fn resource_holds(c: &ResourceConstraint, uid: &EntityUid, anc: &[EntityUid]) -> bool {
+    match c {
+        ResourceConstraint::Any => true,
+        ResourceConstraint::Eq(e) => scope_holds(None, Some(e), None, uid, anc),
+        ResourceConstraint::In(w) => scope_holds(None, None, Some(w), uid, anc),
+        ResourceConstraint::Is(t) => scope_holds(Some(t), None, None, uid, anc),
+        ResourceConstraint::IsIn(t, w) => scope_holds(Some(t), None, Some(w), uid, anc),
+    }
+}
+
+fn action_holds(c: &ActionConstraint, uid: &EntityUid, anc: &[EntityUid]) -> bool {
+    match c {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(e) => e == uid,
+        ActionConstraint::In(list) => list.iter().any(|w| w == uid || anc.contains(w)),
+    }
 }
 
 impl Engine {
     pub fn new(schema: Schema, policies: Policies) -> Result<Engine, PolicyError> {
-        let actions = schema
+        let all = schema
             .action_entities()
             .map_err(|e| PolicyError::Schema(describe(&e)))?;
+        let mut actions = HashMap::new();
+        let mut action_ancestors = HashMap::new();
+        for a in all.iter() {
+            let uid = a.uid();
+            let mut own = vec![a.clone()];
+            let groups: Vec<EntityUid> = all
+                .ancestors(&uid)
+                .map(|anc| anc.cloned().collect())
+                .unwrap_or_default();
+            own.extend(groups.iter().filter_map(|g| all.get(g).cloned()));
+            action_ancestors.insert(uid.clone(), groups);
+            let own = Entities::from_entities(own, None)
+                .map_err(|e| PolicyError::Schema(describe(&e)))?;
+            actions.insert(uid, own);
+        }
+        let mut scoped: Vec<Scoped> = policies
+            .set
+            .policies()
+            .map(|p| Scoped {
+                principal: p.principal_constraint(),
+                action: p.action_constraint(),
+                resource: p.resource_constraint(),
+                policy: p.clone(),
+            })
+            .collect();
+        scoped.sort_by_key(|s| s.policy.id().to_string());
+        let mut by_principal: HashMap<EntityUid, Vec<usize>> = HashMap::new();
+        let mut by_principal_type: HashMap<EntityTypeName, Vec<usize>> = HashMap::new();
+        let mut any_principal = Vec::new();
+        for (i, s) in scoped.iter().enumerate() {
+            match &s.principal {
+                PrincipalConstraint::Any => any_principal.push(i),
+                PrincipalConstraint::Eq(u)
+                | PrincipalConstraint::In(u)
+                | PrincipalConstraint::IsIn(_, u) => {
+                    by_principal.entry(u.clone()).or_default().push(i)
+                }
+                PrincipalConstraint::Is(t) => {
+                    by_principal_type.entry(t.clone()).or_default().push(i)
+                }
+            }
+        }
         Ok(Engine {
             schema,
             policies,
             authorizer: Authorizer::new(),
             actions,
+            scoped,
+            by_principal,
+            by_principal_type,
+            any_principal,
+            action_ancestors,
+            prepared: RwLock::new(HashMap::new()),
         })
     }
 
@@ -357,6 +470,60 @@ impl Engine {
         &self.schema
     }
 
+    /// The request's entities and the policies whose scope can hold for it. A pure function
+    /// of who, what, on which resource, the tenant's pins and the live grants: cached.
+    fn prepare(
+        &self,
+        principal: &Principal,
+        action_name: &str,
+        resource: &Resource,
+        tenant: &TenantFacts,
+        facts: &RequestFacts,
+    ) -> Result<Prepared, PolicyError> {
+        let action_uid = action(action_name);
+        let Some(actions) = self.actions.get(&action_uid) else {
+            return Err(PolicyError::Request(format!(
+                "unknown action {action_name:?} (see `custos policy schema`)"
+            )));
+        };
+        let sl = slice(actions, principal, resource, tenant, facts)?;
+        let (principal_id, resource_id) = (&sl.principal, &sl.resource);
+        // Only policies whose scope can hold are evaluated: a policy out of scope can neither
+        // apply nor fail, so the decision is the one the whole set would give.
+        let no_groups = Vec::new();
+        let anc_a = self.action_ancestors.get(&action_uid).unwrap_or(&no_groups);
+        let mut candidates: Vec<usize> = self.any_principal.clone();
+        for u in std::iter::once(principal_id).chain(&sl.principal_ancestors) {
+            if let Some(list) = self.by_principal.get(u) {
+                candidates.extend(list);
+            }
+        }
+        if let Some(list) = self.by_principal_type.get(principal_id.type_name()) {
+            candidates.extend(list);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut set = PolicySet::new();
+        for i in candidates {
+            let s = &self.scoped[i];
+            if action_holds(&s.action, &action_uid, anc_a)
+                && principal_holds(&s.principal, principal_id, &sl.principal_ancestors)
+                && resource_holds(&s.resource, resource_id, &sl.resource_ancestors)
+            {
+                set.add(s.policy.clone())
+                    .map_err(|e| PolicyError::Request(describe(&e)))?;
+            }
+        }
+        Ok(Prepared {
+            entities: sl.entities,
+            principal: sl.principal,
+            action: action_uid,
+            resource: sl.resource,
+            set,
+            context: std::sync::Mutex::new(None),
+        })
+    }
+
     /// Decides whether `principal` may perform `action` on `resource`.
     pub fn authorize(
         &self,
@@ -366,20 +533,70 @@ impl Engine {
         tenant: &TenantFacts,
         facts: &RequestFacts,
     ) -> Result<Decision, PolicyError> {
-        let (entities, principal_id, resource_id) =
-            slice(&self.actions, principal, resource, tenant, facts)?;
-        let context = context(principal, facts)?;
+        let key = prepared_key(principal, action_name, resource, tenant, facts);
+        let cached = self
+            .prepared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let prepared = match cached {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.prepare(principal, action_name, resource, tenant, facts)?);
+                let mut map = self.prepared.write().unwrap_or_else(|e| e.into_inner());
+                if map.len() >= PREPARED_CAPACITY {
+                    map.clear();
+                }
+                map.insert(key, p.clone());
+                p
+            }
+        };
+        let Prepared {
+            entities,
+            principal: principal_id,
+            action: action_uid,
+            resource: resource_id,
+            set,
+            context: last_context,
+        } = &*prepared;
+        #[cfg(test)]
+        let all = self.policies.set.clone();
+        #[cfg(test)]
+        let set = if UNFILTERED.with(|u| u.get()) {
+            &all
+        } else {
+            set
+        };
+        let context = {
+            let mut last = last_context.lock().unwrap_or_else(|e| e.into_inner());
+            match &*last {
+                Some((t, c, s, ctx))
+                    if *t == facts.time && *c == facts.classification && *s == facts.step_up =>
+                {
+                    ctx.clone()
+                }
+                _ => {
+                    let ctx = context(principal, facts)?;
+                    *last = Some((
+                        facts.time,
+                        facts.classification.clone(),
+                        facts.step_up,
+                        ctx.clone(),
+                    ));
+                    ctx
+                }
+            }
+        };
         let request = Request::new(
-            principal_id,
-            action(action_name),
-            resource_id,
+            principal_id.clone(),
+            action_uid.clone(),
+            resource_id.clone(),
             context,
             None,
         )
         .map_err(|e| PolicyError::Request(describe(&e)))?;
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.policies.set, &entities);
+        let response = self.authorizer.is_authorized(&request, set, entities);
         let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
@@ -398,6 +615,94 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests compare the prefiltered decision with the whole set's.
+    static UNFILTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Prepared requests kept before the cache starts over.
+const PREPARED_CAPACITY: usize = 16_384;
+
+/// What a request needs besides its context, ready to evaluate.
+#[derive(Debug)]
+struct Prepared {
+    entities: Entities,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    set: PolicySet,
+    /// The last context built for it: (time, classification, step-up) → context. Requests in
+    /// the same second share it.
+    context: std::sync::Mutex<Option<(i64, String, bool, Context)>>,
+}
+
+/// Every input `prepare` reads, as one string (fields separated by NUL, which no name holds
+/// in a way that could make two different inputs collide: lists carry their lengths).
+fn prepared_key(
+    p: &Principal,
+    action: &str,
+    r: &Resource,
+    t: &TenantFacts,
+    f: &RequestFacts,
+) -> String {
+    let mut k = String::with_capacity(160);
+    let mut put = |s: &str| {
+        k.push_str(s);
+        k.push('\0');
+    };
+    put(p.method.as_str());
+    put(&p.id);
+    put(&p.tenant);
+    put(&p.team);
+    put(&p.issuer);
+    put(&p.app);
+    put(&p.env);
+    put(action);
+    put(if p.mfa { "mfa" } else { "-" });
+    let no_scopes = Vec::new();
+    put(if p.scopes.is_some() { "scoped" } else { "-" });
+    for list in [
+        &p.roles,
+        &p.groups,
+        &f.grants,
+        &t.regions,
+        p.scopes.as_ref().unwrap_or(&no_scopes),
+    ] {
+        put(&list.len().to_string());
+        for x in list {
+            put(x);
+        }
+    }
+    match r {
+        Resource::Model {
+            name,
+            provider,
+            region,
+        } => {
+            put("model");
+            put(name);
+            put(provider);
+            put(region);
+        }
+        Resource::Tenant(name) => {
+            put("tenant");
+            put(name);
+        }
+    }
+    k
+}
+
+/// The entities one request touches, and the ancestors of its principal and resource
+/// (transitively closed by construction).
+struct Slice {
+    entities: Entities,
+    principal: EntityUid,
+    principal_ancestors: Vec<EntityUid>,
+    resource: EntityUid,
+    resource_ancestors: Vec<EntityUid>,
+}
+
 /// The entities one request touches.
 fn slice(
     actions: &Entities,
@@ -405,7 +710,7 @@ fn slice(
     resource: &Resource,
     tenant: &TenantFacts,
     facts: &RequestFacts,
-) -> Result<(Entities, EntityUid, EntityUid), PolicyError> {
+) -> Result<Slice, PolicyError> {
     let bad = |e: &dyn std::fmt::Display| PolicyError::Request(e.to_string());
     let tenant_uid = uid("Custos::Tenant", &p.tenant);
     let mut entities = Vec::with_capacity(8);
@@ -459,7 +764,9 @@ fn slice(
             ("env".to_owned(), string(&p.env)),
         ]),
     };
+    let principal_ancestors: Vec<EntityUid> = parents.iter().cloned().collect();
     entities.push(Entity::new(principal_uid.clone(), attrs, parents).map_err(|e| bad(&e))?);
+    let mut resource_ancestors = Vec::new();
     let resource_uid = match resource {
         Resource::Model {
             name,
@@ -483,7 +790,7 @@ fn slice(
                         ("provider".to_owned(), string(provider)),
                         ("region".to_owned(), string(region)),
                     ]),
-                    HashSet::from([provider_uid]),
+                    HashSet::from([provider_uid.clone()]),
                 )
                 .map_err(|e| bad(&e))?,
             );
@@ -508,7 +815,16 @@ fn slice(
         .clone()
         .add_entities(entities, None)
         .map_err(|e| bad(&e))?;
-    Ok((entities, principal_uid, resource_uid))
+    if let Resource::Model { provider, .. } = resource {
+        resource_ancestors.push(uid("Custos::Provider", provider));
+    }
+    Ok(Slice {
+        entities,
+        principal: principal_uid,
+        principal_ancestors,
+        resource: resource_uid,
+        resource_ancestors,
+    })
 }
 
 fn context(p: &Principal, facts: &RequestFacts) -> Result<Context, PolicyError> {
@@ -686,6 +1002,88 @@ mod tests {
             "unknown region"
         );
         assert!(decide(&e, &dev, "chat", &model("eu-west"), &eu).allowed);
+    }
+
+    /// Generated policies of every scope shape, for the prefilter property.
+    fn mixed_engine() -> Engine {
+        let schema = schema().unwrap();
+        let text = r#"
+@id("eq-user") permit(principal == Custos::User::"u1", action == Custos::Action::"chat", resource);
+@id("in-team") permit(principal in Custos::Team::"t0/a", action in Custos::Action::"model.use", resource == Custos::Model::"m1");
+@id("is-sa") forbid(principal is Custos::ServiceAccount, action == Custos::Action::"embeddings", resource) when { context.hour < 3 };
+@id("is-in") permit(principal is Custos::User in Custos::Group::"g1", action in [Custos::Action::"read", Custos::Action::"chat"], resource);
+@id("res-in") forbid(principal, action, resource in Custos::Provider::"p1") unless { context.classification == "internal" };
+@id("res-is") permit(principal in Custos::Role::"r1", action, resource is Custos::Tenant) when { principal in resource };
+@id("res-eq") permit(principal, action == Custos::Action::"keys.read", resource == Custos::Tenant::"t1");
+"#;
+        let sources = vec![
+            (BUILTIN_NAME.to_owned(), BUILTIN_POLICIES.to_owned()),
+            ("mixed.cedar".to_owned(), text.to_owned()),
+        ];
+        Engine::new(schema.clone(), Policies::load(&sources, &schema).unwrap()).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scope_prefilter_never_changes_a_decision(
+            user in proptest::bool::ANY,
+            id in 0..3usize,
+            tenant in 0..2usize,
+            team in proptest::sample::select(vec!["", "a", "b"]),
+            roles in proptest::sample::subsequence(vec!["developer", "service", "tenant-admin", "auditor", "security-admin", "operator", "r1", "finops-viewer"], 0..4),
+            groups in proptest::sample::subsequence(vec!["g1", "g2"], 0..2),
+            grants in proptest::sample::subsequence(vec!["tenant-admin", "r1"], 0..2),
+            mfa in proptest::bool::ANY,
+            action_i in 0..40usize,
+            on_model in proptest::bool::ANY,
+            model in 0..2usize,
+            provider in 0..2usize,
+            region in proptest::sample::select(vec!["", "eu-west", "us-east"]),
+            on_tenant in 0..3usize,
+            pinned in proptest::sample::subsequence(vec!["eu-west".to_owned(), "us-east".to_owned()], 0..2),
+            hour in 0..24i64,
+            classification in proptest::sample::select(vec!["", "internal", "restricted"]),
+        ) {
+            let e = mixed_engine();
+            let actions: Vec<String> = e.actions.keys().map(|a| a.id().unescaped().to_owned()).collect();
+            let mut actions = actions;
+            actions.sort();
+            let action = &actions[action_i % actions.len()];
+            let p = Principal {
+                id: format!("u{id}"),
+                method: if user { AuthMethod::Jwt } else { AuthMethod::ApiKey },
+                tenant: format!("t{tenant}"),
+                team: team.to_owned(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                mfa,
+                ..Principal::default()
+            };
+            let r = if on_model {
+                Resource::Model { name: format!("m{model}"), provider: format!("p{provider}"), region: region.to_owned() }
+            } else {
+                Resource::Tenant(format!("t{on_tenant}"))
+            };
+            let t = TenantFacts { regions: pinned };
+            let f = RequestFacts {
+                time: 1_800_000_000 + hour * 3600,
+                classification: classification.to_owned(),
+                step_up: mfa,
+                grants: grants.iter().map(|g| g.to_string()).collect(),
+            };
+            let filtered = e.authorize(&p, action, &r, &t, &f);
+            UNFILTERED.with(|u| u.set(true));
+            let whole = e.authorize(&p, action, &r, &t, &f);
+            UNFILTERED.with(|u| u.set(false));
+            match (filtered, whole) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(a.allowed, b.allowed);
+                    proptest::prop_assert_eq!(a.policies, b.policies);
+                }
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => proptest::prop_assert!(false, "{a:?} vs {b:?}"),
+            }
+        }
     }
 
     #[test]

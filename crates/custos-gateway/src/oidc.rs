@@ -13,6 +13,7 @@ use custos_authz::jwt::{Jwks, TokenClaims, TokenError, Unverified, Validator};
 use custos_core::config::{JwtIssuerConfig, OperationScopes};
 use custos_core::time::now_ms;
 use http_body_util::{BodyExt, Full, Limited};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -63,7 +64,22 @@ struct Issuer {
 pub struct Issuers {
     list: Vec<Issuer>,
     client: HttpClient,
+    /// Tokens already verified, until they expire: a client sends the same token for many
+    /// calls, and a signature check costs 50–70 µs. An entry counts only while the issuer's
+    /// key set is the one it was verified against.
+    verified: std::sync::Mutex<HashMap<String, Verified>>,
 }
+
+struct Verified {
+    issuer: usize,
+    claims: TokenClaims,
+    /// Unix seconds after which the token is expired even with the leeway.
+    valid_until: i64,
+    jwks: Arc<Jwks>,
+}
+
+/// Verified tokens kept before the cache starts over.
+const VERIFIED_CAPACITY: usize = 65_536;
 
 impl std::fmt::Debug for Issuers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,7 +122,11 @@ impl Issuers {
                 fetching: tokio::sync::Mutex::new(()),
             });
         }
-        let issuers = Issuers { list, client };
+        let issuers = Issuers {
+            list,
+            client,
+            verified: std::sync::Mutex::new(HashMap::new()),
+        };
         for issuer in &issuers.list {
             match issuers.fetch(issuer).await {
                 Ok(_) => {}
@@ -180,9 +200,24 @@ impl Issuers {
 
     /// Verifies a bearer token and returns its claims and the scopes its issuer requires.
     pub async fn verify(&self, token: &str) -> Result<(TokenClaims, &OperationScopes), TokenError> {
+        let now = now_ms().div_euclid(1000);
+        {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = cache.get(token) {
+                let issuer = &self.list[v.issuer];
+                if now <= v.valid_until && Arc::ptr_eq(&v.jwks, &issuer.jwks.load()) {
+                    return Ok((v.claims.clone(), &issuer.scopes));
+                }
+            }
+        }
         let unverified = Unverified::parse(token)?;
         let iss = unverified.issuer().unwrap_or("");
-        let Some(issuer) = self.list.iter().find(|i| i.validator.issuer() == iss) else {
+        let Some((index, issuer)) = self
+            .list
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.validator.issuer() == iss)
+        else {
             return Err(TokenError::WrongIssuer(if iss.is_empty() {
                 "(none)".into()
             } else {
@@ -198,9 +233,22 @@ impl Issuers {
             self.refetch_if_stale(issuer).await;
             jwks = issuer.jwks.load_full();
         }
-        let claims = issuer
-            .validator
-            .validate(&unverified, &jwks, now_ms().div_euclid(1000))?;
+        let claims = issuer.validator.validate(&unverified, &jwks, now)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(
+            token.to_owned(),
+            Verified {
+                issuer: index,
+                claims: claims.clone(),
+                valid_until: claims
+                    .expires_at
+                    .saturating_add(issuer.validator.leeway_s()),
+                jwks,
+            },
+        );
         Ok((claims, &issuer.scopes))
     }
 

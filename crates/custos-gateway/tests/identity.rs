@@ -489,3 +489,31 @@ jwks_url = "http://{addr}/.well-known/jwks.json"
         "no refetch within jwks_min_refetch"
     );
 }
+
+#[tokio::test]
+async fn a_verified_token_stops_working_when_it_expires() {
+    let issuer = TestIssuer::new("https://idp.test");
+    let dbs = databases("identity_token_cache").await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&dbs[0], &toml(dir.path(), &issuer, "leeway = \"0s\"")).await;
+    let mut c = developer(&issuer);
+    c["exp"] = json!(now() + 2);
+    let token = issuer.token(&c);
+    let r = gw
+        .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Served from the verified-token cache now…
+    assert_eq!(
+        gw.post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+            .await
+            .status(),
+        200
+    );
+    // …but not past `exp`.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = gw
+        .post("/v1/chat/completions", &token, &chat(MODEL, "hi"))
+        .await;
+    expect_problem(r, 401, "token-expired").await;
+}

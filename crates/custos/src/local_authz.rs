@@ -118,9 +118,14 @@ pub async fn check(ctx: &Ctx, cmd: &Command) -> Result<()> {
     )?;
     if !d.allowed {
         bail!(
-            "{action} on tenant {tenant:?} is denied to the local operator {}: {}",
+            "{action} on tenant {tenant:?} is denied to the local operator {}: {}{}",
             operator.id,
-            d.reason()
+            d.reason(),
+            if d.policies.is_empty() {
+                "; the configured policies permit nothing to Custos::Role::\"operator\" (the built-in roles.cedar has `operator.all`; `custos policy explain` shows decisions)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -2684,7 +2684,7 @@ fn policy_check_test_and_explain() {
     // A team's own policy file, named in custos.toml.
     std::fs::write(
         d.join("team.cedar"),
-        "@id(\"ml.chat\")\npermit(principal in Custos::Team::\"acme/ml\", action == Custos::Action::\"chat\", resource);\n",
+        "@id(\"ml.chat\")\npermit(principal in Custos::Team::\"acme/ml\", action == Custos::Action::\"chat\", resource);\n@id(\"operator\")\npermit(principal in Custos::Role::\"operator\", action in Custos::Action::\"admin\", resource);\n",
     )
     .unwrap();
     std::fs::write(
@@ -2693,7 +2693,10 @@ fn policy_check_test_and_explain() {
     )
     .unwrap();
     let checked = json(d, &["--json", "policy", "check"]);
-    assert_eq!(checked["policies"], serde_json::json!(["ml.chat"]));
+    assert_eq!(
+        checked["policies"],
+        serde_json::json!(["ml.chat", "operator"])
+    );
     std::fs::write(
         d.join("cases.yaml"),
         r#"
