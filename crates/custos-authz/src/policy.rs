@@ -577,7 +577,7 @@ impl Engine {
                     ctx.clone()
                 }
                 _ => {
-                    let ctx = context(principal, facts)?;
+                    let ctx = context(principal, resource, facts)?;
                     *last = Some((
                         facts.time,
                         facts.classification.clone(),
@@ -827,7 +827,15 @@ fn slice(
     })
 }
 
-fn context(p: &Principal, facts: &RequestFacts) -> Result<Context, PolicyError> {
+fn context(
+    p: &Principal,
+    resource: &Resource,
+    facts: &RequestFacts,
+) -> Result<Context, PolicyError> {
+    let region = match resource {
+        Resource::Model { region, .. } => region.as_str(),
+        Resource::Tenant(_) => "",
+    };
     let secs = facts.time;
     let days = secs.div_euclid(86_400);
     // 1970-01-01 was a Thursday (ISO weekday 4).
@@ -847,6 +855,7 @@ fn context(p: &Principal, facts: &RequestFacts) -> Result<Context, PolicyError> 
             RestrictedExpression::new_long(weekday),
         ),
         ("environment".to_owned(), string(&p.env)),
+        ("region".to_owned(), string(region)),
         ("classification".to_owned(), string(classification)),
         ("mfa".to_owned(), RestrictedExpression::new_bool(p.mfa)),
         (
@@ -1084,6 +1093,42 @@ mod tests {
                 (a, b) => proptest::prop_assert!(false, "{a:?} vs {b:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_context_carries_region_time_and_classification() {
+        let schema = schema().unwrap();
+        let text = r#"
+@id("all") permit(principal, action, resource);
+@id("no-us") forbid(principal, action, resource) when { context.region == "us-east" };
+@id("nights") forbid(principal, action, resource) when { context.hour < 6 && context.weekday <= 5 };
+@id("secret") forbid(principal, action, resource) when { context.classification == "restricted" && !context.mfa };
+"#;
+        let e = Engine::new(
+            schema.clone(),
+            Policies::load(&[("t.cedar".into(), text.into())], &schema).unwrap(),
+        )
+        .unwrap();
+        let p = user("acme", &[], false);
+        let t = TenantFacts::default();
+        // 2026-11-26 is a Thursday; 10:00 UTC.
+        let day = RequestFacts {
+            time: 1_795_651_200 + 10 * 3600,
+            ..RequestFacts::default()
+        };
+        let at = |f: &RequestFacts, r: &Resource| e.authorize(&p, "chat", r, &t, f).unwrap();
+        assert!(at(&day, &model("eu-west")).allowed);
+        assert_eq!(at(&day, &model("us-east")).policies, ["no-us"]);
+        let night = RequestFacts {
+            time: 1_795_651_200 + 3 * 3600,
+            ..RequestFacts::default()
+        };
+        assert_eq!(at(&night, &model("eu-west")).policies, ["nights"]);
+        let restricted = RequestFacts {
+            classification: "restricted".into(),
+            ..day.clone()
+        };
+        assert_eq!(at(&restricted, &model("eu-west")).policies, ["secret"]);
     }
 
     #[test]
