@@ -3,10 +3,9 @@
 #![no_main]
 
 use custos_authz::jwt::{Jwks, Unverified, Validator};
-use custos_core::config::{ClaimNames, HumanDuration, JwtIssuerConfig, OperationScopes};
+use custos_core::config::{ClaimNames, JwtIssuerConfig};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// A fixed Ed25519 and P-256 key set (public keys only).
 const JWKS: &str = r#"{"keys":[
@@ -16,21 +15,10 @@ const JWKS: &str = r#"{"keys":[
 fn validator() -> &'static (Validator, Jwks) {
     static V: OnceLock<(Validator, Jwks)> = OnceLock::new();
     V.get_or_init(|| {
-        let config = JwtIssuerConfig {
-            issuer: "https://idp".into(),
-            audience: vec!["custos".into()],
-            jwks_file: None,
-            jwks_url: None,
-            jwks_refresh_interval: HumanDuration(Duration::from_secs(3600)),
-            jwks_min_refetch: HumanDuration(Duration::from_secs(30)),
-            leeway: HumanDuration(Duration::from_secs(60)),
-            algorithms: Vec::new(),
-            default_tenant: None,
-            claims: ClaimNames {
-                roles: "realm_access.roles".into(),
-                ..ClaimNames::default()
-            },
-            scopes: OperationScopes::default(),
+        let mut config = JwtIssuerConfig::new("https://idp", "custos");
+        config.claims = ClaimNames {
+            roles: "realm_access.roles".into(),
+            ..ClaimNames::default()
         };
         (
             Validator::new(&config).expect("validator"),

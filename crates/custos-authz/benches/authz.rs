@@ -6,10 +6,10 @@ use criterion::{black_box, criterion_group, Criterion};
 use custos_authz::jwt::{Jwks, Unverified, Validator};
 use custos_authz::policy::{self, Engine, Policies, RequestFacts, Resource, TenantFacts};
 use custos_authz::testkit::TestIssuer;
-use custos_core::config::{ClaimNames, HumanDuration, JwtIssuerConfig, OperationScopes};
+use custos_core::config::JwtIssuerConfig;
 use custos_core::principal::{AuthMethod, Principal};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The built-in roles plus generated team, model and time policies: 100 in all.
 fn engine() -> Engine {
@@ -88,19 +88,7 @@ fn model() -> Resource {
 
 fn validator() -> (TestIssuer, Validator, Jwks) {
     let t = TestIssuer::new("https://idp");
-    let config = JwtIssuerConfig {
-        issuer: "https://idp".into(),
-        audience: vec!["custos".into()],
-        jwks_file: None,
-        jwks_url: None,
-        jwks_refresh_interval: HumanDuration(Duration::from_secs(3600)),
-        jwks_min_refetch: HumanDuration(Duration::from_secs(30)),
-        leeway: HumanDuration(Duration::from_secs(60)),
-        algorithms: Vec::new(),
-        default_tenant: None,
-        claims: ClaimNames::default(),
-        scopes: OperationScopes::default(),
-    };
+    let config = JwtIssuerConfig::new("https://idp", "custos");
     let jwks = Jwks::parse(t.jwks().as_bytes()).unwrap();
     (t, Validator::new(&config).unwrap(), jwks)
 }

@@ -633,26 +633,12 @@ fn numeric_date(c: &Map<String, Value>, name: &str) -> Result<Option<i64>, Token
 mod tests {
     use super::*;
     use crate::testkit::{b64, TestIssuer};
-    use custos_core::config::{HumanDuration, OperationScopes};
     use serde_json::json;
-    use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;
 
     fn config(issuer: &str) -> JwtIssuerConfig {
-        JwtIssuerConfig {
-            issuer: issuer.into(),
-            audience: vec!["custos".into()],
-            jwks_file: None,
-            jwks_url: None,
-            jwks_refresh_interval: HumanDuration(Duration::from_secs(3600)),
-            jwks_min_refetch: HumanDuration(Duration::from_secs(30)),
-            leeway: HumanDuration(Duration::from_secs(60)),
-            algorithms: Vec::new(),
-            default_tenant: None,
-            claims: ClaimNames::default(),
-            scopes: OperationScopes::default(),
-        }
+        JwtIssuerConfig::new(issuer, "custos")
     }
 
     fn check(t: &TestIssuer, token: &str) -> Result<TokenClaims, TokenError> {

@@ -147,6 +147,25 @@ pub struct JwtIssuerConfig {
     pub scopes: OperationScopes,
 }
 
+impl JwtIssuerConfig {
+    /// An issuer with every optional setting at its default (keys to be set by the caller).
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            audience: vec![audience.to_owned()],
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_interval: default_jwks_refresh(),
+            jwks_min_refetch: default_jwks_min_refetch(),
+            leeway: default_leeway(),
+            algorithms: Vec::new(),
+            default_tenant: None,
+            claims: ClaimNames::default(),
+            scopes: OperationScopes::default(),
+        }
+    }
+}
+
 /// Which claim holds what. A name is looked up as written first (URL-style claim names
 /// contain dots), then as a dotted path into nested objects (`realm_access.roles`).
 #[derive(Clone, Debug, Deserialize)]

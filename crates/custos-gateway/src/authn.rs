@@ -84,16 +84,14 @@ impl KeyCache {
         store: Store,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = self.refresh(&store).await {
-                    tracing::warn!(error = %e, "key refresh failed; serving from the last loaded keys");
-                }
-            }
-        })
+        crate::spawn_every(
+            interval,
+            "key refresh failed; serving from the last loaded keys",
+            move || {
+                let (this, store) = (self.clone(), store.clone());
+                async move { this.refresh(&store).await.map(|_| ()) }
+            },
+        )
     }
 }
 

@@ -168,15 +168,13 @@ impl Directory {
         store: Store,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = self.refresh(&store).await {
-                    tracing::warn!(error = %e, "tenant directory refresh failed; using the last one");
-                }
-            }
-        })
+        crate::spawn_every(
+            interval,
+            "tenant directory refresh failed; using the last one",
+            move || {
+                let (this, store) = (self.clone(), store.clone());
+                async move { this.refresh(&store).await }
+            },
+        )
     }
 }

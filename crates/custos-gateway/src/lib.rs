@@ -42,6 +42,30 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Runs `refresh` every `interval` until the handle is aborted; a failure is logged as
+/// `what` and the next tick tries again.
+pub(crate) fn spawn_every<F, Fut, E>(
+    interval: std::time::Duration,
+    what: &'static str,
+    mut refresh: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresh().await {
+                tracing::warn!(error = %e, "{what}");
+            }
+        }
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error(transparent)]
