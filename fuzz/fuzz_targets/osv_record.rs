@@ -1,7 +1,8 @@
 //! Any bytes as an OSV record: parsed or refused; matching arbitrary versions under every
 //! ordering scheme and scoring any severity vector never panics.
 #![no_main]
-use custos_scan::vuln::osv::{cvss3_base, severity, Record};
+use custos_scan::vuln::cvss;
+use custos_scan::vuln::osv::{severity, Record};
 use custos_scan::vuln::version::Scheme;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = cvss3_base(s);
+        for head in ["", "CVSS:4.0/", "CVSS:3.1/", "AV:N/Au:N/"] {
+            if let Ok((_, score)) = cvss::score(&format!("{head}{s}")) {
+                assert!((0.0..=10.0).contains(&score), "{score}");
+            }
+        }
         let mut mid = s.len() / 2;
         while !s.is_char_boundary(mid) {
             mid -= 1;

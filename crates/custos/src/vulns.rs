@@ -212,8 +212,18 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                         p.display()
                     );
                 }
+                for w in r.unscored.iter().take(20) {
+                    eprintln!("warning: {}:{}: {}", w.source, w.entry, w.message);
+                }
+                if r.unscored.len() > 20 {
+                    eprintln!(
+                        "warning: {} more records in {} have vectors that cannot be scored",
+                        r.unscored.len() - 20,
+                        p.display()
+                    );
+                }
                 total += r.records;
-                reports.push(json!({"source": p, "records": r.records, "withdrawn": r.withdrawn, "skipped": r.warnings.len()}));
+                reports.push(json!({"source": p, "records": r.records, "withdrawn": r.withdrawn, "skipped": r.warnings.len(), "unscored_vectors": r.unscored.len()}));
                 if !json_out {
                     println!(
                         "{}: {} records ({} withdrawn, {} skipped)",

@@ -41,7 +41,11 @@ pub struct ImportWarning {
 pub struct ImportReport {
     pub records: u64,
     pub withdrawn: u64,
+    /// Records skipped, and why.
     pub warnings: Vec<ImportWarning>,
+    /// Records imported whose severity vectors cannot be scored: the scan falls back to the
+    /// database's rating for them, and the user should know why a score is missing.
+    pub unscored: Vec<ImportWarning>,
 }
 
 #[derive(Debug, Serialize)]
@@ -314,6 +318,24 @@ fn insert_record(
             return Ok(());
         }
     }
+    for sev in record
+        .severity
+        .iter()
+        .chain(record.affected.iter().flat_map(|a| a.severity.iter()))
+        .filter(|s| s.kind.starts_with("CVSS_V"))
+    {
+        if let Err(e) = super::cvss::score(&sev.score) {
+            report.unscored.push(ImportWarning {
+                source: source.to_string(),
+                entry: if entry.is_empty() {
+                    record.id.clone()
+                } else {
+                    format!("{entry} ({})", record.id)
+                },
+                message: format!("{} vector `{}` cannot be scored: {e}", sev.kind, sev.score),
+            });
+        }
+    }
     let withdrawn = record.withdrawn.is_some();
     tx.prepare_cached(
         "INSERT INTO advisories (id, modified, withdrawn, body) VALUES (?1, ?2, ?3, ?4)
@@ -439,6 +461,7 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("a.json"), REC).unwrap();
         std::fs::write(src.join("broken.json"), "{").unwrap();
+        std::fs::write(src.join("c.json"), r#"{"id":"RUSTSEC-9","severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:N/AC:L"}],"affected":[]}"#).unwrap();
         std::fs::write(src.join("b.yaml"), "id: PYSEC-1\naffected:\n  - package: {ecosystem: PyPI, name: Django_Foo}\n    versions: ['1.0']\n").unwrap();
         let zip_path = d.path().join("all.zip");
         let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
@@ -451,8 +474,15 @@ mod tests {
         z.finish().unwrap();
         let mut db = VulnDb::open(&d.path().join("db/vulns.sqlite")).unwrap();
         let r = db.import(&src).unwrap();
-        assert_eq!(r.records, 2);
+        assert_eq!(r.records, 3, "a record with a bad vector is still imported");
         assert!(r.warnings.iter().any(|w| w.source.ends_with("broken.json")));
+        assert_eq!(r.unscored.len(), 1);
+        assert!(r.unscored[0].source.ends_with("c.json") && r.unscored[0].entry == "RUSTSEC-9");
+        assert!(
+            r.unscored[0].message.contains("missing base metric"),
+            "{}",
+            r.unscored[0].message
+        );
         let r = db.import(&zip_path).unwrap();
         assert_eq!((r.records, r.withdrawn), (0, 1));
         assert!(r
@@ -471,7 +501,7 @@ mod tests {
             "withdrawn records are ignored"
         );
         let s = db.status().unwrap();
-        assert_eq!(s.records, 2);
+        assert_eq!(s.records, 3);
         assert_eq!(s.sources.len(), 2);
         assert!(matches!(
             VulnDb::open(d.path()).err(),

@@ -3,6 +3,7 @@
 //! `scan` joins components (from lockfiles or an SBOM) with the index and merges records
 //! that are aliases of one another into one finding.
 
+pub mod cvss;
 pub mod db;
 pub mod osv;
 pub mod version;

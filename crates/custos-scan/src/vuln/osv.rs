@@ -1,12 +1,13 @@
 //! OSV records: which package versions they affect (`ECOSYSTEM` and `SEMVER` ranges with
 //! introduced / fixed / last_affected / limit events, and explicit `versions` lists), and how
-//! severe they are (CVSS v3.x base score computed from the vector; else the database's own
-//! rating; else unknown).
+//! severe they are (CVSS score computed from the vector; else the database's own rating;
+//! else unknown).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cmp::Ordering;
 
+use super::cvss;
 use super::version::Scheme;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,7 +228,7 @@ impl Band {
             "critical" => Band::Critical,
             "high" | "important" => Band::High,
             "medium" | "moderate" => Band::Medium,
-            "low" => Band::Low,
+            "low" | "negligible" => Band::Low,
             "none" => Band::None,
             "unknown" => Band::Unknown,
             _ => return None,
@@ -246,104 +247,29 @@ impl Band {
     }
 }
 
-/// CVSS v3.0/v3.1 base score from a vector (`CVSS:3.1/AV:N/AC:L/...`).
-pub fn cvss3_base(vector: &str) -> Option<f64> {
-    let mut m = std::collections::HashMap::new();
-    let mut parts = vector.split('/');
-    let head = parts.next()?;
-    if !head.starts_with("CVSS:3") {
-        return None;
-    }
-    for p in parts {
-        let (k, v) = p.split_once(':')?;
-        m.insert(k, v);
-    }
-    let get = |k: &str| m.get(k).copied();
-    let av = match get("AV")? {
-        "N" => 0.85,
-        "A" => 0.62,
-        "L" => 0.55,
-        "P" => 0.2,
-        _ => return None,
-    };
-    let ac = match get("AC")? {
-        "L" => 0.77,
-        "H" => 0.44,
-        _ => return None,
-    };
-    let changed = match get("S")? {
-        "U" => false,
-        "C" => true,
-        _ => return None,
-    };
-    let pr = match (get("PR")?, changed) {
-        ("N", _) => 0.85,
-        ("L", false) => 0.62,
-        ("L", true) => 0.68,
-        ("H", false) => 0.27,
-        ("H", true) => 0.5,
-        _ => return None,
-    };
-    let ui = match get("UI")? {
-        "N" => 0.85,
-        "R" => 0.62,
-        _ => return None,
-    };
-    let cia = |k: &str| -> Option<f64> {
-        Some(match get(k)? {
-            "H" => 0.56,
-            "L" => 0.22,
-            "N" => 0.0,
-            _ => return None,
-        })
-    };
-    let (c, i, a) = (cia("C")?, cia("I")?, cia("A")?);
-    let iss = 1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a);
-    let impact = if changed {
-        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02).powi(15)
-    } else {
-        6.42 * iss
-    };
-    let exploitability = 8.22 * av * ac * pr * ui;
-    if impact <= 0.0 {
-        return Some(0.0);
-    }
-    let raw = if changed {
-        (1.08 * (impact + exploitability)).min(10.0)
-    } else {
-        (impact + exploitability).min(10.0)
-    };
-    Some(roundup(raw))
-}
-
-/// CVSS v3.1's Roundup: the smallest one-decimal number ≥ x, robust to float error.
-fn roundup(x: f64) -> f64 {
-    let int = (x * 100_000.0).round() as i64;
-    if int % 10_000 == 0 {
-        int as f64 / 100_000.0
-    } else {
-        ((int / 10_000) as f64 + 1.0) / 10.0
-    }
-}
-
-/// The record's severity for one package: the highest computable CVSS v3 base score, else
-/// the database's rating (record, then affected entry), else unknown.
+/// The record's severity for one package: the highest base score among its CVSS v3.x and
+/// v4.0 vectors (v2 only when it has neither: a gate should err towards failing, and v2
+/// scores are not comparable with later ones), else the database's rating (record, then
+/// affected entry, then an `Ubuntu` priority), else unknown.
 pub fn severity(r: &Record, affected: &[&Affected]) -> (Band, Option<f64>, Option<String>) {
-    let vectors = r
-        .severity
-        .iter()
-        .chain(affected.iter().flat_map(|a| a.severity.iter()));
-    let mut best: Option<(f64, String)> = None;
-    for s in vectors {
-        if s.kind.starts_with("CVSS_V3") {
-            if let Some(score) = cvss3_base(&s.score) {
-                if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                    best = Some((score, s.score.clone()));
-                }
+    let vectors = || {
+        r.severity
+            .iter()
+            .chain(affected.iter().flat_map(|a| a.severity.iter()))
+    };
+    let mut best: Option<(bool, f64, String)> = None;
+    for s in vectors().filter(|s| s.kind.starts_with("CVSS_V")) {
+        if let Ok((version, score)) = cvss::score(&s.score) {
+            let modern = version >= cvss::Version::V3_0;
+            let better = best
+                .as_ref()
+                .is_none_or(|(m, b, _)| (modern, score) > (*m, *b));
+            if better {
+                best = Some((modern, score, s.score.clone()));
             }
         }
     }
-    if let Some((score, vector)) = best {
+    if let Some((_, score, vector)) = best {
         return (Band::from_score(score), Some(score), Some(vector));
     }
     let rating = |v: &Option<Value>| {
@@ -357,6 +283,12 @@ pub fn severity(r: &Record, affected: &[&Affected]) -> (Band, Option<f64>, Optio
             affected.iter().find_map(|a| {
                 rating(&a.database_specific).or_else(|| rating(&a.ecosystem_specific))
             })
+        })
+        .or_else(|| {
+            vectors()
+                .filter(|s| s.kind == "Ubuntu")
+                .filter_map(|s| Band::parse(&s.score))
+                .max()
         })
         .unwrap_or(Band::Unknown);
     (band, None, None)
@@ -415,37 +347,47 @@ mod tests {
     }
 
     #[test]
-    fn cvss3_scores_match_the_spec_calculator() {
-        assert_eq!(
-            cvss3_base("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
-            Some(9.8)
-        );
-        assert_eq!(
-            cvss3_base("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"),
-            Some(6.1)
-        );
-        assert_eq!(
-            cvss3_base("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N"),
-            Some(5.5)
-        );
-        assert_eq!(
-            cvss3_base("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:N/A:N"),
-            Some(0.0)
-        );
-        assert_eq!(
-            cvss3_base("CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H"),
-            Some(9.9)
-        );
-        assert_eq!(cvss3_base("CVSS:3.1/AV:X"), None);
-        assert_eq!(cvss3_base("garbage"), None);
-        assert_eq!(Band::from_score(7.0), Band::High);
-    }
-
-    #[test]
     fn severity_falls_back_to_the_database_rating() {
         let r = record(r#"{"id":"G","database_specific":{"severity":"MODERATE"},"affected":[]}"#);
         assert_eq!(severity(&r, &[]).0, Band::Medium);
         let r = record(r#"{"id":"R","affected":[]}"#);
         assert_eq!(severity(&r, &[]).0, Band::Unknown);
+        let r = record(
+            r#"{"id":"UBUNTU-CVE-1","severity":[{"type":"Ubuntu","score":"negligible"}],"affected":[]}"#,
+        );
+        assert_eq!(severity(&r, &[]).0, Band::Low);
+    }
+
+    #[test]
+    fn severity_takes_the_highest_modern_score_and_v2_only_alone() {
+        let v4 = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N";
+        let v3 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N";
+        let v2 = "AV:N/AC:L/Au:N/C:C/I:C/A:C";
+        let sev = |list: &[(&str, &str)]| {
+            let items: Vec<String> = list
+                .iter()
+                .map(|(t, v)| format!(r#"{{"type":"{t}","score":"{v}"}}"#))
+                .collect();
+            let r = record(&format!(
+                r#"{{"id":"X","severity":[{}],"database_specific":{{"severity":"LOW"}},"affected":[]}}"#,
+                items.join(",")
+            ));
+            severity(&r, &[])
+        };
+        assert_eq!(
+            sev(&[("CVSS_V3", v3), ("CVSS_V4", v4)]),
+            (Band::Critical, Some(9.3), Some(v4.to_string()))
+        );
+        assert_eq!(
+            sev(&[("CVSS_V2", v2), ("CVSS_V3", v3)]),
+            (Band::Medium, Some(6.1), Some(v3.to_string())),
+            "v2 does not outrank v3"
+        );
+        assert_eq!(sev(&[("CVSS_V2", v2)]).1, Some(10.0));
+        assert_eq!(
+            sev(&[("CVSS_V4", "CVSS:4.0/AV:N")]),
+            (Band::Low, None, None),
+            "an unscorable vector falls back to the rating"
+        );
     }
 }
