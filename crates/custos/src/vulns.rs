@@ -24,10 +24,11 @@ pub enum VulnsCmd {
   custos vulns scan bom.cdx.json --fail-on critical
   custos vulns scan . --format json > vulns.json
 
-Severity is the CVSS v3 base score computed from the record's vector (critical ≥ 9, high ≥ 7,
-medium ≥ 4, low > 0), else the database's own rating. Findings with neither are `unknown`
-and count as failing unless --unknown-as says otherwise. Accepted risks live in
-.custos/vuln-exceptions.toml:
+Severity is the highest CVSS v3.x or v4.0 score computed from the record's vectors (v2 when
+there is no later one; critical ≥ 9, high ≥ 7, medium ≥ 4, low > 0), else the database's own
+rating. Findings with neither are `unknown` and count as failing unless --unknown-as says
+otherwise. RustSec's informational advisories (unmaintained, unsound, notice) are listed but
+fail only with --deny KIND. Accepted risks live in .custos/vuln-exceptions.toml:
 
   [[exception]]
   id = \"GHSA-xxxx-xxxx-xxxx\"     # or any alias (CVE, RUSTSEC, PYSEC)
@@ -47,6 +48,9 @@ An expired exception no longer suppresses, and the report says so.")]
         /// Treat findings without any severity as this level (default: failing).
         #[arg(long, value_enum)]
         unknown_as: Option<Level>,
+        /// Also fail on informational advisories of this kind (repeatable).
+        #[arg(long, value_enum, value_name = "KIND")]
+        deny: Vec<Informational>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Accepted risks (default: .custos/vuln-exceptions.toml under the scanned directory, if present).
@@ -138,6 +142,17 @@ impl Level {
             Level::None => None,
         }
     }
+}
+
+/// RustSec's informational advisory kinds.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Informational {
+    /// The crate is no longer maintained.
+    Unmaintained,
+    /// Unsound API (undefined behaviour reachable from safe code).
+    Unsound,
+    /// Any other notice.
+    Notice,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -285,6 +300,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
             path,
             fail_on,
             unknown_as,
+            deny,
             format,
             exceptions,
             max_db_age,
@@ -331,6 +347,12 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 .iter()
                 .filter(|f| f.suppressed_by.is_none())
                 .filter(|f| {
+                    if let Some(kind) = &f.informational {
+                        return deny.iter().any(|d| {
+                            d.to_possible_value()
+                                .is_some_and(|v| v.get_name() == kind.as_str())
+                        });
+                    }
                     threshold.is_some_and(|t| {
                         effective(f.severity) >= t
                             && !(f.severity == Band::Unknown && unknown_as == Some(Level::None))
@@ -374,7 +396,10 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                             let note = match (&f.suppressed_by, &f.expired_exception) {
                                 (Some(_), _) => "accepted".to_string(),
                                 (None, Some(_)) => "exception expired".to_string(),
-                                _ => String::new(),
+                                _ => match &f.informational {
+                                    Some(kind) => format!("{kind} (informational)"),
+                                    None => String::new(),
+                                },
                             };
                             let fixed = if f.fixed.is_empty() {
                                 "-".to_string()

@@ -1,7 +1,7 @@
 //! The `custos` binary as a user runs it: real processes, real files, real SQLite (and
 //! PostgreSQL when `CUSTOS_TEST_POSTGRES_URL` is set), real HTTP.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -1921,6 +1921,148 @@ fn vulns_import_scan_fail_on_and_exceptions() {
     let out = custos(d.path(), &["vulns", "scan", project, "--db", "nope.sqlite"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vulns db import"));
+}
+
+#[test]
+fn vulns_cvss_v4_scores_and_informational_advisories() {
+    let d = tempfile::tempdir().unwrap();
+    let osv = d.path().join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    let record = |id: &str, name: &str, extra: &str| {
+        std::fs::write(
+            osv.join(format!("{id}.json")),
+            format!(
+                r#"{{"id":"{id}","modified":"2099-01-01T00:00:00Z",{extra}"affected":[{{"package":{{"ecosystem":"crates.io","name":"{name}"}},"ranges":[{{"type":"SEMVER","events":[{{"introduced":"0"}}]}}]}}]}}"#
+            ),
+        )
+        .unwrap();
+    };
+    record(
+        "RUSTSEC-2099-0100",
+        "atty",
+        r#""database_specific":{"informational":"unmaintained"},"#,
+    );
+    record(
+        "GHSA-2099-0101",
+        "h2",
+        r#""severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"},{"type":"CVSS_V4","score":"CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}],"#,
+    );
+    record(
+        "RUSTSEC-2099-0102",
+        "time",
+        r#""severity":[{"type":"CVSS_V4","score":"CVSS:4.0/AV:N/AC:L/AT:N"}],"database_specific":{"severity":"MODERATE"},"#,
+    );
+    let project = d.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let mut lock = String::from("version = 3\n");
+    for (n, v) in [("atty", "0.2.14"), ("h2", "0.3.20"), ("time", "0.1.45")] {
+        lock.push_str(&format!("\n[[package]]\nname = \"{n}\"\nversion = \"{v}\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n"));
+    }
+    std::fs::write(project.join("Cargo.lock"), lock).unwrap();
+    let db = d.path().join("vulns.sqlite");
+    let db = db.to_str().unwrap();
+    let out = custos(
+        d.path(),
+        &["vulns", "db", "import", osv.to_str().unwrap(), "--db", db],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("RUSTSEC-2099-0102")
+            && stderr.contains("cannot be scored: missing base metric(s): PR, UI, VC"),
+        "{stderr}"
+    );
+    let project = project.to_str().unwrap();
+    let scan = |extra: &[&str]| {
+        let mut args = vec!["vulns", "scan", project, "--db", db, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = custos(d.path(), &args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, v) = scan(&["--fail-on", "critical"]);
+    assert_eq!(code, Some(1));
+    let by = |name: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["package"] == name)
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+            .clone()
+    };
+    let h2 = by("h2");
+    assert_eq!(
+        (&h2["severity"], &h2["score"]),
+        (&json!("critical"), &json!(9.3)),
+        "the v4 score, the higher of the two"
+    );
+    assert!(h2["vector"].as_str().unwrap().starts_with("CVSS:4.0/"));
+    let time = by("time");
+    assert_eq!(
+        time["severity"], "medium",
+        "an unscorable vector falls back"
+    );
+    let atty = by("atty");
+    assert_eq!(atty["informational"], "unmaintained");
+    assert_eq!(v["failing"], 1, "informational does not fail: {v}");
+
+    let ex = d.path().join("ex.toml");
+    std::fs::write(&ex, "[[exception]]\nid = \"GHSA-2099-0101\"\nreason = \"r\"\nowner = \"o\"\nexpires = \"2999-01-01\"\n").unwrap();
+    let exs = ex.to_str().unwrap();
+    assert_eq!(
+        scan(&["--fail-on", "high", "--exceptions", exs]).0,
+        Some(0),
+        "unknown severity on an informational advisory does not fail"
+    );
+    let (code, v) = scan(&[
+        "--fail-on",
+        "high",
+        "--exceptions",
+        exs,
+        "--deny",
+        "unmaintained",
+    ]);
+    assert_eq!((code, &v["failing"]), (Some(1), &json!(1)));
+    assert_eq!(
+        scan(&[
+            "--fail-on",
+            "high",
+            "--exceptions",
+            exs,
+            "--deny",
+            "unsound"
+        ])
+        .0,
+        Some(0)
+    );
+    // The VEX rating names the CVSS version it was computed with.
+    let out = custos(
+        d.path(),
+        &[
+            "vulns",
+            "scan",
+            project,
+            "--db",
+            db,
+            "--format",
+            "cyclonedx-vex",
+            "--fail-on",
+            "none",
+        ],
+    );
+    let file = d.path().join("vex.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let h2 = v["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == "GHSA-2099-0101")
+        .unwrap();
+    assert_eq!(h2["ratings"][0]["method"], "CVSSv4");
+    schema_valid(&file, "cyclonedx-1.6", "bom-1.6.schema.json");
 }
 
 /// Runs the `git` binary to build a fixture repository (custos itself reads git in Rust).

@@ -37,6 +37,10 @@ pub struct Finding {
     pub suppressed_by: Option<String>,
     /// Set when an exception for it has expired (it no longer suppresses).
     pub expired_exception: Option<String>,
+    /// RustSec's informational kinds (`unmaintained`, `unsound`, `notice`): a warning about
+    /// the package rather than a vulnerability; it fails a scan only when asked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub informational: Option<String>,
 }
 
 /// Joins `components` with the advisory index.
@@ -59,6 +63,12 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
                 continue;
             }
             let (band, score, vector) = severity(&r, &hits);
+            let informational = r
+                .database_specific
+                .as_ref()
+                .and_then(|d| d.get("informational"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string);
             let mut ids: BTreeSet<String> = r.aliases.iter().cloned().collect();
             ids.insert(r.id.clone());
             // A record that shares an id or alias with one already found for this
@@ -79,6 +89,10 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
                 };
                 if better {
                     (f.severity, f.score, f.vector) = (band, score, vector);
+                }
+                // One vulnerability among the aliases makes the finding a vulnerability.
+                if informational.is_none() {
+                    f.informational = None;
                 }
                 let mut fixed: BTreeSet<String> = f.fixed.drain(..).collect();
                 fixed.extend(r.fixed_versions(&hits));
@@ -110,6 +124,7 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
                 direct: c.direct,
                 suppressed_by: None,
                 expired_exception: None,
+                informational,
             });
         }
     }
@@ -218,7 +233,8 @@ pub fn sarif(findings: &[Finding]) -> serde_json::Value {
     use serde_json::json;
     let mut rules: Vec<serde_json::Value> = Vec::new();
     let mut index = std::collections::BTreeMap::new();
-    let level = |b: Band| match b {
+    let level = |f: &Finding| match f.severity {
+        _ if f.informational.is_some() => "note",
         Band::Critical | Band::High | Band::Unknown => "error",
         Band::Medium => "warning",
         _ => "note",
@@ -243,7 +259,7 @@ pub fn sarif(findings: &[Finding]) -> serde_json::Value {
             "name": f.id,
             "shortDescription": {"text": if f.summary.is_empty() { f.id.clone() } else { f.summary.clone() }},
             "helpUri": format!("https://osv.dev/vulnerability/{}", f.id),
-            "defaultConfiguration": {"level": level(f.severity)},
+            "defaultConfiguration": {"level": level(f)},
             "properties": {"tags": ["security", "vulnerability", "dependency"], "security-severity": score, "aliases": f.aliases},
         }));
     }
@@ -254,8 +270,11 @@ pub fn sarif(findings: &[Finding]) -> serde_json::Value {
             let mut r = json!({
                 "ruleId": f.id,
                 "ruleIndex": index[&f.id],
-                "level": level(f.severity),
-                "message": {"text": format!("{} {} is affected by {} ({}); {fix}", f.package, f.version, f.id, f.severity.as_str())},
+                "level": level(f),
+                "message": {"text": match &f.informational {
+                    Some(kind) => format!("{} {}: {} ({kind}, informational); {fix}", f.package, f.version, f.id),
+                    None => format!("{} {} is affected by {} ({}); {fix}", f.package, f.version, f.id, f.severity.as_str()),
+                }},
                 "locations": [{"physicalLocation": {"artifactLocation": {"uri": crate::report::artifact_uri(&f.source), "uriBaseId": "%SRCROOT%"}}}],
                 "partialFingerprints": {"custosVuln/v1": format!("{}|{}", f.id, f.purl)},
             });
@@ -284,7 +303,12 @@ pub fn cyclonedx_vex(findings: &[Finding], created: &str, uuid: &str) -> serde_j
             if let (Some(score), Some(vector)) = (f.score, &f.vector) {
                 rating["score"] = json!(score);
                 rating["vector"] = json!(vector);
-                rating["method"] = json!(if vector.starts_with("CVSS:3.1") { "CVSSv31" } else { "CVSSv3" });
+                rating["method"] = json!(match vector.get(..8) {
+                    Some("CVSS:4.0") => "CVSSv4",
+                    Some("CVSS:3.1") => "CVSSv31",
+                    Some("CVSS:3.0") => "CVSSv3",
+                    _ => "CVSSv2",
+                });
             }
             let mut v = json!({
                 "bom-ref": format!("{}@{}", f.id, f.purl),
