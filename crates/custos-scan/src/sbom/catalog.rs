@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{purl, pypi_name, Component};
+use super::{purl, pypi_name, pypi_purl_name, Component};
 
 /// Files larger than this are not lockfiles anyone wrote; refuse rather than parse.
 const MAX_MANIFEST: u64 = 256 << 20;
@@ -372,7 +372,7 @@ fn requirements(text: &str, rel: &str) -> Catalog {
         if name.is_empty() || version.is_empty() || version.contains([',', '*', ' ']) {
             continue;
         }
-        let mut c = component("pypi", None, &pypi_name(name), version, rel);
+        let mut c = component("pypi", None, &pypi_purl_name(name), version, rel);
         c.direct = Some(true);
         out.push(c);
     }
@@ -401,10 +401,16 @@ struct PyPackage {
 fn python_toml_lock(text: &str, rel: &str) -> Catalog {
     let lock: PyLock =
         toml::from_str(text).map_err(|e| format!("not a Python lockfile: {}", e.message()))?;
-    let version_of: HashMap<String, String> = lock
+    // Dependencies name packages in any spelling; PEP 503 finds the one meant.
+    let version_of: HashMap<String, (String, String)> = lock
         .package
         .iter()
-        .filter_map(|p| Some((pypi_name(&p.name), p.version.clone()?)))
+        .filter_map(|p| {
+            Some((
+                pypi_name(&p.name),
+                (pypi_purl_name(&p.name), p.version.clone()?),
+            ))
+        })
         .collect();
     let mut out = Vec::new();
     for p in &lock.package {
@@ -415,8 +421,7 @@ fn python_toml_lock(text: &str, rel: &str) -> Catalog {
             .as_ref()
             .and_then(toml::Value::as_table)
             .is_some_and(|s| s.contains_key("virtual") || s.contains_key("editable"));
-        let name = pypi_name(&p.name);
-        let mut c = component("pypi", None, &name, version, rel);
+        let mut c = component("pypi", None, &pypi_purl_name(&p.name), version, rel);
         c.is_root = is_root;
         let deps: Vec<String> = match &p.dependencies {
             Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
@@ -441,8 +446,9 @@ fn python_toml_lock(text: &str, rel: &str) -> Catalog {
         c.depends_on = deps
             .iter()
             .filter_map(|d| {
-                let n = pypi_name(d);
-                version_of.get(&n).map(|v| purl("pypi", None, &n, v))
+                version_of
+                    .get(&pypi_name(d))
+                    .map(|(n, v)| purl("pypi", None, n, v))
             })
             .collect();
         out.push(c);
@@ -474,7 +480,7 @@ fn pipfile_lock(text: &str, rel: &str) -> Catalog {
                 continue;
             };
             let version = version.trim_start_matches("==").trim();
-            let mut c = component("pypi", None, &pypi_name(name), version, rel);
+            let mut c = component("pypi", None, &pypi_purl_name(name), version, rel);
             // Pipfile.lock flattens the tree: whether a package is direct is not recorded.
             c.direct = None;
             out.push(c);
@@ -943,7 +949,7 @@ fn dist_info(text: &str, rel: &str) -> Catalog {
             .map(|v| v.trim().to_string())
     };
     match (field("Name:"), field("Version:")) {
-        (Some(n), Some(v)) => Ok(vec![component("pypi", None, &pypi_name(&n), &v, rel)]),
+        (Some(n), Some(v)) => Ok(vec![component("pypi", None, &pypi_purl_name(&n), &v, rel)]),
         _ => Err("METADATA without Name and Version".into()),
     }
 }

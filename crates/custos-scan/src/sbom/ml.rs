@@ -321,6 +321,17 @@ fn artifact_component(path: &Path, rel: &str, artifact: Artifact) -> Component {
     }
 }
 
+fn looks_like_pytorch(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return true; // let the cataloger report why it cannot be read
+    };
+    match f.read(&mut head) {
+        Ok(n) if n >= 2 => head.starts_with(b"PK\x03\x04") || head[0] == 0x80,
+        _ => false,
+    }
+}
+
 /// Catalogs a model or dataset file, or `None` when `path` is not one.
 pub fn catalog(path: &Path, rel: &str) -> Option<(&'static str, Result<Vec<Component>, String>)> {
     let name = path.file_name()?.to_str()?;
@@ -337,6 +348,11 @@ pub fn catalog(path: &Path, rel: &str) -> Option<(&'static str, Result<Vec<Compo
         ("dataset_info.json" | "dataset_infos.json", _) => ("dataset", "huggingface-dataset"),
         _ => return None,
     };
+    // `.pth` is also Python's path-configuration file (site-packages holds several): a
+    // PyTorch file is a zip archive (torch.save since 1.6) or a pickle (protocol 2+).
+    if format == "pytorch" && !looks_like_pytorch(path) {
+        return None;
+    }
     let result = (|| {
         let (sha256, bytes) = sha256_file(path)?;
         let mut properties = vec![("custos:format".to_string(), format.to_string())];
@@ -424,6 +440,23 @@ mod tests {
             v.extend(0u64.to_le_bytes());
         }
         v
+    }
+
+    #[test]
+    fn python_path_files_are_not_pytorch_models() {
+        let d = tempfile::tempdir().unwrap();
+        let pth = d.path().join("distutils-precedence.pth");
+        std::fs::write(&pth, "import os; var = 'SETUPTOOLS_USE_DISTUTILS'\n").unwrap();
+        assert!(catalog(&pth, "distutils-precedence.pth").is_none());
+        let zip = d.path().join("weights.pth");
+        std::fs::write(&zip, b"PK\x03\x04archive/data.pkl").unwrap();
+        let pickle = d.path().join("legacy.pt");
+        std::fs::write(&pickle, b"\x80\x02}q\x00.").unwrap();
+        for (p, rel) in [(&zip, "weights.pth"), (&pickle, "legacy.pt")] {
+            let (kind, r) = catalog(p, rel).unwrap();
+            assert_eq!(kind, "ml-model");
+            assert_eq!(r.unwrap()[0].artifact.as_ref().unwrap().format, "pytorch");
+        }
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
     let segments: Vec<String> = name_path.split('/').map(purl_decode).collect();
     let name = match ty {
         "maven" => segments.join(":"),
-        "pypi" => pypi_name(&segments.join("/")),
+        "pypi" => pypi_purl_name(&segments.join("/")),
         _ => segments.join("/"),
     };
     if name.is_empty() {
@@ -182,7 +182,13 @@ pub fn components_from_document(doc: &serde_json::Value, source: &str) -> Option
     None
 }
 
-/// PEP 503 name normalization (what PyPI and its purls use).
+/// A PyPI name as the purl specification writes it: lowercased, `_` as `-`, dots kept
+/// (`boolean.py`), so that custos' purls equal other tools'. Matching uses [`pypi_name`].
+pub fn pypi_purl_name(name: &str) -> String {
+    name.trim().to_lowercase().replace('_', "-")
+}
+
+/// PEP 503 name normalization (how PyPI compares names; advisories are indexed by it).
 pub fn pypi_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut last_sep = false;
@@ -267,6 +273,16 @@ mod tests {
             "pkg:golang/github.com/pkg/errors@v0.9.1"
         );
         assert_eq!(pypi_name("Django_REST.framework"), "django-rest-framework");
+        assert_eq!(
+            pypi_purl_name("Django_REST.framework"),
+            "django-rest.framework"
+        );
+        assert_eq!(
+            component_from_purl("pkg:pypi/boolean.py@5.0", "bom.json")
+                .unwrap()
+                .name,
+            "boolean.py"
+        );
         let c = component_from_purl("pkg:npm/%40babel/core@7.0.0?x=1", "s").unwrap();
         assert_eq!(
             (c.ecosystem.as_str(), c.name.as_str(), c.version.as_str()),
