@@ -10,13 +10,11 @@ use custos_core::principal::{AuthMethod, ModelScope, Principal};
 use custos_gateway::call::{parse_body, Endpoint};
 use custos_gateway::quota::Quotas;
 use custos_gateway::sse::UsageScanner;
-use custos_gateway::Gateway;
-use custos_store::{NewKey, Store};
 use http::Request;
 use std::sync::Arc;
-use tower::ServiceExt;
 
-const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarize the benefits of rate limiting an AI gateway in two sentences."}],"temperature":0.2}"#;
+mod common;
+use common::{build, send, CHAT};
 
 fn principal(rpm: Option<u32>, tpm: Option<u32>) -> Arc<Principal> {
     Arc::new(Principal {
@@ -96,9 +94,12 @@ fn whole_request(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (router, key) = rt.block_on(build(dir.path(), false));
+    // The gateways stay alive for the whole run: their refreshers feed the routers.
+    let (gateway, key) = rt.block_on(build(dir.path(), false));
+    let router = gateway.router();
     let priced_dir = tempfile::tempdir().unwrap();
-    let (priced_router, priced_key) = rt.block_on(build(priced_dir.path(), true));
+    let (priced_gateway, priced_key) = rt.block_on(build(priced_dir.path(), true));
+    let priced_router = priced_gateway.router();
     let request = |key: &str, idem: Option<String>| {
         let mut b = Request::post("/v1/chat/completions")
             .header("authorization", format!("Bearer {key}"))
@@ -140,86 +141,6 @@ fn whole_request(c: &mut Criterion) {
         )
     });
     g.finish();
-}
-
-/// A gateway on a fresh SQLite file with one key; `finops` adds a price for the mock model
-/// and three budgets the key's calls are charged to.
-async fn build(dir: &std::path::Path, finops: bool) -> (axum::Router, String) {
-    {
-        let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display()))
-            .await
-            .unwrap();
-        store.ensure_tenant("acme").await.unwrap();
-        store.create_team("acme", "ml", None, None).await.unwrap();
-        let app = store.create_app("acme", "ml", "bot").await.unwrap();
-        let minted = custos_authz::api_key::mint().unwrap();
-        store
-            .insert_key(&NewKey {
-                digest_hex: minted.digest.to_hex(),
-                prefix: minted.display_prefix.clone(),
-                name: None,
-                app_id: app.id,
-                env: "prod".into(),
-                models: "*".into(),
-                rpm: Some(1_000_000_000),
-                tpm: Some(1_000_000_000),
-                expires_at: None,
-            })
-            .await
-            .unwrap();
-        if finops {
-            use custos_finops::budget::{Action, Budget, Scope};
-            store
-                .prices_upsert(&[custos_finops::Price {
-                    provider: "mock".into(),
-                    model: "gpt-4o-mini".into(),
-                    effective_from: 0,
-                    currency: custos_finops::Currency::USD,
-                    rates: custos_finops::Rates {
-                        input_per_1m: "0.15".parse().unwrap(),
-                        output_per_1m: "0.6".parse().unwrap(),
-                        ..Default::default()
-                    },
-                }])
-                .await
-                .unwrap();
-            for (i, scope) in ["tenant", "team:ml", "tag:Project=atlas"]
-                .iter()
-                .enumerate()
-            {
-                store
-                    .budget_create(&Budget {
-                        id: format!("bud_{i}"),
-                        name: format!("b{i}"),
-                        tenant: "acme".into(),
-                        scope: scope.parse::<Scope>().unwrap(),
-                        period: custos_finops::PeriodKind::Monthly,
-                        time_zone: "Europe/Berlin".into(),
-                        amount: custos_finops::Amount::from_units(1_000_000_000),
-                        currency: custos_finops::Currency::USD,
-                        thresholds: vec![70, 90, 100],
-                        action: Action::Block,
-                    })
-                    .await
-                    .unwrap();
-            }
-        }
-        let config =
-            custos_core::Config::from_toml("", std::path::Path::new("bench.toml")).unwrap();
-        let gateway = Gateway::new(config, store).await.unwrap();
-        let router = gateway.router();
-        std::mem::forget(gateway); // keep its refresher alive for the whole run
-        (router, minted.secret)
-    }
-}
-
-/// One request through the router; the response body is read to the end.
-async fn send(router: axum::Router, req: Request<Body>) -> usize {
-    let r = router.oneshot(req).await.unwrap();
-    axum::body::to_bytes(r.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .len()
 }
 
 /// `iter_batched` over a runtime, without criterion's async feature.

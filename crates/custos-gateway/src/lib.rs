@@ -228,6 +228,12 @@ impl Gateway {
         pipeline::router(self.state.clone())
     }
 
+    #[cfg(feature = "bench-internals")]
+    #[doc(hidden)]
+    pub fn router_without_audit(&self) -> axum::Router {
+        pipeline::router_without_audit(self.state.clone())
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
     /// for up to `server.shutdown_grace`. Each connection must send request headers within
     /// `server.header_read_timeout`, so idle or trickling clients cannot hold sockets open.

@@ -12,6 +12,17 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub fn router(state: AppState) -> Router {
+    build(state, true)
+}
+
+/// The same stack without the audit layer, only to measure what evidence costs
+/// (`benches/audit_overhead.rs`); the binary never builds it.
+#[cfg(feature = "bench-internals")]
+pub fn router_without_audit(state: AppState) -> Router {
+    build(state, false)
+}
+
+fn build(state: AppState, audit: bool) -> Router {
     // Model calls: parse once, screen, dedupe, charge quota, meter, hold budget, forward.
     let model_calls = Router::new()
         .route("/v1/chat/completions", post(proxy::forward))
@@ -43,11 +54,12 @@ pub fn router(state: AppState) -> Router {
     let authenticated = endpoints
         .merge(admin::router(state.clone()))
         .merge(model_calls)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(state.clone(), audit::record))
-                .layer(from_fn_with_state(state.clone(), authn::authenticate)),
-        );
+        .layer(from_fn_with_state(state.clone(), authn::authenticate));
+    let authenticated = if audit {
+        authenticated.layer(from_fn_with_state(state.clone(), audit::record))
+    } else {
+        authenticated
+    };
 
     Router::new()
         .route("/healthz", get(service::healthz))
