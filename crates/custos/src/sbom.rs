@@ -39,13 +39,21 @@ pub struct SbomArgs {
     /// Write the document here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Also list packages only dev-dependencies need (CycloneDX scope "excluded"); by
+    /// default they are left out, as they do not ship. Cargo: read from the members'
+    /// Cargo.toml beside Cargo.lock.
+    #[arg(long)]
+    include_dev: bool,
 }
 
 pub fn run(args: SbomArgs) -> Result<ExitCode> {
     if !args.path.exists() {
         bail!("{}: no such file or directory", args.path.display());
     }
-    let found = sbom::scan(&args.path);
+    let mut found = sbom::scan(&args.path);
+    if !args.include_dev {
+        found.components.retain(|c| !c.dev);
+    }
     for w in &found.warnings {
         eprintln!("warning: {}: {}", w.file, w.message);
     }

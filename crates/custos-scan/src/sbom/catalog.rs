@@ -50,7 +50,10 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         Err(e) => return Some((kind, Err(e))),
     };
     let result = match kind {
-        "cargo-lock" => cargo_lock(&text, rel),
+        "cargo-lock" => cargo_lock(&text, rel).map(|mut c| {
+            mark_cargo_dev(path, &mut c);
+            c
+        }),
         "npm-lock" => npm_lock(&text, rel),
         "poetry-lock" | "uv-lock" | "pdm-lock" => python_toml_lock(&text, rel),
         "pipfile-lock" => pipfile_lock(&text, rel),
@@ -120,6 +123,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         advisory_name: None,
         advisory_ecosystem: None,
         artifact: None,
+        dev: false,
     }
 }
 
@@ -141,6 +145,119 @@ struct CargoPackage {
     source: Option<String>,
     #[serde(default)]
     dependencies: Vec<String>,
+}
+
+/// A workspace member's dependency names from its Cargo.toml: (normal and build, dev).
+fn cargo_manifest_deps(manifest: &toml::Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut normal = BTreeSet::new();
+    let mut dev = BTreeSet::new();
+    let mut tables: Vec<&toml::Value> = vec![manifest];
+    if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+        tables.extend(targets.values());
+    }
+    for t in tables {
+        for (key, is_dev) in [
+            ("dependencies", false),
+            ("build-dependencies", false),
+            ("build_dependencies", false),
+            ("dev-dependencies", true),
+            ("dev_dependencies", true),
+        ] {
+            let set = if is_dev { &mut dev } else { &mut normal };
+            for (name, spec) in t
+                .get(key)
+                .and_then(toml::Value::as_table)
+                .into_iter()
+                .flatten()
+            {
+                // A renamed dependency names its package in `package`.
+                let package = spec.get("package").and_then(toml::Value::as_str);
+                set.insert(package.unwrap_or(name).to_string());
+            }
+        }
+    }
+    (normal, dev)
+}
+
+/// Marks the Cargo.lock packages that only dev-dependencies reach. Cargo.lock does not say
+/// which dependencies are dev-only, the members' manifests do; when a member's manifest
+/// cannot be found or read, nothing is marked.
+fn mark_cargo_dev(lock: &Path, components: &mut [Component]) {
+    let Some(dir) = lock.parent() else { return };
+    let read = |p: &Path| -> Option<toml::Value> {
+        let text = std::fs::read_to_string(p).ok()?;
+        toml::from_str(&text).ok()
+    };
+    let Some(root) = read(&dir.join("Cargo.toml")) else {
+        return;
+    };
+    let mut manifests = vec![root.clone()];
+    let members = root
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(toml::Value::as_array);
+    for m in members
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_str)
+    {
+        // Only a trailing `*` is expanded; it covers how workspaces are laid out in practice.
+        let dirs: Vec<std::path::PathBuf> = match m.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => std::fs::read_dir(dir.join(prefix))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect(),
+            _ => vec![dir.join(m)],
+        };
+        manifests.extend(dirs.iter().filter_map(|d| read(&d.join("Cargo.toml"))));
+    }
+    let mut deps: HashMap<String, (BTreeSet<String>, BTreeSet<String>)> = HashMap::new();
+    for m in &manifests {
+        if let Some(name) = m
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(toml::Value::as_str)
+        {
+            deps.insert(name.to_string(), cargo_manifest_deps(m));
+        }
+    }
+    if components
+        .iter()
+        .any(|c| c.is_root && !deps.contains_key(&c.name))
+    {
+        return;
+    }
+    let index: HashMap<String, usize> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.purl.clone(), i))
+        .collect();
+    let mut reached = vec![false; components.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, c) in components.iter().enumerate() {
+        if c.is_root {
+            reached[i] = true;
+            todo.push(i);
+        }
+    }
+    while let Some(i) = todo.pop() {
+        let c = &components[i];
+        // A member's lock entry lists its dev-dependencies too; only the others ship.
+        let normal = c.is_root.then(|| &deps[&c.name].0);
+        for d in &c.depends_on {
+            if let Some(&j) = index.get(d) {
+                if !reached[j] && normal.is_none_or(|n| n.contains(&components[j].name)) {
+                    reached[j] = true;
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    for (c, r) in components.iter_mut().zip(reached) {
+        c.dev = !r;
+    }
 }
 
 fn cargo_lock(text: &str, rel: &str) -> Catalog {
@@ -1138,6 +1255,54 @@ fn gradle_lock(text: &str, rel: &str) -> Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_dev_only_packages_come_from_the_members_manifests() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"crates/*\"]\n",
+        )
+        .unwrap();
+        let app = d.path().join("crates/app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("Cargo.toml"),
+            "[package]\nname = \"app\"\n[dependencies]\njson = { package = \"serde_json\", version = \"1\" }\n[target.'cfg(unix)'.dependencies]\nlibc = \"0.2\"\n[dev-dependencies]\nassert_cmd = \"2\"\nlibc = \"0.2\"\n",
+        )
+        .unwrap();
+        let reg = "source = \"registry+https://github.com/rust-lang/crates.io-index\"";
+        let lock = format!(
+            "version = 3\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\"assert_cmd\", \"libc\", \"serde_json\"]\n\
+             [[package]]\nname = \"assert_cmd\"\nversion = \"2.0.0\"\n{reg}\ndependencies = [\"bstr\", \"libc\"]\n\
+             [[package]]\nname = \"bstr\"\nversion = \"1.0.0\"\n{reg}\n\
+             [[package]]\nname = \"libc\"\nversion = \"0.2.0\"\n{reg}\n\
+             [[package]]\nname = \"serde_json\"\nversion = \"1.0.0\"\n{reg}\n"
+        );
+        std::fs::write(d.path().join("Cargo.lock"), &lock).unwrap();
+        let dev_of = || {
+            let found = crate::sbom::scan(&d.path().join("Cargo.lock"));
+            assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+            let mut dev: Vec<(String, bool)> = found
+                .components
+                .iter()
+                .map(|c| (c.name.clone(), c.dev))
+                .collect();
+            dev.sort();
+            dev
+        };
+        let want = |names: &[&str]| -> Vec<(String, bool)> {
+            ["app", "assert_cmd", "bstr", "libc", "serde_json"]
+                .iter()
+                .map(|n| (n.to_string(), names.contains(n)))
+                .collect()
+        };
+        // Renamed and target-specific dependencies ship; a crate both normal and dev ships.
+        assert_eq!(dev_of(), want(&["assert_cmd", "bstr"]));
+        // Without the member's manifest nothing can be told apart.
+        std::fs::remove_file(app.join("Cargo.toml")).unwrap();
+        assert_eq!(dev_of(), want(&[]));
+    }
 
     #[test]
     fn cargo_lock_direct_and_edges() {

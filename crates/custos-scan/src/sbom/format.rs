@@ -35,6 +35,8 @@ fn unique(sbom: &Sbom) -> Vec<Component> {
                     _ => None,
                 };
                 seen.is_root &= c.is_root;
+                // Dev-only only if every lockfile that lists it says so.
+                seen.dev &= c.dev;
             }
             None => {
                 by_purl.insert(&c.purl, c.clone());
@@ -64,6 +66,10 @@ pub fn cyclonedx(sbom: &Sbom, info: &DocumentInfo) -> Value {
             }
             if c.is_root {
                 v["type"] = json!("application");
+            }
+            if c.dev {
+                // CycloneDX: "excluded" documents test and other non-runtime use.
+                v["scope"] = json!("excluded");
             }
             if let Some(a) = &c.artifact {
                 v["type"] = json!(a.kind);

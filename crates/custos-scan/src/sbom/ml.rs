@@ -318,6 +318,7 @@ fn artifact_component(path: &Path, rel: &str, artifact: Artifact) -> Component {
         advisory_name: None,
         advisory_ecosystem: None,
         artifact: Some(artifact),
+        dev: false,
     }
 }
 

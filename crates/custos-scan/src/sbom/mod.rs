@@ -41,6 +41,10 @@ pub struct Component {
     /// Models and datasets: hash, format, parameters, card.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ml::Artifact>,
+    /// Needed only to develop the project (reached only through dev-dependencies): it does
+    /// not ship. Set where the project's manifests say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
 }
 
 /// A file that could not be read or parsed.
@@ -137,6 +141,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         advisory_name: None,
         advisory_ecosystem: None,
         artifact: None,
+        dev: false,
     })
 }
 
