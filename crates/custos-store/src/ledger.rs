@@ -5,6 +5,7 @@
 
 use crate::{Backend, Store, StoreError};
 use custos_ledger::{leaf_hash, Frontier, Hash, StoredEntry, StoredNode};
+use rusqlite::OptionalExtension;
 use sqlx::Row;
 use std::ops::Range;
 
@@ -144,11 +145,7 @@ fn sqlite_append_tx(
         for (level, index) in Frontier::positions(size) {
             let hash: Option<String> = node
                 .query_row((i64::from(level), index as i64), |r| r.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })?;
+                .optional()?;
             let hash = hash.ok_or_else(|| {
                 StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
             })?;
@@ -575,11 +572,7 @@ impl Store {
                     for (level, index) in positions {
                         let hash: Option<String> = stmt
                             .query_row((i64::from(level), index as i64), |r| r.get(0))
-                            .map(Some)
-                            .or_else(|e| match e {
-                                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                                e => Err(e),
-                            })?;
+                            .optional()?;
                         if let Some(hash) = hash {
                             map.0.insert((level, index), parse_hash(&hash)?);
                         }
