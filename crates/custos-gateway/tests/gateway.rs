@@ -1160,7 +1160,7 @@ async fn checkpoints_are_signed_and_forks_refused() {
             let level = 63 - size.leading_zeros();
             custos_store::testkit::execute_raw(
                 &gw.store,
-                &format!("DROP TRIGGER ledger_nodes_append_only_update; UPDATE ledger_nodes SET hash = '{}' WHERE level = {level} AND idx = 0", "00".repeat(32)),
+                &format!("DROP TRIGGER ledger_nodes_append_only_update; UPDATE ledger_nodes SET hash = '{}' WHERE level = {level} AND last_leaf = {}", "00".repeat(32), (1u64 << level) - 1),
             )
             .await
             .unwrap();

@@ -58,6 +58,28 @@ pub(crate) fn values_sql(backend: Backend, prefix: &str, width: usize, rows: usi
     sql
 }
 
+/// The key a node is stored under: the last entry it covers. Nodes an append creates then
+/// sort after every stored one, so a commit writes to the end of one B-tree.
+fn last_leaf(level: u32, index: u64) -> Result<i64, StoreError> {
+    index
+        .checked_add(1)
+        .and_then(|n| n.checked_shl(level).filter(|s| s >> level == n))
+        .and_then(|n| i64::try_from(n - 1).ok())
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("no ledger node at level {level}, index {index}"))
+        })
+}
+
+/// The (level, index) of the node stored under (`last_leaf`, `level`); an index of -1 when no
+/// node can have that key (only tampering writes one), so that verification reports it.
+fn node_position(last_leaf: i64, level: i64) -> (i64, i64) {
+    let index = u32::try_from(level).ok().filter(|l| *l < 63).and_then(|l| {
+        let covered = u64::try_from(last_leaf).ok()?.checked_add(1)?;
+        (covered.trailing_zeros() >= l).then(|| (covered >> l) as i64 - 1)
+    });
+    (level, index.unwrap_or(-1))
+}
+
 fn parse_hash(hex_text: &str) -> Result<Hash, StoreError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_text, &mut out).map_err(|_| {
@@ -86,6 +108,23 @@ fn text_at<'r>(
         ValueRef::Real(x) => x.to_string().into(),
     })
 }
+
+/// Stored (last_leaf, level, hash) rows as nodes, ordered by level then index.
+fn nodes_in_level_order(rows: Vec<(i64, i64, String)>) -> Vec<LedgerNode> {
+    let mut nodes: Vec<LedgerNode> = rows
+        .into_iter()
+        .map(|(last, level, hash)| {
+            let (level, index) = node_position(last, level);
+            LedgerNode { level, index, hash }
+        })
+        .collect();
+    nodes.sort_by_key(|n| (n.level, n.index));
+    nodes
+}
+
+/// One stored node by its key: (last_leaf, level).
+const NODE_AT: &str = "SELECT hash FROM ledger_nodes WHERE last_leaf = ?1 AND level = ?2";
+const NODE_AT_PG: &str = "SELECT hash FROM ledger_nodes WHERE last_leaf = $1 AND level = $2";
 
 type WriterSlot = std::sync::Mutex<Option<rusqlite::Connection>>;
 
@@ -140,11 +179,10 @@ fn sqlite_append_tx(
         u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
     let mut right_edge = Vec::new();
     {
-        let mut node =
-            tx.prepare_cached("SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2")?;
+        let mut node = tx.prepare_cached(NODE_AT)?;
         for (level, index) in Frontier::positions(size) {
             let hash: Option<String> = node
-                .query_row((i64::from(level), index as i64), |r| r.get(0))
+                .query_row((last_leaf(level, index)?, i64::from(level)), |r| r.get(0))
                 .optional()?;
             let hash = hash.ok_or_else(|| {
                 StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
@@ -159,15 +197,20 @@ fn sqlite_append_tx(
         let mut entry = tx.prepare_cached(
             "INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let mut node =
-            tx.prepare_cached("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+        let mut node = tx.prepare_cached(
+            "INSERT INTO ledger_nodes (last_leaf, level, hash) VALUES (?1, ?2, ?3)",
+        )?;
         let mut hex_buf = [0u8; 64];
         for event in events {
             let leaf = leaf_hash(event.as_bytes());
             let index = frontier.size() as i64;
             entry.execute((index, now, event, hex_str(&leaf, &mut hex_buf)))?;
             for (level, idx, hash) in frontier.append(leaf) {
-                node.execute((i64::from(level), idx as i64, hex_str(&hash, &mut hex_buf)))?;
+                node.execute((
+                    last_leaf(level, idx)?,
+                    i64::from(level),
+                    hex_str(&hash, &mut hex_buf),
+                ))?;
             }
         }
     }
@@ -233,12 +276,11 @@ impl Store {
             u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
         let mut right_edge = Vec::new();
         for (level, index) in Frontier::positions(size) {
-            let row: Option<(String,)> =
-                sqlx::query_as("SELECT hash FROM ledger_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(index as i64)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row: Option<(String,)> = sqlx::query_as(NODE_AT_PG)
+                .bind(last_leaf(level, index)?)
+                .bind(i64::from(level))
+                .fetch_optional(&mut *tx)
+                .await?;
             let hash = row.ok_or_else(|| {
                 StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
             })?;
@@ -255,7 +297,7 @@ impl Store {
             let leaf = leaf_hash(event.as_bytes());
             entry_rows.push((frontier.size() as i64, hex::encode(leaf)));
             for (level, idx, hash) in frontier.append(leaf) {
-                node_rows.push((i64::from(level), idx as i64, hex::encode(hash)));
+                node_rows.push((last_leaf(level, idx)?, i64::from(level), hex::encode(hash)));
             }
         }
         for (chunk, events) in entry_rows
@@ -279,13 +321,13 @@ impl Store {
         for chunk in node_rows.chunks(ROWS_PER_INSERT) {
             let sql = values_sql(
                 self.backend(),
-                "INSERT INTO ledger_nodes (level, idx, hash) VALUES ",
+                "INSERT INTO ledger_nodes (last_leaf, level, hash) VALUES ",
                 3,
                 chunk.len(),
             );
             let mut q = sqlx::query(&sql);
-            for (level, idx, hash) in chunk {
-                q = q.bind(*level).bind(*idx).bind(hash);
+            for (last, level, hash) in chunk {
+                q = q.bind(*last).bind(*level).bind(hash);
             }
             q.execute(&mut *tx)
                 .await
@@ -365,103 +407,68 @@ impl Store {
         }
     }
 
-    /// Calls `f` with every stored node in (level, index) order; the same SQLite fast path as
-    /// `ledger_scan_entries`.
+    /// Calls `f` with every stored node in the order appends wrote them (by the last entry
+    /// each covers, then level), so each level's nodes come in index order; the same SQLite
+    /// fast path as `ledger_scan_entries`.
     pub async fn ledger_scan_nodes(
         &self,
         f: &mut (dyn FnMut(&StoredNode<'_>) + Send),
     ) -> Result<(), StoreError> {
         if let Some(file) = &self.sqlite_file {
             let conn = read_only(file)?;
-            let mut stmt =
-                conn.prepare("SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx")?;
+            let mut stmt = conn.prepare(
+                "SELECT last_leaf, level, hash FROM ledger_nodes ORDER BY last_leaf, level",
+            )?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let hash = text_at(row, 2)?;
+                let (level, index) = node_position(row.get(0)?, row.get(1)?);
                 f(&StoredNode {
-                    level: row.get(0)?,
-                    index: row.get(1)?,
+                    level,
+                    index,
                     hash: &hash,
                 });
             }
             return Ok(());
         }
-        for level in 0..64u32 {
-            let mut from = 0u64;
-            loop {
-                let page = self.ledger_nodes_page(level, from, 10_000).await?;
-                let Some(last) = page.last() else { break };
-                from = u64::try_from(last.index).unwrap_or(u64::MAX - 1) + 1;
-                for n in &page {
-                    f(&StoredNode {
-                        level: n.level,
-                        index: n.index,
-                        hash: &n.hash,
-                    });
-                }
-            }
-            if from == 0 {
-                break;
+        let mut after = (-1i64, i64::MAX);
+        loop {
+            let page: Vec<(i64, i64, String)> = sqlx::query_as(
+                "SELECT last_leaf, level, hash FROM ledger_nodes WHERE (last_leaf, level) > ($1, $2) ORDER BY last_leaf, level LIMIT 10000",
+            )
+            .bind(after.0)
+            .bind(after.1)
+            .fetch_all(self.pool())
+            .await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = (last.0, last.1);
+            for (last, level, hash) in &page {
+                let (level, index) = node_position(*last, *level);
+                f(&StoredNode { level, index, hash });
             }
         }
-        Ok(())
-    }
-
-    /// Stored nodes of one level from index `from`, at most `limit`, in index order.
-    pub async fn ledger_nodes_page(
-        &self,
-        level: u32,
-        from: u64,
-        limit: u64,
-    ) -> Result<Vec<LedgerNode>, StoreError> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT level, idx, hash FROM ledger_nodes WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
-        )
-        .bind(i64::from(level))
-        .bind(from as i64)
-        .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(level, index, hash)| LedgerNode { level, index, hash })
-            .collect())
     }
 
     /// The stored nodes wholly below entry `size` (the tree of a pruned prefix).
     pub async fn ledger_nodes_below(&self, size: u64) -> Result<Vec<LedgerNode>, StoreError> {
-        let mut out = Vec::new();
-        for level in 0..64u32 {
-            let count = size >> level;
-            if count == 0 {
-                break;
-            }
-            let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-                "SELECT level, idx, hash FROM ledger_nodes WHERE level = $1 AND idx < $2 ORDER BY idx",
-            )
-            .bind(i64::from(level))
-            .bind(count as i64)
-            .fetch_all(self.pool())
-            .await?;
-            out.extend(rows.into_iter().map(|(level, index, hash)| LedgerNode {
-                level,
-                index,
-                hash,
-            }));
-        }
-        Ok(out)
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT last_leaf, level, hash FROM ledger_nodes WHERE last_leaf < $1 ORDER BY last_leaf, level",
+        )
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(nodes_in_level_order(rows))
     }
 
     /// Every stored node, ordered by level then index.
     pub async fn ledger_nodes(&self) -> Result<Vec<LedgerNode>, StoreError> {
         let rows: Vec<(i64, i64, String)> =
-            sqlx::query_as("SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx")
+            sqlx::query_as("SELECT last_leaf, level, hash FROM ledger_nodes")
                 .fetch_all(self.pool())
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(level, index, hash)| LedgerNode { level, index, hash })
-            .collect())
+        Ok(nodes_in_level_order(rows))
     }
 
     /// The latest prune: (prune point, signed checkpoint at it). Entries below it are gone.
@@ -566,12 +573,10 @@ impl Store {
                 (file.clone(), self.ledger_writer.clone(), positions.to_vec());
             return tokio::task::spawn_blocking(move || {
                 with_ledger_conn(&file, &slot, |conn| {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2",
-                    )?;
+                    let mut stmt = conn.prepare_cached(NODE_AT)?;
                     for (level, index) in positions {
                         let hash: Option<String> = stmt
-                            .query_row((i64::from(level), index as i64), |r| r.get(0))
+                            .query_row((last_leaf(level, index)?, i64::from(level)), |r| r.get(0))
                             .optional()?;
                         if let Some(hash) = hash {
                             map.0.insert((level, index), parse_hash(&hash)?);
@@ -584,12 +589,11 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("the ledger reader thread failed: {e}")))?;
         }
         for &(level, index) in positions {
-            let row: Option<(String,)> =
-                sqlx::query_as("SELECT hash FROM ledger_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(index as i64)
-                    .fetch_optional(self.pool())
-                    .await?;
+            let row: Option<(String,)> = sqlx::query_as(NODE_AT_PG)
+                .bind(last_leaf(level, index)?)
+                .bind(i64::from(level))
+                .fetch_optional(self.pool())
+                .await?;
             if let Some((hash,)) = row {
                 map.0.insert((level, index), parse_hash(&hash)?);
             }

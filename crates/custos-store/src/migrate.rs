@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0010_grants.sql"),
         postgres: include_str!("migrations/0010_grants.sql"),
     },
+    Migration {
+        version: 11,
+        name: "ledger nodes keyed by the last entry they cover",
+        sqlite: include_str!("migrations/0011_ledger_nodes_by_leaf.sqlite.sql"),
+        postgres: include_str!("migrations/0011_ledger_nodes_by_leaf.postgres.sql"),
+    },
 ];
 
 impl Store {
@@ -97,6 +103,12 @@ impl Store {
     /// several processes: each migration runs in a transaction that records its version, and
     /// the primary key makes a second runner fail and retry after the first commits.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_until(i64::MAX).await
+    }
+
+    /// `migrate`, stopping after version `last`: for tests that need a database as an older
+    /// custos left it.
+    pub async fn migrate_until(&self, last: i64) -> Result<(), StoreError> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS custos_migrations (
                 version BIGINT PRIMARY KEY,
@@ -106,7 +118,7 @@ impl Store {
         )
         .execute(self.pool())
         .await?;
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().filter(|m| m.version <= last) {
             let mut attempt = 0u64;
             loop {
                 match self.apply(m).await {

@@ -61,6 +61,78 @@ async fn appends_build_the_reference_tree() {
     }
 }
 
+/// A ledger written before nodes were keyed by the last entry they cover (migration 11)
+/// keeps every node through the migration, and appends continue the same tree.
+#[tokio::test]
+async fn nodes_keyed_by_level_migrate_to_keys_by_last_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!("sqlite://{}", dir.path().join("old.db").display())];
+    urls.extend(
+        testkit::fresh_postgres("ledger_migrate_nodes")
+            .await
+            .unwrap(),
+    );
+    for url in urls {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate_until(10).await.unwrap();
+        let mut reference = MemoryTree::new();
+        for i in 0..11 {
+            let e = event(i);
+            reference.append(e.as_bytes());
+            testkit::execute_raw(
+                &store,
+                &format!(
+                    "INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) VALUES ({i}, 0, '{e}', '{}')",
+                    hex::encode(leaf_hash(e.as_bytes()))
+                ),
+            )
+            .await
+            .unwrap();
+        }
+        for level in 0..4u32 {
+            for index in 0..(11u64 >> level) {
+                let hash = hex::encode(reference.node(level, index).unwrap().unwrap());
+                testkit::execute_raw(
+                    &store,
+                    &format!("INSERT INTO ledger_nodes (level, idx, hash) VALUES ({level}, {index}, '{hash}')"),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        store.migrate().await.unwrap();
+        let nodes = store.ledger_nodes().await.unwrap();
+        assert_eq!(nodes.len(), 11 + 5 + 2 + 1, "{url}");
+        for n in &nodes {
+            let expected = reference.node(n.level as u32, n.index as u64).unwrap();
+            assert_eq!(Some(n.hash.clone()), expected.map(hex::encode), "{url}");
+        }
+        // Appends read the migrated right edge and extend the same tree.
+        for i in 11..40 {
+            reference.append(event(i).as_bytes());
+        }
+        let more: Vec<String> = (11..40).map(event).collect();
+        assert_eq!(store.ledger_append(&more).await.unwrap(), 11..40);
+        let positions: Vec<(u32, u64)> = (0..6u32)
+            .flat_map(|l| (0..(40u64 >> l)).map(move |i| (l, i)))
+            .collect();
+        let stored = store.ledger_nodes_at(&positions).await.unwrap();
+        assert_eq!(stored.0.len(), positions.len(), "{url}");
+        for ((level, index), hash) in &stored.0 {
+            assert_eq!(
+                Some(*hash),
+                reference.node(*level, *index).unwrap(),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            root(&stored, 40).unwrap(),
+            root(&reference, 40).unwrap(),
+            "{url}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn concurrent_writers_never_collide() {
     for (store, url, _dir) in backends("ledger_concurrent").await {

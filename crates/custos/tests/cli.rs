@@ -867,7 +867,18 @@ fn audit_verify_catches_every_kind_of_tampering() {
     let public = keys.path().join("ledger.pub");
     let private = keys.path().join("ledger.key");
     // (what the attacker runs, the index verify must name, text the finding must contain)
-    let cases: [(&str, u64, &str); 6] = [
+    let cases: [(&str, u64, &str); 8] = [
+        (
+            "DROP TRIGGER ledger_nodes_append_only_update; \
+             UPDATE ledger_nodes SET hash = replace(hash, substr(hash, 1, 1), 'x') WHERE level = 1 AND last_leaf = 5",
+            4,
+            "stored node 1/2 does not match",
+        ),
+        (
+            "INSERT INTO ledger_nodes (last_leaf, level, hash) SELECT 2, 1, hash FROM ledger_nodes WHERE last_leaf = 3 AND level = 1",
+            0,
+            "impossible position",
+        ),
         (
             "DROP TRIGGER ledger_entries_append_only_update; \
              UPDATE ledger_entries SET event = replace(event, 'allowed', 'denied') WHERE idx = 5",
@@ -885,7 +896,7 @@ fn audit_verify_catches_every_kind_of_tampering() {
              UPDATE ledger_entries SET idx = idx - 999 WHERE idx >= 1000; \
              INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) \
                SELECT 5, recorded_at, '{\"forged\":true}', \
-                 (SELECT hash FROM ledger_nodes WHERE level = 0 AND idx = 0) FROM ledger_entries WHERE idx = 4",
+                 (SELECT hash FROM ledger_nodes WHERE level = 0 AND last_leaf = 0) FROM ledger_entries WHERE idx = 4",
             5,
             "",
         ),
