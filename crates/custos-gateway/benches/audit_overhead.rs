@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p custos-gateway --features bench-internals --bench audit_overhead`
 //! Environment: `CUSTOS_BENCH_ROUNDS` (default 20) rounds of `CUSTOS_BENCH_PER_ROUND`
-//! (default 1,000) requests per variant, stopping early after 180 s.
+//! (default 1,000) requests per variant, stopping early after 180 s; `CUSTOS_BENCH_ONLY=on`
+//! or `off` runs one variant alone, for a profiler.
 
 mod common;
 
@@ -33,6 +34,11 @@ fn main() {
     let rounds = env_or("CUSTOS_BENCH_ROUNDS", 20);
     let per_round = env_or("CUSTOS_BENCH_PER_ROUND", 1_000);
     let deadline = Instant::now() + Duration::from_secs(180);
+    let only = match std::env::var("CUSTOS_BENCH_ONLY").as_deref() {
+        Ok("on") => Some(0),
+        Ok("off") => Some(1),
+        _ => None,
+    };
     // One worker, as in the pipeline benchmark: the ledger writer's blocking thread is the
     // second user of the machine's two cores, as it would be in production.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -70,7 +76,7 @@ fn main() {
         }
         // Alternate which variant goes first, so neither always follows the other's writes.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for v in order {
+        for v in order.into_iter().filter(|v| only.is_none_or(|o| o == *v)) {
             run(&variants[v].1, per_round, Some(&mut latencies[v]));
         }
         done += 1;
@@ -80,6 +86,9 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut p = [[0.0; 4]; 2];
     for (v, lat) in latencies.iter_mut().enumerate() {
+        if lat.is_empty() {
+            continue;
+        }
         lat.sort();
         let mean = lat.iter().map(Duration::as_secs_f64).sum::<f64>() / lat.len() as f64 * 1e6;
         for (k, q) in [0.5, 0.9, 0.99, 0.999].iter().enumerate() {

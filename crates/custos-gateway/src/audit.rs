@@ -25,6 +25,8 @@ use std::sync::{Arc, OnceLock};
 const QUEUE: usize = 65_536;
 /// Most events committed in one transaction.
 const BATCH: usize = 1_024;
+/// At most one commit per this long: batches grow under load instead of commits multiplying.
+const PACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct LedgerWriter(Store);
 
@@ -48,7 +50,7 @@ pub struct AuditSink(BatchSink<String>);
 impl AuditSink {
     /// Starts the writer task; it commits until every sender is gone.
     pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sink, task) = BatchSink::spawn(QUEUE, BATCH, LedgerWriter(store));
+        let (sink, task) = BatchSink::spawn(QUEUE, BATCH, PACE, LedgerWriter(store));
         (Self(sink), task)
     }
 
@@ -117,32 +119,26 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         return response;
     };
     let status = response.status().as_u16();
-    let reason = response.extensions().get::<ProblemKind>().map(|k| k.slug());
-    let actor = slot.principal.get().map(|p| {
-        let kind = match p.method {
-            AuthMethod::Jwt => "user",
-            AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
-        };
-        json!({"type": kind, "id": p.id, "tenant": p.tenant, "team": p.team, "app": p.app, "env": p.env, "auth": p.method.as_str(), "issuer": (!p.issuer.is_empty()).then_some(&p.issuer), "roles": (!p.roles.is_empty()).then_some(&p.roles), "mfa": p.mfa})
-    });
-    let (model, request_sha256) = match slot.call.get() {
-        Some((m, h)) => (Some(m.clone()), Some(hex::encode(h))),
-        None => (None, None),
+    let event = ModelInvoke {
+        schema: 1,
+        time: custos_core::time::format_rfc3339(custos_core::time::now_ms()),
+        activity: "model.invoke",
+        actor: slot.principal.get().cloned().map(Actor),
+        resources: [ModelResource {
+            kind: "model",
+            id: slot.call.get().map(|(m, _)| m.clone()),
+            endpoint: endpoint.upstream_path(),
+        }],
+        outcome: outcome(status),
+        reason: response.extensions().get::<ProblemKind>().map(|k| k.slug()),
+        policies: slot.policies.get().cloned(),
+        transfer: slot.transfer.get().cloned(),
+        status,
+        request_id,
+        request_sha256: slot.call.get().map(|(_, h)| hex::encode(h)),
+        response_sha256: None,
+        completed: false,
     };
-    let event = json!({
-        "schema": 1,
-        "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
-        "activity": "model.invoke",
-        "actor": actor,
-        "resources": [{"type": "model", "id": model, "endpoint": endpoint.upstream_path()}],
-        "outcome": outcome(status),
-        "reason": reason,
-        "policies": slot.policies.get(),
-        "transfer": slot.transfer.get(),
-        "status": status,
-        "request_id": request_id,
-        "request_sha256": request_sha256,
-    });
     let (parts, body) = response.into_parts();
     let observer = EventOnEnd {
         hasher: Sha256::new(),
@@ -151,11 +147,66 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     Response::from_parts(parts, Body::new(TapBody::new(body, observer)))
 }
 
+/// A `model.invoke` event, serialized once when the response ends: a typed record rather
+/// than a `serde_json::Value` tree, since building that map (hashing every key) was most of
+/// what the audit layer cost a call.
+#[derive(serde::Serialize)]
+struct ModelInvoke {
+    schema: u32,
+    time: String,
+    activity: &'static str,
+    actor: Option<Actor>,
+    resources: [ModelResource; 1],
+    outcome: &'static str,
+    reason: Option<&'static str>,
+    policies: Option<Vec<String>>,
+    transfer: Option<Value>,
+    status: u16,
+    request_id: Option<String>,
+    request_sha256: Option<String>,
+    response_sha256: Option<String>,
+    completed: bool,
+}
+
+#[derive(serde::Serialize)]
+struct ModelResource {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: Option<String>,
+    endpoint: &'static str,
+}
+
+/// The caller, as OCSF's actor: the principal's identity, never its credentials.
+struct Actor(SharedPrincipal);
+
+impl serde::Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = &self.0;
+        let kind = match p.method {
+            AuthMethod::Jwt => "user",
+            AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
+        };
+        let mut m = s.serialize_map(Some(10))?;
+        m.serialize_entry("type", kind)?;
+        m.serialize_entry("id", &p.id)?;
+        m.serialize_entry("tenant", &p.tenant)?;
+        m.serialize_entry("team", &p.team)?;
+        m.serialize_entry("app", &p.app)?;
+        m.serialize_entry("env", &p.env)?;
+        m.serialize_entry("auth", p.method.as_str())?;
+        m.serialize_entry("issuer", &(!p.issuer.is_empty()).then_some(&p.issuer))?;
+        m.serialize_entry("roles", &(!p.roles.is_empty()).then_some(&p.roles))?;
+        m.serialize_entry("mfa", &p.mfa)?;
+        m.end()
+    }
+}
+
 /// Hashes the response as it passes and sends the event when it ends, or when it is dropped
 /// early (the client disconnected), marked incomplete.
 struct EventOnEnd {
     hasher: Sha256,
-    pending: Option<(Permit<String>, Value)>,
+    pending: Option<(Permit<String>, ModelInvoke)>,
 }
 
 impl Observer for EventOnEnd {
@@ -166,9 +217,14 @@ impl Observer for EventOnEnd {
     fn end(&mut self, completed: bool) {
         if let Some((permit, mut event)) = self.pending.take() {
             let digest = std::mem::take(&mut self.hasher).finalize();
-            event["response_sha256"] = Value::String(hex::encode(digest));
-            event["completed"] = Value::Bool(completed);
-            permit.send(event.to_string());
+            event.response_sha256 = Some(hex::encode(digest));
+            event.completed = completed;
+            match serde_json::to_string(&event) {
+                Ok(line) => permit.send(line),
+                // Plain strings and numbers cannot fail to serialize; should that change,
+                // the failure is loud rather than a silent gap.
+                Err(e) => tracing::error!(error = %e, "cannot serialize an audit event"),
+            }
         }
     }
 }

@@ -42,17 +42,31 @@ impl<T> Permit<T> {
 }
 
 impl<T: Send + 'static> BatchSink<T> {
-    /// Starts the writer; it commits until every sender is gone.
+    /// Starts the writer; it commits until every sender is gone, at most once per `pace`:
+    /// under load a batch then gathers what arrives in that time, so the per-commit work
+    /// (a transaction, its pages written to the WAL, a thread hand-off) is paid once for many
+    /// items rather than for every few. An item waits at most `pace` longer to be durable; a
+    /// flush that finds the writer idle commits at once.
     pub fn spawn(
         queue: usize,
         batch_max: usize,
+        pace: std::time::Duration,
         writer: impl Commit<T>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Msg<T>>(queue);
         let task = tokio::spawn(async move {
             let mut batch: Vec<T> = Vec::with_capacity(batch_max);
             let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+            let mut last_commit: Option<tokio::time::Instant> = None;
             while let Some(first) = rx.recv().await {
+                let due = last_commit.map(|last| last + pace);
+                if let (Msg::Item(_), Some(due)) = (&first, due) {
+                    if tokio::time::Instant::now() < due {
+                        // Sleeping rather than waiting on the channel: senders then do not
+                        // wake this task once per item while the batch gathers.
+                        tokio::time::sleep_until(due).await;
+                    }
+                }
                 let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
@@ -62,6 +76,9 @@ impl<T: Send + 'static> BatchSink<T> {
                     if batch.len() < batch_max {
                         next = rx.try_recv().ok();
                     }
+                }
+                if !batch.is_empty() {
+                    last_commit = Some(tokio::time::Instant::now());
                 }
                 while !batch.is_empty() {
                     match writer.commit(&batch).await {
