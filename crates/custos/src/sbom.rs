@@ -41,7 +41,9 @@ pub struct SbomArgs {
     output: Option<PathBuf>,
     /// Also list packages only dev-dependencies need (CycloneDX scope "excluded"); by
     /// default they are left out, as they do not ship. Cargo: read from the members'
-    /// Cargo.toml beside Cargo.lock.
+    /// Cargo.toml beside Cargo.lock; npm and pnpm: the lockfile's dev flags (pnpm 9: what
+    /// only devDependencies reach); Pipfile.lock: `develop`; poetry, pdm, uv: their dev
+    /// categories and groups.
     #[arg(long)]
     include_dev: bool,
 }

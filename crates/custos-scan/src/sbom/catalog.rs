@@ -260,6 +260,38 @@ fn mark_cargo_dev(lock: &Path, components: &mut [Component]) {
     }
 }
 
+/// Marks as dev-only every component that no runtime root reaches through `depends_on`:
+/// for lockfiles that record which top-level dependencies are for development but not which
+/// packages only those pull in (uv, pnpm 9).
+fn mark_dev_unless_reached(components: &mut [Component], runtime_roots: &BTreeSet<String>) {
+    let index: HashMap<&str, usize> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.purl.as_str(), i))
+        .collect();
+    let mut reached = vec![false; components.len()];
+    let mut todo: Vec<usize> = runtime_roots
+        .iter()
+        .filter_map(|p| index.get(p.as_str()).copied())
+        .collect();
+    for &i in &todo {
+        reached[i] = true;
+    }
+    while let Some(i) = todo.pop() {
+        for d in &components[i].depends_on {
+            if let Some(&j) = index.get(d.as_str()) {
+                if !reached[j] {
+                    reached[j] = true;
+                    todo.push(j);
+                }
+            }
+        }
+    }
+    for (c, r) in components.iter_mut().zip(reached) {
+        c.dev = !r && !c.is_root;
+    }
+}
+
 fn cargo_lock(text: &str, rel: &str) -> Catalog {
     let lock: CargoLock =
         toml::from_str(text).map_err(|e| format!("not a Cargo.lock: {}", e.message()))?;
@@ -409,6 +441,9 @@ fn npm_lock(text: &str, rel: &str) -> Catalog {
         for (path, (name, ver)) in &paths {
             let meta = &packages[*path];
             let mut c = npm_component(name, ver, rel);
+            // `dev` marks what only devDependencies need; `devOptional` is also needed by an
+            // optional runtime dependency, so it ships.
+            c.dev = meta.get("dev").and_then(Value::as_bool) == Some(true);
             let top = *path == format!("node_modules/{name}");
             c.direct = Some(top && root_deps.contains(name));
             c.depends_on = dep_names(meta)
@@ -437,6 +472,7 @@ fn npm_lock(text: &str, rel: &str) -> Catalog {
             };
             let mut c = npm_component(name, ver, rel);
             c.direct = Some(top);
+            c.dev = meta.get("dev").and_then(Value::as_bool) == Some(true);
             if let Some(req) = meta.get("requires").and_then(Value::as_object) {
                 // v1 names the required package, not its resolved copy: record by name.
                 c.depends_on = req.keys().map(|k| format!("npm:{k}")).collect();
@@ -512,6 +548,15 @@ struct PyPackage {
     dependencies: Option<toml::Value>,
     #[serde(default)]
     source: Option<toml::Value>,
+    /// poetry before 1.5: `"main"` or `"dev"`.
+    #[serde(default)]
+    category: Option<String>,
+    /// pdm: the dependency groups that need the package (`"default"` is the runtime one).
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    /// uv, on the project itself: extras, which ship when asked for.
+    #[serde(default, rename = "optional-dependencies")]
+    optional_dependencies: Option<toml::Value>,
 }
 
 /// poetry.lock, uv.lock and pdm.lock: TOML `[[package]]` tables.
@@ -540,6 +585,10 @@ fn python_toml_lock(text: &str, rel: &str) -> Catalog {
             .is_some_and(|s| s.contains_key("virtual") || s.contains_key("editable"));
         let mut c = component("pypi", None, &pypi_purl_name(&p.name), version, rel);
         c.is_root = is_root;
+        c.dev = p.category.as_deref() == Some("dev")
+            || p.groups
+                .as_ref()
+                .is_some_and(|g| !g.iter().any(|g| g == "default"));
         let deps: Vec<String> = match &p.dependencies {
             Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
             Some(toml::Value::Array(a)) => a
@@ -580,6 +629,28 @@ fn python_toml_lock(text: &str, rel: &str) -> Catalog {
         for c in out.iter_mut().filter(|c| !c.is_root) {
             c.direct = Some(roots.contains(&c.purl));
         }
+        // uv lists a project's development groups apart (`dev-dependencies`), so what its
+        // runtime dependencies and extras do not reach is for development only.
+        let mut runtime = roots;
+        for p in &lock.package {
+            let extras = p
+                .optional_dependencies
+                .as_ref()
+                .and_then(toml::Value::as_table);
+            for dep in extras.into_iter().flat_map(|t| t.values()) {
+                for name in dep
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.get("name").and_then(toml::Value::as_str))
+                {
+                    if let Some((n, v)) = version_of.get(&pypi_name(name)) {
+                        runtime.insert(purl("pypi", None, n, v));
+                    }
+                }
+            }
+        }
+        mark_dev_unless_reached(&mut out, &runtime);
     }
     Ok(out)
 }
@@ -587,7 +658,8 @@ fn python_toml_lock(text: &str, rel: &str) -> Catalog {
 /// Pipfile.lock: JSON, `default` (runtime) and `develop` sections, `"version": "==x"`.
 fn pipfile_lock(text: &str, rel: &str) -> Catalog {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let mut out = Vec::new();
+    let mut out: Vec<Component> = Vec::new();
+    let mut seen = BTreeSet::new();
     for section in ["default", "develop"] {
         let Some(pkgs) = v.get(section).and_then(Value::as_object) else {
             continue;
@@ -600,7 +672,11 @@ fn pipfile_lock(text: &str, rel: &str) -> Catalog {
             let mut c = component("pypi", None, &pypi_purl_name(name), version, rel);
             // Pipfile.lock flattens the tree: whether a package is direct is not recorded.
             c.direct = None;
-            out.push(c);
+            // A package in both sections ships; `default` comes first.
+            c.dev = section == "develop";
+            if seen.insert(c.purl.clone()) {
+                out.push(c);
+            }
         }
     }
     Ok(out)
@@ -850,8 +926,10 @@ fn pnpm_lock(text: &str, rel: &str) -> Catalog {
     let v: Value = serde_norway::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     let packages = v.get("packages").and_then(Value::as_object);
     let snapshots = v.get("snapshots").and_then(Value::as_object);
-    // Direct dependencies: importers (v6+) or top-level sections (v5).
+    // Direct dependencies: importers (v6+) or top-level sections (v5); those not under
+    // devDependencies are the runtime roots.
     let mut direct: BTreeSet<String> = BTreeSet::new();
+    let mut runtime: BTreeSet<String> = BTreeSet::new();
     let mut add_direct = |deps: &Value| {
         for section in ["dependencies", "devDependencies", "optionalDependencies"] {
             if let Some(m) = deps.get(section).and_then(Value::as_object) {
@@ -868,7 +946,11 @@ fn pnpm_lock(text: &str, rel: &str) -> Catalog {
                         .split('_')
                         .next()
                         .unwrap_or(ver);
-                    direct.insert(npm_purl(name, ver).2);
+                    let p = npm_purl(name, ver).2;
+                    if section != "devDependencies" {
+                        runtime.insert(p.clone());
+                    }
+                    direct.insert(p);
                 }
             }
         }
@@ -914,8 +996,17 @@ fn pnpm_lock(text: &str, rel: &str) -> Catalog {
             continue;
         }
         c.direct = Some(direct.contains(&c.purl));
+        c.dev = meta.get("dev").and_then(Value::as_bool) == Some(true);
         c.depends_on = edges;
         out.push(c);
+    }
+    // pnpm 9 dropped the per-package `dev` flag: tell by what the runtime roots reach.
+    let flagged = packages
+        .into_iter()
+        .flatten()
+        .any(|(_, m)| m.get("dev").is_some());
+    if !flagged && v.get("importers").is_some() {
+        mark_dev_unless_reached(&mut out, &runtime);
     }
     Ok(out)
 }
@@ -1432,6 +1523,85 @@ source = { registry = "https://pypi.org/simple" }
         let app = c.iter().find(|x| x.name == "app").unwrap();
         assert!(app.is_root);
         assert_eq!(app.depends_on, ["pkg:npm/ms@2.1.3"]);
+    }
+
+    /// Each lockfile's own notion of development-only packages, and what ships regardless.
+    #[test]
+    fn dev_only_packages_per_lockfile() {
+        let dev = |c: &[Component]| -> Vec<String> {
+            let mut d: Vec<String> = c.iter().filter(|c| c.dev).map(|c| c.name.clone()).collect();
+            d.sort();
+            d
+        };
+        let npm3 = r#"{"lockfileVersion":3,"packages":{"":{"dependencies":{"lodash":"^4"},"devDependencies":{"jest":"^29"}},
+            "node_modules/lodash":{"version":"4.17.21"},
+            "node_modules/jest":{"version":"29.0.0","dev":true,"dependencies":{"ci-info":"^3"}},
+            "node_modules/ci-info":{"version":"3.9.0","dev":true},
+            "node_modules/fsevents":{"version":"2.3.3","devOptional":true,"optional":true}}}"#;
+        assert_eq!(dev(&npm_lock(npm3, "l").unwrap()), ["ci-info", "jest"]);
+        let npm1 = r#"{"lockfileVersion":1,"dependencies":{"jest":{"version":"29.0.0","dev":true},"lodash":{"version":"4.17.21"}}}"#;
+        assert_eq!(dev(&npm_lock(npm1, "l").unwrap()), ["jest"]);
+
+        let pipfile = r#"{"default":{"requests":{"version":"==2.31.0"}},
+            "develop":{"pytest":{"version":"==8.0.0"},"requests":{"version":"==2.31.0"}}}"#;
+        let c = pipfile_lock(pipfile, "Pipfile.lock").unwrap();
+        assert_eq!(c.len(), 2, "a package in both sections is listed once");
+        assert_eq!(dev(&c), ["pytest"]);
+
+        let poetry =
+            "[[package]]\nname = \"requests\"\nversion = \"2.31.0\"\ncategory = \"main\"\n\
+                      [[package]]\nname = \"pytest\"\nversion = \"8.0.0\"\ncategory = \"dev\"\n";
+        assert_eq!(
+            dev(&python_toml_lock(poetry, "poetry.lock").unwrap()),
+            ["pytest"]
+        );
+        let pdm = "[[package]]\nname = \"requests\"\nversion = \"2.31.0\"\ngroups = [\"default\", \"test\"]\n\
+                   [[package]]\nname = \"pytest\"\nversion = \"8.0.0\"\ngroups = [\"test\"]\n";
+        assert_eq!(dev(&python_toml_lock(pdm, "pdm.lock").unwrap()), ["pytest"]);
+
+        let uv = r#"version = 1
+[[package]]
+name = "app"
+version = "0.1.0"
+source = { editable = "." }
+dependencies = [{ name = "requests" }]
+[package.optional-dependencies]
+speed = [{ name = "orjson" }]
+[package.dev-dependencies]
+dev = [{ name = "pytest" }]
+[[package]]
+name = "requests"
+version = "2.31.0"
+dependencies = [{ name = "urllib3" }]
+[[package]]
+name = "urllib3"
+version = "2.2.0"
+[[package]]
+name = "orjson"
+version = "3.10.0"
+[[package]]
+name = "pytest"
+version = "8.0.0"
+dependencies = [{ name = "pluggy" }, { name = "urllib3" }]
+[[package]]
+name = "pluggy"
+version = "1.5.0"
+"#;
+        assert_eq!(
+            dev(&python_toml_lock(uv, "uv.lock").unwrap()),
+            ["pluggy", "pytest"]
+        );
+
+        let v6 = "lockfileVersion: '6.0'\nimporters:\n  .:\n    dependencies:\n      lodash:\n        specifier: ^4\n        version: 4.17.21\npackages:\n  /lodash@4.17.21:\n    dev: false\n  /@types/node@20.1.0:\n    dev: true\n";
+        assert_eq!(
+            dev(&pnpm_lock(v6, "pnpm-lock.yaml").unwrap()),
+            ["@types/node"]
+        );
+        let v9 = "lockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      debug:\n        specifier: ^4\n        version: 4.3.4\n    devDependencies:\n      typescript:\n        specifier: ^5\n        version: 5.4.0\npackages:\n  debug@4.3.4: {}\n  ms@2.1.2: {}\n  typescript@5.4.0: {}\nsnapshots:\n  debug@4.3.4:\n    dependencies:\n      ms: 2.1.2\n  ms@2.1.2: {}\n  typescript@5.4.0: {}\n";
+        assert_eq!(
+            dev(&pnpm_lock(v9, "pnpm-lock.yaml").unwrap()),
+            ["typescript"]
+        );
     }
 
     #[test]
