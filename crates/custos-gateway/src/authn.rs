@@ -30,6 +30,9 @@ pub struct KeyCache {
     index: ArcSwap<KeyIndex>,
     watermark: AtomicI64,
     last_ok_ms: AtomicI64,
+    /// One refresh at a time: overlapping ones could each upsert into the same old index and
+    /// the later store would drop the other's keys.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl KeyCache {
@@ -39,6 +42,7 @@ impl KeyCache {
             index: ArcSwap::from_pointee(KeyIndex::default()),
             watermark: AtomicI64::new(i64::MIN + REFRESH_OVERLAP_MS),
             last_ok_ms: AtomicI64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
         };
         cache.refresh(store).await?;
         Ok(cache)
@@ -46,6 +50,7 @@ impl KeyCache {
 
     /// Reads keys changed since the last refresh and swaps in an updated index.
     pub async fn refresh(&self, store: &Store) -> Result<usize, StoreError> {
+        let _one = self.refreshing.lock().await;
         let since = self.watermark.load(Ordering::Relaxed) - REFRESH_OVERLAP_MS;
         let rows = store.keys_changed_since(since).await?;
         self.last_ok_ms.store(now_ms(), Ordering::Relaxed);

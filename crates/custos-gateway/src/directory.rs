@@ -34,6 +34,9 @@ pub struct Directory {
     tenants: ArcSwap<HashMap<String, TenantEntry>>,
     teams: ArcSwap<HashMap<(String, String), TeamEntry>>,
     grants: ArcSwap<GrantIndex>,
+    /// One refresh at a time: two overlapping ones could otherwise store the older snapshot
+    /// last (the periodic refresher against one a write asked for).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Directory {
@@ -44,6 +47,7 @@ impl Directory {
     }
 
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let _one = self.refreshing.lock().await;
         let tenants: HashMap<String, TenantEntry> = store
             .list_tenants()
             .await?

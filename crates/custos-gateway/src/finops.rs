@@ -60,6 +60,8 @@ pub struct Finops {
     pub default_max_output: u64,
     /// Device power and grid intensity for job carbon estimates.
     pub carbon: custos_finops::carbon::Tables,
+    /// One refresh at a time, so an older snapshot is never stored over a newer one.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Finops {
@@ -86,6 +88,7 @@ impl Finops {
             regions,
             default_max_output: u64::from(config.finops.default_max_output_tokens),
             carbon: custos_finops::carbon::Tables::shipped(),
+            refreshing: tokio::sync::Mutex::new(()),
         });
         finops.refresh(&store).await?;
         let alerts = tokio::spawn(alert_task(store, rx, audit, webhooks));
@@ -144,6 +147,7 @@ impl Finops {
 
     /// Reloads prices and budgets, and takes in every budget's spend from the store.
     pub async fn refresh(&self, store: &Store) -> Result<(), custos_store::StoreError> {
+        let _one = self.refreshing.lock().await;
         let prices = store.prices_all().await?;
         self.catalog.store(Arc::new(Catalog::new(prices)));
         let now = custos_core::time::now_ms();
