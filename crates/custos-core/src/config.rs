@@ -396,7 +396,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://path/to/custos.db` or `postgres://…`. A URL with a password must come from
@@ -404,6 +404,21 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// Directory for the embedded database and other local state. Default: `.custos`.
     pub data_dir: Option<PathBuf>,
+    /// The gateway's background writers (audit events, usage records) commit at most once
+    /// per this interval, gathering what arrives meanwhile into one transaction: longer
+    /// means fewer, larger commits and less CPU; an event then waits up to this long to be
+    /// durable (the response does not wait for it).
+    pub commit_interval: HumanDuration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: None,
+            commit_interval: HumanDuration(Duration::from_millis(10)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -948,6 +963,8 @@ shutdown_grace = "30s"
 # Embedded SQLite by default. For PostgreSQL set CUSTOS_DATABASE_URL=postgres://… instead.
 # url = "sqlite://.custos/custos.db"
 data_dir = ".custos"
+# Audit events and usage records are committed in batches, at most once per this interval.
+# commit_interval = "10ms"
 
 [log]
 # "text" for people, "json" for log pipelines. Logs never carry prompts or keys.
@@ -1153,6 +1170,10 @@ mod tests {
     #[test]
     fn database_url_precedence() {
         let c = parse("[database]\ndata_dir = \"/var/lib/custos\"\n").unwrap();
+        assert_eq!(c.database.commit_interval.0, Duration::from_millis(10));
+        let c2 = parse("[database]\ncommit_interval = \"50ms\"\n").unwrap();
+        assert_eq!(c2.database.commit_interval.0, Duration::from_millis(50));
+        assert!(parse("[database]\ncommit_interval = \"soon\"\n").is_err());
         assert_eq!(c.database_url(None), "sqlite:///var/lib/custos/custos.db");
         assert_eq!(c.database_url(Some("postgres://h/db")), "postgres://h/db");
     }

@@ -25,8 +25,6 @@ use std::sync::{Arc, OnceLock};
 const QUEUE: usize = 65_536;
 /// Most events committed in one transaction.
 const BATCH: usize = 1_024;
-/// At most one commit per this long: batches grow under load instead of commits multiplying.
-const PACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct LedgerWriter(Store);
 
@@ -48,9 +46,13 @@ impl Commit<String> for LedgerWriter {
 pub struct AuditSink(BatchSink<String>);
 
 impl AuditSink {
-    /// Starts the writer task; it commits until every sender is gone.
-    pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sink, task) = BatchSink::spawn(QUEUE, BATCH, PACE, LedgerWriter(store));
+    /// Starts the writer task; it commits until every sender is gone, at most once per
+    /// `interval` (`database.commit_interval`).
+    pub fn spawn(
+        store: Store,
+        interval: std::time::Duration,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sink, task) = BatchSink::spawn(QUEUE, BATCH, interval, LedgerWriter(store));
         (Self(sink), task)
     }
 

@@ -18,8 +18,6 @@ use std::sync::Arc;
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 1_024;
-/// At most one commit per this long: batches grow under load instead of commits multiplying.
-const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 struct UsageWriter(Store);
 
@@ -72,7 +70,12 @@ impl Finops {
         audit: AuditSink,
         webhooks: Arc<Webhooks>,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), custos_store::StoreError> {
-        let (usage, writer) = BatchSink::spawn(QUEUE, BATCH, PACE, UsageWriter(store.clone()));
+        let (usage, writer) = BatchSink::spawn(
+            QUEUE,
+            BATCH,
+            config.database.commit_interval.0,
+            UsageWriter(store.clone()),
+        );
         let (crossings, rx) = tokio::sync::mpsc::unbounded_channel();
         let regions = config
             .providers

@@ -137,7 +137,8 @@ impl Gateway {
         let authz = Arc::new(authz::Authz::load(&config.authz)?);
         let idempotency = Arc::new(idempotency::IdempotencyStore::new(&config.idempotency));
         let refresh = config.server.key_refresh_interval.0;
-        let (audit, audit_writer) = audit::AuditSink::spawn(store.clone());
+        let (audit, audit_writer) =
+            audit::AuditSink::spawn(store.clone(), config.database.commit_interval.0);
         custos_finops::period::time_zone(&config.finops.time_zone)
             .map_err(GatewayError::TimeZone)?;
         let webhooks = Arc::new(webhook::Webhooks::new(&config.finops.webhooks)?);
