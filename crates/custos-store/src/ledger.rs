@@ -75,7 +75,8 @@ fn last_leaf(level: u32, index: u64) -> Result<i64, StoreError> {
 fn node_position(last_leaf: i64, level: i64) -> (i64, i64) {
     let index = u32::try_from(level).ok().filter(|l| *l < 63).and_then(|l| {
         let covered = u64::try_from(last_leaf).ok()?.checked_add(1)?;
-        (covered.trailing_zeros() >= l).then(|| (covered >> l) as i64 - 1)
+        let count = i64::try_from(covered >> l).ok()?;
+        (covered.trailing_zeros() >= l).then_some(count - 1)
     });
     (level, index.unwrap_or(-1))
 }
@@ -629,5 +630,40 @@ impl Store {
                 .fetch_all(self.pool())
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{last_leaf, node_position};
+
+    #[test]
+    fn node_keys_round_trip_and_impossible_keys_are_flagged() {
+        for level in 0..20u32 {
+            for index in [0u64, 1, 2, 7, 1000] {
+                let last = last_leaf(level, index).unwrap();
+                assert_eq!(
+                    node_position(last, i64::from(level)),
+                    (i64::from(level), index as i64)
+                );
+            }
+        }
+        // Keys only tampering writes: never a panic, an index verification reports.
+        for (last, level) in [
+            (2, 1),
+            (-1, 0),
+            (i64::MAX, 0),
+            (i64::MAX, 62),
+            (5, -3),
+            (5, 99),
+        ] {
+            let (_, index) = node_position(last, level);
+            assert!(
+                index == -1 || (last == i64::MAX && level == 62),
+                "{last}/{level}"
+            );
+        }
+        assert!(last_leaf(63, 1).is_err());
+        assert!(last_leaf(0, u64::MAX).is_err());
     }
 }
