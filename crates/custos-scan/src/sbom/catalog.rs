@@ -771,8 +771,10 @@ fn go_sum(text: &str, rel: &str) -> Catalog {
 /// `name@range` → name (scoped names keep their leading `@`).
 fn spec_name(spec: &str) -> &str {
     let spec = spec.trim().trim_matches('"');
-    match spec[1.min(spec.len())..].find('@') {
-        Some(i) => &spec[..i + 1],
+    // The first character is skipped whole: a scope's `@`, or any other (maybe multi-byte).
+    let skip = spec.chars().next().map_or(0, char::len_utf8);
+    match spec[skip..].find('@') {
+        Some(i) => &spec[..i + skip],
         None => spec,
     }
 }
@@ -1602,6 +1604,17 @@ version = "1.5.0"
             dev(&pnpm_lock(v9, "pnpm-lock.yaml").unwrap()),
             ["typescript"]
         );
+    }
+
+    #[test]
+    fn yarn_spec_names_never_split_a_character() {
+        assert_eq!(spec_name("\"@babel/core@^7.0.0\""), "@babel/core");
+        assert_eq!(spec_name("lodash@^4"), "lodash");
+        assert_eq!(spec_name("¢@1"), "¢");
+        assert_eq!(spec_name("¢"), "¢");
+        assert_eq!(spec_name(""), "");
+        // The fuzzer's find: a header starting with a multi-byte character.
+        assert!(yarn_lock("\u{a2}\t%:\n  version \"1\"\n", "yarn.lock").is_ok());
     }
 
     #[test]
