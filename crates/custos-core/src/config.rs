@@ -1173,7 +1173,13 @@ mod tests {
         assert_eq!(c.database.commit_interval.0, Duration::from_millis(10));
         let c2 = parse("[database]\ncommit_interval = \"50ms\"\n").unwrap();
         assert_eq!(c2.database.commit_interval.0, Duration::from_millis(50));
-        assert!(parse("[database]\ncommit_interval = \"soon\"\n").is_err());
+        let err = parse("[database]\ncommit_interval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("database.commit_interval") && err.contains("invalid duration"),
+            "{err}"
+        );
         assert_eq!(c.database_url(None), "sqlite:///var/lib/custos/custos.db");
         assert_eq!(c.database_url(Some("postgres://h/db")), "postgres://h/db");
     }
