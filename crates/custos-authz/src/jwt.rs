@@ -400,6 +400,8 @@ pub struct Validator {
     algorithms: Vec<Alg>,
     leeway_s: i64,
     default_tenant: Option<String>,
+    /// The tenants this issuer may speak for; `None`: every tenant.
+    tenants: Option<Vec<String>>,
     claims: ClaimNames,
 }
 
@@ -433,6 +435,7 @@ impl Validator {
             algorithms,
             leeway_s: i64::try_from(config.leeway.0.as_secs()).unwrap_or(i64::MAX),
             default_tenant: config.default_tenant.clone(),
+            tenants: config.allowed_tenants(),
             claims: config.claims.clone(),
         })
     }
@@ -550,6 +553,19 @@ impl Validator {
             }
         };
         let tenant = text(&names.tenant)?.or_else(|| self.default_tenant.clone());
+        if let (Some(t), Some(allowed)) = (&tenant, &self.tenants) {
+            if !allowed.iter().any(|a| a == t) {
+                return Err(TokenError::Claim(format!(
+                    "issuer {:?} is not trusted for tenant {t:?} (its `tenants`: {})",
+                    self.issuer,
+                    if allowed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )));
+            }
+        }
         let team = text(&names.team)?;
         let roles = string_list(c, &names.roles)?;
         let groups = string_list(c, &names.groups)?;
@@ -803,6 +819,41 @@ mod tests {
             .validate(&Unverified::parse(&t.token(&c)).unwrap(), &jwks, NOW)
             .unwrap_err();
         assert_eq!(err.slug(), "token-claims");
+    }
+
+    #[test]
+    fn an_issuer_speaks_only_for_its_tenants() {
+        let t = TestIssuer::new("https://idp-a");
+        let mut cfg = config("https://idp-a");
+        cfg.tenants = vec!["acme".into()];
+        let v = Validator::new(&cfg).unwrap();
+        let jwks = Jwks::parse(t.jwks().as_bytes()).unwrap();
+        let run = |c: &Value| v.validate(&Unverified::parse(&t.token(c)).unwrap(), &jwks, NOW);
+        let mut c = t.claims("alice", "custos", NOW);
+        c["tenant"] = json!("acme");
+        assert_eq!(run(&c).unwrap().tenant.as_deref(), Some("acme"));
+        c["tenant"] = json!("globex");
+        let err = run(&c).unwrap_err();
+        assert_eq!(err.slug(), "token-claims");
+        assert!(
+            err.to_string()
+                .contains("not trusted for tenant \"globex\""),
+            "{err}"
+        );
+        // No tenant list but a default tenant: that tenant only.
+        cfg.tenants = Vec::new();
+        cfg.default_tenant = Some("acme".into());
+        let v = Validator::new(&cfg).unwrap();
+        let run = |c: &Value| v.validate(&Unverified::parse(&t.token(c)).unwrap(), &jwks, NOW);
+        assert_eq!(run(&c).unwrap_err().slug(), "token-claims");
+        c.as_object_mut().unwrap().remove("tenant");
+        assert_eq!(run(&c).unwrap().tenant.as_deref(), Some("acme"));
+        // "*" trusts the issuer for every tenant.
+        cfg.tenants = vec!["*".into()];
+        let v = Validator::new(&cfg).unwrap();
+        c["tenant"] = json!("globex");
+        let got = v.validate(&Unverified::parse(&t.token(&c)).unwrap(), &jwks, NOW);
+        assert_eq!(got.unwrap().tenant.as_deref(), Some("globex"));
     }
 
     #[test]

@@ -141,6 +141,11 @@ pub struct JwtIssuerConfig {
     /// The tenant of tokens that carry no tenant claim (single-tenant deployments).
     #[serde(default)]
     pub default_tenant: Option<String>,
+    /// The tenants this issuer may speak for: a token's tenant claim is honoured only when
+    /// it names one of them (`["*"]`: every tenant, for an IdP trusted by all of them).
+    /// Unset, it is `[default_tenant]`; an issuer with neither is refused at load.
+    #[serde(default, alias = "tenant", deserialize_with = "one_or_many")]
+    pub tenants: Vec<String>,
     #[serde(default)]
     pub claims: ClaimNames,
     #[serde(default)]
@@ -148,7 +153,8 @@ pub struct JwtIssuerConfig {
 }
 
 impl JwtIssuerConfig {
-    /// An issuer with every optional setting at its default (keys to be set by the caller).
+    /// An issuer with every optional setting at its default (keys to be set by the caller),
+    /// trusted for every tenant.
     pub fn new(issuer: &str, audience: &str) -> Self {
         Self {
             issuer: issuer.to_owned(),
@@ -160,9 +166,23 @@ impl JwtIssuerConfig {
             leeway: default_leeway(),
             algorithms: Vec::new(),
             default_tenant: None,
+            // Tests, benches and fuzzing build issuers this way; a file must name its tenants.
+            tenants: vec!["*".into()],
             claims: ClaimNames::default(),
             scopes: OperationScopes::default(),
         }
+    }
+
+    /// The tenants this issuer's tokens may name: `tenants`, else `[default_tenant]`.
+    /// `None` means every tenant (`tenants = ["*"]`).
+    pub fn allowed_tenants(&self) -> Option<Vec<String>> {
+        if self.tenants.iter().any(|t| t == "*") {
+            return None;
+        }
+        if self.tenants.is_empty() {
+            return Some(self.default_tenant.iter().cloned().collect());
+        }
+        Some(self.tenants.clone())
     }
 }
 
@@ -482,6 +502,13 @@ pub struct AuditConfig {
     /// Events younger than this are never pruned, whatever `custos audit prune --before`
     /// says (regulations commonly ask for 12–24 months).
     pub retention: HumanDuration,
+    /// A directory outside the database where every signed checkpoint is published, one
+    /// read-only file per size, never overwritten: the anchor `custos audit verify` checks
+    /// the database against. Put it on storage the database's administrators cannot rewrite
+    /// (a WORM mount, an S3 bucket with Object Lock through a FUSE mount, another host).
+    pub anchor_dir: Option<PathBuf>,
+    /// Receivers to which every signed checkpoint is POSTed (HMAC-signed like alerts).
+    pub anchor_webhooks: Vec<WebhookConfig>,
 }
 
 impl Default for AuditConfig {
@@ -491,6 +518,8 @@ impl Default for AuditConfig {
             checkpoint_interval: HumanDuration(Duration::from_secs(60)),
             checkpoint_every: 10_000,
             retention: HumanDuration(Duration::from_secs(365 * 24 * 3600)),
+            anchor_dir: None,
+            anchor_webhooks: Vec::new(),
         }
     }
 }
@@ -626,6 +655,11 @@ impl Config {
                 if f.is_relative() {
                     *f = base.join(&*f);
                 }
+            }
+        }
+        if let Some(f) = &mut config.audit.anchor_dir {
+            if f.is_relative() {
+                *f = base.join(&*f);
             }
         }
         for f in &mut config.authz.policies {
@@ -816,6 +850,32 @@ impl Config {
                 }
                 _ => {}
             }
+            if j.tenants.is_empty() && j.default_tenant.is_none() {
+                return fail(
+                    key("tenants"),
+                    at("issuer"),
+                    "name the tenants this issuer may sign for, e.g. `tenants = [\"acme\"]` \
+                     (or `tenants = [\"*\"]` for an identity provider every tenant trusts): \
+                     without it, any token of this issuer could claim any tenant"
+                        .into(),
+                );
+            }
+            if j.tenants.iter().any(String::is_empty) {
+                return fail(
+                    key("tenants"),
+                    at("tenants"),
+                    "tenant names must not be empty".into(),
+                );
+            }
+            if let (Some(d), Some(allowed)) = (&j.default_tenant, j.allowed_tenants()) {
+                if !allowed.contains(d) {
+                    return fail(
+                        key("default_tenant"),
+                        at("default_tenant"),
+                        format!("{d:?} is not one of this issuer's `tenants`"),
+                    );
+                }
+            }
             if j.leeway.0 > Duration::from_secs(600) {
                 return fail(
                     key("leeway"),
@@ -986,6 +1046,13 @@ checkpoint_interval = "60s"
 checkpoint_every = 10000          # or as soon as this many events were added
 # `custos audit prune` never removes events younger than this, nor any not yet exported.
 retention = "365d"
+# Every signed checkpoint is also published outside the database, so that rows rewritten
+# or deleted in it are caught by `custos audit verify` (which exits 3 when nothing anchors
+# the ledger). A directory on storage the database's administrators cannot rewrite:
+# anchor_dir = "/mnt/worm/custos-anchors"
+# [[audit.anchor_webhooks]]         # and/or receivers of every checkpoint (HMAC-signed)
+# url = "https://evidence.example.com/custos"
+# secret_env = "CUSTOS_ANCHOR_SECRET"
 
 [finops]
 # Prices (`custos prices …`) and budgets (`custos budgets …`) live in the database; every
@@ -1012,6 +1079,7 @@ time_zone = "UTC"
 # jwks_refresh_interval = "1h"
 # jwks_min_refetch = "30s"     # an unknown `kid` refetches at most this often
 # leeway = "60s"               # clock skew tolerated on exp and nbf
+# tenants = ["acme"]           # the only tenants its tokens may name ("*": every tenant)
 # default_tenant = "acme"      # for tokens without a tenant claim
 # [auth.jwt.claims]            # which claim holds what (dotted paths reach nested claims)
 # tenant = "tenant"
@@ -1088,28 +1156,47 @@ mod tests {
     #[test]
     fn jwt_issuers_are_checked() {
         let ok = parse(
-            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = [\"custos\", \"api\"]\njwks_file = \"keys/jwks.json\"\n[auth.jwt.claims]\nroles = \"realm_access.roles\"\n",
+            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = [\"custos\", \"api\"]\njwks_file = \"keys/jwks.json\"\ntenants = [\"acme\", \"globex\"]\n[auth.jwt.claims]\nroles = \"realm_access.roles\"\n",
         )
         .unwrap();
         let j = &ok.auth.jwt[0];
         assert_eq!(j.audience, ["custos", "api"]);
+        assert_eq!(j.allowed_tenants().unwrap(), ["acme", "globex"]);
         assert_eq!(j.claims.roles, "realm_access.roles");
         assert_eq!(j.claims.tenant, "tenant");
         assert_eq!(j.scopes.chat, "custos:chat");
         assert_eq!(j.leeway.0, Duration::from_secs(60));
         assert!(j.jwks_file.as_ref().unwrap().ends_with("keys/jwks.json"));
         let err = |text: &str| parse(text).unwrap_err().to_string();
-        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\n");
+        // An issuer bound to no tenant would speak for all of them: refused.
+        let e = err(
+            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\njwks_file = \"j\"\n",
+        );
+        assert!(e.contains("auth.jwt[0].tenants"), "{e}");
+        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\njwks_file = \"j\"\ntenant = \"acme\"\ndefault_tenant = \"globex\"\n");
+        assert!(
+            e.contains("default_tenant") && e.contains("not one of"),
+            "{e}"
+        );
+        let one = parse("[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\ntenant = \"acme\"\n").unwrap();
+        assert_eq!(one.auth.jwt[0].allowed_tenants().unwrap(), ["acme"]);
+        let all = parse("[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\ntenants = [\"*\"]\n").unwrap();
+        assert!(all.auth.jwt[0].allowed_tenants().is_none());
+        let e = err(
+            "[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\ntenants = [\"*\"]\n",
+        );
         assert!(
             e.contains("auth.jwt[0].jwks_file") && e.contains("exactly one"),
             "{e}"
         );
-        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\njwks_url = \"ftp://x\"\n");
+        let e = err("[[auth.jwt]]\nissuer = \"https://idp\"\naudience = \"custos\"\njwks_url = \"ftp://x\"\ntenants = [\"*\"]\n");
         assert!(e.contains("jwks_url"), "{e}");
-        let e = err("[[auth.jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"j\"\n");
+        let e = err(
+            "[[auth.jwt]]\nissuer = \"i\"\naudience = []\njwks_file = \"j\"\ntenants = [\"*\"]\n",
+        );
         assert!(e.contains("audience"), "{e}");
         let e = err(
-            "[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\nleeway = \"1h\"\n",
+            "[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"j\"\ntenants = [\"*\"]\nleeway = \"1h\"\n",
         );
         assert!(e.contains("leeway") && e.contains("10m"), "{e}");
     }

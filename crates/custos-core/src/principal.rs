@@ -69,8 +69,14 @@ impl ModelScope {
 /// An authenticated caller. Cheap to clone: shared behind an `Arc` on the hot path.
 #[derive(Clone, Debug, Default)]
 pub struct Principal {
-    /// Stable id of the caller: the key id (`key_…`), the token subject, or the SPIFFE ID.
+    /// Id of the caller within its credential's namespace: the key id (`key_…`), the token
+    /// subject, or the SPIFFE ID (or `cn:NAME`). Not unique across tenants or issuers: state
+    /// and evidence are keyed by `uid`.
     pub id: String,
+    /// The caller's id qualified by tenant, credential kind and issuer (see `qualify`), so
+    /// `sub=alice` of one tenant or issuer never shares quotas, idempotency keys, grants or
+    /// overrides with `alice` of another.
+    pub uid: String,
     pub method: AuthMethod,
     /// Who vouched for the identity: the token issuer or the client CA; empty for API keys.
     pub issuer: String,
@@ -99,11 +105,59 @@ pub struct Principal {
     pub team_tpm: Option<u32>,
 }
 
+impl Principal {
+    /// The qualified id of a principal of `tenant_id`: `TENANT/key/KEY_ID`,
+    /// `TENANT/jwt/ISSUER#SUBJECT`, `TENANT/mtls/SPIFFE_ID`.
+    pub fn qualified_id(tenant_id: &str, method: AuthMethod, issuer: &str, id: &str) -> String {
+        match method {
+            AuthMethod::ApiKey => format!("{tenant_id}/key/{id}"),
+            AuthMethod::Jwt => format!("{tenant_id}/jwt/{issuer}#{id}"),
+            AuthMethod::Mtls => format!("{tenant_id}/mtls/{id}"),
+        }
+    }
+
+    /// Sets `uid` from the tenant id, method, issuer and id; call once they are final.
+    pub fn qualify(&mut self) {
+        self.uid = Self::qualified_id(&self.tenant_id, self.method, &self.issuer, &self.id);
+    }
+
+    /// How grants and overrides name this principal within its tenant: the key id, the
+    /// SPIFFE ID, or `ISSUER#SUBJECT` for tokens.
+    pub fn grant_name(&self) -> String {
+        match self.method {
+            AuthMethod::Jwt => format!("{}#{}", self.issuer, self.id),
+            AuthMethod::ApiKey | AuthMethod::Mtls => self.id.clone(),
+        }
+    }
+}
+
 pub type SharedPrincipal = Arc<Principal>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qualified_ids_keep_tenants_and_issuers_apart() {
+        let mut a = Principal {
+            id: "alice".into(),
+            method: AuthMethod::Jwt,
+            issuer: "https://idp-a".into(),
+            tenant_id: "ten_a".into(),
+            ..Principal::default()
+        };
+        a.qualify();
+        let mut b = a.clone();
+        b.tenant_id = "ten_b".into();
+        b.qualify();
+        let mut c = a.clone();
+        c.issuer = "https://idp-b".into();
+        c.qualify();
+        assert_eq!(a.uid, "ten_a/jwt/https://idp-a#alice");
+        assert_ne!(a.uid, b.uid);
+        assert_ne!(a.uid, c.uid);
+        assert_eq!(a.grant_name(), "https://idp-a#alice");
+    }
 
     #[test]
     fn model_scope() {

@@ -156,7 +156,8 @@ async fn record(
         "schema": 1,
         "time": format_rfc3339(now_ms()),
         "activity": activity,
-        "actor": {"type": kind, "id": p.id, "tenant": p.tenant, "auth": p.method.as_str(),
+        "actor": {"type": kind, "id": p.id, "uid": p.uid, "issuer": (!p.issuer.is_empty()).then_some(&p.issuer),
+                  "tenant": p.tenant, "auth": p.method.as_str(),
                   "roles": (!p.roles.is_empty()).then_some(&p.roles), "mfa": p.mfa},
         "resources": [resource],
         "outcome": outcome,
@@ -427,12 +428,12 @@ async fn create_grant(
     }
     let new = NewGrant {
         tenant: tenant.clone(),
-        principal: p.id.clone(),
+        principal: p.grant_name(),
         role: body.role,
         kind,
         why: body.why,
         duration_ms: d.as_millis().min(i64::MAX as u128) as i64,
-        requested_by: p.id.clone(),
+        requested_by: p.grant_name(),
     };
     match s.store.grant_create(&new).await {
         Ok(g) => {
@@ -496,7 +497,7 @@ async fn decide(
         }
         Err(e) => return store_problem(e),
     }
-    match s.store.grant_decide(&id, approve, &p.id).await {
+    match s.store.grant_decide(&id, approve, &p.grant_name()).await {
         Ok(g) => {
             let activity = if approve {
                 "grant.approve"

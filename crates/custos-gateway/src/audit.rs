@@ -189,9 +189,10 @@ impl serde::Serialize for Actor {
             AuthMethod::Jwt => "user",
             AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
         };
-        let mut m = s.serialize_map(Some(10))?;
+        let mut m = s.serialize_map(Some(11))?;
         m.serialize_entry("type", kind)?;
         m.serialize_entry("id", &p.id)?;
+        m.serialize_entry("uid", &p.uid)?;
         m.serialize_entry("tenant", &p.tenant)?;
         m.serialize_entry("team", &p.team)?;
         m.serialize_entry("app", &p.app)?;
@@ -242,24 +243,98 @@ pub enum CheckpointFailure {
     PreviousUnreadable(custos_ledger::CheckpointError),
     #[error("the ledger at size {new} is not an extension of the checkpoint at size {old}: refusing to sign a history that forks")]
     Inconsistent { old: u64, new: u64 },
+    #[error(
+        "the latest published checkpoint ({source_name}) does not verify with this key: {error}"
+    )]
+    AnchorUnreadable {
+        source_name: String,
+        error: custos_ledger::CheckpointError,
+    },
+    #[error("the ledger holds {size} entries, fewer than the {anchored} of the checkpoint published at {source_name}: entries were removed; refusing to sign")]
+    BehindAnchor {
+        size: u64,
+        anchored: u64,
+        source_name: String,
+    },
+    #[error("the ledger at size {new} does not extend the checkpoint published at {source_name} (size {old}): its history was rewritten; refusing to sign")]
+    ForksFromAnchor {
+        old: u64,
+        new: u64,
+        source_name: String,
+    },
+    #[error(transparent)]
+    Anchor(#[from] crate::anchor::AnchorError),
+}
+
+/// Proves that the tree of `size` entries with root `new_root` extends `old`, from stored
+/// nodes.
+async fn extends(
+    store: &Store,
+    old: &custos_ledger::Checkpoint,
+    size: u64,
+    new_root: &custos_ledger::Hash,
+) -> Result<bool, CheckpointFailure> {
+    use custos_ledger::{consistency_positions, consistency_proof, verify_consistency};
+    if old.size == 0 {
+        return Ok(true);
+    }
+    if old.size > size {
+        return Ok(false);
+    }
+    let nodes = store
+        .ledger_nodes_at(&consistency_positions(old.size, size))
+        .await?;
+    let Ok(proof) = consistency_proof(&nodes, old.size, size) else {
+        return Ok(false);
+    };
+    Ok(verify_consistency(old.size, size, &old.root, new_root, &proof).is_ok())
 }
 
 /// Signs the ledger's current head when it has grown since the last checkpoint, after proving
 /// it consistent with that checkpoint; reads only O(log n) nodes. Returns the new (size,
 /// note), or `None` when there was nothing new to sign.
+///
+/// The head must also extend the latest checkpoint published to the external anchors
+/// (`anchors`), which the database cannot rewrite; the new checkpoint is published there
+/// once stored. A stored checkpoint that never reached the anchors is published again here.
 pub async fn sign_checkpoint(
     store: &Store,
     signer: &custos_ledger::NoteSigner,
+    anchors: &crate::anchor::Anchors,
 ) -> Result<Option<(u64, String)>, CheckpointFailure> {
-    use custos_ledger::{
-        consistency_positions, consistency_proof, root, verify_consistency, Checkpoint,
+    use custos_ledger::{root, Checkpoint, Frontier};
+    let verifier = signer.verifier();
+    let anchored = match anchors.latest()? {
+        Some((source_name, note)) => {
+            let cp = verifier
+                .open(&note)
+                .map_err(|error| CheckpointFailure::AnchorUnreadable {
+                    source_name: source_name.clone(),
+                    error,
+                })?;
+            Some((source_name, cp))
+        }
+        None => None,
     };
     let size = store.ledger_size().await?;
+    if let Some((source_name, a)) = &anchored {
+        if size < a.size {
+            return Err(CheckpointFailure::BehindAnchor {
+                size,
+                anchored: a.size,
+                source_name: source_name.clone(),
+            });
+        }
+    }
     let previous = store.ledger_latest_checkpoint().await?;
     if size == 0 || previous.as_ref().is_some_and(|(s, _)| *s >= size) {
+        if let Some((s, note)) = &previous {
+            if anchored.as_ref().is_none_or(|(_, a)| a.size < *s) && !anchors.is_empty() {
+                anchors.publish(*s, note).await?;
+            }
+        }
         return Ok(None);
     }
-    let verifier = signer.verifier();
     let old = match &previous {
         Some((_, note)) => Some(
             verifier
@@ -268,20 +343,24 @@ pub async fn sign_checkpoint(
         ),
         None => None,
     };
-    let old_size = old.as_ref().map_or(0, |c| c.size);
-    let nodes = store
-        .ledger_nodes_at(&consistency_positions(old_size, size))
-        .await?;
+    let nodes = store.ledger_nodes_at(&Frontier::positions(size)).await?;
     let new_root = root(&nodes, size).map_err(|_| CheckpointFailure::MissingNodes(size))?;
     if let Some(old) = &old {
-        let proof = consistency_proof(&nodes, old.size, size)
-            .map_err(|_| CheckpointFailure::MissingNodes(size))?;
-        verify_consistency(old.size, size, &old.root, &new_root, &proof).map_err(|_| {
-            CheckpointFailure::Inconsistent {
+        if !extends(store, old, size, &new_root).await? {
+            return Err(CheckpointFailure::Inconsistent {
                 old: old.size,
                 new: size,
-            }
-        })?;
+            });
+        }
+    }
+    if let Some((source_name, a)) = &anchored {
+        if !extends(store, a, size, &new_root).await? {
+            return Err(CheckpointFailure::ForksFromAnchor {
+                old: a.size,
+                new: size,
+                source_name: source_name.clone(),
+            });
+        }
     }
     let note = signer.sign(&Checkpoint {
         origin: verifier.name().to_owned(),
@@ -289,7 +368,10 @@ pub async fn sign_checkpoint(
         root: new_root,
     });
     match store.ledger_add_checkpoint(size, &note).await {
-        Ok(()) => Ok(Some((size, note))),
+        Ok(()) => {
+            anchors.publish(size, &note).await?;
+            Ok(Some((size, note)))
+        }
         // Another process signed this size first; the same key over the same tree gives the
         // same checkpoint, so there is nothing to add.
         Err(custos_store::StoreError::Conflict(_)) => Ok(None),
@@ -302,6 +384,7 @@ pub async fn sign_checkpoint(
 pub fn spawn_checkpointer(
     store: Store,
     signer: custos_ledger::NoteSigner,
+    anchors: crate::anchor::Anchors,
     interval: std::time::Duration,
     every: u64,
 ) -> tokio::task::JoinHandle<()> {
@@ -327,7 +410,7 @@ pub fn spawn_checkpointer(
             if !due {
                 continue;
             }
-            match sign_checkpoint(&store, &signer).await {
+            match sign_checkpoint(&store, &signer, &anchors).await {
                 Ok(Some((size, _))) => {
                     last_signed = std::time::Instant::now();
                     tracing::info!(size, "signed a ledger checkpoint");

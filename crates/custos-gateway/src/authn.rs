@@ -128,6 +128,8 @@ pub fn record_from_row(row: KeyRow) -> Option<KeyRecord> {
         team_tpm: limit(row.team_tpm),
         ..Principal::default()
     };
+    let mut principal = principal;
+    principal.qualify();
     Some(KeyRecord {
         id: row.id,
         digest,

@@ -172,9 +172,7 @@ impl Authz {
                 .unwrap_or("")
                 .to_owned(),
             step_up: principal.mfa,
-            grants: state
-                .directory
-                .granted_roles(&principal.tenant, &principal.id, now),
+            grants: state.directory.granted_roles(principal, now),
         };
         let tenant = state.directory.tenant_facts(&principal.tenant);
         let d = self

@@ -61,7 +61,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             Ok(hold) => slot.add_hold(t, hold),
             // A time-bound spend override lets the call through; it still counts, and the
             // ledger says whose override spent past which budget.
-            Err(_) if state.finops.spend_override(&principal.id, now).is_some() => {
+            Err(_) if state.finops.spend_override(principal, now).is_some() => {
                 overridden.push(t.budget.name.clone());
                 let hold = t.hold_anyway(now, estimate);
                 slot.add_hold(t, hold);
@@ -100,7 +100,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     if !overridden.is_empty() {
         let why = state
             .finops
-            .spend_override(&principal.id, now)
+            .spend_override(principal, now)
             .unwrap_or_default();
         state
             .audit
@@ -108,7 +108,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                 "schema": 1,
                 "time": custos_core::time::format_rfc3339(now),
                 "activity": "budget.override",
-                "actor": {"type": "api_key", "id": principal.id, "tenant": principal.tenant,
+                "actor": {"type": "api_key", "id": principal.id, "uid": principal.uid, "tenant": principal.tenant,
                           "team": principal.team, "app": principal.app},
                 "resources": overridden.iter().map(|b| serde_json::json!({"type": "budget", "name": b})).collect::<Vec<_>>(),
                 "outcome": "allowed",

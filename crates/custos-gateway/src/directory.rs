@@ -136,6 +136,7 @@ impl Directory {
             p.team_tpm = t.tpm;
         }
         p.tenant_id = tenant_id;
+        p.qualify();
         Ok(())
     }
 
@@ -150,13 +151,15 @@ impl Directory {
 
     /// Roles a principal holds through grants live at `now_ms`. Expiry is checked here, on
     /// every request, so a grant stops on time without waiting for a refresh.
-    pub fn granted_roles(&self, tenant: &str, principal: &str, now_ms: i64) -> Vec<String> {
+    /// Grants name principals within their tenant (`Principal::grant_name`): a token's
+    /// subject only together with its issuer.
+    pub fn granted_roles(&self, principal: &Principal, now_ms: i64) -> Vec<String> {
         let grants = self.grants.load();
         if grants.is_empty() {
             return Vec::new();
         }
         grants
-            .get(&(tenant.to_owned(), principal.to_owned()))
+            .get(&(principal.tenant.clone(), principal.grant_name()))
             .map(|list| {
                 list.iter()
                     .filter(|(_, expires)| now_ms < *expires)

@@ -9,6 +9,7 @@ use crate::audit::AuditSink;
 use crate::batch::{BatchSink, Commit};
 use crate::webhook::Webhooks;
 use arc_swap::ArcSwap;
+use custos_core::principal::{AuthMethod, Principal};
 use custos_finops::budget::{Budget, Tracker};
 use custos_finops::{Amount, Attribution, Catalog, Price, Usage, UsageRecord};
 use custos_store::Store;
@@ -49,8 +50,8 @@ pub struct Finops {
     pub catalog: ArcSwap<Catalog>,
     /// Trackers by tenant name.
     budgets: ArcSwap<HashMap<String, Vec<Arc<Tracker>>>>,
-    /// Spend overrides in force: key id → (expiry, why).
-    overrides: ArcSwap<HashMap<String, (i64, String)>>,
+    /// Spend overrides in force: (tenant, key id) → (expiry, why).
+    overrides: ArcSwap<HashMap<(String, String), (i64, String)>>,
     pub usage: BatchSink<UsageRecord>,
     crossings: tokio::sync::mpsc::UnboundedSender<Crossing>,
     /// Region of each provider, from the configuration.
@@ -109,10 +110,15 @@ impl Finops {
 
     /// The reason of the spend override `key_id` holds at `now_ms`, if any. Expiry is checked
     /// here, so an override stops working the moment it ends, not at the next refresh.
-    pub fn spend_override(&self, key_id: &str, now_ms: i64) -> Option<String> {
+    /// Overrides are granted to API keys of a tenant: a token or certificate whose subject
+    /// happens to spell a key id holds none.
+    pub fn spend_override(&self, p: &Principal, now_ms: i64) -> Option<String> {
+        if p.method != AuthMethod::ApiKey {
+            return None;
+        }
         self.overrides
             .load()
-            .get(key_id)
+            .get(&(p.tenant.clone(), p.id.clone()))
             .filter(|(expires, _)| *expires > now_ms)
             .map(|(_, why)| why.clone())
     }
@@ -157,7 +163,9 @@ impl Finops {
         let mut overrides = HashMap::new();
         for o in store.spend_overrides_active(now).await? {
             // Latest expiry first: the first seen per key is the one that counts.
-            overrides.entry(o.key_id).or_insert((o.expires_at, o.why));
+            overrides
+                .entry((o.tenant, o.key_id))
+                .or_insert((o.expires_at, o.why));
         }
         self.overrides.store(Arc::new(overrides));
         let old = self.budgets.load_full();

@@ -251,7 +251,7 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
         return next.run(req).await;
     };
     let store = state.idempotency.clone();
-    let scope: Scope = (principal.id.clone(), key);
+    let scope: Scope = (principal.uid.clone(), key);
     let token = match store.begin(scope.clone(), call.body_sha256) {
         Lookup::Run { token } => token,
         Lookup::Replay(stored) => {

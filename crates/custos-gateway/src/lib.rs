@@ -4,6 +4,7 @@
 //! `pipeline.rs` shows the order.
 
 pub mod admin;
+pub mod anchor;
 pub mod audit;
 pub mod authn;
 pub mod authz;
@@ -88,6 +89,8 @@ pub enum GatewayError {
     TimeZone(String),
     #[error("audit.checkpoint_key_file {path}: {reason}")]
     CheckpointKey { path: String, reason: String },
+    #[error(transparent)]
+    Anchor(#[from] anchor::AnchorError),
 }
 
 /// A built gateway: its shared state and background tasks.
@@ -202,9 +205,14 @@ impl Gateway {
             let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
             let signer =
                 custos_ledger::NoteSigner::from_key(&text).map_err(|e| fail(e.to_string()))?;
+            let anchors = anchor::Anchors::new(&state.config.audit)?;
+            if anchors.is_empty() {
+                tracing::warn!("audit: checkpoints are signed but published nowhere outside the database; set [audit] anchor_dir or anchor_webhooks so that `custos audit verify` can detect a rewritten ledger");
+            }
             tasks.push(audit::spawn_checkpointer(
                 store,
                 signer,
+                anchors,
                 state.config.audit.checkpoint_interval.0,
                 state.config.audit.checkpoint_every,
             ));

@@ -189,13 +189,13 @@ impl Quotas {
     ) -> Result<Option<Grant>, Refusal> {
         let mut limits: Vec<(Scope, Kind, &str, u32, u64)> = Vec::with_capacity(4);
         if let Some(l) = p.rpm {
-            limits.push((Scope::Key, Kind::Requests, &p.id, l, 1));
+            limits.push((Scope::Key, Kind::Requests, &p.uid, l, 1));
         }
         if let Some(l) = p.team_rpm {
             limits.push((Scope::Team, Kind::Requests, &p.team_id, l, 1));
         }
         if let Some(l) = p.tpm {
-            limits.push((Scope::Key, Kind::Tokens, &p.id, l, u64::from(tokens)));
+            limits.push((Scope::Key, Kind::Tokens, &p.uid, l, u64::from(tokens)));
         }
         if let Some(l) = p.team_tpm {
             limits.push((Scope::Team, Kind::Tokens, &p.team_id, l, u64::from(tokens)));

@@ -1065,7 +1065,7 @@ async fn model_calls_leave_evidence_in_the_ledger() {
                 hash: &x.hash,
             })
             .collect();
-        assert!(custos_ledger::verify_ledger(&e, &n, &[], None, None).ok());
+        assert!(custos_ledger::verify_ledger(&e, &n, &[], None, None, &[]).ok());
     }
 }
 
@@ -1168,7 +1168,8 @@ async fn checkpoints_are_signed_and_forks_refused() {
                 .ledger_append(&["{\"after\":\"tampering\"}".to_string()])
                 .await
                 .unwrap();
-            let err = custos_gateway::audit::sign_checkpoint(&gw.store, &signer)
+            let no_anchors = custos_gateway::anchor::Anchors::new(&Default::default()).unwrap();
+            let err = custos_gateway::audit::sign_checkpoint(&gw.store, &signer, &no_anchors)
                 .await
                 .unwrap_err();
             assert!(

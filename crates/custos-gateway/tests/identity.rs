@@ -33,6 +33,7 @@ provider = "mock"
 issuer = "{iss}"
 audience = "custos"
 jwks_file = "{jwks}"
+tenants = ["acme"]
 {extra}
 "#,
         iss = issuer.issuer,
@@ -461,6 +462,7 @@ async fn keys_come_from_a_jwks_url_fetched_once_not_per_request() {
 issuer = "https://idp.test"
 audience = "custos"
 jwks_url = "http://{addr}/.well-known/jwks.json"
+tenants = ["acme"]
 "#
     );
     let gw = start(&dbs[0], &toml).await;

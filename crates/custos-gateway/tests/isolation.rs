@@ -64,6 +64,11 @@ async fn send(
 
 /// A key of `tenant`/`team`/`app`, straight through the store.
 async fn key_of(gw: &common::TestGateway, tenant: &str) -> String {
+    key_with_secret(gw, tenant).await.0
+}
+
+/// A key of `tenant` and its secret.
+async fn key_with_secret(gw: &common::TestGateway, tenant: &str) -> (String, String) {
     gw.store.ensure_tenant(tenant).await.unwrap();
     let app = match gw.store.app(tenant, "ops", "svc").await {
         Ok(a) => a,
@@ -89,8 +94,8 @@ async fn key_of(gw: &common::TestGateway, tenant: &str) -> String {
             expires_at: None,
         })
         .await
+        .map(|k| (k.id, minted.secret.clone()))
         .unwrap()
-        .id
 }
 
 async fn pending_grant(gw: &common::TestGateway, tenant: &str) -> String {
@@ -109,27 +114,169 @@ async fn pending_grant(gw: &common::TestGateway, tenant: &str) -> String {
         .id
 }
 
+/// Two identity providers, each trusted for one tenant: idp-a for acme, idp-b for globex.
+struct TwoIssuers {
+    a: TestIssuer,
+    b: TestIssuer,
+    _dir: tempfile::TempDir,
+    toml: String,
+}
+
+fn two_issuers() -> TwoIssuers {
+    let a = TestIssuer::with_kid_prefix("https://idp-a.test", "a");
+    let b = TestIssuer::with_kid_prefix("https://idp-b.test", "b");
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = String::new();
+    for (issuer, file, tenant) in [(&a, "a.json", "acme"), (&b, "b.json", "globex")] {
+        std::fs::write(dir.path().join(file), issuer.jwks()).unwrap();
+        toml.push_str(&format!(
+            "[[auth.jwt]]\nissuer = \"{}\"\naudience = \"custos\"\njwks_file = \"{}\"\ntenants = [\"{tenant}\"]\n",
+            issuer.issuer,
+            dir.path().join(file).display()
+        ));
+    }
+    TwoIssuers {
+        a,
+        b,
+        _dir: dir,
+        toml,
+    }
+}
+
+/// A token of `issuer` for `sub` claiming `tenant`, with every admin role, scope and MFA.
+fn admin_token(issuer: &TestIssuer, sub: &str, tenant: &str) -> String {
+    let mut c = issuer.claims(sub, "custos", now());
+    c["tenant"] = json!(tenant);
+    c["roles"] = json!(["tenant-admin", "auditor", "security-admin", "developer"]);
+    c["scope"] = json!("custos:admin custos:chat custos:embeddings custos:completions custos:models custos:usage custos:pii");
+    c["amr"] = json!(["pwd", "hwk"]);
+    issuer.token(&c)
+}
+
+/// Every model route, with a body that would succeed for a principal allowed to call it.
+fn model_routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
+    vec![
+        ("POST", "/v1/chat/completions", Some(chat(MODEL, "hi"))),
+        (
+            "POST",
+            "/v1/completions",
+            Some(json!({"model": "gpt-3.5-turbo-instruct", "prompt": "hi"})),
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            Some(json!({"model": "text-embedding-3-small", "input": "hi"})),
+        ),
+        ("GET", "/v1/models", None),
+        (
+            "POST",
+            "/v1/usage",
+            Some(json!({"provider": "mock", "model": MODEL, "input_tokens": 5})),
+        ),
+        (
+            "POST",
+            "/pii/analyze",
+            Some(json!({"text": "call 555-0100", "language": "en"})),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn an_issuer_speaks_only_for_its_own_tenants() {
+    let idps = two_issuers();
+    for db in databases("isolation_issuers").await {
+        let gw = start(&db, &idps.toml).await;
+        gw.store.ensure_tenant("globex").await.unwrap();
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        let b_key = key_of(&gw, "globex").await;
+        // idp-a, trusted for acme only, signs a token that claims globex.
+        let forged = admin_token(&idps.a, "mallory", "globex");
+        let genuine = admin_token(&idps.b, "admin", "globex");
+        for (method, tail, body) in endpoints() {
+            let b_grant = pending_grant(&gw, "globex").await;
+            let path = format!(
+                "/admin/v1/tenants/globex/{}",
+                tail.replace("{key}", &b_key).replace("{grant}", &b_grant)
+            );
+            let (s, problem) = send(&gw, &forged, method, &path, &body).await;
+            assert_eq!(s, 401, "{} {method} {tail}: {problem}", db.name);
+            assert_eq!(problem["type"], "https://custos.dev/problems/token-claims");
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not trusted for tenant \"globex\""),
+                "{problem}"
+            );
+        }
+        for (method, path, body) in model_routes() {
+            let (s, problem) = send(&gw, &forged, method, path, &body).await;
+            assert_eq!(s, 401, "{} {method} {path}: {problem}", db.name);
+            // The genuine issuer of globex is served (the refusal is not a blanket one).
+            let (s, body) = send(&gw, &genuine, method, path, &body).await;
+            assert!(
+                (200..300).contains(&s),
+                "{} {method} {path}: {s} {body}",
+                db.name
+            );
+        }
+        let b_row = gw.store.key(&b_key).await.unwrap();
+        assert!(b_row.revoked_at.is_none(), "the forged token revoked a key");
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_per_tenant_and_issuer() {
+    let idps = two_issuers();
+    for db in databases("isolation_idempotency").await {
+        let gw = start(&db, &idps.toml).await;
+        gw.store.ensure_tenant("globex").await.unwrap();
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        // The same subject, `alice`, at two issuers and in two tenants.
+        let alice_a = admin_token(&idps.a, "alice", "acme");
+        let alice_b = admin_token(&idps.b, "alice", "globex");
+        let call = |token: String, text: &'static str, key: &'static str| {
+            let gw = &gw;
+            async move {
+                gw.client
+                    .post(format!("{}/v1/chat/completions", gw.base))
+                    .bearer_auth(token)
+                    .header("idempotency-key", key)
+                    .json(&chat(MODEL, text))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = call(alice_a.clone(), "acme's private question", "k-1").await;
+        assert_eq!(first.status(), 200);
+        let first_body = first.text().await.unwrap();
+        // globex's alice, same key, another body: her own call (a shared scope would say 422).
+        let other = call(alice_b.clone(), "something else", "k-1").await;
+        assert_eq!(other.status(), 200, "{}", db.name);
+        assert!(other.headers().get("idempotent-replayed").is_none());
+        // With acme's body she gets her own scope's answer (422: her k-1 had another body),
+        // never acme's stored response.
+        let other = call(alice_b.clone(), "acme's private question", "k-1").await;
+        assert_eq!(other.status(), 422, "{}", db.name);
+        assert!(!other.text().await.unwrap().contains(&first_body));
+        // acme's alice still replays her own.
+        let again = call(alice_a, "acme's private question", "k-1").await;
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.text().await.unwrap(), first_body);
+    }
+}
+
 #[tokio::test]
 async fn a_tenant_reaches_nothing_of_another() {
-    let issuer = TestIssuer::new("https://idp.test");
+    let idps = two_issuers();
     for db in databases("isolation_matrix").await {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("jwks.json"), issuer.jwks()).unwrap();
-        let toml = format!(
-            "[[auth.jwt]]\nissuer = \"{}\"\naudience = \"custos\"\njwks_file = \"{}\"\n",
-            issuer.issuer,
-            dir.path().join("jwks.json").display()
-        );
-        let gw = start(&db, &toml).await;
+        let gw = start(&db, &idps.toml).await;
         gw.store.ensure_tenant("globex").await.unwrap();
         gw.state.directory.refresh(&gw.store).await.unwrap();
         let admin_of = |tenant: &str| {
-            let mut c = issuer.claims(&format!("admin@{tenant}"), "custos", now());
-            c["tenant"] = json!(tenant);
-            c["roles"] = json!(["tenant-admin", "auditor", "security-admin", "developer"]);
-            c["scope"] = json!("custos:admin custos:chat custos:embeddings custos:completions custos:models custos:usage custos:pii");
-            c["amr"] = json!(["pwd", "hwk"]);
-            issuer.token(&c)
+            let issuer = if tenant == "acme" { &idps.a } else { &idps.b };
+            admin_token(issuer, &format!("admin@{tenant}"), tenant)
         };
         let a = admin_of("acme");
         let b = admin_of("globex");
@@ -145,6 +292,9 @@ async fn a_tenant_reaches_nothing_of_another() {
             .await;
         assert_eq!(r.status(), 200, "{}", db.name);
         let a_key = key_of(&gw, "acme").await;
+        // A second key of A's, which the matrix never revokes, probes B with a key.
+        let (_, a_secret) = key_with_secret(&gw, "acme").await;
+        gw.state.keys.refresh(&gw.store).await.unwrap();
 
         for (method, tail, body) in endpoints() {
             // Fresh pending grants each row: approving or denying consumes one.
@@ -156,6 +306,29 @@ async fn a_tenant_reaches_nothing_of_another() {
                     tail.replace("{key}", key).replace("{grant}", grant)
                 )
             };
+            // A's API key on B's tenant: refused, and like a tenant that does not exist.
+            let (s_kb, body_kb) = send(
+                &gw,
+                &a_secret,
+                method,
+                &path("globex", &b_key, &b_grant),
+                &body,
+            )
+            .await;
+            let (s_kn, _) = send(
+                &gw,
+                &a_secret,
+                method,
+                &path("nowhere", &b_key, &b_grant),
+                &body,
+            )
+            .await;
+            assert_eq!(
+                (s_kb, s_kn),
+                (403, 403),
+                "{} key {method} {tail}: {body_kb}",
+                db.name
+            );
             // A on B's tenant, and A on a tenant that does not exist: denied alike.
             let (s_b, body_b) =
                 send(&gw, &a, method, &path("globex", &b_key, &b_grant), &body).await;

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 const ALG_ED25519: u8 = 0x01;
 /// Signature lines start with an em dash and a space.
 const SIG_PREFIX: &str = "\u{2014} ";
+/// The extension line that makes a signed tree head a prune record, never a checkpoint.
+const PRUNE_LINE: &str = "custos-prune ";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
@@ -51,7 +53,22 @@ impl Checkpoint {
         )
     }
 
+    /// Parses a checkpoint body; a prune record's body is refused, so a prune record can never
+    /// stand in for a checkpoint (nor, see `PruneRecord`, the other way round).
     fn parse_body(text: &str) -> Result<Self, CheckpointError> {
+        if text
+            .split('\n')
+            .nth(3)
+            .is_some_and(|l| l.starts_with(PRUNE_LINE))
+        {
+            return Err(CheckpointError::Malformed(
+                "this is a prune record, not a checkpoint",
+            ));
+        }
+        Self::parse_head(text)
+    }
+
+    fn parse_head(text: &str) -> Result<Self, CheckpointError> {
         let mut lines = text.split('\n');
         let origin = lines
             .next()
@@ -81,6 +98,101 @@ impl Checkpoint {
             root,
         })
     }
+}
+
+/// The signed record of a prune: the tree head at the prune point, the digest of the exports
+/// that hold the removed entries, and the ledger entry (index and leaf hash) of the
+/// `audit.prune` event that authorized it. Its note carries an extension line that no
+/// checkpoint has, so neither can be passed off as the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneRecord {
+    pub head: Checkpoint,
+    pub exports_sha256: Hash,
+    pub event_index: u64,
+    pub event_leaf: Hash,
+}
+
+fn hex32(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(text: &str) -> Option<Hash> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl PruneRecord {
+    pub fn body(&self) -> String {
+        format!(
+            "{}{PRUNE_LINE}exports={} event={} leaf={}\n",
+            self.head.body(),
+            hex32(&self.exports_sha256),
+            self.event_index,
+            hex32(&self.event_leaf)
+        )
+    }
+
+    fn parse_body(text: &str) -> Result<Self, CheckpointError> {
+        let head = Checkpoint::parse_head(text)?;
+        let line = text
+            .split('\n')
+            .nth(3)
+            .and_then(|l| l.strip_prefix(PRUNE_LINE))
+            .ok_or(CheckpointError::Malformed(
+                "not a prune record (a checkpoint cannot stand in for one)",
+            ))?;
+        let mut exports = None;
+        let mut event = None;
+        let mut leaf = None;
+        for part in line.split(' ') {
+            match part.split_once('=') {
+                Some(("exports", v)) => exports = unhex32(v),
+                Some(("event", v)) => event = v.parse::<u64>().ok(),
+                Some(("leaf", v)) => leaf = unhex32(v),
+                _ => {
+                    return Err(CheckpointError::Malformed(
+                        "unknown field in the prune line",
+                    ))
+                }
+            }
+        }
+        match (exports, event, leaf) {
+            (Some(exports_sha256), Some(event_index), Some(event_leaf)) => Ok(Self {
+                head,
+                exports_sha256,
+                event_index,
+                event_leaf,
+            }),
+            _ => Err(CheckpointError::Malformed(
+                "the prune line needs exports=HEX event=INDEX leaf=HEX",
+            )),
+        }
+    }
+}
+
+/// The text a signed note signs (everything before the blank line), unverified.
+fn note_text(note: &str) -> Result<&str, CheckpointError> {
+    let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
+        "no blank line before the signatures",
+    ))?;
+    Ok(&note[..split + 1])
+}
+
+/// A checkpoint note's content without checking any signature: what a verifier without the
+/// public key can still compare against the recomputed tree.
+pub fn read_checkpoint_unverified(note: &str) -> Result<Checkpoint, CheckpointError> {
+    Checkpoint::parse_body(note_text(note)?)
+}
+
+/// A prune record's content without checking its signature.
+pub fn read_prune_unverified(note: &str) -> Result<PruneRecord, CheckpointError> {
+    PruneRecord::parse_body(note_text(note)?)
 }
 
 fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
@@ -216,7 +328,15 @@ impl NoteSigner {
 
     /// The checkpoint as a signed note.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
-        let text = checkpoint.body();
+        self.sign_text(checkpoint.body())
+    }
+
+    /// The prune record as a signed note.
+    pub fn sign_prune(&self, prune: &PruneRecord) -> String {
+        self.sign_text(prune.body())
+    }
+
+    fn sign_text(&self, text: String) -> String {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = key_id(&self.name, &self.key.verifying_key()).to_vec();
         blob.extend_from_slice(&sig.to_bytes());
@@ -245,6 +365,16 @@ impl NoteVerifier {
 
     /// Verifies a signed checkpoint note and returns the checkpoint it carries.
     pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
+        Checkpoint::parse_body(self.verified_text(note)?)
+    }
+
+    /// Verifies a signed prune record.
+    pub fn open_prune(&self, note: &str) -> Result<PruneRecord, CheckpointError> {
+        PruneRecord::parse_body(self.verified_text(note)?)
+    }
+
+    /// The signed text of a note whose signature by this key verifies.
+    fn verified_text<'n>(&self, note: &'n str) -> Result<&'n str, CheckpointError> {
         let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
             "no blank line before the signatures",
         ))?;
@@ -274,7 +404,7 @@ impl NoteVerifier {
             self.key
                 .verify_strict(text.as_bytes(), &sig)
                 .map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
-            return Checkpoint::parse_body(text);
+            return Ok(text);
         }
         Err(CheckpointError::NotSigned(self.name.clone()))
     }
@@ -374,11 +504,46 @@ mod tests {
         assert!(generate_key("a+b").is_err());
     }
 
+    #[test]
+    fn prune_records_and_checkpoints_never_stand_in_for_each_other() {
+        let (signer, verifier) = pair();
+        let prune = PruneRecord {
+            head: checkpoint(),
+            exports_sha256: crate::leaf_hash(b"exports"),
+            event_index: 57,
+            event_leaf: crate::leaf_hash(b"event"),
+        };
+        let note = signer.sign_prune(&prune);
+        assert_eq!(verifier.open_prune(&note), Ok(prune.clone()));
+        assert_eq!(read_prune_unverified(&note), Ok(prune));
+        assert!(matches!(
+            verifier.open(&note),
+            Err(CheckpointError::Malformed(_))
+        ));
+        assert!(read_checkpoint_unverified(&note).is_err());
+        let cp = signer.sign(&checkpoint());
+        assert!(matches!(
+            verifier.open_prune(&cp),
+            Err(CheckpointError::Malformed(_))
+        ));
+        assert!(read_prune_unverified(&cp).is_err());
+        assert_eq!(read_checkpoint_unverified(&cp), Ok(checkpoint()));
+        // The prune line is signed: changing the event it names breaks the signature.
+        let forged = note.replace("event=57", "event=58");
+        assert!(matches!(
+            verifier.open_prune(&forged),
+            Err(CheckpointError::BadSignature(_))
+        ));
+    }
+
     proptest! {
         #[test]
         fn open_never_panics(note in ".{0,300}") {
             let (_, verifier) = pair();
             let _ = verifier.open(&note);
+            let _ = verifier.open_prune(&note);
+            let _ = read_prune_unverified(&note);
+            let _ = read_checkpoint_unverified(&note);
         }
 
         #[test]

@@ -13,7 +13,10 @@ pub mod range;
 pub mod tree;
 pub mod verify;
 
-pub use checkpoint::{generate_key, Checkpoint, CheckpointError, NoteSigner, NoteVerifier};
+pub use checkpoint::{
+    generate_key, read_checkpoint_unverified, read_prune_unverified, Checkpoint, CheckpointError,
+    NoteSigner, NoteVerifier, PruneRecord,
+};
 pub use frontier::{Frontier, FrontierError};
 pub use proof::{
     consistency_positions, consistency_proof, inclusion_proof, root, verify_consistency,
@@ -22,7 +25,8 @@ pub use proof::{
 pub use range::{inclusion_positions, range_positions, range_proof, root_from_range};
 pub use tree::{MemoryTree, NodeMap};
 pub use verify::{
-    verify_ledger, Finding, LedgerCheck, Report, StoredCheckpoint, StoredEntry, StoredNode,
+    verify_ledger, Anchor, Finding, LedgerCheck, Report, StoredCheckpoint, StoredEntry, StoredNode,
+    StoredPrune,
 };
 
 use sha2::{Digest, Sha256};

@@ -2,9 +2,12 @@
 //! tree from the leaves, compare every stored node, and check every signed checkpoint against
 //! the recomputed roots. Reports the first place each kind of damage shows.
 
-use crate::checkpoint::NoteVerifier;
+use crate::checkpoint::{
+    read_checkpoint_unverified, read_prune_unverified, Checkpoint, NoteVerifier, PruneRecord,
+};
 use crate::proof::NodeSource;
 use crate::{leaf_hash, root, Hash, MemoryTree};
+use sha2::Digest as _;
 
 /// What is read from storage, as stored (hashes as hex text).
 pub struct StoredEntry<'a> {
@@ -22,6 +25,23 @@ pub struct StoredNode<'a> {
 pub struct StoredCheckpoint<'a> {
     pub size: i64,
     pub note: &'a str,
+}
+
+/// The stored record of a prune: its point, its signed note and the exports it names.
+pub struct StoredPrune<'a> {
+    pub size: i64,
+    pub note: &'a str,
+    /// The exports' JSON, exactly as stored: the note signs its SHA-256.
+    pub exports: &'a str,
+}
+
+/// A checkpoint held outside the database (a published file, a witness, a file given on the
+/// command line): the stored ledger must contain it and agree with it.
+#[derive(Clone, Debug)]
+pub struct Anchor {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub checkpoint: Checkpoint,
 }
 
 /// One problem found, located as precisely as the evidence allows.
@@ -43,6 +63,10 @@ pub struct Report {
     pub pruned: u64,
     pub checkpoints_verified: usize,
     pub checkpoints_unchecked: usize,
+    /// External anchors the ledger was checked against.
+    pub anchors_checked: usize,
+    /// The largest anchored size, if any anchor was checked.
+    pub anchored_size: Option<u64>,
     pub findings: Vec<Finding>,
 }
 
@@ -74,6 +98,10 @@ fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
     true
 }
 
+fn hex_root(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// True when `text` is the lowercase hex of `h` (as stored), without allocating.
 fn hex_eq(h: &Hash, text: &str) -> bool {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -91,14 +119,19 @@ fn hex_eq(h: &Hash, text: &str) -> bool {
 /// After a prune, `pruned` is the signed checkpoint at the prune point: the entries before
 /// it are gone, their tree is rebuilt from the stored nodes (hashes only), and that tree must
 /// hash to the signed root before anything after it counts.
+#[allow(clippy::too_many_arguments)]
 pub fn verify_ledger(
     entries: &[StoredEntry<'_>],
     nodes: &[StoredNode<'_>],
     checkpoints: &[StoredCheckpoint<'_>],
-    pruned: Option<&StoredCheckpoint<'_>>,
+    pruned: Option<&StoredPrune<'_>>,
     verifier: Option<&NoteVerifier>,
+    anchors: &[Anchor],
 ) -> Report {
     let mut check = LedgerCheck::new(verifier);
+    for a in anchors {
+        check.anchor(a.clone());
+    }
     if let Some(p) = pruned {
         check.pruned(p, nodes);
     }
@@ -132,6 +165,9 @@ pub struct LedgerCheck<'v> {
     first_missing: Option<(u32, u64)>,
     /// The pruned part could not be rebuilt; nothing after it can be checked.
     broken: bool,
+    /// The `audit.prune` event the prune record names: (index, leaf hash, seen and matching).
+    prune_event: Option<(u64, Hash, Option<bool>)>,
+    anchors: Vec<Anchor>,
 }
 
 impl<'v> LedgerCheck<'v> {
@@ -148,13 +184,22 @@ impl<'v> LedgerCheck<'v> {
             node_next: vec![0; 64],
             first_missing: None,
             broken: false,
+            prune_event: None,
+            anchors: Vec::new(),
         }
+    }
+
+    /// Checks the ledger against a checkpoint held outside the database too (call before
+    /// `finish`): the ledger must be at least as long and hash to its root at its size.
+    pub fn anchor(&mut self, anchor: Anchor) {
+        self.anchors.push(anchor);
     }
 
     /// The ledger was pruned at `p.size`: rebuild the tree below it from `nodes` (any order;
     /// nodes not wholly below the prune point are ignored) and check it against the signed
-    /// prune point. Call before the first entry.
-    pub fn pruned(&mut self, p: &StoredCheckpoint<'_>, nodes: &[StoredNode<'_>]) {
+    /// prune record, whose `audit.prune` event must be among the entries. Call before the
+    /// first entry.
+    pub fn pruned(&mut self, p: &StoredPrune<'_>, nodes: &[StoredNode<'_>]) {
         let base = u64::try_from(p.size).unwrap_or(0);
         self.base = base;
         self.next_entry = base;
@@ -195,32 +240,54 @@ impl<'v> LedgerCheck<'v> {
                 return;
             }
         }
-        let signed = match self.verifier {
-            Some(v) => match v.open(p.note) {
-                Ok(cp) => Some(cp),
-                Err(e) => {
-                    report.findings.push(Finding {
-                        index: Some(0),
-                        exact: false,
-                        problem: format!("the prune record at size {base}: {e}"),
-                    });
-                    None
-                }
-            },
+        let record: Result<PruneRecord, _> = match self.verifier {
+            Some(v) => v
+                .open_prune(p.note)
+                .inspect(|_| report.checkpoints_verified += 1),
             None => {
                 report.checkpoints_unchecked += 1;
-                None
+                read_prune_unverified(p.note)
             }
         };
-        if let Some(cp) = signed {
-            report.checkpoints_verified += 1;
-            if cp.size != base || root(&self.tree, base).ok() != Some(cp.root) {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
                 report.findings.push(Finding {
                     index: Some(0),
                     exact: false,
-                    problem: format!("the stored tree below the prune point {base} no longer hashes to the signed prune record: nodes before entry {base} were altered"),
+                    problem: format!("the prune record at size {base} is not a valid prune record ({e}): entries before {base} were removed without a signed prune"),
                 });
+                return;
             }
+        };
+        if record.head.size != base || root(&self.tree, base).ok() != Some(record.head.root) {
+            report.findings.push(Finding {
+                index: Some(0),
+                exact: false,
+                problem: format!("the stored tree below the prune point {base} no longer hashes to the signed prune record: nodes before entry {base} were altered"),
+            });
+        }
+        let exports: Hash = sha2::Sha256::digest(p.exports.as_bytes()).into();
+        if exports != record.exports_sha256 {
+            report.findings.push(Finding {
+                index: Some(0),
+                exact: false,
+                problem: format!(
+                    "the exports stored with the prune at {base} are not the ones its record signs"
+                ),
+            });
+        }
+        if record.event_index < base {
+            report.findings.push(Finding {
+                index: Some(0),
+                exact: false,
+                problem: format!(
+                    "the prune record at {base} names event {} inside the pruned range",
+                    record.event_index
+                ),
+            });
+        } else {
+            self.prune_event = Some((record.event_index, record.event_leaf, None));
         }
     }
 
@@ -238,6 +305,11 @@ impl<'v> LedgerCheck<'v> {
         let leaf = leaf_hash(e.event.as_bytes());
         if self.first_altered.is_none() && !hex_eq(&leaf, e.leaf_hash) {
             self.first_altered = Some(pos);
+        }
+        if let Some((at, expected, seen)) = &mut self.prune_event {
+            if *at == pos {
+                *seen = Some(leaf == *expected);
+            }
         }
         self.tree.append_hash(leaf);
     }
@@ -299,6 +371,18 @@ impl<'v> LedgerCheck<'v> {
             return report;
         }
         let tree = &self.tree;
+        if let Some((at, _, seen)) = self.prune_event {
+            if seen != Some(true) {
+                report.findings.push(Finding {
+                    index: Some(at),
+                    exact: true,
+                    problem: format!(
+                        "the prune record's audit.prune event (entry {at}) is {}: the prune was not recorded as it claims",
+                        if seen.is_none() { "missing" } else { "not the one it signed" }
+                    ),
+                });
+            }
+        }
         if let Some(i) = self.first_gap {
             report.findings.push(Finding {
                 index: Some(i),
@@ -346,23 +430,23 @@ impl<'v> LedgerCheck<'v> {
             let Ok(csize) = u64::try_from(c.size) else {
                 continue;
             };
-            let parsed = match verifier {
-                Some(v) => match v.open(c.note) {
-                    Ok(cp) => {
-                        report.checkpoints_verified += 1;
-                        Some(cp)
-                    }
-                    Err(e) => {
-                        report.findings.push(Finding {
-                            index: Some(previous),
-                            exact: false,
-                            problem: format!("checkpoint at size {csize}: {e}"),
-                        });
-                        None
-                    }
-                },
+            // Without the public key the signature cannot be checked, but the root can: a
+            // stored checkpoint that disagrees with the recomputed tree is damage either way.
+            let opened = match verifier {
+                Some(v) => v.open(c.note).inspect(|_| report.checkpoints_verified += 1),
                 None => {
                     report.checkpoints_unchecked += 1;
+                    read_checkpoint_unverified(c.note)
+                }
+            };
+            let parsed = match opened {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    report.findings.push(Finding {
+                        index: Some(previous),
+                        exact: false,
+                        problem: format!("checkpoint at size {csize}: {e}"),
+                    });
                     None
                 }
             };
@@ -391,6 +475,43 @@ impl<'v> LedgerCheck<'v> {
             }
             previous = csize;
         }
+        // External anchors: what the database can no longer rewrite without it showing.
+        for a in &self.anchors {
+            let cp = &a.checkpoint;
+            report.anchors_checked += 1;
+            report.anchored_size = Some(report.anchored_size.unwrap_or(0).max(cp.size));
+            if cp.size > size {
+                report.findings.push(Finding {
+                    index: Some(size),
+                    exact: true,
+                    problem: format!(
+                        "the ledger holds {size} entries, but the checkpoint anchored at {} covers {} with root {}: entries from {size} were removed",
+                        a.source, cp.size, hex_root(&cp.root)
+                    ),
+                });
+            } else if cp.size < self.base {
+                // Below the prune point the signed prune record vouches for the tree.
+                report.anchors_checked -= 1;
+            } else if cp.size > 0 && root(tree, cp.size).ok() != Some(cp.root) {
+                report.findings.push(Finding {
+                    index: Some(0),
+                    exact: false,
+                    problem: format!(
+                        "the ledger is not consistent with the checkpoint anchored at {}: at size {} its root should be {}; entries before {} were rewritten, removed or reordered",
+                        a.source, cp.size, hex_root(&cp.root), cp.size
+                    ),
+                });
+            } else if !checkpoints.iter().any(|c| c.size == cp.size as i64) {
+                report.findings.push(Finding {
+                    index: Some(cp.size),
+                    exact: false,
+                    problem: format!(
+                        "the checkpoint at size {} anchored at {} is missing from the database: stored checkpoints were deleted",
+                        cp.size, a.source
+                    ),
+                });
+            }
+        }
         // Exact locations first, earliest first; then the ranges that bound the rest.
         report
             .findings
@@ -402,7 +523,7 @@ impl<'v> LedgerCheck<'v> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{generate_key, Checkpoint, NoteSigner};
+    use crate::checkpoint::{generate_key, Checkpoint, NoteSigner, PruneRecord};
 
     fn hex32(h: &Hash) -> String {
         h.iter().map(|b| format!("{b:02x}")).collect()
@@ -454,13 +575,48 @@ mod tests {
         run_from(l, 0, indexes)
     }
 
-    /// Verifies the log as stored after a prune at `base` (the checkpoint at that size serves
-    /// as the prune record).
+    /// Verifies the log as stored after a prune at `base`, whose record names the event at
+    /// `base` as its `audit.prune` event.
     fn run_pruned(l: &Log, base: usize) -> Report {
         run_from(l, base, None)
     }
 
+    fn prune_note(l: &Log, base: usize, exports: &str) -> String {
+        let head = read_checkpoint_unverified(
+            &l.checkpoints.iter().find(|c| c.0 == base as i64).unwrap().1,
+        )
+        .unwrap();
+        l.signer.sign_prune(&PruneRecord {
+            head,
+            exports_sha256: sha2::Sha256::digest(exports.as_bytes()).into(),
+            event_index: base as u64,
+            event_leaf: leaf_hash(l.events[base].as_bytes()),
+        })
+    }
+
     fn run_from(l: &Log, base: usize, indexes: Option<&[i64]>) -> Report {
+        let note = (base > 0).then(|| prune_note(l, base, "[]"));
+        run_with(l, base, indexes, note.as_deref(), &[])
+    }
+
+    fn run_with(
+        l: &Log,
+        base: usize,
+        indexes: Option<&[i64]>,
+        prune_note: Option<&str>,
+        anchors: &[Anchor],
+    ) -> Report {
+        run_as(l, base, indexes, prune_note, anchors, Some(&l.verifier))
+    }
+
+    fn run_as(
+        l: &Log,
+        base: usize,
+        indexes: Option<&[i64]>,
+        prune_note: Option<&str>,
+        anchors: &[Anchor],
+        verifier: Option<&NoteVerifier>,
+    ) -> Report {
         let entries: Vec<StoredEntry> = l.events[base..]
             .iter()
             .zip(&l.leaves[base..])
@@ -485,14 +641,107 @@ mod tests {
             .iter()
             .map(|(s, n)| StoredCheckpoint { size: *s, note: n })
             .collect();
-        let prune = (base > 0)
-            .then(|| cps.iter().find(|c| c.size == base as i64))
-            .flatten()
-            .map(|c| StoredCheckpoint {
-                size: c.size,
-                note: c.note,
-            });
-        verify_ledger(&entries, &nodes, &cps, prune.as_ref(), Some(&l.verifier))
+        let prune = prune_note.map(|note| StoredPrune {
+            size: base as i64,
+            note,
+            exports: "[]",
+        });
+        verify_ledger(&entries, &nodes, &cps, prune.as_ref(), verifier, anchors)
+    }
+
+    #[test]
+    fn a_checkpoint_is_never_accepted_as_a_prune_record() {
+        let l = log(37, 10);
+        // The attack: the checkpoint note at 20 copied into the prune table, entries deleted.
+        let r = run_with(&l, 20, None, Some(&l.checkpoints[1].1), &[]);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.problem.contains("not a valid prune record")),
+            "{:?}",
+            r.findings
+        );
+        // A genuine prune record whose audit.prune event was then deleted or altered.
+        let mut altered = log(37, 10);
+        let note = prune_note(&altered, 20, "[]");
+        altered.events[20] = "{\"n\":\"x\"}".into();
+        altered.leaves[20] = hex32(&leaf_hash(altered.events[20].as_bytes()));
+        let r = run_with(&altered, 20, None, Some(&note), &[]);
+        assert!(
+            r.findings.iter().any(|f| f.problem.contains("audit.prune")),
+            "{:?}",
+            r.findings
+        );
+        // Exports swapped after the prune.
+        let other = prune_note(&l, 20, "[{\"dir\":\"elsewhere\"}]");
+        let r = run_with(&l, 20, None, Some(&other), &[]);
+        assert!(
+            r.findings.iter().any(|f| f.problem.contains("exports")),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn stored_checkpoint_roots_are_compared_without_the_public_key() {
+        let mut l = log(20, 10);
+        // Flip one bit of the stored root of the checkpoint at 20.
+        let cp = read_checkpoint_unverified(&l.checkpoints[1].1).unwrap();
+        let mut bad = cp.clone();
+        bad.root[0] ^= 1;
+        l.checkpoints[1].1 = l.signer.sign(&bad);
+        let r = run_as(&l, 0, None, None, &[], None);
+        assert_eq!(r.checkpoints_unchecked, 2);
+        assert!(
+            r.findings.iter().any(|f| f.problem.contains("size 20")),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn anchors_catch_truncation_and_consistent_rewrites() {
+        let l = log(37, 10);
+        let head = |n: &Log, size: u64| Anchor {
+            source: "the anchor directory".into(),
+            checkpoint: read_checkpoint_unverified(
+                &n.checkpoints.iter().find(|c| c.0 == size as i64).unwrap().1,
+            )
+            .unwrap(),
+        };
+        let r = run_with(&l, 0, None, None, &[head(&l, 30)]);
+        assert!(r.ok(), "{:?}", r.findings);
+        assert_eq!((r.anchors_checked, r.anchored_size), (1, Some(30)));
+        // Truncated to 25 with every row after it (entries, nodes, checkpoints) deleted: the
+        // stored rows agree with each other; only the anchor knows.
+        let mut t = log(25, 10);
+        t.checkpoints.retain(|c| c.0 <= 25);
+        let r = run_with(&t, 0, None, None, &[head(&l, 30)]);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        assert!(r.findings[0].problem.contains("holds 25 entries"));
+        assert_eq!(r.findings[0].index, Some(25));
+        // A consistent rewrite of the suffix from 22, checkpoints re-signed by the attacker's
+        // own key: nothing stored disagrees, the anchor does.
+        let mut w = log(37, 10);
+        let mut tree = MemoryTree::new();
+        w.events[22] = "{\"n\":\"forged\"}".into();
+        w.nodes.clear();
+        w.leaves.clear();
+        w.checkpoints.clear();
+        for e in &w.events {
+            w.leaves.push(hex32(&leaf_hash(e.as_bytes())));
+            for (a, b, h) in tree.append(e.as_bytes()) {
+                w.nodes.push((i64::from(a), b as i64, hex32(&h)));
+            }
+        }
+        let r = run_with(&w, 0, None, None, &[head(&l, 30)]);
+        assert!(
+            r.findings.iter().any(|f| f
+                .problem
+                .contains("not consistent with the checkpoint anchored")),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]

@@ -481,6 +481,18 @@ impl Store {
         Ok(row.map(|(s, n)| (u64::try_from(s).unwrap_or(0), n)))
     }
 
+    /// The latest prune record whole: (prune point, signed prune note, exports JSON).
+    pub async fn ledger_latest_prune_record(
+        &self,
+    ) -> Result<Option<(u64, String, String)>, StoreError> {
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT size, note, exports FROM ledger_prunes ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(s, n, e)| (u64::try_from(s).unwrap_or(0), n, e)))
+    }
+
     /// Removes the entries below `size`, recording the signed checkpoint at `size` and the
     /// exports that hold them, in one transaction; returns how many rows went. Nodes stay:
     /// they are hashes only, and the remainder's verification needs them.

@@ -94,7 +94,13 @@ async fn scan_ledger(store: &Store, tenant: &str) -> Result<Sightings> {
                 }
             }
             if actor["type"] == "user" && actor["tenant"] == tenant && actor["auth"] != "local" {
-                if let Some(id) = actor["id"].as_str() {
+                if let Some(sub) = actor["id"].as_str() {
+                    // Users are named as grants name them: ISSUER#SUBJECT, so a namesake at
+                    // another issuer is another row.
+                    let id = match actor["issuer"].as_str() {
+                        Some(iss) if !iss.is_empty() => format!("{iss}#{sub}"),
+                        _ => sub.to_owned(),
+                    };
                     let roles = actor["roles"]
                         .as_array()
                         .map(|r| {
@@ -104,7 +110,7 @@ async fn scan_ledger(store: &Store, tenant: &str) -> Result<Sightings> {
                         })
                         .unwrap_or_default();
                     let mfa = actor["mfa"].as_bool().unwrap_or(false);
-                    s.users.insert(id.to_owned(), (e.recorded_at, roles, mfa));
+                    s.users.insert(id, (e.recorded_at, roles, mfa));
                 }
             }
         }

@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
     generate_key, inclusion_positions, inclusion_proof, leaf_hash, range_positions, range_proof,
-    root, root_from_range, verify_inclusion, Checkpoint, Frontier, Hash, LedgerCheck, NodeMap,
-    NoteSigner, NoteVerifier, StoredCheckpoint, StoredNode,
+    read_checkpoint_unverified, root, root_from_range, verify_inclusion, Anchor, Checkpoint,
+    Frontier, Hash, LedgerCheck, NodeMap, NoteSigner, NoteVerifier, PruneRecord, StoredCheckpoint,
+    StoredNode, StoredPrune,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -142,15 +143,20 @@ pub enum AuditCmd {
         #[command(flatten)]
         filter: QueryFilter,
     },
-    /// Recompute every entry, node and root, and check every signed checkpoint. Exit 1 on
-    /// any damage, naming the first index affected.
+    /// Recompute every entry, node and root, check every stored checkpoint, and check the
+    /// ledger against checkpoints held outside the database (the anchors). Exit 1 on any
+    /// damage, naming the first index affected or the anchor contradicted; exit 3 when
+    /// nothing outside the database anchors the ledger.
     #[command(
-        after_help = "Examples:\n  custos audit verify --public-key .custos/ledger.pub\n  custos audit verify --json"
+        after_help = "Examples:\n  custos audit verify --public-key .custos/ledger.pub\n  custos audit verify --public-key ledger.pub --checkpoint /mnt/worm/checkpoint-00000000000000012345.note\n  custos audit verify --json\n\nAnchors: the newest checkpoint in [audit] anchor_dir, and every --checkpoint FILE. A\ndatabase administrator can rewrite rows consistently, or delete the tail and its\ncheckpoints; only a checkpoint kept elsewhere shows it. Exit codes: 0 verified and anchored,\n1 damage found, 3 verified but not anchored (the result then proves little)."
     )]
     Verify {
-        /// The public key file; without it, checkpoint signatures are not checked.
+        /// The public key file; without it, signatures are not checked (roots still are).
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
+        /// A signed checkpoint note held outside the database (repeatable).
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
     },
 }
 
@@ -264,12 +270,34 @@ pub async fn record(
     record_by(store, actor, activity, resource, why).await
 }
 
-/// The operator running this CLI, as the ledger names it (`local:<login>`).
+/// The operator running this CLI, as the ledger names it (`local:<login>`): the login of the
+/// process's user id, from the operating system, never from `$USER` (which anyone can set).
 pub fn local_operator() -> String {
-    let user = std::env::var("USER")
+    match os_login() {
+        Some(name) => format!("local:{name}"),
+        None => "local:unknown".into(),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn os_login() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    // /proc/self belongs to the process's effective user.
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (name, _, id) = (f.next()?, f.next()?, f.next()?);
+        (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    });
+    Some(name.unwrap_or_else(|| format!("uid{uid}")))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn os_login() -> Option<String> {
+    std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("local:{user}")
+        .ok()
 }
 
 /// Records a change made on behalf of `actor` (a principal named with `--as`).
@@ -355,11 +383,20 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             let signer = NoteSigner::from_key(&read_key(&key_file)?)
                 .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
             let store = open(ctx).await?;
-            let report = verify_store(&store, Some(&signer.verifier())).await?;
+            let report = verify_store(
+                &store,
+                Some(&signer.verifier()),
+                &read_anchors(ctx, &[], Some(&signer.verifier()))?.0,
+            )
+            .await?;
             if !report.ok() {
                 bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
             }
-            match custos_gateway::audit::sign_checkpoint(&store, &signer).await? {
+            let anchors = custos_gateway::anchor::Anchors::new(&ctx.config.audit)?;
+            if anchors.is_empty() {
+                eprintln!("warning: [audit] has no anchor_dir or anchor_webhooks: this checkpoint stays in the database it protects, where it can be deleted with the entries");
+            }
+            match custos_gateway::audit::sign_checkpoint(&store, &signer, &anchors).await? {
                 Some((size, note)) => {
                     if ctx.json {
                         output::json(&json!({"size": size, "note": note}));
@@ -616,7 +653,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
             let verifier = signer.verifier();
             let store = open(ctx).await?;
-            let report = verify_store(&store, Some(&verifier)).await?;
+            let report = verify_store(
+                &store,
+                Some(&verifier),
+                &read_anchors(ctx, &[], Some(&verifier))?.0,
+            )
+            .await?;
             if !report.ok() {
                 bail!("the ledger does not verify, so nothing will be pruned; run `custos audit verify` to see where");
             }
@@ -674,21 +716,40 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if !dry_run {
-                let note = signer.sign(&Checkpoint {
+                let head = Checkpoint {
                     origin: verifier.name().to_owned(),
                     size: point,
                     root: root_at(&store, point).await?,
-                });
+                };
                 let exports_json = serde_json::Value::Array(held.clone()).to_string();
+                let exports_sha256: Hash = Sha256::digest(exports_json.as_bytes()).into();
+                // The event first: the signed prune record names it (index and leaf hash), so
+                // a prune without its event, or an event edited afterwards, fails verify. An
+                // event whose prune then failed only says a prune was authorized.
+                let event = json!({
+                    "schema": 1,
+                    "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
+                    "activity": "audit.prune",
+                    "actor": {"type": "operator", "id": local_operator(), "auth": "local"},
+                    "resources": [{"type": "ledger", "id": format!("entries {base}..{point}"),
+                        "pruned": point - base, "size": point, "root": hex::encode(head.root),
+                        "cutoff": custos_core::time::format_rfc3339(cutoff),
+                        "exports_sha256": hex::encode(exports_sha256), "exports": held}],
+                    "outcome": "allowed",
+                    "why": why,
+                })
+                .to_string();
+                let at = store
+                    .ledger_append(std::slice::from_ref(&event))
+                    .await
+                    .context("recording the audit.prune event; nothing was pruned")?;
+                let note = signer.sign_prune(&PruneRecord {
+                    head,
+                    exports_sha256,
+                    event_index: at.start,
+                    event_leaf: leaf_hash(event.as_bytes()),
+                });
                 store.ledger_prune(point, &note, &exports_json).await?;
-                record(
-                    &store,
-                    "audit.prune",
-                    json!({"type": "ledger", "id": format!("entries {base}..{point}"),
-                        "pruned": point - base, "cutoff": custos_core::time::format_rfc3339(cutoff), "exports": held}),
-                    why.as_deref(),
-                )
-                .await?;
             }
             if ctx.json {
                 output::json(&plan);
@@ -758,22 +819,37 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
             }
         }
-        AuditCmd::Verify { public_key } => {
+        AuditCmd::Verify {
+            public_key,
+            checkpoints,
+        } => {
             let verifier = match &public_key {
                 Some(p) => Some(NoteVerifier::from_key(&read_key(p)?).with_context(|| {
                     format!("{} is not a custos ledger public key", p.display())
                 })?),
                 None => None,
             };
+            let (anchors, mut problems) = read_anchors(ctx, &checkpoints, verifier.as_ref())?;
             let store = open(ctx).await?;
-            let report = verify_store(&store, verifier.as_ref()).await?;
+            let mut report = verify_store(&store, verifier.as_ref(), &anchors).await?;
+            report
+                .findings
+                .extend(problems.drain(..).map(|problem| custos_ledger::Finding {
+                    index: None,
+                    exact: false,
+                    problem,
+                }));
+            let anchored = report.anchors_checked > 0;
             if ctx.json {
                 output::json(&json!({
                     "ok": report.ok(),
+                    "anchored": anchored,
                     "entries": report.entries,
                     "pruned": report.pruned,
                     "checkpoints_verified": report.checkpoints_verified,
                     "checkpoints_unchecked": report.checkpoints_unchecked,
+                    "anchors_checked": report.anchors_checked,
+                    "anchored_size": report.anchored_size,
                     "findings": report.findings.iter().map(|f| json!({"index": f.index, "exact": f.exact, "problem": f.problem})).collect::<Vec<_>>(),
                 }));
             } else {
@@ -782,28 +858,70 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
                 if report.checkpoints_unchecked > 0 {
                     eprintln!(
-                        "warning: {} checkpoint signatures not checked; pass --public-key",
+                        "warning: {} checkpoint signatures not checked (their roots were); pass --public-key",
                         report.checkpoints_unchecked
                     );
                 }
                 eprintln!(
-                    "{}: {} entries, {} signed checkpoints verified",
+                    "{}: {} entries, {} signed checkpoints verified, {} external anchors checked",
                     if report.ok() {
                         "ledger verified"
                     } else {
                         "ledger NOT verified"
                     },
                     report.entries,
-                    report.checkpoints_verified
+                    report.checkpoints_verified,
+                    report.anchors_checked
                 );
+                if report.ok() && !anchored {
+                    eprintln!("NOT ANCHORED: no checkpoint held outside the database was given, so a ledger rewritten or truncated together with its checkpoints would pass too. Set [audit] anchor_dir (the gateway and `custos audit checkpoint` publish there) or pass --checkpoint FILE.");
+                }
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
+            Ok(if !report.ok() {
                 ExitCode::from(1)
+            } else if !anchored {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
             })
         }
     }
+}
+
+/// The external anchors: the newest checkpoint in `[audit] anchor_dir` and each
+/// `--checkpoint` file. Returns them with the problems found reading them (an anchor that
+/// does not verify with the public key is itself a finding).
+fn read_anchors(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    verifier: Option<&NoteVerifier>,
+) -> Result<(Vec<Anchor>, Vec<String>)> {
+    let mut notes: Vec<(String, String)> = Vec::new();
+    if let Some(dir) = &ctx.config.audit.anchor_dir {
+        if let Some(found) = custos_gateway::anchor::latest_in(dir)? {
+            notes.push(found);
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--checkpoint {}: cannot read it", f.display()))?;
+        notes.push((f.display().to_string(), text));
+    }
+    let mut anchors = Vec::new();
+    let mut problems = Vec::new();
+    for (source, note) in notes {
+        let opened = match verifier {
+            Some(v) => v.open(&note),
+            None => read_checkpoint_unverified(&note),
+        };
+        match opened {
+            Ok(checkpoint) => anchors.push(Anchor { source, checkpoint }),
+            Err(e) => problems.push(format!(
+                "the anchor {source} is not a valid checkpoint: {e}"
+            )),
+        }
+    }
+    Ok((anchors, problems))
 }
 
 /// Verifies the stored ledger in one streaming pass: entries and nodes are read page by
@@ -811,11 +929,15 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
 async fn verify_store(
     store: &Store,
     verifier: Option<&NoteVerifier>,
+    anchors: &[Anchor],
 ) -> Result<custos_ledger::Report> {
     let mut check = LedgerCheck::new(verifier);
-    let prune = store.ledger_latest_prune().await?;
+    for a in anchors {
+        check.anchor(a.clone());
+    }
+    let prune = store.ledger_latest_prune_record().await?;
     let mut next = 0i64;
-    if let Some((size, note)) = &prune {
+    if let Some((size, note, exports)) = &prune {
         let below = store.ledger_nodes_below(*size).await?;
         let nodes: Vec<StoredNode> = below
             .iter()
@@ -826,9 +948,10 @@ async fn verify_store(
             })
             .collect();
         check.pruned(
-            &StoredCheckpoint {
+            &StoredPrune {
                 size: i64::try_from(*size).unwrap_or(i64::MAX),
                 note,
+                exports,
             },
             &nodes,
         );

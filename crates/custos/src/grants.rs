@@ -22,18 +22,22 @@ pub enum GrantsCmd {
         #[command(flatten)]
         grant: GrantArgs,
     },
-    /// Approve a pending request (not your own).
-    #[command(after_help = "Example:\n  custos grants approve grant_01936f… --as bob@example.com")]
+    /// Approve a pending request (not your own): as the holder of CUSTOS_TOKEN or
+    /// --token-file (an API key or JWT, verified as the gateway verifies it), else as the
+    /// local operator (the OS login).
+    #[command(
+        after_help = "Examples:\n  CUSTOS_TOKEN=$(cat bob.jwt) custos grants approve grant_01936f…\n  custos grants approve grant_01936f… --token-file ~/.config/custos/token\n  custos grants approve grant_01936f…     # as local:<your login>\n\nThe approver is whoever the credential proves, never a name typed on the command line;\nwhoever requested a grant, or would hold it, cannot decide it."
+    )]
     Approve {
         id: String,
-        #[arg(long = "as", env = "CUSTOS_PRINCIPAL", value_name = "PRINCIPAL")]
-        by: String,
+        #[command(flatten)]
+        cred: Credential,
     },
-    /// Deny a pending request.
+    /// Deny a pending request (same identity rules as approve).
     Deny {
         id: String,
-        #[arg(long = "as", env = "CUSTOS_PRINCIPAL", value_name = "PRINCIPAL")]
-        by: String,
+        #[command(flatten)]
+        cred: Credential,
     },
     /// Take a role now, in an emergency: at most 4h, always alerted (webhooks) and audited.
     #[command(
@@ -47,8 +51,8 @@ pub enum GrantsCmd {
     /// End a grant before its time.
     Revoke {
         id: String,
-        #[arg(long = "as", env = "CUSTOS_PRINCIPAL", value_name = "PRINCIPAL")]
-        by: Option<String>,
+        #[command(flatten)]
+        cred: Credential,
     },
     /// Who holds or asked for what, until when.
     #[command(
@@ -67,7 +71,8 @@ pub enum GrantsCmd {
 pub struct GrantArgs {
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
     pub(crate) tenant: String,
-    /// Who will hold the role: a token subject, an API key id or a SPIFFE ID.
+    /// Who will hold the role: an API key id, a SPIFFE ID, or a token's ISSUER#SUBJECT (a
+    /// bare subject when exactly one `[[auth.jwt]]` issuer serves the tenant).
     #[arg(long)]
     principal: String,
     /// The role (as the policies name it: tenant-admin, security-admin, …).
@@ -79,9 +84,122 @@ pub struct GrantArgs {
     /// Why: a sentence or a ticket; recorded in the ledger.
     #[arg(long)]
     why: String,
-    /// Who asks (default: the grantee).
-    #[arg(long = "as", env = "CUSTOS_PRINCIPAL", value_name = "PRINCIPAL")]
-    by: Option<String>,
+    #[command(flatten)]
+    cred: Credential,
+}
+
+/// Who acts: a credential, or else the local operator.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Credential {
+    /// A file holding your API key or JWT (else $CUSTOS_TOKEN; else you act as the local
+    /// operator, your OS login).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// Who a grants command acts as, as proved: the principal of a verified credential, or the
+/// local operator.
+struct Acting {
+    /// The name grants record (`Principal::grant_name`, or `local:<login>`).
+    name: String,
+    actor: Value,
+}
+
+/// The acting identity: the credential in `--token-file` or `$CUSTOS_TOKEN`, verified exactly
+/// as the gateway verifies it and authorized for `action` on `tenant` by the policies; else
+/// the local operator.
+async fn acting(
+    ctx: &Ctx,
+    store: &Store,
+    cred: &Credential,
+    action: &str,
+    tenant: &str,
+) -> Result<Acting> {
+    let token = match &cred.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("CUSTOS_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+    };
+    let Some(token) = token else {
+        let name = crate::audit::local_operator();
+        return Ok(Acting {
+            actor: actor(&name),
+            name,
+        });
+    };
+    let principal = if token.starts_with("ck_") {
+        let keys = custos_gateway::authn::KeyCache::load(store).await?;
+        match keys.check(&token) {
+            custos_authz::KeyCheck::Valid(p) => (*p).clone(),
+            custos_authz::KeyCheck::Expired { key_id } => {
+                bail!("the credential is API key {key_id}, which has expired")
+            }
+            custos_authz::KeyCheck::Revoked { key_id } => {
+                bail!("the credential is API key {key_id}, which was revoked")
+            }
+            _ => bail!("the credential is not a valid custos API key"),
+        }
+    } else {
+        let issuers = custos_gateway::oidc::Issuers::load(&ctx.config.auth.jwt).await?;
+        if issuers.is_empty() {
+            bail!("the credential looks like a JWT, but no [[auth.jwt]] issuer is configured");
+        }
+        let (claims, _) = issuers
+            .verify(&token)
+            .await
+            .map_err(|e| anyhow::anyhow!("the credential was refused: {e}"))?;
+        let directory = custos_gateway::directory::Directory::load(store).await?;
+        directory
+            .principal(claims)
+            .map_err(|e| anyhow::anyhow!("the credential was refused: {e}"))?
+    };
+    crate::local_authz::authorize_principal(ctx, &principal, action, tenant)?;
+    Ok(Acting {
+        name: principal.grant_name(),
+        actor: json!({"type": if principal.method == custos_core::principal::AuthMethod::Jwt { "user" } else { "service_account" },
+            "id": principal.id, "uid": principal.uid, "issuer": (!principal.issuer.is_empty()).then_some(&principal.issuer),
+            "tenant": principal.tenant, "auth": principal.method.as_str(), "mfa": principal.mfa}),
+    })
+}
+
+/// A grantee as grants name it: a bare token subject becomes ISSUER#SUBJECT when exactly one
+/// configured issuer serves the tenant, so a grant never reaches a namesake at another issuer.
+fn grantee(ctx: &Ctx, tenant: &str, principal: &str) -> Result<String> {
+    if principal.contains('#')
+        || principal.starts_with("key_")
+        || principal.starts_with("spiffe://")
+        || principal.starts_with("local:")
+        || ctx.config.auth.jwt.is_empty()
+    {
+        return Ok(principal.to_owned());
+    }
+    let serving: Vec<&str> = ctx
+        .config
+        .auth
+        .jwt
+        .iter()
+        .filter(|j| {
+            j.allowed_tenants()
+                .is_none_or(|list| list.iter().any(|t| t == tenant))
+        })
+        .map(|j| j.issuer.as_str())
+        .collect();
+    match serving.as_slice() {
+        [one] => Ok(format!("{one}#{principal}")),
+        [] => Ok(principal.to_owned()),
+        many => bail!(
+            "--principal {principal:?}: {} issuers serve tenant {tenant:?} ({}); name the subject as ISSUER#SUBJECT",
+            many.len(),
+            many.join(", ")
+        ),
+    }
 }
 
 fn grant_json(g: &Grant, now: i64) -> Value {
@@ -143,11 +261,24 @@ async fn create(ctx: &Ctx, store: &Store, a: GrantArgs, kind: GrantKind) -> Resu
         bail!("--role {:?}: use letters, digits, '-', '_' or '.'", a.role);
     }
     store.tenant(&a.tenant).await?;
-    let by = a.by.clone().unwrap_or_else(|| a.principal.clone());
+    let action = match kind {
+        GrantKind::Jit => "grants.request",
+        GrantKind::BreakGlass => "grants.break_glass",
+    };
+    let who = acting(ctx, store, &a.cred, action, &a.tenant).await?;
+    let principal = grantee(ctx, &a.tenant, &a.principal)?;
+    // Breaking glass is taking a role oneself: for anyone else it needs their credential.
+    if kind == GrantKind::BreakGlass && who.name != principal {
+        bail!(
+            "break-glass for {principal} must be done with {principal}'s own credential (CUSTOS_TOKEN or --token-file); you act as {}",
+            who.name
+        );
+    }
+    let by = who.name.clone();
     let g = store
         .grant_create(&NewGrant {
             tenant: a.tenant,
-            principal: a.principal,
+            principal,
             role: a.role,
             kind,
             why: a.why,
@@ -159,7 +290,7 @@ async fn create(ctx: &Ctx, store: &Store, a: GrantArgs, kind: GrantKind) -> Resu
         GrantKind::Jit => "grant.request",
         GrantKind::BreakGlass => "grant.break_glass",
     };
-    record_by(store, actor(&by), activity, resource(&g), Some(&g.why)).await?;
+    record_by(store, who.actor, activity, resource(&g), Some(&g.why)).await?;
     Ok(g)
 }
 
@@ -179,7 +310,7 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
             show(
                 &g,
                 format!(
-                    "{}: {} asks for {} in {} for {} — pending; another principal approves with\n  custos grants approve {} --as APPROVER",
+                    "{}: {} asks for {} in {} for {} — pending; another principal approves with their own credential:\n  CUSTOS_TOKEN=… custos grants approve {}",
                     g.id,
                     g.principal,
                     g.role,
@@ -214,14 +345,13 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
                 ),
             );
         }
-        GrantsCmd::Approve { id, by } | GrantsCmd::Deny { id, by } if by.trim().is_empty() => {
-            bail!("grant {id}: name who decides with --as or CUSTOS_PRINCIPAL");
-        }
-        GrantsCmd::Approve { id, by } => {
-            let g = store.grant_decide(&id, true, &by).await?;
+        GrantsCmd::Approve { id, cred } => {
+            let tenant = store.grant(&id).await?.tenant;
+            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
+            let g = store.grant_decide(&id, true, &who.name).await?;
             record_by(
                 &store,
-                actor(&by),
+                who.actor,
                 "grant.approve",
                 resource(&g),
                 Some(&g.why),
@@ -239,15 +369,18 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
                 ),
             );
         }
-        GrantsCmd::Deny { id, by } => {
-            let g = store.grant_decide(&id, false, &by).await?;
-            record_by(&store, actor(&by), "grant.deny", resource(&g), Some(&g.why)).await?;
+        GrantsCmd::Deny { id, cred } => {
+            let tenant = store.grant(&id).await?.tenant;
+            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
+            let g = store.grant_decide(&id, false, &who.name).await?;
+            record_by(&store, who.actor, "grant.deny", resource(&g), Some(&g.why)).await?;
             show(&g, format!("{}: denied", g.id));
         }
-        GrantsCmd::Revoke { id, by } => {
-            let by = by.unwrap_or_else(crate::audit::local_operator);
-            let g = store.grant_revoke(&id, &by).await?;
-            record_by(&store, actor(&by), "grant.revoke", resource(&g), None).await?;
+        GrantsCmd::Revoke { id, cred } => {
+            let tenant = store.grant(&id).await?.tenant;
+            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
+            let g = store.grant_revoke(&id, &who.name).await?;
+            record_by(&store, who.actor, "grant.revoke", resource(&g), None).await?;
             show(&g, format!("{}: revoked", g.id));
         }
         GrantsCmd::List { tenant, active } => {

@@ -75,6 +75,50 @@ async fn action(cmd: &Command, store: &Store) -> Option<(&'static str, String)> 
     })
 }
 
+/// The configured policies' decision on `principal` doing `action` on `tenant`, now.
+fn decide(
+    ctx: &Ctx,
+    principal: &Principal,
+    action: &str,
+    tenant: &str,
+) -> Result<policy::Decision> {
+    let schema = policy::schema()?;
+    let engine = Engine::new(
+        schema.clone(),
+        policy::configured(&ctx.config.authz.policies, &schema)?,
+    )?;
+    let facts = RequestFacts {
+        time: custos_core::time::now_ms() / 1000,
+        ..RequestFacts::default()
+    };
+    Ok(engine.authorize(
+        principal,
+        action,
+        &Resource::Tenant(tenant.to_owned()),
+        &TenantFacts::default(),
+        &facts,
+    )?)
+}
+
+/// Refuses `action` on `tenant` when the policies deny it to `principal` (a credential's
+/// holder acting through the CLI, decided exactly as the admin API would decide it).
+pub fn authorize_principal(
+    ctx: &Ctx,
+    principal: &Principal,
+    action: &str,
+    tenant: &str,
+) -> Result<()> {
+    let d = decide(ctx, principal, action, tenant)?;
+    if !d.allowed {
+        bail!(
+            "{action} on tenant {tenant:?} is denied to {}: {}",
+            principal.grant_name(),
+            d.reason()
+        );
+    }
+    Ok(())
+}
+
 /// Refuses the command when the policies deny it to the local operator.
 pub async fn check(ctx: &Ctx, cmd: &Command) -> Result<()> {
     if !matches!(
@@ -93,11 +137,6 @@ pub async fn check(ctx: &Ctx, cmd: &Command) -> Result<()> {
     let Some((action, tenant)) = action(cmd, &store).await else {
         return Ok(());
     };
-    let schema = policy::schema()?;
-    let engine = Engine::new(
-        schema.clone(),
-        policy::configured(&ctx.config.authz.policies, &schema)?,
-    )?;
     let operator = Principal {
         id: crate::audit::local_operator(),
         method: AuthMethod::ApiKey,
@@ -105,17 +144,7 @@ pub async fn check(ctx: &Ctx, cmd: &Command) -> Result<()> {
         roles: vec!["operator".into()],
         ..Principal::default()
     };
-    let facts = RequestFacts {
-        time: custos_core::time::now_ms() / 1000,
-        ..RequestFacts::default()
-    };
-    let d = engine.authorize(
-        &operator,
-        action,
-        &Resource::Tenant(tenant.clone()),
-        &TenantFacts::default(),
-        &facts,
-    )?;
+    let d = decide(ctx, &operator, action, &tenant)?;
     if !d.allowed {
         bail!(
             "{action} on tenant {tenant:?} is denied to the local operator {}: {}{}",

@@ -37,6 +37,19 @@ fn bot_key(d: &Path) -> String {
         .to_owned()
 }
 
+/// `audit verify --json`, which exits 3 when the ledger is intact but anchored nowhere.
+fn verify_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = custos(dir, &all);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "custos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn json(dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -530,7 +543,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
     assert!(ok(d, &["audit", "query"]).starts_with("INDEX"));
     let note = ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
     assert!(note.starts_with("test.example/ledger\n4\n"), "{note}");
-    let report = json(d, &["audit", "verify", "--public-key", "keys/ledger.pub"]);
+    let report = verify_json(d, &["audit", "verify", "--public-key", "keys/ledger.pub"]);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["entries"], 4);
     assert_eq!(report["checkpoints_verified"], 1);
@@ -605,7 +618,7 @@ fn audit_proofs_verify_offline() {
         });
         // The event is committed after the response; wait until the ledger holds it.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while json(d, &["audit", "verify"])["entries"].as_u64() < Some(4) {
+        while verify_json(d, &["audit", "verify"])["entries"].as_u64() < Some(4) {
             assert!(
                 Instant::now() < deadline,
                 "the call never reached the ledger"
@@ -799,7 +812,7 @@ fn ledger_survives_sigkill_under_load() {
     });
     let _ = server.0.wait();
     assert_eq!(answered, 50);
-    let report = json(d, &["audit", "verify"]);
+    let report = verify_json(d, &["audit", "verify"]);
     assert_eq!(report["ok"], true, "{report}");
     let after_crash = report["entries"].as_u64().unwrap();
     assert!(after_crash >= 3, "the identity events are there: {report}");
@@ -812,14 +825,14 @@ fn ledger_survives_sigkill_under_load() {
     );
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while json(d, &["audit", "verify"])["entries"].as_u64() <= Some(after_crash) {
+    while verify_json(d, &["audit", "verify"])["entries"].as_u64() <= Some(after_crash) {
         assert!(
             Instant::now() < deadline,
             "the restarted gateway did not append"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(json(d, &["audit", "verify"])["ok"], true);
+    assert_eq!(verify_json(d, &["audit", "verify"])["ok"], true);
 }
 
 /// Appends `n` control-plane-shaped events straight through the store (fast), as the gateway's
@@ -937,7 +950,7 @@ fn audit_verify_catches_every_kind_of_tampering() {
         append_events(d, 3);
         let pk = public.to_str().unwrap();
         assert_eq!(
-            json(d, &["audit", "verify", "--public-key", pk])["ok"],
+            verify_json(d, &["audit", "verify", "--public-key", pk])["ok"],
             true
         );
         raw_sql(d, sql);
@@ -1034,7 +1047,7 @@ fn audit_export_ranges_and_prune() {
         (plan["from"].as_u64(), plan["to"].as_u64()),
         (Some(0), Some(7))
     );
-    assert_eq!(json(d, &["audit", "verify"])["pruned"], 0);
+    assert_eq!(verify_json(d, &["audit", "verify"])["pruned"], 0);
     // An export that is not of this ledger is refused.
     let other = tempfile::tempdir().unwrap();
     ok(other.path(), &["tenants", "create", "other"]);
@@ -1066,7 +1079,7 @@ fn audit_export_ranges_and_prune() {
 
     let done = prune(&["--why", "OPS-42"]);
     assert_eq!(done["entries"], 7);
-    let report = json(d, &["audit", "verify", "--public-key", pk]);
+    let report = verify_json(d, &["audit", "verify", "--public-key", pk]);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["pruned"], 7);
     // 5 kept, plus the audit.prune event itself.
@@ -1088,7 +1101,7 @@ fn audit_export_ranges_and_prune() {
     // The log grows on, and pruning the same range again finds nothing to do.
     ok(d, &["tenants", "create", "later"]);
     assert_eq!(prune(&[])["entries"], 0);
-    let report = json(d, &["audit", "verify", "--public-key", pk]);
+    let report = verify_json(d, &["audit", "verify", "--public-key", pk]);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["entries"], 7);
 }
@@ -2950,10 +2963,34 @@ cases:
     );
 }
 
+/// A token of the test issuer for `sub` of acme, with `roles` and a second factor, written
+/// to `d/<sub>.jwt` for `--token-file`.
+fn token_file(
+    d: &Path,
+    issuer: &custos_authz::testkit::TestIssuer,
+    sub: &str,
+    roles: &[&str],
+) -> String {
+    let mut c = issuer.claims(sub, "custos", custos_core_now());
+    c["tenant"] = json!("acme");
+    c["roles"] = json!(roles);
+    c["amr"] = json!(["pwd", "hwk"]);
+    let path = d.join(format!("{sub}.jwt"));
+    std::fs::write(&path, issuer.token(&c)).unwrap();
+    path.display().to_string()
+}
+
 #[test]
 fn grants_request_approve_break_glass_and_list() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(d.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"acme\"]\n",
+    )
+    .unwrap();
     ok(d, &["tenants", "create", "acme"]);
     let req = json(
         d,
@@ -2974,15 +3011,42 @@ fn grants_request_approve_break_glass_and_list() {
         ],
     );
     assert_eq!(req["state"], "pending");
+    // A bare subject is qualified by the one issuer serving the tenant.
+    assert_eq!(req["principal"], "https://idp.test#alice");
     let id = req["id"].as_str().unwrap().to_owned();
-    // The grantee cannot approve; someone else can, once.
-    let out = custos(d, &["grants", "approve", &id, "--as", "alice"]);
+    // The requester's own shell cannot approve, whatever it says: there is no --as, and the
+    // local operator who asked is the one who would decide.
+    let out = custos(d, &["grants", "approve", &id, "--as", "not-alice"]);
+    assert!(!out.status.success());
+    let out = custos(d, &["grants", "approve", &id]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decide"));
-    let approved = json(d, &["--json", "grants", "approve", &id, "--as", "bob"]);
+    // The grantee's own credential cannot approve either.
+    let alice = token_file(d, &issuer, "alice", &["security-admin"]);
+    let out = custos(d, &["grants", "approve", &id, "--token-file", &alice]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decide"));
+    // A credential without a role that may approve is refused by the policies.
+    let eve = token_file(d, &issuer, "eve", &["developer"]);
+    let out = custos(d, &["grants", "approve", &id, "--token-file", &eve]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A forged token (another key) is refused as the gateway refuses it.
+    let forger = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    let forged = token_file(d, &forger, "mallory", &["security-admin"]);
+    let out = custos(d, &["grants", "approve", &id, "--token-file", &forged]);
+    assert!(!out.status.success());
+    // Bob, proved by his token, approves once.
+    let bob = token_file(d, &issuer, "bob", &["security-admin"]);
+    let approved = json(
+        d,
+        &["--json", "grants", "approve", &id, "--token-file", &bob],
+    );
     assert_eq!(approved["state"], "live");
-    assert_eq!(approved["decided_by"], "bob");
-    assert!(!custos(d, &["grants", "deny", &id, "--as", "carol"])
+    assert_eq!(approved["decided_by"], "https://idp.test#bob");
+    assert!(!custos(d, &["grants", "deny", &id, "--token-file", &bob])
         .status
         .success());
     // Longer than allowed, and break-glass past 4h: refused with the limit named.
@@ -3004,27 +3068,9 @@ fn grants_request_approve_break_glass_and_list() {
         ],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 8h"));
-    let out = custos(
-        d,
-        &[
-            "grants",
-            "break-glass",
-            "--tenant",
-            "acme",
-            "--principal",
-            "carol",
-            "--role",
-            "security-admin",
-            "--for",
-            "5h",
-            "--why",
-            "x",
-        ],
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 4h"));
-    let glass = json(
-        d,
-        &[
+    let carol = token_file(d, &issuer, "carol", &["developer"]);
+    let glass_args = |dur: &'static str| -> Vec<String> {
+        [
             "--json",
             "grants",
             "break-glass",
@@ -3035,28 +3081,44 @@ fn grants_request_approve_break_glass_and_list() {
             "--role",
             "security-admin",
             "--for",
-            "1h",
+            dur,
             "--why",
             "INC-8: leaked key",
-        ],
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: Vec<String>| {
+        let v: Vec<&str> = args.iter().map(String::as_str).collect();
+        custos(d, &v)
+    };
+    let out = run(glass_args("5h"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 4h"));
+    // Breaking glass for someone else from a shell is refused: it takes carol's credential.
+    let out = run(glass_args("1h"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("carol's own credential"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let mut with_cred = glass_args("1h");
+    with_cred.extend(["--token-file".to_string(), carol.clone()]);
+    let out = run(with_cred);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let glass: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(glass["state"], "live");
     assert_eq!(glass["kind"], "break_glass");
     let active = json(d, &["--json", "grants", "list", "--active"]);
     assert_eq!(active.as_array().unwrap().len(), 2);
-    ok(
-        d,
-        &[
-            "grants",
-            "revoke",
-            glass["id"].as_str().unwrap(),
-            "--as",
-            "dave",
-        ],
-    );
+    ok(d, &["grants", "revoke", glass["id"].as_str().unwrap()]);
     let active = json(d, &["--json", "grants", "list", "--active"]);
     assert_eq!(active.as_array().unwrap().len(), 1);
-    // Every step is in the ledger, by whom and why.
+    // Every step is in the ledger, by whom (as proved) and why.
     let text = ok(d, &["--json", "audit", "query", "--activity", "grant."]);
     for needle in [
         "grant.request",
@@ -3064,7 +3126,8 @@ fn grants_request_approve_break_glass_and_list() {
         "grant.break_glass",
         "grant.revoke",
         "INC-8: leaked key",
-        "\"bob\"",
+        "https://idp.test#bob",
+        "\"local:",
     ] {
         assert!(text.contains(needle), "{needle} missing: {text}");
     }
@@ -3078,7 +3141,7 @@ fn access_review_flags_what_needs_attention() {
     std::fs::write(d.join("jwks.json"), issuer.jwks()).unwrap();
     std::fs::write(
         d.join("custos.toml"),
-        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\n",
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"acme\"]\n",
     )
     .unwrap();
     ok(d, &["tenants", "create", "acme"]);
@@ -3135,14 +3198,15 @@ fn access_review_flags_what_needs_attention() {
             "audit",
         ],
     );
+    let carol = token_file(d, &issuer, "carol", &["security-admin"]);
     ok(
         d,
         &[
             "grants",
             "approve",
             g["id"].as_str().unwrap(),
-            "--as",
-            "carol",
+            "--token-file",
+            &carol,
         ],
     );
     std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -3170,14 +3234,14 @@ fn access_review_flags_what_needs_attention() {
             .cloned()
             .unwrap_or_else(|| panic!("{p} missing: {review}"))
     };
-    let root = find("root@acme");
+    let root = find("https://idp.test#root@acme");
     assert_eq!(root["type"], "user");
     assert!(
         root["flags"].to_string().contains("admin-without-mfa"),
         "{root}"
     );
     assert!(root["last_use"].is_string());
-    let bob = find("bob");
+    let bob = find("https://idp.test#bob");
     assert!(bob["flags"].to_string().contains("expired-grant"), "{bob}");
     let key = review["principals"]
         .as_array()
@@ -3250,4 +3314,222 @@ fn the_cli_is_authorized_by_the_same_policies() {
     // Other commands still run, and the key is still active.
     let keys = json(d, &["--json", "keys", "list"]);
     assert_eq!(keys[0]["status"], "active");
+}
+
+/// A database for the anchor tests: SQLite in `d`, or a fresh PostgreSQL database.
+fn anchored_setup(d: &Path, pg: Option<&str>) -> String {
+    let url = match pg {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", d.join(".custos/custos.db").display()),
+    };
+    let db = pg.map_or(String::new(), |u| format!("[database]\nurl = \"{u}\"\n"));
+    std::fs::write(
+        d.join("custos.toml"),
+        format!("{db}[audit]\nanchor_dir = \"anchors\"\n"),
+    )
+    .unwrap();
+    url
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn sql_on(url: &str, sql: &str) {
+    block_on(async {
+        let store = custos_store::Store::open(url).await.unwrap();
+        custos_store::testkit::execute_raw(&store, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
+}
+
+fn append_on(url: &str, from: usize, n: usize, tag: &str) {
+    block_on(async {
+        let store = custos_store::Store::open(url).await.unwrap();
+        let events: Vec<String> = (from..from + n)
+            .map(|i| {
+                json!({"schema": 1, "activity": "model.invoke", "n": i, "tag": tag}).to_string()
+            })
+            .collect();
+        store.ledger_append(&events).await.unwrap();
+    });
+}
+
+/// SQL that removes every guard trigger of the ledger tables, as a database owner can.
+fn unguard(pg: bool) -> String {
+    if pg {
+        [
+            "ledger_entries",
+            "ledger_nodes",
+            "ledger_checkpoints",
+            "ledger_prunes",
+        ]
+        .iter()
+        .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER;"))
+        .collect()
+    } else {
+        [
+            "ledger_checkpoints_append_only_delete",
+            "ledger_checkpoints_append_only_update",
+            "ledger_entries_append_only_update",
+            "ledger_entries_delete_only_pruned",
+            "ledger_nodes_append_only_delete",
+            "ledger_nodes_append_only_update",
+            "ledger_prunes_append_only_delete",
+            "ledger_prunes_append_only_update",
+        ]
+        .iter()
+        .map(|t| format!("DROP TRIGGER {t};"))
+        .collect()
+    }
+}
+
+/// The attacks of a database administrator who rewrites rows consistently, with or without
+/// the guard triggers: each passes every check of the stored rows against each other, and
+/// each fails `audit verify` against the checkpoint published outside the database, naming
+/// the size and root it should have; `audit checkpoint` then refuses to sign the forgery.
+fn tampering_is_caught_against_the_anchor(pg: Option<&str>, name: &str) {
+    let keys = tempfile::tempdir().unwrap();
+    ok(keys.path(), &["audit", "keygen", "--out", "."]);
+    let pk = keys.path().join("ledger.pub");
+    let key = keys.path().join("ledger.key");
+    let (pk, key) = (pk.to_str().unwrap(), key.to_str().unwrap());
+    let is_pg = pg.is_some();
+    // (name, what the attacker does, text the first finding must contain)
+    type Attack = Box<dyn Fn(&str)>;
+    let cases: Vec<(&str, Attack, &str)> = vec![
+        (
+            "truncate the tail with its nodes and checkpoints",
+            Box::new(move |url| {
+                sql_on(url, &format!("{} DELETE FROM ledger_entries WHERE idx >= 6; DELETE FROM ledger_nodes WHERE last_leaf >= 6; DELETE FROM ledger_checkpoints;", unguard(is_pg)));
+            }),
+            "holds 6 entries, but the checkpoint anchored",
+        ),
+        (
+            "rewrite a suffix consistently and append",
+            Box::new(move |url| {
+                sql_on(url, &format!("{} DELETE FROM ledger_entries WHERE idx >= 8; DELETE FROM ledger_nodes WHERE last_leaf >= 8; DELETE FROM ledger_checkpoints;", unguard(is_pg)));
+                append_on(url, 8, 9, "forged");
+            }),
+            "not consistent with the checkpoint anchored",
+        ),
+        (
+            "a checkpoint note reused as a prune record (triggers intact)",
+            Box::new(|url| {
+                sql_on(url, "INSERT INTO ledger_prunes (size, note, exports, created_at) SELECT size, note, '[]', 0 FROM ledger_checkpoints; DELETE FROM ledger_entries WHERE idx < 12;");
+            }),
+            "not a valid prune record",
+        ),
+        (
+            "checkpoints deleted",
+            Box::new(move |url| {
+                sql_on(
+                    url,
+                    &format!("{} DELETE FROM ledger_checkpoints;", unguard(is_pg)),
+                );
+            }),
+            "missing from the database",
+        ),
+        (
+            "an event edited",
+            Box::new(move |url| {
+                sql_on(url, &format!("{} UPDATE ledger_entries SET event = replace(event, 'model', 'tool') WHERE idx = 5;", unguard(is_pg)));
+            }),
+            "entry 5 no longer matches",
+        ),
+        (
+            "an entry deleted from the middle",
+            Box::new(move |url| {
+                sql_on(
+                    url,
+                    &format!(
+                        "{} DELETE FROM ledger_entries WHERE idx = 5;",
+                        unguard(is_pg)
+                    ),
+                );
+            }),
+            "not contiguous from 5",
+        ),
+    ];
+    for (i, (what, attack, expect)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let pg_url = pg.map(|base| {
+            block_on(custos_store::testkit::fresh_postgres(&format!(
+                "{name}_{i}"
+            )))
+            .unwrap()
+            .unwrap_or_else(|| base.to_owned())
+        });
+        let url = anchored_setup(d, pg_url.as_deref());
+        ok(d, &["tenants", "create", "acme"]);
+        append_on(&url, 0, 11, "real");
+        ok(d, &["audit", "checkpoint", "--key-file", key]);
+        append_on(&url, 11, 3, "real");
+        let report = verify_json(d, &["audit", "verify", "--public-key", pk]);
+        assert_eq!(
+            (report["ok"].as_bool(), report["anchored_size"].as_u64()),
+            (Some(true), Some(12)),
+            "{report}"
+        );
+        attack(&url);
+        let out = custos(d, &["audit", "verify", "--public-key", pk, "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            report["findings"][0]["problem"]
+                .as_str()
+                .unwrap()
+                .contains(expect),
+            "{what}: {report}"
+        );
+        // Without the public key the roots are still compared.
+        let out = custos(d, &["audit", "verify", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{what} (no key)");
+        // And the signer will not vouch for what is left.
+        let out = custos(d, &["audit", "checkpoint", "--key-file", key]);
+        assert!(!out.status.success(), "{what}: signed the forgery");
+    }
+}
+
+#[test]
+fn tampering_is_caught_against_the_anchor_sqlite() {
+    tampering_is_caught_against_the_anchor(None, "anchor_sqlite");
+}
+
+#[test]
+fn tampering_is_caught_against_the_anchor_postgres() {
+    let Some(url) = block_on(custos_store::testkit::fresh_postgres("anchor_pg")).unwrap() else {
+        eprintln!("skipping: CUSTOS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    tampering_is_caught_against_the_anchor(Some(&url), "anchor_pg");
+}
+
+/// With nothing outside the database to compare with, verify says so and exits 3.
+#[test]
+fn an_unanchored_ledger_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["tenants", "create", "acme"]);
+    let out = custos(d, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOT ANCHORED"), "{err}");
+    let out = custos(d, &["audit", "verify", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["ok"].as_bool(), report["anchored"].as_bool()),
+        (Some(true), Some(false))
+    );
 }

@@ -1,0 +1,210 @@
+//! External anchors of the ledger: every signed checkpoint is published outside the database
+//! it protects — an append-only directory (one read-only file per size, never overwritten)
+//! and any webhooks — and read back by `custos audit verify` and by the signer, which will
+//! not sign a head that does not extend the latest published one.
+
+use crate::webhook::{WebhookSetupError, Webhooks};
+use custos_core::config::AuditConfig;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("anchor directory {dir}: {reason}")]
+    Dir { dir: String, reason: String },
+    #[error("anchor directory {dir} already holds a different checkpoint for size {size}: two heads were signed for one size (a fork), or the file was altered")]
+    Fork { dir: String, size: u64 },
+    #[error("audit.anchor_webhooks: {0}")]
+    Webhook(#[from] WebhookSetupError),
+    #[error("anchor webhook {url}: {reason}")]
+    Delivery { url: String, reason: String },
+}
+
+/// Where signed checkpoints are published.
+pub struct Anchors {
+    dir: Option<PathBuf>,
+    webhooks: Webhooks,
+}
+
+impl std::fmt::Debug for Anchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchors")
+            .field("dir", &self.dir)
+            .field("webhooks", &self.webhooks.len())
+            .finish()
+    }
+}
+
+/// The file name of the checkpoint for `size`: zero-padded so names sort as sizes do.
+fn file_name(size: u64) -> String {
+    format!("checkpoint-{size:020}.note")
+}
+
+fn size_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("checkpoint-")?.strip_suffix(".note")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// A checkpoint note larger than this in the anchor directory is not read.
+const MAX_NOTE_BYTES: u64 = 64 * 1024;
+
+impl Anchors {
+    pub fn new(config: &AuditConfig) -> Result<Self, AnchorError> {
+        Ok(Self {
+            dir: config.anchor_dir.clone(),
+            webhooks: Webhooks::new(&config.anchor_webhooks)?,
+        })
+    }
+
+    /// No sink at all: checkpoints live only in the database they are meant to protect.
+    pub fn is_empty(&self) -> bool {
+        self.dir.is_none() && self.webhooks.is_empty()
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Publishes one signed checkpoint to every sink. The directory file is created new and
+    /// made read-only; a file already there with the same note is success (a retry), one
+    /// with another note is a fork and an error.
+    pub async fn publish(&self, size: u64, note: &str) -> Result<(), AnchorError> {
+        if let Some(dir) = &self.dir {
+            let (dir, note) = (dir.clone(), note.to_owned());
+            tokio::task::spawn_blocking(move || write_dir(&dir, size, &note))
+                .await
+                .map_err(|e| AnchorError::Dir {
+                    dir: String::new(),
+                    reason: e.to_string(),
+                })??;
+        }
+        if !self.webhooks.is_empty() {
+            let payload = serde_json::json!({
+                "type": "ledger.checkpoint",
+                "size": size,
+                "note": note,
+            });
+            let failed = self
+                .webhooks
+                .deliver_and_wait(&format!("checkpoint-{size}"), &payload, 3)
+                .await;
+            if let Some((url, reason)) = failed.into_iter().next() {
+                return Err(AnchorError::Delivery { url, reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint in the anchor directory: (where, note).
+    pub fn latest(&self) -> Result<Option<(String, String)>, AnchorError> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        latest_in(dir)
+    }
+}
+
+fn dir_error(dir: &Path, reason: impl std::fmt::Display) -> AnchorError {
+    AnchorError::Dir {
+        dir: dir.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn write_dir(dir: &Path, size: u64, note: &str) -> Result<(), AnchorError> {
+    std::fs::create_dir_all(dir).map_err(|e| dir_error(dir, e))?;
+    let path = dir.join(file_name(size));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            f.write_all(note.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| dir_error(dir, format!("writing {}: {e}", path.display())))?;
+            let mut perms = f.metadata().map_err(|e| dir_error(dir, e))?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&path, perms).map_err(|e| dir_error(dir, e))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing = read_note(&path).map_err(|e| dir_error(dir, e))?;
+            if existing == note {
+                Ok(())
+            } else {
+                Err(AnchorError::Fork {
+                    dir: dir.display().to_string(),
+                    size,
+                })
+            }
+        }
+        Err(e) => Err(dir_error(dir, format!("creating {}: {e}", path.display()))),
+    }
+}
+
+fn read_note(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX_NOTE_BYTES {
+        return Err(format!(
+            "{} is {} bytes, too large for a checkpoint note",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The newest checkpoint file in `dir` (by the size in its name); a missing directory holds
+/// none.
+pub fn latest_in(dir: &Path) -> Result<Option<(String, String)>, AnchorError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(dir_error(dir, e)),
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| dir_error(dir, e))?;
+        let name = entry.file_name();
+        if let Some(size) = name.to_str().and_then(size_of) {
+            if best.as_ref().is_none_or(|(s, _)| size > *s) {
+                best = Some((size, entry.path()));
+            }
+        }
+    }
+    match best {
+        None => Ok(None),
+        Some((_, path)) => {
+            let note = read_note(&path).map_err(|e| dir_error(dir, e))?;
+            Ok(Some((path.display().to_string(), note)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_directory_is_append_only_and_sorted_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("anchors");
+        assert!(latest_in(&d).unwrap().is_none());
+        write_dir(&d, 9, "nine\n").unwrap();
+        write_dir(&d, 10, "ten\n").unwrap();
+        write_dir(&d, 10, "ten\n").unwrap();
+        assert!(matches!(
+            write_dir(&d, 10, "other\n"),
+            Err(AnchorError::Fork { size: 10, .. })
+        ));
+        std::fs::write(d.join("notes.txt"), "ignored").unwrap();
+        let (path, note) = latest_in(&d).unwrap().unwrap();
+        assert!(path.ends_with(&file_name(10)), "{path}");
+        assert_eq!(note, "ten\n");
+        assert_eq!(size_of(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(size_of("checkpoint-1.note"), None);
+    }
+}
