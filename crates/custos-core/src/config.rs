@@ -380,6 +380,20 @@ pub struct ServerConfig {
     pub header_read_timeout: HumanDuration,
     /// On shutdown, how long in-flight requests (and streams) may take to finish.
     pub shutdown_grace: HumanDuration,
+    /// A request body must arrive whole within this (slow-client protection)…
+    pub body_timeout: HumanDuration,
+    /// …and, after its first 5 seconds, at no less than this many bytes per second on
+    /// average; a trickling body gets 408 `body-timeout`. 0 turns the rate check off.
+    pub body_min_rate: u64,
+    /// Open connections at most; more are answered 503 `overloaded` and closed at once
+    /// (lowered to what the process's open-file limit allows).
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_client: usize,
+    /// Requests being read, authenticated and routed at once (before their response starts);
+    /// more are shed with 503 `overloaded` and `Retry-After`. Health, readiness and metrics
+    /// are never shed.
+    pub max_concurrent_requests: usize,
     /// Serve HTTPS (TLS 1.2 and 1.3), optionally asking clients for certificates (mTLS).
     pub tls: Option<TlsConfig>,
 }
@@ -411,6 +425,11 @@ impl Default for ServerConfig {
             key_refresh_interval: HumanDuration(Duration::from_millis(500)),
             header_read_timeout: HumanDuration(Duration::from_secs(30)),
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(30)),
+            body_min_rate: 1024,
+            max_connections: 8192,
+            max_connections_per_client: 256,
+            max_concurrent_requests: 2048,
             tls: None,
         }
     }
@@ -509,6 +528,9 @@ pub struct AuditConfig {
     pub anchor_dir: Option<PathBuf>,
     /// Receivers to which every signed checkpoint is POSTed (HMAC-signed like alerts).
     pub anchor_webhooks: Vec<WebhookConfig>,
+    /// Calls refused before a principal is known are recorded as one `auth.refused` event
+    /// per source address and reason per this window, with their count.
+    pub refusal_window: HumanDuration,
 }
 
 impl Default for AuditConfig {
@@ -520,6 +542,7 @@ impl Default for AuditConfig {
             retention: HumanDuration(Duration::from_secs(365 * 24 * 3600)),
             anchor_dir: None,
             anchor_webhooks: Vec::new(),
+            refusal_window: HumanDuration(Duration::from_secs(60)),
         }
     }
 }

@@ -114,7 +114,18 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         .extensions()
         .get::<RequestId>()
         .map(|r| r.as_str().to_owned());
+    let client = req
+        .extensions()
+        .get::<crate::refusals::ClientAddr>()
+        .map(|c| c.0);
     let response = next.run(req).await;
+    if slot.principal.get().is_none() {
+        // Refused before anyone was identified: counted, recorded per source and window.
+        if let Some(kind) = response.extensions().get::<ProblemKind>() {
+            state.refusals.note(client, kind.slug());
+            return response;
+        }
+    }
     // Back-pressure: wait for room for this call's event before answering.
     let Some(permit) = state.audit.0.reserve().await else {
         tracing::error!("the audit writer has stopped; the call is answered without evidence");

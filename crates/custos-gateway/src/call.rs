@@ -242,6 +242,9 @@ pub(crate) async fn read_body(
         }
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if let Some(t) = crate::overload::body_timeout_in(&e) {
+            return Problem::new(ProblemKind::BodyTimeout, t.to_string());
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(s) = source {
             if s.is::<http_body_util::LengthLimitError>() {

@@ -19,12 +19,14 @@ pub mod idempotency;
 pub mod meter;
 pub mod metrics;
 pub mod oidc;
+pub mod overload;
 pub mod pii;
 pub mod pipeline;
 pub mod problem;
 pub mod providers;
 pub mod proxy;
 pub mod quota;
+pub mod refusals;
 pub mod request_id;
 pub mod route;
 pub mod service;
@@ -168,6 +170,7 @@ impl Gateway {
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
+            refusals: Arc::new(refusals::Refusals::default()),
             audit,
             finops: finops.clone(),
             pii: Arc::new(
@@ -186,7 +189,22 @@ impl Gateway {
                 idempotency.sweep();
             }
         });
+        let refusals_flush = {
+            let state = state.clone();
+            spawn_every(
+                state.config.audit.refusal_window.0,
+                "recording refused calls failed",
+                move || {
+                    let state = state.clone();
+                    async move {
+                        state.refusals.flush(&state.audit).await;
+                        Ok::<(), std::convert::Infallible>(())
+                    }
+                },
+            )
+        };
         let mut tasks = vec![
+            refusals_flush,
             keys.spawn_refresher(store.clone(), refresh),
             directory.spawn_refresher(store.clone(), refresh),
             authz.clone().spawn_watcher(),
@@ -254,12 +272,28 @@ impl Gateway {
         let app = self.router();
         let header_timeout = self.state.config.server.header_read_timeout.0;
         let grace = self.state.config.server.shutdown_grace.0;
+        let server = &self.state.config.server;
+        let mut max_connections = server.max_connections;
+        if let Some(files) = overload::open_file_limit() {
+            // Database files, upstream sockets and the listener need descriptors too.
+            let room = files.saturating_sub(256).max(16);
+            if room < max_connections {
+                tracing::warn!(
+                    open_file_limit = files,
+                    max_connections,
+                    "the open-file limit allows only {room} connections; raise it (ulimit -n) to serve server.max_connections"
+                );
+                max_connections = room;
+            }
+        }
+        let connections =
+            overload::ConnectionLimits::new(max_connections, server.max_connections_per_client);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "accepting a connection failed");
@@ -271,17 +305,34 @@ impl Gateway {
             };
             // Small request/response writes must not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
+            let permit = match connections.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(why) => {
+                    self.state.metrics.connection_shed();
+                    overload::shed(stream, why);
+                    continue;
+                }
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
             match &self.tls {
                 None => {
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let client = refusals::ClientAddr(peer.ip());
+                    let service = tower::ServiceExt::map_request(
+                        app.clone(),
+                        move |mut req: http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(client);
+                            req
+                        },
+                    );
+                    let service = hyper_util::service::TowerToHyperService::new(service);
                     let conn =
                         builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -292,8 +343,10 @@ impl Gateway {
                     // so a client that never finishes it holds nothing but its own task.
                     let acceptor = acceptor.clone();
                     let app = app.clone();
+                    let client = refusals::ClientAddr(peer.ip());
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         let tls =
                             match tokio::time::timeout(header_timeout, acceptor.accept(stream))
                                 .await
@@ -315,6 +368,7 @@ impl Gateway {
                                 if let Some(p) = &peer {
                                     req.extensions_mut().insert(p.clone());
                                 }
+                                req.extensions_mut().insert(client);
                                 req
                             },
                         );
@@ -336,6 +390,7 @@ impl Gateway {
             }
         }
         // Every answered call's usage and evidence is committed before the process exits.
+        self.state.refusals.flush(&self.state.audit).await;
         self.state.finops.usage.flush().await;
         self.state.audit.flush().await;
         Ok(())

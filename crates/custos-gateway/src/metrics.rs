@@ -103,6 +103,7 @@ pub struct Metrics {
     auth_failures: Mutex<HashMap<&'static str, u64>>,
     quota_rejections: Mutex<HashMap<(&'static str, &'static str), u64>>,
     idempotent_replays: AtomicU64,
+    connections_shed: AtomicU64,
     in_flight: AtomicI64,
     /// Entities found by PII analysis, by type: counts only, never values.
     pii_entities: Mutex<HashMap<String, u64>>,
@@ -155,6 +156,11 @@ impl Metrics {
         for e in entities {
             *m.entry(e.to_owned()).or_default() += 1;
         }
+    }
+
+    /// A connection refused by the connection limits.
+    pub fn connection_shed(&self) {
+        self.connections_shed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn idempotent_replay(&self) {
@@ -262,6 +268,7 @@ impl Metrics {
                 "custos_quota_rejections_total{{scope=\"{scope}\",limit=\"{limit}\"}} {v}"
             );
         }
+        let _ = writeln!(out, "# HELP custos_connections_shed_total Connections answered 503 and closed by the connection limits.\n# TYPE custos_connections_shed_total counter\ncustos_connections_shed_total {}", self.connections_shed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_idempotent_replays_total Responses replayed for a repeated Idempotency-Key.\n# TYPE custos_idempotent_replays_total counter\ncustos_idempotent_replays_total {}", self.idempotent_replays.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_in_flight_requests Requests being handled now.\n# TYPE custos_in_flight_requests gauge\ncustos_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_api_keys_cached API keys in the in-memory index.\n# TYPE custos_api_keys_cached gauge\ncustos_api_keys_cached {keys_cached}");

@@ -61,6 +61,11 @@ fn build(state: AppState, audit: bool) -> Router {
         authenticated
     };
 
+    let limits = std::sync::Arc::new(crate::overload::RequestLimits::new(
+        state.config.server.max_concurrent_requests,
+        state.config.server.body_timeout.0,
+        state.config.server.body_min_rate,
+    ));
     Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
@@ -70,6 +75,7 @@ fn build(state: AppState, audit: bool) -> Router {
         .method_not_allowed_fallback(service::method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(from_fn_with_state(limits, crate::overload::admit))
                 .layer(from_fn(request_id::assign))
                 .layer(from_fn_with_state(state.clone(), metrics::observe)),
         )

@@ -48,12 +48,14 @@ pub enum ProblemKind {
     NotFound,
     MethodNotAllowed,
     NotReady,
+    BodyTimeout,
+    Overloaded,
     Internal,
 }
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 38] = {
+    pub const ALL: [ProblemKind; 40] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -93,6 +95,8 @@ impl ProblemKind {
             NotFound,
             MethodNotAllowed,
             NotReady,
+            BodyTimeout,
+            Overloaded,
             Internal,
         ]
     };
@@ -137,6 +141,8 @@ impl ProblemKind {
             NotFound => "not-found",
             MethodNotAllowed => "method-not-allowed",
             NotReady => "not-ready",
+            BodyTimeout => "body-timeout",
+            Overloaded => "overloaded",
             Internal => "internal",
         }
     }
@@ -174,7 +180,8 @@ impl ProblemKind {
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            NotReady | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -219,6 +226,8 @@ impl ProblemKind {
             NotFound => "No such endpoint",
             MethodNotAllowed => "Method not allowed",
             NotReady => "custos is not ready",
+            BodyTimeout => "The request body did not arrive in time",
+            Overloaded => "custos is shedding load",
             Internal => "Internal error",
         }
     }

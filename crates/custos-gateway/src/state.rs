@@ -28,6 +28,8 @@ pub struct Shared {
     pub quota: Arc<Quotas>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
+    /// Refusals before a principal is known, counted per window (`refusals`).
+    pub refusals: Arc<crate::refusals::Refusals>,
     pub audit: AuditSink,
     /// Prices, budgets and the usage writer.
     pub finops: Arc<crate::finops::Finops>,

@@ -1009,6 +1009,7 @@ async fn model_calls_leave_evidence_in_the_ledger() {
                 .status(),
             401
         );
+        gw.state.refusals.flush(&gw.state.audit).await;
         gw.state.audit.flush().await;
 
         let entries = gw.store.ledger_entries(0, 100).await.unwrap();
@@ -1020,7 +1021,7 @@ async fn model_calls_leave_evidence_in_the_ledger() {
             .iter()
             .filter(|e| e["activity"] == "model.invoke")
             .collect();
-        assert_eq!(calls.len(), 4, "{}: {events:?}", db.name);
+        assert_eq!(calls.len(), 3, "{}: {events:?}", db.name);
         let first = calls[0];
         assert_eq!(first["outcome"], "allowed");
         assert_eq!(first["actor"]["id"], key_id);
@@ -1041,8 +1042,14 @@ async fn model_calls_leave_evidence_in_the_ledger() {
             (calls[2]["outcome"].as_str(), calls[2]["reason"].as_str()),
             (Some("denied"), Some("rate-limit-requests"))
         );
-        assert_eq!(calls[3]["reason"], "invalid-api-key");
-        assert!(calls[3]["actor"].is_null());
+        // The refusal before any principal was known is counted in an `auth.refused` event.
+        let refused = events
+            .iter()
+            .find(|e| e["activity"] == "auth.refused")
+            .expect("auth.refused");
+        assert_eq!(refused["reason"], "invalid-api-key");
+        assert_eq!(refused["count"], 1);
+        assert!(refused["actor"].is_null());
         assert!(
             !entries.iter().any(|e| e.event.contains("my secret prompt")),
             "prompts never reach the ledger"
