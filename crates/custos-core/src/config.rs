@@ -531,6 +531,20 @@ pub struct AuditConfig {
     /// Calls refused before a principal is known are recorded as one `auth.refused` event
     /// per source address and reason per this window, with their count.
     pub refusal_window: HumanDuration,
+    /// `strict`: a model call's response does not complete (its last byte, or the end of
+    /// its stream) until its ledger event is committed, so every acknowledged call has its
+    /// evidence even if the process is killed. `async`: events are committed within
+    /// `database.commit_interval` after the response, and a crash can lose the last few.
+    pub durability: Durability,
+}
+
+/// When a model call's ledger event must be durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Strict,
+    Async,
 }
 
 impl Default for AuditConfig {
@@ -543,6 +557,7 @@ impl Default for AuditConfig {
             anchor_dir: None,
             anchor_webhooks: Vec::new(),
             refusal_window: HumanDuration(Duration::from_secs(60)),
+            durability: Durability::default(),
         }
     }
 }
@@ -1069,6 +1084,10 @@ checkpoint_interval = "60s"
 checkpoint_every = 10000          # or as soon as this many events were added
 # `custos audit prune` never removes events younger than this, nor any not yet exported.
 retention = "365d"
+# "strict": a call's response completes only once its ledger event is committed (every
+# acknowledged call has evidence, even after kill -9); "async": committed within
+# database.commit_interval after the response (a crash can lose the last few events).
+durability = "strict"
 # Every signed checkpoint is also published outside the database, so that rows rewritten
 # or deleted in it are caught by `custos audit verify` (which exits 3 when nothing anchors
 # the ledger). A directory on storage the database's administrators cannot rewrite:

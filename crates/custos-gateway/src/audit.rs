@@ -153,11 +153,121 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         completed: false,
     };
     let (parts, body) = response.into_parts();
+    if state.config.audit.durability == custos_core::config::Durability::Strict {
+        return Response::from_parts(
+            parts,
+            Body::new(StrictBody {
+                inner: body,
+                hasher: Sha256::new(),
+                pending: Some((permit, event)),
+                held: None,
+                committing: None,
+                ended: false,
+            }),
+        );
+    }
     let observer = EventOnEnd {
         hasher: Sha256::new(),
         pending: Some((permit, event)),
     };
     Response::from_parts(parts, Body::new(TapBody::new(body, observer)))
+}
+
+/// The response body in strict durability: frames pass as they come, but the last one (or,
+/// when the end is only known afterwards, the end of the stream) is held until the call's
+/// event is committed, so a client never holds a complete answer the ledger lacks.
+struct StrictBody {
+    inner: Body,
+    hasher: Sha256,
+    pending: Option<(Permit<String>, ModelInvoke)>,
+    /// The last frame, held until the commit.
+    held: Option<http_body::Frame<Bytes>>,
+    committing: Option<tokio::sync::oneshot::Receiver<()>>,
+    ended: bool,
+}
+
+impl StrictBody {
+    /// Serializes the event and hands it to the writer; `wait` asks to hear of its commit.
+    fn send(&mut self, completed: bool, wait: bool) {
+        let Some((permit, mut event)) = self.pending.take() else {
+            return;
+        };
+        let digest = std::mem::take(&mut self.hasher).finalize();
+        event.response_sha256 = Some(hex::encode(digest));
+        event.completed = completed;
+        match serde_json::to_string(&event) {
+            Ok(line) if wait => self.committing = Some(permit.send_durable(line)),
+            Ok(line) => permit.send(line),
+            Err(e) => tracing::error!(error = %e, "cannot serialize an audit event"),
+        }
+    }
+}
+
+impl http_body::Body for StrictBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(rx) = &mut this.committing {
+                // Committed, or the writer is gone (then the error is logged there).
+                std::task::ready!(std::pin::Pin::new(rx).poll(cx)).ok();
+                this.committing = None;
+                this.ended = true;
+            }
+            if this.ended {
+                return Poll::Ready(this.held.take().map(Ok));
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        this.hasher.update(data);
+                    }
+                    if this.inner.is_end_stream() {
+                        this.held = Some(frame);
+                        this.send(true, true);
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(None) => {
+                    this.send(true, true);
+                    if this.committing.is_none() {
+                        this.ended = true;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.send(false, false);
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.held.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for StrictBody {
+    fn drop(&mut self) {
+        // The client went away (or an empty body was never polled): the call still leaves
+        // its event, marked incomplete unless the body had in fact ended.
+        let completed = self.ended || http_body::Body::is_end_stream(&self.inner);
+        self.send(completed, false);
+    }
 }
 
 /// A `model.invoke` event, serialized once when the response ends: a typed record rather

@@ -15,6 +15,8 @@ pub trait Commit<T>: Send + Sync + 'static {
 
 enum Msg<T> {
     Item(T),
+    /// An item whose sender waits until it is committed: never held back by the pacing.
+    Durable(T, oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -38,6 +40,13 @@ pub struct Permit<T>(mpsc::OwnedPermit<Msg<T>>);
 impl<T> Permit<T> {
     pub fn send(self, item: T) {
         self.0.send(Msg::Item(item));
+    }
+
+    /// Sends the item; the receiver completes once it is committed (or the writer is gone).
+    pub fn send_durable(self, item: T) -> oneshot::Receiver<()> {
+        let (done, wait) = oneshot::channel();
+        self.0.send(Msg::Durable(item, done));
+        wait
     }
 }
 
@@ -71,6 +80,10 @@ impl<T: Send + 'static> BatchSink<T> {
                 while let Some(msg) = next.take() {
                     match msg {
                         Msg::Item(e) => batch.push(e),
+                        Msg::Durable(e, done) => {
+                            batch.push(e);
+                            flushes.push(done);
+                        }
                         Msg::Flush(done) => flushes.push(done),
                     }
                     if batch.len() < batch_max {

@@ -227,7 +227,11 @@ impl TimedBody {
     /// When the body fails if nothing more arrives: when its average rate would fall below
     /// the minimum (never inside the grace period), or at the total deadline.
     fn deadline(&self) -> Instant {
-        let by_rate = match self.received.saturating_mul(1000).checked_div(self.min_rate) {
+        let by_rate = match self
+            .received
+            .saturating_mul(1000)
+            .checked_div(self.min_rate)
+        {
             Some(ms) => Duration::from_millis(ms).max(RATE_GRACE),
             None => self.total,
         };

@@ -48,13 +48,35 @@ fn spiffe(id: &str) -> SanType {
     SanType::URI(id.try_into().unwrap())
 }
 
-/// One HTTPS request; `Err` when the TLS handshake fails.
+/// One HTTPS chat call; `Err` when the TLS handshake fails.
 async fn call(
     addr: std::net::SocketAddr,
     ca_pem: &str,
     client: Option<(&str, &str)>,
     versions: &[&'static rustls::SupportedProtocolVersion],
     bearer: Option<&str>,
+) -> Result<(u16, String), String> {
+    request(
+        addr,
+        ca_pem,
+        client,
+        versions,
+        bearer,
+        ("POST", "/v1/chat/completions"),
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await
+}
+
+/// One HTTPS request of `method` to `path`.
+async fn request(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    bearer: Option<&str>,
+    (method, path): (&str, &str),
+    body: &'static str,
 ) -> Result<(u16, String), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -85,17 +107,15 @@ async fn call(
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut req = http::Request::post("/v1/chat/completions")
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
         .header("content-type", "application/json");
     if let Some(b) = bearer {
         req = req.header("authorization", format!("Bearer {b}"));
     }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(
-            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
-        )))
-        .unwrap();
+    let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
     // A client certificate the server refuses shows up on the first read, not at connect.
     let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = res.status().as_u16();
@@ -155,6 +175,11 @@ env = "prod"
 subject = "legacy-batch"
 tenant = "acme"
 roles = ["service"]
+
+[[auth.mtls]]
+spiffe_id = "spiffe://acme.example/ns/ops/admin"
+tenant = "acme"
+roles = ["tenant-admin", "security-admin", "auditor"]
 "#,
         write("server.pem", &server_cert),
         write("server.key", &server_key),
@@ -221,6 +246,45 @@ roles = ["service"]
             body.contains("certificate-not-mapped") && body.contains("other.example"),
             "{body}"
         );
+
+        // A certificate principal of acme holding every admin role reaches none of globex's
+        // admin endpoints, and is told nothing it would not be told of a tenant that does not
+        // exist; its own tenant's answer (the matrix is not vacuous).
+        gw.store.ensure_tenant("globex").await.unwrap();
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        let (admin_cert, admin_key) = pki.leaf(
+            "ops-admin",
+            vec![spiffe("spiffe://acme.example/ns/ops/admin")],
+            true,
+        );
+        let admin = Some((admin_cert.as_str(), admin_key.as_str()));
+        for tail in [
+            "keys", "teams", "budgets", "usage", "audit", "policies", "grants",
+        ] {
+            let at = |tenant: &str| format!("/admin/v1/tenants/{tenant}/{tail}");
+            let (s_b, body_b) = request(addr, &ca, admin, all, None, ("GET", &at("globex")), "")
+                .await
+                .unwrap();
+            let (s_n, body_n) = request(addr, &ca, admin, all, None, ("GET", &at("nowhere")), "")
+                .await
+                .unwrap();
+            assert_eq!((s_b, s_n), (403, 403), "{tail}: {body_b}");
+            let detail = |b: &str| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["detail"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            assert_eq!(
+                detail(&body_b).replace("globex", "T"),
+                detail(&body_n).replace("nowhere", "T"),
+                "{tail}"
+            );
+            let (s_a, body_a) = request(addr, &ca, admin, all, None, ("GET", &at("acme")), "")
+                .await
+                .unwrap();
+            assert_eq!(s_a, 200, "{tail}: {body_a}");
+        }
 
         // Another CA's certificate: no connection at all.
         assert!(call(addr, &ca, Some((&rogue_cert, &rogue_key)), all, None)

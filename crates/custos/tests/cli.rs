@@ -3533,3 +3533,91 @@ fn an_unanchored_ledger_is_reported_as_such() {
         (Some(true), Some(false))
     );
 }
+
+/// In strict durability, SIGKILL under load loses no evidence of an acknowledged call: every
+/// call whose response arrived whole has its `model.invoke` event in the ledger, in each of
+/// three kills.
+#[test]
+fn strict_durability_keeps_every_acknowledged_call_through_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("custos.toml"), "[audit]\ndurability = \"strict\"\n").unwrap();
+    let key = bot_key(d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let (mut server, url) = serve(d, None);
+        let ids = rt.block_on(async {
+            let client = reqwest::Client::new();
+            let send = |i: u32| {
+                let (client, url, key) = (client.clone(), url.clone(), key.clone());
+                async move {
+                    let body = format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"load {round} {i}"}}]}}"#);
+                    let r = client
+                        .post(format!("{url}/v1/chat/completions"))
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .ok()?;
+                    if r.status() != 200 {
+                        return None;
+                    }
+                    let id = r.headers().get("x-request-id")?.to_str().ok()?.to_owned();
+                    // Acknowledged: the whole response arrived.
+                    r.bytes().await.ok()?;
+                    Some(id)
+                }
+            };
+            let mut ids: Vec<String> = Vec::new();
+            for i in 0..20 {
+                ids.extend(send(i).await);
+            }
+            let tasks: Vec<_> = (20..400).map(|i| tokio::spawn(send(i))).collect();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let _ = server.0.kill();
+            for t in tasks {
+                if let Ok(Some(id)) = t.await {
+                    ids.push(id);
+                }
+            }
+            ids
+        });
+        let _ = server.0.wait();
+        assert!(ids.len() >= 20, "round {round}: {} acknowledged", ids.len());
+        acknowledged.extend(ids);
+    }
+    let url = format!("sqlite://{}", d.join(".custos/custos.db").display());
+    let recorded: std::collections::HashSet<String> = block_on(async {
+        let store = custos_store::Store::open(&url).await.unwrap();
+        let mut out = std::collections::HashSet::new();
+        let mut next = 0i64;
+        loop {
+            let page = store.ledger_entries(next, 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            next = last.index + 1;
+            for e in page {
+                let v: Value = serde_json::from_str(&e.event).unwrap();
+                if let Some(id) = v["request_id"].as_str() {
+                    out.insert(id.to_owned());
+                }
+            }
+        }
+        out
+    });
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged calls have no event: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
+}

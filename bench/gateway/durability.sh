@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# What strict audit durability costs: latency at a fixed 1,000 requests/s through two custos
+# gateways over the same upstream, one with [audit] durability = "strict" (a response's last
+# byte waits for its event's commit) and one with "async" (committed within
+# database.commit_interval after the response). Alternates the two ROUNDS times so drift on
+# the machine hits both alike; prints p50/p90/p99 per round and the medians.
+#
+#   bench/gateway/durability.sh [DURATION] [ROUNDS]     (default 10s, 3)
+#
+# Needs oha (crates.io; installed into a temporary folder unless $OHA is set). Every server
+# binds 127.0.0.1; every load is bounded by DURATION.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DUR=${1:-10s}
+ROUNDS=${2:-3}
+WORK=$(mktemp -d /tmp/custos-durability.XXXXXX)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/custos-target}
+UP_ADDR=127.0.0.1:9101
+
+OHA=${OHA:-$(command -v oha || true)}
+if [ -z "$OHA" ]; then
+  echo "installing oha into $WORK/tools (crates.io)..." >&2
+  cargo install --locked --quiet --root "$WORK/tools" oha
+  OHA=$WORK/tools/bin/oha
+fi
+(cd "$ROOT" && cargo build --release --locked --quiet -p custos -p custos-bench-upstream)
+BIN=$CARGO_TARGET_DIR/release
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+"$BIN/bench-upstream" "$UP_ADDR" 1 2>/dev/null & pids+=($!)
+
+BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarize the benefits of rate limiting an AI gateway in two sentences."}]}'
+declare -A KEYS PORTS=([strict]=9201 [async]=9202)
+for mode in strict async; do
+  dir=$WORK/$mode
+  mkdir -p "$dir"
+  cat > "$dir/custos.toml" <<TOML
+[server]
+listen = "127.0.0.1:${PORTS[$mode]}"
+[database]
+data_dir = "$dir/data"
+[log]
+level = "warn"
+[audit]
+durability = "$mode"
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "http://$UP_ADDR/v1"
+[[models]]
+name = "gpt-4o-mini"
+provider = "upstream"
+TOML
+  C=("$BIN/custos" --config "$dir/custos.toml")
+  "${C[@]}" teams create bench >/dev/null 2>&1
+  "${C[@]}" apps create load --team bench >/dev/null 2>&1
+  KEYS[$mode]=$("${C[@]}" keys create --team bench --app load 2>/dev/null)
+  "${C[@]}" serve 2>"$dir/custos.log" & pids+=($!)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:${PORTS[$mode]}/readyz" >/dev/null && break; sleep 0.1; done
+  "$OHA" --no-tui --output-format quiet -n 2000 -c 16 -m POST -T application/json -d "$BODY" \
+    -H "Authorization: Bearer ${KEYS[$mode]}" "http://127.0.0.1:${PORTS[$mode]}/v1/chat/completions"
+done
+
+for round in $(seq 1 "$ROUNDS"); do
+  for mode in strict async; do
+    echo "round $round: $mode at 1,000 req/s for $DUR..." >&2
+    "$OHA" --no-tui --output-format json -z "$DUR" -c 64 -q 1000 --latency-correction -m POST \
+      -T application/json -d "$BODY" -H "Authorization: Bearer ${KEYS[$mode]}" \
+      "http://127.0.0.1:${PORTS[$mode]}/v1/chat/completions" > "$WORK/$mode-$round.json"
+  done
+done
+
+python3 - "$WORK" "$ROUNDS" <<'PY'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+def pct(d, p):
+    return d["latencyPercentiles"][p] * 1e6
+print("| round | mode | p50 µs | p90 µs | p99 µs | req/s | errors |")
+print("|---|---|---|---|---|---|---|")
+agg = {"strict": [], "async": []}
+for r in range(1, rounds + 1):
+    for mode in ("strict", "async"):
+        d = json.load(open(f"{work}/{mode}-{r}.json"))
+        codes = d.get("statusCodeDistribution", {})
+        bad = sum(v for k, v in codes.items() if k != "200") + sum(d.get("errorDistribution", {}).values())
+        row = (pct(d, "p50"), pct(d, "p90"), pct(d, "p99"))
+        agg[mode].append(row)
+        print(f"| {r} | {mode} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {d['summary']['requestsPerSec']:.0f} | {bad} |")
+for mode in ("strict", "async"):
+    m = [statistics.median(x[i] for x in agg[mode]) for i in range(3)]
+    print(f"| median | {mode} | {m[0]:.0f} | {m[1]:.0f} | {m[2]:.0f} | | |")
+PY
+echo "raw results: $WORK" >&2
