@@ -23,7 +23,9 @@ if [ -z "$OHA" ]; then
   cargo install --locked --quiet --root "$WORK/tools" oha
   OHA=$WORK/tools/bin/oha
 fi
-(cd "$ROOT" && cargo build --release --locked --quiet -p custos -p custos-bench-upstream)
+# CUSTOS_BENCH_NO_BUILD=1 measures the release binaries already built.
+[ -n "${CUSTOS_BENCH_NO_BUILD:-}" ] ||
+  (cd "$ROOT" && cargo build --release --locked --quiet -p custos -p custos-bench-upstream)
 BIN=$CARGO_TARGET_DIR/release
 
 pids=()

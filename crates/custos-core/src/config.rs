@@ -528,6 +528,10 @@ pub struct AuditConfig {
     pub anchor_dir: Option<PathBuf>,
     /// Receivers to which every signed checkpoint is POSTed (HMAC-signed like alerts).
     pub anchor_webhooks: Vec<WebhookConfig>,
+    /// C2SP tlog-witnesses (another custos's `custos witness serve`, or any witness that
+    /// knows this ledger's public key) that cosign every checkpoint after checking it
+    /// extends the last one they saw.
+    pub witnesses: Vec<WitnessConfig>,
     /// Calls refused before a principal is known are recorded as one `auth.refused` event
     /// per source address and reason per this window, with their count.
     pub refusal_window: HumanDuration,
@@ -536,6 +540,17 @@ pub struct AuditConfig {
     /// evidence even if the process is killed. `async`: events are committed within
     /// `database.commit_interval` after the response, and a crash can lose the last few.
     pub durability: Durability,
+}
+
+/// A witness of the ledger's checkpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's base URL (its `/add-checkpoint` is under it).
+    pub url: String,
+    /// The witness's public key file, to check its cosignatures (recommended).
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
 }
 
 /// When a model call's ledger event must be durable.
@@ -556,6 +571,7 @@ impl Default for AuditConfig {
             retention: HumanDuration(Duration::from_secs(365 * 24 * 3600)),
             anchor_dir: None,
             anchor_webhooks: Vec::new(),
+            witnesses: Vec::new(),
             refusal_window: HumanDuration(Duration::from_secs(60)),
             durability: Durability::default(),
         }

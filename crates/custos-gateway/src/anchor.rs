@@ -4,7 +4,9 @@
 //! not sign a head that does not extend the latest published one.
 
 use crate::webhook::{WebhookSetupError, Webhooks};
+use crate::witness::{Added, WitnessClient, WitnessError};
 use custos_core::config::AuditConfig;
+use custos_ledger::NoteVerifier;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -18,12 +20,21 @@ pub enum AnchorError {
     Webhook(#[from] WebhookSetupError),
     #[error("anchor webhook {url}: {reason}")]
     Delivery { url: String, reason: String },
+    #[error(transparent)]
+    Witness(#[from] WitnessError),
+    #[error("audit.witnesses: {path}: {reason}")]
+    WitnessKey { path: String, reason: String },
+    #[error("witness {url} did not cosign: {reason}")]
+    NotCosigned { url: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] custos_store::StoreError),
 }
 
 /// Where signed checkpoints are published.
 pub struct Anchors {
     dir: Option<PathBuf>,
     webhooks: Webhooks,
+    witnesses: Vec<(WitnessClient, Option<NoteVerifier>)>,
 }
 
 impl std::fmt::Debug for Anchors {
@@ -52,15 +63,102 @@ const MAX_NOTE_BYTES: u64 = 64 * 1024;
 
 impl Anchors {
     pub fn new(config: &AuditConfig) -> Result<Self, AnchorError> {
+        let mut witnesses = Vec::new();
+        for w in &config.witnesses {
+            let key = match &w.public_key_file {
+                Some(path) => {
+                    let fail = |reason: String| AnchorError::WitnessKey {
+                        path: path.display().to_string(),
+                        reason,
+                    };
+                    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+                    Some(NoteVerifier::from_key(text.trim()).map_err(|e| fail(e.to_string()))?)
+                }
+                None => None,
+            };
+            witnesses.push((WitnessClient::new(&w.url), key));
+        }
         Ok(Self {
             dir: config.anchor_dir.clone(),
             webhooks: Webhooks::new(&config.anchor_webhooks)?,
+            witnesses,
         })
     }
 
     /// No sink at all: checkpoints live only in the database they are meant to protect.
     pub fn is_empty(&self) -> bool {
-        self.dir.is_none() && self.webhooks.is_empty()
+        self.dir.is_none() && self.webhooks.is_empty() && self.witnesses.is_empty()
+    }
+
+    /// The newest published checkpoint of `origin`: the anchor directory's and each
+    /// witness's, the largest first. Returns (where, note).
+    pub async fn latest_of(&self, origin: &str) -> Result<Option<(String, String)>, AnchorError> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        if let Some(dir) = &self.dir {
+            found.extend(latest_in(dir)?);
+        }
+        for (w, _) in &self.witnesses {
+            if let Some(note) = w.latest(origin).await? {
+                found.push((format!("witness {}", w.url()), note));
+            }
+        }
+        Ok(found.into_iter().max_by_key(|(_, note)| {
+            custos_ledger::read_checkpoint_unverified(note).map_or(0, |c| c.size)
+        }))
+    }
+
+    /// Has every witness cosign the checkpoint `note` of `size`, proving it extends what
+    /// each last saw with a consistency proof from the ledger's stored nodes.
+    async fn witness(
+        &self,
+        size: u64,
+        note: &str,
+        store: &custos_store::Store,
+    ) -> Result<(), AnchorError> {
+        use custos_ledger::{consistency_positions, consistency_proof};
+        let origin = note.split('\n').next().unwrap_or("");
+        for (w, key) in &self.witnesses {
+            let mut old = match w.latest(origin).await? {
+                Some(n) => custos_ledger::read_checkpoint_unverified(&n).map_or(0, |c| c.size),
+                None => 0,
+            };
+            let mut cosigned = None;
+            for _ in 0..3 {
+                let proof = if old > 0 && old < size {
+                    let nodes = store
+                        .ledger_nodes_at(&consistency_positions(old, size))
+                        .await?;
+                    consistency_proof(&nodes, old, size).map_err(|e| AnchorError::NotCosigned {
+                        url: w.url().to_owned(),
+                        reason: format!("no consistency proof from {old}: {e}"),
+                    })?
+                } else {
+                    Vec::new()
+                };
+                match w.add(old, &proof, note).await? {
+                    Added::Cosigned(c) => {
+                        cosigned = Some(c);
+                        break;
+                    }
+                    Added::Conflict(n) => old = n,
+                }
+            }
+            let Some(c) = cosigned else {
+                return Err(AnchorError::NotCosigned {
+                    url: w.url().to_owned(),
+                    reason: "its recorded size kept changing".into(),
+                });
+            };
+            if let Some(key) = key {
+                key.open_cosignature(&format!("{note}{c}")).map_err(|e| {
+                    AnchorError::NotCosigned {
+                        url: w.url().to_owned(),
+                        reason: format!("its cosignature does not verify: {e}"),
+                    }
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -70,7 +168,13 @@ impl Anchors {
     /// Publishes one signed checkpoint to every sink. The directory file is created new and
     /// made read-only; a file already there with the same note is success (a retry), one
     /// with another note is a fork and an error.
-    pub async fn publish(&self, size: u64, note: &str) -> Result<(), AnchorError> {
+    pub async fn publish(
+        &self,
+        size: u64,
+        note: &str,
+        store: &custos_store::Store,
+    ) -> Result<(), AnchorError> {
+        self.witness(size, note, store).await?;
         if let Some(dir) = &self.dir {
             let (dir, note) = (dir.clone(), note.to_owned());
             tokio::task::spawn_blocking(move || write_dir(&dir, size, &note))
@@ -95,14 +199,6 @@ impl Anchors {
             }
         }
         Ok(())
-    }
-
-    /// The newest checkpoint in the anchor directory: (where, note).
-    pub fn latest(&self) -> Result<Option<(String, String)>, AnchorError> {
-        let Some(dir) = &self.dir else {
-            return Ok(None);
-        };
-        latest_in(dir)
     }
 }
 

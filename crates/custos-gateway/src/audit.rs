@@ -425,7 +425,7 @@ pub async fn sign_checkpoint(
 ) -> Result<Option<(u64, String)>, CheckpointFailure> {
     use custos_ledger::{root, Checkpoint, Frontier};
     let verifier = signer.verifier();
-    let anchored = match anchors.latest()? {
+    let anchored = match anchors.latest_of(verifier.name()).await? {
         Some((source_name, note)) => {
             let cp = verifier
                 .open(&note)
@@ -451,7 +451,7 @@ pub async fn sign_checkpoint(
     if size == 0 || previous.as_ref().is_some_and(|(s, _)| *s >= size) {
         if let Some((s, note)) = &previous {
             if anchored.as_ref().is_none_or(|(_, a)| a.size < *s) && !anchors.is_empty() {
-                anchors.publish(*s, note).await?;
+                anchors.publish(*s, note, store).await?;
             }
         }
         return Ok(None);
@@ -490,7 +490,7 @@ pub async fn sign_checkpoint(
     });
     match store.ledger_add_checkpoint(size, &note).await {
         Ok(()) => {
-            anchors.publish(size, &note).await?;
+            anchors.publish(size, &note, store).await?;
             Ok(Some((size, note)))
         }
         // Another process signed this size first; the same key over the same tree gives the

@@ -35,6 +35,7 @@ pub mod state;
 pub mod tls;
 pub mod tokens;
 pub mod webhook;
+pub mod witness;
 
 use custos_core::Config;
 use custos_store::{Store, StoreError};

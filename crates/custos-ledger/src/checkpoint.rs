@@ -176,6 +176,74 @@ impl PruneRecord {
     }
 }
 
+/// The key-type byte of a C2SP `cosignature/v1` key (Ed25519 with a timestamp).
+const ALG_COSIGNATURE_V1: u8 = 0x04;
+
+fn cosignature_message(checkpoint_text: &str, time: u64) -> String {
+    format!("cosignature/v1\ntime {time}\n{checkpoint_text}")
+}
+
+impl NoteSigner {
+    /// A C2SP `cosignature/v1` line over a checkpoint's text (the note before its blank
+    /// line), as a witness adds it: `— name base64(key id ‖ time ‖ signature)`.
+    pub fn cosign(&self, checkpoint_text: &str, time: u64) -> String {
+        let public = self.key.verifying_key();
+        let sig = self
+            .key
+            .sign(cosignature_message(checkpoint_text, time).as_bytes());
+        let mut blob = cosigner_key_id(&self.name, &public).to_vec();
+        blob.extend_from_slice(&time.to_be_bytes());
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+impl NoteVerifier {
+    /// Checks this key's `cosignature/v1` among a note's signature lines and returns its
+    /// time; the note's text is what was cosigned.
+    pub fn open_cosignature(&self, note: &str) -> Result<u64, CheckpointError> {
+        let text = note_text(note)?;
+        let id = cosigner_key_id(&self.name, &self.key);
+        for line in note[text.len()..].lines().filter(|l| !l.is_empty()) {
+            let Some((name, b64)) = line
+                .strip_prefix(SIG_PREFIX)
+                .and_then(|r| r.split_once(' '))
+            else {
+                continue;
+            };
+            let Ok(blob) = B64.decode(b64) else { continue };
+            if name != self.name || blob.len() != 76 || blob[..4] != id {
+                continue;
+            }
+            let mut t = [0u8; 8];
+            t.copy_from_slice(&blob[4..12]);
+            let time = u64::from_be_bytes(t);
+            let sig = ed25519_dalek::Signature::from_slice(&blob[12..])
+                .map_err(|_| CheckpointError::Malformed("bad cosignature bytes"))?;
+            self.key
+                .verify_strict(cosignature_message(text, time).as_bytes(), &sig)
+                .map_err(|_| CheckpointError::BadSignature(self.name.clone()))?;
+            return Ok(time);
+        }
+        Err(CheckpointError::NotSigned(self.name.clone()))
+    }
+}
+
+fn cosigner_key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ALG_COSIGNATURE_V1]);
+    h.update(public.as_bytes());
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// The signed text of a note (everything before its blank line), unverified.
+pub fn note_body(note: &str) -> Result<&str, CheckpointError> {
+    note_text(note)
+}
+
 /// The text a signed note signs (everything before the blank line), unverified.
 fn note_text(note: &str) -> Result<&str, CheckpointError> {
     let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
@@ -534,6 +602,25 @@ mod tests {
             verifier.open_prune(&forged),
             Err(CheckpointError::BadSignature(_))
         ));
+    }
+
+    #[test]
+    fn cosignatures_verify_and_bind_the_checkpoint() {
+        let (log, log_v) = pair();
+        let (private, public) = generate_key("witness.example/w1").unwrap();
+        let w = NoteSigner::from_key(&private).unwrap();
+        let wv = NoteVerifier::from_key(&public).unwrap();
+        let note = log.sign(&checkpoint());
+        let cosigned = format!(
+            "{note}{}",
+            w.cosign(note_body(&note).unwrap(), 1_700_000_000)
+        );
+        assert_eq!(wv.open_cosignature(&cosigned), Ok(1_700_000_000));
+        // The log's own signature still verifies; the log key is no cosigner.
+        assert_eq!(log_v.open(&cosigned), Ok(checkpoint()));
+        assert!(log_v.open_cosignature(&cosigned).is_err());
+        let altered = cosigned.replacen("42", "43", 1);
+        assert!(wv.open_cosignature(&altered).is_err());
     }
 
     proptest! {

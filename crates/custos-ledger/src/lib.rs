@@ -12,10 +12,11 @@ pub mod proof;
 pub mod range;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 pub use checkpoint::{
-    generate_key, read_checkpoint_unverified, read_prune_unverified, Checkpoint, CheckpointError,
-    NoteSigner, NoteVerifier, PruneRecord,
+    generate_key, note_body, read_checkpoint_unverified, read_prune_unverified, Checkpoint,
+    CheckpointError, NoteSigner, NoteVerifier, PruneRecord,
 };
 pub use frontier::{Frontier, FrontierError};
 pub use proof::{
@@ -28,6 +29,7 @@ pub use verify::{
     verify_ledger, Anchor, Finding, LedgerCheck, Report, StoredCheckpoint, StoredEntry, StoredNode,
     StoredPrune,
 };
+pub use witness::{witness_accepts, WitnessRefusal};
 
 use sha2::{Digest, Sha256};
 

@@ -157,6 +157,10 @@ pub enum AuditCmd {
         /// A signed checkpoint note held outside the database (repeatable).
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
+        /// A witness's URL (`custos witness serve`): its latest cosigned checkpoint of this
+        /// ledger is an anchor (repeatable; [[audit.witnesses]] are asked too).
+        #[arg(long = "witness", value_name = "URL")]
+        witnesses: Vec<String>,
     },
 }
 
@@ -822,6 +826,7 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
         AuditCmd::Verify {
             public_key,
             checkpoints,
+            witnesses,
         } => {
             let verifier = match &public_key {
                 Some(p) => Some(NoteVerifier::from_key(&read_key(p)?).with_context(|| {
@@ -829,8 +834,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 })?),
                 None => None,
             };
-            let (anchors, mut problems) = read_anchors(ctx, &checkpoints, verifier.as_ref())?;
             let store = open(ctx).await?;
+            let (mut anchors, mut problems) = read_anchors(ctx, &checkpoints, verifier.as_ref())?;
+            let (more, more_problems) =
+                witness_anchors(ctx, &store, &witnesses, verifier.as_ref()).await?;
+            anchors.extend(more);
+            problems.extend(more_problems);
             let mut report = verify_store(&store, verifier.as_ref(), &anchors).await?;
             report
                 .findings
@@ -919,6 +928,58 @@ fn read_anchors(
             Err(e) => problems.push(format!(
                 "the anchor {source} is not a valid checkpoint: {e}"
             )),
+        }
+    }
+    Ok((anchors, problems))
+}
+
+/// The latest checkpoint each witness holds of this ledger (its origin: the public key's
+/// name, else the stored checkpoints'), from `--witness` and `[[audit.witnesses]]`.
+async fn witness_anchors(
+    ctx: &Ctx,
+    store: &Store,
+    urls: &[String],
+    verifier: Option<&NoteVerifier>,
+) -> Result<(Vec<Anchor>, Vec<String>)> {
+    let mut all: Vec<String> = urls.to_vec();
+    all.extend(ctx.config.audit.witnesses.iter().map(|w| w.url.clone()));
+    if all.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let origin = match verifier {
+        Some(v) => v.name().to_owned(),
+        None => match store.ledger_latest_checkpoint().await? {
+            Some((_, note)) => note.split('\n').next().unwrap_or("").to_owned(),
+            None => {
+                return Ok((
+                    Vec::new(),
+                    vec!["the ledger has no checkpoint to name its origin; pass --public-key to ask a witness".into()],
+                ))
+            }
+        },
+    };
+    let mut anchors = Vec::new();
+    let mut problems = Vec::new();
+    for url in all {
+        let w = custos_gateway::witness::WitnessClient::new(&url);
+        match w.latest(&origin).await {
+            Ok(Some(note)) => {
+                let opened = match verifier {
+                    Some(v) => v.open(&note),
+                    None => read_checkpoint_unverified(&note),
+                };
+                match opened {
+                    Ok(checkpoint) => anchors.push(Anchor {
+                        source: format!("witness {url}"),
+                        checkpoint,
+                    }),
+                    Err(e) => problems.push(format!(
+                        "witness {url} holds a checkpoint of {origin:?} that is not valid: {e}"
+                    )),
+                }
+            }
+            Ok(None) => eprintln!("warning: witness {url} holds no checkpoint of {origin:?}"),
+            Err(e) => bail!("{e}"),
         }
     }
     Ok((anchors, problems))

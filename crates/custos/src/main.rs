@@ -18,6 +18,7 @@ mod sbom;
 mod secrets;
 mod serve;
 mod vulns;
+mod witness;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -123,6 +124,9 @@ enum Command {
     /// The tamper-evident audit ledger: checkpoint keys, signed checkpoints, verification.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Witness other custos ledgers: cosign their checkpoints (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(witness::WitnessCmd),
     /// Find secrets (API keys, tokens, private keys, passwords) in files and trees.
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
@@ -158,6 +162,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Init { path, force } = &cli.command {
         return serve::init(path, *force, cli.database_url.as_deref(), cli.json).await;
     }
+    if let Command::Witness(cmd) = cli.command {
+        return witness::run(cmd).await;
+    }
     let (config, config_path) = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -184,7 +191,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     local_authz::check(&ctx, &cli.command).await?;
     match cli.command {
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Witness(_) => unreachable!("handled above"),
         Command::Serve { listen } => serve::serve(ctx, listen).await,
         Command::Tenants(cmd) => identity::tenants(&ctx, cmd).await,
         Command::Teams(cmd) => identity::teams(&ctx, cmd).await,

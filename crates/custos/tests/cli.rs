@@ -3621,3 +3621,178 @@ fn strict_durability_keeps_every_acknowledged_call_through_sigkill() {
         acknowledged.len()
     );
 }
+
+/// A second custos as a C2SP tlog-witness: it cosigns each checkpoint after checking it
+/// extends the last one it saw, `audit verify --witness` checks the ledger against what it
+/// holds, and a ledger rewritten behind its back is neither verified nor cosigned again.
+#[test]
+fn a_custos_witness_anchors_another_custos() {
+    let keys = tempfile::tempdir().unwrap();
+    let k = keys.path();
+    ok(
+        k,
+        &[
+            "audit",
+            "keygen",
+            "--name",
+            "acme.example/ledger",
+            "--out",
+            "log",
+        ],
+    );
+    ok(
+        k,
+        &[
+            "audit",
+            "keygen",
+            "--name",
+            "witness.example/w1",
+            "--out",
+            "w",
+        ],
+    );
+    let mut witness = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args([
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+            "w/ledger.key",
+            "--log-key",
+            "log/ledger.pub",
+            "--state-dir",
+            "wstate",
+        ])
+        .current_dir(k)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(witness.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("witness exited").unwrap();
+        if let Some(rest) = line.strip_prefix("custos witness listening on ") {
+            break rest.split(' ').next().unwrap().to_owned();
+        }
+    };
+    let _witness = Server(witness);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pk = k.join("log/ledger.pub").display().to_string();
+    let key = k.join("log/ledger.key").display().to_string();
+    std::fs::write(
+        d.join("custos.toml"),
+        format!(
+            "[[audit.witnesses]]\nurl = \"{url}\"\npublic_key_file = \"{}\"\n",
+            k.join("w/ledger.pub").display()
+        ),
+    )
+    .unwrap();
+    let url_db = format!("sqlite://{}", d.join(".custos/custos.db").display());
+    ok(d, &["tenants", "create", "acme"]);
+    append_on(&url_db, 0, 7, "real");
+    ok(d, &["audit", "checkpoint", "--key-file", &key]);
+    // The second checkpoint goes to the witness with a consistency proof from the first.
+    append_on(&url_db, 7, 9, "real");
+    ok(d, &["audit", "checkpoint", "--key-file", &key]);
+    let report = verify_json(d, &["audit", "verify", "--public-key", &pk]);
+    assert_eq!(
+        (report["ok"].as_bool(), report["anchored_size"].as_u64()),
+        (Some(true), Some(17)),
+        "{report}"
+    );
+    // Any verifier can ask the witness, with no configuration but its URL.
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(plain.path().join(".custos")).unwrap();
+    std::fs::copy(
+        d.join(".custos/custos.db"),
+        plain.path().join(".custos/custos.db"),
+    )
+    .unwrap();
+    let out = custos(
+        plain.path(),
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            &pk,
+            "--witness",
+            &url,
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The witness speaks the tlog-witness protocol: a stale old size is 409 with its size, a
+    // head that does not extend what it saw is 422, whoever signed it.
+    let signer = custos_ledger::NoteSigner::from_key(
+        std::fs::read_to_string(k.join("log/ledger.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let forged = signer.sign(&custos_ledger::Checkpoint {
+        origin: "acme.example/ledger".into(),
+        size: 22,
+        root: [7; 32],
+    });
+    let (status, body) = http(
+        "POST",
+        &format!("{url}/add-checkpoint"),
+        "-",
+        Some(&format!("old 0\n\n{forged}")),
+    );
+    assert_eq!((status, body.trim()), (409, "17"));
+    let (status, _) = http(
+        "POST",
+        &format!("{url}/add-checkpoint"),
+        "-",
+        Some(&format!(
+            "old 17\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n{forged}"
+        )),
+    );
+    assert_eq!(status, 422);
+    // A note signed by another key is refused outright.
+    let stranger = custos_ledger::NoteSigner::from_key(
+        &custos_ledger::generate_key("acme.example/ledger")
+            .unwrap()
+            .0,
+    )
+    .unwrap();
+    let (status, _) = http(
+        "POST",
+        &format!("{url}/add-checkpoint"),
+        "-",
+        Some(&format!(
+            "old 17\n\n{}",
+            stranger.sign(&custos_ledger::Checkpoint {
+                origin: "acme.example/ledger".into(),
+                size: 17,
+                root: [7; 32],
+            })
+        )),
+    );
+    assert_eq!(status, 403);
+    // The administrator truncates the ledger with its nodes and checkpoints and appends anew.
+    sql_on(&url_db, &format!("{} DELETE FROM ledger_entries WHERE idx >= 10; DELETE FROM ledger_nodes WHERE last_leaf >= 10; DELETE FROM ledger_checkpoints;", unguard(false)));
+    append_on(&url_db, 10, 12, "forged");
+    let out = custos(d, &["audit", "verify", "--public-key", &pk, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["findings"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("witness"),
+        "{report}"
+    );
+    // The signer will not sign it, and the witness would not cosign it.
+    let out = custos(d, &["audit", "checkpoint", "--key-file", &key]);
+    assert!(!out.status.success());
+}
