@@ -67,7 +67,18 @@ async fn slow_bodies_slow_headers_and_connection_floods_leave_health_answering()
                 }
                 match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => {
-                        return (String::from_utf8_lossy(&buf[..n]).into_owned(), started.elapsed())
+                        let took = started.elapsed();
+                        // The rest of the answer may come in further segments.
+                        let mut answer = buf[..n].to_vec();
+                        while let Ok(Ok(m)) =
+                            tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await
+                        {
+                            if m == 0 {
+                                break;
+                            }
+                            answer.extend_from_slice(&buf[..m]);
+                        }
+                        return (String::from_utf8_lossy(&answer).into_owned(), took);
                     }
                     Ok(_) => break,
                     Err(_) => {}

@@ -3443,6 +3443,13 @@ fn tampering_is_caught_against_the_anchor(pg: Option<&str>, name: &str) {
             "entry 5 no longer matches",
         ),
         (
+            "two entries swapped",
+            Box::new(move |url| {
+                sql_on(url, &format!("{} UPDATE ledger_entries SET idx = -1 WHERE idx = 3; UPDATE ledger_entries SET idx = 3 WHERE idx = 4; UPDATE ledger_entries SET idx = 4 WHERE idx = -1;", unguard(is_pg)));
+            }),
+            "stored node 0/3 does not match",
+        ),
+        (
             "an entry deleted from the middle",
             Box::new(move |url| {
                 sql_on(
