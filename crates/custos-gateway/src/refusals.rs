@@ -62,6 +62,7 @@ impl Refusals {
                     "time": format_rfc3339(now_ms()),
                     "activity": "auth.refused",
                     "actor": null,
+                    "resources": [{"type": "src_endpoint", "id": source.map_or_else(|| "other".to_owned(), |ip| ip.to_string())}],
                     "src_endpoint": {"ip": source.map_or_else(|| "other".to_owned(), |ip| ip.to_string())},
                     "outcome": "denied",
                     "reason": reason,

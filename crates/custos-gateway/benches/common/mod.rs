@@ -81,8 +81,12 @@ pub async fn build(dir: &std::path::Path, finops: bool) -> (Gateway, String) {
                     .unwrap();
             }
         }
-        let config =
+        let mut config =
             custos_core::Config::from_toml("", std::path::Path::new("bench.toml")).unwrap();
+        // CUSTOS_BENCH_DURABILITY=async measures the stack without strict durability's wait.
+        if std::env::var("CUSTOS_BENCH_DURABILITY").as_deref() == Ok("async") {
+            config.audit.durability = custos_core::config::Durability::Async;
+        }
         let gateway = Gateway::new(config, store).await.unwrap();
         (gateway, minted.secret)
     }
