@@ -114,8 +114,9 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// `old N`, the proof's base64 hashes one per line, a blank line, then the signed note.
-fn parse_add(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
+/// An add-checkpoint request body: `old N`, the proof's base64 hashes one per line, a blank
+/// line, then the signed note. Returns (old, proof, note).
+pub fn parse_add(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
     let (head, note) = body
         .split_once("\n\n")
         .ok_or("no blank line between the proof and the checkpoint")?;
