@@ -257,11 +257,29 @@ pub struct Problem {
 /// Prefix of every problem `type` URI.
 pub const TYPE_BASE: &str = "https://custos.dev/problems/";
 
+/// The longest `detail` sent: details quote the caller's input (a model name, a key), and a
+/// megabyte of it must not be echoed back (twice, with the OpenAI-style `error`).
+const MAX_DETAIL: usize = 1024;
+
+/// `text` cut to at most `MAX_DETAIL` bytes on a character boundary, marked when cut.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_DETAIL {
+        let mut end = MAX_DETAIL;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({cut} more bytes)"));
+    }
+    text
+}
+
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
-            detail: detail.into(),
+            detail: capped(detail.into()),
             headers: Vec::new(),
         }
     }
@@ -312,6 +330,16 @@ mod tests {
             let row = format!("| `{}` | {} |", k.slug(), k.status().as_u16());
             assert!(doc.contains(&row), "docs/problems.md lacks the row {row}");
         }
+    }
+
+    #[test]
+    fn echoed_input_is_capped_on_a_char_boundary() {
+        let long = format!("the model {:?} is not served", "é".repeat(600_000));
+        let p = Problem::new(ProblemKind::ModelNotFound, long);
+        assert!(p.detail.len() <= MAX_DETAIL + 40, "{}", p.detail.len());
+        assert!(p.detail.ends_with("more bytes)"));
+        let short = Problem::new(ProblemKind::ModelNotFound, "no model x");
+        assert_eq!(short.detail, "no model x");
     }
 
     #[test]

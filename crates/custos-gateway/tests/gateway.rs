@@ -1189,3 +1189,19 @@ async fn checkpoints_are_signed_and_forks_refused() {
         }
     }
 }
+
+/// A megabyte model name is not echoed back whole in the 404.
+#[tokio::test]
+async fn echoed_input_is_capped() {
+    let dbs = databases("echo_cap").await;
+    let gw = start(&dbs[0], "").await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    let name = "m".repeat(1_000_000);
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat(&name, "hi"))
+        .await;
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert!(body.len() < 4096, "{} bytes echoed", body.len());
+    assert!(body.contains("more bytes)"), "{body}");
+}

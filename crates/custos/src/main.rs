@@ -213,14 +213,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Scanners need neither the runtime nor the database; their exit status 1 means
-    // "findings", so their errors exit 2.
-    if matches!(
-        cli.command,
-        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_)
-    ) {
+    // Every command but the servers writes to a terminal or a pipe (`| head`) and should
+    // stop quietly when the reader goes away. Sockets are unaffected: Rust writes to them
+    // with MSG_NOSIGNAL.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Witness(_)) {
         restore_sigpipe();
     }
+    // Scanners need neither the runtime nor the database; their exit status 1 means
+    // "findings", so their errors exit 2.
     if let Command::Vulns(cmd) = cli.command {
         return match vulns::run(cmd, cli.json) {
             Ok(code) => code,
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Scanners write reports to pipes (`| head`): when the reader goes away they should stop
+/// Commands write reports to pipes (`| head`): when the reader goes away they should stop
 /// quietly, as Unix tools do, not panic on a failed print. Not for `serve`: a server must
 /// survive a client closing its socket.
 fn restore_sigpipe() {

@@ -3803,3 +3803,33 @@ fn a_custos_witness_anchors_another_custos() {
     let out = custos(d, &["audit", "checkpoint", "--key-file", &key]);
     assert!(!out.status.success());
 }
+
+/// `custos audit query --json | head -1`: the command stops quietly when its reader goes
+/// away, without a panic or exit 101.
+#[test]
+fn a_closed_pipe_ends_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["tenants", "create", "acme"]);
+    let url = format!("sqlite://{}", d.join(".custos/custos.db").display());
+    append_on(&url, 0, 3000, "pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["audit", "query", "--json"])
+        .current_dir(d)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone now (`head -1`).
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
