@@ -305,6 +305,17 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
             }
             p
         })?;
+    // The attempted model is evidence even when the call is refused for it (unknown, or not
+    // allowed to this key); a name longer than any real one is cut for the ledger.
+    let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    drop(bytes);
+    if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
+        let mut end = model.len().min(256);
+        while !model.is_char_boundary(end) {
+            end -= 1;
+        }
+        slot.set_call(&model[..end], body_sha256);
+    }
     let route = state.routes.get(&model).cloned().ok_or_else(|| {
         Problem::new(
             ProblemKind::ModelNotFound,
@@ -322,11 +333,6 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
                 principal.models.to_list()
             ),
         ));
-    }
-    let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
-    drop(bytes);
-    if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
-        slot.set_call(&model, body_sha256);
     }
     let max_output_tokens = max_output(&body);
     let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;

@@ -210,10 +210,18 @@ async fn unauthenticated_floods_are_counted_not_recorded_one_by_one() {
         assert!(refused
             .iter()
             .all(|e| e["src_endpoint"]["ip"] == "127.0.0.1"));
-        let denied = events
+        let denied: Vec<_> = events
             .iter()
             .filter(|e| e["activity"] == "model.invoke" && e["outcome"] == "denied")
-            .count();
-        assert_eq!(denied, 3);
+            .collect();
+        assert_eq!(denied.len(), 3);
+        // The refused call's event names the model it asked for (issue 29, item 18).
+        assert!(
+            denied
+                .iter()
+                .all(|e| e["resources"][0]["id"] == "gpt-4o-mini"
+                    && e["reason"] == "model-not-allowed"),
+            "{denied:?}"
+        );
     }
 }
