@@ -408,7 +408,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                             };
                             vec![
                                 sev,
-                                f.id.clone(),
+                                display_id(&f.id, &f.aliases),
                                 format!("{} {}", f.package, f.version),
                                 fixed,
                                 f.source.clone(),
@@ -441,6 +441,37 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// The id people look for first: the CVE when the advisory has one as an alias
+/// (`CVE-2018-1000656 (PYSEC-2018-28)`), else the advisory's own id.
+fn display_id(id: &str, aliases: &[String]) -> String {
+    if id.starts_with("CVE-") {
+        return id.to_owned();
+    }
+    match aliases.iter().find(|a| a.starts_with("CVE-")) {
+        Some(cve) => format!("{cve} ({id})"),
+        None => id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::display_id;
+
+    #[test]
+    fn the_cve_alias_comes_first() {
+        let aliases = vec![
+            "GHSA-562c-5r94-xh97".to_string(),
+            "CVE-2018-1000656".to_string(),
+        ];
+        assert_eq!(
+            display_id("PYSEC-2018-28", &aliases),
+            "CVE-2018-1000656 (PYSEC-2018-28)"
+        );
+        assert_eq!(display_id("CVE-2018-1000656", &aliases), "CVE-2018-1000656");
+        assert_eq!(display_id("RUSTSEC-2023-0089", &[]), "RUSTSEC-2023-0089");
     }
 }
 
