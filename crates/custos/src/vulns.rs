@@ -456,6 +456,24 @@ fn display_id(id: &str, aliases: &[String]) -> String {
     }
 }
 
+/// Components from an SBOM document, or from the lockfiles under a path.
+fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
+    if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json") {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(c) = sbom::components_from_document(&doc, &path.display().to_string()) {
+                return Ok(c);
+            }
+        }
+    }
+    let found = sbom::scan(path);
+    for w in &found.warnings {
+        eprintln!("warning: {}: {}", w.file, w.message);
+    }
+    Ok(found.components)
+}
+
 #[cfg(test)]
 mod display_tests {
     use super::display_id;
@@ -473,22 +491,4 @@ mod display_tests {
         assert_eq!(display_id("CVE-2018-1000656", &aliases), "CVE-2018-1000656");
         assert_eq!(display_id("RUSTSEC-2023-0089", &[]), "RUSTSEC-2023-0089");
     }
-}
-
-/// Components from an SBOM document, or from the lockfiles under a path.
-fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
-    if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json") {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(c) = sbom::components_from_document(&doc, &path.display().to_string()) {
-                return Ok(c);
-            }
-        }
-    }
-    let found = sbom::scan(path);
-    for w in &found.warnings {
-        eprintln!("warning: {}: {}", w.file, w.message);
-    }
-    Ok(found.components)
 }
