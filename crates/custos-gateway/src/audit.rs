@@ -189,16 +189,10 @@ struct StrictBody {
 impl StrictBody {
     /// Serializes the event and hands it to the writer; `wait` asks to hear of its commit.
     fn send(&mut self, completed: bool, wait: bool) {
-        let Some((permit, mut event)) = self.pending.take() else {
-            return;
-        };
-        let digest = std::mem::take(&mut self.hasher).finalize();
-        event.response_sha256 = Some(hex::encode(digest));
-        event.completed = completed;
-        match serde_json::to_string(&event) {
-            Ok(line) if wait => self.committing = Some(permit.send_durable(line)),
-            Ok(line) => permit.send(line),
-            Err(e) => tracing::error!(error = %e, "cannot serialize an audit event"),
+        match finish(&mut self.pending, &mut self.hasher, completed) {
+            Some((permit, line)) if wait => self.committing = Some(permit.send_durable(line)),
+            Some((permit, line)) => permit.send(line),
+            None => {}
         }
     }
 }
@@ -339,16 +333,29 @@ impl Observer for EventOnEnd {
     }
 
     fn end(&mut self, completed: bool) {
-        if let Some((permit, mut event)) = self.pending.take() {
-            let digest = std::mem::take(&mut self.hasher).finalize();
-            event.response_sha256 = Some(hex::encode(digest));
-            event.completed = completed;
-            match serde_json::to_string(&event) {
-                Ok(line) => permit.send(line),
-                // Plain strings and numbers cannot fail to serialize; should that change,
-                // the failure is loud rather than a silent gap.
-                Err(e) => tracing::error!(error = %e, "cannot serialize an audit event"),
-            }
+        if let Some((permit, line)) = finish(&mut self.pending, &mut self.hasher, completed) {
+            permit.send(line);
+        }
+    }
+}
+
+/// Completes a call's event with the response digest and how it ended, and serializes it:
+/// the permit to send it with and the line, once (`None` after the first call).
+fn finish(
+    pending: &mut Option<(Permit<String>, ModelInvoke)>,
+    hasher: &mut Sha256,
+    completed: bool,
+) -> Option<(Permit<String>, String)> {
+    let (permit, mut event) = pending.take()?;
+    event.response_sha256 = Some(hex::encode(std::mem::take(hasher).finalize()));
+    event.completed = completed;
+    match serde_json::to_string(&event) {
+        Ok(line) => Some((permit, line)),
+        // Plain strings and numbers cannot fail to serialize; should that change, the
+        // failure is loud rather than a silent gap.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize an audit event");
+            None
         }
     }
 }

@@ -310,11 +310,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     let body_sha256: [u8; 32] = Sha256::digest(&bytes).into();
     drop(bytes);
     if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
-        let mut end = model.len().min(256);
-        while !model.is_char_boundary(end) {
-            end -= 1;
-        }
-        slot.set_call(&model[..end], body_sha256);
+        slot.set_call(crate::problem::prefix(&model, 256), body_sha256);
     }
     let route = state.routes.get(&model).cloned().ok_or_else(|| {
         Problem::new(

@@ -117,13 +117,7 @@ pub fn shed(mut stream: tokio::net::TcpStream, why: Refused) {
                 "your address has as many open connections as one client may; close some or retry shortly"
             }
         };
-        let body = serde_json::json!({
-            "type": format!("https://custos.dev/problems/{}", ProblemKind::Overloaded.slug()),
-            "title": ProblemKind::Overloaded.title(),
-            "status": 503,
-            "detail": detail,
-        })
-        .to_string();
+        let body = Problem::new(ProblemKind::Overloaded, detail).body();
         let response = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: {RETRY_AFTER_S}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

@@ -261,13 +261,19 @@ pub const TYPE_BASE: &str = "https://custos.dev/problems/";
 /// megabyte of it must not be echoed back (twice, with the OpenAI-style `error`).
 const MAX_DETAIL: usize = 1024;
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// `text` cut to at most `MAX_DETAIL` bytes on a character boundary, marked when cut.
 fn capped(mut text: String) -> String {
-    if text.len() > MAX_DETAIL {
-        let mut end = MAX_DETAIL;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+    let end = prefix(&text, MAX_DETAIL).len();
+    if end < text.len() {
         let cut = text.len() - end;
         text.truncate(end);
         text.push_str(&format!("… ({cut} more bytes)"));
@@ -290,22 +296,29 @@ impl Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The problem+json document (with the OpenAI-style `error` member).
+    pub fn body(&self) -> String {
         let slug = self.kind.slug();
-        let status = self.kind.status();
-        let body = json!({
+        json!({
             "type": format!("{TYPE_BASE}{slug}"),
             "title": self.kind.title(),
-            "status": status.as_u16(),
+            "status": self.kind.status().as_u16(),
             "detail": self.detail,
             "error": {
                 "message": self.detail,
                 "type": self.kind.openai_type(),
                 "code": slug,
             },
-        });
-        let mut response = (status, body.to_string()).into_response();
+        })
+        .to_string()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

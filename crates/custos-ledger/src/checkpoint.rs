@@ -112,19 +112,13 @@ pub struct PruneRecord {
     pub event_leaf: Hash,
 }
 
-fn hex32(h: &Hash) -> String {
+pub(crate) fn hex32(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex32(text: &str) -> Option<Hash> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::verify::hex_decode(text, &mut out).then_some(out)
 }
 
 impl PruneRecord {
@@ -202,7 +196,7 @@ impl NoteVerifier {
     /// Checks this key's `cosignature/v1` among a note's signature lines and returns its
     /// time; the note's text is what was cosigned.
     pub fn open_cosignature(&self, note: &str) -> Result<u64, CheckpointError> {
-        let text = note_text(note)?;
+        let text = note_body(note)?;
         let id = cosigner_key_id(&self.name, &self.key);
         for line in note[text.len()..].lines().filter(|l| !l.is_empty()) {
             let Some((name, b64)) = line
@@ -230,22 +224,11 @@ impl NoteVerifier {
 }
 
 fn cosigner_key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([ALG_COSIGNATURE_V1]);
-    h.update(public.as_bytes());
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    typed_key_id(name, ALG_COSIGNATURE_V1, public)
 }
 
 /// The signed text of a note (everything before its blank line), unverified.
 pub fn note_body(note: &str) -> Result<&str, CheckpointError> {
-    note_text(note)
-}
-
-/// The text a signed note signs (everything before the blank line), unverified.
-fn note_text(note: &str) -> Result<&str, CheckpointError> {
     let split = note.rfind("\n\n").ok_or(CheckpointError::Malformed(
         "no blank line before the signatures",
     ))?;
@@ -255,19 +238,24 @@ fn note_text(note: &str) -> Result<&str, CheckpointError> {
 /// A checkpoint note's content without checking any signature: what a verifier without the
 /// public key can still compare against the recomputed tree.
 pub fn read_checkpoint_unverified(note: &str) -> Result<Checkpoint, CheckpointError> {
-    Checkpoint::parse_body(note_text(note)?)
+    Checkpoint::parse_body(note_body(note)?)
 }
 
 /// A prune record's content without checking its signature.
 pub fn read_prune_unverified(note: &str) -> Result<PruneRecord, CheckpointError> {
-    PruneRecord::parse_body(note_text(note)?)
+    PruneRecord::parse_body(note_body(note)?)
 }
 
 fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, ALG_ED25519, public)
+}
+
+/// A signed-note key id: the first 4 bytes of SHA-256(name ‖ \n ‖ key type ‖ public key).
+fn typed_key_id(name: &str, alg: u8, public: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]

@@ -76,7 +76,7 @@ impl Report {
     }
 }
 
-fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
+pub(crate) fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
     let bytes = text.as_bytes();
     if bytes.len() != 64 {
         return false;
@@ -96,10 +96,6 @@ fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
         }
     }
     true
-}
-
-fn hex_root(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// True when `text` is the lowercase hex of `h` (as stored), without allocating.
@@ -478,6 +474,10 @@ impl<'v> LedgerCheck<'v> {
         // External anchors: what the database can no longer rewrite without it showing.
         for a in &self.anchors {
             let cp = &a.checkpoint;
+            if cp.size < self.base {
+                // Below the prune point the signed prune record vouches for the tree.
+                continue;
+            }
             report.anchors_checked += 1;
             report.anchored_size = Some(report.anchored_size.unwrap_or(0).max(cp.size));
             if cp.size > size {
@@ -486,19 +486,16 @@ impl<'v> LedgerCheck<'v> {
                     exact: true,
                     problem: format!(
                         "the ledger holds {size} entries, but the checkpoint anchored at {} covers {} with root {}: entries from {size} were removed",
-                        a.source, cp.size, hex_root(&cp.root)
+                        a.source, cp.size, crate::checkpoint::hex32(&cp.root)
                     ),
                 });
-            } else if cp.size < self.base {
-                // Below the prune point the signed prune record vouches for the tree.
-                report.anchors_checked -= 1;
             } else if cp.size > 0 && root(tree, cp.size).ok() != Some(cp.root) {
                 report.findings.push(Finding {
                     index: Some(0),
                     exact: false,
                     problem: format!(
                         "the ledger is not consistent with the checkpoint anchored at {}: at size {} its root should be {}; entries before {} were rewritten, removed or reordered",
-                        a.source, cp.size, hex_root(&cp.root), cp.size
+                        a.source, cp.size, crate::checkpoint::hex32(&cp.root), cp.size
                     ),
                 });
             } else if !checkpoints.iter().any(|c| c.size == cp.size as i64) {

@@ -857,17 +857,10 @@ fn append_events(d: &Path, n: usize) {
 }
 
 fn raw_sql(d: &Path, sql: &str) {
-    let url = format!("sqlite://{}", d.join(".custos/custos.db").display());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let store = custos_store::Store::open(&url).await.unwrap();
-        custos_store::testkit::execute_raw(&store, sql)
-            .await
-            .unwrap();
-    });
+    sql_on(
+        &format!("sqlite://{}", d.join(".custos/custos.db").display()),
+        sql,
+    );
 }
 
 /// Every kind of direct tampering with the database file — a changed field, a deleted,
