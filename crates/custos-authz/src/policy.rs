@@ -219,6 +219,24 @@ impl Policies {
         self.origin.get(id).map(|(at, _)| at.as_str())
     }
 
+    /// Every policy's id and text (Cedar's rendering), sorted by id: what a configuration
+    /// digest compares between loads.
+    pub fn texts(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .set
+            .policies()
+            .map(|p| {
+                let id = p
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| p.id().to_string());
+                (id, p.to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every policy id, sorted.
     pub fn ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self.origin.keys().map(String::as_str).collect();

@@ -540,6 +540,9 @@ pub struct AuditConfig {
     /// evidence even if the process is killed. `async`: events are committed within
     /// `database.commit_interval` after the response, and a crash can lose the last few.
     pub durability: Durability,
+    /// Control-plane actions (Cedar action names, or a prefix ending in `*`) that must carry
+    /// a reason (`--why`, JSON `why`); a change without one is refused with the flag named.
+    pub require_why: Vec<String>,
 }
 
 /// A witness of the ledger's checkpoints.
@@ -562,6 +565,25 @@ pub enum Durability {
     Async,
 }
 
+/// The actions that need a reason unless `[audit] require_why` says otherwise: grants and
+/// break-glass, spend overrides, policy changes and key revocation.
+pub const DEFAULT_REQUIRE_WHY: &[&str] = &[
+    "grants.*",
+    "budgets.override",
+    "policies.manage",
+    "keys.revoke",
+];
+
+impl AuditConfig {
+    /// Whether `action` must carry a reason.
+    pub fn requires_why(&self, action: &str) -> bool {
+        self.require_why.iter().any(|r| match r.strip_suffix('*') {
+            Some(prefix) => action.starts_with(prefix),
+            None => r == action,
+        })
+    }
+}
+
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
@@ -574,6 +596,10 @@ impl Default for AuditConfig {
             witnesses: Vec::new(),
             refusal_window: HumanDuration(Duration::from_secs(60)),
             durability: Durability::default(),
+            require_why: DEFAULT_REQUIRE_WHY
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -1104,6 +1130,8 @@ retention = "365d"
 # acknowledged call has evidence, even after kill -9); "async": committed within
 # database.commit_interval after the response (a crash can lose the last few events).
 durability = "strict"
+# Control-plane actions that must say why (`--why`, JSON "why"); "grants.*" is a prefix.
+require_why = ["grants.*", "budgets.override", "policies.manage", "keys.revoke"]
 # Every signed checkpoint is also published outside the database, so that rows rewritten
 # or deleted in it are caught by `custos audit verify` (which exits 3 when nothing anchors
 # the ledger). A directory on storage the database's administrators cannot rewrite:

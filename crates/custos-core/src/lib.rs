@@ -9,9 +9,11 @@ pub mod duration;
 pub mod id;
 pub mod principal;
 pub mod random;
+pub mod reason;
 pub mod request_id;
 pub mod time;
 
 pub use config::{Config, ConfigError};
 pub use principal::Principal;
+pub use reason::Reason;
 pub use request_id::RequestId;

@@ -1,11 +1,16 @@
-//! The admin API: a tenant's control plane over HTTP, under `/admin/v1/tenants/{tenant}/…`,
-//! authenticated like model calls and authorized by the same Cedar policies (the resource is
-//! the tenant in the path).
+//! The admin API: a tenant's control plane over HTTP, authenticated like model calls. Reads are
+//! authorized here by the Cedar policies (the resource is the tenant in the path); every change
+//! is one call into `custos-control`, which authorizes it, writes it with its ledger event in
+//! one transaction, and records denials.
+//!
+//! Versions are chosen by media type: `Accept: application/vnd.custos.v2+json` selects v2,
+//! `application/vnd.custos.v1+json` or `application/json` v1 (deprecated, with `Deprecation`,
+//! `Sunset` and `Link` headers); anything else is 406. Paths are `/admin/tenants/{tenant}/…`,
+//! and `/admin/v1/tenants/{tenant}/…` as before.
 //!
 //! Isolation: a principal of another tenant is denied by policy before anything is read, with
 //! the same answer whether the tenant exists or not; an object id of another tenant inside
-//! one's own path is "not found", exactly like an id that does not exist. Every change, and
-//! every denial, leaves a ledger event.
+//! one's own path is "not found", exactly like an id that does not exist.
 
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
@@ -14,80 +19,187 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, RequestExt, Router};
-use custos_authz::policy::Resource;
-use custos_core::principal::{AuthMethod, SharedPrincipal};
+use base64::Engine as _;
+use bytes::Bytes;
+use custos_authz::policy::{RequestFacts, Resource};
+use custos_control::{Actor, ControlError};
+use custos_core::principal::SharedPrincipal;
 use custos_core::time::{format_rfc3339, now_ms};
-use custos_store::{Grant, GrantKind, KeyFilter, NewGrant, StoreError, UsageFilter};
+use custos_core::Reason;
+use custos_store::{Grant, GrantKind, KeyFilter, StoreError, UsageFilter};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// The media type of admin API responses.
+/// The media type of v1 responses (deprecated).
 pub const MEDIA_TYPE: &str = "application/vnd.custos.v1+json";
+/// The media type of v2 responses.
+pub const MEDIA_TYPE_V2: &str = "application/vnd.custos.v2+json";
+/// When v1 was deprecated (v2's release), as an RFC 9745 `Deprecation` date.
+pub const V1_DEPRECATED: &str = "@1796256000";
+/// When v1 stops answering: 90 days after its deprecation (RFC 8594 `Sunset`).
+pub const V1_SUNSET: &str = "Wed, 03 Mar 2027 00:00:00 GMT";
+/// Where the migration notes are.
+pub const V1_MIGRATION: &str =
+    "<https://example.invalid/custos/docs/admin-api.md#from-v1-to-v2>; rel=\"deprecation\"; type=\"text/markdown\"";
+
+/// The admin API version a request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiVersion {
+    V1,
+    V2,
+}
+
+/// The version an `Accept` header selects, or the 406 that lists the supported ones.
+pub fn negotiate_version(accept: Option<&str>) -> Result<ApiVersion, String> {
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(ApiVersion::V1);
+    };
+    let mut best: Option<(u16, ApiVersion)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1000u16;
+        for p in parts {
+            if let Some(v) = p.trim().strip_prefix("q=") {
+                q = v
+                    .trim()
+                    .parse::<f32>()
+                    .map_or(0, |f| (f.clamp(0.0, 1.0) * 1000.0) as u16);
+            }
+        }
+        if q == 0 {
+            continue;
+        }
+        let version = match media.as_str() {
+            "application/vnd.custos.v2+json" => ApiVersion::V2,
+            "application/vnd.custos.v1+json" | "application/json" | "application/*" | "*/*" => {
+                ApiVersion::V1
+            }
+            _ => continue,
+        };
+        // Highest q wins; on a tie, the newer version.
+        let better = match best {
+            None => true,
+            Some((bq, bv)) => {
+                q > bq || (q == bq && version == ApiVersion::V2 && bv == ApiVersion::V1)
+            }
+        };
+        if better {
+            best = Some((q, version));
+        }
+    }
+    best.map(|(_, v)| v).ok_or_else(|| {
+        format!(
+            "Accept: {} names no version this admin API serves; ask for {MEDIA_TYPE_V2} (current) or {MEDIA_TYPE} (deprecated)",
+            crate::problem::prefix(accept, 200)
+        )
+    })
+}
 
 /// The admin routes; the caller adds authentication outside.
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants/{tenant}/keys", get(keys))
-        .route(
-            "/admin/v1/tenants/{tenant}/keys/{id}/revoke",
-            post(revoke_key),
-        )
-        .route("/admin/v1/tenants/{tenant}/teams", get(teams))
-        .route("/admin/v1/tenants/{tenant}/budgets", get(budgets))
-        .route("/admin/v1/tenants/{tenant}/usage", get(usage))
-        .route("/admin/v1/tenants/{tenant}/audit", get(audit))
-        .route("/admin/v1/tenants/{tenant}/policies", get(policies))
-        .route(
-            "/admin/v1/tenants/{tenant}/grants",
-            get(grants).post(request_grant),
-        )
-        .route(
-            "/admin/v1/tenants/{tenant}/grants/break-glass",
-            post(break_glass),
-        )
-        .route(
-            "/admin/v1/tenants/{tenant}/grants/{id}/approve",
-            post(approve_grant),
-        )
-        .route(
-            "/admin/v1/tenants/{tenant}/grants/{id}/deny",
-            post(deny_grant),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(state, authorize))
+    let mut r = Router::new();
+    for prefix in ["/admin/v1", "/admin"] {
+        let t = |rest: &str| format!("{prefix}/tenants/{{tenant}}{rest}");
+        r = r
+            .route(&t(""), get(tenant_show))
+            .route(&t("/regions"), post(set_regions).put(set_regions))
+            .route(&t("/keys"), get(keys).post(create_key))
+            .route(&t("/keys/{id}/revoke"), post(revoke_key))
+            .route(&t("/keys/{id}/rotate"), post(rotate_key))
+            .route(&t("/teams"), get(teams).post(create_team))
+            .route(&t("/teams/{name}"), axum::routing::patch(set_team_limits))
+            .route(&t("/apps"), get(apps).post(create_app))
+            .route(&t("/budgets"), get(budgets).post(create_budget))
+            .route(&t("/budgets/{name}"), axum::routing::delete(delete_budget))
+            .route(&t("/overrides"), post(create_override))
+            .route(&t("/usage"), get(usage))
+            .route(&t("/audit"), get(audit))
+            .route(&t("/policies"), get(policies))
+            .route(&t("/grants"), get(grants).post(request_grant))
+            .route(&t("/grants/break-glass"), post(break_glass))
+            .route(&t("/grants/{id}/approve"), post(approve_grant))
+            .route(&t("/grants/{id}/deny"), post(deny_grant))
+            .route(&t("/grants/{id}/revoke"), post(revoke_grant));
+    }
+    let global = Router::new()
+        .route("/admin/tenants", post(create_tenant))
+        .route("/admin/prices", get(prices).post(set_price));
+    r.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authorize_read,
+    ))
+    .merge(global)
+    .layer(axum::middleware::from_fn(negotiate))
 }
 
-/// The policy action of an admin route.
-fn action(method: &http::Method, path: &str) -> Option<&'static str> {
-    let rest = path.strip_prefix("/admin/v1/tenants/")?;
-    let (_, sub) = rest.split_once('/')?;
-    let post = method == http::Method::POST;
-    Some(
-        match (post, sub.split('/').collect::<Vec<_>>().as_slice()) {
-            (false, ["keys"]) => "keys.read",
-            (true, ["keys", _, "revoke"]) => "keys.revoke",
-            (false, ["teams"]) => "teams.read",
-            (false, ["budgets"]) => "budgets.read",
-            (false, ["usage"]) => "usage.read",
-            (false, ["audit"]) => "audit.read",
-            (false, ["policies"]) => "policies.read",
-            (false, ["grants"]) => "grants.read",
-            (true, ["grants"]) => "grants.request",
-            (true, ["grants", "break-glass"]) => "grants.break_glass",
-            (true, ["grants", _, "approve" | "deny"]) => "grants.approve",
-            _ => return None,
-        },
-    )
+/// Chooses the version, and labels the answer with it; v1 answers carry their deprecation.
+async fn negotiate(mut req: Request, next: Next) -> Response {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let version = match negotiate_version(accept.as_deref()) {
+        Ok(v) => v,
+        Err(detail) => return Problem::new(ProblemKind::NotAcceptable, detail).into_response(),
+    };
+    req.extensions_mut().insert(version);
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let is_json = h
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if is_json {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(match version {
+                ApiVersion::V1 => MEDIA_TYPE,
+                ApiVersion::V2 => MEDIA_TYPE_V2,
+            }),
+        );
+    }
+    h.insert(http::header::VARY, HeaderValue::from_static("Accept"));
+    if version == ApiVersion::V1 {
+        h.insert("deprecation", HeaderValue::from_static(V1_DEPRECATED));
+        h.insert("sunset", HeaderValue::from_static(V1_SUNSET));
+        h.insert(http::header::LINK, HeaderValue::from_static(V1_MIGRATION));
+    }
+    res
 }
 
-/// Authorizes every admin request against the tenant in its path; denials are recorded.
-async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The policy action of a read; `None` for changes, which `custos-control` authorizes.
+fn read_action(method: &http::Method, path: &str) -> Option<&'static str> {
+    if method != http::Method::GET {
+        return None;
+    }
+    let rest = path
+        .strip_prefix("/admin/v1/tenants/")
+        .or_else(|| path.strip_prefix("/admin/tenants/"))?;
+    let sub = rest.split_once('/').map_or("", |(_, s)| s);
+    Some(match sub {
+        "" => "tenants.read",
+        "keys" => "keys.read",
+        "teams" | "apps" => "teams.read",
+        "budgets" => "budgets.read",
+        "usage" => "usage.read",
+        "audit" => "audit.read",
+        "policies" => "policies.read",
+        "grants" => "grants.read",
+        _ => return None,
+    })
+}
+
+/// Authorizes every read against the tenant in its path; denials are recorded.
+async fn authorize_read(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(action) = read_action(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
     let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
         return Problem::new(ProblemKind::Internal, "admin ran before authn").into_response();
-    };
-    let path = req.uri().path().to_owned();
-    let Some(action) = action(req.method(), &path) else {
-        return Problem::new(ProblemKind::NotFound, "no such admin endpoint").into_response();
     };
     let mut req = req;
     let tenant = match req.extract_parts::<Path<HashMap<String, String>>>().await {
@@ -110,16 +222,16 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     if !decision.allowed {
-        // The event is the caller's: it names their tenant, never facts of the one asked for.
-        record(
-            &state,
-            &principal,
-            action,
-            json!({"type": "tenant", "name": tenant}),
-            "denied",
-            Some(decision.reason()),
-        )
-        .await;
+        // The event is the caller's: it names the tenant asked for, never facts of it.
+        let actor = actor_of(&state, &principal, req.headers(), &req);
+        let event = json!({
+            "schema": 1, "time": format_rfc3339(now_ms()), "activity": action,
+            "actor": actor_json(&actor), "resources": [{"type": "tenant", "name": tenant}],
+            "outcome": "denied", "reason": decision.reason(),
+            "decision": {"action": action, "policies": decision.policies},
+        });
+        state.audit.append(&event).await;
+        state.audit.flush().await;
         return Problem::new(
             ProblemKind::AccessDenied,
             format!(
@@ -129,42 +241,100 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
         )
         .into_response();
     }
-    let mut res = next.run(req).await;
-    if res.status().is_success() {
-        res.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(MEDIA_TYPE),
-        );
-    }
-    res
+    next.run(req).await
 }
 
-/// Appends a control-plane event to the ledger.
-async fn record(
-    state: &AppState,
+fn actor_json(a: &Actor) -> Value {
+    let p = &a.principal;
+    json!({"type": if p.method == custos_core::principal::AuthMethod::Jwt { "user" } else { "service_account" },
+           "id": p.id, "uid": p.uid, "issuer": (!p.issuer.is_empty()).then_some(&p.issuer),
+           "tenant": p.tenant, "auth": p.method.as_str(), "mfa": p.mfa})
+}
+
+/// The acting principal with the facts the gateway's policies see.
+fn actor_of<B>(
+    s: &AppState,
     p: &SharedPrincipal,
-    activity: &str,
-    resource: Value,
-    outcome: &str,
-    reason: Option<String>,
-) {
-    let kind = match p.method {
-        AuthMethod::Jwt => "user",
-        AuthMethod::ApiKey | AuthMethod::Mtls => "service_account",
+    headers: &HeaderMap,
+    req: &http::Request<B>,
+) -> Actor {
+    let now = now_ms();
+    let facts = RequestFacts {
+        time: now.div_euclid(1000),
+        classification: String::new(),
+        step_up: p.mfa,
+        grants: s.directory.granted_roles(p, now),
     };
-    let event = json!({
-        "schema": 1,
-        "time": format_rfc3339(now_ms()),
-        "activity": activity,
-        "actor": {"type": kind, "id": p.id, "uid": p.uid, "issuer": (!p.issuer.is_empty()).then_some(&p.issuer),
-                  "tenant": p.tenant, "auth": p.method.as_str(),
-                  "roles": (!p.roles.is_empty()).then_some(&p.roles), "mfa": p.mfa},
-        "resources": [resource],
-        "outcome": outcome,
-        "reason": reason,
-    });
-    state.audit.append(&event).await;
-    state.audit.flush().await;
+    let tenant = (*s.directory.tenant_facts(&p.tenant)).clone();
+    let mut a = Actor::credential((**p).clone(), facts, tenant);
+    a.source = req
+        .extensions()
+        .get::<crate::refusals::ClientAddr>()
+        .map(|c| c.0.to_string());
+    a.request_id = headers
+        .get(crate::request_id::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    a
+}
+
+/// What every change handler needs: the state, the actor and the version.
+struct Ctx {
+    s: AppState,
+    actor: Actor,
+    version: ApiVersion,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx
+where
+    AppState: axum::extract::FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let s: AppState = axum::extract::FromRef::from_ref(state);
+        let Some(p) = parts.extensions.get::<SharedPrincipal>().cloned() else {
+            return Err(
+                Problem::new(ProblemKind::Internal, "admin ran before authn").into_response(),
+            );
+        };
+        let version = parts
+            .extensions
+            .get::<ApiVersion>()
+            .copied()
+            .unwrap_or(ApiVersion::V1);
+        let req = http::Request::from_parts(parts.clone(), ());
+        let actor = actor_of(&s, &p, &parts.headers, &req);
+        Ok(Ctx { s, actor, version })
+    }
+}
+
+fn control_problem(e: ControlError) -> Response {
+    match e {
+        ControlError::Denied { action, tenant, reason, .. } => Problem::new(
+            ProblemKind::AccessDenied,
+            format!("{action} on tenant {tenant:?} is denied: {reason}"),
+        )
+        .into_response(),
+        ControlError::ReasonRequired { action } => Problem::new(
+            ProblemKind::ReasonRequired,
+            format!("{action} must say why ([audit] require_why): add \"why\" (and \"ticket\") to the request body"),
+        )
+        .into_response(),
+        ControlError::Invalid(m) => Problem::new(ProblemKind::InvalidRequest, m).into_response(),
+        ControlError::Policy(e) => {
+            tracing::error!(error = %e, "admin change could not be evaluated; denied");
+            Problem::new(
+                ProblemKind::AccessDenied,
+                "the request could not be evaluated against the policies, so it is denied",
+            )
+            .into_response()
+        }
+        ControlError::Store(e) => store_problem(e),
+    }
 }
 
 fn store_problem(e: StoreError) -> Response {
@@ -181,106 +351,641 @@ fn store_problem(e: StoreError) -> Response {
     }
 }
 
-fn ok(v: Value) -> Response {
-    axum::Json(v).into_response()
+/// One resource: v2 wraps it in `{"data": …}`, v1 answers it bare.
+fn one(v: ApiVersion, status: StatusCode, data: Value) -> Response {
+    let body = match v {
+        ApiVersion::V1 => data,
+        ApiVersion::V2 => json!({"data": data}),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
-async fn keys(State(s): State<AppState>, Path(tenant): Path<String>) -> Response {
+/// Cursor pagination of v2 lists: `limit` (1–1000, default 100) and the opaque `cursor` the
+/// previous page returned as `next_cursor`.
+#[derive(Deserialize, Default)]
+struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn decode_cursor(c: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    std::str::from_utf8(&bytes)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
+}
+
+fn encode_cursor(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+/// A list: v1 answers every item; v2 one page with `next_cursor` (null on the last page).
+fn list(v: ApiVersion, page: &Page, items: Vec<Value>) -> Response {
+    if v == ApiVersion::V1 {
+        return axum::Json(Value::Array(items)).into_response();
+    }
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Problem::new(
+            ProblemKind::InvalidRequest,
+            "limit must be between 1 and 1000",
+        )
+        .into_response();
+    }
+    let start = match &page.cursor {
+        None => 0,
+        Some(c) => match decode_cursor(c) {
+            Some(o) => o,
+            None => {
+                return Problem::new(
+                    ProblemKind::InvalidRequest,
+                    "cursor is not one this API returned; start again without it",
+                )
+                .into_response()
+            }
+        },
+    };
+    let total = items.len();
+    let end = start.saturating_add(limit as usize).min(total);
+    let data: Vec<Value> = items
+        .into_iter()
+        .skip(start)
+        .take(end.saturating_sub(start))
+        .collect();
+    let next = (end < total).then_some(end);
+    axum::Json(json!({"data": data, "next_cursor": next.map(encode_cursor)})).into_response()
+}
+
+/// A JSON body as `T`; an empty body is `T::default()` when `T` has one worth taking.
+fn body<T: DeserializeOwned>(bytes: &Bytes, empty: Option<T>) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Some(d) = empty {
+            return Ok(d);
+        }
+        return Err(Problem::new(
+            ProblemKind::InvalidRequest,
+            "the request needs a JSON body",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            ProblemKind::MalformedJson,
+            format!("the request body is not what this endpoint takes: {e}"),
+        )
+    })
+}
+
+fn reason(why: &Option<String>, ticket: &Option<String>) -> Result<Reason, Problem> {
+    Reason::new(why.as_deref(), ticket.as_deref())
+        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, e.to_string()))
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(p) => return p.into_response(),
+        }
+    };
+}
+
+/// Just the reason, for changes that take nothing else.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+fn tenant_json(t: &custos_store::Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "regions": t.regions, "created_at": format_rfc3339(t.created_at)})
+}
+
+async fn tenant_show(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+) -> Response {
+    match s.store.tenant(&tenant).await {
+        Ok(t) => one(v, StatusCode::OK, tenant_json(&t)),
+        Err(e) => store_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenantBody {
+    name: String,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn create_tenant(c: Ctx, bytes: Bytes) -> Response {
+    let b: NewTenantBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c.s.control.create_tenant(&c.actor, &b.name, &r).await {
+        Ok(t) => one(c.version, StatusCode::CREATED, tenant_json(&t.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionsBody {
+    regions: Vec<String>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn set_regions(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    let b: RegionsBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .set_tenant_regions(&c.actor, &tenant, &b.regions, &r)
+        .await
+    {
+        Ok(t) => one(c.version, StatusCode::OK, tenant_json(&t.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+fn key_json(k: &custos_store::KeyRow) -> Value {
+    json!({
+        "id": k.id, "prefix": k.prefix, "name": k.name, "team": k.team, "app": k.app,
+        "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm, "status": k.status(now_ms()),
+        "created_at": format_rfc3339(k.created_at),
+        "expires_at": k.expires_at.map(format_rfc3339),
+        "revoked_at": k.revoked_at.map(format_rfc3339),
+        "rotated_from": k.rotated_from,
+    })
+}
+
+async fn keys(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
     let filter = KeyFilter {
         tenant: Some(tenant),
         include_inactive: true,
         ..KeyFilter::default()
     };
     match s.store.list_keys(&filter).await {
-        Ok(list) => {
-            let now = now_ms();
-            ok(json!(list
-                .iter()
-                .map(|k| json!({
-                    "id": k.id, "prefix": k.prefix, "name": k.name, "team": k.team, "app": k.app,
-                    "env": k.env, "models": k.models, "status": k.status(now),
-                    "created_at": format_rfc3339(k.created_at),
-                    "expires_at": k.expires_at.map(format_rfc3339),
-                    "revoked_at": k.revoked_at.map(format_rfc3339),
-                }))
-                .collect::<Vec<_>>()))
-        }
-        Err(e) => store_problem(e),
-    }
-}
-
-async fn revoke_key(
-    State(s): State<AppState>,
-    Extension(p): Extension<SharedPrincipal>,
-    Path((tenant, id)): Path<(String, String)>,
-) -> Response {
-    // Look the key up inside the tenant only: another tenant's key is "not found".
-    let filter = KeyFilter {
-        tenant: Some(tenant.clone()),
-        include_inactive: true,
-        ..KeyFilter::default()
-    };
-    let key = match s.store.list_keys(&filter).await {
-        Ok(list) => list.into_iter().find(|k| k.id == id),
-        Err(e) => return store_problem(e),
-    };
-    let Some(key) = key else {
-        return store_problem(StoreError::NotFound(format!("key {id:?}")));
-    };
-    match s.store.revoke_key(&key.id, None).await {
-        Ok(k) => {
-            record(
-                &s,
-                &p,
-                "key.revoke",
-                json!({"type": "api_key", "id": k.id, "tenant": tenant}),
-                "allowed",
-                None,
-            )
-            .await;
-            ok(json!({"id": k.id, "status": k.status(now_ms())}))
-        }
-        Err(e) => store_problem(e),
-    }
-}
-
-async fn teams(State(s): State<AppState>, Path(tenant): Path<String>) -> Response {
-    match s.store.list_teams(Some(&tenant)).await {
-        Ok(list) => ok(json!(list
-            .iter()
-            .map(|t| json!({
-                "id": t.id, "name": t.name, "rpm": t.rpm, "tpm": t.tpm,
-                "created_at": format_rfc3339(t.created_at),
-            }))
-            .collect::<Vec<_>>())),
-        Err(e) => store_problem(e),
-    }
-}
-
-async fn budgets(State(s): State<AppState>, Path(tenant): Path<String>) -> Response {
-    match s.store.budgets(Some(&tenant)).await {
-        Ok(list) => ok(json!(list.iter().map(|b| json!({
-            "id": b.id, "name": b.name, "scope": b.scope.to_string(), "period": b.period.as_str(),
-            "amount": b.amount.to_string(), "currency": b.currency.as_str(),
-            "thresholds": b.thresholds, "action": b.action.as_str(),
-        })).collect::<Vec<_>>())),
+        Ok(l) => list(v, &page, l.iter().map(key_json).collect()),
         Err(e) => store_problem(e),
     }
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    team: String,
+    app: String,
+    /// `*` or a comma-separated list, or a JSON array of names.
+    #[serde(default)]
+    models: Option<Value>,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    /// A lifetime such as "90d".
+    expires_in: Option<String>,
+    env: Option<String>,
+    name: Option<String>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn create_key(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    let b: NewKeyBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let models = match &b.models {
+        None => "*".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(_) => {
+            return Problem::new(
+                ProblemKind::InvalidRequest,
+                "models must be \"*\", a comma-separated string or an array of names",
+            )
+            .into_response()
+        }
+    };
+    let expires_in_ms = match &b.expires_in {
+        None => None,
+        Some(d) => match custos_core::duration::parse_duration(d) {
+            Ok(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Err(e) => {
+                return Problem::new(ProblemKind::InvalidRequest, format!("expires_in: {e}"))
+                    .into_response()
+            }
+        },
+    };
+    let req = custos_control::KeyRequest {
+        tenant,
+        team: b.team,
+        app: b.app,
+        scope: custos_control::KeyScope {
+            models: custos_core::principal::ModelScope::parse(&models).to_list(),
+            rpm: b.rpm.filter(|n| *n > 0).map(i64::from),
+            tpm: b.tpm.filter(|n| *n > 0).map(i64::from),
+            env: b.env.unwrap_or_else(|| "prod".into()),
+            expires_in_ms,
+            name: b.name,
+        },
+    };
+    match c.s.control.create_key(&c.actor, &req, &r).await {
+        Ok(k) => {
+            refresh_keys(&c.s).await;
+            let mut j = key_json(&k.value.key);
+            j["key"] = json!(k.value.secret);
+            one(c.version, StatusCode::CREATED, j)
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+/// Makes a key change visible to this gateway at once (others refresh within a second).
+async fn refresh_keys(s: &AppState) {
+    if let Err(e) = s.keys.refresh(&s.store).await {
+        tracing::warn!(error = %e, "key refresh after an admin change failed");
+    }
+}
+
+async fn revoke_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+    let b: ReasonBody = tri!(body(&bytes, Some(ReasonBody::default())));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .revoke_key(&c.actor, Some(&tenant), &id, &r)
+        .await
+    {
+        Ok(k) => {
+            refresh_keys(&c.s).await;
+            one(c.version, StatusCode::OK, key_json(&k.value))
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the old key keeps working, e.g. "24h" (default: stops now).
+    overlap: Option<String>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn rotate_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+    let b: RotateBody = tri!(body(&bytes, Some(RotateBody::default())));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let overlap = match &b.overlap {
+        None => 0,
+        Some(o) => match custos_core::duration::parse_duration(o) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => {
+                return Problem::new(ProblemKind::InvalidRequest, format!("overlap: {e}"))
+                    .into_response()
+            }
+        },
+    };
+    match c
+        .s
+        .control
+        .rotate_key(&c.actor, Some(&tenant), &id, overlap, &r)
+        .await
+    {
+        Ok(k) => {
+            refresh_keys(&c.s).await;
+            one(
+                c.version,
+                StatusCode::CREATED,
+                json!({"old": key_json(&k.value.old), "new": key_json(&k.value.new), "key": k.value.secret}),
+            )
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+fn team_json(t: &custos_store::Team) -> Value {
+    json!({"id": t.id, "name": t.name, "rpm": t.rpm, "tpm": t.tpm,
+           "created_at": format_rfc3339(t.created_at)})
+}
+
+async fn teams(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    match s.store.list_teams(Some(&tenant)).await {
+        Ok(l) => list(v, &page, l.iter().map(team_json).collect()),
+        Err(e) => store_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamBody {
+    name: String,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn create_team(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    let b: TeamBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let lim = |v: Option<u32>| v.filter(|n| *n > 0).map(i64::from);
+    match c
+        .s
+        .control
+        .create_team(&c.actor, &tenant, &b.name, lim(b.rpm), lim(b.tpm), &r)
+        .await
+    {
+        Ok(t) => one(c.version, StatusCode::CREATED, team_json(&t.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    /// A number sets the limit; 0 or null clears it; absent keeps it.
+    #[serde(default, deserialize_with = "some")]
+    rpm: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "some")]
+    tpm: Option<Option<u32>>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+async fn set_team_limits(
+    c: Ctx,
+    Path((tenant, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let b: LimitsBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let lim = |v: Option<Option<u32>>| v.map(|v| v.filter(|n| *n > 0).map(i64::from));
+    let limits = custos_control::TeamLimits {
+        rpm: lim(b.rpm),
+        tpm: lim(b.tpm),
+    };
+    match c
+        .s
+        .control
+        .set_team_limits(&c.actor, &tenant, &name, limits, &r)
+        .await
+    {
+        Ok(t) => one(c.version, StatusCode::OK, team_json(&t.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+fn app_json(a: &custos_store::App) -> Value {
+    json!({"id": a.id, "team": a.team, "name": a.name, "created_at": format_rfc3339(a.created_at)})
+}
+
+async fn apps(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    match s.store.list_apps(Some(&tenant), None).await {
+        Ok(l) => list(v, &page, l.iter().map(app_json).collect()),
+        Err(e) => store_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppBody {
+    team: String,
+    name: String,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn create_app(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    let b: AppBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .create_app(&c.actor, &tenant, &b.team, &b.name, &r)
+        .await
+    {
+        Ok(a) => one(c.version, StatusCode::CREATED, app_json(&a.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+fn budget_json(b: &custos_finops::budget::Budget) -> Value {
+    json!({
+        "id": b.id, "name": b.name, "scope": b.scope.to_string(), "period": b.period.as_str(),
+        "time_zone": b.time_zone, "amount": b.amount.to_string(), "currency": b.currency.as_str(),
+        "thresholds": b.thresholds, "action": b.action.as_str(),
+    })
+}
+
+async fn budgets(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    match s.store.budgets(Some(&tenant)).await {
+        Ok(l) => list(v, &page, l.iter().map(budget_json).collect()),
+        Err(e) => store_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    name: String,
+    /// `tenant`, `team:NAME`, `app:TEAM/APP`, `key:ID` or `tag:KEY=VALUE`.
+    scope: String,
+    /// `daily`, `weekly`, `monthly`, `quarterly` or `yearly`.
+    period: String,
+    /// A decimal amount, e.g. "500" or "1250.50".
+    amount: String,
+    currency: Option<String>,
+    thresholds: Option<Vec<u32>>,
+    /// `alert` or `block`.
+    action: Option<String>,
+    time_zone: Option<String>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+fn parsed<T: std::str::FromStr>(field: &str, v: &str) -> Result<T, Problem>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>()
+        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("{field}: {e}")))
+}
+
+async fn create_budget(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    use custos_finops::budget::{Action, Budget, Scope};
+    let b: BudgetBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let budget = Budget {
+        id: String::new(),
+        name: b.name,
+        tenant,
+        scope: tri!(parsed::<Scope>("scope", &b.scope)),
+        period: tri!(parsed::<custos_finops::period::PeriodKind>(
+            "period", &b.period
+        )),
+        time_zone: b.time_zone.unwrap_or_default(),
+        amount: tri!(parsed::<custos_finops::Amount>("amount", &b.amount)),
+        currency: tri!(parsed::<custos_finops::Currency>(
+            "currency",
+            b.currency.as_deref().unwrap_or("USD")
+        )),
+        thresholds: b.thresholds.unwrap_or_else(|| vec![50, 80, 100]),
+        action: tri!(parsed::<Action>(
+            "action",
+            b.action.as_deref().unwrap_or("alert")
+        )),
+    };
+    match c.s.control.create_budget(&c.actor, budget, &r).await {
+        Ok(b) => {
+            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
+                tracing::warn!(error = %e, "budget refresh after an admin change failed");
+            }
+            one(c.version, StatusCode::CREATED, budget_json(&b.value))
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+async fn delete_budget(
+    c: Ctx,
+    Path((tenant, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let b: ReasonBody = tri!(body(&bytes, Some(ReasonBody::default())));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .delete_budget(&c.actor, &tenant, &name, &r)
+        .await
+    {
+        Ok(b) => {
+            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
+                tracing::warn!(error = %e, "budget refresh after an admin change failed");
+            }
+            one(c.version, StatusCode::OK, budget_json(&b.value))
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideBody {
+    key: String,
+    /// e.g. "2h"; at most 72h.
+    duration: String,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+async fn create_override(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    let b: OverrideBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let d = match custos_core::duration::parse_duration(&b.duration) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => {
+            return Problem::new(ProblemKind::InvalidRequest, format!("duration: {e}"))
+                .into_response()
+        }
+    };
+    let req = custos_control::NewOverride {
+        key: b.key,
+        duration_ms: d,
+    };
+    match c
+        .s
+        .control
+        .create_override(&c.actor, Some(&tenant), &req, &r)
+        .await
+    {
+        Ok(o) => {
+            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
+                tracing::warn!(error = %e, "override refresh after an admin change failed");
+            }
+            let o = o.value;
+            one(
+                c.version,
+                StatusCode::CREATED,
+                json!({"id": o.id, "key": o.key_id, "expires_at": format_rfc3339(o.expires_at),
+                       "why": o.why, "created_by": o.created_by}),
+            )
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
 struct Window {
-    /// Unix ms; default: 30 days ago.
-    since: Option<i64>,
-    until: Option<i64>,
+    /// v1: Unix ms; v2: RFC 3339. Default: 30 days ago.
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn window_bound(
+    v: ApiVersion,
+    field: &str,
+    value: &Option<String>,
+) -> Result<Option<i64>, Problem> {
+    let Some(text) = value else { return Ok(None) };
+    let parsed = match v {
+        ApiVersion::V1 => text.parse::<i64>().ok(),
+        ApiVersion::V2 => custos_core::time::parse_rfc3339(text),
+    };
+    parsed.map(Some).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::InvalidRequest,
+            match v {
+                ApiVersion::V1 => format!("{field} must be Unix milliseconds"),
+                ApiVersion::V2 => format!("{field} must be an RFC 3339 time"),
+            },
+        )
+    })
 }
 
 async fn usage(
     State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
     Path(tenant): Path<String>,
     Query(w): Query<Window>,
 ) -> Response {
     let now = now_ms();
+    let since = tri!(window_bound(v, "since", &w.since));
+    let until = tri!(window_bound(v, "until", &w.until));
     let filter = UsageFilter {
         tenant: Some(tenant),
         team: None,
@@ -288,22 +993,35 @@ async fn usage(
         key_id: None,
         env: None,
         tags: Vec::new(),
-        from_ms: w.since.unwrap_or(now - 30 * 86_400_000),
-        until_ms: w.until.unwrap_or(now + 1),
+        from_ms: since.unwrap_or(now - 30 * 86_400_000),
+        until_ms: until.unwrap_or(now + 1),
     };
     let by = [
         custos_store::Dimension::Team,
         custos_store::Dimension::Model,
     ];
     match s.store.usage_report(&filter, &by, 0).await {
-        Ok(rows) => ok(json!(rows
-            .iter()
-            .map(|r| json!({
-                "team": r.keys.first(), "model": r.keys.get(1), "calls": r.calls,
-                "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                "cost": r.cost.to_string(),
-            }))
-            .collect::<Vec<_>>())),
+        Ok(rows) => {
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "team": r.keys.first(), "model": r.keys.get(1), "calls": r.calls,
+                        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                        "cost": r.cost.to_string(),
+                    })
+                })
+                .collect();
+            match v {
+                ApiVersion::V1 => axum::Json(Value::Array(items)).into_response(),
+                ApiVersion::V2 => one(
+                    v,
+                    StatusCode::OK,
+                    json!({"since": format_rfc3339(filter.from_ms),
+                           "until": format_rfc3339(filter.until_ms), "groups": items}),
+                ),
+            }
+        }
         Err(e) => store_problem(e),
     }
 }
@@ -324,6 +1042,7 @@ fn concerns(event: &Value, tenant: &str) -> bool {
 
 async fn audit(
     State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
     Path(tenant): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> Response {
@@ -347,8 +1066,11 @@ async fn audit(
         let mut mine: Vec<Value> = page
             .iter()
             .filter_map(|e| {
-                let v: Value = serde_json::from_str(&e.event).ok()?;
-                concerns(&v, &tenant).then(|| json!({"index": e.index, "event": v}))
+                let ev: Value = serde_json::from_str(&e.event).ok()?;
+                concerns(&ev, &tenant).then(|| {
+                    json!({"index": e.index, "leaf_hash": e.leaf_hash,
+                           "recorded_at": format_rfc3339(e.recorded_at), "event": ev})
+                })
             })
             .collect();
         mine.append(&mut found);
@@ -356,11 +1078,39 @@ async fn audit(
         end = from;
     }
     let skip = found.len().saturating_sub(limit);
-    ok(json!(found.split_off(skip)))
+    let items = found.split_off(skip);
+    match v {
+        ApiVersion::V1 => axum::Json(Value::Array(
+            items
+                .into_iter()
+                .map(|i| json!({"index": i["index"], "event": i["event"]}))
+                .collect(),
+        ))
+        .into_response(),
+        ApiVersion::V2 => one(
+            v,
+            StatusCode::OK,
+            json!({"ledger_size": size, "events": items,
+                   "proofs": "GET the inclusion proof of an index with `custos audit proof INDEX` against a signed checkpoint"}),
+        ),
+    }
 }
 
-async fn policies(State(s): State<AppState>) -> Response {
-    ok(json!(s.authz.policy_ids()))
+async fn policies(State(s): State<AppState>, Extension(v): Extension<ApiVersion>) -> Response {
+    match v {
+        ApiVersion::V1 => axum::Json(json!(s.authz.policy_ids())).into_response(),
+        ApiVersion::V2 => one(
+            v,
+            StatusCode::OK,
+            Value::Array(
+                s.authz
+                    .policy_ids()
+                    .into_iter()
+                    .map(|(id, at)| json!({"id": id, "origin": at}))
+                    .collect(),
+            ),
+        ),
+    }
 }
 
 fn grant_json(g: &Grant) -> Value {
@@ -373,9 +1123,14 @@ fn grant_json(g: &Grant) -> Value {
     })
 }
 
-async fn grants(State(s): State<AppState>, Path(tenant): Path<String>) -> Response {
+async fn grants(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+    Path(tenant): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
     match s.store.grants_list(Some(&tenant)).await {
-        Ok(list) => ok(json!(list.iter().map(grant_json).collect::<Vec<_>>())),
+        Ok(l) => list(v, &page, l.iter().map(grant_json).collect()),
         Err(e) => store_problem(e),
     }
 }
@@ -386,146 +1141,203 @@ struct GrantBody {
     role: String,
     /// e.g. "60m".
     duration: String,
-    why: String,
+    why: Option<String>,
+    ticket: Option<String>,
 }
 
-async fn create_grant(
-    s: AppState,
-    p: SharedPrincipal,
-    tenant: String,
-    body: GrantBody,
-    kind: GrantKind,
-) -> Response {
-    let d = match custos_core::duration::parse_duration(&body.duration) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            return Problem::new(
-                ProblemKind::InvalidRequest,
-                "duration must be longer than zero",
-            )
-            .into_response()
-        }
+async fn create_grant(c: Ctx, tenant: String, bytes: Bytes, kind: GrantKind) -> Response {
+    let b: GrantBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let d = match custos_core::duration::parse_duration(&b.duration) {
+        Ok(d) => d,
         Err(e) => {
             return Problem::new(ProblemKind::InvalidRequest, format!("duration: {e}"))
                 .into_response()
         }
     };
-    let max = s
-        .config
-        .authz
-        .grants
-        .max_for(&body.role, kind == GrantKind::BreakGlass);
-    if d > max {
-        return Problem::new(
-            ProblemKind::InvalidRequest,
-            format!(
-                "a grant of {} lasts at most {}",
-                body.role,
-                custos_core::duration::format_duration(max)
-            ),
-        )
-        .into_response();
-    }
-    let new = NewGrant {
+    let req = custos_control::GrantRequest {
         tenant: tenant.clone(),
-        principal: p.grant_name(),
-        role: body.role,
+        principal: None,
+        role: b.role,
+        duration: d,
         kind,
-        why: body.why,
-        duration_ms: d.as_millis().min(i64::MAX as u128) as i64,
-        requested_by: p.grant_name(),
     };
-    match s.store.grant_create(&new).await {
+    match c.s.control.request_grant(&c.actor, &req, &r).await {
         Ok(g) => {
-            let activity = match kind {
-                GrantKind::Jit => "grant.request",
-                GrantKind::BreakGlass => "grant.break_glass",
-            };
-            record(&s, &p, activity, json!({"type": "grant", "id": g.id, "tenant": tenant, "role": g.role, "principal": g.principal}), "allowed", Some(g.why.clone())).await;
+            let g = g.value;
             if kind == GrantKind::BreakGlass {
-                // Break-glass always alerts: the ledger event above, and every webhook.
-                s.webhooks.deliver(
+                // Break-glass always alerts: the ledger event, and every webhook.
+                c.s.webhooks.deliver(
                     g.id.clone(),
                     json!({"type": "grant.break_glass", "tenant": tenant, "grant": grant_json(&g)}),
                 );
-                if let Err(e) = s.directory.refresh(&s.store).await {
+                if let Err(e) = c.s.directory.refresh(&c.s.store).await {
                     tracing::warn!(error = %e, "directory refresh after break-glass failed");
                 }
             }
-            (http::StatusCode::CREATED, axum::Json(grant_json(&g))).into_response()
+            one(c.version, StatusCode::CREATED, grant_json(&g))
         }
-        Err(e) => store_problem(e),
+        Err(e) => control_problem(e),
     }
 }
 
-async fn request_grant(
-    State(s): State<AppState>,
-    Extension(p): Extension<SharedPrincipal>,
-    Path(tenant): Path<String>,
-    body: Result<axum::Json<GrantBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    match body {
-        Ok(axum::Json(b)) => create_grant(s, p, tenant, b, GrantKind::Jit).await,
-        Err(e) => Problem::new(ProblemKind::InvalidRequest, e.body_text()).into_response(),
-    }
+async fn request_grant(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    create_grant(c, tenant, bytes, GrantKind::Jit).await
 }
 
-async fn break_glass(
-    State(s): State<AppState>,
-    Extension(p): Extension<SharedPrincipal>,
-    Path(tenant): Path<String>,
-    body: Result<axum::Json<GrantBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    match body {
-        Ok(axum::Json(b)) => create_grant(s, p, tenant, b, GrantKind::BreakGlass).await,
-        Err(e) => Problem::new(ProblemKind::InvalidRequest, e.body_text()).into_response(),
-    }
+async fn break_glass(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+    create_grant(c, tenant, bytes, GrantKind::BreakGlass).await
 }
 
 async fn decide(
-    s: AppState,
-    p: SharedPrincipal,
+    c: Ctx,
     tenant: String,
     id: String,
-    approve: bool,
+    bytes: Bytes,
+    verdict: Option<bool>,
 ) -> Response {
-    // Only this tenant's grants: another tenant's id is "not found".
-    match s.store.grant(&id).await {
-        Ok(g) if g.tenant == tenant => {}
-        Ok(_) | Err(StoreError::NotFound(_)) => {
-            return store_problem(StoreError::NotFound(format!("grant {id:?}")))
+    let b: ReasonBody = tri!(body(&bytes, Some(ReasonBody::default())));
+    let r = tri!(reason(&b.why, &b.ticket));
+    let done = match verdict {
+        Some(approve) => {
+            c.s.control
+                .decide_grant(&c.actor, Some(&tenant), &id, approve, &r)
+                .await
         }
-        Err(e) => return store_problem(e),
-    }
-    match s.store.grant_decide(&id, approve, &p.grant_name()).await {
+        None => {
+            c.s.control
+                .revoke_grant(&c.actor, Some(&tenant), &id, &r)
+                .await
+        }
+    };
+    match done {
         Ok(g) => {
-            let activity = if approve {
-                "grant.approve"
-            } else {
-                "grant.deny"
-            };
-            record(&s, &p, activity, json!({"type": "grant", "id": g.id, "tenant": tenant, "role": g.role, "principal": g.principal}), "allowed", None).await;
-            if let Err(e) = s.directory.refresh(&s.store).await {
+            if let Err(e) = c.s.directory.refresh(&c.s.store).await {
                 tracing::warn!(error = %e, "directory refresh after a grant decision failed");
             }
-            ok(grant_json(&g))
+            one(c.version, StatusCode::OK, grant_json(&g.value))
         }
-        Err(e) => store_problem(e),
+        Err(e) => control_problem(e),
     }
 }
 
 async fn approve_grant(
-    State(s): State<AppState>,
-    Extension(p): Extension<SharedPrincipal>,
+    c: Ctx,
     Path((tenant, id)): Path<(String, String)>,
+    bytes: Bytes,
 ) -> Response {
-    decide(s, p, tenant, id, true).await
+    decide(c, tenant, id, bytes, Some(true)).await
 }
 
-async fn deny_grant(
-    State(s): State<AppState>,
-    Extension(p): Extension<SharedPrincipal>,
+async fn deny_grant(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+    decide(c, tenant, id, bytes, Some(false)).await
+}
+
+async fn revoke_grant(
+    c: Ctx,
     Path((tenant, id)): Path<(String, String)>,
+    bytes: Bytes,
 ) -> Response {
-    decide(s, p, tenant, id, false).await
+    decide(c, tenant, id, bytes, None).await
+}
+
+async fn prices(c: Ctx, Query(page): Query<Page>) -> Response {
+    let d = match c
+        .s
+        .control
+        .decide(&c.actor, "prices.read", &c.actor.principal.tenant)
+    {
+        Ok(d) => d,
+        Err(e) => return control_problem(e),
+    };
+    if !d.allowed {
+        return Problem::new(
+            ProblemKind::AccessDenied,
+            format!("prices.read is denied: {}", d.reason()),
+        )
+        .into_response();
+    }
+    match c.s.store.prices_all().await {
+        Ok(l) => list(
+            c.version,
+            &page,
+            l.iter()
+                .map(|p| json!({"provider": p.provider, "model": p.model,
+                    "effective_from": format_rfc3339(p.effective_from), "currency": p.currency.as_str(),
+                    "rates": serde_json::to_value(&p.rates).unwrap_or(Value::Null)}))
+                .collect(),
+        ),
+        Err(e) => store_problem(e),
+    }
+}
+
+async fn set_price(c: Ctx, bytes: Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PriceBody {
+        #[serde(flatten)]
+        price: custos_finops::Price,
+        why: Option<String>,
+        ticket: Option<String>,
+    }
+    let b: PriceBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .set_prices(&c.actor, std::slice::from_ref(&b.price), None, &r)
+        .await
+    {
+        Ok(_) => {
+            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
+                tracing::warn!(error = %e, "price refresh after an admin change failed");
+            }
+            one(
+                c.version,
+                StatusCode::CREATED,
+                json!({"provider": b.price.provider, "model": b.price.model,
+                       "effective_from": format_rfc3339(b.price.effective_from)}),
+            )
+        }
+        Err(e) => control_problem(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_selects_the_version() {
+        assert_eq!(negotiate_version(None), Ok(ApiVersion::V1));
+        assert_eq!(
+            negotiate_version(Some("application/json")),
+            Ok(ApiVersion::V1)
+        );
+        assert_eq!(negotiate_version(Some("*/*")), Ok(ApiVersion::V1));
+        assert_eq!(negotiate_version(Some(MEDIA_TYPE_V2)), Ok(ApiVersion::V2));
+        assert_eq!(negotiate_version(Some(MEDIA_TYPE)), Ok(ApiVersion::V1));
+        assert_eq!(
+            negotiate_version(Some(
+                "application/vnd.custos.v1+json;q=0.5, application/vnd.custos.v2+json"
+            )),
+            Ok(ApiVersion::V2)
+        );
+        assert_eq!(
+            negotiate_version(Some(
+                "application/vnd.custos.v2+json;q=0.2, application/vnd.custos.v1+json"
+            )),
+            Ok(ApiVersion::V1)
+        );
+        assert!(negotiate_version(Some("application/vnd.custos.v3+json")).is_err());
+        assert!(negotiate_version(Some("text/html")).is_err());
+        assert!(negotiate_version(Some("application/vnd.custos.v2+json;q=0")).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(1234)), Some(1234));
+        assert_eq!(decode_cursor("not a cursor"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
 }

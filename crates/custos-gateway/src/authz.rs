@@ -34,6 +34,8 @@ pub struct Authz {
     engine: ArcSwap<Engine>,
     files: Vec<PathBuf>,
     stamps: Mutex<Vec<Option<SystemTime>>>,
+    /// Bumped after every reload that took effect, so the configuration's change is recorded.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Authz {
@@ -61,6 +63,7 @@ impl Authz {
             engine: ArcSwap::from_pointee(Engine::new(schema, policies)?),
             files: config.policies.clone(),
             stamps: Mutex::new(stamps_now),
+            reloads: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -89,7 +92,18 @@ impl Authz {
         let policies = policy::configured(&self.files, &schema)?;
         let n = policies.len();
         self.engine.store(Arc::new(Engine::new(schema, policies)?));
+        self.reloads.send_modify(|n| *n += 1);
         Ok(n)
+    }
+
+    /// A receiver that changes after every reload that took effect.
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Every policy in force, as (id, text).
+    pub fn policy_texts(&self) -> Vec<(String, String)> {
+        self.engine.load().policies().texts()
     }
 
     fn reload_and_log(&self, why: &str) {
@@ -280,4 +294,20 @@ pub async fn authorize_endpoint(
         return Problem::new(ProblemKind::Internal, "authz ran before authn").into_response();
     };
     enforce(state, action, Resource::Tenant(tenant), req, next).await
+}
+
+/// The control plane asks the same reloadable policies the gateway enforces.
+impl custos_control::Policies for Authz {
+    fn authorize(
+        &self,
+        principal: &custos_core::Principal,
+        action: &str,
+        resource: &Resource,
+        tenant: &TenantFacts,
+        facts: &RequestFacts,
+    ) -> Result<Decision, PolicyError> {
+        self.engine
+            .load()
+            .authorize(principal, action, resource, tenant, facts)
+    }
 }

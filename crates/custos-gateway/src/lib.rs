@@ -159,12 +159,14 @@ impl Gateway {
             ),
             _ => None,
         };
+        let control_settings = custos_control::Settings::from_config(&config);
         let state = Arc::new(Shared {
             config,
             store: store.clone(),
             keys: keys.clone(),
             issuers: issuers.clone(),
             authz: authz.clone(),
+            control: custos_control::Control::new(store.clone(), authz.clone(), control_settings),
             webhooks: webhooks.clone(),
             directory: directory.clone(),
             routes,
@@ -250,6 +252,58 @@ impl Gateway {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Records a `config.loaded` event for the configuration in force (`cause`: `start` or
+    /// `reload`), with its diff against the last one recorded; `origin` is the file it came
+    /// from (None: the embedded default).
+    pub async fn record_config(
+        state: &AppState,
+        origin: Option<&std::path::Path>,
+        cause: &str,
+    ) -> Result<custos_control::ConfigLoaded, custos_control::ControlError> {
+        let text = match origin {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                custos_control::ControlError::Invalid(format!("cannot read {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        let digest = custos_control::ConfigDigest::new(
+            &state.config,
+            text.as_deref(),
+            &state.authz.policy_texts(),
+        );
+        let origin = origin.map_or_else(|| "embedded".into(), |p| p.display().to_string());
+        let actor = custos_control::Actor::system("custos serve");
+        let r = state
+            .control
+            .config_loaded(&actor, &origin, &digest, cause)
+            .await?;
+        Ok(r.value)
+    }
+
+    /// Records the configuration at start, and again after every policy reload.
+    pub async fn record_config_changes(
+        &mut self,
+        origin: Option<std::path::PathBuf>,
+    ) -> Result<(), custos_control::ControlError> {
+        let loaded = Self::record_config(&self.state, origin.as_deref(), "start").await?;
+        if loaded.diff.as_object().is_some_and(|d| !d.is_empty()) && loaded.previous.is_some() {
+            tracing::info!(diff = %loaded.diff, "configuration changed since the last start");
+        }
+        let state = self.state.clone();
+        let mut reloads = state.authz.subscribe_reloads();
+        self.tasks.push(tokio::spawn(async move {
+            while reloads.changed().await.is_ok() {
+                match Self::record_config(&state, origin.as_deref(), "reload").await {
+                    Ok(l) => tracing::info!(diff = %l.diff, "configuration reload recorded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording the reloaded configuration failed")
+                    }
+                }
+            }
+        }));
+        Ok(())
     }
 
     pub fn router(&self) -> axum::Router {

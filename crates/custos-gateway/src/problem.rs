@@ -50,12 +50,14 @@ pub enum ProblemKind {
     NotReady,
     BodyTimeout,
     Overloaded,
+    NotAcceptable,
+    ReasonRequired,
     Internal,
 }
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 40] = {
+    pub const ALL: [ProblemKind; 42] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -97,6 +99,8 @@ impl ProblemKind {
             NotReady,
             BodyTimeout,
             Overloaded,
+            NotAcceptable,
+            ReasonRequired,
             Internal,
         ]
     };
@@ -143,6 +147,8 @@ impl ProblemKind {
             NotReady => "not-ready",
             BodyTimeout => "body-timeout",
             Overloaded => "overloaded",
+            NotAcceptable => "not-acceptable",
+            ReasonRequired => "reason-required",
             Internal => "internal",
         }
     }
@@ -181,6 +187,8 @@ impl ProblemKind {
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotReady | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ReasonRequired => StatusCode::UNPROCESSABLE_ENTITY,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -228,6 +236,8 @@ impl ProblemKind {
             NotReady => "custos is not ready",
             BodyTimeout => "The request body did not arrive in time",
             Overloaded => "custos is shedding load",
+            NotAcceptable => "no supported version of the admin API was asked for",
+            ReasonRequired => "this change must say why",
             Internal => "Internal error",
         }
     }

@@ -22,6 +22,8 @@ pub struct Shared {
     pub directory: Arc<crate::directory::Directory>,
     /// The Cedar policies in force.
     pub authz: Arc<crate::authz::Authz>,
+    /// Every change the admin API makes goes through it (authorize → change + ledger event).
+    pub control: custos_control::Control,
     /// Alert receivers (`[[finops.webhooks]]`): budgets, anomalies, break-glass.
     pub webhooks: Arc<crate::webhook::Webhooks>,
     pub routes: RouteTable,

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use common::*;
 use custos_finops::budget::{Action, Budget, Scope};
 use custos_finops::{Amount, Currency, PeriodKind, Price, Rates};
+use custos_store::testkit::Seed as _;
 use custos_store::{Dimension, UsageFilter};
 use serde_json::{json, Value};
 

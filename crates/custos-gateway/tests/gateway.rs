@@ -6,6 +6,7 @@ mod common;
 use axum::routing::post;
 use axum::Router;
 use common::*;
+use custos_store::testkit::Seed as _;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

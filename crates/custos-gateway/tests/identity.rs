@@ -6,6 +6,7 @@ mod common;
 
 use common::{chat, databases, expect_problem, start};
 use custos_authz::testkit::{b64, TestIssuer};
+use custos_store::testkit::Seed as _;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -312,17 +313,22 @@ async fn jit_grants_need_another_approver_and_expire_by_themselves() {
             .clone();
         let approve = format!("/admin/v1/tenants/acme/grants/{id}/approve");
         expect_problem(
-            gw.post(&approve, &alice, &json!({})).await,
+            gw.post(&approve, &alice, &json!({"why": "INC-1"})).await,
             403,
             "access-denied",
         )
         .await;
         expect_problem(gw.get(teams, &alice).await, 403, "access-denied").await;
-        let r = gw.post(&approve, &bob, &json!({})).await;
+        let r = gw.post(&approve, &bob, &json!({"why": "INC-1"})).await;
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
         let granted: Value = gw.get(teams, &alice).await.json().await.unwrap();
         assert!(granted.is_array(), "{granted}");
-        expect_problem(gw.post(&approve, &bob, &json!({})).await, 409, "conflict").await;
+        expect_problem(
+            gw.post(&approve, &bob, &json!({"why": "INC-1"})).await,
+            409,
+            "conflict",
+        )
+        .await;
 
         // The grant ends on time, with nothing run.
         tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -7,6 +7,7 @@ mod common;
 
 use common::{chat, databases, expect_problem, start};
 use custos_authz::testkit::TestIssuer;
+use custos_store::testkit::Seed as _;
 use custos_store::{GrantKind, NewGrant, NewKey};
 use serde_json::{json, Value};
 
@@ -20,19 +21,47 @@ fn now() -> i64 {
 /// `{grant}` stand for an object id of the tenant in the path.
 fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
     let grant = json!({"role": "auditor", "duration": "10m", "why": "matrix"});
+    let why = json!({"why": "matrix", "ticket": "ISO-1"});
+    let budget = json!({"name": "matrix", "scope": "tenant", "period": "monthly",
+                        "amount": "10", "why": "matrix"});
     vec![
         ("GET", "keys", None),
-        ("POST", "keys/{key}/revoke", None),
+        ("POST", "keys/{key}/rotate", Some(why.clone())),
+        ("POST", "keys/{key}/revoke", Some(why.clone())),
         ("GET", "teams", None),
+        (
+            "POST",
+            "teams",
+            Some(json!({"name": "matrix", "why": "matrix"})),
+        ),
+        (
+            "PATCH",
+            "teams/matrix",
+            Some(json!({"rpm": 5, "why": "matrix"})),
+        ),
+        ("GET", "apps", None),
+        (
+            "POST",
+            "apps",
+            Some(json!({"team": "matrix", "name": "matrix"})),
+        ),
+        (
+            "PUT",
+            "regions",
+            Some(json!({"regions": [], "why": "matrix"})),
+        ),
         ("GET", "budgets", None),
+        ("POST", "budgets", Some(budget)),
+        ("DELETE", "budgets/matrix", Some(why.clone())),
         ("GET", "usage", None),
         ("GET", "audit", None),
         ("GET", "policies", None),
         ("GET", "grants", None),
         ("POST", "grants", Some(grant.clone())),
         ("POST", "grants/break-glass", Some(grant)),
-        ("POST", "grants/{grant}/approve", None),
-        ("POST", "grants/{grant}/deny", None),
+        ("POST", "grants/{grant}/approve", Some(why.clone())),
+        ("POST", "grants/{grant}/deny", Some(why.clone())),
+        ("POST", "grants/{grant}/revoke", Some(why)),
     ]
 }
 
@@ -46,6 +75,9 @@ async fn send(
     let url = format!("{}{path}", gw.base);
     let req = match method {
         "GET" => gw.client.get(url),
+        "PATCH" => gw.client.patch(url),
+        "PUT" => gw.client.put(url),
+        "DELETE" => gw.client.delete(url),
         _ => gw.client.post(url),
     }
     .bearer_auth(token);

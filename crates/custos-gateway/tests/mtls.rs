@@ -6,6 +6,7 @@
 mod common;
 
 use common::databases;
+use custos_store::testkit::Seed as _;
 use custos_store::Store;
 use http_body_util::{BodyExt, Full};
 use rcgen::{

@@ -219,32 +219,6 @@ impl Store {
         }
     }
 
-    /// Adds or replaces prices (same provider, model and effective date).
-    pub async fn prices_upsert(&self, prices: &[Price]) -> Result<usize, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let now = custos_core::time::now_ms();
-        for p in prices {
-            let rates = serde_json::to_string(&p.rates)
-                .map_err(|e| StoreError::Invalid(format!("rates of {}: {e}", p.model)))?;
-            sqlx::query(
-                "INSERT INTO prices (provider, model, effective_from, currency, rates, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (provider, model, effective_from)
-                 DO UPDATE SET currency = excluded.currency, rates = excluded.rates, created_at = excluded.created_at",
-            )
-            .bind(&p.provider)
-            .bind(&p.model)
-            .bind(p.effective_from)
-            .bind(p.currency.as_str())
-            .bind(rates)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(prices.len())
-    }
-
     /// Every price, by provider, model and date.
     pub async fn prices_all(&self) -> Result<Vec<Price>, StoreError> {
         let rows = sqlx::query(
@@ -693,65 +667,8 @@ impl Store {
         Ok(rows.first().map_or(Amount::ZERO, |r| r.cost))
     }
 
-    pub async fn budget_create(&self, b: &Budget) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO budgets (id, tenant, name, scope, period, time_zone, amount_nanos, currency,
-                                  thresholds, action, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&b.id)
-        .bind(&b.tenant)
-        .bind(&b.name)
-        .bind(b.scope.to_string())
-        .bind(b.period.as_str())
-        .bind(&b.time_zone)
-        .bind(
-            b.amount
-                .to_i64_nanos()
-                .ok_or_else(|| StoreError::Invalid("the budget amount is too large".into()))?,
-        )
-        .bind(b.currency.as_str())
-        .bind(
-            b.thresholds
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        )
-        .bind(b.action.as_str())
-        .bind(custos_core::time::now_ms())
-        .execute(self.pool())
-        .await
-        .map_err(|e| {
-            StoreError::conflict_as(e, || format!("budget {:?} of tenant {:?}", b.name, b.tenant))
-        })?;
-        Ok(())
-    }
-
     pub async fn budgets(&self, tenant: Option<&str>) -> Result<Vec<Budget>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant, name, scope, period, time_zone, amount_nanos, currency, thresholds, action
-             FROM budgets WHERE ($1 = '' OR tenant = $1) ORDER BY tenant, name",
-        )
-        .bind(tenant.unwrap_or(""))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(budget_from_row).collect()
-    }
-
-    /// Deletes a budget by tenant and name (its alert history stays).
-    pub async fn budget_delete(&self, tenant: &str, name: &str) -> Result<Budget, StoreError> {
-        let found = self
-            .budgets(Some(tenant))
-            .await?
-            .into_iter()
-            .find(|b| b.name == name)
-            .ok_or_else(|| StoreError::NotFound(format!("budget {name:?} of tenant {tenant:?}")))?;
-        sqlx::query("DELETE FROM budgets WHERE id = $1")
-            .bind(&found.id)
-            .execute(self.pool())
-            .await?;
-        Ok(found)
+        budgets_in(&mut *self.pool().acquire().await?, tenant).await
     }
 
     /// Claims the alert for `threshold` in the period starting at `period_start`; true for
@@ -1221,23 +1138,6 @@ pub struct SpendOverride {
 }
 
 impl Store {
-    pub async fn spend_override_create(&self, o: &SpendOverride) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO spend_overrides (id, tenant, key_id, expires_at, why, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&o.id)
-        .bind(&o.tenant)
-        .bind(&o.key_id)
-        .bind(o.expires_at)
-        .bind(&o.why)
-        .bind(&o.created_by)
-        .bind(o.created_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Overrides still in force at `now_ms`, latest expiry first.
     pub async fn spend_overrides_active(
         &self,
@@ -1263,5 +1163,112 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+async fn budgets_in(
+    c: &mut sqlx::AnyConnection,
+    tenant: Option<&str>,
+) -> Result<Vec<Budget>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, tenant, name, scope, period, time_zone, amount_nanos, currency, thresholds, action
+         FROM budgets WHERE ($1 = '' OR tenant = $1) ORDER BY tenant, name",
+    )
+    .bind(tenant.unwrap_or(""))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter().map(budget_from_row).collect()
+}
+
+/// Changes to prices, budgets and spend overrides, inside a `Change` (with their ledger event).
+impl crate::change::Change {
+    /// Adds or replaces prices (same provider, model and effective date).
+    pub async fn prices_upsert(&mut self, prices: &[Price]) -> Result<usize, StoreError> {
+        let now = custos_core::time::now_ms();
+        for p in prices {
+            let rates = serde_json::to_string(&p.rates)
+                .map_err(|e| StoreError::Invalid(format!("rates of {}: {e}", p.model)))?;
+            sqlx::query(
+                "INSERT INTO prices (provider, model, effective_from, currency, rates, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (provider, model, effective_from)
+                 DO UPDATE SET currency = excluded.currency, rates = excluded.rates, created_at = excluded.created_at",
+            )
+            .bind(&p.provider)
+            .bind(&p.model)
+            .bind(p.effective_from)
+            .bind(p.currency.as_str())
+            .bind(rates)
+            .bind(now)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(prices.len())
+    }
+
+    pub async fn budget_create(&mut self, b: &Budget) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO budgets (id, tenant, name, scope, period, time_zone, amount_nanos, currency,
+                                  thresholds, action, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&b.id)
+        .bind(&b.tenant)
+        .bind(&b.name)
+        .bind(b.scope.to_string())
+        .bind(b.period.as_str())
+        .bind(&b.time_zone)
+        .bind(
+            b.amount
+                .to_i64_nanos()
+                .ok_or_else(|| StoreError::Invalid("the budget amount is too large".into()))?,
+        )
+        .bind(b.currency.as_str())
+        .bind(
+            b.thresholds
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .bind(b.action.as_str())
+        .bind(custos_core::time::now_ms())
+        .execute(self.conn())
+        .await
+        .map_err(|e| {
+            StoreError::conflict_as(e, || format!("budget {:?} of tenant {:?}", b.name, b.tenant))
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a budget by tenant and name (its alert history stays).
+    pub async fn budget_delete(&mut self, tenant: &str, name: &str) -> Result<Budget, StoreError> {
+        let found = budgets_in(self.conn(), Some(tenant))
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("budget {name:?} of tenant {tenant:?}")))?;
+        sqlx::query("DELETE FROM budgets WHERE id = $1")
+            .bind(&found.id)
+            .execute(self.conn())
+            .await?;
+        Ok(found)
+    }
+
+    pub async fn spend_override_create(&mut self, o: &SpendOverride) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO spend_overrides (id, tenant, key_id, expires_at, why, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&o.id)
+        .bind(&o.tenant)
+        .bind(&o.key_id)
+        .bind(o.expires_at)
+        .bind(&o.why)
+        .bind(&o.created_by)
+        .bind(o.created_at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
     }
 }

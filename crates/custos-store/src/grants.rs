@@ -138,9 +138,21 @@ fn grant(r: &AnyRow) -> Result<Grant, StoreError> {
     })
 }
 
-impl Store {
+pub(crate) async fn grant_in(c: &mut sqlx::AnyConnection, id: &str) -> Result<Grant, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM grants WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    match row {
+        Some(r) => grant(&r),
+        None => Err(StoreError::NotFound(format!("grant {id:?}"))),
+    }
+}
+
+/// Changes to grants, inside a `Change` (with their ledger event).
+impl crate::change::Change {
     /// Records a JIT request (pending) or a break-glass grant (approved, live now).
-    pub async fn grant_create(&self, g: &NewGrant) -> Result<Grant, StoreError> {
+    pub async fn grant_create(&mut self, g: &NewGrant) -> Result<Grant, StoreError> {
         if g.why.trim().is_empty() {
             return Err(StoreError::Invalid("a grant needs a reason (--why)".into()));
         }
@@ -178,31 +190,24 @@ impl Store {
         .bind(&decided_by)
         .bind(decided_at)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.conn())
         .await?;
-        self.grant(&id).await
+        grant_in(self.conn(), &id).await
     }
 
-    pub async fn grant(&self, id: &str) -> Result<Grant, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM grants WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(r) => grant(&r),
-            None => Err(StoreError::NotFound(format!("grant {id:?}"))),
-        }
+    pub async fn grant(&mut self, id: &str) -> Result<Grant, StoreError> {
+        grant_in(self.conn(), id).await
     }
 
     /// Approves or denies a pending grant. The approver may be neither the requester nor the
     /// grantee. An approved grant runs for its duration from now.
     pub async fn grant_decide(
-        &self,
+        &mut self,
         id: &str,
         approve: bool,
         by: &str,
     ) -> Result<Grant, StoreError> {
-        let g = self.grant(id).await?;
+        let g = grant_in(self.conn(), id).await?;
         if g.status != GrantStatus::Pending {
             return Err(StoreError::Conflict(format!(
                 "grant {id} is already {}",
@@ -229,18 +234,18 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "grant {id} was decided by someone else meanwhile"
             )));
         }
-        self.grant(id).await
+        grant_in(self.conn(), id).await
     }
 
     /// Ends a pending or approved grant now.
-    pub async fn grant_revoke(&self, id: &str, by: &str) -> Result<Grant, StoreError> {
+    pub async fn grant_revoke(&mut self, id: &str, by: &str) -> Result<Grant, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE grants SET status = 'revoked', revoked_by = $1, revoked_at = $2
@@ -249,9 +254,9 @@ impl Store {
         .bind(by)
         .bind(now)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.conn())
         .await?;
-        let g = self.grant(id).await?;
+        let g = grant_in(self.conn(), id).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "grant {id} is {} and cannot be revoked",
@@ -259,6 +264,12 @@ impl Store {
             )));
         }
         Ok(g)
+    }
+}
+
+impl Store {
+    pub async fn grant(&self, id: &str) -> Result<Grant, StoreError> {
+        grant_in(&mut *self.pool().acquire().await?, id).await
     }
 
     /// Grants of a tenant (all tenants: `None`), newest first.

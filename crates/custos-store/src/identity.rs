@@ -3,9 +3,11 @@
 //! Keys are stored by SHA-256 digest only. Every change to a key or to its team's limits bumps
 //! `updated_at`, which is how gateway processes notice revocations made by other processes.
 
+use crate::change::Change;
 use crate::{Store, StoreError};
 use custos_core::{id::new_id, time::now_ms};
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,8 +184,121 @@ fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
     }
 }
 
-impl Store {
-    pub async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+fn tenant_from(row: (String, String, i64, String)) -> Tenant {
+    let (id, name, created_at, r) = row;
+    Tenant {
+        id,
+        name,
+        created_at,
+        regions: regions(&r),
+    }
+}
+
+pub(crate) async fn tenant_in(c: &mut AnyConnection, name: &str) -> Result<Tenant, StoreError> {
+    let row: Option<(String, String, i64, String)> =
+        sqlx::query_as("SELECT id, name, created_at, regions FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
+    row.map(tenant_from)
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {name:?}")))
+}
+
+pub(crate) async fn team_in(
+    c: &mut AnyConnection,
+    tenant: &str,
+    name: &str,
+) -> Result<Team, StoreError> {
+    let sql = format!("{TEAM_SELECT} WHERE tn.name = $1 AND t.name = $2");
+    let row = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    match row {
+        Some(r) => Ok(team_row(&r)?),
+        None => Err(StoreError::NotFound(format!(
+            "team {name:?} in tenant {tenant:?}"
+        ))),
+    }
+}
+
+pub(crate) async fn app_in(
+    c: &mut AnyConnection,
+    tenant: &str,
+    team: &str,
+    name: &str,
+) -> Result<App, StoreError> {
+    let sql = format!("{APP_SELECT} WHERE tn.name = $1 AND t.name = $2 AND a.name = $3");
+    let row = sqlx::query(&sql)
+        .bind(tenant)
+        .bind(team)
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+    match row {
+        Some(r) => Ok(app_row(&r)?),
+        None => Err(StoreError::NotFound(format!(
+            "app {name:?} in team {team:?} of tenant {tenant:?}"
+        ))),
+    }
+}
+
+pub(crate) async fn key_in(
+    c: &mut AnyConnection,
+    id_or_prefix: &str,
+) -> Result<KeyRow, StoreError> {
+    let sql = format!("{KEY_SELECT} WHERE k.id = $1 OR k.prefix = $1 ORDER BY k.created_at");
+    let rows = sqlx::query(&sql)
+        .bind(id_or_prefix)
+        .fetch_all(&mut *c)
+        .await?;
+    match rows.len() {
+        0 => Err(StoreError::NotFound(format!("key {id_or_prefix:?}"))),
+        1 => Ok(key_row(&rows[0])?),
+        n => Err(StoreError::Invalid(format!(
+            "{n} keys share the prefix {id_or_prefix:?}: use the key id instead"
+        ))),
+    }
+}
+
+async fn insert_key_in(
+    c: &mut AnyConnection,
+    id: &str,
+    key: &NewKey,
+    rotated_from: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let result = sqlx::query(
+        "INSERT INTO api_keys (id, digest, prefix, name, tenant_id, team_id, app_id, env, models, \
+           rpm, tpm, created_at, expires_at, revoked_at, rotated_from, updated_at) \
+         SELECT $1, $2, $3, $4, t.tenant_id, a.team_id, a.id, $5, $6, $7, $8, $9, $10, NULL, $11, $9 \
+         FROM apps a JOIN teams t ON t.id = a.team_id WHERE a.id = $12",
+    )
+    .bind(id)
+    .bind(&key.digest_hex)
+    .bind(&key.prefix)
+    .bind(key.name.as_deref())
+    .bind(&key.env)
+    .bind(&key.models)
+    .bind(key.rpm)
+    .bind(key.tpm)
+    .bind(now)
+    .bind(key.expires_at)
+    .bind(rotated_from)
+    .bind(&key.app_id)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| StoreError::conflict_as(e, || "a key with this digest".into()))?;
+    if result.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("app {:?}", key.app_id)));
+    }
+    Ok(())
+}
+
+/// Changes to the identity tables, inside a `Change` (with their ledger event).
+impl Change {
+    pub async fn create_tenant(&mut self, name: &str) -> Result<Tenant, StoreError> {
         check_name("tenant", name)?;
         let t = Tenant {
             id: new_id("ten"),
@@ -195,58 +310,28 @@ impl Store {
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.created_at)
-            .execute(self.pool())
+            .execute(self.conn())
             .await
             .map_err(|e| StoreError::conflict_as(e, || format!("tenant {name:?}")))?;
         Ok(t)
     }
 
-    /// Creates the tenant if it does not exist yet; returns it either way.
-    pub async fn ensure_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        match self.tenant(name).await {
-            Ok(t) => Ok(t),
-            Err(StoreError::NotFound(_)) => match self.create_tenant(name).await {
-                Err(StoreError::Conflict(_)) => self.tenant(name).await,
-                other => other,
-            },
+    /// The tenant, and whether this call created it.
+    pub async fn ensure_tenant(&mut self, name: &str) -> Result<(Tenant, bool), StoreError> {
+        match tenant_in(self.conn(), name).await {
+            Ok(t) => Ok((t, false)),
+            Err(StoreError::NotFound(_)) => Ok((self.create_tenant(name).await?, true)),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        let row: Option<(String, String, i64, String)> =
-            sqlx::query_as("SELECT id, name, created_at, regions FROM tenants WHERE name = $1")
-                .bind(name)
-                .fetch_optional(self.pool())
-                .await?;
-        row.map(|(id, name, created_at, r)| Tenant {
-            id,
-            name,
-            created_at,
-            regions: regions(&r),
-        })
-        .ok_or_else(|| StoreError::NotFound(format!("tenant {name:?}")))
-    }
-
-    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows: Vec<(String, String, i64, String)> =
-            sqlx::query_as("SELECT id, name, created_at, regions FROM tenants ORDER BY name")
-                .fetch_all(self.pool())
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name, created_at, r)| Tenant {
-                id,
-                name,
-                created_at,
-                regions: regions(&r),
-            })
-            .collect())
+    pub async fn tenant(&mut self, name: &str) -> Result<Tenant, StoreError> {
+        tenant_in(self.conn(), name).await
     }
 
     /// Pins a tenant to regions (empty: unpinned). Region names are checked like other names.
     pub async fn set_tenant_regions(
-        &self,
+        &mut self,
         name: &str,
         list: &[String],
     ) -> Result<Tenant, StoreError> {
@@ -256,23 +341,23 @@ impl Store {
         let done = sqlx::query("UPDATE tenants SET regions = $1 WHERE name = $2")
             .bind(list.join(","))
             .bind(name)
-            .execute(self.pool())
+            .execute(self.conn())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("tenant {name:?}")));
         }
-        self.tenant(name).await
+        tenant_in(self.conn(), name).await
     }
 
     pub async fn create_team(
-        &self,
+        &mut self,
         tenant: &str,
         name: &str,
         rpm: Option<i64>,
         tpm: Option<i64>,
     ) -> Result<Team, StoreError> {
         check_name("team", name)?;
-        let tenant = self.tenant(tenant).await?;
+        let tenant = tenant_in(self.conn(), tenant).await?;
         let now = now_ms();
         let id = new_id("team");
         sqlx::query(
@@ -285,46 +370,143 @@ impl Store {
         .bind(rpm)
         .bind(tpm)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(|e| {
             StoreError::conflict_as(e, || format!("team {name:?} in tenant {:?}", tenant.name))
         })?;
-        self.team(&tenant.name, name).await
+        team_in(self.conn(), &tenant.name, name).await
     }
 
-    pub async fn team(&self, tenant: &str, name: &str) -> Result<Team, StoreError> {
-        let sql = format!("{TEAM_SELECT} WHERE tn.name = $1 AND t.name = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(r) => Ok(team_row(&r)?),
-            None => Err(StoreError::NotFound(format!(
-                "team {name:?} in tenant {tenant:?}"
-            ))),
-        }
+    pub async fn team(&mut self, tenant: &str, name: &str) -> Result<Team, StoreError> {
+        team_in(self.conn(), tenant, name).await
     }
 
     /// Sets or clears a team's shared limits; keys of the team pick them up on next refresh.
     pub async fn set_team_limits(
-        &self,
+        &mut self,
         tenant: &str,
         name: &str,
         rpm: Option<i64>,
         tpm: Option<i64>,
     ) -> Result<Team, StoreError> {
-        let team = self.team(tenant, name).await?;
+        let team = team_in(self.conn(), tenant, name).await?;
         sqlx::query("UPDATE teams SET rpm = $1, tpm = $2, updated_at = $3 WHERE id = $4")
             .bind(rpm)
             .bind(tpm)
             .bind(now_ms())
             .bind(&team.id)
-            .execute(self.pool())
+            .execute(self.conn())
             .await?;
-        self.team(tenant, name).await
+        team_in(self.conn(), tenant, name).await
+    }
+
+    pub async fn create_app(
+        &mut self,
+        tenant: &str,
+        team: &str,
+        name: &str,
+    ) -> Result<App, StoreError> {
+        check_name("app", name)?;
+        let team_row = team_in(self.conn(), tenant, team).await?;
+        let id = new_id("app");
+        sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&id)
+            .bind(&team_row.id)
+            .bind(name)
+            .bind(now_ms())
+            .execute(self.conn())
+            .await
+            .map_err(|e| StoreError::conflict_as(e, || format!("app {name:?} in team {team:?}")))?;
+        app_in(self.conn(), tenant, team, name).await
+    }
+
+    pub async fn app(&mut self, tenant: &str, team: &str, name: &str) -> Result<App, StoreError> {
+        app_in(self.conn(), tenant, team, name).await
+    }
+
+    /// Inserts a key for an existing app and returns the stored row.
+    pub async fn insert_key(&mut self, key: &NewKey) -> Result<KeyRow, StoreError> {
+        let id = new_id("key");
+        insert_key_in(self.conn(), &id, key, None).await?;
+        key_in(self.conn(), &id).await
+    }
+
+    pub async fn key(&mut self, id_or_prefix: &str) -> Result<KeyRow, StoreError> {
+        key_in(self.conn(), id_or_prefix).await
+    }
+
+    /// Revokes a key now (or at `at`, for a rotation overlap). Revoking twice is a no-op that
+    /// keeps the first revocation time.
+    pub async fn revoke_key(
+        &mut self,
+        id_or_prefix: &str,
+        at: Option<i64>,
+    ) -> Result<KeyRow, StoreError> {
+        let key = key_in(self.conn(), id_or_prefix).await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1, updated_at = $2 \
+             WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $1)",
+        )
+        .bind(at.unwrap_or(now))
+        .bind(now)
+        .bind(&key.id)
+        .execute(self.conn())
+        .await?;
+        key_in(self.conn(), &key.id).await
+    }
+
+    /// Issues a successor for a key: the new key inherits the old one's app, env, models and
+    /// limits; the old key stops working at `old_revoked_at`.
+    pub async fn rotate_key(
+        &mut self,
+        id_or_prefix: &str,
+        successor: &NewKey,
+        old_revoked_at: i64,
+    ) -> Result<(KeyRow, KeyRow), StoreError> {
+        let old = key_in(self.conn(), id_or_prefix).await?;
+        let now = now_ms();
+        if old.status(now) != "active" {
+            return Err(StoreError::Invalid(format!(
+                "key {} is {}: only an active key can be rotated",
+                old.id,
+                old.status(now)
+            )));
+        }
+        let new_id = new_id("key");
+        insert_key_in(self.conn(), &new_id, successor, Some(&old.id)).await?;
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1, updated_at = $2 \
+             WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $1)",
+        )
+        .bind(old_revoked_at)
+        .bind(now)
+        .bind(&old.id)
+        .execute(self.conn())
+        .await?;
+        Ok((
+            key_in(self.conn(), &old.id).await?,
+            key_in(self.conn(), &new_id).await?,
+        ))
+    }
+}
+
+impl Store {
+    pub async fn tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        tenant_in(&mut *self.pool().acquire().await?, name).await
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows: Vec<(String, String, i64, String)> =
+            sqlx::query_as("SELECT id, name, created_at, regions FROM tenants ORDER BY name")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(tenant_from).collect())
+    }
+
+    pub async fn team(&self, tenant: &str, name: &str) -> Result<Team, StoreError> {
+        team_in(&mut *self.pool().acquire().await?, tenant, name).await
     }
 
     pub async fn list_teams(&self, tenant: Option<&str>) -> Result<Vec<Team>, StoreError> {
@@ -346,40 +528,8 @@ impl Store {
         Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn create_app(
-        &self,
-        tenant: &str,
-        team: &str,
-        name: &str,
-    ) -> Result<App, StoreError> {
-        check_name("app", name)?;
-        let team_row = self.team(tenant, team).await?;
-        let id = new_id("app");
-        sqlx::query("INSERT INTO apps (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
-            .bind(&team_row.id)
-            .bind(name)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await
-            .map_err(|e| StoreError::conflict_as(e, || format!("app {name:?} in team {team:?}")))?;
-        self.app(tenant, team, name).await
-    }
-
     pub async fn app(&self, tenant: &str, team: &str, name: &str) -> Result<App, StoreError> {
-        let sql = format!("{APP_SELECT} WHERE tn.name = $1 AND t.name = $2 AND a.name = $3");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(team)
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(r) => Ok(app_row(&r)?),
-            None => Err(StoreError::NotFound(format!(
-                "app {name:?} in team {team:?} of tenant {tenant:?}"
-            ))),
-        }
+        app_in(&mut *self.pool().acquire().await?, tenant, team, name).await
     }
 
     pub async fn list_apps(
@@ -399,65 +549,9 @@ impl Store {
         Ok(rows.iter().map(app_row).collect::<Result<_, _>>()?)
     }
 
-    /// Inserts a key for an existing app and returns the stored row.
-    pub async fn insert_key(&self, key: &NewKey) -> Result<KeyRow, StoreError> {
-        let id = new_id("key");
-        self.insert_key_with(&id, key, None, self.pool()).await?;
-        self.key(&id).await
-    }
-
-    async fn insert_key_with<'e, E>(
-        &self,
-        id: &str,
-        key: &NewKey,
-        rotated_from: Option<&str>,
-        executor: E,
-    ) -> Result<(), StoreError>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Any>,
-    {
-        let now = now_ms();
-        let result = sqlx::query(
-            "INSERT INTO api_keys (id, digest, prefix, name, tenant_id, team_id, app_id, env, models, \
-               rpm, tpm, created_at, expires_at, revoked_at, rotated_from, updated_at) \
-             SELECT $1, $2, $3, $4, t.tenant_id, a.team_id, a.id, $5, $6, $7, $8, $9, $10, NULL, $11, $9 \
-             FROM apps a JOIN teams t ON t.id = a.team_id WHERE a.id = $12",
-        )
-        .bind(id)
-        .bind(&key.digest_hex)
-        .bind(&key.prefix)
-        .bind(key.name.as_deref())
-        .bind(&key.env)
-        .bind(&key.models)
-        .bind(key.rpm)
-        .bind(key.tpm)
-        .bind(now)
-        .bind(key.expires_at)
-        .bind(rotated_from)
-        .bind(&key.app_id)
-        .execute(executor)
-        .await
-        .map_err(|e| StoreError::conflict_as(e, || "a key with this digest".into()))?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("app {:?}", key.app_id)));
-        }
-        Ok(())
-    }
-
     /// A key by id (`key_…`) or by its displayed prefix (`ck_live_abc123`), if unambiguous.
     pub async fn key(&self, id_or_prefix: &str) -> Result<KeyRow, StoreError> {
-        let sql = format!("{KEY_SELECT} WHERE k.id = $1 OR k.prefix = $1 ORDER BY k.created_at");
-        let rows = sqlx::query(&sql)
-            .bind(id_or_prefix)
-            .fetch_all(self.pool())
-            .await?;
-        match rows.len() {
-            0 => Err(StoreError::NotFound(format!("key {id_or_prefix:?}"))),
-            1 => Ok(key_row(&rows[0])?),
-            n => Err(StoreError::Invalid(format!(
-                "{n} keys share the prefix {id_or_prefix:?}: use the key id instead"
-            ))),
-        }
+        key_in(&mut *self.pool().acquire().await?, id_or_prefix).await
     }
 
     pub async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRow>, StoreError> {
@@ -483,59 +577,5 @@ impl Store {
         let sql = format!("{KEY_SELECT} WHERE k.updated_at >= $1 OR t.updated_at >= $1");
         let rows = sqlx::query(&sql).bind(since).fetch_all(self.pool()).await?;
         Ok(rows.iter().map(key_row).collect::<Result<_, _>>()?)
-    }
-
-    /// Revokes a key now (or at `at`, for a rotation overlap). Revoking twice is a no-op that
-    /// keeps the first revocation time.
-    pub async fn revoke_key(
-        &self,
-        id_or_prefix: &str,
-        at: Option<i64>,
-    ) -> Result<KeyRow, StoreError> {
-        let key = self.key(id_or_prefix).await?;
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, updated_at = $2 \
-             WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $1)",
-        )
-        .bind(at.unwrap_or(now))
-        .bind(now)
-        .bind(&key.id)
-        .execute(self.pool())
-        .await?;
-        self.key(&key.id).await
-    }
-
-    /// Issues a successor for a key in one transaction: the new key inherits the old one's app,
-    /// env, models and limits; the old key stops working at `old_revoked_at`.
-    pub async fn rotate_key(
-        &self,
-        id_or_prefix: &str,
-        successor: &NewKey,
-        old_revoked_at: i64,
-    ) -> Result<(KeyRow, KeyRow), StoreError> {
-        let old = self.key(id_or_prefix).await?;
-        if old.status(now_ms()) != "active" {
-            return Err(StoreError::Invalid(format!(
-                "key {} is {}: only an active key can be rotated",
-                old.id,
-                old.status(now_ms())
-            )));
-        }
-        let new_id = new_id("key");
-        let mut tx = self.pool().begin().await?;
-        self.insert_key_with(&new_id, successor, Some(&old.id), &mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1, updated_at = $2 \
-             WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $1)",
-        )
-        .bind(old_revoked_at)
-        .bind(now_ms())
-        .bind(&old.id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((self.key(&old.id).await?, self.key(&new_id).await?))
     }
 }

@@ -271,71 +271,10 @@ impl Store {
                     StoreError::Invalid(format!("the ledger writer thread failed: {e}"))
                 })?;
         }
-        let mut tx = self.pool().begin().await?;
-        let (next,): (i64,) = sqlx::query_as(NEXT_INDEX).fetch_one(&mut *tx).await?;
-        let size =
-            u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
-        let mut right_edge = Vec::new();
-        for (level, index) in Frontier::positions(size) {
-            let row: Option<(String,)> = sqlx::query_as(NODE_AT_PG)
-                .bind(last_leaf(level, index)?)
-                .bind(i64::from(level))
-                .fetch_optional(&mut *tx)
-                .await?;
-            let hash = row.ok_or_else(|| {
-                StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
-            })?;
-            right_edge.push(parse_hash(&hash.0)?);
-        }
-        let mut frontier = Frontier::from_nodes(size, right_edge)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let now = custos_core::time::now_ms();
-        // Compute every row first, then write them with multi-row INSERTs: one statement per
-        // few hundred rows instead of one per row keeps group commit cheap.
-        let mut entry_rows: Vec<(i64, String)> = Vec::with_capacity(events.len());
-        let mut node_rows: Vec<(i64, i64, String)> = Vec::with_capacity(events.len() * 2);
-        for event in events {
-            let leaf = leaf_hash(event.as_bytes());
-            entry_rows.push((frontier.size() as i64, hex::encode(leaf)));
-            for (level, idx, hash) in frontier.append(leaf) {
-                node_rows.push((last_leaf(level, idx)?, i64::from(level), hex::encode(hash)));
-            }
-        }
-        for (chunk, events) in entry_rows
-            .chunks(ROWS_PER_INSERT)
-            .zip(events.chunks(ROWS_PER_INSERT))
-        {
-            let sql = values_sql(
-                self.backend(),
-                "INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) VALUES ",
-                4,
-                chunk.len(),
-            );
-            let mut q = sqlx::query(&sql);
-            for ((index, leaf), event) in chunk.iter().zip(events) {
-                q = q.bind(*index).bind(now).bind(event).bind(leaf);
-            }
-            q.execute(&mut *tx).await.map_err(|e| {
-                StoreError::conflict_as(e, || format!("ledger entries from {}", chunk[0].0))
-            })?;
-        }
-        for chunk in node_rows.chunks(ROWS_PER_INSERT) {
-            let sql = values_sql(
-                self.backend(),
-                "INSERT INTO ledger_nodes (last_leaf, level, hash) VALUES ",
-                3,
-                chunk.len(),
-            );
-            let mut q = sqlx::query(&sql);
-            for (last, level, hash) in chunk {
-                q = q.bind(*last).bind(*level).bind(hash);
-            }
-            q.execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::conflict_as(e, || "ledger nodes".into()))?;
-        }
-        tx.commit().await?;
-        Ok(size..frontier.size())
+        let mut change = self.begin_change().await?;
+        let range = change.append_events(events).await?;
+        change.commit().await?;
+        Ok(range)
     }
 
     /// Entries from index `from`, at most `limit`, in index order.
@@ -643,6 +582,78 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Appends events inside the caller's transaction, which holds the ledger's write lock
+/// (see `change.rs`): the next index read here cannot be taken by another writer meanwhile.
+pub(crate) async fn append_in(
+    c: &mut sqlx::AnyConnection,
+    backend: Backend,
+    events: &[String],
+) -> Result<Range<u64>, StoreError> {
+    let (next,): (i64,) = sqlx::query_as(NEXT_INDEX).fetch_one(&mut *c).await?;
+    let size =
+        u64::try_from(next).map_err(|_| StoreError::Invalid("negative ledger index".into()))?;
+    let mut right_edge = Vec::new();
+    for (level, index) in Frontier::positions(size) {
+        let row: Option<(String,)> = sqlx::query_as(NODE_AT_PG)
+            .bind(last_leaf(level, index)?)
+            .bind(i64::from(level))
+            .fetch_optional(&mut *c)
+            .await?;
+        let hash = row.ok_or_else(|| {
+            StoreError::Invalid(format!("the ledger lacks its node at level {level}, index {index}; run `custos audit verify`"))
+        })?;
+        right_edge.push(parse_hash(&hash.0)?);
+    }
+    let mut frontier =
+        Frontier::from_nodes(size, right_edge).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let now = custos_core::time::now_ms();
+    // Compute every row first, then write them with multi-row INSERTs: one statement per
+    // few hundred rows instead of one per row keeps group commit cheap.
+    let mut entry_rows: Vec<(i64, String)> = Vec::with_capacity(events.len());
+    let mut node_rows: Vec<(i64, i64, String)> = Vec::with_capacity(events.len() * 2);
+    for event in events {
+        let leaf = leaf_hash(event.as_bytes());
+        entry_rows.push((frontier.size() as i64, hex::encode(leaf)));
+        for (level, idx, hash) in frontier.append(leaf) {
+            node_rows.push((last_leaf(level, idx)?, i64::from(level), hex::encode(hash)));
+        }
+    }
+    for (chunk, events) in entry_rows
+        .chunks(ROWS_PER_INSERT)
+        .zip(events.chunks(ROWS_PER_INSERT))
+    {
+        let sql = values_sql(
+            backend,
+            "INSERT INTO ledger_entries (idx, recorded_at, event, leaf_hash) VALUES ",
+            4,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for ((index, leaf), event) in chunk.iter().zip(events) {
+            q = q.bind(*index).bind(now).bind(event).bind(leaf);
+        }
+        q.execute(&mut *c).await.map_err(|e| {
+            StoreError::conflict_as(e, || format!("ledger entries from {}", chunk[0].0))
+        })?;
+    }
+    for chunk in node_rows.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            backend,
+            "INSERT INTO ledger_nodes (last_leaf, level, hash) VALUES ",
+            3,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for (last, level, hash) in chunk {
+            q = q.bind(*last).bind(*level).bind(hash);
+        }
+        q.execute(&mut *c)
+            .await
+            .map_err(|e| StoreError::conflict_as(e, || "ledger nodes".into()))?;
+    }
+    Ok(size..frontier.size())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `$n` placeholders, integer epoch-millisecond times) through sqlx's `Any` driver, and each
 //! has its own migration files where their dialects differ.
 
+mod change;
 mod error;
 mod finops;
 mod grants;
@@ -11,6 +12,7 @@ mod ledger;
 mod migrate;
 pub mod testkit;
 
+pub use change::Change;
 pub use error::StoreError;
 pub use finops::{
     budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension,

@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0011_ledger_nodes_by_leaf.sqlite.sql"),
         postgres: include_str!("migrations/0011_ledger_nodes_by_leaf.postgres.sql"),
     },
+    Migration {
+        version: 12,
+        name: "control-plane state",
+        sqlite: include_str!("migrations/0012_control_state.sql"),
+        postgres: include_str!("migrations/0012_control_state.sql"),
+    },
 ];
 
 impl Store {

@@ -64,3 +64,158 @@ pub async fn execute_raw(store: &Store, sql: &str) -> Result<u64, StoreError> {
         .await?
         .rows_affected())
 }
+
+/// Fixtures for tests: each call is one change, committed with no ledger event. Only tests
+/// seed state this way; every surface changes state through `custos-control`.
+#[allow(async_fn_in_trait)]
+pub trait Seed {
+    async fn create_tenant(&self, name: &str) -> Result<crate::Tenant, StoreError>;
+    async fn ensure_tenant(&self, name: &str) -> Result<crate::Tenant, StoreError>;
+    async fn set_tenant_regions(
+        &self,
+        name: &str,
+        list: &[String],
+    ) -> Result<crate::Tenant, StoreError>;
+    async fn create_team(
+        &self,
+        tenant: &str,
+        name: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<crate::Team, StoreError>;
+    async fn set_team_limits(
+        &self,
+        tenant: &str,
+        name: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<crate::Team, StoreError>;
+    async fn create_app(
+        &self,
+        tenant: &str,
+        team: &str,
+        name: &str,
+    ) -> Result<crate::App, StoreError>;
+    async fn insert_key(&self, key: &crate::NewKey) -> Result<crate::KeyRow, StoreError>;
+    async fn revoke_key(&self, id: &str, at: Option<i64>) -> Result<crate::KeyRow, StoreError>;
+    async fn rotate_key(
+        &self,
+        id: &str,
+        successor: &crate::NewKey,
+        old_revoked_at: i64,
+    ) -> Result<(crate::KeyRow, crate::KeyRow), StoreError>;
+    async fn grant_create(&self, g: &crate::NewGrant) -> Result<crate::Grant, StoreError>;
+    async fn grant_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+    ) -> Result<crate::Grant, StoreError>;
+    async fn grant_revoke(&self, id: &str, by: &str) -> Result<crate::Grant, StoreError>;
+    async fn prices_upsert(&self, prices: &[custos_finops::Price]) -> Result<usize, StoreError>;
+    async fn budget_create(&self, b: &custos_finops::budget::Budget) -> Result<(), StoreError>;
+    async fn budget_delete(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<custos_finops::budget::Budget, StoreError>;
+    async fn spend_override_create(&self, o: &crate::SpendOverride) -> Result<(), StoreError>;
+}
+
+macro_rules! seed {
+    ($self:ident, $c:ident => $e:expr) => {{
+        let mut $c = $self.begin_change().await?;
+        let out = $e.await?;
+        $c.commit().await?;
+        Ok(out)
+    }};
+}
+
+impl Seed for Store {
+    async fn create_tenant(&self, name: &str) -> Result<crate::Tenant, StoreError> {
+        seed!(self, c => c.create_tenant(name))
+    }
+    async fn ensure_tenant(&self, name: &str) -> Result<crate::Tenant, StoreError> {
+        let mut c = self.begin_change().await?;
+        let (t, _) = c.ensure_tenant(name).await?;
+        c.commit().await?;
+        Ok(t)
+    }
+    async fn set_tenant_regions(
+        &self,
+        name: &str,
+        list: &[String],
+    ) -> Result<crate::Tenant, StoreError> {
+        seed!(self, c => c.set_tenant_regions(name, list))
+    }
+    async fn create_team(
+        &self,
+        tenant: &str,
+        name: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<crate::Team, StoreError> {
+        seed!(self, c => c.create_team(tenant, name, rpm, tpm))
+    }
+    async fn set_team_limits(
+        &self,
+        tenant: &str,
+        name: &str,
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<crate::Team, StoreError> {
+        seed!(self, c => c.set_team_limits(tenant, name, rpm, tpm))
+    }
+    async fn create_app(
+        &self,
+        tenant: &str,
+        team: &str,
+        name: &str,
+    ) -> Result<crate::App, StoreError> {
+        seed!(self, c => c.create_app(tenant, team, name))
+    }
+    async fn insert_key(&self, key: &crate::NewKey) -> Result<crate::KeyRow, StoreError> {
+        seed!(self, c => c.insert_key(key))
+    }
+    async fn revoke_key(&self, id: &str, at: Option<i64>) -> Result<crate::KeyRow, StoreError> {
+        seed!(self, c => c.revoke_key(id, at))
+    }
+    async fn rotate_key(
+        &self,
+        id: &str,
+        successor: &crate::NewKey,
+        old_revoked_at: i64,
+    ) -> Result<(crate::KeyRow, crate::KeyRow), StoreError> {
+        seed!(self, c => c.rotate_key(id, successor, old_revoked_at))
+    }
+    async fn grant_create(&self, g: &crate::NewGrant) -> Result<crate::Grant, StoreError> {
+        seed!(self, c => c.grant_create(g))
+    }
+    async fn grant_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+    ) -> Result<crate::Grant, StoreError> {
+        seed!(self, c => c.grant_decide(id, approve, by))
+    }
+    async fn grant_revoke(&self, id: &str, by: &str) -> Result<crate::Grant, StoreError> {
+        seed!(self, c => c.grant_revoke(id, by))
+    }
+    async fn prices_upsert(&self, prices: &[custos_finops::Price]) -> Result<usize, StoreError> {
+        seed!(self, c => c.prices_upsert(prices))
+    }
+    async fn budget_create(&self, b: &custos_finops::budget::Budget) -> Result<(), StoreError> {
+        seed!(self, c => c.budget_create(b))
+    }
+    async fn budget_delete(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<custos_finops::budget::Budget, StoreError> {
+        seed!(self, c => c.budget_delete(tenant, name))
+    }
+    async fn spend_override_create(&self, o: &crate::SpendOverride) -> Result<(), StoreError> {
+        seed!(self, c => c.spend_override_create(o))
+    }
+}

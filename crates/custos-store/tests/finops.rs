@@ -4,6 +4,7 @@
 use custos_finops::budget::{Action, Budget, Scope};
 use custos_finops::period::Window;
 use custos_finops::{Amount, Currency, PeriodKind, Price, Rates};
+use custos_store::testkit::Seed as _;
 use custos_store::{sample_record, testkit, Dimension, Store, StoreError, UsageFilter};
 
 async fn backends(test: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {

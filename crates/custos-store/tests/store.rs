@@ -2,6 +2,7 @@
 //! `CUSTOS_TEST_POSTGRES_URL` is set, a fresh real PostgreSQL database: both backends must
 //! pass the same suite.
 
+use custos_store::testkit::Seed as _;
 use custos_store::{testkit, KeyFilter, NewKey, Store, StoreError};
 
 async fn backends(test: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
@@ -187,7 +188,7 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
         let pinned = store
             .set_tenant_regions("acme", &["eu-west".to_owned(), "eu-central".to_owned()])

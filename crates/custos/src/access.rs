@@ -41,6 +41,8 @@ pub struct ReviewArgs {
     /// A key older than this is flagged `stale-key` (the rotation policy).
     #[arg(long, default_value = "90d")]
     rotate_after: String,
+    #[command(flatten)]
+    pub(crate) change: crate::control::ChangeArgs,
 }
 
 /// Roles whose holders must prove a second factor.
@@ -264,14 +266,33 @@ pub async fn run(ctx: &Ctx, cmd: AccessCmd) -> Result<ExitCode> {
         "GRANTS",
         "FLAGS",
     ];
+    // The review is evidence too: who ran it, when, and the digest of what it found.
+    let findings = json!({
+        "tenant": a.tenant,
+        "reviewed_at": format_rfc3339(now),
+        "principals": rows.values().map(as_json).collect::<Vec<_>>(),
+        "flagged": flagged,
+    });
+    let control = crate::control::open(ctx).await?;
+    let actor = crate::control::actor(ctx, control.store(), &a.change).await?;
+    let recorded = control
+        .record_access_review(
+            &actor,
+            &a.tenant,
+            &findings,
+            rows.len(),
+            flagged,
+            &a.change.reason()?,
+        )
+        .await?;
     let format = if ctx.json { Format::Json } else { a.format };
     match format {
-        Format::Json => output::json(&json!({
-            "tenant": a.tenant,
-            "reviewed_at": format_rfc3339(now),
-            "principals": rows.values().map(as_json).collect::<Vec<_>>(),
-            "flagged": flagged,
-        })),
+        Format::Json => {
+            let mut out = findings;
+            out["findings_digest"] = json!(recorded.value);
+            out["ledger_index"] = json!(recorded.ledger.start);
+            output::json(&out)
+        }
         Format::Csv => {
             let mut out = csv_line(&HEADERS.map(|h| h.to_lowercase().replace([' ', '/'], "_")));
             for r in rows.values() {
@@ -281,7 +302,12 @@ pub async fn run(ctx: &Ctx, cmd: AccessCmd) -> Result<ExitCode> {
         }
         Format::Table => {
             output::table(&HEADERS, &rows.values().map(cells).collect::<Vec<_>>());
-            println!("{} principals, {flagged} flagged", rows.len());
+            println!(
+                "{} principals, {flagged} flagged; recorded as ledger entry {} (findings {})",
+                rows.len(),
+                recorded.ledger.start,
+                recorded.value
+            );
         }
     }
     Ok(if flagged == 0 {

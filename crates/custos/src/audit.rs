@@ -264,23 +264,38 @@ fn print_events(ctx: &Ctx, rows: &[(&LedgerEntry, serde_json::Value)], header: b
 }
 
 /// Appends one OCSF-shaped control-plane event to the ledger.
+/// Records something the CLI observed and acted on (a billing file ingested, an anomaly, a
+/// cost gate overridden) as the local operator, through the control plane.
 pub async fn record(
+    ctx: &Ctx,
     store: &Store,
     activity: &str,
     resource: serde_json::Value,
     why: Option<&str>,
 ) -> Result<()> {
-    let actor = json!({"type": "operator", "id": local_operator(), "auth": "local"});
-    record_by(store, actor, activity, resource, why).await
+    let control = custos_control::Control::new(
+        store.clone(),
+        std::sync::Arc::new(crate::control::engine(ctx)?),
+        custos_control::Settings::from_config(&ctx.config),
+    );
+    let actor = custos_control::Actor::local(&os_login_name());
+    let reason = custos_core::Reason::new(why, None).map_err(|e| anyhow::anyhow!("--why: {e}"))?;
+    control
+        .record_observation(&actor, activity, resource, &reason)
+        .await
+        .with_context(|| format!("could not record {activity} in the audit ledger"))?;
+    Ok(())
 }
 
 /// The operator running this CLI, as the ledger names it (`local:<login>`): the login of the
 /// process's user id, from the operating system, never from `$USER` (which anyone can set).
 pub fn local_operator() -> String {
-    match os_login() {
-        Some(name) => format!("local:{name}"),
-        None => "local:unknown".into(),
-    }
+    format!("local:{}", os_login_name())
+}
+
+/// The OS login of this process's user (`unknown` when the system cannot say).
+pub fn os_login_name() -> String {
+    os_login().unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(target_os = "linux")]
@@ -302,34 +317,6 @@ fn os_login() -> Option<String> {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
-}
-
-/// Records a change made on behalf of `actor` (a principal named with `--as`).
-pub async fn record_by(
-    store: &Store,
-    actor: serde_json::Value,
-    activity: &str,
-    resource: serde_json::Value,
-    why: Option<&str>,
-) -> Result<()> {
-    let event = json!({
-        "schema": 1,
-        "time": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
-        "activity": activity,
-        "actor": actor,
-        "resources": [resource],
-        "outcome": "allowed",
-        "why": why,
-    });
-    store
-        .ledger_append(&[event.to_string()])
-        .await
-        .with_context(|| {
-            format!(
-                "the change was made but could not be recorded in the audit ledger ({activity})"
-            )
-        })?;
-    Ok(())
 }
 
 /// The stored nodes at these positions, as a `NodeSource`.

@@ -2,6 +2,7 @@
 //! spend reports with unit economics, anomalies and the per-run guard.
 
 use crate::audit::record;
+use crate::control::ChangeArgs;
 use crate::identity::open;
 use crate::output::{self, time};
 use crate::Ctx;
@@ -43,6 +44,8 @@ reasoning_per_1m (per million tokens), per_call, per_image, per_second, per_hour
         /// Effective date for entries that carry none (LiteLLM's never do); default: always.
         #[arg(long, value_name = "DATE")]
         effective_from: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Set one price.
     #[command(
@@ -96,6 +99,8 @@ pub struct SetPrice {
     /// Date or RFC 3339 time from which the price applies (default: now).
     #[arg(long, value_name = "DATE")]
     effective_from: Option<String>,
+    #[command(flatten)]
+    change: ChangeArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,9 +135,8 @@ Each threshold alerts once per period (audit ledger and [[finops.webhooks]]). Wi
         /// Time zone in which periods begin (IANA name); default finops.time_zone.
         #[arg(long)]
         time_zone: Option<String>,
-        /// Why the budget exists (ticket, decision), for the audit trail.
-        #[arg(long)]
-        why: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// List budgets with their spend in the current period.
     List {
@@ -152,17 +156,16 @@ budget leaves a budget.override event in the audit ledger. The override ends by 
         /// How long it lasts, e.g. 90m, 2h, 1d (at most 72h).
         #[arg(long = "for", value_name = "DURATION")]
         duration: String,
-        /// Why (ticket, incident): required, and kept in the audit ledger.
-        #[arg(long)]
-        why: String,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Delete a budget.
     Delete {
         name: String,
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
-        #[arg(long)]
-        why: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
 }
 
@@ -443,6 +446,7 @@ pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
         PricesCmd::Import {
             file,
             effective_from,
+            change,
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -463,14 +467,17 @@ pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
             if prices.is_empty() {
                 bail!("{} holds no prices", file.display());
             }
-            let n = store.prices_upsert(&prices).await?;
-            record(
-                &store,
-                "price.import",
-                json!({"type": "prices", "file": file.display().to_string(), "count": n}),
-                None,
-            )
-            .await?;
+            let control = crate::control::open(ctx).await?;
+            let actor = crate::control::actor(ctx, control.store(), &change).await?;
+            let n = control
+                .set_prices(
+                    &actor,
+                    &prices,
+                    Some(&file.display().to_string()),
+                    &change.reason()?,
+                )
+                .await?
+                .value;
             if ctx.json {
                 output::json(&json!({"imported": n}));
             } else {
@@ -492,6 +499,7 @@ pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
                 per_hour,
                 currency,
                 effective_from,
+                change,
             } = *args;
             let rates = Rates {
                 input_per_1m: input.unwrap_or_default(),
@@ -521,11 +529,19 @@ pub async fn prices(ctx: &Ctx, cmd: PricesCmd) -> Result<ExitCode> {
                 currency,
                 rates,
             };
-            store.prices_upsert(std::slice::from_ref(&price)).await?;
+            let control = crate::control::open(ctx).await?;
+            let actor = crate::control::actor(ctx, control.store(), &change).await?;
+            control
+                .set_prices(
+                    &actor,
+                    std::slice::from_ref(&price),
+                    None,
+                    &change.reason()?,
+                )
+                .await?;
             let j = json!({"type": "price", "provider": price.provider, "model": price.model,
                 "effective_from": time(Some(price.effective_from)), "currency": price.currency.as_str(),
                 "rates": rates_json(&price.rates)});
-            record(&store, "price.set", j.clone(), None).await?;
             if ctx.json {
                 output::json(&j);
             } else {
@@ -639,39 +655,26 @@ pub async fn budgets(ctx: &Ctx, cmd: BudgetsCmd) -> Result<ExitCode> {
             thresholds,
             action,
             time_zone,
-            why,
+            change,
         } => {
-            if !custos_core::id::is_valid_name(&name) {
-                bail!("budget name {name:?} must be 1–64 letters, digits, '.', '_' or '-'");
-            }
-            if store.list_tenants().await?.iter().all(|t| t.name != tenant) {
-                if tenant == crate::identity::DEFAULT_TENANT {
-                    store.ensure_tenant(&tenant).await?;
-                } else {
-                    bail!("tenant {tenant:?} not found; create it with `custos tenants create {tenant}`");
-                }
-            }
-            let mut b = Budget {
-                id: custos_core::id::new_id("bud"),
+            let control = crate::control::open(ctx).await?;
+            let actor = crate::control::actor(ctx, control.store(), &change).await?;
+            let b = Budget {
+                id: String::new(),
                 name,
                 tenant,
                 scope,
                 period,
-                time_zone: time_zone.unwrap_or_else(|| ctx.config.finops.time_zone.clone()),
+                time_zone: time_zone.unwrap_or_default(),
                 amount,
                 currency,
                 thresholds,
                 action,
             };
-            b.validate().map_err(anyhow::Error::msg)?;
-            store.budget_create(&b).await?;
-            record(
-                &store,
-                "budget.create",
-                budget_json(&b, None),
-                why.as_deref(),
-            )
-            .await?;
+            let b = control
+                .create_budget(&actor, b, &change.reason()?)
+                .await?
+                .value;
             if ctx.json {
                 output::json(&budget_json(&b, None));
             } else {
@@ -736,40 +739,32 @@ pub async fn budgets(ctx: &Ctx, cmd: BudgetsCmd) -> Result<ExitCode> {
                 );
             }
         }
-        BudgetsCmd::Override { key, duration, why } => {
+        BudgetsCmd::Override {
+            key,
+            duration,
+            change,
+        } => {
             let d = custos_core::duration::parse_duration(&duration)
                 .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
-            if d.is_zero() || d > std::time::Duration::from_secs(72 * 3600) {
-                bail!("--for must be between 1s and 72h");
-            }
-            if why.trim().is_empty() {
-                bail!("--why must say why (a ticket or incident)");
-            }
-            let row = store.key(&key).await?;
-            let now = custos_core::time::now_ms();
-            if row.status(now) != "active" {
-                bail!(
-                    "key {} is {}; an override would not let it spend",
-                    row.prefix,
-                    row.status(now)
-                );
-            }
-            let o = custos_store::SpendOverride {
-                id: custos_core::id::new_id("ovr"),
-                tenant: row.tenant.clone(),
-                key_id: row.id.clone(),
-                expires_at: now + d.as_millis() as i64,
-                why: why.clone(),
-                created_by: format!(
-                    "local:{}",
-                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-                ),
-                created_at: now,
+            let control = crate::control::open(ctx).await?;
+            let actor = crate::control::actor(ctx, control.store(), &change).await?;
+            let req = custos_control::NewOverride {
+                key,
+                duration_ms: i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
             };
-            store.spend_override_create(&o).await?;
+            let o = match control
+                .create_override(&actor, None, &req, &change.reason()?)
+                .await
+            {
+                Ok(r) => r.value,
+                Err(custos_control::ControlError::ReasonRequired { .. }) => {
+                    bail!("--why must say why (a ticket or incident)")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let row = control.store().key(&o.key_id).await?;
             let j = json!({"type": "spend_override", "id": o.id, "tenant": o.tenant, "key": o.key_id,
                 "expires_at": time(Some(o.expires_at))});
-            record(&store, "budget.override.grant", j.clone(), Some(&why)).await?;
             if ctx.json {
                 output::json(&j);
             } else {
@@ -780,15 +775,17 @@ pub async fn budgets(ctx: &Ctx, cmd: BudgetsCmd) -> Result<ExitCode> {
                 );
             }
         }
-        BudgetsCmd::Delete { name, tenant, why } => {
-            let b = store.budget_delete(&tenant, &name).await?;
-            record(
-                &store,
-                "budget.delete",
-                budget_json(&b, None),
-                why.as_deref(),
-            )
-            .await?;
+        BudgetsCmd::Delete {
+            name,
+            tenant,
+            change,
+        } => {
+            let control = crate::control::open(ctx).await?;
+            let actor = crate::control::actor(ctx, control.store(), &change).await?;
+            let b = control
+                .delete_budget(&actor, &tenant, &name, &change.reason()?)
+                .await?
+                .value;
             if ctx.json {
                 output::json(&budget_json(&b, None));
             } else {
@@ -1527,6 +1524,7 @@ async fn ingest(ctx: &Ctx, files: Vec<PathBuf>, currency: Option<Currency>) -> R
             })
             .await?;
         record(
+            ctx,
             &store,
             "billing.ingest",
             json!({"type": "billing_file", "name": name, "sha256": sha, "format": format.as_str(), "rows": rows, "billed": total.to_string(), "currency": cur}),
@@ -2037,6 +2035,7 @@ async fn notify_anomaly(ctx: &Ctx, store: &custos_store::Store, anomaly: &Value)
     alert["type"] = json!("cost.anomaly");
     alert["time"] = json!(time(Some(custos_core::time::now_ms())));
     record(
+        ctx,
         store,
         "cost.anomaly",
         json!({"type": "series", "id": series, "detail": alert}),
@@ -2101,6 +2100,7 @@ async fn guard(
     }
     if overridden {
         record(
+            ctx,
             &store,
             "cost.override",
             json!({"type": "run", "tags": tags, "spent": spent.to_string(),

@@ -2,13 +2,14 @@
 //! break-glass access that is live at once and always alerts, revocation, and the list of who
 //! holds what until when. Every step leaves a ledger event with its reason.
 
-use crate::audit::record_by;
+use crate::control::ChangeArgs;
 use crate::{output, Ctx};
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
+use custos_control::GrantRequest;
 use custos_core::duration::{format_duration, parse_duration};
 use custos_core::time::{format_rfc3339, now_ms};
-use custos_store::{Grant, GrantKind, NewGrant, Store};
+use custos_store::{Grant, GrantKind};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -31,13 +32,13 @@ pub enum GrantsCmd {
     Approve {
         id: String,
         #[command(flatten)]
-        cred: Credential,
+        change: ChangeArgs,
     },
     /// Deny a pending request (same identity rules as approve).
     Deny {
         id: String,
         #[command(flatten)]
-        cred: Credential,
+        change: ChangeArgs,
     },
     /// Take a role now, in an emergency: at most 4h, always alerted (webhooks) and audited.
     #[command(
@@ -52,7 +53,7 @@ pub enum GrantsCmd {
     Revoke {
         id: String,
         #[command(flatten)]
-        cred: Credential,
+        change: ChangeArgs,
     },
     /// Who holds or asked for what, until when.
     #[command(
@@ -81,92 +82,8 @@ pub struct GrantArgs {
     /// How long, e.g. 30m, 2h.
     #[arg(long = "for", value_name = "DURATION")]
     duration: String,
-    /// Why: a sentence or a ticket; recorded in the ledger.
-    #[arg(long)]
-    why: String,
     #[command(flatten)]
-    cred: Credential,
-}
-
-/// Who acts: a credential, or else the local operator.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct Credential {
-    /// A file holding your API key or JWT (else $CUSTOS_TOKEN; else you act as the local
-    /// operator, your OS login).
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<std::path::PathBuf>,
-}
-
-/// Who a grants command acts as, as proved: the principal of a verified credential, or the
-/// local operator.
-struct Acting {
-    /// The name grants record (`Principal::grant_name`, or `local:<login>`).
-    name: String,
-    actor: Value,
-}
-
-/// The acting identity: the credential in `--token-file` or `$CUSTOS_TOKEN`, verified exactly
-/// as the gateway verifies it and authorized for `action` on `tenant` by the policies; else
-/// the local operator.
-async fn acting(
-    ctx: &Ctx,
-    store: &Store,
-    cred: &Credential,
-    action: &str,
-    tenant: &str,
-) -> Result<Acting> {
-    let token = match &cred.token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("--token-file {}", f.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => std::env::var("CUSTOS_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()),
-    };
-    let Some(token) = token else {
-        let name = crate::audit::local_operator();
-        return Ok(Acting {
-            actor: actor(&name),
-            name,
-        });
-    };
-    let principal = if token.starts_with("ck_") {
-        let keys = custos_gateway::authn::KeyCache::load(store).await?;
-        match keys.check(&token) {
-            custos_authz::KeyCheck::Valid(p) => (*p).clone(),
-            custos_authz::KeyCheck::Expired { key_id } => {
-                bail!("the credential is API key {key_id}, which has expired")
-            }
-            custos_authz::KeyCheck::Revoked { key_id } => {
-                bail!("the credential is API key {key_id}, which was revoked")
-            }
-            _ => bail!("the credential is not a valid custos API key"),
-        }
-    } else {
-        let issuers = custos_gateway::oidc::Issuers::load(&ctx.config.auth.jwt).await?;
-        if issuers.is_empty() {
-            bail!("the credential looks like a JWT, but no [[auth.jwt]] issuer is configured");
-        }
-        let (claims, _) = issuers
-            .verify(&token)
-            .await
-            .map_err(|e| anyhow::anyhow!("the credential was refused: {e}"))?;
-        let directory = custos_gateway::directory::Directory::load(store).await?;
-        directory
-            .principal(claims)
-            .map_err(|e| anyhow::anyhow!("the credential was refused: {e}"))?
-    };
-    crate::local_authz::authorize_principal(ctx, &principal, action, tenant)?;
-    Ok(Acting {
-        name: principal.grant_name(),
-        actor: json!({"type": if principal.method == custos_core::principal::AuthMethod::Jwt { "user" } else { "service_account" },
-            "id": principal.id, "uid": principal.uid, "issuer": (!principal.issuer.is_empty()).then_some(&principal.issuer),
-            "tenant": principal.tenant, "auth": principal.method.as_str(), "mfa": principal.mfa}),
-    })
+    change: ChangeArgs,
 }
 
 /// A grantee as grants name it: a bare token subject becomes ISSUER#SUBJECT when exactly one
@@ -220,82 +137,47 @@ fn grant_json(g: &Grant, now: i64) -> Value {
     })
 }
 
-fn actor(id: &str) -> Value {
-    json!({"type": "user", "id": id, "auth": "local"})
-}
-
-fn resource(g: &Grant) -> Value {
-    json!({"type": "grant", "id": g.id, "tenant": g.tenant, "principal": g.principal,
-           "role": g.role, "kind": g.kind.as_str(), "expires_at": g.expires_at.map(format_rfc3339)})
-}
-
-async fn create(ctx: &Ctx, store: &Store, a: GrantArgs, kind: GrantKind) -> Result<Grant> {
+async fn create(ctx: &Ctx, a: GrantArgs, kind: GrantKind) -> Result<Grant> {
     let d = parse_duration(&a.duration).with_context(|| format!("--for {}", a.duration))?;
-    let max = ctx
-        .config
-        .authz
-        .grants
-        .max_for(&a.role, kind == GrantKind::BreakGlass);
-    if d > max {
-        bail!(
-            "--for {}: a {} grant of {} lasts at most {} (authz.grants in custos.toml)",
-            a.duration,
-            if kind == GrantKind::BreakGlass {
-                "break-glass"
-            } else {
-                "just-in-time"
-            },
-            a.role,
-            format_duration(max)
-        );
-    }
-    if d.is_zero() {
-        bail!("--for must be longer than zero");
-    }
-    if !a
-        .role
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        || a.role.is_empty()
-    {
-        bail!("--role {:?}: use letters, digits, '-', '_' or '.'", a.role);
-    }
-    store.tenant(&a.tenant).await?;
-    let action = match kind {
-        GrantKind::Jit => "grants.request",
-        GrantKind::BreakGlass => "grants.break_glass",
-    };
-    let who = acting(ctx, store, &a.cred, action, &a.tenant).await?;
+    let control = crate::control::open(ctx).await?;
+    let actor = crate::control::actor(ctx, control.store(), &a.change).await?;
     let principal = grantee(ctx, &a.tenant, &a.principal)?;
-    // Breaking glass is taking a role oneself: for anyone else it needs their credential.
-    if kind == GrantKind::BreakGlass && who.name != principal {
-        bail!(
-            "break-glass for {principal} must be done with {principal}'s own credential (CUSTOS_TOKEN or --token-file); you act as {}",
-            who.name
-        );
-    }
-    let by = who.name.clone();
-    let g = store
-        .grant_create(&NewGrant {
-            tenant: a.tenant,
-            principal,
-            role: a.role,
-            kind,
-            why: a.why,
-            duration_ms: i64::try_from(d.as_millis()).context("duration too large")?,
-            requested_by: by.clone(),
-        })
-        .await?;
-    let activity = match kind {
-        GrantKind::Jit => "grant.request",
-        GrantKind::BreakGlass => "grant.break_glass",
+    let req = GrantRequest {
+        tenant: a.tenant,
+        principal: Some(principal),
+        role: a.role,
+        duration: d,
+        kind,
     };
-    record_by(store, who.actor, activity, resource(&g), Some(&g.why)).await?;
-    Ok(g)
+    match control
+        .request_grant(&actor, &req, &a.change.reason()?)
+        .await
+    {
+        Ok(r) => Ok(r.value),
+        Err(custos_control::ControlError::ReasonRequired { .. }) => {
+            bail!("--why is required: say why the role is needed (a sentence or a ticket)")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Approves, denies or revokes a grant as the acting identity.
+async fn decide(ctx: &Ctx, id: &str, change: &ChangeArgs, verdict: Option<bool>) -> Result<Grant> {
+    let control = crate::control::open(ctx).await?;
+    let actor = crate::control::actor(ctx, control.store(), change).await?;
+    let reason = change.reason()?;
+    let r = match verdict {
+        Some(approve) => {
+            control
+                .decide_grant(&actor, None, id, approve, &reason)
+                .await?
+        }
+        None => control.revoke_grant(&actor, None, id, &reason).await?,
+    };
+    Ok(r.value)
 }
 
 pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
-    let store = crate::identity::open(ctx).await?;
     let now = now_ms();
     let show = |g: &Grant, line: String| {
         if ctx.json {
@@ -306,7 +188,7 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
     };
     match cmd {
         GrantsCmd::Request { grant } => {
-            let g = create(ctx, &store, grant, GrantKind::Jit).await?;
+            let g = create(ctx, grant, GrantKind::Jit).await?;
             show(
                 &g,
                 format!(
@@ -321,7 +203,7 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
             );
         }
         GrantsCmd::BreakGlass { grant } => {
-            let g = create(ctx, &store, grant, GrantKind::BreakGlass).await?;
+            let g = create(ctx, grant, GrantKind::BreakGlass).await?;
             let hooks = custos_gateway::webhook::Webhooks::new(&ctx.config.finops.webhooks)?;
             let payload = json!({"type": "grant.break_glass", "grant": grant_json(&g, now)});
             let failed = hooks.deliver_and_wait(&g.id, &payload, 3).await;
@@ -345,18 +227,8 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
                 ),
             );
         }
-        GrantsCmd::Approve { id, cred } => {
-            let tenant = store.grant(&id).await?.tenant;
-            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
-            let g = store.grant_decide(&id, true, &who.name).await?;
-            record_by(
-                &store,
-                who.actor,
-                "grant.approve",
-                resource(&g),
-                Some(&g.why),
-            )
-            .await?;
+        GrantsCmd::Approve { id, change } => {
+            let g = decide(ctx, &id, &change, Some(true)).await?;
             show(
                 &g,
                 format!(
@@ -369,21 +241,16 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
                 ),
             );
         }
-        GrantsCmd::Deny { id, cred } => {
-            let tenant = store.grant(&id).await?.tenant;
-            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
-            let g = store.grant_decide(&id, false, &who.name).await?;
-            record_by(&store, who.actor, "grant.deny", resource(&g), Some(&g.why)).await?;
+        GrantsCmd::Deny { id, change } => {
+            let g = decide(ctx, &id, &change, Some(false)).await?;
             show(&g, format!("{}: denied", g.id));
         }
-        GrantsCmd::Revoke { id, cred } => {
-            let tenant = store.grant(&id).await?.tenant;
-            let who = acting(ctx, &store, &cred, "grants.approve", &tenant).await?;
-            let g = store.grant_revoke(&id, &who.name).await?;
-            record_by(&store, who.actor, "grant.revoke", resource(&g), None).await?;
+        GrantsCmd::Revoke { id, change } => {
+            let g = decide(ctx, &id, &change, None).await?;
             show(&g, format!("{}: revoked", g.id));
         }
         GrantsCmd::List { tenant, active } => {
+            let store = crate::identity::open(ctx).await?;
             let list: Vec<Grant> = store
                 .grants_list(tenant.as_deref())
                 .await?

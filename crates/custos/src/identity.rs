@@ -1,19 +1,20 @@
 //! `custos tenants|teams|apps|keys`: the identity objects the gateway serves.
 
-use crate::audit::record;
+use crate::control::ChangeArgs;
 use crate::output::{self, opt, time};
 use crate::Ctx;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use custos_control::{KeyRequest, KeyScope, TeamLimits};
 use custos_core::duration::parse_duration;
 use custos_core::principal::ModelScope;
 use custos_core::time::now_ms;
-use custos_store::{KeyFilter, KeyRow, NewKey, Store, StoreError};
+use custos_store::{KeyFilter, KeyRow, Store};
 use serde_json::json;
 use std::process::ExitCode;
 
 /// The tenant used when `--tenant` is not given; created on first use.
-pub const DEFAULT_TENANT: &str = "default";
+pub const DEFAULT_TENANT: &str = custos_control::DEFAULT_TENANT;
 
 #[derive(Args, Debug, Clone)]
 pub struct TenantArg {
@@ -26,14 +27,23 @@ pub struct TenantArg {
 pub enum TenantCmd {
     /// Create a tenant.
     #[command(after_help = "Example:\n  custos tenants create acme")]
-    Create { name: String },
+    Create {
+        name: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// List tenants.
     List,
     /// Pin a tenant to the regions its calls may be served from (residency); no regions unpins.
     #[command(
         after_help = "Calls of a pinned tenant to a model whose provider is in another region (or has\nno `region` in custos.toml) are denied by the built-in `residency.pinned-regions` policy.\n\nExamples:\n  custos tenants regions acme eu-west\n  custos tenants regions acme eu-west eu-central\n  custos tenants regions acme          # unpin"
     )]
-    Regions { name: String, regions: Vec<String> },
+    Regions {
+        name: String,
+        regions: Vec<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +62,8 @@ pub enum TeamCmd {
         /// Tokens per minute shared by every key of the team.
         #[arg(long)]
         tpm: Option<u32>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Set or clear (with 0) a team's shared limits; gateways apply them within a second.
     #[command(after_help = "Example:\n  custos teams set-limits ml --rpm 600 --tpm 0")]
@@ -59,10 +71,14 @@ pub enum TeamCmd {
         name: String,
         #[command(flatten)]
         tenant: TenantArg,
+        /// Requests per minute shared by every key of the team (0 clears the limit).
         #[arg(long)]
         rpm: Option<u32>,
+        /// Tokens per minute shared by every key of the team (0 clears the limit).
         #[arg(long)]
         tpm: Option<u32>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// List teams (of one tenant with --tenant, else all).
     List {
@@ -81,6 +97,8 @@ pub enum AppCmd {
         team: String,
         #[command(flatten)]
         tenant: TenantArg,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// List apps.
     List {
@@ -122,6 +140,8 @@ pub enum KeyCmd {
         /// A label to recognize the key by.
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// List keys (active only, unless --all).
     #[command(
@@ -141,8 +161,14 @@ pub enum KeyCmd {
     /// Show one key by id (key_…) or displayed prefix (ck_live_…).
     Show { key: String },
     /// Revoke a key now; every gateway refuses it within a second.
-    #[command(after_help = "Example:\n  custos keys revoke key_01936f…")]
-    Revoke { key: String },
+    #[command(
+        after_help = "Example:\n  custos keys revoke key_01936f… --why \"leaked in a CI log\" --ticket INC-4711"
+    )]
+    Revoke {
+        key: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// Issue a successor key with the same scope and limits; the old key stops after --overlap.
     #[command(
         after_help = "Examples:\n  custos keys rotate key_01936f…\n  custos keys rotate ck_live_AbC123 --overlap 24h"
@@ -152,6 +178,8 @@ pub enum KeyCmd {
         /// How long the old key keeps working (default: stops now).
         #[arg(long, value_name = "DURATION")]
         overlap: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
 }
 
@@ -164,45 +192,39 @@ pub async fn open(ctx: &Ctx) -> Result<Store> {
     })
 }
 
-/// The tenant, created on first use when it is the default one.
-async fn tenant(store: &Store, name: &str) -> Result<()> {
-    if name == DEFAULT_TENANT {
-        store.ensure_tenant(name).await?;
-    }
-    Ok(())
+/// The control plane and the acting identity for one change command.
+async fn control(
+    ctx: &Ctx,
+    change: &ChangeArgs,
+) -> Result<(custos_control::Control, custos_control::Actor)> {
+    let control = crate::control::open(ctx).await?;
+    let actor = crate::control::actor(ctx, control.store(), change).await?;
+    Ok((control, actor))
 }
 
-/// Adds a hint about the command that creates a missing object.
-fn hint(e: StoreError, create: &str) -> anyhow::Error {
-    match e {
-        StoreError::NotFound(what) => {
-            anyhow::anyhow!("{what} not found; create it with `{create}`")
-        }
-        other => other.into(),
-    }
+/// "recorded as ledger entry N" for a change's first event.
+fn entry<T>(r: &custos_control::Recorded<T>) -> String {
+    format!("ledger entry {}", r.ledger.end.saturating_sub(1))
 }
 
 pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
-    let store = open(ctx).await?;
     match cmd {
-        TenantCmd::Create { name } => {
-            let t = store.create_tenant(&name).await?;
-            record(
-                &store,
-                "tenant.create",
-                json!({"type": "tenant", "id": t.id, "name": t.name}),
-                None,
-            )
-            .await?;
+        TenantCmd::Create { name, change } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .create_tenant(&actor, &name, &change.reason()?)
+                .await?;
+            let t = &r.value;
             if ctx.json {
                 output::json(
-                    &json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at))}),
+                    &json!({"id": t.id, "name": t.name, "created_at": time(Some(t.created_at)), "ledger_index": r.ledger.start}),
                 );
             } else {
-                eprintln!("created tenant {} ({})", t.name, t.id);
+                eprintln!("created tenant {} ({}); {}", t.name, t.id, entry(&r));
             }
         }
         TenantCmd::List => {
+            let store = open(ctx).await?;
             let list = store.list_tenants().await?;
             if ctx.json {
                 output::json(&json!(list.iter().map(|t| json!({"id": t.id, "name": t.name, "regions": t.regions, "created_at": time(Some(t.created_at))})).collect::<Vec<_>>()));
@@ -227,15 +249,16 @@ pub async fn tenants(ctx: &Ctx, cmd: TenantCmd) -> Result<ExitCode> {
                 );
             }
         }
-        TenantCmd::Regions { name, regions } => {
-            let t = store.set_tenant_regions(&name, &regions).await?;
-            record(
-                &store,
-                "tenant.regions",
-                json!({"type": "tenant", "id": t.id, "name": t.name, "regions": t.regions}),
-                None,
-            )
-            .await?;
+        TenantCmd::Regions {
+            name,
+            regions,
+            change,
+        } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .set_tenant_regions(&actor, &name, &regions, &change.reason()?)
+                .await?;
+            let t = &r.value;
             if ctx.json {
                 output::json(&json!({"id": t.id, "name": t.name, "regions": t.regions}));
             } else if t.regions.is_empty() {
@@ -257,24 +280,36 @@ fn team_json(t: &custos_store::Team) -> serde_json::Value {
 }
 
 pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
-    let store = open(ctx).await?;
     match cmd {
         TeamCmd::Create {
             name,
             tenant: t,
             rpm,
             tpm,
+            change,
         } => {
-            tenant(&store, &t.tenant).await?;
-            let team = store
-                .create_team(&t.tenant, &name, limit(rpm), limit(tpm))
-                .await
-                .map_err(|e| hint(e, &format!("custos tenants create {}", t.tenant)))?;
-            record(&store, "team.create", team_json(&team), None).await?;
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .create_team(
+                    &actor,
+                    &t.tenant,
+                    &name,
+                    limit(rpm),
+                    limit(tpm),
+                    &change.reason()?,
+                )
+                .await?;
+            let team = &r.value;
             if ctx.json {
-                output::json(&team_json(&team));
+                output::json(&team_json(team));
             } else {
-                eprintln!("created team {}/{} ({})", team.tenant, team.name, team.id);
+                eprintln!(
+                    "created team {}/{} ({}); {}",
+                    team.tenant,
+                    team.name,
+                    team.id,
+                    entry(&r)
+                );
             }
         }
         TeamCmd::SetLimits {
@@ -282,14 +317,19 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
             tenant: t,
             rpm,
             tpm,
+            change,
         } => {
-            let current = store.team(&t.tenant, &name).await?;
-            let rpm = rpm.map_or(current.rpm, |v| limit(Some(v)));
-            let tpm = tpm.map_or(current.tpm, |v| limit(Some(v)));
-            let team = store.set_team_limits(&t.tenant, &name, rpm, tpm).await?;
-            record(&store, "team.update", team_json(&team), None).await?;
+            let (control, actor) = control(ctx, &change).await?;
+            let limits = TeamLimits {
+                rpm: rpm.map(|v| limit(Some(v))),
+                tpm: tpm.map(|v| limit(Some(v))),
+            };
+            let r = control
+                .set_team_limits(&actor, &t.tenant, &name, limits, &change.reason()?)
+                .await?;
+            let team = &r.value;
             if ctx.json {
-                output::json(&team_json(&team));
+                output::json(&team_json(team));
             } else {
                 eprintln!(
                     "team {}/{} limits: rpm {}, tpm {}",
@@ -301,6 +341,7 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
             }
         }
         TeamCmd::List { tenant } => {
+            let store = open(ctx).await?;
             let list = store.list_teams(tenant.as_deref()).await?;
             if ctx.json {
                 output::json(&json!(list.iter().map(team_json).collect::<Vec<_>>()));
@@ -327,36 +368,35 @@ pub async fn teams(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
 }
 
 pub async fn apps(ctx: &Ctx, cmd: AppCmd) -> Result<ExitCode> {
-    let store = open(ctx).await?;
     match cmd {
         AppCmd::Create {
             name,
             team,
             tenant: t,
+            change,
         } => {
-            tenant(&store, &t.tenant).await?;
-            let app = store
-                .create_app(&t.tenant, &team, &name)
-                .await
-                .map_err(|e| {
-                    hint(
-                        e,
-                        &format!("custos teams create {team} --tenant {}", t.tenant),
-                    )
-                })?;
-            record(&store, "app.create", json!({"type": "app", "id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name}), None).await?;
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .create_app(&actor, &t.tenant, &team, &name, &change.reason()?)
+                .await?;
+            let app = &r.value;
             if ctx.json {
                 output::json(
                     &json!({"id": app.id, "tenant": app.tenant, "team": app.team, "name": app.name, "created_at": time(Some(app.created_at))}),
                 );
             } else {
                 eprintln!(
-                    "created app {}/{}/{} ({})",
-                    app.tenant, app.team, app.name, app.id
+                    "created app {}/{}/{} ({}); {}",
+                    app.tenant,
+                    app.team,
+                    app.name,
+                    app.id,
+                    entry(&r)
                 );
             }
         }
         AppCmd::List { tenant, team } => {
+            let store = open(ctx).await?;
             let list = store.list_apps(tenant.as_deref(), team.as_deref()).await?;
             if ctx.json {
                 output::json(&json!(list.iter().map(|a| json!({"id": a.id, "tenant": a.tenant, "team": a.team, "name": a.name, "created_at": time(Some(a.created_at))})).collect::<Vec<_>>()));
@@ -390,12 +430,6 @@ fn key_json(k: &KeyRow) -> serde_json::Value {
     })
 }
 
-/// The ledger's view of a key: who owns it and what it may do, never the secret.
-fn key_resource(k: &KeyRow) -> serde_json::Value {
-    json!({"type": "api_key", "id": k.id, "prefix": k.prefix, "tenant": k.tenant, "team": k.team, "app": k.app,
-        "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm, "expires_at": k.expires_at.map(|t| time(Some(t)))})
-}
-
 fn key_details(k: &KeyRow) {
     let rows = [
         ("id", k.id.clone()),
@@ -416,37 +450,12 @@ fn key_details(k: &KeyRow) {
     }
 }
 
-fn mint_new(
-    app_id: &str,
-    env: &str,
-    models: &str,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    expires_at: Option<i64>,
-    name: Option<String>,
-) -> Result<(custos_authz::MintedKey, NewKey)> {
-    let minted = custos_authz::api_key::mint()?;
-    let new = NewKey {
-        digest_hex: minted.digest.to_hex(),
-        prefix: minted.display_prefix.clone(),
-        name,
-        app_id: app_id.to_owned(),
-        env: env.to_owned(),
-        models: models.to_owned(),
-        rpm,
-        tpm,
-        expires_at,
-    };
-    Ok((minted, new))
-}
-
 fn duration_ms(flag: &str, value: &str) -> Result<i64> {
     let d = parse_duration(value).with_context(|| format!("--{flag}"))?;
     i64::try_from(d.as_millis()).context("duration too large")
 }
 
 pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
-    let store = open(ctx).await?;
     match cmd {
         KeyCmd::Create {
             team,
@@ -458,10 +467,8 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             expires,
             env,
             name,
+            change,
         } => {
-            if !custos_core::id::is_valid_name(&env) {
-                bail!("--env {env:?} is invalid: use letters, digits, '.', '_' or '-'");
-            }
             let scope = ModelScope::parse(&models);
             if let ModelScope::Only(list) = &scope {
                 let unknown: Vec<&str> = list
@@ -476,47 +483,42 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     );
                 }
             }
-            let expires_at = match &expires {
-                Some(e) => Some(now_ms() + duration_ms("expires", e)?),
+            let expires_in_ms = match &expires {
+                Some(e) => Some(duration_ms("expires", e)?),
                 None => None,
             };
-            tenant(&store, &t.tenant).await?;
-            let app_row = store.app(&t.tenant, &team, &app).await.map_err(|e| {
-                hint(
-                    e,
-                    &format!(
-                        "custos apps create {app} --team {team}{}",
-                        if t.tenant == DEFAULT_TENANT {
-                            String::new()
-                        } else {
-                            format!(" --tenant {}", t.tenant)
-                        }
-                    ),
-                )
-            })?;
-            let (minted, new) = mint_new(
-                &app_row.id,
-                &env,
-                &scope.to_list(),
-                limit(rpm),
-                limit(tpm),
-                expires_at,
-                name,
-            )?;
-            let row = store.insert_key(&new).await?;
-            record(&store, "key.create", key_resource(&row), None).await?;
+            let (control, actor) = control(ctx, &change).await?;
+            let req = KeyRequest {
+                tenant: t.tenant,
+                team,
+                app,
+                scope: KeyScope {
+                    models: scope.to_list(),
+                    rpm: limit(rpm),
+                    tpm: limit(tpm),
+                    env,
+                    expires_in_ms,
+                    name,
+                },
+            };
+            let r = control.create_key(&actor, &req, &change.reason()?).await?;
+            let (row, secret) = (&r.value.key, &r.value.secret);
             if ctx.json {
-                let mut v = key_json(&row);
-                v["key"] = json!(minted.secret);
+                let mut v = key_json(row);
+                v["key"] = json!(secret);
                 output::json(&v);
             } else {
                 eprintln!(
-                    "created API key {} for {}/{}/{}:",
-                    row.id, row.tenant, row.team, row.app
+                    "created API key {} for {}/{}/{} ({}):",
+                    row.id,
+                    row.tenant,
+                    row.team,
+                    row.app,
+                    entry(&r)
                 );
-                key_details(&row);
+                key_details(row);
                 eprintln!("the key is shown once, below; store it in your secret manager now:");
-                println!("{}", minted.secret);
+                println!("{secret}");
             }
         }
         KeyCmd::List {
@@ -525,6 +527,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             app,
             all,
         } => {
+            let store = open(ctx).await?;
             let list = store
                 .list_keys(&KeyFilter {
                     tenant,
@@ -561,6 +564,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             }
         }
         KeyCmd::Show { key } => {
+            let store = open(ctx).await?;
             let k = store.key(&key).await?;
             if ctx.json {
                 output::json(&key_json(&k));
@@ -568,42 +572,39 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                 key_details(&k);
             }
         }
-        KeyCmd::Revoke { key } => {
-            let k = store.revoke_key(&key, None).await?;
-            record(&store, "key.revoke", key_resource(&k), None).await?;
+        KeyCmd::Revoke { key, change } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .revoke_key(&actor, None, &key, &change.reason()?)
+                .await?;
+            let k = &r.value;
             if ctx.json {
-                output::json(&key_json(&k));
+                output::json(&key_json(k));
             } else {
                 eprintln!(
-                    "revoked key {} ({}…); gateways refuse it within a second",
-                    k.id, k.prefix
+                    "revoked key {} ({}…); gateways refuse it within a second; {}",
+                    k.id,
+                    k.prefix,
+                    entry(&r)
                 );
             }
         }
-        KeyCmd::Rotate { key, overlap } => {
-            let old = store.key(&key).await?;
+        KeyCmd::Rotate {
+            key,
+            overlap,
+            change,
+        } => {
             let overlap_ms = match &overlap {
                 Some(o) => duration_ms("overlap", o)?,
                 None => 0,
             };
-            let (minted, new) = mint_new(
-                &old.app_id,
-                &old.env,
-                &old.models,
-                old.rpm,
-                old.tpm,
-                old.expires_at,
-                old.name.clone(),
-            )?;
-            let (old, succ) = store
-                .rotate_key(&old.id, &new, now_ms() + overlap_ms)
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .rotate_key(&actor, None, &key, overlap_ms, &change.reason()?)
                 .await?;
-            let rotated = json!({"type": "api_key", "id": succ.id, "rotated_from": old.id, "tenant": succ.tenant, "old_key_stops_at": time(old.revoked_at)});
-            record(&store, "key.rotate", rotated, None).await?;
+            let (old, succ, secret) = (&r.value.old, &r.value.new, &r.value.secret);
             if ctx.json {
-                output::json(
-                    &json!({"old": key_json(&old), "new": key_json(&succ), "key": minted.secret}),
-                );
+                output::json(&json!({"old": key_json(old), "new": key_json(succ), "key": secret}));
             } else {
                 eprintln!(
                     "rotated {} → {}; the old key stops working {}",
@@ -616,7 +617,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     }
                 );
                 eprintln!("the new key is shown once, below:");
-                println!("{}", minted.secret);
+                println!("{secret}");
             }
         }
     }

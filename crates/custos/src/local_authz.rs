@@ -11,61 +11,22 @@ use custos_authz::policy::{self, Engine, RequestFacts, Resource, TenantFacts};
 use custos_core::principal::{AuthMethod, Principal};
 use custos_store::Store;
 
-/// The action a command performs and the tenant it acts on; `None` for commands outside the
-/// control plane (scanners, policy tools, serve).
-async fn action(cmd: &Command, store: &Store) -> Option<(&'static str, String)> {
+/// The action a reading command performs and the tenant it reads; `None` for commands that
+/// change state (`custos-control` authorizes those, as the acting identity) and for commands
+/// outside the control plane (scanners, policy tools, serve).
+async fn action(cmd: &Command, _store: &Store) -> Option<(&'static str, String)> {
     let default = || DEFAULT_TENANT.to_owned();
-    let key_tenant = |k: &String| {
-        let k = k.clone();
-        async move {
-            store
-                .key(&k)
-                .await
-                .map(|r| r.tenant)
-                .unwrap_or_else(|_| default())
-        }
-    };
-    let grant_tenant = |id: &String| {
-        let id = id.clone();
-        async move {
-            store
-                .grant(&id)
-                .await
-                .map(|g| g.tenant)
-                .unwrap_or_else(|_| default())
-        }
-    };
     Some(match cmd {
-        Command::Tenants(TenantCmd::Create { name }) => ("tenants.manage", name.clone()),
-        Command::Tenants(TenantCmd::Regions { name, .. }) => ("tenants.manage", name.clone()),
         Command::Tenants(TenantCmd::List) => ("tenants.read", default()),
-        Command::Teams(TeamCmd::Create { tenant, .. } | TeamCmd::SetLimits { tenant, .. }) => {
-            ("teams.manage", tenant.tenant.clone())
-        }
         Command::Teams(TeamCmd::List { tenant }) | Command::Apps(AppCmd::List { tenant, .. }) => {
             ("teams.read", tenant.clone().unwrap_or_else(default))
         }
-        Command::Apps(AppCmd::Create { tenant, .. }) => ("teams.manage", tenant.tenant.clone()),
-        Command::Keys(KeyCmd::Create { tenant, .. }) => ("keys.create", tenant.tenant.clone()),
         Command::Keys(KeyCmd::List { tenant, .. }) => {
             ("keys.read", tenant.clone().unwrap_or_else(default))
         }
-        Command::Keys(KeyCmd::Show { key }) => ("keys.read", key_tenant(key).await),
-        Command::Keys(KeyCmd::Revoke { key }) => ("keys.revoke", key_tenant(key).await),
-        Command::Keys(KeyCmd::Rotate { key, .. }) => ("keys.rotate", key_tenant(key).await),
-        Command::Grants(GrantsCmd::Request { grant }) => ("grants.request", grant.tenant.clone()),
-        Command::Grants(GrantsCmd::BreakGlass { grant }) => {
-            ("grants.break_glass", grant.tenant.clone())
-        }
-        Command::Grants(
-            GrantsCmd::Approve { id, .. }
-            | GrantsCmd::Deny { id, .. }
-            | GrantsCmd::Revoke { id, .. },
-        ) => ("grants.approve", grant_tenant(id).await),
         Command::Grants(GrantsCmd::List { tenant, .. }) => {
             ("grants.read", tenant.clone().unwrap_or_else(default))
         }
-        Command::Access(crate::access::AccessCmd::Review(a)) => ("access.review", a.tenant.clone()),
         Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
         Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),
         Command::Audit(
@@ -98,25 +59,6 @@ fn decide(
         &TenantFacts::default(),
         &facts,
     )?)
-}
-
-/// Refuses `action` on `tenant` when the policies deny it to `principal` (a credential's
-/// holder acting through the CLI, decided exactly as the admin API would decide it).
-pub fn authorize_principal(
-    ctx: &Ctx,
-    principal: &Principal,
-    action: &str,
-    tenant: &str,
-) -> Result<()> {
-    let d = decide(ctx, principal, action, tenant)?;
-    if !d.allowed {
-        bail!(
-            "{action} on tenant {tenant:?} is denied to {}: {}",
-            principal.grant_name(),
-            d.reason()
-        );
-    }
-    Ok(())
 }
 
 /// Refuses the command when the policies deny it to the local operator.

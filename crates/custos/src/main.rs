@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access;
 mod audit;
+mod control;
 mod cost;
 mod grants;
 mod identity;

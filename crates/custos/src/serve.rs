@@ -44,7 +44,14 @@ pub async fn init(
             custos_store::redact_url(&url)
         )
     })?;
-    store.ensure_tenant(DEFAULT_TENANT).await?;
+    let control = custos_control::Control::new(
+        store.clone(),
+        std::sync::Arc::new(crate::control::engine_for(&config)?),
+        custos_control::Settings::from_config(&config),
+    );
+    control
+        .ensure_default_tenant(&custos_control::Actor::local(&crate::audit::os_login_name()))
+        .await?;
     if json {
         crate::output::json(
             &serde_json::json!({"config": path, "database": custos_store::redact_url(&url), "tenant": DEFAULT_TENANT}),
@@ -109,7 +116,11 @@ async fn shutdown_signal() {
 pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
     init_logging(&ctx.config);
     let store = open(&ctx).await?;
-    store.ensure_tenant(DEFAULT_TENANT).await?;
+    let control = crate::control::open(&ctx).await?;
+    control
+        .ensure_default_tenant(&custos_control::Actor::system("custos serve"))
+        .await?;
+    let config_path = ctx.config_path.clone();
     let addr = listen.unwrap_or(ctx.config.server.listen);
     let providers: Vec<String> = ctx
         .config
@@ -127,7 +138,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         })
         .collect();
     let models = ctx.config.models.len();
-    let gateway = match Gateway::new(ctx.config, store.clone()).await {
+    let mut gateway = match Gateway::new(ctx.config, store.clone()).await {
         Ok(g) => g,
         Err(
             e @ (custos_gateway::GatewayError::Provider(_)
@@ -138,6 +149,11 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Configuration is evidence too: what this process loaded, and what changed since.
+    gateway
+        .record_config_changes(config_path)
+        .await
+        .context("cannot record the loaded configuration in the audit ledger")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on {addr}; is another process using it? choose another with --listen"

@@ -156,7 +156,10 @@ fn identity_commands_round_trip() {
         rotated["old"]["status"], "active",
         "the old key works during the overlap"
     );
-    let revoked = json(d, &["keys", "revoke", k["id"].as_str().unwrap()]);
+    let revoked = json(
+        d,
+        &["keys", "revoke", k["id"].as_str().unwrap(), "--why", "test"],
+    );
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(json(d, &["keys", "list"]).as_array().unwrap().len(), 1);
     assert_eq!(
@@ -352,7 +355,7 @@ fn revocation_across_processes(database_url: Option<&str>) {
         );
         assert_eq!(status, 200, "{text}");
     }
-    with_db(&["keys", "revoke", &key[..14]]);
+    with_db(&["keys", "revoke", &key[..14], "--why", "leaked"]);
     let revoked = Instant::now();
     for url in [&url_a, &url_b] {
         loop {
@@ -517,7 +520,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
         .as_str()
         .unwrap()
         .to_owned();
-    ok(d, &["keys", "revoke", &id]);
+    ok(d, &["keys", "revoke", &id, "--why", "test"]);
     // Query and tail.
     let lines = |args: &[&str]| -> Vec<Value> {
         ok(d, args)
@@ -533,7 +536,8 @@ fn audit_ledger_records_signs_and_catches_tampering() {
     assert_eq!(acts, vec!["key.create", "key.revoke"]);
     assert_eq!(
         lines(&["audit", "query", "--since", "1h", "--json"]).len(),
-        4
+        5,
+        "the default tenant, team, app, key and revocation"
     );
     assert!(lines(&["audit", "query", "--until", "2000-01-01", "--json"]).is_empty());
     let out = custos(d, &["audit", "query", "--since", "yesterday"]);
@@ -542,10 +546,10 @@ fn audit_ledger_records_signs_and_catches_tampering() {
     assert_eq!(ok(d, &["audit", "tail", "-n", "2"]).lines().count(), 2);
     assert!(ok(d, &["audit", "query"]).starts_with("INDEX"));
     let note = ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
-    assert!(note.starts_with("test.example/ledger\n4\n"), "{note}");
+    assert!(note.starts_with("test.example/ledger\n5\n"), "{note}");
     let report = verify_json(d, &["audit", "verify", "--public-key", "keys/ledger.pub"]);
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["entries"], 4);
+    assert_eq!(report["entries"], 5);
     assert_eq!(report["checkpoints_verified"], 1);
     // The events carry who and what, never the key itself.
     let db = std::fs::read(d.join(".custos/custos.db")).unwrap();
@@ -553,7 +557,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
         .windows(key.trim().len())
         .any(|w| w == key.trim().as_bytes()));
 
-    // Rewrite event 2 (the key.create) in the file, bypassing custos.
+    // Rewrite event 3 (the key.create) in the file, bypassing custos.
     let url = format!("sqlite://{}", d.join(".custos/custos.db").display());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -564,7 +568,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
         custos_store::testkit::execute_raw(
             &store,
             "DROP TRIGGER ledger_entries_append_only_update; \
-             UPDATE ledger_entries SET event = replace(event, 'key.create', 'key.nothing') WHERE idx = 2;",
+             UPDATE ledger_entries SET event = replace(event, 'key.create', 'key.nothing') WHERE idx = 3;",
         )
         .await
         .unwrap();
@@ -582,7 +586,7 @@ fn audit_ledger_records_signs_and_catches_tampering() {
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], false);
-    assert_eq!(report["findings"][0]["index"], 2, "{report}");
+    assert_eq!(report["findings"][0]["index"], 3, "{report}");
     // A tampered ledger is never signed.
     let out = custos(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
     assert_eq!(out.status.code(), Some(1));
@@ -618,7 +622,7 @@ fn audit_proofs_verify_offline() {
         });
         // The event is committed after the response; wait until the ledger holds it.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while verify_json(d, &["audit", "verify"])["entries"].as_u64() < Some(4) {
+        while verify_json(d, &["audit", "verify"])["entries"].as_u64() < Some(6) {
             assert!(
                 Instant::now() < deadline,
                 "the call never reached the ledger"
@@ -629,7 +633,8 @@ fn audit_proofs_verify_offline() {
     ok(d, &["audit", "checkpoint", "--key-file", "keys/ledger.key"]);
     let proof = ok(d, &["audit", "prove", "--request-id", "proof-me-1"]);
     let v: Value = serde_json::from_str(&proof).unwrap();
-    assert_eq!(v["index"], 3, "three identity events come first: {v}");
+    // First: the default tenant, team, app and key, and the server's config.loaded.
+    assert_eq!(v["index"], 5, "five control-plane events come first: {v}");
     std::fs::write(d.join("proof.json"), &proof).unwrap();
     ok(
         d,
@@ -715,7 +720,7 @@ fn audit_proofs_verify_offline() {
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("export/manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(manifest["tree_size"], 4);
+    assert_eq!(manifest["tree_size"], 6);
     assert_eq!(
         manifest["files"].as_array().unwrap().len(),
         3,
@@ -3011,16 +3016,38 @@ fn grants_request_approve_break_glass_and_list() {
     // local operator who asked is the one who would decide.
     let out = custos(d, &["grants", "approve", &id, "--as", "not-alice"]);
     assert!(!out.status.success());
-    let out = custos(d, &["grants", "approve", &id]);
+    let out = custos(d, &["grants", "approve", &id, "--why", "ok"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decide"));
     // The grantee's own credential cannot approve either.
     let alice = token_file(d, &issuer, "alice", &["security-admin"]);
-    let out = custos(d, &["grants", "approve", &id, "--token-file", &alice]);
+    let out = custos(
+        d,
+        &[
+            "grants",
+            "approve",
+            &id,
+            "--why",
+            "ok",
+            "--token-file",
+            &alice,
+        ],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decide"));
     // A credential without a role that may approve is refused by the policies.
     let eve = token_file(d, &issuer, "eve", &["developer"]);
-    let out = custos(d, &["grants", "approve", &id, "--token-file", &eve]);
+    let out = custos(
+        d,
+        &[
+            "grants",
+            "approve",
+            &id,
+            "--why",
+            "ok",
+            "--token-file",
+            &eve,
+        ],
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("denied"),
         "{}",
@@ -3029,19 +3056,42 @@ fn grants_request_approve_break_glass_and_list() {
     // A forged token (another key) is refused as the gateway refuses it.
     let forger = custos_authz::testkit::TestIssuer::new("https://idp.test");
     let forged = token_file(d, &forger, "mallory", &["security-admin"]);
-    let out = custos(d, &["grants", "approve", &id, "--token-file", &forged]);
+    let out = custos(
+        d,
+        &[
+            "grants",
+            "approve",
+            &id,
+            "--why",
+            "ok",
+            "--token-file",
+            &forged,
+        ],
+    );
     assert!(!out.status.success());
     // Bob, proved by his token, approves once.
     let bob = token_file(d, &issuer, "bob", &["security-admin"]);
     let approved = json(
         d,
-        &["--json", "grants", "approve", &id, "--token-file", &bob],
+        &[
+            "--json",
+            "grants",
+            "approve",
+            &id,
+            "--why",
+            "ok",
+            "--token-file",
+            &bob,
+        ],
     );
     assert_eq!(approved["state"], "live");
     assert_eq!(approved["decided_by"], "https://idp.test#bob");
-    assert!(!custos(d, &["grants", "deny", &id, "--token-file", &bob])
-        .status
-        .success());
+    assert!(!custos(
+        d,
+        &["grants", "deny", &id, "--why", "ok", "--token-file", &bob]
+    )
+    .status
+    .success());
     // Longer than allowed, and break-glass past 4h: refused with the limit named.
     let out = custos(
         d,
@@ -3108,7 +3158,16 @@ fn grants_request_approve_break_glass_and_list() {
     assert_eq!(glass["kind"], "break_glass");
     let active = json(d, &["--json", "grants", "list", "--active"]);
     assert_eq!(active.as_array().unwrap().len(), 2);
-    ok(d, &["grants", "revoke", glass["id"].as_str().unwrap()]);
+    ok(
+        d,
+        &[
+            "grants",
+            "revoke",
+            glass["id"].as_str().unwrap(),
+            "--why",
+            "incident over",
+        ],
+    );
     let active = json(d, &["--json", "grants", "list", "--active"]);
     assert_eq!(active.as_array().unwrap().len(), 1);
     // Every step is in the ledger, by whom (as proved) and why.
@@ -3198,6 +3257,8 @@ fn access_review_flags_what_needs_attention() {
             "grants",
             "approve",
             g["id"].as_str().unwrap(),
+            "--why",
+            "quarterly review",
             "--token-file",
             &carol,
         ],
@@ -3297,7 +3358,7 @@ fn the_cli_is_authorized_by_the_same_policies() {
         "[authz]\npolicies = [\"roles.cedar\", \"freeze.cedar\"]\n",
     )
     .unwrap();
-    let out = custos(d, &["keys", "revoke", &id]);
+    let out = custos(d, &["keys", "revoke", &id, "--why", "test"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

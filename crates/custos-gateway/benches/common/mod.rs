@@ -4,6 +4,7 @@
 
 use axum::body::Body;
 use custos_gateway::Gateway;
+use custos_store::testkit::Seed as _;
 use custos_store::{NewKey, Store};
 use http::Request;
 use tower::ServiceExt;

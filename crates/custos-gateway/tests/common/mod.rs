@@ -6,6 +6,7 @@
 use axum::Router;
 use custos_core::Config;
 use custos_gateway::Gateway;
+use custos_store::testkit::Seed as _;
 use custos_store::{testkit, NewKey, Store};
 use std::net::SocketAddr;
 use std::path::Path;
