@@ -490,3 +490,220 @@ async fn a_tenant_reaches_nothing_of_another() {
         let _ = expect_problem;
     }
 }
+
+/// The admin API by media type: v1 answers bare JSON with its deprecation headers, v2 the
+/// enveloped, paginated revision; an unknown version is 406. Changes through v2 carry their
+/// reason into the ledger and take effect at once.
+#[tokio::test]
+async fn admin_api_versions_by_media_type() {
+    let idps = two_issuers();
+    for db in databases("admin_versions").await {
+        let gw = start(&db, &idps.toml).await;
+        gw.state.directory.refresh(&gw.store).await.unwrap();
+        let a = admin_token(&idps.a, "admin@acme", "acme");
+        let send =
+            |method: reqwest::Method, path: &str, accept: Option<&str>, body: Option<Value>| {
+                let mut r = gw
+                    .client
+                    .request(method, format!("{}{path}", gw.base))
+                    .bearer_auth(&a);
+                if let Some(acc) = accept {
+                    r = r.header("accept", acc);
+                }
+                if let Some(b) = body {
+                    r = r.json(&b);
+                }
+                r.send()
+            };
+        const V2: &str = "application/vnd.custos.v2+json";
+
+        // v1: the default, deprecated.
+        let r = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/teams",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{}", db.name);
+        let h = r.headers();
+        assert_eq!(h["content-type"], "application/vnd.custos.v1+json");
+        assert_eq!(h["deprecation"], "@1796256000");
+        assert_eq!(h["sunset"], "Wed, 03 Mar 2027 00:00:00 GMT");
+        assert!(h["link"].to_str().unwrap().contains("rel=\"deprecation\""));
+        assert!(r.json::<Value>().await.unwrap().is_array());
+        let r = send(
+            reqwest::Method::GET,
+            "/admin/v1/tenants/acme/teams",
+            Some("application/json"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/vnd.custos.v1+json"
+        );
+
+        // v2: enveloped, no deprecation.
+        let r = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/teams",
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], V2);
+        assert!(r.headers().get("deprecation").is_none());
+        let body: Value = r.json().await.unwrap();
+        assert!(body["data"].is_array(), "{body}");
+        assert!(body["next_cursor"].is_null());
+
+        // An unknown version: 406 naming the ones served.
+        let r = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/teams",
+            Some("application/vnd.custos.v3+json"),
+            None,
+        )
+        .await
+        .unwrap();
+        let p = expect_problem(r, 406, "not-acceptable").await;
+        assert!(p["detail"].as_str().unwrap().contains(V2), "{p}");
+
+        // Changes through v2: created with their reason, listed a page at a time.
+        for name in ["t1", "t2", "t3"] {
+            let r = send(
+                reqwest::Method::POST,
+                "/admin/tenants/acme/teams",
+                Some(V2),
+                Some(json!({"name": name, "rpm": 100, "why": "capacity plan", "ticket": "CHG-9"})),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        }
+        let page: Value = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/teams?limit=2",
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(page["data"].as_array().unwrap().len(), 2, "{page}");
+        let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        let rest: Value = send(
+            reqwest::Method::GET,
+            &format!("/admin/tenants/acme/teams?limit=2&cursor={cursor}"),
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            rest["data"].as_array().unwrap().len(),
+            2,
+            "ml, t1, t2, t3: {rest}"
+        );
+        assert!(rest["next_cursor"].is_null());
+        let r = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/teams?cursor=garbage",
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap();
+        expect_problem(r, 400, "invalid-request").await;
+
+        // A key minted over v2 works at once; revoking it needs a reason.
+        let r = send(
+            reqwest::Method::POST,
+            "/admin/tenants/acme/apps",
+            Some(V2),
+            Some(json!({"team": "t1", "name": "web"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = send(
+            reqwest::Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(V2),
+            Some(
+                json!({"team": "t1", "app": "web", "models": ["gpt-4o-mini"], "expires_in": "30d"}),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        let secret = created["data"]["key"].as_str().unwrap().to_owned();
+        let id = created["data"]["id"].as_str().unwrap().to_owned();
+        let r = gw
+            .post("/v1/chat/completions", &secret, &chat(MODEL, "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{}", db.name);
+        let revoke = format!("/admin/tenants/acme/keys/{id}/revoke");
+        let r = send(reqwest::Method::POST, &revoke, Some(V2), None)
+            .await
+            .unwrap();
+        expect_problem(r, 422, "reason-required").await;
+        let r = send(
+            reqwest::Method::POST,
+            &revoke,
+            Some(V2),
+            Some(json!({"why": "leaked", "ticket": "INC-9"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = gw
+            .post("/v1/chat/completions", &secret, &chat(MODEL, "hi"))
+            .await;
+        expect_problem(r, 401, "revoked-api-key").await;
+        let evs = gw.store.ledger_entries(0, 10_000).await.unwrap();
+        let last: Value = evs
+            .iter()
+            .rev()
+            .map(|e| serde_json::from_str::<Value>(&e.event).unwrap())
+            .find(|e| e["activity"] == "key.revoke")
+            .unwrap();
+        assert_eq!(last["why"], "leaked");
+        assert_eq!(last["ticket"], "INC-9");
+        assert_eq!(last["actor"]["issuer"], "https://idp-a.test");
+        assert_eq!(last["decision"]["action"], "keys.revoke");
+
+        // Bad bodies: a clear 400, never a 500.
+        let r = gw
+            .client
+            .post(format!("{}/admin/tenants/acme/teams", gw.base))
+            .bearer_auth(&a)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, 400, "malformed-json").await;
+        let r = send(
+            reqwest::Method::POST,
+            "/admin/tenants/acme/teams",
+            Some(V2),
+            Some(json!({"name": "x", "colour": "red"})),
+        )
+        .await
+        .unwrap();
+        let p = expect_problem(r, 400, "malformed-json").await;
+        assert!(p["detail"].as_str().unwrap().contains("colour"), "{p}");
+    }
+}

@@ -3887,3 +3887,80 @@ fn a_closed_pipe_ends_commands_quietly() {
     assert_ne!(out.status.code(), Some(101), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// kill -9 while a loop of `keys create` and `budgets create` runs: no change is left without
+/// its ledger event and no event without its change, and the ledger still verifies.
+#[cfg(unix)]
+#[test]
+fn a_killed_change_leaves_both_or_neither() {
+    use std::collections::BTreeSet;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let bin = env!("CARGO_BIN_EXE_custos");
+    for round in 0..4u64 {
+        // Bounded: at most 300 iterations, and killed well before.
+        let script = format!(
+            "i=0; while [ $i -lt 300 ]; do i=$((i+1)); \
+             '{bin}' keys create --team ml --app bot >/dev/null 2>&1; \
+             '{bin}' budgets create b{round}x$i --amount 10 --why crash-test >/dev/null 2>&1; done"
+        );
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(d)
+            .env_remove("CUSTOS_CONFIG")
+            .env_remove("CUSTOS_DATABASE_URL")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(600 + 250 * round));
+        // The loop leads its own process group: kill it and the custos it is running. A pid
+        // of 0 or 1 would address far more than the loop, so it is refused.
+        let pgid = child.id();
+        assert!(pgid > 1);
+        let status = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap();
+    }
+    let lines = |args: &[&str]| -> Vec<Value> {
+        ok(d, args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ids_of = |activity: &str| -> BTreeSet<String> {
+        lines(&["audit", "query", "--activity", activity, "--json"])
+            .iter()
+            .filter(|e| e["event"]["activity"] == activity)
+            .map(|e| {
+                e["event"]["resources"][0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let keys: BTreeSet<String> = json(d, &["keys", "list", "--all"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    let budgets: BTreeSet<String> = json(d, &["budgets", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(keys.len() >= 4, "the loop ran: {} keys", keys.len());
+    assert_eq!(keys, ids_of("key.create"), "keys and their events");
+    assert_eq!(budgets, ids_of("budget.create"), "budgets and their events");
+    let report = verify_json(d, &["audit", "verify"]);
+    assert_eq!(report["ok"], true, "{report}");
+}
