@@ -32,6 +32,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use utoipa::{IntoParams, ToSchema};
+// Envelope and Page name v2's bodies in the OpenAPI annotations.
+#[allow(unused_imports)]
+use crate::openapi::{
+    AppOut, AuditItem, AuditOut, BudgetOut, CreatedKeyOut, Envelope, GrantOut, KeyOut, OverrideOut,
+    Page, PolicyOut, PriceOut, PriceSetOut, ProblemOut, RotatedKeyOut, TeamOut, TenantOut,
+    UsageOut,
+};
 
 /// The media type of v1 responses (deprecated).
 pub const MEDIA_TYPE: &str = "application/vnd.custos.v1+json";
@@ -278,8 +286,44 @@ fn actor_of<B>(
     a
 }
 
+/// A query string as `T`, refused as problem+json (axum's own rejection is plain text).
+pub(crate) struct AdminQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for AdminQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(AdminQuery(q)),
+            Err(e) => Err(Problem::new(ProblemKind::InvalidRequest, e.body_text()).into_response()),
+        }
+    }
+}
+
+/// Path parameters as `T`, refused as problem+json.
+pub(crate) struct AdminPath<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for AdminPath<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(AdminPath(p)),
+            Err(e) => Err(Problem::new(ProblemKind::InvalidRequest, e.body_text()).into_response()),
+        }
+    }
+}
+
 /// What every change handler needs: the state, the actor and the version.
-struct Ctx {
+pub(crate) struct Ctx {
     s: AppState,
     actor: Actor,
     version: ApiVersion,
@@ -362,9 +406,13 @@ fn one(v: ApiVersion, status: StatusCode, data: Value) -> Response {
 
 /// Cursor pagination of v2 lists: `limit` (1–1000, default 100) and the opaque `cursor` the
 /// previous page returned as `next_cursor`.
-#[derive(Deserialize, Default)]
-struct Page {
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Items per page, 1 to 1000 (default 100); v2 only.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page; v2 only.
     cursor: Option<String>,
 }
 
@@ -384,7 +432,7 @@ fn encode_cursor(offset: usize) -> String {
 }
 
 /// A list: v1 answers every item; v2 one page with `next_cursor` (null on the last page).
-fn list(v: ApiVersion, page: &Page, items: Vec<Value>) -> Response {
+fn list(v: ApiVersion, page: &PageQuery, items: Vec<Value>) -> Response {
     if v == ApiVersion::V1 {
         return axum::Json(Value::Array(items)).into_response();
     }
@@ -454,21 +502,42 @@ macro_rules! tri {
 }
 
 /// Just the reason, for changes that take nothing else.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+pub(crate) struct ReasonBody {
     why: Option<String>,
     ticket: Option<String>,
 }
 
-fn tenant_json(t: &custos_store::Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "regions": t.regions, "created_at": format_rfc3339(t.created_at)})
+/// A wire value as JSON (the wire types serialize infallibly: strings, numbers, lists).
+fn wire<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-async fn tenant_show(
+fn tenant_json(t: &custos_store::Tenant) -> Value {
+    wire(TenantOut {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        regions: t.regions.clone(),
+        created_at: format_rfc3339(t.created_at),
+    })
+}
+
+/// A tenant and its residency.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    responses(
+        (status = 200, body = Envelope<TenantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn tenant_show(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
+    AdminPath(tenant): AdminPath<String>,
 ) -> Response {
     match s.store.tenant(&tenant).await {
         Ok(t) => one(v, StatusCode::OK, tenant_json(&t)),
@@ -476,15 +545,26 @@ async fn tenant_show(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTenantBody {
+pub(crate) struct NewTenantBody {
     name: String,
     why: Option<String>,
     ticket: Option<String>,
 }
 
-async fn create_tenant(c: Ctx, bytes: Bytes) -> Response {
+/// Create a tenant (action tenants.manage on the new name).
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants",
+    request_body(content = NewTenantBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<TenantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_tenant(c: Ctx, bytes: Bytes) -> Response {
     let b: NewTenantBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     match c.s.control.create_tenant(&c.actor, &b.name, &r).await {
@@ -493,15 +573,31 @@ async fn create_tenant(c: Ctx, bytes: Bytes) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegionsBody {
+pub(crate) struct RegionsBody {
     regions: Vec<String>,
     why: Option<String>,
     ticket: Option<String>,
 }
 
-async fn set_regions(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Pin the tenant to regions (none: unpinned).
+#[utoipa::path(
+    tag = "admin",
+    put,
+    path = "/admin/tenants/{tenant}/regions",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = RegionsBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<TenantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn set_regions(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     let b: RegionsBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     match c
@@ -515,22 +611,45 @@ async fn set_regions(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Respon
     }
 }
 
-fn key_json(k: &custos_store::KeyRow) -> Value {
-    json!({
-        "id": k.id, "prefix": k.prefix, "name": k.name, "team": k.team, "app": k.app,
-        "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm, "status": k.status(now_ms()),
-        "created_at": format_rfc3339(k.created_at),
-        "expires_at": k.expires_at.map(format_rfc3339),
-        "revoked_at": k.revoked_at.map(format_rfc3339),
-        "rotated_from": k.rotated_from,
-    })
+fn key_out(k: &custos_store::KeyRow) -> KeyOut {
+    KeyOut {
+        id: k.id.clone(),
+        prefix: k.prefix.clone(),
+        name: k.name.clone(),
+        team: k.team.clone(),
+        app: k.app.clone(),
+        env: k.env.clone(),
+        models: k.models.clone(),
+        rpm: k.rpm,
+        tpm: k.tpm,
+        status: k.status(now_ms()).to_owned(),
+        created_at: format_rfc3339(k.created_at),
+        expires_at: k.expires_at.map(format_rfc3339),
+        revoked_at: k.revoked_at.map(format_rfc3339),
+        rotated_from: k.rotated_from.clone(),
+    }
 }
 
-async fn keys(
+fn key_json(k: &custos_store::KeyRow) -> Value {
+    wire(key_out(k))
+}
+
+/// API keys of the tenant, revoked and expired ones too.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/keys",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    responses(
+        (status = 200, body = Page<KeyOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn keys(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(page): Query<Page>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(page): AdminQuery<PageQuery>,
 ) -> Response {
     let filter = KeyFilter {
         tenant: Some(tenant),
@@ -543,13 +662,14 @@ async fn keys(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKeyBody {
+pub(crate) struct NewKeyBody {
     team: String,
     app: String,
     /// `*` or a comma-separated list, or a JSON array of names.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     models: Option<Value>,
     rpm: Option<u32>,
     tpm: Option<u32>,
@@ -561,7 +681,23 @@ struct NewKeyBody {
     ticket: Option<String>,
 }
 
-async fn create_key(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Mint an API key; the secret is in this answer only.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/keys",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = NewKeyBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<CreatedKeyOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_key(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     let b: NewKeyBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     let models = match &b.models {
@@ -606,9 +742,11 @@ async fn create_key(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Respons
     match c.s.control.create_key(&c.actor, &req, &r).await {
         Ok(k) => {
             refresh_keys(&c.s).await;
-            let mut j = key_json(&k.value.key);
-            j["key"] = json!(k.value.secret);
-            one(c.version, StatusCode::CREATED, j)
+            let out = CreatedKeyOut {
+                row: key_out(&k.value.key),
+                key: k.value.secret,
+            };
+            one(c.version, StatusCode::CREATED, wire(out))
         }
         Err(e) => control_problem(e),
     }
@@ -621,7 +759,23 @@ async fn refresh_keys(s: &AppState) {
     }
 }
 
-async fn revoke_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+/// Revoke a key now (needs why by default).
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/keys/{id}/revoke",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("id" = String, Path, description = "the object id (or a key's displayed prefix)")),
+    request_body(content = ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<KeyOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn revoke_key(
+    c: Ctx,
+    AdminPath((tenant, id)): AdminPath<(String, String)>,
+    bytes: Bytes,
+) -> Response {
     let b: ReasonBody = tri!(body(&bytes, Some(ReasonBody::default())));
     let r = tri!(reason(&b.why, &b.ticket));
     match c
@@ -638,16 +792,32 @@ async fn revoke_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: B
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-struct RotateBody {
+pub(crate) struct RotateBody {
     /// How long the old key keeps working, e.g. "24h" (default: stops now).
     overlap: Option<String>,
     why: Option<String>,
     ticket: Option<String>,
 }
 
-async fn rotate_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+/// Issue a successor; the old key stops after the overlap.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/keys/{id}/rotate",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("id" = String, Path, description = "the object id (or a key's displayed prefix)")),
+    request_body(content = RotateBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<RotatedKeyOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn rotate_key(
+    c: Ctx,
+    AdminPath((tenant, id)): AdminPath<(String, String)>,
+    bytes: Bytes,
+) -> Response {
     let b: RotateBody = tri!(body(&bytes, Some(RotateBody::default())));
     let r = tri!(reason(&b.why, &b.ticket));
     let overlap = match &b.overlap {
@@ -671,7 +841,11 @@ async fn rotate_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: B
             one(
                 c.version,
                 StatusCode::CREATED,
-                json!({"old": key_json(&k.value.old), "new": key_json(&k.value.new), "key": k.value.secret}),
+                wire(RotatedKeyOut {
+                    old: key_out(&k.value.old),
+                    new: key_out(&k.value.new),
+                    key: k.value.secret,
+                }),
             )
         }
         Err(e) => control_problem(e),
@@ -679,15 +853,31 @@ async fn rotate_key(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: B
 }
 
 fn team_json(t: &custos_store::Team) -> Value {
-    json!({"id": t.id, "name": t.name, "rpm": t.rpm, "tpm": t.tpm,
-           "created_at": format_rfc3339(t.created_at)})
+    wire(TeamOut {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        rpm: t.rpm,
+        tpm: t.tpm,
+        created_at: format_rfc3339(t.created_at),
+    })
 }
 
-async fn teams(
+/// Teams of the tenant.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/teams",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    responses(
+        (status = 200, body = Page<TeamOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn teams(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(page): Query<Page>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(page): AdminQuery<PageQuery>,
 ) -> Response {
     match s.store.list_teams(Some(&tenant)).await {
         Ok(l) => list(v, &page, l.iter().map(team_json).collect()),
@@ -695,9 +885,9 @@ async fn teams(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TeamBody {
+pub(crate) struct TeamBody {
     name: String,
     rpm: Option<u32>,
     tpm: Option<u32>,
@@ -705,7 +895,23 @@ struct TeamBody {
     ticket: Option<String>,
 }
 
-async fn create_team(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Create a team, with optional shared limits.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/teams",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = TeamBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<TeamOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_team(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     let b: TeamBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     let lim = |v: Option<u32>| v.filter(|n| *n > 0).map(i64::from);
@@ -720,13 +926,15 @@ async fn create_team(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Respon
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LimitsBody {
+pub(crate) struct LimitsBody {
     /// A number sets the limit; 0 or null clears it; absent keeps it.
     #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u32>)]
     rpm: Option<Option<u32>>,
     #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<u32>)]
     tpm: Option<Option<u32>>,
     why: Option<String>,
     ticket: Option<String>,
@@ -736,9 +944,21 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D
     Option::<u32>::deserialize(d).map(Some)
 }
 
-async fn set_team_limits(
+/// Set or clear a team's shared limits.
+#[utoipa::path(
+    tag = "admin",
+    patch,
+    path = "/admin/tenants/{tenant}/teams/{name}",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("name" = String, Path, description = "the team's or budget's name")),
+    request_body(content = LimitsBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<TeamOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn set_team_limits(
     c: Ctx,
-    Path((tenant, name)): Path<(String, String)>,
+    AdminPath((tenant, name)): AdminPath<(String, String)>,
     bytes: Bytes,
 ) -> Response {
     let b: LimitsBody = tri!(body(&bytes, None));
@@ -760,14 +980,30 @@ async fn set_team_limits(
 }
 
 fn app_json(a: &custos_store::App) -> Value {
-    json!({"id": a.id, "team": a.team, "name": a.name, "created_at": format_rfc3339(a.created_at)})
+    wire(AppOut {
+        id: a.id.clone(),
+        team: a.team.clone(),
+        name: a.name.clone(),
+        created_at: format_rfc3339(a.created_at),
+    })
 }
 
-async fn apps(
+/// Apps of the tenant.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/apps",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    responses(
+        (status = 200, body = Page<AppOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn apps(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(page): Query<Page>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(page): AdminQuery<PageQuery>,
 ) -> Response {
     match s.store.list_apps(Some(&tenant), None).await {
         Ok(l) => list(v, &page, l.iter().map(app_json).collect()),
@@ -775,16 +1011,32 @@ async fn apps(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AppBody {
+pub(crate) struct AppBody {
     team: String,
     name: String,
     why: Option<String>,
     ticket: Option<String>,
 }
 
-async fn create_app(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Create an app in a team.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/apps",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = AppBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<AppOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_app(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     let b: AppBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     match c
@@ -799,18 +1051,35 @@ async fn create_app(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Respons
 }
 
 fn budget_json(b: &custos_finops::budget::Budget) -> Value {
-    json!({
-        "id": b.id, "name": b.name, "scope": b.scope.to_string(), "period": b.period.as_str(),
-        "time_zone": b.time_zone, "amount": b.amount.to_string(), "currency": b.currency.as_str(),
-        "thresholds": b.thresholds, "action": b.action.as_str(),
+    wire(BudgetOut {
+        id: b.id.clone(),
+        name: b.name.clone(),
+        scope: b.scope.to_string(),
+        period: b.period.as_str().to_owned(),
+        time_zone: b.time_zone.clone(),
+        amount: b.amount.to_string(),
+        currency: b.currency.as_str().to_owned(),
+        thresholds: b.thresholds.clone(),
+        action: b.action.as_str().to_owned(),
     })
 }
 
-async fn budgets(
+/// Budgets of the tenant.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/budgets",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    responses(
+        (status = 200, body = Page<BudgetOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn budgets(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(page): Query<Page>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(page): AdminQuery<PageQuery>,
 ) -> Response {
     match s.store.budgets(Some(&tenant)).await {
         Ok(l) => list(v, &page, l.iter().map(budget_json).collect()),
@@ -818,9 +1087,9 @@ async fn budgets(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BudgetBody {
+pub(crate) struct BudgetBody {
     name: String,
     /// `tenant`, `team:NAME`, `app:TEAM/APP`, `key:ID` or `tag:KEY=VALUE`.
     scope: String,
@@ -845,7 +1114,23 @@ where
         .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("{field}: {e}")))
 }
 
-async fn create_budget(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Create a budget.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/budgets",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = BudgetBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<BudgetOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_budget(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     use custos_finops::budget::{Action, Budget, Scope};
     let b: BudgetBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
@@ -880,9 +1165,21 @@ async fn create_budget(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Resp
     }
 }
 
-async fn delete_budget(
+/// Delete a budget (its alert history stays).
+#[utoipa::path(
+    tag = "admin",
+    delete,
+    path = "/admin/tenants/{tenant}/budgets/{name}",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("name" = String, Path, description = "the team's or budget's name")),
+    request_body(content = ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<BudgetOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn delete_budget(
     c: Ctx,
-    Path((tenant, name)): Path<(String, String)>,
+    AdminPath((tenant, name)): AdminPath<(String, String)>,
     bytes: Bytes,
 ) -> Response {
     let b: ReasonBody = tri!(body(&bytes, Some(ReasonBody::default())));
@@ -903,9 +1200,9 @@ async fn delete_budget(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OverrideBody {
+pub(crate) struct OverrideBody {
     key: String,
     /// e.g. "2h"; at most 72h.
     duration: String,
@@ -913,7 +1210,23 @@ struct OverrideBody {
     ticket: Option<String>,
 }
 
-async fn create_override(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Let one key spend past its budgets for up to 72h (needs why).
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/overrides",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = OverrideBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<OverrideOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn create_override(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     let b: OverrideBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     let d = match custos_core::duration::parse_duration(&b.duration) {
@@ -941,16 +1254,22 @@ async fn create_override(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Re
             one(
                 c.version,
                 StatusCode::CREATED,
-                json!({"id": o.id, "key": o.key_id, "expires_at": format_rfc3339(o.expires_at),
-                       "why": o.why, "created_by": o.created_by}),
+                wire(OverrideOut {
+                    id: o.id,
+                    key: o.key_id,
+                    expires_at: format_rfc3339(o.expires_at),
+                    why: o.why,
+                    created_by: o.created_by,
+                }),
             )
         }
         Err(e) => control_problem(e),
     }
 }
 
-#[derive(Deserialize)]
-struct Window {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WindowQuery {
     /// v1: Unix ms; v2: RFC 3339. Default: 30 days ago.
     since: Option<String>,
     until: Option<String>,
@@ -977,11 +1296,22 @@ fn window_bound(
     })
 }
 
-async fn usage(
+/// Spend and tokens by team and model.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/usage",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), WindowQuery),
+    responses(
+        (status = 200, body = Envelope<UsageOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn usage(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(w): Query<Window>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(w): AdminQuery<WindowQuery>,
 ) -> Response {
     let now = now_ms();
     let since = tri!(window_bound(v, "since", &w.since));
@@ -1002,23 +1332,27 @@ async fn usage(
     ];
     match s.store.usage_report(&filter, &by, 0).await {
         Ok(rows) => {
-            let items: Vec<Value> = rows
+            let items: Vec<crate::openapi::UsageRow> = rows
                 .iter()
-                .map(|r| {
-                    json!({
-                        "team": r.keys.first(), "model": r.keys.get(1), "calls": r.calls,
-                        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
-                        "cost": r.cost.to_string(),
-                    })
+                .map(|r| crate::openapi::UsageRow {
+                    team: r.keys.first().cloned(),
+                    model: r.keys.get(1).cloned(),
+                    calls: r.calls,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    cost: r.cost.to_string(),
                 })
                 .collect();
             match v {
-                ApiVersion::V1 => axum::Json(Value::Array(items)).into_response(),
+                ApiVersion::V1 => axum::Json(wire(items)).into_response(),
                 ApiVersion::V2 => one(
                     v,
                     StatusCode::OK,
-                    json!({"since": format_rfc3339(filter.from_ms),
-                           "until": format_rfc3339(filter.until_ms), "groups": items}),
+                    wire(UsageOut {
+                        since: format_rfc3339(filter.from_ms),
+                        until: format_rfc3339(filter.until_ms),
+                        groups: items,
+                    }),
                 ),
             }
         }
@@ -1026,9 +1360,11 @@ async fn usage(
     }
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
     /// Most events returned, newest last (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -1040,11 +1376,22 @@ fn concerns(event: &Value, tenant: &str) -> bool {
             .is_some_and(|r| r.iter().any(|r| r["tenant"] == tenant))
 }
 
-async fn audit(
+/// The tenant's latest ledger events.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/audit",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), AuditQuery),
+    responses(
+        (status = 200, body = Envelope<AuditOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn audit(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(q): Query<AuditQuery>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(q): AdminQuery<AuditQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as usize;
     let size = match s.store.ledger_size().await {
@@ -1052,7 +1399,7 @@ async fn audit(
         Err(e) => return store_problem(e),
     };
     // Read backwards in pages until enough of this tenant's events are found.
-    let mut found: Vec<Value> = Vec::new();
+    let mut found: Vec<AuditItem> = Vec::new();
     let mut end = size;
     const PAGE: i64 = 2_000;
     let mut scanned = 0i64;
@@ -1063,13 +1410,15 @@ async fn audit(
             Err(e) => return store_problem(e),
         };
         scanned += end - from;
-        let mut mine: Vec<Value> = page
+        let mut mine: Vec<AuditItem> = page
             .iter()
             .filter_map(|e| {
                 let ev: Value = serde_json::from_str(&e.event).ok()?;
-                concerns(&ev, &tenant).then(|| {
-                    json!({"index": e.index, "leaf_hash": e.leaf_hash,
-                           "recorded_at": format_rfc3339(e.recorded_at), "event": ev})
+                concerns(&ev, &tenant).then(|| AuditItem {
+                    index: e.index,
+                    leaf_hash: e.leaf_hash.clone(),
+                    recorded_at: format_rfc3339(e.recorded_at),
+                    event: ev,
                 })
             })
             .collect();
@@ -1080,23 +1429,43 @@ async fn audit(
     let skip = found.len().saturating_sub(limit);
     let items = found.split_off(skip);
     match v {
-        ApiVersion::V1 => axum::Json(Value::Array(
+        ApiVersion::V1 => axum::Json(wire(
             items
                 .into_iter()
-                .map(|i| json!({"index": i["index"], "event": i["event"]}))
-                .collect(),
+                .map(|i| crate::openapi::AuditItemV1 {
+                    index: i.index,
+                    event: i.event,
+                })
+                .collect::<Vec<_>>(),
         ))
         .into_response(),
         ApiVersion::V2 => one(
             v,
             StatusCode::OK,
-            json!({"ledger_size": size, "events": items,
-                   "proofs": "GET the inclusion proof of an index with `custos audit proof INDEX` against a signed checkpoint"}),
+            wire(AuditOut {
+                ledger_size: size,
+                events: items,
+                proofs: "`custos audit prove --index N` gives an entry's inclusion proof against a signed checkpoint; `custos audit verify-proof` checks it offline".into(),
+            }),
         ),
     }
 }
 
-async fn policies(State(s): State<AppState>, Extension(v): Extension<ApiVersion>) -> Response {
+/// The Cedar policies in force.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/policies",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    responses(
+        (status = 200, body = Envelope<Vec<PolicyOut>>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn policies(
+    State(s): State<AppState>,
+    Extension(v): Extension<ApiVersion>,
+) -> Response {
     match v {
         ApiVersion::V1 => axum::Json(json!(s.authz.policy_ids())).into_response(),
         ApiVersion::V2 => one(
@@ -1106,7 +1475,7 @@ async fn policies(State(s): State<AppState>, Extension(v): Extension<ApiVersion>
                 s.authz
                     .policy_ids()
                     .into_iter()
-                    .map(|(id, at)| json!({"id": id, "origin": at}))
+                    .map(|(id, origin)| wire(PolicyOut { id, origin }))
                     .collect(),
             ),
         ),
@@ -1114,20 +1483,37 @@ async fn policies(State(s): State<AppState>, Extension(v): Extension<ApiVersion>
 }
 
 fn grant_json(g: &Grant) -> Value {
-    let now = now_ms();
-    json!({
-        "id": g.id, "principal": g.principal, "role": g.role, "kind": g.kind.as_str(),
-        "state": g.state(now), "why": g.why, "duration_ms": g.duration_ms,
-        "requested_by": g.requested_by, "requested_at": format_rfc3339(g.requested_at),
-        "decided_by": g.decided_by, "expires_at": g.expires_at.map(format_rfc3339),
+    wire(GrantOut {
+        id: g.id.clone(),
+        principal: g.principal.clone(),
+        role: g.role.clone(),
+        kind: g.kind.as_str().to_owned(),
+        state: g.state(now_ms()).to_owned(),
+        why: g.why.clone(),
+        duration_ms: g.duration_ms,
+        requested_by: g.requested_by.clone(),
+        requested_at: format_rfc3339(g.requested_at),
+        decided_by: g.decided_by.clone(),
+        expires_at: g.expires_at.map(format_rfc3339),
     })
 }
 
-async fn grants(
+/// Grants of the tenant, newest first.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/tenants/{tenant}/grants",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    responses(
+        (status = 200, body = Page<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn grants(
     State(s): State<AppState>,
     Extension(v): Extension<ApiVersion>,
-    Path(tenant): Path<String>,
-    Query(page): Query<Page>,
+    AdminPath(tenant): AdminPath<String>,
+    AdminQuery(page): AdminQuery<PageQuery>,
 ) -> Response {
     match s.store.grants_list(Some(&tenant)).await {
         Ok(l) => list(v, &page, l.iter().map(grant_json).collect()),
@@ -1135,9 +1521,9 @@ async fn grants(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GrantBody {
+pub(crate) struct GrantBody {
     role: String,
     /// e.g. "60m".
     duration: String,
@@ -1181,11 +1567,43 @@ async fn create_grant(c: Ctx, tenant: String, bytes: Bytes, kind: GrantKind) -> 
     }
 }
 
-async fn request_grant(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Ask for a role for a while; another principal approves.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/grants",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = GrantBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn request_grant(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     create_grant(c, tenant, bytes, GrantKind::Jit).await
 }
 
-async fn break_glass(c: Ctx, Path(tenant): Path<String>, bytes: Bytes) -> Response {
+/// Take a role now, in an emergency; always alerted.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/grants/break-glass",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme")),
+    request_body(content = GrantBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn break_glass(
+    c: Ctx,
+    AdminPath(tenant): AdminPath<String>,
+    bytes: Bytes,
+) -> Response {
     create_grant(c, tenant, bytes, GrantKind::BreakGlass).await
 }
 
@@ -1221,27 +1639,78 @@ async fn decide(
     }
 }
 
-async fn approve_grant(
+/// Approve a pending grant (not your own).
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/grants/{id}/approve",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("id" = String, Path, description = "the object id (or a key's displayed prefix)")),
+    request_body(content = ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn approve_grant(
     c: Ctx,
-    Path((tenant, id)): Path<(String, String)>,
+    AdminPath((tenant, id)): AdminPath<(String, String)>,
     bytes: Bytes,
 ) -> Response {
     decide(c, tenant, id, bytes, Some(true)).await
 }
 
-async fn deny_grant(c: Ctx, Path((tenant, id)): Path<(String, String)>, bytes: Bytes) -> Response {
+/// Deny a pending grant.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/grants/{id}/deny",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("id" = String, Path, description = "the object id (or a key's displayed prefix)")),
+    request_body(content = ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn deny_grant(
+    c: Ctx,
+    AdminPath((tenant, id)): AdminPath<(String, String)>,
+    bytes: Bytes,
+) -> Response {
     decide(c, tenant, id, bytes, Some(false)).await
 }
 
-async fn revoke_grant(
+/// End a grant now.
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/tenants/{tenant}/grants/{id}/revoke",
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), ("id" = String, Path, description = "the object id (or a key's displayed prefix)")),
+    request_body(content = ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn revoke_grant(
     c: Ctx,
-    Path((tenant, id)): Path<(String, String)>,
+    AdminPath((tenant, id)): AdminPath<(String, String)>,
     bytes: Bytes,
 ) -> Response {
     decide(c, tenant, id, bytes, None).await
 }
 
-async fn prices(c: Ctx, Query(page): Query<Page>) -> Response {
+/// Every price, by provider, model and date.
+#[utoipa::path(
+    tag = "admin",
+    get,
+    path = "/admin/prices",
+    params(PageQuery),
+    responses(
+        (status = 200, body = Page<PriceOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn prices(c: Ctx, AdminQuery(page): AdminQuery<PageQuery>) -> Response {
     let d = match c
         .s
         .control
@@ -1262,24 +1731,33 @@ async fn prices(c: Ctx, Query(page): Query<Page>) -> Response {
             c.version,
             &page,
             l.iter()
-                .map(|p| json!({"provider": p.provider, "model": p.model,
-                    "effective_from": format_rfc3339(p.effective_from), "currency": p.currency.as_str(),
-                    "rates": serde_json::to_value(&p.rates).unwrap_or(Value::Null)}))
+                .map(|p| {
+                    wire(PriceOut {
+                        provider: p.provider.clone(),
+                        model: p.model.clone(),
+                        effective_from: format_rfc3339(p.effective_from),
+                        currency: p.currency.as_str().to_owned(),
+                        rates: wire(&p.rates),
+                    })
+                })
                 .collect(),
         ),
         Err(e) => store_problem(e),
     }
 }
 
-async fn set_price(c: Ctx, bytes: Bytes) -> Response {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct PriceBody {
-        #[serde(flatten)]
-        price: custos_finops::Price,
-        why: Option<String>,
-        ticket: Option<String>,
-    }
+/// Set one price (catalog-wide: action prices.manage).
+#[utoipa::path(
+    tag = "admin",
+    post,
+    path = "/admin/prices",
+    request_body(content = PriceBody, content_type = "application/json"),
+    responses(
+        (status = 201, body = Envelope<PriceSetOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn set_price(c: Ctx, bytes: Bytes) -> Response {
     let b: PriceBody = tri!(body(&bytes, None));
     let r = tri!(reason(&b.why, &b.ticket));
     match c
@@ -1295,12 +1773,53 @@ async fn set_price(c: Ctx, bytes: Bytes) -> Response {
             one(
                 c.version,
                 StatusCode::CREATED,
-                json!({"provider": b.price.provider, "model": b.price.model,
-                       "effective_from": format_rfc3339(b.price.effective_from)}),
+                wire(PriceSetOut {
+                    provider: b.price.provider.clone(),
+                    model: b.price.model.clone(),
+                    effective_from: format_rfc3339(b.price.effective_from),
+                }),
             )
         }
         Err(e) => control_problem(e),
     }
+}
+
+/// A price: `provider`, `model`, `currency`, `effective_from` (Unix ms) and rates
+/// (`input_per_1m`, `output_per_1m`, `cached_input_per_1m`, `per_call`, …), with the reason.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PriceBody {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    price: custos_finops::Price,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+/// The errors every admin endpoint may answer, as RFC 9457 problems.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum Errors {
+    /// The request is malformed or invalid.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemOut),
+    /// No credential, or one that is not valid.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemOut),
+    /// The policies deny it (recorded in the ledger).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemOut),
+    /// No such object in this tenant.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemOut),
+    /// No supported version was asked for in `Accept`.
+    #[response(status = 406, content_type = "application/problem+json")]
+    NotAcceptable(ProblemOut),
+    /// The object exists already, or changed meanwhile.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemOut),
+    /// The change must say why (`[audit] require_why`).
+    #[response(status = 422, content_type = "application/problem+json")]
+    ReasonRequired(ProblemOut),
 }
 
 #[cfg(test)]

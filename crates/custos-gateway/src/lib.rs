@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod meter;
 pub mod metrics;
 pub mod oidc;
+pub mod openapi;
 pub mod overload;
 pub mod pii;
 pub mod pipeline;

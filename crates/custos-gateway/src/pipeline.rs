@@ -70,6 +70,7 @@ fn build(state: AppState, audit: bool) -> Router {
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(metrics::exposition))
+        .route("/admin/openapi.json", get(crate::openapi::serve))
         .merge(authenticated)
         .fallback(service::not_found)
         .method_not_allowed_fallback(service::method_not_allowed)

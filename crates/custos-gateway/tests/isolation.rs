@@ -707,3 +707,70 @@ async fn admin_api_versions_by_media_type() {
         assert!(p["detail"].as_str().unwrap().contains("colour"), "{p}");
     }
 }
+
+/// schemathesis (the test venv's) fuzzes both versions of the admin API from their OpenAPI
+/// documents on a live gateway: no server errors, and every answer's status, media type and
+/// body as documented. Bounded in examples and time.
+#[tokio::test]
+async fn schemathesis_finds_the_admin_api_as_documented() {
+    let Ok(python) = std::env::var("CUSTOS_TEST_PYTHON") else {
+        eprintln!(
+            "skipping the schemathesis run: CUSTOS_TEST_PYTHON is not set (./dev test sets it)"
+        );
+        return;
+    };
+    let st = std::path::Path::new(&python).with_file_name("schemathesis");
+    if !st.exists() {
+        eprintln!("skipping the schemathesis run: {} is missing", st.display());
+        return;
+    }
+    let idps = two_issuers();
+    let db = databases("admin_schemathesis").await.remove(0);
+    let gw = start(&db, &idps.toml).await;
+    gw.state.directory.refresh(&gw.store).await.unwrap();
+    let token = admin_token(&idps.a, "admin@acme", "acme");
+    for (version, media) in [
+        (2, "application/vnd.custos.v2+json"),
+        (1, "application/vnd.custos.v1+json"),
+    ] {
+        let schema = format!("{}/admin/openapi.json?version={version}", gw.base);
+        let args = vec![
+            "120".to_owned(),
+            st.display().to_string(),
+            "run".into(),
+            schema,
+            "--url".into(),
+            gw.base.clone(),
+            "-H".into(),
+            format!("Authorization: Bearer {token}"),
+            "-H".into(),
+            format!("Accept: {media}"),
+            "--checks".into(),
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance".into(),
+            "--max-examples".into(),
+            "8".into(),
+            "--phases".into(),
+            "examples,fuzzing".into(),
+            "--seed".into(),
+            "18".into(),
+            "--workers".into(),
+            "2".into(),
+            "--max-time".into(),
+            "40".into(),
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("timeout")
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "schemathesis on v{version}:\n{text}");
+    }
+}
