@@ -142,6 +142,11 @@ pub fn router(state: AppState) -> Router<AppState> {
     ))
     .merge(global)
     .layer(axum::middleware::from_fn(negotiate))
+    // Outermost: a replay is the answer exactly as first given, headers included.
+    .layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::idempotency::dedupe_admin,
+    ))
 }
 
 /// Chooses the version, and labels the answer with it; v1 answers carry their deprecation.

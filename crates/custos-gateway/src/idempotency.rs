@@ -250,9 +250,80 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
     ) else {
         return next.run(req).await;
     };
+    run_once(
+        &state,
+        (principal.uid.clone(), key),
+        call.body_sha256,
+        req,
+        next,
+    )
+    .await
+}
+
+/// Admin API POSTs: the same contract, the request identified by its method, path and body
+/// (so one key reused on another endpoint is a mismatch too). Admin bodies are small: one
+/// over `MAX_ADMIN_BODY` is refused before anything runs.
+pub async fn dedupe_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(raw) = req.headers().get(HEADER) else {
+        return next.run(req).await;
+    };
+    if req.method() != http::Method::POST {
+        return next.run(req).await;
+    }
+    let Some(key) = valid_key(raw) else {
+        return Problem::new(
+            ProblemKind::IdempotencyKeyInvalid,
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
+        )
+        .into_response();
+    };
+    let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_ADMIN_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                ProblemKind::BodyTooLarge,
+                format!("an admin request body is at most {MAX_ADMIN_BODY} bytes"),
+            )
+            .into_response()
+        }
+    };
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(parts.method.as_str().as_bytes());
+    h.update([0]);
+    h.update(parts.uri.path().as_bytes());
+    h.update([0]);
+    h.update(&bytes);
+    let sha: [u8; 32] = h.finalize().into();
+    let req = Request::from_parts(parts, Body::from(bytes));
+    run_once(
+        &state,
+        (principal.uid.clone(), format!("admin:{key}")),
+        sha,
+        req,
+        next,
+    )
+    .await
+}
+
+/// The largest admin request body read for idempotency.
+pub const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// Runs the request once per (principal, key): replays a completed answer for the same
+/// request, refuses a concurrent duplicate (409) and a different request under the key (422).
+async fn run_once(
+    state: &AppState,
+    scope: Scope,
+    body_sha256: [u8; 32],
+    req: Request,
+    next: Next,
+) -> Response {
     let store = state.idempotency.clone();
-    let scope: Scope = (principal.uid.clone(), key);
-    let token = match store.begin(scope.clone(), call.body_sha256) {
+    let token = match store.begin(scope.clone(), body_sha256) {
         Lookup::Run { token } => token,
         Lookup::Replay(stored) => {
             state.metrics.idempotent_replay();

@@ -684,6 +684,44 @@ async fn admin_api_versions_by_media_type() {
         assert_eq!(last["actor"]["issuer"], "https://idp-a.test");
         assert_eq!(last["decision"]["action"], "keys.revoke");
 
+        // Idempotency-Key: the same create replays; another body under the key is 422; the
+        // X-Request-ID reaches the ledger event.
+        let post_team = |name: &str, key: &str| {
+            gw.client
+                .post(format!("{}/admin/tenants/acme/teams", gw.base))
+                .bearer_auth(&a)
+                .header("accept", V2)
+                .header("idempotency-key", key)
+                .header("x-request-id", "admin-req-1")
+                .json(&json!({"name": name, "why": "idempotent"}))
+                .send()
+        };
+        let first = post_team("t9", "idem-1").await.unwrap();
+        assert_eq!(first.status(), 201);
+        let first: Value = first.json().await.unwrap();
+        let again = post_team("t9", "idem-1").await.unwrap();
+        assert_eq!(again.status(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["data"]["id"], first["data"]["id"]);
+        expect_problem(
+            post_team("t10", "idem-1").await.unwrap(),
+            422,
+            "idempotency-key-reused",
+        )
+        .await;
+        let creates: Vec<Value> = gw
+            .store
+            .ledger_entries(0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(&e.event).unwrap())
+            .filter(|e| e["activity"] == "team.create" && e["resources"][0]["name"] == "t9")
+            .collect();
+        assert_eq!(creates.len(), 1, "{}", db.name);
+        assert_eq!(creates[0]["request_id"], "admin-req-1");
+
         // Bad bodies: a clear 400, never a 500.
         let r = gw
             .client
