@@ -12,6 +12,7 @@ pub mod job;
 pub mod money;
 pub mod period;
 pub mod pricing;
+pub mod reconcile;
 pub mod tags;
 pub mod usage;
 

@@ -65,3 +65,17 @@ proptest! {
         prop_assert!((cost * 1_000_000 - exact_num).abs() * 2 <= 1_000_000);
     }
 }
+
+proptest::proptest! {
+    /// Matching bill lines to models is total over any text, and a name names itself.
+    #[test]
+    fn bill_line_matching_is_total(hay in "\\PC{0,64}", name in "\\PC{0,16}") {
+        let _ = custos_finops::reconcile::names_model(&hay.to_lowercase(), &name.to_lowercase());
+    }
+
+    #[test]
+    fn a_model_name_names_itself(name in "[a-z][a-z0-9-]{0,12}[a-z0-9]", suffix in "( input| output|-2024-08-06)?") {
+        let hay = format!("{name}{suffix}");
+        proptest::prop_assert!(custos_finops::reconcile::names_model(&hay, &name));
+    }
+}

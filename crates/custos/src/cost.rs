@@ -327,6 +327,11 @@ Exit status 1 when untagged spend or a provider's metering gap exceeds the toler
         /// Gateway provider = billing provider name pairs, comma-separated.
         #[arg(long, value_delimiter = ',')]
         provider_map: Vec<String>,
+        /// Bill text = gateway model pairs, comma-separated: a bill line whose SKU, service
+        /// or description holds the text is that model's (else the longest model name the
+        /// line names as a whole: gpt-4o never takes a gpt-4o-mini line).
+        #[arg(long, value_delimiter = ',', value_name = "TEXT=MODEL")]
+        model_map: Vec<String>,
     },
     /// Spend, tokens and unit economics by team, app, model, tag…, against the previous period.
     #[command(after_help = "Examples:
@@ -1552,17 +1557,31 @@ async fn reconcile(
     tag: String,
     tolerance: f64,
     provider_map: Vec<String>,
+    model_map: Vec<String>,
 ) -> Result<ExitCode> {
+    use custos_finops::reconcile::{self as rec, BilledLine, Mapping, MeteredModel, TagGroup};
     custos_store::check_tag_key(&tag).map_err(anyhow::Error::msg)?;
     if !(0.0..=100.0).contains(&tolerance) {
         bail!("--tolerance is a percentage between 0 and 100");
     }
-    let mut map: HashMap<String, String> = HashMap::new();
+    let mut mapping = Mapping::default();
     for pair in &provider_map {
         let Some((g, b)) = pair.split_once('=') else {
             bail!("--provider-map takes gateway=billing pairs, e.g. openai=OpenAI; got {pair:?}");
         };
-        map.insert(g.trim().to_owned(), b.trim().to_lowercase());
+        mapping
+            .providers
+            .insert(g.trim().to_owned(), b.trim().to_lowercase());
+    }
+    for pair in &model_map {
+        match pair.split_once('=') {
+            Some((text, model)) if !text.trim().is_empty() && !model.trim().is_empty() => mapping
+                .models
+                .push((text.trim().to_owned(), model.trim().to_owned())),
+            _ => bail!(
+                "--model-map takes bill-text=model pairs, e.g. 'SKU-7781=support-bot'; got {pair:?}"
+            ),
+        }
     }
     let store = open(ctx).await?;
     let (w, _) = windows(ctx, &range)?;
@@ -1570,36 +1589,38 @@ async fn reconcile(
     let by_tag = store
         .billing_groups(w.start_ms, w.end_ms, Some(&tag))
         .await?;
-    let mut totals: BTreeMap<String, (Amount, Amount)> = BTreeMap::new();
-    for g in &by_tag {
-        let e = totals.entry(g.currency.clone()).or_default();
-        e.0 = e.0.saturating_add(g.billed);
-        if g.keys[0].is_empty() {
-            e.1 = e.1.saturating_add(g.billed);
-        }
-    }
-    let mut failed = false;
-    let mut allocation = Vec::new();
-    for (cur, (total, untagged)) in &totals {
-        let share = if total.is_zero() {
-            0.0
-        } else {
-            untagged.to_f64() / total.to_f64() * 100.0
-        };
-        let ok = share <= tolerance;
-        failed |= !ok;
-        allocation.push(json!({"currency": cur, "billed": total.to_string(), "untagged": untagged.to_string(),
-            "untagged_percent": share, "tag_compliance_percent": 100.0 - share, "within_tolerance": ok,
-            "by_tag": by_tag.iter().filter(|g| &g.currency == cur).map(|g| json!({"value": g.keys[0], "billed": g.billed.to_string(), "rows": g.rows})).collect::<Vec<_>>()}));
-    }
+    let tags: Vec<TagGroup> = by_tag
+        .iter()
+        .map(|g| TagGroup {
+            value: g.keys[0].clone(),
+            currency: g.currency.clone(),
+            billed: g.billed,
+            rows: g.rows,
+        })
+        .collect();
     // Metering: the gateway's own cost per provider and model against the bills.
-    let billed = store.billing_groups(w.start_ms, w.end_ms, None).await?;
+    let billed: Vec<BilledLine> = store
+        .billing_groups(w.start_ms, w.end_ms, None)
+        .await?
+        .into_iter()
+        .map(|g| {
+            let mut k = g.keys.into_iter();
+            BilledLine {
+                provider: k.next().unwrap_or_default(),
+                service: k.next().unwrap_or_default(),
+                sku: k.next().unwrap_or_default(),
+                description: k.next().unwrap_or_default(),
+                currency: g.currency,
+                billed: g.billed,
+            }
+        })
+        .collect();
     let f = UsageFilter {
         from_ms: w.start_ms,
         until_ms: w.end_ms,
         ..UsageFilter::default()
     };
-    let metered = store
+    let metered: Vec<MeteredModel> = store
         .usage_report(
             &f,
             &[
@@ -1610,68 +1631,28 @@ async fn reconcile(
             ],
             0,
         )
-        .await?;
-    let mut providers: BTreeMap<String, Vec<(String, Amount, String)>> = BTreeMap::new();
-    for m in metered.iter().filter(|m| m.keys[0] == "gateway") {
-        providers.entry(m.keys[1].clone()).or_default().push((
-            m.keys[2].clone(),
-            m.cost,
-            m.keys[3].clone(),
-        ));
-    }
-    let mut gaps = Vec::new();
-    for (provider, models) in &providers {
-        let billing_name = map
-            .get(provider)
-            .cloned()
-            .unwrap_or_else(|| provider.to_lowercase());
-        let items: Vec<&custos_store::BilledGroup> = billed
-            .iter()
-            .filter(|b| b.keys[0].to_lowercase() == billing_name)
-            .collect();
-        let mut claimed = vec![false; items.len()];
-        let mut provider_metered = Amount::ZERO;
-        let mut provider_billed = Amount::ZERO;
-        let mut rows = Vec::new();
-        for (model, cost, cur) in models {
-            let needle = model.to_lowercase();
-            let mut b = Amount::ZERO;
-            for (i, it) in items.iter().enumerate() {
-                let hay = format!("{} {} {}", it.keys[1], it.keys[2], it.keys[3]).to_lowercase();
-                if !claimed[i] && &it.currency == cur && hay.contains(&needle) {
-                    claimed[i] = true;
-                    b = b.saturating_add(it.billed);
-                }
-            }
-            provider_metered = provider_metered.saturating_add(*cost);
-            provider_billed = provider_billed.saturating_add(b);
-            rows.push(json!({"model": model, "metered": cost.to_string(), "billed": b.to_string(), "gap": b.saturating_sub(*cost).to_string(), "currency": cur}));
-        }
-        let other: Amount = items
-            .iter()
-            .zip(&claimed)
-            .filter(|(_, c)| !**c)
-            .fold(Amount::ZERO, |s, (it, _)| s.saturating_add(it.billed));
-        if !other.is_zero() {
-            rows.push(json!({"model": "(other billed items)", "metered": "0", "billed": other.to_string(), "gap": other.to_string()}));
-            provider_billed = provider_billed.saturating_add(other);
-        }
-        let gap = provider_billed.saturating_sub(provider_metered);
-        let gap_pct = if provider_billed.is_zero() {
-            if provider_metered.is_zero() {
-                0.0
-            } else {
-                100.0
-            }
-        } else {
-            gap.to_f64() / provider_billed.to_f64() * 100.0
-        };
-        let ok = gap_pct.abs() <= tolerance;
-        failed |= !ok && !items.is_empty();
-        gaps.push(json!({"provider": provider, "billing_provider": billing_name, "metered": provider_metered.to_string(),
-            "billed": provider_billed.to_string(), "gap": gap.to_string(), "gap_percent": gap_pct,
-            "bill_found": !items.is_empty(), "within_tolerance": ok, "by_model": rows}));
-    }
+        .await?
+        .into_iter()
+        .filter(|m| m.keys[0] == "gateway")
+        .map(|m| MeteredModel {
+            provider: m.keys[1].clone(),
+            model: m.keys[2].clone(),
+            currency: m.keys[3].clone(),
+            cost: m.cost,
+        })
+        .collect();
+    let result = rec::reconcile(&tags, &billed, &metered, &mapping, tolerance);
+    let failed = result.failed;
+    let allocation: Vec<Value> = result
+        .allocation
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+        .collect();
+    let gaps: Vec<Value> = result
+        .metering
+        .iter()
+        .map(|g| serde_json::to_value(g).unwrap_or(Value::Null))
+        .collect();
     if ctx.json {
         output::json(
             &json!({"period": {"start": time(Some(w.start_ms)), "end": time(Some(w.end_ms))},
@@ -1850,7 +1831,8 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
             tag,
             tolerance,
             provider_map,
-        } => exit_2_on_error(reconcile(ctx, range, tag, tolerance, provider_map).await),
+            model_map,
+        } => exit_2_on_error(reconcile(ctx, range, tag, tolerance, provider_map, model_map).await),
         CostCmd::Tags(TagsCmd::Check { plan, require }) => {
             exit_2_on_error(tags_check(ctx, &plan, require))
         }
