@@ -430,7 +430,7 @@ impl Control {
         let (old, succ) = c
             .rotate_key(&before.id, &new, now_ms().saturating_add(overlap_ms))
             .await?;
-        let old_event = self.event(
+        let e = self.event(
             actor,
             "keys.rotate",
             &d,
@@ -445,7 +445,7 @@ impl Control {
         );
         self.commit(
             c,
-            vec![old_event],
+            vec![e],
             RotatedKey {
                 old,
                 new: succ,
