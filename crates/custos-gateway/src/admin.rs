@@ -1371,6 +1371,8 @@ pub(crate) struct AuditQuery {
     /// Most events returned, newest last (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// v2: add each event's inclusion proof in the latest signed checkpoint.
+    proofs: Option<bool>,
 }
 
 /// Whether an event concerns `tenant`: its actor or one of its resources belongs to it.
@@ -1424,6 +1426,14 @@ pub(crate) async fn audit(
                     leaf_hash: e.leaf_hash.clone(),
                     recorded_at: format_rfc3339(e.recorded_at),
                     event: ev,
+                    proof: q
+                        .proofs
+                        .unwrap_or(false)
+                        .then(|| crate::openapi::InclusionOut {
+                            tree_size: 0,
+                            event_text: e.event.clone(),
+                            hashes: Vec::new(),
+                        }),
                 })
             })
             .collect();
@@ -1432,7 +1442,14 @@ pub(crate) async fn audit(
         end = from;
     }
     let skip = found.len().saturating_sub(limit);
-    let items = found.split_off(skip);
+    let mut items = found.split_off(skip);
+    let mut checkpoint = None;
+    if v == ApiVersion::V2 && q.proofs == Some(true) {
+        match proofs(&s.store, &mut items).await {
+            Ok(note) => checkpoint = note,
+            Err(e) => return store_problem(e),
+        }
+    }
     match v {
         ApiVersion::V1 => axum::Json(wire(
             items
@@ -1450,10 +1467,45 @@ pub(crate) async fn audit(
             wire(AuditOut {
                 ledger_size: size,
                 events: items,
+                checkpoint,
                 proofs: "`custos audit prove --index N` gives an entry's inclusion proof against a signed checkpoint; `custos audit verify-proof` checks it offline".into(),
             }),
         ),
     }
+}
+
+/// Fills each item's inclusion proof in the latest signed checkpoint (items past it, or with
+/// none signed, get none); returns the checkpoint's note.
+async fn proofs(
+    store: &custos_store::Store,
+    items: &mut [AuditItem],
+) -> Result<Option<String>, StoreError> {
+    let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
+        for i in items.iter_mut() {
+            i.proof = None;
+        }
+        return Ok(None);
+    };
+    for item in items.iter_mut() {
+        let index = u64::try_from(item.index).unwrap_or(u64::MAX);
+        if index >= size {
+            item.proof = None;
+            continue;
+        }
+        let nodes = store
+            .ledger_nodes_at(&custos_ledger::inclusion_positions(index, size))
+            .await?;
+        let hashes = custos_ledger::inclusion_proof(&nodes, index, size).map_err(|e| {
+            StoreError::Invalid(format!(
+                "cannot prove entry {index}: {e}; run `custos audit verify`"
+            ))
+        })?;
+        if let Some(p) = item.proof.as_mut() {
+            p.tree_size = size;
+            p.hashes = hashes.iter().map(hex::encode).collect();
+        }
+    }
+    Ok(Some(note))
 }
 
 /// The Cedar policies in force.

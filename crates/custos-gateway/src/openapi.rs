@@ -121,12 +121,30 @@ pub struct AuditItem {
     /// The event as recorded (OCSF-shaped JSON).
     #[schema(value_type = Object)]
     pub event: Value,
+    /// With `?proofs=true`: the entry's inclusion proof in the latest signed checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<InclusionOut>,
+}
+
+/// An inclusion proof (RFC 9162): `leaf_hash` = SHA-256(0x00 ‖ `event_text`), and the audit
+/// path `hashes` lead from it to the root of the checkpoint of `tree_size`.
+#[derive(Serialize, ToSchema)]
+pub struct InclusionOut {
+    pub tree_size: u64,
+    /// The event's exact bytes, as hashed.
+    pub event_text: String,
+    /// Hex SHA-256 hashes, leaf to root.
+    pub hashes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditOut {
     pub ledger_size: i64,
     pub events: Vec<AuditItem>,
+    /// With `?proofs=true`: the signed checkpoint (C2SP signed note) the proofs lead to;
+    /// null when none is signed yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     /// How to get an inclusion proof for an index.
     pub proofs: String,
 }

@@ -722,6 +722,57 @@ async fn admin_api_versions_by_media_type() {
         assert_eq!(creates.len(), 1, "{}", db.name);
         assert_eq!(creates[0]["request_id"], "admin-req-1");
 
+        // v2 audit with inclusion proofs in the latest signed checkpoint, checked offline.
+        let (private, public) = custos_ledger::generate_key("test/ledger").unwrap();
+        let signer = custos_ledger::NoteSigner::from_key(&private).unwrap();
+        let anchors =
+            custos_gateway::anchor::Anchors::new(&custos_core::config::AuditConfig::default())
+                .unwrap();
+        custos_gateway::audit::sign_checkpoint(&gw.store, &signer, &anchors)
+            .await
+            .unwrap();
+        let audit: Value = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/audit?limit=5&proofs=true",
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let note = audit["data"]["checkpoint"].as_str().unwrap();
+        let verifier = custos_ledger::NoteVerifier::from_key(&public).unwrap();
+        let cp = verifier.open(note).unwrap();
+        let events = audit["data"]["events"].as_array().unwrap();
+        assert_eq!(events.len(), 5, "{audit}");
+        for e in events {
+            let p = &e["proof"];
+            assert_eq!(p["tree_size"].as_u64(), Some(cp.size));
+            let leaf = custos_ledger::leaf_hash(p["event_text"].as_str().unwrap().as_bytes());
+            assert_eq!(hex::encode(leaf), e["leaf_hash"]);
+            let hashes: Vec<[u8; 32]> = p["hashes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    hex::decode(h.as_str().unwrap())
+                        .unwrap()
+                        .try_into()
+                        .unwrap()
+                })
+                .collect();
+            custos_ledger::verify_inclusion(
+                e["index"].as_u64().unwrap(),
+                cp.size,
+                &leaf,
+                &hashes,
+                &cp.root,
+            )
+            .unwrap();
+        }
+
         // Bad bodies: a clear 400, never a 500.
         let r = gw
             .client
