@@ -644,7 +644,7 @@ fn key_json(k: &custos_store::KeyRow) -> Value {
     tag = "admin",
     get,
     path = "/admin/tenants/{tenant}/keys",
-    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery, KeysQuery),
     responses(
         (status = 200, body = Page<KeyOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
         Errors
@@ -655,16 +655,48 @@ pub(crate) async fn keys(
     Extension(v): Extension<ApiVersion>,
     AdminPath(tenant): AdminPath<String>,
     AdminQuery(page): AdminQuery<PageQuery>,
+    AdminQuery(f): AdminQuery<KeysQuery>,
 ) -> Response {
     let filter = KeyFilter {
         tenant: Some(tenant),
+        team: f.team,
+        app: f.app,
         include_inactive: true,
-        ..KeyFilter::default()
     };
+    let now = now_ms();
     match s.store.list_keys(&filter).await {
-        Ok(l) => list(v, &page, l.iter().map(key_json).collect()),
+        Ok(l) => list(
+            v,
+            &page,
+            l.iter()
+                .filter(|k| f.status.as_deref().is_none_or(|st| k.status(now) == st))
+                .map(key_json)
+                .collect(),
+        ),
         Err(e) => store_problem(e),
     }
+}
+
+/// Filters of the key list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct KeysQuery {
+    /// Only keys of this team.
+    team: Option<String>,
+    /// Only keys of this app.
+    app: Option<String>,
+    /// `active`, `revoked` or `expired`.
+    status: Option<String>,
+}
+
+/// Filters of the grant list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GrantsQuery {
+    /// `pending`, `live`, `denied`, `revoked` or `expired`.
+    state: Option<String>,
+    /// Only grants held by this principal (`ISSUER#SUBJECT`, a key id, a SPIFFE ID).
+    principal: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1560,7 +1592,7 @@ fn grant_json(g: &Grant) -> Value {
     tag = "admin",
     get,
     path = "/admin/tenants/{tenant}/grants",
-    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery),
+    params(("tenant" = String, Path, description = "the tenant acted on", example = "acme"), PageQuery, GrantsQuery),
     responses(
         (status = 200, body = Page<GrantOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
         Errors
@@ -1571,9 +1603,19 @@ pub(crate) async fn grants(
     Extension(v): Extension<ApiVersion>,
     AdminPath(tenant): AdminPath<String>,
     AdminQuery(page): AdminQuery<PageQuery>,
+    AdminQuery(f): AdminQuery<GrantsQuery>,
 ) -> Response {
+    let now = now_ms();
     match s.store.grants_list(Some(&tenant)).await {
-        Ok(l) => list(v, &page, l.iter().map(grant_json).collect()),
+        Ok(l) => list(
+            v,
+            &page,
+            l.iter()
+                .filter(|g| f.state.as_deref().is_none_or(|st| g.state(now) == st))
+                .filter(|g| f.principal.as_deref().is_none_or(|p| g.principal == p))
+                .map(grant_json)
+                .collect(),
+        ),
         Err(e) => store_problem(e),
     }
 }

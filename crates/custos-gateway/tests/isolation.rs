@@ -722,6 +722,26 @@ async fn admin_api_versions_by_media_type() {
         assert_eq!(creates.len(), 1, "{}", db.name);
         assert_eq!(creates[0]["request_id"], "admin-req-1");
 
+        // Filters: the revoked key, by status.
+        let revoked: Value = send(
+            reqwest::Method::GET,
+            "/admin/tenants/acme/keys?status=revoked&team=t1",
+            Some(V2),
+            None,
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let ids: Vec<&str> = revoked["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec![id.as_str()], "{revoked}");
+
         // v2 audit with inclusion proofs in the latest signed checkpoint, checked offline.
         let (private, public) = custos_ledger::generate_key("test/ledger").unwrap();
         let signer = custos_ledger::NoteSigner::from_key(&private).unwrap();
