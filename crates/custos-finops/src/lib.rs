@@ -13,6 +13,7 @@ pub mod money;
 pub mod period;
 pub mod pricing;
 pub mod reconcile;
+pub mod showback;
 pub mod tags;
 pub mod usage;
 

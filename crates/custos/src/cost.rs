@@ -13,6 +13,7 @@ use custos_finops::budget::{Action, Budget, Scope};
 use custos_finops::job::{JobReport, Policy, Reporter};
 use custos_finops::period::{self, PeriodKind, Window};
 use custos_finops::pricing::{self, parse_effective};
+use custos_finops::showback::UnitCosts;
 use custos_finops::{Amount, Currency, Price, Rates};
 use custos_store::{Dimension, UsageFilter, UsageTotals};
 use serde_json::{json, Value};
@@ -934,11 +935,8 @@ fn windows(ctx: &Ctx, r: &Range) -> Result<(Window, Window)> {
     }
 }
 
-/// `cost / quantity × per`, or None without a quantity.
-fn unit(cost: Amount, quantity: i64, per: i128) -> Option<Amount> {
-    (quantity > 0)
-        .then(|| cost.mul_div(per, i128::from(quantity)))
-        .flatten()
+fn units(t: &UsageTotals) -> UnitCosts {
+    UnitCosts::of(t.cost, tokens(t), t.calls, t.documents, t.compute_ms)
 }
 
 fn tokens(t: &UsageTotals) -> i64 {
@@ -956,6 +954,7 @@ fn group_json(by: &[Dimension], t: &UsageTotals, prev: Option<&UsageTotals>) -> 
         .map(|(d, k)| (d.label(), json!(k)))
         .collect();
     let s = |a: Option<Amount>| a.map(|a| a.round_dp(6).to_string());
+    let u = units(t);
     let change = prev.and_then(|p| {
         (!p.cost.is_zero()).then(|| (t.cost.to_f64() - p.cost.to_f64()) / p.cost.to_f64() * 100.0)
     });
@@ -970,11 +969,11 @@ fn group_json(by: &[Dimension], t: &UsageTotals, prev: Option<&UsageTotals>) -> 
         "documents": t.documents,
         "gpu_hours": t.compute_ms as f64 / 3_600_000.0,
         "unit": {
-            "per_1k_tokens": s(unit(t.cost, tokens(t), 1_000)),
-            "per_call": s(unit(t.cost, t.calls, 1)),
-            "per_document": s(unit(t.cost, t.documents, 1)),
-            "per_1m_inferences": s(unit(t.cost, t.calls, 1_000_000)),
-            "per_gpu_hour": s(unit(t.cost, t.compute_ms, 3_600_000)),
+            "per_1k_tokens": s(u.per_1k_tokens),
+            "per_call": s(u.per_call),
+            "per_document": s(u.per_document),
+            "per_1m_inferences": s(u.per_1m_inferences),
+            "per_gpu_hour": s(u.per_gpu_hour),
         },
         "previous_cost": prev.map(|p| p.cost.to_string()),
         "change_percent": change,
@@ -1087,10 +1086,11 @@ async fn report(
                     });
                     row.push(t.calls.to_string());
                     row.push(tokens(t).to_string());
-                    row.push(fmt(unit(t.cost, tokens(t), 1_000), 6));
-                    row.push(fmt(unit(t.cost, t.calls, 1), 6));
-                    row.push(fmt(unit(t.cost, t.documents, 1), 6));
-                    row.push(fmt(unit(t.cost, t.compute_ms, 3_600_000), 4));
+                    let u = units(t);
+                    row.push(fmt(u.per_1k_tokens, 6));
+                    row.push(fmt(u.per_call, 6));
+                    row.push(fmt(u.per_document, 6));
+                    row.push(fmt(u.per_gpu_hour, 4));
                     row.push(format!("{:.3}", t.co2e_mg as f64 / 1e6));
                     row
                 })
@@ -1127,10 +1127,10 @@ async fn report(
                         String::new(),
                         t.calls.to_string(),
                         tokens(t).to_string(),
-                        fmt(unit(t.cost, tokens(t), 1_000), 6),
-                        fmt(unit(t.cost, t.calls, 1), 6),
-                        fmt(unit(t.cost, t.documents, 1), 6),
-                        fmt(unit(t.cost, t.compute_ms, 3_600_000), 4),
+                        fmt(units(t).per_1k_tokens, 6),
+                        fmt(units(t).per_call, 6),
+                        fmt(units(t).per_document, 6),
+                        fmt(units(t).per_gpu_hour, 4),
                         format!("{:.3}", t.co2e_mg as f64 / 1e6),
                     ]);
                     table.push(row);
@@ -1160,49 +1160,36 @@ async fn html_report(
     table: &[Vec<String>],
     compliance: f64,
 ) -> Result<String> {
-    use custos_finops::chart::{escape, line_chart, Series};
+    use custos_finops::showback::{burn_down, daily_spend, report_html, ReportPage};
     let tz = tz(ctx)?;
     let first_day = (w.start_ms + offset).div_euclid(86_400_000);
     let days = ((w.end_ms - w.start_ms) as f64 / 86_400_000.0)
         .ceil()
         .max(1.0) as usize;
-    let labels: Vec<String> = (0..days)
-        .map(|i| time(Some((first_day + i as i64) * 86_400_000))[..10].to_owned())
-        .collect();
-    let daily = store
+    let day_labels = |first: i64, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| time(Some((first + i as i64) * 86_400_000))[..10].to_owned())
+            .collect()
+    };
+    let daily: Vec<(String, i64, f64)> = store
         .usage_report(
             &filter_of(filters, w)?,
             &[Dimension::Team, Dimension::Day],
             offset,
         )
-        .await?;
-    let mut teams: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for r in &daily {
-        let (Some(team), Some(day)) = (
-            r.keys.first(),
-            r.keys.get(1).and_then(|d| d.parse::<i64>().ok()),
-        ) else {
-            continue;
-        };
-        let i = day - first_day;
-        if (0..days as i64).contains(&i) {
-            teams.entry(team.clone()).or_insert_with(|| vec![0.0; days])[i as usize] +=
-                r.cost.to_f64();
-        }
-    }
-    let series: Vec<Series> = teams
-        .into_iter()
-        .map(|(name, values)| Series {
-            name,
-            values,
-            dashed: false,
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let team = r.keys.first()?.clone();
+            let day = r.keys.get(1)?.parse::<i64>().ok()?;
+            Some((team, day, r.cost.to_f64()))
         })
         .collect();
-    let mut charts = vec![line_chart(
-        "Daily spend per team",
-        "spend",
-        &labels,
-        &series,
+    let mut charts = vec![(
+        "Daily spend per team".to_owned(),
+        "spend".to_owned(),
+        day_labels(first_day, days),
+        daily_spend(&daily, first_day, days),
     )];
     let now = custos_core::time::now_ms();
     for b in store.budgets(filters.tenant.as_deref()).await? {
@@ -1239,73 +1226,30 @@ async fn html_report(
         }
         let today =
             ((now + b_off).div_euclid(86_400_000) - b_first).clamp(0, b_days as i64 - 1) as usize;
-        let mut cumulative = Vec::with_capacity(b_days);
-        let mut sum = 0.0;
-        for (i, v) in per_day.iter().enumerate() {
-            sum += v;
-            cumulative.push(if i <= today { sum } else { f64::NAN });
-        }
-        let amount = b.amount.to_f64();
-        let b_labels: Vec<String> = (0..b_days)
-            .map(|i| time(Some((b_first + i as i64) * 86_400_000))[..10].to_owned())
-            .collect();
-        charts.push(line_chart(
-            &format!(
+        charts.push((
+            format!(
                 "Budget {} ({}, {}): burn-down",
                 b.name,
                 b.scope,
                 b.period.as_str()
             ),
-            b.currency.as_str(),
-            &b_labels,
-            &[
-                Series {
-                    name: "spent".into(),
-                    values: cumulative,
-                    dashed: false,
-                },
-                Series {
-                    name: "budget".into(),
-                    values: vec![amount; b_days],
-                    dashed: true,
-                },
-                Series {
-                    name: "even pace".into(),
-                    values: (0..b_days)
-                        .map(|i| amount * (i + 1) as f64 / b_days as f64)
-                        .collect(),
-                    dashed: true,
-                },
-            ],
+            b.currency.as_str().to_owned(),
+            day_labels(b_first, b_days),
+            burn_down(&per_day, today, b.amount.to_f64()),
         ));
     }
-    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>custos cost report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}</style></head><body>\n");
-    html.push_str(&format!(
-        "<h1>Cost report</h1><p>From {} to {} (time zone {}). Tag compliance: {:.1}%. Generated by custos {} at {}.</p>\n<table><thead><tr>",
-        escape(&time(Some(w.start_ms))),
-        escape(&time(Some(w.end_ms))),
-        escape(&ctx.config.finops.time_zone),
-        compliance,
-        env!("CARGO_PKG_VERSION"),
-        escape(&time(Some(now)))
-    ));
-    for h in headers {
-        html.push_str(&format!("<th>{}</th>", escape(h)));
-    }
-    html.push_str("</tr></thead><tbody>\n");
-    for row in table {
-        html.push_str("<tr>");
-        for c in row {
-            html.push_str(&format!("<td>{}</td>", escape(c)));
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str("</tbody></table>\n");
-    for c in charts {
-        html.push_str(&format!("<figure>{c}</figure>\n"));
-    }
-    html.push_str("</body></html>\n");
-    Ok(html)
+    let generator = format!("custos {}", env!("CARGO_PKG_VERSION"));
+    Ok(report_html(&ReportPage {
+        start: &time(Some(w.start_ms)),
+        end: &time(Some(w.end_ms)),
+        time_zone: &ctx.config.finops.time_zone,
+        compliance_percent: compliance,
+        generator: &generator,
+        generated_at: &time(Some(now)),
+        headers,
+        rows: table,
+        charts,
+    }))
 }
 
 /// Commands whose exit status 1 means "found something" report their errors as 2.
