@@ -3767,11 +3767,13 @@ fn a_custos_witness_anchors_another_custos() {
     // Any verifier can ask the witness, with no configuration but its URL.
     let plain = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(plain.path().join(".custos")).unwrap();
-    std::fs::copy(
-        d.join(".custos/custos.db"),
-        plain.path().join(".custos/custos.db"),
-    )
-    .unwrap();
+    // A copy of a SQLite database in WAL mode is the file and its -wal (and -shm) together.
+    for f in ["custos.db", "custos.db-wal", "custos.db-shm"] {
+        let from = d.join(".custos").join(f);
+        if from.exists() {
+            std::fs::copy(&from, plain.path().join(".custos").join(f)).unwrap();
+        }
+    }
     let out = custos(
         plain.path(),
         &[
