@@ -222,6 +222,24 @@ impl QueryFilter {
     }
 }
 
+/// `type:name` (or `type:id`) of an event's resource, qualified by its tenant when it has
+/// one: `team:acme/ml`, `api_key:acme/key_0193…`, `tenant:acme`, `model:gpt-4o`.
+fn resource_cell(r: &serde_json::Value) -> String {
+    if r.is_null() {
+        return "-".into();
+    }
+    let kind = r["type"].as_str().unwrap_or("object");
+    let id = r["name"]
+        .as_str()
+        .or_else(|| r["id"].as_str())
+        .or_else(|| r["path"].as_str())
+        .unwrap_or("-");
+    match r["tenant"].as_str() {
+        Some(t) if kind != "tenant" => format!("{kind}:{t}/{id}"),
+        _ => format!("{kind}:{id}"),
+    }
+}
+
 fn print_events(ctx: &Ctx, rows: &[(&LedgerEntry, serde_json::Value)], header: bool) {
     if ctx.json {
         for (e, v) in rows {
@@ -243,9 +261,14 @@ fn print_events(ctx: &Ctx, rows: &[(&LedgerEntry, serde_json::Value)], header: b
                 custos_core::time::format_rfc3339(e.recorded_at),
                 s(&v["activity"]),
                 s(&v["actor"]["id"]),
-                format!("{}:{}", s(&resource["type"]), s(&resource["id"])),
+                resource_cell(resource),
                 s(&v["outcome"]),
-                s(&v["reason"]),
+                // Denials carry the policies' reason; changes carry why they were made.
+                s(if v["reason"].is_string() {
+                    &v["reason"]
+                } else {
+                    &v["why"]
+                }),
             ]
         })
         .collect();
@@ -1186,4 +1209,29 @@ fn write_private(path: &Path, key: &str) -> Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(f, "{key}").with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource_cell;
+    use serde_json::json;
+
+    /// Issue 29 (18): tables showed `tenant:-` and `-:team_…`.
+    #[test]
+    fn every_kind_of_resource_reads_well() {
+        assert_eq!(
+            resource_cell(&json!({"type": "tenant", "name": "acme"})),
+            "tenant:acme"
+        );
+        assert_eq!(
+            resource_cell(&json!({"type": "team", "id": "team_1", "tenant": "acme", "name": "ml"})),
+            "team:acme/ml"
+        );
+        assert_eq!(
+            resource_cell(&json!({"type": "api_key", "id": "key_1", "tenant": "acme"})),
+            "api_key:acme/key_1"
+        );
+        assert_eq!(resource_cell(&json!({"id": "x"})), "object:x");
+        assert_eq!(resource_cell(&json!(null)), "-");
+    }
 }

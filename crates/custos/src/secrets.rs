@@ -90,8 +90,8 @@ pub struct CommonArgs {
     /// Show secrets in full (they are cut to their first four characters by default).
     #[arg(long)]
     no_redact: bool,
-    /// A JSON report from an earlier scan: findings with the same fingerprint are known
-    /// and not reported again.
+    /// A JSON report from an earlier scan (custos', or Gitleaks' `--report-format json`):
+    /// findings with the same fingerprint are known and not reported again.
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
     /// Skip files larger than this (bytes, or with K, M or G).
@@ -105,11 +105,11 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// The rules for `root` (from --config, else the files at the root, else ours) and the
     /// baseline's fingerprints.
-    fn scanner(&self, root: &Path) -> Result<(Scanner, HashSet<String>)> {
+    fn scanner(&self, root: &Path) -> Result<(Scanner, Baseline)> {
         let rules = load_rules(self.config.as_deref(), root)?;
         let known = match &self.baseline {
             Some(b) => baseline_fingerprints(b)?,
-            None => HashSet::new(),
+            None => Baseline::default(),
         };
         Ok((Scanner::new(rules), known))
     }
@@ -155,12 +155,38 @@ fn load_rules(config: Option<&Path>, root: &Path) -> Result<RuleSet> {
     })
 }
 
-fn baseline_fingerprints(path: &Path) -> Result<HashSet<String>> {
+/// Known findings to suppress: custos fingerprints (rule, path, secret) from a custos JSON
+/// report, and Gitleaks fingerprints (`File:RuleID:StartLine`, with `Commit:` first for git
+/// scans) from a Gitleaks JSON report.
+#[derive(Debug, Default)]
+struct Baseline {
+    custos: HashSet<String>,
+    gitleaks: HashSet<String>,
+}
+
+impl Baseline {
+    fn knows(&self, f: &custos_scan::secrets::Finding) -> bool {
+        if self.custos.contains(&f.fingerprint) {
+            return true;
+        }
+        if self.gitleaks.is_empty() {
+            return false;
+        }
+        let path = f.path.strip_prefix("./").unwrap_or(&f.path);
+        let at = format!("{path}:{}:{}", f.rule_id, f.line);
+        self.gitleaks.contains(&at)
+            || f.commit
+                .as_ref()
+                .is_some_and(|c| self.gitleaks.contains(&format!("{}:{at}", c.commit)))
+    }
+}
+
+fn baseline_fingerprints(path: &Path) -> Result<Baseline> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the baseline {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
         format!(
-            "{} is not a JSON report from `custos secrets scan --format json`",
+            "{} is not a JSON report from `custos secrets scan --format json` or `gitleaks --report-format json`",
             path.display()
         )
     })?;
@@ -169,10 +195,32 @@ fn baseline_fingerprints(path: &Path) -> Result<HashSet<String>> {
         .unwrap_or(&v)
         .as_array()
         .with_context(|| format!("{}: expected an array of findings", path.display()))?;
-    Ok(items
-        .iter()
-        .filter_map(|f| f["fingerprint"].as_str().map(str::to_owned))
-        .collect())
+    let mut b = Baseline::default();
+    for (i, f) in items.iter().enumerate() {
+        if let Some(fp) = f["fingerprint"].as_str() {
+            b.custos.insert(fp.to_owned());
+        } else if let Some(fp) = f["Fingerprint"].as_str() {
+            b.gitleaks
+                .insert(fp.strip_prefix("./").unwrap_or(fp).to_owned());
+        } else if let (Some(file), Some(rule), Some(line)) = (
+            f["File"].as_str(),
+            f["RuleID"].as_str(),
+            f["StartLine"].as_u64(),
+        ) {
+            let at = format!("{}:{rule}:{line}", file.strip_prefix("./").unwrap_or(file));
+            match f["Commit"].as_str().filter(|c| !c.is_empty()) {
+                Some(c) => b.gitleaks.insert(format!("{c}:{at}")),
+                None => b.gitleaks.insert(at),
+            };
+        } else {
+            bail!(
+                "{}: finding {} has no fingerprint (custos `fingerprint`, or Gitleaks `Fingerprint` or File/RuleID/StartLine)",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+    Ok(b)
 }
 
 /// Runs a secrets command; errors map to exit status 2 in `main`.
@@ -293,14 +341,14 @@ fn report_findings(
     scanner: &Scanner,
     format: Format,
     common: &CommonArgs,
-    known: &HashSet<String>,
+    known: &Baseline,
     started: std::time::Instant,
     unit: &str,
 ) -> Result<ExitCode> {
     let redact = !common.no_redact;
     let out_file = common.output.as_deref();
     let before = summary.findings.len();
-    summary.findings.retain(|f| !known.contains(&f.fingerprint));
+    summary.findings.retain(|f| !known.knows(f));
     let suppressed = before - summary.findings.len();
     let text = match format {
         Format::Json => {

@@ -1144,6 +1144,33 @@ fn secrets_scan_reports_and_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A Gitleaks report works as a baseline too: its `Fingerprint` is File:RuleID:StartLine
+    // (issue 29, 14). One for another line suppresses nothing; a malformed entry is refused.
+    let gitleaks = |line: u32| {
+        json!([{"Description": "GitHub Personal Access Token", "StartLine": line, "EndLine": line,
+                "File": "src/app.py", "RuleID": "github-pat", "Commit": "",
+                "Fingerprint": format!("src/app.py:github-pat:{line}")}])
+        .to_string()
+    };
+    std::fs::write(d.join("gitleaks.json"), gitleaks(2)).unwrap();
+    let out = custos(d, &["secrets", "scan", "--baseline", "gitleaks.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::write(d.join("gitleaks.json"), gitleaks(7)).unwrap();
+    assert_eq!(
+        custos(d, &["secrets", "scan", "--baseline", "gitleaks.json"])
+            .status
+            .code(),
+        Some(1)
+    );
+    std::fs::write(d.join("gitleaks.json"), r#"[{"RuleID": "x"}]"#).unwrap();
+    let out = custos(d, &["secrets", "scan", "--baseline", "gitleaks.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finding 1 has no fingerprint"));
 
     let out = custos(
         d,
