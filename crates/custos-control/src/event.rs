@@ -77,15 +77,16 @@ pub(crate) fn allowed(
     Value::Object(e).to_string()
 }
 
-pub(crate) fn denied(
+/// The event of a denied request: the caller's, naming the tenant asked for and never facts
+/// of it. The admin API's reads record the same shape as the control plane's changes.
+pub fn denial(
     actor: &Actor,
     action: &str,
     tenant: &str,
     decision: &Decision,
     reason: &Reason,
-) -> String {
+) -> Value {
     let mut e = base(actor, action, reason);
-    // The event is the caller's: it names the tenant asked for, never facts of it.
     e.insert(
         "resources".into(),
         json!([{"type": "tenant", "name": tenant}]),
@@ -96,7 +97,7 @@ pub(crate) fn denied(
         "decision".into(),
         json!({"action": action, "policies": decision.policies}),
     );
-    Value::Object(e).to_string()
+    Value::Object(e)
 }
 
 /// An event for a fact the control plane records without changing state (a configuration

@@ -1,7 +1,7 @@
 //! Prices, budgets and spend overrides: the FinOps settings gateways enforce, each one
 //! authorized change with its ledger event.
 
-use crate::{Actor, Control, ControlError, Evidence, Recorded, DEFAULT_TENANT, GLOBAL};
+use crate::{Actor, Control, ControlError, Evidence, Recorded, GLOBAL};
 use custos_core::time::{format_rfc3339, now_ms};
 use custos_core::Reason;
 use custos_finops::budget::Budget;
@@ -113,18 +113,8 @@ impl Control {
         budget.validate().map_err(ControlError::Invalid)?;
         let mut c = self.store.begin_change().await?;
         let mut events = Vec::new();
-        if budget.tenant == DEFAULT_TENANT {
-            self.tenant_in_change(&mut c, actor, &budget.tenant, &mut events)
-                .await?;
-        } else {
-            c.tenant(&budget.tenant).await.map_err(|e| match e {
-                StoreError::NotFound(what) => ControlError::Invalid(format!(
-                    "{what} not found; create it with `custos tenants create {}`",
-                    budget.tenant
-                )),
-                other => other.into(),
-            })?;
-        }
+        self.tenant_in_change(&mut c, actor, &budget.tenant, &mut events)
+            .await?;
         c.budget_create(&budget).await?;
         events.push(self.event(
             actor,

@@ -98,12 +98,10 @@ impl Control {
         events: &mut Vec<String>,
     ) -> Result<Tenant, ControlError> {
         if tenant != DEFAULT_TENANT {
-            return change.tenant(tenant).await.map_err(|e| match e {
-                StoreError::NotFound(what) => ControlError::Invalid(format!(
-                    "{what} not found; create it with `custos tenants create {tenant}`"
-                )),
-                other => other.into(),
-            });
+            return change
+                .tenant(tenant)
+                .await
+                .map_err(|e| missing(e, &format!("custos tenants create {tenant}")));
         }
         let (t, created) = change.ensure_tenant(tenant).await?;
         if created {
@@ -275,16 +273,12 @@ impl Control {
         let mut events = Vec::new();
         self.tenant_in_change(&mut c, actor, tenant, &mut events)
             .await?;
-        let app = c
-            .create_app(tenant, team, name)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(what) => ControlError::Invalid(format!(
-                    "{what} not found; create it with `custos teams create {team}{}`",
-                    tenant_flag(tenant)
-                )),
-                other => other.into(),
-            })?;
+        let app = c.create_app(tenant, team, name).await.map_err(|e| {
+            missing(
+                e,
+                &format!("custos teams create {team}{}", tenant_flag(tenant)),
+            )
+        })?;
         events.push(self.event(
             actor,
             "teams.manage",
@@ -315,18 +309,17 @@ impl Control {
         let mut events = Vec::new();
         self.tenant_in_change(&mut c, actor, &req.tenant, &mut events)
             .await?;
-        let app = c
-            .app(&req.tenant, &req.team, &req.app)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(what) => ControlError::Invalid(format!(
-                    "{what} not found; create it with `custos apps create {} --team {}{}`",
+        let app = c.app(&req.tenant, &req.team, &req.app).await.map_err(|e| {
+            missing(
+                e,
+                &format!(
+                    "custos apps create {} --team {}{}",
                     req.app,
                     req.team,
                     tenant_flag(&req.tenant)
-                )),
-                other => other.into(),
-            })?;
+                ),
+            )
+        })?;
         let (secret, new) = mint(&app.id, &req.scope)?;
         let key = c.insert_key(&new).await?;
         events.push(self.event(
@@ -453,6 +446,16 @@ impl Control {
             },
         )
         .await
+    }
+}
+
+/// A missing object the change needs, as an error that names the command creating it.
+fn missing(e: StoreError, create: &str) -> ControlError {
+    match e {
+        StoreError::NotFound(what) => {
+            ControlError::Invalid(format!("{what} not found; create it with `{create}`"))
+        }
+        other => other.into(),
     }
 }
 

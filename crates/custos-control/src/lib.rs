@@ -11,7 +11,7 @@ mod grants;
 mod identity;
 
 pub use error::ControlError;
-pub use event::digest;
+pub use event::{denial, digest};
 pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
@@ -265,7 +265,7 @@ impl Control {
     ) -> Result<Decision, ControlError> {
         let d = self.decide(actor, action, tenant)?;
         if !d.allowed {
-            let event = event::denied(actor, action, tenant, &d, reason);
+            let event = event::denial(actor, action, tenant, &d, reason).to_string();
             self.store.ledger_append(&[event]).await?;
             return Err(ControlError::Denied {
                 action: action.to_owned(),

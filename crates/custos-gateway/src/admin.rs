@@ -235,14 +235,8 @@ async fn authorize_read(State(state): State<AppState>, req: Request, next: Next)
         }
     };
     if !decision.allowed {
-        // The event is the caller's: it names the tenant asked for, never facts of it.
         let actor = actor_of(&state, &principal, req.headers(), &req);
-        let event = json!({
-            "schema": 1, "time": format_rfc3339(now_ms()), "activity": action,
-            "actor": actor_json(&actor), "resources": [{"type": "tenant", "name": tenant}],
-            "outcome": "denied", "reason": decision.reason(),
-            "decision": {"action": action, "policies": decision.policies},
-        });
+        let event = custos_control::denial(&actor, action, &tenant, &decision, &Reason::default());
         state.audit.append(&event).await;
         state.audit.flush().await;
         return Problem::new(
@@ -255,13 +249,6 @@ async fn authorize_read(State(state): State<AppState>, req: Request, next: Next)
         .into_response();
     }
     next.run(req).await
-}
-
-fn actor_json(a: &Actor) -> Value {
-    let p = &a.principal;
-    json!({"type": if p.method == custos_core::principal::AuthMethod::Jwt { "user" } else { "service_account" },
-           "id": p.id, "uid": p.uid, "issuer": (!p.issuer.is_empty()).then_some(&p.issuer),
-           "tenant": p.tenant, "auth": p.method.as_str(), "mfa": p.mfa})
 }
 
 /// The acting principal with the facts the gateway's policies see.
@@ -796,6 +783,20 @@ async fn refresh_keys(s: &AppState) {
     }
 }
 
+/// Makes a price, budget or override change visible to this gateway at once.
+async fn refresh_finops(s: &AppState) {
+    if let Err(e) = s.finops.refresh(&s.store).await {
+        tracing::warn!(error = %e, "finops refresh after an admin change failed");
+    }
+}
+
+/// Makes a grant change visible to this gateway at once.
+async fn refresh_directory(s: &AppState) {
+    if let Err(e) = s.directory.refresh(&s.store).await {
+        tracing::warn!(error = %e, "directory refresh after an admin change failed");
+    }
+}
+
 /// Revoke a key now (needs why by default).
 #[utoipa::path(
     tag = "admin",
@@ -1193,9 +1194,7 @@ pub(crate) async fn create_budget(
     };
     match c.s.control.create_budget(&c.actor, budget, &r).await {
         Ok(b) => {
-            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
-                tracing::warn!(error = %e, "budget refresh after an admin change failed");
-            }
+            refresh_finops(&c.s).await;
             one(c.version, StatusCode::CREATED, budget_json(&b.value))
         }
         Err(e) => control_problem(e),
@@ -1228,9 +1227,7 @@ pub(crate) async fn delete_budget(
         .await
     {
         Ok(b) => {
-            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
-                tracing::warn!(error = %e, "budget refresh after an admin change failed");
-            }
+            refresh_finops(&c.s).await;
             one(c.version, StatusCode::OK, budget_json(&b.value))
         }
         Err(e) => control_problem(e),
@@ -1284,9 +1281,7 @@ pub(crate) async fn create_override(
         .await
     {
         Ok(o) => {
-            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
-                tracing::warn!(error = %e, "override refresh after an admin change failed");
-            }
+            refresh_finops(&c.s).await;
             let o = o.value;
             one(
                 c.version,
@@ -1656,9 +1651,7 @@ async fn create_grant(c: Ctx, tenant: String, bytes: Bytes, kind: GrantKind) -> 
                     g.id.clone(),
                     json!({"type": "grant.break_glass", "tenant": tenant, "grant": grant_json(&g)}),
                 );
-                if let Err(e) = c.s.directory.refresh(&c.s.store).await {
-                    tracing::warn!(error = %e, "directory refresh after break-glass failed");
-                }
+                refresh_directory(&c.s).await;
             }
             one(c.version, StatusCode::CREATED, grant_json(&g))
         }
@@ -1729,9 +1722,7 @@ async fn decide(
     };
     match done {
         Ok(g) => {
-            if let Err(e) = c.s.directory.refresh(&c.s.store).await {
-                tracing::warn!(error = %e, "directory refresh after a grant decision failed");
-            }
+            refresh_directory(&c.s).await;
             one(c.version, StatusCode::OK, grant_json(&g.value))
         }
         Err(e) => control_problem(e),
@@ -1866,9 +1857,7 @@ pub(crate) async fn set_price(c: Ctx, bytes: Bytes) -> Response {
         .await
     {
         Ok(_) => {
-            if let Err(e) = c.s.finops.refresh(&c.s.store).await {
-                tracing::warn!(error = %e, "price refresh after an admin change failed");
-            }
+            refresh_finops(&c.s).await;
             one(
                 c.version,
                 StatusCode::CREATED,

@@ -228,21 +228,34 @@ fn valid_key(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_owned())
 }
 
+/// The key a POST asks to run once under: none without the header (or for other methods),
+/// a 400 for a malformed one.
+fn requested_key(req: &Request) -> Result<Option<String>, Box<Response>> {
+    let Some(raw) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    if req.method() != http::Method::POST {
+        return Ok(None);
+    }
+    match valid_key(raw) {
+        Some(key) => Ok(Some(key)),
+        None => Err(Box::new(
+            Problem::new(
+                ProblemKind::IdempotencyKeyInvalid,
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
+            )
+            .into_response(),
+        )),
+    }
+}
+
 /// The idempotency layer's middleware function: after call (it needs the body's hash), before
 /// quota (a replay costs nothing).
 pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(raw) = req.headers().get(HEADER) else {
-        return next.run(req).await;
-    };
-    if req.method() != http::Method::POST {
-        return next.run(req).await;
-    }
-    let Some(key) = valid_key(raw) else {
-        return Problem::new(
-            ProblemKind::IdempotencyKeyInvalid,
-            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
-        )
-        .into_response();
+    let key = match requested_key(&req) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(req).await,
+        Err(refused) => return *refused,
     };
     let (Some(principal), Some(call)) = (
         req.extensions().get::<SharedPrincipal>().cloned(),
@@ -264,18 +277,10 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
 /// (so one key reused on another endpoint is a mismatch too). Admin bodies are small: one
 /// over `MAX_ADMIN_BODY` is refused before anything runs.
 pub async fn dedupe_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(raw) = req.headers().get(HEADER) else {
-        return next.run(req).await;
-    };
-    if req.method() != http::Method::POST {
-        return next.run(req).await;
-    }
-    let Some(key) = valid_key(raw) else {
-        return Problem::new(
-            ProblemKind::IdempotencyKeyInvalid,
-            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
-        )
-        .into_response();
+    let key = match requested_key(&req) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(req).await,
+        Err(refused) => return *refused,
     };
     let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
         return next.run(req).await;
