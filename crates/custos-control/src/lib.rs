@@ -9,6 +9,7 @@ mod evidence;
 mod finops;
 mod grants;
 mod identity;
+mod models;
 
 pub use error::ControlError;
 pub use event::{denial, digest};
@@ -16,6 +17,7 @@ pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
+pub use models::NewModel;
 
 use custos_authz::policy::{Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts};
 use custos_core::config::{Config, GrantsConfig};

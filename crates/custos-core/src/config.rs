@@ -309,6 +309,27 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What callers may do: Cedar policy files.
     pub authz: AuthzConfig,
+    /// The model registry: which keys may sign which models (`[[registry.trust]]`).
+    pub registry: RegistryConfig,
+}
+
+/// The model registry's trust policy: what a route naming a registry entry needs to be served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Public keys and the model names each may sign; a signature by any other key does not
+    /// count. With no rules, no weights are trusted (a remote model needs only approval).
+    pub trust: Vec<TrustRule>,
+}
+
+/// One trusted signer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRule {
+    /// A PEM public key (P-256 or P-384), relative to this file.
+    pub public_key: PathBuf,
+    /// Model names it may sign; `*` matches any run of characters.
+    pub names: Vec<String>,
 }
 
 /// What happens to a usage report that lacks a mandatory tag.
@@ -655,6 +676,10 @@ pub struct ModelRoute {
     /// The provider's name for the model, when it differs.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// A model registry entry (`NAME@VERSION`) this route serves: it is served only while the
+    /// entry is approved (or promoted) and, for weights, signed by a trusted key.
+    #[serde(default)]
+    pub registry: Option<String>,
 }
 
 impl ModelRoute {
@@ -747,6 +772,11 @@ impl Config {
                 *f = base.join(&*f);
             }
         }
+        for t in &mut config.registry.trust {
+            if t.public_key.is_relative() {
+                t.public_key = base.join(&t.public_key);
+            }
+        }
         for j in &mut config.auth.jwt {
             if let Some(f) = &mut j.jwks_file {
                 if f.is_relative() {
@@ -777,6 +807,7 @@ impl Config {
                 name: (*m).into(),
                 provider: toml::Spanned::new(0..0, "mock".into()),
                 upstream: None,
+                registry: None,
             })
             .collect();
     }
@@ -972,6 +1003,24 @@ impl Config {
                     find_nth_table_key(text, "models", i, "name"),
                     format!("model {:?} is routed twice", m.name),
                 );
+            }
+            if let Some(r) = &m.registry {
+                let ok = r.rsplit_once('@').is_some_and(|(n, v)| {
+                    let part = |s: &str| {
+                        !s.is_empty()
+                            && s.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+')
+                            })
+                    };
+                    part(n) && part(v)
+                });
+                if !ok {
+                    return fail(
+                        format!("models[{i}].registry"),
+                        find_nth_table_key(text, "models", i, "registry"),
+                        format!("{r:?} is not NAME@VERSION (a model registry entry)"),
+                    );
+                }
             }
             if !self
                 .providers

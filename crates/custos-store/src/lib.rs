@@ -10,6 +10,7 @@ mod grants;
 mod identity;
 mod ledger;
 mod migrate;
+mod models;
 pub mod testkit;
 
 pub use change::Change;
@@ -21,6 +22,7 @@ pub use finops::{
 pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
+pub use models::{ModelHistory, ModelVersion};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};

@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0012_control_state.sql"),
         postgres: include_str!("migrations/0012_control_state.sql"),
     },
+    Migration {
+        version: 13,
+        name: "model registry",
+        sqlite: include_str!("migrations/0013_model_registry.sql"),
+        postgres: include_str!("migrations/0013_model_registry.sql"),
+    },
 ];
 
 impl Store {

@@ -27,6 +27,11 @@ fn action(cmd: &Command) -> Option<(&'static str, String)> {
         Command::Grants(GrantsCmd::List { tenant, .. }) => {
             ("grants.read", tenant.clone().unwrap_or_else(default))
         }
+        Command::Models(
+            crate::models::ModelsCmd::List { .. }
+            | crate::models::ModelsCmd::Show { .. }
+            | crate::models::ModelsCmd::History { .. },
+        ) => ("models.read", default()),
         Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
         Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),
         Command::Audit(

@@ -12,6 +12,7 @@ mod cost;
 mod grants;
 mod identity;
 mod local_authz;
+mod models;
 mod output;
 mod pii;
 mod policy;
@@ -139,6 +140,10 @@ enum Command {
     /// Known vulnerabilities in dependencies, from OSV advisories held locally.
     #[command(subcommand)]
     Vulns(vulns::VulnsCmd),
+    /// Model registry and signing: register, sign and verify (OpenSSF model-signing
+    /// bundles), approve, promote, retire, attest provenance.
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
 }
 
 pub struct Ctx {
@@ -206,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Budgets(cmd) => cost::budgets(&ctx, cmd).await,
         Command::Usage(cmd) => cost::usage(&ctx, cmd).await,
         Command::Cost(cmd) => cost::cost(&ctx, cmd).await,
+        Command::Models(cmd) => models::run(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

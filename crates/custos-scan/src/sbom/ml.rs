@@ -333,6 +333,27 @@ fn looks_like_pytorch(path: &Path) -> bool {
     }
 }
 
+/// The format of a weights file by its name (`safetensors`, `gguf`, `onnx`, `pytorch`) and,
+/// where the header says it (safetensors, GGUF), its parameter count; `None` when the file is
+/// not weights. Reads the header only: the model registry hashes files itself.
+pub fn weights_format(path: &Path) -> Option<(&'static str, Result<Option<u64>, String>)> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let format = match ext {
+        "safetensors" => "safetensors",
+        "gguf" => "gguf",
+        "onnx" => "onnx",
+        "pt" | "pth" if looks_like_pytorch(path) => "pytorch",
+        "bin" if looks_like_pytorch(path) => "pytorch",
+        _ => return None,
+    };
+    let parameters = match format {
+        "safetensors" => safetensors_parameters(path).map(Some),
+        "gguf" => gguf_info(path).map(|(p, _)| Some(p)),
+        _ => Ok(None),
+    };
+    Some((format, parameters))
+}
+
 /// Catalogs a model or dataset file, or `None` when `path` is not one.
 pub fn catalog(path: &Path, rel: &str) -> Option<(&'static str, Result<Vec<Component>, String>)> {
     let name = path.file_name()?.to_str()?;
