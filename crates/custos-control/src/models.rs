@@ -35,6 +35,7 @@ fn state(m: &ModelVersion) -> Value {
     json!({"name": m.name, "version": m.version, "kind": m.kind, "state": m.state,
            "manifest_digest": m.manifest_digest, "signer": m.signer,
            "card_digest": m.card_digest,
+           "attestations": serde_json::from_str::<Value>(&m.attestations).unwrap_or(Value::Null),
            "registration": serde_json::from_str::<Value>(&m.registration).unwrap_or(Value::Null)})
 }
 

@@ -1,0 +1,669 @@
+//! `custos models` as a user runs it: real model files (a safetensors file with a real header,
+//! config, tokenizer), real keys, real SQLite, and OpenSSF's `model_signing` CLI on the other
+//! side of every signature (when `CUSTOS_TEST_PYTHON`'s venv has it; `./dev test` installs it).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn custos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env_remove("CUSTOS_TOKEN")
+        .env_remove("CUSTOS_SIGNING_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run custos")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = custos(dir, args);
+    assert!(
+        out.status.success(),
+        "custos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+/// Exit code and stderr of a command expected to fail.
+fn fails(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = custos(dir, args);
+    assert!(!out.status.success(), "custos {args:?} succeeded");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small Hugging Face-shaped model: 2 MiB of F32 weights in safetensors, config, tokenizer.
+fn model(dir: &Path) -> PathBuf {
+    let m = dir.join("tiny-llm");
+    std::fs::create_dir_all(m.join("tokenizer")).unwrap();
+    let n = 512 * 1024;
+    let header = format!(
+        r#"{{"w":{{"dtype":"F32","shape":[512,1024],"data_offsets":[0,{}]}}}}"#,
+        n * 4
+    );
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    st.extend((0..n * 4).map(|i| (i * 7 % 251) as u8));
+    std::fs::write(m.join("model.safetensors"), st).unwrap();
+    std::fs::write(
+        m.join("config.json"),
+        r#"{"architectures":["TinyLM"],"hidden_size":1024}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("tokenizer/tokenizer.json"),
+        r#"{"model":{"type":"BPE"}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(m.join(".git")).unwrap();
+    std::fs::write(m.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    m
+}
+
+/// The `model_signing` CLI beside `CUSTOS_TEST_PYTHON`, if installed.
+fn model_signing() -> Option<PathBuf> {
+    let python = std::env::var("CUSTOS_TEST_PYTHON").ok()?;
+    let bin = Path::new(&python).parent()?.join("model_signing");
+    bin.exists().then_some(bin)
+}
+
+fn ms(bin: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run model_signing")
+}
+
+#[test]
+fn model_signing_bundles_interoperate_both_ways() {
+    let Some(bin) = model_signing() else {
+        eprintln!("skipping the model_signing interop test: CUSTOS_TEST_PYTHON has no model_signing (./dev test installs it)");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let m = model(dir);
+    for curve in ["p256", "p384"] {
+        let key = format!("{curve}.pem");
+        let public = format!("{curve}.pem.pub");
+        ok(dir, &["models", "keygen", "--out", &key, "--curve", curve]);
+
+        // model_signing signs, custos verifies.
+        let out = ms(
+            &bin,
+            dir,
+            &[
+                "sign",
+                "key",
+                "tiny-llm",
+                "--private_key",
+                &key,
+                "--signature",
+                "theirs.sig",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "model_signing sign: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(
+            dir,
+            &[
+                "models",
+                "verify",
+                "tiny-llm",
+                "--signature",
+                "theirs.sig",
+                "--public-key",
+                &public,
+            ],
+        );
+        assert_eq!(v["verified"], true);
+        let names: Vec<&str> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "config.json",
+                "model.safetensors",
+                "tokenizer/tokenizer.json"
+            ]
+        );
+
+        // custos signs, model_signing verifies; both name the model by the same digest.
+        let signed = json(
+            dir,
+            &[
+                "models",
+                "sign",
+                "tiny-llm",
+                "--key",
+                &key,
+                "--signature",
+                "ours.sig",
+            ],
+        );
+        assert_eq!(signed["manifest"]["digest"], v["digest"]);
+        let out = ms(
+            &bin,
+            dir,
+            &[
+                "verify",
+                "key",
+                "tiny-llm",
+                "--signature",
+                "ours.sig",
+                "--public_key",
+                &public,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "model_signing verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Tampering fails both tools, whoever signed: a changed, an added and a removed file.
+    let weights = m.join("model.safetensors");
+    let original = std::fs::read(&weights).unwrap();
+    let mut changed = original.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    type Tamper = Box<dyn Fn()>;
+    let (w, o, c, mm) = (
+        weights.clone(),
+        original.clone(),
+        changed.clone(),
+        m.clone(),
+    );
+    let cases: Vec<(&str, Tamper, Tamper)> = vec![
+        (
+            "model.safetensors: content differs",
+            Box::new(move || std::fs::write(&w, &c).unwrap()),
+            {
+                let (w, o) = (weights.clone(), o.clone());
+                Box::new(move || std::fs::write(&w, &o).unwrap())
+            },
+        ),
+        (
+            "extra.bin: present but not signed",
+            Box::new({
+                let mm = mm.clone();
+                move || std::fs::write(mm.join("extra.bin"), b"x").unwrap()
+            }),
+            {
+                let mm = mm.clone();
+                Box::new(move || std::fs::remove_file(mm.join("extra.bin")).unwrap())
+            },
+        ),
+        (
+            "config.json: signed but missing",
+            Box::new({
+                let mm = mm.clone();
+                move || {
+                    std::fs::rename(mm.join("config.json"), mm.join("../config.json.bak")).unwrap()
+                }
+            }),
+            {
+                let mm = mm.clone();
+                Box::new(move || {
+                    std::fs::rename(mm.join("../config.json.bak"), mm.join("config.json")).unwrap()
+                })
+            },
+        ),
+    ];
+    for (expected, tamper, restore) in cases {
+        tamper();
+        for sig in ["theirs.sig", "ours.sig"] {
+            let (code, err) = fails(
+                dir,
+                &[
+                    "models",
+                    "verify",
+                    "tiny-llm",
+                    "--signature",
+                    sig,
+                    "--public-key",
+                    "p384.pem.pub",
+                ],
+            );
+            assert_eq!(code, 1, "{err}");
+            assert!(err.contains(expected), "{sig}: {err}");
+            let out = ms(
+                &bin,
+                dir,
+                &[
+                    "verify",
+                    "key",
+                    "tiny-llm",
+                    "--signature",
+                    sig,
+                    "--public_key",
+                    "p384.pem.pub",
+                ],
+            );
+            assert!(
+                !out.status.success(),
+                "model_signing accepted a tampered model ({expected}, {sig})"
+            );
+        }
+        restore();
+    }
+    ok(
+        dir,
+        &[
+            "models",
+            "verify",
+            "tiny-llm",
+            "--signature",
+            "theirs.sig",
+            "--public-key",
+            "p384.pem.pub",
+        ],
+    );
+}
+
+#[test]
+fn verification_names_what_is_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let m = model(dir);
+    ok(dir, &["models", "keygen", "--out", "k.pem"]);
+    ok(dir, &["models", "keygen", "--out", "other.pem"]);
+    // A signature written inside the model folder is not part of what it signs.
+    ok(
+        dir,
+        &[
+            "models",
+            "sign",
+            "tiny-llm",
+            "--key",
+            "k.pem",
+            "--signature",
+            "tiny-llm/model.sig",
+        ],
+    );
+    let v = json(
+        dir,
+        &[
+            "models",
+            "verify",
+            "tiny-llm",
+            "--signature",
+            "tiny-llm/model.sig",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert_eq!(v["resources"].as_array().unwrap().len(), 3);
+    assert!(v["serialization"]["ignore_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "model.sig"));
+
+    let (code, err) = fails(
+        dir,
+        &[
+            "models",
+            "verify",
+            "tiny-llm",
+            "--signature",
+            "tiny-llm/model.sig",
+            "--public-key",
+            "other.pem.pub",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("signed by another key"), "{err}");
+
+    std::fs::write(dir.join("garbage.sig"), "{not json").unwrap();
+    let (code, err) = fails(
+        dir,
+        &[
+            "models",
+            "verify",
+            "tiny-llm",
+            "--signature",
+            "garbage.sig",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid JSON at line 1"), "{err}");
+
+    let (code, err) = fails(
+        dir,
+        &[
+            "models",
+            "verify",
+            "tiny-llm",
+            "--signature",
+            "missing.sig",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.sig"), "{err}");
+
+    std::fs::write(
+        dir.join("bad.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (_, err) = fails(dir, &["models", "sign", "tiny-llm", "--key", "bad.pem"]);
+    assert!(err.contains("bad.pem") && err.contains("PKCS#8"), "{err}");
+    let (_, err) = fails(dir, &["models", "sign", "tiny-llm"]);
+    assert!(err.contains("CUSTOS_SIGNING_KEY"), "{err}");
+
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(m.join("config.json"), m.join("link.json")).unwrap();
+        let (code, err) = fails(
+            dir,
+            &[
+                "models",
+                "verify",
+                "tiny-llm",
+                "--signature",
+                "tiny-llm/model.sig",
+                "--public-key",
+                "k.pem.pub",
+            ],
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("--allow-symlinks"), "{err}");
+        let (_, err) = fails(dir, &["models", "sign", "tiny-llm", "--key", "k.pem"]);
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+}
+
+#[test]
+fn the_registry_life_cycle_is_ledgered_with_why() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    model(dir);
+    std::fs::write(dir.join("eval.json"), r#"{"accuracy":0.91}"#).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/train.csv"), "text,label\nhi,1\n").unwrap();
+    ok(dir, &["init"]);
+    ok(dir, &["models", "keygen", "--out", "k.pem"]);
+
+    let r = json(
+        dir,
+        &[
+            "models",
+            "register",
+            "tiny",
+            "1.0",
+            "tiny-llm",
+            "--license",
+            "apache-2.0",
+            "--dataset",
+            "reviews-v3=data",
+            "--eval",
+            "eval.json",
+            "--why",
+            "first fine-tune",
+            "--ticket",
+            "ML-7",
+        ],
+    );
+    assert_eq!(r["state"], "registered");
+    assert_eq!(r["registration"]["format"], "safetensors");
+    assert_eq!(r["registration"]["parameters"], 512 * 1024);
+    assert_eq!(r["registration"]["datasets"][0]["name"], "reviews-v3");
+    let digest = r["manifest_digest"].as_str().unwrap().to_owned();
+    // The registry names the model by model-signing's digest.
+    let signed = json(
+        dir,
+        &[
+            "models",
+            "sign",
+            "tiny-llm",
+            "--key",
+            "k.pem",
+            "--signature",
+            "m.sig",
+        ],
+    );
+    assert_eq!(signed["manifest"]["digest"], digest.as_str());
+
+    let (_, err) = fails(dir, &["models", "register", "tiny", "1.0", "tiny-llm"]);
+    assert!(err.contains("tiny@1.0 already exists"), "{err}");
+    let (_, err) = fails(dir, &["models", "approve", "tiny@1.0"]);
+    assert!(err.contains("not signed"), "{err}");
+    let (_, err) = fails(dir, &["models", "promote", "tiny@1.0"]);
+    assert!(err.contains("only an approved model is promoted"), "{err}");
+
+    // A signature over other files is refused.
+    std::fs::write(dir.join("tiny-llm/extra.txt"), "x").unwrap();
+    ok(
+        dir,
+        &[
+            "models",
+            "sign",
+            "tiny-llm",
+            "--key",
+            "k.pem",
+            "--signature",
+            "other.sig",
+        ],
+    );
+    std::fs::remove_file(dir.join("tiny-llm/extra.txt")).unwrap();
+    let (_, err) = fails(
+        dir,
+        &[
+            "models",
+            "attach",
+            "tiny@1.0",
+            "--signature",
+            "other.sig",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert!(err.contains("covers other files"), "{err}");
+
+    ok(
+        dir,
+        &[
+            "models",
+            "attach",
+            "tiny@1.0",
+            "--signature",
+            "m.sig",
+            "--public-key",
+            "k.pem.pub",
+            "--why",
+            "signed by release key",
+        ],
+    );
+    ok(
+        dir,
+        &["models", "approve", "tiny@1.0", "--why", "eval passed"],
+    );
+    let p = json(dir, &["models", "promote", "tiny@1.0", "--why", "ship"]);
+    assert_eq!(p["state"], "promoted");
+
+    // Provenance: signed, attached, checked against the registry; the dataset must match.
+    ok(
+        dir,
+        &[
+            "models",
+            "attest",
+            "tiny@1.0",
+            "--key",
+            "k.pem",
+            "--builder",
+            "https://ci.example/gpu-7",
+            "--param",
+            "epochs=3",
+            "--invocation-id",
+            "run-1",
+            "--out",
+            "run.json",
+        ],
+    );
+    let v = json(
+        dir,
+        &[
+            "models",
+            "verify",
+            "--registry",
+            "tiny@1.0",
+            "--attestation",
+            "run.json",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert_eq!(
+        v["provenance"]["predicate"]["buildDefinition"]["externalParameters"]["epochs"],
+        3
+    );
+    ok(dir, &["models", "keygen", "--out", "x.pem"]);
+    let (code, _) = fails(
+        dir,
+        &[
+            "models",
+            "verify",
+            "--registry",
+            "tiny@1.0",
+            "--attestation",
+            "run.json",
+            "--public-key",
+            "x.pem.pub",
+        ],
+    );
+    assert_eq!(code, 1);
+
+    // The registry entry re-verifies against the weights on disk.
+    ok(
+        dir,
+        &[
+            "models",
+            "verify",
+            "--registry",
+            "tiny@1.0",
+            "tiny-llm",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    std::fs::write(dir.join("tiny-llm/config.json"), "{}").unwrap();
+    let (code, err) = fails(
+        dir,
+        &[
+            "models",
+            "verify",
+            "--registry",
+            "tiny@1.0",
+            "tiny-llm",
+            "--public-key",
+            "k.pem.pub",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("config.json: content differs"), "{err}");
+    // Without a trust rule, no key counts.
+    let (code, err) = fails(dir, &["models", "verify", "--registry", "tiny@1.0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("[[registry.trust]]"), "{err}");
+
+    ok(
+        dir,
+        &[
+            "models",
+            "register",
+            "gpt-4o",
+            "2024-08-06",
+            "--provider",
+            "openai",
+            "--model-id",
+            "gpt-4o-2024-08-06",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "models",
+            "approve",
+            "gpt-4o@2024-08-06",
+            "--why",
+            "vendor review done",
+        ],
+    );
+    ok(
+        dir,
+        &["models", "retire", "tiny@1.0", "--why", "superseded"],
+    );
+    let (_, err) = fails(dir, &["models", "approve", "tiny@1.0"]);
+    assert!(err.contains("retired"), "{err}");
+
+    let history = json(dir, &["models", "history", "tiny"]);
+    let steps: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["activity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "model.register",
+            "model.sign",
+            "model.approve",
+            "model.promote",
+            "model.attest",
+            "model.retire"
+        ]
+    );
+    assert_eq!(history[0]["why"], "first fine-tune");
+    assert_eq!(history[0]["ticket"], "ML-7");
+    let list = json(dir, &["models", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    // Every transition is in the ledger, with why, and the ledger verifies.
+    let text = ok(dir, &["audit", "query", "--json"]);
+    for a in [
+        "model.register",
+        "model.sign",
+        "model.approve",
+        "model.promote",
+        "model.attest",
+        "model.retire",
+    ] {
+        assert!(text.contains(a), "{a} missing from the ledger");
+    }
+    assert!(text.contains("eval passed"));
+    let out = custos(dir, &["audit", "verify"]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
