@@ -78,6 +78,8 @@ pub struct AuditSlot {
     policies: OnceLock<Vec<String>>,
     /// A call served outside its tenant's pinned regions, when a policy allowed it.
     transfer: OnceLock<Value>,
+    /// The manifest digest of the registry entry that served the call.
+    model_digest: OnceLock<String>,
 }
 
 impl AuditSlot {
@@ -89,6 +91,9 @@ impl AuditSlot {
     }
     pub fn set_transfer(&self, pinned: &[String], to: &str) {
         let _ = self.transfer.set(json!({"pinned": pinned, "to": to}));
+    }
+    pub fn set_model_digest(&self, digest: String) {
+        let _ = self.model_digest.set(digest);
     }
     pub fn set_call(&self, model: &str, body_sha256: [u8; 32]) {
         let _ = self.call.set((model.to_owned(), body_sha256));
@@ -141,6 +146,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
             kind: "model",
             id: slot.call.get().map(|(m, _)| m.clone()),
             endpoint: endpoint.upstream_path(),
+            digest: slot.model_digest.get().cloned(),
         }],
         outcome: outcome(status),
         reason: response.extensions().get::<ProblemKind>().map(|k| k.slug()),
@@ -291,6 +297,9 @@ struct ModelResource {
     kind: &'static str,
     id: Option<String>,
     endpoint: &'static str,
+    /// The registry entry's manifest digest, when a gated route served the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
 }
 
 /// The caller, as OCSF's actor: the principal's identity, never its credentials.

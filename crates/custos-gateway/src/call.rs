@@ -330,6 +330,27 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
             ),
         ));
     }
+    if let Some(gate) = &route.registry {
+        match gate.verdict() {
+            Ok(served) => {
+                if let (Some(slot), Some(d)) = (
+                    parts.extensions.get::<Arc<crate::audit::AuditSlot>>(),
+                    served.manifest_digest,
+                ) {
+                    slot.set_model_digest(d);
+                }
+            }
+            Err(why) => {
+                return Err(Problem::new(
+                    ProblemKind::ModelUnverified,
+                    format!(
+                        "the model {model:?} serves the registry entry {}, which is not verified: {why}",
+                        gate.reference
+                    ),
+                ))
+            }
+        }
+    }
     let max_output_tokens = max_output(&body);
     let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;
     let call = ModelCall {

@@ -28,6 +28,7 @@ pub mod providers;
 pub mod proxy;
 pub mod quota;
 pub mod refusals;
+pub mod registry;
 pub mod request_id;
 pub mod route;
 pub mod service;
@@ -95,6 +96,8 @@ pub enum GatewayError {
     CheckpointKey { path: String, reason: String },
     #[error(transparent)]
     Anchor(#[from] anchor::AnchorError),
+    #[error("{0}")]
+    Registry(String),
 }
 
 /// A built gateway: its shared state and background tasks.
@@ -131,6 +134,10 @@ impl Gateway {
                         .find(|p| p.name == *m.provider.get_ref())
                         .and_then(|p| p.region.clone())
                         .unwrap_or_default(),
+                    registry: m
+                        .registry
+                        .as_deref()
+                        .map(|r| Arc::new(registry::Gate::new(r))),
                 });
             }
         }
@@ -160,6 +167,7 @@ impl Gateway {
             ),
             _ => None,
         };
+        let trust = registry::trusted_keys(&config).map_err(GatewayError::Registry)?;
         let control_settings = custos_control::Settings::from_config(&config);
         let state = Arc::new(Shared {
             config,
@@ -171,6 +179,7 @@ impl Gateway {
             webhooks: webhooks.clone(),
             directory: directory.clone(),
             routes,
+            trust,
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
@@ -216,6 +225,11 @@ impl Gateway {
             finops.spawn_refresher(store.clone(), finops_refresh),
         ];
         tasks.extend(finops_tasks);
+        if state.routes.iter().any(|r| r.registry.is_some()) {
+            // Gated routes are checked before the first call is served.
+            registry::refresh(&state).await;
+            tasks.push(registry::spawn_refresher(state.clone(), refresh));
+        }
         if !issuers.is_empty() {
             tasks.push(issuers.spawn_refresher());
         }

@@ -52,12 +52,13 @@ pub enum ProblemKind {
     Overloaded,
     NotAcceptable,
     ReasonRequired,
+    ModelUnverified,
     Internal,
 }
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 42] = {
+    pub const ALL: [ProblemKind; 43] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -101,6 +102,7 @@ impl ProblemKind {
             Overloaded,
             NotAcceptable,
             ReasonRequired,
+            ModelUnverified,
             Internal,
         ]
     };
@@ -149,6 +151,7 @@ impl ProblemKind {
             Overloaded => "overloaded",
             NotAcceptable => "not-acceptable",
             ReasonRequired => "reason-required",
+            ModelUnverified => "model-unverified",
             Internal => "internal",
         }
     }
@@ -186,7 +189,7 @@ impl ProblemKind {
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            NotReady | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            NotReady | Overloaded | ModelUnverified => StatusCode::SERVICE_UNAVAILABLE,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ReasonRequired => StatusCode::UNPROCESSABLE_ENTITY,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -238,6 +241,7 @@ impl ProblemKind {
             Overloaded => "custos is shedding load",
             NotAcceptable => "no supported version of the admin API was asked for",
             ReasonRequired => "this change must say why",
+            ModelUnverified => "The model's registry entry is not verified for serving",
             Internal => "Internal error",
         }
     }

@@ -12,6 +12,8 @@ pub struct Route {
     pub provider: Arc<Provider>,
     /// Where the provider serves from (`providers[].region`), "" when not configured.
     pub region: String,
+    /// The registry entry the route serves, behind the deploy gate.
+    pub registry: Option<Arc<crate::registry::Gate>>,
 }
 
 #[derive(Debug, Default)]

@@ -27,6 +27,8 @@ pub struct Shared {
     /// Alert receivers (`[[finops.webhooks]]`): budgets, anomalies, break-glass.
     pub webhooks: Arc<crate::webhook::Webhooks>,
     pub routes: RouteTable,
+    /// The keys `[[registry.trust]]` lets sign models, for the deploy gate.
+    pub trust: Vec<custos_govern::models::trust::TrustedKey>,
     pub quota: Arc<Quotas>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,

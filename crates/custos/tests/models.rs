@@ -667,3 +667,198 @@ fn the_registry_life_cycle_is_ledgered_with_why() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Server, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("custos gateway listening on ") {
+            break rest.trim_end_matches("/v1").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), url)
+}
+
+fn chat(url: &str, key: &str, model: &str) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn the_deploy_gate_serves_only_approved_models_signed_by_trusted_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    model(dir);
+    std::fs::write(
+        dir.join("custos.toml"),
+        r#"[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "tiny"
+provider = "mock"
+registry = "tiny@1.0"
+
+[[models]]
+name = "tiny-untrusted"
+provider = "mock"
+registry = "tiny@2.0"
+
+[[models]]
+name = "tiny-pending"
+provider = "mock"
+registry = "tiny@3.0"
+
+[[models]]
+name = "tiny-missing"
+provider = "mock"
+registry = "tiny@9.9"
+
+[[registry.trust]]
+public_key = "release.pem.pub"
+names = ["tiny", "tiny-*"]
+"#,
+    )
+    .unwrap();
+    ok(dir, &["models", "keygen", "--out", "release.pem"]);
+    ok(dir, &["models", "keygen", "--out", "laptop.pem"]);
+    for (v, key, approve) in [
+        ("1.0", "release.pem", true),
+        ("2.0", "laptop.pem", true),
+        ("3.0", "release.pem", false),
+    ] {
+        ok(dir, &["models", "register", "tiny", v, "tiny-llm"]);
+        ok(
+            dir,
+            &[
+                "models",
+                "sign",
+                "tiny-llm",
+                "--key",
+                key,
+                "--signature",
+                &format!("{v}.sig"),
+                "--registry",
+                &format!("tiny@{v}"),
+            ],
+        );
+        if approve {
+            ok(dir, &["models", "approve", &format!("tiny@{v}")]);
+        }
+    }
+    let digest = json(dir, &["models", "show", "tiny@1.0"])["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(dir, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (_server, url) = serve(dir);
+
+    let (status, body) = chat(&url, &key, "tiny");
+    assert_eq!(status, 200, "{body}");
+    for (model, why) in [
+        ("tiny-untrusted", "verifies with no key trusted"),
+        (
+            "tiny-pending",
+            "is signed; only an approved or promoted model is served",
+        ),
+        ("tiny-missing", "not in the model registry"),
+    ] {
+        let (status, body) = chat(&url, &key, model);
+        assert_eq!(status, 503, "{model}: {body}");
+        assert_eq!(
+            body["type"], "https://custos.dev/problems/model-unverified",
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains(why),
+            "{model}: {body}"
+        );
+    }
+
+    // Approval takes effect without a restart; retirement too.
+    ok(dir, &["models", "approve", "tiny@3.0"]);
+    ok(
+        dir,
+        &["models", "retire", "tiny@1.0", "--why", "superseded by 3.0"],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (a, _) = chat(&url, &key, "tiny-pending");
+        let (b, _) = chat(&url, &key, "tiny");
+        if a == 200 && b == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate did not pick up the approval and the retirement ({a}, {b})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Every served call records the manifest digest; every verdict is in the ledger.
+    let text = ok(dir, &["audit", "query", "--json"]);
+    let invokes: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["activity"] == "model.invoke" && e["status"] == 200)
+        .collect();
+    assert!(
+        invokes
+            .iter()
+            .any(|e| e["resources"][0]["digest"] == digest.as_str()),
+        "{invokes:?}"
+    );
+    let gates: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["activity"] == "model.gate")
+        .collect();
+    assert!(gates
+        .iter()
+        .any(|e| e["resources"][0]["verdict"] == "refused"
+            && e["resources"][0]["name"] == "tiny@2.0"));
+    assert!(gates.iter().any(
+        |e| e["resources"][0]["verdict"] == "served" && e["resources"][0]["name"] == "tiny@3.0"
+    ));
+}
