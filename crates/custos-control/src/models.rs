@@ -83,7 +83,7 @@ impl Control {
         after.updated_at = now_ms();
         c.model_update(&after, &before.state).await?;
         let mut res = resource(&after);
-        if activity == "model.promote" {
+        if activity == "model.promote" || activity == "model.card" {
             // The promotion record names the card it promoted with.
             res["card_digest"] = json!(after.card_digest.as_ref().map(|d| format!("sha256:{d}")));
         }
@@ -381,6 +381,52 @@ impl Control {
                 Ok(())
             },
         )
+        .await
+    }
+}
+
+impl Control {
+    /// Attaches a signed model card: the signature must be by `key`, over exactly `text`,
+    /// for this version; the card's `custos.manifest_digest` must be the registered one. The
+    /// promotion record then names the card's digest.
+    pub async fn attach_card(
+        &self,
+        actor: &Actor,
+        name: &str,
+        version: &str,
+        text: &str,
+        envelope: &Envelope,
+        key: &PublicKey,
+        reason: &Reason,
+    ) -> Result<Recorded<ModelVersion>, ControlError> {
+        use custos_govern::models::card;
+        card::verify(envelope, key, name, version, text)
+            .map_err(|e| ControlError::invalid(e.to_string()))?;
+        let parsed = card::Card::parse(text)
+            .map_err(|p| ControlError::invalid(format!("line {}: {}", p.line, p.message)))?;
+        let stated = parsed
+            .front
+            .pointer("/custos/manifest_digest")
+            .and_then(Value::as_str)
+            .map(|s| s.trim_start_matches("sha256:").to_owned());
+        let env =
+            serde_json::to_string(envelope).map_err(|e| ControlError::invalid(e.to_string()))?;
+        let text = text.to_owned();
+        self.model_change(actor, "models.card", "model.card", name, version, reason, move |m| {
+            if m.manifest_digest.is_some() && stated != m.manifest_digest {
+                return Err(ControlError::invalid(format!(
+                    "the card's custos.manifest_digest ({}) is not {}@{}'s ({}); custos models card lint shows why",
+                    stated.as_deref().unwrap_or("missing"),
+                    m.name,
+                    m.version,
+                    m.manifest_digest.as_deref().unwrap_or("")
+                )));
+            }
+            m.card_digest = Some(card::digest(&text));
+            m.card = Some(text);
+            m.card_signature = Some(env);
+            Ok(())
+        })
         .await
     }
 }

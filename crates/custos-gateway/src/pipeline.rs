@@ -44,6 +44,10 @@ fn build(state: AppState, audit: bool) -> Router {
     let endpoints = Router::new()
         .route("/v1/models", get(service::list_models))
         .route("/v1/models/{id}", get(service::get_model))
+        .route(
+            "/v1/models/{name}/versions/{version}/card",
+            get(service::model_card),
+        )
         .route("/v1/usage", post(meter::report_jobs))
         .route("/pii/analyze", post(pii::analyze))
         .route("/pii/anonymize", post(pii::anonymize))

@@ -53,6 +53,96 @@ pub async fn get_model(
     }
 }
 
+/// `GET /v1/models/{name}/versions/{version}/card`: the signed model card snapshot of a
+/// registry entry, as HTML (`Accept: text/html`) or JSON, with its digest and signature in
+/// headers (`X-Custos-Card-Digest`, `X-Custos-Card-Signature`: the base64 DSSE envelope).
+pub async fn model_card(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    use base64::Engine as _;
+    let entry = match state.store.model_version(&name, &version).await {
+        Ok(e) => e,
+        Err(custos_store::StoreError::NotFound(_)) => {
+            return Problem::new(
+                ProblemKind::NotFound,
+                format!(
+                    "{}@{} is not in the model registry",
+                    crate::problem::prefix(&name, 128),
+                    crate::problem::prefix(&version, 128)
+                ),
+            )
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the model registry failed");
+            return Problem::new(
+                ProblemKind::NotReady,
+                "the model registry cannot be read now",
+            )
+            .into_response();
+        }
+    };
+    let (Some(text), Some(digest), Some(signature)) =
+        (&entry.card, &entry.card_digest, &entry.card_signature)
+    else {
+        return Problem::new(
+            ProblemKind::NotFound,
+            format!(
+                "{name}@{version} has no signed model card (custos models card sign attaches one)"
+            ),
+        )
+        .into_response();
+    };
+    let card = match custos_govern::models::card::Card::parse(text) {
+        Ok(c) => c,
+        Err(p) => {
+            return Problem::new(
+                ProblemKind::Internal,
+                format!(
+                    "the stored card does not parse: line {}: {}",
+                    p.line, p.message
+                ),
+            )
+            .into_response()
+        }
+    };
+    let html = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut response = if html {
+        (
+            [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            custos_govern::models::card::render_html(&card, &format!("{name} {version}")),
+        )
+            .into_response()
+    } else {
+        Json(json!({
+            "model": name, "version": version, "state": entry.state,
+            "manifest_digest": entry.manifest_digest.as_ref().map(|d| format!("sha256:{d}")),
+            "card_digest": format!("sha256:{digest}"),
+            "metadata": card.front,
+            "markdown": text,
+            "signature": serde_json::from_str::<Value>(signature).unwrap_or(Value::Null),
+        }))
+        .into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("sha256:{digest}")) {
+        h.insert("x-custos-card-digest", v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(
+        &base64::engine::general_purpose::STANDARD.encode(signature.as_bytes()),
+    ) {
+        h.insert("x-custos-card-signature", v);
+    }
+    h.insert(http::header::VARY, http::HeaderValue::from_static("accept"));
+    response
+}
+
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }

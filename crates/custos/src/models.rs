@@ -7,6 +7,7 @@ use crate::{output, Ctx};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use custos_govern::models::bundle::{self, Bundle, MAX_BUNDLE};
+use custos_govern::models::card::{self, Card};
 use custos_govern::models::dsse::Envelope;
 use custos_govern::models::keys::{Curve, PublicKey, SigningKey};
 use custos_govern::models::manifest::{self, Manifest, Method, Options};
@@ -221,6 +222,12 @@ custos models attest llama-3-8b@2026-12 --key ci.pem --builder https://ci.exampl
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Model cards: write one from the registry, lint it, render it, sign and attach it.
+    #[command(subcommand)]
+    Card(CardCmd),
+    /// Datasheets for datasets: write one to fill in (lint with `card lint --datasheet`).
+    #[command(subcommand)]
+    Datasheet(DatasheetCmd),
     /// List registered versions.
     List {
         /// Only this model's versions.
@@ -235,6 +242,92 @@ custos models attest llama-3-8b@2026-12 --key ci.pem --builder https://ci.exampl
     History {
         #[arg(value_name = "NAME[@VERSION]")]
         model: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CardCmd {
+    /// Write a model card filled with what custos knows (files, digests, datasets, the
+    /// evaluation report's metrics, costs from custos' records); the rest says TODO.
+    #[command(
+        after_help = "Example:\n  custos models card init tiny@1.0 --cost-tag run=ft-2026-12-01 --out MODEL_CARD.md"
+    )]
+    Init {
+        #[arg(value_name = "NAME@VERSION")]
+        model: String,
+        /// Where to write the card (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The evaluation report (default: the registered one, where it was registered from).
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+        /// A tag of the training run's usage records (KEY=VALUE, repeatable): fills cost,
+        /// GPU-hours and kgCO2e from custos' records.
+        #[arg(long, value_name = "KEY=VALUE")]
+        cost_tag: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a card: every section filled in, numbers present, links resolve; and that its
+    /// digests, datasets, metrics and costs agree with the registry, the evaluation report
+    /// (by checksum) and custos' cost records. Exit 1 listing each problem with its line.
+    #[command(
+        after_help = "Examples:\n  custos models card lint MODEL_CARD.md\n  custos models card lint data/DATASHEET.md --datasheet"
+    )]
+    Lint {
+        file: PathBuf,
+        /// The registry entry the card describes (default: model_name and custos.version of
+        /// the front matter).
+        #[arg(long, value_name = "NAME@VERSION")]
+        registry: Option<String>,
+        /// The evaluation report to compare metrics with (default: custos.evaluation.path).
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+        /// The file is a datasheet for a dataset.
+        #[arg(long)]
+        datasheet: bool,
+    },
+    /// Render a card as a standalone HTML page.
+    Render {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Lint, sign (DSSE) and attach a card snapshot to its registry entry; the gateway then
+    /// serves it and promotion records its digest.
+    #[command(
+        after_help = "Example:\n  custos models card sign MODEL_CARD.md --key release.pem --why \"card for 1.0\""
+    )]
+    Sign {
+        file: PathBuf,
+        #[arg(long, value_name = "NAME@VERSION")]
+        registry: Option<String>,
+        /// The PEM private key (else $CUSTOS_SIGNING_KEY).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Also write the DSSE envelope here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasheetCmd {
+    /// Write a datasheet for a dataset (TAG=PATH hashes it here; TAG@sha256:HEX names it).
+    #[command(
+        after_help = "Example:\n  custos models datasheet init reviews-v3=./data/reviews --out data/DATASHEET.md"
+    )]
+    Init {
+        #[arg(value_name = "TAG=PATH")]
+        dataset: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -880,6 +973,17 @@ pub async fn run(ctx: &Ctx, cmd: ModelsCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ModelsCmd::Card(cmd) => card(ctx, cmd).await,
+        ModelsCmd::Datasheet(DatasheetCmd::Init {
+            dataset,
+            out,
+            force,
+        }) => {
+            let r = reference(&dataset, "dataset")?;
+            let text = card::datasheet_template(&r.name, &r.sha256);
+            write_text(out.as_deref(), &text, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
         ModelsCmd::List { name } => {
             let store = crate::identity::open(ctx).await?;
             let all = store.model_versions(name.as_deref()).await?;
@@ -1242,4 +1346,363 @@ async fn verify_registry(
         ignore_unsigned,
         Some(&signer),
     )
+}
+
+fn write_text(out: Option<&Path>, text: &str, force: bool) -> Result<()> {
+    match out {
+        Some(p) => {
+            if p.exists() && !force {
+                bail!("{} exists; pass --force to replace it", p.display());
+            }
+            std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn read_card(path: &Path) -> Result<(String, Card)> {
+    let text = String::from_utf8(read_capped(path, card::MAX_CARD, "the card")?).map_err(|e| {
+        anyhow!(
+            "{} is not UTF-8 (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let parsed =
+        Card::parse(&text).map_err(|p| anyhow!("{}:{}: {}", path.display(), p.line, p.message))?;
+    Ok((text, parsed))
+}
+
+/// Costs of the records carrying every tag, from custos' store.
+async fn run_cost(
+    store: &custos_store::Store,
+    tags: &[(String, String)],
+) -> Result<Option<card::Cost>> {
+    let filter = custos_store::UsageFilter {
+        tags: tags.to_vec(),
+        from_ms: 0,
+        until_ms: i64::MAX,
+        ..Default::default()
+    };
+    let rows = store
+        .usage_report(&filter, &[custos_store::Dimension::Currency], 0)
+        .await?;
+    let Some(row) = rows.iter().max_by_key(|r| r.cost.nanos()) else {
+        return Ok(None);
+    };
+    if rows.len() > 1 {
+        bail!(
+            "the run's records are in {} currencies; cost figures need one",
+            rows.len()
+        );
+    }
+    Ok(Some(card::Cost {
+        tags: tags.iter().cloned().collect(),
+        amount: (row.cost.nanos() as f64 / 1e9 * 100.0).round() / 100.0,
+        currency: row.keys.first().cloned().unwrap_or_default(),
+        gpu_hours: (row.compute_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
+        kg_co2e: (row.co2e_mg as f64 / 1e6 * 1000.0).round() / 1000.0,
+    }))
+}
+
+/// What the registry, the evaluation report and the cost records say of a version; plus the
+/// problems found fetching them (a report that is not the registered one).
+async fn facts(
+    store: &custos_store::Store,
+    name: &str,
+    version: &str,
+    eval: Option<&Path>,
+    cost_tags: &[(String, String)],
+) -> Result<(card::Facts, Vec<String>)> {
+    let entry = store.model_version(name, version).await?;
+    let registration: Registration = serde_json::from_str(&entry.registration)?;
+    let mut notes = Vec::new();
+    let report = eval.map(Path::to_path_buf).or_else(|| {
+        registration
+            .evaluation
+            .as_ref()
+            .map(|e| PathBuf::from(&e.name))
+            .filter(|p| p.exists())
+    });
+    let metrics = match (&report, &registration.evaluation) {
+        (Some(p), registered) => {
+            let sha = sha256_file(p)?;
+            match registered {
+                Some(r) if r.sha256 != sha => {
+                    notes.push(format!(
+                        "the evaluation report {} (sha256 {sha}) is not the registered one ({})",
+                        p.display(),
+                        r.sha256
+                    ));
+                    None
+                }
+                _ => {
+                    let v: Value = serde_json::from_slice(&read_capped(
+                        p,
+                        MAX_REPORT,
+                        "the evaluation report",
+                    )?)
+                    .map_err(|e| anyhow!("{}: not JSON: {e}", p.display()))?;
+                    Some(
+                        card::Metrics::from_report(&v)
+                            .map_err(|e| anyhow!("{}: {e}", p.display()))?,
+                    )
+                }
+            }
+        }
+        (None, _) => None,
+    };
+    let cost = if cost_tags.is_empty() {
+        None
+    } else {
+        run_cost(store, cost_tags).await?
+    };
+    Ok((
+        card::Facts {
+            name: name.into(),
+            version: version.into(),
+            manifest_digest: entry.manifest_digest,
+            registration,
+            metrics,
+            cost,
+        },
+        notes,
+    ))
+}
+
+fn tag_pairs(specs: &[String]) -> Result<Vec<(String, String)>> {
+    specs
+        .iter()
+        .map(|t| {
+            t.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow!("--cost-tag {t:?}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// The registry entry a card names: `--registry`, else its front matter.
+fn card_ref(parsed: &Card, registry: Option<&str>) -> Result<(String, String)> {
+    if let Some(r) = registry {
+        return parse_ref(r);
+    }
+    let name = parsed.front.get("model_name").and_then(Value::as_str);
+    let version = parsed
+        .front
+        .pointer("/custos/version")
+        .and_then(Value::as_str);
+    match (name, version) {
+        (Some(n), Some(v)) => parse_ref(&format!("{n}@{v}")),
+        _ => bail!("the card names no model_name and custos.version; give --registry NAME@VERSION"),
+    }
+}
+
+/// Lints a card file against the registry; the problems, each with its line.
+async fn lint_file(
+    ctx: &Ctx,
+    file: &Path,
+    registry: Option<&str>,
+    eval: Option<&Path>,
+    kind: card::Kind,
+) -> Result<(String, Card, Option<(String, String)>, Vec<card::Problem>)> {
+    let (text, parsed) = read_card(file)?;
+    let dir = file
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(Path::new("."));
+    if kind == card::Kind::Datasheet {
+        let problems = card::lint(&parsed, kind, None, Some(dir));
+        return Ok((text, parsed, None, problems));
+    }
+    let (name, version) = card_ref(&parsed, registry)?;
+    let store = crate::identity::open(ctx).await?;
+    let tags: Vec<(String, String)> = parsed
+        .front
+        .pointer("/custos/cost/tags")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let report = eval.map(Path::to_path_buf).or_else(|| {
+        parsed
+            .front
+            .pointer("/custos/evaluation/path")
+            .and_then(Value::as_str)
+            .map(|p| {
+                let p = Path::new(p);
+                if p.is_relative() && dir.join(p).exists() {
+                    dir.join(p)
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .filter(|p| p.exists())
+    });
+    let (f, notes) = facts(&store, &name, &version, report.as_deref(), &tags).await?;
+    let mut problems = card::lint(&parsed, kind, Some(&f), Some(dir));
+    problems.extend(
+        notes
+            .into_iter()
+            .map(|message| card::Problem { line: 0, message }),
+    );
+    Ok((text, parsed, Some((name, version)), problems))
+}
+
+fn print_problems(ctx: &Ctx, file: &Path, problems: &[card::Problem]) {
+    if ctx.json {
+        output::json(&json!({"file": file, "ok": problems.is_empty(), "problems": problems}));
+    } else if problems.is_empty() {
+        println!("{}: ok", file.display());
+    } else {
+        for p in problems {
+            eprintln!("{}:{}: {}", file.display(), p.line, p.message);
+        }
+        eprintln!(
+            "{} problem{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+    }
+}
+
+async fn card(ctx: &Ctx, cmd: CardCmd) -> Result<ExitCode> {
+    match cmd {
+        CardCmd::Init {
+            model,
+            out,
+            eval,
+            cost_tag,
+            force,
+        } => {
+            let (name, version) = parse_ref(&model)?;
+            let store = crate::identity::open(ctx).await?;
+            let (f, notes) = facts(
+                &store,
+                &name,
+                &version,
+                eval.as_deref(),
+                &tag_pairs(&cost_tag)?,
+            )
+            .await?;
+            for n in notes {
+                eprintln!("warning: {n}");
+            }
+            if !cost_tag.is_empty() && f.cost.is_none() {
+                eprintln!(
+                    "warning: no usage records carry {}: the cost figures are left TODO",
+                    cost_tag.join(", ")
+                );
+            }
+            write_text(out.as_deref(), &card::model_template(&f), force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CardCmd::Lint {
+            file,
+            registry,
+            eval,
+            datasheet,
+        } => {
+            let kind = if datasheet {
+                card::Kind::Datasheet
+            } else {
+                card::Kind::Model
+            };
+            let (_, _, _, problems) =
+                lint_file(ctx, &file, registry.as_deref(), eval.as_deref(), kind).await?;
+            print_problems(ctx, &file, &problems);
+            Ok(if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        CardCmd::Render { file, out } => {
+            let (_, parsed) = read_card(&file)?;
+            let title = parsed
+                .front
+                .get("model_name")
+                .or_else(|| parsed.front.get("dataset_name"))
+                .and_then(Value::as_str)
+                .map_or_else(|| file.display().to_string(), str::to_owned);
+            let html = card::render_html(&parsed, &title);
+            write_text(out.as_deref(), &html, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CardCmd::Sign {
+            file,
+            registry,
+            key,
+            out,
+            eval,
+            change,
+        } => {
+            let key = signing_key(key.as_deref())?;
+            let (text, _, target, problems) = lint_file(
+                ctx,
+                &file,
+                registry.as_deref(),
+                eval.as_deref(),
+                card::Kind::Model,
+            )
+            .await?;
+            if !problems.is_empty() {
+                print_problems(ctx, &file, &problems);
+                bail!("the card has problems; fix them before signing it (custos models card lint {})", file.display());
+            }
+            let Some((name, version)) = target else {
+                bail!("the card names no registry entry")
+            };
+            let entry_digest = crate::identity::open(ctx)
+                .await?
+                .model_version(&name, &version)
+                .await?
+                .manifest_digest;
+            let env = card::sign(&name, &version, entry_digest.as_deref(), &text, &key)
+                .map_err(|e| anyhow!("{e}"))?;
+            if let Some(o) = &out {
+                std::fs::write(o, serde_json::to_string_pretty(&env)?)
+                    .with_context(|| format!("cannot write {}", o.display()))?;
+            }
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .attach_card(
+                    &actor,
+                    &name,
+                    &version,
+                    &text,
+                    &env,
+                    &key.public_key(),
+                    &change.reason()?,
+                )
+                .await?;
+            if ctx.json {
+                output::json(
+                    &json!({"model": version_json(&r.value), "card_digest": format!("sha256:{}", card::digest(&text)), "signature": env}),
+                );
+            } else {
+                eprintln!(
+                    "signed and attached the card of {name}@{version} (sha256:{}); ledger entry {}",
+                    card::digest(&text),
+                    r.ledger.end.saturating_sub(1)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

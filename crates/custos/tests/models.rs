@@ -862,3 +862,268 @@ names = ["tiny", "tiny-*"]
         |e| e["resources"][0]["verdict"] == "served" && e["resources"][0]["name"] == "tiny@3.0"
     ));
 }
+
+fn get(url: &str, key: &str, accept: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let (s, h) = (r.status().as_u16(), r.headers().clone());
+        (s, h, r.text().await.unwrap())
+    })
+}
+
+/// Fills in what a person writes in a card template.
+fn fill(card: &str) -> String {
+    card.replace("TODO: ", "Written by the team. ")
+        .replace("type: TODO", "type: text-classification")
+        .replace("latency_p50_ms: TODO", "latency_p50_ms: 40")
+        .replace("latency_p95_ms: TODO", "latency_p95_ms: 95")
+        .replace("throughput_rps: TODO", "throughput_rps: 120")
+        .replace("memory_gb: TODO", "memory_gb: 2.5")
+}
+
+#[test]
+fn model_cards_are_linted_signed_attached_and_served() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    model(dir);
+    std::fs::write(
+        dir.join("eval.json"),
+        r#"{"metrics":{"accuracy":0.91,"f1":0.88},"slices":{"en":{"accuracy":0.93}}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/train.csv"), "text,label\nhi,1\n").unwrap();
+    ok(dir, &["init"]);
+    ok(dir, &["models", "keygen", "--out", "k.pem"]);
+    ok(
+        dir,
+        &[
+            "models",
+            "register",
+            "tiny",
+            "1.0",
+            "tiny-llm",
+            "--dataset",
+            "reviews=data",
+            "--eval",
+            "eval.json",
+            "--license",
+            "apache-2.0",
+        ],
+    );
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "trainer", "--team", "ml"]);
+    ok(
+        dir,
+        &[
+            "usage",
+            "record",
+            "--team",
+            "ml",
+            "--app",
+            "trainer",
+            "--provider",
+            "aws",
+            "--instance-type",
+            "p4d.24xlarge",
+            "--gpu-type",
+            "a100",
+            "--gpu-count",
+            "8",
+            "--gpu-hours",
+            "2",
+            "--region",
+            "us-east-1",
+            "--cost",
+            "40",
+            "--tags",
+            "run=ft-1",
+        ],
+    );
+
+    ok(
+        dir,
+        &[
+            "models",
+            "card",
+            "init",
+            "tiny@1.0",
+            "--cost-tag",
+            "run=ft-1",
+            "--out",
+            "MODEL_CARD.md",
+        ],
+    );
+    let template = std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap();
+    assert!(
+        template.contains("amount: 40")
+            && template.contains("| accuracy | 0.91 |")
+            && template.contains("| en | accuracy | 0.93 |"),
+        "{template}"
+    );
+    // The template is incomplete: lint says where.
+    let (code, err) = fails(dir, &["models", "card", "lint", "MODEL_CARD.md"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("MODEL_CARD.md:")
+            && err.contains("latency_p50_ms must be a number")
+            && err.contains("still has a TODO"),
+        "{err}"
+    );
+    let (_, err) = fails(
+        dir,
+        &["models", "card", "sign", "MODEL_CARD.md", "--key", "k.pem"],
+    );
+    assert!(err.contains("fix them before signing"), "{err}");
+
+    let card = fill(&template);
+    std::fs::write(dir.join("MODEL_CARD.md"), &card).unwrap();
+    let v = json(dir, &["models", "card", "lint", "MODEL_CARD.md"]);
+    assert_eq!(v["ok"], true, "{v}");
+
+    // Inconsistencies, each at its line: a metric, a dataset digest, a cost, a broken link.
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let bad = card
+        .replace("| f1 | 0.88 |", "| f1 | 0.9 |")
+        .replace("amount: 40", "amount: 25")
+        .replace(
+            "## Robustness\n\n",
+            "## Robustness\n\nSee [the red-team log](redteam.md).\n",
+        );
+    std::fs::write(dir.join("BAD.md"), &bad).unwrap();
+    let v = {
+        let out = custos(dir, &["models", "card", "lint", "BAD.md", "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let problems = v["problems"].as_array().unwrap();
+    let at = |m: &str| {
+        problems
+            .iter()
+            .find(|p| p["message"].as_str().unwrap().contains(m))
+            .unwrap_or_else(|| panic!("{m}: {v}"))["line"]
+            .as_u64()
+            .unwrap() as usize
+    };
+    assert_eq!(at("the table says f1"), line_of(&bad, "| f1 | 0.9 |"));
+    assert_eq!(at("custos.cost.amount"), line_of(&bad, "amount: 25"));
+    assert_eq!(at("redteam.md"), line_of(&bad, "redteam.md"));
+    // An evaluation report that is not the registered one is caught by its checksum.
+    std::fs::write(
+        dir.join("other-eval.json"),
+        r#"{"metrics":{"accuracy":0.99,"f1":0.88}}"#,
+    )
+    .unwrap();
+    let (_, err) = fails(
+        dir,
+        &[
+            "models",
+            "card",
+            "lint",
+            "MODEL_CARD.md",
+            "--eval",
+            "other-eval.json",
+        ],
+    );
+    assert!(err.contains("not the registered one"), "{err}");
+
+    // Sign and attach; promotion records the card's digest; the gateway serves the snapshot.
+    let signed = json(
+        dir,
+        &[
+            "models",
+            "card",
+            "sign",
+            "MODEL_CARD.md",
+            "--key",
+            "k.pem",
+            "--why",
+            "card for 1.0",
+        ],
+    );
+    let digest = signed["card_digest"].as_str().unwrap().to_owned();
+    ok(
+        dir,
+        &[
+            "models",
+            "sign",
+            "tiny-llm",
+            "--key",
+            "k.pem",
+            "--signature",
+            "m.sig",
+            "--registry",
+            "tiny@1.0",
+        ],
+    );
+    ok(dir, &["models", "approve", "tiny@1.0"]);
+    ok(dir, &["models", "promote", "tiny@1.0", "--why", "ship"]);
+    let promoted = ok(dir, &["audit", "query", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .find(|e| e["activity"] == "model.promote")
+        .unwrap();
+    assert_eq!(promoted["resources"][0]["card_digest"], digest.as_str());
+
+    ok(
+        dir,
+        &[
+            "models",
+            "card",
+            "render",
+            "MODEL_CARD.md",
+            "--out",
+            "card.html",
+        ],
+    );
+    assert!(std::fs::read_to_string(dir.join("card.html"))
+        .unwrap()
+        .contains("<table>"));
+
+    let key = ok(dir, &["keys", "create", "--team", "ml", "--app", "trainer"])
+        .trim()
+        .to_owned();
+    let (_server, url) = serve(dir);
+    let card_url = format!("{url}/v1/models/tiny/versions/1.0/card");
+    let (status, headers, body) = get(&card_url, &key, "application/json");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-custos-card-digest"], digest.as_str());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["card_digest"], digest.as_str());
+    assert_eq!(v["markdown"], card.as_str());
+    assert_eq!(v["metadata"]["custos"]["cost"]["amount"], 40);
+    // The served snapshot hashes to the signed digest.
+    let served = format!("sha256:{}", hex_sha256(v["markdown"].as_str().unwrap()));
+    assert_eq!(served, digest);
+    let (status, headers, body) = get(&card_url, &key, "text/html");
+    assert_eq!(status, 200);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("<h2>Evaluation</h2>"), "{body}");
+    let (status, _, body) = get(
+        &format!("{url}/v1/models/tiny/versions/9.9/card"),
+        &key,
+        "application/json",
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = get(&card_url, "ck_wrong", "application/json");
+    assert_eq!(status, 401);
+}
+
+fn hex_sha256(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}

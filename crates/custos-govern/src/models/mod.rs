@@ -3,6 +3,7 @@
 //! provenance for training runs, and the registry's states.
 
 pub mod bundle;
+pub mod card;
 mod der;
 pub mod dsse;
 mod error;
