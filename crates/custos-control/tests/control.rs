@@ -336,3 +336,124 @@ async fn configuration_loads_are_recorded_with_their_diff() {
         assert_eq!(third.value.diff, serde_json::json!({}));
     }
 }
+
+fn named(id: &str, roles: &[&str]) -> Actor {
+    let mut a = member("acme", roles);
+    a.principal.id = id.into();
+    a.principal.uid = String::new();
+    a.principal.qualify();
+    a
+}
+
+#[tokio::test]
+async fn the_model_registry_needs_roles_other_eyes_and_matching_signatures() {
+    use custos_govern::models::{bundle, keys, manifest, registry};
+    let weights = tempfile::tempdir().unwrap();
+    std::fs::write(weights.path().join("model.safetensors"), vec![7u8; 4096]).unwrap();
+    std::fs::write(weights.path().join("config.json"), "{}").unwrap();
+    let m = manifest::hash(weights.path(), &manifest::Options::default(), None).unwrap();
+    let reg = registry::describe(weights.path(), &m).unwrap();
+    let (key, _) = keys::SigningKey::generate(keys::Curve::P256).unwrap();
+    let signed = bundle::sign(&m.statement(), &key).unwrap().to_string();
+    let new = || custos_control::NewModel {
+        name: "tiny".into(),
+        version: "1.0".into(),
+        kind: registry::Kind::Weights,
+        manifest_digest: Some(m.digest()),
+        registration: reg.clone(),
+    };
+    for (db, store, _dir) in databases("control_models").await {
+        let c = control(&store);
+        let steward = named("alice", &["model-steward"]);
+        let approver = named("bob", &["model-approver"]);
+        let both = named("alice", &["model-steward", "model-approver"]);
+        let dev = named("dan", &["developer"]);
+
+        let e = c
+            .register_model(&dev, new(), &why("try"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ControlError::Denied { .. }), "{db}: {e}");
+        let r = c
+            .register_model(&steward, new(), &why("fine-tune 1"))
+            .await
+            .unwrap();
+        assert_eq!(r.value.state, "registered");
+        assert!(
+            c.register_model(&steward, new(), &why("again"))
+                .await
+                .is_err(),
+            "{db}: a version registers once"
+        );
+
+        // A signature must cover exactly the registered files.
+        let mut other = m.clone();
+        other.resources.pop();
+        let partial = bundle::sign(&other.statement(), &key).unwrap().to_string();
+        let e = c
+            .sign_model(
+                &steward,
+                "tiny",
+                "1.0",
+                &partial,
+                &key.public_key(),
+                &why("s"),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("covers other files"), "{db}: {e}");
+        c.sign_model(
+            &steward,
+            "tiny",
+            "1.0",
+            &signed,
+            &key.public_key(),
+            &why("release key"),
+        )
+        .await
+        .unwrap();
+
+        let e = c
+            .approve_model(&steward, "tiny", "1.0", &why("mine"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ControlError::Denied { .. }),
+            "{db}: stewards do not approve: {e}"
+        );
+        let e = c
+            .approve_model(&both, "tiny", "1.0", &why("mine"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("someone else approves"), "{db}: {e}");
+        c.approve_model(&approver, "tiny", "1.0", &why("eval passed"))
+            .await
+            .unwrap();
+        let p = c
+            .promote_model(&approver, "tiny", "1.0", &why("ship"))
+            .await
+            .unwrap();
+        assert_eq!(p.value.state, "promoted");
+
+        let history = store.model_history("tiny", Some("1.0")).await.unwrap();
+        let steps: Vec<_> = history
+            .iter()
+            .map(|h| (h.activity.as_str(), h.actor.as_str()))
+            .collect();
+        assert_eq!(steps.len(), 4, "{db}: {steps:?}");
+        assert_eq!(history[2].why.as_deref(), Some("eval passed"));
+        let ev = events(&store).await;
+        let approve = ev
+            .iter()
+            .find(|e| e["activity"] == "model.approve")
+            .unwrap();
+        assert_eq!(approve["why"], "eval passed");
+        assert_eq!(approve["decision"]["policies"][0], "model-approver.release");
+        // Each history row points at its ledger event.
+        let at = history[3].ledger_index as usize;
+        assert_eq!(ev[at]["activity"], "model.promote", "{db}");
+        assert!(ev
+            .iter()
+            .any(|e| e["outcome"] == "denied" && e["decision"]["action"] == "models.register"));
+    }
+}

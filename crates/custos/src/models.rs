@@ -763,6 +763,11 @@ pub async fn run(ctx: &Ctx, cmd: ModelsCmd) -> Result<ExitCode> {
                         bail!("{} holds no files to register", p.display());
                     }
                     let reg = registry::describe(p, &m).map_err(|e| anyhow!(e))?;
+                    for f in &reg.files {
+                        if let Some(e) = &f.header_error {
+                            eprintln!("warning: {}: the {} header cannot be read ({e}); registered by digest only", f.name, f.format.as_deref().unwrap_or("weights"));
+                        }
+                    }
                     (Kind::Weights, Some(m.digest()), reg)
                 }
                 None => {

@@ -85,6 +85,9 @@ pub struct File {
     pub format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub parameters: Option<u64>,
+    /// Why the header could not be read (a weights file by its name that is not one).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub header_error: Option<String>,
 }
 
 /// Something named by digest: a dataset (by tag), an evaluation report or an SBOM (by path).
@@ -183,12 +186,11 @@ pub fn describe(
             root.join(&r.name)
         };
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let (format, parameters) = match custos_scan::sbom::ml::weights_format(&path) {
-            Some((f, p)) => (
-                Some(f.to_owned()),
-                p.map_err(|e| format!("{}: {e}", r.name))?,
-            ),
-            None => (None, None),
+        let (format, parameters, header_error) = match custos_scan::sbom::ml::weights_format(&path)
+        {
+            Some((f, Ok(p))) => (Some(f.to_owned()), p, None),
+            Some((f, Err(e))) => (Some(f.to_owned()), None, Some(e)),
+            None => (None, None, None),
         };
         if let Some(p) = parameters {
             params = Some(params.unwrap_or(0).saturating_add(p));
@@ -205,6 +207,7 @@ pub fn describe(
             bytes,
             format,
             parameters,
+            header_error,
         });
     }
     formats.sort_by(|a, b| b.1.cmp(&a.1));
