@@ -50,6 +50,19 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mc=$(median "${C[@]}"); mm=$(median "${M[@]}")
 echo "median: custos $mc s ($(echo "$SIZE / $mc / 1048576" | bc) MiB/s), model_signing $mm s ($(echo "$SIZE / $mm / 1048576" | bc) MiB/s); model_signing/custos = $(echo "scale=2; $mm / $mc" | bc)"
+# Cold cache (when this user may drop the page cache): the disk's speed is then the bound;
+# `cat` of the same files, two readers, shows what the disk gives.
+if (sync && echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; then
+  c=$(t "$BIN" models sign "$MODEL" --key "$WORK/key.pem" --signature "$WORK/custos.sig")
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  m=$(t "$VENV/bin/model_signing" sign key "$MODEL" --private_key "$WORK/key.pem" --signature "$WORK/ms.sig")
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  s=$(date +%s.%N)
+  files=("$MODEL"/*.safetensors); half=$(( ${#files[@]} / 2 ))
+  cat "${files[@]:0:$half}" > /dev/null & cat "${files[@]:$half}" > /dev/null; wait
+  d=$(echo "$(date +%s.%N) - $s" | bc)
+  echo "cold cache: custos $c s, model_signing $m s; reading the weights with two cat processes $d s"
+fi
 # Both sign the same manifest: the digests must agree.
 python3 - "$WORK/custos.sig" "$WORK/ms.sig" <<'PY'
 import base64, json, sys

@@ -17,7 +17,7 @@ pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
-pub use models::NewModel;
+pub use models::{NewModel, SignedCard};
 
 use custos_authz::policy::{Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts};
 use custos_core::config::{Config, GrantsConfig};

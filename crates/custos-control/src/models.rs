@@ -15,6 +15,14 @@ use custos_govern::models::registry::{self, Kind, Registration, State};
 use custos_store::{ModelHistory, ModelVersion, StoreError};
 use serde_json::{json, Value};
 
+/// A model card's text with the DSSE envelope that signs it and the key that verifies it.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedCard<'a> {
+    pub text: &'a str,
+    pub envelope: &'a Envelope,
+    pub key: &'a PublicKey,
+}
+
 /// A version to register.
 #[derive(Clone, Debug)]
 pub struct NewModel {
@@ -65,8 +73,7 @@ impl Control {
     async fn model_change(
         &self,
         actor: &Actor,
-        action: &'static str,
-        activity: &'static str,
+        (action, activity): (&'static str, &'static str),
         name: &str,
         version: &str,
         reason: &Reason,
@@ -247,7 +254,7 @@ impl Control {
             .map_err(|e| ControlError::invalid(e.to_string()))?;
         let bundle = bundle.to_owned();
         let hint = key.hint();
-        self.model_change(actor, "models.sign", "model.sign", name, version, reason, move |m| {
+        self.model_change(actor, ("models.sign", "model.sign"), name, version, reason, move |m| {
             let mut have: Vec<(String, String)> =
                 signed.resources.iter().map(|r| (r.name.clone(), r.digest.clone())).collect();
             have.sort();
@@ -282,8 +289,7 @@ impl Control {
         let local = actor.kind == ActorKind::Local;
         self.model_change(
             actor,
-            "models.approve",
-            "model.approve",
+            ("models.approve", "model.approve"),
             name,
             version,
             reason,
@@ -310,8 +316,7 @@ impl Control {
     ) -> Result<Recorded<ModelVersion>, ControlError> {
         self.model_change(
             actor,
-            "models.promote",
-            "model.promote",
+            ("models.promote", "model.promote"),
             name,
             version,
             reason,
@@ -330,8 +335,7 @@ impl Control {
     ) -> Result<Recorded<ModelVersion>, ControlError> {
         self.model_change(
             actor,
-            "models.retire",
-            "model.retire",
+            ("models.retire", "model.retire"),
             name,
             version,
             reason,
@@ -356,8 +360,7 @@ impl Control {
             serde_json::to_value(envelope).map_err(|e| ControlError::invalid(e.to_string()))?;
         self.model_change(
             actor,
-            "models.attest",
-            "model.attest",
+            ("models.attest", "model.attest"),
             name,
             version,
             reason,
@@ -394,11 +397,14 @@ impl Control {
         actor: &Actor,
         name: &str,
         version: &str,
-        text: &str,
-        envelope: &Envelope,
-        key: &PublicKey,
+        card: &SignedCard<'_>,
         reason: &Reason,
     ) -> Result<Recorded<ModelVersion>, ControlError> {
+        let SignedCard {
+            text,
+            envelope,
+            key,
+        } = *card;
         use custos_govern::models::card;
         card::verify(envelope, key, name, version, text)
             .map_err(|e| ControlError::invalid(e.to_string()))?;
@@ -412,7 +418,7 @@ impl Control {
         let env =
             serde_json::to_string(envelope).map_err(|e| ControlError::invalid(e.to_string()))?;
         let text = text.to_owned();
-        self.model_change(actor, "models.card", "model.card", name, version, reason, move |m| {
+        self.model_change(actor, ("models.card", "model.card"), name, version, reason, move |m| {
             if m.manifest_digest.is_some() && stated != m.manifest_digest {
                 return Err(ControlError::invalid(format!(
                     "the card's custos.manifest_digest ({}) is not {}@{}'s ({}); custos models card lint shows why",

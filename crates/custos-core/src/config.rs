@@ -1262,6 +1262,14 @@ provider = "mock"
 name = "text-embedding-3-small"
 provider = "mock"
 # upstream = "text-embedding-3-small"   # the provider's own name, when it differs
+# registry = "embedder@2024-01"          # serve only while this model registry entry is
+#                                        # approved and signed by a trusted key
+
+# Which keys may sign which models, for routes that name a registry entry
+# (`custos models keygen` makes a key pair; `custos models sign --registry` attaches a signature).
+# [[registry.trust]]
+# public_key = "keys/release.pem.pub"
+# names = ["llama-*", "embedder"]
 "#;
 
 #[cfg(test)]

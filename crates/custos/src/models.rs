@@ -134,6 +134,9 @@ custos models register gpt-4o 2024-08-06 --provider openai --model-id gpt-4o-202
         /// The SBOM that describes the model (its SHA-256 is recorded).
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
+        /// The OCI image that packages the model for serving: IMAGE@sha256:HEX or sha256:HEX.
+        #[arg(long, value_name = "DIGEST")]
+        container: Option<String>,
         /// A remote model's provider (as in [[providers]]).
         #[arg(long)]
         provider: Option<String>,
@@ -739,12 +742,24 @@ pub async fn run(ctx: &Ctx, cmd: ModelsCmd) -> Result<ExitCode> {
             dataset,
             eval,
             sbom,
+            container,
             provider,
             model_id,
             version_date,
             hashing,
             change,
         } => {
+            let container_digest = container
+                .map(|c| {
+                    let d = c.rsplit('@').next().unwrap_or(&c).to_ascii_lowercase();
+                    match d.strip_prefix("sha256:").map(hex::decode) {
+                        Some(Ok(b)) if b.len() == 32 => Ok(d),
+                        _ => Err(anyhow!(
+                            "--container {c:?}: expected IMAGE@sha256:<64 hex digits>"
+                        )),
+                    }
+                })
+                .transpose()?;
             let mut datasets = Vec::new();
             for d in &dataset {
                 datasets.push(reference(d, "--dataset")?);
@@ -788,6 +803,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelsCmd) -> Result<ExitCode> {
                 .as_deref()
                 .map(|p| file_reference(p, "--sbom"))
                 .transpose()?;
+            reg.container_digest = container_digest;
             reg.provider = provider;
             reg.model_id = model_id;
             reg.version_date = version_date;
@@ -1207,7 +1223,11 @@ fn check_files(
         v["bytes"] = json!(actual.bytes);
         output::json(&v);
     } else {
-        println!(
+        // The verified manifest, in sha256sum's format (`sha256sum -c` reads it for files).
+        for r in &signed.resources {
+            println!("{}  {}", r.digest, r.name);
+        }
+        eprintln!(
             "verified {}: {} {}, {} bytes, manifest sha256:{}{}",
             path.display(),
             signed.resources.len(),
@@ -1690,9 +1710,11 @@ async fn card(ctx: &Ctx, cmd: CardCmd) -> Result<ExitCode> {
                     &actor,
                     &name,
                     &version,
-                    &text,
-                    &env,
-                    &key.public_key(),
+                    &custos_control::SignedCard {
+                        text: &text,
+                        envelope: &env,
+                        key: &key.public_key(),
+                    },
                     &change.reason()?,
                 )
                 .await?;

@@ -751,6 +751,11 @@ name = "tiny-missing"
 provider = "mock"
 registry = "tiny@9.9"
 
+[[models]]
+name = "tiny-unsigned"
+provider = "mock"
+registry = "tiny@4.0"
+
 [[registry.trust]]
 public_key = "release.pem.pub"
 names = ["tiny", "tiny-*"]
@@ -783,6 +788,7 @@ names = ["tiny", "tiny-*"]
             ok(dir, &["models", "approve", &format!("tiny@{v}")]);
         }
     }
+    ok(dir, &["models", "register", "tiny", "4.0", "tiny-llm"]);
     let digest = json(dir, &["models", "show", "tiny@1.0"])["manifest_digest"]
         .as_str()
         .unwrap()
@@ -803,6 +809,10 @@ names = ["tiny", "tiny-*"]
             "is signed; only an approved or promoted model is served",
         ),
         ("tiny-missing", "not in the model registry"),
+        (
+            "tiny-unsigned",
+            "is registered; only an approved or promoted model is served",
+        ),
     ] {
         let (status, body) = chat(&url, &key, model);
         assert_eq!(status, 503, "{model}: {body}");
@@ -905,6 +915,7 @@ fn model_cards_are_linted_signed_attached_and_served() {
     std::fs::write(dir.join("data/train.csv"), "text,label\nhi,1\n").unwrap();
     ok(dir, &["init"]);
     ok(dir, &["models", "keygen", "--out", "k.pem"]);
+    let image = format!("registry.example/tiny@sha256:{}", "a".repeat(64));
     ok(
         dir,
         &[
@@ -919,6 +930,8 @@ fn model_cards_are_linted_signed_attached_and_served() {
             "eval.json",
             "--license",
             "apache-2.0",
+            "--container",
+            &image,
         ],
     );
     ok(dir, &["teams", "create", "ml"]);
@@ -997,6 +1010,7 @@ fn model_cards_are_linted_signed_attached_and_served() {
     let bad = card
         .replace("| f1 | 0.88 |", "| f1 | 0.9 |")
         .replace("amount: 40", "amount: 25")
+        .replace(&"a".repeat(64), &"b".repeat(64))
         .replace(
             "## Robustness\n\n",
             "## Robustness\n\nSee [the red-team log](redteam.md).\n",
@@ -1018,6 +1032,10 @@ fn model_cards_are_linted_signed_attached_and_served() {
     };
     assert_eq!(at("the table says f1"), line_of(&bad, "| f1 | 0.9 |"));
     assert_eq!(at("custos.cost.amount"), line_of(&bad, "amount: 25"));
+    assert_eq!(
+        at("custos.container_digest"),
+        line_of(&bad, "container_digest:")
+    );
     assert_eq!(at("redteam.md"), line_of(&bad, "redteam.md"));
     // An evaluation report that is not the registered one is caught by its checksum.
     std::fs::write(

@@ -300,6 +300,9 @@ pub fn model_template(f: &Facts) -> String {
             );
         }
     }
+    if let Some(c) = &r.container_digest {
+        let _ = writeln!(s, "  container_digest: \"{c}\"");
+    }
     for (key, reference) in [("evaluation", &r.evaluation), ("sbom", &r.sbom)] {
         if let Some(x) = reference {
             let _ = writeln!(
@@ -628,6 +631,21 @@ pub fn lint(card: &Card, kind: Kind, facts: Option<&Facts>, dir: Option<&Path>) 
                     ),
                 );
             }
+            let container = get("/custos/container_digest").and_then(Value::as_str);
+            if container != r.container_digest.as_deref() {
+                at(
+                    line_of(if container.is_some() {
+                        "container_digest"
+                    } else {
+                        "custos"
+                    }),
+                    format!(
+                        "custos.container_digest is {}, the registry has {}",
+                        container.unwrap_or("missing"),
+                        r.container_digest.as_deref().unwrap_or("none")
+                    ),
+                );
+            }
             if let Some(v) = get("/custos/version").and_then(Value::as_str) {
                 if v != f.version {
                     at(
@@ -852,13 +870,46 @@ fn links(line: &str) -> Vec<&str> {
 /// The card as a standalone HTML page. Raw HTML in the Markdown is shown as text, never
 /// passed through (cards are served to browsers).
 pub fn render_html(card: &Card, title: &str) -> String {
-    use pulldown_cmark::{html, Event, Options, Parser};
+    use pulldown_cmark::{html, Event, Options, Parser, Tag};
+    // Only web, mail and relative links: `javascript:` and `data:` URLs would run in the
+    // reader's browser.
+    let safe = |url: &str| -> bool {
+        let u = url.trim().to_ascii_lowercase();
+        match u.split_once(':') {
+            Some((scheme, _)) if !scheme.contains(['/', '#', '?']) => {
+                matches!(scheme, "http" | "https" | "mailto")
+            }
+            _ => true,
+        }
+    };
     let events = Parser::new_ext(
         &card.body,
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
     )
     .map(|e| match e {
         Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
         other => other,
     });
     let mut body = String::new();
@@ -1033,6 +1084,13 @@ mod tests {
         let html = render_html(&card, "t");
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;"));
+        let js = Card::parse("[x](javascript:alert(1)) [y](JAVASCRIPT:alert(1)) ![i](data:text/html,x) [ok](https://example.com/a:b) [rel](docs/a.md)").unwrap();
+        let html = render_html(&js, "t");
+        assert!(
+            !html.to_lowercase().contains("javascript:") && !html.contains("data:"),
+            "{html}"
+        );
+        assert!(html.contains("https://example.com/a:b") && html.contains("docs/a.md"));
     }
 
     #[test]

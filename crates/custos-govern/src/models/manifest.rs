@@ -483,7 +483,7 @@ pub fn hash(
         jobs.retain(|j| keep.contains(j.name.as_str()));
     }
     // Largest first, so the last job to start is a small one.
-    jobs.sort_by(|a, b| (b.end - b.start).cmp(&(a.end - a.start)));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.end - j.start));
     let digests = run(&jobs, opts.threads, progress)?;
     let algorithm = serialization.algorithm();
     let bytes = jobs.iter().map(|j| j.end - j.start).sum();
@@ -562,6 +562,10 @@ fn run(
         .collect()
 }
 
+/// Files at least this large are read ahead on a second thread.
+const PIPELINE_MIN: u64 = 16 << 20;
+const PIPELINE_CHUNK: usize = 4 << 20;
+
 fn hash_job(
     job: &Job,
     buf: &mut [u8],
@@ -573,15 +577,70 @@ fn hash_job(
             .map_err(|e| ModelError::io(&job.path, e))?;
     }
     let mut h = Sha256::new();
-    let mut left = job.end - job.start;
+    let count = |n: usize| {
+        if let Some(p) = progress {
+            p.fetch_add(n as u64, AtomicOrdering::Relaxed);
+        }
+    };
+    if job.end - job.start < PIPELINE_MIN {
+        let mut left = job.end - job.start;
+        while let Some(n) = read_chunk(job, &mut f, buf, &mut left)? {
+            h.update(&buf[..n]);
+            count(n);
+        }
+        return Ok(h.finalize().into());
+    }
+    // The disk and the hash work at once: a reader fills buffers while this thread hashes
+    // the last one (a single sequential reader per file keeps the kernel's read-ahead).
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; PIPELINE_CHUNK]);
+    }
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<(), ModelError> {
+            let mut left = job.end - job.start;
+            while let Ok(mut b) = empty_rx.recv() {
+                match read_chunk(job, &mut f, &mut b, &mut left)? {
+                    Some(n) => {
+                        if full_tx.send((b, n)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    None => return Ok(()),
+                }
+            }
+            Ok(())
+        });
+        for (b, n) in full_rx.iter() {
+            h.update(&b[..n]);
+            count(n);
+            // The reader may be done already; chunks it sent are still queued.
+            let _ = empty_tx.send(b);
+        }
+        drop(empty_tx);
+        reader
+            .join()
+            .map_err(|_| ModelError::Invalid("a reading thread panicked".into()))?
+    })?;
+    Ok(h.finalize().into())
+}
+
+/// Reads the next chunk of a job into `buf`: `Some(bytes read)`, or `None` at its end.
+fn read_chunk(
+    job: &Job,
+    f: &mut std::fs::File,
+    buf: &mut [u8],
+    left: &mut u64,
+) -> Result<Option<usize>, ModelError> {
     loop {
         let want = if job.whole {
             buf.len()
         } else {
-            buf.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+            buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX))
         };
         if want == 0 {
-            break;
+            return Ok(None);
         }
         let n = match f.read(&mut buf[..want]) {
             Ok(n) => n,
@@ -589,21 +648,17 @@ fn hash_job(
             Err(e) => return Err(ModelError::io(&job.path, e)),
         };
         if n == 0 {
-            if !job.whole && left > 0 {
+            if !job.whole && *left > 0 {
                 return Err(ModelError::Invalid(format!(
                     "{}: the file shrank while it was hashed",
                     job.path.display()
                 )));
             }
-            break;
+            return Ok(None);
         }
-        h.update(&buf[..n]);
-        left = left.saturating_sub(n as u64);
-        if let Some(p) = progress {
-            p.fetch_add(n as u64, AtomicOrdering::Relaxed);
-        }
+        *left = left.saturating_sub(n as u64);
+        return Ok(Some(n));
     }
-    Ok(h.finalize().into())
 }
 
 /// Re-hashes the model at `path` the way `expected` was serialized (its method, symlink
@@ -712,6 +767,34 @@ mod tests {
         assert_eq!(kinds[2], "d: present but not signed");
         let (_, diff) = check(d.path(), &m, &["d".into()], false, 0, None).unwrap();
         assert_eq!(diff.len(), 2);
+    }
+
+    #[test]
+    fn large_files_read_ahead_to_the_same_digest() {
+        let body: Vec<u8> = (0..(PIPELINE_MIN as usize + 3 * PIPELINE_CHUNK / 2))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let d = model(&[("big.bin", &body)]);
+        let m = hash(d.path(), &Options::default(), None).unwrap();
+        assert_eq!(m.resources[0].digest, hex::encode(Sha256::digest(&body)));
+        let size = PIPELINE_MIN + 5;
+        let s = hash(
+            d.path(),
+            &Options {
+                method: Method::Shards { size },
+                ..Options::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.resources[0].digest,
+            hex::encode(Sha256::digest(&body[..size as usize]))
+        );
+        assert_eq!(
+            s.resources[1].digest,
+            hex::encode(Sha256::digest(&body[size as usize..]))
+        );
     }
 
     #[cfg(unix)]

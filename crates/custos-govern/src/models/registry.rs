@@ -120,6 +120,9 @@ pub struct Registration {
     pub evaluation: Option<Reference>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sbom: Option<Reference>,
+    /// The OCI image that packages the model for serving (`sha256:HEX`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub container_digest: Option<String>,
     /// A remote model's provider, its id there and the version's date.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider: Option<String>,
@@ -210,7 +213,7 @@ pub fn describe(
             header_error,
         });
     }
-    formats.sort_by(|a, b| b.1.cmp(&a.1));
+    formats.sort_by_key(|f| std::cmp::Reverse(f.1));
     Ok(Registration {
         bytes: files.iter().map(|f| f.bytes).sum(),
         files,
