@@ -3,6 +3,7 @@
 //! **and** its ledger event in one database transaction (both or neither), and returns a typed
 //! result. The CLI and the admin API are thin surfaces that parse, call and print.
 
+mod components;
 mod error;
 mod event;
 mod evidence;
@@ -11,6 +12,7 @@ mod grants;
 mod identity;
 mod models;
 
+pub use components::{NewDataset, NewPrompt};
 pub use error::ControlError;
 pub use event::{denial, digest};
 pub use evidence::{ConfigDigest, ConfigLoaded};

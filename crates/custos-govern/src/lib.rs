@@ -3,3 +3,4 @@
 //! functions over plain data, apart from reading the model files they are pointed at.
 
 pub mod models;
+pub mod release;

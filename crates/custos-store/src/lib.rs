@@ -22,7 +22,7 @@ pub use finops::{
 pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
-pub use models::{ModelHistory, ModelVersion};
+pub use models::{Dataset, ModelHistory, ModelVersion, Prompt};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0013_model_registry.sql"),
         postgres: include_str!("migrations/0013_model_registry.sql"),
     },
+    Migration {
+        version: 14,
+        name: "prompt and dataset registries",
+        sqlite: include_str!("migrations/0014_prompts_datasets.sql"),
+        postgres: include_str!("migrations/0014_prompts_datasets.sql"),
+    },
 ];
 
 impl Store {

@@ -258,3 +258,164 @@ impl Change {
         Ok(())
     }
 }
+
+/// A prompt version: the system prompt and templates, by digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of `body`.
+    pub digest: String,
+    pub body: String,
+    /// The model it was written for, if stated.
+    pub model: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A dataset tag pinned by digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub name: String,
+    pub tag: String,
+    /// Hex SHA-256.
+    pub digest: String,
+    /// Location, how the digest was taken, datasheet, PII status: JSON.
+    pub facts: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+fn prompt_row(r: &AnyRow) -> Result<Prompt, StoreError> {
+    Ok(Prompt {
+        name: r.try_get("name")?,
+        version: r.try_get("version")?,
+        digest: r.try_get("digest")?,
+        body: r.try_get("body")?,
+        model: r.try_get("model")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn dataset_row(r: &AnyRow) -> Result<Dataset, StoreError> {
+    Ok(Dataset {
+        name: r.try_get("name")?,
+        tag: r.try_get("tag")?,
+        digest: r.try_get("digest")?,
+        facts: r.try_get("facts")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Every version of one prompt (or of all), in the order added.
+    pub async fn prompts(&self, name: Option<&str>) -> Result<Vec<Prompt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, version, digest, body, model, created_by, created_at FROM prompts
+             WHERE ($1 = '' OR name = $1) ORDER BY name, created_at, version",
+        )
+        .bind(name.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(prompt_row).collect()
+    }
+
+    pub async fn prompt(&self, name: &str, version: &str) -> Result<Prompt, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, version, digest, body, model, created_by, created_at FROM prompts
+             WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref()
+            .map(prompt_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("prompt {name}@{version}")))
+    }
+
+    pub async fn datasets(&self, name: Option<&str>) -> Result<Vec<Dataset>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, tag, digest, facts, created_by, created_at FROM datasets
+             WHERE ($1 = '' OR name = $1) ORDER BY name, created_at, tag",
+        )
+        .bind(name.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(dataset_row).collect()
+    }
+
+    pub async fn dataset(&self, name: &str, tag: &str) -> Result<Dataset, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, tag, digest, facts, created_by, created_at FROM datasets
+             WHERE name = $1 AND tag = $2",
+        )
+        .bind(name)
+        .bind(tag)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref()
+            .map(dataset_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("dataset {name}@{tag}")))
+    }
+}
+
+impl Change {
+    /// The versions of a prompt as this change sees them (to check a new one is newer).
+    pub async fn prompt_versions(&mut self, name: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT version FROM prompts WHERE name = $1")
+            .bind(name)
+            .fetch_all(self.conn())
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    pub async fn prompt_insert(&mut self, p: &Prompt) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO prompts (name, version, digest, body, model, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(&p.name)
+        .bind(&p.version)
+        .bind(&p.digest)
+        .bind(&p.body)
+        .bind(&p.model)
+        .bind(&p.created_by)
+        .bind(p.created_at)
+        .execute(self.conn())
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "prompt {}@{}",
+                p.name, p.version
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn dataset_insert(&mut self, d: &Dataset) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO datasets (name, tag, digest, facts, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, tag) DO NOTHING",
+        )
+        .bind(&d.name)
+        .bind(&d.tag)
+        .bind(&d.digest)
+        .bind(&d.facts)
+        .bind(&d.created_by)
+        .bind(d.created_at)
+        .execute(self.conn())
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "dataset {}@{}",
+                d.name, d.tag
+            )));
+        }
+        Ok(())
+    }
+}

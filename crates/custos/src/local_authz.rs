@@ -31,6 +31,12 @@ fn action(cmd: &Command) -> Option<(&'static str, String)> {
             crate::models::ModelsCmd::List { .. }
             | crate::models::ModelsCmd::Show { .. }
             | crate::models::ModelsCmd::History { .. },
+        )
+        | Command::Prompts(
+            crate::release::PromptsCmd::List { .. } | crate::release::PromptsCmd::Show { .. },
+        )
+        | Command::Datasets(
+            crate::release::DatasetsCmd::List { .. } | crate::release::DatasetsCmd::Show { .. },
         ) => ("models.read", default()),
         Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
         Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),

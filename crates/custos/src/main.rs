@@ -16,6 +16,7 @@ mod models;
 mod output;
 mod pii;
 mod policy;
+mod release;
 mod sbom;
 mod secrets;
 mod serve;
@@ -144,6 +145,12 @@ enum Command {
     /// bundles), approve, promote, retire, attest provenance.
     #[command(subcommand)]
     Models(models::ModelsCmd),
+    /// Prompt versions (system prompts and templates, SemVer, by digest) for releases.
+    #[command(subcommand)]
+    Prompts(release::PromptsCmd),
+    /// Dataset tags pinned by digest, with datasheet and PII status, for releases.
+    #[command(subcommand)]
+    Datasets(release::DatasetsCmd),
 }
 
 pub struct Ctx {
@@ -212,6 +219,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Usage(cmd) => cost::usage(&ctx, cmd).await,
         Command::Cost(cmd) => cost::cost(&ctx, cmd).await,
         Command::Models(cmd) => models::run(&ctx, cmd).await,
+        Command::Prompts(cmd) => release::prompts(&ctx, cmd).await,
+        Command::Datasets(cmd) => release::datasets(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

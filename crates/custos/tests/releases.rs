@@ -1,0 +1,249 @@
+//! Release components as a user adds them: prompt versions and dataset tags through the CLI
+//! on a real SQLite database, each addition in the ledger with its reason.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn custos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env_remove("CUSTOS_TOKEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run custos")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = custos(dir, args);
+    assert!(
+        out.status.success(),
+        "custos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = custos(dir, args);
+    assert!(!out.status.success(), "custos {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn prompts_are_semver_versions_pinned_by_digest() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ok(dir, &["init"]);
+    std::fs::write(
+        dir.join("support.md"),
+        "You are the support bot of Acme.\n\nQuestion: {{question}}\n",
+    )
+    .unwrap();
+    let p = json(
+        dir,
+        &[
+            "prompts",
+            "add",
+            "support-bot",
+            "2.3.0",
+            "support.md",
+            "--model",
+            "gpt-4o",
+            "--why",
+            "tone fix",
+            "--ticket",
+            "CHG-9",
+        ],
+    );
+    assert!(p["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        ok(dir, &["prompts", "show", "support-bot@2.3.0"]),
+        "You are the support bot of Acme.\n\nQuestion: {{question}}\n"
+    );
+    assert!(fails(
+        dir,
+        &["prompts", "add", "support-bot", "2.3.0", "support.md"]
+    )
+    .contains("is at 2.3.0"));
+    assert!(fails(
+        dir,
+        &["prompts", "add", "support-bot", "2.2.9", "support.md"]
+    )
+    .contains("must be newer"));
+    assert!(
+        fails(dir, &["prompts", "add", "support-bot", "v3", "support.md"])
+            .contains("not a semantic version")
+    );
+    std::fs::write(dir.join("empty.md"), "  \n").unwrap();
+    assert!(fails(dir, &["prompts", "add", "support-bot", "3.0.0", "empty.md"]).contains("empty"));
+    std::fs::write(dir.join("bin.md"), [0xff, 0xfe, 0x00]).unwrap();
+    assert!(
+        fails(dir, &["prompts", "add", "support-bot", "3.0.0", "bin.md"]).contains("not UTF-8")
+    );
+    ok(
+        dir,
+        &["prompts", "add", "support-bot", "3.0.0-rc.1", "support.md"],
+    );
+    ok(
+        dir,
+        &["prompts", "add", "support-bot", "3.0.0", "support.md"],
+    );
+    let list = json(dir, &["prompts", "list", "support-bot"]);
+    let versions: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2.3.0", "3.0.0-rc.1", "3.0.0"]);
+    let events = ok(dir, &["audit", "query", "--json"]);
+    let first: Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"]["activity"] == "prompt.add")
+        .unwrap();
+    assert_eq!(first["event"]["activity"], "prompt.add");
+    assert_eq!(first["event"]["why"], "tone fix");
+    assert_eq!(first["event"]["ticket"], "CHG-9");
+}
+
+#[test]
+fn datasets_are_tags_pinned_by_digest_with_pii_status() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ok(dir, &["init"]);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("data/users.csv"),
+        "name,email\nBob,bob@example.com\nAda,ada@example.org\n",
+    )
+    .unwrap();
+    ok(
+        dir,
+        &["pii", "dataset", "data/users.csv", "--report", "pii.json"],
+    );
+    ok(
+        dir,
+        &[
+            "models",
+            "datasheet",
+            "init",
+            "users=data",
+            "--out",
+            "DATASHEET.md",
+        ],
+    );
+    let ds = json(
+        dir,
+        &[
+            "datasets",
+            "add",
+            "users",
+            "golden_2025_09",
+            "data",
+            "--datasheet",
+            "DATASHEET.md",
+            "--pii-report",
+            "pii.json",
+            "--why",
+            "golden set",
+        ],
+    );
+    assert_eq!(ds["facts"]["digest_of"], "files");
+    assert_eq!(ds["facts"]["pii"]["status"], "contains-pii");
+    assert_eq!(ds["facts"]["pii"]["entities"]["EMAIL_ADDRESS"], 2);
+    assert!(ds["facts"]["datasheet"]["sha256"].is_string());
+    // The same folder is named by the same digest wherever custos pins it.
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::write(dir.join("m/w.bin"), b"weights").unwrap();
+    let m = json(
+        dir,
+        &[
+            "models",
+            "register",
+            "m",
+            "1",
+            "m",
+            "--dataset",
+            "users=data",
+        ],
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            m["registration"]["datasets"][0]["sha256"].as_str().unwrap()
+        ),
+        ds["digest"].as_str().unwrap()
+    );
+
+    assert!(
+        fails(dir, &["datasets", "add", "users", "golden_2025_09", "data"])
+            .contains("already exists")
+    );
+    assert!(fails(
+        dir,
+        &["datasets", "add", "users", "v4", "s3://bucket/users/v4"]
+    )
+    .contains("--sha256"));
+    assert!(fails(
+        dir,
+        &[
+            "datasets",
+            "add",
+            "users",
+            "v4",
+            "s3://bucket/users/v4",
+            "--sha256",
+            "abc"
+        ]
+    )
+    .contains("64 hex"));
+    let hex = "7".repeat(64);
+    let uri = json(
+        dir,
+        &[
+            "datasets",
+            "add",
+            "users",
+            "v4",
+            "s3://bucket/users/v4",
+            "--sha256",
+            &hex,
+        ],
+    );
+    assert_eq!(uri["facts"]["digest_of"], "given");
+    std::fs::write(dir.join("users.dvc"), "outs:\n- md5: 0123\n  path: users\n").unwrap();
+    let dvc = json(dir, &["datasets", "add", "users", "v5", "users.dvc"]);
+    assert_eq!(dvc["facts"]["digest_of"], "manifest");
+    assert!(fails(dir, &["datasets", "add", "users", "v6", "missing-dir"]).contains("missing-dir"));
+    std::fs::write(dir.join("bad.json"), "{\"not\": \"a report\"}").unwrap();
+    assert!(fails(
+        dir,
+        &[
+            "datasets",
+            "add",
+            "users",
+            "v7",
+            "data",
+            "--pii-report",
+            "bad.json"
+        ]
+    )
+    .contains("records"));
+    assert_eq!(
+        json(dir, &["datasets", "list"]).as_array().unwrap().len(),
+        3
+    );
+    let shown = json(dir, &["datasets", "show", "users@golden_2025_09"]);
+    assert_eq!(shown["digest"], ds["digest"]);
+}
