@@ -11,6 +11,7 @@ mod finops;
 mod grants;
 mod identity;
 mod models;
+mod releases;
 
 pub use components::{NewDataset, NewPrompt};
 pub use error::ControlError;
@@ -20,6 +21,7 @@ pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
 pub use models::{NewModel, SignedCard};
+pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView};
 
 use custos_authz::policy::{Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts};
 use custos_core::config::{Config, GrantsConfig};
@@ -164,6 +166,8 @@ pub struct Settings {
     pub grants: GrantsConfig,
     /// The time zone budgets default to.
     pub time_zone: String,
+    /// `[release.tiers.*]` overrides of the tier table.
+    pub release_tiers: std::collections::BTreeMap<String, custos_core::config::TierRequirements>,
 }
 
 impl Settings {
@@ -172,6 +176,7 @@ impl Settings {
             require_why: config.audit.require_why.clone(),
             grants: config.authz.grants.clone(),
             time_zone: config.finops.time_zone.clone(),
+            release_tiers: config.release.tiers.clone(),
         }
     }
 

@@ -311,6 +311,28 @@ pub struct Config {
     pub authz: AuthzConfig,
     /// The model registry: which keys may sign which models (`[[registry.trust]]`).
     pub registry: RegistryConfig,
+    /// Releases: what each risk tier requires (`[release.tiers.high]`, …).
+    pub release: ReleaseConfig,
+}
+
+/// Release change management.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// Per tier (`low`, `medium`, `high`, `emergency`): the approver roles and evidence kinds
+    /// it requires; a tier not named keeps custos' defaults.
+    pub tiers: std::collections::BTreeMap<String, TierRequirements>,
+}
+
+/// What one risk tier requires before promotion.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierRequirements {
+    /// Roles that must each approve, by someone other than the author.
+    pub approvals: Vec<String>,
+    /// Evidence kinds that must be attached (adr, tests, eval, slo, risk-assessment, …).
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 /// The model registry's trust policy: what a route naming a registry entry needs to be served.
@@ -770,6 +792,17 @@ impl Config {
         for f in &mut config.authz.policies {
             if f.is_relative() {
                 *f = base.join(&*f);
+            }
+        }
+        for name in config.release.tiers.keys() {
+            if !["low", "medium", "high", "emergency"].contains(&name.as_str()) {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: Some(format!("release.tiers.{name}")),
+                    message: "a tier is low, medium, high or emergency".into(),
+                });
             }
         }
         for t in &mut config.registry.trust {

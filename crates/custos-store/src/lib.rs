@@ -11,6 +11,7 @@ mod identity;
 mod ledger;
 mod migrate;
 mod models;
+mod releases;
 pub mod testkit;
 
 pub use change::Change;
@@ -23,6 +24,7 @@ pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
 pub use models::{Dataset, ModelHistory, ModelVersion, Prompt};
+pub use releases::{Release, ReleaseDecision};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};

@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0014_prompts_datasets.sql"),
         postgres: include_str!("migrations/0014_prompts_datasets.sql"),
     },
+    Migration {
+        version: 15,
+        name: "composite releases",
+        sqlite: include_str!("migrations/0015_releases.sql"),
+        postgres: include_str!("migrations/0015_releases.sql"),
+    },
 ];
 
 impl Store {

@@ -38,6 +38,9 @@ fn action(cmd: &Command) -> Option<(&'static str, String)> {
         | Command::Datasets(
             crate::release::DatasetsCmd::List { .. } | crate::release::DatasetsCmd::Show { .. },
         ) => ("models.read", default()),
+        Command::Release(crate::release::ReleaseCmd::List { tenant, .. }) => {
+            ("releases.read", tenant.clone())
+        }
         Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
         Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),
         Command::Audit(

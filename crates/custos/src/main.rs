@@ -151,6 +151,9 @@ enum Command {
     /// Dataset tags pinned by digest, with datasheet and PII status, for releases.
     #[command(subcommand)]
     Datasets(release::DatasetsCmd),
+    /// Composite releases: risk tiers, evidence, approvals (promotion and rollback to come).
+    #[command(subcommand)]
+    Release(release::ReleaseCmd),
 }
 
 pub struct Ctx {
@@ -221,6 +224,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => models::run(&ctx, cmd).await,
         Command::Prompts(cmd) => release::prompts(&ctx, cmd).await,
         Command::Datasets(cmd) => release::datasets(&ctx, cmd).await,
+        Command::Release(cmd) => release::release(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

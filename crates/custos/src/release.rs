@@ -75,6 +75,80 @@ pub enum DatasetsCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCmd {
+    /// Create a composite release of an app: each component pinned by its registered digest;
+    /// the risk tier derived from what changes (raise it with --tier, never lower it).
+    #[command(
+        after_help = "Example:\n  custos release create ml/support-bot --model llama-3-8b@2026-12 --prompt support-bot@2.3.0 \\\n      --data reviews@golden_2025_09 --adr docs/adr/0007.md --evidence tests=ci/junit.xml --why \"new fine-tune\"\n\nTiers: a model swap, a new PII flow or a schema change is high; a prompt minor bump or a\ndataset change medium; a prompt patch or nothing but evidence low. [release.tiers.*] in\ncustos.toml sets each tier's approver roles and evidence (defaults: low owner+on-call;\nmedium owner+platform+security with adr, tests, eval, slo; high adds cab, risk-assessment,\ndry-run, rollback-plan; emergency incident-commander+security)."
+    )]
+    Create {
+        /// The app, as TEAM/APP.
+        app: String,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        /// A registered model version (NAME@VERSION).
+        #[arg(long, value_name = "NAME@VERSION")]
+        model: Option<String>,
+        /// A prompt version (NAME@VERSION).
+        #[arg(long, value_name = "NAME@VERSION")]
+        prompt: Option<String>,
+        /// A dataset tag (NAME@TAG); repeatable.
+        #[arg(long, value_name = "NAME@TAG")]
+        data: Vec<String>,
+        /// Raise the tier (low, medium, high) or take the emergency path.
+        #[arg(long)]
+        tier: Option<String>,
+        /// The architecture decision record (attached as evidence `adr`).
+        #[arg(long, value_name = "FILE")]
+        adr: Option<PathBuf>,
+        /// Evidence KIND=FILE (tests, eval, slo, risk-assessment, dry-run, rollback-plan, …).
+        #[arg(long, value_name = "KIND=FILE")]
+        evidence: Vec<String>,
+        /// Personal data reaches a model or store it did not before.
+        #[arg(long)]
+        new_pii_flow: bool,
+        /// A request, response or data schema changes.
+        #[arg(long)]
+        schema_change: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Attach evidence to a draft release (KIND=FILE, repeatable).
+    Evidence {
+        id: String,
+        #[arg(required = true, value_name = "KIND=FILE")]
+        items: Vec<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Approve a release in one of the roles its tier requires (one you hold).
+    Approve {
+        id: String,
+        /// The role you decide as (owner, on-call, platform, security, cab, incident-commander).
+        #[arg(long = "as", value_name = "ROLE")]
+        role: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Deny a release in a role its tier requires; --why is required.
+    Deny {
+        id: String,
+        #[arg(long = "as", value_name = "ROLE")]
+        role: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// A release's state, tier and reasons, decisions, and what is still missing.
+    Status { id: String },
+    /// A tenant's releases (of one app, or all).
+    List {
+        app: Option<String>,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+    },
+}
+
 fn split_ref<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
     s.rsplit_once('@')
         .filter(|(a, b)| !a.is_empty() && !b.is_empty())
@@ -348,6 +422,283 @@ pub async fn datasets(ctx: &Ctx, cmd: DatasetsCmd) -> Result<ExitCode> {
             let (name, tag) = split_ref(&dataset, "NAME@TAG")?;
             let d = crate::identity::open(ctx).await?.dataset(name, tag).await?;
             output::json(&dataset_json(&d));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evidence_item(spec: &str, flag: &str) -> Result<custos_control::ReleaseEvidence> {
+    let (kind, file) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{flag} {spec:?}: expected KIND=FILE"))?;
+    if kind.is_empty()
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        bail!("{flag} {spec:?}: the kind is lower-case letters, digits and '-'");
+    }
+    let path = Path::new(file);
+    Ok(custos_control::ReleaseEvidence {
+        kind: kind.into(),
+        name: file.into(),
+        sha256: file_sha256(path)
+            .with_context(|| format!("{flag} {kind}"))?
+            .0,
+    })
+}
+
+fn view_json(v: &custos_control::ReleaseView) -> Value {
+    let r = &v.release;
+    json!({
+        "id": r.id, "tenant": r.tenant, "app": r.app, "state": r.state,
+        "tier": r.tier, "derived_tier": r.derived_tier,
+        "reasons": serde_json::from_str::<Value>(&r.reasons).unwrap_or(Value::Null),
+        "composite": serde_json::from_str::<Value>(&r.composite).unwrap_or(Value::Null),
+        "evidence": serde_json::from_str::<Value>(&r.evidence).unwrap_or(Value::Null),
+        "requires": {"approvals": v.rule.approvals, "evidence": v.rule.evidence},
+        "decisions": v.decisions.iter().map(|d| json!({"role": d.role, "decision": d.decision, "by": d.by_whom, "why": d.why,
+            "at": custos_core::time::format_rfc3339(d.at), "ledger_index": d.ledger_index})).collect::<Vec<_>>(),
+        "missing": v.missing,
+        "author": r.author, "why": r.why, "ticket": r.ticket,
+        "created_at": custos_core::time::format_rfc3339(r.created_at),
+    })
+}
+
+fn print_view(ctx: &Ctx, v: &custos_control::ReleaseView, headline: Option<String>) {
+    if ctx.json {
+        output::json(&view_json(v));
+        return;
+    }
+    if let Some(h) = headline {
+        eprintln!("{h}");
+    }
+    let r = &v.release;
+    let composite: custos_govern::release::tier::Composite =
+        serde_json::from_str(&r.composite).unwrap_or_default();
+    println!("release {} of {}/{}: {}", r.id, r.tenant, r.app, r.state);
+    println!("  components: {}", composite.label());
+    let reasons: Vec<String> = serde_json::from_str(&r.reasons).unwrap_or_default();
+    println!(
+        "  tier: {}{} ({})",
+        r.tier,
+        if r.tier != r.derived_tier {
+            format!(", raised from {}", r.derived_tier)
+        } else {
+            String::new()
+        },
+        reasons.join("; ")
+    );
+    for d in &v.decisions {
+        println!(
+            "  {}: {} by {}{}",
+            d.role,
+            d.decision,
+            d.by_whom,
+            d.why
+                .as_deref()
+                .map(|w| format!(" — {w}"))
+                .unwrap_or_default()
+        );
+    }
+    if v.missing.is_empty() {
+        println!("  nothing missing");
+    } else {
+        println!("  missing: {}", v.missing.join(", "));
+    }
+}
+
+pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
+    use custos_govern::release::tier::{Composite, Flags, Pin, Tier};
+    match cmd {
+        ReleaseCmd::Create {
+            app,
+            tenant,
+            model,
+            prompt,
+            data,
+            tier,
+            adr,
+            evidence,
+            new_pii_flow,
+            schema_change,
+            change,
+        } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let store = control.store();
+            let mut composite = Composite::default();
+            if let Some(m) = &model {
+                let (n, v) = split_ref(m, "NAME@VERSION")?;
+                let e = store.model_version(n, v).await?;
+                if e.state == "retired" {
+                    bail!("--model {m}: it is retired");
+                }
+                let digest = match &e.manifest_digest {
+                    Some(d) => d.clone(),
+                    None => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                        e.registration.as_bytes(),
+                    )),
+                };
+                composite.model = Some(Pin {
+                    name: n.into(),
+                    version: v.into(),
+                    digest,
+                    pii: false,
+                });
+            }
+            if let Some(p) = &prompt {
+                let (n, v) = split_ref(p, "NAME@VERSION")?;
+                let row = store.prompt(n, v).await?;
+                composite.prompt = Some(Pin {
+                    name: n.into(),
+                    version: v.into(),
+                    digest: row.digest,
+                    pii: false,
+                });
+            }
+            for d in &data {
+                let (n, t) = split_ref(d, "NAME@TAG")?;
+                let row = store.dataset(n, t).await?;
+                let facts: DatasetFacts = serde_json::from_str(&row.facts).unwrap_or_default();
+                let pii = facts.pii.is_some_and(|p| p.status == "contains-pii");
+                composite.data.push(Pin {
+                    name: n.into(),
+                    version: t.into(),
+                    digest: row.digest,
+                    pii,
+                });
+            }
+            let mut items = Vec::new();
+            if let Some(a) = &adr {
+                items.push(evidence_item(&format!("adr={}", a.display()), "--adr")?);
+            }
+            for e in &evidence {
+                items.push(evidence_item(e, "--evidence")?);
+            }
+            let requested = tier
+                .as_deref()
+                .map(Tier::parse)
+                .transpose()
+                .map_err(|e| anyhow!("--tier: {e}"))?;
+            let r = control
+                .create_release(
+                    &actor,
+                    custos_control::NewRelease {
+                        tenant,
+                        app,
+                        composite,
+                        requested_tier: requested,
+                        flags: Flags {
+                            new_pii_flow,
+                            schema_change,
+                        },
+                        evidence: items,
+                    },
+                    &change.reason()?,
+                )
+                .await?;
+            let id = r.value.release.id.clone();
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "created release {id}; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Evidence { id, items, change } => {
+            let items = items
+                .iter()
+                .map(|e| evidence_item(e, "evidence"))
+                .collect::<Result<Vec<_>>>()?;
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .add_release_evidence(&actor, &id, items, &change.reason()?)
+                .await?;
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "attached evidence to {id}; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Approve { id, role, change } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .decide_release(&actor, &id, &role, true, &change.reason()?)
+                .await?;
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "approved {id} as {role}; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Deny { id, role, change } => {
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .decide_release(&actor, &id, &role, false, &change.reason()?)
+                .await?;
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "denied {id} as {role}; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Status { id } => {
+            let control = crate::control::open(ctx).await?;
+            let v = control.release_view(&id).await?;
+            print_view(ctx, &v, None);
+        }
+        ReleaseCmd::List { app, tenant } => {
+            let store = crate::identity::open(ctx).await?;
+            let all = store.releases(&tenant, app.as_deref()).await?;
+            if ctx.json {
+                output::json(&Value::Array(
+                    all.iter()
+                        .map(|r| json!({"id": r.id, "app": r.app, "state": r.state, "tier": r.tier,
+                                        "composite": serde_json::from_str::<Value>(&r.composite).unwrap_or(Value::Null),
+                                        "author": r.author, "created_at": custos_core::time::format_rfc3339(r.created_at)}))
+                        .collect(),
+                ));
+            } else {
+                let rows: Vec<Vec<String>> = all
+                    .iter()
+                    .map(|r| {
+                        let c: custos_govern::release::tier::Composite =
+                            serde_json::from_str(&r.composite).unwrap_or_default();
+                        vec![
+                            r.id.clone(),
+                            r.app.clone(),
+                            r.state.clone(),
+                            r.tier.clone(),
+                            c.label(),
+                            r.author.clone(),
+                            output::time(Some(r.created_at)),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &[
+                        "ID",
+                        "APP",
+                        "STATE",
+                        "TIER",
+                        "COMPONENTS",
+                        "AUTHOR",
+                        "CREATED",
+                    ],
+                    &rows,
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -247,3 +247,342 @@ fn datasets_are_tags_pinned_by_digest_with_pii_status() {
     let shown = json(dir, &["datasets", "show", "users@golden_2025_09"]);
     assert_eq!(shown["digest"], ds["digest"]);
 }
+
+/// A token of `sub` in tenant acme with `roles` and a second factor, written to a file.
+fn token_file(
+    d: &Path,
+    issuer: &custos_authz::testkit::TestIssuer,
+    sub: &str,
+    roles: &[&str],
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut c = issuer.claims(sub, "custos", now);
+    c["tenant"] = serde_json::json!("acme");
+    c["roles"] = serde_json::json!(roles);
+    c["amr"] = serde_json::json!(["pwd", "hwk"]);
+    let path = d.join(format!("{sub}.jwt"));
+    std::fs::write(&path, issuer.token(&c)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"acme\"]\n",
+    )
+    .unwrap();
+    ok(dir, &["tenants", "create", "acme"]);
+    ok(dir, &["teams", "create", "ml", "--tenant", "acme"]);
+    ok(
+        dir,
+        &[
+            "apps", "create", "support", "--team", "ml", "--tenant", "acme",
+        ],
+    );
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::write(dir.join("m/w.bin"), b"weights").unwrap();
+    ok(dir, &["models", "register", "llama", "1.4.2", "m"]);
+    std::fs::write(dir.join("p.md"), "You are Acme's support bot.\n").unwrap();
+    ok(dir, &["prompts", "add", "support", "2.3.0", "p.md"]);
+    std::fs::write(dir.join("p2.md"), "You are Acme's support bot. Be brief.\n").unwrap();
+    ok(dir, &["prompts", "add", "support", "2.4.0", "p2.md"]);
+    for f in [
+        "adr.md",
+        "junit.xml",
+        "eval.json",
+        "slo.txt",
+        "risk.md",
+        "dry-run.log",
+        "rollback.md",
+    ] {
+        std::fs::write(dir.join(f), f).unwrap();
+    }
+    let alice = token_file(dir, &issuer, "alice", &["release-author", "owner"]);
+    let bob = token_file(dir, &issuer, "bob", &["owner"]);
+    let carol = token_file(dir, &issuer, "carol", &["platform", "security"]);
+    let dave = token_file(dir, &issuer, "dave", &["cab"]);
+    let eve = token_file(dir, &issuer, "eve", &["developer"]);
+
+    // Eve may not write releases; Alice may.
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "llama@1.4.2",
+            "--token-file",
+            &eve
+        ]
+    )
+    .contains("denied"));
+    let r = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "llama@1.4.2",
+            "--prompt",
+            "support@2.3.0",
+            "--adr",
+            "adr.md",
+            "--evidence",
+            "tests=junit.xml",
+            "--token-file",
+            &alice,
+            "--why",
+            "first fine-tune",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["tier"], "high");
+    assert_eq!(r["state"], "draft");
+    assert!(r["composite"]["model"]["digest"].as_str().unwrap().len() == 64);
+
+    // The author never decides; nobody decides in a role they do not hold or the tier does not name.
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "owner",
+            "--token-file",
+            &alice
+        ]
+    )
+    .contains("someone else decides"));
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "security",
+            "--token-file",
+            &bob
+        ]
+    )
+    .contains("does not hold the role"));
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "on-call",
+            "--token-file",
+            &bob
+        ]
+    )
+    .contains("is not one of them"));
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "deny",
+            &id,
+            "--as",
+            "owner",
+            "--token-file",
+            &bob
+        ]
+    )
+    .contains("why"));
+    ok(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "owner",
+            "--token-file",
+            &bob,
+            "--why",
+            "owner ok",
+        ],
+    );
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "owner",
+            "--token-file",
+            &bob
+        ]
+    )
+    .contains("already decided"));
+    ok(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "platform",
+            "--token-file",
+            &carol,
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "cab",
+            "--token-file",
+            &dave,
+        ],
+    );
+
+    // A High release without security approval (and its evidence) is not approved.
+    let s = json(dir, &["release", "status", &id]);
+    assert_eq!(s["state"], "draft");
+    let missing: Vec<&str> = s["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        missing.contains(&"approval by security") && missing.contains(&"evidence: rollback-plan"),
+        "{missing:?}"
+    );
+    ok(
+        dir,
+        &[
+            "release",
+            "evidence",
+            &id,
+            "eval=eval.json",
+            "slo=slo.txt",
+            "risk-assessment=risk.md",
+            "dry-run=dry-run.log",
+            "rollback-plan=rollback.md",
+            "--token-file",
+            &alice,
+        ],
+    );
+    let s = json(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "security",
+            "--token-file",
+            &carol,
+            "--why",
+            "threat model reviewed",
+        ],
+    );
+    assert_eq!(s["state"], "approved", "{s}");
+    assert_eq!(s["missing"].as_array().unwrap().len(), 0);
+
+    // The next release is tiered against it: a prompt minor bump is medium, and may not be lowered.
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "llama@1.4.2",
+            "--prompt",
+            "support@2.4.0",
+            "--tier",
+            "low",
+            "--token-file",
+            &alice
+        ]
+    )
+    .contains("not lowered"));
+    let next = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "llama@1.4.2",
+            "--prompt",
+            "support@2.4.0",
+            "--token-file",
+            &alice,
+        ],
+    );
+    assert_eq!(next["tier"], "medium", "{next}");
+    assert!(next["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("prompt minor bump"));
+    let next_id = next["id"].as_str().unwrap().to_owned();
+    let denied = json(
+        dir,
+        &[
+            "release",
+            "deny",
+            &next_id,
+            "--as",
+            "security",
+            "--token-file",
+            &carol,
+            "--why",
+            "no eval",
+        ],
+    );
+    let first = denied["missing"][0].as_str().unwrap();
+    assert!(
+        first.starts_with("denied by ") && first.ends_with(" as security"),
+        "{denied}"
+    );
+    assert_eq!(denied["state"], "draft");
+
+    // Every step is in the ledger with who and why.
+    let text = ok(dir, &["audit", "query", "--json"]);
+    for a in [
+        "release.create",
+        "release.approve",
+        "release.evidence",
+        "release.deny",
+    ] {
+        assert!(text.contains(a), "{a}");
+    }
+    assert!(text.contains("threat model reviewed"));
+    assert_eq!(
+        json(dir, &["release", "list", "--tenant", "acme"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

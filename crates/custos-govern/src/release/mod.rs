@@ -3,6 +3,7 @@
 //! data@golden`) names each part by digest.
 
 pub mod semver;
+pub mod tier;
 
 use serde::{Deserialize, Serialize};
 

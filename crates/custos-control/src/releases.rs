@@ -1,0 +1,391 @@
+//! Composite releases: create one (each component pinned by its registered digest, the risk
+//! tier derived from what changes against the app's current release), attach evidence, and
+//! record approver decisions — never by the author, only in roles the tier requires and the
+//! approver holds. A release whose tier's approvals and evidence are all in becomes approved.
+
+use crate::{Actor, ActorKind, Control, ControlError, Evidence as Change, Recorded};
+use custos_core::time::now_ms;
+use custos_core::Reason;
+use custos_govern::release::tier::{self, Composite, Flags, Rule, Tier};
+use custos_store::{Release, ReleaseDecision, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A piece of evidence: its kind (`adr`, `tests`, `eval`, …), where it is, its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub kind: String,
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A release to create.
+#[derive(Clone, Debug)]
+pub struct NewRelease {
+    pub tenant: String,
+    /// `team/app`.
+    pub app: String,
+    pub composite: Composite,
+    pub requested_tier: Option<Tier>,
+    pub flags: Flags,
+    pub evidence: Vec<Evidence>,
+}
+
+/// A release with what its tier still needs.
+#[derive(Clone, Debug)]
+pub struct ReleaseView {
+    pub release: Release,
+    pub decisions: Vec<ReleaseDecision>,
+    pub rule: Rule,
+    pub missing: Vec<String>,
+}
+
+fn state(r: &Release) -> Value {
+    json!({"id": r.id, "tenant": r.tenant, "app": r.app, "state": r.state, "tier": r.tier,
+           "composite": serde_json::from_str::<Value>(&r.composite).unwrap_or(Value::Null),
+           "evidence": serde_json::from_str::<Value>(&r.evidence).unwrap_or(Value::Null)})
+}
+
+fn resource(r: &Release, composite: &Composite) -> Value {
+    json!({"type": "release", "name": r.id, "app": format!("{}/{}", r.tenant, r.app),
+           "tier": r.tier, "composite": composite.label(),
+           "components": composite})
+}
+
+impl Control {
+    /// The rule a tier must meet: configuration's, else the defaults.
+    pub fn tier_rule(&self, t: Tier) -> Rule {
+        match self.settings.release_tiers.get(t.as_str()) {
+            Some(r) => Rule {
+                approvals: r.approvals.clone(),
+                evidence: r.evidence.clone(),
+            },
+            None => tier::default_rules().remove(&t).unwrap_or(Rule {
+                approvals: Vec::new(),
+                evidence: Vec::new(),
+            }),
+        }
+    }
+
+    /// A release, its decisions and what it still needs.
+    pub async fn release_view(&self, id: &str) -> Result<ReleaseView, ControlError> {
+        let release = self.store.release(id).await?;
+        let decisions = self.store.release_decisions(id).await?;
+        let t = Tier::parse(&release.tier).map_err(ControlError::Invalid)?;
+        let rule = self.tier_rule(t);
+        let missing = missing(&rule, &release, &decisions);
+        Ok(ReleaseView {
+            release,
+            decisions,
+            rule,
+            missing,
+        })
+    }
+
+    pub async fn create_release(
+        &self,
+        actor: &Actor,
+        new: NewRelease,
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        let d = self
+            .authorize(actor, "releases.create", &new.tenant, reason)
+            .await?;
+        let (team, app) = new
+            .app
+            .split_once('/')
+            .ok_or_else(|| ControlError::invalid(format!("{:?} is not TEAM/APP", new.app)))?;
+        if new.composite.model.is_none()
+            && new.composite.prompt.is_none()
+            && new.composite.data.is_empty()
+        {
+            return Err(ControlError::invalid(
+                "a release pins at least one of --model, --prompt, --data",
+            ));
+        }
+        let mut c = self.store.begin_change().await?;
+        match c.app(&new.tenant, team, app).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                return Err(ControlError::invalid(format!(
+                    "no app {team}/{app} in tenant {} (custos apps list)",
+                    new.tenant
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The app's current release: the active one, else (before any promotion) the latest
+        // approved one.
+        let previous = c
+            .release_latest(&new.tenant, &new.app, &["active", "approved"])
+            .await?;
+        let prev_composite: Option<Composite> = previous
+            .as_ref()
+            .and_then(|r| serde_json::from_str(&r.composite).ok());
+        let (derived, reasons) = tier::derive(prev_composite.as_ref(), &new.composite, &new.flags);
+        let effective =
+            tier::effective(derived, new.requested_tier).map_err(ControlError::Invalid)?;
+        let now = now_ms();
+        let r = Release {
+            id: custos_core::id::new_id("rel"),
+            tenant: new.tenant.clone(),
+            app: new.app.clone(),
+            state: "draft".into(),
+            tier: effective.as_str().into(),
+            derived_tier: derived.as_str().into(),
+            reasons: serde_json::to_string(&reasons).unwrap_or_default(),
+            composite: serde_json::to_string(&new.composite)
+                .map_err(|e| ControlError::invalid(e.to_string()))?,
+            evidence: serde_json::to_string(&new.evidence)
+                .map_err(|e| ControlError::invalid(e.to_string()))?,
+            author: actor.name(),
+            why: reason.why.clone(),
+            ticket: reason.ticket.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        c.release_insert(&r).await?;
+        let mut res = resource(&r, &new.composite);
+        res["derived_tier"] = json!(derived.as_str());
+        res["reasons"] = json!(reasons);
+        res["previous"] = json!(previous.as_ref().map(|p| &p.id));
+        let e = self.event(
+            actor,
+            "releases.create",
+            &d,
+            Change {
+                activity: "release.create",
+                resource: res,
+                before: None,
+                after: Some(state(&r)),
+            },
+            reason,
+        );
+        let rule = self.tier_rule(effective);
+        let missing = missing(&rule, &r, &[]);
+        self.commit(
+            c,
+            vec![e],
+            ReleaseView {
+                release: r,
+                decisions: Vec::new(),
+                rule,
+                missing,
+            },
+        )
+        .await
+    }
+
+    /// Attaches evidence to a draft release (replacing evidence of the same kind).
+    pub async fn add_release_evidence(
+        &self,
+        actor: &Actor,
+        id: &str,
+        items: Vec<Evidence>,
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        let tenant = self.store.release(id).await?.tenant;
+        let d = self
+            .authorize(actor, "releases.create", &tenant, reason)
+            .await?;
+        let mut c = self.store.begin_change().await?;
+        let before = c
+            .release_get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("release {id:?}")))?;
+        if before.state != "draft" {
+            return Err(ControlError::invalid(format!(
+                "release {id} is {}; evidence is attached while it is a draft",
+                before.state
+            )));
+        }
+        let mut all: Vec<Evidence> = serde_json::from_str(&before.evidence).unwrap_or_default();
+        for e in items {
+            all.retain(|x| x.kind != e.kind);
+            all.push(e);
+        }
+        let mut after = before.clone();
+        after.evidence =
+            serde_json::to_string(&all).map_err(|e| ControlError::invalid(e.to_string()))?;
+        after.updated_at = now_ms();
+        let decisions = c.release_decisions_in(id).await?;
+        let rule = self.tier_rule(Tier::parse(&after.tier).map_err(ControlError::Invalid)?);
+        let still = missing(&rule, &after, &decisions);
+        if still.is_empty() && !decisions.iter().any(|d| d.decision == "deny") {
+            after.state = "approved".into();
+        }
+        c.release_update(&after, &before.state).await?;
+        let composite: Composite = serde_json::from_str(&after.composite).unwrap_or_default();
+        let e = self.event(
+            actor,
+            "releases.create",
+            &d,
+            Change {
+                activity: "release.evidence",
+                resource: resource(&after, &composite),
+                before: Some(state(&before)),
+                after: Some(state(&after)),
+            },
+            reason,
+        );
+        self.commit(
+            c,
+            vec![e],
+            ReleaseView {
+                release: after,
+                decisions,
+                rule,
+                missing: still,
+            },
+        )
+        .await
+    }
+
+    /// Records one approver role's decision. The author never decides their own release; the
+    /// role must be one the tier requires and the approver holds.
+    pub async fn decide_release(
+        &self,
+        actor: &Actor,
+        id: &str,
+        role: &str,
+        approve: bool,
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        let tenant = self.store.release(id).await?.tenant;
+        let d = self
+            .authorize(actor, "releases.approve", &tenant, reason)
+            .await?;
+        if !approve && reason.why.is_none() {
+            return Err(ControlError::ReasonRequired {
+                action: "releases.deny".into(),
+            });
+        }
+        let who = actor.name();
+        let holds = match actor.kind {
+            // The local operator acts in any role it names; still never on its own release.
+            ActorKind::Local => true,
+            ActorKind::Credential => actor
+                .principal
+                .roles
+                .iter()
+                .chain(&actor.facts.grants)
+                .any(|r| r == role),
+            ActorKind::System => false,
+        };
+        let mut c = self.store.begin_change().await?;
+        let before = c
+            .release_get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("release {id:?}")))?;
+        if before.author == who {
+            return Err(ControlError::invalid(format!(
+                "{who} wrote release {id}; someone else decides on it"
+            )));
+        }
+        let rule = self.tier_rule(Tier::parse(&before.tier).map_err(ControlError::Invalid)?);
+        if !rule.approvals.iter().any(|r| r == role) {
+            return Err(ControlError::invalid(format!(
+                "a {} release needs approvals by {}; {role:?} is not one of them",
+                before.tier,
+                rule.approvals.join(", ")
+            )));
+        }
+        if !holds {
+            return Err(ControlError::invalid(format!(
+                "{who} does not hold the role {role:?}; only its holders decide as {role}"
+            )));
+        }
+        if before.state != "draft" {
+            return Err(ControlError::invalid(format!(
+                "release {id} is {}; decisions are made on drafts",
+                before.state
+            )));
+        }
+        let mut decisions = c.release_decisions_in(id).await?;
+        if let Some(prev) = decisions.iter().find(|x| x.role == role) {
+            return Err(ControlError::invalid(format!(
+                "{} already decided release {id} as {role} ({})",
+                prev.by_whom, prev.decision
+            )));
+        }
+        let now = now_ms();
+        let mut after = before.clone();
+        after.updated_at = now;
+        let decision = ReleaseDecision {
+            release_id: id.into(),
+            role: role.into(),
+            decision: if approve { "approve" } else { "deny" }.into(),
+            by_whom: who,
+            why: reason.why.clone(),
+            at: now,
+            ledger_index: 0,
+        };
+        decisions.push(decision.clone());
+        let still = missing(&rule, &after, &decisions);
+        if approve && still.is_empty() && !decisions.iter().any(|d| d.decision == "deny") {
+            after.state = "approved".into();
+        }
+        c.release_update(&after, &before.state).await?;
+        let composite: Composite = serde_json::from_str(&after.composite).unwrap_or_default();
+        let mut res = resource(&after, &composite);
+        res["role"] = json!(role);
+        let e = self.event(
+            actor,
+            "releases.approve",
+            &d,
+            Change {
+                activity: if approve {
+                    "release.approve"
+                } else {
+                    "release.deny"
+                },
+                resource: res,
+                before: Some(state(&before)),
+                after: Some(state(&after)),
+            },
+            reason,
+        );
+        let ledger = c.append_events(&[e]).await?;
+        c.release_decision_insert(&ReleaseDecision {
+            ledger_index: ledger.start as i64,
+            ..decision
+        })
+        .await?;
+        c.commit().await?;
+        let decisions = self.store.release_decisions(id).await?;
+        Ok(Recorded {
+            value: ReleaseView {
+                release: after,
+                decisions,
+                rule,
+                missing: still,
+            },
+            ledger,
+        })
+    }
+}
+
+/// What a release still needs: approvals by role, evidence by kind.
+fn missing(rule: &Rule, r: &Release, decisions: &[ReleaseDecision]) -> Vec<String> {
+    let approved: BTreeSet<String> = decisions
+        .iter()
+        .filter(|d| d.decision == "approve")
+        .map(|d| d.role.clone())
+        .collect();
+    let evidence: BTreeSet<String> = serde_json::from_str::<Vec<Evidence>>(&r.evidence)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    let mut out = tier::missing(rule, &approved, &evidence);
+    let denied: BTreeMap<&str, &str> = decisions
+        .iter()
+        .filter(|d| d.decision == "deny")
+        .map(|d| (d.role.as_str(), d.by_whom.as_str()))
+        .collect();
+    for (role, by) in denied {
+        out.insert(0, format!("denied by {by} as {role}"));
+    }
+    out
+}
