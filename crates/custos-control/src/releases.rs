@@ -389,3 +389,122 @@ fn missing(rule: &Rule, r: &Release, decisions: &[ReleaseDecision]) -> Vec<Strin
     }
     out
 }
+
+impl Control {
+    /// Activates an approved release: its model must be servable under `trust` (approved or
+    /// promoted, signed by a trusted key), a high-tier release's model must carry a signed
+    /// card; the app's active release becomes superseded. The gateway switches the app's
+    /// alias on its next refresh.
+    pub async fn promote_release(
+        &self,
+        actor: &Actor,
+        id: &str,
+        trust: &[custos_govern::models::trust::TrustedKey],
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        use custos_govern::models::registry::Kind;
+        use custos_govern::models::trust;
+        let tenant = self.store.release(id).await?.tenant;
+        let d = self
+            .authorize(actor, "releases.promote", &tenant, reason)
+            .await?;
+        let mut c = self.store.begin_change().await?;
+        let before = c
+            .release_get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("release {id:?}")))?;
+        let decisions = c.release_decisions_in(id).await?;
+        let rule = self.tier_rule(Tier::parse(&before.tier).map_err(ControlError::Invalid)?);
+        let still = missing(&rule, &before, &decisions);
+        if before.state != "approved" || !still.is_empty() {
+            return Err(ControlError::invalid(format!(
+                "release {id} is {}{}; only an approved release is promoted",
+                before.state,
+                if still.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (missing: {})", still.join(", "))
+                }
+            )));
+        }
+        let composite: Composite = serde_json::from_str(&before.composite)
+            .map_err(|e| ControlError::invalid(e.to_string()))?;
+        let mut checks = Vec::new();
+        if let Some(m) = &composite.model {
+            let entry = c.model_get(&m.name, &m.version).await?.ok_or_else(|| {
+                ControlError::invalid(format!(
+                    "the model {}@{} is no longer registered",
+                    m.name, m.version
+                ))
+            })?;
+            let kind = if entry.kind == "remote" {
+                Kind::Remote
+            } else {
+                Kind::Weights
+            };
+            let verdict = trust::servable(
+                &trust::Entry {
+                    name: &entry.name,
+                    version: &entry.version,
+                    kind,
+                    state: &entry.state,
+                    manifest_digest: entry.manifest_digest.as_deref(),
+                    signature: entry.signature.as_deref(),
+                },
+                trust,
+            )
+            .map_err(|why| {
+                ControlError::invalid(format!(
+                    "the model {}@{} cannot be served: {why}",
+                    m.name, m.version
+                ))
+            })?;
+            if before.tier == "high" && kind == Kind::Weights && entry.card_digest.is_none() {
+                return Err(ControlError::invalid(format!(
+                    "a high-tier release needs the model's signed card: custos models card sign for {}@{}",
+                    m.name, m.version
+                )));
+            }
+            checks.push(json!({"model": format!("{}@{}", m.name, m.version), "digest": verdict.manifest_digest,
+                               "signer": verdict.signer, "card_digest": entry.card_digest.map(|d| format!("sha256:{d}"))}));
+        }
+        let now = now_ms();
+        let previous = c
+            .release_supersede(&before.tenant, &before.app, id, now)
+            .await?;
+        let mut after = before.clone();
+        after.state = "active".into();
+        after.updated_at = now;
+        c.release_update(&after, &before.state).await?;
+        let mut res = resource(&after, &composite);
+        res["superseded"] = json!(previous);
+        res["checks"] = json!(checks);
+        res["approvers"] = json!(decisions
+            .iter()
+            .map(|d| json!({"role": d.role, "by": d.by_whom}))
+            .collect::<Vec<_>>());
+        let e = self.event(
+            actor,
+            "releases.promote",
+            &d,
+            Change {
+                activity: "release.promote",
+                resource: res,
+                before: Some(state(&before)),
+                after: Some(state(&after)),
+            },
+            reason,
+        );
+        self.commit(
+            c,
+            vec![e],
+            ReleaseView {
+                release: after,
+                decisions,
+                rule,
+                missing: Vec::new(),
+            },
+        )
+        .await
+    }
+}

@@ -80,6 +80,8 @@ pub struct AuditSlot {
     transfer: OnceLock<Value>,
     /// The manifest digest of the registry entry that served the call.
     model_digest: OnceLock<String>,
+    /// The active release whose alias the call named.
+    release: OnceLock<String>,
 }
 
 impl AuditSlot {
@@ -91,6 +93,9 @@ impl AuditSlot {
     }
     pub fn set_transfer(&self, pinned: &[String], to: &str) {
         let _ = self.transfer.set(json!({"pinned": pinned, "to": to}));
+    }
+    pub fn set_release(&self, id: String) {
+        let _ = self.release.set(id);
     }
     pub fn set_model_digest(&self, digest: String) {
         let _ = self.model_digest.set(digest);
@@ -147,6 +152,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
             id: slot.call.get().map(|(m, _)| m.clone()),
             endpoint: endpoint.upstream_path(),
             digest: slot.model_digest.get().cloned(),
+            release: slot.release.get().cloned(),
         }],
         outcome: outcome(status),
         reason: response.extensions().get::<ProblemKind>().map(|k| k.slug()),
@@ -300,6 +306,9 @@ struct ModelResource {
     /// The registry entry's manifest digest, when a gated route served the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
+    /// The release whose alias the call named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
 }
 
 /// The caller, as OCSF's actor: the principal's identity, never its credentials.

@@ -312,6 +312,19 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
         slot.set_call(crate::problem::prefix(&model, 256), body_sha256);
     }
+    // A name no route serves may be an app's alias: its active release's model and prompt.
+    let (body, model, alias) = match state.routes.get(&model) {
+        Some(_) => (body, model, None),
+        None => match state.aliases.get(&principal.tenant, &model) {
+            Some(a) => {
+                if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
+                    slot.set_release(a.release.clone());
+                }
+                (a.apply(endpoint, body), a.route_model.clone(), Some(model))
+            }
+            None => (body, model, None),
+        },
+    };
     let route = state.routes.get(&model).cloned().ok_or_else(|| {
         Problem::new(
             ProblemKind::ModelNotFound,
@@ -321,7 +334,9 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     if let Some(labels) = &labels {
         labels.set_model(&route.model);
     }
-    if !principal.models.allows(&model) {
+    if !principal.models.allows(&model)
+        && !alias.as_deref().is_some_and(|a| principal.models.allows(a))
+    {
         return Err(Problem::new(
             ProblemKind::ModelNotAllowed,
             format!(

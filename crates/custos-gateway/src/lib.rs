@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod quota;
 pub mod refusals;
 pub mod registry;
+pub mod releases;
 pub mod request_id;
 pub mod route;
 pub mod service;
@@ -180,6 +181,7 @@ impl Gateway {
             directory: directory.clone(),
             routes,
             trust,
+            aliases: Arc::new(releases::Aliases::default()),
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
             metrics: metrics::Metrics::default(),
@@ -225,6 +227,8 @@ impl Gateway {
             finops.spawn_refresher(store.clone(), finops_refresh),
         ];
         tasks.extend(finops_tasks);
+        state.aliases.refresh(&state.store, &state.routes).await?;
+        tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
         if state.routes.iter().any(|r| r.registry.is_some()) {
             // Gated routes are checked before the first call is served.
             registry::refresh(&state).await;

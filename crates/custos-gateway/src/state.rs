@@ -29,6 +29,8 @@ pub struct Shared {
     pub routes: RouteTable,
     /// The keys `[[registry.trust]]` lets sign models, for the deploy gate.
     pub trust: Vec<custos_govern::models::trust::TrustedKey>,
+    /// Active releases' aliases (`support-bot` → a model route and a system prompt).
+    pub aliases: Arc<crate::releases::Aliases>,
     pub quota: Arc<Quotas>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,

@@ -221,3 +221,43 @@ impl Change {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every active release (one per app at most), for the gateway's alias table.
+    pub async fn releases_active(&self) -> Result<Vec<Release>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM releases WHERE state = 'active' ORDER BY tenant, app"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(release_row).collect()
+    }
+}
+
+impl Change {
+    /// Marks the app's active release (other than `except`) superseded; returns its id.
+    pub async fn release_supersede(
+        &mut self,
+        tenant: &str,
+        app: &str,
+        except: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM releases WHERE tenant = $1 AND app = $2 AND state = 'active' AND id <> $3",
+        )
+        .bind(tenant)
+        .bind(app)
+        .bind(except)
+        .fetch_optional(self.conn())
+        .await?;
+        if let Some((id,)) = &row {
+            sqlx::query("UPDATE releases SET state = 'superseded', updated_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(row.map(|r| r.0))
+    }
+}

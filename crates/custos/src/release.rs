@@ -139,6 +139,17 @@ pub enum ReleaseCmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Activate an approved release: its model must be servable under [[registry.trust]]
+    /// (a high tier also needs the model's signed card); the app's alias then serves it on
+    /// every gateway within the refresh interval, and the previous release is superseded.
+    #[command(
+        after_help = "Example:\n  custos release promote rel_0193… --why \"CHG-311 approved\"\n  curl … -d '{\"model\": \"support-bot\", \"messages\": […]}'   # the alias: the app's name"
+    )]
+    Promote {
+        id: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// A release's state, tier and reasons, decisions, and what is still missing.
     Status { id: String },
     /// A tenant's releases (of one app, or all).
@@ -649,6 +660,29 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                 &r.value,
                 Some(format!(
                     "denied {id} as {role}; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Promote { id, change } => {
+            let trust = crate::models::trusted_keys(&ctx.config)?;
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .promote_release(&actor, &id, &trust, &change.reason()?)
+                .await?;
+            let alias = r
+                .value
+                .release
+                .app
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "promoted {id}: calls to the model {alias:?} now get it; ledger entry {}",
                     r.ledger.end.saturating_sub(1)
                 )),
             );

@@ -586,3 +586,225 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
         2
     );
 }
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Server, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("custos gateway listening on ") {
+            break rest.trim_end_matches("/v1").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), url)
+}
+
+fn chat(url: &str, key: &str, model: &str) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "where is my order"}]}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn promotion_switches_the_alias_on_every_gateway() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        r#"[[auth.jwt]]
+issuer = "https://idp.test"
+audience = "custos"
+jwks_file = "jwks.json"
+tenants = ["acme"]
+
+[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "tiny"
+provider = "mock"
+registry = "tiny@1.0"
+
+[[registry.trust]]
+public_key = "release.pem.pub"
+names = ["tiny"]
+
+[release.tiers.high]
+approvals = ["owner"]
+evidence = ["adr"]
+"#,
+    )
+    .unwrap();
+    ok(dir, &["tenants", "create", "acme"]);
+    ok(dir, &["teams", "create", "ml", "--tenant", "acme"]);
+    ok(
+        dir,
+        &[
+            "apps", "create", "support", "--team", "ml", "--tenant", "acme",
+        ],
+    );
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::write(dir.join("m/w.bin"), b"weights").unwrap();
+    ok(dir, &["models", "keygen", "--out", "release.pem"]);
+    ok(dir, &["models", "register", "tiny", "1.0", "m"]);
+    ok(
+        dir,
+        &[
+            "models",
+            "sign",
+            "m",
+            "--key",
+            "release.pem",
+            "--signature",
+            "m.sig",
+            "--registry",
+            "tiny@1.0",
+        ],
+    );
+    ok(dir, &["models", "approve", "tiny@1.0"]);
+    std::fs::write(dir.join("p.md"), "You are Acme's support bot.\n").unwrap();
+    ok(dir, &["prompts", "add", "support", "1.0.0", "p.md"]);
+    std::fs::write(dir.join("adr.md"), "# ADR 7\n").unwrap();
+    let alice = token_file(dir, &issuer, "alice", &["release-author"]);
+    let bob = token_file(dir, &issuer, "bob", &["owner"]);
+    let r = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "tiny@1.0",
+            "--prompt",
+            "support@1.0.0",
+            "--adr",
+            "adr.md",
+            "--token-file",
+            &alice,
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert!(
+        fails(dir, &["release", "promote", &id, "--token-file", &alice])
+            .contains("only an approved release")
+    );
+    // A high release needs the model's signed card before it is promoted.
+    ok(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id,
+            "--as",
+            "owner",
+            "--token-file",
+            &bob,
+        ],
+    );
+    assert!(
+        fails(dir, &["release", "promote", &id, "--token-file", &alice]).contains("signed card")
+    );
+    let card = ok(dir, &["models", "card", "init", "tiny@1.0"]);
+    let filled = card.replace(": TODO\n", ": 1\n").replace("TODO: ", "");
+    std::fs::write(dir.join("CARD.md"), filled).unwrap();
+    ok(
+        dir,
+        &["models", "card", "sign", "CARD.md", "--key", "release.pem"],
+    );
+
+    ok(dir, &["tenants", "list"]);
+    let key = ok(
+        dir,
+        &[
+            "keys", "create", "--tenant", "acme", "--team", "ml", "--app", "support",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let (_a, url_a) = serve(dir);
+    let (_b, url_b) = serve(dir);
+    let (status, body) = chat(&url_a, &key, "support");
+    assert_eq!(status, 404, "{body}");
+
+    let p = json(
+        dir,
+        &[
+            "release",
+            "promote",
+            &id,
+            "--token-file",
+            &alice,
+            "--why",
+            "CHG-311 approved",
+        ],
+    );
+    assert_eq!(p["state"], "active");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for url in [&url_a, &url_b] {
+        loop {
+            let (status, body) = chat(url, &key, "support");
+            if status == 200 {
+                assert_eq!(body["model"], "tiny", "{body}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} never served the alias: {status} {body}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let text = ok(dir, &["audit", "query", "--json"]);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .collect();
+    let promote = events
+        .iter()
+        .find(|e| e["activity"] == "release.promote")
+        .unwrap();
+    assert_eq!(promote["why"], "CHG-311 approved");
+    assert!(promote["resources"][0]["checks"][0]["card_digest"].is_string());
+    assert!(events.iter().any(|e| e["activity"] == "model.invoke"
+        && e["status"] == 200
+        && e["resources"][0]["release"] == id.as_str()));
+}
