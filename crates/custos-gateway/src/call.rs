@@ -313,19 +313,25 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         slot.set_call(crate::problem::prefix(&model, 256), body_sha256);
     }
     // A name no route serves may be an app's alias: its active release's model and prompt.
-    let (body, model, alias) = match state.routes.get(&model) {
-        Some(_) => (body, model, None),
+    let (body, model, alias, route) = match state.routes.get(&model) {
+        Some(r) => (body, model, None, Some(r.clone())),
         None => match state.aliases.get(&principal.tenant, &model) {
             Some(a) => {
                 if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
                     slot.set_release(a.release.clone());
                 }
-                (a.apply(endpoint, body), a.route_model.clone(), Some(model))
+                let route = state.routes.get(&a.route_model).cloned();
+                (
+                    a.apply(endpoint, body),
+                    a.route_model.clone(),
+                    Some(model),
+                    route,
+                )
             }
-            None => (body, model, None),
+            None => (body, model, None, None),
         },
     };
-    let route = state.routes.get(&model).cloned().ok_or_else(|| {
+    let route = route.ok_or_else(|| {
         Problem::new(
             ProblemKind::ModelNotFound,
             format!("the model {model:?} is not served by this gateway; GET /v1/models lists the models your key may use"),
@@ -346,23 +352,29 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         ));
     }
     if let Some(gate) = &route.registry {
-        match gate.verdict() {
-            Ok(served) => {
+        // The verdict is read, not copied: a served call clones only the digest it records.
+        let verdict = gate.current();
+        match verdict.as_ref() {
+            Some(Ok(served)) => {
                 if let (Some(slot), Some(d)) = (
                     parts.extensions.get::<Arc<crate::audit::AuditSlot>>(),
-                    served.manifest_digest,
+                    &served.manifest_digest,
                 ) {
-                    slot.set_model_digest(d);
+                    slot.set_model_digest(d.clone());
                 }
             }
-            Err(why) => {
+            refused => {
+                let why = match refused {
+                    Some(Err(why)) => why.as_str(),
+                    _ => "it has not been checked yet",
+                };
                 return Err(Problem::new(
                     ProblemKind::ModelUnverified,
                     format!(
                         "the model {model:?} serves the registry entry {}, which is not verified: {why}",
                         gate.reference
                     ),
-                ))
+                ));
             }
         }
     }

@@ -33,12 +33,10 @@ impl Gate {
         }
     }
 
-    /// What the gate decided last: the manifest digest to record, or why it is refused.
-    pub fn verdict(&self) -> Result<Servable, String> {
-        match &**self.verdict.load() {
-            Some(v) => v.clone(),
-            None => Err(format!("{} has not been checked yet", self.reference)),
-        }
+    /// What the gate decided last (`None` before the first check): the manifest digest to
+    /// record, or why it is refused.
+    pub fn current(&self) -> Arc<Option<Result<Servable, String>>> {
+        self.verdict.load_full()
     }
 }
 
@@ -72,9 +70,10 @@ async fn check(state: &AppState, gate: &Gate) -> Result<Servable, String> {
         }
         // A database hiccup keeps the last verdict rather than flapping routes.
         Err(e) => {
-            return gate
-                .verdict()
-                .map_err(|_| format!("cannot read the registry: {e}"))
+            return match gate.current().as_ref() {
+                Some(Ok(s)) => Ok(s.clone()),
+                _ => Err(format!("cannot read the registry: {e}")),
+            }
         }
     };
     let kind = if entry.kind == "remote" {
