@@ -473,19 +473,7 @@ fn public_key(path: &Path) -> Result<PublicKey> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let m = manifest::hash(
-        path,
-        &Options {
-            ignore_git: false,
-            ..Options::default()
-        },
-        None,
-    )
-    .map_err(|e| anyhow!("{e}"))?;
-    Ok(m.resources
-        .first()
-        .map(|r| r.digest.clone())
-        .unwrap_or_default())
+    Ok(manifest::file_sha256(path).map_err(|e| anyhow!("{e}"))?.0)
 }
 
 /// `TAG=PATH` (a file's SHA-256, or a folder's manifest digest) or `TAG@sha256:HEX`.
@@ -1275,33 +1263,11 @@ async fn verify_registry(
             }
         };
         let reg: Registration = serde_json::from_str(&entry.registration)?;
-        let mut problems = Vec::new();
-        if entry.manifest_digest.as_deref() != Some(p.subject_sha256.as_str()) {
-            problems.push(format!(
-                "the provenance names sha256:{}, the registry {}@{} has {}",
-                p.subject_sha256,
-                name,
-                version,
-                entry
-                    .manifest_digest
-                    .as_deref()
-                    .map_or("no weights".into(), |d| format!("sha256:{d}"))
-            ));
-        }
-        for d in &reg.datasets {
-            let want = format!("dataset:{}", d.name);
-            match p.run.materials.iter().find(|m| m.name == want) {
-                None => problems.push(format!(
-                    "the registered dataset {} is not among the run's materials",
-                    d.name
-                )),
-                Some(m) if m.sha256 != d.sha256 => problems.push(format!(
-                    "dataset {}: the run used sha256:{}, the registry has sha256:{}",
-                    d.name, m.sha256, d.sha256
-                )),
-                Some(_) => {}
-            }
-        }
+        let problems = p.disagreements(
+            &format!("{name}@{version}"),
+            entry.manifest_digest.as_deref(),
+            &reg.datasets,
+        );
         if !problems.is_empty() {
             if ctx.json {
                 output::json(&json!({"verified": false, "problems": problems}));

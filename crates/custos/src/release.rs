@@ -213,22 +213,7 @@ fn read_text(path: &Path, max: u64, what: &str) -> Result<String> {
 }
 
 fn file_sha256(path: &Path) -> Result<(String, u64)> {
-    let m = manifest::hash(
-        path,
-        &Options {
-            ignore_git: false,
-            ..Options::default()
-        },
-        None,
-    )
-    .map_err(|e| anyhow!("{e}"))?;
-    Ok((
-        m.resources
-            .first()
-            .map(|r| r.digest.clone())
-            .unwrap_or_default(),
-        m.bytes,
-    ))
+    manifest::file_sha256(path).map_err(|e| anyhow!("{e}"))
 }
 
 pub async fn prompts(ctx: &Ctx, cmd: PromptsCmd) -> Result<ExitCode> {

@@ -661,6 +661,27 @@ fn read_chunk(
     }
 }
 
+/// One file's SHA-256 (hex) and size: evidence, reports and datasheets named by digest.
+pub fn file_sha256(path: &Path) -> Result<(String, u64), ModelError> {
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ModelError::Invalid(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    let job = Job {
+        name: ".".into(),
+        path: path.to_owned(),
+        start: 0,
+        end: meta.len(),
+        whole: true,
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let d = hash_job(&job, &mut buf, None)?;
+    Ok((hex::encode(d), meta.len()))
+}
+
 /// Re-hashes the model at `path` the way `expected` was serialized (its method, symlink
 /// policy and ignored paths, plus `extra_ignore`) and lists every difference.
 pub fn check(

@@ -100,6 +100,40 @@ impl Provenance {
         Self::from_statement(&v)
     }
 
+    /// How these claims disagree with a registry entry: the subject must be its manifest
+    /// digest, and every registered dataset must be a material (`dataset:TAG`) with the same
+    /// digest.
+    pub fn disagreements(
+        &self,
+        entry: &str,
+        manifest_digest: Option<&str>,
+        datasets: &[crate::models::registry::Reference],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if manifest_digest != Some(self.subject_sha256.as_str()) {
+            out.push(format!(
+                "the provenance names sha256:{}, the registry {entry} has {}",
+                self.subject_sha256,
+                manifest_digest.map_or("no weights".into(), |d| format!("sha256:{d}"))
+            ));
+        }
+        for d in datasets {
+            let want = format!("dataset:{}", d.name);
+            match self.run.materials.iter().find(|m| m.name == want) {
+                None => out.push(format!(
+                    "the registered dataset {} is not among the run's materials",
+                    d.name
+                )),
+                Some(m) if m.sha256 != d.sha256 => out.push(format!(
+                    "dataset {}: the run used sha256:{}, the registry has sha256:{}",
+                    d.name, m.sha256, d.sha256
+                )),
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
     pub fn from_statement(v: &Value) -> Result<Self, ModelError> {
         let bad = |w: &str| ModelError::Signature(format!("the provenance {w}"));
         if v.get("_type").and_then(Value::as_str) != Some(STATEMENT_TYPE) {
@@ -188,5 +222,26 @@ mod tests {
         };
         let env = p.sign(&key).unwrap();
         assert_eq!(Provenance::open(&env, &key.public_key()).unwrap(), p);
+        let registered = |sha: &str| {
+            vec![crate::models::registry::Reference {
+                name: "reviews-v3".into(),
+                sha256: sha.repeat(32),
+            }]
+        };
+        assert!(p
+            .disagreements("m@1", Some(&"ab".repeat(32)), &registered("cd"))
+            .is_empty());
+        let d = p.disagreements("m@1", Some(&"ee".repeat(32)), &registered("ff"));
+        assert!(
+            d[0].contains("the registry m@1 has sha256:eeee")
+                && d[1].contains("the run used sha256:cdcd"),
+            "{d:?}"
+        );
+        let other = vec![crate::models::registry::Reference {
+            name: "other".into(),
+            sha256: "00".repeat(32),
+        }];
+        assert!(p.disagreements("m@1", Some(&"ab".repeat(32)), &other)[0]
+            .contains("not among the run's materials"));
     }
 }
