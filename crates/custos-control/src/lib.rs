@@ -168,6 +168,8 @@ pub struct Settings {
     pub time_zone: String,
     /// `[release.tiers.*]` overrides of the tier table.
     pub release_tiers: std::collections::BTreeMap<String, custos_core::config::TierRequirements>,
+    /// `[[release.freeze]]` windows.
+    pub release_freeze: Vec<custos_core::config::FreezeWindow>,
 }
 
 impl Settings {
@@ -177,6 +179,7 @@ impl Settings {
             grants: config.authz.grants.clone(),
             time_zone: config.finops.time_zone.clone(),
             release_tiers: config.release.tiers.clone(),
+            release_freeze: config.release.freeze.clone(),
         }
     }
 

@@ -427,6 +427,20 @@ impl Control {
                 }
             )));
         }
+        if before.tier != "emergency" {
+            let now = now_ms();
+            let frozen = self
+                .settings
+                .release_freeze
+                .iter()
+                .find(|w| w.bounds().is_some_and(|(a, b)| a <= now && now < b));
+            if let Some(w) = frozen {
+                return Err(ControlError::invalid(format!(
+                    "release-frozen: a change freeze is in force from {} until {} ({}); only an emergency release is promoted",
+                    w.from, w.until, w.reason
+                )));
+            }
+        }
         let composite: Composite = serde_json::from_str(&before.composite)
             .map_err(|e| ControlError::invalid(e.to_string()))?;
         let mut checks = Vec::new();

@@ -322,6 +322,29 @@ pub struct ReleaseConfig {
     /// Per tier (`low`, `medium`, `high`, `emergency`): the approver roles and evidence kinds
     /// it requires; a tier not named keeps custos' defaults.
     pub tiers: std::collections::BTreeMap<String, TierRequirements>,
+    /// Change freezes: no release but an emergency one is promoted inside a window.
+    pub freeze: Vec<FreezeWindow>,
+}
+
+/// A freeze window (the CAB calendar as code).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindow {
+    /// RFC 3339 start, inclusive.
+    pub from: String,
+    /// RFC 3339 end, exclusive.
+    pub until: String,
+    /// Why (shown when a promotion is refused).
+    pub reason: String,
+}
+
+impl FreezeWindow {
+    /// The window in Unix milliseconds.
+    pub fn bounds(&self) -> Option<(i64, i64)> {
+        let from = crate::time::parse_rfc3339(&self.from)?;
+        let until = crate::time::parse_rfc3339(&self.until)?;
+        (from < until).then_some((from, until))
+    }
 }
 
 /// What one risk tier requires before promotion.
@@ -792,6 +815,20 @@ impl Config {
         for f in &mut config.authz.policies {
             if f.is_relative() {
                 *f = base.join(&*f);
+            }
+        }
+        for (i, w) in config.release.freeze.iter().enumerate() {
+            if w.bounds().is_none() {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: Some(format!("release.freeze[{i}]")),
+                    message: format!(
+                        "from {:?} and until {:?} must be RFC 3339 times (2026-12-20T00:00:00Z), from before until",
+                        w.from, w.until
+                    ),
+                });
             }
         }
         for name in config.release.tiers.keys() {

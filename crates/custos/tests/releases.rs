@@ -765,6 +765,25 @@ evidence = ["adr"]
     let (status, body) = chat(&url_a, &key, "support");
     assert_eq!(status, 404, "{body}");
 
+    // A change freeze refuses the promotion, and lifts when its window is gone.
+    let config = std::fs::read_to_string(dir.join("custos.toml")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let year = 1970 + now / 31_557_600;
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!("{config}\n[[release.freeze]]\nfrom = \"{}-01-01T00:00:00Z\"\nuntil = \"{}-01-01T00:00:00Z\"\nreason = \"year-end freeze\"\n", year - 1, year + 2),
+    )
+    .unwrap();
+    let err = fails(dir, &["release", "promote", &id, "--token-file", &alice]);
+    assert!(
+        err.contains("release-frozen") && err.contains("year-end freeze"),
+        "{err}"
+    );
+    std::fs::write(dir.join("custos.toml"), &config).unwrap();
+
     let p = json(
         dir,
         &[
