@@ -522,3 +522,77 @@ impl Control {
         .await
     }
 }
+
+impl Control {
+    /// Restores an app's last known good release: the active one becomes `rolled back`, the
+    /// most recently superseded one active again. Must say why.
+    pub async fn rollback_release(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        app: &str,
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        let d = self
+            .authorize(actor, "releases.promote", tenant, reason)
+            .await?;
+        if reason.why.is_none() {
+            return Err(ControlError::ReasonRequired {
+                action: "releases.rollback".into(),
+            });
+        }
+        let mut c = self.store.begin_change().await?;
+        let current = c
+            .release_latest(tenant, app, &["active"])
+            .await?
+            .ok_or_else(|| {
+                ControlError::invalid(format!("{tenant}/{app} has no active release to roll back"))
+            })?;
+        let good = c
+            .release_latest(tenant, app, &["superseded"])
+            .await?
+            .ok_or_else(|| {
+                ControlError::invalid(format!(
+                    "{tenant}/{app} has no earlier release to return to"
+                ))
+            })?;
+        let now = now_ms();
+        c.release_set_state(&current.id, "active", "rolled back", now)
+            .await?;
+        c.release_set_state(&good.id, "superseded", "active", now)
+            .await?;
+        let composite: Composite = serde_json::from_str(&good.composite).unwrap_or_default();
+        let from: Composite = serde_json::from_str(&current.composite).unwrap_or_default();
+        let mut after = good.clone();
+        after.state = "active".into();
+        after.updated_at = now;
+        let mut res = resource(&after, &composite);
+        res["rolled_back"] = json!({"id": current.id, "composite": from.label()});
+        res["rollback_to"] = json!({"id": good.id, "composite": composite.label()});
+        let e = self.event(
+            actor,
+            "releases.promote",
+            &d,
+            Change {
+                activity: "release.rollback",
+                resource: res,
+                before: Some(state(&current)),
+                after: Some(state(&after)),
+            },
+            reason,
+        );
+        let decisions = c.release_decisions_in(&good.id).await?;
+        let rule = self.tier_rule(Tier::parse(&good.tier).map_err(ControlError::Invalid)?);
+        self.commit(
+            c,
+            vec![e],
+            ReleaseView {
+                release: after,
+                decisions,
+                rule,
+                missing: Vec::new(),
+            },
+        )
+        .await
+    }
+}

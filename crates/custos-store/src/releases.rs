@@ -261,3 +261,30 @@ impl Change {
         Ok(row.map(|r| r.0))
     }
 }
+
+impl Change {
+    /// Moves a release from `expected` to `state` (compare-and-set).
+    pub async fn release_set_state(
+        &mut self,
+        id: &str,
+        expected: &str,
+        state: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE releases SET state = $2, updated_at = $3 WHERE id = $1 AND state = $4",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(now)
+        .bind(expected)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Invalid(format!(
+                "release {id} changed meanwhile; try again"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -150,6 +150,19 @@ pub enum ReleaseCmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Restore an app's last known good release (the one the active release superseded); the
+    /// active one becomes `rolled back`. Reports how long the switch took to reach a gateway.
+    #[command(
+        after_help = "Example:\n  custos release rollback ml/support-bot --why \"p99 latency doubled after 1.5.0\""
+    )]
+    Rollback {
+        /// The app, as TEAM/APP.
+        app: String,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// A release's state, tier and reasons, decisions, and what is still missing.
     Status { id: String },
     /// A tenant's releases (of one app, or all).
@@ -668,6 +681,29 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                 &r.value,
                 Some(format!(
                     "promoted {id}: calls to the model {alias:?} now get it; ledger entry {}",
+                    r.ledger.end.saturating_sub(1)
+                )),
+            );
+        }
+        ReleaseCmd::Rollback {
+            app,
+            tenant,
+            change,
+        } => {
+            let started = std::time::Instant::now();
+            let (control, actor) = control(ctx, &change).await?;
+            let r = control
+                .rollback_release(&actor, &tenant, &app, &change.reason()?)
+                .await?;
+            let refresh = ctx.config.server.key_refresh_interval.0;
+            print_view(
+                ctx,
+                &r.value,
+                Some(format!(
+                    "rolled {tenant}/{app} back to {} in {} ms; gateways serve it within {} ms; ledger entry {}",
+                    r.value.release.id,
+                    started.elapsed().as_millis(),
+                    refresh.as_millis(),
                     r.ledger.end.saturating_sub(1)
                 )),
             );

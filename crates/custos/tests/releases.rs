@@ -662,6 +662,11 @@ name = "tiny"
 provider = "mock"
 registry = "tiny@1.0"
 
+[[models]]
+name = "tiny2"
+provider = "mock"
+registry = "tiny@2.0"
+
 [[registry.trust]]
 public_key = "release.pem.pub"
 names = ["tiny"]
@@ -826,4 +831,131 @@ evidence = ["adr"]
     assert!(events.iter().any(|e| e["activity"] == "model.invoke"
         && e["status"] == 200
         && e["resources"][0]["release"] == id.as_str()));
+
+    // A second release swaps the model; rolling back restores the first on the gateways.
+    std::fs::create_dir_all(dir.join("m2")).unwrap();
+    std::fs::write(dir.join("m2/w.bin"), b"weights, retrained").unwrap();
+    ok(dir, &["models", "register", "tiny", "2.0", "m2"]);
+    ok(
+        dir,
+        &[
+            "models",
+            "sign",
+            "m2",
+            "--key",
+            "release.pem",
+            "--signature",
+            "m2.sig",
+            "--registry",
+            "tiny@2.0",
+        ],
+    );
+    ok(dir, &["models", "approve", "tiny@2.0"]);
+    let card = ok(dir, &["models", "card", "init", "tiny@2.0"]);
+    std::fs::write(
+        dir.join("CARD2.md"),
+        card.replace(": TODO\n", ": 1\n").replace("TODO: ", ""),
+    )
+    .unwrap();
+    ok(
+        dir,
+        &["models", "card", "sign", "CARD2.md", "--key", "release.pem"],
+    );
+    let r2 = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--model",
+            "tiny@2.0",
+            "--prompt",
+            "support@1.0.0",
+            "--adr",
+            "adr.md",
+            "--token-file",
+            &alice,
+        ],
+    );
+    assert!(
+        r2["reasons"][0].as_str().unwrap().contains("model swap"),
+        "{r2}"
+    );
+    let id2 = r2["id"].as_str().unwrap().to_owned();
+    ok(
+        dir,
+        &[
+            "release",
+            "approve",
+            &id2,
+            "--as",
+            "owner",
+            "--token-file",
+            &bob,
+        ],
+    );
+    ok(dir, &["release", "promote", &id2, "--token-file", &alice]);
+    assert_eq!(
+        json(dir, &["release", "status", &id])["state"],
+        "superseded"
+    );
+    let served = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (status, body) = chat(&url_b, &key, "support");
+            if status == 200 && body["model"] == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the alias never served {want}: {status} {body}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    served("tiny2");
+    assert!(fails(
+        dir,
+        &[
+            "release",
+            "rollback",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--token-file",
+            &alice
+        ]
+    )
+    .contains("why"));
+    let back = json(
+        dir,
+        &[
+            "release",
+            "rollback",
+            "ml/support",
+            "--tenant",
+            "acme",
+            "--token-file",
+            &alice,
+            "--why",
+            "p99 doubled",
+        ],
+    );
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(back["state"], "active");
+    assert_eq!(
+        json(dir, &["release", "status", &id2])["state"],
+        "rolled back"
+    );
+    served("tiny");
+    let text = ok(dir, &["audit", "query", "--json"]);
+    let rollback = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .find(|e| e["activity"] == "release.rollback")
+        .unwrap();
+    assert_eq!(rollback["resources"][0]["rollback_to"]["id"], id.as_str());
+    assert_eq!(rollback["why"], "p99 doubled");
 }
