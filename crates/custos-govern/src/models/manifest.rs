@@ -345,7 +345,6 @@ struct Job {
 }
 
 fn walk(
-    root: &Path,
     dir: &Path,
     rel: &str,
     depth: usize,
@@ -392,14 +391,13 @@ fn walk(
             meta
         };
         if meta.is_dir() {
-            walk(root, &path, &rel_name, depth + 1, opts, ignore, out)?;
+            walk(&path, &rel_name, depth + 1, opts, ignore, out)?;
         } else if meta.is_file() {
             out.push((rel_name, path, meta.len()));
         } else {
             return Err(ModelError::Special(path));
         }
     }
-    let _ = root;
     Ok(())
 }
 
@@ -434,7 +432,7 @@ pub fn hash(
     let ignore: Vec<Vec<&str>> = ignore_paths.iter().map(|p| components(p)).collect();
     let mut files = Vec::new();
     if meta.is_dir() {
-        walk(path, path, "", 0, opts, &ignore, &mut files)?;
+        walk(path, "", 0, opts, &ignore, &mut files)?;
     } else if meta.is_file() {
         // model-signing names the one item of a single-file model ".".
         files.push((".".to_owned(), path.to_owned(), meta.len()));
