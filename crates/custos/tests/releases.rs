@@ -1,43 +1,11 @@
 //! Release components as a user adds them: prompt versions and dataset tags through the CLI
 //! on a real SQLite database, each addition in the ledger with its reason.
 
+mod common;
+
+use common::{chat, json, ok, refused, serve};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn custos(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CUSTOS_CONFIG")
-        .env_remove("CUSTOS_DATABASE_URL")
-        .env_remove("CUSTOS_TOKEN")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run custos")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = custos(dir, args);
-    assert!(
-        out.status.success(),
-        "custos {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&ok(dir, &all)).unwrap()
-}
-
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = custos(dir, args);
-    assert!(!out.status.success(), "custos {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn prompts_are_semver_versions_pinned_by_digest() {
@@ -70,25 +38,27 @@ fn prompts_are_semver_versions_pinned_by_digest() {
         ok(dir, &["prompts", "show", "support-bot@2.3.0"]),
         "You are the support bot of Acme.\n\nQuestion: {{question}}\n"
     );
-    assert!(fails(
+    assert!(refused(
         dir,
         &["prompts", "add", "support-bot", "2.3.0", "support.md"]
     )
     .contains("is at 2.3.0"));
-    assert!(fails(
+    assert!(refused(
         dir,
         &["prompts", "add", "support-bot", "2.2.9", "support.md"]
     )
     .contains("must be newer"));
     assert!(
-        fails(dir, &["prompts", "add", "support-bot", "v3", "support.md"])
+        refused(dir, &["prompts", "add", "support-bot", "v3", "support.md"])
             .contains("not a semantic version")
     );
     std::fs::write(dir.join("empty.md"), "  \n").unwrap();
-    assert!(fails(dir, &["prompts", "add", "support-bot", "3.0.0", "empty.md"]).contains("empty"));
+    assert!(
+        refused(dir, &["prompts", "add", "support-bot", "3.0.0", "empty.md"]).contains("empty")
+    );
     std::fs::write(dir.join("bin.md"), [0xff, 0xfe, 0x00]).unwrap();
     assert!(
-        fails(dir, &["prompts", "add", "support-bot", "3.0.0", "bin.md"]).contains("not UTF-8")
+        refused(dir, &["prompts", "add", "support-bot", "3.0.0", "bin.md"]).contains("not UTF-8")
     );
     ok(
         dir,
@@ -187,15 +157,15 @@ fn datasets_are_tags_pinned_by_digest_with_pii_status() {
     );
 
     assert!(
-        fails(dir, &["datasets", "add", "users", "golden_2025_09", "data"])
+        refused(dir, &["datasets", "add", "users", "golden_2025_09", "data"])
             .contains("already exists")
     );
-    assert!(fails(
+    assert!(refused(
         dir,
         &["datasets", "add", "users", "v4", "s3://bucket/users/v4"]
     )
     .contains("--sha256"));
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "datasets",
@@ -225,9 +195,11 @@ fn datasets_are_tags_pinned_by_digest_with_pii_status() {
     std::fs::write(dir.join("users.dvc"), "outs:\n- md5: 0123\n  path: users\n").unwrap();
     let dvc = json(dir, &["datasets", "add", "users", "v5", "users.dvc"]);
     assert_eq!(dvc["facts"]["digest_of"], "manifest");
-    assert!(fails(dir, &["datasets", "add", "users", "v6", "missing-dir"]).contains("missing-dir"));
+    assert!(
+        refused(dir, &["datasets", "add", "users", "v6", "missing-dir"]).contains("missing-dir")
+    );
     std::fs::write(dir.join("bad.json"), "{\"not\": \"a report\"}").unwrap();
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "datasets",
@@ -312,7 +284,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
     let eve = token_file(dir, &issuer, "eve", &["developer"]);
 
     // Eve may not write releases; Alice may.
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -355,7 +327,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
     assert!(r["composite"]["model"]["digest"].as_str().unwrap().len() == 64);
 
     // The author never decides; nobody decides in a role they do not hold or the tier does not name.
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -368,7 +340,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
         ]
     )
     .contains("someone else decides"));
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -381,7 +353,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
         ]
     )
     .contains("does not hold the role"));
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -394,7 +366,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
         ]
     )
     .contains("is not one of them"));
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -421,7 +393,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
             "owner ok",
         ],
     );
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -505,7 +477,7 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
     assert_eq!(s["missing"].as_array().unwrap().len(), 0);
 
     // The next release is tiered against it: a prompt minor bump is medium, and may not be lowered.
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",
@@ -585,58 +557,6 @@ fn releases_are_tiered_and_approved_by_other_people_in_their_roles() {
             .len(),
         2
     );
-}
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> (Server, String) {
-    use std::io::BufRead as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("CUSTOS_CONFIG")
-        .env_remove("CUSTOS_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("custos gateway listening on ") {
-            break rest.trim_end_matches("/v1").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), url)
-}
-
-fn chat(url: &str, key: &str, model: &str) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("{url}/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "where is my order"}]}))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    })
 }
 
 #[test]
@@ -729,7 +649,7 @@ evidence = ["adr"]
     );
     let id = r["id"].as_str().unwrap().to_owned();
     assert!(
-        fails(dir, &["release", "promote", &id, "--token-file", &alice])
+        refused(dir, &["release", "promote", &id, "--token-file", &alice])
             .contains("only an approved release")
     );
     // A high release needs the model's signed card before it is promoted.
@@ -746,7 +666,7 @@ evidence = ["adr"]
         ],
     );
     assert!(
-        fails(dir, &["release", "promote", &id, "--token-file", &alice]).contains("signed card")
+        refused(dir, &["release", "promote", &id, "--token-file", &alice]).contains("signed card")
     );
     let card = ok(dir, &["models", "card", "init", "tiny@1.0"]);
     let filled = card.replace(": TODO\n", ": 1\n").replace("TODO: ", "");
@@ -782,7 +702,7 @@ evidence = ["adr"]
         format!("{config}\n[[release.freeze]]\nfrom = \"{}-01-01T00:00:00Z\"\nuntil = \"{}-01-01T00:00:00Z\"\nreason = \"year-end freeze\"\n", year - 1, year + 2),
     )
     .unwrap();
-    let err = fails(dir, &["release", "promote", &id, "--token-file", &alice]);
+    let err = refused(dir, &["release", "promote", &id, "--token-file", &alice]);
     assert!(
         err.contains("release-frozen") && err.contains("year-end freeze"),
         "{err}"
@@ -916,7 +836,7 @@ evidence = ["adr"]
         }
     };
     served("tiny2");
-    assert!(fails(
+    assert!(refused(
         dir,
         &[
             "release",

@@ -1,0 +1,103 @@
+//! What the CLI tests of the model registry and releases share: running `custos` as a user
+//! does (no inherited credentials or database), and a gateway process on a free port.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn custos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env_remove("CUSTOS_TOKEN")
+        .env_remove("CUSTOS_SIGNING_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run custos")
+}
+
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = custos(dir, args);
+    assert!(
+        out.status.success(),
+        "custos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+/// Exit code and stderr of a command expected to fail.
+pub fn fails(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = custos(dir, args);
+    assert!(!out.status.success(), "custos {args:?} succeeded");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The stderr of a command expected to fail.
+pub fn refused(dir: &Path, args: &[&str]) -> String {
+    fails(dir, args).1
+}
+
+pub struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn serve(dir: &Path) -> (Server, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("custos gateway listening on ") {
+            break rest.trim_end_matches("/v1").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), url)
+}
+
+pub fn chat(url: &str, key: &str, model: &str) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
