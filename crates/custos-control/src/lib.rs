@@ -11,6 +11,7 @@ mod finops;
 mod grants;
 mod identity;
 mod models;
+mod release_health;
 mod releases;
 
 pub use components::{NewDataset, NewPrompt};
@@ -21,7 +22,8 @@ pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
 pub use models::{NewModel, SignedCard};
-pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView};
+pub use release_health::{PostCheck, PostCheckOutcome, SloState};
+pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView, DRILL};
 
 use custos_authz::policy::{Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts};
 use custos_core::config::{Config, GrantsConfig};
@@ -166,10 +168,8 @@ pub struct Settings {
     pub grants: GrantsConfig,
     /// The time zone budgets default to.
     pub time_zone: String,
-    /// `[release.tiers.*]` overrides of the tier table.
-    pub release_tiers: std::collections::BTreeMap<String, custos_core::config::TierRequirements>,
-    /// `[[release.freeze]]` windows.
-    pub release_freeze: Vec<custos_core::config::FreezeWindow>,
+    /// `[release]`: tier overrides, freezes, SLOs, post-check thresholds.
+    pub release: custos_core::config::ReleaseConfig,
 }
 
 impl Settings {
@@ -178,8 +178,7 @@ impl Settings {
             require_why: config.audit.require_why.clone(),
             grants: config.authz.grants.clone(),
             time_zone: config.finops.time_zone.clone(),
-            release_tiers: config.release.tiers.clone(),
-            release_freeze: config.release.freeze.clone(),
+            release: config.release.clone(),
         }
     }
 

@@ -56,7 +56,7 @@ fn resource(r: &Release, composite: &Composite) -> Value {
 impl Control {
     /// The rule a tier must meet: configuration's, else the defaults.
     pub fn tier_rule(&self, t: Tier) -> Rule {
-        match self.settings.release_tiers.get(t.as_str()) {
+        match self.settings.release.tiers.get(t.as_str()) {
             Some(r) => Rule {
                 approvals: r.approvals.clone(),
                 evidence: r.evidence.clone(),
@@ -194,9 +194,14 @@ impl Control {
             .release_get(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("release {id:?}")))?;
-        if before.state != "draft" {
+        // An emergency release gets its ADR and audit bundle after the fact.
+        let post_hoc = before.tier == "emergency"
+            && items
+                .iter()
+                .all(|e| e.kind == "adr" || e.kind == "audit-bundle");
+        if before.state != "draft" && !post_hoc {
             return Err(ControlError::invalid(format!(
-                "release {id} is {}; evidence is attached while it is a draft",
+                "release {id} is {}; evidence is attached while it is a draft (an emergency release takes its adr and audit-bundle afterwards)",
                 before.state
             )));
         }
@@ -212,7 +217,10 @@ impl Control {
         let decisions = c.release_decisions_in(id).await?;
         let rule = self.tier_rule(Tier::parse(&after.tier).map_err(ControlError::Invalid)?);
         let still = missing(&rule, &after, &decisions);
-        if still.is_empty() && !decisions.iter().any(|d| d.decision == "deny") {
+        if before.state == "draft"
+            && still.is_empty()
+            && !decisions.iter().any(|d| d.decision == "deny")
+        {
             after.state = "approved".into();
         }
         c.release_update(&after, &before.state).await?;
@@ -366,8 +374,14 @@ impl Control {
     }
 }
 
+/// The derived tier of a drill release.
+pub const DRILL: &str = "drill";
+
 /// What a release still needs: approvals by role, evidence by kind.
 fn missing(rule: &Rule, r: &Release, decisions: &[ReleaseDecision]) -> Vec<String> {
+    if r.derived_tier == DRILL {
+        return Vec::new();
+    }
     let approved: BTreeSet<String> = decisions
         .iter()
         .filter(|d| d.decision == "approve")
@@ -404,10 +418,14 @@ impl Control {
     ) -> Result<Recorded<ReleaseView>, ControlError> {
         use custos_govern::models::registry::Kind;
         use custos_govern::models::trust;
-        let tenant = self.store.release(id).await?.tenant;
+        let stored = self.store.release(id).await?;
         let d = self
-            .authorize(actor, "releases.promote", &tenant, reason)
+            .authorize(actor, "releases.promote", &stored.tenant, reason)
             .await?;
+        // Read outside the change's transaction: SQLite has one writer.
+        if stored.tier != "emergency" {
+            self.slo_freeze(&stored.tenant, &stored.app).await?;
+        }
         let mut c = self.store.begin_change().await?;
         let before = c
             .release_get(id)
@@ -431,12 +449,13 @@ impl Control {
             let now = now_ms();
             let frozen = self
                 .settings
-                .release_freeze
+                .release
+                .freeze
                 .iter()
                 .find(|w| w.bounds().is_some_and(|(a, b)| a <= now && now < b));
             if let Some(w) = frozen {
-                return Err(ControlError::invalid(format!(
-                    "release-frozen: a change freeze is in force from {} until {} ({}); only an emergency release is promoted",
+                return Err(ControlError::Frozen(format!(
+                    "a change freeze is in force from {} until {} ({}); only an emergency release is promoted",
                     w.from, w.until, w.reason
                 )));
             }
@@ -567,7 +586,8 @@ impl Control {
         after.state = "active".into();
         after.updated_at = now;
         let mut res = resource(&after, &composite);
-        res["rolled_back"] = json!({"id": current.id, "composite": from.label()});
+        res["rolled_back"] =
+            json!({"id": current.id, "composite": from.label(), "components": from});
         res["rollback_to"] = json!({"id": good.id, "composite": composite.label()});
         let e = self.event(
             actor,
@@ -589,6 +609,85 @@ impl Control {
             ReleaseView {
                 release: after,
                 decisions,
+                rule,
+                missing: Vec::new(),
+            },
+        )
+        .await
+    }
+}
+
+impl Control {
+    /// A drill release: the app's active composite again, approved without decisions (it
+    /// changes nothing that runs), marked `drill`, so a drill can promote it, watch it fail
+    /// under injected faults and roll back to the release it copied.
+    pub async fn create_drill_release(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        app: &str,
+        reason: &Reason,
+    ) -> Result<Recorded<ReleaseView>, ControlError> {
+        let d = self
+            .authorize(actor, "releases.promote", tenant, reason)
+            .await?;
+        let mut c = self.store.begin_change().await?;
+        let active = c
+            .release_latest(tenant, app, &["active"])
+            .await?
+            .ok_or_else(|| {
+                ControlError::invalid(format!(
+                    "{tenant}/{app} has no active release; a drill rolls back to it, so promote one first"
+                ))
+            })?;
+        let now = now_ms();
+        let r = Release {
+            id: custos_core::id::new_id("rel"),
+            tenant: tenant.to_owned(),
+            app: app.to_owned(),
+            state: "approved".into(),
+            tier: "low".into(),
+            // Marks the drill: it needs no decisions (see `missing`).
+            derived_tier: DRILL.into(),
+            reasons: serde_json::to_string(&[format!(
+                "drill: the components of {} again; nothing new reaches production",
+                active.id
+            )])
+            .unwrap_or_default(),
+            composite: active.composite.clone(),
+            evidence: "[]".into(),
+            author: actor.name(),
+            why: reason.why.clone(),
+            ticket: reason.ticket.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        c.release_insert(&r).await?;
+        let composite: Composite = serde_json::from_str(&r.composite).unwrap_or_default();
+        let mut res = resource(&r, &composite);
+        res["drill"] = json!({"copy_of": active.id});
+        let e = self.event(
+            actor,
+            "releases.promote",
+            &d,
+            Change {
+                activity: "release.create",
+                resource: res,
+                before: None,
+                after: Some(state(&r)),
+            },
+            reason,
+        );
+        let rule = Rule {
+            approvals: Vec::new(),
+            evidence: Vec::new(),
+        };
+        self.commit(
+            c,
+            vec![e],
+            ReleaseView {
+                release: r,
+                decisions: Vec::new(),
                 rule,
                 missing: Vec::new(),
             },

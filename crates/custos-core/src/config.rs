@@ -324,6 +324,71 @@ pub struct ReleaseConfig {
     pub tiers: std::collections::BTreeMap<String, TierRequirements>,
     /// Change freezes: no release but an emergency one is promoted inside a window.
     pub freeze: Vec<FreezeWindow>,
+    /// Change advisory board meetings (the CAB calendar), shown by `custos release calendar`.
+    pub cab: Vec<CabMeeting>,
+    /// Service level objectives per app: when one's error budget is spent over its window,
+    /// only an emergency release is promoted.
+    pub slo: Vec<SloConfig>,
+    /// How a promotion is checked against the release it replaced.
+    pub post_check: PostCheckConfig,
+    /// How long an emergency release has to get its ADR and audit bundle (default 24h).
+    pub emergency_followup: Option<HumanDuration>,
+}
+
+/// One CAB meeting.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CabMeeting {
+    /// RFC 3339 time.
+    pub at: String,
+    pub name: String,
+}
+
+/// A service level objective over the gateway's own call outcomes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    pub name: String,
+    /// `TEAM/APP` (its calls, by key or alias); absent: every call of the tenant.
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The percentage of good calls, e.g. 99.5.
+    pub objective: f64,
+    /// The rolling window the budget is measured over (default 1h).
+    #[serde(default)]
+    pub window: Option<HumanDuration>,
+    /// Present: a latency SLO (a call slower than this is bad); absent: availability (a
+    /// provider or gateway error, 5xx, is bad).
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Fewer calls than this in the window never spend the budget (default 20).
+    #[serde(default)]
+    pub min_calls: Option<u64>,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// Post-check thresholds: a new release breaches when, over the window after promotion,
+/// any of these is exceeded relative to the previous release's calls before it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostCheckConfig {
+    /// How long to watch after promotion (default 5m).
+    pub window: Option<HumanDuration>,
+    /// Calls needed before a verdict (default 20).
+    pub min_calls: Option<u64>,
+    /// Error rate allowed above the previous release's (default 0.02).
+    pub error_rate_margin: Option<f64>,
+    /// p99 latency allowed, as a multiple of the previous release's (default 1.5).
+    pub p99_ratio: Option<f64>,
+    /// Cost per call allowed, as a multiple of the previous release's (default 1.25).
+    pub cost_ratio: Option<f64>,
+    /// Guardrail refusal rate allowed above the previous release's (default 0.05).
+    pub guard_rate_margin: Option<f64>,
 }
 
 /// A freeze window (the CAB calendar as code).
@@ -702,6 +767,10 @@ pub struct ProviderConfig {
     /// Mock only: delay between streamed chunks.
     #[serde(default)]
     pub chunk_delay: Option<HumanDuration>,
+    /// Mock only: the fraction of calls (0 to 1) answered `503`, spread evenly — fault
+    /// injection for release drills and tests.
+    #[serde(default)]
+    pub failure_rate: Option<f64>,
     /// Where the provider runs (e.g. `us-east`, `eu-west-1`): recorded on usage and used
     /// for carbon estimates.
     #[serde(default)]
@@ -831,6 +900,41 @@ impl Config {
                 });
             }
         }
+        for (i, m) in config.release.cab.iter().enumerate() {
+            if crate::time::parse_rfc3339(&m.at).is_none() {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: Some(format!("release.cab[{i}].at")),
+                    message: format!("{:?} is not an RFC 3339 time (2026-12-08T15:00:00Z)", m.at),
+                });
+            }
+        }
+        for (i, o) in config.release.slo.iter().enumerate() {
+            let bad = if !(o.objective > 0.0 && o.objective < 100.0) {
+                Some("`objective` is a percentage above 0 and below 100, e.g. 99.5")
+            } else if o
+                .app
+                .as_deref()
+                .is_some_and(|a| a.split_once('/').is_none())
+            {
+                Some("`app` is TEAM/APP")
+            } else if o.window.is_some_and(|w| w.0.is_zero()) {
+                Some("`window` must be longer than zero")
+            } else {
+                None
+            };
+            if let Some(message) = bad {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: Some(format!("release.slo[{i}]")),
+                    message: message.into(),
+                });
+            }
+        }
         for name in config.release.tiers.keys() {
             if !["low", "medium", "high", "emergency"].contains(&name.as_str()) {
                 return Err(ConfigError {
@@ -868,6 +972,7 @@ impl Config {
             timeout: None,
             latency: None,
             chunk_delay: None,
+            failure_rate: None,
             region: None,
             api_key: None,
         });
@@ -939,6 +1044,16 @@ impl Config {
                     Some(_) => {}
                 },
                 ProviderKind::Mock => {}
+            }
+            if let Some(r) = p.failure_rate {
+                if p.kind != ProviderKind::Mock || !(0.0..=1.0).contains(&r) {
+                    return fail(
+                        key("failure_rate"),
+                        at("failure_rate"),
+                        "`failure_rate` is a fraction from 0 to 1, for the mock provider only"
+                            .into(),
+                    );
+                }
             }
             if let Some(env) = &p.api_key_env {
                 if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -1306,6 +1421,7 @@ name = "mock"
 kind = "mock"
 # latency = "20ms"       # delay before the first byte
 # chunk_delay = "5ms"    # delay between streamed chunks
+# failure_rate = 0.5     # answer this fraction of calls 503 (fault injection for drills)
 
 # [[providers]]          # example: a real provider
 # name = "openai"
@@ -1340,6 +1456,27 @@ provider = "mock"
 # [[registry.trust]]
 # public_key = "keys/release.pem.pub"
 # names = ["llama-*", "embedder"]
+
+# Releases (`custos release --help`): what each risk tier needs, change freezes, the CAB
+# calendar, SLOs whose spent error budget freezes promotion, and post-check thresholds.
+# [release.tiers.medium]
+# approvals = ["owner", "platform", "security"]
+# evidence = ["adr", "tests", "eval", "slo"]
+# [[release.freeze]]
+# from = "2026-12-20T00:00:00Z"
+# until = "2027-01-04T00:00:00Z"
+# reason = "year-end freeze"
+# [[release.cab]]
+# at = "2026-12-08T15:00:00Z"
+# name = "weekly CAB"
+# [[release.slo]]
+# name = "support-bot availability"
+# app = "ml/support-bot"
+# objective = 99.5         # percent of calls without a 5xx
+# window = "1h"
+# [release.post_check]
+# window = "5m"            # watch this long after a promotion
+# p99_ratio = 1.5          # breach: p99 latency above 1.5x the previous release's
 "#;
 
 #[cfg(test)]

@@ -395,6 +395,7 @@ mod tests {
             request_id: None,
             status: 200,
             detail: None,
+            release: None,
         }
     }
 

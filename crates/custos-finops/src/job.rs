@@ -226,6 +226,7 @@ pub fn to_record(
         request_id: None,
         status: 200,
         detail: (!detail.is_empty()).then(|| serde_json::Value::Object(detail).to_string()),
+        release: None,
     })
 }
 

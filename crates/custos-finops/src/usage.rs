@@ -139,6 +139,8 @@ pub struct UsageRecord {
     pub status: u16,
     /// Job facts kept for the record (GPU type, instance type, data scanned) as JSON.
     pub detail: Option<String>,
+    /// The release whose alias a gateway call named.
+    pub release: Option<String>,
 }
 
 #[cfg(test)]

@@ -370,6 +370,10 @@ fn control_problem(e: ControlError) -> Response {
             .into_response()
         }
         ControlError::Store(e) => store_problem(e),
+        ControlError::Frozen(m) => Problem::new(ProblemKind::ReleaseFrozen, m).into_response(),
+        e @ ControlError::NotCovered { .. } => {
+            Problem::new(ProblemKind::Conflict, e.to_string()).into_response()
+        }
     }
 }
 

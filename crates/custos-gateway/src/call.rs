@@ -60,6 +60,8 @@ pub struct ModelCall {
     /// The parsed body, taken (not cloned) by the proxy when it forwards the call.
     body: std::sync::Mutex<Option<Map<String, Value>>>,
     pub body_sha256: [u8; 32],
+    /// The active release whose alias the call named.
+    pub release: Option<String>,
 }
 
 impl ModelCall {
@@ -313,6 +315,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         slot.set_call(crate::problem::prefix(&model, 256), body_sha256);
     }
     // A name no route serves may be an app's alias: its active release's model and prompt.
+    let mut release = None;
     let (body, model, alias, route) = match state.routes.get(&model) {
         Some(r) => (body, model, None, Some(r.clone())),
         None => match state.aliases.get(&principal.tenant, &model) {
@@ -320,6 +323,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
                 if let Some(slot) = parts.extensions.get::<Arc<crate::audit::AuditSlot>>() {
                     slot.set_release(a.release.clone());
                 }
+                release = Some(a.release.clone());
                 let route = state.routes.get(&a.route_model).cloned();
                 (
                     a.apply(endpoint, body),
@@ -390,6 +394,7 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         max_output_tokens,
         body: std::sync::Mutex::new(Some(body)),
         body_sha256,
+        release,
     };
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
     req.extensions_mut().insert(Arc::new(call));

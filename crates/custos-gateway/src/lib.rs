@@ -273,6 +273,37 @@ impl Gateway {
         &self.state
     }
 
+    /// POSTs a JSON body to `path` through the whole pipeline in-process, as a client holding
+    /// `bearer` would over HTTP (every layer runs; only the socket is skipped): how a release
+    /// drill sends its calls. Returns the status and at most 16 MiB of the body.
+    pub async fn post(&self, path: &str, bearer: &str, body: Vec<u8>) -> (u16, bytes::Bytes) {
+        use tower::ServiceExt as _;
+        let req = http::Request::post(path)
+            .header(http::header::AUTHORIZATION, format!("Bearer {bearer}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .extension(refusals::ClientAddr(std::net::Ipv4Addr::LOCALHOST.into()))
+            .body(axum::body::Body::from(body));
+        let Ok(req) = req else {
+            return (400, bytes::Bytes::new());
+        };
+        let response = match self.router().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Commits every answered call's usage and evidence now.
+    pub async fn flush(&self) {
+        self.state.refusals.flush(&self.state.audit).await;
+        self.state.finops.usage.flush().await;
+        self.state.audit.flush().await;
+    }
+
     /// Records a `config.loaded` event for the configuration in force (`cause`: `start` or
     /// `reload`), with its diff against the last one recorded; `origin` is the file it came
     /// from (None: the embedded default).

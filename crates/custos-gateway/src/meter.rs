@@ -235,6 +235,7 @@ impl Observer for MeterOnEnd {
             request_id: self.request_id.clone(),
             status: self.status,
             detail: detail.map(|d| serde_json::json!({ "note": d }).to_string()),
+            release: self.call.release.clone(),
         };
         permit.send(record);
     }

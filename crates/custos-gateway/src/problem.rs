@@ -53,12 +53,13 @@ pub enum ProblemKind {
     NotAcceptable,
     ReasonRequired,
     ModelUnverified,
+    ReleaseFrozen,
     Internal,
 }
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 43] = {
+    pub const ALL: [ProblemKind; 44] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -103,6 +104,7 @@ impl ProblemKind {
             NotAcceptable,
             ReasonRequired,
             ModelUnverified,
+            ReleaseFrozen,
             Internal,
         ]
     };
@@ -152,6 +154,7 @@ impl ProblemKind {
             NotAcceptable => "not-acceptable",
             ReasonRequired => "reason-required",
             ModelUnverified => "model-unverified",
+            ReleaseFrozen => "release-frozen",
             Internal => "internal",
         }
     }
@@ -184,7 +187,7 @@ impl ProblemKind {
             RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            IdempotencyInFlight | Conflict => StatusCode::CONFLICT,
+            IdempotencyInFlight | Conflict | ReleaseFrozen => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -242,6 +245,7 @@ impl ProblemKind {
             NotAcceptable => "no supported version of the admin API was asked for",
             ReasonRequired => "this change must say why",
             ModelUnverified => "The model's registry entry is not verified for serving",
+            ReleaseFrozen => "Promotion is frozen",
             Internal => "Internal error",
         }
     }

@@ -11,9 +11,9 @@ use sqlx::Row;
 const USAGE_COLUMNS: &str = "id, at, source, tenant, team, app, env, key_id, provider, model, region, \
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, images, \
     duration_ms, compute_ms, calls, documents, latency_ms, cost_nanos, currency, priced, energy_mwh, \
-    co2e_mg, tags, untagged, request_id, status, detail";
-const USAGE_WIDTH: usize = 32;
-/// 32 × 30 = 960 parameters per statement, under SQLite's and PostgreSQL's limits.
+    co2e_mg, tags, untagged, request_id, status, detail, release_id";
+const USAGE_WIDTH: usize = 33;
+/// 33 × 30 = 990 parameters per statement, under SQLite's and PostgreSQL's limits.
 const USAGE_ROWS_PER_INSERT: usize = 30;
 
 fn clamp_i64(n: u64) -> i64 {
@@ -296,7 +296,8 @@ impl Store {
                     .bind(i32::from(r.untagged))
                     .bind(r.request_id.clone())
                     .bind(i32::from(r.status))
-                    .bind(r.detail.clone());
+                    .bind(r.detail.clone())
+                    .bind(r.release.clone());
             }
             let fresh: std::collections::HashSet<String> = q
                 .fetch_all(&mut *tx)
@@ -660,6 +661,61 @@ impl Store {
             .collect())
     }
 
+    /// Gateway calls in `f` (drills' aside) and how many of them were bad: a 5xx, or (with
+    /// `slow_ms`) slower than that. The counts behind an SLO's error budget.
+    pub async fn usage_outcomes(
+        &self,
+        f: &UsageFilter,
+        slow_ms: Option<u64>,
+    ) -> Result<(u64, u64), StoreError> {
+        let bad = match slow_ms {
+            Some(ms) => format!("latency_ms > {}", clamp_i64(ms)),
+            None => "status >= 500".to_owned(),
+        };
+        let mut sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n,
+                    CAST(COALESCE(SUM(CASE WHEN {bad} THEN 1 ELSE 0 END), 0) AS BIGINT) AS b
+             FROM usage_records"
+        );
+        let mut next = 1;
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        // A release drill's synthetic failures (its keys' env is `drill`) spend no budget.
+        sql.push_str(" AND source = 'gateway' AND env <> 'drill'");
+        let mut q = sqlx::query_as::<_, (i64, i64)>(&sql)
+            .bind(f.from_ms)
+            .bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let (n, b) = q.fetch_one(self.pool()).await?;
+        Ok((n.max(0) as u64, b.max(0) as u64))
+    }
+
+    /// The calls a release served in [from, until): (status, latency ms, cost in nanos), at
+    /// most `limit` of them (the earliest).
+    pub async fn usage_release_calls(
+        &self,
+        release: &str,
+        from_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(u16, u64, i64)>, StoreError> {
+        let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+            "SELECT status, latency_ms, cost_nanos FROM usage_records
+             WHERE release_id = $1 AND at >= $2 AND at < $3 ORDER BY at LIMIT $4",
+        )
+        .bind(release)
+        .bind(from_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, l, c)| (s.clamp(0, 999) as u16, l.max(0) as u64, c))
+            .collect())
+    }
+
     /// What a budget's scope has spent in `w`, from every process's records.
     pub async fn budget_spent(&self, b: &Budget, w: Window) -> Result<Amount, StoreError> {
         let f = budget_filter(b, w);
@@ -812,6 +868,7 @@ fn record_from_row(r: &AnyRow) -> Result<UsageRecord, StoreError> {
         request_id: r.try_get("request_id")?,
         status: r.try_get::<i32, _>("status")?.clamp(0, 999) as u16,
         detail: r.try_get("detail")?,
+        release: r.try_get("release_id")?,
         id,
     })
 }
@@ -902,6 +959,7 @@ pub fn sample_record(id: &str, tenant: &str, team: &str, at_ms: i64, cost: Amoun
         request_id: None,
         status: 200,
         detail: None,
+        release: None,
     }
 }
 

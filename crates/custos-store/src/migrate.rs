@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0015_releases.sql"),
         postgres: include_str!("migrations/0015_releases.sql"),
     },
+    Migration {
+        version: 16,
+        name: "usage records name their release",
+        sqlite: include_str!("migrations/0016_usage_release.sql"),
+        postgres: include_str!("migrations/0016_usage_release.sql"),
+    },
 ];
 
 impl Store {

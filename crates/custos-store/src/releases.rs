@@ -232,6 +232,18 @@ impl Store {
         .await?;
         rows.iter().map(release_row).collect()
     }
+
+    /// Emergency releases that went live (active, superseded or rolled back since), oldest
+    /// first: the ones whose post-hoc follow-up may be due.
+    pub async fn releases_emergency_live(&self) -> Result<Vec<Release>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM releases WHERE tier = 'emergency'
+             AND state IN ('active', 'superseded', 'rolled back') ORDER BY created_at"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(release_row).collect()
+    }
 }
 
 impl Change {

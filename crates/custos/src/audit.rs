@@ -362,6 +362,33 @@ fn read_key(path: &Path) -> Result<String> {
         .to_owned())
 }
 
+/// Verifies the ledger and signs its tree head with the key in `key_file`, publishing the
+/// checkpoint to the configured anchors; `None` when the ledger has not grown since.
+pub(crate) async fn checkpoint(ctx: &Ctx, key_file: &Path) -> Result<Option<(u64, String)>> {
+    let signer = NoteSigner::from_key(&read_key(key_file)?)
+        .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
+    let store = open(ctx).await?;
+    let report = verify_store(
+        &store,
+        Some(&signer.verifier()),
+        &read_anchors(ctx, &[], Some(&signer.verifier()))?.0,
+    )
+    .await?;
+    if !report.ok() {
+        bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
+    }
+    let anchors = custos_gateway::anchor::Anchors::new(&ctx.config.audit)?;
+    if anchors.is_empty() {
+        eprintln!("warning: [audit] has no anchor_dir or anchor_webhooks: this checkpoint stays in the database it protects, where it can be deleted with the entries");
+    }
+    Ok(custos_gateway::audit::sign_checkpoint(&store, &signer, &anchors).await?)
+}
+
+pub(crate) fn read_public_key(path: &Path) -> Result<NoteVerifier> {
+    NoteVerifier::from_key(&read_key(path)?)
+        .with_context(|| format!("{} is not a custos ledger public key", path.display()))
+}
+
 pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Keygen { name, out } => {
@@ -394,23 +421,7 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Checkpoint { key_file } => {
-            let signer = NoteSigner::from_key(&read_key(&key_file)?)
-                .with_context(|| format!("{} is not a custos ledger key", key_file.display()))?;
-            let store = open(ctx).await?;
-            let report = verify_store(
-                &store,
-                Some(&signer.verifier()),
-                &read_anchors(ctx, &[], Some(&signer.verifier()))?.0,
-            )
-            .await?;
-            if !report.ok() {
-                bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
-            }
-            let anchors = custos_gateway::anchor::Anchors::new(&ctx.config.audit)?;
-            if anchors.is_empty() {
-                eprintln!("warning: [audit] has no anchor_dir or anchor_webhooks: this checkpoint stays in the database it protects, where it can be deleted with the entries");
-            }
-            match custos_gateway::audit::sign_checkpoint(&store, &signer, &anchors).await? {
+            match checkpoint(ctx, &key_file).await? {
                 Some((size, note)) => {
                     if ctx.json {
                         output::json(&json!({"size": size, "note": note}));

@@ -17,6 +17,7 @@ mod output;
 mod pii;
 mod policy;
 mod release;
+mod release_ops;
 mod sbom;
 mod secrets;
 mod serve;

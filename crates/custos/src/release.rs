@@ -147,9 +147,92 @@ pub enum ReleaseCmd {
     )]
     Promote {
         id: String,
+        /// Watch this long after activation ([release.post_check] window, default 5m).
+        #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+        post_check: Option<std::time::Duration>,
+        /// Activate and return without watching.
+        #[arg(long, conflicts_with_all = ["post_check", "auto_rollback"])]
+        no_post_check: bool,
+        /// Roll back to the previous release when the post-check breaches.
+        #[arg(long)]
+        auto_rollback: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },
+    /// Post-check the app's active release now: its calls since promotion against the
+    /// previous release's over as long before (error rate, p99 latency, cost per call,
+    /// guardrail refusals); recorded in the ledger.
+    #[command(
+        after_help = "Example:\n  custos release check rel_0193… --auto-rollback --why \"hourly post-check\""
+    )]
+    Check {
+        id: String,
+        /// Roll back when it breaches.
+        #[arg(long)]
+        auto_rollback: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Write the proof artifact of a release's latest promotion or rollback: the audit record
+    /// (who, when, what with checksums, why, ticket, decision, rollback_to), approvers, the
+    /// post-check telemetry, and each ledger event with its inclusion proof under a signed
+    /// checkpoint. Verifies offline with `custos release verify-proof`.
+    #[command(
+        after_help = "Example:\n  custos release proof rel_0193… -o proof.json --key-file .custos/ledger.key\n  custos release verify-proof proof.json --public-key .custos/ledger.pub"
+    )]
+    Proof {
+        id: String,
+        /// Where to write it (never overwritten; `-` for standard output).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+        /// The ledger key: signs a checkpoint when the latest one predates the events.
+        #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Check a release proof artifact offline with the ledger's public key.
+    #[command(name = "verify-proof")]
+    VerifyProof {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+    },
+    /// Rehearse a failed release end to end: copy the app's active release, promote the copy,
+    /// send calls through a private gateway on 127.0.0.1 whose providers are the built-in mock
+    /// failing at --failure-rate, post-check, roll back automatically, and write the proof.
+    #[command(
+        after_help = "Example:\n  custos audit keygen --name custos.example/ledger\n  custos release drill ml/support-bot -o drill-proof.json --key-file .custos/ledger.key\n  custos release verify-proof drill-proof.json --public-key .custos/ledger.pub\n\nThe drill's release pins the active release's own components, so every gateway serves the\nsame model and prompt throughout; only the drill's private gateway fails calls. Its ledger\nevents say `drill`."
+    )]
+    Drill {
+        /// The app, as TEAM/APP, with an active release.
+        app: String,
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        /// Calls before and after the promotion.
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        calls: u32,
+        /// The fraction of calls the mock providers fail after the promotion.
+        #[arg(long, default_value_t = 0.5)]
+        failure_rate: f64,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// SLO error budgets now ([[release.slo]]): a spent one freezes promotion.
+    Slo {
+        #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
+        tenant: String,
+        /// Only the SLOs covering this TEAM/APP.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// The change calendar: freeze windows and CAB meetings ([release] in custos.toml).
+    Calendar,
+    /// Record emergency releases whose ADR or audit bundle is overdue (the gateway also checks
+    /// on its refresh interval); exit 1 when any is.
+    Overdue,
     /// Restore an app's last known good release (the one the active release superseded); the
     /// active one becomes `rolled back`. Reports how long the switch took to reach a gateway.
     #[command(
@@ -171,6 +254,18 @@ pub enum ReleaseCmd {
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
     },
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    custos_core::duration::parse_duration(s)
+        .map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("must be longer than zero".into())
+            } else {
+                Ok(d)
+            }
+        })
 }
 
 fn split_ref<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
@@ -491,7 +586,9 @@ fn print_view(ctx: &Ctx, v: &custos_control::ReleaseView, headline: Option<Strin
     println!(
         "  tier: {}{} ({})",
         r.tier,
-        if r.tier != r.derived_tier {
+        if r.derived_tier == custos_control::DRILL {
+            ", a drill".to_owned()
+        } else if r.tier != r.derived_tier {
             format!(", raised from {}", r.derived_tier)
         } else {
             String::new()
@@ -662,7 +759,13 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                 )),
             );
         }
-        ReleaseCmd::Promote { id, change } => {
+        ReleaseCmd::Promote {
+            id,
+            post_check,
+            no_post_check,
+            auto_rollback,
+            change,
+        } => {
             let trust = crate::models::trusted_keys(&ctx.config)?;
             let (control, actor) = control(ctx, &change).await?;
             let r = control
@@ -684,6 +787,20 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                     r.ledger.end.saturating_sub(1)
                 )),
             );
+            if !no_post_check {
+                let window = post_check.unwrap_or_else(|| control.post_check_window());
+                return crate::release_ops::watch(
+                    ctx,
+                    &control,
+                    &actor,
+                    &id,
+                    r.value.release.updated_at,
+                    window,
+                    auto_rollback,
+                    &change.reason()?,
+                )
+                .await;
+            }
         }
         ReleaseCmd::Rollback {
             app,
@@ -707,6 +824,93 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                     r.ledger.end.saturating_sub(1)
                 )),
             );
+        }
+        ReleaseCmd::Check {
+            id,
+            auto_rollback,
+            change,
+        } => {
+            let (control, actor) = control(ctx, &change).await?;
+            return crate::release_ops::check(
+                ctx,
+                &control,
+                &actor,
+                &id,
+                auto_rollback,
+                &change.reason()?,
+            )
+            .await;
+        }
+        ReleaseCmd::Proof { id, out, key_file } => {
+            return crate::release_ops::proof(ctx, &id, &out, key_file.as_deref()).await;
+        }
+        ReleaseCmd::VerifyProof { file, public_key } => {
+            return crate::release_ops::verify_proof(ctx, &file, &public_key);
+        }
+        ReleaseCmd::Drill {
+            app,
+            tenant,
+            calls,
+            failure_rate,
+            out,
+            key_file,
+            change,
+        } => {
+            let (control, actor) = control(ctx, &change).await?;
+            return crate::release_ops::drill(
+                ctx,
+                &control,
+                &actor,
+                crate::release_ops::DrillArgs {
+                    tenant,
+                    app,
+                    calls,
+                    failure_rate,
+                    out,
+                    key_file,
+                    reason: change.reason()?,
+                },
+            )
+            .await;
+        }
+        ReleaseCmd::Slo { tenant, app } => {
+            let control = crate::control::open(ctx).await?;
+            return crate::release_ops::slo(ctx, &control, &tenant, app.as_deref()).await;
+        }
+        ReleaseCmd::Calendar => return crate::release_ops::calendar(ctx),
+        ReleaseCmd::Overdue => {
+            let control = crate::control::open(ctx).await?;
+            let found = control
+                .flag_overdue_emergencies(&custos_control::Actor::system("custos release overdue"))
+                .await?;
+            let all = crate::release_ops::overdue_list(ctx, &control).await?;
+            if ctx.json {
+                output::json(&json!({"recorded_now": found, "overdue": all}));
+            } else if all.is_empty() {
+                eprintln!("no emergency release is overdue");
+            } else {
+                for o in &all {
+                    println!(
+                        "{} {}: {} overdue since {}",
+                        o["name"].as_str().unwrap_or(""),
+                        o["app"].as_str().unwrap_or(""),
+                        o["missing"]
+                            .as_array()
+                            .map(|m| m
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(" and "))
+                            .unwrap_or_default(),
+                        o["due"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            return Ok(if all.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         ReleaseCmd::Status { id } => {
             let control = crate::control::open(ctx).await?;

@@ -719,6 +719,7 @@ evidence = ["adr"]
             &alice,
             "--why",
             "CHG-311 approved",
+            "--no-post-check",
         ],
     );
     assert_eq!(p["state"], "active");
@@ -816,7 +817,17 @@ evidence = ["adr"]
             &bob,
         ],
     );
-    ok(dir, &["release", "promote", &id2, "--token-file", &alice]);
+    ok(
+        dir,
+        &[
+            "release",
+            "promote",
+            &id2,
+            "--token-file",
+            &alice,
+            "--no-post-check",
+        ],
+    );
     assert_eq!(
         json(dir, &["release", "status", &id])["state"],
         "superseded"
@@ -878,4 +889,299 @@ evidence = ["adr"]
         .unwrap();
     assert_eq!(rollback["resources"][0]["rollback_to"]["id"], id.as_str());
     assert_eq!(rollback["why"], "p99 doubled");
+}
+
+/// An app with one active release of a remote model (served by the mock) and a prompt.
+fn app_with_active_release(dir: &Path, extra_config: &str) -> String {
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            r#"[[providers]]
+name = "mock"
+kind = "mock"
+
+[[models]]
+name = "tiny"
+provider = "mock"
+registry = "tiny@1.0"
+
+[release.tiers.high]
+approvals = []
+evidence = ["adr"]
+{extra_config}"#
+        ),
+    )
+    .unwrap();
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    ok(
+        dir,
+        &[
+            "models",
+            "register",
+            "tiny",
+            "1.0",
+            "--provider",
+            "mock",
+            "--model-id",
+            "tiny",
+        ],
+    );
+    ok(dir, &["models", "approve", "tiny@1.0"]);
+    std::fs::write(dir.join("p.md"), "You are a bot.\n").unwrap();
+    ok(dir, &["prompts", "add", "bot", "1.0.0", "p.md"]);
+    std::fs::write(dir.join("adr.md"), "# ADR 1\n").unwrap();
+    let r = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/bot",
+            "--model",
+            "tiny@1.0",
+            "--prompt",
+            "bot@1.0.0",
+            "--adr",
+            "adr.md",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    // With no approver roles required, the evidence alone approves it.
+    ok(dir, &["release", "evidence", &id, "adr=adr.md"]);
+    let p = json(dir, &["release", "promote", &id, "--no-post-check"]);
+    assert_eq!(p["state"], "active");
+    id
+}
+
+#[test]
+fn the_drill_rolls_back_a_failing_release_and_its_proof_verifies_offline() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let good = app_with_active_release(dir, "");
+    ok(
+        dir,
+        &[
+            "audit",
+            "keygen",
+            "--name",
+            "test.local/ledger",
+            "--out",
+            "keys",
+        ],
+    );
+    // Without a key the drill says what it needs before touching anything.
+    let err = refused(dir, &["release", "drill", "ml/bot", "-o", "p.json"]);
+    assert!(err.contains("--key-file"), "{err}");
+    let out = json(
+        dir,
+        &[
+            "release",
+            "drill",
+            "ml/bot",
+            "-o",
+            "proof.json",
+            "--key-file",
+            "keys/ledger.key",
+            "--calls",
+            "30",
+        ],
+    );
+    let drill = out["release"].as_str().unwrap().to_owned();
+    assert_eq!(out["restored"], good.as_str());
+    assert_eq!(out["post_check"]["verdict"]["status"], "breach");
+    assert_eq!(out["post_check"]["after"]["calls"], 30);
+    assert_eq!(out["post_check"]["after"]["errors"], 15);
+    assert_eq!(out["post_check"]["before"]["errors"], 0);
+    let list = json(dir, &["release", "list"]);
+    let state = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state(&good), "active");
+    assert_eq!(state(&drill), "rolled back");
+    // The drill's key is revoked.
+    let keys = ok(dir, &["keys", "list", "--all", "--json"]);
+    assert!(
+        keys.contains("release-drill") && keys.contains("revoked"),
+        "{keys}"
+    );
+
+    let v = json(
+        dir,
+        &[
+            "release",
+            "verify-proof",
+            "proof.json",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["record"]["decision"], "rolled back");
+    assert_eq!(v["record"]["rollback_to"]["id"], good.as_str());
+    assert!(v["record"]["what"]["checksums"]["model:tiny@1.0"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let proof: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("proof.json")).unwrap()).unwrap();
+    assert_eq!(proof["telemetry"]["after"]["errors"], 15);
+    // One changed byte anywhere that matters fails: a number in the telemetry, a letter in
+    // an event, the checkpoint.
+    let text = std::fs::read_to_string(dir.join("proof.json")).unwrap();
+    for (from, to) in [
+        ("\"errors\": 15", "\"errors\": 14"),
+        ("release.rollback", "release.rollbacK"),
+        ("test.local/ledger\\n", "test.local/ledgeR\\n"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(dir.join("bad.json"), text.replacen(from, to, 1)).unwrap();
+        let (code, err) = common::fails(
+            dir,
+            &[
+                "release",
+                "verify-proof",
+                "bad.json",
+                "--public-key",
+                "keys/ledger.pub",
+            ],
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("proof NOT verified"), "{err}");
+    }
+    // Proofs are never overwritten; a broken file is an error that says so.
+    let err = refused(
+        dir,
+        &[
+            "release",
+            "proof",
+            &drill,
+            "-o",
+            "proof.json",
+            "--key-file",
+            "keys/ledger.key",
+        ],
+    );
+    assert!(err.contains("never overwritten"), "{err}");
+    std::fs::write(dir.join("broken.json"), "{\"kind\": ").unwrap();
+    let err = refused(
+        dir,
+        &[
+            "release",
+            "verify-proof",
+            "broken.json",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    assert!(err.contains("not JSON"), "{err}");
+    // The proof of the first release's promotion (approved by evidence, no approvers).
+    ok(
+        dir,
+        &[
+            "release",
+            "proof",
+            &good,
+            "-o",
+            "good.json",
+            "--key-file",
+            "keys/ledger.key",
+        ],
+    );
+    let v = json(
+        dir,
+        &[
+            "release",
+            "verify-proof",
+            "good.json",
+            "--public-key",
+            "keys/ledger.pub",
+        ],
+    );
+    assert_eq!(v["record"]["decision"], "promoted");
+}
+
+#[test]
+fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let slo = "\n[[release.slo]]\nname = \"bot availability\"\napp = \"ml/bot\"\nobjective = 99.0\nwindow = \"5s\"\nmin_calls = 5\n";
+    app_with_active_release(dir, slo);
+    let config = std::fs::read_to_string(dir.join("custos.toml")).unwrap();
+    // A drill's injected failures spend no budget.
+    ok(
+        dir,
+        &["audit", "keygen", "--name", "t.local/l", "--out", "k"],
+    );
+    ok(
+        dir,
+        &[
+            "release",
+            "drill",
+            "ml/bot",
+            "-o",
+            "d.json",
+            "--key-file",
+            "k/ledger.key",
+            "--calls",
+            "20",
+        ],
+    );
+    let s = json(dir, &["release", "slo"]);
+    assert_eq!(s[0]["budget"]["exhausted"], false, "{s}");
+    // Real calls failing through a real gateway do.
+    std::fs::write(
+        dir.join("custos.toml"),
+        config.replace("kind = \"mock\"\n", "kind = \"mock\"\nfailure_rate = 1.0\n"),
+    )
+    .unwrap();
+    let key = ok(dir, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (server, url) = serve(dir);
+    for _ in 0..12 {
+        let (status, body) = chat(&url, &key, "bot");
+        assert_eq!(status, 503, "{body}");
+    }
+    drop(server);
+    std::fs::write(dir.join("custos.toml"), &config).unwrap();
+    let out = common::custos(dir, &["release", "slo", "--json"]);
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s[0]["budget"]["exhausted"], true, "{s}");
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::write(dir.join("p2.md"), "You are a kinder bot.\n").unwrap();
+    ok(dir, &["prompts", "add", "bot", "1.0.1", "p2.md"]);
+    let r = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/bot",
+            "--model",
+            "tiny@1.0",
+            "--prompt",
+            "bot@1.0.1",
+            "--tier",
+            "high",
+            "--adr",
+            "adr.md",
+        ],
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    ok(dir, &["release", "evidence", &id, "adr=adr.md"]);
+    let err = refused(dir, &["release", "promote", &id, "--no-post-check"]);
+    assert!(
+        err.contains("release-frozen")
+            && err.contains("bot availability")
+            && err.contains(" bad of "),
+        "{err}"
+    );
+    // The window passes; the budget recovers; the promotion goes through.
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let p = json(dir, &["release", "promote", &id, "--no-post-check"]);
+    assert_eq!(p["state"], "active");
 }

@@ -20,6 +20,9 @@ pub struct MockProvider {
     pub latency: Duration,
     pub chunk_delay: Duration,
     pub timeout: Duration,
+    /// Fault injection: this fraction of calls is answered 503.
+    pub failure_rate: f64,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl MockProvider {
@@ -29,6 +32,8 @@ impl MockProvider {
             latency: p.latency.map_or(Duration::ZERO, |d| d.0),
             chunk_delay: p.chunk_delay.map_or(Duration::ZERO, |d| d.0),
             timeout: p.timeout.map_or(Duration::from_secs(60), |d| d.0),
+            failure_rate: p.failure_rate.unwrap_or(0.0).clamp(0.0, 1.0),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -39,6 +44,9 @@ impl MockProvider {
     ) -> UpstreamResponse {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
+        }
+        if self.fails_next() {
+            return unavailable();
         }
         let model = body
             .get("model")
@@ -104,6 +112,18 @@ impl MockProvider {
         }
     }
 
+    /// Spreads failures evenly: call n fails when ⌊(n+1)·rate⌋ > ⌊n·rate⌋, so any run of
+    /// calls fails at the configured rate within one call.
+    fn fails_next(&self) -> bool {
+        if self.failure_rate <= 0.0 {
+            return false;
+        }
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.failure_rate).floor() > (n * self.failure_rate).floor()
+    }
+
     fn stream_response(&self, events: Vec<Bytes>) -> UpstreamResponse {
         let delay = self.chunk_delay;
         let stream = futures_util::stream::iter(events.into_iter().enumerate())
@@ -129,6 +149,15 @@ impl MockProvider {
             body: UpstreamBody::Stream(stream),
         }
     }
+}
+
+/// What an overloaded OpenAI-compatible provider answers.
+fn unavailable() -> UpstreamResponse {
+    let mut r = json_response(json!({"error": {
+        "message": "the mock provider failed this call on purpose (failure_rate)",
+        "type": "server_error", "param": null, "code": "injected_failure"}}));
+    r.status = StatusCode::SERVICE_UNAVAILABLE;
+    r
 }
 
 fn json_response(v: Value) -> UpstreamResponse {

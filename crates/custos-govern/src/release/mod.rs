@@ -2,6 +2,8 @@
 //! by digest) as versioned objects, so a composite release (`model@1.4.2 + prompt@2.3.0 +
 //! data@golden`) names each part by digest.
 
+pub mod health;
+pub mod proof;
 pub mod semver;
 pub mod tier;
 

@@ -14,6 +14,7 @@ pub fn custos(dir: &Path, args: &[&str]) -> Output {
         .env_remove("CUSTOS_DATABASE_URL")
         .env_remove("CUSTOS_TOKEN")
         .env_remove("CUSTOS_SIGNING_KEY")
+        .env_remove("CUSTOS_LEDGER_KEY_FILE")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run custos")
