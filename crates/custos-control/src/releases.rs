@@ -338,6 +338,8 @@ impl Control {
         let composite: Composite = serde_json::from_str(&after.composite).unwrap_or_default();
         let mut res = resource(&after, &composite);
         res["role"] = json!(role);
+        // The name the promotion lists approvers by.
+        res["by"] = json!(decision.by_whom);
         let e = self.event(
             actor,
             "releases.approve",

@@ -131,7 +131,22 @@ pub fn router(state: AppState) -> Router<AppState> {
             .route(&t("/grants/break-glass"), post(break_glass))
             .route(&t("/grants/{id}/approve"), post(approve_grant))
             .route(&t("/grants/{id}/deny"), post(deny_grant))
-            .route(&t("/grants/{id}/revoke"), post(revoke_grant));
+            .route(&t("/grants/{id}/revoke"), post(revoke_grant))
+            .route(&t("/releases"), get(releases::releases))
+            .route(&t("/releases/{id}"), get(releases::release_show))
+            .route(&t("/releases/{id}/proof"), get(releases::release_proof))
+            .route(
+                &t("/releases/{id}/approve"),
+                post(releases::approve_release),
+            )
+            .route(&t("/releases/{id}/deny"), post(releases::deny_release))
+            .route(
+                &t("/releases/{id}/promote"),
+                post(releases::promote_release),
+            )
+            .route(&t("/releases/{id}/check"), post(releases::check_release))
+            .route(&t("/rollback"), post(releases::rollback))
+            .route(&t("/slo"), get(releases::slo));
     }
     let global = Router::new()
         .route("/admin/tenants", post(create_tenant))
@@ -186,13 +201,18 @@ async fn negotiate(mut req: Request, next: Next) -> Response {
 
 /// The policy action of a read; `None` for changes, which `custos-control` authorizes.
 fn read_action(method: &http::Method, path: &str) -> Option<&'static str> {
-    if method != http::Method::GET {
-        return None;
-    }
     let rest = path
         .strip_prefix("/admin/v1/tenants/")
         .or_else(|| path.strip_prefix("/admin/tenants/"))?;
     let sub = rest.split_once('/').map_or("", |(_, s)| s);
+    // Release changes name a release by id: the caller must see the tenant's releases before
+    // the id is looked up, so another tenant's release is denied like a tenant that is not.
+    if method == http::Method::POST && sub.starts_with("releases/") {
+        return Some("releases.read");
+    }
+    if method != http::Method::GET {
+        return None;
+    }
     Some(match sub {
         "" => "tenants.read",
         "keys" => "keys.read",
@@ -202,6 +222,8 @@ fn read_action(method: &http::Method, path: &str) -> Option<&'static str> {
         "audit" => "audit.read",
         "policies" => "policies.read",
         "grants" => "grants.read",
+        "slo" => "releases.read",
+        s if s == "releases" || s.starts_with("releases/") => "releases.read",
         _ => return None,
     })
 }
@@ -496,6 +518,9 @@ macro_rules! tri {
         }
     };
 }
+
+#[path = "admin_releases.rs"]
+pub(crate) mod releases;
 
 /// Just the reason, for changes that take nothing else.
 #[derive(Deserialize, ToSchema, Default)]

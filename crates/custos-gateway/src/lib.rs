@@ -229,6 +229,7 @@ impl Gateway {
         tasks.extend(finops_tasks);
         state.aliases.refresh(&state.store, &state.routes).await?;
         tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
+        tasks.push(releases::spawn_overdue_watch(state.clone()));
         if state.routes.iter().any(|r| r.registry.is_some()) {
             // Gated routes are checked before the first call is served.
             registry::refresh(&state).await;

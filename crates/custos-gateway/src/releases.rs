@@ -119,6 +119,39 @@ impl Aliases {
     }
 }
 
+/// How often the gateway looks for emergency releases whose follow-up fell due.
+const OVERDUE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Records each emergency release whose ADR or audit bundle is overdue (once, through the
+/// control plane, which every replica shares) and alerts the webhooks of it.
+pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(OVERDUE_EVERY);
+        let actor = custos_control::Actor::system("custos-gateway");
+        loop {
+            tick.tick().await;
+            match state.control.flag_overdue_emergencies(&actor).await {
+                Ok(found) => {
+                    for r in found {
+                        tracing::warn!(release = %r["name"], "an emergency release's follow-up is overdue");
+                        if !state.webhooks.is_empty() {
+                            let id =
+                                format!("release.overdue.{}", r["name"].as_str().unwrap_or(""));
+                            state.webhooks.deliver(
+                                id,
+                                serde_json::json!({"type": "release.overdue", "release": r}),
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "checking emergency follow-ups failed; the next tick retries")
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

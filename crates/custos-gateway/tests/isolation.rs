@@ -62,6 +62,9 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "grants/{grant}/approve", Some(why.clone())),
         ("POST", "grants/{grant}/deny", Some(why.clone())),
         ("POST", "grants/{grant}/revoke", Some(why)),
+        ("GET", "releases", None),
+        ("GET", "releases/{release}", None),
+        ("GET", "slo", None),
     ]
 }
 
@@ -128,6 +131,39 @@ async fn key_with_secret(gw: &common::TestGateway, tenant: &str) -> (String, Str
         .await
         .map(|k| (k.id, minted.secret.clone()))
         .unwrap()
+}
+
+/// A draft release of `tenant`'s app ops/svc (made by `key_with_secret`).
+async fn draft_release(gw: &common::TestGateway, tenant: &str) -> String {
+    use custos_govern::release::tier::{Composite, Pin};
+    let composite = Composite {
+        prompt: Some(Pin {
+            name: "svc".into(),
+            version: "1.0.0".into(),
+            digest: "ab".repeat(32),
+            pii: false,
+        }),
+        ..Composite::default()
+    };
+    gw.state
+        .control
+        .create_release(
+            &custos_control::Actor::local("matrix"),
+            custos_control::NewRelease {
+                tenant: tenant.into(),
+                app: "ops/svc".into(),
+                composite,
+                requested_tier: None,
+                flags: Default::default(),
+                evidence: Vec::new(),
+            },
+            &custos_core::Reason::default(),
+        )
+        .await
+        .unwrap()
+        .value
+        .release
+        .id
 }
 
 async fn pending_grant(gw: &common::TestGateway, tenant: &str) -> String {
@@ -324,6 +360,8 @@ async fn a_tenant_reaches_nothing_of_another() {
             .await;
         assert_eq!(r.status(), 200, "{}", db.name);
         let a_key = key_of(&gw, "acme").await;
+        let a_rel = draft_release(&gw, "acme").await;
+        let b_rel = draft_release(&gw, "globex").await;
         // A second key of A's, which the matrix never revokes, probes B with a key.
         let (_, a_secret) = key_with_secret(&gw, "acme").await;
         gw.state.keys.refresh(&gw.store).await.unwrap();
@@ -333,9 +371,19 @@ async fn a_tenant_reaches_nothing_of_another() {
             let a_grant = pending_grant(&gw, "acme").await;
             let b_grant = pending_grant(&gw, "globex").await;
             let path = |tenant: &str, key: &str, grant: &str| {
+                // The release goes with the key: B's with B's, none with an id that never was.
+                let release = if key == b_key {
+                    b_rel.as_str()
+                } else if key == a_key {
+                    a_rel.as_str()
+                } else {
+                    "rel_nope"
+                };
                 format!(
                     "/admin/v1/tenants/{tenant}/{}",
-                    tail.replace("{key}", key).replace("{grant}", grant)
+                    tail.replace("{key}", key)
+                        .replace("{grant}", grant)
+                        .replace("{release}", release)
                 )
             };
             // A's API key on B's tenant: refused, and like a tenant that does not exist.
@@ -395,12 +443,14 @@ async fn a_tenant_reaches_nothing_of_another() {
                         .as_str()
                         .unwrap()
                         .replace(&b_key, "X")
-                        .replace(&b_grant, "X"),
+                        .replace(&b_grant, "X")
+                        .replace(&b_rel, "X"),
                     body_y["detail"]
                         .as_str()
                         .unwrap()
                         .replace("key_nope", "X")
-                        .replace("grant_nope", "X"),
+                        .replace("grant_nope", "X")
+                        .replace("rel_nope", "X"),
                 );
             }
             // A on its own tenant and objects: allowed (the matrix is not vacuous).
@@ -412,7 +462,12 @@ async fn a_tenant_reaches_nothing_of_another() {
             );
             // Nothing A saw is B's: no B object, no B principal.
             let seen = body_a.to_string();
-            for secret in [b_key.as_str(), b_grant.as_str(), "admin@globex"] {
+            for secret in [
+                b_key.as_str(),
+                b_grant.as_str(),
+                b_rel.as_str(),
+                "admin@globex",
+            ] {
                 assert!(
                     !seen.contains(secret),
                     "{method} {tail} leaked {secret}: {seen}"

@@ -1185,3 +1185,191 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
     let p = json(dir, &["release", "promote", &id, "--no-post-check"]);
     assert_eq!(p["state"], "active");
 }
+
+/// One admin API call over HTTP: (status, body).
+fn admin(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let req = match method {
+            "GET" => c.get(format!("{url}{path}")),
+            _ => c.post(format!("{url}{path}")),
+        }
+        .bearer_auth(token)
+        .header("accept", "application/vnd.custos.v2+json");
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn the_admin_api_decides_promotes_checks_rolls_back_and_proves() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    let first = app_with_active_release(
+        dir,
+        "[release.tiers.low]\napprovals = [\"owner\"]\n\n[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"default\"]\n",
+    );
+    let token = |sub: &str, roles: &[&str]| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut c = issuer.claims(sub, "custos", now);
+        c["tenant"] = serde_json::json!("default");
+        c["roles"] = serde_json::json!(roles);
+        c["scope"] = serde_json::json!("custos:admin");
+        c["amr"] = serde_json::json!(["pwd", "hwk"]);
+        issuer.token(&c)
+    };
+    let bob = token("bob", &["owner"]);
+    let admin_tok = token("ada", &["tenant-admin"]);
+    std::fs::write(dir.join("p2.md"), "You are a bot.  \n").unwrap();
+    ok(dir, &["prompts", "add", "bot", "1.0.1", "p2.md"]);
+    let r = json(
+        dir,
+        &[
+            "release",
+            "create",
+            "ml/bot",
+            "--model",
+            "tiny@1.0",
+            "--prompt",
+            "bot@1.0.1",
+        ],
+    );
+    assert_eq!(r["tier"], "low", "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (_server, url) = serve(dir);
+    let base = "/admin/tenants/default";
+
+    let (s, list) = admin(&url, &admin_tok, "GET", &format!("{base}/releases"), None);
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    // Promotion before approval is refused with what is missing.
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/releases/{id}/promote"),
+        Some(serde_json::json!({"why": "early"})),
+    );
+    assert_eq!(s, 400, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("approval by owner"),
+        "{p}"
+    );
+    // An approver without the role is refused; the owner approves.
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/releases/{id}/approve"),
+        Some(serde_json::json!({"role": "owner"})),
+    );
+    assert!(s == 400 || s == 403, "{s} {p}");
+    let (s, p) = admin(
+        &url,
+        &bob,
+        "POST",
+        &format!("{base}/releases/{id}/approve"),
+        Some(serde_json::json!({"role": "owner", "why": "looks fine"})),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["data"]["state"], "approved");
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/releases/{id}/promote"),
+        Some(serde_json::json!({"why": "CHG-9", "ticket": "CHG-9"})),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["data"]["state"], "active");
+    // The post-check with no calls yet has nothing to judge.
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/releases/{id}/check"),
+        Some(serde_json::json!({"auto_rollback": true})),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["data"]["post_check"]["verdict"]["status"], "insufficient");
+    assert!(p["data"]["rolled_back_to"].is_null());
+    // Rollback needs why; then the first release is active again.
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/rollback"),
+        Some(serde_json::json!({"app": "ml/bot"})),
+    );
+    assert_eq!(s, 422, "{p}");
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "POST",
+        &format!("{base}/rollback"),
+        Some(serde_json::json!({"app": "ml/bot", "why": "tone regression"})),
+    );
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["data"]["id"], first.as_str());
+    assert_eq!(p["data"]["state"], "active");
+    // The proof waits for a signed checkpoint, then verifies offline.
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "GET",
+        &format!("{base}/releases/{id}/proof"),
+        None,
+    );
+    assert_eq!(s, 409, "{p}");
+    ok(
+        dir,
+        &["audit", "keygen", "--name", "t.local/l", "--out", "k"],
+    );
+    ok(dir, &["audit", "checkpoint", "--key-file", "k/ledger.key"]);
+    let (s, p) = admin(
+        &url,
+        &admin_tok,
+        "GET",
+        &format!("{base}/releases/{id}/proof"),
+        None,
+    );
+    assert_eq!(s, 200, "{p}");
+    std::fs::write(dir.join("api-proof.json"), p["data"].to_string()).unwrap();
+    let v = json(
+        dir,
+        &[
+            "release",
+            "verify-proof",
+            "api-proof.json",
+            "--public-key",
+            "k/ledger.pub",
+        ],
+    );
+    assert_eq!(v["record"]["decision"], "rolled back");
+    assert_eq!(v["record"]["why"], "tone regression");
+    assert_eq!(v["record"]["rollback_to"]["id"], first.as_str());
+    // An id that is not a release of the tenant is not found; SLOs list (none configured).
+    let (s, _) = admin(
+        &url,
+        &admin_tok,
+        "GET",
+        &format!("{base}/releases/rel_nope"),
+        None,
+    );
+    assert_eq!(s, 404);
+    let (s, p) = admin(&url, &admin_tok, "GET", &format!("{base}/slo"), None);
+    assert_eq!(s, 200, "{p}");
+}

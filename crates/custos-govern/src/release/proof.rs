@@ -140,7 +140,11 @@ pub fn derive(id: &str, events: &[(u64, Value)]) -> Result<Value, ProofError> {
             ) && resource(x)["name"] == id
         })
         .map(|(i, x)| {
-            json!({"role": resource(x)["role"], "by": x["actor"]["id"],
+            let by = match &resource(x)["by"] {
+                Value::Null => x["actor"]["id"].clone(),
+                b => b.clone(),
+            };
+            json!({"role": resource(x)["role"], "by": by,
                    "decision": if x["activity"] == "release.approve" { "approve" } else { "deny" },
                    "when": x["time"], "why": x["why"], "ledger_index": i})
         })
