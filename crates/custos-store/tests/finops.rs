@@ -331,3 +331,77 @@ async fn the_rollup_adds_up_across_separate_batches() {
         assert_eq!((t[0].records, t[0].cost), (3, a("4.5")), "{b}");
     }
 }
+
+#[tokio::test]
+async fn slo_outcomes_and_release_slices_come_from_the_records() {
+    for (store, _dir) in backends("slo_outcomes_and_release_slices").await {
+        let b = store.backend().as_str();
+        let mut records = Vec::new();
+        for i in 0..10 {
+            let mut r = sample_record(&format!("r{i}"), "acme", "ml", 1_000 + i, a("0.001"));
+            r.app = "bot".into();
+            r.status = if i < 3 { 503 } else { 200 };
+            r.latency_ms = 100 * i as u64;
+            r.release = Some(if i < 5 { "rel_a" } else { "rel_b" }.into());
+            records.push(r);
+        }
+        // A drill's failures, another app's, and another tenant's: not the bot's SLO.
+        let mut drill = sample_record("d", "acme", "ml", 1_005, a("0"));
+        drill.app = "bot".into();
+        drill.env = "drill".into();
+        drill.status = 503;
+        records.push(drill);
+        let mut other = sample_record("o", "acme", "ml", 1_005, a("0"));
+        other.app = "other".into();
+        other.status = 500;
+        records.push(other);
+        records.push(sample_record("g", "globex", "ml", 1_005, a("0")));
+        store.usage_insert(&records).await.unwrap();
+        let f = UsageFilter {
+            tenant: Some("acme".into()),
+            team: Some("ml".into()),
+            app: Some("bot".into()),
+            from_ms: 0,
+            until_ms: 10_000,
+            ..UsageFilter::default()
+        };
+        assert_eq!(
+            store.usage_outcomes(&f, None).await.unwrap(),
+            (10, 3),
+            "{b}"
+        );
+        assert_eq!(
+            store.usage_outcomes(&f, Some(450)).await.unwrap(),
+            (10, 5),
+            "{b}: latency over 450 ms"
+        );
+        let empty = UsageFilter {
+            from_ms: 20_000,
+            until_ms: 30_000,
+            ..f.clone()
+        };
+        assert_eq!(
+            store.usage_outcomes(&empty, None).await.unwrap(),
+            (0, 0),
+            "{b}"
+        );
+        let calls = store
+            .usage_release_calls("rel_a", 0, 10_000, 100)
+            .await
+            .unwrap();
+        assert_eq!(calls.len(), 5, "{b}");
+        assert_eq!(calls.iter().filter(|c| c.0 >= 500).count(), 3, "{b}");
+        assert_eq!(calls[4].1, 400, "{b}");
+        assert_eq!(calls[0].2, 1_000_000, "{b}: cost in nanos");
+        let bounded = store
+            .usage_release_calls("rel_b", 0, 10_000, 2)
+            .await
+            .unwrap();
+        assert_eq!(bounded.len(), 2, "{b}");
+        let round = store.usage_page(&f, "", 100).await.unwrap();
+        assert!(
+            round.iter().any(|r| r.release.as_deref() == Some("rel_b")),
+            "{b}"
+        );
+    }
+}

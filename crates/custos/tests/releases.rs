@@ -1182,8 +1182,25 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
     );
     // The window passes; the budget recovers; the promotion goes through.
     std::thread::sleep(std::time::Duration::from_millis(5_500));
-    let p = json(dir, &["release", "promote", &id, "--no-post-check"]);
-    assert_eq!(p["state"], "active");
+    // Promotion watches the new release; no calls in the window is no verdict, no rollback.
+    let out = ok(
+        dir,
+        &[
+            "release",
+            "promote",
+            &id,
+            "--post-check",
+            "1s",
+            "--auto-rollback",
+        ],
+    );
+    assert!(
+        out.contains(": active") && out.contains("insufficient"),
+        "{out}"
+    );
+    let list = json(dir, &["release", "list"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "active");
 }
 
 /// One admin API call over HTTP: (status, body).
