@@ -787,6 +787,7 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                     r.ledger.end.saturating_sub(1)
                 )),
             );
+            crate::release_ops::proof_after_change(ctx, &id).await;
             if !no_post_check {
                 let window = post_check.unwrap_or_else(|| control.post_check_window());
                 return crate::release_ops::watch(
@@ -824,6 +825,17 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
                     r.ledger.end.saturating_sub(1)
                 )),
             );
+            // The proof is of the release rolled back.
+            if let Some(from) = control
+                .store()
+                .releases(&tenant, Some(&app))
+                .await?
+                .into_iter()
+                .filter(|x| x.state == "rolled back")
+                .max_by_key(|x| x.updated_at)
+            {
+                crate::release_ops::proof_after_change(ctx, &from.id).await;
+            }
         }
         ReleaseCmd::Check {
             id,

@@ -109,7 +109,11 @@ pub async fn watch(
     let o = control
         .post_check_release(actor, id, promoted_at, until, auto_rollback, reason)
         .await?;
-    Ok(report(ctx, &o))
+    let code = report(ctx, &o);
+    if o.rollback.is_some() {
+        proof_after_change(ctx, id).await;
+    }
+    Ok(code)
 }
 
 /// Post-checks an active release over the time since its promotion.
@@ -195,6 +199,30 @@ fn keep_in_anchor_dir(ctx: &Ctx, id: &str, artifact: &Value) -> Result<Option<Pa
     perms.set_readonly(true);
     std::fs::set_permissions(&path, perms)?;
     Ok(Some(path))
+}
+
+/// After a promotion or rollback: with a ledger key at hand ($CUSTOS_LEDGER_KEY_FILE or
+/// `[audit] checkpoint_key_file`) and `[audit] anchor_dir` set, the release's proof artifact
+/// is written there at once, read-only; otherwise the hint to write one.
+pub async fn proof_after_change(ctx: &Ctx, id: &str) {
+    let key = std::env::var_os("CUSTOS_LEDGER_KEY_FILE").map(PathBuf::from);
+    let key = key_file(ctx, key.as_deref());
+    if ctx.config.audit.anchor_dir.is_none() || key.is_none() {
+        if !ctx.json {
+            eprintln!("proof: custos release proof {id} -o proof.json (with [audit] anchor_dir and a ledger key, it is written there on every promotion and rollback)");
+        }
+        return;
+    }
+    let kept = async {
+        let artifact = build_proof(ctx, id, key.as_deref()).await?;
+        keep_in_anchor_dir(ctx, id, &artifact)
+    }
+    .await;
+    match kept {
+        Ok(Some(p)) if !ctx.json => eprintln!("proof kept in {}", p.display()),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the proof artifact was not written: {e:#}"),
+    }
 }
 
 pub async fn proof(ctx: &Ctx, id: &str, out: &Path, key: Option<&Path>) -> Result<ExitCode> {

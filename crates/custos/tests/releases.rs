@@ -957,7 +957,7 @@ evidence = ["adr"]
 fn the_drill_rolls_back_a_failing_release_and_its_proof_verifies_offline() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let good = app_with_active_release(dir, "");
+    let good = app_with_active_release(dir, "[audit]\nanchor_dir = \"anchors\"\n");
     ok(
         dir,
         &[
@@ -1029,6 +1029,17 @@ fn the_drill_rolls_back_a_failing_release_and_its_proof_verifies_offline() {
         .starts_with("sha256:"));
     let proof: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("proof.json")).unwrap()).unwrap();
+    // A read-only copy beside the anchored checkpoints (the WORM copy).
+    let kept: Vec<_> = std::fs::read_dir(dir.join("anchors/release-proofs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].display().to_string().contains(&drill));
+    assert!(std::fs::metadata(&kept[0])
+        .unwrap()
+        .permissions()
+        .readonly());
     assert_eq!(proof["telemetry"]["after"]["errors"], 15);
     // One changed byte anywhere that matters fails: a number in the telemetry, a letter in
     // an event, the checkpoint.
@@ -1109,7 +1120,7 @@ fn the_drill_rolls_back_a_failing_release_and_its_proof_verifies_offline() {
 fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let slo = "\n[[release.slo]]\nname = \"bot availability\"\napp = \"ml/bot\"\nobjective = 99.0\nwindow = \"5s\"\nmin_calls = 5\n";
+    let slo = "\n[[release.slo]]\nname = \"bot availability\"\napp = \"ml/bot\"\nobjective = 50.0\nwindow = \"10m\"\nmin_calls = 5\n";
     app_with_active_release(dir, slo);
     let config = std::fs::read_to_string(dir.join("custos.toml")).unwrap();
     // A drill's injected failures spend no budget.
@@ -1147,6 +1158,8 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
         let (status, body) = chat(&url, &key, "bot");
         assert_eq!(status, 503, "{body}");
     }
+    // Usage is committed within database.commit_interval of each answer.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     drop(server);
     std::fs::write(dir.join("custos.toml"), &config).unwrap();
     let out = common::custos(dir, &["release", "slo", "--json"]);
@@ -1180,8 +1193,22 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
             && err.contains(" bad of "),
         "{err}"
     );
-    // The window passes; the budget recovers; the promotion goes through.
-    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    // Good calls bring the bad share back under the objective; the freeze lifts.
+    let (server, url) = serve(dir);
+    for _ in 0..14 {
+        let (status, body) = chat(&url, &key, "bot");
+        assert_eq!(status, 200, "{body}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !common::custos(dir, &["release", "slo"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // Promotion watches the new release; no calls in the window is no verdict, no rollback.
     let out = ok(
         dir,
