@@ -10,6 +10,7 @@ mod evidence;
 mod finops;
 mod grants;
 mod identity;
+mod lifecycle;
 mod models;
 mod release_health;
 mod releases;
@@ -21,6 +22,7 @@ pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
+pub use lifecycle::{holding, subject_hold_digest, DEFAULT_ERASURE_SLA_MS};
 pub use models::{NewModel, SignedCard};
 pub use release_health::{PostCheck, PostCheckOutcome, SloState};
 pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView, DRILL};
@@ -170,6 +172,8 @@ pub struct Settings {
     pub time_zone: String,
     /// `[release]`: tier overrides, freezes, SLOs, post-check thresholds.
     pub release: custos_core::config::ReleaseConfig,
+    /// `[lifecycle] erasure_sla`: how long an erasure request may stay open.
+    pub erasure_sla: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -179,6 +183,7 @@ impl Settings {
             grants: config.authz.grants.clone(),
             time_zone: config.finops.time_zone.clone(),
             release: config.release.clone(),
+            erasure_sla: config.lifecycle.erasure_sla.map(|d| d.0),
         }
     }
 

@@ -313,6 +313,16 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Releases: what each risk tier requires (`[release.tiers.high]`, …).
     pub release: ReleaseConfig,
+    /// Data lifecycle: the erasure SLA.
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Data lifecycle settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// How long an erasure request may stay open before it is overdue (default 72h).
+    pub erasure_sla: Option<HumanDuration>,
 }
 
 /// Release change management.

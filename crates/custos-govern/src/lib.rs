@@ -1,6 +1,8 @@
 //! custos' governance domain: model manifests and their signatures (OpenSSF model-signing
-//! bundles), SLSA provenance attestations and the model registry's life cycle. Plain
-//! functions over plain data, apart from reading the model files they are pointed at.
+//! bundles), SLSA provenance and the model registry's life cycle; releases, their health and
+//! proofs; data lineage and erasure. Plain functions over plain data, apart from reading the
+//! files they are pointed at.
 
+pub mod lifecycle;
 pub mod models;
 pub mod release;

@@ -126,6 +126,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0016_usage_release.sql"),
         postgres: include_str!("migrations/0016_usage_release.sql"),
     },
+    Migration {
+        version: 17,
+        name: "lineage, legal holds and erasures",
+        sqlite: include_str!("migrations/0017_lifecycle.sql"),
+        postgres: include_str!("migrations/0017_lifecycle.sql"),
+    },
 ];
 
 impl Store {

@@ -11,6 +11,7 @@ mod control;
 mod cost;
 mod grants;
 mod identity;
+mod lifecycle;
 mod local_authz;
 mod models;
 mod output;
@@ -152,9 +153,22 @@ enum Command {
     /// Dataset tags pinned by digest, with datasheet and PII status, for releases.
     #[command(subcommand)]
     Datasets(release::DatasetsCmd),
-    /// Composite releases: risk tiers, evidence, approvals (promotion and rollback to come).
+    /// Composite releases: risk tiers, evidence, approvals, promotion with post-checks,
+    /// rollback, proofs, drills, SLO freezes.
     #[command(subcommand)]
     Release(release::ReleaseCmd),
+    /// Data lineage: datasets derived from datasets, models trained on them, releases.
+    #[command(subcommand)]
+    Lineage(lifecycle::LineageCmd),
+    /// Legal holds on datasets, locations and data subjects.
+    #[command(subcommand)]
+    Hold(lifecycle::HoldCmd),
+    /// Right to erasure: rewrite registered datasets without a data subject's records, with a
+    /// receipt that verifies offline (`custos erase verify-receipt`).
+    #[command(
+        after_help = "Examples:\n  custos erase --subject email:jane@example.com --subject id:4711 --why DSR-42 -o receipt.json --key-file .custos/ledger.key\n  custos erase verify-receipt receipt.json --public-key .custos/ledger.pub --subject email:jane@example.com --subject id:4711\n  custos erase list"
+    )]
+    Erase(lifecycle::EraseArgs),
 }
 
 pub struct Ctx {
@@ -226,6 +240,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prompts(cmd) => release::prompts(&ctx, cmd).await,
         Command::Datasets(cmd) => release::datasets(&ctx, cmd).await,
         Command::Release(cmd) => release::release(&ctx, cmd).await,
+        Command::Lineage(cmd) => lifecycle::lineage(&ctx, cmd).await,
+        Command::Hold(cmd) => lifecycle::hold(&ctx, cmd).await,
+        Command::Erase(args) => lifecycle::erase(&ctx, args).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

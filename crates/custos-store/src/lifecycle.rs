@@ -1,0 +1,223 @@
+//! Data lifecycle records: recorded lineage edges, legal holds (placed, released) and erasure
+//! requests (open until their receipt). Written only through a `Change`.
+
+use crate::{Change, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A recorded lineage edge: `src` → `dst` (node names like `dataset:NAME@TAG`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageEdge {
+    pub src: String,
+    pub dst: String,
+    pub job: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A legal hold on `target`: `dataset:NAME@TAG`, `dataset:NAME`, `location:PREFIX` or
+/// `subject:sha256:HEX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub id: String,
+    pub target: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: i64,
+    pub released_by: Option<String>,
+    pub released_at: Option<i64>,
+}
+
+/// An erasure request: `open` until its receipt, then `done` (or `partial`: held data kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub id: String,
+    pub subject_digest: String,
+    pub state: String,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub due_at: i64,
+    pub finished_at: Option<i64>,
+    pub receipt_digest: Option<String>,
+}
+
+fn hold_row(r: &AnyRow) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        id: r.try_get("id")?,
+        target: r.try_get("target")?,
+        reason: r.try_get("reason")?,
+        placed_by: r.try_get("placed_by")?,
+        placed_at: r.try_get("placed_at")?,
+        released_by: r.try_get("released_by")?,
+        released_at: r.try_get("released_at")?,
+    })
+}
+
+fn erasure_row(r: &AnyRow) -> Result<Erasure, StoreError> {
+    Ok(Erasure {
+        id: r.try_get("id")?,
+        subject_digest: r.try_get("subject_digest")?,
+        state: r.try_get("state")?,
+        requested_by: r.try_get("requested_by")?,
+        requested_at: r.try_get("requested_at")?,
+        due_at: r.try_get("due_at")?,
+        finished_at: r.try_get("finished_at")?,
+        receipt_digest: r.try_get("receipt_digest")?,
+    })
+}
+
+const HOLD: &str = "id, target, reason, placed_by, placed_at, released_by, released_at";
+const ERASURE: &str =
+    "id, subject_digest, state, requested_by, requested_at, due_at, finished_at, receipt_digest";
+
+impl Store {
+    pub async fn lineage_edges(&self) -> Result<Vec<LineageEdge>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT src, dst, job, created_by, created_at FROM lineage_edges ORDER BY created_at, src, dst",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LineageEdge {
+                    src: r.try_get("src")?,
+                    dst: r.try_get("dst")?,
+                    job: r.try_get("job")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Holds, newest first; with `active`, only those not released.
+    pub async fn holds(&self, active: bool) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HOLD} FROM holds WHERE ($1 = 0 OR released_at IS NULL) ORDER BY placed_at DESC, id DESC"
+        ))
+        .bind(i32::from(active))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(hold_row).collect()
+    }
+
+    pub async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ERASURE} FROM erasures ORDER BY requested_at DESC, id DESC"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(erasure_row).collect()
+    }
+
+    pub async fn erasure(&self, id: &str) -> Result<Erasure, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ERASURE} FROM erasures WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(erasure_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("erasure {id:?}")))
+    }
+}
+
+impl Change {
+    pub async fn lineage_insert(&mut self, e: &LineageEdge) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO lineage_edges (src, dst, job, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&e.src)
+        .bind(&e.dst)
+        .bind(&e.job)
+        .bind(&e.created_by)
+        .bind(e.created_at)
+        .execute(self.conn())
+        .await
+        .map_err(|x| StoreError::conflict_as(x, || format!("the lineage edge {} -> {}", e.src, e.dst)))?;
+        Ok(())
+    }
+
+    pub async fn hold_insert(&mut self, h: &Hold) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO holds ({HOLD}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&h.id)
+        .bind(&h.target)
+        .bind(&h.reason)
+        .bind(&h.placed_by)
+        .bind(h.placed_at)
+        .bind(&h.released_by)
+        .bind(h.released_at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Releases an active hold; the hold as it was.
+    pub async fn hold_release(&mut self, id: &str, by: &str, at: i64) -> Result<Hold, StoreError> {
+        let row = sqlx::query(&format!("SELECT {HOLD} FROM holds WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        let h = row
+            .as_ref()
+            .map(hold_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("hold {id:?}")))?;
+        let done = sqlx::query(
+            "UPDATE holds SET released_by = $2, released_at = $3 WHERE id = $1 AND released_at IS NULL",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "hold {id} was already released"
+            )));
+        }
+        Ok(h)
+    }
+
+    pub async fn erasure_insert(&mut self, e: &Erasure) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO erasures ({ERASURE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&e.id)
+        .bind(&e.subject_digest)
+        .bind(&e.state)
+        .bind(&e.requested_by)
+        .bind(e.requested_at)
+        .bind(e.due_at)
+        .bind(e.finished_at)
+        .bind(&e.receipt_digest)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Closes an open erasure with its receipt's digest.
+    pub async fn erasure_finish(
+        &mut self,
+        id: &str,
+        state: &str,
+        at: i64,
+        receipt_digest: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE erasures SET state = $2, finished_at = $3, receipt_digest = $4 WHERE id = $1 AND state = 'open'",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(at)
+        .bind(receipt_digest)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("erasure {id} is not open")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! Data lifecycle as a user drives it: lineage between registered datasets and models, legal
+//! holds, and an erasure that rewrites a CSV and a derived JSON Lines file found through
+//! lineage, with a receipt that verifies offline and fails when edited.
+
+mod common;
+
+use common::{fails, json, ok, refused};
+use serde_json::Value;
+
+#[test]
+fn a_subject_is_erased_through_lineage_with_a_receipt_and_holds_block() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[audit]\nanchor_dir = \"anchors\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("data/raw")).unwrap();
+    std::fs::create_dir_all(dir.join("data/clean")).unwrap();
+    std::fs::write(
+        dir.join("data/raw/reviews.csv"),
+        "id,email,review\n1,jane@example.com,great\n2,bob@example.com,\"jane@example.com told me\"\n3,carol@example.com,ok\n4,x,\"call +1 555 010 0199\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("data/clean/reviews.jsonl"),
+        "{\"user\":\"bob\",\"text\":\"fine\"}\n{\"user\":{\"mail\":\"Jane@Example.com\"},\"text\":\"hi\"}\n{\"user\":\"carol\",\"id\":4711}\n",
+    )
+    .unwrap();
+    // A file that lineage does not reach stays as it is.
+    std::fs::create_dir_all(dir.join("other")).unwrap();
+    std::fs::write(dir.join("other/x.csv"), "email\njane@example.com\n").unwrap();
+    ok(dir, &["datasets", "add", "reviews", "raw", "data/raw"]);
+    ok(
+        dir,
+        &["datasets", "add", "reviews-clean", "v1", "data/clean"],
+    );
+    ok(dir, &["datasets", "add", "other", "v1", "other"]);
+    ok(
+        dir,
+        &[
+            "lineage",
+            "add",
+            "dataset:reviews@raw",
+            "dataset:reviews-clean@v1",
+            "--job",
+            "clean.py@abc",
+        ],
+    );
+    // A model trained on the derived data, known by its dataset digest.
+    ok(
+        dir,
+        &[
+            "models",
+            "register",
+            "m",
+            "1.0",
+            "--provider",
+            "mock",
+            "--model-id",
+            "m",
+            "--dataset",
+            "clean=data/clean",
+        ],
+    );
+    let impact = json(dir, &["lineage", "impact", "dataset:reviews@raw"]);
+    let to: Vec<&str> = impact
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["dataset:reviews-clean@v1", "model:m@1.0"]);
+    assert!(refused(
+        dir,
+        &["lineage", "add", "dataset:nope@1", "dataset:reviews@raw"]
+    )
+    .contains("not registered"));
+    ok(
+        dir,
+        &["audit", "keygen", "--name", "t.local/l", "--out", "k"],
+    );
+
+    // A hold on the subject refuses the erasure outright and changes nothing.
+    let hold = ok(
+        dir,
+        &[
+            "hold",
+            "place",
+            "subject:email:JANE@example.com",
+            "--why",
+            "LIT-7",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let err = refused(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:jane@example.com",
+            "--why",
+            "DSR-42",
+            "-o",
+            "r0.json",
+            "--key-file",
+            "k/ledger.key",
+        ],
+    );
+    assert!(err.contains(&hold) && err.contains("LIT-7"), "{err}");
+    assert!(std::fs::read_to_string(dir.join("data/raw/reviews.csv"))
+        .unwrap()
+        .contains("jane"));
+    assert!(refused(dir, &["hold", "release", &hold]).contains("why"));
+    ok(dir, &["hold", "release", &hold, "--why", "LIT-7 settled"]);
+    // A hold on the derived dataset keeps it; the erasure is partial and says why.
+    let hold2 = ok(
+        dir,
+        &[
+            "hold",
+            "place",
+            "dataset:reviews-clean",
+            "--why",
+            "audit AU-3",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let r = json(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:jane@example.com",
+            "--subject",
+            "phone:+15550100199",
+            "--dataset",
+            "reviews@raw",
+            "--why",
+            "DSR-42",
+            "-o",
+            "r1.json",
+            "--key-file",
+            "k/ledger.key",
+        ],
+    );
+    assert_eq!(r["objects"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["objects"][0]["matched"], 3);
+    assert!(r["not_erased"][0]["why"].as_str().unwrap().contains(&hold2));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data/raw/reviews.csv")).unwrap(),
+        "id,email,review\n3,carol@example.com,ok\n"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("data/clean/reviews.jsonl"))
+            .unwrap()
+            .contains("Jane")
+    );
+    ok(dir, &["hold", "release", &hold2, "--why", "AU-3 closed"]);
+
+    // Released: the derived JSON Lines file, found through lineage, is rewritten too, and the
+    // model trained on it is flagged.
+    let r = json(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:jane@example.com",
+            "--subject",
+            "id:4711",
+            "--dataset",
+            "reviews@raw",
+            "--why",
+            "DSR-42",
+            "--ticket",
+            "DSR-42",
+            "-o",
+            "receipt.json",
+            "--key-file",
+            "k/ledger.key",
+        ],
+    );
+    assert_eq!(r["models_flagged"], serde_json::json!(["m@1.0"]), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data/clean/reviews.jsonl")).unwrap(),
+        "{\"user\":\"bob\",\"text\":\"fine\"}\n"
+    );
+    assert!(std::fs::read_to_string(dir.join("other/x.csv"))
+        .unwrap()
+        .contains("jane"));
+    let text = std::fs::read_to_string(dir.join("receipt.json")).unwrap();
+    assert!(
+        !text.to_lowercase().contains("jane"),
+        "the receipt names the subject"
+    );
+    let receipt: Value = serde_json::from_str(&text).unwrap();
+    let object = &receipt["receipt"]["objects"][0];
+    assert_ne!(object["version_before"], object["version_after"]);
+    // A new dataset version was registered; the erasure is done.
+    let tags = ok(dir, &["datasets", "list", "reviews-clean"]);
+    assert!(tags.contains("v1+erased."), "{tags}");
+    let list = json(dir, &["erase", "list"]);
+    assert_eq!(list[0]["state"], "done");
+    // The seed's audit/deletions/{id}.json, read-only.
+    let kept = dir.join(format!(
+        "anchors/deletions/{}.json",
+        receipt["receipt"]["request"].as_str().unwrap()
+    ));
+    assert!(std::fs::metadata(&kept).unwrap().permissions().readonly());
+
+    // Offline: verifies, is about Jane (given both identifiers), not about Bob.
+    let verify = |file: &str, subjects: &[&str]| {
+        let mut args = vec![
+            "erase",
+            "verify-receipt",
+            file,
+            "--public-key",
+            "k/ledger.pub",
+        ];
+        for s in subjects {
+            args.push("--subject");
+            args.push(s);
+        }
+        common::custos(dir, &args)
+    };
+    assert!(
+        verify("receipt.json", &["email:jane@example.com", "id:4711"])
+            .status
+            .success()
+    );
+    assert!(!verify("receipt.json", &["email:bob@example.com"])
+        .status
+        .success());
+    for (from, to) in [
+        ("\"records\": 3", "\"records\": 4"),
+        ("DSR-42", "DSR-43"),
+        ("erasure.complete", "erasure.completE"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(dir.join("bad.json"), text.replacen(from, to, 1)).unwrap();
+        let (code, err) = fails(
+            dir,
+            &[
+                "erase",
+                "verify-receipt",
+                "bad.json",
+                "--public-key",
+                "k/ledger.pub",
+            ],
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("receipt NOT verified"), "{err}");
+    }
+    // The ledger still verifies against its anchors after the erasures.
+    let v = ok(dir, &["audit", "verify", "--public-key", "k/ledger.pub"]);
+    let _ = v;
+    // Bad input: a subject that is not one, a missing receipt path, an existing receipt.
+    assert!(refused(
+        dir,
+        &["erase", "--subject", "jane", "-o", "x.json", "--why", "x"]
+    )
+    .contains("KIND:VALUE"));
+    assert!(refused(dir, &["erase", "--subject", "email:a@b.c", "--why", "x"]).contains("-o"));
+    assert!(refused(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:a@b.c",
+            "--why",
+            "x",
+            "-o",
+            "receipt.json",
+            "--key-file",
+            "k/ledger.key"
+        ]
+    )
+    .contains("never overwritten"));
+}
