@@ -368,4 +368,56 @@ impl Control {
             ledger: r.ledger,
         })
     }
+
+    /// Records each open erasure past its due time, once (as `erasure.overdue`); returns
+    /// what it recorded. The gateway runs it on a timer and alerts the webhooks.
+    pub async fn flag_overdue_erasures(&self, actor: &Actor) -> Result<Vec<Value>, ControlError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for e in self.store.erasures().await? {
+            if e.state != "open" || e.due_at > now {
+                continue;
+            }
+            let key = format!("erasure.overdue.{}", e.id);
+            let mut c = self.store.begin_change().await?;
+            if c.state_get(&key).await?.is_some() {
+                continue;
+            }
+            let resource = json!({"type": "erasure", "request": e.id, "subject": e.subject_digest,
+                                  "requested_at": format_rfc3339(e.requested_at),
+                                  "due": format_rfc3339(e.due_at)});
+            let ev = observed(
+                actor,
+                "erasure.overdue",
+                resource.clone(),
+                None,
+                &Reason::default(),
+            );
+            c.state_put(&key, &format_rfc3339(now)).await?;
+            self.commit(c, vec![ev], ()).await?;
+            out.push(resource);
+        }
+        Ok(out)
+    }
+
+    /// Records that a data subject access request was answered (the subject as a salted
+    /// digest, what was found): the export itself goes to the requester, not the ledger.
+    pub async fn record_dsar(
+        &self,
+        actor: &Actor,
+        subject_digest: &str,
+        found: Value,
+        reason: &Reason,
+    ) -> Result<Recorded<()>, ControlError> {
+        let d = self.authorize(actor, "erasure.run", GLOBAL, reason).await?;
+        let ev = observed(
+            actor,
+            "dsar.export",
+            json!({"type": "dsar", "subject": subject_digest, "found": found}),
+            Some(("erasure.run", &d)),
+            reason,
+        );
+        let c = self.store.begin_change().await?;
+        self.commit(c, vec![ev], ()).await
+    }
 }

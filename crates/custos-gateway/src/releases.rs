@@ -122,8 +122,9 @@ impl Aliases {
 /// How often the gateway looks for emergency releases whose follow-up fell due.
 const OVERDUE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Records each emergency release whose ADR or audit bundle is overdue (once, through the
-/// control plane, which every replica shares) and alerts the webhooks of it.
+/// Records each emergency release whose ADR or audit bundle is overdue, and each erasure
+/// request past its SLA (once, through the control plane, which every replica shares), and
+/// alerts the webhooks of them.
 pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(OVERDUE_EVERY);
@@ -146,6 +147,24 @@ pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "checking emergency follow-ups failed; the next tick retries")
+                }
+            }
+            match state.control.flag_overdue_erasures(&actor).await {
+                Ok(found) => {
+                    for r in found {
+                        tracing::warn!(request = %r["request"], "an erasure request is past its SLA");
+                        if !state.webhooks.is_empty() {
+                            let id =
+                                format!("erasure.overdue.{}", r["request"].as_str().unwrap_or(""));
+                            state.webhooks.deliver(
+                                id,
+                                serde_json::json!({"type": "erasure.overdue", "erasure": r}),
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "checking erasure SLAs failed; the next tick retries")
                 }
             }
         }

@@ -108,6 +108,129 @@ pub enum EraseCmd {
     },
     /// Erasure requests: open, done or partial, and when each is due.
     List,
+    /// Record open erasure requests past their SLA (the gateway also checks every five
+    /// minutes and alerts the webhooks); exit 1 when any is.
+    Overdue,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DsarCmd {
+    /// Everything custos can find about a data subject in the registered datasets (CSV and
+    /// JSON Lines records naming them) and its own records (holds about them), as JSON for
+    /// the requester; the request is ledgered with the subject as a salted digest.
+    #[command(
+        after_help = "Example:\n  custos dsar export --subject email:jane@example.com --why DSAR-7 -o jane.json"
+    )]
+    Export {
+        #[arg(long, value_name = "KIND:VALUE", required = true)]
+        subject: Vec<String>,
+        /// Where to write it (never overwritten; default standard output).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Most records per file.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
+    let DsarCmd::Export {
+        subject,
+        out,
+        limit,
+        change,
+    } = cmd;
+    let subjects = subject
+        .iter()
+        .map(|s| Subject::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(o) = &out {
+        if o.exists() {
+            bail!("{} exists; exports are never overwritten", o.display());
+        }
+    }
+    let (control, actor) = control(ctx, &change).await?;
+    let store = control.store().clone();
+    let mut datasets = Vec::new();
+    let mut locations = std::collections::BTreeSet::new();
+    let mut unreachable = Vec::new();
+    for ds in store.datasets(None).await? {
+        let facts: DatasetFacts = serde_json::from_str(&ds.facts).unwrap_or_default();
+        let label = format!("{}@{}", ds.name, ds.tag);
+        let loc = Path::new(&facts.location);
+        if facts.location.contains("://") || !loc.exists() {
+            unreachable.push(json!({"dataset": label, "location": facts.location}));
+            continue;
+        }
+        if !locations.insert(facts.location.clone()) {
+            continue;
+        }
+        for f in data_files(loc)? {
+            let format = Format::of(&f).context("not a CSV or JSON Lines file")?;
+            let mut input = std::io::BufReader::new(
+                std::fs::File::open(&f).with_context(|| format!("cannot read {}", f.display()))?,
+            );
+            let records = erase::find(&mut input, format, &subjects, limit)
+                .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+            if !records.is_empty() {
+                datasets.push(
+                    json!({"dataset": label, "path": f.display().to_string(), "records": records}),
+                );
+            }
+        }
+    }
+    let holds: Vec<Value> = {
+        let all = store.holds(false).await?;
+        subjects
+            .iter()
+            .filter_map(|s| {
+                let d = custos_control::subject_hold_digest(s);
+                all.iter()
+                    .find(|h| h.target == format!("subject:{d}"))
+                    .map(|h| json!({"id": h.id, "reason": h.reason, "placed_at": custos_core::time::format_rfc3339(h.placed_at),
+                                    "released_at": h.released_at.map(custos_core::time::format_rfc3339)}))
+            })
+            .collect()
+    };
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow!("no randomness for the subject's salt: {e}"))?;
+    let digest = subjects_digest(&subjects, &salt);
+    let found = json!({"files": datasets.len(),
+                       "records": datasets.iter().map(|d| d["records"].as_array().map_or(0, Vec::len)).sum::<usize>()});
+    let r = control
+        .record_dsar(&actor, &digest, found.clone(), &change.reason()?)
+        .await?;
+    let export = json!({
+        "kind": "custos.dsar-export/v1",
+        "generated_at": custos_core::time::format_rfc3339(custos_core::time::now_ms()),
+        "subject": {"digest": digest, "salt": hex::encode(salt), "identifiers": subjects.len()},
+        "datasets": datasets,
+        "not_searched": unreachable,
+        "holds": holds,
+        "ledger_index": r.ledger.end.saturating_sub(1),
+    });
+    let text = serde_json::to_string_pretty(&export)?;
+    match &out {
+        Some(o) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(o)
+                .with_context(|| format!("cannot create {}", o.display()))?;
+            f.write_all(text.as_bytes())?;
+            eprintln!(
+                "wrote {} records from {} files to {}",
+                found["records"],
+                found["files"],
+                o.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn control(
@@ -419,6 +542,39 @@ pub async fn erase(ctx: &Ctx, args: EraseArgs) -> Result<ExitCode> {
                 output::table(&["ID", "STATE", "REQUESTED", "DUE", "FINISHED"], &rows);
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        Some(EraseCmd::Overdue) => {
+            let control = crate::control::open(ctx).await?;
+            let recorded = control
+                .flag_overdue_erasures(&custos_control::Actor::system("custos erase overdue"))
+                .await?;
+            let now = custos_core::time::now_ms();
+            let overdue: Vec<Value> = control
+                .store()
+                .erasures()
+                .await?
+                .into_iter()
+                .filter(|e| e.state == "open" && e.due_at < now)
+                .map(|e| json!({"id": e.id, "due_at": custos_core::time::format_rfc3339(e.due_at)}))
+                .collect();
+            if ctx.json {
+                output::json(&json!({"overdue": overdue, "recorded_now": recorded.len()}));
+            } else if overdue.is_empty() {
+                eprintln!("no erasure request is past its SLA");
+            } else {
+                for o in &overdue {
+                    println!(
+                        "{} overdue since {}",
+                        o["id"].as_str().unwrap_or(""),
+                        o["due_at"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            return Ok(if overdue.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         None => {}
     }

@@ -169,6 +169,9 @@ enum Command {
         after_help = "Examples:\n  custos erase --subject email:jane@example.com --subject id:4711 --why DSR-42 -o receipt.json --key-file .custos/ledger.key\n  custos erase verify-receipt receipt.json --public-key .custos/ledger.pub --subject email:jane@example.com --subject id:4711\n  custos erase list"
     )]
     Erase(lifecycle::EraseArgs),
+    /// Data subject access requests: what custos can find about a person, as JSON.
+    #[command(subcommand)]
+    Dsar(lifecycle::DsarCmd),
 }
 
 pub struct Ctx {
@@ -243,6 +246,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lineage(cmd) => lifecycle::lineage(&ctx, cmd).await,
         Command::Hold(cmd) => lifecycle::hold(&ctx, cmd).await,
         Command::Erase(args) => lifecycle::erase(&ctx, args).await,
+        Command::Dsar(cmd) => lifecycle::dsar(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

@@ -256,6 +256,84 @@ fn a_subject_is_erased_through_lineage_with_a_receipt_and_holds_block() {
     // The ledger still verifies against its anchors after the erasures.
     let v = ok(dir, &["audit", "verify", "--public-key", "k/ledger.pub"]);
     let _ = v;
+    // A subject access request finds Carol's record, and only hers.
+    ok(
+        dir,
+        &[
+            "dsar",
+            "export",
+            "--subject",
+            "email:carol@example.com",
+            "--why",
+            "DSAR-7",
+            "-o",
+            "carol.json",
+        ],
+    );
+    let export: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("carol.json")).unwrap()).unwrap();
+    let records: Vec<&Value> = export["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["records"].as_array().unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{export}");
+    assert_eq!(records[0]["email"], "carol@example.com");
+
+    // An erasure that fails midway (a broken JSON Lines file) stays open, and past its SLA
+    // it is overdue and recorded.
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[audit]\nanchor_dir = \"anchors\"\n[lifecycle]\nerasure_sla = \"1ms\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("data/clean/broken.jsonl"), "{\"a\": 1}\n{oops\n").unwrap();
+    let err = refused(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:carol@example.com",
+            "--why",
+            "DSR-50",
+            "-o",
+            "r50.json",
+            "--key-file",
+            "k/ledger.key",
+        ],
+    );
+    assert!(
+        err.contains("broken.jsonl") && err.contains("line 2"),
+        "{err}"
+    );
+    let (code, out) = {
+        let o = common::custos(dir, &["erase", "overdue"]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert!(out.contains("overdue since"), "{out}");
+    let events = ok(dir, &["audit", "query", "--json"]);
+    assert_eq!(events.matches("erasure.overdue").count(), 1);
+    common::custos(dir, &["erase", "overdue"]);
+    let events = ok(dir, &["audit", "query", "--json"]);
+    assert_eq!(
+        events.matches("erasure.overdue").count(),
+        1,
+        "recorded once"
+    );
+    assert!(
+        !events.to_lowercase().contains("carol@"),
+        "the ledger names a subject"
+    );
+    assert!(
+        !events.to_lowercase().contains("jane@"),
+        "the ledger names a subject"
+    );
+
     // Bad input: a subject that is not one, a missing receipt path, an existing receipt.
     assert!(refused(
         dir,

@@ -368,6 +368,90 @@ fn rewrite_jsonl(
     Ok(out)
 }
 
+/// The records of `input` that name any of `subjects`, as JSON (a CSV row as an object by
+/// its header), at most `limit`: a data subject access request's answer.
+pub fn find(
+    input: &mut dyn BufRead,
+    format: Format,
+    subjects: &[Subject],
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, EraseError> {
+    let mut found = Vec::new();
+    match format {
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(input);
+            let csv_err = |e: csv::Error| EraseError::Record {
+                line: e.position().map_or(0, |p| p.line()),
+                why: e.to_string(),
+            };
+            let headers: Vec<String> = r
+                .byte_headers()
+                .map_err(csv_err)?
+                .iter()
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .collect();
+            let mut rec = csv::ByteRecord::new();
+            while found.len() < limit && r.read_byte_record(&mut rec).map_err(csv_err)? {
+                let fields: Vec<String> = rec
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
+                if fields.iter().any(|f| names(subjects, f)) {
+                    let mut o = serde_json::Map::new();
+                    for (i, f) in fields.into_iter().enumerate() {
+                        let k = headers
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("column_{}", i + 1));
+                        o.insert(k, serde_json::Value::String(f));
+                    }
+                    found.push(serde_json::Value::Object(o));
+                }
+            }
+        }
+        Format::Jsonl => {
+            let mut line = Vec::new();
+            let mut n = 0u64;
+            while found.len() < limit {
+                line.clear();
+                let read = std::io::Read::take(&mut *input, MAX_LINE as u64 + 1)
+                    .read_until(b'\n', &mut line)?;
+                if read == 0 {
+                    break;
+                }
+                n += 1;
+                if line.len() > MAX_LINE {
+                    return Err(EraseError::Record {
+                        line: n,
+                        why: format!("longer than {} MiB", MAX_LINE >> 20),
+                    });
+                }
+                let text = std::str::from_utf8(&line).map_err(|e| EraseError::Record {
+                    line: n,
+                    why: format!("not UTF-8: {e}"),
+                })?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let mut v: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| EraseError::Record {
+                        line: n,
+                        why: format!("not JSON: {e}"),
+                    })?;
+                let original = v.clone();
+                let mut hits = 0;
+                if scrub(&mut v, subjects, None, &mut hits) {
+                    found.push(original);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +529,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("line 2: not JSON"), "{e}");
+    }
+
+    #[test]
+    fn find_returns_the_subjects_records() {
+        let subjects = [Subject::parse("email:jane@example.com").unwrap()];
+        let csv = "id,email\n1,jane@example.com\n2,bob@example.com\n";
+        let f = find(&mut csv.as_bytes(), Format::Csv, &subjects, 10).unwrap();
+        assert_eq!(
+            f,
+            vec![serde_json::json!({"id": "1", "email": "jane@example.com"})]
+        );
+        let jl = "{\"a\": 1}\n{\"m\": \"Jane@example.com\"}\n";
+        let f = find(&mut jl.as_bytes(), Format::Jsonl, &subjects, 10).unwrap();
+        assert_eq!(f, vec![serde_json::json!({"m": "Jane@example.com"})]);
     }
 
     proptest! {
