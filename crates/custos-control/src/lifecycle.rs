@@ -420,4 +420,59 @@ impl Control {
         let c = self.store.begin_change().await?;
         self.commit(c, vec![ev], ()).await
     }
+
+    /// Authorizes and opens a lifecycle run: the plan's digest and counts are recorded before
+    /// any object is touched; returns the run id.
+    pub async fn begin_lifecycle_run(
+        &self,
+        actor: &Actor,
+        plan: &Value,
+        reason: &Reason,
+    ) -> Result<Recorded<String>, ControlError> {
+        let d = self
+            .authorize(actor, "lifecycle.apply", GLOBAL, reason)
+            .await?;
+        let id = custos_core::id::new_id("lcr");
+        let ev = self.event(
+            actor,
+            "lifecycle.apply",
+            &d,
+            Evidence {
+                activity: "lifecycle.run",
+                resource: json!({"type": "lifecycle", "name": id, "plan": crate::event::digest(plan),
+                                 "summary": plan["summary"]}),
+                before: None,
+                after: None,
+            },
+            reason,
+        );
+        let c = self.store.begin_change().await?;
+        self.commit(c, vec![ev], id).await
+    }
+
+    /// Records what a lifecycle run did, one event per object (`lifecycle.delete`,
+    /// `lifecycle.move`, `lifecycle.keep`, `lifecycle.failed`).
+    pub async fn record_lifecycle_actions(
+        &self,
+        actor: &Actor,
+        run: &str,
+        done: &[Value],
+        reason: &Reason,
+    ) -> Result<Recorded<()>, ControlError> {
+        let d = self
+            .authorize(actor, "lifecycle.apply", GLOBAL, reason)
+            .await?;
+        let events: Vec<String> = done
+            .iter()
+            .map(|a| {
+                let mut r = a.clone();
+                r["type"] = json!("object");
+                r["run"] = json!(run);
+                let activity = format!("lifecycle.{}", a["action"].as_str().unwrap_or("keep"));
+                observed(actor, &activity, r, Some(("lifecycle.apply", &d)), reason)
+            })
+            .collect();
+        let c = self.store.begin_change().await?;
+        self.commit(c, events, ()).await
+    }
 }

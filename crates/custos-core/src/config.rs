@@ -323,6 +323,34 @@ pub struct Config {
 pub struct LifecycleConfig {
     /// How long an erasure request may stay open before it is overdue (default 72h).
     pub erasure_sla: Option<HumanDuration>,
+    /// The object store the data classes live in: a local folder (`data`, `file:///srv/data`)
+    /// or `s3://BUCKET[/PREFIX]` (credentials and endpoint from the `AWS_*` environment).
+    pub store: Option<String>,
+    /// Data classes: which prefixes each owns, how long it keeps data, when it moves it.
+    pub class: Vec<DataClass>,
+}
+
+/// A data class (bronze raw logs, silver, gold labels, feature tables, archives…).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataClass {
+    pub name: String,
+    /// Object prefixes in the store that belong to the class (the longest match wins).
+    pub prefixes: Vec<String>,
+    /// Objects older than this are deleted; absent: kept forever.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+    /// Objects older than this move to `tier_prefix`.
+    #[serde(default)]
+    pub tier_after: Option<HumanDuration>,
+    #[serde(default)]
+    pub tier_prefix: Option<String>,
+    /// How the class is encrypted at rest (recorded in plans, e.g. "sse-kms").
+    #[serde(default)]
+    pub encryption: Option<String>,
+    /// Whether the class holds personal data.
+    #[serde(default)]
+    pub pii: bool,
 }
 
 /// Release change management.
@@ -945,6 +973,26 @@ impl Config {
                 });
             }
         }
+        for (i, c) in config.lifecycle.class.iter().enumerate() {
+            let bad = if c.prefixes.is_empty() || c.prefixes.iter().any(|p| p.is_empty()) {
+                Some("`prefixes` names at least one non-empty prefix".to_owned())
+            } else if c.tier_after.is_some() != c.tier_prefix.is_some() {
+                Some("`tier_after` and `tier_prefix` go together".to_owned())
+            } else if let (Some(r), Some(t)) = (c.retention, c.tier_after) {
+                (r.0 <= t.0).then(|| "`retention` must be longer than `tier_after`".to_owned())
+            } else {
+                None
+            };
+            if let Some(message) = bad {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: None,
+                    column: None,
+                    key: Some(format!("lifecycle.class[{i}] ({})", c.name)),
+                    message,
+                });
+            }
+        }
         for name in config.release.tiers.keys() {
             if !["low", "medium", "high", "emergency"].contains(&name.as_str()) {
                 return Err(ConfigError {
@@ -954,6 +1002,11 @@ impl Config {
                     key: Some(format!("release.tiers.{name}")),
                     message: "a tier is low, medium, high or emergency".into(),
                 });
+            }
+        }
+        if let Some(s) = &mut config.lifecycle.store {
+            if !s.contains("://") && Path::new(s.as_str()).is_relative() {
+                *s = base.join(s.as_str()).display().to_string();
             }
         }
         for t in &mut config.registry.trust {

@@ -408,7 +408,7 @@ mod tests {
             assert_eq!(doc["openapi"], "3.1.0");
             let paths = doc["paths"].as_object().unwrap();
             let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-            assert_eq!(ops, 27, "v{v}");
+            assert_eq!(ops, 36, "v{v}");
             let media = if v == 1 { MEDIA_TYPE } else { MEDIA_TYPE_V2 };
             let keys = &paths["/admin/tenants/{tenant}/keys"]["get"]["responses"]["200"];
             let schema = &keys["content"][media]["schema"];

@@ -12,6 +12,7 @@ mod cost;
 mod grants;
 mod identity;
 mod lifecycle;
+mod lifecycle_policy;
 mod local_authz;
 mod models;
 mod output;
@@ -172,6 +173,9 @@ enum Command {
     /// Data subject access requests: what custos can find about a person, as JSON.
     #[command(subcommand)]
     Dsar(lifecycle::DsarCmd),
+    /// Retention and tiering per data class over a folder or an S3 store: plan, apply.
+    #[command(subcommand)]
+    Lifecycle(lifecycle_policy::LifecycleCmd),
 }
 
 pub struct Ctx {
@@ -247,6 +251,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hold(cmd) => lifecycle::hold(&ctx, cmd).await,
         Command::Erase(args) => lifecycle::erase(&ctx, args).await,
         Command::Dsar(cmd) => lifecycle::dsar(&ctx, cmd).await,
+        Command::Lifecycle(cmd) => lifecycle_policy::run(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

@@ -357,3 +357,126 @@ fn a_subject_is_erased_through_lineage_with_a_receipt_and_holds_block() {
     )
     .contains("never overwritten"));
 }
+
+/// Retention and tiering on a local store: the plan as of a later date, holds and registered
+/// datasets kept, a canary run first, every action in the ledger.
+#[test]
+fn lifecycle_plans_and_applies_retention_and_tiering_on_a_local_store() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("custos.toml"),
+        r#"[lifecycle]
+store = "lake"
+
+[[lifecycle.class]]
+name = "bronze"
+prefixes = ["raw/"]
+retention = "30d"
+tier_after = "7d"
+tier_prefix = "archive/raw/"
+pii = true
+
+[[lifecycle.class]]
+name = "gold"
+prefixes = ["gold/"]
+"#,
+    )
+    .unwrap();
+    for f in [
+        "lake/raw/2025/a.log",
+        "lake/raw/2026/b.log",
+        "lake/raw/held/c.log",
+        "lake/raw/ds/d.csv",
+        "lake/gold/labels.csv",
+    ] {
+        let p = dir.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f).unwrap();
+    }
+    ok(dir, &["datasets", "add", "labels", "v1", "lake/raw/ds"]);
+    let hold = ok(
+        dir,
+        &["hold", "place", "location:lake/raw/held", "--why", "LIT-9"],
+    )
+    .trim()
+    .to_owned();
+    let later = |days: i64| {
+        let ms = custos_core::time::now_ms() + days * 86_400_000;
+        custos_core::time::format_rfc3339(ms)
+    };
+    let plan = json(dir, &["lifecycle", "plan", "--at", &later(10)]);
+    let action = |plan: &Value, path: &str| {
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["path"] == path)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(action(&plan, "raw/2025/a.log")["action"], "move", "{plan}");
+    assert_eq!(
+        action(&plan, "raw/2025/a.log")["to"],
+        "archive/raw/2025/a.log"
+    );
+    assert!(action(&plan, "raw/held/c.log")["why"]
+        .as_str()
+        .unwrap()
+        .contains(&hold));
+    assert!(action(&plan, "raw/ds/d.csv")["why"]
+        .as_str()
+        .unwrap()
+        .contains("labels@v1"));
+    assert!(action(&plan, "gold/labels.csv").is_null());
+    let plan = json(dir, &["lifecycle", "plan", "--at", &later(40)]);
+    assert_eq!(action(&plan, "raw/2026/b.log")["action"], "delete");
+    assert_eq!(plan["summary"]["delete"], 2);
+    // A canary run first: only the objects under its prefix.
+    let canary = json(
+        dir,
+        &[
+            "lifecycle",
+            "apply",
+            "--at",
+            &later(40),
+            "--canary",
+            "raw/2025/",
+            "--why",
+            "CHG-77 canary",
+        ],
+    );
+    assert_eq!(canary["applied"].as_array().unwrap().len(), 1, "{canary}");
+    assert!(!dir.join("lake/raw/2025/a.log").exists());
+    assert!(dir.join("lake/raw/2026/b.log").exists());
+    let all = json(
+        dir,
+        &["lifecycle", "apply", "--at", &later(40), "--why", "CHG-77"],
+    );
+    assert_eq!(all["failed"], 0, "{all}");
+    assert!(!dir.join("lake/raw/2026/b.log").exists());
+    assert!(dir.join("lake/raw/held/c.log").exists());
+    assert!(dir.join("lake/raw/ds/d.csv").exists());
+    assert!(dir.join("lake/gold/labels.csv").exists());
+    let events = ok(dir, &["audit", "query", "--json"]);
+    assert!(events.contains("lifecycle.run") && events.contains("lifecycle.delete"));
+    assert!(events.contains("lifecycle.keep"));
+    // Tiering moves, and a bad configuration is an error that names the key.
+    std::fs::write(dir.join("lake/raw/2026/e.log"), "e").unwrap();
+    json(
+        dir,
+        &["lifecycle", "apply", "--at", &later(10), "--why", "tier"],
+    );
+    assert!(dir.join("lake/archive/raw/2026/e.log").exists());
+    assert!(!dir.join("lake/raw/2026/e.log").exists());
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[lifecycle]\nstore = \"lake\"\n[[lifecycle.class]]\nname = \"x\"\nprefixes = [\"raw/\"]\ntier_after = \"7d\"\n",
+    )
+    .unwrap();
+    let err = refused(dir, &["lifecycle", "plan"]);
+    assert!(
+        err.contains("lifecycle.class[0]") && err.contains("tier_prefix"),
+        "{err}"
+    );
+}

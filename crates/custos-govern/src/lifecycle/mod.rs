@@ -4,4 +4,5 @@
 
 pub mod erase;
 pub mod lineage;
+pub mod policy;
 pub mod receipt;
