@@ -231,7 +231,7 @@ async fn make_plan(ctx: &Ctx, at: Option<&str>) -> Result<(Store, Vec<Action>, V
     Ok((store, actions, plan))
 }
 
-fn print_plan(ctx: &Ctx, plan: &Value) {
+fn print_plan(ctx: &Ctx, plan: &Value, summary: bool) {
     if ctx.json {
         output::json(plan);
         return;
@@ -253,6 +253,9 @@ fn print_plan(ctx: &Ctx, plan: &Value) {
             a["why"].as_str().unwrap_or("")
         );
     }
+    if !summary {
+        return;
+    }
     eprintln!(
         "{} objects in {} at {}: {} to delete, {} to move, {} kept (holds, registered artifacts)",
         s["objects"],
@@ -268,7 +271,7 @@ pub async fn run(ctx: &Ctx, cmd: LifecycleCmd) -> Result<ExitCode> {
     match cmd {
         LifecycleCmd::Plan { at } => {
             let (_, _, plan) = make_plan(ctx, at.as_deref()).await?;
-            print_plan(ctx, &plan);
+            print_plan(ctx, &plan, true);
             Ok(ExitCode::SUCCESS)
         }
         LifecycleCmd::Apply { at, canary, change } => {
@@ -320,7 +323,11 @@ pub async fn run(ctx: &Ctx, cmd: LifecycleCmd) -> Result<ExitCode> {
                     &json!({"run": run, "applied": done, "failed": failed, "canary": canary}),
                 );
             } else {
-                print_plan(ctx, &json!({"summary": plan["summary"], "actions": done}));
+                print_plan(
+                    ctx,
+                    &json!({"summary": plan["summary"], "actions": done}),
+                    false,
+                );
                 eprintln!(
                     "lifecycle run {run}{}: {} actions applied, {failed} failed; ledger entries {}..{}",
                     canary.as_deref().map(|c| format!(" (canary {c})")).unwrap_or_default(),
