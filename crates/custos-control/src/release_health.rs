@@ -37,6 +37,9 @@ pub struct SloState {
 #[derive(Clone, Debug, Serialize)]
 pub struct PostCheck {
     pub release: String,
+    pub tenant: String,
+    /// `TEAM/APP`.
+    pub app: String,
     /// The release it replaced, whose calls before the promotion are the baseline.
     pub previous: Option<String>,
     pub from_ms: i64,
@@ -241,6 +244,8 @@ impl Control {
         let verdict = health::judge(before.as_ref(), &after, &thresholds);
         let check = PostCheck {
             release: id.to_owned(),
+            tenant: r.tenant.clone(),
+            app: r.app.clone(),
             previous: previous.as_ref().map(|p| p.id.clone()),
             from_ms,
             until_ms,

@@ -58,8 +58,8 @@ fn report(ctx: &Ctx, o: &PostCheckOutcome) -> ExitCode {
                 r.ledger.end.saturating_sub(1)
             ),
             None if c.verdict.breached() => eprintln!(
-                "the release breached its post-check; roll back with: custos release rollback {} --why …",
-                c.release.split_once('/').map_or("TEAM/APP", |_| "TEAM/APP")
+                "the release breached its post-check; roll back with: custos release rollback {} --tenant {} --why …",
+                c.app, c.tenant
             ),
             None => {}
         }
