@@ -294,12 +294,9 @@ impl Control {
         Ok(PostCheckOutcome { check, rollback })
     }
 
-    /// Records each emergency release whose follow-up (ADR and audit bundle as evidence) is
-    /// overdue — once per release, as `release.overdue` — and returns what it recorded.
-    pub async fn flag_overdue_emergencies(
-        &self,
-        actor: &Actor,
-    ) -> Result<Vec<Value>, ControlError> {
+    /// Emergency releases whose follow-up (ADR and audit bundle as evidence) is overdue now:
+    /// each as the resource its `release.overdue` event records.
+    pub async fn overdue_emergencies(&self) -> Result<Vec<Value>, ControlError> {
         let due_after = self
             .settings
             .release
@@ -317,17 +314,31 @@ impl Control {
                 .into_iter()
                 .filter(|k| !have.iter().any(|e| e.kind == *k))
                 .collect();
-            if missing.is_empty() {
-                continue;
+            if !missing.is_empty() {
+                out.push(json!({"type": "release", "name": r.id, "app": format!("{}/{}", r.tenant, r.app),
+                                "tier": r.tier, "missing": missing, "author": r.author,
+                                "due": format_rfc3339(r.created_at + due_after)}));
             }
-            let key = format!("release.overdue.{}", r.id);
+        }
+        Ok(out)
+    }
+
+    /// Records each overdue emergency release once (as `release.overdue`) and returns what
+    /// it recorded now.
+    pub async fn flag_overdue_emergencies(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<Value>, ControlError> {
+        let mut out = Vec::new();
+        for resource in self.overdue_emergencies().await? {
+            let key = format!(
+                "release.overdue.{}",
+                resource["name"].as_str().unwrap_or("")
+            );
             let mut c = self.store.begin_change().await?;
             if c.state_get(&key).await?.is_some() {
                 continue;
             }
-            let resource = json!({"type": "release", "name": r.id, "app": format!("{}/{}", r.tenant, r.app),
-                                  "tier": r.tier, "missing": missing, "author": r.author,
-                                  "due": format_rfc3339(r.created_at + due_after)});
             let e = observed(
                 actor,
                 "release.overdue",
@@ -335,7 +346,7 @@ impl Control {
                 None,
                 &Reason::default(),
             );
-            c.state_put(&key, &format_rfc3339(now)).await?;
+            c.state_put(&key, &format_rfc3339(now_ms())).await?;
             self.commit(c, vec![e], ()).await?;
             out.push(resource);
         }

@@ -214,13 +214,7 @@ pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
     let text = serde_json::to_string_pretty(&export)?;
     match &out {
         Some(o) => {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(o)
-                .with_context(|| format!("cannot create {}", o.display()))?;
-            f.write_all(text.as_bytes())?;
+            crate::release_ops::write_new(o, &text)?;
             eprintln!(
                 "wrote {} records from {} files to {}",
                 found["records"],
@@ -785,16 +779,7 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
         .map_err(|e| anyhow!("cannot prove the event: {e}"))?;
     let artifact = receipt::build(receipt_body, index, &entry.event, &path, size, &note);
     let text = serde_json::to_string_pretty(&artifact)?;
-    {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
+    crate::release_ops::write_new(&out, &text)?;
     if let Some(dir) = &ctx.config.audit.anchor_dir {
         // The seed's audit/deletions/{id}.json, read-only beside the anchored checkpoints.
         let dir = dir.join("deletions");

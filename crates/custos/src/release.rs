@@ -895,7 +895,7 @@ pub async fn release(ctx: &Ctx, cmd: ReleaseCmd) -> Result<ExitCode> {
             let found = control
                 .flag_overdue_emergencies(&custos_control::Actor::system("custos release overdue"))
                 .await?;
-            let all = crate::release_ops::overdue_list(ctx, &control).await?;
+            let all = control.overdue_emergencies().await?;
             if ctx.json {
                 output::json(&json!({"recorded_now": found, "overdue": all}));
             } else if all.is_empty() {

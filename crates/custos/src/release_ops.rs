@@ -158,7 +158,8 @@ async fn build_proof(ctx: &Ctx, id: &str, key: Option<&Path>) -> Result<Value> {
     }
 }
 
-fn write_new(out: &Path, text: &str) -> Result<()> {
+/// Writes a new file (fsynced), never over an existing one; `-` is standard output.
+pub(crate) fn write_new(out: &Path, text: &str) -> Result<()> {
     use std::io::Write as _;
     if out.as_os_str() == "-" {
         println!("{text}");
@@ -170,7 +171,7 @@ fn write_new(out: &Path, text: &str) -> Result<()> {
         .open(out)
         .with_context(|| {
             format!(
-                "cannot create {} (proofs are never overwritten; choose a new name)",
+                "cannot create {} (evidence files are never overwritten; choose a new name)",
                 out.display()
             )
         })?;
@@ -589,30 +590,4 @@ pub fn calendar(ctx: &Ctx) -> Result<ExitCode> {
         output::table(&["KIND", "FROM", "UNTIL", "STATE", "WHAT"], &rows);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Every emergency release whose follow-up is overdue now (recorded or not).
-pub async fn overdue_list(ctx: &Ctx, control: &Control) -> Result<Vec<Value>> {
-    let due_after = ctx
-        .config
-        .release
-        .emergency_followup
-        .map_or(24 * 3_600_000, |d| d.0.as_millis() as i64);
-    let now = now_ms();
-    let mut out = Vec::new();
-    for r in control.store().releases_emergency_live().await? {
-        let have: Vec<custos_control::ReleaseEvidence> =
-            serde_json::from_str(&r.evidence).unwrap_or_default();
-        let missing: Vec<&str> = ["adr", "audit-bundle"]
-            .into_iter()
-            .filter(|k| !have.iter().any(|e| e.kind == *k))
-            .collect();
-        if r.created_at + due_after <= now && !missing.is_empty() {
-            out.push(
-                json!({"name": r.id, "app": format!("{}/{}", r.tenant, r.app), "missing": missing,
-                            "due": format_rfc3339(r.created_at + due_after)}),
-            );
-        }
-    }
-    Ok(out)
 }
