@@ -14,6 +14,7 @@ mod lifecycle;
 mod models;
 mod release_health;
 mod releases;
+pub mod seal;
 
 pub use components::{NewDataset, NewPrompt};
 pub use error::ControlError;
@@ -22,7 +23,7 @@ pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
-pub use lifecycle::{holding, subject_hold_digest, DEFAULT_ERASURE_SLA_MS};
+pub use lifecycle::{holding, subject_hold_digest, OwnRecords, DEFAULT_ERASURE_SLA_MS};
 pub use models::{NewModel, SignedCard};
 pub use release_health::{PostCheck, PostCheckOutcome, SloState};
 pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView, DRILL};
@@ -282,6 +283,7 @@ impl Control {
         let d = self.decide(actor, action, tenant)?;
         if !d.allowed {
             let event = event::denial(actor, action, tenant, &d, reason).to_string();
+            let event = seal::seal_text(&self.store, event).await?;
             self.store.ledger_append(&[event]).await?;
             return Err(ControlError::Denied {
                 action: action.to_owned(),
@@ -306,7 +308,12 @@ impl Control {
         events: Vec<String>,
         value: T,
     ) -> Result<Recorded<T>, ControlError> {
-        let ledger = change.append_events(&events).await?;
+        // Personal identifiers reach the ledger only sealed under their subject's key.
+        let mut sealed = Vec::with_capacity(events.len());
+        for e in events {
+            sealed.push(seal::seal_in(&mut change, e).await?);
+        }
+        let ledger = change.append_events(&sealed).await?;
         change.commit().await?;
         Ok(Recorded { value, ledger })
     }

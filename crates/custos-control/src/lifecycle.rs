@@ -24,6 +24,32 @@ pub fn subject_hold_digest(s: &Subject) -> String {
     )
 }
 
+/// What custos itself holds about a data subject: the keys that seal their identifiers in
+/// ledger events, and usage records naming them as the end user of a call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnRecords {
+    pub subject_keys: usize,
+    pub usage_records: u64,
+}
+
+/// The subjects' key lookups, and their end-user ids (exact ids, lower-cased addresses).
+fn own_keys(subjects: &[Subject]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let lookups = subjects
+        .iter()
+        .map(|s| custos_govern::lifecycle::seal::lookup(&s.label()))
+        .collect();
+    let mut exact = Vec::new();
+    let mut lower = Vec::new();
+    for s in subjects {
+        match s {
+            Subject::Id(v) => exact.push(v.clone()),
+            Subject::Email(v) => lower.push(v.to_lowercase()),
+            Subject::Phone(_) | Subject::Text(_) => {}
+        }
+    }
+    (lookups, exact, lower)
+}
+
 /// The active hold covering a dataset tag at `location`, or a subject, if any.
 pub fn holding<'h>(
     holds: &'h [Hold],
@@ -176,11 +202,15 @@ impl Control {
             .ok_or_else(|| ControlError::ReasonRequired {
                 action: "holds.manage".into(),
             })?;
+        // The ledger names a held subject sealed under its key, never by a digest anyone
+        // could confirm a guess against.
+        let mut named = json!(target);
         let target = match target.split_once(':') {
             Some(("dataset", r)) if !r.is_empty() => target.to_owned(),
             Some(("location", r)) if !r.is_empty() => target.to_owned(),
             Some(("subject", s)) => {
                 let s = Subject::parse(s).map_err(|e| ControlError::invalid(e.to_string()))?;
+                named = json!({"subject": s.label()});
                 format!("subject:{}", subject_hold_digest(&s))
             }
             _ => {
@@ -206,7 +236,7 @@ impl Control {
             &d,
             Evidence {
                 activity: "hold.place",
-                resource: json!({"type": "hold", "name": h.id, "target": h.target}),
+                resource: json!({"type": "hold", "name": h.id, "target": named}),
                 before: None,
                 after: None,
             },
@@ -237,7 +267,8 @@ impl Control {
             &d,
             Evidence {
                 activity: "hold.release",
-                resource: json!({"type": "hold", "name": h.id, "target": h.target}),
+                resource: json!({"type": "hold", "name": h.id,
+                                 "target": if h.target.starts_with("subject:") { "subject" } else { h.target.as_str() }}),
                 before: None,
                 after: None,
             },
@@ -288,6 +319,15 @@ impl Control {
         self.commit(c, vec![ev], e).await
     }
 
+    /// What custos holds about the subjects itself (see [`OwnRecords`]).
+    pub async fn own_records(&self, subjects: &[Subject]) -> Result<OwnRecords, ControlError> {
+        let (lookups, exact, lower) = own_keys(subjects);
+        Ok(OwnRecords {
+            subject_keys: self.store.subject_keys_by_lookup(&lookups).await?.len(),
+            usage_records: self.store.usage_end_user_count(&exact, &lower).await?,
+        })
+    }
+
     pub fn erasure_sla_ms(&self) -> i64 {
         self.settings
             .erasure_sla
@@ -295,8 +335,11 @@ impl Control {
     }
 
     /// Closes an erasure: the new dataset versions written without the subject, the models
-    /// trained on affected data flagged, and the receipt's digest, in one transaction; the
+    /// trained on affected data flagged, the subjects' keys destroyed (their identifiers in
+    /// the ledger become unreadable; every leaf stays as it was), their end-user ids cleared
+    /// from usage records, and the receipt's digest, in one transaction. The
     /// `erasure.complete` event is the one the receipt's proof is of (its index is returned).
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete_erasure(
         &self,
         actor: &Actor,
@@ -304,6 +347,7 @@ impl Control {
         receipt: &Value,
         new_versions: &[Dataset],
         flagged_models: &[String],
+        subjects: &[Subject],
         reason: &Reason,
     ) -> Result<Recorded<u64>, ControlError> {
         let d = self.authorize(actor, "erasure.run", GLOBAL, reason).await?;
@@ -348,6 +392,8 @@ impl Control {
             &receipt_digest,
         )
         .await?;
+        let (lookups, exact, lower) = own_keys(subjects);
+        let cleared = c.usage_clear_end_user(&exact, &lower).await?;
         events.push(self.event(
             actor,
             "erasure.run",
@@ -355,17 +401,25 @@ impl Control {
             Evidence {
                 activity: "erasure.complete",
                 resource: json!({"type": "erasure", "request": id, "subject": e.subject_digest,
-                                 "receipt": receipt_digest, "late": now > e.due_at}),
+                                 "receipt": receipt_digest, "late": now > e.due_at,
+                                 "usage_records_cleared": cleared}),
                 before: None,
                 after: None,
             },
             reason,
         ));
-        let r = self.commit(c, events, 0).await?;
-        let last = r.ledger.end.saturating_sub(1);
+        // Sealed first, shredded after: these very events may name the subject (in `why`),
+        // and must be sealed under the keys being destroyed, not under new ones.
+        let mut sealed = Vec::with_capacity(events.len());
+        for ev in events {
+            sealed.push(crate::seal::seal_in(&mut c, ev).await?);
+        }
+        let ledger = c.append_events(&sealed).await?;
+        c.subject_keys_shred(&lookups).await?;
+        c.commit().await?;
         Ok(Recorded {
-            value: last,
-            ledger: r.ledger,
+            value: ledger.end.saturating_sub(1),
+            ledger,
         })
     }
 

@@ -106,6 +106,7 @@ impl Control {
             },
             reason,
         );
+        let e = crate::seal::seal_in(&mut c, e).await?;
         let ledger = c.append_events(&[e]).await?;
         c.model_history_insert(&ModelHistory {
             name: after.name.clone(),
@@ -215,6 +216,7 @@ impl Control {
             },
             reason,
         );
+        let e = crate::seal::seal_in(&mut c, e).await?;
         let ledger = c.append_events(&[e]).await?;
         c.model_history_insert(&ModelHistory {
             name: m.name.clone(),

@@ -356,6 +356,7 @@ impl Control {
             },
             reason,
         );
+        let e = crate::seal::seal_in(&mut c, e).await?;
         let ledger = c.append_events(&[e]).await?;
         c.release_decision_insert(&ReleaseDecision {
             ledger_index: ledger.start as i64,

@@ -26,6 +26,16 @@ pub fn next_u64() -> u64 {
     })
 }
 
+/// `n` bytes from the operating system's CSPRNG (through v4 UUIDs), for keys.
+pub fn secret(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 16);
+    while out.len() < n {
+        out.extend_from_slice(&uuid::Uuid::new_v4().into_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
 /// Fills `out` with random bytes.
 pub fn fill(out: &mut [u8]) {
     for chunk in out.chunks_mut(8) {

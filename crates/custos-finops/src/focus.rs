@@ -396,6 +396,7 @@ mod tests {
             status: 200,
             detail: None,
             release: None,
+            end_user: None,
         }
     }
 

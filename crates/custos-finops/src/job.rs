@@ -227,6 +227,7 @@ pub fn to_record(
         status: 200,
         detail: (!detail.is_empty()).then(|| serde_json::Value::Object(detail).to_string()),
         release: None,
+        end_user: None,
     })
 }
 

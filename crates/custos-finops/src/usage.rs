@@ -141,6 +141,8 @@ pub struct UsageRecord {
     pub detail: Option<String>,
     /// The release whose alias a gateway call named.
     pub release: Option<String>,
+    /// The end user the call was made for (the OpenAI `user` field); an erasure clears it.
+    pub end_user: Option<String>,
 }
 
 #[cfg(test)]

@@ -1499,6 +1499,15 @@ pub(crate) async fn audit(
     }
     let skip = found.len().saturating_sub(limit);
     let mut items = found.split_off(skip);
+    // Personal identifiers are opened for the reader while their subject's key lives (the
+    // proofs keep the stored text, which is what the ledger's hashes are of).
+    let mut events: Vec<Value> = items.iter_mut().map(|i| i.event.take()).collect();
+    if let Err(e) = custos_control::seal::reveal(&s.store, &mut events).await {
+        return store_problem(e);
+    }
+    for (i, e) in items.iter_mut().zip(events) {
+        i.event = e;
+    }
     let mut checkpoint = None;
     if v == ApiVersion::V2 && q.proofs == Some(true) {
         match proofs(&s.store, &mut items).await {

@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
+use custos_control::seal::Sealer;
 use custos_core::principal::{AuthMethod, SharedPrincipal};
 use custos_core::RequestId;
 use custos_store::Store;
@@ -41,9 +42,10 @@ impl Commit<String> for LedgerWriter {
     }
 }
 
-/// The sending side of the audit channel: serialized OCSF-shaped events.
+/// The sending side of the audit channel: serialized OCSF-shaped events, their personal
+/// identifiers sealed under their subjects' keys.
 #[derive(Clone, Debug)]
-pub struct AuditSink(BatchSink<String>);
+pub struct AuditSink(BatchSink<String>, Arc<Sealer>);
 
 impl AuditSink {
     /// Starts the writer task; it commits until every sender is gone, at most once per
@@ -52,12 +54,20 @@ impl AuditSink {
         store: Store,
         interval: std::time::Duration,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        let sealer = Arc::new(Sealer::new(store.clone()));
         let (sink, task) = BatchSink::spawn(QUEUE, BATCH, interval, LedgerWriter(store));
-        (Self(sink), task)
+        (Self(sink, sealer), task)
+    }
+
+    /// The subject keys this sink seals with.
+    pub fn sealer(&self) -> &Sealer {
+        &self.1
     }
 
     /// Appends one event (waiting for room in the channel).
     pub async fn append(&self, event: &Value) {
+        let mut event = event.clone();
+        self.1.seal_event(&mut event).await;
         if !self.0.send(event.to_string()).await {
             tracing::error!("the audit writer has stopped; an event is lost");
         }
@@ -82,6 +92,8 @@ pub struct AuditSlot {
     model_digest: OnceLock<String>,
     /// The active release whose alias the call named.
     release: OnceLock<String>,
+    /// The end user the call was made for (the request's `user`).
+    end_user: OnceLock<String>,
 }
 
 impl AuditSlot {
@@ -93,6 +105,9 @@ impl AuditSlot {
     }
     pub fn set_transfer(&self, pinned: &[String], to: &str) {
         let _ = self.transfer.set(json!({"pinned": pinned, "to": to}));
+    }
+    pub fn set_end_user(&self, user: String) {
+        let _ = self.end_user.set(user);
     }
     pub fn set_release(&self, id: String) {
         let _ = self.release.set(id);
@@ -142,17 +157,39 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         return response;
     };
     let status = response.status().as_u16();
+    let principal = slot.principal.get().cloned();
+    // A person's identity (a token's subject) and an end user's id reach the ledger sealed
+    // under their subject's key, so an erasure can shred them.
+    let sealer = state.audit.sealer();
+    let mut sealed_actor = None;
+    if let Some(p) = principal.as_ref().filter(|p| p.method == AuthMethod::Jwt) {
+        sealed_actor = Some(match sealer.seal_as(&p.id, &[&p.id, &p.uid]).await {
+            Ok(mut v) if v.len() == 2 => {
+                let uid = v.pop().unwrap_or_default();
+                (v.pop().unwrap_or_default(), uid)
+            }
+            Ok(_) | Err(_) => ("redacted".to_owned(), "redacted".to_owned()),
+        });
+    }
+    let end_user = match slot.end_user.get() {
+        Some(u) => Some(match sealer.seal_as(u, &[u]).await {
+            Ok(mut v) => v.pop().unwrap_or_else(|| "redacted".into()),
+            Err(_) => "redacted".into(),
+        }),
+        None => None,
+    };
     let event = ModelInvoke {
         schema: 1,
         time: custos_core::time::format_rfc3339(custos_core::time::now_ms()),
         activity: "model.invoke",
-        actor: slot.principal.get().cloned().map(Actor),
+        actor: principal.map(|p| Actor(p, sealed_actor)),
         resources: [ModelResource {
             kind: "model",
             id: slot.call.get().map(|(m, _)| m.clone()),
             endpoint: endpoint.upstream_path(),
             digest: slot.model_digest.get().cloned(),
             release: slot.release.get().cloned(),
+            end_user,
         }],
         outcome: outcome(status),
         reason: response.extensions().get::<ProblemKind>().map(|k| k.slug()),
@@ -309,10 +346,14 @@ struct ModelResource {
     /// The release whose alias the call named.
     #[serde(skip_serializing_if = "Option::is_none")]
     release: Option<String>,
+    /// The end user the call was made for, sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_user: Option<String>,
 }
 
-/// The caller, as OCSF's actor: the principal's identity, never its credentials.
-struct Actor(SharedPrincipal);
+/// The caller, as OCSF's actor: the principal's identity, never its credentials; a person's
+/// `id` and `uid` as sealed.
+struct Actor(SharedPrincipal, Option<(String, String)>);
 
 impl serde::Serialize for Actor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -324,8 +365,16 @@ impl serde::Serialize for Actor {
         };
         let mut m = s.serialize_map(Some(11))?;
         m.serialize_entry("type", kind)?;
-        m.serialize_entry("id", &p.id)?;
-        m.serialize_entry("uid", &p.uid)?;
+        match &self.1 {
+            Some((id, uid)) => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("uid", uid)?;
+            }
+            None => {
+                m.serialize_entry("id", &p.id)?;
+                m.serialize_entry("uid", &p.uid)?;
+            }
+        }
         m.serialize_entry("tenant", &p.tenant)?;
         m.serialize_entry("team", &p.team)?;
         m.serialize_entry("app", &p.app)?;

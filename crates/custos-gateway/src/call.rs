@@ -62,6 +62,8 @@ pub struct ModelCall {
     pub body_sha256: [u8; 32],
     /// The active release whose alias the call named.
     pub release: Option<String>,
+    /// The end user the call is made for: the request's `user` (OpenAI's end-user id).
+    pub end_user: Option<String>,
 }
 
 impl ModelCall {
@@ -383,6 +385,13 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         }
     }
     let max_output_tokens = max_output(&body);
+    let end_user = end_user(&body)?;
+    if let (Some(slot), Some(u)) = (
+        parts.extensions.get::<Arc<crate::audit::AuditSlot>>(),
+        &end_user,
+    ) {
+        slot.set_end_user(u.clone());
+    }
     let (body, prompt_tokens) = count_prompt(endpoint, &model, body).await?;
     let call = ModelCall {
         endpoint,
@@ -395,10 +404,32 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
         body: std::sync::Mutex::new(Some(body)),
         body_sha256,
         release,
+        end_user,
     };
     let mut req = Request::from_parts(parts, axum::body::Body::empty());
     req.extensions_mut().insert(Arc::new(call));
     Ok(req)
+}
+
+/// The longest end-user id recorded; a longer one is not an id (the call still runs).
+const MAX_END_USER: usize = 256;
+
+/// The request's end user (`user`), when it names one.
+fn end_user(body: &Map<String, Value>) -> Result<Option<String>, Problem> {
+    match body.get("user") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            Ok(
+                (!s.is_empty() && s.len() <= MAX_END_USER && !s.chars().any(char::is_control))
+                    .then(|| s.to_owned()),
+            )
+        }
+        Some(other) => Err(invalid(format!(
+            "`user` must be a string (an id for your end user), not {}",
+            kind(other)
+        ))),
+    }
 }
 
 /// The output bound a request sets, for budget estimates (already validated as integers).

@@ -236,6 +236,7 @@ impl Observer for MeterOnEnd {
             status: self.status,
             detail: detail.map(|d| serde_json::json!({ "note": d }).to_string()),
             release: self.call.release.clone(),
+            end_user: self.call.end_user.clone(),
         };
         permit.send(record);
     }

@@ -441,6 +441,19 @@ async fn cross_region_use_a_policy_allows_is_recorded_as_a_transfer() {
     );
     assert_eq!(call["policies"], json!(["devs"]));
     assert_eq!(call["actor"]["roles"], json!(["developer"]));
+    // The token's subject is a person: stored sealed, opened while the key lives.
+    let stored = call["actor"]["id"].as_str().unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "{call}");
+    assert!(!call["actor"]["uid"].as_str().unwrap().contains("alice"));
+    let mut shown = vec![call.clone()];
+    custos_control::seal::reveal(&gw.store, &mut shown)
+        .await
+        .unwrap();
+    assert_eq!(shown[0]["actor"]["id"], "alice");
+    assert!(shown[0]["actor"]["uid"]
+        .as_str()
+        .unwrap()
+        .ends_with("#alice"));
 }
 
 #[tokio::test]

@@ -150,6 +150,8 @@ pub enum AnonymizeError {
     KeyEncoding,
     #[error("value at bytes {start}..{end} is not a custos-encrypted value or was encrypted with another key")]
     Decrypt { start: usize, end: usize },
+    #[error("the vault entry {0} does not decrypt with this key (was the vault written with another CUSTOS_PII_KEY?)")]
+    VaultEntry(String),
     #[error("finding {start}..{end} is outside the text or splits a character")]
     Span { start: usize, end: usize },
 }
@@ -254,6 +256,34 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// Removes the entries whose decrypted value `matches` (a data subject's erasure);
+    /// returns the tokens removed. An entry that does not decrypt with `key` is an error, not
+    /// a silent keep.
+    pub fn erase(
+        &mut self,
+        key: &Key,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, AnonymizeError> {
+        let mut gone = Vec::new();
+        for (token, enc) in &self.entries {
+            let entity = token
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .rsplit_once('_')
+                .map_or("", |(ent, _)| ent);
+            let value = key
+                .decrypt(entity, enc)
+                .ok_or_else(|| AnonymizeError::VaultEntry(token.clone()))?;
+            if matches(&value) {
+                gone.push(token.clone());
+            }
+        }
+        for t in &gone {
+            self.entries.remove(t);
+        }
+        Ok(gone)
+    }
+
     /// Replaces every vault token in `text` with its decrypted value.
     pub fn reverse(&self, text: &str, key: &Key) -> Result<String, AnonymizeError> {
         let mut out = String::with_capacity(text.len());

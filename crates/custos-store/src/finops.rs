@@ -11,10 +11,10 @@ use sqlx::Row;
 const USAGE_COLUMNS: &str = "id, at, source, tenant, team, app, env, key_id, provider, model, region, \
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, images, \
     duration_ms, compute_ms, calls, documents, latency_ms, cost_nanos, currency, priced, energy_mwh, \
-    co2e_mg, tags, untagged, request_id, status, detail, release_id";
-const USAGE_WIDTH: usize = 33;
-/// 33 × 30 = 990 parameters per statement, under SQLite's and PostgreSQL's limits.
-const USAGE_ROWS_PER_INSERT: usize = 30;
+    co2e_mg, tags, untagged, request_id, status, detail, release_id, end_user";
+const USAGE_WIDTH: usize = 34;
+/// 34 × 29 = 986 parameters per statement, under SQLite's and PostgreSQL's limits.
+const USAGE_ROWS_PER_INSERT: usize = 29;
 
 fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -297,7 +297,8 @@ impl Store {
                     .bind(r.request_id.clone())
                     .bind(i32::from(r.status))
                     .bind(r.detail.clone())
-                    .bind(r.release.clone());
+                    .bind(r.release.clone())
+                    .bind(r.end_user.clone());
             }
             let fresh: std::collections::HashSet<String> = q
                 .fetch_all(&mut *tx)
@@ -869,6 +870,7 @@ fn record_from_row(r: &AnyRow) -> Result<UsageRecord, StoreError> {
         status: r.try_get::<i32, _>("status")?.clamp(0, 999) as u16,
         detail: r.try_get("detail")?,
         release: r.try_get("release_id")?,
+        end_user: r.try_get("end_user")?,
         id,
     })
 }
@@ -960,6 +962,7 @@ pub fn sample_record(id: &str, tenant: &str, team: &str, at_ms: i64, cost: Amoun
         status: 200,
         detail: None,
         release: None,
+        end_user: None,
     }
 }
 

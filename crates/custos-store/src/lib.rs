@@ -24,7 +24,7 @@ pub use finops::{
 pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};
 pub use ledger::{LedgerEntry, LedgerNode};
-pub use lifecycle::{Erasure, Hold, LineageEdge};
+pub use lifecycle::{Erasure, Hold, LineageEdge, SubjectKeyRow};
 pub use models::{Dataset, ModelHistory, ModelVersion, Prompt};
 pub use releases::{Release, ReleaseDecision};
 

@@ -221,3 +221,206 @@ impl Change {
         Ok(())
     }
 }
+
+/// A data subject's key for sealed identifiers (see migration 18): found by `lookup`, named in
+/// the ledger by `key_id`, `secret` hex.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectKeyRow {
+    pub lookup: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SubjectKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectKeyRow")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_row(r: &AnyRow) -> Result<SubjectKeyRow, StoreError> {
+    Ok(SubjectKeyRow {
+        lookup: r.try_get("lookup")?,
+        key_id: r.try_get("key_id")?,
+        secret: r.try_get("secret")?,
+    })
+}
+
+/// The most identifiers one query binds (SQLite allows 32766 parameters; PostgreSQL 65535).
+const BIND_CHUNK: usize = 500;
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// The subject's key, creating it with `candidate` when it has none yet; concurrent callers
+    /// get the same key (the first insert wins).
+    pub async fn subject_key_ensure(
+        &self,
+        candidate: &SubjectKeyRow,
+        at: i64,
+    ) -> Result<SubjectKeyRow, StoreError> {
+        let mut c = self.begin_change().await?;
+        let k = c.subject_key_ensure(candidate, at).await?;
+        c.commit().await?;
+        Ok(k)
+    }
+
+    /// The keys with these ids that still exist (a shredded key is simply absent).
+    pub async fn subject_keys_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<SubjectKeyRow>, StoreError> {
+        self.subject_keys_where("key_id", ids).await
+    }
+
+    /// The keys found under these lookups.
+    pub async fn subject_keys_by_lookup(
+        &self,
+        lookups: &[String],
+    ) -> Result<Vec<SubjectKeyRow>, StoreError> {
+        self.subject_keys_where("lookup", lookups).await
+    }
+
+    async fn subject_keys_where(
+        &self,
+        column: &'static str,
+        values: &[String],
+    ) -> Result<Vec<SubjectKeyRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(BIND_CHUNK) {
+            let sql = format!(
+                "SELECT lookup, key_id, secret FROM subject_keys WHERE {column} IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.push(key_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many usage records name one of these end users (`exact` ids, or addresses
+    /// compared lower-cased).
+    pub async fn usage_end_user_count(
+        &self,
+        exact: &[String],
+        lower: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for (chunk, lc) in end_user_chunks(exact, lower) {
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM usage_records WHERE {}",
+                end_user_where(chunk.len(), lc)
+            );
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u);
+            }
+            let row = q.fetch_one(self.pool()).await?;
+            n += row.try_get::<i64, _>("n")?.max(0) as u64;
+        }
+        Ok(n)
+    }
+}
+
+fn end_user_chunks<'a>(
+    exact: &'a [String],
+    lower: &'a [String],
+) -> impl Iterator<Item = (&'a [String], bool)> {
+    exact
+        .chunks(BIND_CHUNK)
+        .map(|c| (c, false))
+        .chain(lower.chunks(BIND_CHUNK).map(|c| (c, true)))
+}
+
+fn end_user_where(n: usize, lower: bool) -> String {
+    if lower {
+        format!("LOWER(end_user) IN ({})", placeholders(1, n))
+    } else {
+        format!("end_user IN ({})", placeholders(1, n))
+    }
+}
+
+impl Change {
+    /// The subject's key inside this change, creating it when absent (see `subject_key_ensure`).
+    pub async fn subject_key_ensure(
+        &mut self,
+        candidate: &SubjectKeyRow,
+        at: i64,
+    ) -> Result<SubjectKeyRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (lookup, key_id, secret, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (lookup) DO NOTHING",
+        )
+        .bind(&candidate.lookup)
+        .bind(&candidate.key_id)
+        .bind(&candidate.secret)
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        let row = sqlx::query("SELECT lookup, key_id, secret FROM subject_keys WHERE lookup = $1")
+            .bind(&candidate.lookup)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref()
+            .map(key_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound("the subject key just written".into()))
+    }
+
+    /// Destroys the keys under these lookups (crypto-shredding); returns the ids destroyed.
+    pub async fn subject_keys_shred(
+        &mut self,
+        lookups: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for chunk in lookups.chunks(BIND_CHUNK) {
+            let list = placeholders(1, chunk.len());
+            let select = format!("SELECT key_id FROM subject_keys WHERE lookup IN ({list})");
+            let mut q = sqlx::query_scalar::<_, String>(&select);
+            for l in chunk {
+                q = q.bind(l);
+            }
+            ids.extend(q.fetch_all(self.conn()).await?);
+            let sql = format!("DELETE FROM subject_keys WHERE lookup IN ({list})");
+            let mut d = sqlx::query(&sql);
+            for l in chunk {
+                d = d.bind(l);
+            }
+            d.execute(self.conn()).await?;
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Clears the end-user id of the usage records that name one of these end users (see
+    /// `usage_end_user_count`); returns how many records changed (costs and counts stay).
+    pub async fn usage_clear_end_user(
+        &mut self,
+        exact: &[String],
+        lower: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (chunk, lc) in end_user_chunks(exact, lower) {
+            let sql = format!(
+                "UPDATE usage_records SET end_user = NULL WHERE {}",
+                end_user_where(chunk.len(), lc)
+            );
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u);
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(n)
+    }
+}

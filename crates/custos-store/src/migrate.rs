@@ -132,6 +132,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0017_lifecycle.sql"),
         postgres: include_str!("migrations/0017_lifecycle.sql"),
     },
+    Migration {
+        version: 18,
+        name: "subject keys for crypto-shredding; usage records name their end user",
+        sqlite: include_str!("migrations/0018_subject_keys.sql"),
+        postgres: include_str!("migrations/0018_subject_keys.sql"),
+    },
 ];
 
 impl Store {

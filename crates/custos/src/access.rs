@@ -81,10 +81,17 @@ async fn scan_ledger(store: &Store, tenant: &str) -> Result<Sightings> {
         let page = store.ledger_entries(from, PAGE).await?;
         let Some(last) = page.last() else { break };
         from = last.index + 1;
-        for e in &page {
-            let Ok(v) = serde_json::from_str::<Value>(&e.event) else {
+        // Users are sealed in the ledger: opened while their key lives (an erased one is
+        // reviewed as erased:KEYID).
+        let mut values: Vec<Value> = page
+            .iter()
+            .map(|e| serde_json::from_str(&e.event).unwrap_or(Value::Null))
+            .collect();
+        custos_control::seal::reveal(store, &mut values).await?;
+        for (e, v) in page.iter().zip(values) {
+            if v.is_null() {
                 continue;
-            };
+            }
             let actor = &v["actor"];
             if matches!(v["activity"].as_str(), Some("key.create" | "key.rotate")) {
                 if let (Some(id), Some(by)) =

@@ -181,6 +181,26 @@ pub struct QueryFilter {
     /// Events before this time (same forms as --since).
     #[arg(long, value_parser = parse_when)]
     until: Option<i64>,
+    /// Print personal identifiers as the ledger holds them (sealed under their subject's
+    /// key) instead of opened; an erased subject shows as erased:KEYID either way.
+    #[arg(long)]
+    sealed: bool,
+}
+
+/// Opens sealed identifiers in a page of events unless `--sealed`.
+async fn reveal_page(
+    store: &custos_store::Store,
+    filter: &QueryFilter,
+    page: &[LedgerEntry],
+) -> Result<Vec<serde_json::Value>> {
+    let mut values: Vec<serde_json::Value> = page
+        .iter()
+        .map(|e| serde_json::from_str(&e.event).unwrap_or(serde_json::Value::Null))
+        .collect();
+    if !filter.sealed {
+        custos_control::seal::reveal(store, &mut values).await?;
+    }
+    Ok(values)
 }
 
 fn parse_when(s: &str) -> Result<i64, String> {
@@ -801,14 +821,13 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 let page = store.ledger_entries(next, 10_000).await?;
                 let Some(last) = page.last() else { break };
                 next = last.index + 1;
-                for e in page {
+                let values = reveal_page(&store, &filter, &page).await?;
+                for (e, v) in page.into_iter().zip(values) {
                     if filter.until.is_some_and(|t| e.recorded_at >= t) {
                         break 'pages;
                     }
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.event) {
-                        if filter.matches(&e, &v) {
-                            rows_out.push((e, v));
-                        }
+                    if !v.is_null() && filter.matches(&e, &v) {
+                        rows_out.push((e, v));
                     }
                 }
             }
@@ -830,10 +849,11 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 if let Some(last) = page.last() {
                     next = last.index + 1;
                 }
+                let values = reveal_page(&store, &filter, &page).await?;
                 let rows: Vec<(&LedgerEntry, serde_json::Value)> = page
                     .iter()
-                    .filter_map(|e| serde_json::from_str(&e.event).ok().map(|v| (e, v)))
-                    .filter(|(e, v)| filter.matches(e, v))
+                    .zip(values)
+                    .filter(|(e, v)| !v.is_null() && filter.matches(e, v))
                     .collect();
                 print_events(ctx, &rows, false);
                 if !follow {

@@ -84,6 +84,10 @@ pub struct EraseRun {
     /// leaving the records out.
     #[arg(long)]
     pseudonymize: bool,
+    /// A PII vault (`custos pii anonymize --vault`) to remove the subject's entries from
+    /// (repeatable; needs CUSTOS_PII_KEY, the key it was written with).
+    #[arg(long, value_name = "FILE")]
+    vault: Vec<PathBuf>,
     /// Where to write the receipt (never overwritten).
     #[arg(short = 'o', long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -116,8 +120,9 @@ pub enum EraseCmd {
 #[derive(Subcommand, Debug)]
 pub enum DsarCmd {
     /// Everything custos can find about a data subject in the registered datasets (CSV and
-    /// JSON Lines records naming them) and its own records (holds about them), as JSON for
-    /// the requester; the request is ledgered with the subject as a salted digest.
+    /// JSON Lines records naming them) and its own records (holds about them, usage records
+    /// naming them as end user, ledger events naming them), as JSON for the requester; the
+    /// request is ledgered with the subject as a salted digest.
     #[command(
         after_help = "Example:\n  custos dsar export --subject email:jane@example.com --why DSAR-7 -o jane.json"
     )]
@@ -194,6 +199,7 @@ pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
             })
             .collect()
     };
+    let own = control.own_records(&subjects).await?;
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow!("no randomness for the subject's salt: {e}"))?;
     let digest = subjects_digest(&subjects, &salt);
@@ -209,6 +215,14 @@ pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
         "datasets": datasets,
         "not_searched": unreachable,
         "holds": holds,
+        "custos": {
+            "usage_records_as_end_user": own.usage_records,
+            "ledger_events_name_the_subject": if own.subject_keys > 0 {
+                "yes, sealed under the subject's key (custos audit query shows them; an erasure destroys the key)"
+            } else {
+                "no readable ones"
+            },
+        },
         "ledger_index": r.ledger.end.saturating_sub(1),
     });
     let text = serde_json::to_string_pretty(&export)?;
@@ -596,6 +610,18 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
         "the receipt's proof needs a signed checkpoint: give --key-file (custos audit keygen makes one) or set [audit] checkpoint_key_file",
     )?;
     let reason = a.change.reason()?;
+    let vault_key = if a.vault.is_empty() {
+        None
+    } else {
+        for v in &a.vault {
+            std::fs::metadata(v)
+                .with_context(|| format!("--vault {}: cannot read it", v.display()))?;
+        }
+        Some(
+            crate::pii::key_from_env()?
+                .context("--vault needs the key the vault was written with: set CUSTOS_PII_KEY")?,
+        )
+    };
     let (control, actor) = control(ctx, &a.change).await?;
     let store = control.store().clone();
     let holds = store.holds(true).await?;
@@ -725,6 +751,38 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
             affected.push(format!("dataset:{label}"));
         }
     }
+    for v in &a.vault {
+        let Some(key) = &vault_key else { break };
+        let before = sha256_file(v)?;
+        let text =
+            std::fs::read_to_string(v).with_context(|| format!("cannot read {}", v.display()))?;
+        let mut vault: custos_pii::anonymize::Vault = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a custos vault", v.display()))?;
+        let total = vault.entries.len();
+        let gone = vault
+            .erase(key, |value| subjects.iter().any(|s| s.matches(value)))
+            .map_err(|e| anyhow!("{}: {e}", v.display()))?;
+        if gone.is_empty() {
+            continue;
+        }
+        let tmp = v.with_extension("custos-erase.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&vault)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, v).with_context(|| format!("cannot replace {}", v.display()))?;
+        eprintln!(
+            "  vault {}: {} of {} entries removed",
+            v.display(),
+            gone.len(),
+            total
+        );
+        objects.push(json!({"vault": v.display().to_string(), "version_before": before,
+                            "version_after": sha256_file(v)?, "records": total, "matched": gone.len(),
+                            "action": "deleted", "at": custos_core::time::format_rfc3339(custos_core::time::now_ms())}));
+    }
+    // What custos holds itself: keys sealing the subject's identifiers in ledger events
+    // (destroyed: those identifiers become unreadable, the ledger stays whole) and usage
+    // records naming them as a call's end user (cleared).
+    let own = control.own_records(&subjects).await?;
     let graph = control.lineage_graph().await?;
     let mut models: Vec<String> = Vec::new();
     for node in &affected {
@@ -740,7 +798,9 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
     let receipt_body = json!({
         "request": begun.id,
         "subject": {"digest": subject_digest, "salt": hex::encode(salt), "identifiers": subjects.len()},
-        "why": reason.why, "ticket": reason.ticket,
+        // The receipt is handed out: it names no address, even one given in the reason.
+        "why": reason.why.as_deref().map(custos_govern::lifecycle::seal::mask_emails),
+        "ticket": reason.ticket,
         "requested_at": custos_core::time::format_rfc3339(begun.requested_at),
         "due_at": custos_core::time::format_rfc3339(begun.due_at),
         "finished_at": custos_core::time::format_rfc3339(finished),
@@ -749,6 +809,9 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
         "objects": objects,
         "new_versions": new_versions.iter().map(|v| json!({"dataset": format!("{}@{}", v.name, v.tag), "digest": format!("sha256:{}", v.digest)})).collect::<Vec<_>>(),
         "models_flagged": models,
+        "custos": {"ledger_subject_keys_shredded": own.subject_keys, "usage_records_end_user_cleared": own.usage_records,
+                   "gateway_stored_responses": format!("kept in gateway memory for at most {} after each call (idempotency replay), then gone",
+                                                       ctx.config.idempotency.ttl)},
         "not_erased": not_erased,
     });
     let done = control
@@ -758,6 +821,7 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
             &receipt_body,
             &new_versions,
             &models,
+            &subjects,
             &reason,
         )
         .await?;

@@ -218,7 +218,7 @@ fn write_output(path: Option<&Path>, data: &str) -> Result<()> {
     }
 }
 
-fn key_from_env() -> Result<Option<Key>> {
+pub(crate) fn key_from_env() -> Result<Option<Key>> {
     match std::env::var(KEY_ENV) {
         Ok(v) if !v.trim().is_empty() => {
             Ok(Some(Key::parse(&v).with_context(|| {

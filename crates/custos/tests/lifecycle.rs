@@ -358,6 +358,273 @@ fn a_subject_is_erased_through_lineage_with_a_receipt_and_holds_block() {
     .contains("never overwritten"));
 }
 
+/// `audit query --json` output: one event per line.
+fn events(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    ok(dir, args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The ledger cannot forget, so it never knows: a person's identity (a token's subject, an
+/// end user's id, an address in `why`, a held subject) is sealed under their own key; an
+/// erasure destroys the key, the identity becomes unreadable and the ledger still verifies.
+#[test]
+fn erasure_shreds_the_subjects_identity_in_the_ledger_which_still_verifies() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"acme\"]\n[database]\ncommit_interval = \"5ms\"\n[audit]\nanchor_dir = \"anchors\"\n",
+    )
+    .unwrap();
+    ok(dir, &["tenants", "create", "acme"]);
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(dir, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/a.csv"), "email\nsomeone@example.org\n").unwrap();
+    ok(dir, &["datasets", "add", "a", "v1", "data"]);
+    ok(
+        dir,
+        &["audit", "keygen", "--name", "t.local/l", "--out", "k"],
+    );
+
+    // Calls for two end users.
+    let (server, url) = common::serve(dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for user in ["Jane@Example.com", "bob-1"] {
+        let status = rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({"model": "gpt-4o-mini", "user": user,
+                                          "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 200);
+    }
+    // A `user` that is not a string is refused, saying so.
+    let (status, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "user": 7,
+                                      "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 400);
+    assert!(body.contains("`user` must be a string"), "{body}");
+    // Jane, as a token's subject, is refused an action; the denial is recorded.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut c = issuer.claims("jane@example.com", "custos", now);
+    c["tenant"] = serde_json::json!("acme");
+    c["roles"] = serde_json::json!(["developer"]);
+    std::fs::write(dir.join("jane.jwt"), issuer.token(&c)).unwrap();
+    refused(
+        dir,
+        &[
+            "hold",
+            "place",
+            "dataset:a",
+            "--why",
+            "x",
+            "--token-file",
+            "jane.jwt",
+        ],
+    );
+    // An operator names her in a reason, and holds her records for a while.
+    let h = ok(
+        dir,
+        &[
+            "hold",
+            "place",
+            "dataset:a",
+            "--why",
+            "asked by jane@example.com via DSR-9",
+        ],
+    )
+    .trim()
+    .to_owned();
+    ok(dir, &["hold", "release", &h, "--why", "done"]);
+    let h = ok(
+        dir,
+        &[
+            "hold",
+            "place",
+            "subject:email:jane@example.com",
+            "--why",
+            "LIT-1",
+        ],
+    )
+    .trim()
+    .to_owned();
+    ok(dir, &["hold", "release", &h, "--why", "LIT-1 closed"]);
+    // Wait for the gateway's two call events.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let q = ok(
+            dir,
+            &["audit", "query", "--activity", "model.invoke", "--json"],
+        );
+        if q.lines().count() >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no call events: {q}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(server);
+
+    // As stored, the ledger never names her (nor Bob); opened, it does.
+    let sealed = ok(dir, &["audit", "query", "--sealed", "--json"]).to_lowercase();
+    for s in ["jane", "bob-1"] {
+        assert!(!sealed.contains(s), "the ledger holds {s}: {sealed}");
+    }
+    assert!(sealed.contains("sealed:v1:"));
+    let opened = ok(dir, &["audit", "query", "--json"]);
+    assert!(
+        opened.contains("\"end_user\":\"Jane@Example.com\""),
+        "{opened}"
+    );
+    assert!(opened.contains("\"end_user\":\"bob-1\""));
+    assert!(opened.contains("asked by jane@example.com via DSR-9"));
+    assert!(opened.contains("\"subject\":\"email:jane@example.com\""));
+    let denied = events(
+        dir,
+        &[
+            "audit",
+            "query",
+            "--outcome",
+            "denied",
+            "--activity",
+            "holds.manage",
+            "--json",
+        ],
+    );
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["event"]["actor"]["id"], "jane@example.com");
+    // Filtering by actor works on the opened identity.
+    assert_eq!(
+        events(
+            dir,
+            &["audit", "query", "--actor", "jane@example.com", "--json"]
+        )
+        .len(),
+        1
+    );
+    let dsar = json(
+        dir,
+        &[
+            "dsar",
+            "export",
+            "--subject",
+            "email:jane@example.com",
+            "--why",
+            "DSAR-1",
+        ],
+    );
+    assert_eq!(dsar["custos"]["usage_records_as_end_user"], 1, "{dsar}");
+
+    // A checkpoint signed and published before the erasure.
+    ok(dir, &["audit", "checkpoint", "--key-file", "k/ledger.key"]);
+    let leaves_before = ok(dir, &["audit", "query", "--sealed", "--json"]);
+    // The erasure: her key is destroyed, her usage record's end user cleared.
+    let r = json(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:jane@example.com",
+            "--why",
+            "DSR-9 from jane@example.com",
+            "-o",
+            "r.json",
+            "--key-file",
+            "k/ledger.key",
+        ],
+    );
+    let text = std::fs::read_to_string(dir.join("r.json")).unwrap();
+    assert!(
+        !text.to_lowercase().contains("jane"),
+        "the receipt names her: {text}"
+    );
+    let receipt: Value = serde_json::from_str(&text).unwrap();
+    let own = &receipt["receipt"]["custos"];
+    assert_eq!(own["ledger_subject_keys_shredded"], 1, "{receipt}");
+    assert_eq!(own["usage_records_end_user_cleared"], 1);
+    let _ = r;
+    ok(
+        dir,
+        &[
+            "erase",
+            "verify-receipt",
+            "r.json",
+            "--public-key",
+            "k/ledger.pub",
+        ],
+    );
+    let opened = ok(dir, &["audit", "query", "--json"]);
+    assert!(
+        !opened.to_lowercase().contains("jane"),
+        "her identity is still readable: {opened}"
+    );
+    assert!(opened.contains("erased:"));
+    assert!(
+        opened.contains("\"end_user\":\"bob-1\""),
+        "Bob is not erased"
+    );
+    let denied = events(
+        dir,
+        &[
+            "audit",
+            "query",
+            "--outcome",
+            "denied",
+            "--activity",
+            "holds.manage",
+            "--json",
+        ],
+    );
+    assert!(denied[0]["event"]["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("erased:"));
+    // Every leaf is as it was: the events stored before are unchanged, and the ledger
+    // verifies against the checkpoint published before the erasure.
+    let leaves_after = ok(dir, &["audit", "query", "--sealed", "--json"]);
+    assert!(leaves_after.starts_with(&leaves_before));
+    ok(dir, &["audit", "verify", "--public-key", "k/ledger.pub"]);
+    let dsar = json(
+        dir,
+        &[
+            "dsar",
+            "export",
+            "--subject",
+            "email:jane@example.com",
+            "--why",
+            "DSAR-2",
+        ],
+    );
+    assert_eq!(dsar["custos"]["usage_records_as_end_user"], 0);
+}
+
 /// Retention and tiering on a local store: the plan as of a later date, holds and registered
 /// datasets kept, a canary run first, every action in the ledger.
 #[test]

@@ -6,3 +6,4 @@ pub mod erase;
 pub mod lineage;
 pub mod policy;
 pub mod receipt;
+pub mod seal;
