@@ -486,6 +486,12 @@ impl Control {
         let d = self
             .authorize(actor, "lifecycle.apply", GLOBAL, reason)
             .await?;
+        // A run deletes data: it says why (a change ticket, the policy it applies).
+        if reason.why.is_none() {
+            return Err(ControlError::ReasonRequired {
+                action: "lifecycle.apply".into(),
+            });
+        }
         let id = custos_core::id::new_id("lcr");
         let ev = self.event(
             actor,
@@ -502,6 +508,41 @@ impl Control {
         );
         let c = self.store.begin_change().await?;
         self.commit(c, vec![ev], id).await
+    }
+
+    /// Applies the retention of custos' own records within a lifecycle run: usage records
+    /// before `usage_before` deleted, end-user ids before `end_users_before` cleared; one
+    /// `lifecycle.custos` event with the counts. Returns (deleted, cleared).
+    pub async fn apply_own_retention(
+        &self,
+        actor: &Actor,
+        run: &str,
+        usage_before: Option<i64>,
+        end_users_before: Option<i64>,
+        reason: &Reason,
+    ) -> Result<Recorded<(u64, u64)>, ControlError> {
+        let d = self
+            .authorize(actor, "lifecycle.apply", GLOBAL, reason)
+            .await?;
+        let mut c = self.store.begin_change().await?;
+        let deleted = match usage_before {
+            Some(t) => c.usage_delete_before(t).await?,
+            None => 0,
+        };
+        let cleared = match end_users_before {
+            Some(t) => c.usage_clear_end_users_before(t).await?,
+            None => 0,
+        };
+        let ev = observed(
+            actor,
+            "lifecycle.custos",
+            json!({"type": "usage_records", "run": run,
+                   "deleted": deleted, "deleted_before": usage_before.map(format_rfc3339),
+                   "end_users_cleared": cleared, "cleared_before": end_users_before.map(format_rfc3339)}),
+            Some(("lifecycle.apply", &d)),
+            reason,
+        );
+        self.commit(c, vec![ev], (deleted, cleared)).await
     }
 
     /// Records what a lifecycle run did, one event per object (`lifecycle.delete`,

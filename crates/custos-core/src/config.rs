@@ -328,6 +328,22 @@ pub struct LifecycleConfig {
     pub store: Option<String>,
     /// Data classes: which prefixes each owns, how long it keeps data, when it moves it.
     pub class: Vec<DataClass>,
+    /// How long custos keeps its own records.
+    pub custos: OwnRetention,
+}
+
+/// Retention of custos' own data, applied by `custos lifecycle apply` like the classes'.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnRetention {
+    /// Usage records older than this are deleted (daily rollups, which name no request and
+    /// no end user, stay for reports).
+    pub usage_records: Option<HumanDuration>,
+    /// End-user ids are cleared from usage records older than this.
+    pub end_user_ids: Option<HumanDuration>,
+    /// Ledger events older than this are due for pruning through `custos audit prune`
+    /// (signed, after a verified export); the plan says which and how.
+    pub ledger: Option<HumanDuration>,
 }
 
 /// A data class (bronze raw logs, silver, gold labels, feature tables, archives…).

@@ -424,3 +424,44 @@ impl Change {
         Ok(n)
     }
 }
+
+impl Store {
+    /// Usage records before `before_ms`, and those of them naming an end user.
+    pub async fn usage_before(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COUNT(end_user) AS u FROM usage_records WHERE at < $1",
+        )
+        .bind(before_ms)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((
+            row.try_get::<i64, _>("n")?.max(0) as u64,
+            row.try_get::<i64, _>("u")?.max(0) as u64,
+        ))
+    }
+}
+
+impl Change {
+    /// Deletes the usage records before `before_ms`; returns how many.
+    pub async fn usage_delete_before(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM usage_records WHERE at < $1")
+            .bind(before_ms)
+            .execute(self.conn())
+            .await?
+            .rows_affected())
+    }
+
+    /// Clears the end-user ids of usage records before `before_ms`; returns how many.
+    pub async fn usage_clear_end_users_before(
+        &mut self,
+        before_ms: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE usage_records SET end_user = NULL WHERE at < $1 AND end_user IS NOT NULL",
+        )
+        .bind(before_ms)
+        .execute(self.conn())
+        .await?
+        .rows_affected())
+    }
+}

@@ -19,9 +19,9 @@ use std::sync::Arc;
 #[derive(Subcommand, Debug)]
 pub enum LifecycleCmd {
     /// What the data classes' retention and tiering would delete or move now (or at --at),
-    /// and what holds and the registry keep.
+    /// what holds and the registry keep, and what custos' own retention would do.
     #[command(
-        after_help = "Configure in custos.toml:\n  [lifecycle]\n  store = \"data\"                 # a folder, or s3://bucket/prefix (AWS_* environment)\n  [[lifecycle.class]]\n  name = \"bronze\"\n  prefixes = [\"raw/logs/\"]\n  retention = \"30d\"\n  tier_after = \"7d\"\n  tier_prefix = \"archive/raw/logs/\"\n\nExample:\n  custos lifecycle plan --at 2027-01-01T00:00:00Z"
+        after_help = "Configure in custos.toml:\n  [lifecycle]\n  store = \"data\"                 # a folder, or s3://bucket/prefix (AWS_* environment)\n  [[lifecycle.class]]\n  name = \"bronze\"\n  prefixes = [\"raw/logs/\"]\n  retention = \"30d\"\n  tier_after = \"7d\"\n  tier_prefix = \"archive/raw/logs/\"\n  [lifecycle.custos]               # custos' own records\n  usage_records = \"400d\"          # deleted after (daily rollups stay)\n  end_user_ids = \"90d\"            # cleared from usage records after\n  ledger = \"7y\"                   # due for the signed prune after (custos audit prune)\n\nExample:\n  custos lifecycle plan --at 2027-01-01T00:00:00Z"
     )]
     Plan {
         /// Plan as of this RFC 3339 time instead of now.
@@ -145,10 +145,68 @@ async fn objects(store: &Store, classes: &[Class]) -> Result<Vec<Object>> {
     Ok(out)
 }
 
-async fn make_plan(ctx: &Ctx, at: Option<&str>) -> Result<(Store, Vec<Action>, Value)> {
+/// The cutoffs of custos' own retention as of `now`.
+struct OwnCutoffs {
+    usage: Option<i64>,
+    end_users: Option<i64>,
+    ledger: Option<i64>,
+}
+
+fn own_cutoffs(cfg: &LifecycleConfig, now: i64) -> OwnCutoffs {
+    let before = |d: Option<custos_core::config::HumanDuration>| {
+        d.map(|d| now.saturating_sub(i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)))
+    };
+    OwnCutoffs {
+        usage: before(cfg.custos.usage_records),
+        end_users: before(cfg.custos.end_user_ids),
+        ledger: before(cfg.custos.ledger),
+    }
+}
+
+/// What custos' own retention would do now: usage records deleted, end-user ids cleared,
+/// ledger events due for a signed prune, and the gateway's stored responses (which expire
+/// by themselves).
+async fn own_plan(ctx: &Ctx, db: &custos_store::Store, now: i64) -> Result<Vec<Value>> {
+    let cfg = &ctx.config.lifecycle.custos;
+    let cut = own_cutoffs(&ctx.config.lifecycle, now);
+    let f = custos_core::time::format_rfc3339;
+    let mut out = Vec::new();
+    if let (Some(t), Some(r)) = (cut.usage, cfg.usage_records) {
+        let (n, _) = db.usage_before(t).await?;
+        out.push(json!({"data": "usage records", "retention": r.to_string(), "before": f(t),
+                        "count": n, "action": "delete",
+                        "why": "past [lifecycle.custos] usage_records; daily rollups stay for reports"}));
+    }
+    if let (Some(t), Some(r)) = (cut.end_users, cfg.end_user_ids) {
+        let (_, u) = db.usage_before(t).await?;
+        out.push(
+            json!({"data": "end-user ids in usage records", "retention": r.to_string(),
+                        "before": f(t), "count": u, "action": "clear",
+                        "why": "past [lifecycle.custos] end_user_ids"}),
+        );
+    }
+    if let (Some(t), Some(r)) = (cut.ledger, cfg.ledger) {
+        let base = db.ledger_latest_prune().await?.map_or(0, |p| p.0);
+        let n = db.ledger_index_at_time(base, t).await?.saturating_sub(base);
+        out.push(json!({"data": "ledger events", "retention": r.to_string(), "before": f(t),
+                        "count": n, "action": "prune",
+                        "why": "past [lifecycle.custos] ledger; the ledger is pruned only through its signed path, after a verified export",
+                        "how": format!("custos audit export --until {} --dir DIR && custos audit prune --before {} --export DIR --key-file KEY --why …", f(t), f(t))}));
+    }
+    out.push(json!({"data": "gateway stored responses", "retention": ctx.config.idempotency.ttl.to_string(),
+                    "action": "expire", "why": "kept in gateway memory for Idempotency-Key replays, then dropped ([idempotency] ttl)"}));
+    Ok(out)
+}
+
+async fn make_plan(ctx: &Ctx, at: Option<&str>) -> Result<(Option<Store>, Vec<Action>, Value)> {
     let cfg = &ctx.config.lifecycle;
-    if cfg.class.is_empty() {
-        bail!("no [[lifecycle.class]] is configured; `custos lifecycle plan --help` shows how");
+    let own = &cfg.custos;
+    if cfg.class.is_empty()
+        && own.usage_records.is_none()
+        && own.end_user_ids.is_none()
+        && own.ledger.is_none()
+    {
+        bail!("no [[lifecycle.class]] and no [lifecycle.custos] retention is configured; `custos lifecycle plan --help` shows how");
     }
     let now = match at {
         Some(t) => custos_core::time::parse_rfc3339(t).with_context(|| {
@@ -156,10 +214,17 @@ async fn make_plan(ctx: &Ctx, at: Option<&str>) -> Result<(Store, Vec<Action>, V
         })?,
         None => custos_core::time::now_ms(),
     };
+    let db = crate::identity::open(ctx).await?;
+    let own = own_plan(ctx, &db, now).await?;
+    if cfg.class.is_empty() {
+        let summary = json!({"objects": 0, "delete": 0, "move": 0, "keep": 0,
+                             "at": custos_core::time::format_rfc3339(now), "store": null});
+        let plan = json!({"summary": summary, "actions": [], "custos": own});
+        return Ok((None, Vec::new(), plan));
+    }
     let store = open_store(cfg)?;
     let classes = classes(cfg);
     let objects = objects(&store, &classes).await?;
-    let db = crate::identity::open(ctx).await?;
     let holds = db.holds(true).await?;
     // Registered dataset locations: the registry's artifacts are never expired.
     let registered: Vec<(String, String)> = db
@@ -227,8 +292,8 @@ async fn make_plan(ctx: &Ctx, at: Option<&str>) -> Result<(Store, Vec<Action>, V
     let summary = json!({"objects": objects.len(), "delete": count("delete"), "move": count("move"),
                          "keep": count("keep"), "at": custos_core::time::format_rfc3339(now),
                          "store": store.base});
-    let plan = json!({"summary": summary, "actions": actions});
-    Ok((store, actions, plan))
+    let plan = json!({"summary": summary, "actions": actions, "custos": own});
+    Ok((Some(store), actions, plan))
 }
 
 fn print_plan(ctx: &Ctx, plan: &Value, summary: bool) {
@@ -256,15 +321,30 @@ fn print_plan(ctx: &Ctx, plan: &Value, summary: bool) {
     if !summary {
         return;
     }
-    eprintln!(
-        "{} objects in {} at {}: {} to delete, {} to move, {} kept (holds, registered artifacts)",
-        s["objects"],
-        s["store"].as_str().unwrap_or(""),
-        s["at"].as_str().unwrap_or(""),
-        s["delete"],
-        s["move"],
-        s["keep"]
-    );
+    for o in plan["custos"].as_array().into_iter().flatten() {
+        let count = o["count"]
+            .as_u64()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        println!(
+            "{} custos: {}{count}\t[retention {}] {}",
+            o["action"].as_str().unwrap_or(""),
+            o["data"].as_str().unwrap_or(""),
+            o["retention"].as_str().unwrap_or(""),
+            o["how"].as_str().or(o["why"].as_str()).unwrap_or("")
+        );
+    }
+    if let Some(store) = s["store"].as_str() {
+        eprintln!(
+            "{} objects in {} at {}: {} to delete, {} to move, {} kept (holds, registered artifacts)",
+            s["objects"],
+            store,
+            s["at"].as_str().unwrap_or(""),
+            s["delete"],
+            s["move"],
+            s["keep"]
+        );
+    }
 }
 
 pub async fn run(ctx: &Ctx, cmd: LifecycleCmd) -> Result<ExitCode> {
@@ -290,6 +370,7 @@ pub async fn run(ctx: &Ctx, cmd: LifecycleCmd) -> Result<ExitCode> {
                     continue;
                 }
                 let mut rec = serde_json::to_value(a)?;
+                let Some(store) = &store else { break };
                 let result = match a {
                     Action::Delete { path, .. } => store
                         .inner
@@ -318,9 +399,49 @@ pub async fn run(ctx: &Ctx, cmd: LifecycleCmd) -> Result<ExitCode> {
             let recorded = control
                 .record_lifecycle_actions(&actor, &run, &done, &reason)
                 .await?;
+            // custos' own records: not in a canary run, which is about one prefix.
+            let mut own = json!(null);
+            if canary.is_none() {
+                let now = match plan["summary"]["at"].as_str() {
+                    Some(t) => custos_core::time::parse_rfc3339(t)
+                        .unwrap_or_else(custos_core::time::now_ms),
+                    None => custos_core::time::now_ms(),
+                };
+                let cut = own_cutoffs(&ctx.config.lifecycle, now);
+                if cut.usage.is_some() || cut.end_users.is_some() {
+                    let r = control
+                        .apply_own_retention(&actor, &run, cut.usage, cut.end_users, &reason)
+                        .await?;
+                    own =
+                        json!({"usage_records_deleted": r.value.0, "end_users_cleared": r.value.1});
+                    if !ctx.json {
+                        eprintln!(
+                            "custos: {} usage records deleted, {} end-user ids cleared; ledger entry {}",
+                            r.value.0,
+                            r.value.1,
+                            r.ledger.end.saturating_sub(1)
+                        );
+                    }
+                }
+                if let Some(l) = plan["custos"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|o| o["action"] == "prune" && o["count"].as_u64().unwrap_or(0) > 0)
+                {
+                    if !ctx.json {
+                        eprintln!(
+                            "custos: {} ledger events are past retention; prune them through the signed path: {}",
+                            l["count"],
+                            l["how"].as_str().unwrap_or("")
+                        );
+                    }
+                    own["ledger_due"] = l.clone();
+                }
+            }
             if ctx.json {
                 output::json(
-                    &json!({"run": run, "applied": done, "failed": failed, "canary": canary}),
+                    &json!({"run": run, "applied": done, "failed": failed, "canary": canary, "custos": own}),
                 );
             } else {
                 print_plan(

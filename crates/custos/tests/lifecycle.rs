@@ -623,6 +623,81 @@ fn erasure_shreds_the_subjects_identity_in_the_ledger_which_still_verifies() {
         ],
     );
     assert_eq!(dsar["custos"]["usage_records_as_end_user"], 0);
+
+    // custos' own records under the lifecycle policy: end-user ids and usage records past
+    // their retention, ledger events due for the signed prune.
+    let cfg = std::fs::read_to_string(dir.join("custos.toml")).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!("{cfg}[lifecycle.custos]\nend_user_ids = \"1d\"\nusage_records = \"30d\"\nledger = \"365d\"\n"),
+    )
+    .unwrap();
+    let later = |days: i64| {
+        custos_core::time::format_rfc3339(custos_core::time::now_ms() + days * 86_400_000)
+    };
+    let own = |plan: &Value, data: &str| {
+        plan["custos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["data"] == data)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let plan = json(dir, &["lifecycle", "plan", "--at", &later(2)]);
+    assert_eq!(
+        own(&plan, "end-user ids in usage records")["count"],
+        1,
+        "{plan}"
+    );
+    assert_eq!(own(&plan, "usage records")["count"], 0);
+    assert_eq!(own(&plan, "ledger events")["count"], 0);
+    assert_eq!(own(&plan, "gateway stored responses")["action"], "expire");
+    let plan = json(dir, &["lifecycle", "plan", "--at", &later(400)]);
+    let used = own(&plan, "usage records")["count"].as_u64().unwrap();
+    assert!(used >= 2, "{plan}");
+    assert!(
+        own(&plan, "ledger events")["count"].as_u64().unwrap() >= 10,
+        "{plan}"
+    );
+    assert!(own(&plan, "ledger events")["how"]
+        .as_str()
+        .unwrap()
+        .contains("custos audit prune"));
+    assert!(refused(dir, &["lifecycle", "apply", "--at", &later(2)]).contains("why"));
+    let r = json(
+        dir,
+        &[
+            "lifecycle",
+            "apply",
+            "--at",
+            &later(2),
+            "--why",
+            "CHG-1 retention",
+        ],
+    );
+    assert_eq!(r["custos"]["end_users_cleared"], 1, "{r}");
+    assert_eq!(r["custos"]["usage_records_deleted"], 0);
+    let dsar = json(
+        dir,
+        &["dsar", "export", "--subject", "id:bob-1", "--why", "DSAR-3"],
+    );
+    assert_eq!(dsar["custos"]["usage_records_as_end_user"], 0);
+    let r = json(
+        dir,
+        &[
+            "lifecycle",
+            "apply",
+            "--at",
+            &later(40),
+            "--why",
+            "CHG-1 retention",
+        ],
+    );
+    assert_eq!(r["custos"]["usage_records_deleted"].as_u64(), Some(used));
+    assert!(
+        ok(dir, &["audit", "query", "--activity", "lifecycle.custos"]).contains("lifecycle.custos")
+    );
 }
 
 /// Retention and tiering on a local store: the plan as of a later date, holds and registered
