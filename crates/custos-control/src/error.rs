@@ -28,6 +28,9 @@ pub enum ControlError {
     /// A change freeze (a window, or an SLO's spent error budget) refuses the promotion.
     #[error("release-frozen: {0}")]
     Frozen(String),
+    /// A legal hold keeps what the change would erase.
+    #[error("legal-hold: {0}")]
+    Held(String),
     /// A proof needs a signed checkpoint covering entries the latest one does not.
     #[error("the latest signed checkpoint covers {signed} ledger entries and the proof needs {needed}; sign one (custos audit checkpoint --key-file FILE, or [audit] checkpoint_key_file on the gateway) and retry")]
     NotCovered { needed: u64, signed: u64 },

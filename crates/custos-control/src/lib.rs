@@ -4,6 +4,7 @@
 //! result. The CLI and the admin API are thin surfaces that parse, call and print.
 
 mod components;
+mod erasure;
 mod error;
 mod event;
 mod evidence;
@@ -17,6 +18,7 @@ mod releases;
 pub mod seal;
 
 pub use components::{NewDataset, NewPrompt};
+pub use erasure::{data_files, sha256_file, EraseSpec, Erased};
 pub use error::ControlError;
 pub use event::{denial, digest};
 pub use evidence::{ConfigDigest, ConfigLoaded};

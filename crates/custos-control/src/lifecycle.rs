@@ -300,6 +300,8 @@ impl Control {
             due_at: now + self.erasure_sla_ms(),
             finished_at: None,
             receipt_digest: None,
+            receipt: None,
+            receipt_index: None,
         };
         let mut c = self.store.begin_change().await?;
         c.erasure_insert(&e).await?;
@@ -385,13 +387,6 @@ impl Control {
             ));
         }
         let now = now_ms();
-        c.erasure_finish(
-            id,
-            if partial { "partial" } else { "done" },
-            now,
-            &receipt_digest,
-        )
-        .await?;
         let (lookups, exact, lower) = own_keys(subjects);
         let cleared = c.usage_clear_end_user(&exact, &lower).await?;
         events.push(self.event(
@@ -415,6 +410,16 @@ impl Control {
             sealed.push(crate::seal::seal_in(&mut c, ev).await?);
         }
         let ledger = c.append_events(&sealed).await?;
+        let index = ledger.end.saturating_sub(1);
+        c.erasure_finish(
+            id,
+            if partial { "partial" } else { "done" },
+            now,
+            &receipt.to_string(),
+            &receipt_digest,
+            index,
+        )
+        .await?;
         c.subject_keys_shred(&lookups).await?;
         c.commit().await?;
         Ok(Recorded {

@@ -393,6 +393,7 @@ fn control_problem(e: ControlError) -> Response {
         }
         ControlError::Store(e) => store_problem(e),
         ControlError::Frozen(m) => Problem::new(ProblemKind::ReleaseFrozen, m).into_response(),
+        ControlError::Held(m) => Problem::new(ProblemKind::LegalHold, m).into_response(),
         e @ ControlError::NotCovered { .. } => {
             Problem::new(ProblemKind::Conflict, e.to_string()).into_response()
         }

@@ -54,12 +54,13 @@ pub enum ProblemKind {
     ReasonRequired,
     ModelUnverified,
     ReleaseFrozen,
+    LegalHold,
     Internal,
 }
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 44] = {
+    pub const ALL: [ProblemKind; 45] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -105,6 +106,7 @@ impl ProblemKind {
             ReasonRequired,
             ModelUnverified,
             ReleaseFrozen,
+            LegalHold,
             Internal,
         ]
     };
@@ -155,6 +157,7 @@ impl ProblemKind {
             ReasonRequired => "reason-required",
             ModelUnverified => "model-unverified",
             ReleaseFrozen => "release-frozen",
+            LegalHold => "legal-hold",
             Internal => "internal",
         }
     }
@@ -187,7 +190,7 @@ impl ProblemKind {
             RateLimitRequests | RateLimitTokens | RequestTooLargeForLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            IdempotencyInFlight | Conflict | ReleaseFrozen => StatusCode::CONFLICT,
+            IdempotencyInFlight | Conflict | ReleaseFrozen | LegalHold => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -246,6 +249,7 @@ impl ProblemKind {
             ReasonRequired => "this change must say why",
             ModelUnverified => "The model's registry entry is not verified for serving",
             ReleaseFrozen => "Promotion is frozen",
+            LegalHold => "A legal hold keeps the data",
             Internal => "Internal error",
         }
     }

@@ -39,6 +39,10 @@ pub struct Erasure {
     pub due_at: i64,
     pub finished_at: Option<i64>,
     pub receipt_digest: Option<String>,
+    /// The receipt's body (JSON), once done.
+    pub receipt: Option<String>,
+    /// The ledger entry of the `erasure.complete` event.
+    pub receipt_index: Option<i64>,
 }
 
 fn hold_row(r: &AnyRow) -> Result<Hold, StoreError> {
@@ -63,12 +67,15 @@ fn erasure_row(r: &AnyRow) -> Result<Erasure, StoreError> {
         due_at: r.try_get("due_at")?,
         finished_at: r.try_get("finished_at")?,
         receipt_digest: r.try_get("receipt_digest")?,
+        receipt: r.try_get("receipt")?,
+        receipt_index: r.try_get("receipt_index")?,
     })
 }
 
 const HOLD: &str = "id, target, reason, placed_by, placed_at, released_by, released_at";
 const ERASURE: &str =
-    "id, subject_digest, state, requested_by, requested_at, due_at, finished_at, receipt_digest";
+    "id, subject_digest, state, requested_by, requested_at, due_at, finished_at, \
+    receipt_digest, receipt, receipt_index";
 
 impl Store {
     pub async fn lineage_edges(&self) -> Result<Vec<LineageEdge>, StoreError> {
@@ -183,7 +190,7 @@ impl Change {
 
     pub async fn erasure_insert(&mut self, e: &Erasure) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO erasures ({ERASURE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO erasures ({ERASURE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&e.id)
         .bind(&e.subject_digest)
@@ -193,26 +200,32 @@ impl Change {
         .bind(e.due_at)
         .bind(e.finished_at)
         .bind(&e.receipt_digest)
+        .bind(&e.receipt)
+        .bind(e.receipt_index)
         .execute(self.conn())
         .await?;
         Ok(())
     }
 
-    /// Closes an open erasure with its receipt's digest.
+    /// Closes an open erasure with its receipt (body, digest, and the ledger entry proved).
     pub async fn erasure_finish(
         &mut self,
         id: &str,
         state: &str,
         at: i64,
+        receipt: &str,
         receipt_digest: &str,
+        receipt_index: u64,
     ) -> Result<(), StoreError> {
         let done = sqlx::query(
-            "UPDATE erasures SET state = $2, finished_at = $3, receipt_digest = $4 WHERE id = $1 AND state = 'open'",
+            "UPDATE erasures SET state = $2, finished_at = $3, receipt_digest = $4, receipt = $5, receipt_index = $6 WHERE id = $1 AND state = 'open'",
         )
         .bind(id)
         .bind(state)
         .bind(at)
         .bind(receipt_digest)
+        .bind(receipt)
+        .bind(i64::try_from(receipt_index).unwrap_or(i64::MAX))
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {

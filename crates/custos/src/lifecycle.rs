@@ -6,10 +6,9 @@ use crate::control::ChangeArgs;
 use crate::{output, Ctx};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use custos_govern::lifecycle::erase::{self, subjects_digest, Format, Mode, Subject};
+use custos_govern::lifecycle::erase::{self, subjects_digest, Format, Subject};
 use custos_govern::lifecycle::receipt;
 use custos_govern::release::DatasetFacts;
-use custos_store::Dataset;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -172,7 +171,7 @@ pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
         if !locations.insert(facts.location.clone()) {
             continue;
         }
-        for f in data_files(loc)? {
+        for f in custos_control::data_files(loc)? {
             let format = Format::of(&f).context("not a CSV or JSON Lines file")?;
             let mut input = std::io::BufReader::new(
                 std::fs::File::open(&f).with_context(|| format!("cannot read {}", f.display()))?,
@@ -385,100 +384,40 @@ pub async fn hold(ctx: &Ctx, cmd: HoldCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    custos_govern::models::manifest::file_sha256(path)
-        .map(|(h, _)| format!("sha256:{h}"))
-        .map_err(|e| anyhow!("{e}"))
-}
-
-/// The CSV and JSON Lines files of a dataset's location, in a stable order.
-fn data_files(location: &Path) -> Result<Vec<PathBuf>> {
-    if location.is_file() {
-        return Ok(vec![location.to_owned()]);
-    }
-    let mut out = Vec::new();
-    let mut dirs = vec![location.to_owned()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let p = e?.path();
-            let meta = std::fs::symlink_metadata(&p)?;
-            if meta.is_dir()
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                dirs.push(p);
-            } else if meta.is_file() && Format::of(&p).is_some() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The digest a dataset tag is registered under, as `custos datasets add` takes it.
-fn dataset_digest(location: &Path) -> Result<(String, &'static str)> {
-    if location.is_dir() {
-        let m = custos_govern::models::manifest::hash(location, &Default::default(), None)
-            .map_err(|e| anyhow!("{e}"))?;
-        Ok((m.digest(), "files"))
-    } else {
-        let (h, _) =
-            custos_govern::models::manifest::file_sha256(location).map_err(|e| anyhow!("{e}"))?;
-        Ok((h, "file"))
-    }
-}
-
-/// Rewrites one file without the subjects' records; `None` when nothing named them.
-fn erase_file(
-    path: &Path,
+/// Removes the subjects' entries from a PII vault file, replacing it whole; the receipt's
+/// object for it, or `None` when it held none of theirs.
+fn erase_vault(
+    v: &Path,
+    key: &custos_pii::anonymize::Key,
     subjects: &[Subject],
-    mode: &Mode,
-) -> Result<Option<(String, String, erase::Outcome)>> {
-    let format = Format::of(path).context("not a CSV or JSON Lines file")?;
-    let before = sha256_file(path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.custos-erase.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let outcome = (|| -> Result<erase::Outcome> {
-        let mut input = std::io::BufReader::new(std::fs::File::open(path)?);
-        let mut out = std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .with_context(|| {
-                    format!(
-                        "cannot create {} (a previous erasure left it? remove it and retry)",
-                        tmp.display()
-                    )
-                })?,
-        );
-        let o = erase::rewrite(&mut input, &mut out, format, subjects, mode)
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let f = out.into_inner().map_err(|e| anyhow!("{e}"))?;
-        f.sync_all()?;
-        Ok(o)
-    })();
-    let o = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    if o.matched == 0 {
-        std::fs::remove_file(&tmp)?;
+) -> Result<Option<Value>> {
+    let before = custos_control::sha256_file(v)?;
+    let text =
+        std::fs::read_to_string(v).with_context(|| format!("cannot read {}", v.display()))?;
+    let mut vault: custos_pii::anonymize::Vault = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a custos vault", v.display()))?;
+    let total = vault.entries.len();
+    let gone = vault
+        .erase(key, |value| subjects.iter().any(|s| s.matches(value)))
+        .map_err(|e| anyhow!("{}: {e}", v.display()))?;
+    if gone.is_empty() {
         return Ok(None);
     }
-    // The new version replaces the old one whole: no reader sees half of either.
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(Some((before, sha256_file(path)?, o)))
+    let tmp = v.with_extension("custos-erase.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&vault)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, v).with_context(|| format!("cannot replace {}", v.display()))?;
+    eprintln!(
+        "  vault {}: {} of {} entries removed",
+        v.display(),
+        gone.len(),
+        total
+    );
+    Ok(Some(
+        json!({"vault": v.display().to_string(), "version_before": before,
+                   "version_after": custos_control::sha256_file(v)?, "records": total, "matched": gone.len(),
+                   "action": "deleted", "at": custos_core::time::format_rfc3339(custos_core::time::now_ms())}),
+    ))
 }
 
 pub async fn erase(ctx: &Ctx, args: EraseArgs) -> Result<ExitCode> {
@@ -623,225 +562,28 @@ async fn run(ctx: &Ctx, a: EraseRun) -> Result<ExitCode> {
         )
     };
     let (control, actor) = control(ctx, &a.change).await?;
-    let store = control.store().clone();
-    let holds = store.holds(true).await?;
-    for s in &subjects {
-        let d = custos_control::subject_hold_digest(s);
-        if let Some(h) = custos_control::holding(&holds, None, None, Some(&d)) {
-            bail!("a legal hold ({}, placed by {}: {}) covers this subject; nothing was erased. Release it first: custos hold release {} --why …",
-                  h.id, h.placed_by, h.reason, h.id);
-        }
-    }
-    // The datasets: the ones named and what lineage derives from them, or all registered.
-    let registered = store.datasets(None).await?;
-    let mut targets: Vec<Dataset> = Vec::new();
-    if a.dataset.is_empty() {
-        targets = registered.clone();
-    } else {
-        let graph = control.lineage_graph().await?;
-        for d in &a.dataset {
-            let (n, t) = d
-                .split_once('@')
-                .with_context(|| format!("--dataset {d:?}: expected NAME@TAG"))?;
-            store.dataset(n, t).await?;
-            let mut nodes = vec![format!("dataset:{n}@{t}")];
-            nodes.extend(graph.impact(&nodes[0]).into_iter().map(|e| e.to));
-            for node in nodes {
-                if let Some(r) = node.strip_prefix("dataset:") {
-                    if let Some(x) = registered
-                        .iter()
-                        .find(|x| format!("{}@{}", x.name, x.tag) == r)
-                    {
-                        if !targets.iter().any(|y| y.name == x.name && y.tag == x.tag) {
-                            targets.push(x.clone());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| anyhow!("no randomness for the subject's salt: {e}"))?;
-    let subject_digest = subjects_digest(&subjects, &salt);
-    let begun = control
-        .begin_erasure(&actor, &subject_digest, &reason)
-        .await?
-        .value;
-    eprintln!(
-        "erasure {} opened; due {}",
-        begun.id,
-        custos_core::time::format_rfc3339(begun.due_at)
-    );
-    let mode = if a.pseudonymize {
-        Mode::Pseudonymize {
-            token: format!("[erased:{}]", &begun.id[begun.id.len().saturating_sub(8)..]),
-        }
-    } else {
-        Mode::Delete
-    };
-    let mut objects = Vec::new();
-    let mut not_erased = Vec::new();
-    let mut new_versions = Vec::new();
-    let mut affected = Vec::new();
-    let mut searched = 0u64;
-    let mut locations = std::collections::BTreeSet::new();
-    for ds in &targets {
-        let facts: DatasetFacts = serde_json::from_str(&ds.facts).unwrap_or_default();
-        let label = format!("{}@{}", ds.name, ds.tag);
-        let loc = Path::new(&facts.location);
-        // Tags of the same files (an erasure's new versions among them) are searched once.
-        if !locations.insert(facts.location.clone()) {
-            continue;
-        }
-        if let Some(h) = custos_control::holding(
-            &holds,
-            Some((&ds.name, &ds.tag)),
-            Some(&facts.location),
-            None,
-        ) {
-            not_erased.push(json!({"dataset": label, "location": facts.location, "why": format!("legal hold {}: {}", h.id, h.reason)}));
-            eprintln!("  {label}: held by {} ({}); not erased", h.id, h.reason);
-            continue;
-        }
-        if facts.location.contains("://") || !loc.exists() {
-            not_erased.push(json!({"dataset": label, "location": facts.location,
-                                   "why": "custos cannot reach this location from here; erase it where it lives and attach the proof"}));
-            continue;
-        }
-        let mut changed = false;
-        for f in data_files(loc)? {
-            searched += 1;
-            if let Some((before, after, o)) = erase_file(&f, &subjects, &mode)? {
-                changed = true;
-                eprintln!(
-                    "  {label}: {} — {} of {} records {}",
-                    f.display(),
-                    o.matched,
-                    o.records,
-                    if a.pseudonymize {
-                        "pseudonymized"
-                    } else {
-                        "removed"
-                    }
-                );
-                objects.push(json!({"dataset": label, "path": f.display().to_string(), "version_before": before,
-                                    "version_after": after, "records": o.records, "matched": o.matched,
-                                    "values_replaced": o.values_replaced,
-                                    "action": if a.pseudonymize { "pseudonymized" } else { "deleted" },
-                                    "at": custos_core::time::format_rfc3339(custos_core::time::now_ms())}));
-            }
-        }
-        if changed {
-            let (digest, digest_of) = dataset_digest(loc)?;
-            let mut f2 = facts.clone();
-            f2.digest_of = digest_of.into();
-            let tag = format!(
-                "{}+erased.{}",
-                ds.tag,
-                &begun.id[begun.id.len().saturating_sub(8)..]
-            );
-            new_versions.push(Dataset {
-                name: ds.name.clone(),
-                tag,
-                digest,
-                facts: serde_json::to_string(&f2)?,
-                created_by: actor.name(),
-                created_at: custos_core::time::now_ms(),
-            });
-            affected.push(format!("dataset:{label}"));
-        }
-    }
+    // Held subjects are refused before anything is touched, the vaults included.
+    control.check_subject_holds(&subjects).await?;
+    let mut extra = Vec::new();
     for v in &a.vault {
         let Some(key) = &vault_key else { break };
-        let before = sha256_file(v)?;
-        let text =
-            std::fs::read_to_string(v).with_context(|| format!("cannot read {}", v.display()))?;
-        let mut vault: custos_pii::anonymize::Vault = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a custos vault", v.display()))?;
-        let total = vault.entries.len();
-        let gone = vault
-            .erase(key, |value| subjects.iter().any(|s| s.matches(value)))
-            .map_err(|e| anyhow!("{}: {e}", v.display()))?;
-        if gone.is_empty() {
-            continue;
-        }
-        let tmp = v.with_extension("custos-erase.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&vault)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, v).with_context(|| format!("cannot replace {}", v.display()))?;
-        eprintln!(
-            "  vault {}: {} of {} entries removed",
-            v.display(),
-            gone.len(),
-            total
-        );
-        objects.push(json!({"vault": v.display().to_string(), "version_before": before,
-                            "version_after": sha256_file(v)?, "records": total, "matched": gone.len(),
-                            "action": "deleted", "at": custos_core::time::format_rfc3339(custos_core::time::now_ms())}));
-    }
-    // What custos holds itself: keys sealing the subject's identifiers in ledger events
-    // (destroyed: those identifiers become unreadable, the ledger stays whole) and usage
-    // records naming them as a call's end user (cleared).
-    let own = control.own_records(&subjects).await?;
-    let graph = control.lineage_graph().await?;
-    let mut models: Vec<String> = Vec::new();
-    for node in &affected {
-        for e in graph.impact(node) {
-            if let Some(m) = e.to.strip_prefix("model:") {
-                if !models.iter().any(|x| x == m) {
-                    models.push(m.to_owned());
-                }
-            }
+        if let Some(o) = erase_vault(v, key, &subjects)? {
+            extra.push(o);
         }
     }
-    let finished = custos_core::time::now_ms();
-    let receipt_body = json!({
-        "request": begun.id,
-        "subject": {"digest": subject_digest, "salt": hex::encode(salt), "identifiers": subjects.len()},
-        // The receipt is handed out: it names no address, even one given in the reason.
-        "why": reason.why.as_deref().map(custos_govern::lifecycle::seal::mask_emails),
-        "ticket": reason.ticket,
-        "requested_at": custos_core::time::format_rfc3339(begun.requested_at),
-        "due_at": custos_core::time::format_rfc3339(begun.due_at),
-        "finished_at": custos_core::time::format_rfc3339(finished),
-        "mode": if a.pseudonymize { "pseudonymize" } else { "delete" },
-        "searched": {"datasets": targets.len(), "files": searched},
-        "objects": objects,
-        "new_versions": new_versions.iter().map(|v| json!({"dataset": format!("{}@{}", v.name, v.tag), "digest": format!("sha256:{}", v.digest)})).collect::<Vec<_>>(),
-        "models_flagged": models,
-        "custos": {"ledger_subject_keys_shredded": own.subject_keys, "usage_records_end_user_cleared": own.usage_records,
-                   "gateway_stored_responses": format!("kept in gateway memory for at most {} after each call (idempotency replay), then gone",
-                                                       ctx.config.idempotency.ttl)},
-        "not_erased": not_erased,
-    });
-    let done = control
-        .complete_erasure(
-            &actor,
-            &begun.id,
-            &receipt_body,
-            &new_versions,
-            &models,
-            &subjects,
-            &reason,
-        )
-        .await?;
-    let index = done.value;
-    crate::audit::checkpoint(ctx, &key).await?;
-    let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
-        bail!("no signed checkpoint after signing one; run custos audit verify");
+    let spec = custos_control::EraseSpec {
+        subjects: subjects.clone(),
+        datasets: a.dataset.clone(),
+        pseudonymize: a.pseudonymize,
+        extra_objects: extra,
+        stored_responses_ttl: ctx.config.idempotency.ttl.to_string(),
     };
-    let entry = store
-        .ledger_entries(index as i64, 1)
-        .await?
-        .into_iter()
-        .next()
-        .context("the erasure's ledger event is missing; run custos audit verify")?;
-    let nodes = store
-        .ledger_nodes_at(&custos_ledger::inclusion_positions(index, size))
+    let erased = control
+        .erase(&actor, &spec, &reason, &|line| eprintln!("{line}"))
         .await?;
-    let path = custos_ledger::inclusion_proof(&nodes, index, size)
-        .map_err(|e| anyhow!("cannot prove the event: {e}"))?;
-    let artifact = receipt::build(receipt_body, index, &entry.event, &path, size, &note);
+    let begun = &erased.request;
+    crate::audit::checkpoint(ctx, &key).await?;
+    let artifact = control.erasure_receipt(&begun.id).await?;
     let text = serde_json::to_string_pretty(&artifact)?;
     crate::release_ops::write_new(&out, &text)?;
     if let Some(dir) = &ctx.config.audit.anchor_dir {

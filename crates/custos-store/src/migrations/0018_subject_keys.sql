@@ -13,3 +13,8 @@ CREATE TABLE subject_keys (
 -- erasure: an erasure clears it.
 ALTER TABLE usage_records ADD COLUMN end_user TEXT;
 CREATE INDEX usage_records_end_user ON usage_records (end_user);
+
+-- An erasure keeps its receipt's body and the ledger entry its proof is of, so the signed
+-- receipt can be built again (by any surface) once a checkpoint covers it.
+ALTER TABLE erasures ADD COLUMN receipt TEXT;
+ALTER TABLE erasures ADD COLUMN receipt_index BIGINT;
