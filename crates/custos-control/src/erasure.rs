@@ -7,6 +7,7 @@ use crate::{Actor, Control, ControlError};
 use custos_core::time::{format_rfc3339, now_ms};
 use custos_core::Reason;
 use custos_govern::lifecycle::erase::{self, subjects_digest, Format, Mode, Subject};
+use custos_govern::lifecycle::parquet::{is_parquet, rewrite_parquet};
 use custos_govern::lifecycle::{receipt, seal};
 use custos_govern::release::DatasetFacts;
 use custos_store::{Dataset, Erasure, StoreError};
@@ -50,8 +51,8 @@ pub fn sha256_file(path: &Path) -> Result<String, ControlError> {
         .map_err(|e| io(path, e))
 }
 
-/// The CSV and JSON Lines files of a dataset's location, in a stable order (hidden folders
-/// and symbolic links are not followed).
+/// The CSV, JSON Lines and Parquet files of a dataset's location, in a stable order (hidden
+/// folders and symbolic links are not followed).
 pub fn data_files(location: &Path) -> Result<Vec<PathBuf>, ControlError> {
     if location.is_file() {
         return Ok(vec![location.to_owned()]);
@@ -68,7 +69,7 @@ pub fn data_files(location: &Path) -> Result<Vec<PathBuf>, ControlError> {
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'))
             {
                 dirs.push(p);
-            } else if meta.is_file() && Format::of(&p).is_some() {
+            } else if meta.is_file() && (Format::of(&p).is_some() || is_parquet(&p)) {
                 out.push(p);
             }
         }
@@ -97,7 +98,10 @@ fn erase_file(
     subjects: &[Subject],
     mode: &Mode,
 ) -> Result<Option<(String, String, erase::Outcome)>, ControlError> {
-    let format = Format::of(path).ok_or_else(|| io(path, "not a CSV or JSON Lines file"))?;
+    let format = Format::of(path);
+    if format.is_none() && !is_parquet(path) {
+        return Err(io(path, "not a CSV, JSON Lines or Parquet file"));
+    }
     let before = sha256_file(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -107,6 +111,15 @@ fn erase_file(
             .unwrap_or_default()
     ));
     let outcome = (|| -> Result<erase::Outcome, ControlError> {
+        let Some(format) = format else {
+            let o = rewrite_parquet(path, &tmp, subjects, mode).map_err(|e| io(path, e))?;
+            if o.matched > 0 {
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io(&tmp, e))?;
+            }
+            return Ok(o);
+        };
         let mut input =
             std::io::BufReader::new(std::fs::File::open(path).map_err(|e| io(path, e))?);
         let file = std::fs::OpenOptions::new()
@@ -136,7 +149,9 @@ fn erase_file(
         }
     };
     if o.matched == 0 {
-        std::fs::remove_file(&tmp).map_err(|e| io(&tmp, e))?;
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|e| io(&tmp, e))?;
+        }
         return Ok(None);
     }
     // The new version replaces the old one whole: no reader sees half of either.

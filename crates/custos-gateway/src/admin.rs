@@ -150,7 +150,24 @@ pub fn router(state: AppState) -> Router<AppState> {
     }
     let global = Router::new()
         .route("/admin/tenants", post(create_tenant))
-        .route("/admin/prices", get(prices).post(set_price));
+        .route("/admin/prices", get(prices).post(set_price))
+        .route(
+            "/admin/lineage",
+            get(lifecycle::lineage).post(lifecycle::add_lineage),
+        )
+        .route(
+            "/admin/holds",
+            get(lifecycle::holds).post(lifecycle::place_hold),
+        )
+        .route("/admin/holds/{id}/release", post(lifecycle::release_hold))
+        .route(
+            "/admin/erasures",
+            get(lifecycle::erasures).post(lifecycle::erase),
+        )
+        .route(
+            "/admin/erasures/{id}/receipt",
+            get(lifecycle::erasure_receipt),
+        );
     r.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         authorize_read,
@@ -522,6 +539,9 @@ macro_rules! tri {
 
 #[path = "admin_releases.rs"]
 pub(crate) mod releases;
+
+#[path = "admin_lifecycle.rs"]
+pub(crate) mod lifecycle;
 
 /// Just the reason, for changes that take nothing else.
 #[derive(Deserialize, ToSchema, Default)]

@@ -266,6 +266,14 @@ pub struct ProblemOut {
         crate::admin::releases::check_release,
         crate::admin::releases::rollback,
         crate::admin::releases::slo,
+        crate::admin::lifecycle::lineage,
+        crate::admin::lifecycle::add_lineage,
+        crate::admin::lifecycle::holds,
+        crate::admin::lifecycle::place_hold,
+        crate::admin::lifecycle::release_hold,
+        crate::admin::lifecycle::erasures,
+        crate::admin::lifecycle::erase,
+        crate::admin::lifecycle::erasure_receipt,
     ),
     components(schemas(ProblemOut)),
     tags((name = "admin", description = "A tenant's control plane")),
@@ -408,7 +416,7 @@ mod tests {
             assert_eq!(doc["openapi"], "3.1.0");
             let paths = doc["paths"].as_object().unwrap();
             let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-            assert_eq!(ops, 36, "v{v}");
+            assert_eq!(ops, 44, "v{v}");
             let media = if v == 1 { MEDIA_TYPE } else { MEDIA_TYPE_V2 };
             let keys = &paths["/admin/tenants/{tenant}/keys"]["get"]["responses"]["200"];
             let schema = &keys["content"][media]["schema"];

@@ -118,8 +118,8 @@ pub enum EraseCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DsarCmd {
-    /// Everything custos can find about a data subject in the registered datasets (CSV and
-    /// JSON Lines records naming them) and its own records (holds about them, usage records
+    /// Everything custos can find about a data subject in the registered datasets (CSV,
+    /// JSON Lines and Parquet records naming them) and its own records (holds about them, usage records
     /// naming them as end user, ledger events naming them), as JSON for the requester; the
     /// request is ledgered with the subject as a salted digest.
     #[command(
@@ -172,6 +172,14 @@ pub async fn dsar(ctx: &Ctx, cmd: DsarCmd) -> Result<ExitCode> {
             continue;
         }
         for f in custos_control::data_files(loc)? {
+            if custos_govern::lifecycle::parquet::is_parquet(&f) {
+                let records = custos_govern::lifecycle::parquet::find_parquet(&f, &subjects, limit)
+                    .map_err(|e| anyhow!("{}: {e}", f.display()))?;
+                if !records.is_empty() {
+                    datasets.push(json!({"dataset": label, "path": f.display().to_string(), "records": records}));
+                }
+                continue;
+            }
             let format = Format::of(&f).context("not a CSV or JSON Lines file")?;
             let mut input = std::io::BufReader::new(
                 std::fs::File::open(&f).with_context(|| format!("cannot read {}", f.display()))?,

@@ -700,6 +700,235 @@ fn erasure_shreds_the_subjects_identity_in_the_ledger_which_still_verifies() {
     );
 }
 
+/// A Parquet file with one required text column `email`.
+fn write_parquet(path: &std::path::Path, emails: &[&str]) {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    let schema =
+        parquet::schema::parser::parse_message_type("message m { required binary email (UTF8); }")
+            .unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::file::writer::SerializedFileWriter::new(
+        f,
+        std::sync::Arc::new(schema),
+        Default::default(),
+    )
+    .unwrap();
+    let mut g = w.next_row_group().unwrap();
+    let mut c = g.next_column().unwrap().unwrap();
+    let vals: Vec<ByteArray> = emails.iter().map(|e| ByteArray::from(*e)).collect();
+    c.typed::<ByteArrayType>()
+        .write_batch(&vals, None, None)
+        .unwrap();
+    c.close().unwrap();
+    g.close().unwrap();
+    w.close().unwrap();
+}
+
+fn read_parquet(path: &std::path::Path) -> Vec<String> {
+    use parquet::file::reader::FileReader;
+    let r = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
+        .unwrap();
+    r.get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            match row.get_column_iter().next().unwrap().1 {
+                parquet::record::Field::Str(s) => s.clone(),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The admin API's lifecycle: lineage, holds and an erasure over HTTP, with a receipt that
+/// verifies offline once a checkpoint covers it; roles decide who may.
+#[test]
+fn the_admin_api_records_lineage_holds_and_erases_with_a_receipt() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let issuer = custos_authz::testkit::TestIssuer::new("https://idp.test");
+    std::fs::write(dir.join("jwks.json"), issuer.jwks()).unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"default\"]\n",
+    )
+    .unwrap();
+    let token = |sub: &str, roles: &[&str]| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut c = issuer.claims(sub, "custos", now);
+        c["tenant"] = serde_json::json!("default");
+        c["roles"] = serde_json::json!(roles);
+        c["scope"] = serde_json::json!("custos:admin");
+        c["amr"] = serde_json::json!(["pwd", "hwk"]);
+        issuer.token(&c)
+    };
+    let dpo = token("dpo", &["privacy-officer"]);
+    let dev = token("dev", &["developer"]);
+    std::fs::create_dir_all(dir.join("raw")).unwrap();
+    std::fs::create_dir_all(dir.join("clean")).unwrap();
+    std::fs::write(
+        dir.join("raw/a.csv"),
+        "email,n\njane@example.com,1\nbob@example.com,2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("clean/b.jsonl"),
+        "{\"who\":\"jane@example.com\"}\n{\"who\":\"bob\"}\n",
+    )
+    .unwrap();
+    write_parquet(
+        &dir.join("clean/c.parquet"),
+        &["carol@example.com", "JANE@example.com", "dave@example.com"],
+    );
+    ok(dir, &["datasets", "add", "a", "v1", "raw"]);
+    ok(dir, &["datasets", "add", "b", "v1", "clean"]);
+    ok(
+        dir,
+        &["audit", "keygen", "--name", "t.local/l", "--out", "k"],
+    );
+    let (_server, url) = common::serve(dir);
+    let call = |tok: &str, method: &str, path: &str, body: Option<Value>| {
+        common::admin(&url, tok, method, path, body)
+    };
+
+    let (s, e) = call(
+        &dpo,
+        "POST",
+        "/admin/lineage",
+        Some(
+            serde_json::json!({"from": "dataset:a@v1", "to": "dataset:b@v1", "job": "clean.py", "why": "ETL"}),
+        ),
+    );
+    assert_eq!(s, 201, "{e}");
+    let (s, g) = call(&dpo, "GET", "/admin/lineage?node=dataset:a@v1", None);
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(g["data"]["downstream"][0]["to"], "dataset:b@v1");
+    let (s, g) = call(&dpo, "GET", "/admin/lineage?node=nonsense", None);
+    assert_eq!(s, 400, "{g}");
+    // A developer may not read holds or run erasures; the denial is recorded.
+    let (s, _) = call(&dev, "GET", "/admin/holds", None);
+    assert_eq!(s, 403);
+    let (s, _) = call(
+        &dev,
+        "POST",
+        "/admin/erasures",
+        Some(serde_json::json!({"subjects": ["email:jane@example.com"], "why": "x"})),
+    );
+    assert_eq!(s, 403);
+
+    // A hold on her refuses the erasure with legal-hold, naming the hold.
+    let (s, h) = call(
+        &dpo,
+        "POST",
+        "/admin/holds",
+        Some(serde_json::json!({"target": "subject:email:jane@example.com", "why": "LIT-3"})),
+    );
+    assert_eq!(s, 201, "{h}");
+    assert_eq!(h["data"]["target"], "subject");
+    let hold = h["data"]["id"].as_str().unwrap().to_owned();
+    let (s, p) = call(
+        &dpo,
+        "POST",
+        "/admin/erasures",
+        Some(serde_json::json!({"subjects": ["email:jane@example.com"], "why": "DSR-1"})),
+    );
+    assert_eq!(s, 409, "{p}");
+    assert!(p["type"].as_str().unwrap().ends_with("legal-hold"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(&hold));
+    let (s, l) = call(&dpo, "GET", "/admin/holds", None);
+    assert_eq!((s, l["data"].as_array().unwrap().len()), (200, 1));
+    let (s, _) = call(
+        &dpo,
+        "POST",
+        &format!("/admin/holds/{hold}/release"),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(s, 422, "a release says why");
+    let (s, r) = call(
+        &dpo,
+        "POST",
+        &format!("/admin/holds/{hold}/release"),
+        Some(serde_json::json!({"why": "LIT-3 closed"})),
+    );
+    assert_eq!(s, 200, "{r}");
+    assert!(r["data"]["released_at"].is_string());
+
+    // Bad requests say what is wrong.
+    for (body, want) in [
+        (serde_json::json!({"subjects": [], "why": "x"}), "subjects"),
+        (
+            serde_json::json!({"subjects": ["jane"], "why": "x"}),
+            "subjects[0]",
+        ),
+        (
+            serde_json::json!({"subjects": "email:a@b.co", "why": "x"}),
+            "expected a sequence",
+        ),
+    ] {
+        let (s, p) = call(&dpo, "POST", "/admin/erasures", Some(body));
+        assert_eq!(s, 400, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(want), "{p}");
+    }
+
+    // The erasure, through lineage from a@v1 to b@v1.
+    let (s, er) = call(
+        &dpo,
+        "POST",
+        "/admin/erasures",
+        Some(
+            serde_json::json!({"subjects": ["email:jane@example.com"], "datasets": ["a@v1"], "why": "DSR-1"}),
+        ),
+    );
+    assert_eq!(s, 201, "{er}");
+    assert_eq!(er["data"]["state"], "done");
+    assert_eq!(
+        er["data"]["receipt"]["objects"].as_array().unwrap().len(),
+        3,
+        "{er}"
+    );
+    assert_eq!(
+        read_parquet(&dir.join("clean/c.parquet")),
+        ["carol@example.com", "dave@example.com"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("raw/a.csv")).unwrap(),
+        "email,n\nbob@example.com,2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("clean/b.jsonl")).unwrap(),
+        "{\"who\":\"bob\"}\n"
+    );
+    let id = er["data"]["id"].as_str().unwrap().to_owned();
+    let receipt_path = format!("/admin/erasures/{id}/receipt");
+    let (s, p) = call(&dpo, "GET", &receipt_path, None);
+    assert_eq!(s, 409, "no checkpoint covers it yet: {p}");
+    ok(dir, &["audit", "checkpoint", "--key-file", "k/ledger.key"]);
+    let (s, p) = call(&dpo, "GET", &receipt_path, None);
+    assert_eq!(s, 200, "{p}");
+    std::fs::write(dir.join("receipt.json"), p["data"].to_string()).unwrap();
+    ok(
+        dir,
+        &[
+            "erase",
+            "verify-receipt",
+            "receipt.json",
+            "--public-key",
+            "k/ledger.pub",
+            "--subject",
+            "email:jane@example.com",
+        ],
+    );
+    let (s, l) = call(&dpo, "GET", "/admin/erasures", None);
+    assert_eq!(s, 200);
+    assert_eq!(l["data"][0]["id"], id.as_str());
+    assert_eq!(l["data"][0]["overdue"], false);
+    let (s, _) = call(&dpo, "GET", "/admin/erasures/era_nope/receipt", None);
+    assert_eq!(s, 404);
+}
+
 /// Retention and tiering on a local store: the plan as of a later date, holds and registered
 /// datasets kept, a canary run first, every action in the ledger.
 #[test]

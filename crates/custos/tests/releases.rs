@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chat, json, ok, refused, serve};
+use common::{admin, chat, json, ok, refused, serve};
 use serde_json::Value;
 use std::path::Path;
 
@@ -1231,27 +1231,6 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
 }
 
 /// One admin API call over HTTP: (status, body).
-fn admin(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = reqwest::Client::new();
-        let req = match method {
-            "GET" => c.get(format!("{url}{path}")),
-            _ => c.post(format!("{url}{path}")),
-        }
-        .bearer_auth(token)
-        .header("accept", "application/vnd.custos.v2+json");
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let r = req.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    })
-}
 
 #[test]
 fn the_admin_api_decides_promotes_checks_rolls_back_and_proves() {

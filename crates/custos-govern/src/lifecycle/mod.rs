@@ -4,6 +4,7 @@
 
 pub mod erase;
 pub mod lineage;
+pub mod parquet;
 pub mod policy;
 pub mod receipt;
 pub mod seal;

@@ -102,3 +102,32 @@ pub fn chat(url: &str, key: &str, model: &str) -> (u16, Value) {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     })
 }
+
+/// An admin API call with a bearer token, asking for v2: status and JSON body.
+pub fn admin(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let req = match method {
+            "GET" => c.get(format!("{url}{path}")),
+            _ => c.post(format!("{url}{path}")),
+        }
+        .bearer_auth(token)
+        .header("accept", "application/vnd.custos.v2+json");
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
