@@ -164,10 +164,11 @@ enum Command {
     /// Legal holds on datasets, locations and data subjects.
     #[command(subcommand)]
     Hold(lifecycle::HoldCmd),
-    /// Right to erasure: rewrite registered datasets without a data subject's records, with a
+    /// Right to erasure: rewrite registered datasets (CSV, JSON Lines, Parquet) without a data
+    /// subject's records, shred their identity in the ledger, clear their end-user ids, with a
     /// receipt that verifies offline (`custos erase verify-receipt`).
     #[command(
-        after_help = "Examples:\n  custos erase --subject email:jane@example.com --subject id:4711 --why DSR-42 -o receipt.json --key-file .custos/ledger.key\n  custos erase verify-receipt receipt.json --public-key .custos/ledger.pub --subject email:jane@example.com --subject id:4711\n  custos erase list"
+        after_help = "Examples:\n  custos erase --subject email:jane@example.com --subject id:4711 --why DSR-42 -o receipt.json --key-file .custos/ledger.key\n  CUSTOS_PII_KEY=$(cat pii.key) custos erase --subject email:jane@example.com --vault vaults/support.json --why DSR-43 -o r.json\n  custos erase verify-receipt receipt.json --public-key .custos/ledger.pub --subject email:jane@example.com --subject id:4711\n  custos erase list"
     )]
     Erase(lifecycle::EraseArgs),
     /// Data subject access requests: what custos can find about a person, as JSON.
