@@ -478,6 +478,31 @@ impl Anonymizer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_vault_forgets_a_subject_and_refuses_another_key() {
+        let key = Key::from_bytes([7; KEY_LEN]);
+        let mut v = Vault::default();
+        v.entries.insert(
+            "<EMAIL_ADDRESS_1>".into(),
+            key.encrypt("EMAIL_ADDRESS", "jane@example.com"),
+        );
+        v.entries
+            .insert("<PERSON_1>".into(), key.encrypt("PERSON", "Bob Stone"));
+        let gone = v.erase(&key, |x| x.contains("jane@")).unwrap();
+        assert_eq!(gone, ["<EMAIL_ADDRESS_1>"]);
+        assert_eq!(v.entries.len(), 1);
+        assert_eq!(
+            v.reverse("hi <PERSON_1>", &key).unwrap(),
+            "hi Bob Stone",
+            "the others stay readable"
+        );
+        let e = v
+            .erase(&Key::from_bytes([8; KEY_LEN]), |_| true)
+            .unwrap_err();
+        assert!(e.to_string().contains("<PERSON_1>"), "{e}");
+        assert_eq!(v.entries.len(), 1, "nothing removed on error");
+    }
+
     use super::*;
 
     fn f(e: &'static str, s: usize, t: usize) -> Finding {
