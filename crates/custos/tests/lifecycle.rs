@@ -753,18 +753,7 @@ fn the_admin_api_records_lineage_holds_and_erases_with_a_receipt() {
         "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"default\"]\n",
     )
     .unwrap();
-    let token = |sub: &str, roles: &[&str]| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let mut c = issuer.claims(sub, "custos", now);
-        c["tenant"] = serde_json::json!("default");
-        c["roles"] = serde_json::json!(roles);
-        c["scope"] = serde_json::json!("custos:admin");
-        c["amr"] = serde_json::json!(["pwd", "hwk"]);
-        issuer.token(&c)
-    };
+    let token = |sub: &str, roles: &[&str]| common::admin_token(&issuer, sub, roles);
     let dpo = token("dpo", &["privacy-officer"]);
     let dev = token("dev", &["developer"]);
     std::fs::create_dir_all(dir.join("raw")).unwrap();

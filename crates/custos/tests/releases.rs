@@ -1242,18 +1242,7 @@ fn the_admin_api_decides_promotes_checks_rolls_back_and_proves() {
         dir,
         "[release.tiers.low]\napprovals = [\"owner\"]\n\n[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"default\"]\n",
     );
-    let token = |sub: &str, roles: &[&str]| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let mut c = issuer.claims(sub, "custos", now);
-        c["tenant"] = serde_json::json!("default");
-        c["roles"] = serde_json::json!(roles);
-        c["scope"] = serde_json::json!("custos:admin");
-        c["amr"] = serde_json::json!(["pwd", "hwk"]);
-        issuer.token(&c)
-    };
+    let token = |sub: &str, roles: &[&str]| common::admin_token(&issuer, sub, roles);
     let bob = token("bob", &["owner"]);
     let admin_tok = token("ada", &["tenant-admin"]);
     std::fs::write(dir.join("p2.md"), "You are a bot.  \n").unwrap();

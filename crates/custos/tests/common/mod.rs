@@ -131,3 +131,22 @@ pub fn admin(
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     })
 }
+
+/// An admin token of `sub` in tenant `default` with `roles`, the admin scope and a second
+/// factor.
+pub fn admin_token(
+    issuer: &custos_authz::testkit::TestIssuer,
+    sub: &str,
+    roles: &[&str],
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut c = issuer.claims(sub, "custos", now);
+    c["tenant"] = serde_json::json!("default");
+    c["roles"] = serde_json::json!(roles);
+    c["scope"] = serde_json::json!("custos:admin");
+    c["amr"] = serde_json::json!(["pwd", "hwk"]);
+    issuer.token(&c)
+}
