@@ -122,6 +122,27 @@ impl Control {
         };
         let mut c = self.store.begin_change().await?;
         c.dataset_insert(&row).await?;
+        let label = format!("{}@{}", row.name, row.tag);
+        let trigger = match &ds.facts.pii {
+            Some(p) if p.status == "contains-pii" => {
+                self.dpia_trigger(
+                    &mut c,
+                    actor,
+                    crate::dpia::Trigger {
+                        tenant: GLOBAL.into(),
+                        kind: "pii-dataset",
+                        key: format!("dataset:{label}"),
+                        subject: format!("dataset {label}"),
+                        release_id: None,
+                        details: json!({"dataset": label, "records": p.records, "records_with_pii": p.records_with_pii,
+                                        "entities": p.entities, "report_sha256": p.report_sha256}),
+                    },
+                    reason,
+                )
+                .await?
+            }
+            _ => None,
+        };
         let e = self.event(
             actor,
             "datasets.manage",
@@ -134,6 +155,7 @@ impl Control {
             },
             reason,
         );
-        self.commit(c, vec![e], row).await
+        self.commit(c, std::iter::once(e).chain(trigger).collect(), row)
+            .await
     }
 }

@@ -3,7 +3,9 @@
 //! **and** its ledger event in one database transaction (both or neither), and returns a typed
 //! result. The CLI and the admin API are thin surfaces that parse, call and print.
 
+pub mod comply;
 mod components;
+mod dpia;
 mod erasure;
 mod error;
 mod event;

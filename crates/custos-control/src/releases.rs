@@ -146,6 +146,33 @@ impl Control {
             updated_at: now,
         };
         c.release_insert(&r).await?;
+        let pii: Vec<String> = new
+            .composite
+            .data
+            .iter()
+            .filter(|d| d.pii)
+            .map(|d| format!("{}@{}", d.name, d.version))
+            .collect();
+        let trigger = if effective == Tier::High && (new.flags.new_pii_flow || !pii.is_empty()) {
+            self.dpia_trigger(
+                &mut c,
+                actor,
+                crate::dpia::Trigger {
+                    tenant: r.tenant.clone(),
+                    kind: "high-release-pii",
+                    key: format!("release:{}", r.id),
+                    subject: format!("release {} of {}", r.id, r.app),
+                    release_id: Some(r.id.clone()),
+                    details: json!({"release": r.id, "app": r.app, "tier": "high",
+                                    "new_pii_flow": new.flags.new_pii_flow, "datasets_with_pii": pii,
+                                    "composite": new.composite.label()}),
+                },
+                reason,
+            )
+            .await?
+        } else {
+            None
+        };
         let mut res = resource(&r, &new.composite);
         res["derived_tier"] = json!(derived.as_str());
         res["reasons"] = json!(reasons);
@@ -166,7 +193,7 @@ impl Control {
         let missing = missing(&rule, &r, &[]);
         self.commit(
             c,
-            vec![e],
+            std::iter::once(e).chain(trigger).collect(),
             ReleaseView {
                 release: r,
                 decisions: Vec::new(),
@@ -446,6 +473,13 @@ impl Control {
                 } else {
                     format!(" (missing: {})", still.join(", "))
                 }
+            )));
+        }
+        let waiting = c.dpias_open_for_release(id).await?;
+        if let Some(w) = waiting.first() {
+            return Err(ControlError::invalid(format!(
+                "release {id} triggered DPIA {} ({}), which is {}; it is promoted once the DPIA is approved (`custos dpia approve {}`)",
+                w.id, w.subject, w.state, w.id
             )));
         }
         if before.tier != "emergency" {

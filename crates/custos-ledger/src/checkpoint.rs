@@ -311,6 +311,21 @@ pub fn generate_key(name: &str) -> Result<(String, String), CheckpointError> {
     ))
 }
 
+fn statement_text(kind: &str, lines: &[String]) -> Result<String, CheckpointError> {
+    let bad = |l: &str| l.is_empty() || l.contains('\n') || l.chars().any(char::is_control);
+    if bad(kind) || kind.trim().parse::<u64>().is_ok() || lines.iter().any(|l| bad(l)) {
+        return Err(CheckpointError::Malformed(
+            "a statement's kind and lines are non-empty single lines and the kind is not a number",
+        ));
+    }
+    let mut text = format!("{kind}\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 fn hex_id(id: &[u8; 4]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -392,6 +407,13 @@ impl NoteSigner {
         self.sign_text(prune.body())
     }
 
+    /// A signed statement other than a checkpoint (an evidence bundle's manifest digest):
+    /// `kind` is its first line and must not be a number, so no statement ever reads as a
+    /// checkpoint, whose second line is its size; `lines` follow, one per line.
+    pub fn sign_statement(&self, kind: &str, lines: &[String]) -> Result<String, CheckpointError> {
+        Ok(self.sign_text(statement_text(kind, lines)?))
+    }
+
     fn sign_text(&self, text: String) -> String {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = key_id(&self.name, &self.key.verifying_key()).to_vec();
@@ -422,6 +444,18 @@ impl NoteVerifier {
     /// Verifies a signed checkpoint note and returns the checkpoint it carries.
     pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
         Checkpoint::parse_body(self.verified_text(note)?)
+    }
+
+    /// The lines of a statement signed by this key whose first line is `kind`.
+    pub fn open_statement(&self, note: &str, kind: &str) -> Result<Vec<String>, CheckpointError> {
+        let text = self.verified_text(note)?;
+        let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
+        if lines.next() != Some(kind) {
+            return Err(CheckpointError::Malformed(
+                "the note is not a statement of this kind",
+            ));
+        }
+        Ok(lines.map(str::to_owned).collect())
     }
 
     /// Verifies a signed prune record.
@@ -468,6 +502,25 @@ impl NoteVerifier {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn statements_are_signed_and_never_read_as_checkpoints() {
+        let (sk, pk) = generate_key("custos-test").unwrap();
+        let signer = NoteSigner::from_key(&sk).unwrap();
+        let verifier = NoteVerifier::from_key(&pk).unwrap();
+        let lines = vec!["period 2026-Q4".to_owned(), "manifest sha256:ab".to_owned()];
+        let note = signer.sign_statement("custos.test/v1", &lines).unwrap();
+        assert_eq!(
+            verifier.open_statement(&note, "custos.test/v1").unwrap(),
+            lines
+        );
+        assert!(verifier.open_statement(&note, "custos.other/v1").is_err());
+        assert!(verifier.open(&note).is_err());
+        let forged = note.replace("2026-Q4", "2026-Q3");
+        assert!(verifier.open_statement(&forged, "custos.test/v1").is_err());
+        assert!(signer.sign_statement("12", &lines).is_err());
+        assert!(signer.sign_statement("k", &["".to_owned()]).is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

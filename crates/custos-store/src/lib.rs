@@ -4,6 +4,7 @@
 //! has its own migration files where their dialects differ.
 
 mod change;
+mod dpia;
 mod error;
 mod finops;
 mod grants;
@@ -16,6 +17,7 @@ mod releases;
 pub mod testkit;
 
 pub use change::Change;
+pub use dpia::Dpia;
 pub use error::StoreError;
 pub use finops::{
     budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension,

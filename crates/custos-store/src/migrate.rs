@@ -138,6 +138,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0018_subject_keys.sql"),
         postgres: include_str!("migrations/0018_subject_keys.sql"),
     },
+    Migration {
+        version: 19,
+        name: "data protection impact assessments",
+        sqlite: include_str!("migrations/0019_dpias.sql"),
+        postgres: include_str!("migrations/0019_dpias.sql"),
+    },
 ];
 
 impl Store {

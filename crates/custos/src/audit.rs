@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
     generate_key, inclusion_positions, inclusion_proof, leaf_hash, range_positions, range_proof,
-    read_checkpoint_unverified, root, root_from_range, verify_inclusion, Anchor, Checkpoint,
-    Frontier, Hash, LedgerCheck, NodeMap, NoteSigner, NoteVerifier, PruneRecord, StoredCheckpoint,
-    StoredNode, StoredPrune,
+    read_checkpoint_unverified, root, verify_inclusion, Anchor, Checkpoint, Frontier, Hash,
+    LedgerCheck, NodeMap, NoteSigner, NoteVerifier, PruneRecord, StoredCheckpoint, StoredNode,
+    StoredPrune,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -585,82 +585,24 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 );
             }
             let store = open(ctx).await?;
-            let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
-                bail!(
-                    "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
-                );
-            };
-            let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
-            let start = match since {
-                Some(t) => store.ledger_index_at_time(base, t).await?,
-                None => base,
-            };
-            let end = match until {
-                Some(t) => store.ledger_index_at_time(start, t).await?,
-                None => size,
-            }
-            .min(size);
-            if start >= end {
-                bail!("no entries in that time range are covered by the latest checkpoint (size {size}, stored from {base}); run `custos audit checkpoint` or widen the range");
-            }
-            let proof = range_proof(
-                &nodes_at(&store, &range_positions(size, start, end)).await?,
-                size,
-                start,
-                end,
-            )
-            .map_err(|e| {
-                anyhow::anyhow!("cannot build the range proof: {e}; run `custos audit verify`")
-            })?;
+            let (files, manifest) = export_files(&store, since, until, segment_size).await?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let mut files = Vec::new();
-            let mut first = start;
-            while first < end {
-                let last = (first + segment_size).min(end);
-                let name = format!("segment-{first:012}.jsonl");
-                let mut text = String::new();
-                let mut next = first;
-                while next < last {
-                    let page = store
-                        .ledger_entries(next as i64, (last - next).min(10_000) as i64)
-                        .await?;
-                    if page.is_empty() {
-                        bail!("the ledger ends at {next}, before its checkpoint's size {size}; run `custos audit verify`");
-                    }
-                    for e in page {
-                        if e.index as u64 != next {
-                            bail!("entry {next} is missing from the ledger; run `custos audit verify`");
-                        }
-                        text.push_str(&json!({"index": e.index, "recorded_at": e.recorded_at, "event": e.event}).to_string());
-                        text.push('\n');
-                        next += 1;
-                    }
-                }
-                write_sealed(&dir.join(&name), text.as_bytes())?;
-                files.push(json!({"name": name, "sha256": hex::encode(Sha256::digest(text.as_bytes())), "first": first, "last": last - 1}));
-                first = last;
+            for (name, bytes) in &files {
+                write_sealed(&dir.join(name), bytes)?;
             }
-            write_sealed(&dir.join("checkpoint.note"), note.as_bytes())?;
-            files.push(json!({"name": "checkpoint.note", "sha256": hex::encode(Sha256::digest(note.as_bytes()))}));
-            let manifest = json!({"format": "custos-ledger-export/1", "tree_size": size,
-                "first": start, "end": end,
-                "since": since.map(custos_core::time::format_rfc3339),
-                "until": until.map(custos_core::time::format_rfc3339),
-                "range_proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                "files": files,
-                "created_at": custos_core::time::format_rfc3339(custos_core::time::now_ms())});
-            write_sealed(
-                &dir.join("manifest.json"),
-                serde_json::to_string_pretty(&manifest)?.as_bytes(),
-            )?;
+            let (start, end, size) = (
+                manifest["first"].as_u64().unwrap_or(0),
+                manifest["end"].as_u64().unwrap_or(0),
+                manifest["tree_size"].as_u64().unwrap_or(0),
+            );
             if ctx.json {
                 output::json(&manifest);
             } else {
                 eprintln!(
                     "exported entries {start}..{end} ({} of the {size} signed) in {} files to {}",
                     end - start,
-                    files.len() + 1,
+                    files.len(),
                     dir.display()
                 );
             }
@@ -938,6 +880,122 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     }
 }
 
+/// The files of a ledger export (segments, checkpoint note, manifest) of the entries recorded
+/// in `[since, until)` that the latest signed checkpoint covers, and the manifest.
+pub(crate) async fn export_files(
+    store: &Store,
+    since: Option<i64>,
+    until: Option<i64>,
+    segment_size: u64,
+) -> Result<(Vec<(String, Vec<u8>)>, serde_json::Value)> {
+    let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
+        bail!("the ledger has no signed checkpoint yet; run `custos audit checkpoint` first");
+    };
+    let base = store.ledger_latest_prune().await?.map_or(0, |p| p.0);
+    let start = match since {
+        Some(t) => store.ledger_index_at_time(base, t).await?,
+        None => base,
+    };
+    let end = match until {
+        Some(t) => store.ledger_index_at_time(start, t).await?,
+        None => size,
+    }
+    .min(size);
+    if start >= end {
+        bail!("no entries in that time range are covered by the latest checkpoint (size {size}, stored from {base}); run `custos audit checkpoint` or widen the range");
+    }
+    let proof = range_proof(
+        &nodes_at(&store, &range_positions(size, start, end)).await?,
+        size,
+        start,
+        end,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot build the range proof: {e}; run `custos audit verify`"))?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut listed = Vec::new();
+    let mut first = start;
+    while first < end {
+        let last = (first + segment_size).min(end);
+        let name = format!("segment-{first:012}.jsonl");
+        let mut text = String::new();
+        let mut next = first;
+        while next < last {
+            let page = store
+                .ledger_entries(next as i64, (last - next).min(10_000) as i64)
+                .await?;
+            if page.is_empty() {
+                bail!("the ledger ends at {next}, before its checkpoint's size {size}; run `custos audit verify`");
+            }
+            for e in page {
+                if e.index as u64 != next {
+                    bail!("entry {next} is missing from the ledger; run `custos audit verify`");
+                }
+                text.push_str(
+                    &json!({"index": e.index, "recorded_at": e.recorded_at, "event": e.event})
+                        .to_string(),
+                );
+                text.push('\n');
+                next += 1;
+            }
+        }
+        listed.push(json!({"name": name, "sha256": hex::encode(Sha256::digest(text.as_bytes())), "first": first, "last": last - 1}));
+        files.push((name, text.into_bytes()));
+        first = last;
+    }
+    listed.push(
+        json!({"name": "checkpoint.note", "sha256": hex::encode(Sha256::digest(note.as_bytes()))}),
+    );
+    files.push(("checkpoint.note".to_owned(), note.into_bytes()));
+    let manifest = json!({"format": "custos-ledger-export/1", "tree_size": size,
+        "first": start, "end": end,
+        "since": since.map(custos_core::time::format_rfc3339),
+        "until": until.map(custos_core::time::format_rfc3339),
+        "range_proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        "files": listed,
+        "created_at": custos_core::time::format_rfc3339(custos_core::time::now_ms())});
+    files.push((
+        "manifest.json".to_owned(),
+        serde_json::to_string_pretty(&manifest)?.into_bytes(),
+    ));
+    Ok((files, manifest))
+}
+
+/// The `ledger-anchored` compliance check: the ledger verifies, against at least one signed
+/// checkpoint held outside the database (`[audit] anchor_dir`, witnesses, `checkpoints`).
+pub(crate) async fn anchored_check(
+    ctx: &Ctx,
+    store: &Store,
+    verifier: Option<&NoteVerifier>,
+    checkpoints: &[PathBuf],
+) -> Result<custos_govern::comply::CheckResult> {
+    use custos_govern::comply::{CheckResult, Status};
+    let (mut anchors, mut problems) = read_anchors(ctx, checkpoints, verifier)?;
+    let (more, more_problems) = witness_anchors(ctx, store, &[], verifier).await?;
+    anchors.extend(more);
+    problems.extend(more_problems);
+    let report = verify_store(store, verifier, &anchors).await?;
+    problems.extend(report.findings.iter().map(|f| f.problem.clone()));
+    let evidence = vec![
+        json!({"entries": report.entries, "checkpoints_verified": report.checkpoints_verified,
+        "checkpoints_unchecked": report.checkpoints_unchecked, "anchors_checked": report.anchors_checked,
+        "anchored_size": report.anchored_size, "anchors": anchors.iter().map(|a| &a.source).collect::<Vec<_>>()}),
+    ];
+    let id = "ledger-anchored";
+    Ok(if !problems.is_empty() {
+        CheckResult::new(id, Status::Fail, format!("the ledger does not verify: {}", problems.join("; ")))
+    } else if report.anchors_checked == 0 {
+        CheckResult::new(id, Status::Fail, "no signed checkpoint outside the database anchors the ledger (set [audit] anchor_dir or pass --checkpoint)")
+    } else if verifier.is_none() {
+        CheckResult::new(id, Status::Fail, "checkpoint signatures were not checked: pass --public-key")
+    } else {
+        CheckResult::new(id, Status::Pass, format!(
+            "{} entries verify; {} external anchor(s) agree",
+            report.entries, report.anchors_checked
+        ))
+    }
+    .with(evidence))
+}
+
 /// The external anchors: the newest checkpoint in `[audit] anchor_dir` and each
 /// `--checkpoint` file. Returns them with the problems found reading them (an anchor that
 /// does not verify with the public key is itself a finding).
@@ -1109,121 +1167,14 @@ fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// What a verified export holds: entries [first, end) of the signed tree of `size`.
-struct VerifiedExport {
-    first: u64,
-    end: u64,
-    size: u64,
-    root: Hash,
-    manifest_sha256: String,
-}
-
-fn hash_list(v: &serde_json::Value, what: &str) -> std::result::Result<Vec<Hash>, String> {
-    let Some(items) = v.as_array() else {
-        return if v.is_null() {
-            Ok(Vec::new())
-        } else {
-            Err(format!("{what} must be an array"))
-        };
-    };
-    items
-        .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h.as_str().unwrap_or(""), &mut out)
-                .map_err(|_| format!("{what} holds something that is not a 64-hex-digit hash"))?;
-            Ok(out)
-        })
-        .collect()
-}
-
 /// Checks an export directory with only its files and the public key.
 fn verify_export(
     dir: &Path,
     verifier: &NoteVerifier,
-) -> std::result::Result<VerifiedExport, String> {
+) -> std::result::Result<custos_govern::comply::export::VerifiedExport, String> {
     let read =
         |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
-    let manifest_bytes = read("manifest.json")?;
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| format!("manifest.json is not JSON: {e}"))?;
-    let size = manifest["tree_size"]
-        .as_u64()
-        .ok_or("manifest.json lacks tree_size")?;
-    // Exports made before ranges existed hold the whole log.
-    let first = manifest["first"].as_u64().unwrap_or(0);
-    let proof = hash_list(&manifest["range_proof"], "manifest.json range_proof")?;
-    let files = manifest["files"]
-        .as_array()
-        .ok_or("manifest.json lacks files")?;
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut note = None;
-    for f in files {
-        let name = f["name"].as_str().ok_or("a manifest entry has no name")?;
-        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-            return Err(format!(
-                "manifest names a file outside the export: {name:?}"
-            ));
-        }
-        let bytes = read(name)?;
-        if f["sha256"].as_str() != Some(hex::encode(Sha256::digest(&bytes)).as_str()) {
-            return Err(format!(
-                "{name} does not match its SHA-256 in the manifest: it was altered"
-            ));
-        }
-        if name == "checkpoint.note" {
-            note = Some(String::from_utf8(bytes).map_err(|_| "checkpoint.note is not UTF-8")?);
-            continue;
-        }
-        let text = String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8"))?;
-        for (line_no, line) in text.lines().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| format!("{name}:{}: not JSON: {e}", line_no + 1))?;
-            let index = v["index"]
-                .as_u64()
-                .ok_or_else(|| format!("{name}:{}: no index", line_no + 1))?;
-            let expected = first + leaves.len() as u64;
-            if index != expected {
-                return Err(format!("{name}:{}: entry {index} where {expected} was expected: entries were removed or reordered", line_no + 1));
-            }
-            let event = v["event"]
-                .as_str()
-                .ok_or_else(|| format!("{name}:{}: no event", line_no + 1))?;
-            leaves.push(leaf_hash(event.as_bytes()));
-        }
-    }
-    let note = note.ok_or("the export has no checkpoint.note")?;
-    let checkpoint = verifier
-        .open(&note)
-        .map_err(|e| format!("checkpoint.note: {e}"))?;
-    let end = first + leaves.len() as u64;
-    if checkpoint.size != size || manifest["end"].as_u64().is_some_and(|e| e != end) {
-        return Err(format!(
-            "the checkpoint covers {} entries and the manifest says {size} (ending at {}), but the segments hold entries {first}..{end}",
-            checkpoint.size, manifest["end"]
-        ));
-    }
-    match root_from_range(size, first, &leaves, &proof) {
-        Ok(r) if r == checkpoint.root => {}
-        Ok(_) => {
-            return Err(
-                "the entries and range proof do not hash to the signed root: an entry was altered"
-                    .into(),
-            )
-        }
-        Err(e) => {
-            return Err(format!(
-                "the entries cannot be placed in the signed tree: {e}"
-            ))
-        }
-    }
-    Ok(VerifiedExport {
-        first,
-        end,
-        size,
-        root: checkpoint.root,
-        manifest_sha256: hex::encode(Sha256::digest(&manifest_bytes)),
-    })
+    custos_govern::comply::export::verify(&read, verifier)
 }
 
 fn write_private(path: &Path, key: &str) -> Result<()> {

@@ -54,6 +54,13 @@ pub async fn open(ctx: &Ctx) -> Result<Control> {
     ))
 }
 
+/// The control plane and the acting identity for one change command.
+pub async fn for_change(ctx: &Ctx, change: &ChangeArgs) -> Result<(Control, Actor)> {
+    let control = open(ctx).await?;
+    let actor = actor(ctx, control.store(), change).await?;
+    Ok((control, actor))
+}
+
 /// The credential in `--token-file` or `$CUSTOS_TOKEN`, if any.
 fn token(args: &ChangeArgs) -> Result<Option<String>> {
     Ok(match &args.token_file {

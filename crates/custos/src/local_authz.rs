@@ -43,6 +43,12 @@ fn action(cmd: &Command) -> Option<(&'static str, String)> {
         }
         Command::Audit(crate::audit::AuditCmd::Prune { .. }) => ("audit.prune", default()),
         Command::Audit(crate::audit::AuditCmd::Export { .. }) => ("audit.export", default()),
+        Command::Comply(crate::comply::ComplyCmd::Status { .. }) => ("audit.read", default()),
+        Command::Dpia(
+            crate::comply::DpiaCmd::List
+            | crate::comply::DpiaCmd::Show { .. }
+            | crate::comply::DpiaCmd::Template { .. },
+        ) => ("dpia.read", default()),
         Command::Audit(
             crate::audit::AuditCmd::Query { .. } | crate::audit::AuditCmd::Tail { .. },
         ) => ("audit.read", default()),

@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access;
 mod audit;
+mod comply;
 mod control;
 mod cost;
 mod grants;
@@ -177,6 +178,18 @@ enum Command {
     /// Retention and tiering per data class over a folder or an S3 store: plan, apply.
     #[command(subcommand)]
     Lifecycle(lifecycle_policy::LifecycleCmd),
+    /// The risk register as code: a starter register, lint, heat map and reports with FAIR
+    /// annualized loss exposure.
+    #[command(subcommand)]
+    Risk(comply::RiskCmd),
+    /// Data protection impact assessments: triggered by personal data flows, written from a
+    /// GDPR Art. 35 template, approved by someone else; a release waits for its DPIA.
+    #[command(subcommand)]
+    Dpia(comply::DpiaCmd),
+    /// Compliance from custos' own evidence: status against NIST AI RMF 1.0 and ISO/IEC
+    /// 42001, and signed evidence bundles an auditor verifies offline.
+    #[command(subcommand)]
+    Comply(comply::ComplyCmd),
 }
 
 pub struct Ctx {
@@ -253,6 +266,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Erase(args) => lifecycle::erase(&ctx, args).await,
         Command::Dsar(cmd) => lifecycle::dsar(&ctx, cmd).await,
         Command::Lifecycle(cmd) => lifecycle_policy::run(&ctx, cmd).await,
+        Command::Risk(cmd) => comply::risk(&ctx, cmd).await,
+        Command::Dpia(cmd) => comply::dpia_cmd(&ctx, cmd).await,
+        Command::Comply(cmd) => comply::comply_cmd(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
         }

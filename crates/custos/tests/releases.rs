@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{admin, chat, json, ok, refused, serve};
+use common::{admin, chat, json, ok, refused, serve, token_file};
 use serde_json::Value;
 use std::path::Path;
 
@@ -218,26 +218,6 @@ fn datasets_are_tags_pinned_by_digest_with_pii_status() {
     );
     let shown = json(dir, &["datasets", "show", "users@golden_2025_09"]);
     assert_eq!(shown["digest"], ds["digest"]);
-}
-
-/// A token of `sub` in tenant acme with `roles` and a second factor, written to a file.
-fn token_file(
-    d: &Path,
-    issuer: &custos_authz::testkit::TestIssuer,
-    sub: &str,
-    roles: &[&str],
-) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut c = issuer.claims(sub, "custos", now);
-    c["tenant"] = serde_json::json!("acme");
-    c["roles"] = serde_json::json!(roles);
-    c["amr"] = serde_json::json!(["pwd", "hwk"]);
-    let path = d.join(format!("{sub}.jwt"));
-    std::fs::write(&path, issuer.token(&c)).unwrap();
-    path.display().to_string()
 }
 
 #[test]

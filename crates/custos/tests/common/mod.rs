@@ -150,3 +150,23 @@ pub fn admin_token(
     c["amr"] = serde_json::json!(["pwd", "hwk"]);
     issuer.token(&c)
 }
+
+/// A token of `sub` in tenant acme with `roles` and a second factor, written to a file.
+pub fn token_file(
+    d: &Path,
+    issuer: &custos_authz::testkit::TestIssuer,
+    sub: &str,
+    roles: &[&str],
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut c = issuer.claims(sub, "custos", now);
+    c["tenant"] = serde_json::json!("acme");
+    c["roles"] = serde_json::json!(roles);
+    c["amr"] = serde_json::json!(["pwd", "hwk"]);
+    let path = d.join(format!("{sub}.jwt"));
+    std::fs::write(&path, issuer.token(&c)).unwrap();
+    path.display().to_string()
+}
