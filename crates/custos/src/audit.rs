@@ -905,7 +905,7 @@ pub(crate) async fn export_files(
         bail!("no entries in that time range are covered by the latest checkpoint (size {size}, stored from {base}); run `custos audit checkpoint` or widen the range");
     }
     let proof = range_proof(
-        &nodes_at(&store, &range_positions(size, start, end)).await?,
+        &nodes_at(store, &range_positions(size, start, end)).await?,
         size,
         start,
         end,

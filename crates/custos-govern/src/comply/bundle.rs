@@ -309,12 +309,11 @@ mod tests {
         assert!(e.to_string().contains("manifest.sig"), "{e}");
     }
 
+    /// What to do with an entry: keep it (changed or not) or drop it.
+    type Edit = dyn Fn(&str, Vec<u8>) -> Option<Vec<u8>>;
+
     /// Rebuilds the archive with one entry replaced (or added, or dropped).
-    fn rezip(
-        b: &[u8],
-        change: &dyn Fn(&str, Vec<u8>) -> Option<Vec<u8>>,
-        add: Option<(&str, &[u8])>,
-    ) -> Vec<u8> {
+    fn rezip(b: &[u8], change: &Edit, add: Option<(&str, &[u8])>) -> Vec<u8> {
         let mut z = zip::ZipArchive::new(Cursor::new(b)).unwrap();
         let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for i in 0..z.len() {
