@@ -18,6 +18,7 @@ mod models;
 mod release_health;
 mod releases;
 pub mod seal;
+mod threat;
 
 pub use components::{NewDataset, NewPrompt};
 pub use erasure::{data_files, sha256_file, EraseSpec, Erased};

@@ -8,3 +8,4 @@ pub mod lifecycle;
 pub mod models;
 pub mod release;
 pub mod risk;
+pub mod threat;

@@ -86,6 +86,38 @@ pub enum ReportFormat {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ThreatCmd {
+    /// The deployment's data-flow diagram as configured (clients, gateway, identity and model
+    /// providers with their regions, datasets, stores, anchors, webhooks, trust boundaries)
+    /// and each attack surface with the controls that cover it and those that are off, with
+    /// the register's risks placed on their surfaces.
+    #[command(
+        after_help = "Formats: md (diagram in Mermaid, surfaces and controls; the default), mermaid, svg, json.\n\nExit status: 0, or 1 with --fail-on-gaps when a control is off.\n\nExamples:\n  custos threat model --risks risks.yaml > THREATS.md\n  custos threat model --format svg -o dfd.svg\n  custos threat model --json | jq '.surfaces[] | {name, off: [.controls[] | select(.on | not) | .id]}'"
+    )]
+    Model {
+        #[arg(long, value_enum, default_value = "md")]
+        format: ThreatFormat,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The risk register whose risks are placed on the surfaces (default: ./risks.yaml
+        /// when present).
+        #[arg(long, value_name = "FILE")]
+        risks: Option<PathBuf>,
+        /// Exit 1 when any control is off.
+        #[arg(long)]
+        fail_on_gaps: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ThreatFormat {
+    Md,
+    Mermaid,
+    Svg,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DpiaCmd {
     /// DPIAs and their state (required, drafted, approved).
     List,
@@ -403,6 +435,61 @@ pub async fn risk(ctx: &Ctx, cmd: RiskCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+pub async fn threat(ctx: &Ctx, cmd: ThreatCmd) -> Result<ExitCode> {
+    let ThreatCmd::Model {
+        format,
+        output: out,
+        risks,
+        fail_on_gaps,
+    } = cmd;
+    let control = crate::control::open(ctx).await?;
+    let engine = crate::control::engine(ctx)?;
+    let mut model = control
+        .threat_model(&ctx.config, &engine.policies().ids())
+        .await?;
+    if let Some(f) = risks.or_else(|| Some(PathBuf::from("risks.yaml")).filter(|p| p.exists())) {
+        match read_register(&f)? {
+            Ok(p) => model.link(&p.register),
+            Err((line, message)) => bail!("{}:{line}: {message}", f.display()),
+        }
+    }
+    let format = if ctx.json { ThreatFormat::Json } else { format };
+    let text = match format {
+        ThreatFormat::Md => custos_govern::threat::markdown(&model),
+        ThreatFormat::Mermaid => custos_govern::threat::mermaid(&model),
+        ThreatFormat::Svg => custos_govern::threat::svg(&model),
+        ThreatFormat::Json => {
+            let mut v = serde_json::to_value(&model)?;
+            v["mermaid"] = json!(custos_govern::threat::mermaid(&model));
+            serde_json::to_string_pretty(&v)? + "\n"
+        }
+    };
+    match out {
+        Some(p) => {
+            std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{text}"),
+    }
+    let gaps = model.gaps();
+    if !ctx.json && !matches!(format, ThreatFormat::Json) {
+        eprintln!(
+            "{} surfaces, {} controls off: {}",
+            model.surfaces.len(),
+            gaps.len(),
+            gaps.iter()
+                .map(|(s, c)| format!("{s}/{}", c.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(if fail_on_gaps && !gaps.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn dpia_json(d: &custos_store::Dpia, document: bool) -> Value {

@@ -182,6 +182,10 @@ enum Command {
     /// annualized loss exposure.
     #[command(subcommand)]
     Risk(comply::RiskCmd),
+    /// The threat model of the deployment as configured: data flows, trust boundaries, and
+    /// each attack surface's controls (on or off), with the risk register's risks on them.
+    #[command(subcommand)]
+    Threat(comply::ThreatCmd),
     /// Data protection impact assessments: triggered by personal data flows, written from a
     /// GDPR Art. 35 template, approved by someone else; a release waits for its DPIA.
     #[command(subcommand)]
@@ -268,6 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lifecycle(cmd) => lifecycle_policy::run(&ctx, cmd).await,
         Command::Risk(cmd) => comply::risk(&ctx, cmd).await,
         Command::Dpia(cmd) => comply::dpia_cmd(&ctx, cmd).await,
+        Command::Threat(cmd) => comply::threat(&ctx, cmd).await,
         Command::Comply(cmd) => comply::comply_cmd(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")

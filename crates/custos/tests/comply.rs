@@ -552,3 +552,75 @@ fn the_bundle_verifies_offline_and_names_a_changed_file() {
     );
     assert!(err.contains("--period"), "{err}");
 }
+
+#[test]
+fn the_threat_model_draws_the_deployment_and_names_what_is_off() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("jwks.json"),
+        custos_authz::testkit::TestIssuer::new("https://idp.test").jwks(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("custos.toml"),
+        "[[auth.jwt]]\nissuer = \"https://idp.test\"\naudience = \"custos\"\njwks_file = \"jwks.json\"\ntenants = [\"*\"]\n\n[[providers]]\nname = \"us\"\nkind = \"mock\"\nregion = \"us-east\"\n\n[[providers]]\nname = \"eu\"\nkind = \"mock\"\nregion = \"eu-west\"\n\n[[models]]\nname = \"tiny\"\nprovider = \"us\"\n\n[pii.guard]\nprompt = \"redact\"\n",
+    )
+    .unwrap();
+    ok(dir, &["tenants", "create", "acme"]);
+    ok(dir, &["tenants", "regions", "acme", "eu-west"]);
+    ok(dir, &["teams", "create", "ml", "--tenant", "acme"]);
+    ok(
+        dir,
+        &["apps", "create", "bot", "--team", "ml", "--tenant", "acme"],
+    );
+    ok(dir, &["risk", "init", "--owner", "risk@example.com"]);
+    let m = json(dir, &["threat", "model"]);
+    let control = |surface: &str, id: &str| -> Value {
+        m["surfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == surface)
+            .unwrap()["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{surface}/{id} in {m}"))
+            .clone()
+    };
+    assert_eq!(control("prompt", "guard:pii-prompt")["on"], true);
+    let residency = control("data", "residency:acme");
+    assert_eq!(residency["on"], false);
+    assert!(
+        residency["detail"]
+            .as_str()
+            .unwrap()
+            .contains("us (us-east)"),
+        "{residency}"
+    );
+    let oidc = control("access", "auth:oidc:idp.test");
+    assert_eq!(oidc["on"], false, "an issuer bound to no tenant is a gap");
+    assert_eq!(control("model", "routes:registry-pinned")["on"], false);
+    // Flows: the app to the gateway, the gateway to each provider in its own boundary.
+    let mermaid = m["mermaid"].as_str().unwrap();
+    assert!(mermaid.contains("app_acme_ml_bot ==>"), "{mermaid}");
+    assert!(mermaid.contains("provider us (us-east)") && mermaid.contains("prompts, PII redacted"));
+    // The register's risks sit on their surfaces.
+    let prompt = m["surfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prompt")
+        .unwrap();
+    assert!(prompt["risks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == "R01"));
+    let svg = ok(dir, &["threat", "model", "--format", "svg"]);
+    assert!(svg.starts_with("<svg") && svg.contains("tenant acme"));
+    let out = custos(dir, &["threat", "model", "--fail-on-gaps"]);
+    assert_eq!(out.status.code(), Some(1));
+}
