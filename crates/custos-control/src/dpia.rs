@@ -72,6 +72,42 @@ impl Control {
         Ok(Some(observed(actor, "dpia.required", r, None, reason)))
     }
 
+    /// Records what the gateway saw (personal data of a new type bound for a provider, a
+    /// cross-border transfer) as a DPIA trigger, once per `key`; the new DPIA's id, or `None`
+    /// when the trigger was recorded before.
+    pub async fn record_dpia_sighting(
+        &self,
+        actor: &Actor,
+        kind: &'static str,
+        tenant: &str,
+        key: &str,
+        subject: &str,
+        details: Value,
+    ) -> Result<Option<String>, ControlError> {
+        let mut c = self.store.begin_change().await?;
+        let reason = Reason::default();
+        let Some(e) = self
+            .dpia_trigger(
+                &mut c,
+                actor,
+                Trigger {
+                    tenant: tenant.into(),
+                    kind,
+                    key: key.into(),
+                    subject: subject.into(),
+                    release_id: None,
+                    details,
+                },
+                &reason,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = c.dpia_by_trigger(key).await?.map(|d| d.id);
+        Ok(self.commit(c, vec![e], id).await?.value)
+    }
+
     /// Opens a DPIA no trigger asked for (a new processing someone wants assessed).
     pub async fn dpia_open(
         &self,

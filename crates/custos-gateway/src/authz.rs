@@ -231,6 +231,9 @@ async fn enforce(
         if let Resource::Model { region, .. } = &resource {
             if decision.allowed && !tenant.regions.is_empty() && !tenant.regions.contains(region) {
                 slot.set_transfer(&tenant.regions, region);
+                state
+                    .dpia
+                    .transfer(&principal.tenant, &tenant.regions, region);
             }
         }
     }

@@ -146,6 +146,17 @@ pub async fn screen(State(state): State<AppState>, mut req: Request, next: Next)
                 .into_response();
         };
         state.metrics.pii_found(found.iter().map(String::as_str));
+        if action == GuardAction::Redact && !found.is_empty() {
+            let types: BTreeSet<&str> = found.iter().map(String::as_str).collect();
+            for t in types {
+                state.dpia.pii_entity(
+                    &principal.tenant,
+                    call.route.provider.name(),
+                    &call.route.region,
+                    t,
+                );
+            }
+        }
         if action == GuardAction::Block && !found.is_empty() {
             let types: BTreeSet<&str> = found.iter().map(String::as_str).collect();
             let list: Vec<&str> = types.into_iter().collect();

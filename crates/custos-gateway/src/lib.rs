@@ -13,6 +13,7 @@ pub mod body_tap;
 pub mod budget;
 pub mod call;
 pub mod directory;
+pub mod dpia_watch;
 pub mod finops;
 pub mod guard;
 pub mod idempotency;
@@ -170,6 +171,8 @@ impl Gateway {
         };
         let trust = registry::trusted_keys(&config).map_err(GatewayError::Registry)?;
         let control_settings = custos_control::Settings::from_config(&config);
+        let (dpia, dpia_sightings) =
+            dpia_watch::DpiaWatch::new(store.dpias().await?.into_iter().map(|d| d.trigger_key));
         let state = Arc::new(Shared {
             config,
             store: store.clone(),
@@ -196,6 +199,7 @@ impl Gateway {
             pii_salt: std::env::var("CUSTOS_PII_HASH_SALT")
                 .unwrap_or_default()
                 .into_bytes(),
+            dpia,
         });
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -230,6 +234,7 @@ impl Gateway {
         state.aliases.refresh(&state.store, &state.routes).await?;
         tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
         tasks.push(releases::spawn_overdue_watch(state.clone()));
+        tasks.push(dpia_watch::spawn_recorder(state.clone(), dpia_sightings));
         if state.routes.iter().any(|r| r.registry.is_some()) {
             // Gated routes are checked before the first call is served.
             registry::refresh(&state).await;

@@ -45,6 +45,8 @@ pub struct Shared {
     pub pii_key: Option<custos_pii::Key>,
     /// Salt of the hash operator (CUSTOS_PII_HASH_SALT).
     pub pii_salt: Vec<u8>,
+    /// DPIA triggers the guard and authorization see (new PII types, transfers).
+    pub dpia: crate::dpia_watch::DpiaWatch,
 }
 
 pub type AppState = Arc<Shared>;

@@ -441,6 +441,18 @@ async fn cross_region_use_a_policy_allows_is_recorded_as_a_transfer() {
     );
     assert_eq!(call["policies"], json!(["devs"]));
     assert_eq!(call["actor"]["roles"], json!(["developer"]));
+    // A new cross-border transfer requires a DPIA.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dpia = loop {
+        let d = gw.store.dpias().await.unwrap();
+        if !d.is_empty() || std::time::Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dpia.len(), 1);
+    assert_eq!(dpia[0].trigger_key, "cross-border:acme:us-east");
+    assert_eq!(dpia[0].tenant, "acme");
     // The token's subject is a person: stored sealed, opened while the key lives.
     let stored = call["actor"]["id"].as_str().unwrap();
     assert!(stored.starts_with("sealed:v1:"), "{call}");

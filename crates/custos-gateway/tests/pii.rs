@@ -356,6 +356,29 @@ entities = ["CREDIT_CARD"]
         "{m}"
     );
     assert!(!m.contains("jane.roe"));
+    // Each type of personal data the guard redacted on its way to a provider requires a
+    // DPIA, recorded once (the second prompt above was blocked: nothing went out).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dpias = loop {
+        let d = gw.store.dpias().await.unwrap();
+        if d.len() >= 2 || std::time::Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut keys: Vec<&str> = dpias.iter().map(|d| d.trigger_key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "pii-entity:acme:mock:EMAIL_ADDRESS",
+            "pii-entity:acme:mock:PHONE_NUMBER"
+        ]
+    );
+    assert!(dpias
+        .iter()
+        .all(|d| d.trigger_kind == "pii-entity" && d.state == "required"));
+    assert!(!format!("{dpias:?}").contains("jane.roe"));
 }
 
 #[tokio::test]
