@@ -1012,7 +1012,7 @@ pub async fn comply_cmd(ctx: &Ctx, cmd: ComplyCmd) -> Result<ExitCode> {
                     let ok = v.problems.is_empty();
                     if ctx.json {
                         output::json(
-                            &json!({"ok": ok, "period": v.period, "signer": v.signer, "files": v.files,
+                            &json!({"ok": ok, "period": v.period, "signer": v.signer, "files": v.files, "proofs": v.proofs,
                             "bytes": v.bytes, "ledger": v.ledger.as_ref().map(|l| json!({"first": l.first, "end": l.end, "tree_size": l.size})),
                             "problems": v.problems}),
                         );
@@ -1022,10 +1022,11 @@ pub async fn comply_cmd(ctx: &Ctx, cmd: ComplyCmd) -> Result<ExitCode> {
                     }
                     if ok {
                         eprintln!(
-                            "bundle verified: {} files signed by {} for {}{}",
+                            "bundle verified: {} files signed by {} for {}, {} release proof(s) and erasure receipt(s) inside verified{}",
                             v.files,
                             v.signer,
                             v.period,
+                            v.proofs,
                             v.ledger
                                 .map(|l| format!(
                                     "; ledger entries {}..{} of the signed log of {}",
@@ -1216,6 +1217,11 @@ async fn collect(
                 "decisions": decisions.iter().map(|d| json!({"role": d.role, "decision": d.decision, "by": d.by_whom, "why": d.why, "at": format_rfc3339(d.at), "ledger_index": d.ledger_index})).collect::<Vec<_>>(),
                 "evidence": attached});
             files.insert(format!("releases/{}/release.json", r.id), pretty(&doc));
+            // Its proof (the release's ledger events under the fresh checkpoint), when the
+            // release has any decision to prove.
+            if let Ok(proof) = control.release_proof(&r.id).await {
+                files.insert(format!("releases/{}/proof.json", r.id), pretty(&proof));
+            }
             index.push((
                 format!("releases/{}/release.json", r.id),
                 format!(

@@ -328,6 +328,42 @@ fn a_dpia_blocks_the_release_that_triggered_it_until_approved() {
     assert_eq!(check(&s, "models-signed"), "pass");
     assert_eq!(check(&s, "high-release-security"), "fail");
     assert_eq!(check(&s, "release-vulns"), "fail");
+
+    // The bundle carries the release with its proof and the DPIAs with their text; the
+    // proof verifies inside the bundle with the same key.
+    ok(dir, &["audit", "keygen"]);
+    let year = &custos_time(0)[..4];
+    let b = json(
+        dir,
+        &[
+            "comply",
+            "bundle",
+            "--period",
+            year,
+            "-o",
+            "b.zip",
+            "--key-file",
+            ".custos/ledger.key",
+        ],
+    );
+    let files = b["manifest"]["files"].to_string();
+    assert!(
+        files.contains(&format!("releases/{id}/proof.json")),
+        "{files}"
+    );
+    assert!(files.contains(&format!("dpia/{dpia_id}.md")), "{files}");
+    let v = json(
+        dir,
+        &[
+            "comply",
+            "verify",
+            "b.zip",
+            "--public-key",
+            ".custos/ledger.pub",
+        ],
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["proofs"].as_u64().unwrap() >= 1, "{v}");
 }
 
 #[test]

@@ -112,6 +112,8 @@ pub struct Verified {
     pub files: usize,
     pub bytes: u64,
     pub ledger: Option<VerifiedExport>,
+    /// Release proofs and erasure receipts inside that verified against the same key.
+    pub proofs: usize,
     pub problems: Vec<String>,
 }
 
@@ -245,6 +247,31 @@ pub fn verify<R: Read + Seek>(reader: R, key: &NoteVerifier) -> Result<Verified,
     for n in &names {
         if n != MANIFEST && n != SIGNATURE && !listed.contains(n) {
             v.problems.push(format!("{n}: not in the manifest (added)"));
+        }
+    }
+    // Release proofs and erasure receipts verify on their own, against the same key.
+    for path in listed.iter().filter(|p| names.contains(*p)) {
+        let release = path.starts_with("releases/") && path.ends_with("/proof.json");
+        let erasure = path.starts_with("erasures/") && path.ends_with(".receipt.json");
+        if !release && !erasure {
+            continue;
+        }
+        let checked = read_entry(&mut z, path, MAX_MANIFEST).and_then(|b| {
+            let v: Value =
+                serde_json::from_slice(&b).map_err(|e| format!("{path}: not JSON: {e}"))?;
+            if release {
+                crate::release::proof::verify(&v, key)
+                    .map(|_| ())
+                    .map_err(|e| format!("{path}: the release proof does not verify: {e}"))
+            } else {
+                crate::lifecycle::receipt::verify(&v, key, &[])
+                    .map(|_| ())
+                    .map_err(|e| format!("{path}: the erasure receipt does not verify: {e}"))
+            }
+        });
+        match checked {
+            Ok(()) => v.proofs += 1,
+            Err(p) => v.problems.push(p),
         }
     }
     if listed.contains("ledger/manifest.json") {
