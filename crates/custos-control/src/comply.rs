@@ -555,3 +555,25 @@ impl Control {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::critical_unexcepted;
+    use serde_json::json;
+
+    #[test]
+    fn only_critical_findings_without_an_exception_count() {
+        let report = json!({"findings": [
+            {"id": "CVE-1", "severity": "CRITICAL", "package": "a", "version": "1", "suppressed_by": null},
+            {"id": "CVE-2", "severity": "critical", "package": "b", "version": "2", "suppressed_by": "EXC-7"},
+            {"id": "CVE-3", "severity": "high", "package": "c", "version": "3", "suppressed_by": null},
+            {"id": "RUSTSEC-4", "severity": "critical", "package": "d", "version": "4", "suppressed_by": null, "informational": "unmaintained"}
+        ]});
+        assert_eq!(
+            critical_unexcepted(&report),
+            Some(vec!["CVE-1 in a 1".to_owned()])
+        );
+        assert_eq!(critical_unexcepted(&json!({"findings": []})), Some(vec![]));
+        assert_eq!(critical_unexcepted(&json!({"runs": []})), None);
+    }
+}

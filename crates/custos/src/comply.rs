@@ -356,6 +356,10 @@ pub async fn risk(ctx: &Ctx, cmd: RiskCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RiskCmd::Lint { file } => {
+            if let Err(e) = read_register(&file) {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
             let control = crate::control::open(ctx).await?;
             let (v, ok) = lint_file(ctx, &control, &file).await?;
             if ctx.json {

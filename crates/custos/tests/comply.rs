@@ -112,7 +112,10 @@ fn the_risk_register_lints_by_line_and_reports() {
     let html = ok(dir, &["risk", "report", "--format", "html"]);
     assert!(html.contains("<table>") && html.contains("<svg"));
     let (code, err) = fails(dir, &["risk", "lint", "missing.yaml"]);
-    assert!(code != 0 && err.contains("missing.yaml"), "{err}");
+    assert!(code == 2 && err.contains("missing.yaml"), "{err}");
+    std::fs::write(dir.join("latin1.yaml"), b"risks:\n  - id: R\xe9\n").unwrap();
+    let (code, err) = fails(dir, &["risk", "lint", "latin1.yaml"]);
+    assert!(code == 2 && err.contains("not UTF-8"), "{err}");
 }
 
 #[test]
@@ -184,6 +187,7 @@ fn a_dpia_blocks_the_release_that_triggered_it_until_approved() {
     let pat = token_file(dir, &issuer, "pat", &["privacy-officer"]);
     let eve = token_file(dir, &issuer, "eve", &["developer"]);
     std::fs::write(dir.join("adr.md"), "# ADR 1\n").unwrap();
+    std::fs::write(dir.join("vulns.json"), r#"{"findings": [], "failing": 0}"#).unwrap();
     let r = json(
         dir,
         &[
@@ -209,6 +213,7 @@ fn a_dpia_blocks_the_release_that_triggered_it_until_approved() {
             "evidence",
             &id,
             "adr=adr.md",
+            "vulns=vulns.json",
             "--token-file",
             &alice,
         ],
@@ -327,11 +332,58 @@ fn a_dpia_blocks_the_release_that_triggered_it_until_approved() {
     assert_eq!(check(&s, "dpia-approved"), "fail");
     assert_eq!(check(&s, "models-signed"), "pass");
     assert_eq!(check(&s, "high-release-security"), "fail");
-    assert_eq!(check(&s, "release-vulns"), "fail");
+    assert_eq!(check(&s, "release-vulns"), "pass");
+    assert_eq!(check(&s, "models-carded"), "fail");
+    // A changed report is not evidence any more.
+    std::fs::write(dir.join("vulns.json"), r#"{"findings": [{"id": "CVE-9", "severity": "critical", "package": "x", "version": "1", "suppressed_by": null}]}"#).unwrap();
+    assert_eq!(check(&status(dir, &[]), "release-vulns"), "fail");
+    // The dataset's DPIA, written and approved: every DPIA is.
+    let other = json(dir, &["dpia", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["trigger"] == "pii-dataset")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(dir, &["dpia", "template", &other, "-o", "d2.md"]);
+    let t = std::fs::read_to_string(dir.join("d2.md")).unwrap();
+    std::fs::write(dir.join("d2.md"), t.replace("TODO", "Assessed.")).unwrap();
+    ok(
+        dir,
+        &[
+            "dpia",
+            "new",
+            &other,
+            "--file",
+            "d2.md",
+            "--token-file",
+            &alice,
+        ],
+    );
+    ok(dir, &["dpia", "approve", &other, "--token-file", &pat]);
+    assert_eq!(check(&status(dir, &[]), "dpia-approved"), "pass");
 
     // The bundle carries the release with its proof and the DPIAs with their text; the
     // proof verifies inside the bundle with the same key.
     ok(dir, &["audit", "keygen"]);
+    // An erasure closed at once is within its SLA; its receipt goes in the bundle.
+    ok(
+        dir,
+        &[
+            "erase",
+            "--subject",
+            "email:bob@example.com",
+            "--why",
+            "DSR-1",
+            "-o",
+            "receipt.json",
+            "--key-file",
+            ".custos/ledger.key",
+        ],
+    );
+    assert_eq!(check(&status(dir, &[]), "erasure-sla"), "pass");
     let year = &custos_time(0)[..4];
     let b = json(
         dir,
@@ -363,7 +415,10 @@ fn a_dpia_blocks_the_release_that_triggered_it_until_approved() {
         ],
     );
     assert_eq!(v["ok"], true, "{v}");
-    assert!(v["proofs"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        v["proofs"].as_u64().unwrap() >= 2,
+        "a release proof and a receipt: {v}"
+    );
 }
 
 #[test]
