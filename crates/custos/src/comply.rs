@@ -234,6 +234,27 @@ pub struct StatusArgs {
     checkpoints: Vec<PathBuf>,
 }
 
+/// A file custos reads whole (a register, a mapping, an assessment), refused past `max`
+/// bytes so a wrong path cannot exhaust memory.
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", path.display());
+    }
+    if meta.len() > max {
+        bail!(
+            "{} is {} bytes, more than the {max} this command reads",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Registers, mappings and DPIAs larger than this are not what they claim to be.
+const MAX_TEXT: u64 = 16 << 20;
+
 fn today() -> (i32, u8, u8) {
     let s = format_rfc3339(now_ms());
     risk::parse_date(&s[..10]).unwrap_or((1970, 1, 1))
@@ -241,7 +262,7 @@ fn today() -> (i32, u8, u8) {
 
 /// Reads and parses a register; `Err` carries the exit-2 reason.
 fn read_register(file: &Path) -> Result<std::result::Result<Parsed, (usize, String)>> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = read_bounded(file, MAX_TEXT)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow!(
             "{}: not UTF-8 (byte {})",
@@ -603,8 +624,7 @@ pub async fn dpia_cmd(ctx: &Ctx, cmd: DpiaCmd) -> Result<ExitCode> {
             tenant,
             change,
         } => {
-            let text =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = read_bounded(&file, MAX_TEXT)?;
             let text =
                 String::from_utf8(text).map_err(|_| anyhow!("{}: not UTF-8", file.display()))?;
             let (control, actor) = crate::control::for_change(ctx, &change).await?;
@@ -780,8 +800,8 @@ async fn checks(
 
 fn frameworks(scope: &StatusArgs) -> Result<Vec<comply::Framework>> {
     if let Some(m) = &scope.mapping {
-        let text =
-            std::fs::read_to_string(m).with_context(|| format!("cannot read {}", m.display()))?;
+        let text = String::from_utf8(read_bounded(m, MAX_TEXT)?)
+            .map_err(|_| anyhow!("{}: not UTF-8", m.display()))?;
         return Ok(vec![
             comply::parse_framework(&text).map_err(|e| anyhow!("{}: {e}", m.display()))?
         ]);
@@ -994,6 +1014,10 @@ pub async fn comply_cmd(ctx: &Ctx, cmd: ComplyCmd) -> Result<ExitCode> {
                 }
             };
             let f = match std::fs::File::open(&path) {
+                Ok(_) if !path.is_file() => {
+                    eprintln!("error: {} is not a file", path.display());
+                    return Ok(ExitCode::from(2));
+                }
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!("error: cannot read {}: {e}", path.display());
@@ -1159,8 +1183,7 @@ async fn collect(
         .clone()
         .or_else(|| Some(PathBuf::from("risks.yaml")).filter(|p| p.exists()))
     {
-        let text =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_bounded(&path, MAX_TEXT)?;
         if let Ok(p) = risk::parse(&String::from_utf8_lossy(&text)) {
             let exp = exposures(
                 &p.register,

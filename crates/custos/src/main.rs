@@ -38,7 +38,9 @@ const ABOUT: &str = "custos: an AI governance control plane in one binary.
 Run an OpenAI-compatible gateway that enforces identity, quotas and idempotency on every
 model call, meter its cost against budgets, manage the tenants, teams, apps and API keys it
 serves, keep a tamper-evident audit ledger, and scan code, data and dependencies for leaked
-secrets, personal data and known vulnerabilities.";
+secrets, personal data and known vulnerabilities; sign and gate models and releases, honour
+erasure, and answer audits from the evidence: a risk register, DPIAs, compliance status and
+signed evidence bundles.";
 
 const AFTER_HELP: &str = "Quickstart:
   custos init                                     write custos.toml, create the database
