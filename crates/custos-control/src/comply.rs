@@ -412,7 +412,7 @@ impl Control {
                 CheckResult::new(
                     "team-budgets",
                     Status::Fail,
-                    format!("without a budget with alerts: {} (`custos budgets create --scope team:NAME --alert 80`)", without.join(", ")),
+                    format!("without a budget with alerts: {} (`custos budgets create NAME --scope team:TEAM --amount N`; it alerts at 70, 90 and 100%)", without.join(", ")),
                 )
             }
             .with(ev),

@@ -146,17 +146,48 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct
+/// from the ledger writers' lock.
+const MIGRATION_LOCK: i64 = 0x6375_7374_6f73_2d6d;
+
 impl Store {
     /// Applies the migrations this database has not seen yet. Safe to run concurrently from
-    /// several processes: each migration runs in a transaction that records its version, and
-    /// the primary key makes a second runner fail and retry after the first commits.
+    /// several processes: on PostgreSQL they take turns (an advisory lock); on SQLite each
+    /// migration runs in a transaction that records its version, and the primary key makes a
+    /// second runner fail and retry after the first commits.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrate_until(i64::MAX).await
     }
 
     /// `migrate`, stopping after version `last`: for tests that need a database as an older
-    /// custos left it.
+    /// custos left it. On PostgreSQL, replicas starting together on a fresh database take
+    /// turns through a session advisory lock: creating the same table concurrently fails there
+    /// on the catalog's unique index, not on `IF NOT EXISTS`.
     pub async fn migrate_until(&self, last: i64) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return self.migrate_unlocked(last).await;
+        }
+        let mut conn = self.pool().acquire().await?;
+        let c: &mut sqlx::AnyConnection = &mut conn;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(c)
+            .await?;
+        let done = self.migrate_unlocked(last).await;
+        let c: &mut sqlx::AnyConnection = &mut conn;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(c)
+            .await;
+        if unlocked.is_err() {
+            // A session lock ends with its connection: close it rather than return it to the
+            // pool still holding the lock.
+            let _ = conn.detach();
+        }
+        done
+    }
+
+    async fn migrate_unlocked(&self, last: i64) -> Result<(), StoreError> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS custos_migrations (
                 version BIGINT PRIMARY KEY,

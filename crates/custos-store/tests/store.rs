@@ -234,3 +234,29 @@ fn urls_are_redacted() {
     );
     assert!(custos_store::url_has_password("postgres://u:p@h/db"));
 }
+
+/// Replicas started together on a fresh PostgreSQL database all come up: migrations take
+/// turns instead of racing to create the same tables.
+#[tokio::test]
+async fn replicas_starting_together_on_a_fresh_database_all_migrate() {
+    let Some(url) = custos_store::testkit::fresh_postgres("migrate_together")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    // Four stores, four pools: four replicas' worth of connections, migrating at once.
+    let open = || custos_store::Store::open(&url);
+    let (a, b, c, d) = tokio::join!(open(), open(), open(), open());
+    for s in [a, b, c, d] {
+        s.unwrap();
+    }
+    let applied = custos_store::Store::connect(&url)
+        .await
+        .unwrap()
+        .applied_migrations()
+        .await
+        .unwrap();
+    assert!(applied.windows(2).all(|w| w[1] == w[0] + 1), "{applied:?}");
+    assert_eq!(applied.first(), Some(&1));
+}
