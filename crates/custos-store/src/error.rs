@@ -24,6 +24,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The shared Redis of `[cluster] redis_url` failed or did not answer in time.
+    #[error("Redis: {0}")]
+    Redis(String),
 }
 
 impl StoreError {

@@ -14,6 +14,7 @@ mod lifecycle;
 mod migrate;
 mod models;
 mod releases;
+pub mod shared;
 pub mod testkit;
 
 pub use change::Change;

@@ -219,3 +219,21 @@ impl Seed for Store {
         seed!(self, c => c.spend_override_create(o))
     }
 }
+
+/// The environment variable naming a Redis server for tests.
+pub const REDIS_ENV: &str = "CUSTOS_TEST_REDIS_URL";
+
+/// The test Redis (`CUSTOS_TEST_REDIS_URL`, else `redis://127.0.0.1:6379` when it answers),
+/// or `None` with a message on stderr.
+pub async fn redis(test: &str) -> Option<String> {
+    let url = std::env::var(REDIS_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    match crate::shared::Shared::connect(&url, "custos-test:", std::time::Duration::from_secs(2))
+        .await
+    {
+        Ok(s) if s.ping().await.is_ok() => Some(url),
+        _ => {
+            eprintln!("skipping {test}: no Redis answers at {url} (set {REDIS_ENV})");
+            None
+        }
+    }
+}
