@@ -315,6 +315,50 @@ pub struct Config {
     pub release: ReleaseConfig,
     /// Data lifecycle: the erasure SLA.
     pub lifecycle: LifecycleConfig,
+    /// Several gateway replicas: the shared Redis their counters live in.
+    pub cluster: ClusterConfig,
+}
+
+/// What replicas share. Without `redis_url` (or `CUSTOS_REDIS_URL`) each gateway keeps its
+/// counters in memory, exact for one process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://HOST:PORT/DB`; a password only through `CUSTOS_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// What a control does when Redis does not answer: `local` (per-replica counters, logged
+    /// and counted), `fail_open` (admit), or `fail_closed` (refuse with 503).
+    pub on_redis_error: OnRedisError,
+    /// How long a call waits for Redis before `on_redis_error` applies.
+    pub timeout: HumanDuration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            on_redis_error: OnRedisError::Local,
+            timeout: HumanDuration(Duration::from_millis(250)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisError {
+    #[default]
+    Local,
+    FailOpen,
+    FailClosed,
+}
+
+impl ClusterConfig {
+    /// The Redis to use: `CUSTOS_REDIS_URL` (`env`), else `redis_url`.
+    pub fn redis(&self, env: Option<&str>) -> Option<String> {
+        env.filter(|u| !u.trim().is_empty())
+            .map(str::to_owned)
+            .or_else(|| self.redis_url.clone())
+    }
 }
 
 /// Data lifecycle settings.
@@ -1077,6 +1121,31 @@ impl Config {
                 message,
             })
         };
+        if let Some(url) = &self.cluster.redis_url {
+            let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            if after_scheme
+                .split('/')
+                .next()
+                .is_some_and(|auth| auth.contains('@'))
+            {
+                return fail(
+                    "cluster.redis_url".into(),
+                    find_key(text, "redis_url"),
+                    "the URL carries credentials; set CUSTOS_REDIS_URL in the environment instead"
+                        .into(),
+                );
+            }
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                return fail(
+                    "cluster.redis_url".into(),
+                    find_key(text, "redis_url"),
+                    format!("{url:?} is not a Redis URL (redis://HOST:PORT/DB)"),
+                );
+            }
+        }
         if self.server.max_body_bytes == 0 {
             return fail(
                 "server.max_body_bytes".into(),
@@ -1681,6 +1750,33 @@ mod tests {
     fn providers_without_models_is_an_error() {
         let e = parse("[[providers]]\nname = \"mock\"\nkind = \"mock\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("models"));
+    }
+
+    #[test]
+    fn cluster_redis_urls_never_carry_credentials() {
+        let c = parse("[cluster]\nredis_url = \"redis://127.0.0.1:6379/0\"\non_redis_error = \"fail_closed\"\ntimeout = \"100ms\"\n").unwrap();
+        assert_eq!(c.cluster.on_redis_error, OnRedisError::FailClosed);
+        assert_eq!(
+            c.cluster.redis(None).as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
+        assert_eq!(
+            c.cluster.redis(Some("redis://r:6379")).as_deref(),
+            Some("redis://r:6379")
+        );
+        let err = parse("[cluster]\nredis_url = \"redis://:hunter2@r:6379\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CUSTOS_REDIS_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(parse("[cluster]\nredis_url = \"http://r\"\n").is_err());
+        assert!(parse("[cluster]\non_redis_error = \"maybe\"\n").is_err());
+        assert_eq!(
+            Config::default().cluster.on_redis_error,
+            OnRedisError::Local
+        );
     }
 
     #[test]

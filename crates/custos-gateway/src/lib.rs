@@ -12,6 +12,7 @@ pub mod batch;
 pub mod body_tap;
 pub mod budget;
 pub mod call;
+pub mod cluster;
 pub mod directory;
 pub mod dpia_watch;
 pub mod finops;
@@ -173,7 +174,9 @@ impl Gateway {
         let control_settings = custos_control::Settings::from_config(&config);
         let (dpia, dpia_sightings) =
             dpia_watch::DpiaWatch::new(store.dpias().await?.into_iter().map(|d| d.trigger_key));
+        let cluster = cluster::Cluster::start(&config.cluster).await;
         let state = Arc::new(Shared {
+            cluster: cluster.clone(),
             config,
             store: store.clone(),
             keys: keys.clone(),
@@ -235,6 +238,9 @@ impl Gateway {
         tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
         tasks.push(releases::spawn_overdue_watch(state.clone()));
         tasks.push(dpia_watch::spawn_recorder(state.clone(), dpia_sightings));
+        if let Some(c) = &cluster {
+            tasks.push(c.spawn_connector());
+        }
         if state.routes.iter().any(|r| r.registry.is_some()) {
             // Gated routes are checked before the first call is served.
             registry::refresh(&state).await;

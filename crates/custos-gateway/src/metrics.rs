@@ -102,6 +102,8 @@ pub struct Metrics {
     upstream: Mutex<HashMap<(&'static str, String), Arc<Histogram>>>,
     auth_failures: Mutex<HashMap<&'static str, u64>>,
     quota_rejections: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// Decisions taken without the shared Redis, by control and by what was done instead.
+    shared_fallbacks: Mutex<HashMap<(&'static str, &'static str), u64>>,
     idempotent_replays: AtomicU64,
     connections_shed: AtomicU64,
     in_flight: AtomicI64,
@@ -147,6 +149,13 @@ impl Metrics {
     pub fn quota_rejection(&self, scope: &'static str, limit: &'static str) {
         *lock(&self.quota_rejections)
             .entry((scope, limit))
+            .or_default() += 1;
+    }
+
+    /// A decision `control` took without the shared state, doing `mode` instead.
+    pub fn shared_fallback(&self, control: &'static str, mode: &'static str) {
+        *lock(&self.shared_fallbacks)
+            .entry((control, mode))
             .or_default() += 1;
     }
 
@@ -266,6 +275,18 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "custos_quota_rejections_total{{scope=\"{scope}\",limit=\"{limit}\"}} {v}"
+            );
+        }
+        out.push_str("# HELP custos_shared_state_fallbacks_total Decisions taken without the shared Redis, by control and what was done instead (local, fail_open, fail_closed).\n# TYPE custos_shared_state_fallbacks_total counter\n");
+        let mut rows: Vec<_> = lock(&self.shared_fallbacks)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        rows.sort();
+        for ((control, mode), v) in rows {
+            let _ = writeln!(
+                out,
+                "custos_shared_state_fallbacks_total{{control=\"{control}\",mode=\"{mode}\"}} {v}"
             );
         }
         let _ = writeln!(out, "# HELP custos_connections_shed_total Connections answered 503 and closed by the connection limits.\n# TYPE custos_connections_shed_total counter\ncustos_connections_shed_total {}", self.connections_shed.load(Ordering::Relaxed));

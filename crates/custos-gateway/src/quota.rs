@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use custos_core::principal::SharedPrincipal;
+use custos_store::shared::{Admission, Limit, Shared};
 use http::{HeaderMap, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -105,13 +106,30 @@ pub struct Grant {
     token_cells: Vec<(Arc<Cell>, u32)>,
     charged_tokens: u32,
     pub standings: Vec<Standing>,
+    /// Token limits charged on the shared Redis, settled there.
+    shared: Option<SharedTokens>,
 }
+
+/// The shared Redis and the token limits (counter, limit) a call was charged on there.
+type SharedTokens = (Arc<Shared>, Vec<(String, u32)>);
 
 impl Grant {
     /// Corrects the token charge to the provider-reported total.
     pub fn settle(&self, actual_tokens: u32) {
         let delta = i64::from(actual_tokens) - i64::from(self.charged_tokens);
         if delta == 0 {
+            return;
+        }
+        if let Some((shared, limits)) = &self.shared {
+            let (shared, limits) = (shared.clone(), limits.clone());
+            // Off the response's path; a failed correction is logged, the next call sees the
+            // counter as it stands.
+            tokio::spawn(async move {
+                let keys: Vec<(&str, u32)> = limits.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+                if let Err(e) = shared.settle(&keys, delta).await {
+                    tracing::warn!(error = %e, "correcting a shared token charge failed");
+                }
+            });
             return;
         }
         for (cell, limit) in &self.token_cells {
@@ -283,7 +301,177 @@ impl Quotas {
             token_cells,
             charged_tokens: tokens,
             standings,
+            shared: None,
         }))
+    }
+}
+
+/// The shared counter of one limit: every replica names it the same.
+fn shared_key(scope: Scope, kind: Kind, id: &str) -> String {
+    format!("q:{}:{}:{id}", scope.label(), kind.label())
+}
+
+impl Quotas {
+    /// `admit` on the shared Redis: one atomic decision over all the principal's limits, on
+    /// Redis's clock, so replicas together admit what one would.
+    pub async fn admit_shared(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        p: &SharedPrincipal,
+        tokens: u32,
+    ) -> Result<Result<Option<Grant>, Refusal>, custos_store::StoreError> {
+        let mut limits: Vec<(Scope, Kind, String, u32, u64)> = Vec::with_capacity(4);
+        if let Some(l) = p.rpm {
+            limits.push((
+                Scope::Key,
+                Kind::Requests,
+                shared_key(Scope::Key, Kind::Requests, &p.uid),
+                l,
+                1,
+            ));
+        }
+        if let Some(l) = p.team_rpm {
+            limits.push((
+                Scope::Team,
+                Kind::Requests,
+                shared_key(Scope::Team, Kind::Requests, &p.team_id),
+                l,
+                1,
+            ));
+        }
+        if let Some(l) = p.tpm {
+            limits.push((
+                Scope::Key,
+                Kind::Tokens,
+                shared_key(Scope::Key, Kind::Tokens, &p.uid),
+                l,
+                u64::from(tokens),
+            ));
+        }
+        if let Some(l) = p.team_tpm {
+            limits.push((
+                Scope::Team,
+                Kind::Tokens,
+                shared_key(Scope::Team, Kind::Tokens, &p.team_id),
+                l,
+                u64::from(tokens),
+            ));
+        }
+        if limits.is_empty() {
+            return Ok(Ok(None));
+        }
+        let asked: Vec<Limit<'_>> = limits
+            .iter()
+            .map(|(_, _, key, limit, cost)| Limit {
+                key,
+                limit: *limit,
+                cost: *cost,
+            })
+            .collect();
+        let standings = |now: i64, tats: &[i64]| -> Vec<Standing> {
+            limits
+                .iter()
+                .zip(tats)
+                .map(|((scope, kind, _, limit, _), tat)| {
+                    // µs on Redis's clock; `standing` counts in ns.
+                    let (remaining, reset) =
+                        standing(tat.saturating_mul(1000), now.saturating_mul(1000), *limit);
+                    Standing {
+                        scope: *scope,
+                        kind: *kind,
+                        limit: *limit,
+                        remaining,
+                        reset,
+                    }
+                })
+                .collect()
+        };
+        Ok(match shared.admit(&asked).await? {
+            Admission::TooLarge { index } => Err(Refusal::TooLarge {
+                limit: limits[index].3,
+                cost: tokens,
+                scope: limits[index].0,
+            }),
+            Admission::Wait {
+                index,
+                wait,
+                now,
+                tats,
+            } => {
+                let all = standings(now, &tats);
+                Err(Refusal::Wait {
+                    standing: all[index],
+                    retry_after: wait,
+                    all,
+                })
+            }
+            Admission::Admitted { now, tats } => {
+                let token_limits = limits
+                    .iter()
+                    .filter(|(_, k, _, _, _)| *k == Kind::Tokens)
+                    .map(|(_, _, key, l, _)| (key.clone(), *l))
+                    .collect();
+                Ok(Some(Grant {
+                    quotas: self.clone(),
+                    token_cells: Vec::new(),
+                    charged_tokens: tokens,
+                    standings: standings(now, &tats),
+                    shared: Some((shared.clone(), token_limits)),
+                }))
+            }
+        })
+    }
+}
+
+/// Decides a call on the shared Redis when there is one, applying `on_redis_error` when it
+/// is missing or does not answer in time; else in this process.
+async fn decide(
+    state: &AppState,
+    p: &SharedPrincipal,
+    tokens: u32,
+) -> Result<Result<Option<Grant>, Refusal>, Response> {
+    use custos_core::config::OnRedisError;
+    let Some(cluster) = &state.cluster else {
+        return Ok(state.quota.admit(p, tokens));
+    };
+    if p.rpm.is_none() && p.team_rpm.is_none() && p.tpm.is_none() && p.team_tpm.is_none() {
+        return Ok(Ok(None));
+    }
+    let failed = match cluster.shared() {
+        Some(shared) => {
+            match tokio::time::timeout(
+                cluster.timeout,
+                state.quota.admit_shared(&shared, p, tokens),
+            )
+            .await
+            {
+                Ok(Ok(d)) => return Ok(d),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", cluster.timeout.as_millis()),
+            }
+        }
+        None => "not connected".to_owned(),
+    };
+    match cluster.on_error {
+        OnRedisError::Local => {
+            state.metrics.shared_fallback("quota", "local");
+            tracing::warn!(reason = %failed, "shared quota unavailable; deciding on this replica's counters");
+            Ok(state.quota.admit(p, tokens))
+        }
+        OnRedisError::FailOpen => {
+            state.metrics.shared_fallback("quota", "fail_open");
+            tracing::warn!(reason = %failed, "shared quota unavailable; admitting (fail_open)");
+            Ok(Ok(None))
+        }
+        OnRedisError::FailClosed => {
+            state.metrics.shared_fallback("quota", "fail_closed");
+            Err(Problem::new(
+                ProblemKind::Overloaded,
+                "rate limits are shared through Redis, which does not answer; this gateway refuses calls until it does (on_redis_error = \"fail_closed\")",
+            )
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(1u64))
+            .into_response())
+        }
     }
 }
 
@@ -340,7 +528,11 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
     ) else {
         return next.run(req).await;
     };
-    match state.quota.admit(&principal, call.prompt_tokens) {
+    let decision = match decide(&state, &principal, call.prompt_tokens).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
+    match decision {
         Ok(None) => next.run(req).await,
         Ok(Some(grant)) => {
             let grant = Arc::new(grant);

@@ -151,9 +151,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let stale_after = state.config.server.key_refresh_interval.0.as_millis() as i64 * 10 + 5_000;
     let age = custos_core::time::now_ms() - state.keys.last_refresh_ms();
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let redis = match &state.cluster {
+        None => None,
+        Some(c) => Some((c.ready().await, c.on_error)),
+    };
+    if let Some((false, custos_core::config::OnRedisError::FailClosed)) = redis {
+        return Problem::new(ProblemKind::NotReady, "the shared Redis does not answer, and [cluster] on_redis_error = \"fail_closed\" refuses calls until it does").into_response();
+    }
+    let redis = redis.map(|(up, _)| {
+        if up {
+            "ready"
+        } else {
+            "unavailable: counters are per replica until it answers"
+        }
+    });
     match db {
         Ok(Ok(())) if age <= stale_after => {
-            Json(json!({"status": "ready", "database": state.store.backend().as_str(), "keys": state.keys.len()})).into_response()
+            Json(json!({"status": "ready", "database": state.store.backend().as_str(), "keys": state.keys.len(), "redis": redis})).into_response()
         }
         Ok(Ok(())) => Problem::new(ProblemKind::NotReady, format!("the key index was last refreshed {age} ms ago")).into_response(),
         Ok(Err(e)) => Problem::new(ProblemKind::NotReady, format!("the database does not answer: {e}")).into_response(),

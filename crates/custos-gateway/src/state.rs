@@ -32,6 +32,8 @@ pub struct Shared {
     /// Active releases' aliases (`support-bot` → a model route and a system prompt).
     pub aliases: Arc<crate::releases::Aliases>,
     pub quota: Arc<Quotas>,
+    /// The Redis replicas share (`[cluster]`), when configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
     /// Refusals before a principal is known, counted per window (`refusals`).
