@@ -4,6 +4,7 @@
 //! functions over plain data, apart from reading the files they are pointed at.
 
 pub mod comply;
+pub mod html;
 pub mod lifecycle;
 pub mod models;
 pub mod release;

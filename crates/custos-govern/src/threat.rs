@@ -3,7 +3,7 @@
 //! drawn as Mermaid and SVG; each attack surface with the controls that cover it and those
 //! that are off; and the register's risks placed on their surfaces.
 
-use crate::risk::report::escape;
+use crate::html::escape;
 use crate::risk::Register;
 use serde::Serialize;
 use std::fmt::Write;

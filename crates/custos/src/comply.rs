@@ -1323,7 +1323,7 @@ fn index_html(
     results: &BTreeMap<String, CheckResult>,
     index: &[(String, String)],
 ) -> String {
-    use custos_govern::risk::report::escape;
+    use custos_govern::html::escape;
     let count = |s: Status| controls.iter().filter(|c| c.status == s).count();
     let mut s = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>custos evidence bundle {p}</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}}.pass{{background:#c8e6c9}}.fail{{background:#ef9a9a}}.not-covered{{background:#eee}}</style></head><body><h1>Evidence bundle {p}</h1><p>Period {} to {} (UTC). Every file's SHA-256 is in <code>manifest.json</code>, signed in <code>manifest.sig</code> by the ledger's key. Check it offline: <code>custos comply verify BUNDLE.zip --public-key ledger.pub</code>.</p><p>{} controls: {} pass, {} fail, {} not covered.</p><h2>Contents</h2><ul>",

@@ -9,6 +9,7 @@ use super::keys::{PublicKey, SigningKey};
 use super::manifest::STATEMENT_TYPE;
 use super::registry::{Reference, Registration};
 use super::ModelError;
+use crate::html::escape;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -921,13 +922,6 @@ pub fn render_html(card: &Card, title: &str) -> String {
         body,
         escape(&front)
     )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The statement a card signature signs: the card's digest, bound to the model's.

@@ -3,23 +3,9 @@
 
 use super::fair::Exposure;
 use super::{rating, Register, Risk, IMPACT, LIKELIHOOD};
+use crate::html::escape;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn colour(score: u8) -> &'static str {
     match rating(score) {
