@@ -9,6 +9,7 @@ use custos_core::time::{format_rfc3339, parse_rfc3339};
 use custos_govern::comply::{CheckResult, Status};
 use custos_store::KeyFilter;
 use serde_json::{json, Value};
+use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -26,13 +27,6 @@ struct Item {
 
 /// The evidence kinds that hold a vulnerability report (`custos vulns scan --json`).
 const VULN_KINDS: &[&str] = &["vulns", "vuln-report", "vulnerabilities"];
-
-fn file_sha256(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    std::fs::read(path)
-        .ok()
-        .map(|b| hex::encode(Sha256::digest(b)))
-}
 
 /// Critical findings of a `custos vulns scan --json` report not suppressed by an exception.
 fn critical_unexcepted(report: &Value) -> Option<Vec<String>> {
@@ -258,9 +252,10 @@ impl Control {
                 continue;
             }
             for i in reports {
-                let path = Path::new(&i.name);
-                match file_sha256(path) {
-                    Some(d) if d == i.sha256 => {}
+                // Read once: the bytes hashed are the bytes judged.
+                let bytes = std::fs::read(Path::new(&i.name)).ok();
+                match &bytes {
+                    Some(b) if hex::encode(sha2::Sha256::digest(b)) == i.sha256 => {}
                     Some(_) => {
                         problems.push(format!(
                             "{}: {} changed since it was attached",
@@ -273,9 +268,7 @@ impl Control {
                         continue;
                     }
                 }
-                let report = std::fs::read(path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                let report = bytes.and_then(|b| serde_json::from_slice::<Value>(&b).ok());
                 match report.as_ref().and_then(critical_unexcepted) {
                     Some(c) if c.is_empty() => ev.push(json!({"release": r.id, "report": i.name, "sha256": i.sha256, "critical": 0})),
                     Some(c) => {

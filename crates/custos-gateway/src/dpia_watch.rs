@@ -43,47 +43,42 @@ impl DpiaWatch {
         )
     }
 
-    fn see(&self, s: Sighting) {
+    /// Sends the sighting `make` describes, unless `key` was seen; one lock either way.
+    fn see(&self, key: String, make: impl FnOnce(String) -> Sighting) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        if seen.contains(&s.key) {
+        if seen.contains(&key) {
             return;
         }
-        let key = s.key.clone();
-        if self.tx.try_send(s).is_ok() && seen.len() < REMEMBERED {
+        if self.tx.try_send(make(key.clone())).is_ok() && seen.len() < REMEMBERED {
             seen.insert(key);
         }
     }
 
     /// The guard redacted `entity` from a prompt of `tenant` bound for `provider`.
     pub fn pii_entity(&self, tenant: &str, provider: &str, region: &str, entity: &str) {
-        let key = format!("pii-entity:{tenant}:{provider}:{entity}");
-        if self.known(&key) {
-            return;
-        }
-        let at = if region.is_empty() {
-            provider.to_owned()
-        } else {
-            format!("{provider} ({region})")
-        };
-        self.see(Sighting {
-            kind: "pii-entity",
-            key,
-            tenant: tenant.into(),
-            subject: format!("{entity} in {tenant}'s prompts to {at}"),
-            details: json!({"entity": entity, "provider": provider, "region": (!region.is_empty()).then_some(region),
-                            "seen_by": "the PII guard (redacted before the provider)"}),
+        self.see(format!("pii-entity:{tenant}:{provider}:{entity}"), |key| {
+            let at = if region.is_empty() {
+                provider.to_owned()
+            } else {
+                format!("{provider} ({region})")
+            };
+            Sighting {
+                kind: "pii-entity",
+                key,
+                tenant: tenant.into(),
+                subject: format!("{entity} in {tenant}'s prompts to {at}"),
+                details: json!({"entity": entity, "provider": provider,
+                                "region": (!region.is_empty()).then_some(region),
+                                "seen_by": "the PII guard (redacted before the provider)"}),
+            }
         });
     }
 
     /// A call of `tenant`, pinned to `pinned`, served in `region` because a policy allowed it.
     pub fn transfer(&self, tenant: &str, pinned: &[String], region: &str) {
-        let key = format!("cross-border:{tenant}:{region}");
-        if self.known(&key) {
-            return;
-        }
-        self.see(Sighting {
+        self.see(format!("cross-border:{tenant}:{region}"), |key| Sighting {
             kind: "cross-border",
             key,
             tenant: tenant.into(),
@@ -93,10 +88,6 @@ impl DpiaWatch {
             ),
             details: json!({"pinned": pinned, "to": region}),
         });
-    }
-
-    fn known(&self, key: &str) -> bool {
-        self.seen.lock().map_or(true, |s| s.contains(key))
     }
 
     /// Forgets a key whose recording failed, so a later sighting tries again.

@@ -205,19 +205,7 @@ impl Quotas {
         p: &SharedPrincipal,
         tokens: u32,
     ) -> Result<Option<Grant>, Refusal> {
-        let mut limits: Vec<(Scope, Kind, &str, u32, u64)> = Vec::with_capacity(4);
-        if let Some(l) = p.rpm {
-            limits.push((Scope::Key, Kind::Requests, &p.uid, l, 1));
-        }
-        if let Some(l) = p.team_rpm {
-            limits.push((Scope::Team, Kind::Requests, &p.team_id, l, 1));
-        }
-        if let Some(l) = p.tpm {
-            limits.push((Scope::Key, Kind::Tokens, &p.uid, l, u64::from(tokens)));
-        }
-        if let Some(l) = p.team_tpm {
-            limits.push((Scope::Team, Kind::Tokens, &p.team_id, l, u64::from(tokens)));
-        }
+        let limits = principal_limits(p, tokens);
         if limits.is_empty() {
             return Ok(None);
         }
@@ -306,6 +294,37 @@ impl Quotas {
     }
 }
 
+/// A principal's limits (scope, kind, the key's or team's id, per minute, this call's cost),
+/// in the order their locks are taken: key before team, requests before tokens.
+fn principal_limits(p: &SharedPrincipal, tokens: u32) -> Vec<(Scope, Kind, &str, u32, u64)> {
+    let mut limits = Vec::with_capacity(4);
+    if let Some(l) = p.rpm {
+        limits.push((Scope::Key, Kind::Requests, p.uid.as_str(), l, 1));
+    }
+    if let Some(l) = p.team_rpm {
+        limits.push((Scope::Team, Kind::Requests, p.team_id.as_str(), l, 1));
+    }
+    if let Some(l) = p.tpm {
+        limits.push((
+            Scope::Key,
+            Kind::Tokens,
+            p.uid.as_str(),
+            l,
+            u64::from(tokens),
+        ));
+    }
+    if let Some(l) = p.team_tpm {
+        limits.push((
+            Scope::Team,
+            Kind::Tokens,
+            p.team_id.as_str(),
+            l,
+            u64::from(tokens),
+        ));
+    }
+    limits
+}
+
 /// The shared counter of one limit: every replica names it the same.
 fn shared_key(scope: Scope, kind: Kind, id: &str) -> String {
     format!("q:{}:{}:{id}", scope.label(), kind.label())
@@ -320,43 +339,12 @@ impl Quotas {
         p: &SharedPrincipal,
         tokens: u32,
     ) -> Result<Result<Option<Grant>, Refusal>, custos_store::StoreError> {
-        let mut limits: Vec<(Scope, Kind, String, u32, u64)> = Vec::with_capacity(4);
-        if let Some(l) = p.rpm {
-            limits.push((
-                Scope::Key,
-                Kind::Requests,
-                shared_key(Scope::Key, Kind::Requests, &p.uid),
-                l,
-                1,
-            ));
-        }
-        if let Some(l) = p.team_rpm {
-            limits.push((
-                Scope::Team,
-                Kind::Requests,
-                shared_key(Scope::Team, Kind::Requests, &p.team_id),
-                l,
-                1,
-            ));
-        }
-        if let Some(l) = p.tpm {
-            limits.push((
-                Scope::Key,
-                Kind::Tokens,
-                shared_key(Scope::Key, Kind::Tokens, &p.uid),
-                l,
-                u64::from(tokens),
-            ));
-        }
-        if let Some(l) = p.team_tpm {
-            limits.push((
-                Scope::Team,
-                Kind::Tokens,
-                shared_key(Scope::Team, Kind::Tokens, &p.team_id),
-                l,
-                u64::from(tokens),
-            ));
-        }
+        let limits: Vec<(Scope, Kind, String, u32, u64)> = principal_limits(p, tokens)
+            .into_iter()
+            .map(|(scope, kind, id, limit, cost)| {
+                (scope, kind, shared_key(scope, kind, id), limit, cost)
+            })
+            .collect();
         if limits.is_empty() {
             return Ok(Ok(None));
         }
@@ -434,6 +422,7 @@ async fn decide(
     let Some(cluster) = &state.cluster else {
         return Ok(state.quota.admit(p, tokens));
     };
+    // An unlimited principal never waits on Redis, nor falls back when it is away.
     if p.rpm.is_none() && p.team_rpm.is_none() && p.tpm.is_none() && p.team_tpm.is_none() {
         return Ok(Ok(None));
     }

@@ -364,14 +364,12 @@ pub async fn risk(ctx: &Ctx, cmd: RiskCmd) -> Result<ExitCode> {
                 .await?;
             let due = &format_rfc3339(now_ms() + 90 * DAY_MS)[..10];
             let text = risk::starter::register(&system, owner.as_deref(), due, &catalog);
+            let risks = risk::parse(&text).map_or(0, |p| p.register.risks.len());
             std::fs::write(&out, text)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!(
-                "wrote {} ({} risks, due {due}); edit it, then `custos risk lint {}`",
+                "wrote {} ({risks} risks, due {due}); edit it, then `custos risk lint {}`",
                 out.display(),
-                risk::parse(&std::fs::read_to_string(&out)?)
-                    .map(|p| p.register.risks.len())
-                    .unwrap_or(0),
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
