@@ -325,9 +325,9 @@ fn principal_limits(p: &SharedPrincipal, tokens: u32) -> Vec<(Scope, Kind, &str,
     limits
 }
 
-/// The shared counter of one limit: every replica names it the same.
-fn shared_key(scope: Scope, kind: Kind, id: &str) -> String {
-    format!("q:{}:{}:{id}", scope.label(), kind.label())
+/// The shared counter of one limit: every replica names it the same, under its tenant.
+fn shared_key(tenant: &str, scope: Scope, kind: Kind, id: &str) -> String {
+    format!("q:{tenant}:{}:{}:{id}", scope.label(), kind.label())
 }
 
 impl Quotas {
@@ -342,7 +342,13 @@ impl Quotas {
         let limits: Vec<(Scope, Kind, String, u32, u64)> = principal_limits(p, tokens)
             .into_iter()
             .map(|(scope, kind, id, limit, cost)| {
-                (scope, kind, shared_key(scope, kind, id), limit, cost)
+                (
+                    scope,
+                    kind,
+                    shared_key(&p.tenant, scope, kind, id),
+                    limit,
+                    cost,
+                )
             })
             .collect();
         if limits.is_empty() {
