@@ -326,9 +326,11 @@ pub struct Config {
 pub struct ClusterConfig {
     /// `redis://HOST:PORT/DB`; a password only through `CUSTOS_REDIS_URL`.
     pub redis_url: Option<String>,
-    /// What a control does when Redis does not answer: `local` (per-replica counters, logged
-    /// and counted), `fail_open` (admit), or `fail_closed` (refuse with 503).
-    pub on_redis_error: OnRedisError,
+    /// What a control does when Redis does not answer: `local` (per-replica state, logged
+    /// and counted), `fail_open` (admit), or `fail_closed` (refuse with 503). One mode for
+    /// every control, or a table per control: `{ quota = "local", budgets = "fail_closed",
+    /// idempotency = "fail_open" }` (controls left out are `local`).
+    pub on_redis_error: RedisErrorModes,
     /// How long a call waits for Redis before `on_redis_error` applies.
     pub timeout: HumanDuration,
 }
@@ -337,7 +339,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
-            on_redis_error: OnRedisError::Local,
+            on_redis_error: RedisErrorModes::default(),
             timeout: HumanDuration(Duration::from_millis(250)),
         }
     }
@@ -350,6 +352,95 @@ pub enum OnRedisError {
     Local,
     FailOpen,
     FailClosed,
+}
+
+impl OnRedisError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnRedisError::Local => "local",
+            OnRedisError::FailOpen => "fail_open",
+            OnRedisError::FailClosed => "fail_closed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "local" => Some(OnRedisError::Local),
+            "fail_open" => Some(OnRedisError::FailOpen),
+            "fail_closed" => Some(OnRedisError::FailClosed),
+            _ => None,
+        }
+    }
+}
+
+/// The shared controls, each with its own `on_redis_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedisErrorModes {
+    pub quota: OnRedisError,
+    pub budgets: OnRedisError,
+    pub idempotency: OnRedisError,
+}
+
+impl RedisErrorModes {
+    /// The same mode for every control.
+    pub fn all(mode: OnRedisError) -> Self {
+        Self {
+            quota: mode,
+            budgets: mode,
+            idempotency: mode,
+        }
+    }
+
+    /// Whether any control refuses calls while Redis is away.
+    pub fn any_fail_closed(&self) -> bool {
+        [self.quota, self.budgets, self.idempotency].contains(&OnRedisError::FailClosed)
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisErrorModes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Modes;
+        const EXPECTED: &str =
+            "\"local\", \"fail_open\" or \"fail_closed\", or a table { quota = ..., budgets = ..., idempotency = ... }";
+        fn mode<E: serde::de::Error>(s: &str) -> Result<OnRedisError, E> {
+            OnRedisError::parse(s).ok_or_else(|| {
+                E::custom(format!(
+                    "unknown mode {s:?}: use \"local\", \"fail_open\" or \"fail_closed\""
+                ))
+            })
+        }
+        impl<'de> serde::de::Visitor<'de> for Modes {
+            type Value = RedisErrorModes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RedisErrorModes, E> {
+                mode(s).map(RedisErrorModes::all)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RedisErrorModes, A::Error> {
+                let mut out = RedisErrorModes::default();
+                while let Some(control) = map.next_key::<String>()? {
+                    let value: String = map.next_value()?;
+                    let m = mode(&value)?;
+                    match control.as_str() {
+                        "quota" => out.quota = m,
+                        "budgets" => out.budgets = m,
+                        "idempotency" => out.idempotency = m,
+                        other => {
+                            return Err(serde::de::Error::custom(format!(
+                                "unknown control {other:?}: use quota, budgets or idempotency"
+                            )))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Modes)
+    }
 }
 
 impl ClusterConfig {
@@ -1755,7 +1846,22 @@ mod tests {
     #[test]
     fn cluster_redis_urls_never_carry_credentials() {
         let c = parse("[cluster]\nredis_url = \"redis://127.0.0.1:6379/0\"\non_redis_error = \"fail_closed\"\ntimeout = \"100ms\"\n").unwrap();
-        assert_eq!(c.cluster.on_redis_error, OnRedisError::FailClosed);
+        assert_eq!(
+            c.cluster.on_redis_error,
+            RedisErrorModes::all(OnRedisError::FailClosed)
+        );
+        let t = parse("[cluster]\non_redis_error = { budgets = \"fail_closed\", idempotency = \"fail_open\" }\n").unwrap();
+        assert_eq!(t.cluster.on_redis_error.quota, OnRedisError::Local);
+        assert_eq!(t.cluster.on_redis_error.budgets, OnRedisError::FailClosed);
+        assert_eq!(t.cluster.on_redis_error.idempotency, OnRedisError::FailOpen);
+        let err = parse("[cluster]\non_redis_error = { rates = \"local\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("quota, budgets or idempotency"), "{err}");
+        let err = parse("[cluster]\non_redis_error = { quota = \"maybe\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fail_closed"), "{err}");
         assert_eq!(
             c.cluster.redis(None).as_deref(),
             Some("redis://127.0.0.1:6379/0")
@@ -1775,7 +1881,7 @@ mod tests {
         assert!(parse("[cluster]\non_redis_error = \"maybe\"\n").is_err());
         assert_eq!(
             Config::default().cluster.on_redis_error,
-            OnRedisError::Local
+            RedisErrorModes::all(OnRedisError::Local)
         );
     }
 

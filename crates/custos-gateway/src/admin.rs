@@ -826,8 +826,12 @@ pub(crate) async fn create_key(
     }
 }
 
-/// Makes a key change visible to this gateway at once (others refresh within a second).
+/// Makes a key change visible to this gateway at once, and to the others at once through the
+/// shared Redis (else at their next refresh, within a second).
 async fn refresh_keys(s: &AppState) {
+    if let Some(c) = &s.cluster {
+        c.announce(crate::cluster::Topic::Keys);
+    }
     if let Err(e) = s.keys.refresh(&s.store).await {
         tracing::warn!(error = %e, "key refresh after an admin change failed");
     }
@@ -835,6 +839,9 @@ async fn refresh_keys(s: &AppState) {
 
 /// Makes a price, budget or override change visible to this gateway at once.
 async fn refresh_finops(s: &AppState) {
+    if let Some(c) = &s.cluster {
+        c.announce(crate::cluster::Topic::Finops);
+    }
     if let Err(e) = s.finops.refresh(&s.store).await {
         tracing::warn!(error = %e, "finops refresh after an admin change failed");
     }
@@ -842,6 +849,9 @@ async fn refresh_finops(s: &AppState) {
 
 /// Makes a grant change visible to this gateway at once.
 async fn refresh_directory(s: &AppState) {
+    if let Some(c) = &s.cluster {
+        c.announce(crate::cluster::Topic::Directory);
+    }
     if let Err(e) = s.directory.refresh(&s.store).await {
         tracing::warn!(error = %e, "directory refresh after an admin change failed");
     }

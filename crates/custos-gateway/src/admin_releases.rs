@@ -64,6 +64,9 @@ pub(crate) struct ReleasesQuery {
 
 /// This gateway serves a changed alias at once; the others on their next refresh.
 async fn refresh_aliases(s: &AppState) {
+    if let Some(c) = &s.cluster {
+        c.announce(crate::cluster::Topic::Releases);
+    }
     if let Err(e) = s.aliases.refresh(&s.store, &s.routes).await {
         tracing::warn!(error = %e, "refreshing release aliases failed; the next refresh retries");
     }

@@ -6,6 +6,7 @@
 
 use crate::body_tap::{Observer, TapBody};
 use crate::call::ModelCall;
+use crate::cluster::{Cluster, Control};
 use crate::problem::{Problem, ProblemKind};
 use crate::state::AppState;
 use axum::body::Body;
@@ -13,8 +14,9 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use custos_core::config::IdempotencyConfig;
+use custos_core::config::{IdempotencyConfig, OnRedisError};
 use custos_core::principal::SharedPrincipal;
+use custos_store::shared::Claimed;
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,10 +107,10 @@ impl Entries {
 pub struct IdempotencyStore {
     entries: Mutex<Entries>,
     next_token: AtomicU64,
-    ttl: Duration,
+    pub ttl: Duration,
     max_entries: usize,
     max_bytes: usize,
-    max_response_bytes: usize,
+    pub max_response_bytes: usize,
 }
 
 enum Lookup {
@@ -265,6 +267,7 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
     };
     run_once(
         &state,
+        &principal.tenant,
         (principal.uid.clone(), key),
         call.body_sha256,
         req,
@@ -307,6 +310,7 @@ pub async fn dedupe_admin(State(state): State<AppState>, req: Request, next: Nex
     let req = Request::from_parts(parts, Body::from(bytes));
     run_once(
         &state,
+        &principal.tenant,
         (principal.uid.clone(), format!("admin:{key}")),
         sha,
         req,
@@ -322,38 +326,63 @@ pub const MAX_ADMIN_BODY: usize = 1 << 20;
 /// request, refuses a concurrent duplicate (409) and a different request under the key (422).
 async fn run_once(
     state: &AppState,
+    tenant: &str,
     scope: Scope,
     body_sha256: [u8; 32],
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(cluster) = state.cluster.clone() {
+        let key = shared_key(tenant, &scope);
+        let holder = format!("{}/{}", cluster.replica, custos_core::id::new_id("claim"));
+        let sha = hex::encode(body_sha256);
+        let claimed = cluster
+            .call(|s| {
+                let (key, sha, holder) = (&key, &sha, &holder);
+                async move { s.idempotency_claim(key, sha, holder, CLAIM_LIFETIME).await }
+            })
+            .await;
+        match claimed {
+            Ok(Claimed::Run) => {
+                return run_shared(state, cluster, key, holder, req, next).await;
+            }
+            Ok(Claimed::InFlight) => return in_flight(),
+            Ok(Claimed::Mismatch) => return mismatch(),
+            Ok(Claimed::Done {
+                status,
+                headers,
+                body,
+            }) => {
+                state.metrics.idempotent_replay();
+                return replay(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    decode_headers(&headers),
+                    Bytes::from(body),
+                );
+            }
+            Err(reason) => match cluster.fall_back(state, Control::Idempotency, &reason) {
+                OnRedisError::Local => {}
+                OnRedisError::FailOpen => return next.run(req).await,
+                OnRedisError::FailClosed => {
+                    return Problem::new(
+                        ProblemKind::Overloaded,
+                        "Idempotency-Key claims are shared through Redis, which does not answer; retry later, or without the header (on_redis_error = \"fail_closed\")",
+                    )
+                    .with_header(http::header::RETRY_AFTER, HeaderValue::from(1u64))
+                    .into_response()
+                }
+            },
+        }
+    }
     let store = state.idempotency.clone();
     let token = match store.begin(scope.clone(), body_sha256) {
         Lookup::Run { token } => token,
         Lookup::Replay(stored) => {
             state.metrics.idempotent_replay();
-            let mut response = Response::new(Body::from(stored.body.clone()));
-            *response.status_mut() = stored.status;
-            for (n, v) in &stored.headers {
-                response.headers_mut().append(n.clone(), v.clone());
-            }
-            response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
-            return response;
+            return replay(stored.status, stored.headers.clone(), stored.body.clone());
         }
-        Lookup::InFlight => {
-            return Problem::new(
-                ProblemKind::IdempotencyInFlight,
-                "a request with this Idempotency-Key is still being processed; retry after it completes",
-            )
-            .into_response()
-        }
-        Lookup::Mismatch => {
-            return Problem::new(
-                ProblemKind::IdempotencyKeyReused,
-                "this Idempotency-Key was already used with a different request body; use a new key for a new request",
-            )
-            .into_response()
-        }
+        Lookup::InFlight => return in_flight(),
+        Lookup::Mismatch => return mismatch(),
     };
     let guard = Abandon {
         store: store.clone(),
@@ -377,6 +406,255 @@ async fn run_once(
         guard,
     };
     Response::from_parts(parts, Body::new(TapBody::new(body, recorder)))
+}
+
+fn in_flight() -> Response {
+    Problem::new(
+        ProblemKind::IdempotencyInFlight,
+        "a request with this Idempotency-Key is still being processed; retry after it completes",
+    )
+    .into_response()
+}
+
+fn mismatch() -> Response {
+    Problem::new(
+        ProblemKind::IdempotencyKeyReused,
+        "this Idempotency-Key was already used with a different request body; use a new key for a new request",
+    )
+    .into_response()
+}
+
+fn replay(status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    for (n, v) in headers {
+        response.headers_mut().append(n, v);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// How long a shared claim outlives a replica that died holding it: a duplicate gets 409
+/// until then, and runs after.
+pub const CLAIM_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The Redis key of a scope: tenant in clear, the principal and the client's key hashed (they
+/// may hold any printable character and should not be listed from Redis).
+fn shared_key(tenant: &str, scope: &Scope) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(scope.0.as_bytes());
+    h.update([0]);
+    h.update(scope.1.as_bytes());
+    format!("i:{tenant}:{}", hex::encode(h.finalize()))
+}
+
+/// Headers as `name: value` lines (values hold no line breaks).
+fn encode_headers(headers: &[(HeaderName, HeaderValue)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in headers {
+        out.extend_from_slice(n.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn decode_headers(blob: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
+    blob.split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let at = line.windows(2).position(|w| w == b": ")?;
+            Some((
+                HeaderName::from_bytes(&line[..at]).ok()?,
+                HeaderValue::from_bytes(&line[at + 2..]).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs a request whose key this replica claimed on Redis. A complete answer is stored before
+/// it is sent, so a retry that follows on any replica finds it; an event stream is stored
+/// when it ends. Failures worth retrying, and answers too large to keep, free the key.
+async fn run_shared(
+    state: &AppState,
+    cluster: Arc<Cluster>,
+    key: String,
+    holder: String,
+    req: Request,
+    next: Next,
+) -> Response {
+    let claim = SharedClaim {
+        cluster,
+        key,
+        holder,
+        ttl: state.idempotency.ttl,
+        armed: true,
+    };
+    let limit = state.idempotency.max_response_bytes;
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let headers = stored_headers(&parts.headers);
+    let streaming = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if streaming {
+        let recorder = SharedRecorder {
+            buffer: BytesMut::new(),
+            limit,
+            status,
+            headers: Some(headers),
+            claim: Some(claim),
+        };
+        return Response::from_parts(parts, Body::new(TapBody::new(body, recorder)));
+    }
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut buffer = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if buffer.len() + data.len() > limit {
+                    // Too large to keep: sent as it comes, and the key is freed (the claim
+                    // drops here).
+                    use futures_util::StreamExt as _;
+                    let head = futures_util::stream::iter([
+                        Ok::<Bytes, axum::Error>(buffer.freeze()),
+                        Ok(data),
+                    ]);
+                    let rest = head.chain(body.into_data_stream());
+                    return Response::from_parts(parts, Body::from_stream(rest));
+                }
+                buffer.extend_from_slice(&data);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "a response broke off before it was stored for its Idempotency-Key");
+                return Problem::new(
+                    ProblemKind::UpstreamUnavailable,
+                    "the response broke off before it completed; retry with the same Idempotency-Key",
+                )
+                .into_response();
+            }
+        }
+    }
+    let body = buffer.freeze();
+    claim.complete(status, &headers, body.clone()).await;
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// A claim on Redis, freed in the background unless completed.
+struct SharedClaim {
+    cluster: Arc<Cluster>,
+    key: String,
+    holder: String,
+    ttl: Duration,
+    armed: bool,
+}
+
+impl SharedClaim {
+    async fn complete(
+        mut self,
+        status: StatusCode,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) {
+        self.armed = false;
+        let blob = encode_headers(headers);
+        let (key, holder, ttl) = (&self.key, &self.holder, self.ttl);
+        let stored = self
+            .cluster
+            .call(|s| {
+                let (blob, body) = (&blob, &body);
+                async move {
+                    s.idempotency_complete(key, holder, status.as_u16(), blob, body, ttl)
+                        .await
+                }
+            })
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("an Idempotency-Key claim lapsed before its answer was stored; a retry runs again"),
+            Err(reason) => tracing::warn!(reason, "cannot store an answer for its Idempotency-Key; a duplicate gets 409 until the claim lapses"),
+        }
+    }
+}
+
+impl Drop for SharedClaim {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cluster = self.cluster.clone();
+        let key = std::mem::take(&mut self.key);
+        let holder = std::mem::take(&mut self.holder);
+        handle.spawn(async move {
+            let freed = cluster
+                .call(|s| {
+                    let (key, holder) = (&key, &holder);
+                    async move { s.idempotency_abandon(key, holder).await }
+                })
+                .await;
+            if let Err(reason) = freed {
+                tracing::warn!(
+                    reason,
+                    "cannot free an Idempotency-Key claim; it lapses on its own"
+                );
+            }
+        });
+    }
+}
+
+/// Keeps a copy of a streamed answer and stores it on Redis when the stream ends.
+struct SharedRecorder {
+    buffer: BytesMut,
+    limit: usize,
+    status: StatusCode,
+    headers: Option<Vec<(HeaderName, HeaderValue)>>,
+    claim: Option<SharedClaim>,
+}
+
+impl Observer for SharedRecorder {
+    fn data(&mut self, chunk: &Bytes) {
+        if self.headers.is_none() {
+            return;
+        }
+        if self.buffer.len() + chunk.len() > self.limit {
+            self.headers = None;
+            self.buffer = BytesMut::new();
+        } else {
+            self.buffer.extend_from_slice(chunk);
+        }
+    }
+
+    fn end(&mut self, completed: bool) {
+        let (Some(claim), Some(headers), true) =
+            (self.claim.take(), self.headers.take(), completed)
+        else {
+            // Dropping the claim frees the key.
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let body = std::mem::take(&mut self.buffer).freeze();
+        let status = self.status;
+        handle.spawn(async move { claim.complete(status, &headers, body).await });
+    }
 }
 
 /// The response headers worth replaying. Values are copied: a header parsed from the
@@ -459,6 +737,27 @@ impl Observer for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_headers_travel_through_redis_unchanged() {
+        let headers = vec![
+            (
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                HeaderName::from_static("x-custos-note"),
+                HeaderValue::from_bytes(b"a: b\tc \xff").unwrap(),
+            ),
+        ];
+        assert_eq!(decode_headers(&encode_headers(&headers)), headers);
+        assert!(decode_headers(b"garbage\n: no name\n").is_empty());
+        // Keys are per tenant and principal; the client's key is never stored in clear.
+        let a = shared_key("acme", &("ten_a/key/k1".into(), "order-1".into()));
+        let b = shared_key("acme", &("ten_a/key/k2".into(), "order-1".into()));
+        assert!(a.starts_with("i:acme:") && !a.contains("order-1"));
+        assert_ne!(a, b);
+    }
 
     fn store(max: usize) -> IdempotencyStore {
         IdempotencyStore::new(&IdempotencyConfig {

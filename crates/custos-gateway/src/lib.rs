@@ -241,6 +241,7 @@ impl Gateway {
         if let Some(c) = &cluster {
             tasks.push(c.spawn_connector());
         }
+        tasks.extend(cluster::spawn_listener(state.clone()));
         if state.routes.iter().any(|r| r.registry.is_some()) {
             // Gated routes are checked before the first call is served.
             registry::refresh(&state).await;

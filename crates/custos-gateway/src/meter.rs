@@ -35,6 +35,8 @@ pub struct MeterSlot {
     reached: AtomicBool,
     usage: OnceLock<Usage>,
     holds: Mutex<Vec<(Arc<Tracker>, Hold)>>,
+    /// The call's holds on the shared budgets, when Redis decided them.
+    shared_hold: Mutex<Option<crate::budget::SharedHold>>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -57,6 +59,17 @@ impl MeterSlot {
     fn take_holds(&self) -> Vec<(Arc<Tracker>, Hold)> {
         std::mem::take(&mut *self.holds.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    pub fn set_shared_hold(&self, h: crate::budget::SharedHold) {
+        *self.shared_hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+    }
+
+    fn take_shared_hold(&self) -> Option<crate::budget::SharedHold> {
+        self.shared_hold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
 }
 
 impl Drop for MeterSlot {
@@ -65,6 +78,9 @@ impl Drop for MeterSlot {
         let now = custos_core::time::now_ms();
         for (t, h) in self.take_holds() {
             t.settle(Some(h), now, Amount::ZERO);
+        }
+        if let Some(h) = self.take_shared_hold() {
+            h.settle(Amount::ZERO);
         }
     }
 }
@@ -121,6 +137,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         reached: AtomicBool::new(false),
         usage: OnceLock::new(),
         holds: Mutex::new(Vec::new()),
+        shared_hold: Mutex::new(None),
         tags,
     });
     req.extensions_mut().insert(slot.clone());
@@ -202,6 +219,9 @@ impl Observer for MeterOnEnd {
         for (tracker, hold) in slot.take_holds() {
             let fired = tracker.settle(Some(hold), now, cost);
             self.finops.crossed(&tracker, now, fired);
+        }
+        if let Some(h) = slot.take_shared_hold() {
+            h.settle(cost);
         }
         let p = &self.principal;
         let record = UsageRecord {
@@ -341,10 +361,12 @@ pub async fn report_jobs(State(state): State<AppState>, req: Request) -> Respons
             key: &r.key_id,
             tags: &tags,
         };
-        for t in state.finops.budgets_for(&at) {
+        let trackers = state.finops.budgets_for(&at);
+        for t in &trackers {
             let fired = t.settle(None, now, r.cost);
-            state.finops.crossed(&t, now, fired);
+            state.finops.crossed(t, now, fired);
         }
+        crate::budget::spend_shared(&state, &trackers, r.cost, now);
     }
     let summary: Vec<serde_json::Value> = records
         .iter()

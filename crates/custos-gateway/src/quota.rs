@@ -432,34 +432,17 @@ async fn decide(
     if p.rpm.is_none() && p.team_rpm.is_none() && p.tpm.is_none() && p.team_tpm.is_none() {
         return Ok(Ok(None));
     }
-    let failed = match cluster.shared() {
-        Some(shared) => {
-            match tokio::time::timeout(
-                cluster.timeout,
-                state.quota.admit_shared(&shared, p, tokens),
-            )
-            .await
-            {
-                Ok(Ok(d)) => return Ok(d),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {} ms", cluster.timeout.as_millis()),
-            }
-        }
-        None => "not connected".to_owned(),
+    let failed = match cluster
+        .call(|shared| async move { state.quota.admit_shared(&shared, p, tokens).await })
+        .await
+    {
+        Ok(d) => return Ok(d),
+        Err(reason) => reason,
     };
-    match cluster.on_error {
-        OnRedisError::Local => {
-            state.metrics.shared_fallback("quota", "local");
-            tracing::warn!(reason = %failed, "shared quota unavailable; deciding on this replica's counters");
-            Ok(state.quota.admit(p, tokens))
-        }
-        OnRedisError::FailOpen => {
-            state.metrics.shared_fallback("quota", "fail_open");
-            tracing::warn!(reason = %failed, "shared quota unavailable; admitting (fail_open)");
-            Ok(Ok(None))
-        }
+    match cluster.fall_back(state, crate::cluster::Control::Quota, &failed) {
+        OnRedisError::Local => Ok(state.quota.admit(p, tokens)),
+        OnRedisError::FailOpen => Ok(Ok(None)),
         OnRedisError::FailClosed => {
-            state.metrics.shared_fallback("quota", "fail_closed");
             Err(Problem::new(
                 ProblemKind::Overloaded,
                 "rate limits are shared through Redis, which does not answer; this gateway refuses calls until it does (on_redis_error = \"fail_closed\")",

@@ -153,16 +153,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     let redis = match &state.cluster {
         None => None,
-        Some(c) => Some((c.ready().await, c.on_error)),
+        Some(c) => Some((c.ready().await, c.modes)),
     };
-    if let Some((false, custos_core::config::OnRedisError::FailClosed)) = redis {
-        return Problem::new(ProblemKind::NotReady, "the shared Redis does not answer, and [cluster] on_redis_error = \"fail_closed\" refuses calls until it does").into_response();
+    if let Some((false, modes)) = redis {
+        if modes.any_fail_closed() {
+            return Problem::new(ProblemKind::NotReady, "the shared Redis does not answer, and [cluster] on_redis_error = \"fail_closed\" refuses calls until it does").into_response();
+        }
     }
     let redis = redis.map(|(up, _)| {
         if up {
             "ready"
         } else {
-            "unavailable: counters are per replica until it answers"
+            "unavailable: shared state falls back per [cluster] on_redis_error until it answers"
         }
     });
     match db {

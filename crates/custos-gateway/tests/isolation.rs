@@ -803,6 +803,10 @@ async fn admin_api_versions_by_media_type() {
         let anchors =
             custos_gateway::anchor::Anchors::new(&custos_core::config::AuditConfig::default())
                 .unwrap();
+        // Every answered call's evidence is committed first, so the checkpoint covers the
+        // newest events the listing returns (the audit writer batches asynchronously).
+        gw.state.refusals.flush(&gw.state.audit).await;
+        gw.state.audit.flush().await;
         custos_gateway::audit::sign_checkpoint(&gw.store, &signer, &anchors)
             .await
             .unwrap();

@@ -1,7 +1,7 @@
 //! Shared rate limits on a real Redis: replicas with their own connections admit exactly what
 //! the limit allows, all limits of a call or none, and token charges settle afterwards.
 
-use custos_store::shared::{Admission, Limit, Shared};
+use custos_store::shared::{Admission, BudgetHold, Claimed, Held, Limit, Shared};
 use std::time::Duration;
 
 async fn replicas(test: &str, n: usize) -> Option<Vec<Shared>> {
@@ -149,4 +149,292 @@ async fn an_unreachable_redis_is_an_error_in_bounded_time() {
             .await
             .is_err()
     );
+}
+
+const NANOS: i64 = 1_000_000_000;
+
+fn far_future() -> i64 {
+    // A window that ends a day from now.
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64)
+        + 86_400_000
+}
+
+#[tokio::test]
+async fn budget_holds_on_three_replicas_never_pass_the_amount() {
+    let Some(rs) = replicas("budget_holds_on_three_replicas_never_pass_the_amount", 3).await else {
+        return;
+    };
+    let end = far_future();
+    // $30 blocking; each call holds $4: at most 7 can be in flight at once (28 ≤ 30).
+    let budget = [BudgetHold {
+        key: "b:acme:b1:0",
+        amount: Some(30 * NANOS),
+        floor: 0,
+        expire_at_ms: end,
+    }];
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let r = rs[i % 3].clone();
+        let b = budget.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("h{i}");
+            let held = r
+                .budget_hold(&id, &b, 4 * NANOS, Duration::from_secs(60), false)
+                .await
+                .unwrap();
+            (id, held)
+        }));
+    }
+    let mut held = Vec::new();
+    for t in tasks {
+        let (id, h) = t.await.unwrap();
+        match h {
+            Held::Yes { over } => {
+                assert!(over.is_empty());
+                held.push(id);
+            }
+            Held::Refused { index, spent, held } => {
+                assert_eq!(index, 0);
+                assert_eq!(spent, 0);
+                assert_eq!(held, 28 * NANOS);
+            }
+        }
+    }
+    assert_eq!(held.len(), 7);
+    // Each call costs $5 in the end: the overspend is bounded by what the estimates missed.
+    let mut last = 0;
+    for id in &held {
+        last = rs[0]
+            .budget_spend(id, &["b:acme:b1:0"], 4 * NANOS, 5 * NANOS)
+            .await
+            .unwrap()[0];
+    }
+    assert_eq!(last, 35 * NANOS);
+    // Spent: every later call is refused, on any replica.
+    let r = rs[2]
+        .budget_hold("late", &budget, 0, Duration::from_secs(60), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Held::Refused {
+            index: 0,
+            spent: 35 * NANOS,
+            held: 0
+        }
+    );
+    // A spend override holds anyway and says which budget it passed.
+    let r = rs[1]
+        .budget_hold("forced", &budget, NANOS, Duration::from_secs(60), true)
+        .await
+        .unwrap();
+    assert_eq!(r, Held::Yes { over: vec![0] });
+}
+
+#[tokio::test]
+async fn budget_holds_are_all_or_none_and_expire_with_their_replica() {
+    let Some(rs) = replicas(
+        "budget_holds_are_all_or_none_and_expire_with_their_replica",
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    let r = &rs[0];
+    let end = far_future();
+    let two = [
+        BudgetHold {
+            key: "b:acme:team:0",
+            amount: Some(10 * NANOS),
+            floor: 0,
+            expire_at_ms: end,
+        },
+        BudgetHold {
+            key: "b:acme:app:0",
+            amount: Some(3 * NANOS),
+            // The database knows $2 spent that Redis has not seen.
+            floor: 2 * NANOS,
+            expire_at_ms: end,
+        },
+    ];
+    // $2 fits the team but not the app ($2 spent + $2 > $3): nothing is held anywhere.
+    let refused = r
+        .budget_hold("a", &two, 2 * NANOS, Duration::from_secs(60), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Held::Refused {
+            index: 1,
+            spent: 2 * NANOS,
+            held: 0
+        }
+    );
+    let ok = r
+        .budget_hold("b", &two, NANOS, Duration::from_millis(50), false)
+        .await
+        .unwrap();
+    assert_eq!(ok, Held::Yes { over: vec![] });
+    // The app is now full (2 + 1 held); once the hold's lifetime passes, a dead replica's
+    // hold is released by the next call.
+    assert!(matches!(
+        r.budget_hold("c", &two, NANOS, Duration::from_secs(60), false)
+            .await
+            .unwrap(),
+        Held::Refused { index: 1, .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(
+        r.budget_hold("d", &two, NANOS, Duration::from_secs(60), false)
+            .await
+            .unwrap(),
+        Held::Yes { over: vec![] }
+    );
+    // Settling the expired hold adds its cost without releasing it twice.
+    let spent = r
+        .budget_spend("b", &["b:acme:team:0", "b:acme:app:0"], NANOS, NANOS / 2)
+        .await
+        .unwrap();
+    assert_eq!(spent, vec![NANOS / 2, 2 * NANOS + NANOS / 2]);
+    let refused = r
+        .budget_hold("e", &two, 0, Duration::from_secs(60), false)
+        .await
+        .unwrap();
+    // App: 2.5 spent + 1 held ("d") ≥ 3.
+    assert_eq!(
+        refused,
+        Held::Refused {
+            index: 1,
+            spent: 2 * NANOS + NANOS / 2,
+            held: NANOS
+        }
+    );
+}
+
+#[tokio::test]
+async fn idempotency_claims_are_shared_and_replayed() {
+    let Some(rs) = replicas("idempotency_claims_are_shared_and_replayed", 2).await else {
+        return;
+    };
+    let minute = Duration::from_secs(60);
+    let key = "i:acme:k1";
+    assert_eq!(
+        rs[0]
+            .idempotency_claim(key, "sha-a", "r0", minute)
+            .await
+            .unwrap(),
+        Claimed::Run
+    );
+    assert_eq!(
+        rs[1]
+            .idempotency_claim(key, "sha-a", "r1", minute)
+            .await
+            .unwrap(),
+        Claimed::InFlight
+    );
+    assert_eq!(
+        rs[1]
+            .idempotency_claim(key, "sha-b", "r1", minute)
+            .await
+            .unwrap(),
+        Claimed::Mismatch
+    );
+    // Only the claimant completes or abandons it.
+    assert!(!rs[1]
+        .idempotency_complete(key, "r1", 200, b"", b"x", minute)
+        .await
+        .unwrap());
+    rs[1].idempotency_abandon(key, "r1").await.unwrap();
+    let body = b"{\"id\":\"chatcmpl-1\"}\x00\xff";
+    assert!(rs[0]
+        .idempotency_complete(
+            key,
+            "r0",
+            201,
+            b"content-type: application/json\n",
+            body,
+            minute
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        rs[1]
+            .idempotency_claim(key, "sha-a", "r1", minute)
+            .await
+            .unwrap(),
+        Claimed::Done {
+            status: 201,
+            headers: b"content-type: application/json\n".to_vec(),
+            body: body.to_vec()
+        }
+    );
+    // An abandoned claim frees the key for a retry on any replica.
+    let other = "i:acme:k2";
+    assert_eq!(
+        rs[0]
+            .idempotency_claim(other, "s", "r0", minute)
+            .await
+            .unwrap(),
+        Claimed::Run
+    );
+    rs[0].idempotency_abandon(other, "r0").await.unwrap();
+    assert_eq!(
+        rs[1]
+            .idempotency_claim(other, "s", "r1", minute)
+            .await
+            .unwrap(),
+        Claimed::Run
+    );
+    // A claim whose replica died lapses after its lifetime.
+    let lapsing = "i:acme:k3";
+    rs[0]
+        .idempotency_claim(lapsing, "s", "r0", Duration::from_millis(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(
+        rs[1]
+            .idempotency_claim(lapsing, "s", "r1", minute)
+            .await
+            .unwrap(),
+        Claimed::Run
+    );
+}
+
+#[tokio::test]
+async fn change_notices_reach_every_listener() {
+    let Some(rs) = replicas("change_notices_reach_every_listener", 2).await else {
+        return;
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let listener = rs[1].clone();
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        listener
+            .listen(
+                "changes",
+                move || {
+                    let _ = ready_tx.send(());
+                },
+                |m| {
+                    seen.push(m.to_owned());
+                    seen.len() < 2
+                },
+            )
+            .await
+            .unwrap();
+        seen
+    });
+    ready_rx.await.unwrap();
+    rs[0].publish("changes", "keys:r0").await.unwrap();
+    rs[0].publish("changes", "directory:r0").await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, vec!["keys:r0", "directory:r0"]);
 }

@@ -248,7 +248,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         json: cli.json,
     };
     local_authz::check(&ctx, &cli.command).await?;
-    match cli.command {
+    let notice = ChangeNotice::before(&ctx, &cli.command).await;
+    let result = match cli.command {
         Command::Init { .. } | Command::Witness(_) => unreachable!("handled above"),
         Command::Serve { listen } => serve::serve(ctx, listen).await,
         Command::Tenants(cmd) => identity::tenants(&ctx, cmd).await,
@@ -278,6 +279,90 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Comply(cmd) => comply::comply_cmd(&ctx, cmd).await,
         Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
             unreachable!("handled in main")
+        }
+    };
+    if let Some(n) = notice {
+        n.after().await;
+    }
+    result
+}
+
+/// Tells running gateways sharing a Redis that a command changed what they cache (keys,
+/// grants, budgets, releases, models), so a revocation from the CLI is refused everywhere at
+/// once rather than at the next poll. A command changed something when it appended to the
+/// ledger, as every change through the control plane does.
+struct ChangeNotice {
+    topic: &'static str,
+    url: String,
+    database_url: String,
+    timeout: std::time::Duration,
+    ledger_size: u64,
+}
+
+impl ChangeNotice {
+    async fn before(ctx: &Ctx, command: &Command) -> Option<Self> {
+        let topic = match command {
+            Command::Keys(_) => "keys",
+            Command::Tenants(_) | Command::Teams(_) | Command::Apps(_) | Command::Grants(_) => {
+                "directory"
+            }
+            Command::Prices(_) | Command::Budgets(_) | Command::Usage(_) => "finops",
+            Command::Release(_) => "releases",
+            Command::Models(_) => "models",
+            _ => return None,
+        };
+        let env = std::env::var("CUSTOS_REDIS_URL").ok();
+        let url = ctx.config.cluster.redis(env.as_deref())?;
+        let store = custos_store::Store::connect(&ctx.database_url).await.ok()?;
+        let ledger_size = store.ledger_size().await.ok()?;
+        Some(Self {
+            topic,
+            url,
+            database_url: ctx.database_url.clone(),
+            timeout: ctx
+                .config
+                .cluster
+                .timeout
+                .0
+                .max(std::time::Duration::from_millis(250)),
+            ledger_size,
+        })
+    }
+
+    async fn after(self) {
+        let Ok(store) = custos_store::Store::connect(&self.database_url).await else {
+            return;
+        };
+        if !store
+            .ledger_size()
+            .await
+            .is_ok_and(|size| size > self.ledger_size)
+        {
+            return;
+        }
+        let timeout = self.timeout;
+        let sent = async {
+            let shared = custos_store::shared::Shared::connect(
+                &self.url,
+                custos_store::shared::PREFIX,
+                timeout,
+            )
+            .await?;
+            shared
+                .publish(
+                    custos_store::shared::CHANGES,
+                    &format!("{}:cli", self.topic),
+                )
+                .await
+        };
+        match tokio::time::timeout(timeout * 2, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!(
+                "warning: running gateways were not told of this change ({e}); they pick it up at their next refresh"
+            ),
+            Err(_) => eprintln!(
+                "warning: the shared Redis did not answer; running gateways pick this change up at their next refresh"
+            ),
         }
     }
 }
