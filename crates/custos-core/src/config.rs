@@ -794,6 +794,11 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `custos_gateway=debug,info`.
     pub level: String,
+    /// The per-request access line: logged at `debug`, except server errors and one request
+    /// in every `access_log_sample` (0: none), which are logged at `info`. At 1,000
+    /// requests/s a line for every request is gigabytes a day; metrics and the audit ledger
+    /// already count each one.
+    pub access_log_sample: u32,
 }
 
 impl Default for LogConfig {
@@ -801,6 +806,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            access_log_sample: 0,
         }
     }
 }
@@ -1583,6 +1589,9 @@ data_dir = ".custos"
 # "text" for people, "json" for log pipelines. Logs never carry prompts or keys.
 format = "text"
 level = "info"
+# One access line per request at "info" for 1 in N requests (0: none; every request is
+# still logged at "debug", server errors always at "info").
+access_log_sample = 0
 
 [idempotency]
 # A POST with an Idempotency-Key is executed once; repeats within `ttl` replay the response.

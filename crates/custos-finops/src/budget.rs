@@ -328,6 +328,19 @@ impl Tracker {
         out
     }
 
+    /// A blocking budget just refused a call: its holds keep spend under the amount, so its
+    /// 100% threshold, which spend alone may never reach, is due now (lower ones still wait
+    /// for spend). Returns it when configured and not yet fired in this window.
+    pub fn refused(&self, now_ms: i64) -> Vec<u32> {
+        let mut s = self.lock();
+        self.roll(&mut s, now_ms);
+        if self.budget.thresholds.contains(&100) && !s.fired.contains(&100) {
+            s.fired.push(100);
+            return vec![100];
+        }
+        Vec::new()
+    }
+
     /// Marks thresholds as already fired (e.g. loaded from the store at start).
     pub fn mark_fired(&self, window: Window, thresholds: &[u32]) {
         let mut s = self.lock();
@@ -404,6 +417,18 @@ mod tests {
         let mut b = budget(Action::Alert, "1");
         b.scope = "tag:Project=atlas".parse().unwrap();
         assert!(b.applies(&at));
+    }
+
+    #[test]
+    fn a_refusal_fires_the_thresholds_up_to_100_once() {
+        let t = Tracker::new(budget(Action::Block, "10"), 0, Amount::ZERO).unwrap();
+        assert_eq!(t.settle(None, 1, a("7.5")), vec![70]);
+        // 7.5 spent + 3 estimated > 10: refused, although spend never reaches 100%.
+        assert!(t.reserve(2, a("3")).is_err());
+        assert_eq!(t.refused(2), vec![100]);
+        assert!(t.refused(3).is_empty());
+        // 90% still fires when spend reaches it; 100% only once.
+        assert_eq!(t.settle(None, 4, a("2.5")), vec![90]);
     }
 
     #[test]

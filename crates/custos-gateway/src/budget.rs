@@ -137,14 +137,17 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     finish(&state, principal, overridden, now, req, next).await
 }
 
-/// The 402 for a budget that cannot take a call's estimate.
+/// The 402 for a budget that cannot take a call's estimate. Its thresholds up to 100% are
+/// reported now, since holds keep spend itself from ever reaching the amount.
 fn refusal(
     state: &AppState,
-    t: &Tracker,
+    t: &Arc<Tracker>,
     e: &Exhausted,
     estimate: Amount,
     call: &ModelCall,
 ) -> Response {
+    let now = custos_core::time::now_ms();
+    state.finops.crossed(t, now, t.refused(now));
     let b = &t.budget;
     let detail = format!(
         "the {} budget {:?} ({}) has {} of {} {} spent{} this period, which ends {}; this call's estimated cost is {} {}{}",

@@ -57,6 +57,9 @@ pub struct Finops {
     /// Region of each provider, from the configuration.
     pub regions: HashMap<String, String>,
     pub default_max_output: u64,
+    /// Tags every usage record should carry (`[finops] mandatory_tags`); a gateway call
+    /// without one is recorded untagged.
+    pub mandatory_tags: Vec<String>,
     /// Device power and grid intensity for job carbon estimates.
     pub carbon: custos_finops::carbon::Tables,
     /// One refresh at a time, so an older snapshot is never stored over a newer one.
@@ -91,6 +94,7 @@ impl Finops {
             crossings,
             regions,
             default_max_output: u64::from(config.finops.default_max_output_tokens),
+            mandatory_tags: config.finops.mandatory_tags.clone(),
             carbon: custos_finops::carbon::Tables::shipped(),
             refreshing: tokio::sync::Mutex::new(()),
         });

@@ -251,7 +251,11 @@ impl Observer for MeterOnEnd {
             energy_mwh: 0,
             co2e_mg: 0,
             tags: slot.tags.clone(),
-            untagged: false,
+            untagged: self
+                .finops
+                .mandatory_tags
+                .iter()
+                .any(|t| !slot.tags.contains_key(t)),
             request_id: self.request_id.clone(),
             status: self.status,
             detail: detail.map(|d| serde_json::json!({ "note": d }).to_string()),

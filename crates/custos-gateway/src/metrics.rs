@@ -97,6 +97,8 @@ type RequestKey = (&'static str, String, u16, String);
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Requests seen, for sampling the access log.
+    seen: std::sync::atomic::AtomicU64,
     requests: Mutex<HashMap<RequestKey, u64>>,
     overhead: Mutex<HashMap<&'static str, Arc<Histogram>>>,
     upstream: Mutex<HashMap<(&'static str, String), Arc<Histogram>>>,
@@ -312,17 +314,20 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let total = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
     let status = response.status().as_u16();
     state.metrics.record(&labels, status, total);
-    // One line per request; never prompts, keys or other request content.
-    tracing::info!(
-        %method,
-        route = labels.route,
-        status,
-        model = labels.model.get().map(String::as_str).unwrap_or(""),
-        team = labels.team.get().map(String::as_str).unwrap_or(""),
-        duration_us = total / 1_000,
-        upstream_us = labels.upstream_ns.load(Ordering::Relaxed) / 1_000,
-        "request"
-    );
+    // One line per request, never prompts, keys or other request content: at debug, except
+    // server errors and the sampled ones.
+    let n = state.metrics.seen.fetch_add(1, Ordering::Relaxed);
+    let sample = u64::from(state.config.log.access_log_sample);
+    let model = labels.model.get().map(String::as_str).unwrap_or("");
+    let team = labels.team.get().map(String::as_str).unwrap_or("");
+    let upstream_us = labels.upstream_ns.load(Ordering::Relaxed) / 1_000;
+    if status >= 500 || (sample > 0 && n % sample == 0) {
+        tracing::info!(%method, route = labels.route, status, model, team,
+            duration_us = total / 1_000, upstream_us, "request");
+    } else {
+        tracing::debug!(%method, route = labels.route, status, model, team,
+            duration_us = total / 1_000, upstream_us, "request");
+    }
     response
 }
 

@@ -268,6 +268,36 @@ impl ProblemKind {
     }
 }
 
+impl ProblemKind {
+    /// The `error.code` OpenAI's API uses for the same failure, so clients written against it
+    /// (which match on `invalid_api_key`, `rate_limit_exceeded`, `insufficient_quota`,
+    /// `model_not_found`) keep working; custos' own slug where OpenAI has none. The problem's
+    /// `type` URI always names custos' kind.
+    pub fn openai_code(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            MissingApiKey
+            | InvalidApiKey
+            | ExpiredApiKey
+            | RevokedApiKey
+            | TokenTooLarge
+            | TokenMalformed
+            | TokenAlgorithmRefused
+            | TokenUnknownKey
+            | TokenBadSignature
+            | TokenExpired
+            | TokenNotYetValid
+            | TokenWrongAudience
+            | TokenWrongIssuer
+            | TokenClaims => "invalid_api_key",
+            RateLimitRequests | RateLimitTokens => "rate_limit_exceeded",
+            BudgetExhausted => "insufficient_quota",
+            ModelNotFound => "model_not_found",
+            other => other.slug(),
+        }
+    }
+}
+
 /// A problem to send: kind, human detail, and extra headers (e.g. `Retry-After`).
 #[derive(Debug)]
 pub struct Problem {
@@ -330,7 +360,7 @@ impl Problem {
             "error": {
                 "message": self.detail,
                 "type": self.kind.openai_type(),
-                "code": slug,
+                "code": self.kind.openai_code(),
             },
         })
         .to_string()
@@ -375,6 +405,46 @@ mod tests {
         assert!(p.detail.ends_with("more bytes)"));
         let short = Problem::new(ProblemKind::ModelNotFound, "no model x");
         assert_eq!(short.detail, "no model x");
+    }
+
+    #[test]
+    fn openai_clients_see_openai_error_codes() {
+        let body = |k: ProblemKind| -> serde_json::Value {
+            serde_json::from_str(&Problem::new(k, "x").body()).unwrap()
+        };
+        for (kind, code, ty) in [
+            (
+                ProblemKind::InvalidApiKey,
+                "invalid_api_key",
+                "authentication_error",
+            ),
+            (
+                ProblemKind::TokenExpired,
+                "invalid_api_key",
+                "authentication_error",
+            ),
+            (
+                ProblemKind::RateLimitTokens,
+                "rate_limit_exceeded",
+                "rate_limit_error",
+            ),
+            (
+                ProblemKind::BudgetExhausted,
+                "insufficient_quota",
+                "insufficient_quota",
+            ),
+            (
+                ProblemKind::ModelNotFound,
+                "model_not_found",
+                "not_found_error",
+            ),
+            (ProblemKind::PiiBlocked, "pii-blocked", "permission_error"),
+        ] {
+            let b = body(kind);
+            assert_eq!(b["error"]["code"], code, "{b}");
+            assert_eq!(b["error"]["type"], ty, "{b}");
+            assert_eq!(b["type"], format!("{TYPE_BASE}{}", kind.slug()));
+        }
     }
 
     #[test]

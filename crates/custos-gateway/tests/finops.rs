@@ -370,6 +370,51 @@ async fn thresholds_fire_once_across_a_restart() {
     }
 }
 
+/// Holds keep a blocking budget's spend from ever reaching its amount when estimates are
+/// exact, so the 100% alert fires when a call is refused for it, once.
+#[tokio::test]
+async fn a_refusal_fires_the_100_percent_alert_that_spend_never_reaches() {
+    let addr = provider().await;
+    for db in databases("refusal_alerts").await {
+        let gw = start(&db, &upstream_config(addr, "m", "")).await;
+        let mut p = price();
+        p.rates = Rates {
+            per_call: a("1"),
+            ..Rates::default()
+        };
+        gw.store.prices_upsert(&[p]).await.unwrap();
+        // $2.50 at exactly $1 a call: two calls, then $2 spent and a refusal.
+        let b = budget("2.50", Action::Block);
+        gw.store.budget_create(&b).await.unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let (key, _) = gw.key(KeySpec::default()).await;
+        let body = chat("m", "hello");
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let r = gw.post("/v1/chat/completions", &key, &body).await;
+            statuses.push(r.status().as_u16());
+            r.bytes().await.unwrap();
+        }
+        assert_eq!(statuses, vec![200, 200, 402, 402], "{}", db.name);
+        wait_for_alerts(&gw, &b.id, 2).await;
+        let w = custos_finops::period::window(
+            PeriodKind::Monthly,
+            &jiff::tz::TimeZone::UTC,
+            custos_core::time::now_ms(),
+        )
+        .unwrap();
+        assert_eq!(
+            gw.store
+                .budget_alerts_fired(&b.id, w.start_ms)
+                .await
+                .unwrap(),
+            vec![70, 100],
+            "{}: 80% spent fires 70, the refusal fires 100, 90% is never spent",
+            db.name
+        );
+    }
+}
+
 async fn wait_for_alerts(gw: &TestGateway, budget_id: &str, n: usize) {
     let w = custos_finops::period::window(
         PeriodKind::Monthly,

@@ -98,6 +98,15 @@ impl KeyRow {
             "active"
         }
     }
+
+    /// When the key stops working: its expiry or a scheduled revocation (the end of a
+    /// rotation's overlap, during which the key is still active), whichever comes first.
+    pub fn ends_at(&self) -> Option<i64> {
+        match (self.expires_at, self.revoked_at) {
+            (Some(e), Some(r)) => Some(e.min(r)),
+            (e, r) => e.or(r),
+        }
+    }
 }
 
 /// Which keys to list.
@@ -558,7 +567,8 @@ impl Store {
         let sql = format!(
             "{KEY_SELECT} WHERE ($1 IS NULL OR tn.name = $1) AND ($2 IS NULL OR t.name = $2) \
              AND ($3 IS NULL OR a.name = $3) \
-             AND ($4 = 1 OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $5))) \
+             AND ($4 = 1 OR ((k.revoked_at IS NULL OR k.revoked_at > $5) \
+                  AND (k.expires_at IS NULL OR k.expires_at > $5))) \
              ORDER BY k.created_at"
         );
         let rows = sqlx::query(&sql)

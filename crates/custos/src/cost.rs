@@ -1048,7 +1048,8 @@ async fn report(
                 "by": dims.iter().map(Dimension::label).collect::<Vec<_>>(),
                 "groups": groups,
                 "totals": totals.iter().map(|t| group_json(&[Dimension::Currency], t, None)).collect::<Vec<_>>(),
-                "tag_compliance_percent": compliance,
+                "tag_compliance_percent": (!ctx.config.finops.mandatory_tags.is_empty()).then_some(compliance),
+                "mandatory_tags": ctx.config.finops.mandatory_tags,
             }));
         }
         ReportFormat::Table | ReportFormat::Csv | ReportFormat::Html => {
@@ -1141,7 +1142,11 @@ async fn report(
                 if unpriced > 0 {
                     eprintln!("note: {unpriced} records had no price and count as zero; add prices with `custos prices set` or `custos prices import`");
                 }
-                eprintln!("tag compliance: {compliance:.1}% of {records} records carry every mandatory tag");
+                if ctx.config.finops.mandatory_tags.is_empty() {
+                    eprintln!("tag compliance: no mandatory tags configured (set [finops] mandatory_tags to check them)");
+                } else {
+                    eprintln!("tag compliance: {compliance:.1}% of {records} records carry every mandatory tag");
+                }
             }
         }
     }

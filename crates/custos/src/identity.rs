@@ -426,11 +426,14 @@ fn key_json(k: &KeyRow) -> serde_json::Value {
         "id": k.id, "prefix": k.prefix, "name": k.name, "tenant": k.tenant, "team": k.team, "app": k.app,
         "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm, "status": k.status(now_ms()),
         "created_at": time(Some(k.created_at)), "expires_at": k.expires_at.map(|t| time(Some(t))),
+        "ends_at": k.ends_at().map(|t| time(Some(t))),
         "revoked_at": k.revoked_at.map(|t| time(Some(t))), "rotated_from": k.rotated_from,
     })
 }
 
-fn key_details(k: &KeyRow) {
+/// A key's fields, one per line: on stdout for `keys show`, on stderr beside a secret
+/// (whose line alone goes to stdout, for `$(custos keys create …)`).
+fn key_details(k: &KeyRow, to_stdout: bool) {
     let rows = [
         ("id", k.id.clone()),
         ("prefix", format!("{}…", k.prefix)),
@@ -441,12 +444,16 @@ fn key_details(k: &KeyRow) {
         ("limits", format!("{} rpm, {} tpm", opt(k.rpm), opt(k.tpm))),
         ("status", k.status(now_ms()).into()),
         ("created", time(Some(k.created_at))),
-        ("expires", time(k.expires_at)),
+        ("expires", time(k.ends_at())),
         ("revoked", time(k.revoked_at)),
         ("rotated from", opt(k.rotated_from.as_deref())),
     ];
     for (label, value) in rows {
-        eprintln!("  {label:<13}{value}");
+        if to_stdout {
+            println!("{label:<15}{value}");
+        } else {
+            eprintln!("  {label:<13}{value}");
+        }
     }
 }
 
@@ -516,7 +523,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     row.app,
                     entry(&r)
                 );
-                key_details(row);
+                key_details(row, false);
                 eprintln!("the key is shown once, below; store it in your secret manager now:");
                 println!("{secret}");
             }
@@ -556,7 +563,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                                 opt(k.rpm),
                                 opt(k.tpm),
                                 k.status(now).into(),
-                                time(k.expires_at),
+                                time(k.ends_at()),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -569,7 +576,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             if ctx.json {
                 output::json(&key_json(&k));
             } else {
-                key_details(&k);
+                key_details(&k, true);
             }
         }
         KeyCmd::Revoke { key, change } => {

@@ -59,6 +59,10 @@ An expired exception no longer suppresses, and the report says so.")]
         /// Fail when the database's last import is older than this (e.g. 7d, 24h).
         #[arg(long, value_name = "AGE")]
         max_db_age: Option<String>,
+        /// Exit 2 when the database holds no advisories for an ecosystem of the scanned
+        /// packages (otherwise a warning names it and its packages go unchecked).
+        #[arg(long)]
+        require_data: bool,
         #[command(flatten)]
         db: DbArg,
     },
@@ -304,6 +308,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
             format,
             exceptions,
             max_db_age,
+            require_data,
             db,
         } => {
             let db_path = db.path()?;
@@ -318,6 +323,25 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 bail!("{}: no such file or directory", path.display());
             }
             let components = components_of(&path)?;
+            let uncovered = vuln::uncovered(&vdb, &components)?;
+            for (eco, n) in &uncovered {
+                eprintln!(
+                    "warning: the advisory database holds no {eco} records, so {n} {eco} package{} went unchecked; import them (custos vulns db import, e.g. OSV's {eco}/all.zip){}",
+                    if *n == 1 { "" } else { "s" },
+                    if require_data { "" } else { " or pass --require-data to fail" }
+                );
+            }
+            if require_data && !uncovered.is_empty() {
+                eprintln!(
+                    "error: --require-data: no advisories for {}",
+                    uncovered
+                        .iter()
+                        .map(|(e, _)| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
             let mut findings = vuln::scan(&vdb, &components)?;
             let exceptions_path = exceptions.or_else(|| {
                 let dir = if path.is_dir() {
@@ -364,6 +388,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                     "packages": components.iter().filter(|c| !c.is_root).count(),
                     "findings": findings,
                     "failing": failing.len(),
+                    "unchecked_ecosystems": uncovered.iter().map(|(e, n)| json!({"ecosystem": e, "packages": n})).collect::<Vec<_>>(),
                 })),
                 Format::Sarif => output::json(&vuln::sarif(&findings)),
                 Format::CyclonedxVex => {
@@ -417,9 +442,17 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                         })
                         .collect();
                     if rows.is_empty() {
+                        let unchecked: usize = uncovered.iter().map(|(_, n)| n).sum();
                         println!(
-                            "no known vulnerabilities in {} packages",
-                            components.iter().filter(|c| !c.is_root).count()
+                            "no known vulnerabilities in {} packages{}",
+                            components.iter().filter(|c| !c.is_root).count() - unchecked,
+                            if unchecked > 0 {
+                                format!(
+                                    " ({unchecked} not checked: no advisories for their ecosystem)"
+                                )
+                            } else {
+                                String::new()
+                            }
                         );
                     } else {
                         output::table(

@@ -156,6 +156,26 @@ fn identity_commands_round_trip() {
         rotated["old"]["status"], "active",
         "the old key works during the overlap"
     );
+    // Listed while it works, with the end of its overlap as when it stops; `show` answers
+    // on stdout.
+    let listed = json(d, &["keys", "list"]);
+    let old = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == k["id"])
+        .unwrap_or_else(|| panic!("the rotating key is listed: {listed}"));
+    assert_eq!(old["ends_at"], rotated["old"]["ends_at"]);
+    assert!(old["ends_at"].is_string(), "{old}");
+    let shown = ok(d, &["keys", "show", k["id"].as_str().unwrap()]);
+    assert!(
+        shown.contains("status") && shown.contains("active"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&old["ends_at"].as_str().unwrap()[..16]),
+        "{shown}"
+    );
     let revoked = json(
         d,
         &["keys", "revoke", k["id"].as_str().unwrap(), "--why", "test"],
@@ -315,6 +335,116 @@ fn http(method: &str, url: &str, key: &str, body: Option<&str>) -> (u16, String)
         let r = req.send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     })
+}
+
+/// At the default `info` level a gateway writes no line per request (only server errors
+/// and, with `[log] access_log_sample = N`, one request in N).
+#[test]
+fn access_lines_are_debug_unless_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let lines = |config: &str| -> usize {
+        std::fs::write(d.join("custos.toml"), config).unwrap();
+        let log = d.join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(d)
+            .env_remove("CUSTOS_CONFIG")
+            .env_remove("CUSTOS_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text
+                .lines()
+                .find_map(|l| l.split("custos gateway listening on ").nth(1))
+            {
+                break rest.trim().trim_end_matches("/v1").to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        for _ in 0..4 {
+            let (status, text) = http(
+                "POST",
+                &format!("{url}/v1/chat/completions"),
+                &key,
+                Some(body),
+            );
+            assert_eq!(status, 200, "{text}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("route=\"/v1/chat/completions\""))
+            .count()
+    };
+    assert_eq!(lines(""), 0, "no access lines by default");
+    assert_eq!(lines("[log]\naccess_log_sample = 2\n"), 2, "one in two");
+}
+
+/// Gateway calls are checked against `[finops] mandatory_tags` like job reports: a call
+/// without them is recorded untagged, and the report's compliance says so; with no mandatory
+/// tags configured the report says that instead of claiming 100%.
+#[test]
+fn gateway_calls_without_mandatory_tags_are_recorded_untagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("custos.toml"),
+        "[finops]\nmandatory_tags = [\"Project\"]\n",
+    )
+    .unwrap();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["apps", "create", "bot", "--team", "ml"]);
+    let key = ok(d, &["keys", "create", "--team", "ml", "--app", "bot"])
+        .trim()
+        .to_owned();
+    let (server, url) = serve(d, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let send = |tags: Option<&str>| {
+        rt.block_on(async {
+            let mut r = reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}));
+            if let Some(t) = tags {
+                r = r.header("x-custos-tags", t);
+            }
+            r.send().await.unwrap().status().as_u16()
+        })
+    };
+    assert_eq!(send(None), 200);
+    assert_eq!(send(Some("Project=atlas")), 200);
+    assert_eq!(send(Some("Env=dev")), 200);
+    // Usage records are committed within the commit interval after the answer.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(server);
+    let out = custos(d, &["cost", "report", "--by", "team"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tag compliance: 33.3% of 3 records carry every mandatory tag"),
+        "{stderr}"
+    );
+    std::fs::write(d.join("custos.toml"), "").unwrap();
+    let out = custos(d, &["cost", "report", "--by", "team"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no mandatory tags configured"), "{stderr}");
 }
 
 fn revocation_across_processes(database_url: Option<&str>) {
@@ -1818,6 +1948,41 @@ fn vulns_import_scan_fail_on_and_exceptions() {
 
     // Scan the lockfile fixtures: merged aliases, computed severity, unknown severity.
     let project = here.join("sbom");
+    // A Python project against a database of Rust advisories: not "no known
+    // vulnerabilities" but a warning, and exit 2 with --require-data.
+    let py = d.path().join("py");
+    std::fs::create_dir(&py).unwrap();
+    std::fs::write(
+        py.join("requirements.txt"),
+        "flask==2.0.1\nrequests==2.25.0\n",
+    )
+    .unwrap();
+    let out = custos(
+        d.path(),
+        &["vulns", "scan", py.to_str().unwrap(), "--db", db],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no PyPI records, so 2 PyPI packages went unchecked"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("(2 not checked"), "{stdout}");
+    let out = custos(
+        d.path(),
+        &[
+            "vulns",
+            "scan",
+            py.to_str().unwrap(),
+            "--db",
+            db,
+            "--require-data",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
     let project = project.to_str().unwrap();
     let scan = |extra: &[&str]| {
         let mut args = vec!["vulns", "scan", project, "--db", db, "--format", "json"];
@@ -1986,11 +2151,13 @@ fn vulns_cvss_v4_scores_and_informational_advisories() {
         )
         .unwrap();
     };
-    record(
-        "RUSTSEC-2099-0100",
-        "atty",
-        r#""database_specific":{"informational":"unmaintained"},"#,
-    );
+    // RustSec's real shape: `informational` sits in the affected entry's database_specific
+    // (with the categories and cvss), not at the top level.
+    std::fs::write(
+        osv.join("RUSTSEC-2099-0100.json"),
+        r#"{"id":"RUSTSEC-2099-0100","modified":"2099-01-01T00:00:00Z","summary":"atty is unmaintained","database_specific":{"license":"CC0-1.0"},"affected":[{"package":{"ecosystem":"crates.io","name":"atty","purl":"pkg:cargo/atty"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0.0.0-0"}]}],"ecosystem_specific":{"affects":{"arch":[],"os":[],"functions":[]}},"database_specific":{"categories":[],"cvss":null,"informational":"unmaintained"}}]}"#,
+    )
+    .unwrap();
     record(
         "GHSA-2099-0101",
         "h2",
@@ -2021,6 +2188,41 @@ fn vulns_cvss_v4_scores_and_informational_advisories() {
             && stderr.contains("cannot be scored: missing base metric(s): PR, UI, VC"),
         "{stderr}"
     );
+    // A Python project against a database of Rust advisories: not "no known
+    // vulnerabilities" but a warning, and exit 2 with --require-data.
+    let py = d.path().join("py");
+    std::fs::create_dir(&py).unwrap();
+    std::fs::write(
+        py.join("requirements.txt"),
+        "flask==2.0.1\nrequests==2.25.0\n",
+    )
+    .unwrap();
+    let out = custos(
+        d.path(),
+        &["vulns", "scan", py.to_str().unwrap(), "--db", db],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no PyPI records, so 2 PyPI packages went unchecked"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("(2 not checked"), "{stdout}");
+    let out = custos(
+        d.path(),
+        &[
+            "vulns",
+            "scan",
+            py.to_str().unwrap(),
+            "--db",
+            db,
+            "--require-data",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
     let project = project.to_str().unwrap();
     let scan = |extra: &[&str]| {
         let mut args = vec!["vulns", "scan", project, "--db", db, "--format", "json"];

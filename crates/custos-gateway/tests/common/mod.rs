@@ -214,7 +214,14 @@ pub async fn expect_problem(r: reqwest::Response, status: u16, slug: &str) -> se
         "{body}"
     );
     assert_eq!(body["status"], status);
-    assert_eq!(body["error"]["code"], slug);
+    let openai_code = match slug {
+        s if s.contains("api-key") || s.starts_with("token-") => "invalid_api_key",
+        "rate-limit-requests" | "rate-limit-tokens" => "rate_limit_exceeded",
+        "budget-exhausted" => "insufficient_quota",
+        "model-not-found" => "model_not_found",
+        other => other,
+    };
+    assert_eq!(body["error"]["code"], openai_code, "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     body
 }

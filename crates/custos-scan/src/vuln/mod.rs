@@ -43,6 +43,32 @@ pub struct Finding {
     pub informational: Option<String>,
 }
 
+/// Ecosystems of `components` the database holds no advisories for, with how many packages
+/// of each: a scan finds nothing there because it has nothing to look with, which must not
+/// read as "no known vulnerabilities".
+pub fn uncovered(db: &VulnDb, components: &[Component]) -> Result<Vec<(String, usize)>, DbError> {
+    let known: BTreeSet<String> = db
+        .status()?
+        .by_ecosystem
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(e, _)| e)
+        .collect();
+    let mut counts: std::collections::BTreeMap<&'static str, BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for c in components.iter().filter(|c| !c.is_root) {
+        if let Some(eco) = ecosystem_for(&c.ecosystem) {
+            if !known.contains(eco) {
+                counts.entry(eco).or_default().insert(&c.purl);
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(e, purls)| (e.to_owned(), purls.len()))
+        .collect())
+}
+
 /// Joins `components` with the advisory index.
 pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbError> {
     let mut out: Vec<Finding> = Vec::new();
@@ -63,12 +89,18 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
                 continue;
             }
             let (band, score, vector) = severity(&r, &hits);
-            let informational = r
-                .database_specific
-                .as_ref()
-                .and_then(|d| d.get("informational"))
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string);
+            // RustSec writes `informational` in the affected entry's database_specific;
+            // other feeds that mark it do so at the top level.
+            let marked = |d: &Option<serde_json::Value>| {
+                d.as_ref()
+                    .and_then(|d| d.get("informational"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            let informational = hits
+                .iter()
+                .find_map(|a| marked(&a.database_specific))
+                .or_else(|| marked(&r.database_specific));
             let mut ids: BTreeSet<String> = r.aliases.iter().cloned().collect();
             ids.insert(r.id.clone());
             // A record that shares an id or alias with one already found for this
