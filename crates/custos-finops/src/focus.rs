@@ -39,9 +39,9 @@ const COLUMNS: [(&str, Kind); 41] = [
     ("BillingAccountName", Kind::Text),
     ("SubAccountId", Kind::Text),
     ("SubAccountName", Kind::Text),
-    ("InvoiceIssuer", Kind::Text),
-    ("Provider", Kind::Text),
-    ("Publisher", Kind::Text),
+    ("InvoiceIssuerName", Kind::Text),
+    ("ProviderName", Kind::Text),
+    ("PublisherName", Kind::Text),
     ("ServiceName", Kind::Text),
     ("ServiceCategory", Kind::Text),
     ("ResourceId", Kind::Text),
@@ -353,6 +353,18 @@ impl<W: Write + Send> ParquetWriter<W> {
 mod tests {
     use super::*;
     use crate::billing::Reader;
+
+    #[test]
+    fn columns_carry_focus_1_column_ids() {
+        // FOCUS 1.x names these by their Column ID, not their display name.
+        let names: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+        for id in ["ProviderName", "PublisherName", "InvoiceIssuerName"] {
+            assert!(names.contains(&id), "{id}");
+        }
+        for display in ["Provider", "Publisher", "InvoiceIssuer"] {
+            assert!(!names.contains(&display), "{display}");
+        }
+    }
 
     fn record(i: u64) -> UsageRecord {
         UsageRecord {

@@ -30,6 +30,7 @@ fn build(state: AppState, audit: bool) -> Router {
         .route("/v1/embeddings", post(proxy::forward))
         .layer(
             ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), quota::headers))
                 .layer(from_fn_with_state(state.clone(), call::understand))
                 .layer(from_fn_with_state(state.clone(), authz::authorize_call))
                 .layer(from_fn_with_state(state.clone(), guard::screen))

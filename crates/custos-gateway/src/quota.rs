@@ -294,6 +294,88 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// Where each of the principal's limits stands now, charging nothing.
+    pub fn peek(&self, p: &SharedPrincipal) -> Vec<Standing> {
+        let now = self.now();
+        let cells = self.cells.read().unwrap_or_else(|e| e.into_inner());
+        principal_limits(p, 0)
+            .into_iter()
+            .map(|(scope, kind, id, limit, _)| {
+                let tat = cells
+                    .get(&(scope, kind, id.to_owned()))
+                    .map_or(0, |c| *lock(c));
+                let (remaining, reset) = standing(tat, now, limit);
+                Standing {
+                    scope,
+                    kind,
+                    limit,
+                    remaining,
+                    reset,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `peek` on the shared Redis.
+async fn peek_shared(
+    shared: Arc<Shared>,
+    p: &SharedPrincipal,
+) -> Result<Vec<Standing>, custos_store::StoreError> {
+    let limits = principal_limits(p, 0);
+    let keys: Vec<String> = limits
+        .iter()
+        .map(|(scope, kind, id, _, _)| shared_key(&p.tenant, *scope, *kind, id))
+        .collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (now, tats) = shared.peek(&refs).await?;
+    Ok(limits
+        .iter()
+        .zip(tats)
+        .map(|((scope, kind, _, limit, _), tat)| {
+            let (remaining, reset) =
+                standing(tat.saturating_mul(1000), now.saturating_mul(1000), *limit);
+            Standing {
+                scope: *scope,
+                kind: *kind,
+                limit: *limit,
+                remaining,
+                reset,
+            }
+        })
+        .collect())
+}
+
+/// Outermost of the model-call layers: an answer the quota layer never saw (a malformed
+/// body's 400, a refusal before quota, an idempotent replay) still tells a limited caller
+/// where its limits stand, as OpenAI's answers always do. Nothing is charged.
+pub async fn headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let principal = req.extensions().get::<SharedPrincipal>().cloned();
+    let mut response = next.run(req).await;
+    let Some(p) = principal else {
+        return response;
+    };
+    let limited =
+        p.rpm.is_some() || p.team_rpm.is_some() || p.tpm.is_some() || p.team_tpm.is_some();
+    let h = response.headers();
+    if !limited
+        || h.contains_key("x-ratelimit-limit-requests")
+        || h.contains_key("x-ratelimit-limit-tokens")
+    {
+        return response;
+    }
+    let standings = match &state.cluster {
+        Some(c) => match c.call(|s| peek_shared(s, &p)).await {
+            Ok(s) => s,
+            Err(_) => return response,
+        },
+        None => state.quota.peek(&p),
+    };
+    write_headers(response.headers_mut(), &standings);
+    response
+}
+
 /// A principal's limits (scope, kind, the key's or team's id, per minute, this call's cost),
 /// in the order their locks are taken: key before team, requests before tokens.
 fn principal_limits(p: &SharedPrincipal, tokens: u32) -> Vec<(Scope, Kind, &str, u32, u64)> {

@@ -364,6 +364,42 @@ async fn request_quota_and_headers() {
             .as_str()
             .unwrap()
             .contains("2 requests per minute"));
+        // Answers that never reached the quota layer carry the headers too, charging
+        // nothing: a malformed body (400), a replay, a reused Idempotency-Key (422).
+        let (key, _) = gw
+            .key(KeySpec {
+                rpm: Some(5),
+                ..Default::default()
+            })
+            .await;
+        let bad = gw
+            .post("/v1/chat/completions", &key, &json!({"model": 3}))
+            .await;
+        assert_eq!(bad.status(), 400);
+        assert_eq!(bad.headers()["x-ratelimit-limit-requests"], "5");
+        assert_eq!(bad.headers()["x-ratelimit-remaining-requests"], "5");
+        let send = |content: &str| {
+            gw.client
+                .post(format!("{}/v1/chat/completions", gw.base))
+                .bearer_auth(&key)
+                .header("idempotency-key", "rl-1")
+                .json(&chat("gpt-4o-mini", content))
+                .send()
+        };
+        let first = send("once").await.unwrap();
+        assert_eq!(first.headers()["x-ratelimit-remaining-requests"], "4");
+        first.bytes().await.unwrap();
+        let replay = send("once").await.unwrap();
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(replay.headers()["x-ratelimit-remaining-requests"], "4");
+        let reused = send("other").await.unwrap();
+        assert_eq!(reused.status(), 422);
+        assert_eq!(
+            reused.headers()["x-ratelimit-limit-requests"],
+            "5",
+            "{}",
+            db.name
+        );
     }
 }
 

@@ -81,6 +81,14 @@ end
 return 1
 ";
 
+/// Reads TATs without charging. KEYS: the limits' TAT keys. Returns {now, tat...} (µs).
+const PEEK: &str = r"
+local t = redis.call('TIME')
+local out = {tonumber(t[1]) * 1000000 + tonumber(t[2])}
+for i = 1, #KEYS do out[#out + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+return out
+";
+
 /// Holds a call's estimate on every budget it is charged to, or on none. KEYS: one hash per
 /// budget window (fields `spent`, `held`; its holds in the sorted set KEY..':h', member
 /// `ID:ESTIMATE`, scored by expiry). ARGV: hold id, hold lifetime (ms), force ('1': hold
@@ -261,6 +269,7 @@ pub struct Shared {
     prefix: String,
     admit: Script,
     settle: Script,
+    peek: Script,
     hold: Script,
     spend: Script,
     claim: Script,
@@ -299,6 +308,7 @@ impl Shared {
             prefix: prefix.to_owned(),
             admit: Script::new(ADMIT),
             settle: Script::new(SETTLE),
+            peek: Script::new(PEEK),
             hold: Script::new(HOLD),
             spend: Script::new(SPEND),
             claim: Script::new(CLAIM),
@@ -532,6 +542,22 @@ impl Shared {
                 tats: out[4..].to_vec(),
             }),
             _ => Err(bad()),
+        }
+    }
+
+    /// Redis's clock and the TATs of `keys` (µs; 0 for a limit never used), charging nothing.
+    pub async fn peek(&self, keys: &[&str]) -> Result<(i64, Vec<i64>), StoreError> {
+        let mut inv = self.peek.prepare_invoke();
+        for k in keys {
+            inv.key(format!("{}{k}", self.prefix));
+        }
+        let mut c = self.conn.clone();
+        let out: Vec<i64> = inv.invoke_async(&mut c).await.map_err(redis_error)?;
+        match out.split_first() {
+            Some((now, tats)) if tats.len() == keys.len() => Ok((*now, tats.to_vec())),
+            _ => Err(StoreError::Redis(format!(
+                "the peek script answered {out:?}"
+            ))),
         }
     }
 
