@@ -330,21 +330,33 @@ async fn peek_shared(
         .collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let (now, tats) = shared.peek(&refs).await?;
-    Ok(limits
-        .iter()
+    Ok(shared_standings(
+        now,
+        limits.iter().map(|(s, k, _, l, _)| (*s, *k, *l)),
+        &tats,
+    ))
+}
+
+/// Standings from TATs on Redis's clock (µs; `standing` counts in ns).
+fn shared_standings(
+    now: i64,
+    limits: impl Iterator<Item = (Scope, Kind, u32)>,
+    tats: &[i64],
+) -> Vec<Standing> {
+    limits
         .zip(tats)
-        .map(|((scope, kind, _, limit, _), tat)| {
+        .map(|((scope, kind, limit), tat)| {
             let (remaining, reset) =
-                standing(tat.saturating_mul(1000), now.saturating_mul(1000), *limit);
+                standing(tat.saturating_mul(1000), now.saturating_mul(1000), limit);
             Standing {
-                scope: *scope,
-                kind: *kind,
-                limit: *limit,
+                scope,
+                kind,
+                limit,
                 remaining,
                 reset,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Outermost of the model-call layers: an answer the quota layer never saw (a malformed
@@ -445,22 +457,7 @@ impl Quotas {
             })
             .collect();
         let standings = |now: i64, tats: &[i64]| -> Vec<Standing> {
-            limits
-                .iter()
-                .zip(tats)
-                .map(|((scope, kind, _, limit, _), tat)| {
-                    // µs on Redis's clock; `standing` counts in ns.
-                    let (remaining, reset) =
-                        standing(tat.saturating_mul(1000), now.saturating_mul(1000), *limit);
-                    Standing {
-                        scope: *scope,
-                        kind: *kind,
-                        limit: *limit,
-                        remaining,
-                        reset,
-                    }
-                })
-                .collect()
+            shared_standings(now, limits.iter().map(|(s, k, _, l, _)| (*s, *k, *l)), tats)
         };
         Ok(match shared.admit(&asked).await? {
             Admission::TooLarge { index } => Err(Refusal::TooLarge {

@@ -65,6 +65,21 @@ fn three_replicas_admit_exactly_a_keys_rate_limit() {
         (10, 10),
         "a limit of 10 a minute across three replicas"
     );
+    // An answer the quota layer never saw (a malformed body) reports the shared standing,
+    // charging nothing: every replica knows the key has used its 10.
+    let headers = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", replicas[1].1))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": 3}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        r.headers().clone()
+    });
+    assert_eq!(headers["x-ratelimit-limit-requests"], "10");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
 }
 
 #[test]
