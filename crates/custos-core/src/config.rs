@@ -1268,7 +1268,7 @@ impl Config {
                 return fail(
                     key("api_key"),
                     at("api_key"),
-                    "API keys never go in the configuration file; name the environment variable that holds it with `api_key_env = \"OPENAI_API_KEY\"` or a file with `api_key_file`".into(),
+                    "API keys never go in the configuration file; name the environment variable that holds it with `api_key_env = \"OPENAI_UPSTREAM_KEY\"` or a file with `api_key_file`".into(),
                 );
             }
             match p.kind {
@@ -1425,13 +1425,16 @@ impl Config {
                 );
             }
         }
-        let mut models = std::collections::HashSet::new();
+        let mut models = std::collections::HashMap::new();
         for (i, m) in self.models.iter().enumerate() {
-            if !models.insert(m.name.as_str()) {
+            if let Some(first) = models.insert(m.name.as_str(), m.provider.get_ref().as_str()) {
                 return fail(
                     format!("models[{i}].name"),
                     find_nth_table_key(text, "models", i, "name"),
-                    format!("model {:?} is routed twice", m.name),
+                    format!(
+                        "model {:?} is routed twice (an earlier [[models]] entry sends it to provider {first:?}); a model name has one provider: change that entry's `provider` or remove one of them",
+                        m.name
+                    ),
                 );
             }
             if let Some(r) = &m.registry {
@@ -1675,7 +1678,8 @@ kind = "mock"
 # name = "openai"
 # kind = "openai"
 # base_url = "https://api.openai.com/v1"
-# api_key_env = "OPENAI_API_KEY"
+# api_key_env = "OPENAI_UPSTREAM_KEY"   # the provider's key; not OPENAI_API_KEY, which
+#                                      # holds the custos key your clients send
 # timeout = "120s"
 # region = "us-east"     # recorded on usage; for carbon estimates and residency pins
 
@@ -1892,6 +1896,23 @@ mod tests {
             Config::default().cluster.on_redis_error,
             RedisErrorModes::all(OnRedisError::Local)
         );
+    }
+
+    #[test]
+    fn a_model_routed_twice_names_the_earlier_provider() {
+        let text = format!(
+            "{}\n[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"OPENAI_UPSTREAM_KEY\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"openai\"\n",
+            STARTER_TOML
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("routed twice")
+                && err.contains("provider \"mock\"")
+                && err.contains("change that entry"),
+            "{err}"
+        );
+        // The template never suggests the variable clients keep their custos key in.
+        assert!(!STARTER_TOML.contains("api_key_env = \"OPENAI_API_KEY\""));
     }
 
     #[test]

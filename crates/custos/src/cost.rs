@@ -55,8 +55,10 @@ reasoning_per_1m (per million tokens), per_call, per_image, per_second, per_hour
     Set(Box<SetPrice>),
     /// List prices (those in force at --at, or every dated price with --all).
     List {
+        /// Only this provider's prices.
         #[arg(long)]
         provider: Option<String>,
+        /// Only this model's prices.
         #[arg(long)]
         model: Option<String>,
         /// Show every dated price, not only the one in force.
@@ -67,8 +69,10 @@ reasoning_per_1m (per million tokens), per_call, per_image, per_second, per_hour
 
 #[derive(Args, Debug)]
 pub struct SetPrice {
+    /// The provider, as named in `[[providers]]` (`*` for any provider).
     #[arg(long)]
     provider: String,
+    /// The model: the provider's own name for it, or the name clients send.
     #[arg(long)]
     model: String,
     /// Input tokens, per million.
@@ -86,10 +90,13 @@ pub struct SetPrice {
     /// Reasoning tokens, per million (default: the output rate).
     #[arg(long, value_name = "AMOUNT")]
     reasoning: Option<Amount>,
+    /// Per call, whatever its tokens.
     #[arg(long, value_name = "AMOUNT")]
     per_call: Option<Amount>,
+    /// Per generated image.
     #[arg(long, value_name = "AMOUNT")]
     per_image: Option<Amount>,
+    /// Per second of audio or compute.
     #[arg(long, value_name = "AMOUNT")]
     per_second: Option<Amount>,
     /// Per instance- or GPU-hour, for job reports.
@@ -366,12 +373,16 @@ Exit status 1 when an anomaly is found (for cron jobs and CI).")]
         /// Days to report on (each judged against the trailing window before it).
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Days of history each day is judged against.
         #[arg(long, default_value_t = 28)]
         window: u32,
+        /// How far from the baseline a day must be, in deviations, to be an anomaly.
         #[arg(long, default_value_t = 2.0)]
         k: f64,
-        #[arg(long, default_value = "sigma")]
-        method: Method,
+        /// The baseline: `sigma` (mean and standard deviation) or `robust` (median and
+        /// 1.4826 × median absolute deviation, for spiky series).
+        #[arg(long, default_value = "sigma", value_parser = ["sigma", "robust", "stddev", "mad"])]
+        method: String,
         /// Compare each day with the same weekday.
         #[arg(long)]
         seasonal: bool,
@@ -1820,7 +1831,8 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
                     k,
                     window: window as usize,
                     min_history: (window as usize / 2).max(7),
-                    method,
+                    // The parser accepts only the values `Method` reads.
+                    method: method.parse::<Method>().unwrap_or(Method::Sigma),
                     weekday_seasonality: seasonal,
                 },
                 filters,

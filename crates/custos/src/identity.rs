@@ -82,6 +82,7 @@ pub enum TeamCmd {
     },
     /// List teams (of one tenant with --tenant, else all).
     List {
+        /// Only this tenant's teams.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -93,6 +94,7 @@ pub enum AppCmd {
     #[command(after_help = "Example:\n  custos apps create chatbot --team ml")]
     Create {
         name: String,
+        /// The team the app belongs to.
         #[arg(long)]
         team: String,
         #[command(flatten)]
@@ -102,8 +104,10 @@ pub enum AppCmd {
     },
     /// List apps.
     List {
+        /// Only this tenant's apps (default: every tenant).
         #[arg(long)]
         tenant: Option<String>,
+        /// Only this team's apps.
         #[arg(long)]
         team: Option<String>,
     },
@@ -116,8 +120,10 @@ pub enum KeyCmd {
         after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
     )]
     Create {
+        /// The team the key belongs to (its limits and budgets apply).
         #[arg(long)]
         team: String,
+        /// The app the key is for, in that team.
         #[arg(long)]
         app: String,
         #[command(flatten)]

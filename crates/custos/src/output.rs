@@ -45,3 +45,22 @@ pub fn opt<T: ToString>(v: Option<T>) -> String {
 pub fn time(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".into(), custos_core::time::format_rfc3339)
 }
+
+/// `1 file`, `2 files`: a count with its noun, plural when it is not one.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(super::count(1, "finding"), "1 finding");
+        assert_eq!(super::count(0, "file"), "0 files");
+        assert_eq!(super::count(2, "component"), "2 components");
+    }
+}

@@ -2,6 +2,7 @@
 //! CycloneDX 1.6 or SPDX 2.3 JSON. Exit 0 on success (warnings about broken files go to
 //! standard error and the rest is still catalogued), 2 on usage or I/O errors.
 
+use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use custos_scan::sbom::{self, format::DocumentInfo};
@@ -94,14 +95,14 @@ pub fn run(args: SbomArgs) -> Result<ExitCode> {
             }
             let parts: Vec<String> = by_eco.iter().map(|(e, n)| format!("{n} {e}")).collect();
             eprintln!(
-                "{} components ({}) from {} files written to {}",
-                seen.len(),
+                "{} ({}) from {} written to {}",
+                output::count(seen.len(), "component"),
                 if parts.is_empty() {
                     "none".into()
                 } else {
                     parts.join(", ")
                 },
-                found.files.values().map(Vec::len).sum::<usize>(),
+                output::count(found.files.values().map(Vec::len).sum::<usize>(), "file"),
                 display(p)
             );
         }

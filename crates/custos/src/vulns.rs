@@ -460,8 +460,8 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                             &rows,
                         );
                         println!(
-                            "{} findings, {} at or above {:?} (after exceptions)",
-                            findings.len(),
+                            "{}, {} at or above {:?} (after exceptions)",
+                            output::count(findings.len(), "finding"),
                             failing.len(),
                             fail_on
                         );

@@ -337,6 +337,37 @@ fn http(method: &str, url: &str, key: &str, body: Option<&str>) -> (u16, String)
     })
 }
 
+/// Every flag users reported undocumented says what it is for, and `--method` lists its
+/// values.
+#[test]
+fn help_describes_every_reported_flag() {
+    let d = tempfile::tempdir().unwrap();
+    for (cmd, flag) in [
+        (&["keys", "create"][..], "--team <TEAM>"),
+        (&["keys", "create"][..], "--app <APP>"),
+        (&["apps", "create"][..], "--team <TEAM>"),
+        (&["apps", "list"][..], "--team <TEAM>"),
+        (&["prices", "set"][..], "--provider <PROVIDER>"),
+        (&["prices", "set"][..], "--model <MODEL>"),
+        (&["prices", "set"][..], "--per-call <AMOUNT>"),
+        (&["prices", "list"][..], "--model <MODEL>"),
+        (&["cost", "anomalies"][..], "--window <WINDOW>"),
+        (&["cost", "anomalies"][..], "--k <K>"),
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = ok(d.path(), &args);
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{cmd:?} {flag}: {help}"));
+        let text = line.trim_start()[flag.len()..].trim();
+        assert!(!text.is_empty(), "{cmd:?}: {flag} has no description");
+    }
+    let help = ok(d.path(), &["cost", "anomalies", "--help"]);
+    assert!(help.contains("[possible values: sigma, robust"), "{help}");
+}
+
 /// At the default `info` level a gateway writes no line per request (only server errors
 /// and, with `[log] access_log_sample = N`, one request in N).
 #[test]
