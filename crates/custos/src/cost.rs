@@ -1861,6 +1861,15 @@ async fn anomalies(
     if !(1..=366).contains(&days) || !(7..=366).contains(&window) {
         bail!("--days must be 1–366 and --window 7–366");
     }
+    // Webhooks are set up (their secrets read) before anything is claimed: a claimed alert
+    // is never sent again, so one that could not be sent must not be claimed.
+    let hooks = if notify {
+        Some(custos_gateway::webhook::Webhooks::new(
+            &ctx.config.finops.webhooks,
+        )?)
+    } else {
+        None
+    };
     let store = open(ctx).await?;
     let tz = tz(ctx)?;
     let now = custos_core::time::now_ms();
@@ -1920,8 +1929,8 @@ async fn anomalies(
             let anomaly = json!({"scope": by.label(), "key": key, "day": day,
                 "spend": format!("{:.4}", a.value), "expected": format!("{:.4}", a.expected),
                 "score": (a.score * 100.0).round() / 100.0});
-            if notify {
-                notify_anomaly(ctx, &store, &anomaly).await?;
+            if let Some(hooks) = &hooks {
+                notify_anomaly(ctx, &store, hooks, &anomaly).await?;
             }
             found.push(anomaly);
         }
@@ -1957,7 +1966,12 @@ async fn anomalies(
 
 /// Alerts an anomaly once: claimed in the store under the series and day, then recorded in
 /// the audit ledger and posted to the webhooks.
-async fn notify_anomaly(ctx: &Ctx, store: &custos_store::Store, anomaly: &Value) -> Result<()> {
+async fn notify_anomaly(
+    ctx: &Ctx,
+    store: &custos_store::Store,
+    hooks: &custos_gateway::webhook::Webhooks,
+    anomaly: &Value,
+) -> Result<()> {
     // The civil day (as UTC midnight) keys the claim, whatever the zone's DST.
     let day_ms =
         parse_effective(anomaly["day"].as_str().unwrap_or("")).map_err(anyhow::Error::msg)?;
@@ -1985,7 +1999,6 @@ async fn notify_anomaly(ctx: &Ctx, store: &custos_store::Store, anomaly: &Value)
         None,
     )
     .await?;
-    let hooks = custos_gateway::webhook::Webhooks::new(&ctx.config.finops.webhooks)?;
     for (url, why) in hooks.deliver_and_wait(&id, &alert, 3).await {
         eprintln!("warning: the anomaly alert could not be delivered to {url}: {why}");
     }

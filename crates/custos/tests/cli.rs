@@ -2882,6 +2882,15 @@ fn anomalies_flag_an_injected_spike() {
         "3",
         "--notify",
     ];
+    // Without the webhook secret nothing is claimed or recorded: the run fails (exit 2)
+    // naming the variable, and a rerun with the secret still delivers.
+    let out = custos(d, &args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CUSTOS_TEST_HOOK"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for _ in 0..2 {
         let out = custos_with(d, &args, &[("CUSTOS_TEST_HOOK", "s3cret")], b"");
         assert_eq!(
