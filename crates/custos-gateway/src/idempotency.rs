@@ -399,10 +399,7 @@ async fn run_once(
     let (parts, body) = response.into_parts();
     let headers = stored_headers(&parts.headers);
     let recorder = Recorder {
-        buffer: BytesMut::new(),
-        limit: store.max_response_bytes,
-        status,
-        headers: Some(headers),
+        capture: Capture::new(store.max_response_bytes, status, headers),
         guard,
     };
     Response::from_parts(parts, Body::new(TapBody::new(body, recorder)))
@@ -508,10 +505,7 @@ async fn run_shared(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if streaming {
         let recorder = SharedRecorder {
-            buffer: BytesMut::new(),
-            limit,
-            status,
-            headers: Some(headers),
+            capture: Capture::new(limit, status, headers),
             claim: Some(claim),
         };
         return Response::from_parts(parts, Body::new(TapBody::new(body, recorder)));
@@ -619,21 +613,31 @@ impl Drop for SharedClaim {
     }
 }
 
-/// Keeps a copy of a streamed answer and stores it on Redis when the stream ends.
-struct SharedRecorder {
+/// A copy of an answer being sent, up to a size; past it the copy is dropped.
+struct Capture {
     buffer: BytesMut,
     limit: usize,
     status: StatusCode,
+    /// None once the answer is too large to keep.
     headers: Option<Vec<(HeaderName, HeaderValue)>>,
-    claim: Option<SharedClaim>,
 }
 
-impl Observer for SharedRecorder {
+impl Capture {
+    fn new(limit: usize, status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        Self {
+            buffer: BytesMut::new(),
+            limit,
+            status,
+            headers: Some(headers),
+        }
+    }
+
     fn data(&mut self, chunk: &Bytes) {
         if self.headers.is_none() {
             return;
         }
         if self.buffer.len() + chunk.len() > self.limit {
+            // Too big to keep: stop recording; the key is freed when this ends.
             self.headers = None;
             self.buffer = BytesMut::new();
         } else {
@@ -641,19 +645,41 @@ impl Observer for SharedRecorder {
         }
     }
 
+    /// The whole answer, when it completed and was small enough to keep.
+    fn take(&mut self, completed: bool) -> Option<Stored> {
+        let headers = self.headers.take().filter(|_| completed)?;
+        Some(Stored {
+            status: self.status,
+            headers,
+            body: std::mem::take(&mut self.buffer).freeze(),
+        })
+    }
+}
+
+/// Keeps a copy of a streamed answer and stores it on Redis when the stream ends.
+struct SharedRecorder {
+    capture: Capture,
+    claim: Option<SharedClaim>,
+}
+
+impl Observer for SharedRecorder {
+    fn data(&mut self, chunk: &Bytes) {
+        self.capture.data(chunk);
+    }
+
     fn end(&mut self, completed: bool) {
-        let (Some(claim), Some(headers), true) =
-            (self.claim.take(), self.headers.take(), completed)
-        else {
-            // Dropping the claim frees the key.
+        // Otherwise dropping the claim frees the key.
+        let (Some(claim), Some(stored)) = (self.claim.take(), self.capture.take(completed)) else {
             return;
         };
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let body = std::mem::take(&mut self.buffer).freeze();
-        let status = self.status;
-        handle.spawn(async move { claim.complete(status, &headers, body).await });
+        handle.spawn(async move {
+            claim
+                .complete(stored.status, &stored.headers, stored.body)
+                .await
+        });
     }
 }
 
@@ -698,34 +724,17 @@ impl Drop for Abandon {
 /// Keeps a copy of the response to replay; frees the key if the body fails, is too large
 /// to keep, or is dropped before its end.
 struct Recorder {
-    buffer: BytesMut,
-    limit: usize,
-    status: StatusCode,
-    headers: Option<Vec<(HeaderName, HeaderValue)>>,
+    capture: Capture,
     guard: Abandon,
 }
 
 impl Observer for Recorder {
     fn data(&mut self, chunk: &Bytes) {
-        if self.headers.is_none() {
-            return;
-        }
-        if self.buffer.len() + chunk.len() > self.limit {
-            // Too big to keep: stop recording; the key is freed when this ends.
-            self.headers = None;
-            self.buffer = BytesMut::new();
-        } else {
-            self.buffer.extend_from_slice(chunk);
-        }
+        self.capture.data(chunk);
     }
 
     fn end(&mut self, completed: bool) {
-        if let (true, Some(headers)) = (completed, self.headers.take()) {
-            let stored = Stored {
-                status: self.status,
-                headers,
-                body: std::mem::take(&mut self.buffer).freeze(),
-            };
+        if let Some(stored) = self.capture.take(completed) {
             self.guard
                 .store
                 .complete(&self.guard.scope, self.guard.token, stored);
