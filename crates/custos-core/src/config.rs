@@ -305,6 +305,8 @@ pub struct Config {
     pub pii: custos_pii::PiiConfig,
     /// Metering, budgets and their alerts.
     pub finops: FinopsConfig,
+    /// Carbon estimates of jobs: overrides of the shipped device, grid and instance tables.
+    pub carbon: CarbonConfig,
     /// Who may call: OIDC/JWT issuers besides custos' own API keys.
     pub auth: AuthConfig,
     /// What callers may do: Cedar policy files.
@@ -317,6 +319,31 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Several gateway replicas: the shared Redis their counters live in.
     pub cluster: ClusterConfig,
+}
+
+/// Overrides of the shipped carbon tables (`crates/custos-finops/data/carbon.toml`): an
+/// entry here replaces or adds to the shipped one of the same name.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarbonConfig {
+    /// Facility overhead (power usage effectiveness), at least 1.
+    pub pue: Option<f64>,
+    /// Utilization of a job that did not measure it, 0–1.
+    pub default_utilization: Option<f64>,
+    /// Board power in watts by device type (`h100 = 700`).
+    pub device_watts: std::collections::BTreeMap<String, f64>,
+    /// Grid intensity in gCO2e/kWh by region (`"us-east-1" = 380`).
+    pub grid_g_per_kwh: std::collections::BTreeMap<String, f64>,
+    /// The GPUs an instance type holds (`"p4d.24xlarge" = { gpu = "a100", count = 8 }`).
+    pub instance_gpus: std::collections::BTreeMap<String, InstanceGpus>,
+}
+
+/// The GPUs of one instance type.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceGpus {
+    pub gpu: String,
+    pub count: u32,
 }
 
 /// What replicas share. Without `redis_url` (or `CUSTOS_REDIS_URL`) each gateway keeps its
@@ -645,8 +672,9 @@ pub enum UntaggedPolicy {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinopsConfig {
-    /// How often prices and budgets are reloaded and budget spend is re-read from the store
-    /// (it is shared by every gateway process on one database).
+    /// How often budget spend is re-read from the store (it is shared by every gateway
+    /// process on one database). Added or removed prices, budgets and overrides are seen
+    /// sooner, within `server.key_refresh_interval`.
     pub refresh_interval: HumanDuration,
     /// Tags every job usage report must carry (e.g. Project, Env, Team, CostCenter).
     pub mandatory_tags: Vec<String>,
@@ -1243,6 +1271,42 @@ impl Config {
                 );
             }
         }
+        let c = &self.carbon;
+        if c.pue.is_some_and(|p| !(1.0..=5.0).contains(&p)) {
+            return fail(
+                "carbon.pue".into(),
+                find_key(text, "pue"),
+                "must be between 1 and 5 (facility power over IT power)".into(),
+            );
+        }
+        if c.default_utilization
+            .is_some_and(|u| !(0.0..=1.0).contains(&u))
+        {
+            return fail(
+                "carbon.default_utilization".into(),
+                find_key(text, "default_utilization"),
+                "must be between 0 and 1".into(),
+            );
+        }
+        for (table, values) in [
+            ("device_watts", &c.device_watts),
+            ("grid_g_per_kwh", &c.grid_g_per_kwh),
+        ] {
+            if let Some((k, v)) = values.iter().find(|(_, v)| !v.is_finite() || **v < 0.0) {
+                return fail(
+                    format!("carbon.{table}.{k}"),
+                    text.find(&format!("[carbon.{table}")),
+                    format!("{v} is not a figure (a number, zero or more)"),
+                );
+            }
+        }
+        if let Some((k, _)) = c.instance_gpus.iter().find(|(_, g)| g.count == 0) {
+            return fail(
+                format!("carbon.instance_gpus.{k}"),
+                text.find("instance_gpus"),
+                "count must be at least 1".into(),
+            );
+        }
         if self.server.max_body_bytes == 0 {
             return fail(
                 "server.max_body_bytes".into(),
@@ -1627,7 +1691,8 @@ require_why = ["grants.*", "budgets.override", "policies.manage", "keys.revoke"]
 
 [finops]
 # Prices (`custos prices …`) and budgets (`custos budgets …`) live in the database; every
-# gateway reloads them and re-reads budget spend this often.
+# gateway re-reads budget spend this often. A new price, budget or override is picked up
+# within `server.key_refresh_interval`, like a new key.
 refresh_interval = "5s"
 # Tags every job usage report (POST /v1/usage, `custos usage record`) must carry; a report
 # without one is refused ("refuse") or kept marked untagged ("accept").
@@ -1640,6 +1705,17 @@ time_zone = "UTC"
 # [[finops.webhooks]]             # budget and anomaly alerts, signed with HMAC-SHA256
 # url = "https://alerts.example.com/custos"
 # secret_env = "CUSTOS_WEBHOOK_SECRET"
+
+# Carbon estimates of jobs use the shipped tables (crates/custos-finops/data/carbon.toml,
+# with sources); entries here replace or add to them.
+# [carbon]
+# pue = 1.1
+# [carbon.grid_g_per_kwh]
+# "us-east-1" = 380               # gCO2e/kWh
+# [carbon.device_watts]
+# "mi325x" = 1000
+# [carbon.instance_gpus]
+# "my-gpu-node" = { gpu = "h100", count = 4 }
 
 # Identity: custos API keys always work; add OIDC issuers whose JWT access tokens are
 # accepted too (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA; never HS* or none).
@@ -1746,6 +1822,26 @@ mod tests {
         assert_eq!(c.providers[0].kind, ProviderKind::Mock);
         assert!(c.models.iter().any(|m| m.name == "gpt-4o-mini"));
         assert_eq!(c.server.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    /// Issue 29 (6): the `[carbon]` override that data/carbon.toml documents is accepted,
+    /// and a figure that cannot be right is refused naming its key.
+    #[test]
+    fn carbon_overrides_parse_and_are_checked() {
+        let c = parse(
+            "[carbon]\npue = 1.1\n[carbon.grid_g_per_kwh]\n\"mars-1\" = 12\n[carbon.instance_gpus]\n\"node\" = { gpu = \"h100\", count = 4 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.carbon.pue, Some(1.1));
+        assert_eq!(c.carbon.grid_g_per_kwh["mars-1"], 12.0);
+        assert_eq!(c.carbon.instance_gpus["node"].count, 4);
+        let e = parse("[carbon]\npue = 0.5\n").unwrap_err().to_string();
+        assert!(e.contains("carbon.pue") && e.contains(":2"), "{e}");
+        let e = parse("[carbon.device_watts]\nh100 = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carbon.device_watts.h100"), "{e}");
+        assert!(parse("[carbon]\nwatts = 1\n").is_err());
     }
 
     #[test]

@@ -15,6 +15,27 @@ pub struct Tables {
     pub device_watts: HashMap<String, f64>,
     /// Grid carbon intensity in gCO2e per kWh by region (lower-case).
     pub grid_g_per_kwh: HashMap<String, f64>,
+    /// The GPUs each instance type holds (lower-case).
+    #[serde(default)]
+    pub instance_gpus: HashMap<String, InstanceGpus>,
+}
+
+/// The GPUs of one instance type.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceGpus {
+    pub gpu: String,
+    pub count: u32,
+}
+
+/// Replacements and additions to the shipped tables (`[carbon]` in custos.toml).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub pue: Option<f64>,
+    pub default_utilization: Option<f64>,
+    pub device_watts: Vec<(String, f64)>,
+    pub grid_g_per_kwh: Vec<(String, f64)>,
+    pub instance_gpus: Vec<(String, InstanceGpus)>,
 }
 
 const SHIPPED: &str = include_str!("../data/carbon.toml");
@@ -28,7 +49,39 @@ impl Tables {
             default_utilization: 0.5,
             device_watts: HashMap::new(),
             grid_g_per_kwh: HashMap::new(),
+            instance_gpus: HashMap::new(),
         })
+    }
+
+    /// These tables with `o` laid over them (names compared without case).
+    pub fn with(mut self, o: Overrides) -> Tables {
+        if let Some(p) = o.pue {
+            self.pue = p;
+        }
+        if let Some(u) = o.default_utilization {
+            self.default_utilization = u;
+        }
+        let low = |k: String| k.to_ascii_lowercase();
+        self.device_watts
+            .extend(o.device_watts.into_iter().map(|(k, v)| (low(k), v)));
+        self.grid_g_per_kwh
+            .extend(o.grid_g_per_kwh.into_iter().map(|(k, v)| (low(k), v)));
+        self.instance_gpus
+            .extend(o.instance_gpus.into_iter().map(|(k, g)| {
+                (
+                    low(k),
+                    InstanceGpus {
+                        gpu: g.gpu.to_ascii_lowercase(),
+                        ..g
+                    },
+                )
+            }));
+        self
+    }
+
+    /// The GPUs an instance type holds, when the tables know it.
+    pub fn instance_gpus(&self, instance: &str) -> Option<&InstanceGpus> {
+        self.instance_gpus.get(&instance.to_ascii_lowercase())
     }
 
     pub fn device_watts(&self, device: &str) -> Option<f64> {
@@ -88,6 +141,32 @@ mod tests {
         assert_eq!(t.device_watts("H100"), Some(700.0));
         assert_eq!(t.grid("eu-north-1"), Some(41.0));
         assert!(t.grid("atlantis").is_none());
+        // Every instance's GPU has a power figure.
+        for (name, g) in &t.instance_gpus {
+            assert!(t.device_watts(&g.gpu).is_some(), "{name}: {}", g.gpu);
+        }
+        assert_eq!(t.instance_gpus("P4D.24xlarge").map(|g| g.count), Some(8));
+    }
+
+    #[test]
+    fn overrides_replace_and_add() {
+        let t = Tables::shipped().with(Overrides {
+            pue: Some(1.1),
+            grid_g_per_kwh: vec![("Mars-1".into(), 10.0), ("us-east-1".into(), 300.0)],
+            instance_gpus: vec![(
+                "my.gpu".into(),
+                InstanceGpus {
+                    gpu: "H100".into(),
+                    count: 2,
+                },
+            )],
+            ..Overrides::default()
+        });
+        assert_eq!(t.pue, 1.1);
+        assert_eq!(t.grid("mars-1"), Some(10.0));
+        assert_eq!(t.grid("us-east-1"), Some(300.0));
+        assert_eq!(t.grid("eu-north-1"), Some(41.0), "the rest is kept");
+        assert_eq!(t.instance_gpus("my.gpu").unwrap().gpu, "h100");
     }
 
     #[test]

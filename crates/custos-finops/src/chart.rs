@@ -124,9 +124,27 @@ pub fn line_chart(title: &str, unit: &str, x_labels: &[String], series: &[Series
         escape(unit),
         my = top + plot_h / 2.0
     );
-    let every = n.div_ceil(10).max(1);
+    // As many labels as fit side by side (about 6.5 px a character at 11 px, plus a gap).
+    let widest = x_labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1) as f64;
+    let fit = ((plot_w / (widest * 6.5 + 12.0)).floor() as usize).max(2);
+    let every = n.div_ceil(fit).max(1);
+    // Every `every`-th label, and the last one in place of a neighbour too close to it.
+    let mut shown: Vec<usize> = (0..x_labels.len()).step_by(every).collect();
+    if let Some(&last) = shown.last() {
+        let end = x_labels.len() - 1;
+        if last != end {
+            if end - last < every {
+                shown.pop();
+            }
+            shown.push(end);
+        }
+    }
     for (i, label) in x_labels.iter().enumerate() {
-        if i % every == 0 || i + 1 == n {
+        if shown.binary_search(&i).is_ok() {
             let _ = write!(
                 svg,
                 r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
@@ -156,6 +174,16 @@ pub fn line_chart(title: &str, unit: &str, x_labels: &[String], series: &[Series
             points.join(" "),
             escape(&s.name)
         );
+        // A line of one point draws nothing: mark it (the first day of a period).
+        if let [only] = points.as_slice() {
+            if let Some((cx, cy)) = only.split_once(',') {
+                let _ = write!(
+                    svg,
+                    r#"<circle cx="{cx}" cy="{cy}" r="3.5" fill="{color}"><title>{}</title></circle>"#,
+                    escape(&s.name)
+                );
+            }
+        }
         let ly = top + 14.0 * k as f64 + 6.0;
         let _ = write!(
             svg,
@@ -200,6 +228,36 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("stroke-dasharray"));
         assert!(!svg.contains("<script"));
+    }
+
+    /// Issue 29 (10): a month of date labels does not overlap, and a one-day line shows.
+    #[test]
+    fn labels_fit_and_a_single_point_is_drawn() {
+        let labels: Vec<String> = (1..=31).map(|d| format!("2026-12-{d:02}")).collect();
+        let mut spent = vec![f64::NAN; 31];
+        spent[0] = 0.05;
+        let svg = line_chart(
+            "burn-down",
+            "USD",
+            &labels,
+            &[Series {
+                name: "spent".into(),
+                values: spent,
+                dashed: false,
+            }],
+        );
+        let xs: Vec<f64> = svg
+            .match_indices("text-anchor=\"middle\">2026-")
+            .map(|(i, _)| {
+                let head = &svg[..i];
+                let at = head.rfind("x=\"").unwrap() + 3;
+                head[at..].split('"').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!(xs.len() >= 4, "{xs:?}");
+        // 10 characters at about 6.5 px each: labels at least 65 px apart.
+        assert!(xs.windows(2).all(|w| w[1] - w[0] >= 65.0), "{xs:?}");
+        assert!(svg.contains("<circle"), "one day of spend is visible");
     }
 
     #[test]

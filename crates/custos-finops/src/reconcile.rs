@@ -6,6 +6,9 @@
 //! the line → a model), else to the longest model name that occurs in the line as a whole
 //! name — `gpt-4o` never claims a `gpt-4o-mini` line, but does claim a dated snapshot such as
 //! `gpt-4o-2024-08-06`.
+//!
+//! Jobs reported through `/v1/usage` are checked against the bill too: each must appear (by
+//! its tag value, else by its provider and resource) within 48 hours of its end.
 
 use crate::Amount;
 use serde::Serialize;
@@ -288,9 +291,216 @@ pub fn reconcile(
     }
 }
 
+/// How long after a job ends its charges may take to reach the bill.
+pub const JOB_BILLING_GRACE_MS: i64 = 48 * 3_600_000;
+
+/// A job reported through `/v1/usage` (or `custos usage record`).
+#[derive(Clone, Debug)]
+pub struct JobRun {
+    pub id: String,
+    pub provider: String,
+    /// What it was priced as: the instance type, GPU type or model.
+    pub resource: String,
+    /// When the work ended.
+    pub at_ms: i64,
+    /// Wall-clock or billed compute time, so charges from its start are in its window.
+    pub compute_ms: i64,
+    pub cost: Amount,
+    pub currency: String,
+    /// The value of the matching tag (`--job-tag`) the job carries.
+    pub tag: Option<String>,
+}
+
+/// Billed line items of one provider, resource text and day.
+#[derive(Clone, Debug)]
+pub struct BilledSpan {
+    pub provider: String,
+    /// Service, SKU, description and resource id as one text.
+    pub text: String,
+    /// The value of the matching tag on these items ("" when absent).
+    pub tag: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub currency: String,
+    pub billed: Amount,
+}
+
+/// Whether the bill shows a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Line items of its provider and resource (or its tag value) cover its time.
+    Billed,
+    /// Nothing yet, but the bill does not reach 48 h past the job's end: check again later.
+    Pending,
+    /// The bill reaches 48 h past the job's end and shows nothing of it.
+    Missing,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobCheck {
+    pub id: String,
+    pub provider: String,
+    pub resource: String,
+    pub at_ms: i64,
+    pub reported: String,
+    pub currency: String,
+    pub status: JobStatus,
+    /// What the matched line items billed (every job sharing them included unless matched
+    /// by tag); none when nothing matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billed: Option<String>,
+    /// `tag` when matched by the job's tag value, `resource` by provider and resource name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<&'static str>,
+}
+
+/// Checks that each job appears in the bill within `JOB_BILLING_GRACE_MS` of its end:
+/// line items of the job's provider (through the mapping) whose time overlaps the job's run
+/// up to the grace, carrying the job's tag value when it has one, else naming its resource as
+/// a whole name. `coverage` is how far each billing provider's items reach (lowercase name).
+pub fn jobs(
+    runs: &[JobRun],
+    spans: &[BilledSpan],
+    mapping: &Mapping,
+    coverage: &HashMap<String, i64>,
+) -> Vec<JobCheck> {
+    runs.iter()
+        .map(|j| {
+            let billing = mapping
+                .providers
+                .get(&j.provider)
+                .map(|n| n.to_lowercase())
+                .unwrap_or_else(|| j.provider.to_lowercase());
+            let from = j.at_ms - j.compute_ms.max(0);
+            let until = j.at_ms.saturating_add(JOB_BILLING_GRACE_MS);
+            let resource = j.resource.to_lowercase();
+            let mut by_tag = Amount::ZERO;
+            let mut by_name = Amount::ZERO;
+            let (mut tagged, mut named) = (false, false);
+            for s in spans.iter().filter(|s| {
+                s.provider.to_lowercase() == billing
+                    && s.currency == j.currency
+                    && s.start_ms < until
+                    && s.end_ms > from
+            }) {
+                if j.tag
+                    .as_deref()
+                    .is_some_and(|t| !t.is_empty() && s.tag == t)
+                {
+                    tagged = true;
+                    by_tag = by_tag.saturating_add(s.billed);
+                } else if s.tag.is_empty() && names_model(&s.text.to_lowercase(), &resource) {
+                    // Items tagged for another job are that job's.
+                    named = true;
+                    by_name = by_name.saturating_add(s.billed);
+                }
+            }
+            let (status, billed, matched_by) = if tagged {
+                (JobStatus::Billed, Some(by_tag), Some("tag"))
+            } else if named {
+                (JobStatus::Billed, Some(by_name), Some("resource"))
+            } else if coverage.get(&billing).is_some_and(|&c| c >= until) {
+                (JobStatus::Missing, None, None)
+            } else {
+                (JobStatus::Pending, None, None)
+            };
+            JobCheck {
+                id: j.id.clone(),
+                provider: j.provider.clone(),
+                resource: j.resource.clone(),
+                at_ms: j.at_ms,
+                reported: j.cost.to_string(),
+                currency: j.currency.clone(),
+                status,
+                billed: billed.map(|b| b.to_string()),
+                matched_by,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn run(id: &str, resource: &str, at_ms: i64, tag: Option<&str>) -> JobRun {
+        JobRun {
+            id: id.into(),
+            provider: "aws".into(),
+            resource: resource.into(),
+            at_ms,
+            compute_ms: 2 * H,
+            cost: usd("65.54"),
+            currency: "USD".into(),
+            tag: tag.map(str::to_owned),
+        }
+    }
+
+    fn span(text: &str, tag: &str, start_ms: i64, billed: &str) -> BilledSpan {
+        BilledSpan {
+            provider: "AWS".into(),
+            text: text.into(),
+            tag: tag.into(),
+            start_ms,
+            end_ms: start_ms + 24 * H,
+            currency: "USD".into(),
+            billed: usd(billed),
+        }
+    }
+
+    #[test]
+    fn jobs_are_found_by_tag_or_resource_pending_until_the_bill_reaches_48_hours() {
+        let day = 100 * 24 * H;
+        let runs = [
+            run("train-1", "p4d.24xlarge", day + 10 * H, Some("run-1")),
+            run("train-2", "p4d.24xlarge", day + 12 * H, None),
+            run("etl", "m5.xlarge", day + 5 * H, None),
+            run("late", "p4d.24xlarge", day + 40 * H, Some("run-9")),
+        ];
+        let spans = [
+            span("AmazonEC2 BoxUsage:p4d.24xlarge", "run-1", day, "60"),
+            span("AmazonEC2 BoxUsage:p4d.24xlarge", "", day, "70"),
+            // Another instance type, and a longer name that is not m5.xlarge.
+            span("AmazonEC2 BoxUsage:m5.xlarge-spot", "", day, "1"),
+        ];
+        let mapping = Mapping {
+            providers: [("aws".to_string(), "AWS".to_string())].into(),
+            models: Vec::new(),
+        };
+        let coverage: HashMap<String, i64> = [("aws".to_string(), day + 3 * 24 * H)].into();
+        let r = jobs(&runs, &spans, &mapping, &coverage);
+        assert_eq!(
+            (r[0].status, r[0].matched_by),
+            (JobStatus::Billed, Some("tag"))
+        );
+        assert_eq!(r[0].billed.as_deref(), Some("60"));
+        // Untagged: by the resource's name, both untagged and tagged lines of other runs
+        // excluded only when they carry another job's tag.
+        // Untagged: by the resource's name, on the untagged items only.
+        assert_eq!(
+            (r[1].status, r[1].matched_by),
+            (JobStatus::Billed, Some("resource"))
+        );
+        assert_eq!(r[1].billed.as_deref(), Some("70"));
+        assert_eq!(
+            r[2].status,
+            JobStatus::Missing,
+            "m5.xlarge-spot is not m5.xlarge"
+        );
+        // Nothing of it yet, and the bill reaches only 32 h past its end.
+        assert_eq!(r[3].status, JobStatus::Pending);
+        let later: HashMap<String, i64> = [("aws".to_string(), day + 4 * 24 * H)].into();
+        assert_eq!(
+            jobs(&runs[3..], &spans, &mapping, &later)[0].status,
+            JobStatus::Missing
+        );
+        // Without the provider mapping, "aws" is compared with "AWS" case-insensitively.
+        let r = jobs(&runs[..1], &spans, &Mapping::default(), &coverage);
+        assert_eq!(r[0].status, JobStatus::Billed);
+    }
 
     fn usd(s: &str) -> Amount {
         s.parse().unwrap()

@@ -20,8 +20,11 @@ pub struct Usage {
     pub images: u64,
     /// Billed wall time (audio, video, per-second endpoints).
     pub duration_ms: u64,
-    /// GPU or instance time, already multiplied by the device count.
+    /// Billed compute time: instance time for a rate per instance-hour, GPU time for a rate
+    /// per GPU-hour (already multiplied by the instance or GPU count).
     pub compute_ms: u64,
+    /// GPU time: GPUs × wall-clock (16 GPU-hours for 8 GPUs over 2 h), whatever was billed.
+    pub gpu_ms: u64,
     pub calls: u64,
 }
 

@@ -62,8 +62,9 @@ pub struct Finops {
     pub mandatory_tags: Vec<String>,
     /// Device power and grid intensity for job carbon estimates.
     pub carbon: custos_finops::carbon::Tables,
-    /// One refresh at a time, so an older snapshot is never stored over a newer one.
-    refreshing: tokio::sync::Mutex<()>,
+    /// One refresh at a time, so an older snapshot is never stored over a newer one. It
+    /// holds the store's `finops_revision` the last refresh loaded.
+    refreshing: tokio::sync::Mutex<Option<[i64; 6]>>,
 }
 
 impl Finops {
@@ -95,8 +96,8 @@ impl Finops {
             regions,
             default_max_output: u64::from(config.finops.default_max_output_tokens),
             mandatory_tags: config.finops.mandatory_tags.clone(),
-            carbon: custos_finops::carbon::Tables::shipped(),
-            refreshing: tokio::sync::Mutex::new(()),
+            carbon: carbon_tables(config),
+            refreshing: tokio::sync::Mutex::new(None),
         });
         finops.refresh(&store).await?;
         let alerts = tokio::spawn(alert_task(store, rx, audit, webhooks));
@@ -160,7 +161,9 @@ impl Finops {
 
     /// Reloads prices and budgets, and takes in every budget's spend from the store.
     pub async fn refresh(&self, store: &Store) -> Result<(), custos_store::StoreError> {
-        let _one = self.refreshing.lock().await;
+        let mut seen = self.refreshing.lock().await;
+        // Read before loading: a change that lands during the load is seen again next time.
+        let revision = store.finops_revision().await?;
         let prices = store.prices_all().await?;
         self.catalog.store(Arc::new(Catalog::new(prices)));
         let now = custos_core::time::now_ms();
@@ -195,26 +198,51 @@ impl Finops {
                 .push(tracker);
         }
         self.budgets.store(Arc::new(next));
+        *seen = Some(revision);
         Ok(())
     }
 
-    /// Reloads every `interval` until aborted.
+    /// Whether prices, budgets or overrides changed in the store since the last refresh.
+    async fn changed(&self, store: &Store) -> Result<bool, custos_store::StoreError> {
+        let now = store.finops_revision().await?;
+        Ok(*self.refreshing.lock().await != Some(now))
+    }
+
+    /// Reloads everything every `interval` (spend written by other processes comes in then)
+    /// and, every `check` in between, reloads as soon as a price, budget or override was
+    /// added or removed — so a new budget binds as fast as a new key does.
     pub fn spawn_refresher(
         self: &Arc<Self>,
         store: Store,
         interval: std::time::Duration,
+        check: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(interval.max(std::time::Duration::from_millis(100)));
+            let floor = std::time::Duration::from_millis(100);
+            let interval = interval.max(floor);
+            let mut tick = tokio::time::interval(check.max(floor).min(interval));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut last = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
+                let due = last.elapsed() >= interval;
+                let changed = due
+                    || match this.changed(&store).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot check prices and budgets for changes");
+                            false
+                        }
+                    };
+                if !changed {
+                    continue;
+                }
                 if let Err(e) = this.refresh(&store).await {
                     tracing::warn!(error = %e, "cannot refresh prices and budgets");
                 }
+                last = tokio::time::Instant::now();
             }
         })
     }
@@ -238,6 +266,31 @@ impl Finops {
         };
         p.rates.cost(&u).unwrap_or(Amount::ZERO)
     }
+}
+
+/// The shipped carbon tables with the configuration's `[carbon]` laid over them.
+pub fn carbon_tables(config: &custos_core::Config) -> custos_finops::carbon::Tables {
+    use custos_finops::carbon::{InstanceGpus, Overrides, Tables};
+    let c = &config.carbon;
+    Tables::shipped().with(Overrides {
+        pue: c.pue,
+        default_utilization: c.default_utilization,
+        device_watts: c.device_watts.clone().into_iter().collect(),
+        grid_g_per_kwh: c.grid_g_per_kwh.clone().into_iter().collect(),
+        instance_gpus: c
+            .instance_gpus
+            .iter()
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    InstanceGpus {
+                        gpu: g.gpu.clone(),
+                        count: g.count,
+                    },
+                )
+            })
+            .collect(),
+    })
 }
 
 /// A tracker for a budget just seen, starting from its stored spend and fired thresholds.

@@ -231,7 +231,7 @@ impl Gateway {
             directory.spawn_refresher(store.clone(), refresh),
             authz.clone().spawn_watcher(),
             sweeper,
-            finops.spawn_refresher(store.clone(), finops_refresh),
+            finops.spawn_refresher(store.clone(), finops_refresh, refresh),
         ];
         tasks.extend(finops_tasks);
         state.aliases.refresh(&state.store, &state.routes).await?;

@@ -372,16 +372,7 @@ pub async fn report_jobs(State(state): State<AppState>, req: Request) -> Respons
         }
         crate::budget::spend_shared(&state, &trackers, r.cost, now);
     }
-    let summary: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.id, "cost": r.cost.to_string(), "currency": r.currency.as_str(),
-                "priced": r.priced, "untagged": r.untagged,
-                "energy_kwh": r.energy_mwh as f64 / 1e6, "co2e_kg": r.co2e_mg as f64 / 1e6,
-            })
-        })
-        .collect();
+    let summary: Vec<serde_json::Value> = records.iter().map(custos_finops::job::summary).collect();
     for r in records {
         if !state.finops.usage.send(r).await {
             return Problem::new(ProblemKind::Internal, "the usage writer has stopped")

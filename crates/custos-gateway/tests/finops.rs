@@ -480,7 +480,7 @@ async fn jobs_report_usage_with_mandatory_tags() {
         let p = expect_problem(wrong_type, 400, "invalid-request").await;
         assert!(p["detail"].as_str().unwrap().contains("gpu_hours"), "{p}");
         let report = json!({"id": "run-42-step-1", "provider": "aws", "instance_type": "p4d.24xlarge",
-            "gpu_type": "a100", "gpu_count": 8, "gpu_hours": 1.5, "region": "us-east-1",
+            "gpu_type": "a100", "gpu_count": 8, "hours": 1.5, "region": "us-east-1",
             "documents": 5000, "tags": {"Project": "atlas", "CostCenter": "cc-7"}});
         let r = gw.post("/v1/usage", &key, &report).await;
         assert_eq!(r.status(), 201, "{}", db.name);
@@ -497,6 +497,11 @@ async fn jobs_report_usage_with_mandatory_tags() {
         assert_eq!(
             (rows[0].records, rows[0].documents, rows[0].cost),
             (1, 5000, a("49.155"))
+        );
+        // 1.5 instance-hours billed; 8 GPUs for 1.5 h are 12 GPU-hours.
+        assert_eq!(
+            (rows[0].compute_ms, rows[0].gpu_ms),
+            (5_400_000, 12 * 3_600_000)
         );
         assert!(rows[0].co2e_mg > 0);
     }
@@ -615,5 +620,65 @@ async fn two_gateways_on_one_database_alert_each_threshold_once() {
             .filter(|e| e.event.contains("\"budget.threshold\""))
             .count();
         assert_eq!(thresholds, 3, "{}", db.name);
+    }
+}
+
+/// A budget or override created by another process binds within the key refresh interval
+/// (200 ms in tests), not the minute-long spend refresh configured here.
+#[tokio::test]
+async fn new_budgets_and_overrides_bind_as_fast_as_new_keys() {
+    let addr = provider().await;
+    for db in databases("budgets_bind_fast").await {
+        let toml = format!(
+            "{}\n[finops]\nrefresh_interval = \"60s\"\n",
+            upstream_config(addr, "m", "")
+        );
+        let gw = start(&db, &toml).await;
+        gw.store.prices_upsert(&[price()]).await.unwrap();
+        let (key, key_id) = gw.key(KeySpec::default()).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("m", "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{}", db.name);
+        r.bytes().await.unwrap();
+        gw.store
+            .budget_create(&budget("0.000001", Action::Block))
+            .await
+            .unwrap();
+        let until = |want: u16| {
+            let gw = &gw;
+            let key = &key;
+            async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                loop {
+                    let r = gw.post("/v1/chat/completions", key, &chat("m", "hi")).await;
+                    let got = r.status().as_u16();
+                    r.bytes().await.unwrap();
+                    if got == want {
+                        return;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "still {got}, not {want}, 3 s after the change"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        };
+        until(402).await;
+        let now = custos_core::time::now_ms();
+        gw.store
+            .spend_override_create(&custos_store::SpendOverride {
+                id: "ovr_fast".into(),
+                tenant: "acme".into(),
+                key_id,
+                expires_at: now + 600_000,
+                why: "INC-2".into(),
+                created_by: "test".into(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        until(200).await;
     }
 }

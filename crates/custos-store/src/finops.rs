@@ -11,13 +11,25 @@ use sqlx::Row;
 const USAGE_COLUMNS: &str = "id, at, source, tenant, team, app, env, key_id, provider, model, region, \
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, images, \
     duration_ms, compute_ms, calls, documents, latency_ms, cost_nanos, currency, priced, energy_mwh, \
-    co2e_mg, tags, untagged, request_id, status, detail, release_id, end_user";
-const USAGE_WIDTH: usize = 34;
-/// 34 × 29 = 986 parameters per statement, under SQLite's and PostgreSQL's limits.
-const USAGE_ROWS_PER_INSERT: usize = 29;
+    co2e_mg, tags, untagged, request_id, status, detail, release_id, end_user, gpu_ms";
+const USAGE_WIDTH: usize = 35;
+/// 35 × 28 = 980 parameters per statement, under SQLite's and PostgreSQL's limits.
+const USAGE_ROWS_PER_INSERT: usize = 28;
 
 fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn has_tokens(u: &Usage) -> bool {
+    [
+        u.input_tokens,
+        u.cached_input_tokens,
+        u.cache_write_tokens,
+        u.output_tokens,
+        u.reasoning_tokens,
+    ]
+    .iter()
+    .any(|&n| n > 0)
 }
 
 /// A dimension a usage report can group by.
@@ -127,7 +139,15 @@ pub struct UsageTotals {
     pub reasoning_tokens: i64,
     pub documents: i64,
     pub compute_ms: i64,
+    /// GPUs × wall clock.
+    pub gpu_ms: i64,
     pub cost: Amount,
+    /// The cost of the records that have tokens, calls, documents and GPU time: each unit
+    /// cost divides only the cost of usage in its unit.
+    pub token_cost: Amount,
+    pub call_cost: Amount,
+    pub document_cost: Amount,
+    pub gpu_cost: Amount,
     pub unpriced: i64,
     pub untagged: i64,
     pub untagged_cost: Amount,
@@ -153,7 +173,12 @@ impl UsageTotals {
         self.reasoning_tokens += o.reasoning_tokens;
         self.documents += o.documents;
         self.compute_ms += o.compute_ms;
+        self.gpu_ms += o.gpu_ms;
         self.cost = self.cost.saturating_add(o.cost);
+        self.token_cost = self.token_cost.saturating_add(o.token_cost);
+        self.call_cost = self.call_cost.saturating_add(o.call_cost);
+        self.document_cost = self.document_cost.saturating_add(o.document_cost);
+        self.gpu_cost = self.gpu_cost.saturating_add(o.gpu_cost);
         self.unpriced += o.unpriced;
         self.untagged += o.untagged;
         self.untagged_cost = self.untagged_cost.saturating_add(o.untagged_cost);
@@ -186,7 +211,7 @@ fn daily_key(r: &UsageRecord) -> DailyKey {
 
 const DAILY_KEYS: &str =
     "day, tenant, team, app, env, key_id, provider, model, region, source, currency, tags";
-const DAILY_SUMS: [&str; 15] = [
+const DAILY_SUMS: [&str; 20] = [
     "records",
     "calls",
     "input_tokens",
@@ -202,6 +227,11 @@ const DAILY_SUMS: [&str; 15] = [
     "untagged_cost",
     "energy_mwh",
     "co2e_mg",
+    "gpu_ms",
+    "token_cost_nanos",
+    "call_cost_nanos",
+    "document_cost_nanos",
+    "gpu_cost_nanos",
 ];
 
 impl Store {
@@ -298,7 +328,8 @@ impl Store {
                     .bind(i32::from(r.status))
                     .bind(r.detail.clone())
                     .bind(r.release.clone())
-                    .bind(r.end_user.clone());
+                    .bind(r.end_user.clone())
+                    .bind(clamp_i64(u.gpu_ms));
             }
             let fresh: std::collections::HashSet<String> = q
                 .fetch_all(&mut *tx)
@@ -309,7 +340,7 @@ impl Store {
             added += fresh.len() as u64;
             // Only records stored just now count in the rollup, so a retried batch adds
             // nothing twice.
-            let mut sums: std::collections::HashMap<DailyKey, [i64; 15]> = Default::default();
+            let mut sums: std::collections::HashMap<DailyKey, [i64; 20]> = Default::default();
             for r in chunk.iter().filter(|r| fresh.contains(&r.id)) {
                 let u = &r.usage;
                 let cost = r.cost.to_i64_nanos().unwrap_or(i64::MAX);
@@ -329,13 +360,18 @@ impl Store {
                     if r.untagged { cost } else { 0 },
                     clamp_i64(r.energy_mwh),
                     clamp_i64(r.co2e_mg),
+                    clamp_i64(u.gpu_ms),
+                    if has_tokens(u) { cost } else { 0 },
+                    if u.calls > 0 { cost } else { 0 },
+                    if r.documents > 0 { cost } else { 0 },
+                    if u.gpu_ms > 0 { cost } else { 0 },
                 ];
-                let e = sums.entry(daily_key(r)).or_insert([0; 15]);
+                let e = sums.entry(daily_key(r)).or_insert([0; 20]);
                 for (a, b) in e.iter_mut().zip(add) {
                     *a = a.saturating_add(b);
                 }
             }
-            let sums: Vec<(DailyKey, [i64; 15])> = sums.into_iter().collect();
+            let sums: Vec<(DailyKey, [i64; 20])> = sums.into_iter().collect();
             for part in sums.chunks(USAGE_ROWS_PER_INSERT) {
                 let mut sql = crate::ledger::values_sql(
                     self.backend(),
@@ -549,6 +585,26 @@ impl Store {
                 "day",
             ),
         };
+        // What each unit cost divides: the cost of the records that have the unit.
+        let unit_costs: [(&str, &str); 4] = match source {
+            Source::Records => [
+                ("SUM(CASE WHEN input_tokens + cached_input_tokens + cache_write_tokens + output_tokens + reasoning_tokens > 0 THEN cost_nanos ELSE 0 END)", "token_cost"),
+                ("SUM(CASE WHEN calls > 0 THEN cost_nanos ELSE 0 END)", "call_cost"),
+                ("SUM(CASE WHEN documents > 0 THEN cost_nanos ELSE 0 END)", "document_cost"),
+                ("SUM(CASE WHEN gpu_ms > 0 THEN cost_nanos ELSE 0 END)", "gpu_cost"),
+            ],
+            Source::Daily => [
+                ("SUM(token_cost_nanos)", "token_cost"),
+                ("SUM(call_cost_nanos)", "call_cost"),
+                ("SUM(document_cost_nanos)", "document_cost"),
+                ("SUM(gpu_cost_nanos)", "gpu_cost"),
+            ],
+        };
+        let unit_costs: String = unit_costs
+            .iter()
+            .map(|(expr, name)| format!("CAST(COALESCE({expr}, 0) AS BIGINT) AS {name}"))
+            .collect::<Vec<_>>()
+            .join(",\n               ");
         let mut sql = format!(
             "SELECT {select_keys} CAST(COALESCE({count}, 0) AS BIGINT) AS records,
                CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS calls,
@@ -559,7 +615,9 @@ impl Store {
                CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens,
                CAST(COALESCE(SUM(documents), 0) AS BIGINT) AS documents,
                CAST(COALESCE(SUM(compute_ms), 0) AS BIGINT) AS compute_ms,
+               CAST(COALESCE(SUM(gpu_ms), 0) AS BIGINT) AS gpu_ms,
                CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos,
+               {unit_costs},
                CAST(COALESCE({unpriced}, 0) AS BIGINT) AS unpriced,
                CAST(COALESCE(SUM(untagged), 0) AS BIGINT) AS untagged,
                CAST(COALESCE({untagged_cost}, 0) AS BIGINT) AS untagged_cost,
@@ -601,7 +659,12 @@ impl Store {
                     reasoning_tokens: r.try_get("reasoning_tokens")?,
                     documents: r.try_get("documents")?,
                     compute_ms: r.try_get("compute_ms")?,
+                    gpu_ms: r.try_get("gpu_ms")?,
                     cost: Amount::from_nanos(r.try_get::<i64, _>("cost_nanos")?.into()),
+                    token_cost: Amount::from_nanos(r.try_get::<i64, _>("token_cost")?.into()),
+                    call_cost: Amount::from_nanos(r.try_get::<i64, _>("call_cost")?.into()),
+                    document_cost: Amount::from_nanos(r.try_get::<i64, _>("document_cost")?.into()),
+                    gpu_cost: Amount::from_nanos(r.try_get::<i64, _>("gpu_cost")?.into()),
                     unpriced: r.try_get("unpriced")?,
                     untagged: r.try_get("untagged")?,
                     untagged_cost: Amount::from_nanos(r.try_get::<i64, _>("untagged_cost")?.into()),
@@ -851,6 +914,7 @@ fn record_from_row(r: &AnyRow) -> Result<UsageRecord, StoreError> {
             images: n("images")?,
             duration_ms: n("duration_ms")?,
             compute_ms: n("compute_ms")?,
+            gpu_ms: n("gpu_ms")?,
             calls: n("calls")?,
         },
         documents: n("documents")?,
@@ -1166,6 +1230,121 @@ impl Store {
     }
 }
 
+/// A job's usage record, as reconciliation reads it.
+#[derive(Clone, Debug)]
+pub struct JobRow {
+    pub id: String,
+    pub provider: String,
+    pub model: String,
+    pub at_ms: i64,
+    pub compute_ms: i64,
+    pub cost: Amount,
+    pub currency: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// Billed line items of one provider, service, SKU, description, resource, tag value and day.
+#[derive(Clone, Debug)]
+pub struct BilledSpanRow {
+    pub provider: String,
+    pub service: String,
+    pub sku: String,
+    pub description: String,
+    pub resource_id: String,
+    pub tag: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub currency: String,
+    pub billed: Amount,
+}
+
+impl Store {
+    /// Job usage records (`POST /v1/usage`, `custos usage record`) that ended in the window.
+    pub async fn job_rows(&self, from_ms: i64, until_ms: i64) -> Result<Vec<JobRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, provider, model, at, compute_ms, cost_nanos, currency, tags FROM usage_records
+             WHERE source = 'job' AND at >= $1 AND at < $2 ORDER BY at, id",
+        )
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(JobRow {
+                    provider: r.try_get("provider")?,
+                    model: r.try_get("model")?,
+                    at_ms: r.try_get("at")?,
+                    compute_ms: r.try_get("compute_ms")?,
+                    cost: Amount::from_nanos(r.try_get::<i64, _>("cost_nanos")?.into()),
+                    currency: r.try_get("currency")?,
+                    tags: serde_json::from_str(&r.try_get::<String, _>("tags")?).map_err(|e| {
+                        StoreError::Invalid(format!("usage record {id}: tags: {e}"))
+                    })?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// Billed items whose charge period overlaps the window, summed per provider, service,
+    /// SKU, description, resource, value of `tag` and day.
+    pub async fn billing_spans(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        tag: Option<&str>,
+    ) -> Result<Vec<BilledSpanRow>, StoreError> {
+        let tag_expr = match tag {
+            Some(_) => format!("COALESCE(CAST({} AS TEXT), '')", self.tag_expr(3)),
+            None => "''".into(),
+        };
+        let sql = format!(
+            "SELECT provider, service, sku, description, resource_id, tag, currency,
+                    CAST(MIN(period_start) AS BIGINT) AS first, CAST(MAX(period_end) AS BIGINT) AS last,
+                    CAST(SUM(billed_nanos) AS BIGINT) AS billed
+             FROM (SELECT provider, service, sku, description, resource_id, {tag_expr} AS tag, currency,
+                          period_start, period_end, billed_nanos, period_start / 86400000 AS day
+                   FROM billing_items WHERE period_start < $2 AND period_end > $1) AS items
+             GROUP BY provider, service, sku, description, resource_id, tag, currency, day"
+        );
+        let mut q = sqlx::query(&sql).bind(from_ms).bind(until_ms);
+        if let Some(t) = tag {
+            q = q.bind(self.tag_param(t));
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BilledSpanRow {
+                    provider: r.try_get("provider")?,
+                    service: r.try_get("service")?,
+                    sku: r.try_get("sku")?,
+                    description: r.try_get("description")?,
+                    resource_id: r.try_get("resource_id")?,
+                    tag: r.try_get("tag")?,
+                    start_ms: r.try_get("first")?,
+                    end_ms: r.try_get("last")?,
+                    currency: r.try_get("currency")?,
+                    billed: Amount::from_nanos(r.try_get::<i64, _>("billed")?.into()),
+                })
+            })
+            .collect()
+    }
+
+    /// How far each billing provider's ingested items reach (lowercase name → latest end).
+    pub async fn billing_coverage(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT LOWER(provider), CAST(MAX(period_end) AS BIGINT) FROM billing_items GROUP BY LOWER(provider)",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
 impl Store {
     /// The last day (Unix ms of its UTC start) on which each credential of `tenant` was used,
     /// from the daily rollup: an access review reads a few rows per key, not every call.
@@ -1200,6 +1379,28 @@ pub struct SpendOverride {
 
 impl Store {
     /// Overrides still in force at `now_ms`, latest expiry first.
+    /// A fingerprint of the price catalog, the budgets and the spend overrides: it changes
+    /// whenever one is added, replaced or deleted (each write stamps `created_at`; a delete
+    /// changes a count), so a gateway can poll it cheaply and reload only on change.
+    pub async fn finops_revision(&self) -> Result<[i64; 6], StoreError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM prices) AS a, (SELECT COALESCE(MAX(created_at), 0) FROM prices) AS b,
+                    (SELECT COUNT(*) FROM budgets) AS c, (SELECT COALESCE(MAX(created_at), 0) FROM budgets) AS d,
+                    (SELECT COUNT(*) FROM spend_overrides) AS e,
+                    (SELECT COALESCE(MAX(created_at), 0) FROM spend_overrides) AS f",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok([
+            r.try_get("a")?,
+            r.try_get("b")?,
+            r.try_get("c")?,
+            r.try_get("d")?,
+            r.try_get("e")?,
+            r.try_get("f")?,
+        ])
+    }
+
     pub async fn spend_overrides_active(
         &self,
         now_ms: i64,

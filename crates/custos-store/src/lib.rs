@@ -21,8 +21,8 @@ pub use change::Change;
 pub use dpia::Dpia;
 pub use error::StoreError;
 pub use finops::{
-    budget_filter, check_tag_key, sample_record, BilledGroup, BillingFile, Dimension,
-    SpendOverride, UsageFilter, UsageTotals,
+    budget_filter, check_tag_key, sample_record, BilledGroup, BilledSpanRow, BillingFile,
+    Dimension, JobRow, SpendOverride, UsageFilter, UsageTotals,
 };
 pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};

@@ -144,6 +144,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0019_dpias.sql"),
         postgres: include_str!("migrations/0019_dpias.sql"),
     },
+    Migration {
+        version: 20,
+        name: "unit costs: GPU time and the cost of each unit's usage kept apart",
+        sqlite: include_str!("migrations/0020_unit_costs.sql"),
+        postgres: include_str!("migrations/0020_unit_costs.sql"),
+    },
 ];
 
 /// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct

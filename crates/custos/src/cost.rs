@@ -182,9 +182,14 @@ pub enum UsageCmd {
     /// Record usage of work outside the gateway (training, batch, ETL).
     #[command(after_help = "Examples:
   custos usage record --team ml --app trainer --instance-type p4d.24xlarge --provider aws \\
-      --gpu-type a100 --gpu-count 8 --gpu-hours 3.5 --region us-east-1 \\
+      --gpu-type a100 --gpu-count 8 --hours 3.5 --region us-east-1 \\
       --tags Project=atlas,Env=prod,Team=ml,CostCenter=cc-42
   custos usage record --team ml --app etl --documents 120000 --cost 41.20 --tags Project=atlas
+
+Units: --hours is wall-clock time; GPU-hours are GPUs x wall-clock hours (the example above
+is 28 GPU-hours: 8 GPUs for 3.5 h); instance-hours are instances x wall-clock hours. An
+instance type's price is per instance-hour (3.5 x its rate above), a GPU type's per GPU-hour.
+Give --hours or --gpu-hours (both only when they agree).
 
 The same report can be POSTed as JSON to /v1/usage with the app's API key.")]
     Record(Box<RecordArgs>),
@@ -192,12 +197,16 @@ The same report can be POSTed as JSON to /v1/usage with the app's API key.")]
 
 #[derive(Args, Debug)]
 pub struct RecordArgs {
+    /// Tenant the work is charged to.
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
     tenant: String,
+    /// Team the work is charged to.
     #[arg(long)]
     team: String,
+    /// App of the team that ran the work.
     #[arg(long)]
     app: String,
+    /// Environment (prod, staging, dev, …).
     #[arg(long, default_value = "prod")]
     env: String,
     /// Report id: recording the same id twice counts once.
@@ -206,30 +215,47 @@ pub struct RecordArgs {
     /// When the work ended (default now).
     #[arg(long)]
     time: Option<String>,
+    /// Who billed the work (aws, gcp, azure, openai, …), as in `custos prices`.
     #[arg(long)]
     provider: Option<String>,
+    /// What was used when it is neither an instance nor a GPU type: a priced model or SKU.
     #[arg(long)]
     model: Option<String>,
+    /// Cloud region (prices nothing; carbon intensity comes from it).
     #[arg(long)]
     region: Option<String>,
+    /// GPU model (a100, h100, l4, …): priced per GPU-hour without --instance-type, and its
+    /// power draw estimates carbon.
     #[arg(long)]
     gpu_type: Option<String>,
+    /// GPUs per instance with --instance-type, else GPUs in all (default 1).
     #[arg(long)]
     gpu_count: Option<u32>,
+    /// Wall-clock hours the job ran.
+    #[arg(long)]
+    hours: Option<f64>,
+    /// GPU-hours: GPUs x wall-clock hours (instead of --hours).
     #[arg(long)]
     gpu_hours: Option<f64>,
+    /// Measured average GPU utilization, 0–1 (carbon estimate; default a typical figure).
     #[arg(long)]
     gpu_utilization: Option<f64>,
+    /// Instance type (p4d.24xlarge, …): priced per instance-hour.
     #[arg(long)]
     instance_type: Option<String>,
+    /// Instances of --instance-type that ran (default 1).
     #[arg(long)]
     instance_count: Option<u32>,
+    /// Bytes the job read (kept on the record).
     #[arg(long)]
     data_scanned_bytes: Option<u64>,
+    /// Documents the job processed (cost per document).
     #[arg(long)]
     documents: Option<u64>,
+    /// Input tokens the job consumed (priced by --model).
     #[arg(long)]
     input_tokens: Option<u64>,
+    /// Output tokens the job produced (priced by --model).
     #[arg(long)]
     output_tokens: Option<u64>,
     /// The job's own cost (else priced from the catalog).
@@ -340,6 +366,11 @@ Exit status 1 when untagged spend or a provider's metering gap exceeds the toler
         /// line names as a whole: gpt-4o never takes a gpt-4o-mini line).
         #[arg(long, value_delimiter = ',', value_name = "TEXT=MODEL")]
         model_map: Vec<String>,
+        /// A tag jobs and billed resources both carry (e.g. WorkflowId): a job reported
+        /// through /v1/usage is then found in the bill by its value; else by its provider
+        /// and the instance, GPU or model it was priced as.
+        #[arg(long, value_name = "KEY")]
+        job_tag: Option<String>,
     },
     /// Spend, tokens and unit economics by team, app, model, tag…, against the previous period.
     #[command(after_help = "Examples:
@@ -348,7 +379,9 @@ Exit status 1 when untagged spend or a provider's metering gap exceeds the toler
   custos cost report --by team --since 2026-11-01 --until 2026-11-15 --json
 
 Dimensions: tenant, team, app, env, key, provider, model, region, source, day, tag:NAME.
-Unit economics: cost per 1K tokens, per call, per document, per 1M inferences, per GPU-hour.")]
+Unit economics, each dividing only the cost of the usage that has the unit: token cost per
+1K tokens, call cost per call (and per 1M calls in JSON), document cost per document, GPU cost
+per GPU-hour (GPUs x wall-clock hours).")]
     Report {
         /// Dimensions to group by, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "team")]
@@ -830,6 +863,7 @@ pub async fn usage(ctx: &Ctx, cmd: UsageCmd) -> Result<ExitCode> {
         env: Some(a.env.clone()),
         gpu_type: a.gpu_type,
         gpu_count: a.gpu_count,
+        hours: a.hours,
         gpu_hours: a.gpu_hours,
         gpu_utilization: a.gpu_utilization,
         instance_type: a.instance_type,
@@ -862,15 +896,18 @@ pub async fn usage(ctx: &Ctx, cmd: UsageCmd) -> Result<ExitCode> {
         &report,
         &who,
         &catalog,
-        &custos_finops::carbon::Tables::shipped(),
+        &custos_gateway::finops::carbon_tables(&ctx.config),
         &policy,
         custos_core::time::now_ms(),
         || custos_core::id::new_id("use"),
     )?;
     let added = store.usage_insert(std::slice::from_ref(&rec)).await?;
-    let j = json!({"id": rec.id, "new": added == 1, "cost": rec.cost.to_string(),
-        "currency": rec.currency.as_str(), "priced": rec.priced, "untagged": rec.untagged,
-        "energy_kwh": rec.energy_mwh as f64 / 1e6, "co2e_kg": rec.co2e_mg as f64 / 1e6});
+    let mut j = custos_finops::job::summary(&rec);
+    j["new"] = json!(added == 1);
+    let gap = custos_finops::job::carbon_gap(&rec);
+    if let Some(g) = &gap {
+        eprintln!("warning: {g}");
+    }
     if ctx.json {
         output::json(&j);
     } else if added == 0 {
@@ -886,7 +923,7 @@ pub async fn usage(ctx: &Ctx, cmd: UsageCmd) -> Result<ExitCode> {
             } else {
                 " (no price known: set one with `custos prices set`)"
             },
-            if rec.co2e_mg > 0 {
+            if rec.co2e_mg > 0 && gap.is_none() {
                 format!(", {:.3} kgCO2e", rec.co2e_mg as f64 / 1e6)
             } else {
                 String::new()
@@ -947,7 +984,37 @@ fn windows(ctx: &Ctx, r: &Range) -> Result<(Window, Window)> {
 }
 
 fn units(t: &UsageTotals) -> UnitCosts {
-    UnitCosts::of(t.cost, tokens(t), t.calls, t.documents, t.compute_ms)
+    UnitCosts::of(&custos_finops::showback::UnitBasis {
+        tokens: tokens(t),
+        token_cost: t.token_cost,
+        calls: t.calls,
+        call_cost: t.call_cost,
+        documents: t.documents,
+        document_cost: t.document_cost,
+        gpu_ms: t.gpu_ms,
+        gpu_cost: t.gpu_cost,
+    })
+}
+
+/// The report's unit-cost columns: each names the cost it divides and the unit.
+const UNIT_HEADERS: [&str; 5] = [
+    "TOKEN_COST/1K_TOKENS",
+    "CALL_COST/CALL",
+    "DOC_COST/DOC",
+    "GPU_COST/GPU_HOUR",
+    "GPU_HOURS",
+];
+
+fn unit_cells(t: &UsageTotals) -> [String; 5] {
+    let fmt = |a: Option<Amount>, dp: u32| a.map_or_else(|| "-".into(), |a| a.format_dp(dp));
+    let u = units(t);
+    [
+        fmt(u.token_cost_per_1k_tokens, 6),
+        fmt(u.call_cost_per_call, 6),
+        fmt(u.document_cost_per_document, 6),
+        fmt(u.gpu_cost_per_gpu_hour, 4),
+        format!("{:.2}", t.gpu_ms as f64 / 3_600_000.0),
+    ]
 }
 
 fn tokens(t: &UsageTotals) -> i64 {
@@ -978,13 +1045,21 @@ fn group_json(by: &[Dimension], t: &UsageTotals, prev: Option<&UsageTotals>) -> 
                    "cache_write": t.cache_write_tokens, "output": t.output_tokens,
                    "reasoning": t.reasoning_tokens, "total": tokens(t)},
         "documents": t.documents,
-        "gpu_hours": t.compute_ms as f64 / 3_600_000.0,
+        "gpu_hours": t.gpu_ms as f64 / 3_600_000.0,
+        "billed_compute_hours": t.compute_ms as f64 / 3_600_000.0,
+        // Each unit cost divides only the cost of the usage that has the unit.
+        "cost_of": {
+            "token_usage": t.token_cost.to_string(),
+            "call_usage": t.call_cost.to_string(),
+            "document_usage": t.document_cost.to_string(),
+            "gpu_usage": t.gpu_cost.to_string(),
+        },
         "unit": {
-            "per_1k_tokens": s(u.per_1k_tokens),
-            "per_call": s(u.per_call),
-            "per_document": s(u.per_document),
-            "per_1m_inferences": s(u.per_1m_inferences),
-            "per_gpu_hour": s(u.per_gpu_hour),
+            "token_cost_per_1k_tokens": s(u.token_cost_per_1k_tokens),
+            "call_cost_per_call": s(u.call_cost_per_call),
+            "document_cost_per_document": s(u.document_cost_per_document),
+            "call_cost_per_1m_calls": s(u.call_cost_per_1m_calls),
+            "gpu_cost_per_gpu_hour": s(u.gpu_cost_per_gpu_hour),
         },
         "previous_cost": prev.map(|p| p.cost.to_string()),
         "change_percent": change,
@@ -1024,7 +1099,8 @@ async fn report(
     let totals = store
         .usage_report(&filter_of(&filters, w)?, &[Dimension::Currency], offset)
         .await?;
-    let day_labels = |t: &UsageTotals| -> Vec<String> {
+    // Days as dates; for people (not JSON) a missing tag value reads "(untagged)".
+    let labels = |t: &UsageTotals, human: bool| -> Vec<String> {
         dims.iter()
             .zip(&t.keys)
             .map(|(d, k)| match d {
@@ -1032,6 +1108,7 @@ async fn report(
                     .parse::<i64>()
                     .map(|d| time(Some(d * 86_400_000))[..10].to_owned())
                     .unwrap_or_else(|_| k.clone()),
+                Dimension::Tag(_) if human && k.is_empty() => "(untagged)".into(),
                 _ => k.clone(),
             })
             .collect()
@@ -1049,7 +1126,7 @@ async fn report(
                 .iter()
                 .map(|t| {
                     let mut t2 = t.clone();
-                    t2.keys = day_labels(t);
+                    t2.keys = labels(t, false);
                     group_json(&dims, &t2, prev.get(&t.keys).copied())
                 })
                 .collect();
@@ -1065,28 +1142,14 @@ async fn report(
         }
         ReportFormat::Table | ReportFormat::Csv | ReportFormat::Html => {
             let mut headers: Vec<String> = dims.iter().map(|d| d.label().to_uppercase()).collect();
-            headers.extend(
-                [
-                    "COST",
-                    "PREV",
-                    "CHANGE",
-                    "CALLS",
-                    "TOKENS",
-                    "PER_1K_TOKENS",
-                    "PER_CALL",
-                    "PER_DOC",
-                    "PER_GPU_HOUR",
-                    "KG_CO2E",
-                ]
-                .map(String::from),
-            );
-            let fmt =
-                |a: Option<Amount>, dp: u32| a.map_or_else(|| "-".into(), |a| a.format_dp(dp));
+            headers.extend(["COST", "PREV", "CHANGE", "CALLS", "TOKENS"].map(String::from));
+            headers.extend(UNIT_HEADERS.map(String::from));
+            headers.push("KG_CO2E".into());
             let mut table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|t| {
                     let p = prev.get(&t.keys);
-                    let mut row = day_labels(t);
+                    let mut row = labels(t, true);
                     row.push(t.cost.format_money());
                     row.push(p.map_or_else(|| "-".into(), |p| p.cost.format_money()));
                     row.push(match p {
@@ -1098,18 +1161,17 @@ async fn report(
                     });
                     row.push(t.calls.to_string());
                     row.push(tokens(t).to_string());
-                    let u = units(t);
-                    row.push(fmt(u.per_1k_tokens, 6));
-                    row.push(fmt(u.per_call, 6));
-                    row.push(fmt(u.per_document, 6));
-                    row.push(fmt(u.per_gpu_hour, 4));
+                    row.extend(unit_cells(t));
                     row.push(format!("{:.3}", t.co2e_mg as f64 / 1e6));
                     row
                 })
                 .collect();
             if format == ReportFormat::Html {
+                let unpriced: i64 = totals.iter().map(|t| t.unpriced).sum();
+                let compliance =
+                    (!ctx.config.finops.mandatory_tags.is_empty()).then_some(compliance);
                 let page = html_report(
-                    ctx, &store, &filters, w, offset, &headers, &table, compliance,
+                    ctx, &store, &filters, w, offset, &headers, &table, compliance, unpriced,
                 )
                 .await?;
                 print!("{page}");
@@ -1139,12 +1201,9 @@ async fn report(
                         String::new(),
                         t.calls.to_string(),
                         tokens(t).to_string(),
-                        fmt(units(t).per_1k_tokens, 6),
-                        fmt(units(t).per_call, 6),
-                        fmt(units(t).per_document, 6),
-                        fmt(units(t).per_gpu_hour, 4),
-                        format!("{:.3}", t.co2e_mg as f64 / 1e6),
                     ]);
+                    row.extend(unit_cells(t));
+                    row.push(format!("{:.3}", t.co2e_mg as f64 / 1e6));
                     table.push(row);
                 }
                 let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -1174,9 +1233,10 @@ async fn html_report(
     offset: i64,
     headers: &[String],
     table: &[Vec<String>],
-    compliance: f64,
+    compliance: Option<f64>,
+    unpriced: i64,
 ) -> Result<String> {
-    use custos_finops::showback::{burn_down, daily_spend, report_html, ReportPage};
+    use custos_finops::showback::{burn_down, daily_spend, report_html, BudgetLine, ReportPage};
     let tz = tz(ctx)?;
     let first_day = (w.start_ms + offset).div_euclid(86_400_000);
     let days = ((w.end_ms - w.start_ms) as f64 / 86_400_000.0)
@@ -1201,13 +1261,16 @@ async fn html_report(
             Some((team, day, r.cost.to_f64()))
         })
         .collect();
+    let now = custos_core::time::now_ms();
+    let today_index = (now < w.end_ms)
+        .then(|| ((now + offset).div_euclid(86_400_000) - first_day).max(0) as usize);
     let mut charts = vec![(
         "Daily spend per team".to_owned(),
         "spend".to_owned(),
         day_labels(first_day, days),
-        daily_spend(&daily, first_day, days),
+        daily_spend(&daily, first_day, days, today_index),
     )];
-    let now = custos_core::time::now_ms();
+    let mut budget_lines = Vec::new();
     for b in store.budgets(filters.tenant.as_deref()).await? {
         let btz = period::time_zone(&b.time_zone).unwrap_or(tz.clone());
         let Ok(bw) = period::window(b.period, &btz, now.min(w.end_ms - 1)) else {
@@ -1242,12 +1305,42 @@ async fn html_report(
         }
         let today =
             ((now + b_off).div_euclid(86_400_000) - b_first).clamp(0, b_days as i64 - 1) as usize;
+        let spent = rows
+            .iter()
+            .fold(Amount::ZERO, |a, r| a.saturating_add(r.cost));
+        let percent = if b.amount.is_zero() {
+            0.0
+        } else {
+            spent.to_f64() / b.amount.to_f64() * 100.0
+        };
+        let status = if spent >= b.amount {
+            "exhausted"
+        } else if b.thresholds.iter().any(|&t| percent >= f64::from(t)) {
+            "alerting"
+        } else {
+            "ok"
+        };
+        budget_lines.push(BudgetLine {
+            name: format!("{}/{}", b.tenant, b.name),
+            scope: b.scope.to_string(),
+            period: b.period.as_str().to_owned(),
+            amount: format!("{} {}", b.amount, b.currency),
+            spent: format!("{} {}", spent, b.currency),
+            percent,
+            status,
+        });
         charts.push((
             format!(
-                "Budget {} ({}, {}): burn-down",
+                "Budget {} ({}, {}): burn-down, {:.1}% used{}",
                 b.name,
                 b.scope,
-                b.period.as_str()
+                b.period.as_str(),
+                percent,
+                if status == "exhausted" {
+                    ", exhausted"
+                } else {
+                    ""
+                }
             ),
             b.currency.as_str().to_owned(),
             day_labels(b_first, b_days),
@@ -1255,11 +1348,18 @@ async fn html_report(
         ));
     }
     let generator = format!("custos {}", env!("CARGO_PKG_VERSION"));
+    let scope = match &filters.tenant {
+        Some(t) => format!("tenant {t}"),
+        None => "all tenants".to_owned(),
+    };
     Ok(report_html(&ReportPage {
+        scope: &scope,
         start: &time(Some(w.start_ms)),
         end: &time(Some(w.end_ms)),
         time_zone: &ctx.config.finops.time_zone,
         compliance_percent: compliance,
+        unpriced,
+        budgets: budget_lines,
         generator: &generator,
         generated_at: &time(Some(now)),
         headers,
@@ -1518,9 +1618,13 @@ async fn reconcile(
     tolerance: f64,
     provider_map: Vec<String>,
     model_map: Vec<String>,
+    job_tag: Option<String>,
 ) -> Result<ExitCode> {
     use custos_finops::reconcile::{self as rec, BilledLine, Mapping, MeteredModel, TagGroup};
     custos_store::check_tag_key(&tag).map_err(anyhow::Error::msg)?;
+    if let Some(t) = &job_tag {
+        custos_store::check_tag_key(t).map_err(|e| anyhow::anyhow!("--job-tag: {e}"))?;
+    }
     if !(0.0..=100.0).contains(&tolerance) {
         bail!("--tolerance is a percentage between 0 and 100");
     }
@@ -1602,7 +1706,60 @@ async fn reconcile(
         })
         .collect();
     let result = rec::reconcile(&tags, &billed, &metered, &mapping, tolerance);
-    let failed = result.failed;
+    // Jobs: each must reach the bill within 48 h of its end.
+    let runs: Vec<rec::JobRun> = store
+        .job_rows(w.start_ms, w.end_ms)
+        .await?
+        .into_iter()
+        .map(|j| rec::JobRun {
+            tag: job_tag.as_ref().and_then(|t| j.tags.get(t).cloned()),
+            id: j.id,
+            provider: j.provider,
+            resource: j.model,
+            at_ms: j.at_ms,
+            compute_ms: j.compute_ms,
+            cost: j.cost,
+            currency: j.currency,
+        })
+        .filter(|j| j.provider != "*" && !j.provider.is_empty())
+        .collect();
+    let earliest = runs
+        .iter()
+        .map(|j| j.at_ms - j.compute_ms)
+        .min()
+        .unwrap_or(w.start_ms);
+    let spans: Vec<rec::BilledSpan> = if runs.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .billing_spans(
+                earliest,
+                w.end_ms.saturating_add(rec::JOB_BILLING_GRACE_MS),
+                job_tag.as_deref(),
+            )
+            .await?
+            .into_iter()
+            .map(|b| rec::BilledSpan {
+                text: format!(
+                    "{} {} {} {}",
+                    b.service, b.sku, b.description, b.resource_id
+                ),
+                provider: b.provider,
+                tag: b.tag,
+                start_ms: b.start_ms,
+                end_ms: b.end_ms,
+                currency: b.currency,
+                billed: b.billed,
+            })
+            .collect()
+    };
+    let coverage = store.billing_coverage().await?;
+    let job_checks = rec::jobs(&runs, &spans, &mapping, &coverage);
+    let missing = job_checks
+        .iter()
+        .filter(|j| j.status == rec::JobStatus::Missing)
+        .count();
+    let failed = result.failed || missing > 0;
     let allocation: Vec<Value> = result
         .allocation
         .iter()
@@ -1616,7 +1773,12 @@ async fn reconcile(
     if ctx.json {
         output::json(
             &json!({"period": {"start": time(Some(w.start_ms)), "end": time(Some(w.end_ms))},
-            "tag": tag, "tolerance_percent": tolerance, "allocation": allocation, "metering": gaps}),
+            "tag": tag, "tolerance_percent": tolerance, "allocation": allocation, "metering": gaps,
+            "jobs": job_checks.iter().map(|j| {
+                let mut v = serde_json::to_value(j).unwrap_or(Value::Null);
+                v["at"] = json!(time(Some(j.at_ms)));
+                v
+            }).collect::<Vec<_>>()}),
         );
     } else {
         eprintln!(
@@ -1683,6 +1845,49 @@ async fn reconcile(
                 ]);
             }
             output::table(&["PROVIDER", "MODEL", "METERED", "BILLED", "GAP"], &rows);
+        }
+        if !job_checks.is_empty() {
+            eprintln!(
+                "\njobs reported through /v1/usage against the bill (each within 48 h of its end{}):",
+                job_tag
+                    .as_ref()
+                    .map(|t| format!(", matched by tag {t} when they carry it"))
+                    .unwrap_or_default()
+            );
+            let rows: Vec<Vec<String>> = job_checks
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.clone(),
+                        j.provider.clone(),
+                        j.resource.clone(),
+                        time(Some(j.at_ms)),
+                        j.reported.clone(),
+                        j.billed.clone().unwrap_or_else(|| "-".into()),
+                        match j.status {
+                            rec::JobStatus::Billed => {
+                                format!("billed (by {})", j.matched_by.unwrap_or("resource"))
+                            }
+                            rec::JobStatus::Pending => {
+                                "pending: the bill does not reach 48 h past its end yet".into()
+                            }
+                            rec::JobStatus::Missing => "MISSING from the bill".into(),
+                        },
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "JOB", "PROVIDER", "RESOURCE", "ENDED", "REPORTED", "BILLED", "STATUS",
+                ],
+                &rows,
+            );
+            if missing > 0 {
+                eprintln!(
+                    "{} not in the bill 48 h after it ended",
+                    output::count(missing, "job")
+                );
+            }
         }
     }
     Ok(if failed {
@@ -1792,7 +1997,10 @@ pub async fn cost(ctx: &Ctx, cmd: CostCmd) -> Result<ExitCode> {
             tolerance,
             provider_map,
             model_map,
-        } => exit_2_on_error(reconcile(ctx, range, tag, tolerance, provider_map, model_map).await),
+            job_tag,
+        } => exit_2_on_error(
+            reconcile(ctx, range, tag, tolerance, provider_map, model_map, job_tag).await,
+        ),
         CostCmd::Tags(TagsCmd::Check { plan, require }) => {
             exit_2_on_error(tags_check(ctx, &plan, require))
         }

@@ -1393,7 +1393,7 @@ async fn run_cost(
         tags: tags.iter().cloned().collect(),
         amount: (row.cost.nanos() as f64 / 1e9 * 100.0).round() / 100.0,
         currency: row.keys.first().cloned().unwrap_or_default(),
-        gpu_hours: (row.compute_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
+        gpu_hours: (row.gpu_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
         kg_co2e: (row.co2e_mg as f64 / 1e6 * 1000.0).round() / 1000.0,
     }))
 }

@@ -2453,6 +2453,86 @@ fn fixture(name: &str) -> String {
 }
 
 #[test]
+fn unit_costs_divide_only_the_cost_of_usage_in_their_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    ok(d, &["prices", "import", &fixture("prices.toml")]);
+    let record = |extra: &[&str]| {
+        let mut args = vec!["usage", "record", "--json", "--team", "ml", "--app", "jobs"];
+        args.extend_from_slice(extra);
+        custos(d, &args)
+    };
+    // 16 GPU-hours on one 8-GPU p4d are 2 instance-hours at 32.77.
+    let gpu = record(&[
+        "--id",
+        "train",
+        "--provider",
+        "aws",
+        "--instance-type",
+        "p4d.24xlarge",
+        "--gpu-type",
+        "a100",
+        "--gpu-count",
+        "8",
+        "--gpu-hours",
+        "16",
+    ]);
+    assert!(
+        gpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gpu.stderr)
+    );
+    let rec: Value = serde_json::from_slice(&gpu.stdout).unwrap();
+    assert_eq!(rec["cost"], "65.54");
+    // An embedding batch: a million tokens for 2.50, and 400 documents for 1.00.
+    assert!(record(&[
+        "--id",
+        "embed",
+        "--input-tokens",
+        "1000000",
+        "--cost",
+        "2.50"
+    ])
+    .status
+    .success());
+    assert!(
+        record(&["--id", "ocr", "--documents", "400", "--cost", "1"])
+            .status
+            .success()
+    );
+    let report = json(d, &["cost", "report", "--by", "team"]);
+    let g = &report["groups"][0];
+    assert_eq!(g["cost"], "69.04");
+    // Not 69.04 per 1,000 tokens, per GPU-hour or per document.
+    assert_eq!(g["unit"]["token_cost_per_1k_tokens"], "0.0025", "{g}");
+    assert_eq!(g["unit"]["gpu_cost_per_gpu_hour"], "4.09625", "{g}");
+    assert_eq!(g["unit"]["document_cost_per_document"], "0.0025", "{g}");
+    assert_eq!(g["unit"]["call_cost_per_call"], Value::Null, "{g}");
+    assert_eq!(g["cost_of"]["gpu_usage"], "65.54");
+    let table =
+        String::from_utf8_lossy(&custos(d, &["cost", "report", "--by", "team"]).stdout).to_string();
+    assert!(
+        table.contains("TOKEN_COST/1K_TOKENS") && table.contains("GPU_COST/GPU_HOUR"),
+        "{table}"
+    );
+    // Hours and GPU-hours that disagree are refused, naming both.
+    let bad = record(&[
+        "--instance-type",
+        "p4d.24xlarge",
+        "--gpu-count",
+        "8",
+        "--hours",
+        "2",
+        "--gpu-hours",
+        "2",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("gpu_hours") && err.contains("16"), "{err}");
+}
+
+#[test]
 fn prices_budgets_usage_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -2542,7 +2622,7 @@ fn prices_budgets_usage_and_reports() {
             "a100",
             "--gpu-count",
             "8",
-            "--gpu-hours",
+            "--hours",
             "2",
             "--region",
             "us-east-1",
@@ -2582,8 +2662,10 @@ fn prices_budgets_usage_and_reports() {
     assert_eq!(g["keys"]["team"], "ml");
     assert_eq!(g["keys"]["tag:Project"], "atlas");
     assert_eq!(g["cost"], "65.54");
-    assert_eq!(g["unit"]["per_document"], "0.06554");
-    assert_eq!(g["unit"]["per_gpu_hour"], "32.77");
+    assert_eq!(g["unit"]["document_cost_per_document"], "0.06554");
+    // One 8-GPU instance for 2 h: 16 GPU-hours.
+    assert_eq!(g["unit"]["gpu_cost_per_gpu_hour"], "4.09625");
+    assert_eq!(g["gpu_hours"], 16.0);
     assert_eq!(report["tag_compliance_percent"], 100.0);
     ok(
         d,
@@ -2603,6 +2685,15 @@ fn prices_budgets_usage_and_reports() {
     assert!(html.starts_with("<!doctype html>"), "{html}");
     assert!(html.contains("Daily spend per team") && html.contains("Budget ml-weekly"));
     assert_eq!(html.matches("<svg").count(), 2);
+    // Issue 29 (10): whose spend, each budget's standing, tag compliance as configured.
+    assert!(html.contains("Cost report: all tenants"), "{html}");
+    assert!(
+        html.contains("<td>default/ml-weekly</td>") && html.contains(">ok</td>"),
+        "{html}"
+    );
+    assert!(html.contains("13.1% used"), "{html}");
+    let by_tag = ok(d, &["cost", "report", "--by", "tag:Nowhere"]);
+    assert!(by_tag.contains("(untagged)"), "{by_tag}");
     // Self-contained: no scripts, no fetched resources (the SVG namespace URI is a name).
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
     ok(d, &["budgets", "delete", "ml-weekly"]);
@@ -3070,6 +3161,110 @@ fn billing_exports_ingest_once_and_reconcile() {
     let gap = m["gap_percent"].as_f64().unwrap();
     assert!((gap - 0.4975).abs() < 0.01, "{v}");
     assert_eq!(m["by_model"][0]["model"], "gpt-4o-mini");
+}
+
+/// Issue 29 (3): jobs reported through /v1/usage are found in the bill by tag or resource
+/// within 48 h of their end; a missing one fails the reconciliation.
+#[test]
+fn jobs_are_reconciled_against_billed_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["teams", "create", "ml"]);
+    let job = |id: &str, instance: &str, at: &str| {
+        ok(
+            d,
+            &[
+                "usage",
+                "record",
+                "--team",
+                "ml",
+                "--app",
+                "trainer",
+                "--id",
+                id,
+                "--provider",
+                "aws",
+                "--instance-type",
+                instance,
+                "--hours",
+                "2",
+                "--time",
+                at,
+                "--cost",
+                "65",
+                "--tags",
+                &format!("WorkflowId={id}"),
+            ],
+        );
+    };
+    job("run-1", "p4d.24xlarge", "2024-09-10T12:00:00Z");
+    job("run-2", "p4d.24xlarge", "2024-09-11T12:00:00Z");
+    job("run-3", "m5.large", "2024-09-14T06:00:00Z");
+    job("run-4", "p4d.24xlarge", "2024-09-13T12:00:00Z");
+    std::fs::write(
+        d.join("bill.csv"),
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,SkuId,Tags\n\
+         60,USD,2024-09-10T00:00:00Z,2024-09-11T00:00:00Z,AWS,BoxUsage:p4d.24xlarge,\"{\"\"WorkflowId\"\": \"\"run-1\"\"}\"\n\
+         1,USD,2024-09-14T00:00:00Z,2024-09-15T00:00:00Z,AWS,BoxUsage:m5.large,{}\n",
+    )
+    .unwrap();
+    ok(d, &["cost", "ingest", "bill.csv"]);
+    let args = [
+        "cost",
+        "reconcile",
+        "--since",
+        "2024-09-01",
+        "--until",
+        "2024-10-01",
+        "--tag",
+        "WorkflowId",
+        "--tolerance",
+        "5",
+        "--job-tag",
+        "WorkflowId",
+    ];
+    let out = custos(d, &[&args[..], &["--json"]].concat());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "run-2 is missing: {v}");
+    let status = |id: &str| {
+        let j = v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {v}"));
+        (
+            j["status"].as_str().unwrap().to_owned(),
+            j["matched_by"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(status("run-1"), ("billed".into(), "tag".into()));
+    // The only p4d line is run-1's: run-2 is not in a bill that reaches past its 48 h.
+    assert_eq!(status("run-2"), ("missing".into(), String::new()));
+    assert_eq!(status("run-3"), ("billed".into(), "resource".into()));
+    // The bill ends 36 h after run-4 did.
+    assert_eq!(status("run-4"), ("pending".into(), String::new()));
+    let table = custos(d, &args);
+    let err = String::from_utf8_lossy(&table.stderr);
+    assert!(
+        err.contains("1 job not in the bill 48 h after it ended"),
+        "{err}"
+    );
+    // Its charges arrive in the next export: the reconciliation passes.
+    std::fs::write(
+        d.join("bill2.csv"),
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,SkuId,Tags\n\
+         60,USD,2024-09-11T00:00:00Z,2024-09-12T00:00:00Z,AWS,BoxUsage:p4d.24xlarge,\"{\"\"WorkflowId\"\": \"\"run-2\"\"}\"\n",
+    )
+    .unwrap();
+    ok(d, &["cost", "ingest", "bill2.csv"]);
+    let again = custos(d, &args);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]
