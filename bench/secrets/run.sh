@@ -54,13 +54,16 @@ if [ ! -d "$REPO" ]; then
   python3 - "$COMMITS" <<'PY' | git -C "$REPO" fast-import --quiet
 import random, sys
 n = int(sys.argv[1]); random.seed(5)
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
 out = sys.stdout
 mark = 0
 for i in range(n):
     mark += 1
     body = "\n".join(f"line {j} value {random.random()}" for j in range(40)) + "\n"
     if i % 997 == 0:
-        body += "aws_secret_access_key = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + f"{i:010d}" + "'\n"
+        # A planted secret made here, so this script holds no key (not even AWS's example).
+        planted = "".join(random.choice(ALPHABET) for _ in range(40))
+        body += f"aws_secret_access_key = '{planted}'\n"
     data = body.encode()
     out.write(f"blob\nmark :{mark}\ndata {len(data)}\n"); out.flush()
     sys.stdout.buffer.write(data); out.write("\n")

@@ -3267,6 +3267,40 @@ fn jobs_are_reconciled_against_billed_resources() {
     );
 }
 
+/// Issue 29 (15): custos passes its own secret scan — the tree with the default rules, and
+/// the history with the project's baseline of the test fixtures' fake credentials.
+#[test]
+fn custos_passes_its_own_secret_scan() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tree = custos(&root, &["secrets", "scan", "."]);
+    assert_eq!(
+        tree.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&tree.stdout)
+    );
+    if !root.join(".git").exists() {
+        eprintln!("skipped the history scan: not a git checkout");
+        return;
+    }
+    let history = custos(
+        &root,
+        &[
+            "secrets",
+            "git",
+            "--baseline",
+            ".custos-secrets-baseline.json",
+        ],
+    );
+    assert_eq!(
+        history.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&history.stdout),
+        String::from_utf8_lossy(&history.stderr)
+    );
+}
+
 #[test]
 fn policy_check_test_and_explain() {
     let dir = tempfile::tempdir().unwrap();
