@@ -1460,7 +1460,15 @@ pub(crate) struct AuditQuery {
     limit: Option<i64>,
     /// v2: add each event's inclusion proof in the latest signed checkpoint.
     proofs: Option<bool>,
+    /// Only entries below this ledger index: the previous answer's `next_before`, to read
+    /// further back.
+    #[param(minimum = 0)]
+    before: Option<i64>,
 }
+
+/// Ledger entries one request reads at most looking for a tenant's events; past it the
+/// answer carries a `next_before` cursor to go on from, so nothing older is hidden.
+const AUDIT_SCAN: i64 = 200_000;
 
 /// Whether an event concerns `tenant`: its actor or one of its resources belongs to it.
 fn concerns(event: &Value, tenant: &str) -> bool {
@@ -1492,12 +1500,20 @@ pub(crate) async fn audit(
         Ok(n) => n as i64,
         Err(e) => return store_problem(e),
     };
-    // Read backwards in pages until enough of this tenant's events are found.
+    if q.before.is_some_and(|b| b < 0) {
+        return Problem::new(
+            ProblemKind::InvalidRequest,
+            "`before` is a ledger index, 0 or more",
+        )
+        .into_response();
+    }
+    // Read backwards in pages until enough of this tenant's events are found, or the scan
+    // bound is reached; the entry index is the cursor either way.
     let mut found: Vec<AuditItem> = Vec::new();
-    let mut end = size;
+    let mut end = q.before.map_or(size, |b| b.min(size));
     const PAGE: i64 = 2_000;
     let mut scanned = 0i64;
-    while end > 0 && found.len() < limit && scanned < 200_000 {
+    while end > 0 && found.len() < limit && scanned < AUDIT_SCAN {
         let from = (end - PAGE).max(0);
         let page = match s.store.ledger_entries(from, end - from).await {
             Ok(p) => p,
@@ -1530,6 +1546,13 @@ pub(crate) async fn audit(
     }
     let skip = found.len().saturating_sub(limit);
     let mut items = found.split_off(skip);
+    // Where to go on from: below the oldest event returned when some were left out, else
+    // below the oldest entry read; none once the whole ledger was read.
+    let next_before = if skip > 0 {
+        items.first().map(|i| i.index)
+    } else {
+        (end > 0).then_some(end)
+    };
     // Personal identifiers are opened for the reader while their subject's key lives (the
     // proofs keep the stored text, which is what the ledger's hashes are of).
     let mut events: Vec<Value> = items.iter_mut().map(|i| i.event.take()).collect();
@@ -1547,21 +1570,31 @@ pub(crate) async fn audit(
         }
     }
     match v {
-        ApiVersion::V1 => axum::Json(wire(
-            items
-                .into_iter()
-                .map(|i| crate::openapi::AuditItemV1 {
-                    index: i.index,
-                    event: i.event,
-                })
-                .collect::<Vec<_>>(),
-        ))
-        .into_response(),
+        ApiVersion::V1 => {
+            let mut r = axum::Json(wire(
+                items
+                    .into_iter()
+                    .map(|i| crate::openapi::AuditItemV1 {
+                        index: i.index,
+                        event: i.event,
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+            .into_response();
+            if let Some(n) = next_before {
+                r.headers_mut().insert(
+                    "x-custos-next-before",
+                    http::HeaderValue::from(n),
+                );
+            }
+            r
+        }
         ApiVersion::V2 => one(
             v,
             StatusCode::OK,
             wire(AuditOut {
                 ledger_size: size,
+                next_before,
                 events: items,
                 checkpoint,
                 proofs: "`custos audit prove --index N` gives an entry's inclusion proof against a signed checkpoint; `custos audit verify-proof` checks it offline".into(),

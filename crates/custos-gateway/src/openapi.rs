@@ -140,6 +140,9 @@ pub struct InclusionOut {
 #[derive(Serialize, ToSchema)]
 pub struct AuditOut {
     pub ledger_size: i64,
+    /// More of the tenant's events may lie below this ledger index: ask again with
+    /// `?before=` it. Null once the whole ledger was read.
+    pub next_before: Option<i64>,
     pub events: Vec<AuditItem>,
     /// With `?proofs=true`: the signed checkpoint (C2SP signed note) the proofs lead to;
     /// null when none is signed yet.

@@ -31,8 +31,10 @@ enum Format {
 
 #[derive(Args, Debug)]
 pub struct ReviewArgs {
+    /// Tenant whose principals are reviewed.
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
     pub(crate) tenant: String,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// A credential not used for this long is flagged `unused`.

@@ -65,6 +65,7 @@ pub enum AuditCmd {
     VerifyProof {
         /// The proof file (`-` for standard input).
         file: PathBuf,
+        /// The ledger's public key (from `custos audit keygen`) the checkpoint must be signed with.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
@@ -95,7 +96,9 @@ pub enum AuditCmd {
         after_help = "Example:\n  custos audit verify-export /archive/custos-2026-11 --public-key ledger.pub"
     )]
     VerifyExport {
+        /// The folder `custos audit export` wrote.
         dir: PathBuf,
+        /// The ledger's public key the export's checkpoint must be signed with.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },

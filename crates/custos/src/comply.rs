@@ -25,6 +25,7 @@ pub enum RiskCmd {
         after_help = "Example:\n  custos risk init --system support-bot --owner risk@example.com\n  $EDITOR risks.yaml && custos risk lint"
     )]
     Init {
+        /// Where to write the starter register (never overwritten).
         #[arg(short, long, default_value = "risks.yaml")]
         output: PathBuf,
         /// The AI system the register is about.
@@ -44,6 +45,7 @@ pub enum RiskCmd {
         after_help = "Exit status: 0 when clean (warnings allowed), 1 with problems (each printed as\nFILE:LINE: error[RULE] RISK: message), 2 when the file cannot be read.\n\nExample:\n  custos risk lint risks.yaml"
     )]
     Lint {
+        /// The risk register to check.
         #[arg(default_value = "risks.yaml")]
         file: PathBuf,
     },
@@ -53,8 +55,10 @@ pub enum RiskCmd {
         after_help = "Examples:\n  custos risk report --format html -o risks.html\n  custos risk report --format svg -o heatmap.svg\n  custos risk report --format md --iterations 50000 --seed 7"
     )]
     Report {
+        /// The risk register to report on.
         #[arg(default_value = "risks.yaml")]
         file: PathBuf,
+        /// Report format: Markdown, HTML (heat map and table), SVG (heat map) or JSON.
         #[arg(long, value_enum, default_value = "md")]
         format: ReportFormat,
         /// Write here instead of standard output.
@@ -95,8 +99,10 @@ pub enum ThreatCmd {
         after_help = "Formats: md (diagram in Mermaid, surfaces and controls; the default), mermaid, svg, json.\n\nExit status: 0, or 1 with --fail-on-gaps when a control is off.\n\nExamples:\n  custos threat model --risks risks.yaml > THREATS.md\n  custos threat model --format svg -o dfd.svg\n  custos threat model --json | jq '.surfaces[] | {name, off: [.controls[] | select(.on | not) | .id]}'"
     )]
     Model {
+        /// Diagram format.
         #[arg(long, value_enum, default_value = "md")]
         format: ThreatFormat,
+        /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// The risk register whose risks are placed on the surfaces (default: ./risks.yaml
@@ -123,13 +129,17 @@ pub enum DpiaCmd {
     List,
     /// One DPIA with what triggered it (--document prints its text).
     Show {
+        /// The DPIA's id (dpia_…).
         id: String,
+        /// Print the DPIA's document text as well.
         #[arg(long)]
         document: bool,
     },
     /// The assessment's template (GDPR Art. 35 sections), prefilled with the trigger's facts.
     Template {
+        /// The DPIA's id (dpia_…).
         id: String,
+        /// Write the template to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -141,6 +151,7 @@ pub enum DpiaCmd {
     New {
         /// The DPIA a trigger required (see `custos dpia list`).
         id: Option<String>,
+        /// The DPIA document (Markdown, every GDPR Art. 35 section filled in).
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
         /// What is assessed, for a DPIA no trigger required.
@@ -149,6 +160,7 @@ pub enum DpiaCmd {
         /// The release it belongs to: it waits for the DPIA's approval.
         #[arg(long, requires = "subject")]
         release: Option<String>,
+        /// Tenant the DPIA belongs to.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         #[command(flatten)]
@@ -156,6 +168,7 @@ pub enum DpiaCmd {
     },
     /// Approve a drafted DPIA (never its author; by default the privacy-officer role).
     Approve {
+        /// The DPIA's id (dpia_…).
         id: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -190,8 +203,10 @@ pub enum ComplyCmd {
         after_help = "Periods: 2026-Q4, 2026-11, 2026, or 2026-10-01..2026-12-31 (UTC).\n\nExample:\n  custos comply bundle --period 2026-Q4 -o audit-2026Q4.zip --key-file .custos/ledger.key --risks risks.yaml\n  custos comply verify audit-2026Q4.zip --public-key .custos/ledger.pub"
     )]
     Bundle {
+        /// The period the bundle covers: 2026-Q4, 2026-11, 2026, or 2026-10-01..2026-12-31 (UTC).
         #[arg(long)]
         period: String,
+        /// Where to write the bundle (.zip; never overwritten).
         #[arg(short, long)]
         output: PathBuf,
         /// The ledger's private key: signs a fresh checkpoint and the bundle's manifest.
@@ -208,7 +223,9 @@ pub enum ComplyCmd {
         after_help = "Exit status: 0 verified, 1 when anything is altered, missing or added (each named),\n2 when the archive or key cannot be read."
     )]
     Verify {
+        /// The bundle `custos comply bundle` wrote (.zip).
         bundle: PathBuf,
+        /// The ledger's public key the bundle must be signed with.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },

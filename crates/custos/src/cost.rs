@@ -41,6 +41,7 @@ A custos price file:
 Rates: input_per_1m, output_per_1m, cached_input_per_1m, cache_write_per_1m,
 reasoning_per_1m (per million tokens), per_call, per_image, per_second, per_hour.")]
     Import {
+        /// A price file: custos' TOML, or LiteLLM's model_prices_and_context_window.json.
         file: PathBuf,
         /// Effective date for entries that carry none (LiteLLM's never do); default: always.
         #[arg(long, value_name = "DATE")]
@@ -102,6 +103,7 @@ pub struct SetPrice {
     /// Per instance- or GPU-hour, for job reports.
     #[arg(long, value_name = "AMOUNT")]
     per_hour: Option<Amount>,
+    /// ISO 4217 currency of the rates.
     #[arg(long, default_value = "USD")]
     currency: Currency,
     /// Date or RFC 3339 time from which the price applies (default: now).
@@ -122,16 +124,21 @@ pub enum BudgetsCmd {
 Each threshold alerts once per period (audit ledger and [[finops.webhooks]]). With
 --action block, gateway calls charged to a used-up budget get 402 budget-exhausted.")]
     Create {
+        /// Budget name, unique in its tenant.
         name: String,
+        /// Tenant the budget belongs to.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         /// tenant, team:NAME, app:NAME, key:ID or tag:KEY=VALUE.
         #[arg(long, default_value = "tenant")]
         scope: Scope,
+        /// Budget period: daily, weekly or monthly (in the budget's time zone).
         #[arg(long, default_value = "monthly")]
         period: PeriodKind,
+        /// The budget, in --currency (exact decimal).
         #[arg(long)]
         amount: Amount,
+        /// ISO 4217 currency of the amount.
         #[arg(long, default_value = "USD")]
         currency: Currency,
         /// Percentages that alert, comma-separated.
@@ -148,6 +155,7 @@ Each threshold alerts once per period (audit ledger and [[finops.webhooks]]). Wi
     },
     /// List budgets with their spend in the current period.
     List {
+        /// Only this tenant's budgets.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -169,7 +177,9 @@ budget leaves a budget.override event in the audit ledger. The override ends by 
     },
     /// Delete a budget.
     Delete {
+        /// The budget's name.
         name: String,
+        /// Tenant the budget belongs to.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         #[command(flatten)]
@@ -261,6 +271,7 @@ pub struct RecordArgs {
     /// The job's own cost (else priced from the catalog).
     #[arg(long)]
     cost: Option<Amount>,
+    /// Currency of --cost (default USD).
     #[arg(long)]
     currency: Option<Currency>,
     /// KEY=VALUE pairs, comma-separated.
@@ -292,12 +303,16 @@ pub struct Range {
 
 #[derive(Args, Debug, Clone)]
 pub struct Filters {
+    /// Only this tenant's usage.
     #[arg(long)]
     tenant: Option<String>,
+    /// Only this team's usage.
     #[arg(long)]
     team: Option<String>,
+    /// Only this app's usage.
     #[arg(long)]
     app: Option<String>,
+    /// Only usage in this environment (prod, staging, dev, …).
     #[arg(long)]
     env: Option<String>,
     /// Only records with these tags (KEY=VALUE, comma-separated).
@@ -316,6 +331,7 @@ Provider default tags count (AWS tags_all, Google effective_labels). Resources w
 take no tags are skipped; tags known only after apply are reported as unknown.
 Exit status: 0 compliant, 1 resources miss tags, 2 the plan could not be read.")]
     Check {
+        /// A Terraform plan as JSON (`terraform show -json plan.out > plan.json`).
         plan: PathBuf,
         /// Required tag keys, comma-separated (default: finops.mandatory_tags).
         #[arg(long, value_delimiter = ',')]
@@ -337,6 +353,7 @@ pub enum CostCmd {
 A defect is reported with its row and column, and nothing of that file is kept. Ingesting
 the same file again adds nothing.")]
     Ingest {
+        /// Billing exports: FOCUS 1.0–1.2 or AWS CUR 2.0, as CSV, gzip CSV or Parquet.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// The currency every row must be in (default: the first row's).
@@ -390,6 +407,7 @@ per GPU-hour (GPUs x wall-clock hours).")]
         range: Range,
         #[command(flatten)]
         filters: Filters,
+        /// Output format (html: one self-contained page with SVG charts).
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
@@ -454,6 +472,7 @@ x_ columns for token classes, calls, documents, environment and request id.")]
 The run's spend is every usage record carrying all the given tags (SpendOverride aside).
 SpendOverride=true lets the run continue past its budget; the override is audited.")]
     Guard {
+        /// The run's budget, in the currency of its usage.
         #[arg(long)]
         budget: Amount,
         /// The run's tags, KEY=VALUE comma-separated.
@@ -462,8 +481,10 @@ SpendOverride=true lets the run continue past its budget; the override is audite
         /// What the next step is expected to cost.
         #[arg(long, default_value = "0")]
         estimate: Amount,
+        /// Only this tenant's usage.
         #[arg(long)]
         tenant: Option<String>,
+        /// Why the run goes ahead anyway (recorded when a SpendOverride lets it past the budget).
         #[arg(long)]
         why: Option<String>,
     },
@@ -2172,8 +2193,9 @@ async fn anomalies(
     })
 }
 
-/// Alerts an anomaly once: claimed in the store under the series and day, then recorded in
-/// the audit ledger and posted to the webhooks.
+/// Alerts an anomaly once: posted to the webhooks under an id derived from the series and
+/// day, and only once every receiver has it claimed in the store and recorded in the audit
+/// ledger — so a receiver that is down gets it on a later run (receivers dedupe by the id).
 async fn notify_anomaly(
     ctx: &Ctx,
     store: &custos_store::Store,
@@ -2188,17 +2210,37 @@ async fn notify_anomaly(
         anomaly["scope"].as_str().unwrap_or(""),
         anomaly["key"].as_str().unwrap_or("")
     );
+    if store
+        .budget_alerts_fired(&series, day_ms)
+        .await?
+        .contains(&0)
+    {
+        return Ok(());
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{series}\0{day_ms}"));
+    let id = format!("alert_{}", &hex::encode(digest)[..26]);
+    let mut alert = anomaly.clone();
+    alert["id"] = json!(id);
+    alert["type"] = json!("cost.anomaly");
+    alert["time"] = json!(time(Some(custos_core::time::now_ms())));
+    let failed = hooks.deliver_and_wait(&id, &alert, 3).await;
+    if !failed.is_empty() {
+        for (url, why) in failed {
+            eprintln!(
+                "warning: the anomaly alert {id} could not be delivered to {url}: {why}; \
+                 it stays unclaimed and the next run sends it again"
+            );
+        }
+        return Ok(());
+    }
+    // Another run may have delivered and claimed it meanwhile: it is recorded once.
     if !store
         .budget_alert_claim(&series, day_ms, 0, Amount::ZERO)
         .await?
     {
         return Ok(());
     }
-    let id = custos_core::id::new_id("alert");
-    let mut alert = anomaly.clone();
-    alert["id"] = json!(id);
-    alert["type"] = json!("cost.anomaly");
-    alert["time"] = json!(time(Some(custos_core::time::now_ms())));
     record(
         ctx,
         store,
@@ -2207,9 +2249,6 @@ async fn notify_anomaly(
         None,
     )
     .await?;
-    for (url, why) in hooks.deliver_and_wait(&id, &alert, 3).await {
-        eprintln!("warning: the anomaly alert could not be delivered to {url}: {why}");
-    }
     Ok(())
 }
 

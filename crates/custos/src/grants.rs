@@ -30,12 +30,14 @@ pub enum GrantsCmd {
         after_help = "Examples:\n  CUSTOS_TOKEN=$(cat bob.jwt) custos grants approve grant_01936f…\n  custos grants approve grant_01936f… --token-file ~/.config/custos/token\n  custos grants approve grant_01936f…     # as local:<your login>\n\nThe approver is whoever the credential proves, never a name typed on the command line;\nwhoever requested a grant, or would hold it, cannot decide it."
     )]
     Approve {
+        /// The grant's id (grant_…).
         id: String,
         #[command(flatten)]
         change: ChangeArgs,
     },
     /// Deny a pending request (same identity rules as approve).
     Deny {
+        /// The grant's id (grant_…).
         id: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -51,6 +53,7 @@ pub enum GrantsCmd {
     },
     /// End a grant before its time.
     Revoke {
+        /// The grant's id (grant_…).
         id: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -60,6 +63,7 @@ pub enum GrantsCmd {
         after_help = "Examples:\n  custos grants list --active\n  custos grants list --tenant acme --json"
     )]
     List {
+        /// Only this tenant's grants.
         #[arg(long)]
         tenant: Option<String>,
         /// Only grants live now.
@@ -70,6 +74,7 @@ pub enum GrantsCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct GrantArgs {
+    /// Tenant the grant is for.
     #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
     pub(crate) tenant: String,
     /// Who will hold the role: an API key id, a SPIFFE ID, or a token's ISSUER#SUBJECT (a

@@ -28,6 +28,7 @@ pub enum TenantCmd {
     /// Create a tenant.
     #[command(after_help = "Example:\n  custos tenants create acme")]
     Create {
+        /// Tenant name: 1-64 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`.
         name: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -39,7 +40,9 @@ pub enum TenantCmd {
         after_help = "Calls of a pinned tenant to a model whose provider is in another region (or has\nno `region` in custos.toml) are denied by the built-in `residency.pinned-regions` policy.\n\nExamples:\n  custos tenants regions acme eu-west\n  custos tenants regions acme eu-west eu-central\n  custos tenants regions acme          # unpin"
     )]
     Regions {
+        /// The tenant.
         name: String,
+        /// Regions its calls may go to (none: any region).
         regions: Vec<String>,
         #[command(flatten)]
         change: ChangeArgs,
@@ -53,6 +56,7 @@ pub enum TeamCmd {
         after_help = "Examples:\n  custos teams create ml\n  custos teams create search --tenant acme --rpm 3000 --tpm 1000000"
     )]
     Create {
+        /// Team name, unique in its tenant.
         name: String,
         #[command(flatten)]
         tenant: TenantArg,
@@ -68,6 +72,7 @@ pub enum TeamCmd {
     /// Set or clear (with 0) a team's shared limits; gateways apply them within a second.
     #[command(after_help = "Example:\n  custos teams set-limits ml --rpm 600 --tpm 0")]
     SetLimits {
+        /// The team.
         name: String,
         #[command(flatten)]
         tenant: TenantArg,
@@ -93,6 +98,7 @@ pub enum AppCmd {
     /// Create an app in a team.
     #[command(after_help = "Example:\n  custos apps create chatbot --team ml")]
     Create {
+        /// App name, unique in its team.
         name: String,
         /// The team the app belongs to.
         #[arg(long)]
@@ -154,10 +160,13 @@ pub enum KeyCmd {
         after_help = "Examples:\n  custos keys list\n  custos keys list --team ml --all --json"
     )]
     List {
+        /// Only keys of this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only keys of this team.
         #[arg(long)]
         team: Option<String>,
+        /// Only keys of this app.
         #[arg(long)]
         app: Option<String>,
         /// Include revoked and expired keys.
@@ -165,12 +174,16 @@ pub enum KeyCmd {
         all: bool,
     },
     /// Show one key by id (key_…) or displayed prefix (ck_live_…).
-    Show { key: String },
+    Show {
+        /// The key's id or its public prefix.
+        key: String,
+    },
     /// Revoke a key now; every gateway refuses it within a second.
     #[command(
         after_help = "Example:\n  custos keys revoke key_01936f… --why \"leaked in a CI log\" --ticket INC-4711"
     )]
     Revoke {
+        /// The key's id or its public prefix.
         key: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -180,6 +193,7 @@ pub enum KeyCmd {
         after_help = "Examples:\n  custos keys rotate key_01936f…\n  custos keys rotate ck_live_AbC123 --overlap 24h"
     )]
     Rotate {
+        /// The key's id or its public prefix.
         key: String,
         /// How long the old key keeps working (default: stops now).
         #[arg(long, value_name = "DURATION")]

@@ -22,7 +22,9 @@ pub enum LineageCmd {
         after_help = "Example:\n  custos lineage add dataset:reviews@raw_2025_09 dataset:reviews-clean@2025_09 --job \"dedupe.py@3f2a1c\" --why \"nightly ETL\""
     )]
     Add {
+        /// What it came from: dataset:NAME@TAG, model:NAME@VERSION or release:ID.
         from: String,
+        /// What was made from it, named the same way.
         to: String,
         /// The job that made TO (script and commit, pipeline run).
         #[arg(long)]
@@ -31,9 +33,15 @@ pub enum LineageCmd {
         change: ChangeArgs,
     },
     /// What a node came from and what stands on it.
-    Show { node: String },
+    Show {
+        /// dataset:NAME@TAG, model:NAME@VERSION or release:ID.
+        node: String,
+    },
     /// Everything downstream of a node: derived datasets, models trained on them, releases.
-    Impact { node: String },
+    Impact {
+        /// dataset:NAME@TAG, model:NAME@VERSION or release:ID.
+        node: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,18 +51,21 @@ pub enum HoldCmd {
         after_help = "Targets:\n  dataset:NAME or dataset:NAME@TAG   a dataset, or one tag of it\n  location:PREFIX                    every dataset stored under the prefix\n  subject:KIND:VALUE                 a data subject (kept as a digest), e.g. subject:email:jane@example.com\n\nExample:\n  custos hold place dataset:reviews --why \"litigation LIT-7\""
     )]
     Place {
+        /// What to hold: dataset:NAME[@TAG], location:PREFIX or subject:KIND:VALUE.
         target: String,
         #[command(flatten)]
         change: ChangeArgs,
     },
     /// Release a hold (--why required).
     Release {
+        /// The hold's id (hold_…).
         id: String,
         #[command(flatten)]
         change: ChangeArgs,
     },
     /// Holds in force (--all: released ones too).
     List {
+        /// Released holds too.
         #[arg(long)]
         all: bool,
     },
@@ -103,9 +114,12 @@ pub enum EraseCmd {
     /// subject's identifiers, that it is about them).
     #[command(name = "verify-receipt")]
     VerifyReceipt {
+        /// The receipt `custos erase` wrote.
         file: PathBuf,
+        /// The ledger's public key the receipt's checkpoint must be signed with.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
+        /// The subject the receipt should be about (email:…, phone:…, id:…, text:…): checked against its salted digest.
         #[arg(long, value_name = "KIND:VALUE")]
         subject: Vec<String>,
     },
@@ -126,6 +140,7 @@ pub enum DsarCmd {
         after_help = "Example:\n  custos dsar export --subject email:jane@example.com --why DSAR-7 -o jane.json"
     )]
     Export {
+        /// Whom to export: email:ADDRESS, phone:NUMBER, id:VALUE or text:VALUE (repeatable).
         #[arg(long, value_name = "KIND:VALUE", required = true)]
         subject: Vec<String>,
         /// Where to write it (never overwritten; default standard output).

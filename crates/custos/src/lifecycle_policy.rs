@@ -34,6 +34,7 @@ pub enum LifecycleCmd {
         after_help = "Example:\n  custos lifecycle apply --canary raw/logs/2025/ --why \"CHG-77 retention rollout\"\n  custos lifecycle apply --why \"CHG-77 retention rollout\""
     )]
     Apply {
+        /// Judge ages as of this time (RFC 3339; default now).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
         /// Apply only to objects under this prefix.

@@ -367,8 +367,46 @@ impl ChangeNotice {
     }
 }
 
+/// The command line, with the database and configuration flags left out of the help of
+/// the scanners, which never read either. A hidden stand-in of the same id on each of their
+/// commands keeps the global from reaching them (still accepted there, and ignored).
+fn command_line() -> clap::Command {
+    fn shadow(c: clap::Command, ids: &'static [(&'static str, &'static str)]) -> clap::Command {
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        let mut c = c;
+        for (id, long) in ids {
+            if !c.get_arguments().any(|a| a.get_id() == *id) {
+                c = c.arg(
+                    clap::Arg::new(*id)
+                        .long(*long)
+                        .hide(true)
+                        .num_args(1)
+                        .value_name("IGNORED"),
+                );
+            }
+        }
+        for s in subs {
+            c = c.mut_subcommand(s, |sc| shadow(sc, ids));
+        }
+        c
+    }
+    const DATABASE: (&str, &str) = ("database_url", "database-url");
+    const CONFIG: (&str, &str) = ("config", "config");
+    // `secrets` has a `--config` of its own (a rules file): only the database flag goes.
+    <Cli as clap::CommandFactory>::command()
+        .mut_subcommand("secrets", |c| shadow(c, &[DATABASE]))
+        .mut_subcommand("sbom", |c| shadow(c, &[DATABASE, CONFIG]))
+        .mut_subcommand("vulns", |c| shadow(c, &[DATABASE, CONFIG]))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command_line().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Every command but the servers writes to a terminal or a pipe (`| head`) and should
     // stop quietly when the reader goes away. Sockets are unaffected: Rust writes to them
     // with MSG_NOSIGNAL.
@@ -450,5 +488,46 @@ fn restore_sigpipe() {
     // SAFETY: called before any thread is spawned; SIG_DFL is a valid disposition.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 29 (27): every flag and argument of every command says what it is for, and the
+    /// scanners do not offer flags they never read.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, bare: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    bare.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), bare);
+            }
+        }
+        let mut cmd = super::command_line();
+        cmd.build();
+        let mut bare = Vec::new();
+        walk(&cmd, "custos", &mut bare);
+        assert!(bare.is_empty(), "arguments without help: {bare:#?}");
+        let find = |path: &[&str]| {
+            let mut c = &cmd;
+            for p in path {
+                c = c.find_subcommand(p).unwrap();
+            }
+            c.get_arguments()
+                .filter(|a| !a.is_hide_set())
+                .map(|a| a.get_id().as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert!(!find(&["secrets", "scan"]).contains(&"database_url".to_owned()));
+        assert!(!find(&["sbom"]).contains(&"config".to_owned()));
+        assert!(find(&["keys", "list"]).contains(&"database_url".to_owned()));
     }
 }

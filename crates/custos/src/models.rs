@@ -38,6 +38,7 @@ pub enum ModelsCmd {
         /// Where to write the private key; the public key goes to the same path + `.pub`.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Elliptic curve of the key pair.
         #[arg(long, default_value = "p256", value_name = "p256|p384")]
         curve: String,
         /// Replace existing files.
@@ -114,7 +115,9 @@ custos models register llama-3-8b 2026-12 ./llama-3-8b --license llama3 --source
 --dataset reviews-v3=./data/reviews --eval eval/report.json --sbom sbom.cdx.json --why \"fine-tune for support\"\n  \
 custos models register gpt-4o 2024-08-06 --provider openai --model-id gpt-4o-2024-08-06 --version-date 2024-08-06")]
     Register {
+        /// Model name, as routes and releases name it.
         name: String,
+        /// This version's label (a date, a semver, a training run id).
         version: String,
         /// The weights (a folder of weights, config and tokenizer, or one file); omit for a
         /// remote (API) model.
@@ -157,10 +160,13 @@ custos models register gpt-4o 2024-08-06 --provider openai --model-id gpt-4o-202
 custos models attach llama-3-8b@2026-12 --signature llama.sig --public-key k.pub"
     )]
     Attach {
+        /// The registered model version the signature is for.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
+        /// The signature bundle (model_signing's Sigstore bundle, key-signed).
         #[arg(long, value_name = "FILE")]
         signature: PathBuf,
+        /// The signer's public key (PEM).
         #[arg(long, alias = "public_key", value_name = "FILE")]
         public_key: PathBuf,
         #[command(flatten)]
@@ -168,6 +174,7 @@ custos models attach llama-3-8b@2026-12 --signature llama.sig --public-key k.pub
     },
     /// Approve a signed (or remote) version for serving.
     Approve {
+        /// The model version to approve.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
         #[command(flatten)]
@@ -175,6 +182,7 @@ custos models attach llama-3-8b@2026-12 --signature llama.sig --public-key k.pub
     },
     /// Promote an approved version.
     Promote {
+        /// The model version to promote.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
         #[command(flatten)]
@@ -182,6 +190,7 @@ custos models attach llama-3-8b@2026-12 --signature llama.sig --public-key k.pub
     },
     /// Retire a version: routes naming it stop serving. Final.
     Retire {
+        /// The model version to retire.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
         #[command(flatten)]
@@ -194,6 +203,7 @@ custos models attest llama-3-8b@2026-12 --key ci.pem --builder https://ci.exampl
 --material code=./train.py --param epochs=3 --param lr=2e-5 --invocation-id run-4711 --out run.intoto.json"
     )]
     Attest {
+        /// The model version the provenance is about.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
         /// The PEM private key (else $CUSTOS_SIGNING_KEY).
@@ -211,6 +221,7 @@ custos models attest llama-3-8b@2026-12 --key ci.pem --builder https://ci.exampl
         /// A run parameter KEY=VALUE (numbers and booleans stay typed). Repeatable.
         #[arg(long, value_name = "KEY=VALUE")]
         param: Vec<String>,
+        /// The build or training run's id (SLSA invocation id).
         #[arg(long)]
         invocation_id: Option<String>,
         /// RFC 3339 start time of the run.
@@ -238,11 +249,13 @@ custos models attest llama-3-8b@2026-12 --key ci.pem --builder https://ci.exampl
     },
     /// Show one version: its registration, state, signer and attestations.
     Show {
+        /// The model version to show.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
     },
     /// The transitions of a model (or one version), with who, why and the ledger entry.
     History {
+        /// The model, or one version of it.
         #[arg(value_name = "NAME[@VERSION]")]
         model: String,
     },
@@ -256,6 +269,7 @@ pub enum CardCmd {
         after_help = "Example:\n  custos models card init tiny@1.0 --cost-tag run=ft-2026-12-01 --out MODEL_CARD.md"
     )]
     Init {
+        /// The registered model version the card describes.
         #[arg(value_name = "NAME@VERSION")]
         model: String,
         /// Where to write the card (default: standard output).
@@ -268,6 +282,7 @@ pub enum CardCmd {
         /// GPU-hours and kgCO2e from custos' records.
         #[arg(long, value_name = "KEY=VALUE")]
         cost_tag: Vec<String>,
+        /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
     },
@@ -278,6 +293,7 @@ pub enum CardCmd {
         after_help = "Examples:\n  custos models card lint MODEL_CARD.md\n  custos models card lint data/DATASHEET.md --datasheet"
     )]
     Lint {
+        /// The model card (Markdown with its front matter).
         file: PathBuf,
         /// The registry entry the card describes (default: model_name and custos.version of
         /// the front matter).
@@ -292,7 +308,9 @@ pub enum CardCmd {
     },
     /// Render a card as a standalone HTML page.
     Render {
+        /// The model card (Markdown with its front matter).
         file: PathBuf,
+        /// Write the HTML here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -302,7 +320,9 @@ pub enum CardCmd {
         after_help = "Example:\n  custos models card sign MODEL_CARD.md --key release.pem --why \"card for 1.0\""
     )]
     Sign {
+        /// The model card (Markdown with its front matter).
         file: PathBuf,
+        /// The registered model version the card must describe (its manifest digest is checked).
         #[arg(long, value_name = "NAME@VERSION")]
         registry: Option<String>,
         /// The PEM private key (else $CUSTOS_SIGNING_KEY).
@@ -311,6 +331,7 @@ pub enum CardCmd {
         /// Also write the DSSE envelope here.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// An evaluation report whose figures the card's metrics must match.
         #[arg(long, value_name = "FILE")]
         eval: Option<PathBuf>,
         #[command(flatten)]
@@ -325,10 +346,13 @@ pub enum DatasheetCmd {
         after_help = "Example:\n  custos models datasheet init reviews-v3=./data/reviews --out data/DATASHEET.md"
     )]
     Init {
+        /// The registered dataset version the datasheet describes, and its folder.
         #[arg(value_name = "TAG=PATH")]
         dataset: String,
+        /// Write the datasheet here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
     },

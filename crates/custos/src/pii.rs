@@ -131,6 +131,7 @@ Without -o nothing is written but the report.")]
         /// File to read, or `-` for standard input.
         #[arg(default_value = "-")]
         input: PathBuf,
+        /// The vault `pii anonymize --vault` wrote (encrypted with CUSTOS_PII_KEY).
         #[arg(long, value_name = "FILE")]
         vault: PathBuf,
     },
@@ -146,6 +147,7 @@ Examples:
   custos pii generate --count 2000 -o synth.json && custos pii eval synth.json"
     )]
     Eval {
+        /// Labeled data: Presidio evaluator samples, a JSON array or JSON Lines (below).
         data: PathBuf,
         /// Minimum score, 0 to 1.
         #[arg(long)]
@@ -156,13 +158,16 @@ Examples:
     },
     /// Write a seeded synthetic labeled corpus (Presidio evaluator format).
     Generate {
+        /// Records to generate.
         #[arg(long, default_value_t = 1000)]
         count: usize,
+        /// Random seed: the same seed gives the same records.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Every Nth sample holds no PII (0: none), for false-positive counts.
         #[arg(long, default_value_t = 5)]
         clean_every: usize,
+        /// Write here instead of standard output (JSON Lines).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },

@@ -76,11 +76,13 @@ pub struct ExplainArgs {
     /// The principal's tenant (users only; keys know theirs).
     #[arg(long)]
     tenant: Option<String>,
+    /// The principal's team.
     #[arg(long)]
     team: Option<String>,
     /// A role the principal holds (repeat for several).
     #[arg(long = "role")]
     roles: Vec<String>,
+    /// An identity-provider group of the principal (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
     /// A role held through a live grant (repeat for several).

@@ -22,6 +22,7 @@ pub enum PromptsCmd {
         after_help = "Example:\n  custos prompts add support-bot 2.3.0 prompts/support.md --model gpt-4o --why \"tone fix\""
     )]
     Add {
+        /// Prompt name.
         name: String,
         /// A semantic version (MAJOR.MINOR.PATCH).
         version: String,
@@ -34,9 +35,13 @@ pub enum PromptsCmd {
         change: ChangeArgs,
     },
     /// List prompt versions.
-    List { name: Option<String> },
+    List {
+        /// Only this prompt's versions.
+        name: Option<String>,
+    },
     /// Print one prompt version (its text; --json for its record).
     Show {
+        /// The prompt version to show.
         #[arg(value_name = "NAME@VERSION")]
         prompt: String,
     },
@@ -50,7 +55,9 @@ pub enum DatasetsCmd {
         after_help = "Examples:\n  custos datasets add reviews golden_2025_09 ./data/reviews --datasheet data/DATASHEET.md --pii-report pii.json\n  custos datasets add reviews v4 s3://bucket/reviews/v4 --sha256 9f86d0…"
     )]
     Add {
+        /// Dataset name.
         name: String,
+        /// Version tag of this dataset (v1, 2026-11-30, …).
         tag: String,
         /// A path, or a URI (then --sha256 is required).
         location: String,
@@ -67,9 +74,13 @@ pub enum DatasetsCmd {
         change: ChangeArgs,
     },
     /// List dataset tags.
-    List { name: Option<String> },
+    List {
+        /// Only this dataset's tags.
+        name: Option<String>,
+    },
     /// Show one dataset tag.
     Show {
+        /// The dataset version to show.
         #[arg(value_name = "NAME@TAG")]
         dataset: String,
     },
@@ -85,6 +96,7 @@ pub enum ReleaseCmd {
     Create {
         /// The app, as TEAM/APP.
         app: String,
+        /// Tenant the release belongs to.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         /// A registered model version (NAME@VERSION).
@@ -116,7 +128,9 @@ pub enum ReleaseCmd {
     },
     /// Attach evidence to a draft release (KIND=FILE, repeatable).
     Evidence {
+        /// The release's id (rel_…).
         id: String,
+        /// Evidence files by kind (sbom=bom.cdx.json, vulns=scan.json, eval=report.json, …).
         #[arg(required = true, value_name = "KIND=FILE")]
         items: Vec<String>,
         #[command(flatten)]
@@ -124,6 +138,7 @@ pub enum ReleaseCmd {
     },
     /// Approve a release in one of the roles its tier requires (one you hold).
     Approve {
+        /// The release's id (rel_…).
         id: String,
         /// The role you decide as (owner, on-call, platform, security, cab, incident-commander).
         #[arg(long = "as", value_name = "ROLE")]
@@ -133,7 +148,9 @@ pub enum ReleaseCmd {
     },
     /// Deny a release in a role its tier requires; --why is required.
     Deny {
+        /// The release's id (rel_…).
         id: String,
+        /// The approver role you deny in (one you hold).
         #[arg(long = "as", value_name = "ROLE")]
         role: String,
         #[command(flatten)]
@@ -146,6 +163,7 @@ pub enum ReleaseCmd {
         after_help = "Example:\n  custos release promote rel_0193… --why \"CHG-311 approved\"\n  curl … -d '{\"model\": \"support-bot\", \"messages\": […]}'   # the alias: the app's name"
     )]
     Promote {
+        /// The release's id (rel_…).
         id: String,
         /// Watch this long after activation ([release.post_check] window, default 5m).
         #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
@@ -166,6 +184,7 @@ pub enum ReleaseCmd {
         after_help = "Example:\n  custos release check rel_0193… --auto-rollback --why \"hourly post-check\""
     )]
     Check {
+        /// The release's id (rel_…).
         id: String,
         /// Roll back when it breaches.
         #[arg(long)]
@@ -181,6 +200,7 @@ pub enum ReleaseCmd {
         after_help = "Example:\n  custos release proof rel_0193… -o proof.json --key-file .custos/ledger.key\n  custos release verify-proof proof.json --public-key .custos/ledger.pub"
     )]
     Proof {
+        /// The release's id (rel_…).
         id: String,
         /// Where to write it (never overwritten; `-` for standard output).
         #[arg(short = 'o', long, value_name = "FILE")]
@@ -192,7 +212,9 @@ pub enum ReleaseCmd {
     /// Check a release proof artifact offline with the ledger's public key.
     #[command(name = "verify-proof")]
     VerifyProof {
+        /// The proof `custos release proof` wrote.
         file: PathBuf,
+        /// The ledger's public key the proof's checkpoint must be signed with.
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
@@ -205,6 +227,7 @@ pub enum ReleaseCmd {
     Drill {
         /// The app, as TEAM/APP, with an active release.
         app: String,
+        /// Tenant of the app whose release is drilled.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         /// Calls before and after the promotion.
@@ -213,8 +236,10 @@ pub enum ReleaseCmd {
         /// The fraction of calls the mock providers fail after the promotion.
         #[arg(long, default_value_t = 0.5)]
         failure_rate: f64,
+        /// Where to write the drill's proof (never overwritten).
         #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
+        /// The ledger's private key, to sign a checkpoint covering the drill.
         #[arg(long, env = "CUSTOS_LEDGER_KEY_FILE", value_name = "FILE")]
         key_file: Option<PathBuf>,
         #[command(flatten)]
@@ -222,6 +247,7 @@ pub enum ReleaseCmd {
     },
     /// SLO error budgets now ([[release.slo]]): a spent one freezes promotion.
     Slo {
+        /// Tenant whose SLOs are shown.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         /// Only the SLOs covering this TEAM/APP.
@@ -241,16 +267,22 @@ pub enum ReleaseCmd {
     Rollback {
         /// The app, as TEAM/APP.
         app: String,
+        /// Tenant of the app to roll back.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
         #[command(flatten)]
         change: ChangeArgs,
     },
     /// A release's state, tier and reasons, decisions, and what is still missing.
-    Status { id: String },
+    Status {
+        /// The release's id (rel_…).
+        id: String,
+    },
     /// A tenant's releases (of one app, or all).
     List {
+        /// Only this app's releases.
         app: Option<String>,
+        /// Tenant whose releases are listed.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]
         tenant: String,
     },

@@ -35,6 +35,7 @@ pub struct SbomArgs {
     /// Directory (walked, honouring .gitignore) or a single lockfile.
     #[arg(default_value = ".")]
     path: PathBuf,
+    /// Document format.
     #[arg(long, value_enum, default_value_t = SbomFormat::CyclonedxJson)]
     format: SbomFormat,
     /// Write the document here instead of standard output.
@@ -60,6 +61,11 @@ pub fn run(args: SbomArgs) -> Result<ExitCode> {
     for w in &found.warnings {
         eprintln!("warning: {}: {}", w.file, w.message);
     }
+    require_manifests(&args.path, &found)?;
+    crate::vulns::warn_unpinned(
+        &found.components,
+        "the SBOM lists them without a version (their constraint as custos:version_range)",
+    );
     let abs = std::fs::canonicalize(&args.path).unwrap_or_else(|_| args.path.clone());
     let name = abs
         .file_name()
@@ -109,6 +115,21 @@ pub fn run(args: SbomArgs) -> Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An SBOM of nothing is a mistake (a wrong path, a tree without lockfiles), not an answer:
+/// say what custos reads instead of writing an empty document.
+pub fn require_manifests(path: &Path, found: &sbom::Sbom) -> Result<()> {
+    if found.files.is_empty() {
+        bail!(
+            "{}: no lockfile, manifest or package database custos reads (Cargo.lock, package-lock.json, \
+             yarn.lock, pnpm-lock.yaml, poetry.lock, uv.lock, pdm.lock, Pipfile.lock, requirements*.txt, \
+             go.mod, go.sum, pom.xml, gradle.lockfile, dpkg/apk databases, Python dist-info, model files); \
+             point it at a project or an image's root file system",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn display(p: &Path) -> String {

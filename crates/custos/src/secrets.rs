@@ -70,6 +70,7 @@ binary needed). Exit status as for `scan`: 1 with findings, 0 without, 2 on erro
         after_help = "Examples:\n  custos secrets rules\n  custos secrets rules --config .gitleaks.toml --json"
     )]
     Rules {
+        /// A rules file in Gitleaks' TOML format (default: custos' own rules).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -285,7 +286,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
                 summary.skipped_large += part.skipped_large;
                 summary.errors.extend(part.errors);
             }
-            report_findings(summary, &scanner, format, &common, &known, started, "files")
+            report_findings(summary, &scanner, format, &common, &known, started, "file")
         }
         SecretsCmd::Git {
             repo,
@@ -329,7 +330,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             } else {
                 eprintln!("{} commits, {} distinct blobs", h.commits, h.blobs);
             }
-            report_findings(summary, &scanner, format, &common, &known, started, "blobs")
+            report_findings(summary, &scanner, format, &common, &known, started, "blob")
         }
     }
 }
@@ -380,10 +381,9 @@ fn report_findings(
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} finding{} in {} {unit} ({:.1} MB, {:.2} s{}{}{})",
-        summary.findings.len(),
-        if summary.findings.len() == 1 { "" } else { "s" },
-        summary.files,
+        "{} in {} ({:.1} MB, {:.2} s{}{}{})",
+        output::count(summary.findings.len(), "finding"),
+        output::count(usize::try_from(summary.files).unwrap_or(usize::MAX), unit),
         summary.bytes as f64 / 1e6,
         secs,
         if summary.skipped_binary > 0 {

@@ -51,6 +51,7 @@ An expired exception no longer suppresses, and the report says so.")]
         /// Also fail on informational advisories of this kind (repeatable).
         #[arg(long, value_enum, value_name = "KIND")]
         deny: Vec<Informational>,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Accepted risks (default: .custos/vuln-exceptions.toml under the scanned directory, if present).
@@ -79,6 +80,7 @@ Records are upserted (a newer `modified` wins); withdrawn records are kept but n
 A malformed record is named with its file and skipped. Zip entries are read, never
 extracted; entries that inflate suspiciously are skipped.")]
     Import {
+        /// OSV advisories: folders of OSV JSON/YAML files, or per-ecosystem all.zip exports.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -342,6 +344,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
+            let unpinned = warn_unpinned(&components, "cannot be checked for vulnerabilities");
             let mut findings = vuln::scan(&vdb, &components)?;
             let exceptions_path = exceptions.or_else(|| {
                 let dir = if path.is_dir() {
@@ -389,6 +392,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                     "findings": findings,
                     "failing": failing.len(),
                     "unchecked_ecosystems": uncovered.iter().map(|(e, n)| json!({"ecosystem": e, "packages": n})).collect::<Vec<_>>(),
+                    "unpinned_packages": unpinned,
                 })),
                 Format::Sarif => output::json(&vuln::sarif(&findings)),
                 Format::CyclonedxVex => {
@@ -443,15 +447,29 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                         .collect();
                     if rows.is_empty() {
                         let unchecked: usize = uncovered.iter().map(|(_, n)| n).sum();
+                        let mut notes = Vec::new();
+                        if unchecked > 0 {
+                            notes.push(format!(
+                                "{unchecked} not checked: no advisories for their ecosystem"
+                            ));
+                        }
+                        if unpinned > 0 {
+                            notes.push(format!("{unpinned} not checked: not pinned"));
+                        }
                         println!(
-                            "no known vulnerabilities in {} packages{}",
-                            components.iter().filter(|c| !c.is_root).count() - unchecked,
-                            if unchecked > 0 {
-                                format!(
-                                    " ({unchecked} not checked: no advisories for their ecosystem)"
-                                )
-                            } else {
+                            "no known vulnerabilities in {}{}",
+                            output::count(
+                                components
+                                    .iter()
+                                    .filter(|c| !c.is_root)
+                                    .count()
+                                    .saturating_sub(unchecked + unpinned),
+                                "package"
+                            ),
+                            if notes.is_empty() {
                                 String::new()
+                            } else {
+                                format!(" ({})", notes.join("; "))
                             }
                         );
                     } else {
@@ -490,6 +508,38 @@ fn display_id(id: &str, aliases: &[String]) -> String {
 }
 
 /// Components from an SBOM document, or from the lockfiles under a path.
+/// Warns about requirements that name no exact version (listed without one) and returns how
+/// many packages that is.
+pub fn warn_unpinned(components: &[sbom::Component], consequence: &str) -> usize {
+    let mut unpinned: Vec<String> = components
+        .iter()
+        .filter_map(|c| {
+            let range = c.version_range.as_deref()?;
+            Some(if range == "*" {
+                format!("{} ({})", c.name, c.source)
+            } else {
+                format!("{}{range} ({})", c.name, c.source)
+            })
+        })
+        .collect();
+    unpinned.sort();
+    unpinned.dedup();
+    if !unpinned.is_empty() {
+        let shown: Vec<&str> = unpinned.iter().take(5).map(String::as_str).collect();
+        eprintln!(
+            "warning: {} not pinned to a version, so {consequence}: {}{}; pin them (pip-compile, uv pip compile, pip freeze) for a complete answer",
+            output::count(unpinned.len(), "requirement"),
+            shown.join(", "),
+            if unpinned.len() > shown.len() {
+                format!(" and {} more", unpinned.len() - shown.len())
+            } else {
+                String::new()
+            }
+        );
+    }
+    unpinned.len()
+}
+
 fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = std::fs::read_to_string(path)
@@ -504,6 +554,7 @@ fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
     for w in &found.warnings {
         eprintln!("warning: {}: {}", w.file, w.message);
     }
+    crate::sbom::require_manifests(path, &found)?;
     Ok(found.components)
 }
 

@@ -1291,6 +1291,10 @@ fn secrets_scan_reports_and_exit_codes() {
         "{table}"
     );
     assert!(!table.contains(&token), "secrets are redacted by default");
+    // Issue 29 (27): plurals in the summary.
+    let one = custos(d, &["secrets", "scan", "src/app.py"]);
+    let err = String::from_utf8_lossy(&one.stderr);
+    assert!(err.contains("1 finding in 1 file ("), "{err}");
 
     let out = custos(d, &["secrets", "scan", "--format", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -1878,10 +1882,8 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
     ] {
         assert!(purls.contains(&p), "{p} missing from {purls:?}");
     }
-    assert!(
-        !purls.iter().any(|p| p.contains("flask")),
-        "unpinned requirements are not packages"
-    );
+    // An unpinned requirement is listed without a version (its constraint kept beside).
+    assert!(purls.contains(&"pkg:pypi/flask"), "{purls:?}");
     let model = bom["components"]
         .as_array()
         .unwrap()
@@ -1935,6 +1937,63 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
     );
     assert!(one.contains("pkg:golang/golang.org/x/text@v0.14.0"));
     assert_eq!(custos(d.path(), &["sbom", "nope"]).status.code(), Some(2));
+
+    // Issue 29 (13): an empty tree is an error that says what custos reads, not an empty SBOM.
+    let empty = tempfile::tempdir().unwrap();
+    let out = custos(d.path(), &["sbom", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no lockfile") && err.contains("requirements*.txt"),
+        "{err}"
+    );
+    // Unpinned requirements are in the SBOM with their constraint, and said so.
+    std::fs::write(
+        empty.path().join("requirements.txt"),
+        "flask>=2.0\nrequests==2.31.0\n",
+    )
+    .unwrap();
+    let out = custos(d.path(), &["sbom", empty.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flask = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "flask")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert!(flask.get("version").is_none(), "{flask}");
+    assert!(flask["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "custos:version_range" && p["value"] == ">=2.0"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 requirement not pinned") && err.contains("flask>=2.0"),
+        "{err}"
+    );
+    let cdx = empty.path().join("bom.cdx.json");
+    std::fs::write(&cdx, serde_json::to_string(&doc).unwrap()).unwrap();
+    schema_valid(&cdx, "cyclonedx-1.6", "bom-1.6.schema.json");
+    let spdx = empty.path().join("bom.spdx.json");
+    let out = custos(
+        d.path(),
+        &[
+            "sbom",
+            empty.path().join("requirements.txt").to_str().unwrap(),
+            "--format",
+            "spdx-json",
+            "-o",
+            spdx.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    schema_valid(&spdx, "spdx-2.3", "spdx-schema.json");
 }
 
 #[test]
@@ -2982,6 +3041,33 @@ fn anomalies_flag_an_injected_spike() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Issue 29 (5): a receiver that is down gets the alert on a later run — nothing is
+    // claimed or recorded until it was delivered.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    std::fs::write(
+        d.join("custos.toml"),
+        format!("[[finops.webhooks]]\nurl = \"http://{dead_addr}/alerts\"\nsecret_env = \"CUSTOS_TEST_HOOK\"\n"),
+    )
+    .unwrap();
+    let out = custos_with(d, &args, &[("CUSTOS_TEST_HOOK", "s3cret")], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not be delivered") && err.contains("next run"),
+        "{err}"
+    );
+    let events = ok(
+        d,
+        &["audit", "query", "--activity", "cost.anomaly", "--json"],
+    );
+    assert!(!events.contains("\"cost.anomaly\""), "{events}");
+    std::fs::write(
+        d.join("custos.toml"),
+        format!("[[finops.webhooks]]\nurl = \"http://{hook}/alerts\"\nsecret_env = \"CUSTOS_TEST_HOOK\"\n"),
+    )
+    .unwrap();
     for _ in 0..2 {
         let out = custos_with(d, &args, &[("CUSTOS_TEST_HOOK", "s3cret")], b"");
         assert_eq!(

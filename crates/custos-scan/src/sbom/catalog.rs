@@ -124,6 +124,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         advisory_ecosystem: None,
         artifact: None,
         dev: false,
+        version_range: None,
     }
 }
 
@@ -505,8 +506,10 @@ fn npm_lock(text: &str, rel: &str) -> Catalog {
 
 // ---------------------------------------------------------------- Python
 
-/// `requirements*.txt`: pinned `name[extras]==version` lines; options, URLs and
-/// unpinned requirements are not packages with a known version and are skipped.
+/// `requirements*.txt`: `name[extras]==version` lines are packages at that version; a
+/// requirement with a range (`flask>=2.0`) or none (`flask`) is listed without a version and
+/// with its constraint as `version_range`; options (`-r`, `-e`, `--hash`) and direct URL
+/// references are not packages from an index and are skipped.
 fn requirements(text: &str, rel: &str) -> Catalog {
     let mut out = Vec::new();
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
@@ -517,15 +520,40 @@ fn requirements(text: &str, rel: &str) -> Catalog {
         }
         let spec = line.split(';').next().unwrap_or("").trim();
         let spec = spec.split(" --hash").next().unwrap_or(spec).trim();
-        let Some((name, version)) = spec.split_once("===").or_else(|| spec.split_once("==")) else {
-            continue;
-        };
-        let name = name.split('[').next().unwrap_or(name).trim();
-        let version = version.trim();
-        if name.is_empty() || version.is_empty() || version.contains([',', '*', ' ']) {
+        // PEP 508: the name, optional [extras], then the version specifiers.
+        let name_end = spec
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .unwrap_or(spec.len());
+        let (name, rest) = spec.split_at(name_end);
+        if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             continue;
         }
-        let mut c = component("pypi", None, &pypi_purl_name(name), version, rel);
+        let rest = rest.trim_start();
+        let rest = match rest.strip_prefix('[') {
+            Some(r) => r.split_once(']').map_or("", |(_, after)| after).trim(),
+            None => rest,
+        };
+        if rest.starts_with('@') || rest.contains("://") {
+            continue;
+        }
+        let constraint: String = rest.chars().filter(|c| !c.is_whitespace()).collect();
+        let constraint = constraint.trim_start_matches('(').trim_end_matches(')');
+        let exact = constraint
+            .strip_prefix("===")
+            .or_else(|| constraint.strip_prefix("=="))
+            .filter(|v| !v.is_empty() && !v.contains([',', '*']));
+        let mut c = match exact {
+            Some(version) => component("pypi", None, &pypi_purl_name(name), version, rel),
+            None => {
+                let mut c = component("pypi", None, &pypi_purl_name(name), "", rel);
+                c.version_range = Some(if constraint.is_empty() {
+                    "*".to_owned()
+                } else {
+                    constraint.to_owned()
+                });
+                c
+            }
+        };
         c.direct = Some(true);
         out.push(c);
     }
@@ -1468,7 +1496,31 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
             [
                 "pkg:pypi/django@4.2.1",
                 "pkg:pypi/requests@2.31.0",
+                "pkg:pypi/flask",
                 "pkg:pypi/numpy@1.26.0"
+            ]
+        );
+        // Issue 29 (13): unpinned requirements are listed with their constraint, not dropped.
+        assert_eq!(c[2].version, "");
+        assert_eq!(c[2].version_range.as_deref(), Some(">=2"));
+        let loose = "six\nhttpx [http2] >= 0.27, < 1 ; python_version >= '3.8'\nmine @ https://example.com/mine.whl\n-e .\nweird==1.*\n";
+        let c = requirements(loose, "requirements.txt").unwrap();
+        let got: Vec<(&str, &str, Option<&str>)> = c
+            .iter()
+            .map(|x| {
+                (
+                    x.name.as_str(),
+                    x.version.as_str(),
+                    x.version_range.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("six", "", Some("*")),
+                ("httpx", "", Some(">=0.27,<1")),
+                ("weird", "", Some("==1.*")),
             ]
         );
         let uv = r#"

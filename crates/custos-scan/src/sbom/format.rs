@@ -61,6 +61,15 @@ pub fn cyclonedx(sbom: &Sbom, info: &DocumentInfo) -> Value {
                 "purl": c.purl,
                 "properties": [{"name": "custos:source", "value": c.source}],
             });
+            if let Some(range) = &c.version_range {
+                // Not pinned: no version to state, the requirement's constraint instead.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("version");
+                }
+                if let Some(props) = v["properties"].as_array_mut() {
+                    props.push(json!({"name": "custos:version_range", "value": range}));
+                }
+            }
             if let (Some(d), Some(props)) = (c.direct, v["properties"].as_array_mut()) {
                 props.push(json!({"name": "custos:direct", "value": d.to_string()}));
             }
@@ -167,6 +176,12 @@ pub fn spdx(sbom: &Sbom, info: &DocumentInfo) -> Value {
             });
             if let Some(a) = &c.artifact {
                 p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": a.sha256}]);
+            }
+            if let Some(range) = &c.version_range {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("versionInfo");
+                }
+                p["comment"] = json!(format!("found in {}; not pinned: {range}", c.source));
             }
             p
         })

@@ -319,6 +319,7 @@ fn artifact_component(path: &Path, rel: &str, artifact: Artifact) -> Component {
         advisory_ecosystem: None,
         artifact: Some(artifact),
         dev: false,
+        version_range: None,
     }
 }
 

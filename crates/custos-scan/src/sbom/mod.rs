@@ -45,6 +45,11 @@ pub struct Component {
     /// not ship. Set where the project's manifests say so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
+    /// A requirement that names no exact version (`flask>=2.0`): its constraint, with
+    /// `version` empty; `*` when it has none. Such a package cannot be checked for
+    /// vulnerabilities until it is pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_range: Option<String>,
 }
 
 /// A file that could not be read or parsed.
@@ -130,6 +135,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         return None;
     }
     Some(Component {
+        version_range: None,
         ecosystem: ty.to_ascii_lowercase(),
         name,
         version,

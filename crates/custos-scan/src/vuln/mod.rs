@@ -74,7 +74,9 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
     let mut out: Vec<Finding> = Vec::new();
     let mut seen = BTreeSet::new();
     for c in components {
-        if c.is_root || !seen.insert(c.purl.clone()) {
+        // Without a version nothing can be judged (an empty version would sort below
+        // every range and look affected by all of them).
+        if c.is_root || c.version.is_empty() || !seen.insert(c.purl.clone()) {
             continue;
         }
         let Some(eco) = ecosystem_for(&c.ecosystem) else {
