@@ -473,9 +473,12 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                             }
                         );
                     } else {
-                        output::table(
+                        output::table_painted(
                             &["SEVERITY", "ID", "PACKAGE", "FIXED IN", "FOUND IN", "NOTE"],
                             &rows,
+                            &|col, cell| {
+                                (col == 0).then(|| output::severity_colour(cell)).flatten()
+                            },
                         );
                         println!(
                             "{}, {} at or above {:?} (after exceptions)",
