@@ -364,6 +364,67 @@ impl Anonymizer {
 
     /// Applies the operators to `findings` (byte offsets into `text`; they
     /// must not overlap — use the analyzer's output or `resolve_overlaps`).
+    /// Whether `decrypt` is the operator of some entity type or the default.
+    pub fn decrypts(&self) -> bool {
+        matches!(self.default, Operator::Decrypt {})
+            || self
+                .operators
+                .values()
+                .any(|o| matches!(o, Operator::Decrypt {}))
+    }
+
+    /// What `decrypt` acts on: the analyzer sees no personal data in ciphertext, so these
+    /// are the `enc:` tokens of `text` that open with the key as one of the types decrypt is
+    /// set for (`entities` when it is the default), each as a finding of the type it opened
+    /// as — the type is bound into the ciphertext, so only the right one opens. Tokens that
+    /// open as none are counted in the second value and left alone.
+    pub fn encrypted_findings(&self, text: &str, entities: &[String]) -> (Vec<Finding>, usize) {
+        let Some(key) = &self.key else {
+            return (Vec::new(), 0);
+        };
+        let mut types: Vec<&str> = self
+            .operators
+            .iter()
+            .filter(|(_, o)| matches!(o, Operator::Decrypt {}))
+            .map(|(e, _)| e.as_str())
+            .collect();
+        if matches!(self.default, Operator::Decrypt {}) {
+            types.extend(
+                entities
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|e| !self.operators.contains_key(*e)),
+            );
+        }
+        let mut out = Vec::new();
+        let mut unopened = 0;
+        let mut from = 0;
+        while let Some(at) = text[from..].find(ENCRYPTED_PREFIX) {
+            let start = from + at;
+            let body = start + ENCRYPTED_PREFIX.len();
+            let end = body
+                + text[body..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .unwrap_or(text.len() - body);
+            from = end.max(start + 1);
+            if end == body {
+                continue;
+            }
+            let token = &text[start..end];
+            match types.iter().find(|e| key.decrypt(e, token).is_some()) {
+                Some(e) => out.push(Finding {
+                    entity_type: std::borrow::Cow::Owned((*e).to_owned()),
+                    start,
+                    end,
+                    score: 1.0,
+                    recognizer: std::borrow::Cow::Borrowed("encrypted"),
+                }),
+                None => unopened += 1,
+            }
+        }
+        (out, unopened)
+    }
+
     pub fn apply(
         &self,
         text: &str,
@@ -478,6 +539,72 @@ impl Anonymizer {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 26: `decrypt` reverses `encrypt` — the analyzer sees nothing in ciphertext, so
+    /// the tokens are found by their prefix and opened as the type they were sealed as.
+    #[test]
+    fn decrypt_reverses_encrypt() {
+        let key = Key::from_bytes([3; KEY_LEN]);
+        let text = "Call Jane Roe on 555-0100, mail jane@example.com.";
+        let findings = vec![
+            Finding {
+                entity_type: "PERSON".into(),
+                start: 5,
+                end: 13,
+                score: 0.9,
+                recognizer: "t".into(),
+            },
+            Finding {
+                entity_type: "EMAIL_ADDRESS".into(),
+                start: 32,
+                end: 48,
+                score: 0.9,
+                recognizer: "t".into(),
+            },
+        ];
+        let enc = Anonymizer {
+            default: Operator::Encrypt {},
+            key: Some(key.clone()),
+            ..Anonymizer::default()
+        };
+        let sealed = enc
+            .apply(text, &findings, &mut Pseudonyms::default())
+            .unwrap()
+            .text;
+        assert!(
+            !sealed.contains("Jane Roe") && sealed.contains("enc:"),
+            "{sealed}"
+        );
+        let dec = Anonymizer {
+            default: Operator::Decrypt {},
+            key: Some(key.clone()),
+            ..Anonymizer::default()
+        };
+        assert!(dec.decrypts());
+        let all = vec!["EMAIL_ADDRESS".to_string(), "PERSON".to_string()];
+        let (found, unopened) = dec.encrypted_findings(&sealed, &all);
+        assert_eq!((found.len(), unopened), (2, 0));
+        let back = dec
+            .apply(&sealed, &found, &mut Pseudonyms::default())
+            .unwrap()
+            .text;
+        assert_eq!(back, text);
+        // Another key opens nothing and says so.
+        let other = Anonymizer {
+            key: Some(Key::from_bytes([4; KEY_LEN])),
+            ..dec
+        };
+        assert_eq!(other.encrypted_findings(&sealed, &all).1, 2);
+        // Decrypt set for EMAIL_ADDRESS only: the PERSON token stays sealed.
+        let mut only = Anonymizer {
+            key: Some(key),
+            ..Anonymizer::default()
+        };
+        only.operators
+            .insert("EMAIL_ADDRESS".into(), Operator::Decrypt {});
+        let (found, unopened) = only.encrypted_findings(&sealed, &all);
+        assert_eq!((found.len(), unopened), (1, 1));
+    }
+
     #[test]
     fn a_vault_forgets_a_subject_and_refuses_another_key() {
         let key = Key::from_bytes([7; KEY_LEN]);

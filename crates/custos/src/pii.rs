@@ -419,7 +419,31 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
                 threshold,
                 ..Default::default()
             };
-            let found = analyzer.analyze_with(&text, &req);
+            let mut found = analyzer.analyze_with(&text, &req);
+            if anonymizer.decrypts() {
+                if anonymizer.key.is_none() {
+                    bail!("decrypt needs the key the values were encrypted with: set {KEY_ENV}");
+                }
+                let (sealed, unopened) =
+                    anonymizer.encrypted_findings(&text, &analyzer.supported_entities());
+                // Decrypt acts on ciphertext only: plain values of its types are left as
+                // they are, and nothing the analyzer saw inside a token counts.
+                found.retain(|f| {
+                    let op = anonymizer
+                        .operators
+                        .get(f.entity_type.as_ref())
+                        .unwrap_or(&anonymizer.default);
+                    !matches!(op, Operator::Decrypt {})
+                        && !sealed.iter().any(|s| f.start < s.end && s.start < f.end)
+                });
+                found.extend(sealed);
+                if unopened > 0 {
+                    eprintln!(
+                        "warning: {} did not open with this key as a type decrypt is set for; left as they are",
+                        output::count(unopened, "encrypted value")
+                    );
+                }
+            }
             let mut pseudo = Pseudonyms::default();
             let mut existing = match &vault {
                 Some(p) if p.exists() => {

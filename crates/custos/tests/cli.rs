@@ -1484,6 +1484,23 @@ fn pii_analyze_anonymize_and_reverse() {
     let key = key.trim();
     assert_eq!(key.len(), 128);
     let env = [("CUSTOS_PII_KEY", key)];
+    // Issue 26: `decrypt` reverses `encrypt`.
+    let sealed = custos_with(
+        d.path(),
+        &["pii", "anonymize", "-", "--default-operator", "encrypt"],
+        &env,
+        text.as_bytes(),
+    );
+    assert!(sealed.status.success());
+    let sealed = sealed.stdout;
+    assert!(String::from_utf8_lossy(&sealed).contains("enc:"));
+    let opened = custos_with(
+        d.path(),
+        &["pii", "anonymize", "-", "--default-operator", "decrypt"],
+        &env,
+        &sealed,
+    );
+    assert_eq!(String::from_utf8_lossy(&opened.stdout), text);
     let a = custos_with(
         d.path(),
         &[
