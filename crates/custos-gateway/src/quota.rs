@@ -71,6 +71,20 @@ pub struct Standing {
     pub reset: Duration,
 }
 
+impl Standing {
+    /// Where a limit stands with the cell's TAT `tat` at `now` (both in ns).
+    fn at(scope: Scope, kind: Kind, limit: u32, tat: i64, now: i64) -> Standing {
+        let (remaining, reset) = standing(tat, now, limit);
+        Standing {
+            scope,
+            kind,
+            limit,
+            remaining,
+            reset,
+        }
+    }
+}
+
 /// Pure GCRA step: with `tat` the stored state, is `cost` units at `now` conforming to
 /// `limit` per minute? Returns the new TAT on success, the wait on refusal.
 pub fn gcra(tat: i64, now: i64, cost: u64, limit: u32) -> Result<i64, Option<Duration>> {
@@ -229,14 +243,7 @@ impl Quotas {
                     })
                 }
                 Err(Some(wait)) => {
-                    let (remaining, reset) = standing(**tat, now, *limit);
-                    let s = Standing {
-                        scope: *scope,
-                        kind: *kind,
-                        limit: *limit,
-                        remaining,
-                        reset,
-                    };
+                    let s = Standing::at(*scope, *kind, *limit, **tat, now);
                     if worst.as_ref().is_none_or(|(w, _)| wait > *w) {
                         worst = Some((wait, s));
                     }
@@ -249,14 +256,7 @@ impl Quotas {
                 .iter()
                 .zip(&guards)
                 .map(|((scope, kind, _, limit, _), tat)| {
-                    let (remaining, reset) = standing(**tat, now, *limit);
-                    Standing {
-                        scope: *scope,
-                        kind: *kind,
-                        limit: *limit,
-                        remaining,
-                        reset,
-                    }
+                    Standing::at(*scope, *kind, *limit, **tat, now)
                 })
                 .collect();
             return Err(Refusal::Wait {
@@ -268,14 +268,7 @@ impl Quotas {
         let mut standings = Vec::with_capacity(limits.len());
         for ((g, t), (scope, kind, _, limit, _)) in guards.iter_mut().zip(&new_tats).zip(&limits) {
             **g = *t;
-            let (remaining, reset) = standing(*t, now, *limit);
-            standings.push(Standing {
-                scope: *scope,
-                kind: *kind,
-                limit: *limit,
-                remaining,
-                reset,
-            });
+            standings.push(Standing::at(*scope, *kind, *limit, *t, now));
         }
         drop(guards);
         let token_cells = limits
@@ -305,14 +298,7 @@ impl Quotas {
                 let tat = cells
                     .get(&(scope, kind, id.to_owned()))
                     .map_or(0, |c| *lock(c));
-                let (remaining, reset) = standing(tat, now, limit);
-                Standing {
-                    scope,
-                    kind,
-                    limit,
-                    remaining,
-                    reset,
-                }
+                Standing::at(scope, kind, limit, tat, now)
             })
             .collect()
     }
@@ -346,15 +332,13 @@ fn shared_standings(
     limits
         .zip(tats)
         .map(|((scope, kind, limit), tat)| {
-            let (remaining, reset) =
-                standing(tat.saturating_mul(1000), now.saturating_mul(1000), limit);
-            Standing {
+            Standing::at(
                 scope,
                 kind,
                 limit,
-                remaining,
-                reset,
-            }
+                tat.saturating_mul(1000),
+                now.saturating_mul(1000),
+            )
         })
         .collect()
 }

@@ -62,7 +62,7 @@ pub fn run(args: SbomArgs) -> Result<ExitCode> {
         eprintln!("warning: {}: {}", w.file, w.message);
     }
     require_manifests(&args.path, &found)?;
-    crate::vulns::warn_unpinned(
+    warn_unpinned(
         &found.components,
         "the SBOM lists them without a version (their constraint as custos:version_range)",
     );
@@ -130,6 +130,38 @@ pub fn require_manifests(path: &Path, found: &sbom::Sbom) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Warns about requirements that name no exact version (listed without one) and returns how
+/// many packages that is.
+pub fn warn_unpinned(components: &[sbom::Component], consequence: &str) -> usize {
+    let mut unpinned: Vec<String> = components
+        .iter()
+        .filter_map(|c| {
+            let range = c.version_range.as_deref()?;
+            Some(if range == "*" {
+                format!("{} ({})", c.name, c.source)
+            } else {
+                format!("{}{range} ({})", c.name, c.source)
+            })
+        })
+        .collect();
+    unpinned.sort();
+    unpinned.dedup();
+    if !unpinned.is_empty() {
+        let shown: Vec<&str> = unpinned.iter().take(5).map(String::as_str).collect();
+        eprintln!(
+            "warning: {} not pinned to a version, so {consequence}: {}{}; pin them (pip-compile, uv pip compile, pip freeze) for a complete answer",
+            output::count(unpinned.len(), "requirement"),
+            shown.join(", "),
+            if unpinned.len() > shown.len() {
+                format!(" and {} more", unpinned.len() - shown.len())
+            } else {
+                String::new()
+            }
+        );
+    }
+    unpinned.len()
 }
 
 fn display(p: &Path) -> String {

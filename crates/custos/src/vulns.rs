@@ -344,7 +344,8 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            let unpinned = warn_unpinned(&components, "cannot be checked for vulnerabilities");
+            let unpinned =
+                crate::sbom::warn_unpinned(&components, "cannot be checked for vulnerabilities");
             let mut findings = vuln::scan(&vdb, &components)?;
             let exceptions_path = exceptions.or_else(|| {
                 let dir = if path.is_dir() {
@@ -511,38 +512,6 @@ fn display_id(id: &str, aliases: &[String]) -> String {
 }
 
 /// Components from an SBOM document, or from the lockfiles under a path.
-/// Warns about requirements that name no exact version (listed without one) and returns how
-/// many packages that is.
-pub fn warn_unpinned(components: &[sbom::Component], consequence: &str) -> usize {
-    let mut unpinned: Vec<String> = components
-        .iter()
-        .filter_map(|c| {
-            let range = c.version_range.as_deref()?;
-            Some(if range == "*" {
-                format!("{} ({})", c.name, c.source)
-            } else {
-                format!("{}{range} ({})", c.name, c.source)
-            })
-        })
-        .collect();
-    unpinned.sort();
-    unpinned.dedup();
-    if !unpinned.is_empty() {
-        let shown: Vec<&str> = unpinned.iter().take(5).map(String::as_str).collect();
-        eprintln!(
-            "warning: {} not pinned to a version, so {consequence}: {}{}; pin them (pip-compile, uv pip compile, pip freeze) for a complete answer",
-            output::count(unpinned.len(), "requirement"),
-            shown.join(", "),
-            if unpinned.len() > shown.len() {
-                format!(" and {} more", unpinned.len() - shown.len())
-            } else {
-                String::new()
-            }
-        );
-    }
-    unpinned.len()
-}
-
 fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = std::fs::read_to_string(path)
