@@ -293,12 +293,22 @@ async fn hold_shared(
         .collect();
     let id = custos_core::id::new_id("hold");
     let est = estimate.to_i64_nanos().unwrap_or(i64::MAX);
-    let held = cluster
+    let held = match cluster
         .call(|s| {
             let (id, asked) = (&id, &asked);
             async move { s.budget_hold(id, asked, est, HOLD_LIFETIME, force).await }
         })
-        .await?;
+        .await
+    {
+        Ok(held) => held,
+        Err(reason) => {
+            // A hold that timed out here may still have been applied by Redis: release it, or
+            // it would keep part of every replica's budget for HOLD_LIFETIME. The connection
+            // is ordered, so the release runs after the hold if the hold was sent at all.
+            release_late_hold(cluster, id, &budgets, est);
+            return Err(reason);
+        }
+    };
     Ok((
         SharedHold {
             cluster: cluster.clone(),
@@ -309,6 +319,33 @@ async fn hold_shared(
         },
         held,
     ))
+}
+
+/// Releases, in the background, a hold whose outcome the caller did not wait for.
+fn release_late_hold(
+    cluster: &Arc<Cluster>,
+    id: String,
+    budgets: &[(String, Arc<Tracker>, Window)],
+    estimate: i64,
+) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let cluster = cluster.clone();
+    let keys: Vec<String> = budgets.iter().map(|(k, _, _)| k.clone()).collect();
+    handle.spawn(async move {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (id, keys) = (&id, &keys);
+        if let Err(reason) = cluster
+            .call(|s| async move { s.budget_spend(id, keys, estimate, 0).await })
+            .await
+        {
+            tracing::warn!(
+                reason,
+                "cannot release a budget hold that timed out; it lapses after its lifetime"
+            );
+        }
+    });
 }
 
 /// Adds spend reported outside a call (`/v1/usage` job records) to the shared counters.

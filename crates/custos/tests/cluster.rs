@@ -7,13 +7,18 @@ mod common;
 
 use common::{chat, json, ok, serve};
 use serde_json::Value;
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A deployment folder whose gateways share `db` and `redis`.
+/// A deployment folder whose gateways share `db` and `redis`. The tests count exact
+/// admissions, so Redis gets a timeout a loaded CI machine does not reach; what a late
+/// answer does is `a_hold_redis_applied_after_the_timeout_is_released`'s subject.
 fn deployment(dir: &std::path::Path, db: &str, redis: &str, extra: &str) {
     std::fs::write(
         dir.join("custos.toml"),
-        format!("[database]\nurl = \"{db}\"\n\n[cluster]\nredis_url = \"{redis}\"\n{extra}"),
+        format!("[database]\nurl = \"{db}\"\n\n[cluster]\nredis_url = \"{redis}\"\ntimeout = \"3s\"\n{extra}"),
     )
     .unwrap();
 }
@@ -304,6 +309,123 @@ fn three_replicas_share_budgets_idempotency_and_revocations() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// A TCP relay to Redis that can hold back Redis' answers: commands are applied at once and
+/// answered late, as by a Redis under load.
+struct SlowRelay {
+    addr: String,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl SlowRelay {
+    fn start(upstream: String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = delay_ms.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut from_client, mut to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_server);
+                });
+                let (mut from_server, mut to_client, delay) = (server, client, delay.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match from_server.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let ms = delay.load(Ordering::SeqCst);
+                        if ms > 0 {
+                            std::thread::sleep(Duration::from_millis(ms));
+                        }
+                        if to_client.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowRelay { addr, delay_ms }
+    }
+}
+
+/// A Redis that applies a budget hold but answers after the gateway's timeout: the gateway
+/// decides alone (`local`) and releases the hold it gave up on, so the shared budget is not
+/// short of that hold for the hold's fifteen-minute lifetime.
+#[test]
+fn a_hold_redis_applied_after_the_timeout_is_released() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(redis) = rt.block_on(custos_store::testkit::redis("late_hold")) else {
+        return;
+    };
+    let rest = redis.strip_prefix("redis://").unwrap_or(&redis);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host_port = rest.split('/').next().unwrap_or(rest).to_owned();
+    let relay = SlowRelay::start(host_port.clone());
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("custos.toml"),
+        format!(
+            "[cluster]\nredis_url = \"{}\"\ntimeout = \"200ms\"\non_redis_error = \"local\"\n",
+            redis.replacen(&host_port, &relay.addr, 1)
+        ),
+    )
+    .unwrap();
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    ok(
+        dir,
+        &[
+            "prices",
+            "set",
+            "--provider",
+            "mock",
+            "--model",
+            "gpt-4o-mini",
+            "--per-call",
+            "1",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "budgets", "create", "ml-cap", "--scope", "team:ml", "--amount", "3", "--action",
+            "block",
+        ],
+    );
+    let (_, key) = new_key(dir, &[]);
+    let (_server, url) = serve(dir);
+    let client = reqwest::Client::new();
+
+    relay.delay_ms.store(600, Ordering::SeqCst);
+    let late = rt.block_on(call(&client, &url, &key, None, "hi"));
+    assert_eq!(late.0, 200, "decided locally: {}", late.2);
+    // Let the answers held back drain before Redis answers at once again.
+    std::thread::sleep(Duration::from_millis(1500));
+    relay.delay_ms.store(0, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(700));
+
+    // $3 at $1 a call, $1 spent: exactly two more fit. A hold left in Redis would leave one.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(rt.block_on(call(&client, &url, &key, None, "hi")).0);
+    }
+    assert_eq!(statuses, [200, 200, 402, 402]);
+    let metrics = get_text(&format!("{url}/metrics"));
+    assert!(fallbacks(&metrics, "budgets", "local") >= 1, "{metrics}");
 }
 
 /// A Redis of this test's own, to stop and start.
