@@ -175,7 +175,7 @@ async fn calls_are_metered_exactly_streamed_or_not() {
 async fn blocking_budget_refuses_and_each_threshold_alerts_once() {
     let addr = provider().await;
     let (hook, seen) = common::webhook_receiver().await;
-    std::env::set_var("CUSTOS_TEST_HOOK_SECRET", "s3cret");
+    std::env::set_var("CUSTOS_TEST_HOOK_SECRET", "s3cret"); // custos:allow (test-only)
     for db in databases("blocking_budget").await {
         seen.lock().unwrap().clear();
         let toml = format!(

@@ -322,7 +322,13 @@ impl Scanner {
                 ));
             }
         }
-        drop_generic_duplicates(&mut out);
+        drop_overlapping(&mut out, |id| {
+            self.rules
+                .rules
+                .iter()
+                .position(|r| r.id == id)
+                .unwrap_or(usize::MAX)
+        });
         out
     }
 
@@ -386,19 +392,31 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A generic rule's finding that overlaps a specific rule's on the same line says nothing
-/// more; keep the specific one (as Gitleaks does).
-fn drop_generic_duplicates(findings: &mut Vec<Finding>) {
-    let specific: Vec<(usize, usize, usize)> = findings
-        .iter()
-        .filter(|f| !f.rule_id.starts_with("generic"))
-        .map(|f| (f.line, f.column, f.end_column))
-        .collect();
-    findings.retain(|f| {
-        !f.rule_id.starts_with("generic")
-            || !specific
-                .iter()
-                .any(|&(line, start, end)| line == f.line && start < f.end_column && f.column < end)
+/// Findings of several rules on the same span of a line say one thing: keep one, a specific
+/// rule's over a generic one (as Gitleaks does), else the rule listed first.
+fn drop_overlapping(findings: &mut Vec<Finding>, rank: impl Fn(&str) -> usize) {
+    let key = |f: &Finding| (f.rule_id.starts_with("generic"), rank(&f.rule_id));
+    let mut order: Vec<usize> = (0..findings.len()).collect();
+    order.sort_by_key(|&i| key(&findings[i]));
+    let mut keep = vec![false; findings.len()];
+    let mut kept: Vec<usize> = Vec::new();
+    for i in order {
+        let f = &findings[i];
+        // Path-only findings (line 0) never overlap.
+        let overlaps = f.line > 0
+            && kept.iter().any(|&k| {
+                let g = &findings[k];
+                g.line == f.line && g.column < f.end_column && f.column < g.end_column
+            });
+        if !overlaps {
+            keep[i] = true;
+            kept.push(i);
+        }
+    }
+    let mut i = 0;
+    findings.retain(|_| {
+        i += 1;
+        keep[i - 1]
     });
 }
 

@@ -1,7 +1,8 @@
-//! Secret detection: rules (`rules`), the per-file engine (`engine`) and the directory walk
-//! (`walk`) that feeds it files in parallel.
+//! Secret detection: rules (`rules`), the per-file engine (`engine`), the directory walk
+//! (`walk`) that feeds it files in parallel, and `eval`, which scores rules on labeled samples.
 
 pub mod engine;
+pub mod eval;
 pub mod history;
 pub mod rules;
 pub mod walk;
