@@ -554,9 +554,11 @@ fn phone_valid(candidate: &str) -> Option<f32> {
             phone_shaped(core).then_some(0.6)
         };
     }
-    // Other national formats: only written ones ("020 7946 0958"); a bare
-    // digit run outside NANP is too likely to be some other number.
-    if formatted {
+    // Other national formats: only written ones that start with the trunk
+    // prefix every region tried here dials first ("020 7946 0958", "01 23 45
+    // 67 89"); a bare digit run, or figures, scores and date-times in prose
+    // ("2000-04-16 11", "1996 125 300"), is too likely to be some other number.
+    if formatted && core.starts_with('0') {
         for region in PHONE_REGIONS {
             if phonenumber::parse(Some(*region), core).is_ok_and(|n| phonenumber::is_valid(&n)) {
                 return Some(0.6);
@@ -671,4 +673,37 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["bank", "account", "acct", "checking", "saving", "savings", "debit"]),
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phone_valid;
+
+    #[test]
+    fn phone_numbers_in_their_written_forms() {
+        for p in [
+            "(212) 555-0147",
+            "+1-449-956-6936",
+            "+44 20 7946 0958",
+            "020 7946 0958",
+            "01 23 45 67 89",
+            "030 1234567",
+        ] {
+            assert!(phone_valid(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn figures_scores_and_date_times_are_not_phone_numbers() {
+        for n in [
+            "2000-04-16 11",
+            "1996 125 300",
+            "3 500 000",
+            "2024-05-01",
+            "192.168.10.1",
+            "15 12 10 9 8",
+        ] {
+            assert!(phone_valid(n).is_none(), "{n}");
+        }
+    }
 }
