@@ -395,22 +395,35 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
 /// Findings of several rules on the same span of a line say one thing: keep one, a specific
 /// rule's over a generic one (as Gitleaks does), else the rule listed first.
 fn drop_overlapping(findings: &mut Vec<Finding>, rank: impl Fn(&str) -> usize) {
-    let key = |f: &Finding| (f.rule_id.starts_with("generic"), rank(&f.rule_id));
+    if findings.len() < 2 {
+        return;
+    }
+    let keys: Vec<(bool, usize)> = findings
+        .iter()
+        .map(|f| (f.rule_id.starts_with("generic"), rank(&f.rule_id)))
+        .collect();
     let mut order: Vec<usize> = (0..findings.len()).collect();
-    order.sort_by_key(|&i| key(&findings[i]));
+    order.sort_by_key(|&i| keys[i]);
     let mut keep = vec![false; findings.len()];
-    let mut kept: Vec<usize> = Vec::new();
+    // Kept spans by line, start → end: disjoint, so the one starting last before a span's end
+    // is the only one that can overlap it (no pairwise comparison on a file of many findings).
+    let mut kept: std::collections::HashMap<usize, std::collections::BTreeMap<usize, usize>> =
+        std::collections::HashMap::new();
     for i in order {
         let f = &findings[i];
         // Path-only findings (line 0) never overlap.
-        let overlaps = f.line > 0
-            && kept.iter().any(|&k| {
-                let g = &findings[k];
-                g.line == f.line && g.column < f.end_column && f.column < g.end_column
-            });
+        if f.line == 0 {
+            keep[i] = true;
+            continue;
+        }
+        let spans = kept.entry(f.line).or_default();
+        let overlaps = spans
+            .range(..f.end_column)
+            .next_back()
+            .is_some_and(|(_, &end)| f.column < end);
         if !overlaps {
             keep[i] = true;
-            kept.push(i);
+            spans.insert(f.column, f.end_column);
         }
     }
     let mut i = 0;
@@ -484,6 +497,21 @@ fn position(newlines: &[usize], content: &[u8], offset: usize) -> (usize, usize)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_finding_per_span_provider_first() {
+        let scanner = Scanner::new(RuleSet::default_rules().unwrap());
+        // The GitHub rule and the password rules read the same value: the provider names it.
+        let token = format!("ghp_{}", "Zq8r2LmX9vB4tP7wQ8Zr2LmX9vB4tP7wA1b7");
+        let f = scanner.scan("app.py", format!("password = \"{token}\"\n").as_bytes());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule_id, "github-pat");
+        // Many findings on one line stay apart and are all kept.
+        let line: String = (0..300)
+            .map(|i| format!("ghp_{:0>36} ", format!("Zq8r2LmX9vB4tP7w{i}")))
+            .collect();
+        assert_eq!(scanner.scan("big.txt", line.as_bytes()).len(), 300);
+    }
+
     #[test]
     fn secrets_inside_base64_and_percent_encoding() {
         use base64::Engine;
