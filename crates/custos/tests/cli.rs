@@ -1268,6 +1268,46 @@ fn audit_export_ranges_and_prune() {
 /// `custos secrets scan` as CI runs it: exit 1 with findings, 0 clean, 2 on broken rules;
 /// JSON and SARIF reports; a baseline silences known findings; stdin works.
 #[test]
+fn secrets_eval_scores_labeled_samples_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let set = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../custos-scan/tests/data/secrets_eval_blind.jsonl")
+        .display()
+        .to_string();
+    let out = custos(d, &["secrets", "eval", &set, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["overall"]["positives"], 61, "{v}");
+    assert_eq!(v["overall"]["negatives"], 60, "{v}");
+    // --errors names lines, never the samples' text.
+    let table = ok(d, &["secrets", "eval", &set, "--errors"]);
+    assert!(
+        table.contains("RECALL") && !table.contains("Vpn!Pass42"),
+        "{table}"
+    );
+    // Garbage: a line that is not a sample, invalid UTF-8, an empty file, a missing file.
+    std::fs::write(
+        d.join("bad.jsonl"),
+        "{\"text\": \"a\", \"secret\": true}\nnot json\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("bytes.jsonl"), [b'{', 0xff, 0xfe, b'}']).unwrap();
+    std::fs::write(d.join("empty.jsonl"), "\n# nothing\n").unwrap();
+    for (file, says) in [
+        ("bad.jsonl", "bad.jsonl:2: not a labeled sample"),
+        ("bytes.jsonl", "not UTF-8 text"),
+        ("empty.jsonl", "holds no samples"),
+        ("missing.jsonl", "cannot read"),
+    ] {
+        let out = custos(d, &["secrets", "eval", file]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+    }
+}
+
+#[test]
 fn secrets_scan_reports_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

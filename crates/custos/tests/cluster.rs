@@ -176,6 +176,33 @@ async fn call(
     )
 }
 
+/// Team `ml` with app `bot`, the mock model at $1 a call, and a blocking budget `ml-cap` of
+/// `amount` dollars on the team.
+fn team_with_budget(dir: &std::path::Path, amount: &str) {
+    ok(dir, &["teams", "create", "ml"]);
+    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    ok(
+        dir,
+        &[
+            "prices",
+            "set",
+            "--provider",
+            "mock",
+            "--model",
+            "gpt-4o-mini",
+            "--per-call",
+            "1",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "budgets", "create", "ml-cap", "--scope", "team:ml", "--amount", amount, "--action",
+            "block",
+        ],
+    );
+}
+
 fn new_key(dir: &std::path::Path, extra: &[&str]) -> (String, String) {
     let mut args = vec!["keys", "create", "--team", "ml", "--app", "bot"];
     args.extend_from_slice(extra);
@@ -211,28 +238,7 @@ fn three_replicas_share_budgets_idempotency_and_revocations() {
         &redis,
         "\n[server]\nkey_refresh_interval = \"60s\"\n\n[finops]\nrefresh_interval = \"60s\"\n",
     );
-    ok(dir, &["teams", "create", "ml"]);
-    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
-    ok(
-        dir,
-        &[
-            "prices",
-            "set",
-            "--provider",
-            "mock",
-            "--model",
-            "gpt-4o-mini",
-            "--per-call",
-            "1",
-        ],
-    );
-    ok(
-        dir,
-        &[
-            "budgets", "create", "ml-cap", "--scope", "team:ml", "--amount", "10", "--action",
-            "block",
-        ],
-    );
+    team_with_budget(dir, "10");
     let (id, key) = new_key(dir, &[]);
     let replicas: Vec<_> = (0..3).map(|_| serve(dir)).collect();
     let urls: Vec<String> = replicas.iter().map(|(_, u)| u.clone()).collect();
@@ -388,28 +394,7 @@ fn a_hold_redis_applied_after_the_timeout_is_released() {
         ),
     )
     .unwrap();
-    ok(dir, &["teams", "create", "ml"]);
-    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
-    ok(
-        dir,
-        &[
-            "prices",
-            "set",
-            "--provider",
-            "mock",
-            "--model",
-            "gpt-4o-mini",
-            "--per-call",
-            "1",
-        ],
-    );
-    ok(
-        dir,
-        &[
-            "budgets", "create", "ml-cap", "--scope", "team:ml", "--amount", "3", "--action",
-            "block",
-        ],
-    );
+    team_with_budget(dir, "3");
     let (_, key) = new_key(dir, &[]);
     let (_server, url) = serve(dir);
     let client = reqwest::Client::new();
@@ -514,30 +499,9 @@ fn redis_stopped_mid_run_behaves_as_configured_per_control() {
         ),
     )
     .unwrap();
-    ok(dir, &["teams", "create", "ml"]);
-    ok(dir, &["apps", "create", "bot", "--team", "ml"]);
+    team_with_budget(dir, "100");
     ok(dir, &["teams", "create", "free"]);
     ok(dir, &["apps", "create", "bot", "--team", "free"]);
-    ok(
-        dir,
-        &[
-            "prices",
-            "set",
-            "--provider",
-            "mock",
-            "--model",
-            "gpt-4o-mini",
-            "--per-call",
-            "1",
-        ],
-    );
-    ok(
-        dir,
-        &[
-            "budgets", "create", "ml-cap", "--scope", "team:ml", "--amount", "100", "--action",
-            "block",
-        ],
-    );
     let (_, budgeted) = new_key(dir, &["--rpm", "100"]);
     let free = json(
         dir,
