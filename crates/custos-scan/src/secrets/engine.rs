@@ -82,6 +82,8 @@ pub struct Scanner {
     keyword_rules: Vec<Vec<usize>>,
     /// Rules with a regex and no keywords: tried on every file.
     always: Vec<usize>,
+    /// For each keyword pattern, whether a line-scoped rule needs where it occurs.
+    located: Vec<bool>,
 }
 
 impl Scanner {
@@ -117,11 +119,16 @@ impl Scanner {
                     .ok()
             })
             .flatten();
+        let located = keyword_rules
+            .iter()
+            .map(|rs| rs.iter().any(|&i| rules.rules[i].line_scoped))
+            .collect();
         Self {
             rules,
             keywords,
             keyword_rules,
             always,
+            located,
         }
     }
 
@@ -238,18 +245,25 @@ impl Scanner {
         for &i in &self.always {
             candidates[i] = true;
         }
+        // Where the keywords of line-scoped rules occur, by pattern.
+        let mut at: Vec<Vec<usize>> = vec![Vec::new(); self.keyword_rules.len()];
         if let Some(ac) = &self.keywords {
             let mut left = self.keyword_rules.len();
             let mut seen = vec![false; self.keyword_rules.len()];
+            // Once every keyword was seen the pass may stop, unless hits are still located.
+            let locating = self.located.iter().any(|&l| l);
             for m in ac.find_overlapping_iter(content) {
                 let p = m.pattern().as_usize();
+                if self.located[p] {
+                    at[p].push(m.start());
+                }
                 if !seen[p] {
                     seen[p] = true;
                     for &i in &self.keyword_rules[p] {
                         candidates[i] = true;
                     }
                     left -= 1;
-                    if left == 0 {
+                    if left == 0 && !locating {
                         break;
                     }
                 }
@@ -267,59 +281,25 @@ impl Scanner {
             {
                 continue;
             }
-            for caps in regex.captures_iter(content) {
-                let Some(whole) = caps.get(0) else { continue };
-                let secret = if r.secret_group > 0 {
-                    caps.get(r.secret_group)
-                } else {
-                    // Gitleaks' rule: the first non-empty group, else the whole match.
-                    (1..caps.len())
-                        .filter_map(|g| caps.get(g))
-                        .find(|g| !g.as_bytes().is_empty())
-                        .or(Some(whole))
-                };
-                let Some(secret) = secret else { continue };
-                let entropy = shannon_entropy(secret.as_bytes());
-                if let Some(min) = r.entropy {
-                    if entropy <= min {
-                        continue;
-                    }
-                    // Generic rules also need a digit: words and identifiers rarely have one.
-                    if r.id.starts_with("generic")
-                        && !secret.as_bytes().iter().any(u8::is_ascii_digit)
-                    {
-                        continue;
-                    }
+            if !r.line_scoped {
+                for caps in regex.captures_iter(content) {
+                    self.consider(r, path, content, &mut lines, &caps, 0, &mut out);
                 }
-                let lines = lines.get_or_insert_with(|| memchr_newlines(content));
-                let (line_start, line_end) = line_bounds(lines, content.len(), whole.start());
-                let line_text = &content[line_start..line_end];
-                if contains_allow_comment(line_text) {
-                    continue;
+                continue;
+            }
+            let newlines = lines.get_or_insert_with(|| memchr_newlines(content));
+            // The lines holding one of this rule's keywords, each once, in order.
+            let mut starts: Vec<(usize, usize)> = self
+                .rule_patterns(i)
+                .flat_map(|p| at[p].iter())
+                .map(|&o| line_bounds(newlines, content.len(), o))
+                .collect();
+            starts.sort_unstable();
+            starts.dedup();
+            for (start, end) in starts {
+                for caps in regex.captures_iter(&content[start..end]) {
+                    self.consider(r, path, content, &mut lines, &caps, start, &mut out);
                 }
-                let secret_text = String::from_utf8_lossy(secret.as_bytes());
-                let matched_text = String::from_utf8_lossy(whole.as_bytes());
-                let allowed = r
-                    .allowlists
-                    .iter()
-                    .chain(&self.rules.allowlists)
-                    .any(|a| allows(a, path, secret.as_bytes(), whole.as_bytes(), line_text));
-                if allowed {
-                    continue;
-                }
-                let (line, column) = position(lines, content, secret.start());
-                let (end_line, end_column) = position(lines, content, secret.end());
-                out.push(self.finding(
-                    r,
-                    path,
-                    line,
-                    column,
-                    end_line,
-                    end_column,
-                    &secret_text,
-                    &matched_text,
-                    entropy,
-                ));
             }
         }
         drop_overlapping(&mut out, |id| {
@@ -330,6 +310,78 @@ impl Scanner {
                 .unwrap_or(usize::MAX)
         });
         out
+    }
+
+    /// The keyword patterns that enable rule `i`.
+    fn rule_patterns(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.keyword_rules
+            .iter()
+            .enumerate()
+            .filter(move |(_, rs)| rs.contains(&i))
+            .map(|(p, _)| p)
+    }
+
+    /// Turns one regex match into a finding unless entropy, an allowlist or an inline allow
+    /// comment says otherwise. `base` is where the searched slice starts in `content`.
+    #[allow(clippy::too_many_arguments)]
+    fn consider(
+        &self,
+        r: &Rule,
+        path: &str,
+        content: &[u8],
+        lines: &mut Option<Vec<usize>>,
+        caps: &regex::bytes::Captures<'_>,
+        base: usize,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(whole) = caps.get(0) else { return };
+        let secret = if r.secret_group > 0 {
+            caps.get(r.secret_group)
+        } else {
+            // Gitleaks' rule: the first non-empty group, else the whole match.
+            (1..caps.len())
+                .filter_map(|g| caps.get(g))
+                .find(|g| !g.as_bytes().is_empty())
+                .or(Some(whole))
+        };
+        let Some(secret) = secret else { return };
+        let entropy = shannon_entropy(secret.as_bytes());
+        if let Some(min) = r.entropy {
+            if entropy <= min {
+                return;
+            }
+            // Generic rules also need a digit: words and identifiers rarely have one.
+            if r.id.starts_with("generic") && !secret.as_bytes().iter().any(u8::is_ascii_digit) {
+                return;
+            }
+        }
+        let lines = lines.get_or_insert_with(|| memchr_newlines(content));
+        let (line_start, line_end) = line_bounds(lines, content.len(), base + whole.start());
+        let line_text = &content[line_start..line_end];
+        if contains_allow_comment(line_text) {
+            return;
+        }
+        let allowed = r
+            .allowlists
+            .iter()
+            .chain(&self.rules.allowlists)
+            .any(|a| allows(a, path, secret.as_bytes(), whole.as_bytes(), line_text));
+        if allowed {
+            return;
+        }
+        let (line, column) = position(lines, content, base + secret.start());
+        let (end_line, end_column) = position(lines, content, base + secret.end());
+        out.push(self.finding(
+            r,
+            path,
+            line,
+            column,
+            end_line,
+            end_column,
+            &String::from_utf8_lossy(secret.as_bytes()),
+            &String::from_utf8_lossy(whole.as_bytes()),
+            entropy,
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -469,11 +521,7 @@ fn allows(a: &Allowlist, path: &str, secret: &[u8], matched: &[u8], line: &[u8])
 }
 
 fn memchr_newlines(content: &[u8]) -> Vec<usize> {
-    content
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &b)| (b == b'\n').then_some(i))
-        .collect()
+    memchr::memchr_iter(b'\n', content).collect()
 }
 
 /// The byte range of the line holding `offset` (without its newline).
@@ -488,8 +536,10 @@ fn line_bounds(newlines: &[usize], len: usize, offset: usize) -> (usize, usize) 
 fn position(newlines: &[usize], content: &[u8], offset: usize) -> (usize, usize) {
     let i = newlines.partition_point(|&n| n < offset);
     let start = if i == 0 { 0 } else { newlines[i - 1] + 1 };
-    let column = String::from_utf8_lossy(&content[start..offset.max(start)])
-        .chars()
+    // Code points are the bytes that do not continue a UTF-8 sequence (no allocation).
+    let column = content[start..offset.max(start)]
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
         .count()
         + 1;
     (i + 1, column)
@@ -553,6 +603,34 @@ mod tests {
         assert_eq!(shannon_entropy(b"aaaa"), 0.0);
         assert!((shannon_entropy(b"ab") - 1.0).abs() < 1e-9);
         assert!((shannon_entropy(b"0123456789abcdef") - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_line_scoped_rule_reads_only_the_lines_of_its_keywords() {
+        let rule = |scope: &str| {
+            format!(
+                "[[rules]]\nid = 'pw'\nregex = '''(?:pw|token)[ \\t\\n]*=[ \\t\\n]*\"([a-z0-9]{{6,}})\"'''\nkeywords = ['pw']\n{scope}\n"
+            )
+        };
+        let text = "a = 1\nx pw = \"abc123\" y\nb = 2\ntoken = \"def456\"\npw =\n\"ghi789\"\n";
+        let line = scanner(&rule("scope = 'line'")).scan("f", text.as_bytes());
+        // Only the second line holds the keyword with its value; the token line has no
+        // keyword and the value across a line break is out of a line's reach.
+        assert_eq!(line.len(), 1, "{line:?}");
+        assert_eq!(
+            (line[0].secret.as_str(), line[0].line, line[0].column),
+            ("abc123", 2, 9)
+        );
+        let whole = scanner(&rule("")).scan("f", text.as_bytes());
+        let secrets: Vec<&str> = whole.iter().map(|f| f.secret.as_str()).collect();
+        assert_eq!(secrets, ["abc123", "def456", "ghi789"]);
+        for bad in [
+            "[[rules]]\nid = 'pw'\nregex = 'pw'\nkeywords = ['pw']\nscope = 'page'\n",
+            "[[rules]]\nid = 'pw'\nregex = 'pw'\nscope = 'line'\n",
+        ] {
+            let e = RuleSet::parse("r.toml", bad, None).unwrap_err().to_string();
+            assert!(e.contains("scope"), "{e}");
+        }
     }
 
     #[test]

@@ -84,6 +84,9 @@ struct RawRule {
     allowlist: Option<RawAllowlist>,
     #[serde(default)]
     allowlists: Vec<RawAllowlist>,
+    /// custos' extension: `"line"` runs the regex only on lines holding a keyword.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +143,9 @@ pub struct Rule {
     pub path: Option<Regex>,
     pub tags: Vec<String>,
     pub allowlists: Vec<Allowlist>,
+    /// The regex runs only on the lines where a keyword occurs (`scope = "line"`): broad
+    /// rules with common keywords (`password`) would otherwise read whole files.
+    pub line_scoped: bool,
 }
 
 /// A complete, compiled rule set.
@@ -314,6 +320,28 @@ impl RuleSet {
                     ),
                 });
             }
+            let line_scoped = match r.scope.as_deref() {
+                None | Some("file") => false,
+                Some("line") if !r.keywords.is_empty() => true,
+                Some("line") => {
+                    return Err(RuleError::Rule {
+                        file: file.to_owned(),
+                        rule: r.id,
+                        key: "scope",
+                        message: "scope = \"line\" needs keywords: the lines scanned are those \
+                                  holding one"
+                            .into(),
+                    })
+                }
+                Some(other) => {
+                    return Err(RuleError::Rule {
+                        file: file.to_owned(),
+                        rule: r.id,
+                        key: "scope",
+                        message: format!("`{other}` is not a scope; use \"file\" or \"line\""),
+                    })
+                }
+            };
             let mut allowlists = Vec::new();
             for a in r.allowlist.into_iter().chain(r.allowlists) {
                 allowlists.push(allowlist(file, &r.id, a)?);
@@ -331,6 +359,7 @@ impl RuleSet {
                 keywords: r.keywords.iter().map(|k| k.to_lowercase()).collect(),
                 tags: r.tags,
                 allowlists,
+                line_scoped,
                 id: r.id,
             };
             // A rule with the id of an extended one replaces it.
