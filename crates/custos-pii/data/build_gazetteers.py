@@ -90,3 +90,73 @@ write("first_names.txt", first)
 write("last_names.txt", last)
 write("locations.txt", places)
 write("english_words.txt", {w for w in words if 2 <= len(w) <= 20})
+
+# Job titles (TITLE): Faker's en_US occupations, less four that are not one on their own, and
+# common titles written for custos.
+from faker.providers.job.en_US import Provider as Jobs
+COMMON_TITLES = """accountant
+analyst
+attorney
+bank_teller
+business_analyst
+carpenter
+cashier
+chef
+chief_information_officer
+civil_engineer
+cleaner
+clerk
+consultant
+customer_service_representative
+data_analyst
+data_engineer
+dental_hygienist
+designer
+developer
+devops_engineer
+doctor
+electrician
+engineer
+financial_analyst
+general_manager
+hr_manager
+human_resources_manager
+janitor
+journalist
+lab_technician
+marketing_manager
+mechanic
+nurse
+nurse_practitioner
+operations_manager
+paralegal
+pharmacist
+physician
+pilot
+plumber
+professor
+program_manager
+programmer
+project_manager
+receptionist
+registered_nurse
+research_scientist
+sales_manager
+sales_representative
+scientist
+security_guard
+senior_software_engineer
+software_developer
+store_manager
+support_engineer
+systems_administrator
+teacher
+technician
+truck_driver
+veterinarian
+waiter
+waitress
+web_developer""".split()
+titles = {j.strip().lower() for j in Jobs.jobs} - {"copy", "land", "make", "sub"}
+titles.update(t.replace("_", " ") for t in COMMON_TITLES)
+write("titles.txt", titles)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::finding::Finding;
 use crate::patterns::{self, PatternRecognizer, Source};
-use crate::{names, scan, validate};
+use crate::{names, scan, titles, validate};
 
 /// How much a context word near a match adds, and the floor it lifts to.
 const CONTEXT_BOOST: f32 = 0.35;
@@ -468,7 +468,7 @@ impl Analyzer {
             .iter()
             .map(|p| p.entity.to_string())
             .collect();
-        v.extend(["PERSON", "LOCATION", "ORGANIZATION", "NRP"].map(String::from));
+        v.extend(["PERSON", "LOCATION", "ORGANIZATION", "NRP", "TITLE"].map(String::from));
         v.extend(self.custom.iter().map(|p| p.entity.to_string()));
         v.extend(self.deny.iter().map(|d| d.entity.clone()));
         v.extend(self.external.iter().flat_map(|r| r.entities()));
@@ -522,12 +522,22 @@ impl Analyzer {
                 run(p, 0..text.len(), &mut out);
             }
         }
-        if ["PERSON", "LOCATION", "ORGANIZATION", "DATE_TIME", "NRP"]
-            .iter()
-            .any(|e| want(e))
+        if [
+            "PERSON",
+            "LOCATION",
+            "ORGANIZATION",
+            "DATE_TIME",
+            "NRP",
+            "TITLE",
+        ]
+        .iter()
+        .any(|e| want(e))
         {
             let before = out.len();
             names::analyze(text, &mut out);
+            if want("TITLE") {
+                titles::analyze(text, &mut out);
+            }
             if !req.context.is_empty() {
                 for f in &mut out[before..] {
                     if gazetteer_context(&f.entity_type, req.context) {

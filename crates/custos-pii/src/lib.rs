@@ -12,6 +12,7 @@ pub mod names;
 pub mod patterns;
 pub mod scan;
 pub mod synth;
+pub mod titles;
 pub mod validate;
 
 pub use analyzer::{

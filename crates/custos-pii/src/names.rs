@@ -40,6 +40,7 @@ pub struct Gazetteers {
     first: Set,
     last: Set,
     places: Set,
+    orgs: Set,
     english: Set,
 }
 
@@ -57,11 +58,14 @@ impl Gazetteers {
             first: load(include_str!("../data/first_names.txt")),
             last: load(include_str!("../data/last_names.txt")),
             places: load(include_str!("../data/locations.txt")),
+            orgs: load(include_str!("../data/organizations.txt")),
             english: load(include_str!("../data/english_words.txt")),
         })
     }
 }
 
+/// Words before a name that are not part of it. The first `HONORIFICS` of them are forms of
+/// address, reported as a TITLE of their own; the rest ("President", "Officer") name a role.
 const TITLES: &[&str] = &[
     "mr",
     "mrs",
@@ -81,6 +85,7 @@ const TITLES: &[&str] = &[
     "rev",
     "reverend",
     "fr",
+    "hon", // forms of address
     "father",
     "capt",
     "captain",
@@ -88,7 +93,6 @@ const TITLES: &[&str] = &[
     "sergeant",
     "officer",
     "judge",
-    "hon",
     "president",
     "senator",
     "governor",
@@ -100,6 +104,11 @@ const TITLES: &[&str] = &[
     "coach",
     "nurse",
 ];
+const HONORIFICS: usize = 19;
+
+fn honorific(w: &str) -> bool {
+    TITLES[..HONORIFICS].contains(&w)
+}
 
 /// Capitalized words that start sentences or headings and are never names
 /// on their own there.
@@ -316,6 +325,87 @@ const ORG_SUFFIXES: &[&str] = &[
     "college",
     "hospital",
     "clinic",
+    "party",
+    "council",
+    "committee",
+    "commission",
+    "ministry",
+    "department",
+    "authority",
+    "federation",
+    "league",
+    "union",
+    "parliament",
+    "congress",
+    "army",
+    "police",
+    "church",
+    "museum",
+    "academy",
+    "airlines",
+    "airways",
+    "motors",
+    "pharmaceuticals",
+    "media",
+    "times",
+    "journal",
+    "club",
+    "fc",
+    "rovers",
+    "athletic",
+    "organization",
+    "organisation",
+    "trust",
+    "fund",
+    "exchange",
+    "society",
+    "institution",
+    "insurance",
+    "energy",
+    "capital",
+    "bancorp",
+    "motor",
+    "studios",
+    "records",
+    "network",
+    "reserve",
+];
+
+/// Words that name an institution when "of" follows ("Bank of England").
+const ORG_HEADS: &[&str] = &[
+    "university",
+    "bank",
+    "ministry",
+    "department",
+    "institute",
+    "college",
+    "school",
+    "academy",
+    "museum",
+    "church",
+    "council",
+    "court",
+    "board",
+    "office",
+    "bureau",
+    "agency",
+    "commission",
+    "committee",
+    "federation",
+    "association",
+    "society",
+    "union",
+    "league",
+    "party",
+    "house",
+    "chamber",
+    "corporation",
+    "company",
+    "order",
+    "federal",
+    "national",
+    "royal",
+    "republic",
 ];
 
 const LOCATION_CUES: &[&str] = &[
@@ -622,7 +712,21 @@ fn analyze_runs(text: &str, out: &mut Vec<Finding>) {
                 break;
             }
         }
+        let before = out.len();
         run(text, &words, i, j, g, out);
+        // "Dr. Okonkwo": the honorific's period ended its run, so the name after it was
+        // found alone; the honorific is its TITLE.
+        if i > 0 && honorific(&words[i - 1].lower) {
+            let gap = &text[words[i].gap_before.clone()];
+            let named = out[before..]
+                .iter()
+                .any(|f| f.entity_type == "PERSON" && f.start == words[i].span.start);
+            if named && matches!(gap, ". " | " ") {
+                let t = &words[i - 1].span;
+                let end = t.end + usize::from(gap.starts_with('.'));
+                out.push(Finding::new("TITLE", t.start, end, 0.8, "TitleRecognizer"));
+            }
+        }
         i = j;
     }
 }
@@ -643,6 +747,30 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // Known organizations, whole ("Goldman Sachs", "Bank of America", "The Beatles").
+    let start = (a..b)
+        .find(|&k| !function_word(&words[k].lower))
+        .unwrap_or(b);
+    // One word goes the single-word way, where dictionary words are weighed.
+    let known = [a, start]
+        .into_iter()
+        .find(|&s| b.saturating_sub(s) >= 2 && g.orgs.contains(joined(s).as_str()));
+    // "University of Nairobi", "Ministry of Defence", "Bank of England": an institution's
+    // head word before "of" makes the whole run one organization.
+    let headed = (a + 1..b.saturating_sub(1))
+        .find(|&k| words[k].lower == "of")
+        .filter(|&k| ORG_HEADS.contains(&words[k - 1].lower.as_ref()))
+        .map(|k| start.min(k - 1));
+    if let Some(s) = known.or(headed) {
+        out.push(Finding::new(
+            "ORGANIZATION",
+            words[s].span.start,
+            words[b - 1].span.end,
+            0.8,
+            "OrganizationRecognizer",
+        ));
+        return;
+    }
     // "Dr. Jane Roe of Acme Corp": "of" joins two names unless the whole
     // run is one place ("City of London").
     if let Some(k) = (a + 1..b.saturating_sub(1)).find(|&k| words[k].lower == "of") {
@@ -654,6 +782,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
     let mut title = false;
+    let mut honorifics: Vec<usize> = Vec::new();
     while a < b {
         let w = &words[a];
         if b - a >= 2 && !title && g.places.contains(joined(a).as_str()) {
@@ -661,6 +790,9 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         }
         if is_title(w) {
             title = true;
+            if honorific(&w.lower) {
+                honorifics.push(a);
+            }
             a += 1;
         } else if function_word(&w.lower)
             || w.sentence_start
@@ -721,6 +853,18 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             }
         }
     }
+    // Whole-run places: "New York", "United Kingdom", "San Francisco"; before the
+    // suffixes, so "West Bank" stays a place.
+    if !title && n >= 2 && g.places.contains(joined(a).as_str()) {
+        out.push(Finding::new(
+            "LOCATION",
+            span.start,
+            span.end,
+            0.85,
+            "LocationRecognizer",
+        ));
+        return;
+    }
     // Organizations by suffix: "Acme Corp", "Smith and Sons".
     if n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) && !title {
         out.push(Finding::new(
@@ -732,17 +876,6 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         ));
         return;
     }
-    // Whole-run places: "New York", "United Kingdom", "San Francisco".
-    if !title && n >= 2 && g.places.contains(joined(a).as_str()) {
-        out.push(Finding::new(
-            "LOCATION",
-            span.start,
-            span.end,
-            0.85,
-            "LocationRecognizer",
-        ));
-        return;
-    }
     if title {
         out.push(Finding::new(
             "PERSON",
@@ -751,6 +884,12 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             0.9,
             "PersonRecognizer",
         ));
+        // The honorific is a TITLE of its own ("Dr." before "Jane Roe"), its period with it.
+        for k in honorifics {
+            let t = &words[k].span;
+            let end = t.end + usize::from(text[t.end..].starts_with('.'));
+            out.push(Finding::new("TITLE", t.start, end, 0.8, "TitleRecognizer"));
+        }
         return;
     }
     let first = |k: usize| g.first.contains(lw(k));
@@ -810,6 +949,16 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     let is_place = g.places.contains(lw(0));
     let common = english(0);
     let all_caps = text[span.clone()].chars().all(|c| !c.is_lowercase());
+    if g.orgs.contains(lw(0)) && !is_place && (all_caps || !common) {
+        out.push(Finding::new(
+            "ORGANIZATION",
+            span.start,
+            span.end,
+            if all_caps { 0.75 } else { 0.7 },
+            "OrganizationRecognizer",
+        ));
+        return;
+    }
     if all_caps {
         return; // acronyms and constants: "FILE", "NINO", "USA"
     }
@@ -885,6 +1034,38 @@ mod tests {
         let f = found("Please ask Dr. Okonkwo about it on Friday.");
         assert!(f.contains(&("PERSON".into(), "Okonkwo")), "{f:?}");
         assert!(f.contains(&("DATE_TIME".into(), "Friday")), "{f:?}");
+        assert!(f.contains(&("TITLE".into(), "Dr.")), "{f:?}");
+        // A role before a name is not a form of address.
+        let f = found("President Okonkwo spoke.");
+        assert!(!f.iter().any(|(e, _)| e == "TITLE"), "{f:?}");
+    }
+
+    #[test]
+    fn organizations_by_list_head_and_suffix() {
+        let orgs = |t: &str| -> Vec<String> {
+            found(t)
+                .into_iter()
+                .filter(|(e, _)| e == "ORGANIZATION")
+                .map(|(_, v)| v.to_string())
+                .collect()
+        };
+        assert_eq!(orgs("Shares of Goldman Sachs rose."), ["Goldman Sachs"]);
+        assert_eq!(orgs("The NATO summit opened."), ["NATO"]);
+        assert_eq!(
+            orgs("She studied at the University of Nairobi."),
+            ["University of Nairobi"]
+        );
+        assert_eq!(
+            orgs("The Ministry of Defence said so."),
+            ["Ministry of Defence"]
+        );
+        assert_eq!(orgs("The Labour Party won."), ["Labour Party"]);
+        assert_eq!(
+            orgs("Officials of the Federal Reserve met."),
+            ["Federal Reserve"]
+        );
+        // Dictionary words that are also brands need capitals of their own.
+        assert!(orgs("Visa applications open today.").is_empty());
     }
 
     #[test]

@@ -452,6 +452,40 @@ fn year(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     Some((m, score))
 }
 
+/// A person's age, written with its cue ("42 years old", "a 42-year-old", "aged 42", "Age: 42",
+/// "42 y/o", "turned 42"): the finding is the number alone, as datasets label it.
+fn age(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    let phrase = &text[m.clone()];
+    let at = phrase.find(|c: char| c.is_ascii_digit())?;
+    let len = phrase[at..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(phrase.len() - at);
+    let value: u32 = phrase[at..at + len].parse().ok()?;
+    // Ages of people; "a 500-year-old oak" is not one.
+    if value > 125 {
+        return None;
+    }
+    let number = m.start + at..m.start + at + len;
+    // "12.5 years old" or "3,000 years": part of a larger number.
+    let glued =
+        |b: Option<u8>| b.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b',');
+    if glued(before(text, number.start)) && at == 0 {
+        return None;
+    }
+    if text
+        .as_bytes()
+        .get(number.end)
+        .is_some_and(|c| matches!(c, b'.' | b','))
+        && text
+            .as_bytes()
+            .get(number.end + 1)
+            .is_some_and(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    Some((number, 0.85))
+}
+
 fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     const ABBREVIATIONS: &[&str] = &[
         "St", "Ave", "Av", "Blvd", "Rd", "Ln", "Dr", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Cir", "Ter",
@@ -605,13 +639,25 @@ fn words(list: &[&'static str]) -> Vec<Cow<'static, str>> {
 const STREET_SUFFIXES: &str = "Alley|Allee|Aly|Avenue|Ave|Av|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Byp|Camp|Canyon|Cape|Causeway|Center|Ctr|Circle|Cir|Circles|Cliff|Cliffs|Close|Club|Common|Corner|Corners|Course|Court|Ct|Courts|Cove|Coves|Creek|Crescent|Cres|Crest|Crossing|Xing|Crossroad|Curve|Dale|Dam|Divide|Drive|Dr|Drives|Estate|Estates|Expressway|Expy|Extension|Ext|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Fwy|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Hts|Highway|Hwy|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Pkwy|Parkways|Pass|Passage|Path|Pike|Pine|Pines|Place|Pl|Plain|Plains|Plaza|Plz|Point|Pt|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Rd|Roads|Route|Rte|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Sq|Squares|Station|Sta|Stravenue|Stream|Street|St|Streets|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Trl|Tunnel|Turnpike|Tpke|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells";
 
 /// The built-in pattern recognizers, compiled once per process.
+/// Words that open a street's name where the house number follows it.
+const INTL_STREET_WORDS: &str = "calle|carrer|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
+/// Street words written as one word with the name ("Hauptstraße", "Kerkstraat").
+/// (Not "ring", "gate", "kade" or "tie": "During 2020", "Watergate", "Blockade" end so.)
+const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|katu";
+/// Street words written apart from the name ("Baker Street" is the US/UK form above; these are
+/// the Dutch, German and Nordic ones a house number follows).
+const INTL_STREET_SUFFIXES_SPACED: &str =
+    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata";
+/// Words inside a street's name ("Calle de Alcalá", "Rue de la Paix").
+const INTL_LINKS: &str = "de|del|de la|de los|de las|da|do|das|dos|di|della|delle|dei|du|des|la|le|l'|d'|von|van|der|den";
+
 pub fn builtin() -> &'static [PatternRecognizer] {
     static SET: OnceLock<Vec<PatternRecognizer>> = OnceLock::new();
     SET.get_or_init(|| {
         let month = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEP(?:T(?:EMBER)?)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)";
         let weekday = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?";
         let address_re = format!(
-            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}\b)?"
         );
         let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
             name: Cow::Borrowed(name),
@@ -665,6 +711,15 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["domain", "website", "site", "hostname", "host"]),
             r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &address_re, address,
               &["address", "live", "lives", "located", "street", "ship", "deliver", "mail"]),
+            r("AgeRecognizer", "AGE", Numeric, r"(?i)\b\d{1,3}\s?-?\s?(?:years?|yrs?)[\s-]?(?:old\b|of\s+age\b)|\b\d{1,3}\s?(?:y/o|y\.o\.|yo\b|yrs?\s+old\b)|\b(?:aged?|turn(?:ed|s|ing)?)\s*(?::|=|is|was|of)?\s*\d{1,3}\b", age,
+              &["age", "aged", "old", "years"]),
+            // Street name first, house number after, as most of Europe and Latin America
+            // write it ("Calle de Alcalá 48, 28014 Madrid", "Hauptstraße 5", "Rua Augusta 1500,
+            // apto 42"), and the French number-first form ("15 Rue de la Paix, 75002 Paris").
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(
+                r"(?:\b(?i:{INTL_STREET_WORDS})\.?\s+(?:(?i:{INTL_LINKS})\s+){{0,3}}\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,3}}|\b\p{{Lu}}[\p{{Ll}}ß]+(?i:{INTL_STREET_SUFFIXES})|\b\p{{Lu}}[\p{{L}}'\-]+\s+(?i:{INTL_STREET_SUFFIXES_SPACED}))\s+\d{{1,5}}[A-Za-z]?(?:\s?-\s?\d{{1,4}})?(?:,?\s+(?i:apto|apt|piso|ap|app|appt|bus|étage|stock|esc|puerta|dpto|depto|int)\.?\s*[0-9A-Za-zºª]{{1,5}})?(?:,?\s+(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:-\d{{3}})?\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?|,\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+){{0,3}}(?:,?\s+\d{{5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?"
+              ), address,
+              &["address", "live", "lives", "located", "street", "ship", "deliver", "mail", "dirección", "adresse", "endereço", "indirizzo"]),
             r("UsPassportRecognizer", "US_PASSPORT", Numeric, r"\b[A-Z]?\d{9}\b|\b[A-Z]\d{8}\b", weak(0.1),
               &["passport", "passport#", "passportno", "travel", "document"]),
             r("UsDriverLicenseRecognizer", "US_DRIVER_LICENSE", Numeric, r"\b[A-Z]{1,2}\d{4,14}\b|\b[A-Z]\d{3}-\d{4}-\d{4}(?:-\d{1,2})?\b|\b[A-Z]\d{2}-\d{2}-\d{4}\b|\b\d{2}[A-Z]{3}\d{5}\b|\b\d{3}[A-Z]{2}\d{4}\b|\b[A-Z]\d{2}-\d{3}-\d{3}\b", weak(0.3),
@@ -690,6 +745,92 @@ mod tests {
             "030 1234567",
         ] {
             assert!(phone_valid(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn ages_with_their_cue_are_the_number_alone() {
+        let ages = |t: &str| -> Vec<String> {
+            let all = super::builtin();
+            let r = all.iter().find(|r| r.entity == "AGE").unwrap();
+            let mut out = Vec::new();
+            r.analyze_region(t, 0..t.len(), &mut out);
+            out.iter().map(|f| t[f.start..f.end].to_string()).collect()
+        };
+        for (t, want) in [
+            ("She is 42 years old.", "42"),
+            ("a 7-year-old boy", "7"),
+            ("Patient aged 67 presented", "67"),
+            ("Age: 35", "35"),
+            ("AGE 35", "35"),
+            ("he turned 30 last week", "30"),
+            ("my 3 yo daughter", "3"),
+            ("19 y/o male", "19"),
+            ("at the age of 88", "88"),
+            ("54 years of age", "54"),
+        ] {
+            assert_eq!(ages(t), [want], "{t}");
+        }
+        for t in [
+            "a 500-year-old oak",
+            "12.5 years old",
+            "the page has 42 years of archives",
+            "version 3 of the API",
+            "turned 180 degrees",
+            "I have 3 years of experience",
+        ] {
+            assert!(ages(t).is_empty(), "{t}: {:?}", ages(t));
+        }
+    }
+
+    #[test]
+    fn street_addresses_as_europe_and_latin_america_write_them() {
+        let found = |t: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for r in super::builtin()
+                .iter()
+                .filter(|r| r.entity == "STREET_ADDRESS")
+            {
+                r.analyze_region(t, 0..t.len(), &mut out);
+            }
+            out.iter().map(|f| t[f.start..f.end].to_string()).collect()
+        };
+        for (t, want) in [
+            (
+                "Ship to: Calle de Alcalá 48, 28014 Madrid, Spain",
+                "Calle de Alcalá 48, 28014 Madrid",
+            ),
+            (
+                "Lieferadresse: Hauptstraße 5, 10115 Berlin",
+                "Hauptstraße 5, 10115 Berlin",
+            ),
+            (
+                "Endereço: Rua Augusta 1500, apto 42, São Paulo",
+                "Rua Augusta 1500, apto 42, São Paulo",
+            ),
+            (
+                "Lives at 15 Rue de la Paix, 75002 Paris, France.",
+                "15 Rue de la Paix, 75002 Paris",
+            ),
+            (
+                "Kerkstraat 12, 1017 Amsterdam",
+                "Kerkstraat 12, 1017 Amsterdam",
+            ),
+            ("Via Roma 10, 00184 Roma", "Via Roma 10, 00184 Roma"),
+            (
+                "Send it to 221B Baker Street, London NW1 6XE.",
+                "221B Baker Street, London NW1 6XE",
+            ),
+        ] {
+            assert!(found(t).iter().any(|f| f == want), "{t}: {:?}", found(t));
+        }
+        for t in [
+            "During 2020 sales grew",
+            "Watergate 1972",
+            "the Blockade 3 film",
+            "Spring 2024 release",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
         }
     }
 

@@ -1,0 +1,144 @@
+//! TITLE: job titles and occupations from a shipped list (`data/titles.txt`, see its README),
+//! matched as whole words in any case. Honorifics before a name ("Dr.", "Mrs.") are found with
+//! the name itself, in `names`.
+
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::finding::Finding;
+
+struct Titles {
+    automaton: AhoCorasick,
+    /// Per pattern: more than one word ("data scientist", "accountant, chartered").
+    phrase: Vec<bool>,
+}
+
+fn titles() -> Option<&'static Titles> {
+    static T: OnceLock<Option<Titles>> = OnceLock::new();
+    T.get_or_init(|| {
+        let list: Vec<&str> = include_str!("../data/titles.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&list)
+            .ok()?;
+        let phrase = list.iter().map(|t| t.contains([' ', ','])).collect();
+        Some(Titles { automaton, phrase })
+    })
+    .as_ref()
+}
+
+/// Words just before a title that say it is someone's occupation ("works as a", "job:").
+const CUES: &[&str] = &[
+    "as",
+    "a",
+    "an",
+    "job",
+    "title",
+    "occupation",
+    "profession",
+    "position",
+    "role",
+    "career",
+    "employment",
+    "our",
+    "my",
+    "his",
+    "her",
+    "their",
+    "your",
+    "senior",
+    "junior",
+    "lead",
+    "chief",
+    "head",
+    "assistant",
+    "former",
+];
+
+fn word_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// The lower-cased word right before `at`, skipping spaces and a colon.
+fn previous_word(text: &str, at: usize) -> String {
+    let head = text[..at].trim_end_matches([' ', '\t', ':', '\n', '\r']);
+    let start = head
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_alphanumeric())
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    head[start..].to_lowercase()
+}
+
+/// Appends TITLE findings in `text` to `out`.
+pub fn analyze(text: &str, out: &mut Vec<Finding>) {
+    let Some(t) = titles() else { return };
+    for m in t.automaton.find_iter(text) {
+        let (s, e) = (m.start(), m.end());
+        if word_char(text[..s].chars().next_back()) {
+            continue;
+        }
+        // A plural ("nurses") is still the occupation.
+        let mut end = e;
+        let rest = &text[e..];
+        if rest.starts_with('s') && !word_char(rest[1..].chars().next()) {
+            end += 1;
+        } else if word_char(rest.chars().next()) {
+            continue;
+        }
+        let cue = CUES.contains(&previous_word(text, s).as_str());
+        // A one-word occupation in running text ("the Administrator", "Writer") is too often
+        // something else: it needs a cue. A phrase from the list stands on its own.
+        let score = match (t.phrase[m.pattern().as_usize()], cue) {
+            (true, true) => 0.8,
+            (true, false) => 0.6,
+            (false, true) => 0.6,
+            (false, false) => continue,
+        };
+        out.push(Finding::new("TITLE", s, end, score, "TitleRecognizer"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn found(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        super::analyze(text, &mut out);
+        out.iter().map(|f| &text[f.start..f.end]).collect()
+    }
+
+    #[test]
+    fn occupations_in_their_usual_phrasings() {
+        assert_eq!(
+            found("She works as a data scientist in Leeds."),
+            ["data scientist"]
+        );
+        assert_eq!(found("Job: Software engineer"), ["Software engineer"]);
+        assert_eq!(found("He is an ACTUARY."), ["ACTUARY"]);
+        assert_eq!(found("my lawyer called"), ["lawyer"]);
+        assert_eq!(
+            found("Accountant, chartered since 2010"),
+            ["Accountant, chartered"]
+        );
+        assert_eq!(found("two registered nurses"), ["registered nurses"]);
+    }
+
+    #[test]
+    fn words_that_only_look_like_occupations_are_not_titles() {
+        for t in [
+            "The Administrator role is set in config",
+            "Writer wrote 3 bytes",
+            "dataset scientist_id",
+            "nursery rhymes",
+            "the engineering team",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+}
