@@ -1,5 +1,6 @@
 //! Analyzer throughput: a 4 KB prompt dense with PII, and 1 MB of prose
-//! with PII sprinkled in (one sample in five). Run: cargo bench -p custos-pii
+//! with PII sprinkled in (one sample in five), and short texts one at a time.
+//! Run: cargo bench -p custos-pii
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use custos_pii::{synth, Analyzer};
 
@@ -54,6 +55,21 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(typical.len() as u64));
     g.bench_function("prompt_4k_typical", |b| {
         b.iter(|| analyzer.analyze(&typical))
+    });
+    // Short texts one at a time, as a chat or a dataset column sends them: 1,000 per
+    // iteration (texts per second = 1,000 / time).
+    let short: Vec<String> = synth::generate(11, 1000, 5)
+        .into_iter()
+        .map(|s| s.full_text)
+        .collect();
+    g.throughput(Throughput::Elements(short.len() as u64));
+    g.bench_function("short_texts_1000", |b| {
+        b.iter(|| {
+            short
+                .iter()
+                .map(|t| analyzer.analyze(t).len())
+                .sum::<usize>()
+        })
     });
     g.throughput(Throughput::Bytes(mixed.len() as u64));
     g.sample_size(10);

@@ -78,6 +78,13 @@ for mod in pkgutil.iter_modules(address.__path__):
             if isinstance(n, str) and clean(n):
                 places.add(clean(n))
 
+# Names as typed without their accents too ("Krakow", "Sao Paulo", "Zurich").
+import unicodedata as _u
+for n in list(places):
+    f = _u.normalize("NFKD", n).encode("ascii", "ignore").decode()
+    if f != n and len(f) > 1:
+        places.add(f)
+
 words = pickle.load(open(os.path.join(src, "english_words", "data", "gcide_alpha_lower.pickle"), "rb"))
 
 def write(name, items):
@@ -160,3 +167,37 @@ web_developer""".split()
 titles = {j.strip().lower() for j in Jobs.jobs} - {"copy", "land", "make", "sub"}
 titles.update(t.replace("_", " ") for t in COMMON_TITLES)
 write("titles.txt", titles)
+
+# Lower-case text ("moving to boston next week", "hi jake"): places and first names common
+# enough to be read as such after a cue. Places: countries, capitals, US states and cities of
+# 300,000 people or more (GeoNames); first names: the 500 most frequent of each sex in the
+# 1990 US Census. Words that are ordinary English in lower case are left out.
+import unicodedata
+def fold(n):
+    return unicodedata.normalize("NFKD", n).encode("ascii", "ignore").decode().lower().strip()
+NOT_PLACES = set("""aurora batman brent chad charlotte erode hue jersey jordan male mesa natal nice
+oral pest phoenix reading reunion riverside sale tamale tete turkey van warder florence victoria
+""".split())
+major = set()
+for c in json.load(open(os.path.join(gd, "cities15000.json"))).values():
+    if c["population"] >= 300000:
+        major.add(fold(c["name"]))
+for c in json.load(open(os.path.join(gd, "countries.json"))).values():
+    major.add(fold(c["name"]))
+    if c.get("capital"):
+        major.add(fold(c["capital"]))
+for st in json.load(open(os.path.join(gd, "us_states.json"))).values():
+    major.add(fold(st["name"]))
+major = {m for m in major if m and all(ch.isalpha() or ch in " -'" for ch in m)} - NOT_PLACES
+write("major_places.txt", major)
+NOT_NAMES = set("""will may mark bill rose grace hope joy faith june april august art max ray pat
+sue rob jack frank gene dawn summer autumn amber ruby pearl crystal iris ivy holly lily daisy
+violet heather sky river stone page chase hunter king young long guy don bob lee dee van del jay
+robin rich rusty sandy ginger candy penny misty sunny destiny harmony honey star major prince
+duke earl norman miles wade drew dean carol clay cliff glen grant joy lance pierce reed rod
+victor willie
+""".split())
+common = []
+for f in ("dist.male.first", "dist.female.first"):
+    common += census(os.path.join(nd, f), 500)
+write("common_first_names.txt", {n.lower() for n in common} - NOT_NAMES)

@@ -486,7 +486,12 @@ impl Analyzer {
     }
 
     /// Findings in `text` with per-call entity filter and threshold.
-    pub fn analyze_with(&self, text: &str, req: &Request) -> Vec<Finding> {
+    pub fn analyze_with(&self, original: &str, req: &Request) -> Vec<Finding> {
+        // Text copied out of JSON or logs keeps its line breaks as `\n`: read them as the
+        // spaces they stand for (same length, so offsets hold), or "\nPhone: 961 52 200" hides
+        // both the cue and the number's start.
+        let unescaped = blank_escapes(original);
+        let text: &str = unescaped.as_deref().unwrap_or(original);
         let wanted: &[String] = req.entities.unwrap_or(&self.entities);
         let want = |e: &str| wanted.is_empty() || wanted.iter().any(|w| w == e);
         let threshold = req.threshold.unwrap_or(self.threshold);
@@ -594,8 +599,8 @@ impl Analyzer {
                 && text.is_char_boundary(f.start)
                 && text.is_char_boundary(f.end)
                 && want(&f.entity_type)
-                && !self.allowed(&text[f.start..f.end])
-                && !allowed_by_request(req, &text[f.start..f.end])
+                && !self.allowed(&original[f.start..f.end])
+                && !allowed_by_request(req, &original[f.start..f.end])
         });
         resolve_overlaps(out)
     }
@@ -603,6 +608,38 @@ impl Analyzer {
     fn allowed(&self, value: &str) -> bool {
         self.allow_exact.contains(value) || self.allow_regex.iter().any(|r| r.is_match(value))
     }
+}
+
+/// `text` with each escaped line break or tab (`\n`, `\r`, `\t` as two characters) turned
+/// into a space and what it stands for; `None` when there is none. An escaped backslash (`\\n`) stays as it is.
+fn blank_escapes(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    if !b.contains(&b'\\') {
+        return None;
+    }
+    let mut out = b.to_vec();
+    let mut i = 0;
+    let mut changed = false;
+    while i + 1 < out.len() {
+        if out[i] == b'\\' {
+            // `\n` becomes a space and a real line break, so lines stay lines.
+            let second = match out[i + 1] {
+                b'n' => Some(b'\n'),
+                b'r' | b't' => Some(b' '),
+                _ => None,
+            };
+            if let Some(c) = second {
+                out[i] = b' ';
+                out[i + 1] = c;
+                changed = true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    // ASCII replaced by ASCII: still UTF-8, with every char boundary where it was.
+    changed.then(|| String::from_utf8(out).ok()).flatten()
 }
 
 fn allowed_by_request(req: &Request, value: &str) -> bool {

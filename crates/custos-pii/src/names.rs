@@ -41,6 +41,9 @@ pub struct Gazetteers {
     last: Set,
     places: Set,
     orgs: Set,
+    /// Lower-case text: places and first names read as such after a cue.
+    major_places: Set,
+    common_first: Set,
     english: Set,
 }
 
@@ -59,6 +62,8 @@ impl Gazetteers {
             last: load(include_str!("../data/last_names.txt")),
             places: load(include_str!("../data/locations.txt")),
             orgs: load(include_str!("../data/organizations.txt")),
+            major_places: load(include_str!("../data/major_places.txt")),
+            common_first: load(include_str!("../data/common_first_names.txt")),
             english: load(include_str!("../data/english_words.txt")),
         })
     }
@@ -121,6 +126,10 @@ const FUNCTION_WORDS: &[&str] = &[
     "these",
     "those",
     "i",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
     "we",
     "you",
     "he",
@@ -369,6 +378,36 @@ const ORG_SUFFIXES: &[&str] = &[
     "records",
     "network",
     "reserve",
+    "oy",
+    "ab",
+    "kg",
+    "aktiengesellschaft",
+];
+
+/// Legal forms written after a company's name, often abbreviated with a period.
+const LEGAL_FORMS: &[&str] = &[
+    "inc",
+    "llc",
+    "llp",
+    "ltd",
+    "plc",
+    "corp",
+    "co",
+    "gmbh",
+    "ag",
+    "sa",
+    "nv",
+    "bv",
+    "pty",
+    "srl",
+    "spa",
+    "oy",
+    "ab",
+    "as",
+    "kg",
+    "se",
+    "limited",
+    "aktiengesellschaft",
 ];
 
 /// Words that name an institution when "of" follows ("Bank of England").
@@ -729,6 +768,90 @@ fn analyze_runs(text: &str, out: &mut Vec<Finding>) {
         }
         i = j;
     }
+    lower_case(text, &words, g, out);
+}
+
+/// Words before a lower-case first name that make it one ("hi jake", "my name is maria").
+const LOWER_PERSON_CUES: &[&str] = &[
+    "hi", "hey", "hello", "dear", "thanks", "thx", "ty", "ask", "tell", "call", "met", "named",
+    "called", "cc", "attn", "im", "i'm",
+];
+/// Words before a lower-case place that make it one ("moving to boston", "in tokyo").
+const LOWER_PLACE_CUES: &[&str] = &[
+    "in", "from", "to", "near", "visit", "visited", "visiting", "around", "outside", "leaving",
+    "via",
+];
+
+/// Names and places typed in lower case, as chat and search boxes have them: only the common
+/// ones (the census' most frequent first names, major places) and only after a cue, because
+/// lower case says nothing else.
+fn lower_case(text: &str, words: &[Word], g: &Gazetteers, out: &mut Vec<Finding>) {
+    let typed_lower = |k: usize| {
+        words.get(k).is_some_and(|w| {
+            matches!(w.lower, Cow::Borrowed(_)) && w.lower.chars().all(char::is_alphabetic)
+        })
+    };
+    let glued = |k: usize| &text[words[k].gap_before.clone()] == " ";
+    let mut i = 1;
+    while i < words.len() {
+        if !typed_lower(i) || words[i].lower.len() < 3 {
+            i += 1;
+            continue;
+        }
+        let prev = words[i - 1].lower.as_ref();
+        let name_is = prev == "is" && i >= 2 && words[i - 2].lower == "name";
+        if (LOWER_PERSON_CUES.contains(&prev) || name_is)
+            && g.common_first.contains(words[i].lower.as_ref())
+        {
+            // A surname after it, typed the same way: "kevin o'brien", "maria lopez".
+            let mut end = i + 1;
+            if typed_lower(end)
+                && glued(end)
+                && g.last.contains(words[end].lower.as_ref())
+                && !function_word(&words[end].lower)
+            {
+                end += 1;
+            }
+            out.push(Finding::new(
+                "PERSON",
+                words[i].span.start,
+                words[end - 1].span.end,
+                0.6,
+                "PersonRecognizer",
+            ));
+            i = end;
+            continue;
+        }
+        if LOWER_PLACE_CUES.contains(&prev) {
+            // The longest major place starting here: "new york", "hong kong", "rio de janeiro".
+            let mut found = None;
+            let mut name = String::new();
+            for (k, w) in words.iter().enumerate().skip(i).take(4) {
+                if !typed_lower(k) || k > i && !glued(k) {
+                    break;
+                }
+                if k > i {
+                    name.push(' ');
+                }
+                name.push_str(&w.lower);
+                if g.major_places.contains(name.as_str()) {
+                    found = Some(k + 1);
+                }
+            }
+            if let Some(end) = found {
+                out.push(Finding::new(
+                    "LOCATION",
+                    words[i].span.start,
+                    words[end - 1].span.end,
+                    0.6,
+                    "LocationRecognizer",
+                ));
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
 }
 
 fn is_title(w: &Word) -> bool {
@@ -769,6 +892,43 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             0.8,
             "OrganizationRecognizer",
         ));
+        return;
+    }
+    // A headline in capitals ("PRESIDENT OF FRANCE ARRIVED IN BERLIN") says nothing by its
+    // case: only known places and organizations are read in it, word by word or whole.
+    if b - a >= 2 && (a..b).all(|k| !text[words[k].span.clone()].chars().any(char::is_lowercase)) {
+        let mut k = a;
+        while k < b {
+            let hit = (k + 1..=(k + 3).min(b)).rev().find_map(|e| {
+                let name = (k..e)
+                    .map(|x| words[x].lower.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if g.major_places.contains(name.as_str())
+                    || e - k >= 2 && g.places.contains(name.as_str())
+                {
+                    Some((e, "LOCATION", "LocationRecognizer"))
+                } else if g.orgs.contains(name.as_str()) && (e - k >= 2 || words[k].span.len() >= 3)
+                {
+                    Some((e, "ORGANIZATION", "OrganizationRecognizer"))
+                } else {
+                    None
+                }
+            });
+            match hit {
+                Some((e, entity, by)) => {
+                    out.push(Finding::new(
+                        entity,
+                        words[k].span.start,
+                        words[e - 1].span.end,
+                        0.6,
+                        by,
+                    ));
+                    k = e;
+                }
+                None => k += 1,
+            }
+        }
         return;
     }
     // "Dr. Jane Roe of Acme Corp": "of" joins two names unless the whole
@@ -865,12 +1025,28 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         ));
         return;
     }
-    // Organizations by suffix: "Acme Corp", "Smith and Sons".
-    if n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) && !title {
+    // Organizations by suffix: "Acme Corp", "Smith and Sons", and a legal form written in
+    // lower case after the name ("Tribal Group plc"); an abbreviation keeps its period
+    // ("Zendesk Inc.").
+    let lower_form = words
+        .get(b)
+        .filter(|w| LEGAL_FORMS.contains(&w.lower.as_ref()) && &text[w.gap_before.clone()] == " ");
+    if !title && (n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) || lower_form.is_some()) {
+        let last = lower_form.map_or(words[b - 1].span.end, |w| w.span.end);
+        let form = lower_form.map_or(lw(n - 1), |w| w.lower.as_ref());
+        // Not the period that ends a sentence before the next one ("… Corp. The board").
+        let next_sentence = text[last..]
+            .strip_prefix('.')
+            .map(str::trim_start)
+            .is_some_and(|r| r.starts_with(char::is_uppercase));
+        let end = last
+            + usize::from(
+                LEGAL_FORMS.contains(&form) && text[last..].starts_with('.') && !next_sentence,
+            );
         out.push(Finding::new(
             "ORGANIZATION",
             span.start,
-            span.end,
+            end,
             0.75,
             "OrganizationRecognizer",
         ));
@@ -894,7 +1070,11 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     let first = |k: usize| g.first.contains(lw(k));
     let last = |k: usize| g.last.contains(lw(k));
-    let english = |k: usize| g.english.contains(lw(k)) || function_word(lw(k));
+    // The dictionary lists many given names ("kevin", "amy"); a frequent given name that is
+    // not also an ordinary word counts as a name, not a word.
+    let english = |k: usize| {
+        g.english.contains(lw(k)) && !g.common_first.contains(lw(k)) || function_word(lw(k))
+    };
     let initial = |k: usize| words[a + k].span.len() == 1;
     if n >= 2 {
         let names = (0..n)
@@ -960,7 +1140,18 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         return;
     }
     if all_caps {
-        return; // acronyms and constants: "FILE", "NINO", "USA"
+        // A town written in capitals after "from" or "in" ("grew up in GUÉRET"), as forms and
+        // addresses write them; otherwise acronyms and constants: "FILE", "NINO", "USA".
+        if is_place && text[span.clone()].chars().count() >= 4 && cue(LOCATION_CUES) {
+            out.push(Finding::new(
+                "LOCATION",
+                span.start,
+                span.end,
+                0.6,
+                "LocationRecognizer",
+            ));
+        }
+        return;
     }
     // Code, not prose: `Ok(x)`, `Config::load`, `self.Name`.
     let code = |c: Option<u8>| matches!(c, Some(b'(' | b'<' | b'_' | b'[' | b'{'));
@@ -972,7 +1163,10 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     let place_cue = cue(LOCATION_CUES);
     let person_cue = cue(PERSON_CUES) || prev.is_some_and(|p| TITLES.contains(&p));
-    if is_place && (place_cue || !is_person) {
+    // A country, capital or big city reads as the place unless a cue says person
+    // ("Madrid, Spain", not Mr Spain).
+    let major = g.major_places.contains(lw(0)) && !cue(PERSON_CUES);
+    if is_place && (place_cue || !is_person || major) {
         let score = match (common, place_cue) {
             (false, true) => 0.85,
             (false, false) => 0.7,
@@ -1030,7 +1224,7 @@ mod tests {
         assert!(f.contains(&("PERSON".into(), "John Smith")), "{f:?}");
         assert!(f.contains(&("LOCATION".into(), "Berlin")), "{f:?}");
         assert!(f.contains(&("LOCATION".into(), "New York")), "{f:?}");
-        assert!(f.contains(&("ORGANIZATION".into(), "Acme Corp")), "{f:?}");
+        assert!(f.contains(&("ORGANIZATION".into(), "Acme Corp.")), "{f:?}");
         let f = found("Please ask Dr. Okonkwo about it on Friday.");
         assert!(f.contains(&("PERSON".into(), "Okonkwo")), "{f:?}");
         assert!(f.contains(&("DATE_TIME".into(), "Friday")), "{f:?}");
@@ -1066,6 +1260,48 @@ mod tests {
         );
         // Dictionary words that are also brands need capitals of their own.
         assert!(orgs("Visa applications open today.").is_empty());
+        assert_eq!(orgs("Shares of Zendesk Inc. fell."), ["Zendesk Inc."]);
+        assert_eq!(
+            orgs("He joined Tribal Group plc in May."),
+            ["Tribal Group plc"]
+        );
+    }
+
+    #[test]
+    fn lower_case_names_and_places_after_a_cue() {
+        let f = found("hey its jake again, hi maria lopez! moving to new york from tokyo");
+        assert!(f.contains(&("PERSON".into(), "maria lopez")), "{f:?}");
+        assert!(f.contains(&("LOCATION".into(), "new york")), "{f:?}");
+        assert!(f.contains(&("LOCATION".into(), "tokyo")), "{f:?}");
+        assert!(
+            !f.iter().any(|(_, v)| *v == "jake"),
+            "no cue before jake: {f:?}"
+        );
+        let f = found("my name is kevin and i live in boston");
+        assert!(f.contains(&("PERSON".into(), "kevin")), "{f:?}");
+        assert!(f.contains(&("LOCATION".into(), "boston")), "{f:?}");
+        // Ordinary words after the same cues stay words.
+        for t in [
+            "hi will, in reading the docs",
+            "thanks mark, in nice weather",
+            "to turkey or not",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+
+    #[test]
+    fn headlines_in_capitals_and_countries_after_a_city() {
+        let f = found("THE PRESIDENT OF FRANCE ARRIVED IN BERLIN");
+        assert_eq!(
+            f,
+            [("LOCATION".into(), "FRANCE"), ("LOCATION".into(), "BERLIN")],
+            "{f:?}"
+        );
+        let f = found("Ship to Madrid, Spain by Friday.");
+        assert!(f.contains(&("LOCATION".into(), "Spain")), "{f:?}");
+        let f = found("Our parish in Krakow meets on Sunday.");
+        assert!(f.contains(&("LOCATION".into(), "Krakow")), "{f:?}");
     }
 
     #[test]

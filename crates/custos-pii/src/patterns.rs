@@ -486,6 +486,22 @@ fn age(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     Some((number, 0.85))
 }
 
+/// An address only an address word nearby confirms (raised by the context boost).
+fn weak_address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
+    // A unit line or a closing postcode line makes it an address on its own.
+    static LINES: OnceLock<Regex> = OnceLock::new();
+    let lines = LINES.get_or_init(|| {
+        Regex::new(
+            r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)\s*#?\d|[\n,]\s*\p{Lu}[^\n,]*\s\d{4,5}$",
+        )
+        .unwrap_or_else(|e| panic!("address lines regex: {e}"))
+    });
+    address(text, m).map(|(m, score)| {
+        let strong = lines.is_match(&text[m.clone()]);
+        (m, if strong { score.min(0.85) } else { 0.3 })
+    })
+}
+
 fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     const ABBREVIATIONS: &[&str] = &[
         "St", "Ave", "Av", "Blvd", "Rd", "Ln", "Dr", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Cir", "Ter",
@@ -499,7 +515,14 @@ fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
             m.end -= 1;
         }
     }
-    standalone(text, &m).then_some((m, 0.75))
+    // A house number, a street word and a name is strong evidence, stronger than the name
+    // reading of "Baker Street"; a city or postcode after a comma, stronger still.
+    let score = if text[m.clone()].contains(',') {
+        0.95
+    } else {
+        0.92
+    };
+    standalone(text, &m).then_some((m, score))
 }
 
 fn weak(score: f32) -> Check {
@@ -529,7 +552,36 @@ fn phone_shaped(core: &str) -> bool {
     re.is_match(core)
 }
 
+/// Written as people write phone numbers, though no numbering plan checked here assigns it
+/// ("9380 6377", "(711)471-0497", "052 948 46 74", "07289025797"): too weak alone, a phone
+/// number beside a context word ("call", "fax", "tel").
+fn phone_plausible(core: &str) -> bool {
+    static SHAPE: OnceLock<Regex> = OnceLock::new();
+    let re = SHAPE.get_or_init(|| {
+        Regex::new(r"^(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{2,5}(?:[ .\-]\d{2,8}){1,4}$|^(?:\+\d{1,3}[ .\-]?)?\(\d{1,5}\)[ .\-]?\d{3,8}$|^0\d{9,10}$")
+            .unwrap_or_else(|e| panic!("phone plausibility regex: {e}"))
+    });
+    static DATE_TIME: OnceLock<Regex> = OnceLock::new();
+    let date = DATE_TIME.get_or_init(|| {
+        Regex::new(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
+            .unwrap_or_else(|e| panic!("date prefix regex: {e}"))
+    });
+    re.is_match(core) && !date.is_match(core)
+}
+
+/// Below the default threshold alone, above it with a context word.
+const PHONE_PLAUSIBLE: f32 = 0.35;
+
 fn phone_valid(candidate: &str) -> Option<f32> {
+    phone_score(candidate).or_else(|| {
+        let core = candidate.split(['x', 'X']).next().unwrap_or("").trim();
+        let digits = core.bytes().filter(u8::is_ascii_digit).count();
+        ((7..=15).contains(&digits) && !validate::ipv4(core) && phone_plausible(core))
+            .then_some(PHONE_PLAUSIBLE)
+    })
+}
+
+fn phone_score(candidate: &str) -> Option<f32> {
     // Keep only what the parser needs: digits, a leading +, separators.
     let core = match candidate.find(['x', 'X', 'e', 'E']) {
         Some(i) => &candidate[..i],
@@ -640,14 +692,19 @@ const STREET_SUFFIXES: &str = "Alley|Allee|Aly|Avenue|Ave|Av|Boulevard|Blvd|Bran
 
 /// The built-in pattern recognizers, compiled once per process.
 /// Words that open a street's name where the house number follows it.
-const INTL_STREET_WORDS: &str = "calle|carrer|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
+const INTL_STREET_WORDS: &str = "calle|carrer|rúa|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
 /// Street words written as one word with the name ("Hauptstraße", "Kerkstraat").
 /// (Not "ring", "gate", "kade" or "tie": "During 2020", "Watergate", "Blockade" end so.)
-const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|katu";
+const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|vegen|bakken|stien|katu";
 /// Street words written apart from the name ("Baker Street" is the US/UK form above; these are
 /// the Dutch, German and Nordic ones a house number follows).
 const INTL_STREET_SUFFIXES_SPACED: &str =
     "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata";
+/// Lines after a street line, as forms and letters stack them: a unit ("Suite 559", "Apt.
+/// 440"), then a city and a country or region ending with its postcode ("Runkelen\n Belgium
+/// 65601"). Only taken whole, up to the postcode, so a greeting on the next line stays out.
+const ADDRESS_LINES: &str = r"(?:\s*[\n,]\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)\s*#?\d{1,5}[A-Za-z]?)?(?:(?:\s*[\n,]\s*\p{Lu}[\p{L}'\-]+(?:[ \-]\p{Lu}[\p{L}'\-]+){0,3}){1,2},?\s+(?:[A-Z]{2}\s+)?\d{4,5}\b)?";
+
 /// Words inside a street's name ("Calle de Alcalá", "Rue de la Paix").
 const INTL_LINKS: &str = "de|del|de la|de los|de las|da|do|das|dos|di|della|delle|dei|du|des|la|le|l'|d'|von|van|der|den";
 
@@ -657,7 +714,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
         let month = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEP(?:T(?:EMBER)?)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)";
         let weekday = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?";
         let address_re = format!(
-            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}\b)?"
+            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}\b)?{ADDRESS_LINES}"
         );
         let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
             name: Cow::Borrowed(name),
@@ -702,7 +759,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             r("YearRecognizer", "DATE_TIME", Numeric, r"\b(?:1[89][0-9]{2}|20[0-9]{2})\b", year,
               &[]),
             r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,8}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
-              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text"]),
+              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text", "number", "office", "ph", "landline", "dial", "ring", "sms"]),
             r("EmailRecognizer", "EMAIL_ADDRESS", At, r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,24}\b", email,
               &["email", "e-mail", "mail"]),
             r("UrlRecognizer", "URL", Dotted, r#"(?i)\b(?:https?|ftp)://[^\s<>"'`]+|\bwww\d{0,3}\.[^\s<>"'`]+"#, url,
@@ -717,9 +774,18 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             // write it ("Calle de Alcalá 48, 28014 Madrid", "Hauptstraße 5", "Rua Augusta 1500,
             // apto 42"), and the French number-first form ("15 Rue de la Paix, 75002 Paris").
             r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(
-                r"(?:\b(?i:{INTL_STREET_WORDS})\.?\s+(?:(?i:{INTL_LINKS})\s+){{0,3}}\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,3}}|\b\p{{Lu}}[\p{{Ll}}ß]+(?i:{INTL_STREET_SUFFIXES})|\b\p{{Lu}}[\p{{L}}'\-]+\s+(?i:{INTL_STREET_SUFFIXES_SPACED}))\s+\d{{1,5}}[A-Za-z]?(?:\s?-\s?\d{{1,4}})?(?:,?\s+(?i:apto|apt|piso|ap|app|appt|bus|étage|stock|esc|puerta|dpto|depto|int)\.?\s*[0-9A-Za-zºª]{{1,5}})?(?:,?\s+(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:-\d{{3}})?\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?|,\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+){{0,3}}(?:,?\s+\d{{5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?"
+                r"(?:\b(?i:{INTL_STREET_WORDS})\.?\s+(?:(?i:{INTL_LINKS})\s+){{0,3}}\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,3}}|\b\p{{Lu}}[\p{{Ll}}ß]+(?i:{INTL_STREET_SUFFIXES})|\b\p{{Lu}}[\p{{L}}'\-]+\s+(?i:{INTL_STREET_SUFFIXES_SPACED}))\s+\d{{1,5}}[A-Za-z]?(?:\s?-\s?\d{{1,4}})?(?:,?\s+(?i:apto|apt|piso|ap|app|appt|bus|étage|stock|esc|puerta|dpto|depto|int)\.?\s*[0-9A-Za-zºª]{{1,5}})?(?:,?\s+(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:-\d{{3}})?\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?|,\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+){{0,3}}(?:\s+\d{{1,5}}\b)?(?:,?\s+\d{{5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}"
               ), address,
               &["address", "live", "lives", "located", "street", "ship", "deliver", "mail", "dirección", "adresse", "endereço", "indirizzo"]),
+            // Military mail (USPS): "USS Lindqvist, FPO AE 67601", "PSC 3412, Box 5242, APO AA
+            // 29282", "Unit 3848 Box 3726, DPO AE 51928".
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, r"\b(?:(?:USNS|USNV|USS|USCGC)\s+\p{Lu}[\p{L}\-]+|(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}),?\s+[AFD]PO\s+A[AEP]\s+\d{5}\b", address,
+              &["address", "mail", "ship", "send"]),
+            // A name between numbers ("307 Alvaro Cunqueiro 55") or a name and its house number
+            // ("Wilgenlaan 40", "Orrspelsv 49"): any heading or product says as much ("Windows
+            // 10"), so only beside an address word.
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(r"\b\d{{1,5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]+){{0,2}}\s+\d{{1,4}}[A-Za-z]?\b{ADDRESS_LINES}|\b\p{{Lu}}\p{{Ll}}{{3,}}(?:\s\p{{Lu}}\p{{Ll}}+)?\s\d{{1,4}}[a-z]?\b{ADDRESS_LINES}"), weak_address,
+              &["address", "live", "lives", "located", "street", "ship", "deliver", "mail", "send", "move", "moved", "reside", "visit", "office"]),
             r("UsPassportRecognizer", "US_PASSPORT", Numeric, r"\b[A-Z]?\d{9}\b|\b[A-Z]\d{8}\b", weak(0.1),
               &["passport", "passport#", "passportno", "travel", "document"]),
             r("UsDriverLicenseRecognizer", "US_DRIVER_LICENSE", Numeric, r"\b[A-Z]{1,2}\d{4,14}\b|\b[A-Z]\d{3}-\d{4}-\d{4}(?:-\d{1,2})?\b|\b[A-Z]\d{2}-\d{2}-\d{4}\b|\b\d{2}[A-Z]{3}\d{5}\b|\b\d{3}[A-Z]{2}\d{4}\b|\b[A-Z]\d{2}-\d{3}-\d{3}\b", weak(0.3),
@@ -793,7 +859,11 @@ mod tests {
             {
                 r.analyze_region(t, 0..t.len(), &mut out);
             }
-            out.iter().map(|f| t[f.start..f.end].to_string()).collect()
+            // What stands without an address word nearby.
+            out.iter()
+                .filter(|f| f.score >= 0.5)
+                .map(|f| t[f.start..f.end].to_string())
+                .collect()
         };
         for (t, want) in [
             (
@@ -818,6 +888,15 @@ mod tests {
             ),
             ("Via Roma 10, 00184 Roma", "Via Roma 10, 00184 Roma"),
             (
+                "307 Alvaro Cunqueiro 55\n Apt. 440\n Sevilla\n Spain 19595",
+                "307 Alvaro Cunqueiro 55\n Apt. 440\n Sevilla\n Spain 19595",
+            ),
+            ("Rebbåsbakken 48", "Rebbåsbakken 48"),
+            (
+                "0189 Rue des Buissons 386\n Suite 559\n Runkelen\n Belgium 65601",
+                "0189 Rue des Buissons 386\n Suite 559\n Runkelen\n Belgium 65601",
+            ),
+            (
                 "Send it to 221B Baker Street, London NW1 6XE.",
                 "221B Baker Street, London NW1 6XE",
             ),
@@ -838,13 +917,16 @@ mod tests {
     fn figures_scores_and_date_times_are_not_phone_numbers() {
         for n in [
             "2000-04-16 11",
-            "1996 125 300",
             "3 500 000",
             "2024-05-01",
             "192.168.10.1",
             "15 12 10 9 8",
         ] {
             assert!(phone_valid(n).is_none(), "{n}");
+        }
+        // Shaped like a phone number, but only one beside a context word.
+        for n in ["1996 125 300", "9380 6377", "25 761546", "07289025797"] {
+            assert_eq!(phone_valid(n), Some(super::PHONE_PLAUSIBLE), "{n}");
         }
     }
 }

@@ -76,8 +76,42 @@ fn previous_word(text: &str, at: usize) -> String {
     head[start..].to_lowercase()
 }
 
+/// Head nouns of occupations: a title not in the list still ends with one ("Woodworking
+/// machine operator", "Press relations specialist", "Office clerk").
+const HEADS: &str = "operator|technician|specialist|manager|assistant|clerk|worker|nurse|reporter|correspondent|scientist|librarian|chef|tender|repairer|collector|installer|mechanic|engineer|analyst|supervisor|director|coordinator|designer|developer|teacher|inspector|attendant|aide|therapist|counselor|counsellor|consultant|representative|administrator|accountant|officer|treasurer|secretary|paperhanger|technologist|planner|adviser|advisor|editor|producer|instructor|estimator|dispatcher|programmer|architect|surveyor|auditor|examiner|investigator|agent|personnel";
+
+/// A title on a line of its own (a signature block, a form) or after a cue ("works as a",
+/// "Occupation:"), ending with an occupation's head noun.
+fn headed() -> Option<&'static regex::Regex> {
+    static R: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    R.get_or_init(|| {
+        let phrase = format!(r"(?:[A-Za-z][a-z'\-]*,?[ \t]+(?:and[ \t]+)?){{0,5}}(?i:{HEADS})s?");
+        regex::Regex::new(&format!(
+            r"(?m)^[ \t]*({phrase})[ \t]*$|(?:(?i:\b(?:occupation|job(?:\s+title)?|title|position|profession|role)\s*:\s*)|\b(?:as|is|am|was|were|be)\s+an?\s+)({phrase})(?:[ \t]*$|[.,;)]|[ \t]+(?:at|for|in|with|from|and)\b)"
+        ))
+        .ok()
+    })
+    .as_ref()
+}
+
 /// Appends TITLE findings in `text` to `out`.
 pub fn analyze(text: &str, out: &mut Vec<Finding>) {
+    let mut headed_spans = Vec::new();
+    if let Some(re) = headed() {
+        for c in re.captures_iter(text) {
+            if let Some(m) = c.get(1).or_else(|| c.get(2)) {
+                out.push(Finding::new(
+                    "TITLE",
+                    m.start(),
+                    m.end(),
+                    0.6,
+                    "TitleRecognizer",
+                ));
+                headed_spans.push(m.range());
+            }
+        }
+    }
+    let covered = |s: usize, e: usize| headed_spans.iter().any(|r| r.start <= s && e <= r.end);
     let Some(t) = titles() else { return };
     for m in t.automaton.find_iter(text) {
         let (s, e) = (m.start(), m.end());
@@ -101,7 +135,9 @@ pub fn analyze(text: &str, out: &mut Vec<Finding>) {
             (false, true) => 0.6,
             (false, false) => continue,
         };
-        out.push(Finding::new("TITLE", s, end, score, "TitleRecognizer"));
+        if !covered(s, end) {
+            out.push(Finding::new("TITLE", s, end, score, "TitleRecognizer"));
+        }
     }
 }
 
@@ -126,7 +162,18 @@ mod tests {
             found("Accountant, chartered since 2010"),
             ["Accountant, chartered"]
         );
-        assert_eq!(found("two registered nurses"), ["registered nurses"]);
+        assert_eq!(
+            found("We hired two registered nurses."),
+            ["registered nurses"]
+        );
+        assert_eq!(
+            found("Bibulat Sultygov\nWoodworking machine operator\nAcme Ltd"),
+            ["Woodworking machine operator"]
+        );
+        assert_eq!(
+            found("Occupation: Press relations specialist"),
+            ["Press relations specialist"]
+        );
     }
 
     #[test]

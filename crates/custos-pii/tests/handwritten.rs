@@ -36,3 +36,47 @@ fn the_hand_written_set_scores_above_its_floor() {
 }
 
 const FLOOR: f64 = 0.88;
+
+#[test]
+fn an_address_beats_the_name_reading_of_its_street() {
+    let a = Analyzer::default();
+    for (t, want) in [
+        (
+            "Send the documents to 221B Baker Street, London NW1 6XE.",
+            "221B Baker Street, London NW1 6XE",
+        ),
+        (
+            "Our office is at 1600 Amphitheatre Parkway, Mountain View, CA 94043.",
+            "1600 Amphitheatre Parkway, Mountain View, CA 94043",
+        ),
+    ] {
+        let found: Vec<(String, &str)> = a
+            .analyze(t)
+            .iter()
+            .map(|f| (f.entity_type.to_string(), &t[f.start..f.end]))
+            .collect();
+        assert_eq!(found, [("STREET_ADDRESS".to_string(), want)], "{t}");
+    }
+}
+
+#[test]
+fn escaped_line_breaks_read_as_breaks() {
+    let a = Analyzer::default();
+    // As text copied out of a JSON string keeps them: a backslash and an n.
+    let t = r"Name: Eduard Kvarda\nPhone: 961 52 200\nOffice: 9380 6377 office\nPath C:\\new";
+    let found: Vec<(String, &str)> = a
+        .analyze(t)
+        .iter()
+        .map(|f| (f.entity_type.to_string(), &t[f.start..f.end]))
+        .collect();
+    for want in [
+        ("PERSON", "Eduard Kvarda"),
+        ("PHONE_NUMBER", "961 52 200"),
+        ("PHONE_NUMBER", "9380 6377"),
+    ] {
+        assert!(
+            found.contains(&(want.0.to_string(), want.1)),
+            "{want:?} in {found:?}"
+        );
+    }
+}
