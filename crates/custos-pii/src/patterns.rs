@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::finding::Finding;
 use crate::scan::Windows;
@@ -78,21 +78,31 @@ pub fn builtin_sets() -> &'static [SourceSet] {
     static SETS: OnceLock<Vec<SourceSet>> = OnceLock::new();
     SETS.get_or_init(|| {
         let all = builtin();
-        [Source::Numeric, Source::At, Source::Dotted]
-            .into_iter()
-            .map(|source| {
-                let members: Vec<usize> = (0..all.len())
-                    .filter(|&i| all[i].source == source)
-                    .collect();
-                let set = RegexSet::new(members.iter().map(|&i| all[i].regex.as_str()))
-                    .unwrap_or_else(|e| panic!("built-in pattern set does not compile: {e}"));
-                SourceSet {
-                    source,
-                    set,
-                    members,
-                }
-            })
-            .collect()
+        // Street addresses get a set of their own: their letter classes and alternations
+        // multiply the states of one automaton over every numeric pattern.
+        let street = |i: usize| all[i].entity == "STREET_ADDRESS";
+        [
+            (Source::Numeric, false),
+            (Source::Numeric, true),
+            (Source::At, false),
+            (Source::Dotted, false),
+        ]
+        .into_iter()
+        .map(|(source, streets)| {
+            let members: Vec<usize> = (0..all.len())
+                .filter(|&i| all[i].source == source && street(i) == streets)
+                .collect();
+            let set = RegexSetBuilder::new(members.iter().map(|&i| all[i].regex.as_str()))
+                .dfa_size_limit(DFA_CACHE)
+                .build()
+                .unwrap_or_else(|e| panic!("built-in pattern set does not compile: {e}"));
+            SourceSet {
+                source,
+                set,
+                members,
+            }
+        })
+        .collect()
     })
 }
 
@@ -691,6 +701,10 @@ fn words(list: &[&'static str]) -> Vec<Cow<'static, str>> {
 const STREET_SUFFIXES: &str = "Alley|Allee|Aly|Avenue|Ave|Av|Boulevard|Blvd|Branch|Bridge|Brook|Brooks|Burg|Burgs|Bypass|Byp|Camp|Canyon|Cape|Causeway|Center|Ctr|Circle|Cir|Circles|Cliff|Cliffs|Close|Club|Common|Corner|Corners|Course|Court|Ct|Courts|Cove|Coves|Creek|Crescent|Cres|Crest|Crossing|Xing|Crossroad|Curve|Dale|Dam|Divide|Drive|Dr|Drives|Estate|Estates|Expressway|Expy|Extension|Ext|Fall|Falls|Ferry|Field|Fields|Flat|Flats|Ford|Fords|Forest|Forge|Forges|Fork|Forks|Fort|Freeway|Fwy|Garden|Gardens|Gateway|Glen|Glens|Green|Greens|Grove|Groves|Harbor|Harbors|Haven|Heights|Hts|Highway|Hwy|Hill|Hills|Hollow|Inlet|Island|Islands|Isle|Junction|Junctions|Key|Keys|Knoll|Knolls|Lake|Lakes|Land|Landing|Lane|Ln|Light|Lights|Loaf|Lock|Locks|Lodge|Loop|Mall|Manor|Manors|Meadow|Meadows|Mews|Mill|Mills|Mission|Motorway|Mount|Mountain|Mountains|Neck|Orchard|Oval|Overpass|Park|Parks|Parkway|Pkwy|Parkways|Pass|Passage|Path|Pike|Pine|Pines|Place|Pl|Plain|Plains|Plaza|Plz|Point|Pt|Points|Port|Ports|Prairie|Radial|Ramp|Ranch|Rapid|Rapids|Rest|Ridge|Ridges|River|Road|Rd|Roads|Route|Rte|Row|Rue|Run|Shoal|Shoals|Shore|Shores|Skyway|Spring|Springs|Spur|Spurs|Square|Sq|Squares|Station|Sta|Stravenue|Stream|Street|St|Streets|Summit|Terrace|Ter|Throughway|Trace|Track|Trafficway|Trail|Trl|Tunnel|Turnpike|Tpke|Underpass|Union|Unions|Valley|Valleys|Via|Viaduct|View|Views|Village|Villages|Ville|Vista|Walk|Walks|Wall|Way|Ways|Well|Wells";
 
 /// The built-in pattern recognizers, compiled once per process.
+/// Lazy DFA cache per pattern and set: the address patterns' Unicode letter classes fill the
+/// default 2 MB, after which the engine falls back to a several times slower one.
+const DFA_CACHE: usize = 16 << 20;
+
 /// Words that open a street's name where the house number follows it.
 const INTL_STREET_WORDS: &str = "calle|carrer|rúa|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
 /// Street words written as one word with the name ("Hauptstraße", "Kerkstraat").
@@ -721,7 +735,9 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             entity: Cow::Borrowed(entity),
             // ASCII word boundaries and digits keep every pattern on the lazy DFA: a
             // Unicode `\b` sends non-ASCII text to the much slower backtracker.
-            regex: Regex::new(&re.replace(r"\b", r"(?-u:\b)").replace(r"\d", "[0-9]"))
+            regex: RegexBuilder::new(&re.replace(r"\b", r"(?-u:\b)").replace(r"\d", "[0-9]"))
+                .dfa_size_limit(DFA_CACHE)
+                .build()
                 .unwrap_or_else(|e| panic!("built-in pattern {name} does not compile: {e}")),
             source,
             check: Some(check),
@@ -781,10 +797,10 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             // 29282", "Unit 3848 Box 3726, DPO AE 51928".
             r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, r"\b(?:(?:USNS|USNV|USS|USCGC)\s+\p{Lu}[\p{L}\-]+|(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}),?\s+[AFD]PO\s+A[AEP]\s+\d{5}\b", address,
               &["address", "mail", "ship", "send"]),
-            // A name between numbers ("307 Alvaro Cunqueiro 55") or a name and its house number
-            // ("Wilgenlaan 40", "Orrspelsv 49"): any heading or product says as much ("Windows
-            // 10"), so only beside an address word.
-            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(r"\b\d{{1,5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]+){{0,2}}\s+\d{{1,4}}[A-Za-z]?\b{ADDRESS_LINES}|\b\p{{Lu}}\p{{Ll}}{{3,}}(?:\s\p{{Lu}}\p{{Ll}}+)?\s\d{{1,4}}[a-z]?\b{ADDRESS_LINES}"), weak_address,
+            // A name between numbers ("307 Alvaro Cunqueiro 55"): a heading or a product says
+            // as much ("2 Windows 10"), so only with a unit or postcode line, or beside an
+            // address word.
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(r"\b\d{{1,5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]+){{0,2}}\s+\d{{1,4}}[A-Za-z]?\b{ADDRESS_LINES}"), weak_address,
               &["address", "live", "lives", "located", "street", "ship", "deliver", "mail", "send", "move", "moved", "reside", "visit", "office"]),
             r("UsPassportRecognizer", "US_PASSPORT", Numeric, r"\b[A-Z]?\d{9}\b|\b[A-Z]\d{8}\b", weak(0.1),
               &["passport", "passport#", "passportno", "travel", "document"]),
