@@ -84,6 +84,8 @@ pub struct Scanner {
     always: Vec<usize>,
     /// For each keyword pattern, whether a line-scoped rule needs where it occurs.
     located: Vec<bool>,
+    /// For each rule, its keyword patterns (a line-scoped rule reads the lines they hit).
+    rule_keywords: Vec<Vec<usize>>,
 }
 
 impl Scanner {
@@ -91,6 +93,7 @@ impl Scanner {
         let mut patterns: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
         let mut always = Vec::new();
+        let mut rule_keywords = vec![Vec::new(); rules.rules.len()];
         for (i, r) in rules.rules.iter().enumerate() {
             if r.regex.is_none() {
                 continue;
@@ -99,13 +102,18 @@ impl Scanner {
                 always.push(i);
             }
             for k in &r.keywords {
-                match patterns.iter().position(|p| p == k) {
-                    Some(at) => keyword_rules[at].push(i),
+                let at = match patterns.iter().position(|p| p == k) {
+                    Some(at) => {
+                        keyword_rules[at].push(i);
+                        at
+                    }
                     None => {
                         patterns.push(k.clone());
                         keyword_rules.push(vec![i]);
+                        patterns.len() - 1
                     }
-                }
+                };
+                rule_keywords[i].push(at);
             }
         }
         let keywords = (!patterns.is_empty())
@@ -129,6 +137,7 @@ impl Scanner {
             keyword_rules,
             always,
             located,
+            rule_keywords,
         }
     }
 
@@ -289,9 +298,9 @@ impl Scanner {
             }
             let newlines = lines.get_or_insert_with(|| memchr_newlines(content));
             // The lines holding one of this rule's keywords, each once, in order.
-            let mut starts: Vec<(usize, usize)> = self
-                .rule_patterns(i)
-                .flat_map(|p| at[p].iter())
+            let mut starts: Vec<(usize, usize)> = self.rule_keywords[i]
+                .iter()
+                .flat_map(|&p| at[p].iter())
                 .map(|&o| line_bounds(newlines, content.len(), o))
                 .collect();
             starts.sort_unstable();
@@ -310,15 +319,6 @@ impl Scanner {
                 .unwrap_or(usize::MAX)
         });
         out
-    }
-
-    /// The keyword patterns that enable rule `i`.
-    fn rule_patterns(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        self.keyword_rules
-            .iter()
-            .enumerate()
-            .filter(move |(_, rs)| rs.contains(&i))
-            .map(|(p, _)| p)
     }
 
     /// Turns one regex match into a finding unless entropy, an allowlist or an inline allow
