@@ -753,17 +753,22 @@ fn analyze_runs(text: &str, out: &mut Vec<Finding>) {
         }
         let before = out.len();
         run(text, &words, i, j, g, out);
-        // "Dr. Okonkwo": the honorific's period ended its run, so the name after it was
-        // found alone; the honorific is its TITLE.
-        if i > 0 && honorific(&words[i - 1].lower) {
-            let gap = &text[words[i].gap_before.clone()];
-            let named = out[before..]
-                .iter()
-                .any(|f| f.entity_type == "PERSON" && f.start == words[i].span.start);
-            if named && matches!(gap, ". " | " ") {
-                let t = &words[i - 1].span;
-                let end = t.end + usize::from(gap.starts_with('.'));
+        // The honorifics right before a name found here are TITLEs of their own, each with its
+        // period: "Mr Roe", "Prof. Dr. Okonkwo" (whose periods end runs).
+        let named: Vec<usize> = out[before..]
+            .iter()
+            .filter(|f| f.entity_type == "PERSON")
+            .filter_map(|f| words.binary_search_by_key(&f.start, |w| w.span.start).ok())
+            .collect();
+        for mut k in named {
+            while k > 0
+                && honorific(&words[k - 1].lower)
+                && matches!(&text[words[k].gap_before.clone()], ". " | " ")
+            {
+                let t = &words[k - 1].span;
+                let end = t.end + usize::from(text[t.end..].starts_with('.'));
                 out.push(Finding::new("TITLE", t.start, end, 0.8, "TitleRecognizer"));
+                k -= 1;
             }
         }
         i = j;
@@ -942,7 +947,6 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
     let mut title = false;
-    let mut honorifics: Vec<usize> = Vec::new();
     while a < b {
         let w = &words[a];
         if b - a >= 2 && !title && g.places.contains(joined(a).as_str()) {
@@ -950,9 +954,6 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         }
         if is_title(w) {
             title = true;
-            if honorific(&w.lower) {
-                honorifics.push(a);
-            }
             a += 1;
         } else if function_word(&w.lower)
             || w.sentence_start
@@ -1060,12 +1061,6 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             0.9,
             "PersonRecognizer",
         ));
-        // The honorific is a TITLE of its own ("Dr." before "Jane Roe"), its period with it.
-        for k in honorifics {
-            let t = &words[k].span;
-            let end = t.end + usize::from(text[t.end..].starts_with('.'));
-            out.push(Finding::new("TITLE", t.start, end, 0.8, "TitleRecognizer"));
-        }
         return;
     }
     let first = |k: usize| g.first.contains(lw(k));
