@@ -274,6 +274,23 @@ pub enum Resource {
     },
     /// A tenant, for control-plane actions.
     Tenant(String),
+    /// A tool offered to a model or called by it (`tool.call`).
+    Tool(ToolFacts),
+}
+
+/// A tool in one call: what the calling app declared and what the call carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolFacts {
+    pub name: String,
+    /// The calling app declared this tool.
+    pub declared: bool,
+    /// The calling app declared its tools at all.
+    pub app_declares: bool,
+    pub model: String,
+    /// `offered` or `called`.
+    pub phase: &'static str,
+    /// The call's arguments as JSON text; empty when offered.
+    pub arguments: String,
 }
 
 /// Facts about the request beyond who, what and on which resource.
@@ -589,8 +606,12 @@ impl Engine {
         let context = {
             let mut last = last_context.lock().unwrap_or_else(|e| e.into_inner());
             match &*last {
+                // A tool's context carries its call's arguments: never shared.
                 Some((t, c, s, ctx))
-                    if *t == facts.time && *c == facts.classification && *s == facts.step_up =>
+                    if !matches!(resource, Resource::Tool(_))
+                        && *t == facts.time
+                        && *c == facts.classification
+                        && *s == facts.step_up =>
                 {
                     ctx.clone()
                 }
@@ -706,6 +727,13 @@ fn prepared_key(
         Resource::Tenant(name) => {
             put("tenant");
             put(name);
+        }
+        Resource::Tool(t) => {
+            // Arguments, model and phase are context only, built for each request.
+            put("tool");
+            put(&t.name);
+            put(if t.declared { "declared" } else { "-" });
+            put(if t.app_declares { "app-declares" } else { "-" });
         }
     }
     k
@@ -828,6 +856,27 @@ fn slice(
             );
             other
         }
+        Resource::Tool(t) => {
+            let tool = uid("Custos::Tool", &t.name);
+            entities.push(
+                Entity::new(
+                    tool.clone(),
+                    HashMap::from([
+                        (
+                            "declared".to_owned(),
+                            RestrictedExpression::new_bool(t.declared),
+                        ),
+                        (
+                            "app_declares".to_owned(),
+                            RestrictedExpression::new_bool(t.app_declares),
+                        ),
+                    ]),
+                    HashSet::new(),
+                )
+                .map_err(|e| bad(&e))?,
+            );
+            tool
+        }
     };
     let entities = actions
         .clone()
@@ -852,7 +901,7 @@ fn context(
 ) -> Result<Context, PolicyError> {
     let region = match resource {
         Resource::Model { region, .. } => region.as_str(),
-        Resource::Tenant(_) => "",
+        Resource::Tenant(_) | Resource::Tool(_) => "",
     };
     let secs = facts.time;
     let days = secs.div_euclid(86_400);
@@ -865,7 +914,16 @@ fn context(
         &facts.classification
     };
     let empty = Vec::new();
-    Context::from_pairs([
+    let tool = match resource {
+        Resource::Tool(t) => vec![
+            ("model".to_owned(), string(&t.model)),
+            ("app".to_owned(), string(&p.app)),
+            ("phase".to_owned(), string(t.phase)),
+            ("arguments".to_owned(), string(&t.arguments)),
+        ],
+        _ => Vec::new(),
+    };
+    Context::from_pairs(tool.into_iter().chain([
         ("time".to_owned(), RestrictedExpression::new_long(secs)),
         ("hour".to_owned(), RestrictedExpression::new_long(hour)),
         (
@@ -885,7 +943,7 @@ fn context(
             strings(p.scopes.as_ref().unwrap_or(&empty)),
         ),
         ("grants".to_owned(), strings(&facts.grants)),
-    ])
+    ]))
     .map_err(|e| PolicyError::Request(describe(&e)))
 }
 
@@ -1173,5 +1231,52 @@ mod tests {
         );
         let e = load("permit(principal == ?principal, action, resource);");
         assert!(e.contains("templates"), "{e}");
+    }
+
+    fn tool(name: &str, declared: bool, app_declares: bool, arguments: &str) -> Resource {
+        Resource::Tool(ToolFacts {
+            name: name.into(),
+            declared,
+            app_declares,
+            model: "gpt-4o".into(),
+            phase: "called",
+            arguments: arguments.into(),
+        })
+    }
+
+    #[test]
+    fn tools_follow_the_apps_declaration_and_policies_read_their_arguments() {
+        let e = engine();
+        let none = TenantFacts::default();
+        let svc = Principal {
+            id: "key_1".into(),
+            method: AuthMethod::ApiKey,
+            tenant: "acme".into(),
+            app: "bot".into(),
+            ..Principal::default()
+        };
+        let d = |r: &Resource| decide(&e, &svc, "tool.call", r, &none);
+        assert!(d(&tool("search", true, true, "")).allowed);
+        assert!(d(&tool("anything", false, false, "")).allowed);
+        let denied = d(&tool("shell", false, true, ""));
+        assert!(!denied.allowed && denied.policies.is_empty(), "{denied:?}");
+
+        let schema = schema().unwrap();
+        let text = format!(
+            "{BUILTIN_POLICIES}\n@id(\"no-deletes\")\nforbid (principal, action == Custos::Action::\"tool.call\", resource == Custos::Tool::\"sql\")\nwhen {{ context.arguments like \"*DROP*\" && context.app == \"bot\" }};"
+        );
+        let e = Engine::new(
+            schema.clone(),
+            Policies::load(&[("t.cedar".into(), text)], &schema).unwrap(),
+        )
+        .unwrap();
+        let d = |r: &Resource| decide(&e, &svc, "tool.call", r, &none);
+        // The same tool, one second, two argument texts: the context is never reused.
+        assert!(d(&tool("sql", true, true, "{\"q\":\"SELECT 1\"}")).allowed);
+        assert_eq!(
+            d(&tool("sql", true, true, "{\"q\":\"DROP TABLE t\"}")).policies,
+            ["no-deletes"]
+        );
+        assert!(d(&tool("sql", true, true, "{\"q\":\"SELECT 2\"}")).allowed);
     }
 }

@@ -16,7 +16,25 @@ fn team_state(t: &Team) -> Value {
 }
 
 fn app_state(a: &App) -> Value {
-    json!({"type": "app", "id": a.id, "tenant": a.tenant, "team": a.team, "name": a.name})
+    json!({"type": "app", "id": a.id, "tenant": a.tenant, "team": a.team, "name": a.name,
+           "tools": a.tools})
+}
+
+/// A tool name as providers accept them (OpenAI: letters, digits, `_`, `-`, up to 64),
+/// plus `.` and `:` for namespaced (MCP-style) tools.
+fn check_tool_name(name: &str) -> Result<(), ControlError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::Invalid(format!(
+            "tool name {name:?} is invalid: use 1-128 letters, digits, '_', '-', '.' or ':'"
+        )))
+    }
 }
 
 /// The ledger's view of a key: who owns it and what it may do, never the secret or digest.
@@ -292,6 +310,59 @@ impl Control {
             reason,
         ));
         self.commit(c, events, app).await
+    }
+
+    /// Declares the tools an app uses (`None` withdraws the declaration). With a
+    /// declaration, the built-in `tools.declared` policy refuses every other tool.
+    pub async fn set_app_tools(
+        &self,
+        actor: &Actor,
+        tenant: &str,
+        team: &str,
+        name: &str,
+        tools: Option<Vec<String>>,
+        reason: &Reason,
+    ) -> Result<Recorded<App>, ControlError> {
+        let d = self
+            .authorize(actor, "tools.manage", tenant, reason)
+            .await?;
+        let tools = match tools {
+            Some(mut list) => {
+                for t in &list {
+                    check_tool_name(t)?;
+                }
+                list.sort();
+                list.dedup();
+                Some(list)
+            }
+            None => None,
+        };
+        let mut c = self.store.begin_change().await?;
+        let before = c.app(tenant, team, name).await.map_err(|e| {
+            missing(
+                e,
+                &format!(
+                    "custos apps create {name} --team {team}{}",
+                    tenant_flag(tenant)
+                ),
+            )
+        })?;
+        let app = c
+            .set_app_tools(tenant, team, name, tools.as_deref())
+            .await?;
+        let e = self.event(
+            actor,
+            "tools.manage",
+            &d,
+            Evidence {
+                activity: "app.tools",
+                resource: app_state(&app),
+                before: Some(app_state(&before)),
+                after: Some(app_state(&app)),
+            },
+            reason,
+        );
+        self.commit(c, vec![e], app).await
     }
 
     /// Mints an API key for an app. The secret is returned once and never stored.

@@ -319,6 +319,216 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Several gateway replicas: the shared Redis their counters live in.
     pub cluster: ClusterConfig,
+    /// Tools (functions) in model calls: what a refusal does, argument constraints.
+    pub tools: ToolsConfig,
+    /// Prompt-injection screening of what models read.
+    pub injection: InjectionConfig,
+    /// Where custos may send traffic: provider, JWKS, webhook and witness hosts.
+    pub egress: EgressConfig,
+}
+
+/// `[egress]`: the hosts outbound traffic may go to. Empty: anywhere. When set, every
+/// provider `base_url`, JWKS URL, webhook and witness URL in the configuration must name one
+/// of them, or the configuration is refused; markdown images and links to them in prompts
+/// are not taken for exfiltration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Host names, exact (`api.openai.com`) or with their subdomains (`*.internal.example`).
+    pub allow: Vec<String>,
+}
+
+impl EgressConfig {
+    /// Whether `url` may be reached: its host (after any userinfo, before any port) is
+    /// allowed. Always true when no list is set.
+    pub fn permits(&self, url: &str) -> Result<(), String> {
+        if self.allow.is_empty() {
+            return Ok(());
+        }
+        let Some(host) = url_host(url) else {
+            return Err(format!("{url:?} names no host"));
+        };
+        let ok = self.allow.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            match a.strip_prefix("*.") {
+                Some(parent) => host
+                    .strip_suffix(parent)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                None => host == a,
+            }
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "the host {host} is not in [egress] allow ({})",
+                self.allow.join(", ")
+            ))
+        }
+    }
+}
+
+/// The host of an http(s) URL, lower case: after the scheme and any userinfo, before a port,
+/// path, query or fragment (a backslash ends it too, as browsers read one).
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#', '\\']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// What the gateway does with a text that screens as a prompt injection.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionAction {
+    /// Nothing: not even screened.
+    Allow,
+    /// Record it (the call's ledger event, a metric) and forward the call.
+    #[default]
+    Flag,
+    /// 403 `prompt-injection`, naming the category, never the text.
+    Block,
+}
+
+/// `[injection]`: prompt-injection screening of user content (`direct`) and of tool results
+/// and documents (`indirect`), with rules by tenant, app or model (the first match wins).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectionConfig {
+    pub direct: InjectionAction,
+    pub indirect: InjectionAction,
+    /// The model's answers: images and links carrying data to hosts not allowed. `block`
+    /// replaces their URL with `#custos-removed`.
+    pub output: InjectionAction,
+    /// Signals scoring at least this (0–1) are acted on.
+    pub threshold: f32,
+    /// Hosts markdown images and links may point at with data (`*.example.com` for
+    /// subdomains); `[egress] allow` counts too.
+    pub allow_hosts: Vec<String>,
+    pub rules: Vec<InjectionRule>,
+}
+
+impl Default for InjectionConfig {
+    fn default() -> Self {
+        InjectionConfig {
+            direct: InjectionAction::Flag,
+            indirect: InjectionAction::Flag,
+            output: InjectionAction::Flag,
+            threshold: 0.7,
+            allow_hosts: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectionRule {
+    pub tenant: Option<String>,
+    pub app: Option<String>,
+    pub model: Option<String>,
+    pub direct: Option<InjectionAction>,
+    pub indirect: Option<InjectionAction>,
+    pub output: Option<InjectionAction>,
+    pub threshold: Option<f32>,
+}
+
+/// The injection policy in force for one call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InjectionPolicy {
+    pub direct: InjectionAction,
+    pub indirect: InjectionAction,
+    pub output: InjectionAction,
+    pub threshold: f32,
+}
+
+impl InjectionConfig {
+    pub fn resolve(&self, tenant: &str, app: &str, model: &str) -> InjectionPolicy {
+        let hit = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| hit(&r.tenant, tenant) && hit(&r.app, app) && hit(&r.model, model));
+        InjectionPolicy {
+            direct: rule.and_then(|r| r.direct).unwrap_or(self.direct),
+            indirect: rule.and_then(|r| r.indirect).unwrap_or(self.indirect),
+            output: rule.and_then(|r| r.output).unwrap_or(self.output),
+            threshold: rule.and_then(|r| r.threshold).unwrap_or(self.threshold),
+        }
+    }
+
+    /// True when no call is screened.
+    pub fn is_off(&self) -> bool {
+        let off = |a: InjectionAction| a == InjectionAction::Allow;
+        off(self.direct)
+            && off(self.indirect)
+            && off(self.output)
+            && self.rules.iter().all(|r| {
+                r.direct.is_none_or(off) && r.indirect.is_none_or(off) && r.output.is_none_or(off)
+            })
+    }
+}
+
+/// What the gateway does with a request offering a tool the `tool.call` policies refuse.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolOffered {
+    /// 403 `tool-not-allowed`, naming the tools.
+    #[default]
+    Refuse,
+    /// Remove the tool from the request and forward the rest.
+    Strip,
+}
+
+/// What the gateway does with a model response calling a refused tool.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolCalled {
+    /// Replace the call with an assistant message saying it was refused.
+    #[default]
+    Rewrite,
+    /// Answer 502 `tool-call-refused` (a stream ends with an in-band error).
+    Block,
+}
+
+/// `[tools]`: tool use in model calls. Whether a tool may be used is the Cedar action
+/// `tool.call`; this says what a refusal does and constrains the arguments of calls.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    pub offered: ToolOffered,
+    pub called: ToolCalled,
+    /// Constraints on the arguments of the model's calls (`[[tools.constraints]]`).
+    pub constraints: Vec<ToolConstraint>,
+}
+
+/// One argument of one tool: where it is and what it may hold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConstraint {
+    /// The tool's name as the model calls it.
+    pub tool: String,
+    /// The argument: a top-level name (`url`) or a JSON pointer (`/request/url`).
+    pub argument: String,
+    /// The call must carry the argument.
+    #[serde(default)]
+    pub required: bool,
+    /// Hosts a URL argument may name: `docs.example.com`, or `*.example.com` for its
+    /// subdomains. Empty: any host.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// A regular expression the whole argument must match (each element, for a list).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// The most bytes the argument's text may have.
+    #[serde(default)]
+    pub max_len: Option<usize>,
 }
 
 /// Overrides of the shipped carbon tables (`crates/custos-finops/data/carbon.toml`): an
@@ -1271,6 +1481,127 @@ impl Config {
                 );
             }
         }
+        for (i, a) in self.egress.allow.iter().enumerate() {
+            let host = a.strip_prefix("*.").unwrap_or(a);
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+            {
+                return fail(
+                    format!("egress.allow[{i}]"),
+                    find_key(text, "allow"),
+                    format!("{a:?} is not a host name (api.openai.com, or *.internal.example for its subdomains)"),
+                );
+            }
+        }
+        let mut outbound: Vec<(String, Option<usize>, &str)> = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if let Some(u) = &p.base_url {
+                outbound.push((
+                    format!("providers[{i}].base_url"),
+                    find_nth_table_key(text, "providers", i, "base_url"),
+                    u,
+                ));
+            }
+        }
+        for (i, j) in self.auth.jwt.iter().enumerate() {
+            if let Some(u) = &j.jwks_url {
+                outbound.push((
+                    format!("auth.jwt[{i}].jwks_url"),
+                    find_nth_table_key(text, "auth.jwt", i, "jwks_url"),
+                    u,
+                ));
+            }
+        }
+        for (table, list) in [
+            ("finops.webhooks", &self.finops.webhooks),
+            ("audit.anchor_webhooks", &self.audit.anchor_webhooks),
+        ] {
+            for (i, w) in list.iter().enumerate() {
+                outbound.push((
+                    format!("{table}[{i}].url"),
+                    find_nth_table_key(text, table, i, "url"),
+                    &w.url,
+                ));
+            }
+        }
+        for (i, w) in self.audit.witnesses.iter().enumerate() {
+            outbound.push((
+                format!("audit.witnesses[{i}].url"),
+                find_nth_table_key(text, "audit.witnesses", i, "url"),
+                &w.url,
+            ));
+        }
+        for (key, at, url) in outbound {
+            if let Err(why) = self.egress.permits(url) {
+                return fail(key, at, why);
+            }
+        }
+        for (i, t) in std::iter::once(self.injection.threshold)
+            .chain(self.injection.rules.iter().filter_map(|r| r.threshold))
+            .enumerate()
+        {
+            if !(0.0..=1.0).contains(&t) || t.is_nan() {
+                return fail(
+                    if i == 0 {
+                        "injection.threshold".into()
+                    } else {
+                        format!("injection.rules[{}].threshold", i - 1)
+                    },
+                    find_key(text, "threshold"),
+                    format!("{t} is not a score between 0 and 1"),
+                );
+            }
+        }
+        for (i, c) in self.tools.constraints.iter().enumerate() {
+            let key = format!("tools.constraints[{i}]");
+            let at = find_key(text, "constraints");
+            if c.tool.trim().is_empty() || c.argument.trim().is_empty() {
+                return fail(key, at, "needs `tool` and `argument`".into());
+            }
+            if c.argument.starts_with('/') && c.argument.len() == 1 {
+                return fail(
+                    format!("{key}.argument"),
+                    at,
+                    "\"/\" names the whole arguments object; name one argument (`/url`)".into(),
+                );
+            }
+            if let Some(p) = &c.pattern {
+                if let Err(e) = regex::Regex::new(p) {
+                    return fail(
+                        format!("{key}.pattern"),
+                        at,
+                        format!("not a regular expression: {e}"),
+                    );
+                }
+            }
+            for d in &c.domains {
+                let host = d.strip_prefix("*.").unwrap_or(d);
+                let ok = !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                    && !host.starts_with('.')
+                    && !host.ends_with('.');
+                if !ok {
+                    return fail(
+                        format!("{key}.domains"),
+                        at,
+                        format!("{d:?} is not a host name (docs.example.com, or *.example.com for its subdomains)"),
+                    );
+                }
+            }
+            if c.domains.is_empty() && c.pattern.is_none() && c.max_len.is_none() && !c.required {
+                return fail(
+                    key,
+                    at,
+                    "constrains nothing: give `domains`, `pattern`, `max_len` or `required = true`"
+                        .into(),
+                );
+            }
+        }
         let c = &self.carbon;
         if c.pue.is_some_and(|p| !(1.0..=5.0).contains(&p)) {
             return fail(
@@ -1842,6 +2173,48 @@ mod tests {
             .to_string();
         assert!(e.contains("carbon.device_watts.h100"), "{e}");
         assert!(parse("[carbon]\nwatts = 1\n").is_err());
+    }
+
+    /// Issue 25: outbound URLs outside `[egress] allow` are refused at load, naming the key.
+    #[test]
+    fn egress_refuses_urls_outside_the_allowed_hosts() {
+        let providers = |url: &str| {
+            format!(
+                "[egress]\nallow = [\"api.openai.com\", \"*.internal.example\"]\n\n[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{url}\"\n\n[[models]]\nname = \"m\"\nprovider = \"up\"\n"
+            )
+        };
+        assert!(parse(&providers("https://api.openai.com/v1")).is_ok());
+        assert!(parse(&providers("http://llm.internal.example:8000/v1")).is_ok());
+        for bad in [
+            "https://evil.example/v1",
+            "https://api.openai.com@evil.example/v1",
+            "https://api.openai.com.evil.example/v1",
+            "https://internal.example/v1",
+        ] {
+            let e = parse(&providers(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("providers[0].base_url")
+                    && e.contains("not in [egress] allow")
+                    && e.contains(":7"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(
+            "[egress]\nallow = [\"hooks.example.com\"]\n[[finops.webhooks]]\nurl = \"https://other.example/h\"\nsecret_env = \"S\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("finops.webhooks[0].url"), "{e}");
+        let e = parse("[egress]\nallow = [\"bad host\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("egress.allow[0]"), "{e}");
+        // No list: anywhere.
+        assert!(parse(&providers("https://evil.example/v1").replace(
+            "[egress]\nallow = [\"api.openai.com\", \"*.internal.example\"]\n",
+            ""
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -121,6 +121,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             .route(&t("/teams"), get(teams).post(create_team))
             .route(&t("/teams/{name}"), axum::routing::patch(set_team_limits))
             .route(&t("/apps"), get(apps).post(create_app))
+            .route(
+                &t("/apps/{team}/{app}/tools"),
+                axum::routing::put(set_app_tools),
+            )
             .route(&t("/budgets"), get(budgets).post(create_budget))
             .route(&t("/budgets/{name}"), axum::routing::delete(delete_budget))
             .route(&t("/overrides"), post(create_override))
@@ -1083,6 +1087,7 @@ fn app_json(a: &custos_store::App) -> Value {
         team: a.team.clone(),
         name: a.name.clone(),
         created_at: format_rfc3339(a.created_at),
+        tools: a.tools.clone(),
     })
 }
 
@@ -1144,6 +1149,53 @@ pub(crate) async fn create_app(
         .await
     {
         Ok(a) => one(c.version, StatusCode::CREATED, app_json(&a.value)),
+        Err(e) => control_problem(e),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppToolsBody {
+    /// The tools the app uses (every other is refused); `null` withdraws the declaration.
+    tools: Option<Vec<String>>,
+    why: Option<String>,
+    ticket: Option<String>,
+}
+
+/// Declare the tools an app's model calls may use.
+#[utoipa::path(
+    tag = "admin",
+    put,
+    path = "/admin/tenants/{tenant}/apps/{team}/{app}/tools",
+    params(
+        ("tenant" = String, Path, description = "the tenant acted on", example = "acme"),
+        ("team" = String, Path, description = "the app's team", example = "ml"),
+        ("app" = String, Path, description = "the app", example = "chatbot"),
+    ),
+    request_body(content = AppToolsBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Envelope<AppOut>, content_type = "application/vnd.custos.v2+json", description = "done"),
+        Errors
+    )
+)]
+pub(crate) async fn set_app_tools(
+    c: Ctx,
+    AdminPath((tenant, team, app)): AdminPath<(String, String, String)>,
+    bytes: Bytes,
+) -> Response {
+    let b: AppToolsBody = tri!(body(&bytes, None));
+    let r = tri!(reason(&b.why, &b.ticket));
+    match c
+        .s
+        .control
+        .set_app_tools(&c.actor, &tenant, &team, &app, b.tools, &r)
+        .await
+    {
+        Ok(a) => {
+            // This gateway (and its peers) learn the declaration now, not at the next refresh.
+            refresh_directory(&c.s).await;
+            one(c.version, StatusCode::OK, app_json(&a.value))
+        }
         Err(e) => control_problem(e),
     }
 }

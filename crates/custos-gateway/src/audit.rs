@@ -20,7 +20,7 @@ use custos_core::RequestId;
 use custos_store::Store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Events waiting for the writer; beyond this, responses wait (back-pressure).
 const QUEUE: usize = 65_536;
@@ -94,6 +94,11 @@ pub struct AuditSlot {
     release: OnceLock<String>,
     /// The end user the call was made for (the request's `user`).
     end_user: OnceLock<String>,
+    /// Tools offered, called and refused.
+    tools: Arc<crate::tools::ToolLog>,
+    /// Prompt injections screened in the request and the answer: category, score,
+    /// position, action.
+    injection: Arc<Mutex<Vec<Value>>>,
 }
 
 impl AuditSlot {
@@ -114,6 +119,12 @@ impl AuditSlot {
     }
     pub fn set_model_digest(&self, digest: String) {
         let _ = self.model_digest.set(digest);
+    }
+    pub fn injection_log(&self) -> Arc<Mutex<Vec<Value>>> {
+        self.injection.clone()
+    }
+    pub fn tool_log(&self) -> Arc<crate::tools::ToolLog> {
+        self.tools.clone()
     }
     pub fn set_call(&self, model: &str, body_sha256: [u8; 32]) {
         let _ = self.call.set((model.to_owned(), body_sha256));
@@ -200,6 +211,10 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         request_sha256: slot.call.get().map(|(_, h)| hex::encode(h)),
         response_sha256: None,
         completed: false,
+        tools: None,
+        tool_log: slot.tools.clone(),
+        injection: None,
+        injection_log: slot.injection.clone(),
     };
     let (parts, body) = response.into_parts();
     if state.config.audit.durability == custos_core::config::Durability::Strict {
@@ -332,6 +347,18 @@ struct ModelInvoke {
     request_sha256: Option<String>,
     response_sha256: Option<String>,
     completed: bool,
+    /// Tools offered, called and refused, when the call involved any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Value>,
+    /// Where `tools` is read from when the response ends (the model's calls are judged
+    /// while it streams).
+    #[serde(skip)]
+    tool_log: Arc<crate::tools::ToolLog>,
+    /// Prompt injections screened in the request, when any scored at the threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    injection: Option<Value>,
+    #[serde(skip)]
+    injection_log: Arc<Mutex<Vec<Value>>>,
 }
 
 #[derive(serde::Serialize)]
@@ -416,6 +443,14 @@ fn finish(
     let (permit, mut event) = pending.take()?;
     event.response_sha256 = Some(hex::encode(std::mem::take(hasher).finalize()));
     event.completed = completed;
+    event.tools = event.tool_log.snapshot();
+    let found = std::mem::take(
+        &mut *event
+            .injection_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    event.injection = (!found.is_empty()).then_some(Value::Array(found));
     match serde_json::to_string(&event) {
         Ok(line) => Some((permit, line)),
         // Plain strings and numbers cannot fail to serialize; should that change, the

@@ -176,15 +176,28 @@ impl Authz {
         resource: &Resource,
         req: &Request,
     ) -> Result<(Decision, Arc<TenantFacts>), PolicyError> {
+        let classification = req
+            .headers()
+            .get(DATA_CLASS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.decide_facts(state, principal, action, resource, classification)
+    }
+
+    /// A decision outside the request's layer (a tool the model calls, on the way back),
+    /// with the data classification the request declared.
+    pub fn decide_facts(
+        &self,
+        state: &AppState,
+        principal: &SharedPrincipal,
+        action: &str,
+        resource: &Resource,
+        classification: &str,
+    ) -> Result<(Decision, Arc<TenantFacts>), PolicyError> {
         let now = now_ms();
         let facts = RequestFacts {
             time: now.div_euclid(1000),
-            classification: req
-                .headers()
-                .get(DATA_CLASS_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
+            classification: classification.to_owned(),
             step_up: principal.mfa,
             grants: state.directory.granted_roles(principal, now),
         };
@@ -243,6 +256,7 @@ async fn enforce(
     let what = match &resource {
         Resource::Model { name, .. } => format!("{action} on model {name:?}"),
         Resource::Tenant(_) => action.to_owned(),
+        Resource::Tool(t) => format!("{action} on tool {:?}", t.name),
     };
     Problem::new(
         ProblemKind::AccessDenied,

@@ -34,6 +34,8 @@ pub struct Directory {
     tenants: ArcSwap<HashMap<String, TenantEntry>>,
     teams: ArcSwap<HashMap<(String, String), TeamEntry>>,
     grants: ArcSwap<GrantIndex>,
+    /// App id → the tools it declared, for apps that declared any.
+    app_tools: ArcSwap<HashMap<String, Arc<Vec<String>>>>,
     /// One refresh at a time: two overlapping ones could otherwise store the older snapshot
     /// last (the periodic refresher against one a write asked for).
     refreshing: tokio::sync::Mutex<()>,
@@ -85,10 +87,22 @@ impl Directory {
                     .push((g.role, expires));
             }
         }
+        let app_tools = store
+            .list_apps(None, None)
+            .await?
+            .into_iter()
+            .filter_map(|a| a.tools.map(|t| (a.id, Arc::new(t))))
+            .collect();
+        self.app_tools.store(Arc::new(app_tools));
         self.grants.store(Arc::new(grants));
         self.tenants.store(Arc::new(tenants));
         self.teams.store(Arc::new(teams));
         Ok(())
+    }
+
+    /// The tools an app declared it uses; `None` when it never declared any.
+    pub fn app_tools(&self, app_id: &str) -> Option<Arc<Vec<String>>> {
+        self.app_tools.load().get(app_id).cloned()
     }
 
     /// The principal of verified claims, or why its tenant or team cannot be used.

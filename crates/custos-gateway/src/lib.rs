@@ -37,8 +37,10 @@ pub mod route;
 pub mod service;
 pub mod sse;
 pub mod state;
+pub mod texts;
 pub mod tls;
 pub mod tokens;
+pub mod tools;
 pub mod webhook;
 pub mod witness;
 
@@ -163,6 +165,14 @@ impl Gateway {
             finops::Finops::start(store.clone(), &config, audit.clone(), webhooks.clone()).await?;
         let finops_refresh = config.finops.refresh_interval.0;
         let config_pii = config.pii.clone();
+        // Hosts traffic may go to are hosts data may go to.
+        let injection_hosts: Vec<String> = config
+            .injection
+            .allow_hosts
+            .iter()
+            .chain(&config.egress.allow)
+            .cloned()
+            .collect();
         let pii_key = match std::env::var("CUSTOS_PII_KEY") {
             Ok(v) if !v.trim().is_empty() => Some(
                 custos_pii::Key::parse(&v)
@@ -198,6 +208,9 @@ impl Gateway {
                 custos_pii::Analyzer::new(&config_pii)
                     .map_err(|e| GatewayError::Pii(e.to_string()))?,
             ),
+            injection: Arc::new(vec![Box::new(custos_pii::injection::Builtin::new(
+                &injection_hosts,
+            ))]),
             pii_key,
             pii_salt: std::env::var("CUSTOS_PII_HASH_SALT")
                 .unwrap_or_default()

@@ -111,6 +111,8 @@ pub struct Metrics {
     in_flight: AtomicI64,
     /// Entities found by PII analysis, by type: counts only, never values.
     pii_entities: Mutex<HashMap<String, u64>>,
+    /// (category, action) → prompt injections screened.
+    injections: Mutex<HashMap<(&'static str, &'static str), u64>>,
 }
 
 /// Known routes get their own label; anything else is `other`.
@@ -167,6 +169,13 @@ impl Metrics {
         for e in entities {
             *m.entry(e.to_owned()).or_default() += 1;
         }
+    }
+
+    /// A prompt injection found, by category, and what was done (`flagged`, `blocked`).
+    pub fn injection(&self, category: &'static str, action: &'static str) {
+        *lock(&self.injections)
+            .entry((category, action))
+            .or_default() += 1;
     }
 
     /// A connection refused by the connection limits.
@@ -230,6 +239,18 @@ impl Metrics {
                 out,
                 "custos_pii_entities_total{{entity=\"{}\"}} {v}",
                 escape(&entity)
+            );
+        }
+        out.push_str("# HELP custos_injections_total Prompt injections screened in model calls, by category and action.\n# TYPE custos_injections_total counter\n");
+        let mut inj: Vec<_> = lock(&self.injections)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        inj.sort();
+        for ((category, action), v) in inj {
+            let _ = writeln!(
+                out,
+                "custos_injections_total{{category=\"{category}\",action=\"{action}\"}} {v}"
             );
         }
         out.push_str("# HELP custos_overhead_seconds Time custos adds to a request: total time to response headers minus upstream time.\n# TYPE custos_overhead_seconds histogram\n");

@@ -69,6 +69,9 @@ pub struct AppOut {
     pub team: String,
     pub name: String,
     pub created_at: String,
+    /// The tools the app declared it uses; absent when it never declared any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -245,6 +248,7 @@ pub struct ProblemOut {
         crate::admin::set_team_limits,
         crate::admin::apps,
         crate::admin::create_app,
+        crate::admin::set_app_tools,
         crate::admin::budgets,
         crate::admin::create_budget,
         crate::admin::delete_budget,
@@ -419,7 +423,7 @@ mod tests {
             assert_eq!(doc["openapi"], "3.1.0");
             let paths = doc["paths"].as_object().unwrap();
             let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-            assert_eq!(ops, 44, "v{v}");
+            assert_eq!(ops, 45, "v{v}");
             let media = if v == 1 { MEDIA_TYPE } else { MEDIA_TYPE_V2 };
             let keys = &paths["/admin/tenants/{tenant}/keys"]["get"]["responses"]["200"];
             let schema = &keys["content"][media]["schema"];

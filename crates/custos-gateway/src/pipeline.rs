@@ -4,7 +4,7 @@
 use crate::state::AppState;
 use crate::{
     admin, audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy,
-    quota, request_id, service,
+    quota, request_id, service, tools,
 };
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
@@ -33,6 +33,7 @@ fn build(state: AppState, audit: bool) -> Router {
                 .layer(from_fn_with_state(state.clone(), quota::headers))
                 .layer(from_fn_with_state(state.clone(), call::understand))
                 .layer(from_fn_with_state(state.clone(), authz::authorize_call))
+                .layer(from_fn_with_state(state.clone(), tools::screen))
                 .layer(from_fn_with_state(state.clone(), guard::screen))
                 .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
                 .layer(from_fn_with_state(state.clone(), quota::enforce))

@@ -31,6 +31,9 @@ pub enum ProblemKind {
     Conflict,
     ModelNotAllowed,
     PiiBlocked,
+    PromptInjection,
+    ToolNotAllowed,
+    ToolCallRefused,
     BudgetExhausted,
     ModelNotFound,
     MalformedJson,
@@ -60,7 +63,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 45] = {
+    pub const ALL: [ProblemKind; 48] = {
         use ProblemKind::*;
         [
             MissingApiKey,
@@ -83,6 +86,9 @@ impl ProblemKind {
             Conflict,
             ModelNotAllowed,
             PiiBlocked,
+            PromptInjection,
+            ToolNotAllowed,
+            ToolCallRefused,
             BudgetExhausted,
             ModelNotFound,
             MalformedJson,
@@ -133,6 +139,9 @@ impl ProblemKind {
             CertificateNotMapped => "certificate-not-mapped",
             Conflict => "conflict",
             PiiBlocked => "pii-blocked",
+            PromptInjection => "prompt-injection",
+            ToolNotAllowed => "tool-not-allowed",
+            ToolCallRefused => "tool-call-refused",
             BudgetExhausted => "budget-exhausted",
             ModelNotAllowed => "model-not-allowed",
             ModelNotFound => "model-not-found",
@@ -180,9 +189,8 @@ impl ProblemKind {
             | TokenWrongIssuer
             | TokenClaims
             | CertificateNotMapped => StatusCode::UNAUTHORIZED,
-            ModelNotAllowed | PiiBlocked | InsufficientScope | AccessDenied => {
-                StatusCode::FORBIDDEN
-            }
+            ModelNotAllowed | PiiBlocked | PromptInjection | ToolNotAllowed | InsufficientScope
+            | AccessDenied => StatusCode::FORBIDDEN,
             BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
             ModelNotFound | NotFound => StatusCode::NOT_FOUND,
             MalformedJson | InvalidRequest | IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
@@ -192,7 +200,7 @@ impl ProblemKind {
             }
             IdempotencyInFlight | Conflict | ReleaseFrozen | LegalHold => StatusCode::CONFLICT,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            UpstreamUnavailable | UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable | UpstreamInvalid | ToolCallRefused => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotReady | Overloaded | ModelUnverified => StatusCode::SERVICE_UNAVAILABLE,
@@ -226,6 +234,9 @@ impl ProblemKind {
             Conflict => "The change conflicts with the current state",
             ModelNotAllowed => "This key may not use the model",
             PiiBlocked => "The request holds personal data this policy blocks",
+            PromptInjection => "The request holds a prompt injection this policy blocks",
+            ToolNotAllowed => "The request offers a tool this app may not use",
+            ToolCallRefused => "The model called a tool this app may not use",
             BudgetExhausted => "A budget this call is charged to is used up",
             ModelNotFound => "The model does not exist",
             MalformedJson => "The request body is not valid JSON",

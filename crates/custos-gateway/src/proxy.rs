@@ -3,7 +3,7 @@
 //! the response body, which drops the upstream stream and so cancels the upstream call.
 
 use crate::call::ModelCall;
-use crate::guard::ResponseGuard;
+use crate::guard::{ResponseGuard, Screened};
 use crate::meter::MeterSlot;
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
@@ -132,15 +132,7 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     let mut rewritten = false;
     let mut response = match upstream.body {
         UpstreamBody::Full(mut bytes) => {
-            if let Some(g) = response_guard
-                .as_ref()
-                .filter(|_| upstream.status.is_success())
-            {
-                if let Some(redacted) = g.full(&bytes) {
-                    bytes = redacted;
-                    rewritten = true;
-                }
-            }
+            // Usage is read before screening: a refused answer still cost its tokens.
             let usage = upstream
                 .status
                 .is_success()
@@ -153,6 +145,21 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                 grant,
                 total: usage.map(|u| u32::try_from(u.total_tokens()).unwrap_or(u32::MAX)),
             };
+            if let Some(g) = response_guard
+                .as_ref()
+                .filter(|_| upstream.status.is_success())
+            {
+                match g.full(&bytes) {
+                    Screened::Unchanged => {}
+                    Screened::Rewritten(b) => {
+                        bytes = b;
+                        rewritten = true;
+                    }
+                    Screened::Refused(why) => {
+                        return Problem::new(ProblemKind::ToolCallRefused, why).into_response();
+                    }
+                }
+            }
             Response::new(Body::from(bytes))
         }
         UpstreamBody::Stream(stream) => {

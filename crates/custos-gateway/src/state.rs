@@ -43,6 +43,8 @@ pub struct Shared {
     pub finops: Arc<crate::finops::Finops>,
     /// PII analyzer built from `[pii]`; shared by the REST endpoints and the guard.
     pub pii: Arc<custos_pii::Analyzer>,
+    /// Prompt-injection detectors (`[injection]`): the built-ins, and any added beside them.
+    pub injection: Arc<Vec<Box<dyn custos_pii::injection::Detector>>>,
     /// Key for the encrypt/decrypt operators and vaults (CUSTOS_PII_KEY), if set.
     pub pii_key: Option<custos_pii::Key>,
     /// Salt of the hash operator (CUSTOS_PII_HASH_SALT).

@@ -46,6 +46,8 @@ pub struct App {
     pub tenant: String,
     pub name: String,
     pub created_at: i64,
+    /// The tools the app declared it uses; `None`: it never declared any.
+    pub tools: Option<Vec<String>>,
 }
 
 /// A key to insert. The secret itself never reaches the store, only its digest.
@@ -173,6 +175,11 @@ fn app_row(r: &AnyRow) -> Result<App, sqlx::Error> {
         tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
+        tools: r
+            .try_get::<Option<String>, _>("tools")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
 }
 
@@ -180,7 +187,7 @@ const TEAM_SELECT: &str =
     "SELECT t.id, t.tenant_id, tn.name AS tenant, t.name, t.rpm, t.tpm, t.created_at \
     FROM teams t JOIN tenants tn ON tn.id = t.tenant_id";
 const APP_SELECT: &str =
-    "SELECT a.id, a.team_id, t.name AS team, tn.name AS tenant, a.name, a.created_at \
+    "SELECT a.id, a.team_id, t.name AS team, tn.name AS tenant, a.name, a.created_at, a.tools \
     FROM apps a JOIN teams t ON t.id = a.team_id JOIN tenants tn ON tn.id = t.tenant_id";
 
 fn check_name(kind: &str, name: &str) -> Result<(), StoreError> {
@@ -431,6 +438,27 @@ impl Change {
     }
 
     pub async fn app(&mut self, tenant: &str, team: &str, name: &str) -> Result<App, StoreError> {
+        app_in(self.conn(), tenant, team, name).await
+    }
+
+    /// Sets the tools an app declares (`None` withdraws the declaration).
+    pub async fn set_app_tools(
+        &mut self,
+        tenant: &str,
+        team: &str,
+        name: &str,
+        tools: Option<&[String]>,
+    ) -> Result<App, StoreError> {
+        let app = app_in(self.conn(), tenant, team, name).await?;
+        let text = tools
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Invalid(format!("tool list: {e}")))?;
+        sqlx::query("UPDATE apps SET tools = $1 WHERE id = $2")
+            .bind(text)
+            .bind(&app.id)
+            .execute(self.conn())
+            .await?;
         app_in(self.conn(), tenant, team, name).await
     }
 

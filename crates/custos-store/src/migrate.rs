@@ -150,6 +150,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0020_unit_costs.sql"),
         postgres: include_str!("migrations/0020_unit_costs.sql"),
     },
+    Migration {
+        version: 21,
+        name: "apps declare the tools they use",
+        sqlite: include_str!("migrations/0021_app_tools.sql"),
+        postgres: include_str!("migrations/0021_app_tools.sql"),
+    },
 ];
 
 /// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct

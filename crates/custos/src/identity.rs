@@ -117,6 +117,33 @@ pub enum AppCmd {
         #[arg(long)]
         team: Option<String>,
     },
+    /// Show or declare the tools (functions) an app's model calls may use.
+    ///
+    /// Once an app declares its tools, the gateway refuses a request that offers any other
+    /// tool (403 tool-not-allowed, or strips it per `[tools] offered`) and a model response
+    /// that calls one (rewritten into a refusal, or blocked, per `[tools] called`). The
+    /// decision is the Cedar action `tool.call` on `Custos::Tool::"NAME"` (built-in policy
+    /// `tools.declared`). Without flags, prints the declaration.
+    #[command(
+        after_help = "Examples:\n  custos apps tools chatbot --team ml --allow web_search,get_weather --why 'agent v2'\n  custos apps tools chatbot --team ml\n  custos apps tools chatbot --team ml --clear --why 'tools retired'"
+    )]
+    Tools {
+        /// The app.
+        name: String,
+        /// The team the app belongs to.
+        #[arg(long)]
+        team: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// Comma-separated tool names the app uses; every other tool is refused.
+        #[arg(long, value_delimiter = ',', conflicts_with = "clear")]
+        allow: Option<Vec<String>>,
+        /// Withdraw the declaration: the app's tools are no longer limited by it.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -435,6 +462,57 @@ pub async fn apps(ctx: &Ctx, cmd: AppCmd) -> Result<ExitCode> {
                         })
                         .collect::<Vec<_>>(),
                 );
+            }
+        }
+        AppCmd::Tools {
+            name,
+            team,
+            tenant: t,
+            allow,
+            clear,
+            change,
+        } => {
+            let app = if allow.is_none() && !clear {
+                let store = open(ctx).await?;
+                store.app(&t.tenant, &team, &name).await?
+            } else {
+                let tools = allow.map(|list| {
+                    list.into_iter()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                });
+                let (control, actor) = control(ctx, &change).await?;
+                let r = control
+                    .set_app_tools(&actor, &t.tenant, &team, &name, tools, &change.reason()?)
+                    .await?;
+                if !ctx.json {
+                    eprintln!("{}", entry(&r));
+                }
+                r.value
+            };
+            if ctx.json {
+                output::json(
+                    &json!({"tenant": app.tenant, "team": app.team, "app": app.name, "tools": app.tools}),
+                );
+            } else {
+                match &app.tools {
+                    None => println!(
+                        "{}/{}/{} declares no tools: tool use is not limited by a declaration",
+                        app.tenant, app.team, app.name
+                    ),
+                    Some(list) if list.is_empty() => println!(
+                        "{}/{}/{} declares that it uses no tools: every tool is refused",
+                        app.tenant, app.team, app.name
+                    ),
+                    Some(list) => println!(
+                        "{}/{}/{} uses only: {}",
+                        app.tenant,
+                        app.team,
+                        app.name,
+                        list.join(", ")
+                    ),
+                }
             }
         }
     }

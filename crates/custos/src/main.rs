@@ -12,6 +12,7 @@ mod control;
 mod cost;
 mod grants;
 mod identity;
+mod injection;
 mod lifecycle;
 mod lifecycle_policy;
 mod local_authz;
@@ -142,6 +143,9 @@ enum Command {
     /// Find and anonymize personal data (names, e-mails, cards, IDs…) in text.
     #[command(subcommand)]
     Pii(pii::PiiCmd),
+    /// Screen text for prompt injection as the gateway does, and measure the detectors.
+    #[command(subcommand)]
+    Injection(injection::InjectionCmd),
     /// Write a software bill of materials (CycloneDX or SPDX) from lockfiles.
     Sbom(sbom::SbomArgs),
     /// Known vulnerabilities in dependencies, from OSV advisories held locally.
@@ -277,7 +281,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dpia(cmd) => comply::dpia_cmd(&ctx, cmd).await,
         Command::Threat(cmd) => comply::threat(&ctx, cmd).await,
         Command::Comply(cmd) => comply::comply_cmd(&ctx, cmd).await,
-        Command::Secrets(_) | Command::Pii(_) | Command::Sbom(_) | Command::Vulns(_) => {
+        Command::Secrets(_)
+        | Command::Pii(_)
+        | Command::Injection(_)
+        | Command::Sbom(_)
+        | Command::Vulns(_) => {
             unreachable!("handled in main")
         }
     };
@@ -454,6 +462,25 @@ fn main() -> ExitCode {
             unreachable!("matched above")
         };
         return match pii::run(cmd, &config.pii, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if matches!(cli.command, Command::Injection(_)) {
+        let config = match load_config(&cli) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                eprintln!("error: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let Command::Injection(cmd) = cli.command else {
+            unreachable!("matched above")
+        };
+        return match injection::run(cmd, &config.injection, cli.json) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

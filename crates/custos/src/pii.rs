@@ -177,7 +177,7 @@ Examples:
     Entities,
 }
 
-fn read_input(path: &Path) -> Result<String> {
+pub(crate) fn read_input(path: &Path) -> Result<String> {
     Ok(read_input_mapped(path)?.0)
 }
 

@@ -100,6 +100,14 @@ pub struct ExplainArgs {
     /// The tenant a control-plane action acts on (default: the principal's).
     #[arg(long)]
     on_tenant: Option<String>,
+    /// A tool (for `tool.call`): whether the key's app declared it is read from the
+    /// database; `--model` names the model offered it.
+    #[arg(long, conflicts_with = "on_tenant")]
+    tool: Option<String>,
+    /// The arguments of the tool call, as JSON text (the model calls the tool; without
+    /// it, the request offers the tool).
+    #[arg(long, requires = "tool")]
+    arguments: Option<String>,
     /// Data classification the request declares.
     #[arg(long, default_value = "internal")]
     classification: String,
@@ -233,6 +241,14 @@ struct ResourceSpec {
     #[serde(default)]
     region: String,
     tenant: Option<String>,
+    /// A tool (`tool.call`), with the app's declaration and the call's arguments.
+    tool: Option<String>,
+    #[serde(default)]
+    declared: bool,
+    #[serde(default)]
+    app_declares: bool,
+    /// JSON text of a call's arguments; absent: the tool is offered.
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -273,6 +289,23 @@ impl PrincipalSpec {
 
 impl ResourceSpec {
     fn resource(&self) -> Result<Resource, String> {
+        if let Some(t) = &self.tool {
+            if self.tenant.is_some() {
+                return Err("a resource is one of `model`, `tenant` or `tool`".into());
+            }
+            return Ok(Resource::Tool(policy::ToolFacts {
+                name: t.clone(),
+                declared: self.declared,
+                app_declares: self.app_declares,
+                model: self.model.clone().unwrap_or_default(),
+                phase: if self.arguments.is_some() {
+                    "called"
+                } else {
+                    "offered"
+                },
+                arguments: self.arguments.clone().unwrap_or_default(),
+            }));
+        }
         match (&self.model, &self.tenant) {
             (Some(m), None) => Ok(Resource::Model {
                 name: m.clone(),
@@ -280,7 +313,10 @@ impl ResourceSpec {
                 region: self.region.clone(),
             }),
             (None, Some(t)) => Ok(Resource::Tenant(t.clone())),
-            _ => Err("a resource is either `model` (with provider, region) or `tenant`".into()),
+            _ => Err(
+                "a resource is `model` (with provider, region), `tenant`, or `tool` (with declared, app_declares, arguments)"
+                    .into(),
+            ),
         }
     }
 }
@@ -446,8 +482,29 @@ async fn explain(ctx: &Ctx, a: ExplainArgs) -> Result<ExitCode> {
     };
     principal.roles = a.roles.clone();
     principal.groups = a.groups.clone();
-    let resource = match &a.model {
-        Some(m) => {
+    let declared = match (&a.tool, &a.key) {
+        (Some(_), Some(_)) => store()
+            .await?
+            .app(&principal.tenant, &principal.team, &principal.app)
+            .await
+            .ok()
+            .and_then(|app| app.tools),
+        _ => None,
+    };
+    let resource = match (&a.tool, &a.model) {
+        (Some(t), model) => Resource::Tool(policy::ToolFacts {
+            name: t.clone(),
+            declared: declared.as_ref().is_some_and(|d| d.contains(t)),
+            app_declares: declared.is_some(),
+            model: model.clone().unwrap_or_default(),
+            phase: if a.arguments.is_some() {
+                "called"
+            } else {
+                "offered"
+            },
+            arguments: a.arguments.clone().unwrap_or_default(),
+        }),
+        (None, Some(m)) => {
             let Some(route) = ctx.config.models.iter().find(|r| r.name == *m) else {
                 bail!("no model {m:?} is routed in the configuration");
             };
@@ -465,7 +522,7 @@ async fn explain(ctx: &Ctx, a: ExplainArgs) -> Result<ExitCode> {
                 region,
             }
         }
-        None => Resource::Tenant(a.on_tenant.clone().unwrap_or(principal.tenant.clone())),
+        (None, None) => Resource::Tenant(a.on_tenant.clone().unwrap_or(principal.tenant.clone())),
     };
     // Residency pins come from the database when the tenant is there.
     let tenant = match store().await {
@@ -493,6 +550,7 @@ async fn explain(ctx: &Ctx, a: ExplainArgs) -> Result<ExitCode> {
             "resource": match &resource {
                 Resource::Model { name, provider, region } => json!({"model": name, "provider": provider, "region": region}),
                 Resource::Tenant(t) => json!({"tenant": t}),
+                Resource::Tool(t) => json!({"tool": t.name, "declared": t.declared, "app_declares": t.app_declares, "phase": t.phase}),
             },
         }));
     } else {
@@ -517,6 +575,16 @@ async fn explain(ctx: &Ctx, a: ExplainArgs) -> Result<ExitCode> {
                 if region.is_empty() { "unknown" } else { region }
             ),
             Resource::Tenant(t) => println!("  resource   tenant {t}"),
+            Resource::Tool(t) => println!(
+                "  resource   tool {} ({}; {})",
+                t.name,
+                t.phase,
+                match (t.app_declares, t.declared) {
+                    (false, _) => "the app declares no tools",
+                    (true, true) => "declared by the app",
+                    (true, false) => "not declared by the app",
+                }
+            ),
         }
         if !tenant.regions.is_empty() {
             println!("  pinned to  {}", tenant.regions.join(", "));
