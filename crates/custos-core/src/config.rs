@@ -404,7 +404,7 @@ pub struct InjectionConfig {
     pub direct: InjectionAction,
     pub indirect: InjectionAction,
     /// The model's answers: images and links carrying data to hosts not allowed. `block`
-    /// replaces their URL with `#custos-removed`.
+    /// replaces their URL with `#custos-removed`. Default `allow` (not screened).
     pub output: InjectionAction,
     /// Signals scoring at least this (0–1) are acted on.
     pub threshold: f32,
@@ -419,7 +419,8 @@ impl Default for InjectionConfig {
         InjectionConfig {
             direct: InjectionAction::Flag,
             indirect: InjectionAction::Flag,
-            output: InjectionAction::Flag,
+            // Screening answers means parsing every streamed event: opt in.
+            output: InjectionAction::Allow,
             threshold: 0.7,
             allow_hosts: Vec::new(),
             rules: Vec::new(),
