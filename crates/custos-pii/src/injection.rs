@@ -222,7 +222,7 @@ fn rules() -> Vec<Rule> {
             PromptExtraction,
             0.85,
             0.95,
-            r"\b(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|write\s+(?:out|down)|list|provide|copy|echo|spell\s+out|translate|summari[sz]e|what\s+(?:is|are|was|were))\b.{0,40}?\b(?:system\s+(?:prompt|message|instructions?)|initial\s+(?:prompt|instructions)|original\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|pre-?prompt|secret\s+(?:prompt|instructions)|(?:instructions|prompt)\s+(?:above|you\s+were\s+given|you\s+received)|developer\s+(?:message|instructions|prompt)|(?:your|the)\s+(?:full\s+|complete\s+|exact\s+)?(?:instructions|prompt|guidelines|rules)\s+(?:verbatim|word\s+for\s+word))",
+            r"\b(?:reveal|show|print|display|output|repeat|recite|tell|give|share|leak|dump|write\s+(?:out|down)|list|provide|copy|echo|spell\s+out|translate|summari[sz]e)\b.{0,40}?\b(?:your|the|its|this|my|our|that)\s+(?:\w+\s+){0,2}?(?:system\s+(?:prompt|message|instructions?)|initial\s+(?:prompt|instructions)|original\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|pre-?prompt|secret\s+(?:prompt|instructions)|(?:instructions|prompt)\s+(?:above|you\s+were\s+given|you\s+received)|developer\s+(?:message|instructions|prompt)|(?:your|the)\s+(?:full\s+|complete\s+|exact\s+)?(?:instructions|prompt|guidelines|rules)\s+(?:verbatim|word\s+for\s+word))",
         ),
         rule(
             PromptExtraction,
@@ -235,6 +235,12 @@ fn rules() -> Vec<Rule> {
             0.75,
             0.85,
             r"\b(?:repeat|print|output|copy|echo|reproduce|recite)\b.{0,20}?\b(?:above|preceding|previous|prior|initial|first)\s+(?:text|words|instructions|prompt|content|lines|messages?|paragraphs?)\b|\b(?:repeat|print|output|echo|reproduce)\b.{0,20}?\b(?:this|the)\s+(?:entire|whole|full|complete)\s+(?:conversation|chat|context|prompt)\b|(?:console\.log|print|echo|printf|puts|system\.out\.println)\s*\(\s*(?:this\.)?(?:system_?prompt|systemprompt|system_?message|initial_?prompt|instructions)\s*\)|\binitiali[sz]ation\s+(?:string|prompt|text|instructions)\b|\bdisplay\s+(?:your\s+|the\s+)?system\s+(?:configuration|config|settings)\b",
+        ),
+        rule(
+            PromptExtraction,
+            0.8,
+            0.9,
+            r"\bwhat\s+(?:is|are|was|were|does)\s+(?:in\s+)?your\s+(?:\w+\s+){0,2}?(?:system\s+(?:prompt|message)|instructions|initial\s+prompt|prompt|guidelines)\b",
         ),
         rule(
             PromptExtraction,
@@ -420,11 +426,20 @@ fn instruction_like(text: &str) -> bool {
         .split(|c: char| !c.is_ascii_alphabetic())
         .find(|w| !w.is_empty())
         .unwrap_or("");
+    let lower = text.to_ascii_lowercase();
     common_words(text) >= 2
         && (IMPERATIVES.iter().any(|v| first.eq_ignore_ascii_case(v))
-            || text
-                .split(|c: char| !c.is_ascii_alphabetic())
-                .any(|w| w.eq_ignore_ascii_case("you")))
+            || [
+                "you must",
+                "you will",
+                "you are now",
+                "you should",
+                "your instructions",
+                "your rules",
+                "from now on",
+            ]
+            .iter()
+            .any(|p| lower.contains(p)))
 }
 
 /// Phrases checked in the letters-only form of a text, where spacing and punctuation
