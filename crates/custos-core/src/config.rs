@@ -2210,6 +2210,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("egress.allow[0]"), "{e}");
+        // Tool constraints and injection thresholds that cannot work are refused too.
+        for (text, key) in [
+            (
+                "[[tools.constraints]]\ntool = \"f\"\nargument = \"q\"\npattern = \"(\"\n",
+                "tools.constraints[0].pattern",
+            ),
+            (
+                "[[tools.constraints]]\ntool = \"f\"\nargument = \"u\"\ndomains = [\"bad host\"]\n",
+                "tools.constraints[0].domains",
+            ),
+            (
+                "[[tools.constraints]]\ntool = \"f\"\nargument = \"u\"\n",
+                "tools.constraints[0]",
+            ),
+            ("[injection]\nthreshold = 1.5\n", "injection.threshold"),
+            ("[injection]\ndirect = \"maybe\"\n", "direct"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
         // No list: anywhere.
         assert!(parse(&providers("https://evil.example/v1").replace(
             "[egress]\nallow = [\"api.openai.com\", \"*.internal.example\"]\n",

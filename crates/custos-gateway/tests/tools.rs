@@ -35,7 +35,11 @@ async fn provider(State(seen): State<Seen>, Json(body): Json<Value>) -> Response
     };
     let tool = word("call:");
     let url = word("url:").unwrap_or_else(|| "https://docs.example.com/a".into());
-    let args = json!({"to": EMAIL, "url": url}).to_string();
+    let args = if tool.as_deref() == Some("big") {
+        json!({"to": EMAIL, "blob": "x".repeat(1_200_000)}).to_string()
+    } else {
+        json!({"to": EMAIL, "url": url}).to_string()
+    };
     let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
     if body["stream"] != json!(true) {
         let message = match &tool {
@@ -64,7 +68,8 @@ async fn provider(State(seen): State<Seen>, Json(body): Json<Value>) -> Response
                 Value::Null,
             ));
             let bytes: Vec<char> = args.chars().collect();
-            for piece in bytes.chunks(7) {
+            let size = if bytes.len() > 100_000 { 65_536 } else { 7 };
+            for piece in bytes.chunks(size) {
                 let piece: String = piece.iter().collect();
                 out.push_str(&chunk(
                     json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
@@ -575,4 +580,38 @@ async fn answers_that_leak_through_images_are_defused() {
     assert!(found.iter().all(|f| f["position"] == "output"
         && f["action"] == "blocked"
         && f["category"] == "markdown-exfiltration"));
+}
+
+/// A streamed tool call larger than the guard holds ends the stream with an error, and no
+/// piece of it reaches the client.
+#[tokio::test]
+async fn oversized_streamed_tool_calls_end_the_stream() {
+    let (addr, _seen) = stand_in().await;
+    let db = databases("tools_oversized").await.remove(0);
+    let toml = format!(
+        "{}\n[pii.guard]\nresponse = \"redact\"\n",
+        upstream_config(addr, "m", "")
+    );
+    let gw = start(&db, &toml).await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &request("call:big", &["big"], true),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("tool-call-too-large"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
+    assert!(!text.contains("xxxxxxxx") && !text.contains("jane.roe"));
+    assert!(
+        text.len() < 10_000,
+        "{} bytes reached the client",
+        text.len()
+    );
 }

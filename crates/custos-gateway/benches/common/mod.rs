@@ -88,6 +88,13 @@ pub async fn build(dir: &std::path::Path, finops: bool) -> (Gateway, String) {
         if std::env::var("CUSTOS_BENCH_DURABILITY").as_deref() == Ok("async") {
             config.audit.durability = custos_core::config::Durability::Async;
         }
+        // CUSTOS_BENCH_INJECTION=off measures the stack without prompt-injection screening
+        // (on by default, flagging), to price that default.
+        if std::env::var("CUSTOS_BENCH_INJECTION").as_deref() == Ok("off") {
+            config.injection.direct = custos_core::config::InjectionAction::Allow;
+            config.injection.indirect = custos_core::config::InjectionAction::Allow;
+            config.injection.output = custos_core::config::InjectionAction::Allow;
+        }
         let gateway = Gateway::new(config, store).await.unwrap();
         (gateway, minted.secret)
     }
