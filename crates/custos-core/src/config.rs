@@ -348,16 +348,7 @@ impl EgressConfig {
         let Some(host) = url_host(url) else {
             return Err(format!("{url:?} names no host"));
         };
-        let ok = self.allow.iter().any(|a| {
-            let a = a.to_ascii_lowercase();
-            match a.strip_prefix("*.") {
-                Some(parent) => host
-                    .strip_suffix(parent)
-                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-                None => host == a,
-            }
-        });
-        if ok {
+        if host_matches(&host, &self.allow) {
             Ok(())
         } else {
             Err(format!(
@@ -366,6 +357,20 @@ impl EgressConfig {
             ))
         }
     }
+}
+
+/// Whether `host` (lower case) is one of `allowed`: an exact name, or `*.parent` for any
+/// subdomain of `parent` (not `parent` itself).
+pub fn host_matches(host: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_prefix("*.") {
+            Some(parent) => host
+                .strip_suffix(parent)
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            None => host == a,
+        }
+    })
 }
 
 /// The host of an http(s) URL, lower case: after the scheme and any userinfo, before a port,

@@ -154,11 +154,11 @@ struct Injection {
 
 fn find_injections(
     detectors: &[Box<dyn Detector>],
-    body: &Map<String, Value>,
+    texts: &[(Position, &str)],
     policy: InjectionPolicy,
 ) -> Vec<Injection> {
     let mut found: Vec<Injection> = Vec::new();
-    for (position, text) in screened_texts(body) {
+    for &(position, text) in texts {
         let action = match position {
             Position::Indirect => policy.indirect,
             _ => policy.direct,
@@ -211,11 +211,17 @@ async fn screen_injection(
                 .into_response(),
         );
     };
-    let size: usize = screened_texts(&body).iter().map(|(_, t)| t.len()).sum();
-    let detectors = state.injection.clone();
-    let (body, found) = if size > INLINE_SCREEN_BYTES {
+    let texts = screened_texts(&body);
+    let size: usize = texts.iter().map(|(_, t)| t.len()).sum();
+    let inline =
+        (size <= INLINE_SCREEN_BYTES).then(|| find_injections(&state.injection, &texts, policy));
+    drop(texts);
+    let (body, found) = if let Some(found) = inline {
+        (body, found)
+    } else {
+        let detectors = state.injection.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let found = find_injections(&detectors, &body, policy);
+            let found = find_injections(&detectors, &screened_texts(&body), policy);
             (body, found)
         })
         .await;
@@ -231,9 +237,6 @@ async fn screen_injection(
                 )
             }
         }
-    } else {
-        let found = find_injections(&detectors, &body, policy);
-        (body, found)
     };
     call.put_body(body);
     if found.is_empty() {

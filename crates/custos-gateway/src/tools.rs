@@ -158,18 +158,6 @@ fn host_of(text: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-fn host_allowed(host: &str, domains: &[String]) -> bool {
-    domains.iter().any(|d| {
-        let d = d.to_ascii_lowercase();
-        match d.strip_prefix("*.") {
-            Some(parent) => host
-                .strip_suffix(parent)
-                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-            None => host == d,
-        }
-    })
-}
-
 /// `text` matches all of `pattern` (validated at config load). Compiled once per pattern:
 /// the patterns come from the configuration, so the cache stays small.
 fn whole_match(pattern: &str, text: &str) -> bool {
@@ -239,7 +227,7 @@ pub fn check_constraints(
             }
             if !c.domains.is_empty() {
                 match host_of(&text) {
-                    Some(h) if host_allowed(&h, &c.domains) => {}
+                    Some(h) if custos_core::config::host_matches(&h, &c.domains) => {}
                     Some(h) => {
                         return deny(format!(
                         "{tool}'s {} names the host {h}, which is not among its allowed domains",
