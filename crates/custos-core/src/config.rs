@@ -224,6 +224,8 @@ pub struct OperationScopes {
     pub chat: String,
     pub completions: String,
     pub embeddings: String,
+    /// The Responses API (`/v1/responses`).
+    pub responses: String,
     pub models: String,
     pub usage: String,
     pub pii: String,
@@ -237,6 +239,7 @@ impl Default for OperationScopes {
             chat: "custos:chat".into(),
             completions: "custos:completions".into(),
             embeddings: "custos:embeddings".into(),
+            responses: "custos:responses".into(),
             models: "custos:models".into(),
             usage: "custos:usage".into(),
             pii: "custos:pii".into(),
@@ -514,14 +517,23 @@ pub struct ToolsConfig {
     pub constraints: Vec<ToolConstraint>,
 }
 
-/// One argument of one tool: where it is and what it may hold.
+/// One argument of one tool (or all its arguments): where it is and what it may hold.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConstraint {
     /// The tool's name as the model calls it.
     pub tool: String,
-    /// The argument: a top-level name (`url`) or a JSON pointer (`/request/url`).
+    /// The argument: a top-level name (`url`) or a JSON pointer (`/request/url`); empty for
+    /// the whole arguments object (with `schema` only).
+    #[serde(default)]
     pub argument: String,
+    /// A JSON Schema the argument (or the whole arguments object) must satisfy, written as
+    /// a TOML table or read from `schema_file` (relative to this file) when the
+    /// configuration loads.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
     /// The call must carry the argument.
     #[serde(default)]
     pub required: bool,
@@ -1305,6 +1317,44 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        for (i, c) in config.tools.constraints.iter_mut().enumerate() {
+            let Some(f) = c.schema_file.clone() else {
+                continue;
+            };
+            let f = if f.is_relative() { base.join(f) } else { f };
+            let read = std::fs::read(&f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))
+                .and_then(|b| {
+                    serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| {
+                        format!(
+                            "{} is not JSON (line {}, column {}): {e}",
+                            f.display(),
+                            e.line(),
+                            e.column()
+                        )
+                    })
+                });
+            let message = match (read, &c.schema) {
+                (Ok(_), Some(_)) => Some("give `schema` or `schema_file`, not both".to_owned()),
+                (Ok(v), None) => {
+                    c.schema = Some(v);
+                    None
+                }
+                (Err(e), _) => Some(e),
+            };
+            if let Some(message) = message {
+                return Err(ConfigError {
+                    path: path.to_owned(),
+                    line: text
+                        .find("schema_file")
+                        .map(|s| line_col(text, s).0)
+                        .unwrap_or(None),
+                    column: None,
+                    key: Some(format!("tools.constraints[{i}].schema_file")),
+                    message,
+                });
+            }
+        }
         if let Some(tls) = &mut config.server.tls {
             for f in [&mut tls.cert_file, &mut tls.key_file]
                 .into_iter()
@@ -1563,8 +1613,36 @@ impl Config {
         for (i, c) in self.tools.constraints.iter().enumerate() {
             let key = format!("tools.constraints[{i}]");
             let at = find_key(text, "constraints");
-            if c.tool.trim().is_empty() || c.argument.trim().is_empty() {
-                return fail(key, at, "needs `tool` and `argument`".into());
+            if c.tool.trim().is_empty() {
+                return fail(key, at, "needs `tool`".into());
+            }
+            if c.argument.trim().is_empty() && c.schema.is_none() {
+                return fail(
+                    key,
+                    at,
+                    "needs `argument` (or a `schema` for the whole arguments object)".into(),
+                );
+            }
+            if c.argument.trim().is_empty()
+                && (!c.domains.is_empty()
+                    || c.pattern.is_some()
+                    || c.max_len.is_some()
+                    || c.required)
+            {
+                return fail(
+                    key,
+                    at,
+                    "`domains`, `pattern`, `max_len` and `required` check one argument: name it in `argument`".into(),
+                );
+            }
+            if let Some(schema) = &c.schema {
+                if let Err(e) = jsonschema::validator_for(schema) {
+                    return fail(
+                        format!("{key}.schema"),
+                        at,
+                        format!("not a usable JSON Schema: {e}"),
+                    );
+                }
             }
             if c.argument.starts_with('/') && c.argument.len() == 1 {
                 return fail(
@@ -1599,11 +1677,16 @@ impl Config {
                     );
                 }
             }
-            if c.domains.is_empty() && c.pattern.is_none() && c.max_len.is_none() && !c.required {
+            if c.domains.is_empty()
+                && c.pattern.is_none()
+                && c.max_len.is_none()
+                && !c.required
+                && c.schema.is_none()
+            {
                 return fail(
                     key,
                     at,
-                    "constrains nothing: give `domains`, `pattern`, `max_len` or `required = true`"
+                    "constrains nothing: give `domains`, `pattern`, `max_len`, `schema` or `required = true`"
                         .into(),
                 );
             }
@@ -2072,6 +2155,7 @@ time_zone = "UTC"
 # [auth.jwt.scopes]            # the scope each operation needs ("" = none)
 # chat = "custos:chat"
 # embeddings = "custos:embeddings"
+# responses = "custos:responses"
 
 # Authorization: Cedar policies validated against `custos policy schema`. With no files the
 # built-in roles apply (developer, service, tenant-admin, finops-viewer, auditor,
@@ -2229,6 +2313,18 @@ mod tests {
                 "[[tools.constraints]]\ntool = \"f\"\nargument = \"u\"\n",
                 "tools.constraints[0]",
             ),
+            (
+                "[[tools.constraints]]\ntool = \"f\"\nschema = { type = \"nonsense\" }\n",
+                "tools.constraints[0].schema",
+            ),
+            (
+                "[[tools.constraints]]\ntool = \"f\"\npattern = \"x\"\nschema = { type = \"object\" }\n",
+                "name it in `argument`",
+            ),
+            (
+                "[[tools.constraints]]\ntool = \"f\"\nschema_file = \"no-such-schema.json\"\n",
+                "tools.constraints[0].schema_file",
+            ),
             ("[injection]\nthreshold = 1.5\n", "injection.threshold"),
             ("[injection]\ndirect = \"maybe\"\n", "direct"),
         ] {
@@ -2241,6 +2337,35 @@ mod tests {
             ""
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn tool_schemas_come_inline_or_from_a_file_beside_the_config() {
+        let c = parse(
+            "[[tools.constraints]]\ntool = \"run_sql\"\nschema = { type = \"object\", required = [\"query\"], properties = { query = { type = \"string\", maxLength = 200 } } }\n",
+        )
+        .unwrap();
+        let schema = c.tools.constraints[0].schema.as_ref().unwrap();
+        assert_eq!(schema["properties"]["query"]["maxLength"], 200);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("schemas")).unwrap();
+        std::fs::write(
+            dir.path().join("schemas/fetch.json"),
+            r#"{"type": "object", "properties": {"url": {"type": "string"}}}"#,
+        )
+        .unwrap();
+        let file = dir.path().join("custos.toml");
+        let toml =
+            "[[tools.constraints]]\ntool = \"fetch\"\nschema_file = \"schemas/fetch.json\"\n";
+        std::fs::write(&file, toml).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(
+            c.tools.constraints[0].schema.as_ref().unwrap()["type"],
+            "object"
+        );
+        std::fs::write(dir.path().join("schemas/fetch.json"), "{oops").unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("is not JSON (line 1, column 2)"), "{e}");
     }
 
     #[test]

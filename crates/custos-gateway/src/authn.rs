@@ -190,6 +190,7 @@ fn required_scope<'s>(scopes: &'s OperationScopes, path: &str) -> &'s str {
         "/v1/chat/completions" => &scopes.chat,
         "/v1/completions" => &scopes.completions,
         "/v1/embeddings" => &scopes.embeddings,
+        "/v1/responses" => &scopes.responses,
         "/v1/usage" => &scopes.usage,
         p if p.starts_with("/v1/models") => &scopes.models,
         p if p.starts_with("/pii/") => &scopes.pii,

@@ -274,6 +274,7 @@ pub async fn authorize_call(State(state): State<AppState>, req: Request, next: N
         Endpoint::ChatCompletions => "chat",
         Endpoint::Completions => "completions",
         Endpoint::Embeddings => "embeddings",
+        Endpoint::Responses => "responses",
     };
     let resource = Resource::Model {
         name: call.model.clone(),

@@ -22,6 +22,8 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// OpenAI's Responses API: `input` items in, `output` items out, typed stream events.
+    Responses,
 }
 
 impl Endpoint {
@@ -30,6 +32,7 @@ impl Endpoint {
             "/v1/chat/completions" => Some(Self::ChatCompletions),
             "/v1/completions" => Some(Self::Completions),
             "/v1/embeddings" => Some(Self::Embeddings),
+            "/v1/responses" => Some(Self::Responses),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ impl Endpoint {
             Self::ChatCompletions => "/chat/completions",
             Self::Completions => "/completions",
             Self::Embeddings => "/embeddings",
+            Self::Responses => "/responses",
         }
     }
 }
@@ -197,8 +201,48 @@ pub fn parse_body(
             }
             None => return Err(invalid("`input` is required")),
         },
+        Endpoint::Responses => {
+            match body.get("input") {
+                Some(Value::String(_)) => {}
+                Some(Value::Array(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if !matches!(item, Value::Object(_) | Value::String(_)) {
+                            return Err(invalid(format!(
+                                "`input[{i}]` must be an object (an input item), not {}",
+                                kind(item)
+                            )));
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "`input` must be a string or an array of input items, not {}",
+                        kind(other)
+                    )))
+                }
+                // A continued conversation or a stored prompt can carry the whole input.
+                None if ["previous_response_id", "conversation", "prompt"]
+                    .iter()
+                    .any(|k| body.get(*k).is_some_and(|v| !v.is_null())) => {}
+                None => return Err(invalid("`input` is required")),
+            }
+            if let Some(i) = body
+                .get("instructions")
+                .filter(|v| !v.is_null() && !v.is_string())
+            {
+                return Err(invalid(format!(
+                    "`instructions` must be a string, not {}",
+                    kind(i)
+                )));
+            }
+        }
     }
-    for field in ["max_tokens", "max_completion_tokens", "n"] {
+    for field in [
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n",
+    ] {
         match body.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) if n.as_u64().is_some() => {}
@@ -435,7 +479,9 @@ fn end_user(body: &Map<String, Value>) -> Result<Option<String>, Problem> {
 /// The output bound a request sets, for budget estimates (already validated as integers).
 fn max_output(body: &Map<String, Value>) -> Option<u64> {
     let get = |f: &str| body.get(f).and_then(Value::as_u64);
-    let per_choice = get("max_completion_tokens").or_else(|| get("max_tokens"))?;
+    let per_choice = get("max_completion_tokens")
+        .or_else(|| get("max_tokens"))
+        .or_else(|| get("max_output_tokens"))?;
     Some(per_choice.saturating_mul(get("n").unwrap_or(1).max(1)))
 }
 
@@ -444,6 +490,7 @@ fn prompt_of(endpoint: Endpoint, body: &Map<String, Value>) -> tokens::PromptTex
         Endpoint::ChatCompletions => tokens::chat_prompt(body),
         Endpoint::Completions => tokens::completion_prompt(body),
         Endpoint::Embeddings => tokens::embedding_input(body),
+        Endpoint::Responses => tokens::responses_prompt(body),
     }
 }
 
@@ -500,6 +547,24 @@ mod tests {
         .contains("max_tokens"));
         assert!(err(Completions, "{\"model\": \"m\"}").contains("`prompt` is required"));
         assert!(err(Embeddings, "{\"model\": \"m\", \"input\": []}").contains("must not be empty"));
+        assert!(err(Responses, "{\"model\": \"m\"}").contains("`input` is required"));
+        assert!(err(Responses, "{\"model\": \"m\", \"input\": 3}").contains("input items"));
+        assert!(err(Responses, "{\"model\": \"m\", \"input\": [true]}").contains("`input[0]`"));
+        assert!(err(
+            Responses,
+            "{\"model\": \"m\", \"input\": \"x\", \"instructions\": 1}"
+        )
+        .contains("`instructions`"));
+        assert!(err(
+            Responses,
+            "{\"model\": \"m\", \"input\": \"x\", \"max_output_tokens\": 1.5}"
+        )
+        .contains("max_output_tokens"));
+        assert!(parse_body(
+            Responses,
+            br#"{"model":"m","previous_response_id":"resp_1"}"#
+        )
+        .is_ok());
         assert!(err(
             Embeddings,
             "{\"model\": \"m\", \"input\": \"x\", \"stream\": true}"

@@ -26,6 +26,8 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod responses;
+
 /// Bytes of a streamed choice's text held back until more arrives or it ends.
 const HOLD_BACK: usize = 64;
 
@@ -140,6 +142,56 @@ fn redact(analyzer: &Analyzer, entities: &[String], text: &mut String) -> Vec<St
 /// The assistant's words in place of a refused tool call.
 fn refusal(name: &str) -> String {
     format!("[custos: the model called the tool {name:?}, which this app may not use; the call was not passed on]")
+}
+
+/// A Responses API message item saying a tool call was refused, in place of the call item.
+fn refusal_item(call: &Value, name: &str) -> Value {
+    let call_id = call
+        .get("call_id")
+        .or_else(|| call.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or("call");
+    json!({"id": format!("msg_custos_{call_id}"), "type": "message", "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": refusal(name), "annotations": []}]})
+}
+
+/// A Responses API item the tools gate judges: a function call or a custom tool call, and
+/// the member holding its arguments.
+fn call_item(item: &Value) -> Option<&'static str> {
+    match item.get("type").and_then(Value::as_str) {
+        Some("function_call") => Some("arguments"),
+        Some("custom_tool_call") => Some("input"),
+        _ => None,
+    }
+}
+
+/// Token log probabilities spell out the text they score: when text is redacted they go,
+/// from chat choices and from Responses output parts.
+fn drop_logprobs(v: &mut Value) {
+    if let Some(Value::Array(choices)) = v.get_mut("choices") {
+        for c in choices.iter_mut().filter_map(Value::as_object_mut) {
+            if c.get("logprobs").is_some_and(|l| !l.is_null()) {
+                c.insert("logprobs".into(), Value::Null);
+            }
+        }
+    }
+    if let Some(Value::Array(items)) = v.get_mut("output") {
+        for item in items.iter_mut() {
+            drop_part_logprobs(item);
+        }
+    }
+}
+
+/// The `logprobs` of a Responses item's content parts, emptied.
+fn drop_part_logprobs(item: &mut Value) {
+    if let Some(Value::Array(parts)) = item.get_mut("content") {
+        for p in parts.iter_mut().filter_map(Value::as_object_mut) {
+            if p.contains_key("logprobs") {
+                p.insert("logprobs".into(), json!([]));
+            }
+        }
+    }
 }
 
 /// Prompts above this many bytes of text are screened on the blocking pool.
@@ -439,6 +491,57 @@ impl ResponseGuard {
             .pii_found(found.iter().map(String::as_str));
     }
 
+    /// Screens texts of the answer: exfiltrating links defused, then personal data redacted.
+    /// True when any text changed.
+    fn clean(&self, texts: Vec<crate::texts::Slot<'_>>) -> bool {
+        if self.pii.is_none() && self.exfil.is_none() {
+            return false;
+        }
+        let mut changed_any = false;
+        let mut found = Vec::new();
+        for mut slot in texts {
+            slot.each(&mut |t| {
+                let mut changed = false;
+                if let Some(x) = &self.exfil {
+                    changed |= x.screen(&self.state, t);
+                }
+                if let Some((analyzer, entities)) = &self.pii {
+                    let types = redact(analyzer, entities, t);
+                    changed |= !types.is_empty();
+                    found.extend(types);
+                }
+                changed_any |= changed;
+                changed
+            });
+        }
+        self.state
+            .metrics
+            .pii_found(found.iter().map(String::as_str));
+        changed_any
+    }
+
+    /// Judges the function and custom tool calls among Responses output items; a refused one
+    /// becomes a message saying so. Returns the refused names.
+    fn judge_items(&self, gate: &ToolGate, items: &mut [Value]) -> Vec<String> {
+        let mut refused = Vec::new();
+        for item in items.iter_mut() {
+            let Some(field) = call_item(item) else {
+                continue;
+            };
+            let name = item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let args = item.get(field).and_then(Value::as_str).unwrap_or("");
+            if gate.judge(&name, Some(args)).is_err() {
+                *item = refusal_item(item, &name);
+                refused.push(name);
+            }
+        }
+        refused
+    }
+
     /// Judges the tool calls of one chat message; refused ones are removed (and the message
     /// says so when none is left). Returns the refused names.
     fn judge_message(&self, gate: &ToolGate, m: &mut Map<String, Value>) -> Vec<String> {
@@ -511,22 +614,7 @@ impl ResponseGuard {
                 }
             }
             if let Some(Value::Array(items)) = v.get_mut("output") {
-                for item in items.iter_mut() {
-                    if item.get("type").and_then(Value::as_str) != Some("function_call") {
-                        continue;
-                    }
-                    let name = item
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned();
-                    let args = item.get("arguments").and_then(Value::as_str).unwrap_or("");
-                    if gate.judge(&name, Some(args)).is_err() {
-                        *item = json!({"type": "message", "role": "assistant", "status": "completed",
-                            "content": [{"type": "output_text", "text": refusal(&name), "annotations": []}]});
-                        refused.push(name);
-                    }
-                }
+                refused.extend(self.judge_items(gate, items));
             }
         }
         if !refused.is_empty() && self.state.config.tools.called == ToolCalled::Block {
@@ -535,17 +623,10 @@ impl ResponseGuard {
                 refused.join(", ")
             ));
         }
-        let mut defused = false;
-        if let Some(x) = &self.exfil {
-            for mut slot in response_texts(&mut v) {
-                slot.each(&mut |t| {
-                    let changed = x.screen(&self.state, t);
-                    defused |= changed;
-                    changed
-                });
-            }
+        let defused = self.clean(response_texts(&mut v));
+        if self.pii.is_some() {
+            drop_logprobs(&mut v);
         }
-        self.redact_all(response_texts(&mut v));
         if self.pii.is_none() && refused.is_empty() && !defused {
             return Screened::Unchanged;
         }
@@ -563,6 +644,7 @@ impl ResponseGuard {
             held_call_bytes: 0,
             broken: false,
             template: None,
+            responses: None,
         }
     }
 }
@@ -603,6 +685,8 @@ pub struct StreamRedactor {
     broken: bool,
     /// The last event's envelope (id, model, …), for the flush event.
     template: Option<Map<String, Value>>,
+    /// A Responses API stream's state, once one of its typed events is seen.
+    responses: Option<Box<responses::StreamState>>,
 }
 
 fn data_of(event: &[u8]) -> Option<Vec<u8>> {
@@ -813,6 +897,14 @@ impl StreamRedactor {
             return Vec::new();
         }
         let parsed = data_of(event).and_then(|d| serde_json::from_slice::<Value>(&d).ok());
+        if let Some(Value::Object(obj)) = &parsed {
+            if obj.get("type").is_some_and(Value::is_string) && !obj.contains_key("choices") {
+                let Some(Value::Object(obj)) = parsed else {
+                    return Vec::new();
+                };
+                return self.responses_event(obj);
+            }
+        }
         let Some(Value::Object(mut obj)) = parsed else {
             // `[DONE]` or anything not JSON: first send what is held, then it.
             let mut out = self.flush();
@@ -833,6 +925,11 @@ impl StreamRedactor {
                 let ends = c.get("finish_reason").is_some_and(|f| !f.is_null());
                 if let Some(Value::Object(d)) = c.get_mut("delta") {
                     too_much |= !self.hold_calls(index, d);
+                }
+                if self.guard.pii.is_some() {
+                    if let Some(l) = c.get_mut("logprobs").filter(|l| !l.is_null()) {
+                        *l = Value::Null;
+                    }
                 }
                 let delta_text = if self.guard.pii.is_none() && self.guard.exfil.is_none() {
                     None
@@ -928,6 +1025,9 @@ impl StreamRedactor {
         let mut out = Vec::new();
         if self.broken {
             return out;
+        }
+        if self.responses.is_some() {
+            return self.responses_flush();
         }
         let template = self.template.clone().unwrap_or_default();
         let indices: BTreeSet<u64> = self

@@ -121,6 +121,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/chat/completions" => "/v1/chat/completions",
         "/v1/completions" => "/v1/completions",
         "/v1/embeddings" => "/v1/embeddings",
+        "/v1/responses" => "/v1/responses",
         "/v1/models" => "/v1/models",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",

@@ -28,6 +28,7 @@ fn build(state: AppState, audit: bool) -> Router {
         .route("/v1/chat/completions", post(proxy::forward))
         .route("/v1/completions", post(proxy::forward))
         .route("/v1/embeddings", post(proxy::forward))
+        .route("/v1/responses", post(proxy::forward))
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), quota::headers))

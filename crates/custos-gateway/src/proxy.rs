@@ -95,7 +95,10 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
     );
     // Ask for usage on streams so quotas (and later, metering) see true token counts; the
     // usage-only event is removed again if the client did not ask for it.
-    let strip_usage = call.stream && !call.client_wants_usage;
+    // Responses streams always end with their usage, in the completed response.
+    let strip_usage = call.stream
+        && !call.client_wants_usage
+        && call.endpoint != crate::call::Endpoint::Responses;
     if strip_usage {
         match body.get_mut("stream_options") {
             Some(Value::Object(o)) => {
@@ -169,6 +172,7 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                 rewritten = true;
             }
             let mut settle = Settle { grant, total: None };
+            let responses_api = call.endpoint == crate::call::Endpoint::Responses;
             let mut ended = false;
             let body = stream
                 .map(Some)
@@ -187,11 +191,17 @@ pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
                             // Mid-stream the status line is gone: tell the client in-band and end.
                             tracing::warn!(error = %e, "upstream stream failed");
                             ended = true;
-                            let event = json!({"error": {"message": e.to_string(), "type": "api_error", "code": match e {
+                            let code = match e {
                                 UpstreamError::Timeout { .. } => "upstream-timeout",
                                 _ => "upstream-unavailable",
-                            }}});
-                            Some(Ok(Bytes::from(format!("data: {event}\n\n"))))
+                            };
+                            let event = if responses_api {
+                                // The Responses API's own error event.
+                                format!("event: error\ndata: {}\n\n", json!({"type": "error", "code": code, "message": e.to_string(), "param": null}))
+                            } else {
+                                format!("data: {}\n\n", json!({"error": {"message": e.to_string(), "type": "api_error", "code": code}}))
+                            };
+                            Some(Ok(Bytes::from(event)))
                         }
                         None if !ended => {
                             let rest = scanner.finish();

@@ -29,10 +29,21 @@ impl Alias {
         mut body: Map<String, Value>,
     ) -> Map<String, Value> {
         body.insert("model".into(), json!(self.route_model));
-        if let (crate::call::Endpoint::ChatCompletions, Some(p)) = (endpoint, &self.system_prompt) {
-            if let Some(Value::Array(messages)) = body.get_mut("messages") {
-                messages.insert(0, json!({"role": "system", "content": p}));
+        match (endpoint, &self.system_prompt) {
+            (crate::call::Endpoint::ChatCompletions, Some(p)) => {
+                if let Some(Value::Array(messages)) = body.get_mut("messages") {
+                    messages.insert(0, json!({"role": "system", "content": p}));
+                }
             }
+            // Responses put the system prompt in `instructions`: the release's comes first.
+            (crate::call::Endpoint::Responses, Some(p)) => {
+                let text = match body.get("instructions").and_then(Value::as_str) {
+                    Some(own) if !own.is_empty() => format!("{p}\n\n{own}"),
+                    _ => p.clone(),
+                };
+                body.insert("instructions".into(), Value::String(text));
+            }
+            _ => {}
         }
         body
     }
@@ -197,5 +208,14 @@ mod tests {
         assert_eq!(out["messages"].as_array().unwrap().len(), 3);
         let emb = a.apply(Endpoint::Embeddings, body);
         assert_eq!(emb["messages"].as_array().unwrap().len(), 2);
+        let r: Map<String, Value> = serde_json::from_value(
+            json!({"model": "support", "input": "hi", "instructions": "Use French."}),
+        )
+        .unwrap();
+        let out = a.apply(Endpoint::Responses, r);
+        assert_eq!(out["instructions"], "Be brief.\n\nUse French.");
+        let r: Map<String, Value> =
+            serde_json::from_value(json!({"model": "support", "input": "hi"})).unwrap();
+        assert_eq!(a.apply(Endpoint::Responses, r)["instructions"], "Be brief.");
     }
 }

@@ -178,7 +178,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn not_found() -> Response {
-    Problem::new(ProblemKind::NotFound, "no such endpoint; custos serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models").into_response()
+    Problem::new(ProblemKind::NotFound, "no such endpoint; custos serves /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings and /v1/models").into_response()
 }
 
 pub async fn method_not_allowed() -> Response {

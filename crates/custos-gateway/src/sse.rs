@@ -99,21 +99,23 @@ impl UsageScanner {
         let Ok(v) = serde_json::from_slice::<Value>(&data) else {
             return true;
         };
-        let Some(usage) = v.get("usage").filter(|u| u.is_object()) else {
+        // Chat and completions chunks carry `usage` at the top; a Responses stream carries it
+        // in the response of its last event (`response.completed` or `.incomplete`).
+        let Some(usage) = v
+            .get("usage")
+            .or_else(|| v.get("response").and_then(|r| r.get("usage")))
+            .filter(|u| u.is_object())
+        else {
             return true;
+        };
+        let sum = |a: &str, b: &str| {
+            Some(usage.get(a)?.as_u64()? + usage.get(b).and_then(Value::as_u64).unwrap_or(0))
         };
         let total = usage
             .get("total_tokens")
             .and_then(Value::as_u64)
-            .or_else(|| {
-                Some(
-                    usage.get("prompt_tokens")?.as_u64()?
-                        + usage
-                            .get("completion_tokens")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(0),
-                )
-            });
+            .or_else(|| sum("prompt_tokens", "completion_tokens"))
+            .or_else(|| sum("input_tokens", "output_tokens"));
         if let Some(t) = total {
             self.total_tokens = Some(u32::try_from(t).unwrap_or(u32::MAX));
         }
@@ -161,6 +163,22 @@ mod tests {
         assert!(!out.contains("total_tokens"));
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert_eq!(total, Some(7));
+    }
+
+    #[test]
+    fn reads_usage_from_a_responses_stream() {
+        let stream = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n\
+            event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":3,\"total_tokens\":12}}}\n\n";
+        let mut s = UsageScanner::new(false);
+        let mut out = s.feed(stream.as_bytes()).to_vec();
+        out.extend_from_slice(&s.finish());
+        assert_eq!(out, stream.as_bytes());
+        assert_eq!(s.total_tokens, Some(12));
+        let u = s.usage.unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cached_input_tokens, u.output_tokens),
+            (5, 4, 3)
+        );
     }
 
     #[test]

@@ -136,6 +136,13 @@ fn item<'a>(v: &'a mut Value, out: &mut Vec<Slot<'a>>) {
     }
 }
 
+/// The texts of one Responses API item (a message, a function call, a reasoning summary).
+pub fn item_texts(v: &mut Value) -> Vec<Slot<'_>> {
+    let mut out = Vec::new();
+    item(v, &mut out);
+    out
+}
+
 /// A tool or function definition: its description and every string in its parameter schema.
 fn definition<'a>(v: &'a mut Value, out: &mut Vec<Slot<'a>>) {
     let Value::Object(o) = v else { return };

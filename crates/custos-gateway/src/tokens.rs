@@ -110,6 +110,57 @@ pub fn chat_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
     PromptText { parts, fixed }
 }
 
+/// Responses API: `instructions`, and `input` as a string or items (messages with string
+/// or part content, earlier function calls and their outputs), each item priced like a chat
+/// message.
+pub fn responses_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
+    let mut parts = Vec::new();
+    let mut fixed = REPLY_PRIMING;
+    if let Some(Value::String(s)) = body.get("instructions") {
+        parts.push(s.as_str());
+        fixed += PER_MESSAGE;
+    }
+    match body.get("input") {
+        Some(Value::String(s)) => {
+            parts.push(s.as_str());
+            fixed += PER_MESSAGE;
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                fixed += PER_MESSAGE;
+                let Value::Object(o) = item else {
+                    if let Value::String(s) = item {
+                        parts.push(s.as_str());
+                    }
+                    continue;
+                };
+                for (k, v) in o {
+                    match (k.as_str(), v) {
+                        ("content" | "output", Value::String(s)) => parts.push(s.as_str()),
+                        ("content" | "output", Value::Array(list)) => {
+                            for p in list {
+                                match p.get("text").and_then(Value::as_str) {
+                                    Some(t) => parts.push(t),
+                                    None if p.get("type").and_then(Value::as_str)
+                                        == Some("input_image") =>
+                                    {
+                                        fixed += PER_IMAGE
+                                    }
+                                    None => {}
+                                }
+                            }
+                        }
+                        ("role" | "name" | "arguments", Value::String(s)) => parts.push(s.as_str()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    PromptText { parts, fixed }
+}
+
 /// Legacy completions: `prompt` as a string or array of strings.
 pub fn completion_prompt(body: &serde_json::Map<String, Value>) -> PromptText<'_> {
     strings_of(body.get("prompt"))
@@ -167,6 +218,28 @@ mod tests {
         assert_eq!(parts, vec!["Hi", "You are helpful.", "system", "user"]);
         assert_eq!(p.fixed, 3 + 3 + 3 + 85);
         assert!(p.count("gpt-4o") > p.fixed);
+    }
+
+    #[test]
+    fn responses_input_items_are_counted() {
+        let body = json!({"instructions": "Be brief.", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Hi"}, {"type": "input_image", "image_url": "x"}]},
+            {"type": "function_call", "name": "get_weather", "arguments": "{}", "call_id": "c1"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"}
+        ]});
+        let p = responses_prompt(body.as_object().unwrap());
+        let mut parts = p.parts.clone();
+        parts.sort();
+        assert_eq!(
+            parts,
+            vec!["Be brief.", "Hi", "get_weather", "sunny", "user", "{}"]
+        );
+        assert_eq!(p.fixed, 3 + 3 + 3 * 3 + 85);
+        let plain = json!({"input": "Hello there"});
+        assert_eq!(
+            responses_prompt(plain.as_object().unwrap()).parts,
+            vec!["Hello there"]
+        );
     }
 
     #[test]

@@ -177,6 +177,40 @@ fn whole_match(pattern: &str, text: &str) -> bool {
     re.is_some_and(|r| r.is_match(text))
 }
 
+/// Where `args` breaks `schema`, if it does: the place and the keyword, never the value
+/// (arguments may hold personal data, and this reason reaches the ledger). Schemas are
+/// compiled once each (they come from the configuration, checked at load).
+fn schema_breach(schema: &Value, args: &Value) -> Option<String> {
+    type Cache = Mutex<std::collections::HashMap<String, Option<Arc<jsonschema::Validator>>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let validator = {
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 1024 {
+            map.clear();
+        }
+        map.entry(schema.to_string())
+            .or_insert_with(|| jsonschema::validator_for(schema).ok().map(Arc::new))
+            .clone()
+    };
+    let Some(validator) = validator else {
+        return Some("its schema cannot be compiled".into());
+    };
+    let e = validator.iter_errors(args).next()?;
+    let at = e.instance_path().to_string();
+    let keyword = e
+        .schema_path()
+        .as_str()
+        .rsplit('/')
+        .find(|k| !k.is_empty() && !k.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("schema")
+        .to_owned();
+    Some(format!(
+        "at {} (`{keyword}`)",
+        if at.is_empty() { "the top" } else { &at }
+    ))
+}
+
 /// Checks one call's arguments against the constraints on its tool.
 pub fn check_constraints(
     constraints: &[ToolConstraint],
@@ -202,12 +236,21 @@ pub fn check_constraints(
         Err(_) => return deny(format!("the arguments of {tool} are not JSON")),
     };
     for c in mine {
+        if c.argument.is_empty() {
+            if let Some(why) = c.schema.as_ref().and_then(|s| schema_breach(s, &args)) {
+                return deny(format!("{tool}'s arguments break its schema {why}"));
+            }
+            continue;
+        }
         let Some(v) = argument(&args, &c.argument) else {
             if c.required {
                 return deny(format!("{tool} was called without {}", c.argument));
             }
             continue;
         };
+        if let Some(why) = c.schema.as_ref().and_then(|s| schema_breach(s, v)) {
+            return deny(format!("{tool}'s {} breaks its schema {why}", c.argument));
+        }
         let values: Vec<&Value> = match v {
             Value::Array(a) => a.iter().collect(),
             other => vec![other],
@@ -391,7 +434,43 @@ mod tests {
             domains: Vec::new(),
             pattern: None,
             max_len: None,
+            schema: None,
+            schema_file: None,
         }
+    }
+
+    #[test]
+    fn json_schemas_hold_on_whole_arguments_and_on_one_argument() {
+        let mut whole = constraint("run_sql", "");
+        whole.schema = Some(json!({"type": "object", "required": ["query"],
+            "properties": {"query": {"type": "string", "maxLength": 40, "pattern": "^SELECT "},
+                           "limit": {"type": "integer", "maximum": 100},
+                           "options": {"type": "object"}},
+            "additionalProperties": false}));
+        let mut one = constraint("run_sql", "/options");
+        one.schema = Some(json!({"type": "object", "properties": {"dry_run": {"const": true}}}));
+        let cs = [whole, one];
+        let check = |args: &str| check_constraints(&cs, "run_sql", args);
+        assert!(check(r#"{"query": "SELECT 1", "limit": 5}"#).is_ok());
+        assert!(check(r#"{"query": "SELECT 1", "options": {"dry_run": true}}"#).is_ok());
+        let why = |args: &str| check(args).unwrap_err().reason;
+        assert_eq!(
+            why(r#"{"query": "DROP TABLE users"}"#),
+            "run_sql's arguments break its schema at /query (`pattern`)"
+        );
+        assert!(why(r#"{"query": "SELECT 1", "limit": 1000}"#).contains("/limit (`maximum`)"));
+        assert!(why(r#"{"limit": 1}"#).contains("at the top (`required`)"));
+        assert!(why(r#"{"query": "SELECT 1", "shell": "rm"}"#).contains("additionalProperties"));
+        let w = why(r#"{"query": "SELECT 1", "options": {"dry_run": false}}"#);
+        assert!(
+            w.contains("/options breaks its schema at /dry_run (`const`)"),
+            "{w}"
+        );
+        // The reason names places and keywords, never the values.
+        assert!(
+            !why(r#"{"query": "SELECT secret_value_123 FROM t WHERE 1=1 AND x"}"#)
+                .contains("secret_value_123")
+        );
     }
 
     #[test]

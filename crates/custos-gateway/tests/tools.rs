@@ -170,34 +170,6 @@ fn request(text: &str, tools: &[&str], stream: bool) -> Value {
            "tools": tools.iter().map(|t| tool(t)).collect::<Vec<_>>()})
 }
 
-async fn declare(gw: &TestGateway, tools: &[&str]) {
-    gw.state
-        .control
-        .set_app_tools(
-            &custos_control::Actor::local("test"),
-            "acme",
-            "ml",
-            "bot",
-            Some(tools.iter().map(|t| t.to_string()).collect()),
-            &custos_core::Reason::default(),
-        )
-        .await
-        .unwrap();
-    gw.state.directory.refresh(&gw.store).await.unwrap();
-}
-
-async fn invoke_events(gw: &TestGateway) -> Vec<Value> {
-    gw.state.audit.flush().await;
-    gw.store
-        .ledger_entries(0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(&e.event).unwrap())
-        .filter(|e| e["activity"] == "model.invoke")
-        .collect()
-}
-
 #[tokio::test]
 async fn pii_in_tool_arguments_results_and_definitions_is_redacted_both_ways() {
     let (addr, seen) = stand_in().await;

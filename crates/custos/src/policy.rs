@@ -16,7 +16,7 @@ use std::process::ExitCode;
 pub enum PolicyCmd {
     /// Print the Cedar schema every policy is validated against.
     #[command(
-        after_help = "Entity types: Tenant, Team (\"tenant/team\"), Role, Group, User (token subject),\nServiceAccount (API key id or SPIFFE ID), Provider, Model, Dataset. Actions: chat,\ncompletions, embeddings (group model.use) and the control-plane actions (group admin,\nreads also in group read).\n\nExample:\n  custos policy schema > custos.cedarschema"
+        after_help = "Entity types: Tenant, Team (\"tenant/team\"), Role, Group, User (token subject),\nServiceAccount (API key id or SPIFFE ID), Provider, Model, Dataset. Actions: chat,\ncompletions, embeddings, responses (group model.use) and the control-plane actions (group admin,\nreads also in group read).\n\nExample:\n  custos policy schema > custos.cedarschema"
     )]
     Schema,
     /// Validate policy files against the schema (default: the files in custos.toml).

@@ -54,6 +54,37 @@ assert len(emb.data) == 2 and len(emb.data[0].embedding) == 1536
 emb = client.embeddings.create(model="text-embedding-3-small", input="x", dimensions=16)
 assert len(emb.data[0].embedding) == 16
 
+# The Responses API, whole and streamed; usage comes in the completed response.
+resp = client.responses.create(
+    model="gpt-4o-mini", instructions="Be brief.", input="hello from responses"
+)
+assert resp.status == "completed", resp
+assert "hello from responses" in resp.output_text, resp
+assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens > 0, resp.usage
+
+kinds, parts, completed = [], [], None
+for event in client.responses.create(
+    model="gpt-4o-mini",
+    input=[{"role": "user", "content": [{"type": "input_text", "text": "stream responses"}]}],
+    stream=True,
+):
+    kinds.append(event.type)
+    if event.type == "response.output_text.delta":
+        parts.append(event.delta)
+    elif event.type == "response.completed":
+        completed = event.response
+assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+assert "stream responses" in "".join(parts), parts
+assert completed.output_text == "".join(parts), completed
+assert completed.usage.output_tokens > 0, completed.usage
+seqs = []
+with client.responses.stream(model="gpt-4o-mini", input="helper stream") as stream:
+    for event in stream:
+        seqs.append(event.sequence_number)
+    final = stream.get_final_response()
+assert "helper stream" in final.output_text, final
+assert seqs == sorted(seqs), seqs
+
 try:
     client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     raise AssertionError("unknown model accepted")

@@ -58,6 +58,28 @@ impl MockProvider {
             hex::encode(&Sha256::digest(serde_json::to_vec(&body).unwrap_or_default())[..12]);
         match ctx.endpoint {
             Endpoint::Embeddings => json_response(embeddings(&body, &model, ctx.prompt_tokens)),
+            Endpoint::Responses => {
+                let limit = body
+                    .get("max_output_tokens")
+                    .and_then(Value::as_u64)
+                    .map(|v| v.min(u64::from(u32::MAX)) as u32);
+                let (words, output_tokens, finish) = reply(&model, &last_input_text(&body), limit);
+                let r = ResponseObject {
+                    id: format!("resp_mock{id_seed}"),
+                    message_id: format!("msg_mock{id_seed}"),
+                    created,
+                    model: &model,
+                    body: &body,
+                    input_tokens: ctx.prompt_tokens,
+                    output_tokens,
+                    incomplete: finish == "length",
+                };
+                if ctx.stream {
+                    self.stream_response(r.events(&words))
+                } else {
+                    json_response(r.finished(&words.concat()))
+                }
+            }
             Endpoint::ChatCompletions | Endpoint::Completions => {
                 let chat = ctx.endpoint == Endpoint::ChatCompletions;
                 let prompt = if chat {
@@ -184,7 +206,12 @@ fn last_user_text(body: &Map<String, Value>) -> String {
     else {
         return String::new();
     };
-    match m.get("content") {
+    content_text(m.get("content"))
+}
+
+/// The text of message content: a string, or the text parts joined.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
             .iter()
@@ -192,6 +219,124 @@ fn last_user_text(body: &Map<String, Value>) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         _ => String::new(),
+    }
+}
+
+/// The last user text of a Responses `input`: the string itself, or the last user item's text.
+fn last_input_text(body: &Map<String, Value>) -> String {
+    match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .rev()
+            .find(|i| i.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|i| content_text(i.get("content")))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// A Responses API answer, whole or as its typed stream events (OpenAI's shapes).
+struct ResponseObject<'a> {
+    id: String,
+    message_id: String,
+    created: i64,
+    model: &'a str,
+    body: &'a Map<String, Value>,
+    input_tokens: u32,
+    output_tokens: u32,
+    /// Cut short by `max_output_tokens`.
+    incomplete: bool,
+}
+
+impl ResponseObject<'_> {
+    /// The response object; `text` is `None` while it is still being written.
+    fn object(&self, text: Option<&str>) -> Value {
+        let echo = |k: &str| self.body.get(k).cloned().unwrap_or(Value::Null);
+        let (status, output, usage) = match text {
+            None => ("in_progress", json!([]), Value::Null),
+            Some(t) => (
+                if self.incomplete {
+                    "incomplete"
+                } else {
+                    "completed"
+                },
+                json!([self.message(t, "completed")]),
+                json!({
+                    "input_tokens": self.input_tokens,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": self.output_tokens,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": self.input_tokens + self.output_tokens,
+                }),
+            ),
+        };
+        let incomplete = if text.is_some() && self.incomplete {
+            json!({"reason": "max_output_tokens"})
+        } else {
+            Value::Null
+        };
+        json!({
+            "id": self.id, "object": "response", "created_at": self.created, "status": status,
+            "error": null, "incomplete_details": incomplete, "instructions": echo("instructions"),
+            "max_output_tokens": echo("max_output_tokens"), "model": self.model, "output": output,
+            "parallel_tool_calls": true, "previous_response_id": echo("previous_response_id"),
+            "reasoning": {"effort": null, "summary": null}, "store": false,
+            "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+            "tools": self.body.get("tools").cloned().unwrap_or_else(|| json!([])),
+            "top_p": 1.0, "truncation": "disabled", "usage": usage, "user": echo("user"),
+            "metadata": self.body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        })
+    }
+
+    fn message(&self, text: &str, status: &str) -> Value {
+        let content = if status == "completed" {
+            json!([{"type": "output_text", "text": text, "annotations": []}])
+        } else {
+            json!([])
+        };
+        json!({"id": self.message_id, "type": "message", "status": status, "role": "assistant", "content": content})
+    }
+
+    fn finished(&self, text: &str) -> Value {
+        self.object(Some(text))
+    }
+
+    /// The stream: created, in progress, the message item and its text part added, one text
+    /// delta per word, the text, part and item done, and the completed response with usage.
+    fn events(&self, words: &[String]) -> Vec<Bytes> {
+        let text = words.concat();
+        let part = |t: &str| json!({"type": "output_text", "text": t, "annotations": []});
+        let (id, out) = (&self.message_id, 0);
+        let mut events = vec![
+            json!({"type": "response.created", "response": self.object(None)}),
+            json!({"type": "response.in_progress", "response": self.object(None)}),
+            json!({"type": "response.output_item.added", "output_index": out, "item": self.message("", "in_progress")}),
+            json!({"type": "response.content_part.added", "item_id": id, "output_index": out, "content_index": 0, "part": part("")}),
+        ];
+        for w in words {
+            events.push(json!({"type": "response.output_text.delta", "item_id": id, "output_index": out, "content_index": 0, "delta": w, "logprobs": []}));
+        }
+        events.extend([
+            json!({"type": "response.output_text.done", "item_id": id, "output_index": out, "content_index": 0, "text": text, "logprobs": []}),
+            json!({"type": "response.content_part.done", "item_id": id, "output_index": out, "content_index": 0, "part": part(&text)}),
+            json!({"type": "response.output_item.done", "output_index": out, "item": self.message(&text, "completed")}),
+        ]);
+        let last = if self.incomplete {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        events.push(json!({"type": last, "response": self.object(Some(&text))}));
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut e)| {
+                e["sequence_number"] = json!(n);
+                let kind = e["type"].as_str().unwrap_or("").to_owned();
+                Bytes::from(format!("event: {kind}\ndata: {e}\n\n"))
+            })
+            .collect()
     }
 }
 

@@ -268,3 +268,33 @@ pub async fn webhook_receiver() -> (SocketAddr, Deliveries) {
     .await;
     (addr, seen)
 }
+
+/// Declares the tools app `acme/ml/bot` uses, through the control plane, and reloads them.
+pub async fn declare(gw: &TestGateway, tools: &[&str]) {
+    gw.state
+        .control
+        .set_app_tools(
+            &custos_control::Actor::local("test"),
+            "acme",
+            "ml",
+            "bot",
+            Some(tools.iter().map(|t| t.to_string()).collect()),
+            &custos_core::Reason::default(),
+        )
+        .await
+        .unwrap();
+    gw.state.directory.refresh(&gw.store).await.unwrap();
+}
+
+/// The `model.invoke` events of the ledger, oldest first.
+pub async fn invoke_events(gw: &TestGateway) -> Vec<serde_json::Value> {
+    gw.state.audit.flush().await;
+    gw.store
+        .ledger_entries(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.event).unwrap())
+        .filter(|e| e["activity"] == "model.invoke")
+        .collect()
+}
