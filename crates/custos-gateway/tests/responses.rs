@@ -434,6 +434,37 @@ async fn the_built_in_mock_answers_the_responses_api() {
     assert!(a.deltas.contains("tell me a story"), "{}", a.deltas);
     assert_eq!(a.output[0]["content"][0]["text"], a.deltas);
 
+    // The same controls as chat: a retried call with an Idempotency-Key is replayed, and
+    // every call is in the ledger as a call to /responses.
+    let once = json!({"model": "gpt-4o-mini", "input": "only once"});
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let r = gw
+            .client
+            .post(format!("{}/v1/responses", gw.base))
+            .bearer_auth(&key)
+            .header("idempotency-key", "retry-1")
+            .json(&once)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        bodies.push((
+            r.headers().get("idempotent-replayed").is_some(),
+            r.text().await.unwrap(),
+        ));
+    }
+    assert!(!bodies[0].0 && bodies[1].0, "the second is a replay");
+    assert_eq!(bodies[0].1, bodies[1].1);
+    let events = invoke_events(&gw).await;
+    assert!(events.len() >= 3, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["resources"][0]["endpoint"] == "/responses"),
+        "{events:?}"
+    );
+
     // Malformed input is refused before anything is spent, saying where.
     streamed["input"] = json!(7);
     let p = expect_problem(
