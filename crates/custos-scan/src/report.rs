@@ -76,6 +76,10 @@ pub fn sarif(findings: &[Finding], rules: &RuleSet, redact: bool) -> Value {
             if let Some(c) = &f.commit {
                 result["properties"] = json!({"commit": c.commit, "author": c.author, "email": c.email, "date": c.date, "commitMessage": c.message});
             }
+            if let Some(l) = &f.layer {
+                result["properties"] = json!({"layer": l.index, "layerDigest": l.digest,
+                    "createdBy": l.created_by, "removedInLaterLayer": f.removed_in_later_layer});
+            }
             result
         })
         .collect();

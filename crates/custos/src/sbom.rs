@@ -1,10 +1,11 @@
-//! `custos sbom`: a software bill of materials for a directory or a lockfile, as
-//! CycloneDX 1.6 or SPDX 2.3 JSON. Exit 0 on success (warnings about broken files go to
+//! `custos sbom`: a software bill of materials for a directory, a lockfile or a container
+//! image (docker and OCI archives, OCI layouts), as CycloneDX 1.6 or SPDX 2.3 JSON. Exit 0 on success (warnings about broken files go to
 //! standard error and the rest is still catalogued), 2 on usage or I/O errors.
 
 use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
+use custos_scan::image::{Image, Source};
 use custos_scan::sbom::{self, format::DocumentInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,15 +27,25 @@ Every package gets a package URL; dependency edges and direct/transitive marks c
 the lockfiles that record them. A file that cannot be parsed is named on standard error and
 the rest is still catalogued.
 
+Images: `docker-archive:IMG.tar` (docker save), `oci-archive:IMG.tar`, `oci-dir:PATH` (an
+OCI image layout), or such a file or directory named bare. The layers are applied in order
+with whiteouts; each package names the layer that installed it and the Dockerfile
+instruction that made the layer (CycloneDX properties custos:layer:*).
+
 Examples:
   custos sbom                                   this directory, CycloneDX to standard output
   custos sbom . --format spdx-json -o sbom.spdx.json
-  custos sbom services/api/Cargo.lock -o api.cdx.json"
+  custos sbom services/api/Cargo.lock -o api.cdx.json
+  custos sbom docker-archive:api.tar -o api-image.cdx.json
+  custos sbom oci-dir:./layout --platform linux/arm64"
 )]
 pub struct SbomArgs {
-    /// Directory (walked, honouring .gitignore) or a single lockfile.
+    /// Directory (walked, honouring .gitignore), a single lockfile, or an image source.
     #[arg(default_value = ".")]
-    path: PathBuf,
+    path: String,
+    /// The platform to read from a multi-platform image (os/arch[/variant]).
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
     /// Document format.
     #[arg(long, value_enum, default_value_t = SbomFormat::CyclonedxJson)]
     format: SbomFormat,
@@ -50,27 +61,77 @@ pub struct SbomArgs {
     include_dev: bool,
 }
 
-pub fn run(args: SbomArgs) -> Result<ExitCode> {
-    if !args.path.exists() {
-        bail!("{}: no such file or directory", args.path.display());
+/// What a scan reads: a tree (or file) as it is, or a container image.
+pub enum Target {
+    Tree(PathBuf),
+    Image(Box<Image>),
+}
+
+/// Reads a scan's source argument (see `custos sbom --help`).
+pub fn target(arg: &str, platform: &str) -> Result<Target> {
+    match Source::parse(arg).map_err(|e| anyhow::anyhow!("{e}"))? {
+        Source::Dir(p) => Ok(Target::Tree(p)),
+        source => {
+            let image = Image::open(&source, Some(platform)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Target::Image(Box::new(image)))
+        }
     }
-    let mut found = sbom::scan(&args.path);
+}
+
+/// The packages of an image; an image in which nothing is found is an error, not an empty
+/// answer (a distroless or scratch image, or the wrong file).
+pub fn image_sbom(image: &Image) -> Result<sbom::Sbom> {
+    let (found, view) = custos_scan::image::sbom_of(image).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if found.files.is_empty() {
+        bail!(
+            "{}: no package database, lockfile or manifest custos reads in its {} across {} \
+             (dpkg and apk databases, Python dist-info, lockfiles); nothing to list",
+            image.name,
+            output::count(view.file_count(), "file"),
+            output::count(image.layers.len(), "layer")
+        );
+    }
+    eprintln!(
+        "{}: {}, {}, {}/{}",
+        image.name,
+        output::count(image.layers.len(), "layer"),
+        output::count(view.file_count(), "file"),
+        image.os.as_deref().unwrap_or("?"),
+        image.architecture.as_deref().unwrap_or("?")
+    );
+    Ok(found)
+}
+
+pub fn run(args: SbomArgs) -> Result<ExitCode> {
+    let (mut found, name) = match target(&args.path, &args.platform)? {
+        Target::Tree(path) => {
+            let found = sbom::scan(&path);
+            for w in &found.warnings {
+                eprintln!("warning: {}: {}", w.file, w.message);
+            }
+            require_manifests(&path, &found)?;
+            let abs = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let name = abs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "project".into());
+            (found, name)
+        }
+        Target::Image(image) => {
+            let found = image_sbom(&image)?;
+            for w in &found.warnings {
+                eprintln!("warning: {}: {}", w.file, w.message);
+            }
+            (found, image.name.clone())
+        }
+    };
     if !args.include_dev {
         found.components.retain(|c| !c.dev);
     }
-    for w in &found.warnings {
-        eprintln!("warning: {}: {}", w.file, w.message);
-    }
-    require_manifests(&args.path, &found)?;
     warn_unpinned(
         &found.components,
         "the SBOM lists them without a version (their constraint as custos:version_range)",
     );
-    let abs = std::fs::canonicalize(&args.path).unwrap_or_else(|_| args.path.clone());
-    let name = abs
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into());
     let created = custos_core::time::format_rfc3339(custos_core::time::now_ms());
     let created = created
         .split('.')

@@ -32,9 +32,14 @@ Silence one line with a `custos:allow` (or `gitleaks:allow`) comment on it; skip
 Exit status: 1 when findings remain after allowlists and the baseline, 0 when none,
 2 on a usage error, a broken rules file or unreadable files.")]
     Scan {
-        /// What to scan: directories, files, or `-` for standard input.
+        /// What to scan: directories, files, `-` for standard input, or images
+        /// (docker-archive:IMG.tar, oci-archive:IMG.tar, oci-dir:PATH): every file of every
+        /// layer, files a later layer deleted too.
         #[arg(default_value = ".")]
-        paths: Vec<PathBuf>,
+        paths: Vec<String>,
+        /// The platform to read from a multi-platform image (os/arch[/variant]).
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -348,38 +353,54 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        SecretsCmd::Scan { paths, common } => {
+        SecretsCmd::Scan {
+            paths,
+            platform,
+            common,
+        } => {
             let format = if json { Format::Json } else { common.format };
+            let mut targets = Vec::new();
             for p in &paths {
-                if p.as_os_str() != "-" && !p.exists() {
-                    bail!("{} does not exist", p.display());
-                }
+                targets.push(if p == "-" {
+                    crate::sbom::Target::Tree(PathBuf::from("-"))
+                } else {
+                    crate::sbom::target(p, &platform)?
+                });
             }
-            let first = paths.first().map_or(Path::new("."), PathBuf::as_path);
-            let (scanner, known) = common.scanner(first)?;
+            let first = match targets.first() {
+                Some(crate::sbom::Target::Tree(p)) => p.clone(),
+                _ => PathBuf::from("."),
+            };
+            let (scanner, known) = common.scanner(&first)?;
             let started = std::time::Instant::now();
             let mut summary = ScanSummary::default();
-            for path in &paths {
-                let part = if path.as_os_str() == "-" {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .context("cannot read standard input")?;
-                    ScanSummary {
-                        findings: scanner.scan("<stdin>", &buf),
-                        files: 1,
-                        bytes: buf.len() as u64,
-                        ..Default::default()
+            let options = ScanOptions {
+                max_file_size: common.max_file_size,
+                threads: common.threads,
+            };
+            for target in &targets {
+                let part = match target {
+                    crate::sbom::Target::Image(image) => {
+                        let part = custos_scan::secrets::scan_image(&scanner, image, &options)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        if part.files == 0 {
+                            bail!("{}: the image holds no files", image.name);
+                        }
+                        part
                     }
-                } else {
-                    scan_path(
-                        &scanner,
-                        path,
-                        &ScanOptions {
-                            max_file_size: common.max_file_size,
-                            threads: common.threads,
-                        },
-                    )
+                    crate::sbom::Target::Tree(path) if path.as_os_str() == "-" => {
+                        let mut buf = Vec::new();
+                        std::io::stdin()
+                            .read_to_end(&mut buf)
+                            .context("cannot read standard input")?;
+                        ScanSummary {
+                            findings: scanner.scan("<stdin>", &buf),
+                            files: 1,
+                            bytes: buf.len() as u64,
+                            ..Default::default()
+                        }
+                    }
+                    crate::sbom::Target::Tree(path) => scan_path(&scanner, path, &options),
                 };
                 summary.findings.extend(part.findings);
                 summary.files += part.files;
@@ -533,7 +554,23 @@ fn table(summary: &ScanSummary, redact: bool) -> String {
                 c.author,
                 &custos_core::time::format_rfc3339(c.date * 1000)[..10]
             ),
-            None => String::new(),
+            None => match &f.layer {
+                Some(l) => format!(
+                    "  layer {} {}{}{}",
+                    l.index,
+                    &l.digest[..l.digest.len().min(19)],
+                    l.created_by
+                        .as_deref()
+                        .map(|c| format!(" ({})", output_short(c)))
+                        .unwrap_or_default(),
+                    if f.removed_in_later_layer {
+                        ", deleted by a later layer but still in the image"
+                    } else {
+                        ""
+                    }
+                ),
+                None => String::new(),
+            },
         };
         out.push_str(&format!(
             "{at}  {}  {secret}  ({}){origin}\n",
@@ -541,4 +578,14 @@ fn table(summary: &ScanSummary, redact: bool) -> String {
         ));
     }
     out
+}
+
+/// A Dockerfile instruction cut for one line of a table.
+fn output_short(s: &str) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 60 {
+        one.chars().take(59).collect::<String>() + "…"
+    } else {
+        one
+    }
 }

@@ -39,9 +39,13 @@ fail only with --deny KIND. Accepted risks live in .custos/vuln-exceptions.toml:
 
 An expired exception no longer suppresses, and the report says so.")]
     Scan {
-        /// A directory, a lockfile, or a CycloneDX/SPDX JSON document.
+        /// A directory, a lockfile, a CycloneDX/SPDX JSON document, or an image
+        /// (docker-archive:IMG.tar, oci-archive:IMG.tar, oci-dir:PATH; see `custos sbom --help`).
         #[arg(default_value = ".")]
-        path: PathBuf,
+        path: String,
+        /// The platform to read from a multi-platform image (os/arch[/variant]).
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
         /// Exit 1 when a finding at or above this severity remains.
         #[arg(long, value_enum, default_value_t = Level::High)]
         fail_on: Level,
@@ -304,6 +308,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
         }
         VulnsCmd::Scan {
             path,
+            platform,
             fail_on,
             unknown_as,
             deny,
@@ -321,10 +326,17 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
             if let Some(w) = check_age(&vdb, max_db_age.as_deref(), &db.warn_db_age)? {
                 eprintln!("{w}");
             }
-            if !path.exists() {
-                bail!("{}: no such file or directory", path.display());
-            }
-            let components = components_of(&path)?;
+            let (components, path) = match crate::sbom::target(&path, &platform)? {
+                crate::sbom::Target::Tree(path) => (components_of(&path)?, path),
+                crate::sbom::Target::Image(image) => {
+                    let found = crate::sbom::image_sbom(&image)?;
+                    for w in &found.warnings {
+                        eprintln!("warning: {}: {}", w.file, w.message);
+                    }
+                    // An image has no folder of its own for exceptions: --exceptions names them.
+                    (found.components, PathBuf::from("/nonexistent"))
+                }
+            };
             let uncovered = vuln::uncovered(&vdb, &components)?;
             for (eco, n) in &uncovered {
                 eprintln!(

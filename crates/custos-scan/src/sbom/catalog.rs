@@ -19,32 +19,11 @@ type Catalog = Result<Vec<Component>, String>;
 /// the file is not a format custos reads.
 pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
     let name = path.file_name()?.to_str()?;
-    let kind: &'static str = match name {
-        "Cargo.lock" => "cargo-lock",
-        "package-lock.json" | "npm-shrinkwrap.json" => "npm-lock",
-        "poetry.lock" => "poetry-lock",
-        "uv.lock" => "uv-lock",
-        "pdm.lock" => "pdm-lock",
-        "Pipfile.lock" => "pipfile-lock",
-        "go.mod" => "go-mod",
-        "go.sum" => "go-sum",
-        "yarn.lock" => "yarn-lock",
-        "pnpm-lock.yaml" => "pnpm-lock",
-        "gradle.lockfile" => "gradle-lock",
-        "pom.xml" => "maven-pom",
-        "status" if rel.ends_with("var/lib/dpkg/status") => "dpkg",
-        "installed" if rel.ends_with("lib/apk/db/installed") => "apk",
-        "METADATA"
-            if path
-                .parent()
-                .and_then(|p| p.extension())
-                .is_some_and(|e| e == "dist-info") =>
-        {
-            "python-dist-info"
-        }
-        n if n.starts_with("requirements") && n.ends_with(".txt") => "requirements",
-        _ => return None,
-    };
+    let in_dist_info = path
+        .parent()
+        .and_then(|p| p.extension())
+        .is_some_and(|e| e == "dist-info");
+    let kind = kind_of(name, rel, in_dist_info)?;
     let text = match read(path) {
         Ok(t) => t,
         Err(e) => return Some((kind, Err(e))),
@@ -69,6 +48,34 @@ pub fn catalog_file(path: &Path, rel: &str) -> Option<(&'static str, Catalog)> {
         _ => requirements(&text, rel),
     };
     Some((kind, result))
+}
+
+/// The cataloger that reads the file at `rel` (a `/`-separated path), if one does.
+pub fn catalog_kind(rel: &str) -> Option<&'static str> {
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    kind_of(name, rel, dir.ends_with(".dist-info"))
+}
+
+fn kind_of(name: &str, rel: &str, in_dist_info: bool) -> Option<&'static str> {
+    Some(match name {
+        "Cargo.lock" => "cargo-lock",
+        "package-lock.json" | "npm-shrinkwrap.json" => "npm-lock",
+        "poetry.lock" => "poetry-lock",
+        "uv.lock" => "uv-lock",
+        "pdm.lock" => "pdm-lock",
+        "Pipfile.lock" => "pipfile-lock",
+        "go.mod" => "go-mod",
+        "go.sum" => "go-sum",
+        "yarn.lock" => "yarn-lock",
+        "pnpm-lock.yaml" => "pnpm-lock",
+        "gradle.lockfile" => "gradle-lock",
+        "pom.xml" => "maven-pom",
+        "status" if rel.ends_with("var/lib/dpkg/status") => "dpkg",
+        "installed" if rel.ends_with("lib/apk/db/installed") => "apk",
+        "METADATA" if in_dist_info => "python-dist-info",
+        n if n.starts_with("requirements") && n.ends_with(".txt") => "requirements",
+        _ => return None,
+    })
 }
 
 /// Runs the cataloger for a file called `name` over `text` (for fuzzing and tests; OS
@@ -125,6 +132,7 @@ fn component(ecosystem: &str, ns: Option<&str>, name: &str, version: &str, rel: 
         artifact: None,
         dev: false,
         version_range: None,
+        layer: None,
     }
 }
 

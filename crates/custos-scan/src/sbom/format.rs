@@ -73,6 +73,13 @@ pub fn cyclonedx(sbom: &Sbom, info: &DocumentInfo) -> Value {
             if let (Some(d), Some(props)) = (c.direct, v["properties"].as_array_mut()) {
                 props.push(json!({"name": "custos:direct", "value": d.to_string()}));
             }
+            if let (Some(l), Some(props)) = (&c.layer, v["properties"].as_array_mut()) {
+                props.push(json!({"name": "custos:layer:index", "value": l.index.to_string()}));
+                props.push(json!({"name": "custos:layer:digest", "value": l.digest}));
+                if let Some(by) = &l.created_by {
+                    props.push(json!({"name": "custos:layer:created_by", "value": by}));
+                }
+            }
             if c.is_root {
                 v["type"] = json!("application");
             }

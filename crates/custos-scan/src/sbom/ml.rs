@@ -320,6 +320,7 @@ fn artifact_component(path: &Path, rel: &str, artifact: Artifact) -> Component {
         artifact: Some(artifact),
         dev: false,
         version_range: None,
+        layer: None,
     }
 }
 

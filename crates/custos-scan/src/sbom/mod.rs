@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use catalog::{catalog_file, catalog_text};
+pub use catalog::{catalog_file, catalog_kind, catalog_text};
 
 /// One package (or model, or dataset) found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,6 +50,9 @@ pub struct Component {
     /// vulnerabilities until it is pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_range: Option<String>,
+    /// In an image: the layer that installed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<crate::image::Layer>,
 }
 
 /// A file that could not be read or parsed.
@@ -148,6 +151,7 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         advisory_ecosystem: None,
         artifact: None,
         dev: false,
+        layer: None,
     })
 }
 

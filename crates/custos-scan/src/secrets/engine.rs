@@ -32,6 +32,13 @@ pub struct Finding {
     /// For history scans: the commit that introduced it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<super::history::CommitInfo>,
+    /// For image scans: the layer the file is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<crate::image::Layer>,
+    /// For image scans: a later layer deleted or replaced the file, yet the secret ships in
+    /// this layer's bytes to everyone who pulls the image.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub removed_in_later_layer: bool,
 }
 
 impl Finding {
@@ -417,6 +424,8 @@ impl Scanner {
             tags: r.tags.clone(),
             fingerprint: hex::encode(&h.finalize()[..16]),
             commit: None,
+            layer: None,
+            removed_in_later_layer: false,
         }
     }
 }

@@ -10,4 +10,4 @@ pub mod walk;
 pub use engine::{shannon_entropy, Finding, Scanner};
 pub use history::{scan_history, scan_staged, CommitInfo, HistoryOptions, HistorySummary};
 pub use rules::{RuleError, RuleSet, DEFAULT_RULES};
-pub use walk::{scan_path, ScanOptions, ScanSummary};
+pub use walk::{scan_image, scan_path, ScanOptions, ScanSummary};

@@ -44,6 +44,70 @@ fn is_binary(content: &[u8]) -> bool {
     content[..content.len().min(8192)].contains(&0)
 }
 
+/// Scans every file of every layer of an image, the files a later layer deleted or
+/// replaced too (they still ship in the image): each finding names its layer.
+pub fn scan_image(
+    scanner: &Scanner,
+    image: &crate::image::Image,
+    options: &ScanOptions,
+) -> Result<ScanSummary, crate::image::ImageError> {
+    use crate::image::{Entry, ImageView};
+    let mut summary = ScanSummary::default();
+    let mut view = ImageView::default();
+    let mut buf = Vec::new();
+    image.walk(|layer, entry| {
+        let Entry::File {
+            path,
+            size,
+            content,
+        } = entry
+        else {
+            view.apply_meta(layer.index, entry);
+            return Ok(());
+        };
+        let path = path.to_owned();
+        view.apply_meta(
+            layer.index,
+            Entry::File {
+                path: &path,
+                size,
+                content: &mut std::io::empty(),
+            },
+        );
+        if size > options.max_file_size {
+            summary.skipped_large += 1;
+            return Ok(());
+        }
+        if scanner.path_allowed(&path) {
+            return Ok(());
+        }
+        buf.clear();
+        let mut limited = std::io::Read::take(content, options.max_file_size);
+        if let Err(e) = std::io::Read::read_to_end(&mut limited, &mut buf) {
+            summary
+                .errors
+                .push(format!("{path} in layer {}: {e}", layer.index));
+            return Ok(());
+        }
+        summary.files += 1;
+        summary.bytes += buf.len() as u64;
+        if is_binary(&buf) {
+            summary.skipped_binary += 1;
+            return Ok(());
+        }
+        for mut f in scanner.scan(&path, &buf) {
+            f.layer = Some(layer.clone());
+            summary.findings.push(f);
+        }
+        Ok(())
+    })?;
+    for f in &mut summary.findings {
+        let at = f.layer.as_ref().map(|l| l.index);
+        f.removed_in_later_layer = view.layer_of(&f.path) != at;
+    }
+    Ok(summary)
+}
+
 /// Scans one file or a whole tree.
 pub fn scan_path(scanner: &Scanner, root: &Path, options: &ScanOptions) -> ScanSummary {
     let findings = Mutex::new(Vec::new());

@@ -41,6 +41,9 @@ pub struct Finding {
     /// the package rather than a vulnerability; it fails a scan only when asked to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub informational: Option<String>,
+    /// In an image: the layer that installed the package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<crate::image::Layer>,
 }
 
 /// Ecosystems of `components` the database holds no advisories for, with how many packages
@@ -156,6 +159,7 @@ pub fn scan(db: &VulnDb, components: &[Component]) -> Result<Vec<Finding>, DbErr
                     .unwrap_or_default(),
                 source: c.source.clone(),
                 direct: c.direct,
+                layer: c.layer.clone(),
                 suppressed_by: None,
                 expired_exception: None,
                 informational,

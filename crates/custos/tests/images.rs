@@ -1,0 +1,372 @@
+//! Container images end to end: an image assembled here from files the test writes (a
+//! Debian-like base layer, an application layer holding a credential, and a layer that
+//! installs a package and deletes the credential), saved as an OCI image layout, an OCI
+//! archive and a `docker save` archive. `custos sbom`, `vulns scan` and `secrets scan` read
+//! each; every package and finding names its layer.
+
+mod common;
+
+use common::*;
+use flate2::write::GzEncoder;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+enum Item<'a> {
+    File(&'a str, Vec<u8>),
+    Link(&'a str, &'a str),
+}
+
+/// A layer tar of `items`.
+fn layer(items: &[Item<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for item in items {
+        let mut h = tar::Header::new_gnu();
+        match item {
+            Item::File(path, content) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(content.len() as u64);
+                h.set_mode(0o644);
+                b.append_data(&mut h, path, content.as_slice()).unwrap();
+            }
+            Item::Link(path, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, path, target).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn dpkg(packages: &[(&str, &str)]) -> Vec<u8> {
+    packages
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "Package: {n}\nStatus: install ok installed\nVersion: {v}\nArchitecture: amd64\n\n"
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A credential built at run time, so this file holds none.
+fn credential() -> String {
+    format!("AKIA{}", "Q3EGRIVXYZ7HPM2W")
+}
+
+const HISTORY: [&str; 3] = [
+    "/bin/sh -c #(nop) ADD file:rootfs.tar in / ",
+    "COPY app /app # buildkit",
+    "RUN /bin/sh -c apt-get install -y curl && rm /app/config.py # buildkit",
+];
+
+/// The three layers, uncompressed.
+fn layers() -> Vec<Vec<u8>> {
+    let db = "var/lib/dpkg/status";
+    vec![
+        layer(&[
+            Item::File(
+                "usr/lib/os-release",
+                b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n"
+                    .to_vec(),
+            ),
+            Item::Link("etc/os-release", "../usr/lib/os-release"),
+            Item::File(db, dpkg(&[("base-files", "12.4"), ("bash", "5.2.15-2")])),
+        ]),
+        layer(&[
+            Item::File("app/requirements.txt", b"flask==2.0.0\n".to_vec()),
+            Item::File(
+                "app/config.py",
+                format!("aws_access_key_id = \"{}\"\n", credential()).into_bytes(),
+            ),
+        ]),
+        layer(&[
+            Item::File("app/.wh.config.py", Vec::new()),
+            Item::File(
+                db,
+                dpkg(&[
+                    ("base-files", "12.4"),
+                    ("bash", "5.2.15-2"),
+                    ("curl", "7.88.1-10"),
+                ]),
+            ),
+        ]),
+    ]
+}
+
+fn config(diff_ids: &[String]) -> Vec<u8> {
+    let history: Vec<Value> = HISTORY
+        .iter()
+        .map(|h| json!({"created_by": h}))
+        .chain([json!({"created_by": "CMD [\"python\"]", "empty_layer": true})])
+        .collect();
+    serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}))
+    .unwrap()
+}
+
+/// Writes an OCI image layout (layers gzip-compressed but the last, left plain).
+fn oci_layout(dir: &Path) {
+    let raw = layers();
+    let diff_ids: Vec<String> = raw.iter().map(|l| sha(l)).collect();
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha(bytes);
+        std::fs::write(dir.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+        d
+    };
+    let mut descriptors = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let (bytes, media) = if i + 1 < raw.len() {
+            (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
+        } else {
+            (l.clone(), "application/vnd.oci.image.layer.v1.tar")
+        };
+        let d = put(&bytes);
+        descriptors.push(json!({"mediaType": media, "digest": d, "size": bytes.len()}));
+    }
+    let cfg = config(&diff_ids);
+    let cfg_digest = put(&cfg);
+    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": cfg.len()},
+        "layers": descriptors}))
+    .unwrap();
+    let m = put(&manifest);
+    // A multi-platform index: an arm64 image that is not there, and ours.
+    let index = json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 1,
+         "platform": {"os": "linux", "architecture": "arm64"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": manifest.len(),
+         "platform": {"os": "linux", "architecture": "amd64"},
+         "annotations": {"org.opencontainers.image.ref.name": "1.0"}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Packs a directory into a tar (for oci-archive).
+fn pack(dir: &Path, out: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    b.append_dir_all(".", dir).unwrap();
+    b.finish().unwrap();
+}
+
+/// Writes what `docker save` writes: manifest.json, the config, and one tar per layer.
+fn docker_archive(out: &Path) {
+    let raw = layers();
+    let diff_ids: Vec<String> = raw.iter().map(|l| sha(l)).collect();
+    let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
+    let mut add = |path: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, bytes).unwrap();
+    };
+    let cfg = config(&diff_ids);
+    let cfg_name = format!("{}.json", &sha(&cfg)[7..]);
+    add(&cfg_name, &cfg);
+    let mut names = Vec::new();
+    for l in &raw {
+        let name = format!("{}/layer.tar", &sha(l)[7..19]);
+        add(&name, l);
+        names.push(name);
+    }
+    let manifest = json!([{"Config": cfg_name, "RepoTags": ["shop/api:1.0"], "Layers": names}]);
+    add("manifest.json", manifest.to_string().as_bytes());
+    b.into_inner().unwrap();
+}
+
+fn property<'a>(component: &'a Value, name: &str) -> Option<&'a str> {
+    component["properties"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["value"].as_str())
+}
+
+#[test]
+fn image_sboms_name_each_packages_layer_from_every_kind_of_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    oci_layout(&d.join("layout"));
+    pack(&d.join("layout"), &d.join("oci.tar"));
+    docker_archive(&d.join("docker.tar"));
+    for source in [
+        "oci-dir:layout",
+        "layout",
+        "oci-archive:oci.tar",
+        "oci.tar",
+        "docker-archive:docker.tar",
+        "docker.tar",
+    ] {
+        let out = custos(d, &["sbom", source]);
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let comps = doc["components"].as_array().unwrap();
+        let find = |name: &str| {
+            comps
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("{source}: no {name} in {doc}"))
+        };
+        for (name, layer) in [
+            ("base-files", "0"),
+            ("bash", "0"),
+            ("flask", "1"),
+            ("curl", "2"),
+        ] {
+            assert_eq!(
+                property(find(name), "custos:layer:index"),
+                Some(layer),
+                "{source}: {name}"
+            );
+        }
+        let curl = find("curl");
+        assert!(
+            property(curl, "custos:layer:created_by")
+                .unwrap()
+                .starts_with("RUN /bin/sh -c apt-get install -y curl"),
+            "{curl}"
+        );
+        // The os-release symlink was followed inside the image: Debian 12's packages.
+        assert!(
+            curl["purl"]
+                .as_str()
+                .unwrap()
+                .starts_with("pkg:deb/debian/curl@7.88.1-10"),
+            "{curl}"
+        );
+        assert_eq!(comps.len(), 4, "{source}: {doc}");
+    }
+    // Another platform of the index is named when it is not there.
+    let (code, err) = fails(d, &["sbom", "layout", "--platform", "linux/s390x"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("linux/arm64") && err.contains("--platform"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_in_any_layer_are_found_even_when_a_later_layer_deletes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    docker_archive(&d.join("docker.tar"));
+    oci_layout(&d.join("layout"));
+    for source in ["docker-archive:docker.tar", "oci-dir:layout"] {
+        let out = custos(d, &["secrets", "scan", source, "--format", "json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let f = &v["findings"][0];
+        assert_eq!(f["path"], "app/config.py", "{v}");
+        assert_eq!(f["layer"]["index"], 1);
+        assert_eq!(f["layer"]["created_by"], "COPY app /app # buildkit");
+        assert_eq!(f["removed_in_later_layer"], true);
+        assert!(
+            !out.stdout.is_empty() && !String::from_utf8_lossy(&out.stdout).contains(&credential())
+        );
+        let out = custos(d, &["secrets", "scan", source]);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("layer 1") && table.contains("deleted by a later layer"),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn image_vulnerabilities_fail_the_scan_and_name_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    docker_archive(&d.join("docker.tar"));
+    std::fs::create_dir(d.join("osv")).unwrap();
+    std::fs::write(
+        d.join("osv/DSA-9999-1.json"),
+        json!({"id": "DSA-9999-1", "modified": "2026-01-01T00:00:00Z", "aliases": ["CVE-2026-9999"],
+               "summary": "curl: heap overflow",
+               "affected": [{"package": {"ecosystem": "Debian:12", "name": "curl"},
+                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "7.88.1-10+deb12u5"}]}]}],
+               "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]})
+        .to_string(),
+    )
+    .unwrap();
+    ok(d, &["vulns", "db", "import", "osv", "--db", "v.db"]);
+    let out = custos(
+        d,
+        &[
+            "vulns",
+            "scan",
+            "docker.tar",
+            "--db",
+            "v.db",
+            "--format",
+            "json",
+            "--fail-on",
+            "high",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["package"], "curl", "{v}");
+    assert_eq!(f["layer"]["index"], 2);
+
+    // Nothing to list is an error, not a clean answer.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(
+        empty.join("blob"),
+        layer(&[Item::File("bin/app", b"\x7fELF".to_vec())]),
+    )
+    .unwrap();
+    let digest = sha(&std::fs::read(empty.join("blob")).unwrap());
+    let cfg = json!({"os": "linux", "architecture": "amd64", "rootfs": {"diff_ids": [digest]}});
+    std::fs::write(empty.join("cfg.json"), cfg.to_string()).unwrap();
+    std::fs::write(
+        empty.join("manifest.json"),
+        json!([{"Config": "cfg.json", "Layers": ["blob"]}]).to_string(),
+    )
+    .unwrap();
+    let mut b = tar::Builder::new(std::fs::File::create(d.join("scratch.tar")).unwrap());
+    b.append_dir_all(".", &empty).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let (code, err) = fails(d, &["sbom", "docker-archive:scratch.tar"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nothing to list") && err.contains("in its 1 file across 1 layer "),
+        "{err}"
+    );
+    // A missing archive is named.
+    let (code, err) = fails(d, &["sbom", "docker-archive:missing.tar"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such file"), "{err}");
+}
