@@ -1947,7 +1947,7 @@ fn sbom_catalogs_lockfiles_into_valid_cyclonedx_and_spdx() {
         "pkg:pypi/idna@3.7",
         "pkg:golang/github.com/pkg/errors@v0.9.1",
         "pkg:npm/left-pad@1.3.0",
-        "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12",
+        "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12&upstream=openssl",
     ] {
         assert!(purls.contains(&p), "{p} missing from {purls:?}");
     }

@@ -51,16 +51,18 @@ fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// A dpkg status database of `packages`, with libssl3 (built from openssl) in each.
 fn dpkg(packages: &[(&str, &str)]) -> Vec<u8> {
-    packages
+    let mut text: String = packages
         .iter()
         .map(|(n, v)| {
             format!(
                 "Package: {n}\nStatus: install ok installed\nVersion: {v}\nArchitecture: amd64\n\n"
             )
         })
-        .collect::<String>()
-        .into_bytes()
+        .collect();
+    text.push_str("Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\n\n");
+    text.into_bytes()
 }
 
 /// A credential built at run time, so this file holds none.
@@ -230,6 +232,7 @@ fn image_sboms_name_each_packages_layer_from_every_kind_of_source() {
         for (name, layer) in [
             ("base-files", "0"),
             ("bash", "0"),
+            ("libssl3", "0"),
             ("flask", "1"),
             ("curl", "2"),
         ] {
@@ -254,7 +257,7 @@ fn image_sboms_name_each_packages_layer_from_every_kind_of_source() {
                 .starts_with("pkg:deb/debian/curl@7.88.1-10"),
             "{curl}"
         );
-        assert_eq!(comps.len(), 4, "{source}: {doc}");
+        assert_eq!(comps.len(), 5, "{source}: {doc}");
     }
     // Another platform of the index is named when it is not there.
     let (code, err) = fails(d, &["sbom", "layout", "--platform", "linux/s390x"]);
@@ -313,31 +316,84 @@ fn image_vulnerabilities_fail_the_scan_and_name_the_layer() {
         .to_string(),
     )
     .unwrap();
+    // An advisory on the source package: libssl3 is affected through openssl.
+    std::fs::write(
+        d.join("osv/DSA-9998-1.json"),
+        json!({"id": "DSA-9998-1", "modified": "2026-01-01T00:00:00Z",
+               "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.11-1~deb12u3"}]}]}],
+               "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:N"}]})
+        .to_string(),
+    )
+    .unwrap();
     ok(d, &["vulns", "db", "import", "osv", "--db", "v.db"]);
-    let out = custos(
+    let scan = |target: &str| {
+        let out = custos(
+            d,
+            &[
+                "vulns",
+                "scan",
+                target,
+                "--db",
+                "v.db",
+                "--format",
+                "json",
+                "--fail-on",
+                "high",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut found: Vec<(String, String)> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["package"].as_str().unwrap().to_owned(),
+                    f["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        found.sort();
+        (v, found)
+    };
+    let (v, from_image) = scan("docker.tar");
+    assert_eq!(
+        from_image,
+        [
+            ("curl".to_owned(), "DSA-9999-1".to_owned()),
+            ("libssl3".to_owned(), "DSA-9998-1".to_owned())
+        ]
+    );
+    let curl = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["package"] == "curl")
+        .unwrap();
+    assert_eq!(curl["layer"]["index"], 2);
+    // The image's SBOM scans to the same findings: OS packages keep their source package
+    // and release through the purl.
+    ok(d, &["sbom", "docker.tar", "-o", "image.cdx.json"]);
+    ok(
         d,
         &[
-            "vulns",
-            "scan",
+            "sbom",
             "docker.tar",
-            "--db",
-            "v.db",
             "--format",
-            "json",
-            "--fail-on",
-            "high",
+            "spdx-json",
+            "-o",
+            "image.spdx.json",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = &v["findings"][0];
-    assert_eq!(f["package"], "curl", "{v}");
-    assert_eq!(f["layer"]["index"], 2);
+    assert_eq!(scan("image.cdx.json").1, from_image);
+    assert_eq!(scan("image.spdx.json").1, from_image);
 
     // Nothing to list is an error, not a clean answer.
     let empty = d.join("empty");

@@ -1128,12 +1128,22 @@ impl OsRelease {
     ) -> Component {
         let mut c = component(ty, Some(&self.distro), name, version, rel);
         c.name = name.to_string();
+        // Qualifiers in key order, as the purl specification writes them; `upstream` names
+        // the source package advisories use (Syft writes it too), so an SBOM scans as well
+        // as the root file system it came from.
+        let mut q = Vec::new();
         if let Some(arch) = arch {
-            c.purl.push_str(&format!(
-                "?arch={}{}",
-                super::purl_encode(arch),
-                self.qualifier
-            ));
+            q.push(format!("arch={}", super::purl_encode(arch)));
+        }
+        if !self.qualifier.is_empty() {
+            q.push(self.qualifier.trim_start_matches('&').to_owned());
+        }
+        if let Some(s) = source.as_deref().filter(|s| *s != name) {
+            q.push(format!("upstream={}", super::purl_encode(s)));
+        }
+        if !q.is_empty() {
+            c.purl.push('?');
+            c.purl.push_str(&q.join("&"));
         }
         c.advisory_ecosystem = self.osv.clone();
         c.advisory_name = source;
@@ -1717,7 +1727,7 @@ version = "1.5.0"
         assert_eq!(c.len(), 1);
         assert_eq!(
             c[0].purl,
-            "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64"
+            "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&upstream=openssl"
         );
         assert_eq!(c[0].advisory_name.as_deref(), Some("openssl"));
         let apk =
@@ -1728,7 +1738,10 @@ version = "1.5.0"
             Path::new("/nonexistent/lib/apk/db/installed"),
         )
         .unwrap();
-        assert_eq!(c[1].purl, "pkg:apk/alpine/libcrypto3@3.1.4-r0");
+        assert_eq!(
+            c[1].purl,
+            "pkg:apk/alpine/libcrypto3@3.1.4-r0?upstream=openssl"
+        );
         assert_eq!(c[1].advisory_name.as_deref(), Some("openssl"));
         let meta =
             "Metadata-Version: 2.1\nName: Requests\nVersion: 2.31.0\n\nlong description Name: nope";

@@ -122,6 +122,17 @@ fn purl_decode(s: &str) -> String {
 /// ecosystem, the name as custos' catalogers write it, and the version.
 pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
     let rest = purl.strip_prefix("pkg:")?;
+    let qualifiers: BTreeMap<String, String> = rest
+        .split('#')
+        .next()
+        .and_then(|r| r.split_once('?'))
+        .map(|(_, q)| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_ascii_lowercase(), purl_decode(v)))
+                .collect()
+        })
+        .unwrap_or_default();
     let rest = rest.split(['?', '#']).next()?;
     let (path, version) = match rest.rsplit_once('@') {
         Some((p, v)) if !p.is_empty() => (p, purl_decode(v)),
@@ -129,17 +140,35 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
     };
     let (ty, name_path) = path.split_once('/')?;
     let segments: Vec<String> = name_path.split('/').map(purl_decode).collect();
-    let name = match ty {
+    let ty = ty.to_ascii_lowercase();
+    let os_package = matches!(ty.as_str(), "deb" | "apk" | "rpm");
+    let name = match ty.as_str() {
         "maven" => segments.join(":"),
         "pypi" => pypi_purl_name(&segments.join("/")),
+        // The namespace of an OS package is its vendor (`debian`), not part of its name.
+        _ if os_package => segments.last().cloned().unwrap_or_default(),
         _ => segments.join("/"),
     };
     if name.is_empty() {
         return None;
     }
+    let (advisory_name, advisory_ecosystem) = if os_package {
+        let vendor = (segments.len() > 1).then(|| segments[0].to_ascii_lowercase());
+        (
+            qualifiers
+                .get("upstream")
+                .map(|u| u.split(['@', ' ']).next().unwrap_or(u).to_owned())
+                .filter(|u| !u.is_empty() && *u != name),
+            qualifiers
+                .get("distro")
+                .and_then(|d| osv_release(&ty, vendor.as_deref(), d)),
+        )
+    } else {
+        (None, None)
+    };
     Some(Component {
         version_range: None,
-        ecosystem: ty.to_ascii_lowercase(),
+        ecosystem: ty,
         name,
         version,
         purl: purl.to_string(),
@@ -147,12 +176,33 @@ pub fn component_from_purl(purl: &str, source: &str) -> Option<Component> {
         depends_on: Vec::new(),
         source: source.to_string(),
         is_root: false,
-        advisory_name: None,
-        advisory_ecosystem: None,
+        advisory_name,
+        advisory_ecosystem,
         artifact: None,
         dev: false,
         layer: None,
     })
+}
+
+/// The OSV ecosystem of a purl's `distro` qualifier: `debian-12` (Syft) or `debian-12.4`,
+/// `alpine-3.18.4`, or a bare `3.18.4` (Trivy) read with the vendor. Other distributions'
+/// advisories are matched without a release, as custos' own catalogers do.
+fn osv_release(ty: &str, vendor: Option<&str>, distro: &str) -> Option<String> {
+    let (name, release) = match distro.split_once('-') {
+        Some((n, r)) if !n.is_empty() && !n.starts_with(|c: char| c.is_ascii_digit()) => {
+            (n.to_ascii_lowercase(), r)
+        }
+        _ => (vendor?.to_owned(), distro),
+    };
+    let mut parts = release.split('.');
+    let major = parts
+        .next()
+        .filter(|m| m.bytes().all(|b| b.is_ascii_digit()) && !m.is_empty())?;
+    match (ty, name.as_str()) {
+        ("deb", "debian") => Some(format!("Debian:{major}")),
+        ("apk", "alpine") => Some(format!("Alpine:v{major}.{}", parts.next()?)),
+        _ => None,
+    }
 }
 
 /// Components of a CycloneDX or SPDX JSON document, by their purls.
@@ -161,7 +211,29 @@ pub fn components_from_document(doc: &serde_json::Value, source: &str) -> Option
         fn walk(list: &serde_json::Value, source: &str, out: &mut Vec<Component>) {
             for c in list.as_array().into_iter().flatten() {
                 if let Some(p) = c.get("purl").and_then(|v| v.as_str()) {
-                    out.extend(component_from_purl(p, source));
+                    let Some(mut found) = component_from_purl(p, source) else {
+                        if let Some(nested) = c.get("components") {
+                            walk(nested, source, out);
+                        }
+                        continue;
+                    };
+                    // Trivy names an OS package's source package in a property.
+                    let src = c
+                        .get("properties")
+                        .and_then(|p| p.as_array())
+                        .into_iter()
+                        .flatten()
+                        .find(|p| {
+                            p.get("name").and_then(|n| n.as_str())
+                                == Some("aquasecurity:trivy:SrcName")
+                        })
+                        .and_then(|p| p.get("value").and_then(|v| v.as_str()));
+                    if let Some(s) = src.filter(|s| !s.is_empty() && *s != found.name) {
+                        if found.advisory_name.is_none() {
+                            found.advisory_name = Some(s.to_owned());
+                        }
+                    }
+                    out.push(found);
                 }
                 if let Some(nested) = c.get("components") {
                     walk(nested, source, out);
@@ -272,6 +344,46 @@ pub fn scan(root: &Path) -> Sbom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_package_purls_keep_their_source_package_and_release() {
+        // Syft: vendor namespace, `upstream` (sometimes with a version), `distro`.
+        let c = component_from_purl(
+            "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&upstream=openssl&distro=debian-12",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(c.name, "libssl3");
+        assert_eq!(c.advisory_name.as_deref(), Some("openssl"));
+        assert_eq!(c.advisory_ecosystem.as_deref(), Some("Debian:12"));
+        let c = component_from_purl(
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?upstream=glibc%402.36-9&distro=debian-12.4",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(c.version, "2.36-9+deb12u4");
+        assert_eq!(c.advisory_name.as_deref(), Some("glibc"));
+        assert_eq!(c.advisory_ecosystem.as_deref(), Some("Debian:12"));
+        // Trivy: a bare release number.
+        let c = component_from_purl(
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=3.18.4",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.advisory_ecosystem.as_deref()),
+            ("musl", Some("Alpine:v3.18"))
+        );
+        // Trivy's CycloneDX names the source package in a property.
+        let doc = serde_json::json!({"bomFormat": "CycloneDX", "components": [
+            {"purl": "pkg:deb/debian/libssl3@3.0.11-1?distro=debian-12",
+             "properties": [{"name": "aquasecurity:trivy:SrcName", "value": "openssl"}]}]});
+        let c = components_from_document(&doc, "t.json").unwrap();
+        assert_eq!(c[0].advisory_name.as_deref(), Some("openssl"));
+        // Not an OS package: the namespace is part of the name, as before.
+        let c = component_from_purl("pkg:npm/%40babel/core@7.0.0?x=1", "s").unwrap();
+        assert_eq!((c.name.as_str(), c.advisory_name), ("@babel/core", None));
+    }
 
     #[test]
     fn purls_are_encoded() {
