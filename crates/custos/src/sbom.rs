@@ -28,7 +28,9 @@ the lockfiles that record them. A file that cannot be parsed is named on standar
 the rest is still catalogued.
 
 Images: `docker-archive:IMG.tar` (docker save), `oci-archive:IMG.tar`, `oci-dir:PATH` (an
-OCI image layout), or such a file or directory named bare. The layers are applied in order
+OCI image layout), or such a file or directory named bare; `registry:HOST/REPO:TAG` or a
+bare `name:tag`, pulled (anonymously, or with CUSTOS_REGISTRY_USERNAME/PASSWORD or Docker's
+config.json; plain HTTP only for localhost or hosts in CUSTOS_REGISTRY_HTTP). The layers are applied in order
 with whiteouts; each package names the layer that installed it and the Dockerfile
 instruction that made the layer (CycloneDX properties custos:layer:*).
 
@@ -37,7 +39,8 @@ Examples:
   custos sbom . --format spdx-json -o sbom.spdx.json
   custos sbom services/api/Cargo.lock -o api.cdx.json
   custos sbom docker-archive:api.tar -o api-image.cdx.json
-  custos sbom oci-dir:./layout --platform linux/arm64"
+  custos sbom oci-dir:./layout --platform linux/arm64
+  custos sbom registry:ghcr.io/acme/api:1.4 -o api.cdx.json"
 )]
 pub struct SbomArgs {
     /// Directory (walked, honouring .gitignore), a single lockfile, or an image source.

@@ -426,3 +426,117 @@ fn image_vulnerabilities_fail_the_scan_and_name_the_layer() {
     assert_eq!(code, 2);
     assert!(err.contains("no such file"), "{err}");
 }
+
+/// A CNCF distribution registry (Debian's `docker-registry`) on a free port of 127.0.0.1,
+/// stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry() -> Option<Registry> {
+    let have = |bin: &str| {
+        std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("docker-registry") || !have("skopeo") {
+        eprintln!(
+            "skipping: docker-registry and skopeo are not installed (./dev test installs them)"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(Registry {
+        child,
+        addr,
+        _dir: dir,
+    })
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_over_the_distribution_api() {
+    let Some(reg) = registry() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    oci_layout(&d.join("layout"));
+    let reference = format!("{}/shop/api:1.0", reg.addr);
+    let push = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--insecure-policy"])
+        .arg(format!("oci:{}:1.0", d.join("layout").display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "skopeo push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    for source in [format!("registry:{reference}"), reference.clone()] {
+        let out = custos(d, &["sbom", &source]);
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let curl = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "curl")
+            .unwrap_or_else(|| panic!("{doc}"));
+        assert_eq!(property(curl, "custos:layer:index"), Some("2"));
+    }
+    let out = custos(d, &["secrets", "scan", &reference, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["findings"][0]["removed_in_later_layer"], true);
+    // An image the registry does not hold is named, with the registry's answer.
+    let missing = format!("{}/shop/none:1.0", reg.addr);
+    let (code, err) = fails(d, &["sbom", &missing]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("shop/none:1.0") && err.contains("manifest"),
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 //! one platform, and every layer's entries walked in order (gzip, zstd or plain tar), each
 //! with the layer and the Dockerfile instruction that made it.
 
+mod registry;
 mod view;
 
 pub use view::{materialize, Attribution, ImageView};
@@ -241,9 +242,7 @@ impl Image {
                 "{} is a plain directory or file, not an image",
                 p.display()
             ))),
-            Source::Registry(r) => Err(ImageError::Source(format!(
-                "{r}: pulling from a registry is not supported yet; pull it with `skopeo copy docker://{r} oci-archive:image.tar` (or `docker save {r} -o image.tar`) and scan the archive"
-            ))),
+            Source::Registry(r) => registry::pull(r, platform),
             Source::OciDir(p) => Self::from_layout(p, &p.display().to_string(), platform, None),
             Source::OciArchive(p) | Source::DockerArchive(p) => {
                 let dir = tempfile::tempdir().map_err(|e| read_err(p, e))?;
@@ -391,7 +390,7 @@ impl Image {
         Self::assemble(display, &config, blobs, blob_digests, unpacked)
     }
 
-    fn assemble(
+    pub(crate) fn assemble(
         name: String,
         config: &Value,
         blobs: Vec<PathBuf>,
