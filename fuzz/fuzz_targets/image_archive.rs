@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let _ = ImageView::build(&image);
-        let _ = custos_scan::image::sbom_of(&image);
+        let _ = custos_scan::image::sbom_of(&image, &Default::default());
     }
 });

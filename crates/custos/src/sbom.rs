@@ -49,6 +49,8 @@ pub struct SbomArgs {
     /// The platform to read from a multi-platform image (os/arch[/variant]).
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Document format.
     #[arg(long, value_enum, default_value_t = SbomFormat::CyclonedxJson)]
     format: SbomFormat,
@@ -62,6 +64,52 @@ pub struct SbomArgs {
     /// categories and groups.
     #[arg(long)]
     include_dev: bool,
+}
+
+/// Which files `sbom` and `vulns scan` leave out.
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Leave out paths matching this glob (gitignore syntax, relative to the scanned
+    /// directory or the image root; repeatable): `--exclude 'vendor/**' --exclude '*.lock'`.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Also read lockfiles and manifests under test-fixture folders (tests/, testdata/,
+    /// test-data/, fixtures/, __fixtures__/), which are left out by default: they describe
+    /// test data, not what ships.
+    #[arg(long)]
+    pub include_fixtures: bool,
+}
+
+impl FilterArgs {
+    pub fn filter(&self, root: &Path) -> Result<sbom::Filter> {
+        sbom::Filter::new(root, &self.exclude, self.include_fixtures)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Scans a tree with the filter, saying what was left out as fixtures.
+pub fn scan_tree(path: &Path, args: &FilterArgs) -> Result<sbom::Sbom> {
+    let found = sbom::scan_filtered(path, &args.filter(path)?);
+    say_fixtures(&found);
+    Ok(found)
+}
+
+fn say_fixtures(found: &sbom::Sbom) {
+    let n = found.fixtures_left_out.len();
+    if n > 0 {
+        let shown: Vec<&str> = found
+            .fixtures_left_out
+            .iter()
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "note: left out {} under test-fixture folders ({}{}); --include-fixtures reads them",
+            output::count(n, "lockfile or manifest"),
+            shown.join(", "),
+            if n > shown.len() { ", …" } else { "" }
+        );
+    }
 }
 
 /// What a scan reads: a tree (or file) as it is, or a container image.
@@ -83,8 +131,10 @@ pub fn target(arg: &str, platform: &str) -> Result<Target> {
 
 /// The packages of an image; an image in which nothing is found is an error, not an empty
 /// answer (a distroless or scratch image, or the wrong file).
-pub fn image_sbom(image: &Image) -> Result<sbom::Sbom> {
-    let (found, view) = custos_scan::image::sbom_of(image).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn image_sbom(image: &Image, args: &FilterArgs) -> Result<sbom::Sbom> {
+    let (found, view) = custos_scan::image::sbom_of(image, &args.filter(Path::new(""))?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    say_fixtures(&found);
     if found.files.is_empty() {
         bail!(
             "{}: no package database, lockfile or manifest custos reads in its {} across {} \
@@ -108,7 +158,7 @@ pub fn image_sbom(image: &Image) -> Result<sbom::Sbom> {
 pub fn run(args: SbomArgs) -> Result<ExitCode> {
     let (mut found, name) = match target(&args.path, &args.platform)? {
         Target::Tree(path) => {
-            let found = sbom::scan(&path);
+            let found = scan_tree(&path, &args.filter)?;
             for w in &found.warnings {
                 eprintln!("warning: {}: {}", w.file, w.message);
             }
@@ -121,7 +171,7 @@ pub fn run(args: SbomArgs) -> Result<ExitCode> {
             (found, name)
         }
         Target::Image(image) => {
-            let found = image_sbom(&image)?;
+            let found = image_sbom(&image, &args.filter)?;
             for w in &found.warnings {
                 eprintln!("warning: {}: {}", w.file, w.message);
             }

@@ -40,6 +40,10 @@ Exit status: 1 when findings remain after allowlists and the baseline, 0 when no
         /// The platform to read from a multi-platform image (os/arch[/variant]).
         #[arg(long, default_value = "linux/amd64")]
         platform: String,
+        /// Leave out paths matching this glob (gitignore syntax, relative to the scanned
+        /// directory or the image root; repeatable). `.gitignore` and `.custosignore` apply too.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -356,8 +360,12 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
         SecretsCmd::Scan {
             paths,
             platform,
+            exclude,
             common,
         } => {
+            if let Err(e) = custos_scan::sbom::Filter::new(Path::new("."), &exclude, true) {
+                bail!("{e}");
+            }
             let format = if json { Format::Json } else { common.format };
             let mut targets = Vec::new();
             for p in &paths {
@@ -377,6 +385,7 @@ pub fn run(cmd: SecretsCmd, json: bool) -> Result<ExitCode> {
             let options = ScanOptions {
                 max_file_size: common.max_file_size,
                 threads: common.threads,
+                exclude,
             };
             for target in &targets {
                 let part = match target {

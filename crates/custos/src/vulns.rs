@@ -46,6 +46,8 @@ An expired exception no longer suppresses, and the report says so.")]
         /// The platform to read from a multi-platform image (os/arch[/variant]).
         #[arg(long, default_value = "linux/amd64")]
         platform: String,
+        #[command(flatten)]
+        filter: crate::sbom::FilterArgs,
         /// Exit 1 when a finding at or above this severity remains.
         #[arg(long, value_enum, default_value_t = Level::High)]
         fail_on: Level,
@@ -309,6 +311,7 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
         VulnsCmd::Scan {
             path,
             platform,
+            filter,
             fail_on,
             unknown_as,
             deny,
@@ -327,9 +330,9 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
                 eprintln!("{w}");
             }
             let (components, path) = match crate::sbom::target(&path, &platform)? {
-                crate::sbom::Target::Tree(path) => (components_of(&path)?, path),
+                crate::sbom::Target::Tree(path) => (components_of(&path, &filter)?, path),
                 crate::sbom::Target::Image(image) => {
-                    let found = crate::sbom::image_sbom(&image)?;
+                    let found = crate::sbom::image_sbom(&image, &filter)?;
                     for w in &found.warnings {
                         eprintln!("warning: {}: {}", w.file, w.message);
                     }
@@ -524,7 +527,7 @@ fn display_id(id: &str, aliases: &[String]) -> String {
 }
 
 /// Components from an SBOM document, or from the lockfiles under a path.
-fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
+fn components_of(path: &Path, filter: &crate::sbom::FilterArgs) -> Result<Vec<sbom::Component>> {
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("json") {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -534,7 +537,7 @@ fn components_of(path: &Path) -> Result<Vec<sbom::Component>> {
             }
         }
     }
-    let found = sbom::scan(path);
+    let found = crate::sbom::scan_tree(path, filter)?;
     for w in &found.warnings {
         eprintln!("warning: {}: {}", w.file, w.message);
     }

@@ -540,3 +540,94 @@ fn images_are_pulled_from_a_registry_over_the_distribution_api() {
         "{err}"
     );
 }
+
+#[test]
+fn excludes_and_test_fixtures_are_left_out_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tree = d.join("tree");
+    for (path, text) in [
+        ("requirements.txt", "flask==2.0.0\n".to_owned()),
+        (
+            "tests/fixtures/requirements.txt",
+            "django==1.0\n".to_owned(),
+        ),
+        (
+            "vendor/lib/requirements.txt",
+            "requests==2.0.0\n".to_owned(),
+        ),
+        (
+            "deploy/settings.py",
+            format!("aws_access_key_id = \"{}\"\n", credential()),
+        ),
+    ] {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let names = |args: &[&str]| -> (Vec<String>, String) {
+        let mut all = vec!["sbom", "tree"];
+        all.extend_from_slice(args);
+        let out = custos(d, &all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut n: Vec<String> = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        (n, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (n, err) = names(&[]);
+    assert_eq!(n, ["flask", "requests"]);
+    assert!(
+        err.contains("left out 1 lockfile or manifest under test-fixture folders (tests/fixtures/requirements.txt)"),
+        "{err}"
+    );
+    assert_eq!(names(&["--exclude", "vendor/**"]).0, ["flask"]);
+    assert_eq!(
+        names(&["--include-fixtures"]).0,
+        ["django", "flask", "requests"]
+    );
+    let (code, err) = fails(d, &["sbom", "tree", "--exclude", "a[b"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--exclude \"a[b\""), "{err}");
+
+    // Secrets: the same globs, in trees and in images.
+    let out = custos(d, &["secrets", "scan", "tree"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = custos(d, &["secrets", "scan", "tree", "--exclude", "deploy/"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    docker_archive(&d.join("docker.tar"));
+    let out = custos(
+        d,
+        &["secrets", "scan", "docker.tar", "--exclude", "app/*.py"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = custos(d, &["sbom", "docker.tar", "--exclude", "app/"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "flask"),
+        "{doc}"
+    );
+}

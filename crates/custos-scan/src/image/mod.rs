@@ -537,12 +537,15 @@ impl Image {
 /// The SBOM of an image: its file system assembled from the layers, the files the
 /// catalogers read written to a temporary directory and catalogued there, and each package
 /// traced to its layer. Also returns the view, for callers that report on files.
-pub fn sbom_of(image: &Image) -> Result<(crate::sbom::Sbom, ImageView), ImageError> {
+pub fn sbom_of(
+    image: &Image,
+    filter: &crate::sbom::Filter,
+) -> Result<(crate::sbom::Sbom, ImageView), ImageError> {
     let view = ImageView::build(image)?;
     let dir = tempfile::tempdir()
         .map_err(|e| ImageError::Source(format!("cannot make a temporary directory: {e}")))?;
     materialize(&view, dir.path())?;
-    let mut found = crate::sbom::scan(dir.path());
+    let mut found = crate::sbom::scan_filtered(dir.path(), filter);
     let attribution = view.attribution();
     for c in &mut found.components {
         c.layer = attribution.layer(c, &image.layers).cloned();

@@ -68,6 +68,59 @@ pub struct Sbom {
     pub warnings: Vec<Warning>,
     /// Files read, by cataloger.
     pub files: BTreeMap<String, Vec<String>>,
+    /// Files a cataloger reads that were left out as test fixtures.
+    pub fixtures_left_out: Vec<String>,
+}
+
+/// Which files a scan leaves out: `--exclude` globs (gitignore syntax, matched against
+/// paths relative to the scanned root), and test fixtures unless asked for.
+#[derive(Debug, Default)]
+pub struct Filter {
+    exclude: Option<ignore::overrides::Override>,
+    pub include_fixtures: bool,
+}
+
+/// Folders whose lockfiles and manifests are test data, not what ships.
+const FIXTURE_DIRS: [&str; 5] = ["tests", "testdata", "test-data", "fixtures", "__fixtures__"];
+
+impl Filter {
+    /// A filter of `globs` (`vendor/**`, `*.lock`, `docs/`); an invalid glob is named.
+    pub fn new(root: &Path, globs: &[String], include_fixtures: bool) -> Result<Filter, String> {
+        let exclude = if globs.is_empty() {
+            None
+        } else {
+            let mut b = ignore::overrides::OverrideBuilder::new(root);
+            for g in globs {
+                // An override glob selects; `!` makes it an exclusion, as --exclude means.
+                b.add(&format!("!{g}"))
+                    .map_err(|e| format!("--exclude {g:?}: {e}"))?;
+            }
+            Some(b.build().map_err(|e| format!("--exclude: {e}"))?)
+        };
+        Ok(Filter {
+            exclude,
+            include_fixtures,
+        })
+    }
+
+    /// The `--exclude` globs as a walker takes them.
+    pub fn overrides(&self) -> Option<&ignore::overrides::Override> {
+        self.exclude.as_ref()
+    }
+
+    /// Whether `rel` (relative to the root, `/`-separated) is left out by `--exclude`.
+    pub fn excludes(&self, rel: &str, is_dir: bool) -> bool {
+        self.exclude
+            .as_ref()
+            .is_some_and(|o| o.matched(rel, is_dir).is_ignore())
+    }
+
+    /// Whether `rel` lies under a test-fixture folder.
+    pub fn is_fixture(rel: &str) -> bool {
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        parts.pop();
+        parts.iter().any(|p| FIXTURE_DIRS.contains(p))
+    }
 }
 
 /// Percent-encodes a purl segment (purl spec: keep unreserved chars).
@@ -294,14 +347,22 @@ pub fn pypi_name(name: &str) -> String {
 }
 
 /// Catalogs every known manifest and lockfile under `root` (respecting
-/// `.gitignore`), or `root` itself when it is a file.
+/// `.gitignore`), or `root` itself when it is a file; test fixtures are left out.
 pub fn scan(root: &Path) -> Sbom {
+    scan_filtered(root, &Filter::default())
+}
+
+/// [`scan`] with `--exclude` globs and the choice about test fixtures.
+pub fn scan_filtered(root: &Path, filter: &Filter) -> Sbom {
     let mut sbom = Sbom::default();
     let files: Vec<PathBuf> = if root.is_file() {
         vec![root.to_path_buf()]
     } else {
-        ignore::WalkBuilder::new(root)
-            .hidden(false)
+        let mut walk = ignore::WalkBuilder::new(root);
+        if let Some(o) = &filter.exclude {
+            walk.overrides(o.clone());
+        }
+        walk.hidden(false)
             .git_ignore(true)
             .filter_entry(|e| !matches!(e.file_name().to_str(), Some(".git" | "target")))
             .build()
@@ -323,6 +384,14 @@ pub fn scan(root: &Path) -> Sbom {
         } else {
             rel
         };
+        let rel = rel.replace('\\', "/");
+        // A file named on its own is read whatever folder it is in.
+        if !filter.include_fixtures && !root.is_file() && Filter::is_fixture(&rel) {
+            if catalog_kind(&rel).is_some() {
+                sbom.fixtures_left_out.push(rel);
+            }
+            continue;
+        }
         match catalog_file(&path, &rel).or_else(|| ml::catalog(&path, &rel)) {
             None => {}
             Some((kind, Ok(components))) => {

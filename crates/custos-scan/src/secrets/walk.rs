@@ -16,6 +16,8 @@ pub struct ScanOptions {
     pub max_file_size: u64,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// `--exclude` globs (gitignore syntax, relative to the scanned root).
+    pub exclude: Vec<String>,
 }
 
 impl Default for ScanOptions {
@@ -23,6 +25,7 @@ impl Default for ScanOptions {
         Self {
             max_file_size: 25 << 20,
             threads: 0,
+            exclude: Vec::new(),
         }
     }
 }
@@ -55,6 +58,8 @@ pub fn scan_image(
     let mut summary = ScanSummary::default();
     let mut view = ImageView::default();
     let mut buf = Vec::new();
+    let filter = crate::sbom::Filter::new(std::path::Path::new(""), &options.exclude, true)
+        .map_err(crate::image::ImageError::Source)?;
     image.walk(|layer, entry| {
         let Entry::File {
             path,
@@ -78,7 +83,7 @@ pub fn scan_image(
             summary.skipped_large += 1;
             return Ok(());
         }
-        if scanner.path_allowed(&path) {
+        if scanner.path_allowed(&path) || filter.excludes(&path, false) {
             return Ok(());
         }
         buf.clear();
@@ -174,7 +179,16 @@ pub fn scan_path(scanner: &Scanner, root: &Path, options: &ScanOptions) -> ScanS
     if root.is_file() {
         scan_file(root);
     } else {
-        let walker = WalkBuilder::new(root)
+        let mut walker = WalkBuilder::new(root);
+        match crate::sbom::Filter::new(root, &options.exclude, true) {
+            Ok(f) => {
+                if let Some(o) = f.overrides() {
+                    walker.overrides(o.clone());
+                }
+            }
+            Err(e) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+        }
+        let walker = walker
             .hidden(false)
             .require_git(false)
             .follow_links(false)
