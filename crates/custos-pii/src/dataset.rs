@@ -307,12 +307,16 @@ fn process(ctx: &Ctx, rec: Record, column_names: &[String]) -> Done {
 }
 
 /// Reads `input`, analyzes (and with an `anonymizer`, rewrites into `output`) every
-/// record, and returns the report. `progress` is called with bytes read so far.
+/// record, and returns the report. Pseudonyms are numbered in `pseudo`, shared by all
+/// records (seed it from a vault to continue one; read its `vault` after to write one).
+/// `progress` is called with bytes read so far.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     input: Box<dyn BufRead + Send + '_>,
     mut output: Option<&mut dyn Write>,
     analyzer: &Analyzer,
     anonymizer: Option<&Anonymizer>,
+    pseudo: &Mutex<Pseudonyms>,
     opts: &Options,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, DatasetError> {
@@ -326,7 +330,6 @@ pub fn run(
     } else {
         opts.threads
     };
-    let pseudo = Mutex::new(Pseudonyms::default());
     let mut report = Report::default();
 
     // CSV: header first (written through unchanged), then rows.
@@ -373,7 +376,7 @@ pub fn run(
     let ctx = Ctx {
         analyzer,
         anonymizer,
-        pseudo: &pseudo,
+        pseudo,
         opts,
         wanted_columns,
     };
@@ -573,6 +576,7 @@ mod tests {
             Some(&mut out),
             &Analyzer::default(),
             Some(&a),
+            &Default::default(),
             o,
             &|_| {},
         )
@@ -606,6 +610,7 @@ mod tests {
             None,
             &Analyzer::default(),
             None,
+            &Default::default(),
             &o,
             &|_| {},
         )
@@ -635,6 +640,7 @@ mod tests {
             None,
             &Analyzer::default(),
             None,
+            &Default::default(),
             &o,
             &|_| {},
         )
@@ -655,6 +661,7 @@ mod tests {
             Some(&mut out),
             &Analyzer::default(),
             Some(&Anonymizer::default()),
+            &Default::default(),
             &opts(Format::Text),
             &|_| {},
         )

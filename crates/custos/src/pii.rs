@@ -89,6 +89,8 @@ Examples:
   custos pii dataset users.csv --columns email,notes -o clean.csv
   custos pii dataset chats.jsonl.gz --fields messages.content -o clean.jsonl --on-error stop
   custos pii dataset app.log -o app.redacted.log --operator IP_ADDRESS=hash
+  CUSTOS_PII_KEY=$(cat key.hex) custos pii dataset tickets.csv -o tickets.pseudo.csv \\
+      --default-operator pseudonymize --vault tickets.vault.json   # reversible: pii deanonymize
 
 The format follows the extension (.csv, .tsv, .jsonl, .ndjson, else text; .gz is read
 through); gzip is detected by content. Records stream through all cores in batches, so
@@ -125,6 +127,10 @@ Without -o nothing is written but the report.")]
         /// Worker threads (default: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// With pseudonymize: keep each replaced value, encrypted with CUSTOS_PII_KEY, in this
+        /// vault (added to when it exists), so `custos pii deanonymize` can put them back.
+        #[arg(long, value_name = "FILE")]
+        vault: Option<PathBuf>,
     },
     /// Put pseudonymized values back, from a vault (needs CUSTOS_PII_KEY).
     Deanonymize {
@@ -444,38 +450,10 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
                     );
                 }
             }
-            let mut pseudo = Pseudonyms::default();
-            let mut existing = match &vault {
-                Some(p) if p.exists() => {
-                    let v: Vault = serde_json::from_slice(
-                        &std::fs::read(p)
-                            .with_context(|| format!("cannot read {}", p.display()))?,
-                    )
-                    .with_context(|| format!("{}: not a custos vault", p.display()))?;
-                    v
-                }
-                _ => Vault {
-                    version: 1,
-                    ..Vault::default()
-                },
-            };
-            // Keep numbering after tokens the vault already holds, so tokens stay unique.
-            if let Some(k) = &anonymizer.key {
-                for (token, enc) in &existing.entries {
-                    let entity = token
-                        .trim_start_matches('<')
-                        .rsplit_once('_')
-                        .map_or("", |(e, _)| e);
-                    if let Some(value) = k.decrypt(entity, enc) {
-                        pseudo.remember(entity, &value, token);
-                    }
-                }
-            }
+            let (mut existing, mut pseudo) = open_vault(vault.as_deref(), &anonymizer)?;
             let result = anonymizer.apply(&text, &found, &mut pseudo)?;
             if let Some(p) = &vault {
-                existing.entries.extend(std::mem::take(&mut pseudo.vault));
-                let data = serde_json::to_vec_pretty(&existing)?;
-                std::fs::write(p, data).with_context(|| format!("cannot write {}", p.display()))?;
+                save_vault(p, &mut existing, &mut pseudo)?;
             }
             if json_out {
                 let mut chars = CharOffsets::new(&result.text);
@@ -504,12 +482,25 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
             report,
             on_error,
             threads,
+            vault,
         } => {
             let analyzer = analyzer()?;
             let anonymizer = match &out {
                 Some(_) => Some(build_anonymizer(&operators, &default_operator)?),
                 None => None,
             };
+            if vault.is_some() {
+                match &anonymizer {
+                    None => bail!("--vault keeps the values an anonymized copy replaced: give -o FILE too"),
+                    Some(a) if a.key.is_none() => bail!("--vault needs a key to encrypt the values it holds: set {KEY_ENV} (`custos pii keygen` makes one)"),
+                    Some(_) => {}
+                }
+            }
+            let (mut existing, pseudo) = match &anonymizer {
+                Some(a) => open_vault(vault.as_deref(), a)?,
+                None => (Vault::default(), Pseudonyms::default()),
+            };
+            let pseudo = std::sync::Mutex::new(pseudo);
             let name = input.to_string_lossy().into_owned();
             let tsv = name.trim_end_matches(".gz").ends_with(".tsv");
             let (fmt, delimiter) = match format.as_deref() {
@@ -580,6 +571,7 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
                 sink.as_deref_mut().map(|w| w as &mut dyn Write),
                 &analyzer,
                 anonymizer.as_ref(),
+                &pseudo,
                 &opts,
                 &progress,
             );
@@ -587,6 +579,10 @@ pub fn run(cmd: PiiCmd, config: &PiiConfig, json_out: bool) -> Result<ExitCode> 
                 eprint!("\r\x1b[K");
             }
             let r = result.with_context(|| name.clone())?;
+            if let Some(p) = &vault {
+                let mut pseudo = pseudo.into_inner().unwrap_or_else(|e| e.into_inner());
+                save_vault(p, &mut existing, &mut pseudo)?;
+            }
             if let Some(p) = &report {
                 std::fs::write(p, serde_json::to_vec_pretty(&r)?)
                     .with_context(|| format!("cannot write {}", p.display()))?;
@@ -768,4 +764,39 @@ fn print_errors(analyzer: &Analyzer, samples: &[Sample], limit: usize) {
             println!("  reported {e:<18} {v:?}");
         }
     }
+}
+
+/// The vault at `path` (a new one when there is none) and pseudonyms that continue its
+/// numbering, so tokens stay unique across runs.
+fn open_vault(path: Option<&Path>, anonymizer: &Anonymizer) -> Result<(Vault, Pseudonyms)> {
+    let mut pseudo = Pseudonyms::default();
+    let existing = match path {
+        Some(p) if p.exists() => serde_json::from_slice::<Vault>(
+            &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("{}: not a custos vault", p.display()))?,
+        _ => Vault {
+            version: 1,
+            ..Vault::default()
+        },
+    };
+    if let Some(k) = &anonymizer.key {
+        for (token, enc) in &existing.entries {
+            let entity = token
+                .trim_start_matches('<')
+                .rsplit_once('_')
+                .map_or("", |(e, _)| e);
+            if let Some(value) = k.decrypt(entity, enc) {
+                pseudo.remember(entity, &value, token);
+            }
+        }
+    }
+    Ok((existing, pseudo))
+}
+
+/// Adds the values `pseudo` replaced (already encrypted) to the vault and writes it.
+fn save_vault(path: &Path, existing: &mut Vault, pseudo: &mut Pseudonyms) -> Result<()> {
+    existing.entries.extend(std::mem::take(&mut pseudo.vault));
+    let data = serde_json::to_vec_pretty(existing)?;
+    std::fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))
 }

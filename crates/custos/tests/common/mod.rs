@@ -170,3 +170,30 @@ pub fn token_file(
     std::fs::write(&path, issuer.token(&c)).unwrap();
     path.display().to_string()
 }
+
+/// Validates `doc` against an official schema with Python's jsonschema, when the test
+/// Python (`CUSTOS_TEST_PYTHON`, set up by `.ci/run`) is there.
+pub fn schema_valid(doc: &Path, schema_dir: &str, main: &str) {
+    let Ok(python) = std::env::var("CUSTOS_TEST_PYTHON") else {
+        eprintln!(
+            "skipping schema validation of {}: CUSTOS_TEST_PYTHON is not set",
+            doc.display()
+        );
+        return;
+    };
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let out = Command::new(python)
+        .arg(here.join("validate_schema.py"))
+        .arg(here.join("schemas").join(schema_dir))
+        .arg(main)
+        .arg(doc)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{} is not valid {schema_dir}: {}{}",
+        doc.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
