@@ -533,6 +533,13 @@ fn components_of(path: &Path, filter: &crate::sbom::FilterArgs) -> Result<Vec<sb
             .with_context(|| format!("cannot read {}", path.display()))?;
         if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) {
             if let Some(c) = sbom::components_from_document(&doc, &path.display().to_string()) {
+                if c.is_empty() {
+                    bail!(
+                        "{}: the SBOM lists no component with a package URL, so there is nothing to check; \
+                         write it again from the project or image (custos sbom, syft -o cyclonedx-json, trivy --format cyclonedx)",
+                        path.display()
+                    );
+                }
                 return Ok(c);
             }
         }

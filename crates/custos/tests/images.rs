@@ -169,7 +169,11 @@ fn pack(dir: &Path, out: &Path) {
 
 /// Writes what `docker save` writes: manifest.json, the config, and one tar per layer.
 fn docker_archive(out: &Path) {
-    let raw = layers();
+    docker_archive_of(out, layers());
+}
+
+/// `docker save` output of an image made of `raw` layers.
+fn docker_archive_of(out: &Path, raw: Vec<Vec<u8>>) {
     let diff_ids: Vec<String> = raw.iter().map(|l| sha(l)).collect();
     let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
     let mut add = |path: &str, bytes: &[u8]| {
@@ -630,4 +634,99 @@ fn excludes_and_test_fixtures_are_left_out_and_said_so() {
             .any(|c| c["name"] == "flask"),
         "{doc}"
     );
+}
+
+#[test]
+fn alpine_and_language_packages_scan_the_same_from_the_image_and_its_sbom() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let apk = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nC:Q1def=\nP:libcrypto3\nV:3.1.4-r0\nA:x86_64\no:openssl\n\n";
+    docker_archive_of(
+        &d.join("alpine.tar"),
+        vec![layer(&[
+            Item::File(
+                "etc/os-release",
+                b"NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\n".to_vec(),
+            ),
+            Item::File("lib/apk/db/installed", apk.as_bytes().to_vec()),
+            Item::File(
+                "usr/lib/python3.11/site-packages/requests-2.19.0.dist-info/METADATA",
+                b"Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n".to_vec(),
+            ),
+        ])],
+    );
+    std::fs::create_dir(d.join("osv")).unwrap();
+    let high = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:N";
+    for (id, eco, name, fixed) in [
+        ("ALPINE-9999-1", "Alpine:v3.18", "openssl", "3.1.4-r1"),
+        ("PYSEC-9999-1", "PyPI", "requests", "2.20.0"),
+    ] {
+        std::fs::write(
+            d.join(format!("osv/{id}.json")),
+            json!({"id": id, "modified": "2026-01-01T00:00:00Z",
+                   "affected": [{"package": {"ecosystem": eco, "name": name},
+                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+                   "severity": [{"type": "CVSS_V3", "score": high}]})
+            .to_string(),
+        )
+        .unwrap();
+    }
+    ok(d, &["vulns", "db", "import", "osv", "--db", "v.db"]);
+    let scan = |target: &str| -> Vec<String> {
+        let out = custos(
+            d,
+            &["vulns", "scan", target, "--db", "v.db", "--format", "json"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut ids: Vec<String> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["package"].as_str().unwrap(),
+                    f["id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let from_image = scan("alpine.tar");
+    assert_eq!(
+        from_image,
+        ["libcrypto3 ALPINE-9999-1", "requests PYSEC-9999-1"]
+    );
+    ok(d, &["sbom", "alpine.tar", "-o", "alpine.cdx.json"]);
+    assert_eq!(scan("alpine.cdx.json"), from_image);
+
+    // The seed's mini-lab: a key pasted into code is found.
+    std::fs::write(
+        d.join("config.py"),
+        format!("api_key = '{}{}'\n", "sk-", "1234567890abcdef"),
+    )
+    .unwrap();
+    let out = custos(d, &["secrets", "scan", "config.py"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // An SBOM that lists nothing is not a clean answer.
+    std::fs::write(
+        d.join("empty.cdx.json"),
+        json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}).to_string(),
+    )
+    .unwrap();
+    let (code, err) = fails(d, &["vulns", "scan", "empty.cdx.json", "--db", "v.db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no component with a package URL"), "{err}");
 }
