@@ -11,6 +11,7 @@ mod comply;
 mod control;
 mod cost;
 mod grants;
+mod iac;
 mod identity;
 mod injection;
 mod lifecycle;
@@ -146,8 +147,11 @@ enum Command {
     /// Screen text for prompt injection as the gateway does, and measure the detectors.
     #[command(subcommand)]
     Injection(injection::InjectionCmd),
-    /// Write a software bill of materials (CycloneDX or SPDX) from lockfiles.
+    /// Write a software bill of materials (CycloneDX or SPDX) from lockfiles or images.
     Sbom(sbom::SbomArgs),
+    /// Check infrastructure as code: Terraform plans, CloudFormation, Kubernetes, Dockerfiles.
+    #[command(subcommand)]
+    Iac(iac::IacCmd),
     /// Known vulnerabilities in dependencies, from OSV advisories held locally.
     #[command(subcommand)]
     Vulns(vulns::VulnsCmd),
@@ -285,6 +289,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Pii(_)
         | Command::Injection(_)
         | Command::Sbom(_)
+        | Command::Iac(_)
         | Command::Vulns(_) => {
             unreachable!("handled in main")
         }
@@ -425,6 +430,15 @@ fn main() -> ExitCode {
     // "findings", so their errors exit 2.
     if let Command::Vulns(cmd) = cli.command {
         return match vulns::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Command::Iac(cmd) = cli.command {
+        return match iac::run(cmd, cli.json) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -362,21 +362,8 @@ pub fn run(cmd: VulnsCmd, json_out: bool) -> Result<ExitCode> {
             let unpinned =
                 crate::sbom::warn_unpinned(&components, "cannot be checked for vulnerabilities");
             let mut findings = vuln::scan(&vdb, &components)?;
-            let exceptions_path = exceptions.or_else(|| {
-                let dir = if path.is_dir() {
-                    path.clone()
-                } else {
-                    path.parent().map(Path::to_path_buf).unwrap_or_default()
-                };
-                Some(dir.join(".custos/vuln-exceptions.toml")).filter(|p| p.exists())
-            });
-            if let Some(p) = &exceptions_path {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?;
-                let ex = Exceptions::parse(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-                let today = custos_core::time::format_rfc3339(custos_core::time::now_ms());
-                ex.apply(&mut findings, &today[..10.min(today.len())]);
+            if let Some(ex) = load_exceptions(exceptions, &path)? {
+                ex.apply(&mut findings, &today());
             }
             let effective = |b: Band| {
                 if b == Band::Unknown {
@@ -524,6 +511,33 @@ fn display_id(id: &str, aliases: &[String]) -> String {
         Some(cve) => format!("{cve} ({id})"),
         None => id.to_owned(),
     }
+}
+
+/// Accepted risks: `explicit`, else `.custos/vuln-exceptions.toml` beside what was scanned
+/// (shared by `vulns scan` and `iac scan`).
+pub fn load_exceptions(explicit: Option<PathBuf>, scanned: &Path) -> Result<Option<Exceptions>> {
+    let path = explicit.or_else(|| {
+        let dir = if scanned.is_dir() {
+            scanned.to_path_buf()
+        } else {
+            scanned.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        Some(dir.join(".custos/vuln-exceptions.toml")).filter(|p| p.exists())
+    });
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    Exceptions::parse(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+}
+
+/// Today as `YYYY-MM-DD` (UTC), the date exceptions expire on.
+pub fn today() -> String {
+    let now = custos_core::time::format_rfc3339(custos_core::time::now_ms());
+    now[..10.min(now.len())].to_owned()
 }
 
 /// Components from an SBOM document, or from the lockfiles under a path.

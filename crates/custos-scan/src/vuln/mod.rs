@@ -207,6 +207,10 @@ pub struct Exception {
     /// Package name; absent: every package.
     #[serde(default)]
     pub package: Option<String>,
+    /// For IaC rules: the resource (`aws_s3_bucket.logs`, `Deployment/web`); absent: every
+    /// resource. A trailing `*` matches any resource that starts with the rest.
+    #[serde(default)]
+    pub resource: Option<String>,
     pub reason: String,
     pub owner: String,
     /// `YYYY-MM-DD`; the exception no longer applies after this day.
@@ -239,6 +243,34 @@ impl Exceptions {
             }
         }
         Ok(e)
+    }
+
+    /// The exception for rule `id` on `resource`, if any: `Ok` when in force on `today`
+    /// (`YYYY-MM-DD`), `Err` when it has expired; as a label naming owner, date and reason.
+    pub fn for_resource(
+        &self,
+        id: &str,
+        resource: &str,
+        today: &str,
+    ) -> Option<Result<String, String>> {
+        let x = self.exceptions.iter().find(|x| {
+            x.id == id
+                && x.resource
+                    .as_deref()
+                    .is_none_or(|r| match r.strip_suffix('*') {
+                        Some(prefix) => resource.starts_with(prefix),
+                        None => r == resource,
+                    })
+        })?;
+        let label = format!(
+            "{} (owner {}, expires {}: {})",
+            x.id, x.owner, x.expires, x.reason
+        );
+        Some(if x.expires.as_str() >= today {
+            Ok(label)
+        } else {
+            Err(label)
+        })
     }
 
     /// Marks findings suppressed by exceptions in force on `today` (`YYYY-MM-DD`),
