@@ -72,6 +72,7 @@ Examples:
         /// A directory, or one file.
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Output: a table for people, JSON, or SARIF for code scanning.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Exit 1 when a finding at or above this severity is not accepted by an exception.
