@@ -1,6 +1,6 @@
 //! Any JSON as a request or response body: every text slot can be rewritten without a
 //! panic, tool-call arguments that were JSON stay JSON, and any arguments text is judged
-//! against URL and pattern constraints without a panic; any text is screened for prompt
+//! against URL, pattern and JSON Schema constraints without a panic; any text is screened for prompt
 //! injection at every position, scores stay in 0-1 and defusing keeps valid UTF-8.
 #![no_main]
 use custos_core::config::ToolConstraint;
@@ -45,6 +45,17 @@ fuzz_target!(|data: &[u8]| {
                 domains: vec!["*.example.com".into()],
                 pattern: Some("[a-z:/.]+".into()),
                 max_len: Some(64),
+                schema: None,
+                schema_file: None,
+            }, ToolConstraint {
+                tool: "fetch".into(),
+                argument: String::new(),
+                required: false,
+                domains: Vec::new(),
+                pattern: None,
+                max_len: None,
+                schema: Some(serde_json::json!({"type": "object", "properties": {"u": {"type": "string", "maxLength": 40}}})),
+                schema_file: None,
             }];
             let _ = check_constraints(&c, "fetch", text);
         }
