@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    for source in [Source::DockerArchive(path.clone()), Source::OciArchive(path)] {
+    for source in [
+        Source::DockerArchive(path.clone()),
+        Source::OciArchive(path),
+    ] {
         let Ok(image) = Image::open(&source, None) else {
             continue;
         };

@@ -38,25 +38,30 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(mut v) = serde_json::from_slice::<Value>(data) else {
         if let Ok(text) = std::str::from_utf8(data) {
-            let c = [ToolConstraint {
-                tool: "fetch".into(),
-                argument: "/u".into(),
-                required: true,
-                domains: vec!["*.example.com".into()],
-                pattern: Some("[a-z:/.]+".into()),
-                max_len: Some(64),
-                schema: None,
-                schema_file: None,
-            }, ToolConstraint {
-                tool: "fetch".into(),
-                argument: String::new(),
-                required: false,
-                domains: Vec::new(),
-                pattern: None,
-                max_len: None,
-                schema: Some(serde_json::json!({"type": "object", "properties": {"u": {"type": "string", "maxLength": 40}}})),
-                schema_file: None,
-            }];
+            let c = [
+                ToolConstraint {
+                    tool: "fetch".into(),
+                    argument: "/u".into(),
+                    required: true,
+                    domains: vec!["*.example.com".into()],
+                    pattern: Some("[a-z:/.]+".into()),
+                    max_len: Some(64),
+                    schema: None,
+                    schema_file: None,
+                },
+                ToolConstraint {
+                    tool: "fetch".into(),
+                    argument: String::new(),
+                    required: false,
+                    domains: Vec::new(),
+                    pattern: None,
+                    max_len: None,
+                    schema: Some(
+                        serde_json::json!({"type": "object", "properties": {"u": {"type": "string", "maxLength": 40}}}),
+                    ),
+                    schema_file: None,
+                },
+            ];
             let _ = check_constraints(&c, "fetch", text);
         }
         return;
