@@ -603,30 +603,25 @@ impl Engine {
         } else {
             set
         };
-        let context = {
-            let mut last = last_context.lock().unwrap_or_else(|e| e.into_inner());
-            match &*last {
-                // A tool's context carries its call's arguments: never shared.
-                Some((t, c, s, ctx))
-                    if !matches!(resource, Resource::Tool(_))
-                        && *t == facts.time
-                        && *c == facts.classification
-                        && *s == facts.step_up =>
+        // A tool's context carries its call's arguments: never shared. Otherwise requests in
+        // the same second with the same classification and step-up have the same context and
+        // so the same decision: evaluation is a pure function of the request, the policy set
+        // and the entities, all of which this prepared request fixes.
+        let shareable = !matches!(resource, Resource::Tool(_));
+        #[cfg(test)]
+        let shareable = shareable && !UNFILTERED.with(|u| u.get());
+        if shareable {
+            let last = last_context.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(l) = &*last {
+                if l.time == facts.time
+                    && l.classification == facts.classification
+                    && l.step_up == facts.step_up
                 {
-                    ctx.clone()
-                }
-                _ => {
-                    let ctx = context(principal, resource, facts)?;
-                    *last = Some((
-                        facts.time,
-                        facts.classification.clone(),
-                        facts.step_up,
-                        ctx.clone(),
-                    ));
-                    ctx
+                    return Ok(l.decision.clone());
                 }
             }
-        };
+        }
+        let context = context(principal, resource, facts)?;
         let request = Request::new(
             principal_id.clone(),
             action_uid.clone(),
@@ -642,7 +637,7 @@ impl Engine {
             .map(|p| p.to_string())
             .collect();
         policies.sort_unstable();
-        Ok(Decision {
+        let decision = Decision {
             allowed: response.decision() == cedar_policy::Decision::Allow,
             policies,
             errors: response
@@ -650,7 +645,16 @@ impl Engine {
                 .errors()
                 .map(|e| e.to_string())
                 .collect(),
-        })
+        };
+        if shareable {
+            *last_context.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastDecision {
+                time: facts.time,
+                classification: facts.classification.clone(),
+                step_up: facts.step_up,
+                decision: decision.clone(),
+            });
+        }
+        Ok(decision)
     }
 }
 
@@ -671,9 +675,17 @@ struct Prepared {
     action: EntityUid,
     resource: EntityUid,
     set: PolicySet,
-    /// The last context built for it: (time, classification, step-up) → context. Requests in
-    /// the same second share it.
-    context: std::sync::Mutex<Option<(i64, String, bool, Context)>>,
+    /// The last decision and the facts its context was built from: requests in the same
+    /// second with the same classification and step-up share it.
+    context: std::sync::Mutex<Option<LastDecision>>,
+}
+
+#[derive(Debug)]
+struct LastDecision {
+    time: i64,
+    classification: String,
+    step_up: bool,
+    decision: Decision,
 }
 
 /// Every input `prepare` reads, as one string (fields separated by NUL, which no name holds
@@ -1205,6 +1217,15 @@ mod tests {
             ..day.clone()
         };
         assert_eq!(at(&restricted, &model("eu-west")).policies, ["secret"]);
+        // Decisions are shared within a second only between requests whose context is the
+        // same: the classification (or step-up) changing in that second changes the answer.
+        assert!(at(&day, &model("eu-west")).allowed);
+        assert_eq!(at(&restricted, &model("eu-west")).policies, ["secret"]);
+        let stepped_up = RequestFacts {
+            step_up: true,
+            ..restricted.clone()
+        };
+        assert_eq!(at(&stepped_up, &model("eu-west")).policies, ["secret"]);
     }
 
     #[test]

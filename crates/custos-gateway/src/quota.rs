@@ -540,22 +540,29 @@ pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
         else {
             continue;
         };
-        let k = kind.label();
-        let values = [
-            (format!("x-ratelimit-limit-{k}"), s.limit.to_string()),
-            (
-                format!("x-ratelimit-remaining-{k}"),
-                s.remaining.to_string(),
-            ),
-            (format!("x-ratelimit-reset-{k}"), format_reset(s.reset)),
-        ];
-        for (name, value) in values {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::try_from(name),
-                HeaderValue::try_from(value),
-            ) {
-                headers.insert(n, v);
-            }
+        // Static names and integer values: these headers are on every model call.
+        let [limit, remaining, reset] = match kind {
+            Kind::Requests => [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            Kind::Tokens => [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        };
+        headers.insert(
+            http::HeaderName::from_static(limit),
+            HeaderValue::from(s.limit),
+        );
+        headers.insert(
+            http::HeaderName::from_static(remaining),
+            HeaderValue::from(s.remaining),
+        );
+        if let Ok(v) = HeaderValue::try_from(format_reset(s.reset)) {
+            headers.insert(http::HeaderName::from_static(reset), v);
         }
     }
 }

@@ -209,6 +209,138 @@ fn daily_key(r: &UsageRecord) -> DailyKey {
     )
 }
 
+/// The rollup rows `records` add to: per day and key, the sums of `DAILY_SUMS`.
+fn daily_sums<'a>(
+    records: impl Iterator<Item = &'a UsageRecord>,
+) -> std::collections::HashMap<DailyKey, [i64; 20]> {
+    let mut sums: std::collections::HashMap<DailyKey, [i64; 20]> = Default::default();
+    for r in records {
+        let u = &r.usage;
+        let cost = r.cost.to_i64_nanos().unwrap_or(i64::MAX);
+        let add = [
+            1,
+            clamp_i64(u.calls),
+            clamp_i64(u.input_tokens),
+            clamp_i64(u.cached_input_tokens),
+            clamp_i64(u.cache_write_tokens),
+            clamp_i64(u.output_tokens),
+            clamp_i64(u.reasoning_tokens),
+            clamp_i64(r.documents),
+            clamp_i64(u.compute_ms),
+            cost,
+            i64::from(!r.priced),
+            i64::from(r.untagged),
+            if r.untagged { cost } else { 0 },
+            clamp_i64(r.energy_mwh),
+            clamp_i64(r.co2e_mg),
+            clamp_i64(u.gpu_ms),
+            if has_tokens(u) { cost } else { 0 },
+            if u.calls > 0 { cost } else { 0 },
+            if r.documents > 0 { cost } else { 0 },
+            if u.gpu_ms > 0 { cost } else { 0 },
+        ];
+        let e = sums.entry(daily_key(r)).or_insert([0; 20]);
+        for (a, b) in e.iter_mut().zip(add) {
+            *a = a.saturating_add(b);
+        }
+    }
+    sums
+}
+
+/// `usage_insert` on SQLite, in one transaction on `conn`.
+fn sqlite_usage_insert(
+    conn: &mut rusqlite::Connection,
+    records: &[UsageRecord],
+) -> Result<u64, StoreError> {
+    use rusqlite::types::Value as V;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut fresh = Vec::with_capacity(records.len());
+    {
+        let placeholders = vec!["?"; USAGE_WIDTH].join(", ");
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO usage_records ({USAGE_COLUMNS}) VALUES ({placeholders}) ON CONFLICT (id) DO NOTHING"
+        ))?;
+        for r in records {
+            let u = &r.usage;
+            let cost = r.cost.to_i64_nanos().ok_or_else(|| {
+                StoreError::Invalid(format!("usage record {}: cost out of range", r.id))
+            })?;
+            use rusqlite::types::{ToSqlOutput as O, ValueRef};
+            fn text(s: &str) -> O<'_> {
+                O::Borrowed(ValueRef::Text(s.as_bytes()))
+            }
+            fn opt(s: &Option<String>) -> O<'_> {
+                s.as_deref().map_or(O::Borrowed(ValueRef::Null), text)
+            }
+            let tags = serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into());
+            let int = |n: u64| O::Owned(V::Integer(clamp_i64(n)));
+            let num = |n: i64| O::Owned(V::Integer(n));
+            let values: [O<'_>; USAGE_WIDTH] = [
+                text(&r.id),
+                num(r.at_ms),
+                text(&r.source),
+                text(&r.tenant),
+                text(&r.team),
+                text(&r.app),
+                text(&r.env),
+                text(&r.key_id),
+                text(&r.provider),
+                text(&r.model),
+                text(&r.region),
+                int(u.input_tokens),
+                int(u.cached_input_tokens),
+                int(u.cache_write_tokens),
+                int(u.output_tokens),
+                int(u.reasoning_tokens),
+                int(u.images),
+                int(u.duration_ms),
+                int(u.compute_ms),
+                int(u.calls),
+                int(r.documents),
+                int(r.latency_ms),
+                num(cost),
+                text(r.currency.as_str()),
+                num(i64::from(r.priced)),
+                int(r.energy_mwh),
+                int(r.co2e_mg),
+                text(&tags),
+                num(i64::from(r.untagged)),
+                opt(&r.request_id),
+                num(i64::from(r.status)),
+                opt(&r.detail),
+                opt(&r.release),
+                opt(&r.end_user),
+                int(u.gpu_ms),
+            ];
+            if insert.execute(rusqlite::params_from_iter(values.iter()))? == 1 {
+                fresh.push(r);
+            }
+        }
+    }
+    // Only records stored just now count in the rollup, so a retried batch adds nothing twice.
+    let sums = daily_sums(fresh.iter().copied());
+    if !sums.is_empty() {
+        let placeholders = vec!["?"; 12 + DAILY_SUMS.len()].join(", ");
+        let updates: Vec<String> = DAILY_SUMS
+            .iter()
+            .map(|c| format!("{c} = usage_daily.{c} + excluded.{c}"))
+            .collect();
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO usage_daily ({DAILY_KEYS}, {}) VALUES ({placeholders}) ON CONFLICT ({DAILY_KEYS}) DO UPDATE SET {}",
+            DAILY_SUMS.join(", "),
+            updates.join(", ")
+        ))?;
+        for ((day, keys), vals) in &sums {
+            let params = std::iter::once(V::Integer(*day))
+                .chain(keys.iter().map(|k| V::Text(k.clone())))
+                .chain(vals.iter().map(|v| V::Integer(*v)));
+            upsert.execute(rusqlite::params_from_iter(params))?;
+        }
+    }
+    tx.commit()?;
+    Ok(fresh.len() as u64)
+}
+
 const DAILY_KEYS: &str =
     "day, tenant, team, app, env, key_id, provider, model, region, source, currency, tags";
 const DAILY_SUMS: [&str; 20] = [
@@ -277,6 +409,19 @@ impl Store {
     /// Writes usage records; a record whose id is already stored is skipped, so a retried
     /// batch or a re-sent job report is counted once. Returns how many were new.
     pub async fn usage_insert(&self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        if let Some(file) = self.sqlite_file() {
+            // On SQLite the gateway's usage writer keeps its own connection with prepared
+            // statements, as the ledger writer does: through sqlx each batch paid a statement
+            // parse and a copy of every bound value.
+            let (file, slot, records) = (file.to_owned(), self.usage_writer(), records.to_vec());
+            return tokio::task::spawn_blocking(move || {
+                crate::ledger::with_writer_conn(&file, &slot, |conn| {
+                    sqlite_usage_insert(conn, &records)
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Invalid(format!("the usage writer thread failed: {e}")))?;
+        }
         let mut tx = self.pool().begin().await?;
         let mut added = 0;
         for chunk in records.chunks(USAGE_ROWS_PER_INSERT) {
@@ -340,37 +485,7 @@ impl Store {
             added += fresh.len() as u64;
             // Only records stored just now count in the rollup, so a retried batch adds
             // nothing twice.
-            let mut sums: std::collections::HashMap<DailyKey, [i64; 20]> = Default::default();
-            for r in chunk.iter().filter(|r| fresh.contains(&r.id)) {
-                let u = &r.usage;
-                let cost = r.cost.to_i64_nanos().unwrap_or(i64::MAX);
-                let add = [
-                    1,
-                    clamp_i64(u.calls),
-                    clamp_i64(u.input_tokens),
-                    clamp_i64(u.cached_input_tokens),
-                    clamp_i64(u.cache_write_tokens),
-                    clamp_i64(u.output_tokens),
-                    clamp_i64(u.reasoning_tokens),
-                    clamp_i64(r.documents),
-                    clamp_i64(u.compute_ms),
-                    cost,
-                    i64::from(!r.priced),
-                    i64::from(r.untagged),
-                    if r.untagged { cost } else { 0 },
-                    clamp_i64(r.energy_mwh),
-                    clamp_i64(r.co2e_mg),
-                    clamp_i64(u.gpu_ms),
-                    if has_tokens(u) { cost } else { 0 },
-                    if u.calls > 0 { cost } else { 0 },
-                    if r.documents > 0 { cost } else { 0 },
-                    if u.gpu_ms > 0 { cost } else { 0 },
-                ];
-                let e = sums.entry(daily_key(r)).or_insert([0; 20]);
-                for (a, b) in e.iter_mut().zip(add) {
-                    *a = a.saturating_add(b);
-                }
-            }
+            let sums = daily_sums(chunk.iter().filter(|r| fresh.contains(&r.id)));
             let sums: Vec<(DailyKey, [i64; 20])> = sums.into_iter().collect();
             for part in sums.chunks(USAGE_ROWS_PER_INSERT) {
                 let mut sql = crate::ledger::values_sql(

@@ -127,7 +127,7 @@ fn nodes_in_level_order(rows: Vec<(i64, i64, String)>) -> Vec<LedgerNode> {
 const NODE_AT: &str = "SELECT hash FROM ledger_nodes WHERE last_leaf = ?1 AND level = ?2";
 const NODE_AT_PG: &str = "SELECT hash FROM ledger_nodes WHERE last_leaf = $1 AND level = $2";
 
-type WriterSlot = std::sync::Mutex<Option<rusqlite::Connection>>;
+pub(crate) type WriterSlot = std::sync::Mutex<Option<rusqlite::Connection>>;
 
 /// Appends on SQLite through one long-lived rusqlite connection with cached prepared
 /// statements: sqlx's per-value conversions and cross-thread hand-offs held group commit to
@@ -139,11 +139,12 @@ fn sqlite_append(
     slot: &WriterSlot,
     events: &[String],
 ) -> Result<Range<u64>, StoreError> {
-    with_ledger_conn(file, slot, |conn| sqlite_append_tx(conn, events))
+    with_writer_conn(file, slot, |conn| sqlite_append_tx(conn, events))
 }
 
-/// Runs `f` on the long-lived ledger connection, opening it on first use.
-fn with_ledger_conn<T>(
+/// Runs `f` on a long-lived writer connection (the ledger's or the usage writer's), opening
+/// it on first use.
+pub(crate) fn with_writer_conn<T>(
     file: &std::path::Path,
     slot: &WriterSlot,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
@@ -524,7 +525,7 @@ impl Store {
             let (file, slot, positions) =
                 (file.clone(), self.ledger_writer.clone(), positions.to_vec());
             return tokio::task::spawn_blocking(move || {
-                with_ledger_conn(&file, &slot, |conn| {
+                with_writer_conn(&file, &slot, |conn| {
                     let mut stmt = conn.prepare_cached(NODE_AT)?;
                     for (level, index) in positions {
                         let hash: Option<String> = stmt

@@ -74,6 +74,8 @@ pub struct Store {
     sqlite_file: Option<std::path::PathBuf>,
     /// The ledger's own SQLite writer connection, opened on first append (see `ledger_append`).
     ledger_writer: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    /// The gateway usage writer's SQLite connection, opened on first insert.
+    usage_writer: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 impl Store {
@@ -174,11 +176,22 @@ impl Store {
             backend,
             sqlite_file,
             ledger_writer: Default::default(),
+            usage_writer: Default::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub(crate) fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref()
+    }
+
+    pub(crate) fn usage_writer(
+        &self,
+    ) -> std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>> {
+        self.usage_writer.clone()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

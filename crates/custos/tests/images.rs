@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::process::{Command, Output};
 
 enum Item<'a> {
     File(&'a str, Vec<u8>),
@@ -447,6 +448,12 @@ impl Drop for Registry {
 }
 
 fn registry() -> Option<Registry> {
+    registry_with(|_| String::new())
+}
+
+/// A registry whose configuration ends with `auth(dir)` (an `auth:` section, given the
+/// registry's own temporary directory for any file it needs).
+fn registry_with(auth: impl FnOnce(&Path) -> String) -> Option<Registry> {
     let have = |bin: &str| {
         std::process::Command::new(bin)
             .arg("--version")
@@ -470,8 +477,9 @@ fn registry() -> Option<Registry> {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{}",
+            dir.path().join("data").display(),
+            auth(dir.path())
         ),
     )
     .unwrap();
@@ -497,16 +505,15 @@ fn registry() -> Option<Registry> {
     })
 }
 
-#[test]
-fn images_are_pulled_from_a_registry_over_the_distribution_api() {
-    let Some(reg) = registry() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    oci_layout(&d.join("layout"));
-    let reference = format!("{}/shop/api:1.0", reg.addr);
-    let push = std::process::Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", "--insecure-policy"])
-        .arg(format!("oci:{}:1.0", d.join("layout").display()))
+/// Pushes the test image to `reference` with skopeo (`creds` as `user:password`, if any).
+fn push(layout: &Path, reference: &str, creds: Option<&str>) {
+    let mut cmd = std::process::Command::new("skopeo");
+    cmd.args(["copy", "--dest-tls-verify=false", "--insecure-policy"]);
+    if let Some(c) = creds {
+        cmd.arg("--dest-creds").arg(c);
+    }
+    let push = cmd
+        .arg(format!("oci:{}:1.0", layout.display()))
         .arg(format!("docker://{reference}"))
         .output()
         .unwrap();
@@ -515,6 +522,209 @@ fn images_are_pulled_from_a_registry_over_the_distribution_api() {
         "skopeo push: {}",
         String::from_utf8_lossy(&push.stderr)
     );
+}
+
+/// `custos sbom SOURCE` with registry credentials in the environment.
+fn sbom_with_credentials(dir: &Path, source: &str, user: &str, password: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["sbom", source])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("CUSTOS_REGISTRY_USERNAME", user)
+        .env("CUSTOS_REGISTRY_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+/// A password made at run time, so this file holds none.
+fn test_password() -> String {
+    format!("pw-{}-{}", std::process::id(), "reg")
+}
+
+#[test]
+fn a_registry_behind_basic_auth_is_pulled_with_the_users_credentials() {
+    // An htpasswd line needs bcrypt: Python's crypt module (libxcrypt) makes one.
+    let password = test_password();
+    let hash = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+            &password,
+        ])
+        .output();
+    let hash = match hash {
+        Ok(o) if o.status.success() && o.stdout.starts_with(b"$2") => {
+            String::from_utf8(o.stdout).unwrap().trim().to_owned()
+        }
+        _ => {
+            eprintln!(
+                "skipping: python3 with a bcrypt-capable crypt module is needed for htpasswd"
+            );
+            return;
+        }
+    };
+    let Some(reg) = registry_with(|d| {
+        let file = d.join("htpasswd");
+        std::fs::write(&file, format!("ci:{hash}\n")).unwrap();
+        format!(
+            "auth:\n  htpasswd:\n    realm: custos-test\n    path: {}\n",
+            file.display()
+        )
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    oci_layout(&d.join("layout"));
+    let reference = format!("{}/shop/api:1.0", reg.addr);
+    push(
+        &d.join("layout"),
+        &reference,
+        Some(&format!("ci:{password}")),
+    );
+
+    let out = sbom_with_credentials(d, &reference, "ci", &password);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "curl"));
+
+    // Without credentials, or with wrong ones, the registry's refusal is named.
+    for (user, pw) in [("", ""), ("ci", "wrong")] {
+        let out = if user.is_empty() {
+            custos(d, &["sbom", &reference])
+        } else {
+            sbom_with_credentials(d, &reference, user, pw)
+        };
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shop/api:1.0"), "{err}");
+        assert!(!err.contains(&password), "the password leaked: {err}");
+    }
+}
+
+/// A registry token service for the Bearer challenge: answers every request with a token and
+/// keeps each request line and `Authorization` header it saw.
+struct TokenService {
+    addr: String,
+    seen: Seen,
+}
+
+/// Each request line and its `Authorization` header, if any.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+fn token_service() -> TokenService {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut authorization = None;
+            for _ in 0..100 {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        authorization = Some(v.trim().to_owned());
+                    }
+                }
+            }
+            log.lock()
+                .unwrap()
+                .push((line.trim().to_owned(), authorization));
+            let body = r#"{"token":"t-test","access_token":"t-test","expires_in":300}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    TokenService { addr, seen }
+}
+
+#[test]
+fn a_registry_asking_for_a_bearer_token_gets_one_fetched_with_the_users_credentials() {
+    let tokens = token_service();
+    // `silly` auth: the registry challenges with Bearer and this realm, and accepts any token.
+    let realm = format!("http://{}/token", tokens.addr);
+    let Some(reg) = registry_with(|_| {
+        format!("auth:\n  silly:\n    realm: {realm}\n    service: custos-test\n")
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    oci_layout(&d.join("layout"));
+    let reference = format!("{}/shop/api:1.0", reg.addr);
+    push(&d.join("layout"), &reference, None);
+    tokens.seen.lock().unwrap().clear();
+
+    let password = test_password();
+    let out = sbom_with_credentials(d, &reference, "ci", &password);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = tokens.seen.lock().unwrap().clone();
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ci:{password}"))
+    );
+    assert!(
+        seen.iter()
+            .any(|(line, auth)| line.contains("service=custos-test")
+                && line.contains("repository%3Ashop%2Fapi%3Apull")
+                && auth.as_deref() == Some(basic.as_str())),
+        "{seen:?}"
+    );
+
+    // Anonymous: the token is still fetched, without credentials.
+    tokens.seen.lock().unwrap().clear();
+    let out = custos(d, &["sbom", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, a)| a.is_none()),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_over_the_distribution_api() {
+    let Some(reg) = registry() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    oci_layout(&d.join("layout"));
+    let reference = format!("{}/shop/api:1.0", reg.addr);
+    push(&d.join("layout"), &reference, None);
     for source in [format!("registry:{reference}"), reference.clone()] {
         let out = custos(d, &["sbom", &source]);
         assert!(
