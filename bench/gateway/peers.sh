@@ -8,7 +8,8 @@
 #
 # Loads, all from a separate process on 127.0.0.1:
 #   c=1     one connection, back to back (wrk -c1): p50 / p99 latency;
-#   c=32    32 connections, unthrottled (wrk -c32): throughput;
+#   c=32    32 connections, unthrottled (wrk -c32): throughput, and the CPU time the server
+#           process (its threads and children: nginx's worker) spent per call;
 #   paced   1,000 requests/s on 32 connections with latency correction (oha -q 1000): p99.
 # custos runs with authn (an API key), Cedar authz, quota (rpm/tpm limits), the tools layer,
 # injection screening (defaults), idempotency, metering with a price, a budget and the audit
@@ -59,6 +60,7 @@ wait_up() { # url [tenths of a second]
 }
 
 "$BIN/bench-upstream" "$UP" 1 2>/dev/null & pids+=($!)
+UPSTREAM_PID=$!
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<NGINX
@@ -83,6 +85,7 @@ http {
 }
 NGINX
 /usr/sbin/nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' 2>>"$WORK/nginx/error.log" & pids+=($!)
+NGINX_PID=$!
 
 for row in "${CUSTOS_ROWS[@]}"; do
   dir=$WORK/$row
@@ -141,6 +144,7 @@ YAML
   LITELLM_KEY="sk-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
   LITELLM_MASTER_KEY=$LITELLM_KEY "$VENV/bin/litellm" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "${LITELLM##*:}" \
     --num_workers 1 >"$WORK/litellm.log" 2>&1 & pids+=($!)
+  LITELLM_PID=$!
   LITELLM_OK=1
 fi
 
@@ -169,6 +173,22 @@ if [ -n "$LITELLM_OK" ]; then
   URL[litellm]=http://$LITELLM/v1/chat/completions; KEY[litellm]=$LITELLM_KEY; ROWS+=(litellm)
 fi
 
+# CPU time (user + system, in clock ticks) of a process and its threads and children: the
+# per-call CPU budget is this over the calls of the c=32 run.
+cpu_ticks() { # pids...
+  local t=0 p
+  for p in "$@"; do
+    for q in $p $(pgrep -P "$p" || true); do
+      t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$t"
+}
+declare -A SERVER
+SERVER[direct]=$UPSTREAM_PID
+SERVER[nginx]=$NGINX_PID
+for row in "${CUSTOS_ROWS[@]}"; do SERVER[$row]=$(cat "$WORK/$row/pid"); done
+[ -z "$LITELLM_OK" ] || SERVER[litellm]=$LITELLM_PID
 for row in "${ROWS[@]}"; do
   lua "${KEY[$row]}" > "$WORK/$row.lua"
   # Warm pools, caches and LiteLLM's lazy imports.
@@ -178,7 +198,9 @@ for row in "${ROWS[@]}"; do
   echo "$row: one connection ($DUR)..." >&2
   wrk -t1 -c1 -d "$DUR" --latency -s "$WORK/$row.lua" "${URL[$row]}" > "$WORK/$row-c1.txt"
   echo "$row: 32 connections ($DUR)..." >&2
+  before=$(cpu_ticks "${SERVER[$row]}")
   wrk -t1 -c32 -d "$DUR" --latency -s "$WORK/$row.lua" "${URL[$row]}" > "$WORK/$row-c32.txt"
+  echo $(($(cpu_ticks "${SERVER[$row]}") - before)) > "$WORK/$row-c32.cpu"
   if [ "$row" != litellm ]; then
     echo "$row: paced at 1,000 req/s ($DUR)..." >&2
     "$OHA" --no-tui --output-format json -z "$DUR" -c 32 -q 1000 --latency-correction -m POST \

@@ -3,11 +3,13 @@
 Usage: peers_summary.py WORK ROW...
 """
 import json
+import os
 import pathlib
 import re
 import sys
 
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def wrk(path):
@@ -26,6 +28,12 @@ def wrk(path):
         "bad": int(bad.group(1)) if bad else 0,
         "socket": errors.group(0) if errors else "",
     }
+
+
+def wrk_calls(path):
+    """How many calls a wrk run completed."""
+    m = re.search(r"(\d+) requests in", path.read_text())
+    return int(m.group(1)) if m else 0
 
 
 def oha(path):
@@ -60,8 +68,16 @@ def main():
             "c32": wrk(work / f"{row}-c32.txt"),
             "paced": oha(work / f"{row}-paced.json"),
         }
-    print("| path | c=1 p50 | c=1 p99 | c=32 req/s | 1,000 req/s paced p50 / p99 | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|")
+        ticks = work / f"{row}-c32.cpu"
+        calls = wrk_calls(work / f"{row}-c32.txt")
+        res[row]["cpu"] = (
+            int(ticks.read_text()) * 1e6 / TICKS / calls if ticks.exists() and calls else None
+        )
+    print(
+        "| path | c=1 p50 | c=1 p99 | c=32 req/s | CPU per call at c=32 "
+        "| 1,000 req/s paced p50 / p99 | non-2xx |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         r = res[row]
         paced = r["paced"]
@@ -71,7 +87,7 @@ def main():
             bad += paced["all"] - paced["ok"]
         print(
             f"| {row} | {fmt(r['c1']['p50'])} | {fmt(r['c1']['p99'])} | "
-            f"{r['c32']['rps']:,.0f} | {paced_s} | {bad} |"
+            f"{r['c32']['rps']:,.0f} | {fmt(r['cpu'])} | {paced_s} | {bad} |"
         )
     print()
     direct = res.get("direct")
@@ -90,6 +106,8 @@ def main():
                 f"nginx; target ≤ +40), p99 {fmt(r['c1']['p99'])} at one connection "
                 f"(target ≤ 500 µs), {share:.0f}% of nginx's throughput (target ≥ 50%)"
             )
+            if r["cpu"] and nginx.get("cpu"):
+                line += f", {fmt(r['cpu'])} of CPU per call (nginx {fmt(nginx['cpu'])})"
             if r["paced"]:
                 line += f", paced p99 {fmt(r['paced']['p99'])} (target ≤ 1 ms)"
             if "litellm" in res:
