@@ -6,6 +6,7 @@
 //! reqwest on the same machine it adds about 80 µs less per call (bench/RESULTS.md).
 
 use super::{CallContext, ProviderSetupError, UpstreamBody, UpstreamError, UpstreamResponse};
+use crate::call::Endpoint;
 use bytes::Bytes;
 use custos_core::config::{ProviderConfig, ServerConfig};
 use futures_util::StreamExt;
@@ -26,6 +27,8 @@ pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub struct OpenAiProvider {
     pub name: String,
     base_url: String,
+    /// The URL of each endpoint, parsed once (see `uri`).
+    uris: [Uri; 4],
     auth: Option<HeaderValue>,
     client: HttpClient,
     user_agent: HeaderValue,
@@ -92,15 +95,41 @@ impl OpenAiProvider {
                 provider: p.name.clone(),
                 reason: format!("base_url {base_url:?} is not a valid URL: {e}"),
             })?;
+        let parse = |path: &str| {
+            format!("{base_url}{path}")
+                .parse::<Uri>()
+                .map_err(|e| ProviderSetupError::Client {
+                    provider: p.name.clone(),
+                    reason: format!("base_url {base_url:?} is not a valid URL: {e}"),
+                })
+        };
+        let uris = [
+            parse(Endpoint::ChatCompletions.upstream_path())?,
+            parse(Endpoint::Completions.upstream_path())?,
+            parse(Endpoint::Embeddings.upstream_path())?,
+            parse(Endpoint::Responses.upstream_path())?,
+        ];
         let client = https_client(server.connect_timeout.0);
         Ok(Self {
             name: p.name.clone(),
             base_url,
+            uris,
             auth,
             client,
             user_agent: HeaderValue::from_static(concat!("custos/", env!("CARGO_PKG_VERSION"))),
             timeout: p.timeout.map_or(server.upstream_timeout.0, |d| d.0),
         })
+    }
+
+    /// The upstream URL of `endpoint`: parsed at start, not per call.
+    fn uri(&self, endpoint: Endpoint) -> Uri {
+        let i = match endpoint {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Responses => 3,
+        };
+        self.uris[i].clone()
     }
 
     fn unavailable(&self, reason: String) -> UpstreamError {
@@ -127,11 +156,10 @@ impl OpenAiProvider {
             reason,
         };
         let payload = serde_json::to_vec(&body).map_err(|e| invalid(e.to_string()))?;
-        let mut request =
-            http::Request::post(format!("{}{}", self.base_url, ctx.endpoint.upstream_path()))
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .header(http::header::USER_AGENT, self.user_agent.clone())
-                .header(crate::request_id::X_REQUEST_ID, ctx.request_id.as_str());
+        let mut request = http::Request::post(self.uri(ctx.endpoint))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, self.user_agent.clone())
+            .header(crate::request_id::X_REQUEST_ID, ctx.request_id.as_str());
         if ctx.stream {
             request = request.header(http::header::ACCEPT, "text/event-stream");
         }
