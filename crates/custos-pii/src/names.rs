@@ -529,7 +529,9 @@ fn tokenize(text: &str) -> Vec<Word<'_>> {
     // Byte loop with an ASCII fast path: most text is ASCII, and this pass
     // sees every word of every prompt.
     let b = text.as_bytes();
-    let mut words = Vec::with_capacity(b.len() / 6);
+    // Prose averages a word per five or six bytes: room for one per four means the vector is
+    // never copied as it grows (a 4 KB prompt's words are ~40 KB).
+    let mut words = Vec::with_capacity(b.len() / 4 + 8);
     let mut prev_end = 0;
     let mut i = 0;
     while i < b.len() {
@@ -793,17 +795,45 @@ const LOWER_PLACE_CUES: &[&str] = &[
 fn lower_case(text: &str, words: &[Word], g: &Gazetteers, out: &mut Vec<Finding>) {
     let typed_lower = |k: usize| {
         words.get(k).is_some_and(|w| {
-            matches!(w.lower, Cow::Borrowed(_)) && w.lower.chars().all(char::is_alphabetic)
+            matches!(w.lower, Cow::Borrowed(_)) && {
+                let b = w.lower.as_bytes();
+                if b.is_ascii() {
+                    b.iter().all(u8::is_ascii_alphabetic)
+                } else {
+                    w.lower.chars().all(char::is_alphabetic)
+                }
+            }
+        })
+    };
+    // Most words follow no cue: a table of (first letter, length) pairs of the cues rejects
+    // them before the lists are read.
+    static CUE_SHAPES: OnceLock<[u32; 26]> = OnceLock::new();
+    let shapes = CUE_SHAPES.get_or_init(|| {
+        let mut t = [0u32; 26];
+        for c in LOWER_PERSON_CUES
+            .iter()
+            .chain(LOWER_PLACE_CUES)
+            .chain(&["is"])
+        {
+            if let Some(&f) = c.as_bytes().first().filter(|f| f.is_ascii_lowercase()) {
+                t[usize::from(f - b'a')] |= 1 << c.len().min(31);
+            }
+        }
+        t
+    });
+    let may_be_cue = |w: &str| {
+        w.as_bytes().first().is_some_and(|&f| {
+            f.is_ascii_lowercase() && shapes[usize::from(f - b'a')] & (1 << w.len().min(31)) != 0
         })
     };
     let glued = |k: usize| &text[words[k].gap_before.clone()] == " ";
     let mut i = 1;
     while i < words.len() {
-        if !typed_lower(i) || words[i].lower.len() < 3 {
+        let prev = words[i - 1].lower.as_ref();
+        if words[i].lower.len() < 3 || !may_be_cue(prev) || !typed_lower(i) {
             i += 1;
             continue;
         }
-        let prev = words[i - 1].lower.as_ref();
         let name_is = prev == "is" && i >= 2 && words[i - 2].lower == "name";
         if (LOWER_PERSON_CUES.contains(&prev) || name_is)
             && g.common_first.contains(words[i].lower.as_ref())
