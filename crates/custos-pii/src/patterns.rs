@@ -719,6 +719,10 @@ const INTL_STREET_SUFFIXES_SPACED: &str =
 /// 65601"). Only taken whole, up to the postcode, so a greeting on the next line stays out.
 const ADDRESS_LINES: &str = r"(?:\s*[\n,]\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)\s*#?\d{1,5}[A-Za-z]?)?(?:(?:\s*[\n,]\s*\p{Lu}[\p{L}'\-]+(?:[ \-]\p{Lu}[\p{L}'\-]+){0,3}){1,2},?\s+(?:[A-Z]{2}\s+)?\d{4,5}\b)?";
 
+/// A building or lot number before the house number ("40187 263 Xanthoudidou Street"), never
+/// a year (1900–2099), which would take a date into the address.
+const LEADING_NUMBER: &str = r"(?:\d{1,3}|\d{5,6}|[03-9]\d{3}|1[0-8]\d{2}|2[1-9]\d{2})";
+
 /// Words inside a street's name ("Calle de Alcalá", "Rue de la Paix").
 const INTL_LINKS: &str = "de|del|de la|de los|de las|da|do|das|dos|di|della|delle|dei|du|des|la|le|l'|d'|von|van|der|den";
 
@@ -728,7 +732,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
         let month = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?|JAN(?:UARY)?|FEB(?:RUARY)?|MAR(?:CH)?|APR(?:IL)?|MAY|JUNE?|JULY?|AUG(?:UST)?|SEP(?:T(?:EMBER)?)?|OCT(?:OBER)?|NOV(?:EMBER)?|DEC(?:EMBER)?)";
         let weekday = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?";
         let address_re = format!(
-            r"\b\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}\b)?{ADDRESS_LINES}"
+            r"\b(?:{LEADING_NUMBER}\s+)?\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}(?:{STREET_SUFFIXES})\b\.?(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|Room|Rm\.?|#)\s*#?[A-Za-z0-9\-]+)?(?:,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+){{0,2}},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|,?\s+[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}\b)?{ADDRESS_LINES}"
         );
         let r = |name: &'static str, entity: &'static str, source: Source, re: &str, check: Check, context: &[&'static str]| PatternRecognizer {
             name: Cow::Borrowed(name),
@@ -863,6 +867,36 @@ mod tests {
         ] {
             assert!(ages(t).is_empty(), "{t}: {:?}", ages(t));
         }
+    }
+
+    #[test]
+    fn a_building_number_before_the_house_number_belongs_to_the_address_a_year_does_not() {
+        let found = |t: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for r in super::builtin()
+                .iter()
+                .filter(|r| r.entity == "STREET_ADDRESS")
+            {
+                r.analyze_region(t, 0..t.len(), &mut out);
+            }
+            out.iter()
+                .filter(|f| f.score >= 0.5)
+                .map(|f| t[f.start..f.end].to_string())
+                .collect()
+        };
+        let longest = |t: &str| found(t).into_iter().max_by_key(String::len);
+        assert_eq!(
+            longest("located at 40187 263 Xanthoudidou Street Apt. 175. It serves food").as_deref(),
+            Some("40187 263 Xanthoudidou Street Apt. 175")
+        );
+        assert_eq!(
+            longest("since 2019 15 Main Street has been closed").as_deref(),
+            Some("15 Main Street")
+        );
+        assert_eq!(
+            longest("in 1987 221 Baker Street was a museum").as_deref(),
+            Some("221 Baker Street")
+        );
     }
 
     #[test]
