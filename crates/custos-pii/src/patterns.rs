@@ -869,22 +869,25 @@ mod tests {
         }
     }
 
+    /// The street addresses the built-in patterns find in `t` that stand without an address
+    /// word nearby (score 0.5 or more).
+    fn streets(t: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in super::builtin()
+            .iter()
+            .filter(|r| r.entity == "STREET_ADDRESS")
+        {
+            r.analyze_region(t, 0..t.len(), &mut out);
+        }
+        out.iter()
+            .filter(|f| f.score >= 0.5)
+            .map(|f| t[f.start..f.end].to_string())
+            .collect()
+    }
+
     #[test]
     fn a_building_number_before_the_house_number_belongs_to_the_address_a_year_does_not() {
-        let found = |t: &str| -> Vec<String> {
-            let mut out = Vec::new();
-            for r in super::builtin()
-                .iter()
-                .filter(|r| r.entity == "STREET_ADDRESS")
-            {
-                r.analyze_region(t, 0..t.len(), &mut out);
-            }
-            out.iter()
-                .filter(|f| f.score >= 0.5)
-                .map(|f| t[f.start..f.end].to_string())
-                .collect()
-        };
-        let longest = |t: &str| found(t).into_iter().max_by_key(String::len);
+        let longest = |t: &str| streets(t).into_iter().max_by_key(String::len);
         assert_eq!(
             longest("located at 40187 263 Xanthoudidou Street Apt. 175. It serves food").as_deref(),
             Some("40187 263 Xanthoudidou Street Apt. 175")
@@ -901,20 +904,7 @@ mod tests {
 
     #[test]
     fn street_addresses_as_europe_and_latin_america_write_them() {
-        let found = |t: &str| -> Vec<String> {
-            let mut out = Vec::new();
-            for r in super::builtin()
-                .iter()
-                .filter(|r| r.entity == "STREET_ADDRESS")
-            {
-                r.analyze_region(t, 0..t.len(), &mut out);
-            }
-            // What stands without an address word nearby.
-            out.iter()
-                .filter(|f| f.score >= 0.5)
-                .map(|f| t[f.start..f.end].to_string())
-                .collect()
-        };
+        let found = streets;
         for (t, want) in [
             (
                 "Ship to: Calle de Alcalá 48, 28014 Madrid, Spain",
