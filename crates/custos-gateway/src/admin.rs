@@ -179,10 +179,13 @@ pub fn router(state: AppState) -> Router<AppState> {
     .merge(global)
     .layer(axum::middleware::from_fn(negotiate))
     // Outermost: a replay is the answer exactly as first given, headers included.
-    .layer(axum::middleware::from_fn_with_state(
-        state,
-        crate::idempotency::dedupe_admin,
-    ))
+    .layer(crate::stack::StackLayer(move |end| {
+        crate::stack::Then(DedupeAdmin(state.clone()), end)
+    }))
+}
+
+crate::stack::stages! {
+    DedupeAdmin(AppState) => crate::idempotency::dedupe_admin,
 }
 
 /// Chooses the version, and labels the answer with it; v1 answers carry their deprecation.

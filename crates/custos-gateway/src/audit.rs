@@ -8,10 +8,10 @@ use crate::batch::{BatchSink, Commit, Permit};
 use crate::body_tap::{Observer, TapBody};
 use crate::call::Endpoint;
 use crate::problem::ProblemKind;
+use crate::stack::Next;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use custos_control::seal::Sealer;
@@ -140,7 +140,7 @@ fn outcome(status: u16) -> &'static str {
 }
 
 /// The audit layer's middleware function: outside authn, so denied calls are recorded too.
-pub async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn record<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
         return next.run(req).await;
     };

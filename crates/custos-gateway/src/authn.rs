@@ -7,11 +7,11 @@
 
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
 use crate::tls::PeerCertificate;
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use custos_authz::{KeyCheck, KeyDigest, KeyIndex, KeyRecord, TokenError};
 use custos_core::config::OperationScopes;
@@ -268,18 +268,18 @@ fn key_principal(state: &AppState, token: &str) -> Result<SharedPrincipal, Probl
 
 /// The authn layer's middleware function: custos API keys (`ck_…`), else JWTs of the
 /// configured issuers.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let peer = req.extensions().get::<PeerCertificate>().cloned();
     let outcome = match bearer(&req) {
         Err(_) if peer.is_some() && !req.headers().contains_key(http::header::AUTHORIZATION) => {
-            cert_principal(&state, peer.as_ref())
+            cert_principal(state, peer.as_ref())
         }
         Err(p) => Err(p),
         Ok(token) if !token.starts_with("ck_") && !state.issuers.is_empty() => {
             let token = token.to_owned();
-            token_principal(&state, &token, req.uri().path()).await
+            token_principal(state, &token, req.uri().path()).await
         }
-        Ok(token) => key_principal(&state, token),
+        Ok(token) => key_principal(state, token),
     };
     match outcome {
         Ok(principal) => {

@@ -9,10 +9,10 @@
 use crate::audit::AuditSlot;
 use crate::call::{Endpoint, ModelCall};
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use custos_authz::policy::{
     self, Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts,
@@ -211,19 +211,19 @@ impl Authz {
 }
 
 /// Turns a decision into "go on" or the 403, and leaves it for the audit event.
-async fn enforce(
-    state: AppState,
+async fn enforce<N: Next>(
+    state: &AppState,
     action: &str,
     resource: Resource,
     req: Request,
-    next: Next,
+    next: &N,
 ) -> Response {
     let Some(principal) = req.extensions().get::<SharedPrincipal>().cloned() else {
         return Problem::new(ProblemKind::Internal, "authz ran before authn").into_response();
     };
     let (decision, tenant) = match state
         .authz
-        .decide_with_tenant(&state, &principal, action, &resource, &req)
+        .decide_with_tenant(state, &principal, action, &resource, &req)
     {
         Ok(d) => d,
         Err(e) => {
@@ -266,7 +266,7 @@ async fn enforce(
 }
 
 /// The authz layer of model calls (after `call`, which knows the model).
-pub async fn authorize_call(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn authorize_call<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let Some(call) = req.extensions().get::<Arc<ModelCall>>().cloned() else {
         return Problem::new(ProblemKind::Internal, "authz ran before call").into_response();
     };
@@ -285,11 +285,7 @@ pub async fn authorize_call(State(state): State<AppState>, req: Request, next: N
 }
 
 /// The authz layer of the other authenticated endpoints: they act on the caller's tenant.
-pub async fn authorize_endpoint(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn authorize_endpoint<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let path = req.uri().path();
     let action = if path.starts_with("/v1/models") {
         "models.read"

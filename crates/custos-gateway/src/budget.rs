@@ -10,9 +10,9 @@ use crate::call::ModelCall;
 use crate::cluster::{Cluster, Control};
 use crate::meter::MeterSlot;
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use custos_core::config::OnRedisError;
 use custos_core::principal::SharedPrincipal;
@@ -30,7 +30,7 @@ pub const HOLD_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// Window counters outlive their window by this, for late settlements.
 const WINDOW_GRACE_MS: i64 = 86_400_000;
 
-pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn enforce<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let ext = req.extensions();
     let (Some(call), Some(principal), Some(slot)) = (
         ext.get::<Arc<ModelCall>>().cloned(),
@@ -89,9 +89,9 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                         amount: t.budget.amount,
                         window: t.window(now),
                     };
-                    return refusal(&state, t, &e, estimate, &call);
+                    return refusal(state, t, &e, estimate, &call);
                 }
-                Err(reason) => match cluster.fall_back(&state, Control::Budgets, &reason) {
+                Err(reason) => match cluster.fall_back(state, Control::Budgets, &reason) {
                     OnRedisError::Local => None,
                     OnRedisError::FailOpen => {
                         for t in &trackers {
@@ -118,7 +118,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             slot.add_hold(t.clone(), t.hold_anyway(now, estimate));
         }
         slot.set_shared_hold(hold);
-        return finish(&state, principal, overridden, now, req, next).await;
+        return finish(state, principal, overridden, now, req, next).await;
     }
     for t in trackers {
         match t.reserve(now, estimate) {
@@ -131,10 +131,10 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                 let hold = t.hold_anyway(now, estimate);
                 slot.add_hold(t, hold);
             }
-            Err(e) => return refusal(&state, &t, &e, estimate, &call),
+            Err(e) => return refusal(state, &t, &e, estimate, &call),
         }
     }
-    finish(&state, principal, overridden, now, req, next).await
+    finish(state, principal, overridden, now, req, next).await
 }
 
 /// The 402 for a budget that cannot take a call's estimate. Its thresholds up to 100% are
@@ -178,13 +178,13 @@ fn refusal(
 }
 
 /// Records whose spend override passed which budgets, then runs the call.
-async fn finish(
+async fn finish<N: Next>(
     state: &AppState,
     principal: &SharedPrincipal,
     overridden: Vec<String>,
     now: i64,
     req: Request,
-    next: Next,
+    next: &N,
 ) -> Response {
     if !overridden.is_empty() {
         let why = state

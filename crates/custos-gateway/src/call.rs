@@ -6,10 +6,10 @@
 use crate::metrics::CallLabels;
 use crate::problem::{Problem, ProblemKind};
 use crate::route::Route;
+use crate::stack::Next;
 use crate::state::AppState;
 use crate::tokens;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use custos_core::principal::SharedPrincipal;
@@ -316,8 +316,8 @@ fn declared_non_json(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// The call layer's middleware function: runs after authn, before idempotency and quota.
-pub async fn understand(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match build(&state, req).await {
+pub async fn understand<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
+    match build(state, req).await {
         Ok(req) => next.run(req).await,
         Err(problem) => problem.into_response(),
     }

@@ -10,11 +10,11 @@
 use crate::audit::AuditSlot;
 use crate::call::{Endpoint, ModelCall};
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
 use crate::texts::{request_texts, response_texts, screened_texts};
 use crate::tools::ToolGate;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use custos_core::config::{InjectionAction, InjectionPolicy, ToolCalled};
@@ -335,7 +335,7 @@ async fn screen_injection(
     })
 }
 
-pub async fn screen(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn screen<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let gate = req.extensions().get::<Arc<ToolGate>>().cloned();
     let (Some(call), Some(principal)) = (
         req.extensions().get::<Arc<ModelCall>>().cloned(),
@@ -356,7 +356,7 @@ pub async fn screen(State(state): State<AppState>, mut req: Request, next: Next)
                 .resolve(&principal.tenant, &principal.app, &call.model)
         });
     if let Some(policy) = injection {
-        if let Some(refused) = screen_injection(&state, &call, policy, slot.as_ref()).await {
+        if let Some(refused) = screen_injection(state, &call, policy, slot.as_ref()).await {
             return refused;
         }
     }

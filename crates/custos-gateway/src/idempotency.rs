@@ -8,10 +8,10 @@ use crate::body_tap::{Observer, TapBody};
 use crate::call::ModelCall;
 use crate::cluster::{Cluster, Control};
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use custos_core::config::{IdempotencyConfig, OnRedisError};
@@ -253,7 +253,7 @@ fn requested_key(req: &Request) -> Result<Option<String>, Box<Response>> {
 
 /// The idempotency layer's middleware function: after call (it needs the body's hash), before
 /// quota (a replay costs nothing).
-pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn dedupe<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let key = match requested_key(&req) {
         Ok(Some(key)) => key,
         Ok(None) => return next.run(req).await,
@@ -266,7 +266,7 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
         return next.run(req).await;
     };
     run_once(
-        &state,
+        state,
         &principal.tenant,
         (principal.uid.clone(), key),
         call.body_sha256,
@@ -279,7 +279,7 @@ pub async fn dedupe(State(state): State<AppState>, req: Request, next: Next) -> 
 /// Admin API POSTs: the same contract, the request identified by its method, path and body
 /// (so one key reused on another endpoint is a mismatch too). Admin bodies are small: one
 /// over `MAX_ADMIN_BODY` is refused before anything runs.
-pub async fn dedupe_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn dedupe_admin<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let key = match requested_key(&req) {
         Ok(Some(key)) => key,
         Ok(None) => return next.run(req).await,
@@ -309,7 +309,7 @@ pub async fn dedupe_admin(State(state): State<AppState>, req: Request, next: Nex
     let sha: [u8; 32] = h.finalize().into();
     let req = Request::from_parts(parts, Body::from(bytes));
     run_once(
-        &state,
+        state,
         &principal.tenant,
         (principal.uid.clone(), format!("admin:{key}")),
         sha,
@@ -324,13 +324,13 @@ pub const MAX_ADMIN_BODY: usize = 1 << 20;
 
 /// Runs the request once per (principal, key): replays a completed answer for the same
 /// request, refuses a concurrent duplicate (409) and a different request under the key (422).
-async fn run_once(
+async fn run_once<N: Next>(
     state: &AppState,
     tenant: &str,
     scope: Scope,
     body_sha256: [u8; 32],
     req: Request,
-    next: Next,
+    next: &N,
 ) -> Response {
     if let Some(cluster) = state.cluster.clone() {
         let key = shared_key(tenant, &scope);
@@ -475,13 +475,13 @@ fn decode_headers(blob: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
 /// Runs a request whose key this replica claimed on Redis. A complete answer is stored before
 /// it is sent, so a retry that follows on any replica finds it; an event stream is stored
 /// when it ends. Failures worth retrying, and answers too large to keep, free the key.
-async fn run_shared(
+async fn run_shared<N: Next>(
     state: &AppState,
     cluster: Arc<Cluster>,
     key: String,
     holder: String,
     req: Request,
-    next: Next,
+    next: &N,
 ) -> Response {
     let claim = SharedClaim {
         cluster,

@@ -36,6 +36,7 @@ pub mod request_id;
 pub mod route;
 pub mod service;
 pub mod sse;
+pub mod stack;
 pub mod state;
 pub mod texts;
 pub mod tls;

@@ -9,10 +9,10 @@ use crate::body_tap::{Observer, TapBody};
 use crate::call::ModelCall;
 use crate::finops::Finops;
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use custos_core::principal::SharedPrincipal;
@@ -111,7 +111,7 @@ pub fn parse_tags(header: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// The meter layer's middleware function: inside idempotency (a replay costs nothing),
 /// outside the budget layer (whose holds it settles).
-pub async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn record<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let ext = req.extensions();
     let (Some(call), Some(principal)) = (
         ext.get::<Arc<ModelCall>>().cloned(),

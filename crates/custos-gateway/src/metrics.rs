@@ -5,9 +5,9 @@
 //! bounded sets (routed models, known routes, teams in the store), never from raw input, so a
 //! hostile client cannot blow up the series count.
 
+use crate::stack::Next;
 use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -322,7 +322,7 @@ impl Metrics {
 }
 
 /// The metrics layer's middleware function: outermost after request_id, so it times everything.
-pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn observe<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let labels = Arc::new(CallLabels {
@@ -343,7 +343,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let model = labels.model.get().map(String::as_str).unwrap_or("");
     let team = labels.team.get().map(String::as_str).unwrap_or("");
     let upstream_us = labels.upstream_ns.load(Ordering::Relaxed) / 1_000;
-    if status >= 500 || (sample > 0 && n % sample == 0) {
+    if status >= 500 || (sample > 0 && n.is_multiple_of(sample)) {
         tracing::info!(%method, route = labels.route, status, model, team,
             duration_us = total / 1_000, upstream_us, "request");
     } else {

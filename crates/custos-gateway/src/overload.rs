@@ -5,9 +5,9 @@
 //! the model).
 
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::Frame;
@@ -159,7 +159,7 @@ fn overloaded(detail: &str) -> Response {
 
 /// The outermost layer: sheds requests beyond the in-progress limit (probes excepted) and
 /// puts a deadline on the request body.
-pub async fn admit(State(limits): State<Arc<RequestLimits>>, req: Request, next: Next) -> Response {
+pub async fn admit<N: Next>(limits: &Arc<RequestLimits>, req: Request, next: &N) -> Response {
     if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(req).await;
     }

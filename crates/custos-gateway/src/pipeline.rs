@@ -1,15 +1,17 @@
 //! The gateway's shape in one place: which endpoints exist and which controls each passes,
 //! outermost first.
 
+use crate::stack::{stages, End, Next, Stack, StackLayer, Then};
 use crate::state::AppState;
 use crate::{
     admin, audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy,
     quota, request_id, service, tools,
 };
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::Request;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use tower::ServiceBuilder;
+use std::sync::Arc;
 
 pub fn router(state: AppState) -> Router {
     build(state, true)
@@ -22,25 +24,70 @@ pub fn router_without_audit(state: AppState) -> Router {
     build(state, false)
 }
 
+stages! {
+    Observe(AppState) => metrics::observe,
+    AssignId(()) => request_id::assign,
+    Admit(Arc<crate::overload::RequestLimits>) => crate::overload::admit,
+    Record(AppState) => audit::record,
+    Authenticate(AppState) => authn::authenticate,
+    AuthorizeEndpoint(AppState) => authz::authorize_endpoint,
+    QuotaHeaders(AppState) => quota::headers,
+    Understand(AppState) => call::understand,
+    AuthorizeCall(AppState) => authz::authorize_call,
+    ScreenTools(AppState) => tools::screen,
+    ScreenInjection(AppState) => guard::screen,
+    Dedupe(AppState) => idempotency::dedupe,
+    EnforceQuota(AppState) => quota::enforce,
+    Meter(AppState) => meter::record,
+    EnforceBudget(AppState) => budget::enforce,
+}
+
+/// The end of the model-call stack: the call goes upstream.
+struct Forward(AppState);
+
+impl Next for Forward {
+    fn run(&self, req: Request) -> impl std::future::Future<Output = Response> + Send + '_ {
+        proxy::forward(&self.0, req)
+    }
+}
+
 fn build(state: AppState, audit: bool) -> Router {
     // Model calls: parse once, screen, dedupe, charge quota, meter, hold budget, forward.
+    let s = &state;
+    let model_call = Stack::new(Then(
+        QuotaHeaders(s.clone()),
+        Then(
+            Understand(s.clone()),
+            Then(
+                AuthorizeCall(s.clone()),
+                Then(
+                    ScreenTools(s.clone()),
+                    Then(
+                        ScreenInjection(s.clone()),
+                        Then(
+                            Dedupe(s.clone()),
+                            Then(
+                                EnforceQuota(s.clone()),
+                                Then(
+                                    Meter(s.clone()),
+                                    Then(EnforceBudget(s.clone()), Forward(s.clone())),
+                                ),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    ));
+    let handler = move |req: Request| {
+        let stack = model_call.clone();
+        async move { stack.run(req).await }
+    };
     let model_calls = Router::new()
-        .route("/v1/chat/completions", post(proxy::forward))
-        .route("/v1/completions", post(proxy::forward))
-        .route("/v1/embeddings", post(proxy::forward))
-        .route("/v1/responses", post(proxy::forward))
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(state.clone(), quota::headers))
-                .layer(from_fn_with_state(state.clone(), call::understand))
-                .layer(from_fn_with_state(state.clone(), authz::authorize_call))
-                .layer(from_fn_with_state(state.clone(), tools::screen))
-                .layer(from_fn_with_state(state.clone(), guard::screen))
-                .layer(from_fn_with_state(state.clone(), idempotency::dedupe))
-                .layer(from_fn_with_state(state.clone(), quota::enforce))
-                .layer(from_fn_with_state(state.clone(), meter::record))
-                .layer(from_fn_with_state(state.clone(), budget::enforce)),
-        );
+        .route("/v1/chat/completions", post(handler.clone()))
+        .route("/v1/completions", post(handler.clone()))
+        .route("/v1/embeddings", post(handler.clone()))
+        .route("/v1/responses", post(handler));
 
     // Everything under /v1 needs a principal; model calls, allowed or not, leave evidence.
     // The other endpoints act on the caller's own tenant.
@@ -55,25 +102,33 @@ fn build(state: AppState, audit: bool) -> Router {
         .route("/pii/analyze", post(pii::analyze))
         .route("/pii/anonymize", post(pii::anonymize))
         .route("/pii/supportedentities", get(pii::supported_entities))
-        .layer(from_fn_with_state(state.clone(), authz::authorize_endpoint));
+        .layer(StackLayer({
+            let s = state.clone();
+            move |end| Then(AuthorizeEndpoint(s.clone()), end)
+        }));
 
     // The admin API: a tenant's control plane, under the same policies.
     let authenticated = endpoints
         .merge(admin::router(state.clone()))
-        .merge(model_calls)
-        .layer(from_fn_with_state(state.clone(), authn::authenticate));
+        .merge(model_calls);
     let authenticated = if audit {
-        authenticated.layer(from_fn_with_state(state.clone(), audit::record))
+        authenticated.layer(StackLayer({
+            let s = state.clone();
+            move |end| Then(Record(s.clone()), Then(Authenticate(s.clone()), end))
+        }))
     } else {
-        authenticated
+        authenticated.layer(StackLayer({
+            let s = state.clone();
+            move |end| Then(Authenticate(s.clone()), end)
+        }))
     };
 
-    let limits = std::sync::Arc::new(crate::overload::RequestLimits::new(
+    let limits = Arc::new(crate::overload::RequestLimits::new(
         state.config.server.max_concurrent_requests,
         state.config.server.body_timeout.0,
         state.config.server.body_min_rate,
     ));
-    Router::new()
+    let inner = Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(metrics::exposition))
@@ -81,11 +136,11 @@ fn build(state: AppState, audit: bool) -> Router {
         .merge(authenticated)
         .fallback(service::not_found)
         .method_not_allowed_fallback(service::method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(limits, crate::overload::admit))
-                .layer(from_fn(request_id::assign))
-                .layer(from_fn_with_state(state.clone(), metrics::observe)),
-        )
-        .with_state(state)
+        .with_state(state.clone());
+    // Around routing itself: shed load first, then name and time every request.
+    let outer = Stack::new(Then(
+        Admit(limits),
+        Then(AssignId(()), Then(Observe(state.clone()), End(inner))),
+    ));
+    Router::new().fallback_service(outer)
 }

@@ -13,7 +13,7 @@ use crate::request_id::TraceContext;
 use crate::sse::UsageScanner;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use custos_core::RequestId;
@@ -63,7 +63,7 @@ impl Drop for Settle {
     }
 }
 
-pub async fn forward(State(_state): State<AppState>, req: Request) -> Response {
+pub async fn forward(_state: &AppState, req: Request) -> Response {
     let ext = req.extensions();
     let (Some(call), Some(request_id)) = (
         ext.get::<Arc<ModelCall>>().cloned(),

@@ -7,9 +7,9 @@
 
 use crate::call::ModelCall;
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use custos_core::principal::SharedPrincipal;
 use custos_store::shared::{Admission, Limit, Shared};
@@ -346,7 +346,7 @@ fn shared_standings(
 /// Outermost of the model-call layers: an answer the quota layer never saw (a malformed
 /// body's 400, a refusal before quota, an idempotent replay) still tells a limited caller
 /// where its limits stand, as OpenAI's answers always do. Nothing is charged.
-pub async fn headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn headers<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let principal = req.extensions().get::<SharedPrincipal>().cloned();
     let mut response = next.run(req).await;
     let Some(p) = principal else {
@@ -569,14 +569,14 @@ pub fn write_headers(headers: &mut HeaderMap, standings: &[Standing]) {
 
 /// The quota layer's middleware function: after idempotency (replays are free), before the
 /// provider call.
-pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn enforce<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let (Some(principal), Some(call)) = (
         req.extensions().get::<SharedPrincipal>().cloned(),
         req.extensions().get::<Arc<ModelCall>>().cloned(),
     ) else {
         return next.run(req).await;
     };
-    let decision = match decide(&state, &principal, call.prompt_tokens).await {
+    let decision = match decide(state, &principal, call.prompt_tokens).await {
         Ok(d) => d,
         Err(refused) => return refused,
     };

@@ -3,8 +3,8 @@
 //! W3C trace context is propagated: custos joins the caller's trace as a new span, or starts
 //! one.
 
+use crate::stack::Next;
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use custos_core::RequestId;
 use http::HeaderValue;
@@ -76,7 +76,7 @@ impl TraceContext {
 }
 
 /// The request_id layer's middleware function: the outermost layer.
-pub async fn assign(mut req: Request, next: Next) -> Response {
+pub async fn assign<N: Next>(_: &(), mut req: Request, next: &N) -> Response {
     let id = RequestId::from_client(req.headers().get(X_REQUEST_ID).map(|v| v.as_bytes()));
     let trace = TraceContext::from_headers(req.headers());
     let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id);

@@ -7,9 +7,9 @@
 use crate::audit::AuditSlot;
 use crate::call::ModelCall;
 use crate::problem::{Problem, ProblemKind};
+use crate::stack::Next;
 use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use custos_authz::policy::{Resource, ToolFacts};
 use custos_core::config::{ToolConstraint, ToolOffered};
@@ -346,7 +346,7 @@ fn strip(body: &mut Map<String, Value>, refused: &BTreeSet<String>) {
 
 /// The tools layer of model calls: judges each offered tool, refuses or strips, and leaves a
 /// gate for the response.
-pub async fn screen(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn screen<N: Next>(state: &AppState, mut req: Request, next: &N) -> Response {
     let (Some(call), Some(principal)) = (
         req.extensions().get::<Arc<ModelCall>>().cloned(),
         req.extensions().get::<SharedPrincipal>().cloned(),
