@@ -1,7 +1,7 @@
 //! The gateway's shape in one place: which endpoints exist and which controls each passes,
 //! outermost first.
 
-use crate::stack::{stages, End, Next, Stack, StackLayer, Then};
+use crate::stack::{chain, stages, End, Next, Stack, StackLayer, Then};
 use crate::state::AppState;
 use crate::{
     admin, audit, authn, authz, budget, call, guard, idempotency, meter, metrics, pii, proxy,
@@ -43,41 +43,28 @@ stages! {
 }
 
 /// The end of the model-call stack: the call goes upstream.
-struct Forward(AppState);
+struct Forward;
 
 impl Next for Forward {
     fn run(&self, req: Request) -> impl std::future::Future<Output = Response> + Send + '_ {
-        proxy::forward(&self.0, req)
+        proxy::forward(req)
     }
 }
 
 fn build(state: AppState, audit: bool) -> Router {
     // Model calls: parse once, screen, dedupe, charge quota, meter, hold budget, forward.
     let s = &state;
-    let model_call = Stack::new(Then(
+    let model_call = Stack::new(chain!(
         QuotaHeaders(s.clone()),
-        Then(
-            Understand(s.clone()),
-            Then(
-                AuthorizeCall(s.clone()),
-                Then(
-                    ScreenTools(s.clone()),
-                    Then(
-                        ScreenInjection(s.clone()),
-                        Then(
-                            Dedupe(s.clone()),
-                            Then(
-                                EnforceQuota(s.clone()),
-                                Then(
-                                    Meter(s.clone()),
-                                    Then(EnforceBudget(s.clone()), Forward(s.clone())),
-                                ),
-                            ),
-                        ),
-                    ),
-                ),
-            ),
-        ),
+        Understand(s.clone()),
+        AuthorizeCall(s.clone()),
+        ScreenTools(s.clone()),
+        ScreenInjection(s.clone()),
+        Dedupe(s.clone()),
+        EnforceQuota(s.clone()),
+        Meter(s.clone()),
+        EnforceBudget(s.clone())
+        => Forward
     ));
     let handler = move |req: Request| {
         let stack = model_call.clone();
@@ -114,7 +101,7 @@ fn build(state: AppState, audit: bool) -> Router {
     let authenticated = if audit {
         authenticated.layer(StackLayer({
             let s = state.clone();
-            move |end| Then(Record(s.clone()), Then(Authenticate(s.clone()), end))
+            move |end| chain!(Record(s.clone()), Authenticate(s.clone()) => end)
         }))
     } else {
         authenticated.layer(StackLayer({
@@ -138,9 +125,7 @@ fn build(state: AppState, audit: bool) -> Router {
         .method_not_allowed_fallback(service::method_not_allowed)
         .with_state(state.clone());
     // Around routing itself: shed load first, then name and time every request.
-    let outer = Stack::new(Then(
-        Admit(limits),
-        Then(AssignId(()), Then(Observe(state.clone()), End(inner))),
-    ));
+    let outer =
+        Stack::new(chain!(Admit(limits), AssignId(()), Observe(state.clone()) => End(inner)));
     Router::new().fallback_service(outer)
 }

@@ -11,7 +11,6 @@ use crate::providers::{CallContext, UpstreamBody, UpstreamError};
 use crate::quota::Grant;
 use crate::request_id::TraceContext;
 use crate::sse::UsageScanner;
-use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -63,7 +62,7 @@ impl Drop for Settle {
     }
 }
 
-pub async fn forward(_state: &AppState, req: Request) -> Response {
+pub async fn forward(req: Request) -> Response {
     let ext = req.extensions();
     let (Some(call), Some(request_id)) = (
         ext.get::<Arc<ModelCall>>().cloned(),

@@ -129,6 +129,17 @@ macro_rules! stages {
 }
 pub(crate) use stages;
 
+/// Nests controls outermost first: `chain!(a, b, c => end)` is `Then(a, Then(b, Then(c, end)))`.
+macro_rules! chain {
+    ($stage:expr => $end:expr) => {
+        $crate::stack::Then($stage, $end)
+    };
+    ($stage:expr, $($rest:expr),+ => $end:expr) => {
+        $crate::stack::Then($stage, $crate::stack::chain!($($rest),+ => $end))
+    };
+}
+pub(crate) use chain;
+
 #[cfg(test)]
 mod tests {
     use super::*;
