@@ -10,6 +10,7 @@ mod erasure;
 mod error;
 mod event;
 mod evidence;
+pub mod export;
 mod finops;
 mod grants;
 mod identity;

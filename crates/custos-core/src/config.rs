@@ -328,6 +328,33 @@ pub struct Config {
     pub injection: InjectionConfig,
     /// Where custos may send traffic: provider, JWKS, webhook and witness hosts.
     pub egress: EgressConfig,
+    /// CloudEvents to webhooks as the ledger records what they select.
+    pub events: EventsConfig,
+}
+
+/// `[events]`: every receiver in `[[events.webhooks]]` (and `[[finops.webhooks]]`, the
+/// older place for alert receivers) gets the ledger events its `types` select as
+/// CloudEvents 1.0, HMAC-signed, in ledger order, resuming where it stopped.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// The CloudEvents `source` of every event sent: a URI reference naming this deployment
+    /// (receivers tell deployments apart by it; `id` is unique within it).
+    pub source: String,
+    /// How long a gateway that stopped without a word keeps its hold on a receiver before
+    /// another replica (or its own restart) takes the deliveries over.
+    pub failover: HumanDuration,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            source: "/custos".into(),
+            failover: HumanDuration(Duration::from_secs(30)),
+            webhooks: Vec::new(),
+        }
+    }
 }
 
 /// `[egress]`: the hosts outbound traffic may go to. Empty: anywhere. When set, every
@@ -928,7 +955,7 @@ impl Default for FinopsConfig {
     }
 }
 
-/// An alert receiver. Its signing secret comes from the environment or a file, never inline.
+/// An event receiver. Its signing secret comes from the environment or a file, never inline.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -937,6 +964,16 @@ pub struct WebhookConfig {
     pub secret_env: Option<String>,
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Ledger activities this receiver gets: names (`dpia.required`) or prefixes
+    /// (`release.`, `grant.*`). Empty: budgets, anomalies, grants and break-glass,
+    /// releases, erasures and DPIA triggers. Not for `audit.anchor_webhooks`.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Send personal identifiers in clear instead of sealed as the ledger keeps them (for
+    /// a receiver trusted with them, such as an on-call pager that must name who broke
+    /// glass). Not for `audit.anchor_webhooks`.
+    #[serde(default)]
+    pub reveal: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -1572,6 +1609,7 @@ impl Config {
         }
         for (table, list) in [
             ("finops.webhooks", &self.finops.webhooks),
+            ("events.webhooks", &self.events.webhooks),
             ("audit.anchor_webhooks", &self.audit.anchor_webhooks),
         ] {
             for (i, w) in list.iter().enumerate() {
@@ -1794,15 +1832,60 @@ impl Config {
                 }
             }
         }
-        for (i, w) in self.finops.webhooks.iter().enumerate() {
-            let key = |k: &str| format!("finops.webhooks[{i}].{k}");
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return fail(
-                    key("url"),
-                    find_key(text, "url"),
-                    format!("{:?} is not an http:// or https:// URL", w.url),
-                );
+        for (table, list) in [
+            ("finops.webhooks", &self.finops.webhooks),
+            ("events.webhooks", &self.events.webhooks),
+            ("audit.anchor_webhooks", &self.audit.anchor_webhooks),
+        ] {
+            for (i, w) in list.iter().enumerate() {
+                let key = |k: &str| format!("{table}[{i}].{k}");
+                let at = |k: &str| find_nth_table_key(text, table, i, k);
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return fail(
+                        key("url"),
+                        at("url"),
+                        format!("{:?} is not an http:// or https:// URL", w.url),
+                    );
+                }
+                if table == "audit.anchor_webhooks" && (!w.types.is_empty() || w.reveal) {
+                    return fail(
+                        key("types"),
+                        at("types").or(at("reveal")),
+                        "anchor receivers get every checkpoint; `types` and `reveal` belong \
+                         to [[events.webhooks]]"
+                            .into(),
+                    );
+                }
+                for (j, t) in w.types.iter().enumerate() {
+                    let body = t.trim_end_matches(['*', '.']);
+                    if body.is_empty()
+                        || !body.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'
+                        })
+                    {
+                        return fail(
+                            format!("{table}[{i}].types[{j}]"),
+                            at("types"),
+                            format!(
+                                "{t:?} is not an activity (`release.approve`) or a prefix \
+                                 (`release.`, `release.*`)"
+                            ),
+                        );
+                    }
+                }
             }
+        }
+        if self.events.source.trim().is_empty()
+            || self.events.source.chars().any(char::is_whitespace)
+        {
+            return fail(
+                "events.source".into(),
+                find_key(text, "source"),
+                format!(
+                    "{:?} is not a URI reference (e.g. \"/custos/prod\" or \"urn:example:custos\")",
+                    self.events.source
+                ),
+            );
         }
         for (i, m) in self.auth.mtls.iter().enumerate() {
             let key = |k: &str| format!("auth.mtls[{i}].{k}");
@@ -2122,9 +2205,23 @@ untagged = "refuse"
 default_max_output_tokens = 1024
 # Time zone of reports and anomaly days (budgets carry their own).
 time_zone = "UTC"
-# [[finops.webhooks]]             # budget and anomaly alerts, signed with HMAC-SHA256
+# [[finops.webhooks]]             # budget and anomaly alerts: see [[events.webhooks]]
 # url = "https://alerts.example.com/custos"
 # secret_env = "CUSTOS_WEBHOOK_SECRET"
+
+[events]
+# Ledger events go to webhooks as CloudEvents 1.0 (structured JSON, HMAC-SHA256-signed in
+# X-Custos-Signature), in ledger order; a receiver that was down gets what it missed.
+# `source` names this deployment in every event.
+source = "/custos"
+# A stopped gateway's hold on a receiver lapses after this; another replica takes over.
+failover = "30s"
+# [[events.webhooks]]
+# url = "https://siem.example.com/custos"
+# secret_env = "CUSTOS_EVENTS_SECRET"
+# types = ["release.", "grant.", "erasure.", "dpia.required"]   # default: budgets,
+#                                   # anomalies, grants, break-glass, releases, erasures, DPIAs
+# reveal = false                    # personal identifiers stay sealed unless true
 
 # Carbon estimates of jobs use the shipped tables (crates/custos-finops/data/carbon.toml,
 # with sources); entries here replace or add to them.
@@ -2263,6 +2360,46 @@ mod tests {
             .to_string();
         assert!(e.contains("carbon.device_watts.h100"), "{e}");
         assert!(parse("[carbon]\nwatts = 1\n").is_err());
+    }
+
+    /// Event receivers: their types must be activities or prefixes, anchors take none, the
+    /// source must be a URI reference, and egress applies to them.
+    #[test]
+    fn event_receivers_are_checked_at_load() {
+        let c = parse(
+            "[events]\nsource = \"/custos/prod\"\nfailover = \"10s\"\n[[events.webhooks]]\nurl = \"https://hooks.example.com/c\"\ntypes = [\"release.\", \"grant.*\", \"dpia.required\"]\nreveal = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.events.source, "/custos/prod");
+        assert_eq!(c.events.webhooks[0].types.len(), 3);
+        assert!(c.events.webhooks[0].reveal);
+        assert_eq!(c.events.failover.0, Duration::from_secs(10));
+        for (text, key) in [
+            (
+                "[[events.webhooks]]\nurl = \"https://h.example/c\"\ntypes = [\"Release!\"]\n",
+                "events.webhooks[0].types[0]",
+            ),
+            (
+                "[[events.webhooks]]\nurl = \"https://h.example/c\"\ntypes = [\"*\"]\n",
+                "events.webhooks[0].types[0]",
+            ),
+            (
+                "[[events.webhooks]]\nurl = \"ftp://h.example/c\"\n",
+                "events.webhooks[0].url",
+            ),
+            (
+                "[[audit.anchor_webhooks]]\nurl = \"https://h.example/c\"\ntypes = [\"grant.\"]\n",
+                "audit.anchor_webhooks[0].types",
+            ),
+            ("[events]\nsource = \"two words\"\n", "events.source"),
+            (
+                "[egress]\nallow = [\"hooks.example.com\"]\n[[events.webhooks]]\nurl = \"https://other.example/h\"\n",
+                "events.webhooks[0].url",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     /// Issue 25: outbound URLs outside `[egress] allow` are refused at load, naming the key.

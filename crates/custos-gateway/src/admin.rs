@@ -1803,11 +1803,8 @@ async fn create_grant(c: Ctx, tenant: String, bytes: Bytes, kind: GrantKind) -> 
         Ok(g) => {
             let g = g.value;
             if kind == GrantKind::BreakGlass {
-                // Break-glass always alerts: the ledger event, and every webhook.
-                c.s.webhooks.deliver(
-                    g.id.clone(),
-                    json!({"type": "grant.break_glass", "tenant": tenant, "grant": grant_json(&g)}),
-                );
+                // Break-glass always alerts: its ledger event goes to every webhook through
+                // the event relay.
                 refresh_directory(&c.s).await;
             }
             one(c.version, StatusCode::CREATED, grant_json(&g))

@@ -34,6 +34,8 @@ pub enum AnchorError {
 pub struct Anchors {
     dir: Option<PathBuf>,
     webhooks: Webhooks,
+    /// The CloudEvents source checkpoints are sent under (`[events] source`).
+    source: String,
     witnesses: Vec<(WitnessClient, Option<NoteVerifier>)>,
 }
 
@@ -80,9 +82,16 @@ impl Anchors {
         }
         Ok(Self {
             dir: config.anchor_dir.clone(),
-            webhooks: Webhooks::new(&config.anchor_webhooks)?,
+            webhooks: Webhooks::new("audit.anchor_webhooks", &config.anchor_webhooks, None)?,
+            source: custos_core::config::EventsConfig::default().source,
             witnesses,
         })
+    }
+
+    /// Sends checkpoints to the webhooks as events of `source` (`[events] source`).
+    pub fn with_source(mut self, source: &str) -> Self {
+        self.source = source.to_owned();
+        self
     }
 
     /// No sink at all: checkpoints live only in the database they are meant to protect.
@@ -185,14 +194,20 @@ impl Anchors {
                 })??;
         }
         if !self.webhooks.is_empty() {
-            let payload = serde_json::json!({
-                "type": "ledger.checkpoint",
-                "size": size,
-                "note": note,
-            });
+            let event = custos_control::export::CloudEvent {
+                id: format!("checkpoint-{size}"),
+                activity: "ledger.checkpoint".into(),
+                time: Some(custos_core::time::format_rfc3339(
+                    custos_core::time::now_ms(),
+                )),
+                subject: Some(format!("checkpoint/{size}")),
+                tenant: None,
+                ledger_index: None,
+                data: serde_json::json!({"size": size, "note": note}),
+            };
             let failed = self
                 .webhooks
-                .deliver_and_wait(&format!("checkpoint-{size}"), &payload, 3)
+                .deliver_and_wait(&self.source, &event, 3)
                 .await;
             if let Some((url, reason)) = failed.into_iter().next() {
                 return Err(AnchorError::Delivery { url, reason });

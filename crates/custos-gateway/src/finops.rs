@@ -3,11 +3,10 @@
 //! and budgets and re-reads every budget's spend from the store, so several gateway
 //! processes on one database see each other's spend. Threshold alerts are claimed in the
 //! store (once per budget, period and threshold, whichever process gets there first), then
-//! appended to the audit ledger and posted to the webhooks.
+//! appended to the audit ledger, whence the event relay sends them to the webhooks.
 
 use crate::audit::AuditSink;
 use crate::batch::{BatchSink, Commit};
-use crate::webhook::Webhooks;
 use arc_swap::ArcSwap;
 use custos_core::principal::{AuthMethod, Principal};
 use custos_finops::budget::{Budget, Tracker};
@@ -73,7 +72,6 @@ impl Finops {
         store: Store,
         config: &custos_core::Config,
         audit: AuditSink,
-        webhooks: Arc<Webhooks>,
     ) -> Result<(Arc<Self>, Vec<tokio::task::JoinHandle<()>>), custos_store::StoreError> {
         let (usage, writer) = BatchSink::spawn(
             QUEUE,
@@ -100,7 +98,7 @@ impl Finops {
             refreshing: tokio::sync::Mutex::new(None),
         });
         finops.refresh(&store).await?;
-        let alerts = tokio::spawn(alert_task(store, rx, audit, webhooks));
+        let alerts = tokio::spawn(alert_task(store, rx, audit));
         Ok((finops, vec![writer, alerts]))
     }
 
@@ -319,7 +317,6 @@ async fn alert_task(
     store: Store,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Crossing>,
     audit: AuditSink,
-    webhooks: Arc<Webhooks>,
 ) {
     while let Some(c) = rx.recv().await {
         let b = &c.tracker.budget;
@@ -372,8 +369,5 @@ async fn alert_task(
                 "detail": alert,
             }))
             .await;
-        if !webhooks.is_empty() {
-            webhooks.deliver(id, alert);
-        }
     }
 }

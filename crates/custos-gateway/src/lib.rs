@@ -31,6 +31,7 @@ pub mod proxy;
 pub mod quota;
 pub mod refusals;
 pub mod registry;
+pub mod relay;
 pub mod releases;
 pub mod request_id;
 pub mod route;
@@ -161,9 +162,9 @@ impl Gateway {
             audit::AuditSink::spawn(store.clone(), config.database.commit_interval.0);
         custos_finops::period::time_zone(&config.finops.time_zone)
             .map_err(GatewayError::TimeZone)?;
-        let webhooks = Arc::new(webhook::Webhooks::new(&config.finops.webhooks)?);
+        let webhooks = Arc::new(webhook::Webhooks::for_events(&config)?);
         let (finops, finops_tasks) =
-            finops::Finops::start(store.clone(), &config, audit.clone(), webhooks.clone()).await?;
+            finops::Finops::start(store.clone(), &config, audit.clone()).await?;
         let finops_refresh = config.finops.refresh_interval.0;
         let config_pii = config.pii.clone();
         // Hosts traffic may go to are hosts data may go to.
@@ -194,7 +195,6 @@ impl Gateway {
             issuers: issuers.clone(),
             authz: authz.clone(),
             control: custos_control::Control::new(store.clone(), authz.clone(), control_settings),
-            webhooks: webhooks.clone(),
             directory: directory.clone(),
             routes,
             trust,
@@ -248,6 +248,13 @@ impl Gateway {
             finops.spawn_refresher(store.clone(), finops_refresh, refresh),
         ];
         tasks.extend(finops_tasks);
+        if !webhooks.is_empty() {
+            // Receivers new to the database get what happens from this start on.
+            let start = store.ledger_size().await?;
+            tasks.extend(
+                relay::Relay::new(store.clone(), webhooks, &state.config.events).spawn(start),
+            );
+        }
         state.aliases.refresh(&state.store, &state.routes).await?;
         tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
         tasks.push(releases::spawn_overdue_watch(state.clone()));
@@ -272,7 +279,8 @@ impl Gateway {
             let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
             let signer =
                 custos_ledger::NoteSigner::from_key(&text).map_err(|e| fail(e.to_string()))?;
-            let anchors = anchor::Anchors::new(&state.config.audit)?;
+            let anchors =
+                anchor::Anchors::new(&state.config.audit)?.with_source(&state.config.events.source);
             if anchors.is_empty() {
                 tracing::warn!("audit: checkpoints are signed but published nowhere outside the database; set [audit] anchor_dir or anchor_webhooks so that `custos audit verify` can detect a rewritten ledger");
             }

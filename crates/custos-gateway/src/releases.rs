@@ -134,8 +134,8 @@ impl Aliases {
 const OVERDUE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Records each emergency release whose ADR or audit bundle is overdue, and each erasure
-/// request past its SLA (once, through the control plane, which every replica shares), and
-/// alerts the webhooks of them.
+/// request past its SLA (once, through the control plane, which every replica shares); the
+/// event relay sends their events to the webhooks.
 pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(OVERDUE_EVERY);
@@ -146,14 +146,6 @@ pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(found) => {
                     for r in found {
                         tracing::warn!(release = %r["name"], "an emergency release's follow-up is overdue");
-                        if !state.webhooks.is_empty() {
-                            let id =
-                                format!("release.overdue.{}", r["name"].as_str().unwrap_or(""));
-                            state.webhooks.deliver(
-                                id,
-                                serde_json::json!({"type": "release.overdue", "release": r}),
-                            );
-                        }
                     }
                 }
                 Err(e) => {
@@ -164,14 +156,6 @@ pub fn spawn_overdue_watch(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(found) => {
                     for r in found {
                         tracing::warn!(request = %r["request"], "an erasure request is past its SLA");
-                        if !state.webhooks.is_empty() {
-                            let id =
-                                format!("erasure.overdue.{}", r["request"].as_str().unwrap_or(""));
-                            state.webhooks.deliver(
-                                id,
-                                serde_json::json!({"type": "erasure.overdue", "erasure": r}),
-                            );
-                        }
                     }
                 }
                 Err(e) => {

@@ -24,8 +24,6 @@ pub struct Shared {
     pub authz: Arc<crate::authz::Authz>,
     /// Every change the admin API makes goes through it (authorize → change + ledger event).
     pub control: custos_control::Control,
-    /// Alert receivers (`[[finops.webhooks]]`): budgets, anomalies, break-glass.
-    pub webhooks: Arc<crate::webhook::Webhooks>,
     pub routes: RouteTable,
     /// The keys `[[registry.trust]]` lets sign models, for the deploy gate.
     pub trust: Vec<custos_govern::models::trust::TrustedKey>,

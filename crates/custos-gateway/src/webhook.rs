@@ -1,36 +1,67 @@
-//! Alert delivery: each alert is POSTed as JSON to every configured webhook, signed with
+//! Event delivery: each event is POSTed as a CloudEvents 1.0 document in structured JSON mode
+//! (`application/cloudevents+json`) to the receivers whose `types` select it, signed with
 //! HMAC-SHA256 over `timestamp.body` (header `X-Custos-Signature: t=…,v1=…`, the scheme
-//! Stripe and GitHub receivers already know), and retried with exponential backoff. The
-//! signing secret comes from the environment or a file, never the configuration file.
+//! Stripe and GitHub receivers already know). The signing secret comes from the environment
+//! or a file, never the configuration file.
 
 use crate::providers::openai::{error_chain, https_client, HttpClient};
 use bytes::Bytes;
-use custos_core::config::WebhookConfig;
+use custos_control::export::{selects, CloudEvent, DEFAULT_TYPES};
+use custos_core::config::{Config, WebhookConfig};
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use sha2::Sha256;
 use std::time::Duration;
 
-/// Attempts per alert and receiver: 1 s, 2 s, 4 s … between them.
-const ATTEMPTS: u32 = 6;
-
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookSetupError {
-    #[error("finops.webhooks[{index}]: the environment variable {var} is not set")]
-    MissingEnv { index: usize, var: String },
-    #[error("finops.webhooks[{index}]: cannot read the secret file {path}: {reason}")]
+    #[error("{table}[{index}]: the environment variable {var} is not set")]
+    MissingEnv {
+        table: &'static str,
+        index: usize,
+        var: String,
+    },
+    #[error("{table}[{index}]: cannot read the secret file {path}: {reason}")]
     SecretFile {
+        table: &'static str,
         index: usize,
         path: String,
         reason: String,
     },
-    #[error("finops.webhooks[{index}]: {url:?} is not a valid URL")]
-    Url { index: usize, url: String },
+    #[error("{table}[{index}]: {url:?} is not a valid URL")]
+    Url {
+        table: &'static str,
+        index: usize,
+        url: String,
+    },
 }
 
-struct Receiver {
-    url: http::Uri,
+/// One receiver: where, how it is signed, and what it gets.
+pub struct Receiver {
+    pub url: http::Uri,
     secret: Option<Vec<u8>>,
+    /// Activities it gets (names or prefixes); empty gets every event.
+    pub types: Vec<String>,
+    /// Personal identifiers in clear rather than sealed.
+    pub reveal: bool,
+}
+
+impl Receiver {
+    /// Whether this receiver gets events of `activity`.
+    pub fn wants(&self, activity: &str) -> bool {
+        self.types.is_empty() || selects(&self.types, activity)
+    }
+}
+
+/// What one POST came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Delivered,
+    /// The receiver refused the event for good (a 4xx other than 408 and 429): sending it
+    /// again would be refused again.
+    Refused(String),
+    /// No answer, a 5xx, 408 or 429: worth another try.
+    Failed(String),
 }
 
 /// The configured receivers and one HTTP client.
@@ -61,13 +92,20 @@ pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> String {
 }
 
 impl Webhooks {
-    pub fn new(config: &[WebhookConfig]) -> Result<Self, WebhookSetupError> {
+    /// The receivers of one configuration table. `defaults` are the types a receiver that
+    /// names none gets; `None` gives such receivers everything (anchor receivers).
+    pub fn new(
+        table: &'static str,
+        config: &[WebhookConfig],
+        defaults: Option<&[&str]>,
+    ) -> Result<Self, WebhookSetupError> {
         let mut receivers = Vec::new();
         for (index, w) in config.iter().enumerate() {
             let secret = match (&w.secret_env, &w.secret_file) {
                 (Some(var), _) => Some(
                     std::env::var(var)
                         .map_err(|_| WebhookSetupError::MissingEnv {
+                            table,
                             index,
                             var: var.clone(),
                         })?
@@ -76,6 +114,7 @@ impl Webhooks {
                 (None, Some(path)) => Some(
                     std::fs::read_to_string(path)
                         .map_err(|e| WebhookSetupError::SecretFile {
+                            table,
                             index,
                             path: path.display().to_string(),
                             reason: e.to_string(),
@@ -87,15 +126,42 @@ impl Webhooks {
                 (None, None) => None,
             };
             let url = w.url.parse().map_err(|_| WebhookSetupError::Url {
+                table,
                 index,
                 url: w.url.clone(),
             })?;
-            receivers.push(Receiver { url, secret });
+            let types = match (&w.types[..], defaults) {
+                ([], Some(d)) => d.iter().map(|t| t.to_string()).collect(),
+                (t, _) => t.to_vec(),
+            };
+            receivers.push(Receiver {
+                url,
+                secret,
+                types,
+                reveal: w.reveal,
+            });
         }
         Ok(Self {
             receivers,
             client: https_client(Duration::from_secs(5)),
         })
+    }
+
+    /// The event receivers of a configuration: `[[events.webhooks]]` and the older
+    /// `[[finops.webhooks]]`.
+    pub fn for_events(config: &Config) -> Result<Self, WebhookSetupError> {
+        let mut all = Self::new(
+            "events.webhooks",
+            &config.events.webhooks,
+            Some(DEFAULT_TYPES),
+        )?;
+        let finops = Self::new(
+            "finops.webhooks",
+            &config.finops.webhooks,
+            Some(DEFAULT_TYPES),
+        )?;
+        all.receivers.extend(finops.receivers);
+        Ok(all)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,23 +172,34 @@ impl Webhooks {
         self.receivers.len()
     }
 
-    /// Delivers `payload` to every receiver and waits, retrying each up to `attempts` times;
-    /// returns the receivers that failed, with why. For one-shot processes (the CLI).
+    pub fn receivers(&self) -> &[Receiver] {
+        &self.receivers
+    }
+
+    /// Delivers `event` to every receiver that wants it and waits, trying each up to
+    /// `attempts` times; returns the receivers that did not take it, with why. For one-shot
+    /// processes (the CLI) and checkpoints.
     pub async fn deliver_and_wait(
         &self,
-        event_id: &str,
-        payload: &serde_json::Value,
+        source: &str,
+        event: &CloudEvent,
         attempts: u32,
     ) -> Vec<(String, String)> {
-        let body = Bytes::from(payload.to_string());
+        let body = Bytes::from(event.to_json(source).to_string());
         let mut failed = Vec::new();
-        for r in &self.receivers {
+        for r in self.receivers.iter().filter(|r| r.wants(&event.activity)) {
             let mut wait = Duration::from_secs(1);
             for attempt in 1..=attempts.max(1) {
-                match self.post(r, event_id, body.clone()).await {
-                    Ok(()) => break,
-                    Err(e) if attempt >= attempts.max(1) => failed.push((r.url.to_string(), e)),
-                    Err(_) => {
+                match self.send(r, &event.id, body.clone()).await {
+                    Outcome::Delivered => break,
+                    Outcome::Refused(e) => {
+                        failed.push((r.url.to_string(), e));
+                        break;
+                    }
+                    Outcome::Failed(e) if attempt >= attempts.max(1) => {
+                        failed.push((r.url.to_string(), e))
+                    }
+                    Outcome::Failed(_) => {
                         tokio::time::sleep(wait).await;
                         wait *= 2;
                     }
@@ -132,36 +209,13 @@ impl Webhooks {
         failed
     }
 
-    /// Delivers `payload` to every receiver in the background, retrying failures.
-    pub fn deliver(self: &std::sync::Arc<Self>, event_id: String, payload: serde_json::Value) {
-        let body = Bytes::from(payload.to_string());
-        for i in 0..self.receivers.len() {
-            let this = self.clone();
-            let body = body.clone();
-            let event_id = event_id.clone();
-            tokio::spawn(async move {
-                let r = &this.receivers[i];
-                let mut wait = Duration::from_secs(1);
-                for attempt in 1..=ATTEMPTS {
-                    match this.post(r, &event_id, body.clone()).await {
-                        Ok(()) => return,
-                        Err(e) if attempt == ATTEMPTS => {
-                            tracing::error!(url = %r.url, error = %e, attempts = ATTEMPTS, "giving up on an alert webhook");
-                        }
-                        Err(e) => {
-                            tracing::warn!(url = %r.url, error = %e, attempt, "alert webhook failed; retrying");
-                            tokio::time::sleep(wait).await;
-                            wait *= 2;
-                        }
-                    }
-                }
-            });
-        }
-    }
-
-    async fn post(&self, r: &Receiver, event_id: &str, body: Bytes) -> Result<(), String> {
+    /// One POST of a CloudEvents document to one receiver.
+    pub async fn send(&self, r: &Receiver, event_id: &str, body: Bytes) -> Outcome {
         let mut req = http::Request::post(r.url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/cloudevents+json; charset=utf-8",
+            )
             .header("x-custos-event-id", event_id)
             .header(
                 http::header::USER_AGENT,
@@ -171,13 +225,69 @@ impl Webhooks {
             let unix = custos_core::time::now_ms() / 1000;
             req = req.header("x-custos-signature", signature(secret, unix, &body));
         }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        match tokio::time::timeout(Duration::from_secs(10), self.client.request(req)).await {
-            Err(_) => Err("no answer within 10 s".into()),
-            Ok(Err(e)) => Err(error_chain(&e)),
-            Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
-            Ok(Ok(resp)) => Err(format!("the receiver answered {}", resp.status())),
+        exchange(&self.client, req.body(Full::new(body)), 10, "receiver").await
+    }
+}
+
+/// Sends one request and classifies the answer: 2xx delivered; a 4xx other than 408 and 429
+/// refused for good; anything else (no answer in `timeout_s`, 5xx, 408, 429) worth a retry.
+async fn exchange(
+    client: &HttpClient,
+    req: Result<http::Request<Full<Bytes>>, http::Error>,
+    timeout_s: u64,
+    who: &str,
+) -> Outcome {
+    let req = match req {
+        Ok(req) => req,
+        Err(e) => return Outcome::Refused(e.to_string()),
+    };
+    match tokio::time::timeout(Duration::from_secs(timeout_s), client.request(req)).await {
+        Err(_) => Outcome::Failed(format!("no answer within {timeout_s} s")),
+        Ok(Err(e)) => Outcome::Failed(error_chain(&e)),
+        Ok(Ok(resp)) if resp.status().is_success() => Outcome::Delivered,
+        Ok(Ok(resp))
+            if resp.status().is_client_error() && !matches!(resp.status().as_u16(), 408 | 429) =>
+        {
+            Outcome::Refused(format!("the {who} answered {}", resp.status()))
         }
+        Ok(Ok(resp)) => Outcome::Failed(format!("the {who} answered {}", resp.status())),
+    }
+}
+
+/// An HTTP collector (a SIEM's intake) that takes batches of JSON lines by POST.
+pub struct HttpSink {
+    url: http::Uri,
+    authorization: Option<String>,
+    client: HttpClient,
+}
+
+impl HttpSink {
+    /// `authorization` is the whole `Authorization` header value (`Bearer …`, `Splunk …`).
+    pub fn new(url: &str, authorization: Option<String>) -> Result<Self, String> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("{url:?} is not an http:// or https:// URL"));
+        }
+        Ok(Self {
+            url: url
+                .parse()
+                .map_err(|_| format!("{url:?} is not a valid URL"))?,
+            authorization,
+            client: https_client(Duration::from_secs(5)),
+        })
+    }
+
+    /// POSTs one batch of newline-delimited JSON.
+    pub async fn post(&self, body: Bytes) -> Outcome {
+        let mut req = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+            .header(
+                http::header::USER_AGENT,
+                concat!("custos/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(a) = &self.authorization {
+            req = req.header(http::header::AUTHORIZATION, a);
+        }
+        exchange(&self.client, req.body(Full::new(body)), 30, "collector").await
     }
 }
 

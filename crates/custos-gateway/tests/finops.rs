@@ -242,7 +242,11 @@ async fn blocking_budget_refuses_and_each_threshold_alerts_once() {
                 custos_gateway::webhook::signature(b"s3cret", t.parse().unwrap(), body.as_bytes());
             assert_eq!(expected, format!("t={t},v1={v1}"));
             let alert: Value = serde_json::from_str(body).unwrap();
-            assert_eq!(alert["type"], "budget.threshold");
+            assert_eq!(alert["specversion"], "1.0");
+            assert_eq!(alert["type"], "dev.custos.budget.threshold");
+            assert_eq!(alert["data"]["activity"], "budget.threshold");
+            // The id is the alert's, as raised: a repeat from another path is recognised.
+            assert_eq!(alert["id"], alert["data"]["detail"]["id"]);
         }
         gw.state.audit.flush().await;
         let events = gw.store.ledger_entries(0, 1000).await.unwrap();

@@ -6,6 +6,7 @@
 mod change;
 mod dpia;
 mod error;
+mod events;
 mod finops;
 mod grants;
 mod identity;
@@ -20,6 +21,7 @@ pub mod testkit;
 pub use change::Change;
 pub use dpia::Dpia;
 pub use error::StoreError;
+pub use events::EventCursor;
 pub use finops::{
     budget_filter, check_tag_key, sample_record, BilledGroup, BilledSpanRow, BillingFile,
     Dimension, JobRow, SpendOverride, UsageFilter, UsageTotals,

@@ -156,6 +156,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0021_app_tools.sql"),
         postgres: include_str!("migrations/0021_app_tools.sql"),
     },
+    Migration {
+        version: 22,
+        name: "event receivers' cursors over the ledger",
+        sqlite: include_str!("migrations/0022_event_cursors.sql"),
+        postgres: include_str!("migrations/0022_event_cursors.sql"),
+    },
 ];
 
 /// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct

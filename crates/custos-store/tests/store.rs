@@ -188,7 +188,7 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            (1..=21).collect::<Vec<i64>>()
+            (1..=22).collect::<Vec<i64>>()
         );
         let pinned = store
             .set_tenant_regions("acme", &["eu-west".to_owned(), "eu-central".to_owned()])
@@ -259,4 +259,74 @@ async fn replicas_starting_together_on_a_fresh_database_all_migrate() {
         .unwrap();
     assert!(applied.windows(2).all(|w| w[1] == w[0] + 1), "{applied:?}");
     assert_eq!(applied.first(), Some(&1));
+}
+
+/// Event receivers' cursors: one holder at a time, leases that lapse, cursors that never
+/// move back.
+#[tokio::test]
+async fn event_cursors_have_one_holder_at_a_time_and_leases_lapse() {
+    for (s, _dir) in backends("event_cursors").await {
+        // First sight starts at the given index.
+        assert_eq!(
+            s.event_cursor_claim("r", "a", 1_000, 2_000, 5)
+                .await
+                .unwrap(),
+            Some(5)
+        );
+        // Another holder waits while the lease runs…
+        assert_eq!(
+            s.event_cursor_claim("r", "b", 1_500, 2_500, 0)
+                .await
+                .unwrap(),
+            None
+        );
+        // …and cannot move the cursor.
+        assert!(!s
+            .event_cursor_advance("r", "b", 9, 1, 0, 1_500)
+            .await
+            .unwrap());
+        assert!(s
+            .event_cursor_advance("r", "a", 8, 3, 0, 1_600)
+            .await
+            .unwrap());
+        // The holder renews and sees its progress.
+        assert_eq!(
+            s.event_cursor_claim("r", "a", 1_700, 2_700, 0)
+                .await
+                .unwrap(),
+            Some(8)
+        );
+        // Once the lease lapses another holder takes over where it stopped.
+        assert_eq!(
+            s.event_cursor_claim("r", "b", 2_800, 3_800, 0)
+                .await
+                .unwrap(),
+            Some(8)
+        );
+        assert!(!s
+            .event_cursor_advance("r", "a", 20, 1, 0, 2_900)
+            .await
+            .unwrap());
+        // The cursor never moves back.
+        assert!(!s
+            .event_cursor_advance("r", "b", 7, 0, 0, 2_900)
+            .await
+            .unwrap());
+        assert!(s
+            .event_cursor_advance("r", "b", 10, 1, 1, 2_900)
+            .await
+            .unwrap());
+        // A second receiver has its own cursor.
+        assert_eq!(
+            s.event_cursor_claim("q", "a", 2_900, 3_900, 2)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        let all = s.event_cursors().await.unwrap();
+        assert_eq!(all.len(), 2);
+        let r = all.iter().find(|c| c.receiver == "r").unwrap();
+        assert_eq!((r.next_index, r.delivered, r.dropped), (10, 4, 1));
+        assert_eq!(r.holder, "b");
+    }
 }

@@ -132,6 +132,36 @@ pub enum AuditCmd {
         #[command(flatten)]
         filter: QueryFilter,
     },
+    /// Send the ledger to a SIEM: one JSON document per line (OCSF by default, CloudEvents,
+    /// or as recorded) to standard output, a file, syslog or an HTTP collector, in ledger
+    /// order; with --cursor a stopped stream resumes where it was.
+    #[command(
+        after_help = "Examples:\n  custos audit stream --format ocsf --follow\n  custos audit stream --to /var/log/custos/ocsf.jsonl --cursor /var/lib/custos/ocsf.cursor --follow\n  custos audit stream --to syslog+tcp://siem.internal:6514 --activity grant. --follow\n  CUSTOS_SIEM_AUTH='Splunk 0000' custos audit stream --to https://hec.internal:8088/services/collector/raw --authorization-env CUSTOS_SIEM_AUTH --follow\n\nSyslog messages are RFC 5424 (facility log audit); syslog:// is UDP, syslog+tcp:// is TCP\nwith octet counting. An HTTP collector gets each batch as one POST of newline-delimited JSON;\nthe stream retries until it is taken and stops on a 4xx. The cursor file holds the next index\nand is rewritten after each batch is delivered, so delivery is at least once."
+    )]
+    Stream {
+        /// What each line holds.
+        #[arg(long, value_enum, default_value = "ocsf")]
+        format: crate::audit_stream::Format,
+        /// The first ledger index to send (default: the cursor file's, else the first entry).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Keep sending new events until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Where: - (standard output), a file (appended), syslog://HOST:PORT (UDP),
+        /// syslog+tcp://HOST:PORT, or an http(s):// collector.
+        #[arg(long, default_value = "-", value_name = "DEST")]
+        to: String,
+        /// A file with the next index to send: read at start, rewritten after each batch.
+        #[arg(long, value_name = "FILE")]
+        cursor: Option<PathBuf>,
+        /// The environment variable holding the HTTP collector's whole Authorization header
+        /// value (secrets stay off the command line).
+        #[arg(long, value_name = "VAR")]
+        authorization_env: Option<String>,
+        #[command(flatten)]
+        filter: QueryFilter,
+    },
     /// Print events as they are appended (with -f, keep watching).
     #[command(
         after_help = "Examples:\n  custos audit tail\n  custos audit tail -f --outcome denied"
@@ -400,7 +430,8 @@ pub(crate) async fn checkpoint(ctx: &Ctx, key_file: &Path) -> Result<Option<(u64
     if !report.ok() {
         bail!("the ledger does not verify, so it will not be signed; run `custos audit verify` to see where");
     }
-    let anchors = custos_gateway::anchor::Anchors::new(&ctx.config.audit)?;
+    let anchors = custos_gateway::anchor::Anchors::new(&ctx.config.audit)?
+        .with_source(&ctx.config.events.source);
     if anchors.is_empty() {
         eprintln!("warning: [audit] has no anchor_dir or anchor_webhooks: this checkpoint stays in the database it protects, where it can be deleted with the entries");
     }
@@ -780,6 +811,25 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 rows_out.iter().map(|(e, v)| (e, v.clone())).collect();
             print_events(ctx, &rows, true);
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Stream {
+            format,
+            from,
+            follow,
+            to,
+            cursor,
+            authorization_env,
+            filter,
+        } => {
+            let args = crate::audit_stream::StreamArgs {
+                format,
+                from,
+                follow,
+                to: &to,
+                cursor: cursor.as_ref(),
+                authorization_env: authorization_env.as_deref(),
+            };
+            crate::audit_stream::run(ctx, args, filter.sealed, |e, v| filter.matches(e, v)).await
         }
         AuditCmd::Tail {
             follow,

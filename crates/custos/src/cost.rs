@@ -2093,9 +2093,7 @@ async fn anomalies(
     // Webhooks are set up (their secrets read) before anything is claimed: a claimed alert
     // is never sent again, so one that could not be sent must not be claimed.
     let hooks = if notify {
-        Some(custos_gateway::webhook::Webhooks::new(
-            &ctx.config.finops.webhooks,
-        )?)
+        Some(custos_gateway::webhook::Webhooks::for_events(&ctx.config)?)
     } else {
         None
     };
@@ -2224,7 +2222,19 @@ async fn notify_anomaly(
     alert["id"] = json!(id);
     alert["type"] = json!("cost.anomaly");
     alert["time"] = json!(time(Some(custos_core::time::now_ms())));
-    let failed = hooks.deliver_and_wait(&id, &alert, 3).await;
+    // Sent in the shape of the event the ledger will hold, with the alert's id, so the
+    // gateway relay's later copy of it is recognised as the same event.
+    let data = json!({
+        "schema": 1, "time": alert["time"], "activity": "cost.anomaly",
+        "actor": {"type": "operator", "id": crate::audit::local_operator(), "auth": "local"},
+        "resources": [{"type": "series", "id": series, "detail": alert}],
+        "outcome": "allowed",
+    });
+    let mut event = custos_control::export::CloudEvent::from_ledger(0, data);
+    event.ledger_index = None;
+    let failed = hooks
+        .deliver_and_wait(&ctx.config.events.source, &event, 3)
+        .await;
     if !failed.is_empty() {
         for (url, why) in failed {
             eprintln!(

@@ -142,7 +142,7 @@ fn grant_json(g: &Grant, now: i64) -> Value {
     })
 }
 
-async fn create(ctx: &Ctx, a: GrantArgs, kind: GrantKind) -> Result<Grant> {
+async fn create(ctx: &Ctx, a: GrantArgs, kind: GrantKind) -> Result<(Grant, u64)> {
     let d = parse_duration(&a.duration).with_context(|| format!("--for {}", a.duration))?;
     let control = crate::control::open(ctx).await?;
     let actor = crate::control::actor(ctx, control.store(), &a.change).await?;
@@ -158,7 +158,7 @@ async fn create(ctx: &Ctx, a: GrantArgs, kind: GrantKind) -> Result<Grant> {
         .request_grant(&actor, &req, &a.change.reason()?)
         .await
     {
-        Ok(r) => Ok(r.value),
+        Ok(r) => Ok((r.value, r.ledger.start)),
         Err(custos_control::ControlError::ReasonRequired { .. }) => {
             bail!("--why is required: say why the role is needed (a sentence or a ticket)")
         }
@@ -193,7 +193,7 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
     };
     match cmd {
         GrantsCmd::Request { grant } => {
-            let g = create(ctx, grant, GrantKind::Jit).await?;
+            let (g, _) = create(ctx, grant, GrantKind::Jit).await?;
             show(
                 &g,
                 format!(
@@ -208,12 +208,26 @@ pub async fn run(ctx: &Ctx, cmd: GrantsCmd) -> Result<ExitCode> {
             );
         }
         GrantsCmd::BreakGlass { grant } => {
-            let g = create(ctx, grant, GrantKind::BreakGlass).await?;
-            let hooks = custos_gateway::webhook::Webhooks::new(&ctx.config.finops.webhooks)?;
-            let payload = json!({"type": "grant.break_glass", "grant": grant_json(&g, now)});
-            let failed = hooks.deliver_and_wait(&g.id, &payload, 3).await;
+            let hooks = custos_gateway::webhook::Webhooks::for_events(&ctx.config)?;
+            let (g, index) = create(ctx, grant, GrantKind::BreakGlass).await?;
+            // Sent at once rather than when a gateway's relay reaches it; the id is the
+            // ledger event's, so a receiver that gets both drops the repeat.
+            let store = crate::control::open(ctx).await?.store().clone();
+            let event = store
+                .ledger_entries(index as i64, 1)
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|e| serde_json::from_str(&e.event).ok())
+                .unwrap_or_else(
+                    || json!({"activity": "grant.break_glass", "grant": grant_json(&g, now)}),
+                );
+            let event = custos_control::export::CloudEvent::from_ledger(index, event);
+            let failed = hooks
+                .deliver_and_wait(&ctx.config.events.source, &event, 3)
+                .await;
             if hooks.is_empty() {
-                eprintln!("warning: no [[finops.webhooks]] are configured: the break-glass alert is only in the audit ledger");
+                eprintln!("warning: no [[events.webhooks]] are configured: the break-glass alert is only in the audit ledger");
             }
             for (url, why) in &failed {
                 eprintln!("warning: the break-glass alert did not reach {url}: {why}");

@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access;
 mod audit;
+mod audit_stream;
 mod comply;
 mod control;
 mod cost;
