@@ -285,6 +285,7 @@ pub async fn authenticate<N: Next>(state: &AppState, mut req: Request, next: &N)
         Ok(principal) => {
             if let Some(labels) = req.extensions().get::<Arc<CallLabels>>() {
                 labels.set_team(&principal.team);
+                labels.set_tenant(&principal.tenant);
             }
             if let Some(slot) = req.extensions().get::<Arc<crate::audit::AuditSlot>>() {
                 slot.set_principal(&principal);

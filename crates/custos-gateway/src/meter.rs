@@ -155,6 +155,7 @@ pub async fn record<N: Next>(state: &AppState, mut req: Request, next: &N) -> Re
     let observer = MeterOnEnd {
         pending: Some((permit, slot)),
         finops: state.finops.clone(),
+        state: state.clone(),
         call,
         principal,
         request_id,
@@ -167,6 +168,8 @@ pub async fn record<N: Next>(state: &AppState, mut req: Request, next: &N) -> Re
 struct MeterOnEnd {
     pending: Option<(crate::batch::Permit<UsageRecord>, Arc<MeterSlot>)>,
     finops: Arc<Finops>,
+    /// For the spend metrics.
+    state: AppState,
     call: Arc<ModelCall>,
     principal: SharedPrincipal,
     request_id: Option<String>,
@@ -224,6 +227,15 @@ impl Observer for MeterOnEnd {
             h.settle(cost);
         }
         let p = &self.principal;
+        let currency = price.as_ref().map_or(Currency::USD, |p| p.currency);
+        self.state.metrics.spend(
+            &p.tenant,
+            &p.app,
+            &route.model,
+            &usage,
+            currency,
+            cost.nanos(),
+        );
         let record = UsageRecord {
             // Client request ids need not be unique; the record's own id is.
             id: custos_core::id::new_id("use"),
@@ -246,7 +258,7 @@ impl Observer for MeterOnEnd {
             documents: 0,
             latency_ms: self.started.elapsed().as_millis() as u64,
             cost,
-            currency: price.as_ref().map_or(Currency::USD, |p| p.currency),
+            currency,
             priced: price.is_some(),
             energy_mwh: 0,
             co2e_mg: 0,

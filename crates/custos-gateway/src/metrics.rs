@@ -1,9 +1,11 @@
 //! metrics: Prometheus text exposition at `/metrics`.
 //!
-//! Requests by route, model, status and team; the time custos adds and the upstream's time as
-//! separate histograms; auth failures and quota rejections. Label values come only from
-//! bounded sets (routed models, known routes, teams in the store), never from raw input, so a
-//! hostile client cannot blow up the series count.
+//! Requests by route, model, status and team; end-to-end latency by route and tenant, the
+//! time custos adds and the upstream's time as separate histograms; tokens and cost by
+//! tenant, app and model; auth failures and quota rejections. Label values come only from
+//! bounded sets (routed models, known routes, teams in the store, and at most
+//! `MAX_LABEL_VALUES` tenants and apps, the rest `other`), never from raw input, so neither a
+//! hostile client nor a large deployment can blow up the series count.
 
 use crate::stack::Next;
 use crate::state::AppState;
@@ -21,10 +23,15 @@ pub struct CallLabels {
     route: &'static str,
     model: OnceLock<String>,
     team: OnceLock<String>,
+    tenant: OnceLock<String>,
     upstream_ns: AtomicU64,
 }
 
 impl CallLabels {
+    /// The caller's tenant, once authenticated.
+    pub fn set_tenant(&self, tenant: &str) {
+        let _ = self.tenant.set(tenant.to_owned());
+    }
     pub fn set_model(&self, model: &str) {
         let _ = self.model.set(model.to_owned());
     }
@@ -48,6 +55,48 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 const UPSTREAM_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
+/// End to end, from a request's arrival to its response headers.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 120.0,
+];
+
+/// Distinct tenants (and apps) that get their own label value; later ones are `other`.
+pub const MAX_LABEL_VALUES: usize = 200;
+
+/// The first `MAX_LABEL_VALUES` values seen keep their name; the rest share `other`.
+#[derive(Debug, Default)]
+struct LabelCap(Mutex<std::collections::HashSet<String>>);
+
+impl LabelCap {
+    fn label(&self, v: &str) -> String {
+        if v.is_empty() {
+            return String::new();
+        }
+        let mut seen = lock(&self.0);
+        if seen.contains(v) {
+            return v.to_owned();
+        }
+        if seen.len() < MAX_LABEL_VALUES {
+            seen.insert(v.to_owned());
+            return v.to_owned();
+        }
+        "other".into()
+    }
+}
+
+/// Tokens and cost of metered model calls for one (tenant, app, model).
+#[derive(Debug, Default, Clone)]
+struct Spend {
+    input: u64,
+    cached_input: u64,
+    cache_write: u64,
+    output: u64,
+    reasoning: u64,
+    calls: u64,
+    /// Cost in nanos of each currency.
+    cost_nanos: std::collections::BTreeMap<custos_finops::Currency, i128>,
+}
 
 #[derive(Debug)]
 struct Histogram {
@@ -113,6 +162,12 @@ pub struct Metrics {
     pii_entities: Mutex<HashMap<String, u64>>,
     /// (category, action) → prompt injections screened.
     injections: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// End-to-end latency by (route, tenant).
+    duration: Mutex<HashMap<(&'static str, String), Arc<Histogram>>>,
+    /// Tokens and cost by (tenant, app, model).
+    spend: Mutex<HashMap<(String, String, String), Spend>>,
+    tenants: LabelCap,
+    apps: LabelCap,
 }
 
 /// Known routes get their own label; anything else is `other`.
@@ -188,11 +243,45 @@ impl Metrics {
         self.idempotent_replays.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A metered model call's tokens and cost (`currency` an ISO code).
+    pub fn spend(
+        &self,
+        tenant: &str,
+        app: &str,
+        model: &str,
+        usage: &custos_finops::usage::Usage,
+        currency: custos_finops::Currency,
+        cost_nanos: i128,
+    ) {
+        let key = (
+            self.tenants.label(tenant),
+            self.apps.label(app),
+            model.to_owned(),
+        );
+        let mut m = lock(&self.spend);
+        let s = m.entry(key).or_default();
+        s.input += usage.input_tokens;
+        s.cached_input += usage.cached_input_tokens;
+        s.cache_write += usage.cache_write_tokens;
+        s.output += usage.output_tokens;
+        s.reasoning += usage.reasoning_tokens;
+        s.calls += 1;
+        *s.cost_nanos.entry(currency).or_default() += cost_nanos;
+    }
+
     fn record(&self, labels: &CallLabels, status: u16, total_ns: u64) {
         let model = labels.model.get().cloned().unwrap_or_default();
         let team = labels.team.get().cloned().unwrap_or_default();
         let upstream_ns = labels.upstream_ns.load(Ordering::Relaxed);
         if labels.route.starts_with("/v1/") {
+            let tenant = self
+                .tenants
+                .label(labels.tenant.get().map(String::as_str).unwrap_or(""));
+            let h = lock(&self.duration)
+                .entry((labels.route, tenant))
+                .or_insert_with(|| Arc::new(Histogram::new(REQUEST_BUCKETS)))
+                .clone();
+            h.observe(total_ns);
             let overhead = total_ns.saturating_sub(upstream_ns);
             let h = lock(&self.overhead)
                 .entry(labels.route)
@@ -253,6 +342,67 @@ impl Metrics {
                 out,
                 "custos_injections_total{{category=\"{category}\",action=\"{action}\"}} {v}"
             );
+        }
+        out.push_str("# HELP custos_request_duration_seconds Time from a request's arrival to its response headers (the first byte of a stream), by route and tenant.\n# TYPE custos_request_duration_seconds histogram\n");
+        let mut hs: Vec<_> = lock(&self.duration)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        hs.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((route, tenant), h) in hs {
+            h.render(
+                &mut out,
+                "custos_request_duration_seconds",
+                &format!("route=\"{route}\",tenant=\"{}\"", escape(&tenant)),
+            );
+        }
+        let mut spend: Vec<_> = lock(&self.spend)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        spend.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push_str("# HELP custos_tokens_total Tokens of metered model calls, by tenant, app, model and class (input, cached_input, cache_write, output, reasoning).\n# TYPE custos_tokens_total counter\n");
+        for ((tenant, app, model), s) in &spend {
+            let l = format!(
+                "tenant=\"{}\",app=\"{}\",model=\"{}\"",
+                escape(tenant),
+                escape(app),
+                escape(model)
+            );
+            for (class, v) in [
+                ("input", s.input),
+                ("cached_input", s.cached_input),
+                ("cache_write", s.cache_write),
+                ("output", s.output),
+                ("reasoning", s.reasoning),
+            ] {
+                let _ = writeln!(out, "custos_tokens_total{{{l},class=\"{class}\"}} {v}");
+            }
+        }
+        out.push_str("# HELP custos_metered_calls_total Model calls metered, by tenant, app and model (divide custos_cost_total by it for cost per request).\n# TYPE custos_metered_calls_total counter\n");
+        for ((tenant, app, model), s) in &spend {
+            let _ = writeln!(
+                out,
+                "custos_metered_calls_total{{tenant=\"{}\",app=\"{}\",model=\"{}\"}} {}",
+                escape(tenant),
+                escape(app),
+                escape(model),
+                s.calls
+            );
+        }
+        out.push_str("# HELP custos_cost_total Cost of metered model calls at the configured prices, by tenant, app, model and currency.\n# TYPE custos_cost_total counter\n");
+        for ((tenant, app, model), s) in &spend {
+            for (currency, nanos) in &s.cost_nanos {
+                let _ = writeln!(
+                    out,
+                    "custos_cost_total{{tenant=\"{}\",app=\"{}\",model=\"{}\",currency=\"{}\"}} {}",
+                    escape(tenant),
+                    escape(app),
+                    escape(model),
+                    currency.as_str(),
+                    *nanos as f64 / 1e9
+                );
+            }
         }
         out.push_str("# HELP custos_overhead_seconds Time custos adds to a request: total time to response headers minus upstream time.\n# TYPE custos_overhead_seconds histogram\n");
         let mut hs: Vec<_> = lock(&self.overhead)
@@ -316,6 +466,11 @@ impl Metrics {
         let _ = writeln!(out, "# HELP custos_connections_shed_total Connections answered 503 and closed by the connection limits.\n# TYPE custos_connections_shed_total counter\ncustos_connections_shed_total {}", self.connections_shed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_idempotent_replays_total Responses replayed for a repeated Idempotency-Key.\n# TYPE custos_idempotent_replays_total counter\ncustos_idempotent_replays_total {}", self.idempotent_replays.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP custos_in_flight_requests Requests being handled now.\n# TYPE custos_in_flight_requests gauge\ncustos_in_flight_requests {}", self.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP custos_build_info The running build.\n# TYPE custos_build_info gauge\ncustos_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         let _ = writeln!(out, "# HELP custos_api_keys_cached API keys in the in-memory index.\n# TYPE custos_api_keys_cached gauge\ncustos_api_keys_cached {keys_cached}");
         out
     }
@@ -363,4 +518,54 @@ pub async fn exposition(State(state): State<AppState>) -> Response {
         state.metrics.render(state.keys.len()),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_past_the_cap_share_other() {
+        let cap = LabelCap::default();
+        for i in 0..MAX_LABEL_VALUES {
+            assert_eq!(cap.label(&format!("t{i}")), format!("t{i}"));
+        }
+        assert_eq!(cap.label("one-too-many"), "other");
+        // Values admitted before keep their own series.
+        assert_eq!(cap.label("t0"), "t0");
+        assert_eq!(cap.label(""), "");
+    }
+
+    #[test]
+    fn spend_renders_as_counters_with_bounded_labels() {
+        let m = Metrics::default();
+        let usage = custos_finops::usage::Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            ..Default::default()
+        };
+        for i in 0..=MAX_LABEL_VALUES {
+            m.spend(
+                &format!("t{i}"),
+                "app",
+                "m",
+                &usage,
+                custos_finops::Currency::USD,
+                1_500_000,
+            );
+        }
+        let text = m.render(0);
+        assert!(text.contains(
+            "custos_cost_total{tenant=\"t0\",app=\"app\",model=\"m\",currency=\"USD\"} 0.0015"
+        ));
+        assert!(text.contains(
+            "custos_tokens_total{tenant=\"other\",app=\"app\",model=\"m\",class=\"output\"} 5"
+        ));
+        let tenants: std::collections::HashSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("custos_metered_calls_total{"))
+            .map(|l| l.split('"').nth(1).unwrap())
+            .collect();
+        assert_eq!(tenants.len(), MAX_LABEL_VALUES + 1);
+    }
 }

@@ -141,6 +141,21 @@ async fn calls_are_metered_exactly_streamed_or_not() {
                 db.name
             );
         }
+        // The same spend as metrics: tokens by class, calls and cost per tenant, app, model.
+        let metrics = gw.metrics().await;
+        let l = "tenant=\"acme\",app=\"bot\",model=\"m\"";
+        for line in [
+            format!("custos_tokens_total{{{l},class=\"input\"}} 400"),
+            format!("custos_tokens_total{{{l},class=\"cached_input\"}} 2000"),
+            format!("custos_tokens_total{{{l},class=\"output\"}} 400"),
+            format!("custos_tokens_total{{{l},class=\"reasoning\"}} 200"),
+            format!("custos_metered_calls_total{{{l}}} 2"),
+            format!("custos_cost_total{{{l},currency=\"USD\"}} 0.0095"),
+            "custos_request_duration_seconds_count{route=\"/v1/chat/completions\",tenant=\"acme\"} 2".to_owned(),
+            format!("custos_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(metrics.lines().any(|m| m == line), "{}: no {line} in\n{metrics}", db.name);
+        }
         let by_key = gw
             .store
             .usage_report(

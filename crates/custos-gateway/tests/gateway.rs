@@ -888,15 +888,7 @@ async fn metrics_health_and_readiness() {
     .await;
     gw.post("/v1/chat/completions", "bad", &chat("gpt-4o-mini", "x"))
         .await;
-    let text = gw
-        .client
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     assert!(text.contains("custos_requests_total{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\",status=\"200\",team=\"ml\"} 2"), "{text}");
     assert!(text.contains("status=\"429\""), "{text}");
     assert!(text.contains("custos_overhead_seconds_bucket{route=\"/v1/chat/completions\""));
@@ -965,16 +957,9 @@ async fn large_prompts_are_counted_off_the_async_workers() {
 
 /// The value of one series in `/metrics` (0 when absent).
 async fn metric(gw: &TestGateway, series: &str) -> u64 {
-    let text = gw
-        .client
-        .get(format!("{}/metrics", gw.base))
-        .send()
+    gw.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
         .unwrap_or(0)
 }
