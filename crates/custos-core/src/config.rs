@@ -1007,6 +1007,9 @@ pub struct ServerConfig {
     /// more are shed with 503 `overloaded` and `Retry-After`. Health, readiness and metrics
     /// are never shed.
     pub max_concurrent_requests: usize,
+    /// `/metrics` needs a credential whose principal may `metrics.read` (the built-in role
+    /// `metrics-reader`). The metrics name tenants and apps and their spend.
+    pub metrics_auth: bool,
     /// Serve HTTPS (TLS 1.2 and 1.3), optionally asking clients for certificates (mTLS).
     pub tls: Option<TlsConfig>,
 }
@@ -1043,6 +1046,7 @@ impl Default for ServerConfig {
             max_connections: 8192,
             max_connections_per_client: 256,
             max_concurrent_requests: 2048,
+            metrics_auth: false,
             tls: None,
         }
     }
@@ -2147,6 +2151,9 @@ key_refresh_interval = "500ms"
 header_read_timeout = "30s"
 # On SIGTERM/Ctrl-C, how long in-flight requests and streams may take to finish.
 shutdown_grace = "30s"
+# /metrics names tenants, apps and their spend: set true to require a credential whose
+# principal holds the built-in role metrics-reader (or a policy allowing metrics.read).
+metrics_auth = false
 
 [database]
 # Embedded SQLite by default. For PostgreSQL set CUSTOS_DATABASE_URL=postgres://… instead.

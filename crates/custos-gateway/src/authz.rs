@@ -287,6 +287,10 @@ pub async fn authorize_call<N: Next>(state: &AppState, req: Request, next: &N) -
 /// The authz layer of the other authenticated endpoints: they act on the caller's tenant.
 pub async fn authorize_endpoint<N: Next>(state: &AppState, req: Request, next: &N) -> Response {
     let path = req.uri().path();
+    if path == "/metrics" {
+        let global = Resource::Tenant(custos_control::GLOBAL.into());
+        return enforce(state, "metrics.read", global, req, next).await;
+    }
     let action = if path.starts_with("/v1/models") {
         "models.read"
     } else if path == "/v1/usage" {

@@ -88,11 +88,18 @@ fn build(state: AppState, audit: bool) -> Router {
         .route("/v1/usage", post(meter::report_jobs))
         .route("/pii/analyze", post(pii::analyze))
         .route("/pii/anonymize", post(pii::anonymize))
-        .route("/pii/supportedentities", get(pii::supported_entities))
-        .layer(StackLayer({
-            let s = state.clone();
-            move |end| Then(AuthorizeEndpoint(s.clone()), end)
-        }));
+        .route("/pii/supportedentities", get(pii::supported_entities));
+    // The metrics name every tenant: with `metrics_auth` a scrape needs `metrics.read`.
+    let metrics_auth = state.config.server.metrics_auth;
+    let endpoints = if metrics_auth {
+        endpoints.route("/metrics", get(metrics::exposition))
+    } else {
+        endpoints
+    };
+    let endpoints = endpoints.layer(StackLayer({
+        let s = state.clone();
+        move |end| Then(AuthorizeEndpoint(s.clone()), end)
+    }));
 
     // The admin API: a tenant's control plane, under the same policies.
     let authenticated = endpoints
@@ -118,8 +125,13 @@ fn build(state: AppState, audit: bool) -> Router {
     let inner = Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
-        .route("/metrics", get(metrics::exposition))
-        .route("/admin/openapi.json", get(crate::openapi::serve))
+        .route("/admin/openapi.json", get(crate::openapi::serve));
+    let inner = if metrics_auth {
+        inner
+    } else {
+        inner.route("/metrics", get(metrics::exposition))
+    };
+    let inner = inner
         .merge(authenticated)
         .fallback(service::not_found)
         .method_not_allowed_fallback(service::method_not_allowed)

@@ -1,8 +1,9 @@
-//! The event relay end to end: ledger events reach real HTTP receivers on loopback as
+//! Telemetry out of the gateway. The event relay end to end: ledger events reach real HTTP receivers on loopback as
 //! CloudEvents, signed, in ledger order, filtered by each receiver's types; a receiver that
 //! fails is retried, one that refuses is skipped past, and a gateway started again resumes
 //! from each receiver's cursor. Every delivered document is checked against the published
-//! JSON Schemas in docs/events with the reference validator (Python `jsonschema`).
+//! JSON Schemas in docs/events with the reference validator (Python `jsonschema`). And
+//! `/metrics` behind a `metrics.read` permission.
 
 mod common;
 
@@ -260,4 +261,44 @@ async fn ledger_events_reach_receivers_as_signed_cloudevents_and_resume_after_a_
         validate_with_reference_validator(&got);
         drop(gw);
     }
+}
+
+/// With `[server] metrics_auth`, `/metrics` (which names every tenant) needs a principal that
+/// may `metrics.read`: none is refused 401, an ordinary key 403, and a key granted the
+/// `metrics-reader` role gets the exposition.
+#[tokio::test]
+async fn metrics_can_require_a_reader() {
+    let db = &databases("metrics_auth").await[0];
+    let gw = start(db, "[server]\nmetrics_auth = true\n").await;
+    let (key, key_id) = gw.key(KeySpec::default()).await;
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let url = format!("{}/metrics", gw.base);
+    assert_eq!(status(gw.client.get(&url).send().await.unwrap()), 401);
+    assert_eq!(status(gw.get("/metrics", &key).await), 403);
+    let why = Reason::new(Some("OPS-9: scrape the gateway"), None).unwrap();
+    let g = gw
+        .state
+        .control
+        .request_grant(
+            &Actor::local("sre"),
+            &GrantRequest {
+                tenant: "acme".into(),
+                principal: Some(key_id),
+                role: "metrics-reader".into(),
+                duration: Duration::from_secs(600),
+                kind: GrantKind::Jit,
+            },
+            &why,
+        )
+        .await
+        .unwrap();
+    gw.state
+        .control
+        .decide_grant(&Actor::local("lead"), Some("acme"), &g.value.id, true, &why)
+        .await
+        .unwrap();
+    gw.state.directory.refresh(&gw.store).await.unwrap();
+    let r = gw.get("/metrics", &key).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("custos_build_info"));
 }
