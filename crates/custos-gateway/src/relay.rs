@@ -107,6 +107,9 @@ impl Relay {
             held = None;
             let mut whole = true;
             for e in &page {
+                if !r.might_want(&e.event) {
+                    continue;
+                }
                 let mut event: serde_json::Value = match serde_json::from_str(&e.event) {
                     Ok(v) => v,
                     Err(_) => continue,

@@ -51,6 +51,21 @@ impl Receiver {
     pub fn wants(&self, activity: &str) -> bool {
         self.types.is_empty() || selects(&self.types, activity)
     }
+
+    /// Whether a recorded event's text could be one this receiver wants, without parsing it:
+    /// false only when the compact text names no activity the receiver selects. Model calls
+    /// fill the ledger; most are skipped this way.
+    pub fn might_want(&self, text: &str) -> bool {
+        const KEY: &str = "\"activity\":\"";
+        if self.types.is_empty() || !text.contains(KEY) {
+            return true;
+        }
+        self.types.iter().any(|t| {
+            let prefix = t.trim_end_matches('*');
+            text.match_indices(KEY)
+                .any(|(at, _)| text[at + KEY.len()..].starts_with(prefix))
+        })
+    }
 }
 
 /// What one POST came to.
@@ -294,6 +309,60 @@ impl HttpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_prefilter_never_skips_a_wanted_event() {
+        let r = |types: &[&str]| Receiver {
+            url: "http://127.0.0.1/".parse().unwrap(),
+            secret: None,
+            types: types.iter().map(|t| t.to_string()).collect(),
+            reveal: false,
+        };
+        let grants = r(&["grant.", "dpia.required", "release.*"]);
+        for (text, wanted) in [
+            (r#"{"activity":"grant.request","x":1}"#, true),
+            (r#"{"activity":"release.approve"}"#, true),
+            (r#"{"activity":"dpia.required"}"#, true),
+            (
+                r#"{"activity":"model.invoke","detail":{"activity":"grant.x"}}"#,
+                true,
+            ),
+            (r#"{"activity":"model.invoke"}"#, false),
+            (r#"{"activity": "model.invoke"}"#, true),
+            ("not json", true),
+        ] {
+            assert_eq!(grants.might_want(text), wanted, "{text}");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                // Whatever the prefilter lets through, the exact check decides; what it
+                // skips, the exact check would have refused.
+                if !grants.might_want(text) {
+                    assert!(!grants.wants(v["activity"].as_str().unwrap_or("")));
+                }
+            }
+        }
+        assert!(r(&[]).might_want(r#"{"activity":"model.invoke"}"#));
+    }
+
+    proptest::proptest! {
+        /// The prefilter is sound: an event it skips is one the exact check refuses.
+        #[test]
+        fn the_prefilter_agrees_with_the_exact_check(
+            activity in "[a-z_]{1,6}(\\.[a-z_]{1,6}){0,2}",
+            types in proptest::collection::vec("[a-z_]{1,6}(\\.[a-z_]{1,6}){0,2}(\\.|\\.\\*)?", 1..4),
+            other in proptest::option::of("[a-z_.]{1,10}"),
+        ) {
+            let r = Receiver {
+                url: "http://127.0.0.1/".parse().unwrap(),
+                secret: None,
+                types,
+                reveal: false,
+            };
+            let text = serde_json::json!({"activity": activity, "why": other}).to_string();
+            if r.wants(&activity) {
+                proptest::prop_assert!(r.might_want(&text), "{} skipped", text);
+            }
+        }
+    }
 
     #[test]
     fn signature_matches_the_hmac_test_vector() {
