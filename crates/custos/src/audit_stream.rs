@@ -214,52 +214,59 @@ pub async fn run(
     let version = env!("CARGO_PKG_VERSION");
     let source = &ctx.config.events.source;
     let mut sent = 0u64;
-    loop {
-        let page = store.ledger_entries(next as i64, BATCH).await?;
-        let Some(last) = page.last().map(|e| e.index as u64) else {
-            if !args.follow {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        };
-        let mut values: Vec<serde_json::Value> = page
-            .iter()
-            .map(|e| serde_json::from_str(&e.event).unwrap_or(serde_json::Value::Null))
-            .collect();
-        if !sealed {
-            custos_control::seal::reveal(&store, &mut values).await?;
-        }
-        let mut lines = Vec::new();
-        for (e, v) in page.iter().zip(values) {
-            if v.is_null() || !keep(e, &v) {
+    // Ctrl-C stops the stream wherever it is (also while a collector is being retried); the
+    // cursor file already holds the index after the last delivered batch.
+    let pump = async {
+        loop {
+            let page = store.ledger_entries(next as i64, BATCH).await?;
+            let Some(last) = page.last().map(|e| e.index as u64) else {
+                if !args.follow {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
-            }
-            let index = e.index as u64;
-            let time = v["time"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| custos_core::time::format_rfc3339(e.recorded_at));
-            let sev = syslog_severity(&v);
-            let line = match args.format {
-                Format::Ocsf => ocsf(index, &v, version).to_string(),
-                Format::Cloudevents => CloudEvent::from_ledger(index, v)
-                    .to_json(source)
-                    .to_string(),
-                Format::Ledger => serde_json::json!({"index": index, "event": v}).to_string(),
             };
-            lines.push((line, sev, time));
+            let mut values: Vec<serde_json::Value> = page
+                .iter()
+                .map(|e| serde_json::from_str(&e.event).unwrap_or(serde_json::Value::Null))
+                .collect();
+            if !sealed {
+                custos_control::seal::reveal(&store, &mut values).await?;
+            }
+            let mut lines = Vec::new();
+            for (e, v) in page.iter().zip(values) {
+                if v.is_null() || !keep(e, &v) {
+                    continue;
+                }
+                let index = e.index as u64;
+                let time = v["time"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| custos_core::time::format_rfc3339(e.recorded_at));
+                let sev = syslog_severity(&v);
+                let line = match args.format {
+                    Format::Ocsf => ocsf(index, &v, version).to_string(),
+                    Format::Cloudevents => CloudEvent::from_ledger(index, v)
+                        .to_json(source)
+                        .to_string(),
+                    Format::Ledger => serde_json::json!({"index": index, "event": v}).to_string(),
+                };
+                lines.push((line, sev, time));
+            }
+            if !lines.is_empty() {
+                sink.send(&lines).await?;
+                sent += lines.len() as u64;
+            }
+            next = last + 1;
+            if let Some(c) = args.cursor {
+                write_cursor(c, next)?;
+            }
         }
-        if !lines.is_empty() {
-            sink.send(&lines).await?;
-            sent += lines.len() as u64;
-        }
-        next = last + 1;
-        if let Some(c) = args.cursor {
-            write_cursor(c, next)?;
-        }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::select! {
+        r = pump => r?,
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted"),
     }
     if !matches!(sink, Sink::Stdout) {
         eprintln!("sent {sent} event(s); the next index is {next}");

@@ -292,3 +292,58 @@ fn bad_destinations_and_cursors_are_refused_with_what_to_do() {
     let out = custos(dir, &["audit", "stream", "--format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Ctrl-C stops a stream that is retrying a collector that does not answer.
+#[test]
+fn interrupt_stops_a_stream_stuck_on_a_dead_collector() {
+    let d = setup();
+    let dir = d.path();
+    // A port nothing listens on: every POST fails and is retried.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args([
+            "audit",
+            "stream",
+            "--follow",
+            "--to",
+            &format!("http://{addr}/x"),
+        ])
+        .current_dir(dir)
+        .env_remove("CUSTOS_CONFIG")
+        .env_remove("CUSTOS_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the stream did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("retrying") && err.contains("interrupted"),
+        "{err}"
+    );
+}
