@@ -251,6 +251,11 @@ impl Gateway {
         if !webhooks.is_empty() {
             // Receivers new to the database get what happens from this start on.
             let start = store.ledger_size().await?;
+            tracing::info!(
+                receivers = webhooks.len(),
+                source = %state.config.events.source,
+                "events: sending ledger events to the webhooks as CloudEvents"
+            );
             tasks.extend(
                 relay::Relay::new(store.clone(), webhooks, &state.config.events).spawn(start),
             );
