@@ -356,19 +356,22 @@ impl Metrics {
                 &format!("route=\"{route}\",tenant=\"{}\"", escape(&tenant)),
             );
         }
+        // Each (tenant, app, model) as its label text, escaped once for the three families.
         let mut spend: Vec<_> = lock(&self.spend)
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|((tenant, app, model), v)| {
+                let l = format!(
+                    "tenant=\"{}\",app=\"{}\",model=\"{}\"",
+                    escape(tenant),
+                    escape(app),
+                    escape(model)
+                );
+                (l, v.clone())
+            })
             .collect();
         spend.sort_by(|a, b| a.0.cmp(&b.0));
         out.push_str("# HELP custos_tokens_total Tokens of metered model calls, by tenant, app, model and class (input, cached_input, cache_write, output, reasoning).\n# TYPE custos_tokens_total counter\n");
-        for ((tenant, app, model), s) in &spend {
-            let l = format!(
-                "tenant=\"{}\",app=\"{}\",model=\"{}\"",
-                escape(tenant),
-                escape(app),
-                escape(model)
-            );
+        for (l, s) in &spend {
             for (class, v) in [
                 ("input", s.input),
                 ("cached_input", s.cached_input),
@@ -380,25 +383,15 @@ impl Metrics {
             }
         }
         out.push_str("# HELP custos_metered_calls_total Model calls metered, by tenant, app and model (divide custos_cost_total by it for cost per request).\n# TYPE custos_metered_calls_total counter\n");
-        for ((tenant, app, model), s) in &spend {
-            let _ = writeln!(
-                out,
-                "custos_metered_calls_total{{tenant=\"{}\",app=\"{}\",model=\"{}\"}} {}",
-                escape(tenant),
-                escape(app),
-                escape(model),
-                s.calls
-            );
+        for (l, s) in &spend {
+            let _ = writeln!(out, "custos_metered_calls_total{{{l}}} {}", s.calls);
         }
         out.push_str("# HELP custos_cost_total Cost of metered model calls at the configured prices, by tenant, app, model and currency.\n# TYPE custos_cost_total counter\n");
-        for ((tenant, app, model), s) in &spend {
+        for (l, s) in &spend {
             for (currency, nanos) in &s.cost_nanos {
                 let _ = writeln!(
                     out,
-                    "custos_cost_total{{tenant=\"{}\",app=\"{}\",model=\"{}\",currency=\"{}\"}} {}",
-                    escape(tenant),
-                    escape(app),
-                    escape(model),
+                    "custos_cost_total{{{l},currency=\"{}\"}} {}",
                     currency.as_str(),
                     *nanos as f64 / 1e9
                 );
