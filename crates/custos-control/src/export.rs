@@ -11,7 +11,8 @@ pub const TYPE_PREFIX: &str = "dev.custos.";
 pub const OCSF_VERSION: &str = "1.4.0";
 
 /// The activities a receiver gets when it names none: what someone must act on or know of
-/// soon (budgets, anomalies, grants and break-glass, releases, erasures, DPIA triggers).
+/// soon (budgets, anomalies, grants and break-glass, releases, erasures, DPIA triggers,
+/// SLO burn-rate alerts).
 /// A trailing `.` is a prefix.
 pub const DEFAULT_TYPES: &[&str] = &[
     "budget.",
@@ -20,6 +21,7 @@ pub const DEFAULT_TYPES: &[&str] = &[
     "release.",
     "erasure.",
     "dpia.",
+    "slo.",
 ];
 
 /// The activities whose events have a published schema (`docs/events/dev.custos.*.schema.json`):
@@ -51,6 +53,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "dpia.required",
     "dpia.draft",
     "dpia.approve",
+    "slo.burn",
+    "slo.recovered",
 ];
 
 /// Whether `activity` is selected by `patterns`: exact names, or prefixes ending in `.`

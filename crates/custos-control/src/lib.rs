@@ -31,7 +31,7 @@ pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
 pub use lifecycle::{holding, subject_hold_digest, OwnRecords, DEFAULT_ERASURE_SLA_MS};
 pub use models::{NewModel, SignedCard};
-pub use release_health::{PostCheck, PostCheckOutcome, SloState};
+pub use release_health::{BurnRate, PostCheck, PostCheckOutcome, SloBurn, SloState};
 pub use releases::{Evidence as ReleaseEvidence, NewRelease, ReleaseView, DRILL};
 
 use custos_authz::policy::{Decision, Engine, PolicyError, RequestFacts, Resource, TenantFacts};

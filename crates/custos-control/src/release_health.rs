@@ -5,6 +5,7 @@
 
 use crate::event::observed;
 use crate::{Actor, Control, ControlError, Recorded, ReleaseView};
+use custos_core::config::SloConfig;
 use custos_core::time::{format_rfc3339, now_ms};
 use custos_core::Reason;
 use custos_govern::release::health::{self, Budget, Slice, Thresholds, Verdict};
@@ -31,6 +32,25 @@ pub struct SloState {
     pub objective: f64,
     pub window_ms: u64,
     pub budget: Budget,
+}
+
+/// An SLO's burn rate over one lookback.
+#[derive(Clone, Debug, Serialize)]
+pub struct BurnRate {
+    /// The lookback: `5m`, `30m`, `1h` or `6h`.
+    pub window: &'static str,
+    pub calls: u64,
+    pub bad: u64,
+    pub rate: f64,
+}
+
+/// One SLO now: its budget, its burn rates and the burn-rate alerts they fire.
+#[derive(Clone, Debug, Serialize)]
+pub struct SloBurn {
+    pub state: SloState,
+    pub rates: Vec<BurnRate>,
+    /// Severities (`page`, `ticket`) whose alert condition holds now.
+    pub firing: Vec<&'static str>,
 }
 
 /// A post-check's measurements and verdict.
@@ -95,35 +115,162 @@ impl Control {
             if s.tenant != tenant || (app.is_some() && s.app.is_some() && s.app.as_deref() != app) {
                 continue;
             }
-            let window = s.window.map_or(3_600_000, |w| w.0.as_millis() as u64);
-            let (team, name) = match s.app.as_deref().and_then(|a| a.split_once('/')) {
-                Some((t, a)) => (Some(t.to_owned()), Some(a.to_owned())),
-                None => (None, None),
+            out.push(self.slo_state(s, now).await?);
+        }
+        Ok(out)
+    }
+
+    /// (calls, bad calls) of an SLO over the `lookback_ms` ending at `now`.
+    async fn slo_outcomes(
+        &self,
+        s: &SloConfig,
+        now: i64,
+        lookback_ms: u64,
+    ) -> Result<(u64, u64), ControlError> {
+        let (team, name) = match s.app.as_deref().and_then(|a| a.split_once('/')) {
+            Some((t, a)) => (Some(t.to_owned()), Some(a.to_owned())),
+            None => (None, None),
+        };
+        let f = UsageFilter {
+            tenant: Some(s.tenant.clone()),
+            team,
+            app: name,
+            from_ms: now.saturating_sub(i64::try_from(lookback_ms).unwrap_or(i64::MAX)),
+            until_ms: now + 1,
+            ..UsageFilter::default()
+        };
+        Ok(self.store.usage_outcomes(&f, s.latency_ms).await?)
+    }
+
+    async fn slo_state(&self, s: &SloConfig, now: i64) -> Result<SloState, ControlError> {
+        let window = s.window.map_or(3_600_000, |w| w.0.as_millis() as u64);
+        let (calls, bad) = self.slo_outcomes(s, now, window).await?;
+        Ok(SloState {
+            name: s.name.clone(),
+            tenant: s.tenant.clone(),
+            app: s.app.clone(),
+            kind: if s.latency_ms.is_some() {
+                "latency"
+            } else {
+                "availability"
+            },
+            objective: s.objective,
+            window_ms: window,
+            budget: health::budget(s.objective, calls, bad, s.min_calls.unwrap_or(20)),
+        })
+    }
+
+    /// Every configured SLO now: its budget over its window (the number that freezes
+    /// promotion), its burn rates over the standard lookbacks, and the burn-rate alerts
+    /// those numbers fire.
+    pub async fn slo_burns(&self) -> Result<Vec<SloBurn>, ControlError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for s in &self.settings.release.slo {
+            let state = self.slo_state(s, now).await?;
+            let mut rates = Vec::with_capacity(health::BURN_WINDOWS.len());
+            for (window, ms) in health::BURN_WINDOWS {
+                let (calls, bad) = self.slo_outcomes(s, now, ms).await?;
+                rates.push(BurnRate {
+                    window,
+                    calls,
+                    bad,
+                    rate: health::burn_rate(s.objective, calls, bad),
+                });
+            }
+            let outcomes = |label: &str| {
+                rates
+                    .iter()
+                    .find(|r| r.window == label)
+                    .map_or((0, 0), |r| (r.calls, r.bad))
             };
-            let f = UsageFilter {
-                tenant: Some(tenant.to_owned()),
-                team,
-                app: name,
-                from_ms: now.saturating_sub(window as i64),
-                until_ms: now + 1,
-                ..UsageFilter::default()
-            };
-            let (calls, bad) = self.store.usage_outcomes(&f, s.latency_ms).await?;
-            out.push(SloState {
-                name: s.name.clone(),
-                tenant: s.tenant.clone(),
-                app: s.app.clone(),
-                kind: if s.latency_ms.is_some() {
-                    "latency"
-                } else {
-                    "availability"
-                },
-                objective: s.objective,
-                window_ms: window,
-                budget: health::budget(s.objective, calls, bad, s.min_calls.unwrap_or(20)),
+            let firing = health::BURN_ALERTS
+                .iter()
+                .filter(|a| {
+                    a.fires(
+                        s.objective,
+                        outcomes(a.long.0),
+                        outcomes(a.short.0),
+                        s.min_calls.unwrap_or(20),
+                    )
+                })
+                .map(|a| a.severity)
+                .collect();
+            out.push(SloBurn {
+                state,
+                rates,
+                firing,
             });
         }
         Ok(out)
+    }
+
+    /// Records that a burn-rate alert of `slo` started (`firing`) or stopped, as
+    /// `slo.burn` or `slo.recovered`, once across every gateway sharing the database:
+    /// `None` when another already recorded this transition.
+    pub async fn record_slo_alert(
+        &self,
+        slo: &SloBurn,
+        severity: &str,
+        firing: bool,
+    ) -> Result<Option<Recorded<()>>, ControlError> {
+        let alert = health::BURN_ALERTS
+            .iter()
+            .find(|a| a.severity == severity)
+            .ok_or_else(|| ControlError::invalid(format!("no burn-rate alert {severity:?}")))?;
+        let s = &slo.state;
+        let mut c = self.store.begin_change().await?;
+        if !c
+            .slo_alert_set(&s.tenant, &s.name, severity, firing, now_ms())
+            .await?
+        {
+            return Ok(None);
+        }
+        let rate = |label: &str| slo.rates.iter().find(|r| r.window == label);
+        let (long, short) = (rate(alert.long.0), rate(alert.short.0));
+        let resource = json!({
+            "type": "slo",
+            "id": s.name,
+            "name": s.name,
+            "tenant": s.tenant,
+            "app": s.app,
+            "detail": {
+                "severity": severity,
+                "kind": s.kind,
+                "objective": s.objective,
+                "threshold": alert.threshold,
+                "long": {"window": alert.long.0, "burn_rate": long.map(|r| r.rate), "calls": long.map(|r| r.calls), "bad": long.map(|r| r.bad)},
+                "short": {"window": alert.short.0, "burn_rate": short.map(|r| r.rate), "calls": short.map(|r| r.calls), "bad": short.map(|r| r.bad)},
+                "budget_burn": s.budget.burn,
+                "frozen": s.budget.exhausted,
+            },
+        });
+        let why = if firing {
+            format!(
+                "the SLO {:?} burns its error budget at {:.1}x over {} and {:.1}x over {} (alert at {}x)",
+                s.name,
+                long.map_or(0.0, |r| r.rate),
+                alert.long.0,
+                short.map_or(0.0, |r| r.rate),
+                alert.short.0,
+                alert.threshold
+            )
+        } else {
+            format!(
+                "the SLO {:?} burns its error budget below {}x again over {}",
+                s.name, alert.threshold, alert.short.0
+            )
+        };
+        let reason =
+            Reason::new(Some(&why), None).map_err(|e| ControlError::invalid(e.to_string()))?;
+        let e = observed(
+            &Actor::system("custos-gateway"),
+            if firing { "slo.burn" } else { "slo.recovered" },
+            resource,
+            None,
+            &reason,
+        );
+        self.commit(c, vec![e], ()).await.map(Some)
     }
 
     /// The refusal a promotion meets while an SLO of the app has spent its budget.

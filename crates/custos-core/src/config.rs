@@ -330,6 +330,39 @@ pub struct Config {
     pub egress: EgressConfig,
     /// CloudEvents to webhooks as the ledger records what they select.
     pub events: EventsConfig,
+    /// OpenTelemetry traces of calls, to an OTLP receiver.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP. Off unless `otlp_endpoint` is set;
+/// then each sampled call is a server span with a child span per control and one for the
+/// upstream call. Headers the receiver needs (an API key) come from the standard
+/// `OTEL_EXPORTER_OTLP_HEADERS` variable, never from this file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo):
+    /// `http://127.0.0.1:4318`; spans are POSTed to `<endpoint>/v1/traces` as protobuf.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span.
+    pub service_name: String,
+    /// The share of calls (0 to 1) that start a trace here; a caller's `traceparent` decides
+    /// for its own calls (sampled or not), as W3C parent-based sampling does.
+    pub sample_ratio: f64,
+    /// Most finished calls waiting for export; past it traces are dropped (and counted in
+    /// `custos_otlp_spans_dropped_total`) rather than holding calls up.
+    pub queue: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "custos".into(),
+            sample_ratio: 1.0,
+            queue: 4096,
+        }
+    }
 }
 
 /// `[events]`: every receiver in `[[events.webhooks]]` (and `[[finops.webhooks]]`, the
@@ -804,6 +837,9 @@ pub struct ReleaseConfig {
     pub post_check: PostCheckConfig,
     /// How long an emergency release has to get its ADR and audit bundle (default 24h).
     pub emergency_followup: Option<HumanDuration>,
+    /// How often a gateway measures the SLOs: their budgets and burn rates on /metrics, and
+    /// burn-rate alerts (`slo.burn`, `slo.recovered`) in the ledger (default 30s).
+    pub slo_interval: Option<HumanDuration>,
 }
 
 /// One CAB meeting.
@@ -966,7 +1002,8 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     /// Ledger activities this receiver gets: names (`dpia.required`) or prefixes
     /// (`release.`, `grant.*`). Empty: budgets, anomalies, grants and break-glass,
-    /// releases, erasures and DPIA triggers. Not for `audit.anchor_webhooks`.
+    /// releases, erasures, DPIA triggers and SLO burn-rate alerts. Not for
+    /// `audit.anchor_webhooks`.
     #[serde(default)]
     pub types: Vec<String>,
     /// Send personal identifiers in clear instead of sealed as the ledger keeps them (for
@@ -1624,12 +1661,50 @@ impl Config {
                 ));
             }
         }
+        if let Some(u) = &self.telemetry.otlp_endpoint {
+            outbound.push((
+                "telemetry.otlp_endpoint".into(),
+                find_key(text, "otlp_endpoint"),
+                u,
+            ));
+        }
         for (i, w) in self.audit.witnesses.iter().enumerate() {
             outbound.push((
                 format!("audit.witnesses[{i}].url"),
                 find_nth_table_key(text, "audit.witnesses", i, "url"),
                 &w.url,
             ));
+        }
+        let t = &self.telemetry;
+        if let Some(u) = &t.otlp_endpoint {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || url_host(u).is_none() {
+                return fail(
+                    "telemetry.otlp_endpoint".into(),
+                    find_key(text, "otlp_endpoint"),
+                    format!("{u:?} is not an http:// or https:// URL (an OTLP/HTTP receiver, e.g. http://127.0.0.1:4318)"),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) || t.sample_ratio.is_nan() {
+            return fail(
+                "telemetry.sample_ratio".into(),
+                find_key(text, "sample_ratio"),
+                format!("{} is not a share between 0 and 1", t.sample_ratio),
+            );
+        }
+        if !(1..=1_000_000).contains(&t.queue) {
+            return fail(
+                "telemetry.queue".into(),
+                find_key(text, "queue"),
+                format!("{} is not between 1 and 1000000 traces", t.queue),
+            );
+        }
+        if t.service_name.trim().is_empty() {
+            return fail(
+                "telemetry.service_name".into(),
+                find_key(text, "service_name"),
+                "must name the service (default \"custos\")".into(),
+            );
         }
         for (key, at, url) in outbound {
             if let Err(why) = self.egress.permits(url) {
@@ -2227,8 +2302,16 @@ failover = "30s"
 # url = "https://siem.example.com/custos"
 # secret_env = "CUSTOS_EVENTS_SECRET"
 # types = ["release.", "grant.", "erasure.", "dpia.required"]   # default: budgets,
-#                                   # anomalies, grants, break-glass, releases, erasures, DPIAs
+#                                   # anomalies, grants, break-glass, releases, erasures, DPIAs, SLOs
 # reveal = false                    # personal identifiers stay sealed unless true
+
+[telemetry]
+# OpenTelemetry traces over OTLP/HTTP (protobuf): one server span per call, a child span
+# per control and one for the upstream call. Off unless an endpoint is set; headers the
+# receiver needs come from OTEL_EXPORTER_OTLP_HEADERS (key=value,key=value).
+# otlp_endpoint = "http://127.0.0.1:4318"
+service_name = "custos"
+sample_ratio = 1.0       # share of calls that start a trace; a caller's traceparent decides its own
 
 # Carbon estimates of jobs use the shipped tables (crates/custos-finops/data/carbon.toml,
 # with sources); entries here replace or add to them.
@@ -2367,6 +2450,29 @@ mod tests {
             .to_string();
         assert!(e.contains("carbon.device_watts.h100"), "{e}");
         assert!(parse("[carbon]\nwatts = 1\n").is_err());
+    }
+
+    /// Telemetry: off by default; an endpoint must be an http(s) URL the egress allows, the
+    /// ratio a share, the queue bounded.
+    #[test]
+    fn telemetry_is_checked_at_load() {
+        let c = parse("").unwrap();
+        assert!(c.telemetry.otlp_endpoint.is_none());
+        assert_eq!(c.telemetry.service_name, "custos");
+        let c = parse("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 0.25\n[release]\nslo_interval = \"10s\"\n").unwrap();
+        assert_eq!(c.telemetry.sample_ratio, 0.25);
+        assert_eq!(c.release.slo_interval.unwrap().0, Duration::from_secs(10));
+        for (text, key, says) in [
+            ("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n", "telemetry.otlp_endpoint", "http://"),
+            ("[telemetry]\nsample_ratio = 1.5\n", "telemetry.sample_ratio", "between 0 and 1"),
+            ("[telemetry]\nqueue = 0\n", "telemetry.queue", "between 1 and"),
+            ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name", "name the service"),
+            ("[egress]\nallow = [\"api.openai.com\"]\n[telemetry]\notlp_endpoint = \"http://collector.example:4318\"\n", "telemetry.otlp_endpoint", "not in [egress] allow"),
+            ("[telemetry]\notlp_headers = \"k=v\"\n", "otlp_headers", "unknown field"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{text}: {e}");
+        }
     }
 
     /// Event receivers: their types must be activities or prefixes, anchors take none, the

@@ -185,7 +185,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 crate::stack::stages! {
-    DedupeAdmin(AppState) => crate::idempotency::dedupe_admin,
+    DedupeAdmin(AppState) => crate::idempotency::dedupe_admin as "idempotency",
 }
 
 /// Chooses the version, and labels the answer with it; v1 answers carry their deprecation.
@@ -199,6 +199,15 @@ async fn negotiate(mut req: Request, next: Next) -> Response {
         Ok(v) => v,
         Err(detail) => return Problem::new(ProblemKind::NotAcceptable, detail).into_response(),
     };
+    if let Some(labels) = req
+        .extensions()
+        .get::<std::sync::Arc<crate::metrics::CallLabels>>()
+    {
+        labels.set_api_version(match version {
+            ApiVersion::V1 => "v1",
+            ApiVersion::V2 => "v2",
+        });
+    }
     req.extensions_mut().insert(version);
     let mut res = next.run(req).await;
     let h = res.headers_mut();

@@ -389,6 +389,9 @@ async fn build(state: &AppState, req: Request) -> Result<Request, Problem> {
     })?;
     if let Some(labels) = &labels {
         labels.set_model(&route.model);
+        if let Some(r) = &release {
+            labels.set_release(r);
+        }
     }
     if !principal.models.allows(&model)
         && !alias.as_deref().is_some_and(|a| principal.models.allows(a))

@@ -22,6 +22,8 @@ pub mod meter;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
+pub mod otel;
+pub mod otlp;
 pub mod overload;
 pub mod pii;
 pub mod pipeline;
@@ -36,6 +38,7 @@ pub mod releases;
 pub mod request_id;
 pub mod route;
 pub mod service;
+pub mod slo_watch;
 pub mod sse;
 pub mod stack;
 pub mod state;
@@ -105,6 +108,8 @@ pub enum GatewayError {
     Anchor(#[from] anchor::AnchorError),
     #[error("{0}")]
     Registry(String),
+    #[error(transparent)]
+    Telemetry(#[from] otel::ExporterError),
 }
 
 /// A built gateway: its shared state and background tasks.
@@ -187,6 +192,11 @@ impl Gateway {
         let (dpia, dpia_sightings) =
             dpia_watch::DpiaWatch::new(store.dpias().await?.into_iter().map(|d| d.trigger_key));
         let cluster = cluster::Cluster::start(&config.cluster).await;
+        let otel_stats = Arc::new(otel::Stats::default());
+        let (tracer, exporter) = match otel::Tracer::start(&config.telemetry, otel_stats.clone())? {
+            Some((t, task)) => (Some(t), Some(task)),
+            None => (None, None),
+        };
         let state = Arc::new(Shared {
             cluster: cluster.clone(),
             config,
@@ -195,13 +205,14 @@ impl Gateway {
             issuers: issuers.clone(),
             authz: authz.clone(),
             control: custos_control::Control::new(store.clone(), authz.clone(), control_settings),
+            tracer,
             directory: directory.clone(),
             routes,
             trust,
             aliases: Arc::new(releases::Aliases::default()),
             quota: Arc::new(quota::Quotas::default()),
             idempotency: idempotency.clone(),
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::with_otel(otel_stats),
             refusals: Arc::new(refusals::Refusals::default()),
             audit,
             finops: finops.clone(),
@@ -248,6 +259,7 @@ impl Gateway {
             finops.spawn_refresher(store.clone(), finops_refresh, refresh),
         ];
         tasks.extend(finops_tasks);
+        tasks.extend(exporter);
         if !webhooks.is_empty() {
             // Receivers new to the database get what happens from this start on.
             let start = store.ledger_size().await?;
@@ -264,6 +276,7 @@ impl Gateway {
         tasks.push(releases::Aliases::spawn_refresher(state.clone(), refresh));
         tasks.push(releases::spawn_overdue_watch(state.clone()));
         tasks.push(dpia_watch::spawn_recorder(state.clone(), dpia_sightings));
+        tasks.extend(slo_watch::spawn(state.clone()));
         if let Some(c) = &cluster {
             tasks.push(c.spawn_connector());
         }

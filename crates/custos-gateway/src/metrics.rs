@@ -24,6 +24,11 @@ pub struct CallLabels {
     model: OnceLock<String>,
     team: OnceLock<String>,
     tenant: OnceLock<String>,
+    /// The release whose alias the call named.
+    release: OnceLock<String>,
+    /// The API version served: `v1` for the OpenAI-compatible API, the negotiated one for
+    /// the admin API.
+    api_version: OnceLock<&'static str>,
     upstream_ns: AtomicU64,
 }
 
@@ -38,12 +43,30 @@ impl CallLabels {
     pub fn set_team(&self, team: &str) {
         let _ = self.team.set(team.to_owned());
     }
+    pub fn set_release(&self, release: &str) {
+        let _ = self.release.set(release.to_owned());
+    }
+    pub fn set_api_version(&self, version: &'static str) {
+        let _ = self.api_version.set(version);
+    }
     /// Time from sending the request upstream to receiving its response headers.
     pub fn set_upstream(&self, elapsed: std::time::Duration) {
         self.upstream_ns.store(
             elapsed.as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
+    }
+}
+
+impl crate::otel::CallFacts for CallLabels {
+    fn tenant(&self) -> Option<&str> {
+        self.tenant.get().map(String::as_str)
+    }
+    fn team(&self) -> Option<&str> {
+        self.team.get().map(String::as_str)
+    }
+    fn model(&self) -> Option<&str> {
+        self.model.get().map(String::as_str)
     }
 }
 
@@ -142,7 +165,16 @@ impl Histogram {
     }
 }
 
-type RequestKey = (&'static str, String, u16, String);
+/// (route, model, status, team, tenant, release, API version).
+type RequestKey = (
+    &'static str,
+    String,
+    u16,
+    String,
+    String,
+    String,
+    &'static str,
+);
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -168,6 +200,93 @@ pub struct Metrics {
     spend: Mutex<HashMap<(String, String, String), Spend>>,
     tenants: LabelCap,
     apps: LabelCap,
+    releases: LabelCap,
+    /// Spans exported and dropped, when traces are exported.
+    pub otel: Arc<crate::otel::Stats>,
+    /// The SLOs as last measured.
+    slos: Mutex<Vec<custos_control::SloBurn>>,
+}
+
+impl Metrics {
+    /// The SLOs as just measured (`slo_watch`).
+    pub fn set_slos(&self, slos: Vec<custos_control::SloBurn>) {
+        *lock(&self.slos) = slos;
+    }
+
+    fn render_slos(&self, out: &mut String) {
+        let slos = lock(&self.slos);
+        if slos.is_empty() {
+            return;
+        }
+        let labels = |b: &custos_control::SloBurn| {
+            format!(
+                "tenant=\"{}\",slo=\"{}\",app=\"{}\",kind=\"{}\"",
+                escape(&b.state.tenant),
+                escape(&b.state.name),
+                escape(b.state.app.as_deref().unwrap_or("")),
+                b.state.kind
+            )
+        };
+        out.push_str("# HELP custos_slo_objective_ratio The share of good calls an SLO promises.\n# TYPE custos_slo_objective_ratio gauge\n");
+        for b in slos.iter() {
+            let _ = writeln!(
+                out,
+                "custos_slo_objective_ratio{{{}}} {}",
+                labels(b),
+                b.state.objective / 100.0
+            );
+        }
+        out.push_str("# HELP custos_slo_error_budget_burn Bad calls over the calls the objective allows, over the SLO's window: 1 or more is the budget spent, and promotion frozen.\n# TYPE custos_slo_error_budget_burn gauge\n");
+        for b in slos.iter() {
+            let _ = writeln!(
+                out,
+                "custos_slo_error_budget_burn{{{}}} {}",
+                labels(b),
+                b.state.budget.burn
+            );
+        }
+        out.push_str("# HELP custos_slo_frozen 1 while an SLO's spent budget freezes promotion (but for emergency releases).\n# TYPE custos_slo_frozen gauge\n");
+        for b in slos.iter() {
+            let _ = writeln!(
+                out,
+                "custos_slo_frozen{{{}}} {}",
+                labels(b),
+                u8::from(b.state.budget.exhausted)
+            );
+        }
+        out.push_str("# HELP custos_slo_burn_rate How fast an SLO spends its error budget over a lookback (1: exactly over its window).\n# TYPE custos_slo_burn_rate gauge\n");
+        for b in slos.iter() {
+            for r in &b.rates {
+                let _ = writeln!(
+                    out,
+                    "custos_slo_burn_rate{{{},window=\"{}\"}} {}",
+                    labels(b),
+                    r.window,
+                    r.rate
+                );
+            }
+        }
+        out.push_str("# HELP custos_slo_alert_firing 1 while a multiwindow burn-rate alert's condition holds (page: 14.4x over 1h and 5m; ticket: 6x over 6h and 30m).\n# TYPE custos_slo_alert_firing gauge\n");
+        for b in slos.iter() {
+            for a in &custos_govern::release::health::BURN_ALERTS {
+                let _ = writeln!(
+                    out,
+                    "custos_slo_alert_firing{{{},severity=\"{}\"}} {}",
+                    labels(b),
+                    a.severity,
+                    u8::from(b.firing.contains(&a.severity))
+                );
+            }
+        }
+    }
+
+    /// Metrics that show the trace exporter's counters.
+    pub fn with_otel(otel: Arc<crate::otel::Stats>) -> Self {
+        Self {
+            otel,
+            ..Self::default()
+        }
+    }
 }
 
 /// Known routes get their own label; anything else is `other`.
@@ -185,6 +304,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/pii/anonymize" => "/pii/anonymize",
         "/pii/supportedentities" => "/pii/supportedentities",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        p if p.starts_with("/admin/") => "/admin",
         _ => "other",
     }
 }
@@ -273,12 +393,21 @@ impl Metrics {
         let model = labels.model.get().cloned().unwrap_or_default();
         let team = labels.team.get().cloned().unwrap_or_default();
         let upstream_ns = labels.upstream_ns.load(Ordering::Relaxed);
+        let tenant = self
+            .tenants
+            .label(labels.tenant.get().map(String::as_str).unwrap_or(""));
+        let release = labels
+            .release
+            .get()
+            .map_or_else(String::new, |r| self.releases.label(r));
+        let api_version = match labels.api_version.get() {
+            Some(v) => *v,
+            None if labels.route.starts_with("/v1/") => "v1",
+            None => "",
+        };
         if labels.route.starts_with("/v1/") {
-            let tenant = self
-                .tenants
-                .label(labels.tenant.get().map(String::as_str).unwrap_or(""));
             let h = lock(&self.duration)
-                .entry((labels.route, tenant))
+                .entry((labels.route, tenant.clone()))
                 .or_insert_with(|| Arc::new(Histogram::new(REQUEST_BUCKETS)))
                 .clone();
             h.observe(total_ns);
@@ -297,25 +426,35 @@ impl Metrics {
             }
         }
         *lock(&self.requests)
-            .entry((labels.route, model, status, team))
+            .entry((
+                labels.route,
+                model,
+                status,
+                team,
+                tenant,
+                release,
+                api_version,
+            ))
             .or_default() += 1;
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, keys_cached: usize) -> String {
+    pub fn render(&self, keys_cached: usize, exporting_traces: bool) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP custos_requests_total Requests handled, by route, model, status and team.\n# TYPE custos_requests_total counter\n");
+        out.push_str("# HELP custos_requests_total Requests handled, by route, model, status, team, tenant, release (calls to an app's alias) and API version.\n# TYPE custos_requests_total counter\n");
         let mut rows: Vec<_> = lock(&self.requests)
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         rows.sort();
-        for ((route, model, status, team), v) in rows {
+        for ((route, model, status, team, tenant, release, api_version), v) in rows {
             let _ = writeln!(
                 out,
-                "custos_requests_total{{route=\"{route}\",model=\"{}\",status=\"{status}\",team=\"{}\"}} {v}",
+                "custos_requests_total{{route=\"{route}\",model=\"{}\",status=\"{status}\",team=\"{}\",tenant=\"{}\",release=\"{}\",api_version=\"{api_version}\"}} {v}",
                 escape(&model),
-                escape(&team)
+                escape(&team),
+                escape(&tenant),
+                escape(&release)
             );
         }
         out.push_str("# HELP custos_pii_entities_total Personal data entities found by PII analysis, by type.\n# TYPE custos_pii_entities_total counter\n");
@@ -464,6 +603,21 @@ impl Metrics {
             "# HELP custos_build_info The running build.\n# TYPE custos_build_info gauge\ncustos_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
+        self.render_slos(&mut out);
+        if exporting_traces {
+            let o = &self.otel;
+            let _ = writeln!(
+                out,
+                "# HELP custos_otlp_spans_exported_total Spans the OTLP receiver took.\n# TYPE custos_otlp_spans_exported_total counter\ncustos_otlp_spans_exported_total {}",
+                o.exported.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP custos_otlp_spans_dropped_total Spans not exported: the queue was full, or the receiver refused or never took their batch.\n# TYPE custos_otlp_spans_dropped_total counter\ncustos_otlp_spans_dropped_total{{reason=\"queue_full\"}} {}\ncustos_otlp_spans_dropped_total{{reason=\"export_failed\"}} {}",
+                o.dropped_queue.load(Ordering::Relaxed),
+                o.dropped_export.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(out, "# HELP custos_api_keys_cached API keys in the in-memory index.\n# TYPE custos_api_keys_cached gauge\ncustos_api_keys_cached {keys_cached}");
         out
     }
@@ -477,6 +631,9 @@ pub async fn observe<N: Next>(state: &AppState, mut req: Request, next: &N) -> R
         route: route_label(req.uri().path()),
         ..Default::default()
     });
+    if let Some(t) = crate::otel::current(&req) {
+        t.set_facts(labels.clone());
+    }
     req.extensions_mut().insert(labels.clone());
     state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let response = next.run(req).await;
@@ -508,7 +665,9 @@ pub async fn exposition(State(state): State<AppState>) -> Response {
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(state.keys.len()),
+        state
+            .metrics
+            .render(state.keys.len(), state.tracer.is_some()),
     )
         .into_response()
 }
@@ -547,7 +706,7 @@ mod tests {
                 1_500_000,
             );
         }
-        let text = m.render(0);
+        let text = m.render(0, false);
         assert!(text.contains(
             "custos_cost_total{tenant=\"t0\",app=\"app\",model=\"m\",currency=\"USD\"} 0.0015"
         ));

@@ -25,21 +25,21 @@ pub fn router_without_audit(state: AppState) -> Router {
 }
 
 stages! {
-    Observe(AppState) => metrics::observe,
-    AssignId(()) => request_id::assign,
-    Admit(Arc<crate::overload::RequestLimits>) => crate::overload::admit,
-    Record(AppState) => audit::record,
-    Authenticate(AppState) => authn::authenticate,
-    AuthorizeEndpoint(AppState) => authz::authorize_endpoint,
-    QuotaHeaders(AppState) => quota::headers,
-    Understand(AppState) => call::understand,
-    AuthorizeCall(AppState) => authz::authorize_call,
-    ScreenTools(AppState) => tools::screen,
-    ScreenInjection(AppState) => guard::screen,
-    Dedupe(AppState) => idempotency::dedupe,
-    EnforceQuota(AppState) => quota::enforce,
-    Meter(AppState) => meter::record,
-    EnforceBudget(AppState) => budget::enforce,
+    Observe(AppState) => metrics::observe as "",
+    AssignId(Option<Arc<crate::otel::Tracer>>) => request_id::assign as "",
+    Admit(Arc<crate::overload::RequestLimits>) => crate::overload::admit as "",
+    Record(AppState) => audit::record as "audit",
+    Authenticate(AppState) => authn::authenticate as "authn",
+    AuthorizeEndpoint(AppState) => authz::authorize_endpoint as "authz",
+    QuotaHeaders(AppState) => quota::headers as "quota.headers",
+    Understand(AppState) => call::understand as "call.parse",
+    AuthorizeCall(AppState) => authz::authorize_call as "authz.call",
+    ScreenTools(AppState) => tools::screen as "guard.tools",
+    ScreenInjection(AppState) => guard::screen as "guard.screen",
+    Dedupe(AppState) => idempotency::dedupe as "idempotency",
+    EnforceQuota(AppState) => quota::enforce as "quota",
+    Meter(AppState) => meter::record as "meter",
+    EnforceBudget(AppState) => budget::enforce as "budget",
 }
 
 /// The end of the model-call stack: the call goes upstream.
@@ -137,7 +137,8 @@ fn build(state: AppState, audit: bool) -> Router {
         .method_not_allowed_fallback(service::method_not_allowed)
         .with_state(state.clone());
     // Around routing itself: shed load first, then name and time every request.
-    let outer =
-        Stack::new(chain!(Admit(limits), AssignId(()), Observe(state.clone()) => End(inner)));
+    let outer = Stack::new(
+        chain!(Admit(limits), AssignId(state.tracer.clone()), Observe(state.clone()) => End(inner)),
+    );
     Router::new().fallback_service(outer)
 }

@@ -79,6 +79,7 @@ pub async fn forward(req: Request) -> Response {
     let labels = ext.get::<Arc<CallLabels>>().cloned();
     let response_guard = ext.get::<ResponseGuard>().cloned();
     let meter = ext.get::<Arc<MeterSlot>>().cloned();
+    let otel = crate::otel::current(&req);
     drop(req);
 
     let Some(mut body) = call.take_body() else {
@@ -120,9 +121,18 @@ pub async fn forward(req: Request) -> Response {
         m.mark_reached();
     }
     let provider = &call.route.provider;
+    if let Some(t) = &otel {
+        t.upstream_started(provider.name(), &call.route.upstream_model);
+    }
     let upstream = provider.send(body, ctx).await;
     if let Some(l) = &labels {
         l.set_upstream(started.elapsed());
+    }
+    if let Some(t) = &otel {
+        match &upstream {
+            Ok(u) => t.upstream_answered(Some(u.status.as_u16()), None),
+            Err(e) => t.upstream_answered(None, Some(error_kind(e))),
+        }
     }
     let upstream = match upstream {
         Ok(u) => u,
@@ -190,6 +200,9 @@ pub async fn forward(req: Request) -> Response {
                             // Mid-stream the status line is gone: tell the client in-band and end.
                             tracing::warn!(error = %e, "upstream stream failed");
                             ended = true;
+                            if let Some(t) = &otel {
+                                t.upstream_stream_ended(Some(error_kind(&e)));
+                            }
                             let code = match e {
                                 UpstreamError::Timeout { .. } => "upstream-timeout",
                                 _ => "upstream-unavailable",
@@ -203,6 +216,9 @@ pub async fn forward(req: Request) -> Response {
                             Some(Ok(Bytes::from(event)))
                         }
                         None if !ended => {
+                            if let Some(t) = &otel {
+                                t.upstream_stream_ended(None);
+                            }
                             let rest = scanner.finish();
                             settle.record(scanner.total_tokens);
                             if let (Some(m), Some(u)) = (&meter, scanner.usage) {
@@ -223,4 +239,13 @@ pub async fn forward(req: Request) -> Response {
         response.headers_mut().remove(http::header::CONTENT_LENGTH);
     }
     response
+}
+
+/// A failed upstream call's kind, for the trace (never the message, which may quote a URL).
+fn error_kind(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Timeout { .. } => "timeout",
+        UpstreamError::Unavailable { .. } => "unavailable",
+        UpstreamError::Invalid { .. } => "invalid_response",
+    }
 }

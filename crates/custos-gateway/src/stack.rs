@@ -18,6 +18,10 @@ pub trait Next: Send + Sync + 'static {
 
 /// One control, given the rest of the stack.
 pub trait Stage<N: Next>: Send + Sync + 'static {
+    /// The name of the control's span in a trace; empty: none (the layers that start and
+    /// time the request).
+    const SPAN: &'static str = "";
+
     fn call<'a>(&'a self, req: Request, next: &'a N) -> impl Future<Output = Response> + Send + 'a;
 }
 
@@ -26,7 +30,22 @@ pub struct Then<S, N>(pub S, pub N);
 
 impl<S: Stage<N>, N: Next> Next for Then<S, N> {
     fn run(&self, req: Request) -> impl Future<Output = Response> + Send + '_ {
-        self.0.call(req, &self.1)
+        let trace = if S::SPAN.is_empty() {
+            None
+        } else {
+            crate::otel::current(&req)
+        };
+        async move {
+            match trace {
+                None => self.0.call(req, &self.1).await,
+                Some(t) => {
+                    let i = t.enter(S::SPAN);
+                    let response = self.0.call(req, &self.1).await;
+                    t.leave(i);
+                    response
+                }
+            }
+        }
     }
 }
 
@@ -107,14 +126,17 @@ where
     }
 }
 
-/// Declares controls as stages: `stages! { Name(StateType) => path::to::function, ... }`.
-/// Each function has the shape `async fn(&StateType, Request, &impl Next) -> Response`.
+/// Declares controls as stages: `stages! { Name(StateType) => path::to::function as "span", ... }`.
+/// Each function has the shape `async fn(&StateType, Request, &impl Next) -> Response`;
+/// the span name (`""` for none) names the control in traces.
 macro_rules! stages {
-    ($($name:ident($state:ty) => $f:path),* $(,)?) => {
+    ($($name:ident($state:ty) => $f:path as $span:literal),* $(,)?) => {
         $(
             pub struct $name(pub $state);
 
             impl<N: $crate::stack::Next> $crate::stack::Stage<N> for $name {
+                const SPAN: &'static str = $span;
+
                 fn call<'a>(
                     &'a self,
                     req: ::axum::extract::Request,
@@ -163,8 +185,8 @@ mod tests {
     }
 
     stages! {
-        Mark(Arc<(&'static str, Mutex<Vec<String>>)>) => mark,
-        Refuse(()) => refuse,
+        Mark(Arc<(&'static str, Mutex<Vec<String>>)>) => mark as "mark",
+        Refuse(()) => refuse as "",
     }
 
     #[tokio::test]

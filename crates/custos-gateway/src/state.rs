@@ -24,6 +24,8 @@ pub struct Shared {
     pub authz: Arc<crate::authz::Authz>,
     /// Every change the admin API makes goes through it (authorize → change + ledger event).
     pub control: custos_control::Control,
+    /// Starts the traces of sampled calls, when `[telemetry] otlp_endpoint` is set.
+    pub tracer: Option<Arc<crate::otel::Tracer>>,
     pub routes: RouteTable,
     /// The keys `[[registry.trust]]` lets sign models, for the deploy gate.
     pub trust: Vec<custos_govern::models::trust::TrustedKey>,

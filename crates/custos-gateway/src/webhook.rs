@@ -246,7 +246,7 @@ impl Webhooks {
 
 /// Sends one request and classifies the answer: 2xx delivered; a 4xx other than 408 and 429
 /// refused for good; anything else (no answer in `timeout_s`, 5xx, 408, 429) worth a retry.
-async fn exchange(
+pub(crate) async fn exchange(
     client: &HttpClient,
     req: Result<http::Request<Full<Bytes>>, http::Error>,
     timeout_s: u64,

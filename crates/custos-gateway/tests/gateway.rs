@@ -889,7 +889,7 @@ async fn metrics_health_and_readiness() {
     gw.post("/v1/chat/completions", "bad", &chat("gpt-4o-mini", "x"))
         .await;
     let text = gw.metrics().await;
-    assert!(text.contains("custos_requests_total{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\",status=\"200\",team=\"ml\"} 2"), "{text}");
+    assert!(text.contains("custos_requests_total{route=\"/v1/chat/completions\",model=\"gpt-4o-mini\",status=\"200\",team=\"ml\",tenant=\"acme\",release=\"\",api_version=\"v1\"} 2"), "{text}");
     assert!(text.contains("status=\"429\""), "{text}");
     assert!(text.contains("custos_overhead_seconds_bucket{route=\"/v1/chat/completions\""));
     assert!(text.contains(

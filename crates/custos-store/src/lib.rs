@@ -16,6 +16,7 @@ mod migrate;
 mod models;
 mod releases;
 pub mod shared;
+mod slo;
 pub mod testkit;
 
 pub use change::Change;

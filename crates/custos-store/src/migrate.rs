@@ -162,6 +162,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0022_event_cursors.sql"),
         postgres: include_str!("migrations/0022_event_cursors.sql"),
     },
+    Migration {
+        version: 23,
+        name: "SLO burn-rate alerts that fire",
+        sqlite: include_str!("migrations/0023_slo_alerts.sql"),
+        postgres: include_str!("migrations/0023_slo_alerts.sql"),
+    },
 ];
 
 /// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct

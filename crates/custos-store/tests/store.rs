@@ -188,7 +188,7 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            (1..=22).collect::<Vec<i64>>()
+            (1..=23).collect::<Vec<i64>>()
         );
         let pinned = store
             .set_tenant_regions("acme", &["eu-west".to_owned(), "eu-central".to_owned()])
@@ -259,6 +259,45 @@ async fn replicas_starting_together_on_a_fresh_database_all_migrate() {
         .unwrap();
     assert!(applied.windows(2).all(|w| w[1] == w[0] + 1), "{applied:?}");
     assert_eq!(applied.first(), Some(&1));
+}
+
+/// SLO alerts: a transition is reported changed once, whoever tries it; a rolled-back
+/// change leaves the state as it was.
+#[tokio::test]
+async fn slo_alert_transitions_happen_once() {
+    for (s, _dir) in backends("slo_alerts").await {
+        let mut c = s.begin_change().await.unwrap();
+        assert!(c
+            .slo_alert_set("acme", "avail", "page", true, 1)
+            .await
+            .unwrap());
+        c.commit().await.unwrap();
+        let mut c = s.begin_change().await.unwrap();
+        assert!(!c
+            .slo_alert_set("acme", "avail", "page", true, 2)
+            .await
+            .unwrap());
+        assert!(c
+            .slo_alert_set("acme", "avail", "ticket", true, 2)
+            .await
+            .unwrap());
+        drop(c);
+        assert_eq!(
+            s.slo_alerts_firing().await.unwrap(),
+            [("acme".to_owned(), "avail".to_owned(), "page".to_owned())]
+        );
+        let mut c = s.begin_change().await.unwrap();
+        assert!(c
+            .slo_alert_set("acme", "avail", "page", false, 3)
+            .await
+            .unwrap());
+        assert!(!c
+            .slo_alert_set("acme", "avail", "page", false, 4)
+            .await
+            .unwrap());
+        c.commit().await.unwrap();
+        assert!(s.slo_alerts_firing().await.unwrap().is_empty());
+    }
 }
 
 /// Event receivers' cursors: one holder at a time, leases that lapse, cursors that never

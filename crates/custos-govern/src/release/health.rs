@@ -201,6 +201,79 @@ pub fn budget(objective: f64, calls: u64, bad: u64, min_calls: u64) -> Budget {
     }
 }
 
+/// How fast an SLO spends its error budget over a lookback: the share of bad calls over the
+/// share the objective allows. 1 spends the budget exactly over the SLO's window; 14.4 spends
+/// 2% of a 30-day budget in an hour. No calls burn nothing.
+pub fn burn_rate(objective: f64, calls: u64, bad: u64) -> f64 {
+    if calls == 0 {
+        return 0.0;
+    }
+    let allowed = (1.0 - objective / 100.0).max(0.0);
+    let share = bad.min(calls) as f64 / calls as f64;
+    if allowed > 0.0 {
+        share / allowed
+    } else if share > 0.0 {
+        f64::MAX
+    } else {
+        0.0
+    }
+}
+
+/// A multiwindow burn-rate alert (the SRE workbook's): it fires while both the long and the
+/// short lookback burn at `threshold` or faster; the short one makes it stop soon after the
+/// burning does. Lookbacks of fewer than `min_calls` calls never fire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BurnAlert {
+    /// `page` or `ticket`.
+    pub severity: &'static str,
+    pub long: (&'static str, u64),
+    pub short: (&'static str, u64),
+    pub threshold: f64,
+}
+
+/// The lookbacks burn rates are reported over, as (label, milliseconds).
+pub const BURN_WINDOWS: [(&str, u64); 4] = [
+    ("5m", 300_000),
+    ("30m", 1_800_000),
+    ("1h", 3_600_000),
+    ("6h", 21_600_000),
+];
+
+/// Page at 14.4x over an hour and five minutes; open a ticket at 6x over six hours and half
+/// an hour (2% and 5% of a 30-day budget): the workbook's defaults, which Prometheus rule
+/// generators (Sloth, Pyrra) also use.
+pub const BURN_ALERTS: [BurnAlert; 2] = [
+    BurnAlert {
+        severity: "page",
+        long: ("1h", 3_600_000),
+        short: ("5m", 300_000),
+        threshold: 14.4,
+    },
+    BurnAlert {
+        severity: "ticket",
+        long: ("6h", 21_600_000),
+        short: ("30m", 1_800_000),
+        threshold: 6.0,
+    },
+];
+
+impl BurnAlert {
+    /// Whether the alert fires, given (calls, bad) over its long and short lookbacks.
+    pub fn fires(
+        &self,
+        objective: f64,
+        long: (u64, u64),
+        short: (u64, u64),
+        min_calls: u64,
+    ) -> bool {
+        let enough = |c: (u64, u64)| c.0 >= min_calls.max(1);
+        enough(long)
+            && enough(short)
+            && burn_rate(objective, long.0, long.1) >= self.threshold
+            && burn_rate(objective, short.0, short.1) >= self.threshold
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +368,39 @@ mod tests {
             // A release never breaches against itself.
             let v = judge(Some(&s), &s, &Thresholds::default());
             prop_assert!(!v.breached(), "{:?}", v);
+        }
+    }
+
+    #[test]
+    fn burn_rates_and_multiwindow_alerts() {
+        // 99.5%: 0.5% may fail; 7.2% failing burns at 14.4x.
+        assert!((burn_rate(99.5, 1000, 72) - 14.4).abs() < 1e-9);
+        assert_eq!(burn_rate(99.5, 0, 0), 0.0);
+        assert_eq!(burn_rate(100.0, 10, 0), 0.0);
+        assert_eq!(burn_rate(100.0, 10, 1), f64::MAX);
+        let page = BURN_ALERTS[0];
+        assert!(page.fires(99.5, (1000, 80), (100, 10), 20));
+        // The short lookback has recovered: it stops.
+        assert!(!page.fires(99.5, (1000, 80), (100, 0), 20));
+        // Too few calls say nothing.
+        assert!(!page.fires(99.5, (10, 10), (10, 10), 20));
+    }
+
+    proptest! {
+        #[test]
+        fn burn_rate_is_the_budget_over_the_window(
+            objective in 50.0f64..99.99, calls in 1u64..1_000_000, bad in 0u64..1_000_000,
+        ) {
+            let bad = bad.min(calls);
+            let r = burn_rate(objective, calls, bad);
+            prop_assert!(r >= 0.0 && r.is_finite());
+            // Over the SLO's own window the burn rate is the budget's burn.
+            let b = budget(objective, calls, bad, 1);
+            prop_assert!((r - b.burn).abs() <= 1e-9 * r.max(1.0));
+            // More bad calls never burn slower.
+            if bad < calls {
+                prop_assert!(burn_rate(objective, calls, bad + 1) >= r);
+            }
         }
     }
 }
