@@ -47,6 +47,7 @@ pub struct BurnRate {
 /// One SLO now: its budget, its burn rates and the burn-rate alerts they fire.
 #[derive(Clone, Debug, Serialize)]
 pub struct SloBurn {
+    #[serde(flatten)]
     pub state: SloState,
     pub rates: Vec<BurnRate>,
     /// Severities (`page`, `ticket`) whose alert condition holds now.

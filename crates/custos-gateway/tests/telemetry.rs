@@ -743,3 +743,52 @@ async fn slo_burn_rate_alerts_are_recorded_once_and_sent() {
         }
     }
 }
+
+/// A receiver that is down costs calls nothing: they answer as usual, and the spans that
+/// could not be delivered are counted as dropped once the exporter has given up on them.
+#[tokio::test]
+async fn spans_for_a_receiver_that_is_down_are_dropped_and_counted() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let db = &databases("otlp_down").await[0];
+    let gw = start(
+        db,
+        &format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\n"),
+    )
+    .await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    let started = Instant::now();
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-4o-mini", "hi"))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Four tries a second, two and four apart, then the batch is dropped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = gw.metrics().await;
+        let dropped: u64 = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("custos_otlp_spans_dropped_total{reason=\"export_failed\"} ")
+            })
+            .unwrap()
+            .parse()
+            .unwrap();
+        if dropped > 0 {
+            assert!(
+                metrics.contains("custos_otlp_spans_exported_total 0"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing counted as dropped:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -245,7 +245,10 @@ pub enum ReleaseCmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// SLO error budgets now ([[release.slo]]): a spent one freezes promotion.
+    /// SLO error budgets now ([[release.slo]]): a spent one freezes promotion. Also the
+    /// burn rates over 5m, 1h and 6h and the burn-rate alerts that hold (page: 14.4x over 1h
+    /// and 5m; ticket: 6x over 6h and 30m), the numbers the gateway exports and alerts on.
+    /// Exits 1 while a budget is spent.
     Slo {
         /// Tenant whose SLOs are shown.
         #[arg(long, default_value = crate::identity::DEFAULT_TENANT)]

@@ -506,7 +506,17 @@ pub async fn slo(
     tenant: &str,
     app: Option<&str>,
 ) -> Result<ExitCode> {
-    let all = control.slo_status(tenant, app).await?;
+    // The same SLOs and numbers as slo_status (the freeze), with the burn rates the
+    // gateway exports and alerts on.
+    let all: Vec<_> = control
+        .slo_burns()
+        .await?
+        .into_iter()
+        .filter(|b| {
+            b.state.tenant == tenant
+                && !(app.is_some() && b.state.app.is_some() && b.state.app.as_deref() != app)
+        })
+        .collect();
     if ctx.json {
         output::json(&json!(all));
     } else if all.is_empty() {
@@ -514,7 +524,14 @@ pub async fn slo(
     } else {
         let rows: Vec<Vec<String>> = all
             .iter()
-            .map(|s| {
+            .map(|b| {
+                let s = &b.state;
+                let rate = |w: &str| {
+                    b.rates
+                        .iter()
+                        .find(|r| r.window == w)
+                        .map_or_else(|| "-".into(), |r| format!("{:.1}x", r.rate))
+                };
                 vec![
                     s.name.clone(),
                     s.app.clone().unwrap_or_else(|| "(tenant)".into()),
@@ -523,6 +540,12 @@ pub async fn slo(
                         .to_string(),
                     format!("{}/{}", s.budget.bad, s.budget.calls),
                     format!("{:.2}x", s.budget.burn),
+                    format!("{} / {} / {}", rate("5m"), rate("1h"), rate("6h")),
+                    if b.firing.is_empty() {
+                        "-".into()
+                    } else {
+                        b.firing.join(",")
+                    },
                     if s.budget.exhausted { "FROZEN" } else { "ok" }.into(),
                 ]
             })
@@ -535,12 +558,14 @@ pub async fn slo(
                 "WINDOW",
                 "BAD/CALLS",
                 "BURN",
+                "RATE 5M / 1H / 6H",
+                "ALERTS",
                 "STATE",
             ],
             &rows,
         );
     }
-    Ok(if all.iter().any(|s| s.budget.exhausted) {
+    Ok(if all.iter().any(|b| b.state.budget.exhausted) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

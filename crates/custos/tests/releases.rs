@@ -4,7 +4,7 @@
 mod common;
 
 use common::{admin, chat, json, ok, refused, serve, token_file};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 
 #[test]
@@ -1145,6 +1145,17 @@ fn a_spent_error_budget_freezes_promotion_until_it_recovers() {
     let out = common::custos(dir, &["release", "slo", "--json"]);
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s[0]["budget"]["exhausted"], true, "{s}");
+    // Every call failed against a 50% objective: the budget burns at 2x over each lookback,
+    // under the alerts' rates.
+    let windows: Vec<&str> = s[0]["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["window"].as_str().unwrap())
+        .collect();
+    assert_eq!(windows, ["5m", "30m", "1h", "6h"]);
+    assert_eq!(s[0]["rates"][0]["rate"], 2.0, "{s}");
+    assert_eq!(s[0]["firing"], json!([]));
     assert_eq!(out.status.code(), Some(1));
     std::fs::write(dir.join("p2.md"), "You are a kinder bot.\n").unwrap();
     ok(dir, &["prompts", "add", "bot", "1.0.1", "p2.md"]);
