@@ -14,7 +14,7 @@ use http::Request;
 use std::sync::Arc;
 
 mod common;
-use common::{build, send, CHAT};
+use common::{build, build_with, send, CHAT};
 
 fn principal(rpm: Option<u32>, tpm: Option<u32>) -> Arc<Principal> {
     Arc::new(Principal {
@@ -140,7 +140,45 @@ fn whole_request(c: &mut Criterion) {
             |req| send(router.clone(), req),
         )
     });
+    // Last, because once a tracer runs every gateway in the process looks for a trace: the
+    // same call with its trace (15 spans) exported to an OTLP receiver on loopback, which
+    // takes each batch and answers 200. The difference is what tracing every call costs.
+    let spans = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = spans.clone();
+    let receiver = rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    seen.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    http::StatusCode::OK
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        addr
+    });
+    let traced_dir = tempfile::tempdir().unwrap();
+    let (traced_gateway, traced_key) = rt.block_on(build_with(
+        traced_dir.path(),
+        false,
+        Some(format!("http://{receiver}")),
+    ));
+    let traced_router = traced_gateway.router();
+    g.bench_function("chat_completion_mock_traced_otlp", |b| {
+        b.to_async_tokio(
+            &rt,
+            || request(&traced_key, None),
+            |req| send(traced_router.clone(), req),
+        )
+    });
     g.finish();
+    // The receiver got the spans: the measurement included exporting them.
+    rt.block_on(tokio::time::sleep(std::time::Duration::from_secs(1)));
+    assert!(spans.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
 /// `iter_batched` over a runtime, without criterion's async feature.

@@ -377,7 +377,10 @@ impl CallTrace {
         let (method, route) = self.name.split_once(' ').unwrap_or(("", &self.name));
         attributes.push(("http.request.method", method.into()));
         attributes.push(("http.route", route.into()));
-        attributes.push(("http.response.status_code", i64::from(i.status).into()));
+        // No status: the client left before the response head.
+        if i.status != 0 {
+            attributes.push(("http.response.status_code", i64::from(i.status).into()));
+        }
         if let Some(f) = self.labels.get() {
             for (k, v) in [
                 ("custos.tenant", f.tenant()),
@@ -551,6 +554,105 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tracer(ratio: f64) -> (Tracer, mpsc::Receiver<Vec<Span>>) {
+        let (tx, rx) = mpsc::channel(4);
+        (
+            Tracer {
+                tx,
+                ratio,
+                stats: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    fn context(traceparent: Option<&'static str>) -> TraceContext {
+        let mut h = http::HeaderMap::new();
+        if let Some(tp) = traceparent {
+            h.insert("traceparent", http::HeaderValue::from_static(tp));
+        }
+        TraceContext::from_headers(&h)
+    }
+
+    #[test]
+    fn sampling_follows_the_caller_then_the_ratio() {
+        let (never, _rx) = tracer(0.0);
+        assert!(never.begin(&mut context(None), "GET /".into()).is_none());
+        // The caller asked for it: traced whatever the ratio.
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(never
+            .begin(&mut context(Some(sampled)), "GET /".into())
+            .is_some());
+        let (always, _rx) = tracer(1.0);
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(always
+            .begin(&mut context(Some(unsampled)), "GET /".into())
+            .is_none());
+        let mut fresh = context(None);
+        assert!(always.begin(&mut fresh, "GET /".into()).is_some());
+        assert!(fresh.traceparent.ends_with("-01"), "upstream is told");
+    }
+
+    #[test]
+    fn control_spans_cover_their_own_part_and_nest_under_the_call() {
+        let (t, mut rx) = tracer(1.0);
+        let mut ctx = context(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        let call = t
+            .begin(&mut ctx, "POST /v1/chat/completions".into())
+            .unwrap();
+        let outer = call.enter("authn");
+        let inner = call.enter("quota");
+        call.upstream_started("up", "m-1");
+        call.upstream_answered(Some(503), None);
+        call.leave(inner);
+        call.leave(outer);
+        // A control that answers without handing on ends when it returns.
+        let refusing = call.enter("budget");
+        call.leave(refusing);
+        call.set_status(503);
+        call.finish(true);
+        let spans = rx.try_recv().unwrap();
+        assert_eq!(spans.len(), 5);
+        let server = &spans[0];
+        assert_eq!(server.kind, SpanKind::Server);
+        assert_eq!(server.parent_span_id, hex_to("00f067aa0ba902b7"));
+        assert_eq!(server.status, StatusCode::Error);
+        let by = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
+        let (authn, quota, budget) = (by("custos.authn"), by("custos.quota"), by("custos.budget"));
+        assert_eq!(authn.end_unix_nano, quota.start_unix_nano);
+        assert!(quota.end_unix_nano <= by("upstream up").start_unix_nano);
+        assert!(budget.start_unix_nano <= budget.end_unix_nano);
+        for s in &spans[1..] {
+            assert_eq!(s.parent_span_id, Some(server.span_id));
+            assert_eq!(s.trace_id, server.trace_id);
+            assert!(s.start_unix_nano >= server.start_unix_nano);
+            assert!(s.end_unix_nano <= server.end_unix_nano);
+        }
+        let up = by("upstream up");
+        assert_eq!(up.kind, SpanKind::Client);
+        assert_eq!(up.status, StatusCode::Error);
+        assert_eq!(hex::encode(up.span_id), ctx.upstream_span_id);
+        assert!(ctx.traceparent.contains(&ctx.upstream_span_id));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = mpsc::channel(1);
+        let t = Tracer {
+            tx,
+            ratio: 1.0,
+            stats: Arc::default(),
+        };
+        for _ in 0..3 {
+            let c = t.begin(&mut context(None), "GET /".into()).unwrap();
+            c.finish(true);
+        }
+        // One trace of one span waits; two found the queue full.
+        assert_eq!(t.stats.dropped_queue.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn the_traces_path_is_added_once() {

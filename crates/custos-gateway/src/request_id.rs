@@ -129,18 +129,31 @@ pub async fn assign<N: Next>(
     if let Some(t) = &call_trace {
         req.extensions_mut().insert(t.clone());
     }
+    // A client that leaves before the response head still leaves its trace.
+    let mut unanswered = Unanswered(call_trace);
     req.extensions_mut().insert(id.clone());
     req.extensions_mut().insert(trace);
     let mut response = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         response.headers_mut().insert(X_REQUEST_ID, v);
     }
-    match call_trace {
+    match unanswered.0.take() {
         Some(t) => {
             t.set_status(response.status().as_u16());
             response.map(|body| Body::new(TapBody::new(body, TraceEnd(t))))
         }
         None => response,
+    }
+}
+
+/// Ends the trace of a request dropped before its response head was ready.
+struct Unanswered(Option<Arc<crate::otel::CallTrace>>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.finish(false);
+        }
     }
 }
 

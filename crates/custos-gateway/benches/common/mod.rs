@@ -23,6 +23,15 @@ pub fn chat_request(key: &str) -> Request<Body> {
 /// A gateway on a fresh SQLite file with one key; `finops` adds a price for the mock model
 /// and three budgets the key's calls are charged to.
 pub async fn build(dir: &std::path::Path, finops: bool) -> (Gateway, String) {
+    build_with(dir, finops, None).await
+}
+
+/// `build`, exporting every call's trace to the OTLP receiver at `otlp` when given.
+pub async fn build_with(
+    dir: &std::path::Path,
+    finops: bool,
+    otlp: Option<String>,
+) -> (Gateway, String) {
     {
         let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display()))
             .await
@@ -95,6 +104,7 @@ pub async fn build(dir: &std::path::Path, finops: bool) -> (Gateway, String) {
             config.injection.indirect = custos_core::config::InjectionAction::Allow;
             config.injection.output = custos_core::config::InjectionAction::Allow;
         }
+        config.telemetry.otlp_endpoint = otlp;
         let gateway = Gateway::new(config, store).await.unwrap();
         (gateway, minted.secret)
     }
