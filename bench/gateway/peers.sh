@@ -13,7 +13,8 @@
 #   paced   1,000 requests/s on 32 connections with latency correction (oha -q 1000): p99.
 # custos runs with authn (an API key), Cedar authz, quota (rpm/tpm limits), the tools layer,
 # injection screening (defaults), idempotency, metering with a price, a budget and the audit
-# ledger on; PII redaction off and on are separate rows.
+# ledger on; PII redaction off and on are separate rows, and so is `[server] io_threads`
+# (connections on one single-threaded runtime per core).
 #
 # Peers come from Debian (nginx-light, wrk) and from PyPI into a temporary venv (LiteLLM,
 # skipped with CUSTOS_BENCH_NO_LITELLM=1); oha from crates.io into a temporary folder unless
@@ -29,8 +30,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/custos-target}
 UP=127.0.0.1:9110
 NGINX=127.0.0.1:9111
 LITELLM=127.0.0.1:9112
-declare -A PORT=([custos-async]=9113 [custos-strict]=9114 [custos-pii]=9115 [custos-compare]=9116)
-CUSTOS_ROWS=(custos-async custos-strict custos-pii)
+declare -A PORT=([custos-async]=9113 [custos-strict]=9114 [custos-pii]=9115 [custos-compare]=9116 [custos-threads]=9117)
+CUSTOS_ROWS=(custos-async custos-threads custos-strict custos-pii)
 [ -z "${CUSTOS_BENCH_COMPARE:-}" ] || CUSTOS_ROWS+=(custos-compare)
 
 need_deb() { # command package
@@ -91,7 +92,10 @@ for row in "${CUSTOS_ROWS[@]}"; do
   dir=$WORK/$row
   mkdir -p "$dir"
   durability=strict
-  case $row in custos-async|custos-compare) durability=async ;; esac
+  case $row in custos-async|custos-compare|custos-threads) durability=async ;; esac
+  # custos-threads: audit async, connections on one single-threaded runtime per core.
+  threads=0
+  [ "$row" != custos-threads ] || threads=$(nproc)
   custos=$BIN/custos
   [ "$row" != custos-compare ] || custos=$CUSTOS_BENCH_COMPARE
   pii=""
@@ -99,6 +103,7 @@ for row in "${CUSTOS_ROWS[@]}"; do
   cat > "$dir/custos.toml" <<TOML
 [server]
 listen = "127.0.0.1:${PORT[$row]}"
+io_threads = $threads
 [database]
 data_dir = "$dir/data"
 [log]

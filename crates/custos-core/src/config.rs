@@ -1047,6 +1047,11 @@ pub struct ServerConfig {
     /// `/metrics` needs a credential whose principal may `metrics.read` (the built-in role
     /// `metrics-reader`). The metrics name tenants and apps and their spend.
     pub metrics_auth: bool,
+    /// Connections are served on this many single-threaded runtimes, one OS thread each:
+    /// a connection, its calls and what they start (the provider exchange, the body
+    /// streams) stay on one thread, which saves the cross-thread wake-ups of a shared
+    /// runtime. 0: one shared multi-threaded runtime, as before.
+    pub io_threads: usize,
     /// Serve HTTPS (TLS 1.2 and 1.3), optionally asking clients for certificates (mTLS).
     pub tls: Option<TlsConfig>,
 }
@@ -1084,6 +1089,7 @@ impl Default for ServerConfig {
             max_connections_per_client: 256,
             max_concurrent_requests: 2048,
             metrics_auth: false,
+            io_threads: 0,
             tls: None,
         }
     }
@@ -1675,6 +1681,16 @@ impl Config {
                 &w.url,
             ));
         }
+        if self.server.io_threads > 1024 {
+            return fail(
+                "server.io_threads".into(),
+                find_key(text, "io_threads"),
+                format!(
+                    "{} threads is more than 1024; one per core is the point (0: the shared runtime)",
+                    self.server.io_threads
+                ),
+            );
+        }
         let t = &self.telemetry;
         if let Some(u) = &t.otlp_endpoint {
             if !(u.starts_with("http://") || u.starts_with("https://")) || url_host(u).is_none() {
@@ -2226,6 +2242,9 @@ key_refresh_interval = "500ms"
 header_read_timeout = "30s"
 # On SIGTERM/Ctrl-C, how long in-flight requests and streams may take to finish.
 shutdown_grace = "30s"
+# Serve connections on this many single-threaded runtimes (one per core is the point): a
+# connection and its calls stay on one thread. 0: one shared multi-threaded runtime.
+io_threads = 0
 # /metrics names tenants, apps and their spend: set true to require a credential whose
 # principal holds the built-in role metrics-reader (or a policy allowing metrics.read).
 metrics_auth = false

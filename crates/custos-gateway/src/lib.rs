@@ -447,6 +447,16 @@ impl Gateway {
         let connections =
             overload::ConnectionLimits::new(max_connections, server.max_connections_per_client);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let workers = match server.io_threads {
+            0 => None,
+            n => Some(Workers::start(n)?),
+        };
+        if let Some(w) = &workers {
+            tracing::info!(
+                threads = w.handles.len(),
+                "serving connections on single-threaded runtimes"
+            );
+        }
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -471,73 +481,28 @@ impl Gateway {
                     continue;
                 }
             };
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            match &self.tls {
+            let conn = Connection {
+                app: app.clone(),
+                tls: self.tls.clone(),
+                header_timeout,
+                watcher: graceful.watcher(),
+                peer,
+                permit,
+            };
+            match &workers {
                 None => {
-                    let client = refusals::ClientAddr(peer.ip());
-                    let service = tower::ServiceExt::map_request(
-                        app.clone(),
-                        move |mut req: http::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(client);
-                            req
-                        },
-                    );
-                    let service = hyper_util::service::TowerToHyperService::new(service);
-                    let conn =
-                        builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
+                    tokio::spawn(conn.serve(stream));
                 }
-                Some(acceptor) => {
-                    // The handshake runs in the connection's task, bounded like slow headers,
-                    // so a client that never finishes it holds nothing but its own task.
-                    let acceptor = acceptor.clone();
-                    let app = app.clone();
-                    let client = refusals::ClientAddr(peer.ip());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        let tls =
-                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(tls)) => tls,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let peer = tls::peer_certificate(tls.get_ref().1);
-                        let service = tower::ServiceExt::map_request(
-                            app,
-                            move |mut req: http::Request<hyper::body::Incoming>| {
-                                if let Some(p) = &peer {
-                                    req.extensions_mut().insert(p.clone());
-                                }
-                                req.extensions_mut().insert(client);
-                                req
-                            },
-                        );
-                        let service = hyper_util::service::TowerToHyperService::new(service);
-                        let conn =
-                            builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                // The socket leaves this runtime's I/O driver for the worker's.
+                Some(w) => match stream.into_std() {
+                    Ok(std_stream) => w.spawn(async move {
+                        match tokio::net::TcpStream::from_std(std_stream) {
+                            Ok(stream) => conn.serve(stream).await,
+                            Err(e) => tracing::debug!(error = %e, "cannot move a connection to its thread"),
                         }
-                    });
-                }
+                    }),
+                    Err(e) => tracing::debug!(error = %e, "cannot move a connection to its thread"),
+                },
             }
         }
         drop(listener);
@@ -551,7 +516,148 @@ impl Gateway {
         self.state.refusals.flush(&self.state.audit).await;
         self.state.finops.usage.flush().await;
         self.state.audit.flush().await;
+        if let Some(w) = workers {
+            w.stop().await;
+        }
         Ok(())
+    }
+}
+
+/// One accepted connection and what serving it needs, wherever it is served.
+struct Connection {
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: std::time::Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+    permit: overload::ConnectionPermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: tokio::net::TcpStream) {
+        let Connection {
+            app,
+            tls,
+            header_timeout,
+            watcher,
+            peer,
+            permit,
+        } = self;
+        let _permit = permit;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let client = refusals::ClientAddr(peer.ip());
+        match tls {
+            None => serve_http1(builder, stream, app, client, None, watcher).await,
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, bounded like slow headers,
+                // so a client that never finishes it holds nothing but its own task.
+                let tls = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+                let cert = tls::peer_certificate(tls.get_ref().1);
+                serve_http1(builder, tls, app, client, cert, watcher).await
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 on one connection, each request told the client's address and certificate.
+async fn serve_http1<I>(
+    builder: hyper::server::conn::http1::Builder,
+    io: I,
+    app: axum::Router,
+    client: refusals::ClientAddr,
+    cert: Option<tls::PeerCertificate>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = tower::ServiceExt::map_request(
+        app,
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            if let Some(c) = &cert {
+                req.extensions_mut().insert(c.clone());
+            }
+            req.extensions_mut().insert(client);
+            req
+        },
+    );
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Single-threaded runtimes, one OS thread each, that connections are handed to in turn
+/// (`[server] io_threads`).
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Self> {
+        let mut w = Workers {
+            handles: Vec::with_capacity(n),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            stops: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            w.handles.push(rt.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            w.stops.push(stop);
+            w.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("custos-io-{i}"))
+                    .spawn(move || {
+                        rt.block_on(async {
+                            let _ = stopped.await;
+                        });
+                        // Dropping the runtime ends what is left on it: idle provider
+                        // connections, and calls past the shutdown grace.
+                        drop(rt);
+                    })?,
+            );
+        }
+        Ok(w)
+    }
+
+    /// Runs `task` on the next thread in turn.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.handles.len();
+        self.handles[i].spawn(task);
+    }
+
+    async fn stop(self) {
+        for s in self.stops {
+            let _ = s.send(());
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 

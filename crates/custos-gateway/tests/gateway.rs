@@ -1227,3 +1227,47 @@ async fn echoed_input_is_capped() {
     assert!(body.len() < 4096, "{} bytes echoed", body.len());
     assert!(body.contains("more bytes)"), "{body}");
 }
+
+/// `[server] io_threads`: connections served on single-threaded runtimes of their own answer
+/// as on the shared runtime, concurrent calls and streams alike, and each leaves its evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_their_own_threads_serve_calls_and_streams() {
+    let db = &databases("io_threads").await[0];
+    let gw = start(db, "[server]\nio_threads = 2\n").await;
+    let (key, _) = gw.key(KeySpec::default()).await;
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let client = reqwest::Client::new();
+        let (base, key) = (gw.base.clone(), key.clone());
+        calls.push(tokio::spawn(async move {
+            let mut body = chat("gpt-4o-mini", &format!("call {i}"));
+            if i % 4 == 0 {
+                body["stream"] = json!(true);
+            }
+            let r = client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            if i % 4 == 0 {
+                assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+            } else {
+                assert!(text.contains("chat.completion"), "{text}");
+            }
+        }));
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+    // The key's readiness checks came first; then the 24 calls.
+    let events = invoke_events(&gw).await;
+    let chats = events
+        .iter()
+        .filter(|e| e.to_string().contains("gpt-4o-mini"))
+        .count();
+    assert_eq!(chats, 24, "{events:?}");
+}

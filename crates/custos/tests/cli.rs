@@ -614,11 +614,21 @@ fn official_openai_python_sdk_works() {
 /// SIGTERM stops accepting, lets an in-flight stream finish, then exits 0.
 #[test]
 fn sigterm_drains_in_flight_streams() {
+    drains_in_flight_streams("");
+}
+
+/// The same with connections on threads of their own (`[server] io_threads`).
+#[test]
+fn sigterm_drains_in_flight_streams_on_io_threads() {
+    drains_in_flight_streams("[server]\nio_threads = 2\n");
+}
+
+fn drains_in_flight_streams(server: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(
         d.join("custos.toml"),
-        "[[providers]]\nname = \"mock\"\nkind = \"mock\"\nchunk_delay = \"100ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n",
+        format!("{server}[[providers]]\nname = \"mock\"\nkind = \"mock\"\nchunk_delay = \"100ms\"\n\n[[models]]\nname = \"gpt-4o-mini\"\nprovider = \"mock\"\n"),
     )
     .unwrap();
     let key = bot_key(d);
