@@ -177,7 +177,7 @@ fn whole_request(c: &mut Criterion) {
     });
     g.finish();
     // The receiver got the spans: the measurement included exporting them.
-    rt.block_on(tokio::time::sleep(std::time::Duration::from_secs(1)));
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_secs(1)).await });
     assert!(spans.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
