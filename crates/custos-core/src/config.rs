@@ -1691,6 +1691,17 @@ impl Config {
                 ),
             );
         }
+        if let Some(d) = self.release.slo_interval {
+            if d.0 < Duration::from_millis(100) {
+                return fail(
+                    "release.slo_interval".into(),
+                    find_key(text, "slo_interval"),
+                    format!(
+                        "{d} is too short; measure the SLOs every 100ms or longer (default 30s)"
+                    ),
+                );
+            }
+        }
         let t = &self.telemetry;
         if let Some(u) = &t.otlp_endpoint {
             if !(u.starts_with("http://") || u.starts_with("https://")) || url_host(u).is_none() {
@@ -2488,6 +2499,9 @@ mod tests {
             ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name", "name the service"),
             ("[egress]\nallow = [\"api.openai.com\"]\n[telemetry]\notlp_endpoint = \"http://collector.example:4318\"\n", "telemetry.otlp_endpoint", "not in [egress] allow"),
             ("[telemetry]\notlp_headers = \"k=v\"\n", "otlp_headers", "unknown field"),
+            ("[release]\nslo_interval = \"0s\"\n", "release.slo_interval", "too short"),
+            ("[server]\nio_threads = 5000\n", "server.io_threads", "more than 1024"),
+            ("[server]\nio_threads = -1\n", "io_threads", "invalid value"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(says), "{text}: {e}");
