@@ -61,7 +61,13 @@ impl KeyIndex {
         if let Err(e) = check_format(presented) {
             return KeyCheck::Malformed(e);
         }
-        let Some(record) = self.by_digest.get(&KeyDigest::of(presented)) else {
+        self.check_digest(&KeyDigest::of(presented), now_ms)
+    }
+
+    /// Checks a key known only by its digest (a console session signed in with it) at time
+    /// `now_ms`, so revocation and expiry end the session as they end the key.
+    pub fn check_digest(&self, digest: &KeyDigest, now_ms: i64) -> KeyCheck {
+        let Some(record) = self.by_digest.get(digest) else {
             return KeyCheck::Unknown;
         };
         if record.revoked_at_ms.is_some_and(|t| t <= now_ms) {

@@ -100,6 +100,18 @@ pub fn denial(
     Value::Object(e)
 }
 
+/// The event of a sign-in to an interactive surface (`console`): who, from where, with
+/// what credential. Activity `<surface>.signin`; no state changes.
+pub fn signed_in(actor: &Actor, surface: &str) -> Value {
+    let mut e = base(actor, &format!("{surface}.signin"), &Reason::default());
+    e.insert(
+        "resources".into(),
+        json!([{"type": "tenant", "name": actor.principal.tenant}]),
+    );
+    e.insert("outcome".into(), json!("allowed"));
+    Value::Object(e)
+}
+
 /// An event for a fact the control plane records without changing state (a configuration
 /// loaded, a review run, a cost gate overridden).
 pub(crate) fn observed(

@@ -42,7 +42,8 @@ fn key_state(k: &KeyRow) -> Value {
     json!({"type": "api_key", "id": k.id, "prefix": k.prefix, "tenant": k.tenant, "team": k.team,
            "app": k.app, "env": k.env, "models": k.models, "rpm": k.rpm, "tpm": k.tpm,
            "expires_at": k.expires_at.map(format_rfc3339),
-           "revoked_at": k.revoked_at.map(format_rfc3339), "rotated_from": k.rotated_from})
+           "revoked_at": k.revoked_at.map(format_rfc3339), "rotated_from": k.rotated_from,
+           "roles": (!k.roles.is_empty()).then_some(&k.roles)})
 }
 
 /// Team limits to set: `None` keeps the current value, `Some(None)` clears it.
@@ -63,6 +64,8 @@ pub struct KeyScope {
     /// Lifetime from now, in milliseconds.
     pub expires_in_ms: Option<i64>,
     pub name: Option<String>,
+    /// Roles the key holds in policies (`finops-viewer`, `auditor`, …); none: `service`.
+    pub roles: Vec<String>,
 }
 
 /// A key to mint for an app.
@@ -101,6 +104,7 @@ fn mint(app_id: &str, scope: &KeyScope) -> Result<(String, NewKey), ControlError
         rpm: scope.rpm,
         tpm: scope.tpm,
         expires_at: scope.expires_in_ms.map(|ms| now_ms().saturating_add(ms)),
+        roles: scope.roles.clone(),
     };
     Ok((minted.secret, new))
 }
@@ -376,6 +380,7 @@ impl Control {
             .authorize(actor, "keys.create", &req.tenant, reason)
             .await?;
         check_scope(&req.scope)?;
+        check_roles_held(actor, &req.scope.roles)?;
         let mut c = self.store.begin_change().await?;
         let mut events = Vec::new();
         self.tenant_in_change(&mut c, actor, &req.tenant, &mut events)
@@ -488,6 +493,7 @@ impl Control {
             env: before.env.clone(),
             expires_in_ms: None,
             name: before.name.clone(),
+            roles: before.roles.clone(),
         };
         let (secret, mut new) = mint(&before.app_id, &scope)?;
         new.expires_at = before.expires_at;
@@ -548,7 +554,36 @@ fn check_limit(what: &str, v: Option<i64>) -> Result<(), ControlError> {
     }
 }
 
+/// A key cannot carry more power than its maker: a credential may give a new key only roles
+/// it holds itself (by its credential or a live grant). The local operator, who owns the
+/// database, may give any.
+fn check_roles_held(actor: &Actor, roles: &[String]) -> Result<(), ControlError> {
+    if actor.kind != crate::ActorKind::Credential {
+        return Ok(());
+    }
+    let held = custos_authz::policy::roles(&actor.principal);
+    for r in roles {
+        if !held.contains(r) && !actor.facts.grants.contains(r) {
+            return Err(ControlError::invalid(format!(
+                "a key cannot hold role {r:?}: {} does not hold it, and a key gets no role its maker lacks",
+                actor.principal.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_scope(s: &KeyScope) -> Result<(), ControlError> {
+    if s.roles.len() > 16 {
+        return Err(ControlError::invalid("a key holds at most 16 roles"));
+    }
+    for r in &s.roles {
+        if !custos_core::id::is_valid_name(r) {
+            return Err(ControlError::invalid(format!(
+                "role {r:?} is invalid: use letters, digits, '.', '_' or '-'"
+            )));
+        }
+    }
     check_limit("rpm", s.rpm)?;
     check_limit("tpm", s.tpm)?;
     if !custos_core::id::is_valid_name(&s.env) {

@@ -24,7 +24,7 @@ mod threat;
 pub use components::{NewDataset, NewPrompt};
 pub use erasure::{data_files, sha256_file, EraseSpec, Erased};
 pub use error::ControlError;
-pub use event::{denial, digest};
+pub use event::{denial, digest, signed_in};
 pub use evidence::{ConfigDigest, ConfigLoaded};
 pub use finops::{BudgetDeleted, NewOverride};
 pub use grants::GrantRequest;

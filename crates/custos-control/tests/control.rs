@@ -205,6 +205,7 @@ async fn actions_that_need_a_reason_refuse_without_one() {
                 env: "prod".into(),
                 expires_in_ms: None,
                 name: None,
+                roles: Vec::new(),
             },
         };
         let key = c.create_key(&op, &req, &Reason::default()).await.unwrap();

@@ -332,6 +332,29 @@ pub struct Config {
     pub events: EventsConfig,
     /// OpenTelemetry traces of calls, to an OTLP receiver.
     pub telemetry: TelemetryConfig,
+    /// The web console at `/console`.
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console `custos serve` serves at `/console`. Sessions are signed
+/// cookies; the signing key comes from `CUSTOS_CONSOLE_SECRET` (never from this file), else a
+/// random key per process, so sessions then end when the process stops.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console (default true); off, `/console` answers 404.
+    pub enabled: bool,
+    /// How long a sign-in lasts (default 8h; at most 7 days).
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(8 * 3600)),
+        }
+    }
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP. Off unless `otlp_endpoint` is set;
@@ -1702,6 +1725,17 @@ impl Config {
                 );
             }
         }
+        let ttl = self.console.session_ttl.0;
+        if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(7 * 86_400) {
+            return fail(
+                "console.session_ttl".into(),
+                find_key(text, "session_ttl"),
+                format!(
+                    "{} is not between 1m and 7d (default 8h)",
+                    self.console.session_ttl
+                ),
+            );
+        }
         let t = &self.telemetry;
         if let Some(u) = &t.otlp_endpoint {
             if !(u.starts_with("http://") || u.starts_with("https://")) || url_host(u).is_none() {
@@ -2343,6 +2377,13 @@ failover = "30s"
 service_name = "custos"
 sample_ratio = 1.0       # share of calls that start a trace; a caller's traceparent decides its own
 
+[console]
+# The web console at /console (sign in with an API key). Sessions are signed cookies; set
+# CUSTOS_CONSOLE_SECRET (32+ random bytes, base64 or hex) so they survive restarts and work
+# on every replica.
+enabled = true
+session_ttl = "8h"
+
 # Carbon estimates of jobs use the shipped tables (crates/custos-finops/data/carbon.toml,
 # with sources); entries here replace or add to them.
 # [carbon]
@@ -2496,6 +2537,8 @@ mod tests {
             ("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n", "telemetry.otlp_endpoint", "http://"),
             ("[telemetry]\nsample_ratio = 1.5\n", "telemetry.sample_ratio", "between 0 and 1"),
             ("[telemetry]\nqueue = 0\n", "telemetry.queue", "between 1 and"),
+            ("[console]\nsession_ttl = \"10s\"\n", "console.session_ttl", "between 1m and 7d"),
+            ("[console]\nsession_ttl = \"30d\"\n", "console.session_ttl", "between 1m and 7d"),
             ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name", "name the service"),
             ("[egress]\nallow = [\"api.openai.com\"]\n[telemetry]\notlp_endpoint = \"http://collector.example:4318\"\n", "telemetry.otlp_endpoint", "not in [egress] allow"),
             ("[telemetry]\notlp_headers = \"k=v\"\n", "otlp_headers", "unknown field"),

@@ -313,6 +313,20 @@ fn actor_of<B>(
     headers: &HeaderMap,
     req: &http::Request<B>,
 ) -> Actor {
+    let source = req
+        .extensions()
+        .get::<crate::refusals::ClientAddr>()
+        .map(|c| c.0.to_string());
+    actor_for(s, p, headers, source)
+}
+
+/// The acting principal, for surfaces that hold the request's parts apart (the console).
+pub(crate) fn actor_for(
+    s: &AppState,
+    p: &SharedPrincipal,
+    headers: &HeaderMap,
+    source: Option<String>,
+) -> Actor {
     let now = now_ms();
     let facts = RequestFacts {
         time: now.div_euclid(1000),
@@ -322,10 +336,7 @@ fn actor_of<B>(
     };
     let tenant = (*s.directory.tenant_facts(&p.tenant)).clone();
     let mut a = Actor::credential((**p).clone(), facts, tenant);
-    a.source = req
-        .extensions()
-        .get::<crate::refusals::ClientAddr>()
-        .map(|c| c.0.to_string());
+    a.source = source;
     a.request_id = headers
         .get(crate::request_id::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -685,6 +696,7 @@ fn key_out(k: &custos_store::KeyRow) -> KeyOut {
         expires_at: k.expires_at.map(format_rfc3339),
         revoked_at: k.revoked_at.map(format_rfc3339),
         rotated_from: k.rotated_from.clone(),
+        roles: k.roles.clone(),
     }
 }
 
@@ -767,6 +779,9 @@ pub(crate) struct NewKeyBody {
     expires_in: Option<String>,
     env: Option<String>,
     name: Option<String>,
+    /// Roles the key holds in policies (`finops-viewer`, `auditor`, …): only roles the
+    /// caller holds itself. None: the built-in `service`.
+    roles: Option<Vec<String>>,
     why: Option<String>,
     ticket: Option<String>,
 }
@@ -827,6 +842,7 @@ pub(crate) async fn create_key(
             env: b.env.unwrap_or_else(|| "prod".into()),
             expires_in_ms,
             name: b.name,
+            roles: b.roles.unwrap_or_default(),
         },
     };
     match c.s.control.create_key(&c.actor, &req, &r).await {
@@ -844,7 +860,7 @@ pub(crate) async fn create_key(
 
 /// Makes a key change visible to this gateway at once, and to the others at once through the
 /// shared Redis (else at their next refresh, within a second).
-async fn refresh_keys(s: &AppState) {
+pub(crate) async fn refresh_keys(s: &AppState) {
     if let Some(c) = &s.cluster {
         c.announce(crate::cluster::Topic::Keys);
     }

@@ -63,7 +63,7 @@ pub(crate) struct ReleasesQuery {
 }
 
 /// This gateway serves a changed alias at once; the others on their next refresh.
-async fn refresh_aliases(s: &AppState) {
+pub(crate) async fn refresh_aliases(s: &AppState) {
     if let Some(c) = &s.cluster {
         c.announce(crate::cluster::Topic::Releases);
     }
@@ -78,14 +78,28 @@ async fn in_tenant(
     tenant: &str,
     id: &str,
 ) -> Result<custos_control::ReleaseView, Response> {
-    match s.control.release_view(id).await {
-        Ok(v) if v.release.tenant == tenant => Ok(v),
-        Ok(_) | Err(ControlError::Store(StoreError::NotFound(_))) => Err(Problem::new(
+    match release_of(s, tenant, id).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(Problem::new(
             ProblemKind::NotFound,
             format!("no release {id:?} in this tenant"),
         )
         .into_response()),
         Err(e) => Err(control_problem(e)),
+    }
+}
+
+/// The release `id` if it is `tenant`'s; `None` for another tenant's, exactly as for one
+/// that does not exist (every surface answers both alike).
+pub(crate) async fn release_of(
+    s: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<custos_control::ReleaseView>, ControlError> {
+    match s.control.release_view(id).await {
+        Ok(v) if v.release.tenant == tenant => Ok(Some(v)),
+        Ok(_) | Err(ControlError::Store(StoreError::NotFound(_))) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

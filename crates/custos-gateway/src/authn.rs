@@ -70,6 +70,11 @@ impl KeyCache {
         self.index.load().check(presented, now_ms())
     }
 
+    /// Checks the key behind a console session by its digest.
+    pub fn check_digest(&self, digest: &KeyDigest) -> KeyCheck {
+        self.index.load().check_digest(digest, now_ms())
+    }
+
     pub fn len(&self) -> usize {
         self.index.load().len()
     }
@@ -126,6 +131,7 @@ pub fn record_from_row(row: KeyRow) -> Option<KeyRecord> {
         tpm: limit(row.tpm),
         team_rpm: limit(row.team_rpm),
         team_tpm: limit(row.team_tpm),
+        roles: row.roles,
         ..Principal::default()
     };
     let mut principal = principal;

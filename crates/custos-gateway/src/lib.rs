@@ -13,6 +13,7 @@ pub mod body_tap;
 pub mod budget;
 pub mod call;
 pub mod cluster;
+pub mod console;
 pub mod directory;
 pub mod dpia_watch;
 pub mod finops;
@@ -98,6 +99,8 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
     #[error("pii: {0}")]
     Pii(String),
+    #[error("console: {0}")]
+    Console(String),
     #[error(transparent)]
     Webhook(#[from] webhook::WebhookSetupError),
     #[error("finops.time_zone: {0}")]
@@ -197,7 +200,21 @@ impl Gateway {
             Some((t, task)) => (Some(t), Some(task)),
             None => (None, None),
         };
+        let console = if config.console.enabled {
+            let secret = std::env::var(console::session::SECRET_ENV).ok();
+            Some(Arc::new(
+                console::session::Sessions::new(
+                    secret.as_deref(),
+                    i64::try_from(config.console.session_ttl.0.as_millis()).unwrap_or(i64::MAX),
+                    config.server.tls.is_some(),
+                )
+                .map_err(|e| GatewayError::Console(e.to_string()))?,
+            ))
+        } else {
+            None
+        };
         let state = Arc::new(Shared {
+            console,
             cluster: cluster.clone(),
             config,
             store: store.clone(),

@@ -305,6 +305,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/pii/supportedentities" => "/pii/supportedentities",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         p if p.starts_with("/admin/") => "/admin",
+        p if p == "/console" || p.starts_with("/console/") => "/console",
         _ => "other",
     }
 }
@@ -322,6 +323,21 @@ fn escape(v: &str) -> String {
 }
 
 impl Metrics {
+    /// The requests of `tenant` this process answered with each of `statuses`, since it
+    /// started (the console's refusal counts).
+    pub fn answered(&self, tenant: &str, statuses: &[u16]) -> Vec<u64> {
+        let r = lock(&self.requests);
+        statuses
+            .iter()
+            .map(|st| {
+                r.iter()
+                    .filter(|(k, _)| k.2 == *st && k.4 == tenant)
+                    .map(|(_, n)| n)
+                    .sum()
+            })
+            .collect()
+    }
+
     pub fn auth_failure(&self, reason: &'static str) {
         *lock(&self.auth_failures).entry(reason).or_default() += 1;
     }

@@ -35,6 +35,9 @@ pub struct KeyOut {
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub rotated_from: Option<String>,
+    /// Roles the key holds in policies; absent: the built-in `service`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// A minted key: its row and, once, its secret.

@@ -131,6 +131,12 @@ fn build(state: AppState, audit: bool) -> Router {
     } else {
         inner.route("/metrics", get(metrics::exposition))
     };
+    // The console signs its own sessions (cookies, not bearer credentials) and authorizes
+    // each page with the same policies.
+    let inner = match &state.console {
+        Some(sessions) => inner.merge(crate::console::router(sessions.clone())),
+        None => inner,
+    };
     let inner = inner
         .merge(authenticated)
         .fallback(service::not_found)

@@ -127,6 +127,7 @@ async fn key_with_secret(gw: &common::TestGateway, tenant: &str) -> (String, Str
             rpm: None,
             tpm: None,
             expires_at: None,
+            roles: Vec::new(),
         })
         .await
         .map(|k| (k.id, minted.secret.clone()))

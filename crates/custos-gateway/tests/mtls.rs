@@ -318,6 +318,7 @@ async fn key_for(gw: &common::TestGateway) -> (String, String) {
             rpm: None,
             tpm: None,
             expires_at: None,
+            roles: Vec::new(),
         })
         .await
         .unwrap();

@@ -112,6 +112,51 @@ pub fn check_tag_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Upper bounds (ms, inclusive) of the latency buckets `usage_traffic` counts calls in; a last
+/// bucket holds the slower ones.
+pub const LATENCY_BOUNDS_MS: [i64; 14] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000,
+];
+
+/// What the console's traffic tables group by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficDimension {
+    Tenant,
+    /// `team/app`.
+    App,
+    Model,
+    /// The release that served the call (empty: none).
+    Release,
+    Env,
+}
+
+impl TrafficDimension {
+    fn expr(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::App => "team || '/' || app",
+            Self::Model => "model",
+            Self::Release => "COALESCE(release_id, '')",
+            Self::Env => "env",
+        }
+    }
+}
+
+/// Gateway calls of one group: counts, spend and a latency histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub key: String,
+    pub calls: i64,
+    /// Answered 5xx (the provider's or custos' own failure).
+    pub server_errors: i64,
+    /// Answered 4xx after reaching the provider.
+    pub client_errors: i64,
+    pub cost: Amount,
+    pub tokens: i64,
+    /// Calls per `LATENCY_BOUNDS_MS` bucket, and one more for the slower ones.
+    pub latency: Vec<i64>,
+}
+
 /// Which records a report or a sum covers.
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
@@ -837,6 +882,94 @@ impl Store {
             .await?
             .into_iter()
             .map(|(b, c)| (b, Amount::from_nanos(c.into())))
+            .collect())
+    }
+
+    /// Gateway calls in `f` grouped by `by` (none: one row) and by latency bucket
+    /// (`LATENCY_BOUNDS_MS`): the counts behind the console's traffic tables, each row small
+    /// however many calls the window holds.
+    pub async fn usage_traffic(
+        &self,
+        f: &UsageFilter,
+        by: Option<TrafficDimension>,
+    ) -> Result<Vec<Traffic>, StoreError> {
+        let key = by.map_or("''", TrafficDimension::expr);
+        let mut bucket = String::from("CASE");
+        for (i, b) in LATENCY_BOUNDS_MS.iter().enumerate() {
+            bucket.push_str(&format!(" WHEN latency_ms <= {b} THEN {i}"));
+        }
+        bucket.push_str(&format!(" ELSE {} END", LATENCY_BOUNDS_MS.len()));
+        let mut sql = format!(
+            "SELECT CAST({key} AS TEXT) AS k, {bucket} AS b,
+                    CAST(COUNT(*) AS BIGINT) AS n,
+                    CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT) AS e5,
+                    CAST(COALESCE(SUM(CASE WHEN status >= 400 AND status < 500 THEN 1 ELSE 0 END), 0) AS BIGINT) AS e4,
+                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS c,
+                    CAST(COALESCE(SUM(input_tokens + cached_input_tokens + cache_write_tokens + output_tokens + reasoning_tokens), 0) AS BIGINT) AS t
+             FROM usage_records"
+        );
+        let mut next = 1;
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        sql.push_str(" AND source = 'gateway' GROUP BY 1, 2");
+        let mut q = sqlx::query_as::<_, (Option<String>, i32, i64, i64, i64, i64, i64)>(&sql)
+            .bind(f.from_ms)
+            .bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let mut out: Vec<Traffic> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for (k, b, n, e5, e4, c, t) in q.fetch_all(self.pool()).await? {
+            let k = k.unwrap_or_default();
+            let i = *index.entry(k.clone()).or_insert_with(|| {
+                out.push(Traffic {
+                    key: k,
+                    latency: vec![0; LATENCY_BOUNDS_MS.len() + 1],
+                    ..Traffic::default()
+                });
+                out.len() - 1
+            });
+            let row = &mut out[i];
+            row.calls += n;
+            row.server_errors += e5;
+            row.client_errors += e4;
+            row.cost = row.cost.saturating_add(Amount::from_nanos(c.into()));
+            row.tokens += t;
+            if let Some(slot) = usize::try_from(b).ok().and_then(|b| row.latency.get_mut(b)) {
+                *slot += n;
+            }
+        }
+        out.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
+    }
+
+    /// Gateway calls in `f` per `bucket_ms`: (bucket start, calls, 5xx, cost).
+    pub async fn usage_traffic_series(
+        &self,
+        f: &UsageFilter,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64, Amount)>, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        let mut sql = format!(
+            "SELECT CAST((at / {bucket_ms}) * {bucket_ms} AS BIGINT) AS b,
+                    CAST(COUNT(*) AS BIGINT) AS n,
+                    CAST(COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END), 0) AS BIGINT) AS e,
+                    CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS c
+             FROM usage_records"
+        );
+        let mut next = 1;
+        let binds = self.filter_sql(f, &mut sql, &mut next);
+        sql.push_str(" AND source = 'gateway' GROUP BY 1 ORDER BY 1");
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, i64)>(&sql)
+            .bind(f.from_ms)
+            .bind(f.until_ms);
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|(b, n, e, c)| (b, n, e, Amount::from_nanos(c.into())))
             .collect())
     }
 

@@ -62,6 +62,8 @@ pub struct NewKey {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub expires_at: Option<i64>,
+    /// Roles the key holds in policies; none: the built-in `service`.
+    pub roles: Vec<String>,
 }
 
 /// A stored key, joined with the names and limits of its tenant, team and app.
@@ -88,6 +90,8 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
     pub rotated_from: Option<String>,
     pub updated_at: i64,
+    /// Roles the key holds in policies; none: the built-in `service`.
+    pub roles: Vec<String>,
 }
 
 impl KeyRow {
@@ -124,7 +128,7 @@ const KEY_SELECT: &str =
     "SELECT k.id, k.digest, k.prefix, k.name, k.tenant_id, tn.name AS tenant, \
     k.team_id, t.name AS team, k.app_id, a.name AS app, k.env, k.models, k.rpm, k.tpm, \
     t.rpm AS team_rpm, t.tpm AS team_tpm, k.created_at, k.expires_at, k.revoked_at, \
-    k.rotated_from, \
+    k.rotated_from, k.roles, \
     CASE WHEN t.updated_at > k.updated_at THEN t.updated_at ELSE k.updated_at END AS updated_at \
     FROM api_keys k JOIN teams t ON t.id = k.team_id JOIN tenants tn ON tn.id = k.tenant_id \
     JOIN apps a ON a.id = k.app_id";
@@ -152,6 +156,13 @@ fn key_row(r: &AnyRow) -> Result<KeyRow, sqlx::Error> {
         revoked_at: r.try_get("revoked_at")?,
         rotated_from: r.try_get("rotated_from")?,
         updated_at: r.try_get("updated_at")?,
+        roles: r
+            .try_get::<String, _>("roles")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -287,8 +298,8 @@ async fn insert_key_in(
     let now = now_ms();
     let result = sqlx::query(
         "INSERT INTO api_keys (id, digest, prefix, name, tenant_id, team_id, app_id, env, models, \
-           rpm, tpm, created_at, expires_at, revoked_at, rotated_from, updated_at) \
-         SELECT $1, $2, $3, $4, t.tenant_id, a.team_id, a.id, $5, $6, $7, $8, $9, $10, NULL, $11, $9 \
+           rpm, tpm, created_at, expires_at, revoked_at, rotated_from, updated_at, roles) \
+         SELECT $1, $2, $3, $4, t.tenant_id, a.team_id, a.id, $5, $6, $7, $8, $9, $10, NULL, $11, $9, $13 \
          FROM apps a JOIN teams t ON t.id = a.team_id WHERE a.id = $12",
     )
     .bind(id)
@@ -303,6 +314,7 @@ async fn insert_key_in(
     .bind(key.expires_at)
     .bind(rotated_from)
     .bind(&key.app_id)
+    .bind(key.roles.join(","))
     .execute(&mut *c)
     .await
     .map_err(|e| StoreError::conflict_as(e, || "a key with this digest".into()))?;

@@ -25,7 +25,8 @@ pub use error::StoreError;
 pub use events::EventCursor;
 pub use finops::{
     budget_filter, check_tag_key, sample_record, BilledGroup, BilledSpanRow, BillingFile,
-    Dimension, JobRow, SpendOverride, UsageFilter, UsageTotals,
+    Dimension, JobRow, SpendOverride, Traffic, TrafficDimension, UsageFilter, UsageTotals,
+    LATENCY_BOUNDS_MS,
 };
 pub use grants::{Grant, GrantKind, GrantStatus, NewGrant};
 pub use identity::{App, KeyFilter, KeyRow, NewKey, Team, Tenant};

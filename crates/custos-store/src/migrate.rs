@@ -168,6 +168,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0023_slo_alerts.sql"),
         postgres: include_str!("migrations/0023_slo_alerts.sql"),
     },
+    Migration {
+        version: 24,
+        name: "roles held by API keys",
+        sqlite: include_str!("migrations/0024_key_roles.sql"),
+        postgres: include_str!("migrations/0024_key_roles.sql"),
+    },
 ];
 
 /// The PostgreSQL session advisory lock migrations run under ("custos-m" in ASCII), distinct

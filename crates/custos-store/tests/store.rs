@@ -26,6 +26,7 @@ fn new_key(app_id: &str, digest: &str) -> NewKey {
         rpm: Some(600),
         tpm: None,
         expires_at: None,
+        roles: Vec::new(),
     }
 }
 

@@ -150,7 +150,7 @@ pub enum AppCmd {
 pub enum KeyCmd {
     /// Mint an API key. The key is printed once, on standard output, and never again.
     #[command(
-        after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
+        after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  custos keys create --team ml --app console --role tenant-admin --expires 8h   # for the web console\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
     )]
     Create {
         /// The team the key belongs to (its limits and budgets apply).
@@ -179,6 +179,11 @@ pub enum KeyCmd {
         /// A label to recognize the key by.
         #[arg(long)]
         name: Option<String>,
+        /// A role the key holds in policies (repeat or comma-separate): `finops-viewer` for a
+        /// dashboard, `auditor` or `tenant-admin` to sign in to the console. None: `service`
+        /// (model calls only). A credential may give only roles it holds.
+        #[arg(long = "role", value_name = "ROLE", value_delimiter = ',')]
+        roles: Vec<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -526,6 +531,7 @@ fn key_json(k: &KeyRow) -> serde_json::Value {
         "created_at": time(Some(k.created_at)), "expires_at": k.expires_at.map(|t| time(Some(t))),
         "ends_at": k.ends_at().map(|t| time(Some(t))),
         "revoked_at": k.revoked_at.map(|t| time(Some(t))), "rotated_from": k.rotated_from,
+        "roles": k.roles,
     })
 }
 
@@ -539,6 +545,14 @@ fn key_details(k: &KeyRow, to_stdout: bool) {
         ("owner", format!("{}/{}/{}", k.tenant, k.team, k.app)),
         ("env", k.env.clone()),
         ("models", k.models.clone()),
+        (
+            "roles",
+            if k.roles.is_empty() {
+                "service (model calls)".to_owned()
+            } else {
+                k.roles.join(", ")
+            },
+        ),
         ("limits", format!("{} rpm, {} tpm", opt(k.rpm), opt(k.tpm))),
         ("status", k.status(now_ms()).into()),
         ("created", time(Some(k.created_at))),
@@ -572,6 +586,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
             expires,
             env,
             name,
+            roles,
             change,
         } => {
             let scope = ModelScope::parse(&models);
@@ -604,6 +619,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     env,
                     expires_in_ms,
                     name,
+                    roles,
                 },
             };
             let r = control.create_key(&actor, &req, &change.reason()?).await?;

@@ -412,6 +412,7 @@ pub async fn drill(ctx: &Ctx, control: &Control, actor: &Actor, a: DrillArgs) ->
                     env: "drill".into(),
                     expires_in_ms: Some(3_600_000),
                     name: Some("release-drill".into()),
+                    roles: Vec::new(),
                 },
             },
             &reason,

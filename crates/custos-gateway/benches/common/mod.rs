@@ -51,6 +51,7 @@ pub async fn build_with(
                 rpm: Some(1_000_000_000),
                 tpm: Some(1_000_000_000),
                 expires_at: None,
+                roles: Vec::new(),
             })
             .await
             .unwrap();

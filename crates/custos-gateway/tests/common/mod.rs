@@ -127,6 +127,7 @@ impl TestGateway {
                 rpm: spec.rpm,
                 tpm: spec.tpm,
                 expires_at: spec.expires_at,
+                roles: Vec::new(),
             })
             .await
             .unwrap();

@@ -1,0 +1,422 @@
+//! The web console over real HTTP on loopback, on SQLite and PostgreSQL: sign-in with an API
+//! key, every page under the Cedar policies, CSRF and origin checks on every form, changes
+//! through the control plane (recorded in the ledger), sessions that end when their key is
+//! revoked or they sign out, and another tenant's pages refused.
+
+mod common;
+
+use common::*;
+use custos_finops::{Amount, Currency, Price, Rates};
+use custos_store::testkit::Seed as _;
+use custos_store::NewKey;
+use serde_json::json;
+use std::time::Duration;
+
+/// A browser without cookies or redirects of its own: each test sees every 303 and sets
+/// each cookie by hand, so what the server asks for is what is checked.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        Browser {
+            base: base.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            assert!(
+                v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                "{v}"
+            );
+            let (pair, attrs) = v.split_once(';').unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), val.to_owned());
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> reqwest::Response {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        r
+    }
+
+    async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> reqwest::Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        self.keep(&r);
+        r
+    }
+
+    /// Signs in with `key`, as a person would: the form, then the post.
+    async fn sign_in(&mut self, key: &str) -> reqwest::Response {
+        let page = self.get("/console/signin").await.text().await.unwrap();
+        let csrf = csrf_of(&page);
+        self.post(
+            "/console/signin",
+            &[("csrf", &csrf), ("key", key), ("next", "/console")],
+            None,
+        )
+        .await
+    }
+}
+
+/// The CSRF token of the first form of a page.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn key_for(gw: &TestGateway, app_id: &str, roles: &[&str]) -> (String, String) {
+    let minted = custos_authz::api_key::mint().unwrap();
+    let row = gw
+        .store
+        .insert_key(&NewKey {
+            digest_hex: minted.digest.to_hex(),
+            prefix: minted.display_prefix.clone(),
+            name: None,
+            app_id: app_id.to_owned(),
+            env: "prod".into(),
+            models: "*".into(),
+            rpm: None,
+            tpm: None,
+            expires_at: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        })
+        .await
+        .unwrap();
+    gw.state.keys.refresh(&gw.store).await.unwrap();
+    (minted.secret, row.id)
+}
+
+#[tokio::test]
+async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_plane() {
+    for db in databases("console_pages").await {
+        let up = upstream(axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(|| async {
+                axum::Json(json!({"id":"c1","object":"chat.completion","model":"m",
+                    "choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+                    "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}))
+            }),
+        ))
+        .await;
+        // The built-in policies: the console key holds tenant-admin, the others `service`.
+        let gw = start(&db, &upstream_config(up, "m", "")).await;
+        gw.store
+            .prices_upsert(&[Price {
+                provider: "up".into(),
+                model: "m-upstream".into(),
+                effective_from: 0,
+                currency: Currency::USD,
+                rates: Rates {
+                    input_per_1m: "2.50".parse::<Amount>().unwrap(),
+                    output_per_1m: "10".parse::<Amount>().unwrap(),
+                    ..Rates::default()
+                },
+            }])
+            .await
+            .unwrap();
+        gw.state.finops.refresh(&gw.store).await.unwrap();
+        let app = gw.app_id.clone();
+        let (admin, _) = key_for(&gw, &app, &["tenant-admin"]).await;
+        let (victim, victim_id) = key_for(&gw, &app, &[]).await;
+        for _ in 0..3 {
+            let r = gw
+                .post("/v1/chat/completions", &admin, &chat("m", "hello"))
+                .await;
+            assert_eq!(r.status(), 200, "{}", db.name);
+        }
+        gw.state.finops.usage.flush().await;
+
+        let mut b = Browser::new(&gw.base);
+        // Without a session every page sends the browser to sign in, and says where it was.
+        let r = b.get("/console/spend?window=7d").await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(
+            location(&r),
+            "/console/signin?next=%2Fconsole%2Fspend%3Fwindow%3D7d"
+        );
+        let r = b.get("/console/signin").await;
+        assert_eq!(r.status(), 200);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        let page = r.text().await.unwrap();
+        assert!(
+            !page.contains("<script>") && !page.contains("style="),
+            "no inline code"
+        );
+
+        // A sign-in without the form's token, or with another site's origin, is refused.
+        let r = b.post("/console/signin", &[("key", &admin)], None).await;
+        assert_eq!(r.status(), 403, "{}", db.name);
+        let csrf = csrf_of(&b.get("/console/signin").await.text().await.unwrap());
+        let r = b
+            .post(
+                "/console/signin",
+                &[("csrf", &csrf), ("key", &admin)],
+                Some("http://evil.example"),
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+        assert!(!b.cookies.contains_key("custos_session"));
+
+        // A wrong key is refused without echoing it.
+        let r = b.sign_in("ck_not-a-key").await;
+        assert_eq!(r.status(), 401);
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("not a custos API key") && !page.contains("ck_not-a-key"),
+            "{page}"
+        );
+
+        let r = b.sign_in(&admin).await;
+        assert_eq!(r.status(), 303, "{}", db.name);
+        assert_eq!(location(&r), "/console");
+        assert!(b.cookies.contains_key("custos_session"));
+        assert!(
+            !b.cookies["custos_session"].contains(&admin[3..]),
+            "the key itself is never in the cookie"
+        );
+
+        // Every page renders for the tenant, with the tenant's data.
+        let page = b.get("/console").await.text().await.unwrap();
+        for want in ["Overview", "p95 latency", "ml/bot", "<svg"] {
+            assert!(page.contains(want), "{want} missing from overview");
+        }
+        assert!(page.contains(">3<"), "three calls counted: {page}");
+        let page = b
+            .get("/console/spend?window=30d&group=app")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("Showback by app") && page.contains("bot"),
+            "{page}"
+        );
+        // 3 calls × (1000 × 2.50 + 100 × 10) / 1M = 0.0105 USD.
+        assert!(page.contains("0.0105 USD"), "{page}");
+        let r = b.get("/console/spend.csv?window=30d&group=team").await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment"));
+        let csv = r.text().await.unwrap();
+        assert!(csv.starts_with("team,currency,cost,calls,"), "{csv}");
+        assert!(csv.contains("\nml,USD,0.0105,3,3000,300,0.0035,"), "{csv}");
+        let r = b.get("/console/spend?group=nope").await;
+        assert_eq!(r.status(), 400);
+        let page = b.get("/console/access").await.text().await.unwrap();
+        assert!(
+            page.contains(&victim_id) && page.contains("Revoke"),
+            "{page}"
+        );
+        let page = b.get("/console/releases").await.text().await.unwrap();
+        assert!(page.contains("No releases"), "{page}");
+
+        // Another tenant's pages are refused by policy, and the refusal is in the ledger.
+        gw.store.ensure_tenant("globex").await.unwrap();
+        for path in [
+            "/console?tenant=globex",
+            "/console/spend?tenant=globex",
+            "/console/access?tenant=globex",
+            "/console/releases?tenant=globex",
+            "/console/spend.csv?tenant=globex",
+        ] {
+            let r = b.get(path).await;
+            assert_eq!(r.status(), 403, "{path} on {}", db.name);
+        }
+        gw.state.audit.flush().await;
+        let size = gw.store.ledger_size().await.unwrap();
+        let entries = gw.store.ledger_entries(0, size as i64).await.unwrap();
+        assert!(entries
+            .iter()
+            .any(|e| e.event.contains("\"console.signin\"")));
+        assert!(entries
+            .iter()
+            .any(|e| e.event.contains("\"denied\"") && e.event.contains("globex")));
+
+        // Revoking a key: refused without the token, with a forged one or from another
+        // site; then done through the control plane, its reason in the ledger.
+        let page = b.get("/console/access").await.text().await.unwrap();
+        let csrf = csrf_of(&page);
+        let path = format!("/console/access/keys/{victim_id}/revoke");
+        let r = b.post(&path, &[("why", "leaked")], None).await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post(&path, &[("csrf", "forged"), ("why", "leaked")], None)
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post(
+                &path,
+                &[("csrf", &csrf), ("why", "leaked")],
+                Some("http://evil.example"),
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+        assert_eq!(gw.get("/v1/models", &victim).await.status(), 200);
+        let r = b
+            .post(&path, &[("csrf", &csrf), ("why", "leaked in a log")], None)
+            .await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        assert_eq!(location(&r), "/console/access?tenant=acme&done=revoked");
+        assert_eq!(gw.get("/v1/models", &victim).await.status(), 401);
+        gw.state.audit.flush().await;
+        let size = gw.store.ledger_size().await.unwrap();
+        let entries = gw.store.ledger_entries(0, size as i64).await.unwrap();
+        assert!(entries
+            .iter()
+            .any(|e| e.event.contains("\"keys.revoke\"") && e.event.contains("leaked in a log")));
+
+        // A session signed in with the victim's key ends with it.
+        let mut v = Browser::new(&gw.base);
+        let (victim2, victim2_id) = key_for(&gw, &app, &["auditor"]).await;
+        assert_eq!(v.sign_in(&victim2).await.status(), 303);
+        assert_eq!(v.get("/console").await.status(), 200);
+        let csrf = csrf_of(&b.get("/console/access").await.text().await.unwrap());
+        let r = b
+            .post(
+                &format!("/console/access/keys/{victim2_id}/revoke"),
+                &[("csrf", &csrf), ("why", "rotation")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+        let r = v.get("/console").await;
+        assert_eq!(r.status(), 303);
+        assert!(
+            location(&r).contains("was%20revoked") || location(&r).contains("was+revoked"),
+            "{}",
+            location(&r)
+        );
+
+        // A key without a reader's role signs in, and every page says what it may not read.
+        let (service, _) = key_for(&gw, &app, &[]).await;
+        let mut sv = Browser::new(&gw.base);
+        assert_eq!(sv.sign_in(&service).await.status(), 303);
+        let r = sv.get("/console").await;
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("usage.read on tenant"));
+
+        // A key gets no role its maker lacks: the tenant admin cannot mint a security admin.
+        let mint = |roles: serde_json::Value| {
+            gw.client
+                .post(format!("{}/admin/v1/tenants/acme/keys", gw.base))
+                .bearer_auth(&admin)
+                .json(&json!({"team": "ml", "app": "bot", "roles": roles, "why": "console"}))
+                .send()
+        };
+        let r = mint(json!(["security-admin"])).await.unwrap();
+        assert_eq!(r.status(), 400, "{}", db.name);
+        assert!(r.text().await.unwrap().contains("no role its maker lacks"));
+        let r = mint(json!(["tenant-admin"])).await.unwrap();
+        assert_eq!(r.status(), 201);
+        let made: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(made["roles"], json!(["tenant-admin"]));
+
+        // Signing out needs the token too; after it, a copy of the cookie opens nothing here.
+        let copied = b.cookies["custos_session"].clone();
+        let r = b.post("/console/signout", &[], None).await;
+        assert_eq!(r.status(), 403);
+        let csrf = csrf_of(&b.get("/console").await.text().await.unwrap());
+        let r = b.post("/console/signout", &[("csrf", &csrf)], None).await;
+        assert_eq!(r.status(), 303);
+        assert!(!b.cookies.contains_key("custos_session"));
+        b.cookies.insert("custos_session".into(), copied);
+        assert_eq!(b.get("/console").await.status(), 303);
+
+        // A forged or altered cookie is not a session.
+        let mut f = Browser::new(&gw.base);
+        f.cookies
+            .insert("custos_session".into(), "eyJtIjoia2V5In0.AAAA".into());
+        assert_eq!(f.get("/console").await.status(), 303);
+        let r = f.get("/console/assets/console.css").await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css"));
+        assert_eq!(
+            f.get("/console/assets/../../etc/passwd").await.status(),
+            404
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_console_is_off_when_configured_so() {
+    let dbs = databases("console_off").await;
+    let gw = start(&dbs[0], "[console]\nenabled = false\n").await;
+    let r = gw
+        .client
+        .get(format!("{}/console", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
