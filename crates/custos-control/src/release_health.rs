@@ -549,15 +549,7 @@ impl Control {
         }
         let mut entries = Vec::new();
         for (index, event) in found {
-            let nodes = self
-                .store
-                .ledger_nodes_at(&custos_ledger::inclusion_positions(index, size))
-                .await?;
-            let path = custos_ledger::inclusion_proof(&nodes, index, size).map_err(|e| {
-                ControlError::Store(StoreError::Invalid(format!(
-                    "cannot prove ledger entry {index}: {e}; run custos audit verify"
-                )))
-            })?;
+            let path = self.inclusion_path(index, size).await?;
             entries.push(proof::Entry {
                 index,
                 event,
@@ -565,5 +557,60 @@ impl Control {
             });
         }
         proof::build(id, &entries, size, &note).map_err(|e| ControlError::invalid(e.to_string()))
+    }
+
+    /// The audit path of ledger entry `index` in the tree of `size`, from stored nodes.
+    async fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<[u8; 32]>, ControlError> {
+        let nodes = self
+            .store
+            .ledger_nodes_at(&custos_ledger::inclusion_positions(index, size))
+            .await?;
+        custos_ledger::inclusion_proof(&nodes, index, size).map_err(|e| {
+            ControlError::Store(StoreError::Invalid(format!(
+                "cannot prove ledger entry {index}: {e}; run custos audit verify"
+            )))
+        })
+    }
+
+    /// One ledger entry's inclusion proof in the latest signed checkpoint, as
+    /// `custos audit verify-proof` reads it: `index`, `tree_size`, `event` (the exact text
+    /// hashed), `leaf_hash`, `proof` (hex hashes, leaf to root) and `checkpoint` (the note).
+    pub async fn entry_proof(&self, index: u64) -> Result<Value, ControlError> {
+        let Some((size, note)) = self.store.ledger_latest_checkpoint().await? else {
+            return Err(ControlError::NotCovered {
+                needed: index.saturating_add(1),
+                signed: 0,
+            });
+        };
+        if index >= size {
+            return Err(ControlError::NotCovered {
+                needed: index.saturating_add(1),
+                signed: size,
+            });
+        }
+        if let Some((base, _)) = self.store.ledger_latest_prune().await? {
+            if index < base {
+                return Err(ControlError::invalid(format!(
+                    "entry {index} was pruned (the ledger now starts at {base}); the export that holds it verifies it: `custos audit verify-export DIR`"
+                )));
+            }
+        }
+        let entry = self
+            .store
+            .ledger_entries(i64::try_from(index).unwrap_or(i64::MAX), 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|e| u64::try_from(e.index).ok() == Some(index))
+            .ok_or_else(|| StoreError::NotFound(format!("ledger entry {index}")))?;
+        let path = self.inclusion_path(index, size).await?;
+        Ok(json!({
+            "index": index,
+            "tree_size": size,
+            "event": entry.event,
+            "leaf_hash": entry.leaf_hash,
+            "proof": path.iter().map(hex::encode).collect::<Vec<_>>(),
+            "checkpoint": note,
+        }))
     }
 }

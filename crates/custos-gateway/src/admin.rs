@@ -1558,6 +1558,52 @@ fn concerns(event: &Value, tenant: &str) -> bool {
             .is_some_and(|r| r.iter().any(|r| r["tenant"] == tenant))
 }
 
+/// The newest `limit` ledger entries below `before` that concern `tenant` and that `keep`
+/// accepts, oldest first, with their parsed events; and where to read on from (below the
+/// oldest returned when some were left out, else below the oldest entry read; none once the
+/// whole ledger was read). Reads backwards in pages, at most `AUDIT_SCAN` entries.
+pub(crate) async fn tenant_entries(
+    store: &custos_store::Store,
+    tenant: &str,
+    before: Option<i64>,
+    limit: usize,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<(Vec<(custos_store::LedgerEntry, Value)>, Option<i64>), StoreError> {
+    let size = store.ledger_size().await? as i64;
+    let mut found: Vec<(custos_store::LedgerEntry, Value)> = Vec::new();
+    let mut end = before.map_or(size, |b| b.clamp(0, size));
+    const PAGE: i64 = 2_000;
+    let mut scanned = 0i64;
+    while end > 0 && found.len() < limit && scanned < AUDIT_SCAN {
+        let from = (end - PAGE).max(0);
+        let page = store.ledger_entries(from, end - from).await?;
+        scanned += end - from;
+        let mut mine: Vec<_> = page
+            .into_iter()
+            .filter_map(|e| {
+                let ev: Value = serde_json::from_str(&e.event).ok()?;
+                (concerns(&ev, tenant) && keep(&ev)).then_some((e, ev))
+            })
+            .collect();
+        mine.append(&mut found);
+        found = mine;
+        end = from;
+    }
+    let skip = found.len().saturating_sub(limit);
+    let items = found.split_off(skip);
+    let next_before = if skip > 0 {
+        items.first().map(|(e, _)| e.index)
+    } else {
+        (end > 0).then_some(end)
+    };
+    Ok((items, next_before))
+}
+
+/// Whether ledger entry `index` concerns `tenant` (for reading one entry of it).
+pub(crate) fn entry_concerns(event_text: &str, tenant: &str) -> bool {
+    serde_json::from_str::<Value>(event_text).is_ok_and(|ev| concerns(&ev, tenant))
+}
+
 /// The tenant's latest ledger events.
 #[utoipa::path(
     tag = "admin",
@@ -1587,52 +1633,28 @@ pub(crate) async fn audit(
         )
         .into_response();
     }
-    // Read backwards in pages until enough of this tenant's events are found, or the scan
-    // bound is reached; the entry index is the cursor either way.
-    let mut found: Vec<AuditItem> = Vec::new();
-    let mut end = q.before.map_or(size, |b| b.min(size));
-    const PAGE: i64 = 2_000;
-    let mut scanned = 0i64;
-    while end > 0 && found.len() < limit && scanned < AUDIT_SCAN {
-        let from = (end - PAGE).max(0);
-        let page = match s.store.ledger_entries(from, end - from).await {
-            Ok(p) => p,
+    let (entries, next_before) =
+        match tenant_entries(&s.store, &tenant, q.before, limit, |_| true).await {
+            Ok(r) => r,
             Err(e) => return store_problem(e),
         };
-        scanned += end - from;
-        let mut mine: Vec<AuditItem> = page
-            .iter()
-            .filter_map(|e| {
-                let ev: Value = serde_json::from_str(&e.event).ok()?;
-                concerns(&ev, &tenant).then(|| AuditItem {
-                    index: e.index,
-                    leaf_hash: e.leaf_hash.clone(),
-                    recorded_at: format_rfc3339(e.recorded_at),
-                    event: ev,
-                    proof: q
-                        .proofs
-                        .unwrap_or(false)
-                        .then(|| crate::openapi::InclusionOut {
-                            tree_size: 0,
-                            event_text: e.event.clone(),
-                            hashes: Vec::new(),
-                        }),
-                })
-            })
-            .collect();
-        mine.append(&mut found);
-        found = mine;
-        end = from;
-    }
-    let skip = found.len().saturating_sub(limit);
-    let mut items = found.split_off(skip);
-    // Where to go on from: below the oldest event returned when some were left out, else
-    // below the oldest entry read; none once the whole ledger was read.
-    let next_before = if skip > 0 {
-        items.first().map(|i| i.index)
-    } else {
-        (end > 0).then_some(end)
-    };
+    let mut items: Vec<AuditItem> = entries
+        .into_iter()
+        .map(|(e, ev)| AuditItem {
+            index: e.index,
+            leaf_hash: e.leaf_hash,
+            recorded_at: format_rfc3339(e.recorded_at),
+            event: ev,
+            proof: q
+                .proofs
+                .unwrap_or(false)
+                .then_some(crate::openapi::InclusionOut {
+                    tree_size: 0,
+                    event_text: e.event,
+                    hashes: Vec::new(),
+                }),
+        })
+        .collect();
     // Personal identifiers are opened for the reader while their subject's key lives (the
     // proofs keep the stored text, which is what the ledger's hashes are of).
     let mut events: Vec<Value> = items.iter_mut().map(|i| i.event.take()).collect();

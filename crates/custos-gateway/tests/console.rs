@@ -355,6 +355,92 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
             location(&r)
         );
 
+        // The audit page finds the revocation; its entry's proof downloads and verifies
+        // offline against the ledger key, exactly as `custos audit verify-proof` checks it.
+        let page = b
+            .get("/console/audit?activity=key.revoke")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("key.revoke") && page.contains("leaked in a log"),
+            "{page}"
+        );
+        let at = page.find("/console/audit/").unwrap() + "/console/audit/".len();
+        let index: u64 = page[at..].split('?').next().unwrap().parse().unwrap();
+        let page = b
+            .get(&format!("/console/audit/{index}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("does not cover this entry yet"), "{page}");
+        let (private, public) = custos_ledger::generate_key("test/ledger").unwrap();
+        let signer = custos_ledger::NoteSigner::from_key(&private).unwrap();
+        let anchors =
+            custos_gateway::anchor::Anchors::new(&custos_core::config::AuditConfig::default())
+                .unwrap();
+        gw.state.audit.flush().await;
+        custos_gateway::audit::sign_checkpoint(&gw.store, &signer, &anchors)
+            .await
+            .unwrap();
+        let page = b
+            .get(&format!("/console/audit/{index}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("Verify in this browser") && page.contains("Download proof"),
+            "{page}"
+        );
+        let r = b.get(&format!("/console/audit/{index}/proof.json")).await;
+        assert_eq!(r.status(), 200);
+        let proof: serde_json::Value = r.json().await.unwrap();
+        let verifier = custos_ledger::NoteVerifier::from_key(&public).unwrap();
+        let checkpoint = verifier
+            .open(proof["checkpoint"].as_str().unwrap())
+            .unwrap();
+        let path: Vec<[u8; 32]> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                hex::decode(h.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        custos_ledger::verify_inclusion(
+            index,
+            checkpoint.size,
+            &custos_ledger::leaf_hash(proof["event"].as_str().unwrap().as_bytes()),
+            &path,
+            &checkpoint.root,
+        )
+        .unwrap();
+        // Another tenant's entry is not found, as if absent; so is one past the end.
+        let theirs = gw
+            .store
+            .ledger_append(&[json!({"activity": "x", "actor": {"tenant": "globex"}}).to_string()])
+            .await
+            .unwrap()
+            .start;
+        assert_eq!(
+            b.get(&format!("/console/audit/{theirs}")).await.status(),
+            404
+        );
+        assert_eq!(
+            b.get(&format!("/console/audit/{theirs}/proof.json"))
+                .await
+                .status(),
+            404
+        );
+        assert_eq!(b.get("/console/audit/99999999").await.status(), 404);
+        assert_eq!(b.get("/console/audit?before=-1").await.status(), 400);
+
         // A key without a reader's role signs in, and every page says what it may not read.
         let (service, _) = key_for(&gw, &app, &[]).await;
         let mut sv = Browser::new(&gw.base);

@@ -441,6 +441,14 @@ impl NoteVerifier {
         &self.name
     }
 
+    /// The public key as `name+id+base64` (what `from_key` reads and `custos audit keygen`
+    /// writes to the `.pub` file).
+    pub fn to_key_string(&self) -> String {
+        let mut blob = vec![ALG_ED25519];
+        blob.extend_from_slice(self.key.as_bytes());
+        format!("{}+{}+{}", self.name, hex_id(&self.id), B64.encode(blob))
+    }
+
     /// Verifies a signed checkpoint note and returns the checkpoint it carries.
     pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
         Checkpoint::parse_body(self.verified_text(note)?)
@@ -502,6 +510,18 @@ impl NoteVerifier {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_verifier_writes_the_key_it_reads() {
+        let (private, public) = generate_key("custos.test").unwrap();
+        let v = NoteSigner::from_key(&private).unwrap().verifier();
+        assert_eq!(v.to_key_string(), public);
+        assert_eq!(
+            NoteVerifier::from_key(&public).unwrap().to_key_string(),
+            public
+        );
+    }
+
     #[test]
     fn statements_are_signed_and_never_read_as_checkpoints() {
         let (sk, pk) = generate_key("custos-test").unwrap();

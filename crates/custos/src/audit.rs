@@ -7,10 +7,9 @@ use crate::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use custos_ledger::{
-    generate_key, inclusion_positions, inclusion_proof, leaf_hash, range_positions, range_proof,
-    read_checkpoint_unverified, root, verify_inclusion, Anchor, Checkpoint, Frontier, Hash,
-    LedgerCheck, NodeMap, NoteSigner, NoteVerifier, PruneRecord, StoredCheckpoint, StoredNode,
-    StoredPrune,
+    generate_key, leaf_hash, range_positions, range_proof, read_checkpoint_unverified, root,
+    verify_inclusion, Anchor, Checkpoint, Frontier, Hash, LedgerCheck, NodeMap, NoteSigner,
+    NoteVerifier, PruneRecord, StoredCheckpoint, StoredNode, StoredPrune,
 };
 use custos_store::{LedgerEntry, Store};
 use serde_json::json;
@@ -497,38 +496,12 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                     .with_context(|| format!("no ledger entry has request id {rid:?}"))?,
                 (None, None) => bail!("give --index or --request-id"),
             };
-            let Some((size, note)) = store.ledger_latest_checkpoint().await? else {
-                bail!(
-                    "the ledger has no signed checkpoint yet; run `custos audit checkpoint` first"
-                );
-            };
-            if index >= size {
-                bail!("entry {index} is not covered by the latest checkpoint (size {size}); run `custos audit checkpoint` and retry");
-            }
-            if let Some((base, _)) = store.ledger_latest_prune().await? {
-                if index < base {
-                    bail!("entry {index} was pruned (the ledger now starts at {base}); the export that holds it verifies it: `custos audit verify-export DIR`");
-                }
-            }
-            let entry = store
-                .ledger_entries(index as i64, 1)
-                .await?
-                .into_iter()
-                .next()
-                .filter(|e| e.index as u64 == index)
-                .with_context(|| format!("no ledger entry {index}; run `custos audit verify`"))?;
-            let nodes = nodes_at(&store, &inclusion_positions(index, size)).await?;
-            let proof = inclusion_proof(&nodes, index, size).map_err(|e| {
-                anyhow::anyhow!("cannot build the proof: {e}; run `custos audit verify`")
-            })?;
-            output::json(&json!({
-                "index": index,
-                "tree_size": size,
-                "event": entry.event,
-                "leaf_hash": entry.leaf_hash,
-                "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                "checkpoint": note,
-            }));
+            let control = custos_control::Control::new(
+                store,
+                std::sync::Arc::new(crate::control::engine(ctx)?),
+                custos_control::Settings::from_config(&ctx.config),
+            );
+            output::json(&control.entry_proof(index).await?);
             Ok(ExitCode::SUCCESS)
         }
         AuditCmd::VerifyProof { file, public_key } => {

@@ -10,6 +10,17 @@
 // A refusal is the page to answer (a redirect, a 403), returned as it is.
 #![allow(clippy::result_large_err)]
 
+/// The value of a `Result`, or its refusal (the page to answer) returned at once.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+mod audit;
 mod pages;
 pub mod session;
 mod stats;
@@ -56,6 +67,9 @@ pub fn router(sessions: std::sync::Arc<Sessions>) -> Router<AppState> {
         .route("/console/releases", get(pages::releases))
         .route("/console/releases/{id}", get(pages::release))
         .route("/console/releases/{id}/decide", post(pages::decide_release))
+        .route("/console/audit", get(audit::list))
+        .route("/console/audit/{index}", get(audit::entry))
+        .route("/console/audit/{index}/proof.json", get(audit::proof))
         .route("/console/assets/{name}", get(asset))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .layer(axum::middleware::from_fn(security_headers))

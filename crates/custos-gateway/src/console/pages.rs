@@ -25,22 +25,13 @@ use maud::{html, Markup};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
 /// What every console handler starts from: the state, the signed-in viewer (or the redirect
 /// to sign in, as the rejection) and the query string.
 pub(crate) struct Page {
-    s: AppState,
-    sessions: Arc<Sessions>,
-    v: Viewer,
-    q: HashMap<String, String>,
+    pub(super) s: AppState,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) v: Viewer,
+    pub(super) q: HashMap<String, String>,
 }
 
 impl axum::extract::FromRequestParts<AppState> for Page {
@@ -76,7 +67,7 @@ impl axum::extract::FromRequestParts<AppState> for Page {
 
 impl Page {
     /// The tenant the page is about (`?tenant=`, else the viewer's), read allowed by `action`.
-    async fn tenant_for(&self, action: &str) -> Result<String, Response> {
+    pub(super) async fn tenant_for(&self, action: &str) -> Result<String, Response> {
         let tenant = self.v.tenant(self.q.get("tenant").map(String::as_str));
         authorize(&self.s, &self.v, action, &tenant).await?;
         Ok(tenant)
@@ -91,7 +82,7 @@ impl Page {
     }
 }
 
-fn store_error(e: StoreError) -> Response {
+pub(super) fn store_error(e: StoreError) -> Response {
     tracing::error!(error = %e, "a console page could not read the store");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -100,7 +91,7 @@ fn store_error(e: StoreError) -> Response {
     )
 }
 
-fn control_error(e: ControlError) -> Response {
+pub(super) fn control_error(e: ControlError) -> Response {
     match e {
         ControlError::Denied { .. } => {
             error_page(StatusCode::FORBIDDEN, "Access denied", &e.to_string())

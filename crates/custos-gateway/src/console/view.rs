@@ -5,9 +5,10 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// The pages in the navigation: (path, title).
-pub const NAV: [(&str, &str); 4] = [
+pub const NAV: [(&str, &str); 5] = [
     ("/console", "Overview"),
     ("/console/spend", "Spend"),
+    ("/console/audit", "Audit"),
     ("/console/access", "Access"),
     ("/console/releases", "Releases"),
 ];
