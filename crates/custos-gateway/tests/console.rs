@@ -144,6 +144,46 @@ async fn key_for(gw: &TestGateway, app_id: &str, roles: &[&str]) -> (String, Str
     (minted.secret, row.id)
 }
 
+/// A draft release of `tenant`'s `team/app` (created, with the team and app, by the local
+/// operator): a prompt pin of no registered prompt, so its tier is high (owner, platform,
+/// security and cab approve).
+async fn draft_release(gw: &TestGateway, tenant: &str, app: &str) -> String {
+    use custos_govern::release::tier::{Composite, Pin};
+    let (team, name) = app.split_once('/').unwrap();
+    gw.store.ensure_tenant(tenant).await.unwrap();
+    if gw.store.app(tenant, team, name).await.is_err() {
+        let _ = gw.store.create_team(tenant, team, None, None).await;
+        gw.store.create_app(tenant, team, name).await.unwrap();
+    }
+    gw.state
+        .control
+        .create_release(
+            &custos_control::Actor::local("author"),
+            custos_control::NewRelease {
+                tenant: tenant.into(),
+                app: app.into(),
+                composite: Composite {
+                    prompt: Some(Pin {
+                        name: "svc".into(),
+                        version: "1.0.0".into(),
+                        digest: "ab".repeat(32),
+                        pii: false,
+                    }),
+                    ..Composite::default()
+                },
+                requested_tier: None,
+                flags: Default::default(),
+                evidence: Vec::new(),
+            },
+            &custos_core::Reason::default(),
+        )
+        .await
+        .unwrap()
+        .value
+        .release
+        .id
+}
+
 #[tokio::test]
 async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_plane() {
     for db in databases("console_pages").await {
@@ -174,7 +214,7 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
             .unwrap();
         gw.state.finops.refresh(&gw.store).await.unwrap();
         let app = gw.app_id.clone();
-        let (admin, _) = key_for(&gw, &app, &["tenant-admin"]).await;
+        let (admin, _) = key_for(&gw, &app, &["tenant-admin", "owner"]).await;
         let (victim, victim_id) = key_for(&gw, &app, &[]).await;
         for _ in 0..3 {
             let r = gw
@@ -354,6 +394,82 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
             "{}",
             location(&r)
         );
+
+        // A release: approved here as owner, after a refused denial without a reason and a
+        // refused form without its token; another tenant's release is not found.
+        let id = draft_release(&gw, "acme", "ml/bot").await;
+        let page = b.get("/console/releases").await.text().await.unwrap();
+        assert!(
+            page.contains(&id) && page.contains("approval by owner"),
+            "{page}"
+        );
+        let page = b
+            .get(&format!("/console/releases/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Approve") && page.contains("Deny"), "{page}");
+        let csrf = csrf_of(&page);
+        let decide = format!("/console/releases/{id}/decide");
+        let r = b
+            .post(&decide, &[("role", "owner"), ("decision", "approve")], None)
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post(
+                &decide,
+                &[("csrf", &csrf), ("role", "owner"), ("decision", "deny")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 400, "a denial says why");
+        let r = b
+            .post(
+                &decide,
+                &[
+                    ("csrf", &csrf),
+                    ("role", "security"),
+                    ("decision", "approve"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 400, "the key does not hold security");
+        assert!(r.text().await.unwrap().contains("does not hold the role"));
+        let r = b
+            .post(
+                &decide,
+                &[
+                    ("csrf", &csrf),
+                    ("role", "owner"),
+                    ("decision", "approve"),
+                    ("why", "reviewed"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 303, "{}", db.name);
+        let page = b.get(&location(&r)).await.text().await.unwrap();
+        assert!(
+            page.contains("Your approval was recorded")
+                && page.contains("Still needs:")
+                && !page.contains("approval by owner"),
+            "{page}"
+        );
+        let theirs = draft_release(&gw, "globex", "ops/svc").await;
+        assert_eq!(
+            b.get(&format!("/console/releases/{theirs}")).await.status(),
+            404
+        );
+        let r = b
+            .post(
+                &format!("/console/releases/{theirs}/decide"),
+                &[("csrf", &csrf), ("role", "owner"), ("decision", "approve")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 404);
 
         // The audit page finds the revocation; its entry's proof downloads and verifies
         // offline against the ledger key, exactly as `custos audit verify-proof` checks it.

@@ -818,8 +818,8 @@ pub(crate) async fn revoke_key(p: Page, Path(id): Path<String>, body: Bytes) -> 
 fn release_tone(state: &str) -> &'static str {
     match state {
         "active" => "good",
-        "denied" | "rolled_back" | "failed" => "bad",
-        "pending" | "approved" => "warn",
+        "rolled back" => "bad",
+        "draft" | "approved" => "warn",
         _ => "muted",
     }
 }
@@ -939,7 +939,7 @@ pub(crate) async fn release(p: Page, Path(id): Path<String>) -> Response {
                 }
             }
         }
-        @if r.state == "pending" && !rv.rule.approvals.is_empty() {
+        @if r.state == "draft" && !rv.rule.approvals.is_empty() {
             h2.no-print { "Decide" }
             form.filters method="post" action=(action) {
                 (csrf_field(&v.csrf))
