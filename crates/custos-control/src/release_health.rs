@@ -403,7 +403,7 @@ impl Control {
             verdict,
             truncated: t1 || t2,
         };
-        let resource = json!({"type": "release", "name": id, "app": format!("{}/{}", r.tenant, r.app),
+        let resource = json!({"type": "release", "name": id, "tenant": r.tenant, "app": format!("{}/{}", r.tenant, r.app),
             "window": {"from": format_rfc3339(from_ms), "until": format_rfc3339(until_ms)},
             "previous": check.previous, "before": check.before, "after": check.after,
             "thresholds": check.thresholds, "verdict": check.verdict});
@@ -463,7 +463,7 @@ impl Control {
                 .filter(|k| !have.iter().any(|e| e.kind == *k))
                 .collect();
             if !missing.is_empty() {
-                out.push(json!({"type": "release", "name": r.id, "app": format!("{}/{}", r.tenant, r.app),
+                out.push(json!({"type": "release", "name": r.id, "tenant": r.tenant, "app": format!("{}/{}", r.tenant, r.app),
                                 "tier": r.tier, "missing": missing, "author": r.author,
                                 "due": format_rfc3339(r.created_at + due_after)}));
             }

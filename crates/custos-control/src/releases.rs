@@ -48,7 +48,7 @@ fn state(r: &Release) -> Value {
 }
 
 fn resource(r: &Release, composite: &Composite) -> Value {
-    json!({"type": "release", "name": r.id, "app": format!("{}/{}", r.tenant, r.app),
+    json!({"type": "release", "name": r.id, "tenant": r.tenant, "app": format!("{}/{}", r.tenant, r.app),
            "tier": r.tier, "composite": composite.label(),
            "components": composite})
 }

@@ -187,7 +187,17 @@ pub(crate) async fn entry(p: Page, Path(index): Path<u64>) -> Response {
             "Recorded " (format_rfc3339(e.recorded_at)) ". Leaf hash "
             span.mono { (e.leaf_hash) } " = SHA-256(0x00 ‖ the event's bytes)."
         }
-        pre.mono { (pretty) }
+        @let ev = &shown[0];
+        table.summary {
+            tbody {
+                tr { th { "activity" } td.mono { (ev["activity"].as_str().unwrap_or("")) } }
+                tr { th { "actor" } td.mono { (ev["actor"]["id"].as_str().unwrap_or("")) " (" (ev["actor"]["type"].as_str().unwrap_or("")) ")" } }
+                tr { th { "outcome" } td { @if let Some(o) = ev["outcome"].as_str() { (badge(o, outcome_tone(o))) } } }
+                tr { th { "resource" } td { (resource_label(ev)) } }
+                @if let Some(w) = ev["why"].as_str() { tr { th { "why" } td { (w) } } }
+                @if let Some(t) = ev["ticket"].as_str() { tr { th { "ticket" } td { (t) } } }
+            }
+        }
         h2 { "Proof" }
         @match covered {
             None => (notice("The latest signed checkpoint does not cover this entry yet; its proof exists once the next checkpoint is signed.", "error")),
@@ -211,6 +221,8 @@ pub(crate) async fn entry(p: Page, Path(index): Path<u64>) -> Response {
                 }
             }
         }
+        h2 { "The event as recorded" }
+        pre.mono { (pretty) }
     };
     html_page(view::page(
         &v.frame("Audit", "/console/audit", &tenant),

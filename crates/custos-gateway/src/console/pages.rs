@@ -946,7 +946,9 @@ pub(crate) async fn release(p: Page, Path(id): Path<String>) -> Response {
                 (tenant_field(&tenant))
                 label { "as role"
                     select name="role" {
-                        @for role in &rv.rule.approvals { option value=(role) { (role) } }
+                        @for role in rv.rule.approvals.iter().filter(|r| !rv.decisions.iter().any(|d| &d.role == *r)) {
+                            option value=(role) { (role) }
+                        }
                     }
                 }
                 label { "why" input name="why" size="40" placeholder="required to deny"; }
