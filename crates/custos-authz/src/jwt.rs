@@ -444,6 +444,15 @@ impl Validator {
         &self.issuer
     }
 
+    /// The same issuer's validator for tokens meant for `audience` (an OIDC client's ID
+    /// tokens, whose audience is the client id).
+    pub fn for_audience(&self, audience: &str) -> Validator {
+        Validator {
+            audience: vec![audience.to_owned()],
+            ..self.clone()
+        }
+    }
+
     /// The clock skew tolerated, in seconds.
     pub fn leeway_s(&self) -> i64 {
         self.leeway_s

@@ -344,8 +344,11 @@ pub struct Config {
 pub struct ConsoleConfig {
     /// Serve the console (default true); off, `/console` answers 404.
     pub enabled: bool,
-    /// How long a sign-in lasts (default 8h; at most 7 days).
+    /// How long a sign-in lasts (default 8h; at most 7 days). A sign-in with a token ends
+    /// when the token expires, if that is sooner.
     pub session_ttl: HumanDuration,
+    /// Sign-in with an OIDC provider (authorization code with PKCE), besides API keys.
+    pub oidc: Option<ConsoleOidcConfig>,
 }
 
 impl Default for ConsoleConfig {
@@ -353,8 +356,37 @@ impl Default for ConsoleConfig {
         Self {
             enabled: true,
             session_ttl: HumanDuration(Duration::from_secs(8 * 3600)),
+            oidc: None,
         }
     }
+}
+
+/// `[console.oidc]`: people sign in to the console at an OIDC provider. The provider's
+/// access token must be one the API accepts (an `[[auth.jwt]]` issuer's, with its audience
+/// and the admin scope), so a person is the same principal in the console as in the API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    /// The issuer: exactly one of `[[auth.jwt]]`'s `issuer` values. Its endpoints come from
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// This console's client id at the provider (the ID token's audience).
+    pub client_id: String,
+    /// The environment variable holding the client secret of a confidential client; PKCE is
+    /// used either way. The secret itself is never in this file.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Scopes asked for besides `openid` (default: the issuer's admin scope).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The console's address as browsers reach it (`https://custos.example.com`); the
+    /// redirect URI registered at the provider is `<public_url>/console/auth/callback`.
+    /// Default: the scheme and `Host` of the sign-in request.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The button's label (default: "Sign in with <issuer host>").
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP. Off unless `otlp_endpoint` is set;
@@ -1736,6 +1768,51 @@ impl Config {
                 ),
             );
         }
+        if let Some(o) = &self.console.oidc {
+            let at = find_key(text, "client_id");
+            if !self.auth.jwt.iter().any(|j| j.issuer == o.issuer) {
+                return fail(
+                    "console.oidc.issuer".into(),
+                    find_key(text, "issuer"),
+                    format!(
+                        "{:?} is not an [[auth.jwt]] issuer; the console accepts the tokens the API accepts, so add the issuer there first",
+                        o.issuer
+                    ),
+                );
+            }
+            if o.client_id.trim().is_empty() || o.client_id.chars().any(char::is_control) {
+                return fail(
+                    "console.oidc.client_id".into(),
+                    at,
+                    "must name this console's client at the provider".into(),
+                );
+            }
+            if let Some(u) = &o.public_url {
+                if !(u.starts_with("http://") || u.starts_with("https://"))
+                    || url_host(u).is_none()
+                    || u.contains('?')
+                    || u.contains('#')
+                {
+                    return fail(
+                        "console.oidc.public_url".into(),
+                        find_key(text, "public_url"),
+                        format!("{u:?} is not an http:// or https:// base URL (https://custos.example.com)"),
+                    );
+                }
+            }
+            if let Some(e) = &o.client_secret_env {
+                if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return fail(
+                        "console.oidc.client_secret_env".into(),
+                        find_key(text, "client_secret_env"),
+                        format!("{e:?} is not an environment variable name"),
+                    );
+                }
+            }
+            if let Err(why) = self.egress.permits(&o.issuer) {
+                return fail("console.oidc.issuer".into(), find_key(text, "issuer"), why);
+            }
+        }
         let t = &self.telemetry;
         if let Some(u) = &t.otlp_endpoint {
             if !(u.starts_with("http://") || u.starts_with("https://")) || url_host(u).is_none() {
@@ -2383,6 +2460,11 @@ sample_ratio = 1.0       # share of calls that start a trace; a caller's tracepa
 # on every replica.
 enabled = true
 session_ttl = "8h"
+# [console.oidc]                   # people sign in at an OIDC provider (code flow + PKCE)
+# issuer = "https://login.example.com/"   # one of the [[auth.jwt]] issuers
+# client_id = "custos-console"
+# client_secret_env = "CUSTOS_CONSOLE_OIDC_SECRET"   # confidential clients only
+# public_url = "https://custos.example.com"          # redirect: <public_url>/console/auth/callback
 
 # Carbon estimates of jobs use the shipped tables (crates/custos-finops/data/carbon.toml,
 # with sources); entries here replace or add to them.
@@ -2539,6 +2621,8 @@ mod tests {
             ("[telemetry]\nqueue = 0\n", "telemetry.queue", "between 1 and"),
             ("[console]\nsession_ttl = \"10s\"\n", "console.session_ttl", "between 1m and 7d"),
             ("[console]\nsession_ttl = \"30d\"\n", "console.session_ttl", "between 1m and 7d"),
+            ("[console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n", "console.oidc.issuer", "not an [[auth.jwt]] issuer"),
+            ("[[auth.jwt]]\nissuer = \"https://idp.example\"\naudience = \"custos\"\njwks_file = \"k.json\"\ntenants = [\"*\"]\n[console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\npublic_url = \"custos.example\"\n", "console.oidc.public_url", "not an http"),
             ("[telemetry]\nservice_name = \" \"\n", "telemetry.service_name", "name the service"),
             ("[egress]\nallow = [\"api.openai.com\"]\n[telemetry]\notlp_endpoint = \"http://collector.example:4318\"\n", "telemetry.otlp_endpoint", "not in [egress] allow"),
             ("[telemetry]\notlp_headers = \"k=v\"\n", "otlp_headers", "unknown field"),

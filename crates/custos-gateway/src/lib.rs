@@ -202,14 +202,19 @@ impl Gateway {
         };
         let console = if config.console.enabled {
             let secret = std::env::var(console::session::SECRET_ENV).ok();
-            Some(Arc::new(
-                console::session::Sessions::new(
-                    secret.as_deref(),
-                    i64::try_from(config.console.session_ttl.0.as_millis()).unwrap_or(i64::MAX),
-                    config.server.tls.is_some(),
-                )
-                .map_err(|e| GatewayError::Console(e.to_string()))?,
-            ))
+            let sessions = console::session::Sessions::new(
+                secret.as_deref(),
+                i64::try_from(config.console.session_ttl.0.as_millis()).unwrap_or(i64::MAX),
+                config.server.tls.is_some(),
+            )
+            .map_err(|e| GatewayError::Console(e.to_string()))?;
+            let oidc = match &config.console.oidc {
+                Some(o) => Some(
+                    console::oidc::Oidc::new(o, &config.egress).map_err(GatewayError::Console)?,
+                ),
+                None => None,
+            };
+            Some(Arc::new(console::Console { sessions, oidc }))
         } else {
             None
         };

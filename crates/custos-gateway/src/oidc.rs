@@ -143,6 +143,14 @@ impl Issuers {
         self.list.is_empty()
     }
 
+    /// The scopes an issuer's tokens need per operation, if `issuer` is one of them.
+    pub fn scopes_of(&self, issuer: &str) -> Option<&OperationScopes> {
+        self.list
+            .iter()
+            .find(|i| i.validator.issuer() == issuer)
+            .map(|i| &i.scopes)
+    }
+
     /// Reads one issuer's key set from its source and swaps it in.
     async fn fetch(&self, issuer: &Issuer) -> Result<usize, IssuerError> {
         issuer.last_fetch_ms.store(now_ms(), Ordering::Relaxed);
@@ -250,6 +258,41 @@ impl Issuers {
             },
         );
         Ok((claims, &issuer.scopes))
+    }
+
+    /// Verifies an OIDC ID token of `issuer` for `client_id` (its audience): signature,
+    /// `iss`, `exp`, `nbf`, `aud`; returns its claims and its `nonce`. Never cached: each is
+    /// seen once, at sign-in.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<(TokenClaims, Option<String>), TokenError> {
+        let unverified = Unverified::parse(token)?;
+        let Some(found) = self.list.iter().find(|i| i.validator.issuer() == issuer) else {
+            return Err(TokenError::WrongIssuer(issuer.to_owned()));
+        };
+        let mut jwks = found.jwks.load_full();
+        let missing = match &unverified.kid {
+            Some(kid) => !jwks.has_kid(kid),
+            None => jwks.is_empty(),
+        };
+        if missing {
+            self.refetch_if_stale(found).await;
+            jwks = found.jwks.load_full();
+        }
+        let claims = found.validator.for_audience(client_id).validate(
+            &unverified,
+            &jwks,
+            now_ms().div_euclid(1000),
+        )?;
+        let nonce = unverified
+            .claims
+            .get("nonce")
+            .and_then(|n| n.as_str())
+            .map(str::to_owned);
+        Ok((claims, nonce))
     }
 
     /// Refreshes every issuer's keys on its interval until the handle is aborted.

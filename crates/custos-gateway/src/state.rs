@@ -51,8 +51,8 @@ pub struct Shared {
     pub pii_salt: Vec<u8>,
     /// DPIA triggers the guard and authorization see (new PII types, transfers).
     pub dpia: crate::dpia_watch::DpiaWatch,
-    /// Signs the web console's sessions; `None` when `[console] enabled = false`.
-    pub console: Option<Arc<crate::console::session::Sessions>>,
+    /// The web console's sessions and sign-in; `None` when `[console] enabled = false`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 pub type AppState = Arc<Shared>;

@@ -216,6 +216,19 @@ impl Browser {
         }
     }
 
+    /// Waits (at most 15 s) until the page's address satisfies `ok`; returns it.
+    async fn wait_url(&self, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let u = self.url().await;
+            if ok(&u) {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "never arrived: {u}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn screenshot(&self, name: &str) {
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
@@ -249,10 +262,14 @@ async fn the_console_works_in_a_real_browser() {
         }),
     ))
     .await;
+    let idp = oidc_provider().await;
     let toml = format!(
-        "{}\n[audit]\ncheckpoint_key_file = \"{}\"\ncheckpoint_interval = \"1h\"\ncheckpoint_every = 1000000\n",
+        "{}\n[audit]\ncheckpoint_key_file = \"{}\"\ncheckpoint_interval = \"1h\"\ncheckpoint_every = 1000000\n\n\
+         [[auth.jwt]]\nissuer = \"{b}\"\naudience = \"custos\"\njwks_url = \"{b}/jwks\"\ntenants = [\"acme\"]\n\n\
+         [console.oidc]\nissuer = \"{b}\"\nclient_id = \"custos-console\"\n",
         upstream_config(up, "m", ""),
-        key_file.display()
+        key_file.display(),
+        b = idp.base
     );
     let gw = start(&dbs[0], &toml).await;
     gw.store
@@ -343,11 +360,7 @@ async fn the_console_works_in_a_real_browser() {
     b.screenshot("0-signin").await;
     b.fill("input[name=key]", &key).await;
     b.click("form button[type=submit]").await;
-    assert!(
-        b.url().await.ends_with("/console/spend"),
-        "{}",
-        b.url().await
-    );
+    b.wait_url(|u| u.ends_with("/console/spend")).await;
 
     // Every page, as the navigation reaches it.
     b.go(&format!("{}/console", gw.base)).await;
@@ -471,8 +484,17 @@ async fn the_console_works_in_a_real_browser() {
 
     // Sign out: back to the form, and the pages ask to sign in again.
     b.click("header form button[type=submit]").await;
-    assert!(b.url().await.contains("/console/signin"));
+    b.wait_url(|u| u.contains("/console/signin")).await;
     b.go(&format!("{}/console", gw.base)).await;
     assert!(b.url().await.contains("/console/signin?next="));
+
+    // A person signs in at the OIDC provider instead: the browser goes there and back, the
+    // session cookie (SameSite=Strict) arrives with the page after the provider's redirect.
+    b.click("a[href^='/console/signin/oidc']").await;
+    let home = format!("{}/console", gw.base);
+    b.wait_url(|u| u == home).await;
+    assert_eq!(b.text("h1").await, "Overview");
+    assert!(b.text("header").await.contains("alice"));
+    b.screenshot("6-signed-in-with-oidc").await;
     eprintln!("screenshots: {}", shots.display());
 }

@@ -44,10 +44,14 @@ impl Browser {
     fn keep(&mut self, r: &reqwest::Response) {
         for v in r.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
-            assert!(
-                v.contains("HttpOnly") && v.contains("SameSite=Strict"),
-                "{v}"
-            );
+            // Only the in-flight OIDC cookie is Lax: it must come back with the provider's
+            // cross-site redirect.
+            let same_site = if v.starts_with("custos_oidc=") {
+                "SameSite=Lax"
+            } else {
+                "SameSite=Strict"
+            };
+            assert!(v.contains("HttpOnly") && v.contains(same_site), "{v}");
             let (pair, attrs) = v.split_once(';').unwrap();
             let (k, val) = pair.split_once('=').unwrap();
             if attrs.contains("Max-Age=0") {
@@ -621,4 +625,99 @@ async fn the_console_is_off_when_configured_so() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// Runs the sign-in at the provider as a browser would: the console's start, the provider's
+/// authorization, and the callback; returns the callback's answer.
+async fn oidc_sign_in(b: &mut Browser, next: &str) -> reqwest::Response {
+    let r = b.get(&format!("/console/signin/oidc?next={next}")).await;
+    assert_eq!(r.status(), 303);
+    let at_provider = location(&r);
+    let r = b.http.get(&at_provider).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let back = location(&r);
+    let path = back.strip_prefix(&b.base).unwrap().to_owned();
+    b.get(&path).await
+}
+
+#[tokio::test]
+async fn people_sign_in_at_the_oidc_provider_with_pkce() {
+    let idp = oidc_provider().await;
+    let dbs = databases("console_oidc").await;
+    let toml = format!(
+        "[[auth.jwt]]\nissuer = \"{b}\"\naudience = \"custos\"\njwks_url = \"{b}/jwks\"\ntenants = [\"acme\"]\n\n[console.oidc]\nissuer = \"{b}\"\nclient_id = \"custos-console\"\n",
+        b = idp.base
+    );
+    let gw = start(&dbs[0], &toml).await;
+    let mut b = Browser::new(&gw.base);
+    let page = b.get("/console/signin").await.text().await.unwrap();
+    assert!(page.contains("Sign in with 127.0.0.1"), "{page}");
+
+    // The whole flow: alice lands where she was going, as the principal the API knows.
+    let r = oidc_sign_in(&mut b, "%2Fconsole%2Fspend").await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("url=/console/spend"), "{page}");
+    assert!(b.cookies.contains_key("custos_session") && !b.cookies.contains_key("custos_oidc"));
+    let page = b.get("/console/spend").await.text().await.unwrap();
+    assert!(page.contains("Spend") && page.contains(">alice<"), "{page}");
+    assert_eq!(b.get("/console/access").await.status(), 200);
+    gw.state.audit.flush().await;
+    let size = gw.store.ledger_size().await.unwrap();
+    let entries = gw.store.ledger_entries(0, size as i64).await.unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.event.contains("\"console.signin\"") && e.event.contains("\"user\"")));
+
+    // A callback nobody started here, or whose state differs, is refused; so is a code
+    // replayed after the flight ended.
+    let mut m = Browser::new(&gw.base);
+    let r = m.get("/console/auth/callback?code=x&state=y").await;
+    assert_eq!(r.status(), 400);
+    let r = m.get("/console/signin/oidc").await;
+    let at_provider = location(&r);
+    let back = location(&m.http.get(&at_provider).send().await.unwrap());
+    let path = back.strip_prefix(&m.base).unwrap().to_owned();
+    let forged = path.replace("state=", "state=0");
+    assert_eq!(m.get(&forged).await.status(), 400);
+    let redeemed = idp.codes_redeemed.load(std::sync::atomic::Ordering::SeqCst);
+    let r = m.get(&path).await;
+    assert_eq!(r.status(), 400, "the forged attempt ended the flight");
+    assert_eq!(
+        idp.codes_redeemed.load(std::sync::atomic::Ordering::SeqCst),
+        redeemed
+    );
+
+    // The provider's refusal, a token without the admin scope, an ID token for another
+    // sign-in: each is refused with the reason, and no session starts.
+    let mut m = Browser::new(&gw.base);
+    let r = m.get("/console/signin/oidc").await;
+    let state = location(&r)
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = m
+        .get(&format!(
+            "/console/auth/callback?error=access_denied&error_description=no&state={state}"
+        ))
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("refused the sign-in: access_denied"));
+    *idp.mode.lock().unwrap() = "no-admin-scope";
+    let r = oidc_sign_in(&mut m, "").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("custos:admin"));
+    *idp.mode.lock().unwrap() = "bad-nonce";
+    let r = oidc_sign_in(&mut m, "").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("nonce"));
+    assert!(!m.cookies.contains_key("custos_session"));
 }

@@ -21,6 +21,7 @@ macro_rules! tri {
 }
 
 mod audit;
+pub mod oidc;
 mod pages;
 pub mod session;
 mod stats;
@@ -53,13 +54,22 @@ const MAX_FORM: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's routes; `sessions` signs its cookies.
-pub fn router(sessions: std::sync::Arc<Sessions>) -> Router<AppState> {
+/// What the console keeps: the session signer and, when configured, the OIDC sign-in.
+#[derive(Debug)]
+pub struct Console {
+    pub sessions: Sessions,
+    pub oidc: Option<oidc::Oidc>,
+}
+
+/// The console's routes.
+pub fn router(console: std::sync::Arc<Console>) -> Router<AppState> {
     Router::new()
         .route("/console", get(pages::overview))
         .route("/console/", get(pages::overview))
         .route("/console/signin", get(signin_form).post(signin))
         .route("/console/signout", post(pages::signout))
+        .route("/console/signin/oidc", get(oidc::start))
+        .route("/console/auth/callback", get(oidc::callback))
         .route("/console/spend", get(pages::spend))
         .route("/console/spend.csv", get(pages::spend_csv))
         .route("/console/access", get(pages::access))
@@ -73,7 +83,7 @@ pub fn router(sessions: std::sync::Arc<Sessions>) -> Router<AppState> {
         .route("/console/assets/{name}", get(asset))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .layer(axum::middleware::from_fn(security_headers))
-        .layer(Extension(sessions))
+        .layer(Extension(console))
 }
 
 /// Strict headers on every console response, errors included.
@@ -186,7 +196,7 @@ fn to_signin(path_and_query: &str, why: Option<&str>) -> Response {
 }
 
 /// Every `Cookie` header of a request, as one.
-fn cookies(headers: &HeaderMap) -> String {
+pub(crate) fn cookies(headers: &HeaderMap) -> String {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -238,6 +248,19 @@ pub(crate) fn viewer(
                 }
             }
         }
+        // The claims were verified at sign-in and the session ends when the token does; the
+        // directory maps them to today's tenant and team, as for an API call.
+        Credential::Token { c } => match s.directory.principal(c.claims()) {
+            Ok(p) => std::sync::Arc::new(p),
+            Err(e) => {
+                return Err(to_signin(
+                    path_and_query,
+                    Some(&format!(
+                        "the sign-in no longer names a principal here: {e}"
+                    )),
+                ))
+            }
+        },
     };
     let csrf = sessions.csrf(&session.n);
     // A short name for the header: the key id and its team/app.
@@ -389,7 +412,7 @@ pub(crate) fn see_other(to: &str) -> Response {
 }
 
 /// Where a sign-in may return to: a console path, never another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if (n == "/console" || n.starts_with("/console/") || n.starts_with("/console?"))
@@ -411,23 +434,24 @@ struct SigninQuery {
 
 /// The sign-in form; its CSRF token is bound to a nonce cookie set here.
 async fn signin_form(
-    Extension(sessions): Extension<std::sync::Arc<Sessions>>,
+    Extension(console): Extension<std::sync::Arc<Console>>,
     Query(q): Query<SigninQuery>,
 ) -> Response {
     signin_page(
-        &sessions,
+        &console,
         q.next.as_deref(),
         q.why.as_deref(),
         StatusCode::OK,
     )
 }
 
-fn signin_page(
-    sessions: &Sessions,
+pub(crate) fn signin_page(
+    console: &Console,
     next: Option<&str>,
     why: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    let sessions = &console.sessions;
     let nonce = session::random_hex(16);
     let csrf = sessions.csrf(&nonce);
     let next = safe_next(next);
@@ -438,6 +462,10 @@ fn signin_page(
                 h1 { "Sign in to custos" }
                 @if let Some(w) = why {
                     (view::notice(w, "error"))
+                }
+                @if let Some(o) = &console.oidc {
+                    p { a.button href={ "/console/signin/oidc?next=" (view::enc(&next)) } { (o.label()) } }
+                    p.hint { "Or with an API key:" }
                 }
                 form method="post" action="/console/signin" {
                     (view::csrf_field(&csrf))
@@ -466,11 +494,12 @@ fn signin_page(
 /// Checks the key and starts a session; a refused key is counted like a refused call.
 async fn signin(
     State(s): State<AppState>,
-    Extension(sessions): Extension<std::sync::Arc<Sessions>>,
+    Extension(console): Extension<std::sync::Arc<Console>>,
     addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let sessions = &console.sessions;
     let f = form(&body);
     let next = f.get("next").map(String::as_str);
     let cookies = cookies(&headers);
@@ -478,7 +507,7 @@ async fn signin(
     let token = f.get("csrf").map(String::as_str).unwrap_or("");
     if !same_origin(&headers) || !sessions.csrf_ok(nonce, token) {
         return signin_page(
-            &sessions,
+            &console,
             next,
             Some("The sign-in form was stale or came from another site. Try again."),
             StatusCode::FORBIDDEN,
@@ -491,7 +520,7 @@ async fn signin(
             addr.as_ref().map(|a| a.0 .0),
             ProblemKind::InvalidApiKey.slug(),
         );
-        signin_page(&sessions, next, Some(&why), StatusCode::UNAUTHORIZED)
+        signin_page(&console, next, Some(&why), StatusCode::UNAUTHORIZED)
     };
     let principal = match s.keys.check(key) {
         KeyCheck::Valid(p) => p,

@@ -6,6 +6,7 @@
 use super::session::Sessions;
 use super::stats::{millis, percent, quantile};
 use super::view::{self, badge, card, chart, csrf_field, enc, notice};
+use super::Console;
 use super::{authorize, check_change, error_page, form, form_reason, html_page, see_other, Viewer};
 use crate::refusals::ClientAddr;
 use crate::state::AppState;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 /// to sign in, as the rejection) and the query string.
 pub(crate) struct Page {
     pub(super) s: AppState,
-    pub(super) sessions: Arc<Sessions>,
+    pub(super) console: Arc<Console>,
     pub(super) v: Viewer,
     pub(super) q: HashMap<String, String>,
 }
@@ -41,7 +42,7 @@ impl axum::extract::FromRequestParts<AppState> for Page {
         parts: &mut http::request::Parts,
         s: &AppState,
     ) -> Result<Self, Response> {
-        let Some(sessions) = parts.extensions.get::<Arc<Sessions>>().cloned() else {
+        let Some(console) = parts.extensions.get::<Arc<Console>>().cloned() else {
             return Err(error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Unavailable",
@@ -55,10 +56,10 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             .path_and_query()
             .map_or("/console", |p| p.as_str());
         let addr = parts.extensions.get::<ClientAddr>().copied();
-        let v = super::viewer(s, &sessions, &parts.headers, addr, here)?;
+        let v = super::viewer(s, &console.sessions, &parts.headers, addr, here)?;
         Ok(Page {
             s: s.clone(),
-            sessions,
+            console,
             v,
             q,
         })
@@ -66,6 +67,10 @@ impl axum::extract::FromRequestParts<AppState> for Page {
 }
 
 impl Page {
+    pub(super) fn sessions(&self) -> &Sessions {
+        &self.console.sessions
+    }
+
     /// The tenant the page is about (`?tenant=`, else the viewer's), read allowed by `action`.
     pub(super) async fn tenant_for(&self, action: &str) -> Result<String, Response> {
         let tenant = self.v.tenant(self.q.get("tenant").map(String::as_str));
@@ -76,7 +81,7 @@ impl Page {
     /// A change's form: origin and CSRF checked; the tenant it names.
     fn change(&self, body: &Bytes) -> Result<(HashMap<String, String>, String), Response> {
         let f = form(body);
-        check_change(&self.sessions, &self.v, &f)?;
+        check_change(self.sessions(), &self.v, &f)?;
         let tenant = self.v.tenant(f.get("tenant").map(String::as_str));
         Ok((f, tenant))
     }
@@ -676,9 +681,10 @@ pub(crate) async fn spend_csv(p: Page) -> Response {
 /// cannot sign one out).
 pub(crate) async fn signout(p: Page, body: Bytes) -> Response {
     tri!(p.change(&body));
-    p.sessions.end(&p.v.session, now_ms());
+    p.sessions().end(&p.v.session, now_ms());
     let mut res = see_other("/console/signin");
-    if let Ok(c) = http::HeaderValue::from_str(&p.sessions.cookie(super::session::COOKIE, "", 0)) {
+    if let Ok(c) = http::HeaderValue::from_str(&p.sessions().cookie(super::session::COOKIE, "", 0))
+    {
         res.headers_mut().insert(header::SET_COOKIE, c);
     }
     res

@@ -15,8 +15,10 @@ pub const SECRET_ENV: &str = "CUSTOS_CONSOLE_SECRET";
 pub const COOKIE: &str = "custos_session";
 /// The sign-in form's cookie: a nonce its CSRF token is bound to, before any session exists.
 pub const SIGNIN_COOKIE: &str = "custos_signin";
-/// Longest cookie value read; a real one is a few hundred bytes.
-const MAX_COOKIE: usize = 4096;
+/// Longest cookie value read or written; browsers keep about 4 KB per cookie.
+pub const MAX_COOKIE: usize = 4000;
+/// What session cookies are signed for.
+const SESSION_LABEL: &[u8] = b"custos-console-session-v1\n";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -41,6 +43,59 @@ pub enum SessionError {
 pub enum Credential {
     /// A custos API key, by the hex SHA-256 digest the key index holds (never the key).
     Key { d: String },
+    /// An OIDC sign-in: the verified claims of the provider's access token (never the token).
+    Token { c: TokenFacts },
+}
+
+/// A verified token's claims as a session keeps them (`custos_authz::jwt::TokenClaims`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFacts {
+    pub iss: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub mfa: bool,
+    /// When the token expires (Unix seconds).
+    pub exp: i64,
+}
+
+impl TokenFacts {
+    pub fn of(c: &custos_authz::jwt::TokenClaims) -> Self {
+        TokenFacts {
+            iss: c.issuer.clone(),
+            sub: c.subject.clone(),
+            tenant: c.tenant.clone(),
+            team: c.team.clone(),
+            roles: c.roles.clone(),
+            groups: c.groups.clone(),
+            scopes: c.scopes.clone(),
+            mfa: c.mfa,
+            exp: c.expires_at,
+        }
+    }
+
+    pub fn claims(&self) -> custos_authz::jwt::TokenClaims {
+        custos_authz::jwt::TokenClaims {
+            issuer: self.iss.clone(),
+            subject: self.sub.clone(),
+            tenant: self.tenant.clone(),
+            team: self.team.clone(),
+            roles: self.roles.clone(),
+            groups: self.groups.clone(),
+            scopes: self.scopes.clone(),
+            mfa: self.mfa,
+            expires_at: self.exp,
+        }
+    }
 }
 
 /// One signed-in session.
@@ -157,10 +212,15 @@ impl Sessions {
 
     /// A new session for `credential`, starting `now_ms`.
     pub fn start(&self, credential: Credential, now_ms: i64) -> Session {
+        self.start_until(credential, now_ms, i64::MAX)
+    }
+
+    /// A new session that ends at `until_ms` if that is before its time is up.
+    pub fn start_until(&self, credential: Credential, now_ms: i64, until_ms: i64) -> Session {
         Session {
             credential,
             iat: now_ms,
-            exp: now_ms.saturating_add(self.ttl_ms),
+            exp: now_ms.saturating_add(self.ttl_ms).min(until_ms),
             n: random_hex(16),
         }
     }
@@ -170,29 +230,40 @@ impl Sessions {
         self.ttl_ms / 1000
     }
 
-    /// The cookie value of `s`: `payload.signature`, both base64url.
-    pub fn seal(&self, s: &Session) -> String {
-        let payload = B64.encode(serde_json::to_vec(s).unwrap_or_default());
-        let sig = B64.encode(
-            self.mac(b"custos-console-session-v1\n", payload.as_bytes())
-                .finalize()
-                .into_bytes(),
-        );
+    /// `value` as `payload.signature` (both base64url), signed for the purpose `label` so
+    /// that no signed value passes for one of another kind.
+    pub fn seal_value<T: Serialize>(&self, label: &[u8], value: &T) -> String {
+        let payload = B64.encode(serde_json::to_vec(value).unwrap_or_default());
+        let sig = B64.encode(self.mac(label, payload.as_bytes()).finalize().into_bytes());
         format!("{payload}.{sig}")
+    }
+
+    /// A value sealed for `label` by this key.
+    pub fn open_value<T: serde::de::DeserializeOwned>(
+        &self,
+        label: &[u8],
+        sealed: &str,
+    ) -> Result<T, SessionError> {
+        if sealed.len() > MAX_COOKIE {
+            return Err(SessionError::Malformed);
+        }
+        let (payload, sig) = sealed.split_once('.').ok_or(SessionError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| SessionError::Malformed)?;
+        self.mac(label, payload.as_bytes())
+            .verify_slice(&sig)
+            .map_err(|_| SessionError::BadSignature)?;
+        let json = B64.decode(payload).map_err(|_| SessionError::Malformed)?;
+        serde_json::from_slice(&json).map_err(|_| SessionError::Malformed)
+    }
+
+    /// The cookie value of `s`.
+    pub fn seal(&self, s: &Session) -> String {
+        self.seal_value(SESSION_LABEL, s)
     }
 
     /// The session in a cookie value, if it is well-formed, signed by this key and current.
     pub fn open(&self, cookie: &str, now_ms: i64) -> Result<Session, SessionError> {
-        if cookie.len() > MAX_COOKIE {
-            return Err(SessionError::Malformed);
-        }
-        let (payload, sig) = cookie.split_once('.').ok_or(SessionError::Malformed)?;
-        let sig = B64.decode(sig).map_err(|_| SessionError::Malformed)?;
-        self.mac(b"custos-console-session-v1\n", payload.as_bytes())
-            .verify_slice(&sig)
-            .map_err(|_| SessionError::BadSignature)?;
-        let json = B64.decode(payload).map_err(|_| SessionError::Malformed)?;
-        let s: Session = serde_json::from_slice(&json).map_err(|_| SessionError::Malformed)?;
+        let s: Session = self.open_value(SESSION_LABEL, cookie)?;
         if now_ms >= s.exp || now_ms < s.iat.saturating_sub(300_000) {
             return Err(SessionError::Expired);
         }

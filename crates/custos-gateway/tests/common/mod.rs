@@ -299,3 +299,116 @@ pub async fn invoke_events(gw: &TestGateway) -> Vec<serde_json::Value> {
         .filter(|e| e["activity"] == "model.invoke")
         .collect()
 }
+
+/// A small OIDC provider on loopback: discovery, an authorization endpoint that signs in
+/// "alice" at once, a token endpoint that checks the code, redirect URI and PKCE verifier,
+/// and its key set. `mode` makes it misbehave on purpose.
+pub struct Provider {
+    pub base: String,
+    pub mode: std::sync::Arc<std::sync::Mutex<&'static str>>,
+    pub codes_redeemed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub async fn oidc_provider() -> Provider {
+    use axum::extract::{Query, State};
+    use axum::response::IntoResponse;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    type Codes = Arc<Mutex<HashMap<String, HashMap<String, String>>>>;
+    #[derive(Clone)]
+    struct Idp {
+        issuer: Arc<custos_authz::testkit::TestIssuer>,
+        codes: Codes,
+        mode: Arc<Mutex<&'static str>>,
+        redeemed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+    let idp = Idp {
+        issuer: Arc::new(custos_authz::testkit::TestIssuer::new(&base)),
+        codes: Default::default(),
+        mode: Arc::new(Mutex::new("ok")),
+        redeemed: Default::default(),
+    };
+    let out = Provider {
+        base: base.clone(),
+        mode: idp.mode.clone(),
+        codes_redeemed: idp.redeemed.clone(),
+    };
+    let b = base.clone();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || {
+                let b = b.clone();
+                async move {
+                    axum::Json(serde_json::json!({"issuer": b, "authorization_endpoint": format!("{b}/authorize"),
+                        "token_endpoint": format!("{b}/token"), "jwks_uri": format!("{b}/jwks"),
+                        "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"]}))
+                }
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(|State(idp): State<Idp>| async move { idp.issuer.jwks() }),
+        )
+        .route(
+            "/authorize",
+            axum::routing::get(
+                |State(idp): State<Idp>, Query(q): Query<HashMap<String, String>>| async move {
+                    assert_eq!(q["response_type"], "code");
+                    assert_eq!(q["code_challenge_method"], "S256");
+                    assert_eq!(q["client_id"], "custos-console");
+                    assert!(q["scope"].split(' ').any(|s| s == "openid"));
+                    let code = format!("code-{}", q["state"]);
+                    let back = format!("{}?code={code}&state={}", q["redirect_uri"], q["state"]);
+                    idp.codes.lock().unwrap().insert(code, q);
+                    (axum::http::StatusCode::SEE_OTHER, [("location", back)]).into_response()
+                },
+            ),
+        )
+        .route(
+            "/token",
+            axum::routing::post(
+                |State(idp): State<Idp>, body: axum::body::Bytes| async move {
+                    let f: HashMap<String, String> =
+                        url::form_urlencoded::parse(&body).into_owned().collect();
+                    use base64::Engine as _;
+                    use sha2::Digest as _;
+                    let refuse = |e: &str| {
+                        (axum::http::StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": e})))
+                            .into_response()
+                    };
+                    let Some(asked) = idp.codes.lock().unwrap().remove(&f["code"]) else {
+                        return refuse("invalid_grant");
+                    };
+                    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(sha2::Sha256::digest(f["code_verifier"].as_bytes()));
+                    if f["grant_type"] != "authorization_code"
+                        || challenge != asked["code_challenge"]
+                        || f["redirect_uri"] != asked["redirect_uri"]
+                        || f["client_id"] != asked["client_id"]
+                    {
+                        return refuse("invalid_grant");
+                    }
+                    idp.redeemed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mode = *idp.mode.lock().unwrap();
+                    let now = custos_core::time::now_ms() / 1000;
+                    let mut access = idp.issuer.claims("alice", "custos", now);
+                    access["tenant"] = serde_json::json!("acme");
+                    access["roles"] = serde_json::json!(["tenant-admin"]);
+                    access["scope"] = serde_json::json!(if mode == "no-admin-scope" { "openid" } else { "openid custos:admin" });
+                    let mut id = idp.issuer.claims("alice", "custos-console", now);
+                    id["nonce"] = serde_json::json!(if mode == "bad-nonce" { "replayed".to_owned() } else { asked["nonce"].clone() });
+                    axum::Json(serde_json::json!({"access_token": idp.issuer.token(&access),
+                        "id_token": idp.issuer.token(&id), "token_type": "Bearer", "expires_in": 3600}))
+                    .into_response()
+                },
+            ),
+        )
+        .with_state(idp);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    out
+}
