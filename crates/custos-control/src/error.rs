@@ -32,7 +32,7 @@ pub enum ControlError {
     #[error("legal-hold: {0}")]
     Held(String),
     /// A proof needs a signed checkpoint covering entries the latest one does not.
-    #[error("the latest signed checkpoint covers {signed} ledger entries and the proof needs {needed}; sign one (custos audit checkpoint --key-file FILE, or [audit] checkpoint_key_file on the gateway) and retry")]
+    #[error("not covered yet: the latest signed checkpoint covers {signed} ledger entries and the proof needs {needed}; sign one (custos audit checkpoint --key-file FILE, or [audit] checkpoint_key_file on the gateway) and retry")]
     NotCovered { needed: u64, signed: u64 },
 }
 

@@ -105,6 +105,9 @@ pub(super) fn control_error(e: ControlError) -> Response {
             error_page(StatusCode::NOT_FOUND, "Not found", &m)
         }
         ControlError::Store(e) => store_error(e),
+        e @ ControlError::NotCovered { .. } => {
+            error_page(StatusCode::CONFLICT, "Not yet", &e.to_string())
+        }
         e => error_page(StatusCode::BAD_REQUEST, "Not done", &e.to_string()),
     }
 }
