@@ -373,6 +373,8 @@ async fn the_console_works_in_a_real_browser() {
     b.click("nav a[href^='/console/access']").await;
     assert_eq!(b.text("h1").await, "Access");
     b.screenshot("4-access").await;
+    b.click("nav a[href^='/console/models']").await;
+    assert_eq!(b.text("h1").await, "Models");
 
     // Audit: find the release's creation, open it, verify its proof in the page.
     b.click("nav a[href^='/console/audit']").await;

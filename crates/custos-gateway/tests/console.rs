@@ -721,3 +721,125 @@ async fn people_sign_in_at_the_oidc_provider_with_pkce() {
     assert!(r.text().await.unwrap().contains("nonce"));
     assert!(!m.cookies.contains_key("custos_session"));
 }
+
+#[tokio::test]
+async fn the_models_page_checks_signatures_against_the_trusted_keys() {
+    use custos_govern::models::{bundle, card, keys, manifest, registry};
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    std::fs::write(weights.join("model.safetensors"), vec![7u8; 4096]).unwrap();
+    std::fs::write(weights.join("config.json"), "{}").unwrap();
+    let m = manifest::hash(&weights, &manifest::Options::default(), None).unwrap();
+    let reg = registry::describe(&weights, &m).unwrap();
+    let (key, _) = keys::SigningKey::generate(keys::Curve::P256).unwrap();
+    let (stranger, _) = keys::SigningKey::generate(keys::Curve::P256).unwrap();
+    let pem = dir.path().join("release.pub");
+    std::fs::write(&pem, key.public_key().to_pem()).unwrap();
+    let toml = format!(
+        "[[registry.trust]]\npublic_key = \"{}\"\nnames = [\"tiny*\"]\n",
+        pem.display()
+    );
+    let dbs = databases("console_models").await;
+    let gw = start(&dbs[0], &toml).await;
+    let op = custos_control::Actor::local("steward");
+    let why = |w: &str| custos_core::Reason::new(Some(w), None).unwrap();
+    for (version, signer) in [("1.0", &key), ("2.0", &stranger)] {
+        gw.state
+            .control
+            .register_model(
+                &op,
+                custos_control::NewModel {
+                    name: "tiny".into(),
+                    version: version.into(),
+                    kind: registry::Kind::Weights,
+                    manifest_digest: Some(m.digest()),
+                    registration: reg.clone(),
+                },
+                &why("fine-tune"),
+            )
+            .await
+            .unwrap();
+        let signed = bundle::sign(&m.statement(), signer).unwrap().to_string();
+        gw.state
+            .control
+            .sign_model(
+                &op,
+                "tiny",
+                version,
+                &signed,
+                &signer.public_key(),
+                &why("sign"),
+            )
+            .await
+            .unwrap();
+        let mut text = card::model_template(&card::Facts {
+            name: "tiny".into(),
+            version: version.into(),
+            manifest_digest: Some(m.digest()),
+            registration: reg.clone(),
+            metrics: None,
+            cost: None,
+        });
+        text.push_str("\n<script>alert(1)</script>\n[click](javascript:alert(1))\n");
+        let envelope = card::sign("tiny", version, Some(&m.digest()), &text, signer).unwrap();
+        gw.state
+            .control
+            .attach_card(
+                &op,
+                "tiny",
+                version,
+                &custos_control::SignedCard {
+                    text: &text,
+                    envelope: &envelope,
+                    key: &signer.public_key(),
+                },
+                &why("card"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut b = Browser::new(&gw.base);
+    let (admin, _) = key_for(&gw, &gw.app_id.clone(), &["tenant-admin"]).await;
+    assert_eq!(b.sign_in(&admin).await.status(), 303);
+    let page = b.get("/console/models").await.text().await.unwrap();
+    let row = |v: &str| {
+        let at = page.find(&format!("tiny@{v}")).unwrap();
+        page[at..at + page[at..].find("</tr>").unwrap()].to_owned()
+    };
+    // Signed by the trusted key: both signatures verify; by another key: neither does.
+    assert_eq!(
+        row("1.0").matches(">verified<").count(),
+        2,
+        "{}",
+        row("1.0")
+    );
+    assert_eq!(
+        row("2.0").matches(">not verified<").count(),
+        2,
+        "{}",
+        row("2.0")
+    );
+    let page = b
+        .get("/console/models/tiny/1.0")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<h1>") && page.contains("Model card"),
+        "{page}"
+    );
+    // The card is rendered, its raw HTML shown as text and its script link dropped.
+    assert!(
+        !page.contains("<script>alert") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("javascript:"), "{page}");
+    // Its history: registered, signed, card attached, each linked to its ledger entry.
+    assert!(
+        page.matches("href=\"/console/audit/").count() >= 3,
+        "{page}"
+    );
+    assert_eq!(b.get("/console/models/tiny/9.9").await.status(), 404);
+}

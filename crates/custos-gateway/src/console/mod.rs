@@ -21,6 +21,7 @@ macro_rules! tri {
 }
 
 mod audit;
+mod models;
 pub mod oidc;
 mod pages;
 pub mod session;
@@ -77,6 +78,8 @@ pub fn router(console: std::sync::Arc<Console>) -> Router<AppState> {
         .route("/console/releases", get(pages::releases))
         .route("/console/releases/{id}", get(pages::release))
         .route("/console/releases/{id}/decide", post(pages::decide_release))
+        .route("/console/models", get(models::list))
+        .route("/console/models/{name}/{version}", get(models::show))
         .route("/console/audit", get(audit::list))
         .route("/console/audit/{index}", get(audit::entry))
         .route("/console/audit/{index}/proof.json", get(audit::proof))

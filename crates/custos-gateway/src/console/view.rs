@@ -5,11 +5,12 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// The pages in the navigation: (path, title).
-pub const NAV: [(&str, &str); 5] = [
+pub const NAV: [(&str, &str); 6] = [
     ("/console", "Overview"),
     ("/console/spend", "Spend"),
     ("/console/audit", "Audit"),
     ("/console/access", "Access"),
+    ("/console/models", "Models"),
     ("/console/releases", "Releases"),
 ];
 

@@ -871,6 +871,18 @@ fn links(line: &str) -> Vec<&str> {
 /// The card as a standalone HTML page. Raw HTML in the Markdown is shown as text, never
 /// passed through (cards are served to browsers).
 pub fn render_html(card: &Card, title: &str) -> String {
+    let front = serde_json::to_string_pretty(&card.front).unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}}table{{border-collapse:collapse}}td,th{{border:1px solid #d0d7de;padding:.3rem .6rem}}code,pre{{background:#f6f8fa}}pre{{padding:.6rem;overflow:auto}}</style>\n</head><body>\n{}<details><summary>Metadata</summary><pre>{}</pre></details>\n</body></html>\n",
+        escape(title),
+        render_body(card),
+        escape(&front)
+    )
+}
+
+/// The card's Markdown body as an HTML fragment, for a page that has its own frame: raw
+/// HTML shown as text, and only web, mail and relative links kept.
+pub fn render_body(card: &Card) -> String {
     use pulldown_cmark::{html, Event, Options, Parser, Tag};
     // Only web, mail and relative links: `javascript:` and `data:` URLs would run in the
     // reader's browser.
@@ -915,13 +927,7 @@ pub fn render_html(card: &Card, title: &str) -> String {
     });
     let mut body = String::new();
     html::push_html(&mut body, events);
-    let front = serde_json::to_string_pretty(&card.front).unwrap_or_default();
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}}table{{border-collapse:collapse}}td,th{{border:1px solid #d0d7de;padding:.3rem .6rem}}code,pre{{background:#f6f8fa}}pre{{padding:.6rem;overflow:auto}}</style>\n</head><body>\n{}<details><summary>Metadata</summary><pre>{}</pre></details>\n</body></html>\n",
-        escape(title),
-        body,
-        escape(&front)
-    )
+    body
 }
 
 /// The statement a card signature signs: the card's digest, bound to the model's.

@@ -68,6 +68,30 @@ pub fn verify_trusted(
     ))
 }
 
+/// Checks a model card's signature (a DSSE envelope, JSON) against the keys trusted for
+/// `name`; returns the hint of the key that verified it.
+pub fn verify_card_trusted(
+    name: &str,
+    version: &str,
+    text: &str,
+    envelope: &str,
+    trust: &[TrustedKey],
+) -> Result<String, String> {
+    let envelope: crate::models::dsse::Envelope = serde_json::from_str(envelope)
+        .map_err(|e| format!("the signature is not a DSSE envelope: {e}"))?;
+    let mut last = format!("no [[registry.trust]] rule names model {name:?}");
+    for t in trust
+        .iter()
+        .filter(|t| t.names.iter().any(|p| name_matches(p, name)))
+    {
+        match crate::models::card::verify(&envelope, &t.key, name, version, text) {
+            Ok(()) => return Ok(t.key.hint()),
+            Err(e) => last = format!("{e} ({})", t.source),
+        }
+    }
+    Err(last)
+}
+
 /// Whether the gate serves `entry`, and if not, why.
 pub fn servable(entry: &Entry<'_>, trust: &[TrustedKey]) -> Result<Servable, String> {
     let state =
