@@ -3,6 +3,7 @@
 //! **and** its ledger event in one database transaction (both or neither), and returns a typed
 //! result. The CLI and the admin API are thin surfaces that parse, call and print.
 
+mod access;
 pub mod comply;
 mod components;
 mod dpia;
@@ -21,6 +22,7 @@ mod releases;
 pub mod seal;
 mod threat;
 
+pub use access::{AccessReview, ReviewRow, ADMIN_ROLES};
 pub use components::{NewDataset, NewPrompt};
 pub use erasure::{data_files, sha256_file, EraseSpec, Erased};
 pub use error::ControlError;

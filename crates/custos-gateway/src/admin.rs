@@ -880,7 +880,7 @@ async fn refresh_finops(s: &AppState) {
 }
 
 /// Makes a grant change visible to this gateway at once.
-async fn refresh_directory(s: &AppState) {
+pub(crate) async fn refresh_directory(s: &AppState) {
     if let Some(c) = &s.cluster {
         c.announce(crate::cluster::Topic::Directory);
     }

@@ -561,6 +561,81 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
         assert_eq!(b.get("/console/audit/99999999").await.status(), 404);
         assert_eq!(b.get("/console/audit?before=-1").await.status(), 400);
 
+        // A grant someone asked for is approved here (grants.approve needs another person
+        // than the requester), and an access review runs and is recorded.
+        let grant = gw
+            .store
+            .grant_create(&custos_store::NewGrant {
+                tenant: "acme".into(),
+                principal: "bob".into(),
+                role: "auditor".into(),
+                kind: custos_store::GrantKind::Jit,
+                why: "quarter close".into(),
+                duration_ms: 600_000,
+                requested_by: "bob".into(),
+            })
+            .await
+            .unwrap()
+            .id;
+        let page = b.get("/console/access").await.text().await.unwrap();
+        assert!(
+            page.contains(&format!("/console/access/grants/{grant}/decide")),
+            "{page}"
+        );
+        let csrf = csrf_of(&page);
+        let r = b
+            .post(
+                &format!("/console/access/grants/{grant}/decide"),
+                &[("decision", "approve"), ("why", "ok")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post(
+                &format!("/console/access/grants/{grant}/decide"),
+                &[
+                    ("csrf", &csrf),
+                    ("decision", "approve"),
+                    ("why", "quarter close, checked"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let page = b.get(&location(&r)).await.text().await.unwrap();
+        assert!(page.contains("The grant was approved"), "{page}");
+        let r = b
+            .post(
+                "/console/access/review",
+                &[
+                    ("csrf", &csrf),
+                    ("unused_after", "30d"),
+                    ("why", "Q4 review"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("principals,") && page.contains("recorded as ledger entry"),
+            "{page}"
+        );
+        assert!(page.contains(&victim_id) && page.contains("bob"), "{page}");
+        let r = b
+            .post(
+                "/console/access/review",
+                &[("csrf", &csrf), ("unused_after", "soon")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+        let r = b
+            .post("/console/access/review", &[("why", "no token")], None)
+            .await;
+        assert_eq!(r.status(), 403);
+
         // A key without a reader's role signs in, and every page says what it may not read.
         let (service, _) = key_for(&gw, &app, &[]).await;
         let mut sv = Browser::new(&gw.base);

@@ -75,6 +75,11 @@ pub fn router(console: std::sync::Arc<Console>) -> Router<AppState> {
         .route("/console/spend.csv", get(pages::spend_csv))
         .route("/console/access", get(pages::access))
         .route("/console/access/keys/{id}/revoke", post(pages::revoke_key))
+        .route(
+            "/console/access/grants/{id}/decide",
+            post(pages::decide_grant),
+        )
+        .route("/console/access/review", post(pages::access_review))
         .route("/console/releases", get(pages::releases))
         .route("/console/releases/{id}", get(pages::release))
         .route("/console/releases/{id}/decide", post(pages::decide_release))

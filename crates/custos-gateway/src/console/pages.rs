@@ -700,6 +700,8 @@ fn done_message(q: &HashMap<String, String>) -> Option<&'static str> {
         "approved" => "Your approval was recorded.",
         "denied" => "Your denial was recorded.",
         "rolled-back" => "The app was rolled back to its previous release.",
+        "grant-approved" => "The grant was approved; the role is held from now until it expires.",
+        "grant-denied" => "The grant was denied.",
         _ => return None,
     })
 }
@@ -771,6 +773,16 @@ pub(crate) async fn access(p: Page) -> Response {
                 }
             }
         }
+        h2 { "Access review" }
+        form.filters.no-print method="post" action="/console/access/review" {
+            (csrf_field(&v.csrf))
+            (tenant_field(&tenant))
+            label { "Unused after" input name="unused_after" value="90d" size="6"; }
+            label { "Rotate keys after" input name="rotate_after" value="90d" size="6"; }
+            label { "Why" input name="why" placeholder="quarterly review" size="24"; }
+            button type="submit" { "Run access review" }
+        }
+        p.hint { "Lists every principal with its roles, keys, grants, creator and last use, flags what needs attention, and records the findings' digest in the ledger (" code { "access.review" } "), as " code { "custos access review" } " does." }
         h2 { "Grants" }
         @match &grants {
             Err(why) => p.muted { (why) },
@@ -778,7 +790,7 @@ pub(crate) async fn access(p: Page) -> Response {
             Ok(g) => table {
                 thead { tr {
                     th { "grant" } th { "principal" } th { "role" } th { "kind" } th { "status" }
-                    th { "why" } th { "requested" } th { "expires" }
+                    th { "why" } th { "requested" } th { "expires" } th.no-print { "" }
                 } }
                 tbody {
                     @for g in g.iter().take(200) {
@@ -791,6 +803,17 @@ pub(crate) async fn access(p: Page) -> Response {
                             td { (g.why) }
                             td { (time(Some(g.requested_at))) " by " span.mono { (g.requested_by) } }
                             td { (time(g.expires_at)) }
+                            td.no-print {
+                                @if g.status.as_str() == "pending" {
+                                    form.inline method="post" action={ "/console/access/grants/" (enc(&g.id)) "/decide" } {
+                                        (csrf_field(&v.csrf))
+                                        (tenant_field(&tenant))
+                                        input name="why" placeholder="why" required size="14" aria-label={ "why decide " (g.id) };
+                                        button type="submit" name="decision" value="approve" { "Approve" }
+                                        button.danger type="submit" name="decision" value="deny" { "Deny" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -822,6 +845,113 @@ pub(crate) async fn revoke_key(p: Page, Path(id): Path<String>, body: Bytes) -> 
         }
         Err(e) => control_error(e),
     }
+}
+
+/// Approves or denies a pending grant of the tenant (another person than its requester).
+pub(crate) async fn decide_grant(p: Page, Path(id): Path<String>, body: Bytes) -> Response {
+    let (f, tenant) = tri!(p.change(&body));
+    let Page { s, v, .. } = p;
+    let reason = tri!(form_reason(&f));
+    let approve = match f.get("decision").map(String::as_str) {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "decision must be approve or deny",
+            )
+        }
+    };
+    match s
+        .control
+        .decide_grant(&v.actor(&s), Some(&tenant), &id, approve, &reason)
+        .await
+    {
+        Ok(_) => {
+            crate::admin::refresh_directory(&s).await;
+            see_other(&format!(
+                "/console/access?tenant={}&done={}",
+                enc(&tenant),
+                if approve {
+                    "grant-approved"
+                } else {
+                    "grant-denied"
+                }
+            ))
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+/// Runs an access review of the tenant and shows its findings (recorded in the ledger).
+pub(crate) async fn access_review(p: Page, body: Bytes) -> Response {
+    let (f, tenant) = tri!(p.change(&body));
+    let Page { s, v, .. } = p;
+    let reason = tri!(form_reason(&f));
+    let duration = |k: &str| -> Result<i64, Response> {
+        let text = f
+            .get(k)
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .unwrap_or("90d");
+        custos_core::duration::parse_duration(text)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .map_err(|e| {
+                error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    &format!("{k}: {e}"),
+                )
+            })
+    };
+    let unused = tri!(duration("unused_after"));
+    let rotate = tri!(duration("rotate_after"));
+    let review = match s
+        .control
+        .access_review(&v.actor(&s), &tenant, unused, rotate, &reason)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return control_error(e),
+    };
+    let time = |ms: Option<i64>| {
+        ms.map_or("–".to_owned(), |t| {
+            format_rfc3339(t)[..16].replace('T', " ")
+        })
+    };
+    let r = &review.value;
+    let body = html! {
+        p { a href={ "/console/access?tenant=" (enc(&tenant)) } { "← Access" } }
+        h1 { "Access review" }
+        (notice(&format!("{} principals, {} flagged; recorded as ledger entry {} (findings {}).", r.rows.len(), r.flagged, review.ledger.start, r.digest), if r.flagged == 0 { "ok" } else { "error" }))
+        table {
+            thead { tr {
+                th { "principal" } th { "type" } th { "roles" } th { "team/app" } th { "status" }
+                th { "created" } th { "creator" } th { "last use" } th { "grants" } th { "flags" }
+            } }
+            tbody {
+                @for row in &r.rows {
+                    tr {
+                        td.mono { (row.principal) }
+                        td { (row.kind) }
+                        td { (row.roles.join(", ")) }
+                        td { (row.team) @if !row.app.is_empty() { "/" (row.app) } }
+                        td { (row.status) }
+                        td { (time(row.created_at)) }
+                        td.mono { (row.creator.as_deref().unwrap_or("–")) }
+                        td { @if row.last_use.is_some() { (time(row.last_use)) } @else { "never" } }
+                        td { (row.grants.join("; ")) }
+                        td { @for fl in &row.flags { (badge(fl, "bad")) " " } }
+                    }
+                }
+            }
+        }
+    };
+    html_page(view::page(
+        &v.frame("Access review", "/console/access", &tenant),
+        body,
+    ))
 }
 
 fn release_tone(state: &str) -> &'static str {
