@@ -918,3 +918,55 @@ async fn the_models_page_checks_signatures_against_the_trusted_keys() {
     );
     assert_eq!(b.get("/console/models/tiny/9.9").await.status(), 404);
 }
+
+#[tokio::test]
+async fn the_spend_page_flags_a_day_that_strays_from_its_baseline() {
+    for db in databases("console_anomaly").await {
+        let gw = start(&db, "").await;
+        let today = custos_core::time::now_ms().div_euclid(86_400_000);
+        // Six weeks of a dollar and some cents a day for team ml; yesterday, twenty.
+        let records: Vec<_> = (1..=42)
+            .map(|ago| {
+                let cost = if ago == 1 {
+                    "20".to_owned()
+                } else {
+                    format!("1.{:02}", (ago * 7) % 20)
+                };
+                custos_store::sample_record(
+                    &format!("u{ago:03}"),
+                    "acme",
+                    "ml",
+                    (today - ago) * 86_400_000 + 3_600_000,
+                    cost.parse().unwrap(),
+                )
+            })
+            .collect();
+        gw.store.usage_insert(&records).await.unwrap();
+        let mut b = Browser::new(&gw.base);
+        let (admin, _) = key_for(&gw, &gw.app_id.clone(), &["finops-viewer"]).await;
+        assert_eq!(b.sign_in(&admin).await.status(), 303);
+        let page = b
+            .get("/console/spend?window=90d")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let at = page
+            .find("<h2>Anomalies</h2>")
+            .expect("an anomalies section");
+        let section = &page[at..page[at..]
+            .find("<h2>Budgets")
+            .map_or(page.len(), |e| at + e)];
+        let yesterday = custos_core::time::format_rfc3339((today - 1) * 86_400_000);
+        assert!(
+            section.contains(&yesterday[..10]) && section.contains("20.0000"),
+            "{db:?}: {section}",
+            db = db.name
+        );
+        assert_eq!(
+            section.matches("<tr>").count(),
+            2,
+            "only yesterday: {section}"
+        );
+    }
+}

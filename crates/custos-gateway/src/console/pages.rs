@@ -429,6 +429,7 @@ pub(crate) async fn spend(p: Page) -> Response {
         .collect();
     let trend = daily_spend(&points, first_day, days, Some(days - 1));
     let budgets = budgets_section(&s, &v, &tenant).await;
+    let anomalies = anomalies_section(&s, &tenant, &sq.group).await;
     let csv = format!(
         "/console/spend.csv?tenant={}&window={}&group={}",
         enc(&tenant),
@@ -490,6 +491,7 @@ pub(crate) async fn spend(p: Page) -> Response {
                 }
             }
         }
+        (anomalies)
         (budgets)
     };
     html_page(view::page(
@@ -503,6 +505,90 @@ fn share(part: Amount, whole: Amount) -> String {
         "–".into()
     } else {
         format!("{:.1}%", part.to_f64() / whole.to_f64() * 100.0)
+    }
+}
+
+/// Days whose spend strayed from its baseline, per group (the grouping when it is one the
+/// anomaly check knows, else teams): the last 14 complete UTC days, each judged against the
+/// 28 before it, as `custos cost anomalies` does with its defaults.
+async fn anomalies_section(s: &AppState, tenant: &str, group: &Dimension) -> Markup {
+    use custos_finops::anomaly::{detect, Settings};
+    const JUDGED: i64 = 14;
+    let settings = Settings::default();
+    let by = match group {
+        Dimension::Team | Dimension::App | Dimension::Env | Dimension::Tag(_) => group.clone(),
+        _ => Dimension::Team,
+    };
+    let today = now_ms().div_euclid(86_400_000);
+    let first = today - JUDGED - settings.window as i64;
+    let f = UsageFilter {
+        tenant: Some(tenant.to_owned()),
+        from_ms: first * 86_400_000,
+        until_ms: today * 86_400_000,
+        ..UsageFilter::default()
+    };
+    let rows = match s
+        .store
+        .usage_report(&f, &[by.clone(), Dimension::Day], 0)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the console's anomaly check could not read usage");
+            return html! { h2 { "Anomalies" } (notice("Usage could not be read.", "error")) };
+        }
+    };
+    let days = (today - first) as usize;
+    let mut series: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for r in &rows {
+        let (Some(k), Some(d)) = (
+            r.keys.first(),
+            r.keys.get(1).and_then(|d| d.parse::<i64>().ok()),
+        ) else {
+            continue;
+        };
+        let i = d - first;
+        if (0..days as i64).contains(&i) {
+            series.entry(k.clone()).or_insert_with(|| vec![0.0; days])[i as usize] +=
+                r.cost.to_f64();
+        }
+    }
+    let mut found = Vec::new();
+    for (key, daily) in &series {
+        for a in detect(daily, &settings) {
+            if a.index + JUDGED as usize >= days {
+                found.push((key.clone(), first + a.index as i64, a));
+            }
+        }
+    }
+    found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let label = match &by {
+        Dimension::Tag(t) => format!("tag:{t}"),
+        Dimension::App => "app".into(),
+        Dimension::Env => "env".into(),
+        _ => "team".into(),
+    };
+    html! {
+        h2 { "Anomalies" }
+        @if found.is_empty() {
+            p.muted { "No day of the last 14 strayed from its " (label) "'s baseline (28 days before it; ±" (settings.k) " deviations)." }
+        } @else {
+            table {
+                thead { tr { th { (label) } th { "day" } th.num { "spend" } th.num { "expected" } th.num { "deviations" } } }
+                tbody {
+                    @for (key, day, a) in &found {
+                        tr {
+                            td { @if key.is_empty() { span.muted { "(none)" } } @else { (key) } }
+                            td { (format_rfc3339(day * 86_400_000)[..10]) }
+                            td.num { (format!("{:.4}", a.value)) }
+                            td.num { (format!("{:.4}", a.expected)) }
+                            td.num { (format!("{:+.1}", a.score)) }
+                        }
+                    }
+                }
+            }
+        }
+        p.hint { "Alerts go out from " code { "custos cost anomalies --notify" } " run on a schedule." }
     }
 }
 
