@@ -206,6 +206,12 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
     eprintln!(
         "  try: curl {scheme}://{local}/v1/models -H \"Authorization: Bearer $OPENAI_API_KEY\""
     );
+    if config.console.enabled {
+        eprintln!(
+            "  console: {scheme}://{local}/console (sign in with a key that holds a role: {} keys create --team ml --app console --role tenant-admin)",
+            invoked_as()
+        );
+    }
     tracing::info!(listen = %local, "custos started");
     gateway.serve(listener, shutdown_signal()).await?;
     store.close().await;
