@@ -338,6 +338,24 @@ impl Metrics {
             .collect()
     }
 
+    /// The requests of `tenant` this process answered, by route: (route, all, 4xx, 5xx),
+    /// busiest first.
+    pub fn routes_of(&self, tenant: &str) -> Vec<(&'static str, u64, u64, u64)> {
+        let mut by: HashMap<&'static str, (u64, u64, u64)> = HashMap::new();
+        for (k, n) in lock(&self.requests).iter().filter(|(k, _)| k.4 == tenant) {
+            let e = by.entry(k.0).or_default();
+            e.0 += n;
+            if (400..500).contains(&k.2) {
+                e.1 += n;
+            } else if k.2 >= 500 {
+                e.2 += n;
+            }
+        }
+        let mut out: Vec<_> = by.into_iter().map(|(r, (a, c, s))| (r, a, c, s)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        out
+    }
+
     pub fn auth_failure(&self, reason: &'static str) {
         *lock(&self.auth_failures).entry(reason).or_default() += 1;
     }

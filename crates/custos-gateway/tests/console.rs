@@ -287,7 +287,13 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
 
         // Every page renders for the tenant, with the tenant's data.
         let page = b.get("/console").await.text().await.unwrap();
-        for want in ["Overview", "p95 latency", "ml/bot", "<svg"] {
+        for want in [
+            "Overview",
+            "p95 latency",
+            "ml/bot",
+            "<svg",
+            "<td class=\"mono\">/v1/chat/completions</td>",
+        ] {
             assert!(page.contains(want), "{want} missing from overview");
         }
         assert!(page.contains(">3<"), "three calls counted: {page}");

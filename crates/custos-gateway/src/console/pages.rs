@@ -253,6 +253,7 @@ pub(crate) async fn overview(p: Page) -> Response {
         })
         .collect();
     let refusals = s.metrics.answered(&tenant, &[402, 403, 429]);
+    let routes = s.metrics.routes_of(&tenant);
     let lat = |p| millis(quantile(p, &LATENCY_BOUNDS_MS, &total.latency));
     let body = html! {
         h1 { "Overview" }
@@ -304,6 +305,24 @@ pub(crate) async fn overview(p: Page) -> Response {
         (traffic_table("By model", "model", &groups[1], &currency))
         (traffic_table("By release", "release", &groups[2], &currency))
         (traffic_table("By environment", "env", &groups[3], &currency))
+        h2 { "By route, answered by this gateway since it started" }
+        @if routes.is_empty() {
+            p.muted { "No requests of this tenant yet." }
+        } @else {
+            table {
+                thead { tr { th { "route" } th.num { "requests" } th.num { "4xx" } th.num { "5xx" } } }
+                tbody {
+                    @for (route, all, client, server) in &routes {
+                        tr {
+                            td.mono { (route) }
+                            td.num { (all) }
+                            td.num { (percent(*client as i64, *all as i64)) }
+                            td.num { (percent(*server as i64, *all as i64)) }
+                        }
+                    }
+                }
+            }
+        }
         p.hint { "Percentiles are estimated from latency buckets (≤10 ms, 25, 50, 100, 250, 500 ms, 1 s, …)." }
     };
     html_page(view::page(&v.frame("Overview", "/console", &tenant), body))
