@@ -387,6 +387,11 @@ pub struct ConsoleOidcConfig {
     /// The button's label (default: "Sign in with <issuer host>").
     #[serde(default)]
     pub label: Option<String>,
+    /// The `acr_values` asked for when a change needs a second factor the sign-in lacks
+    /// (step-up); the provider is also asked to authenticate again (`prompt=login`,
+    /// `max_age=0`). Default: the OpenID PAPE multi-factor policy.
+    #[serde(default)]
+    pub step_up_acr: Option<String>,
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP. Off unless `otlp_endpoint` is set;

@@ -750,6 +750,29 @@ async fn people_sign_in_at_the_oidc_provider_with_pkce() {
         .iter()
         .any(|e| e.event.contains("\"console.signin\"") && e.event.contains("\"user\"")));
 
+    // A change the policies want a second factor for: alice's sign-in has none, so the page
+    // offers to step up; the provider is asked to authenticate again, and then it is done.
+    let (_, victim) = key_for(&gw, &gw.app_id.clone(), &[]).await;
+    let page = b.get("/console/access").await.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let revoke = format!("/console/access/keys/{victim}/revoke");
+    let r = b
+        .post(&revoke, &[("csrf", &csrf), ("why", "rotation")], None)
+        .await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("A second factor is needed") && page.contains("step_up=1"),
+        "{page}"
+    );
+    let r = oidc_sign_in(&mut b, "%2Fconsole%2Faccess&step_up=1").await;
+    assert_eq!(r.status(), 200);
+    let csrf = csrf_of(&b.get("/console/access").await.text().await.unwrap());
+    let r = b
+        .post(&revoke, &[("csrf", &csrf), ("why", "rotation")], None)
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+
     // A callback nobody started here, or whose state differs, is refused; so is a code
     // replayed after the flight ended.
     let mut m = Browser::new(&gw.base);

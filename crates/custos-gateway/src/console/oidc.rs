@@ -204,7 +204,12 @@ fn flight_cookie(console: &Console, value: &str, max_age: i64) -> Option<HeaderV
 #[derive(Deserialize)]
 pub(crate) struct StartQuery {
     next: Option<String>,
+    /// Ask the provider to authenticate again with a second factor.
+    step_up: Option<String>,
 }
+
+/// The PAPE multi-factor policy (OpenID Provider Authentication Policy Extension 1.0).
+const MULTI_FACTOR_ACR: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
 
 /// Sends the browser to the provider with a fresh state, nonce and PKCE challenge.
 pub(crate) async fn start(
@@ -220,6 +225,10 @@ pub(crate) async fn start(
             "No OIDC sign-in is configured ([console.oidc]).",
         );
     };
+    let step_up = q
+        .step_up
+        .as_deref()
+        .is_some_and(|v| v == "1" || v == "true");
     let unavailable = |why: String| {
         tracing::warn!(error = %why, "console OIDC sign-in could not start");
         signin_page(
@@ -253,16 +262,26 @@ pub(crate) async fn start(
         .scopes_of(&oidc.cfg.issuer)
         .map(|sc| sc.admin.clone())
         .unwrap_or_default();
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &oidc.cfg.client_id)
-        .append_pair("redirect_uri", &redirect)
-        .append_pair("scope", &oidc.scopes(&admin_scope))
-        .append_pair("state", &flight.state)
-        .append_pair("nonce", &flight.nonce)
-        .append_pair("code_challenge", &challenge(&flight.verifier))
-        .append_pair("code_challenge_method", "S256")
-        .finish();
+    let query: String = {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &oidc.cfg.client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("scope", &oidc.scopes(&admin_scope))
+            .append_pair("state", &flight.state)
+            .append_pair("nonce", &flight.nonce)
+            .append_pair("code_challenge", &challenge(&flight.verifier))
+            .append_pair("code_challenge_method", "S256");
+        if step_up {
+            q.append_pair("prompt", "login")
+                .append_pair("max_age", "0")
+                .append_pair(
+                    "acr_values",
+                    oidc.cfg.step_up_acr.as_deref().unwrap_or(MULTI_FACTOR_ACR),
+                );
+        }
+        q.finish()
+    };
     let sep = if endpoints.authorization.contains('?') {
         '&'
     } else {

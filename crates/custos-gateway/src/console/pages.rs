@@ -112,6 +112,39 @@ pub(super) fn control_error(e: ControlError) -> Response {
     }
 }
 
+/// A refused change: when the policies want a second factor that a provider sign-in lacks,
+/// the page offers to sign in again with one (step-up) and come back to `back`.
+fn refused(console: &Console, v: &Viewer, e: ControlError, back: &str) -> Response {
+    let could_step_up = console.oidc.is_some()
+        && !v.principal.mfa
+        && matches!(
+            v.session.credential,
+            super::session::Credential::Token { .. }
+        )
+        && matches!(e, ControlError::Denied { .. });
+    if !could_step_up {
+        return control_error(e);
+    }
+    let body = view::bare(
+        "Access denied",
+        html! {
+            main.signin {
+                h1 { "A second factor is needed" }
+                p { (e.to_string()) }
+                p { "Your sign-in shows no second factor, and the policies ask for one for this change." }
+                p { a.button href={ "/console/signin/oidc?step_up=1&next=" (enc(back)) } { "Sign in again with a second factor" } }
+                p { a href=(back) { "Back" } }
+            }
+        },
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body.into_string(),
+    )
+        .into_response()
+}
+
 /// A money figure with a sensible number of decimals.
 fn money(a: Amount, currency: &str) -> String {
     let dp = if a.to_f64().abs() >= 100.0 { 2 } else { 4 };
@@ -934,7 +967,7 @@ pub(crate) async fn access(p: Page) -> Response {
 /// Revokes a key of the tenant (`keys.revoke`, with why), then back to the access page.
 pub(crate) async fn revoke_key(p: Page, Path(id): Path<String>, body: Bytes) -> Response {
     let (f, tenant) = tri!(p.change(&body));
-    let Page { s, v, .. } = p;
+    let Page { s, v, console, .. } = p;
     let reason = tri!(form_reason(&f));
     match s
         .control
@@ -948,14 +981,19 @@ pub(crate) async fn revoke_key(p: Page, Path(id): Path<String>, body: Bytes) -> 
                 enc(&tenant)
             ))
         }
-        Err(e) => control_error(e),
+        Err(e) => refused(
+            &console,
+            &v,
+            e,
+            &format!("/console/access?tenant={}", enc(&tenant)),
+        ),
     }
 }
 
 /// Approves or denies a pending grant of the tenant (another person than its requester).
 pub(crate) async fn decide_grant(p: Page, Path(id): Path<String>, body: Bytes) -> Response {
     let (f, tenant) = tri!(p.change(&body));
-    let Page { s, v, .. } = p;
+    let Page { s, v, console, .. } = p;
     let reason = tri!(form_reason(&f));
     let approve = match f.get("decision").map(String::as_str) {
         Some("approve") => true,
@@ -985,7 +1023,12 @@ pub(crate) async fn decide_grant(p: Page, Path(id): Path<String>, body: Bytes) -
                 }
             ))
         }
-        Err(e) => control_error(e),
+        Err(e) => refused(
+            &console,
+            &v,
+            e,
+            &format!("/console/access?tenant={}", enc(&tenant)),
+        ),
     }
 }
 
@@ -1223,7 +1266,7 @@ pub(crate) async fn release(p: Page, Path(id): Path<String>) -> Response {
 /// Approves, denies or rolls back, as the form's `decision` says.
 pub(crate) async fn decide_release(p: Page, Path(id): Path<String>, body: Bytes) -> Response {
     let (f, tenant) = tri!(p.change(&body));
-    let Page { s, v, .. } = p;
+    let Page { s, v, console, .. } = p;
     // Reading the release is authorized first, so another tenant's id is "not found".
     tri!(authorize(&s, &v, "releases.read", &tenant).await);
     let rv = tri!(release_in(&s, &tenant, &id).await);
@@ -1245,7 +1288,12 @@ pub(crate) async fn decide_release(p: Page, Path(id): Path<String>, body: Bytes)
                 .await
             {
                 Ok(_) => back(if d == "approve" { "approved" } else { "denied" }),
-                Err(e) => control_error(e),
+                Err(e) => refused(
+                    &console,
+                    &v,
+                    e,
+                    &format!("/console/releases/{}?tenant={}", enc(&id), enc(&tenant)),
+                ),
             }
         }
         Some("rollback") => match s
@@ -1257,7 +1305,12 @@ pub(crate) async fn decide_release(p: Page, Path(id): Path<String>, body: Bytes)
                 crate::admin::releases::refresh_aliases(&s).await;
                 back("rolled-back")
             }
-            Err(e) => control_error(e),
+            Err(e) => refused(
+                &console,
+                &v,
+                e,
+                &format!("/console/releases/{}?tenant={}", enc(&id), enc(&tenant)),
+            ),
         },
         _ => error_page(
             StatusCode::BAD_REQUEST,

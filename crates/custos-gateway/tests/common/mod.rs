@@ -398,6 +398,12 @@ pub async fn oidc_provider() -> Provider {
                     access["tenant"] = serde_json::json!("acme");
                     access["roles"] = serde_json::json!(["tenant-admin"]);
                     access["scope"] = serde_json::json!(if mode == "no-admin-scope" { "openid" } else { "openid custos:admin" });
+                    // A sign-in asked to step up authenticates again with a second factor.
+                    if asked.get("prompt").map(String::as_str) == Some("login")
+                        && asked.get("acr_values").is_some_and(|a| a.contains("multi-factor"))
+                    {
+                        access["amr"] = serde_json::json!(["pwd", "otp"]);
+                    }
                     let mut id = idp.issuer.claims("alice", "custos-console", now);
                     id["nonce"] = serde_json::json!(if mode == "bad-nonce" { "replayed".to_owned() } else { asked["nonce"].clone() });
                     axum::Json(serde_json::json!({"access_token": idp.issuer.token(&access),
