@@ -534,7 +534,7 @@ mod tests {
     fn the_challenge_is_rfc_7636s() {
         // RFC 7636, Appendix B.
         assert_eq!(
-            challenge("dBjftJeZ4CVP-mJ92a1WwaZbeMdvGMpkCD0e9TyGMvNw"),
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
