@@ -356,6 +356,16 @@ impl Metrics {
         out
     }
 
+    /// Requests refused before a principal was known, by reason, since this process started.
+    pub fn auth_failures(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<_> = lock(&self.auth_failures)
+            .iter()
+            .map(|(r, n)| (*r, *n))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        out
+    }
+
     pub fn auth_failure(&self, reason: &'static str) {
         *lock(&self.auth_failures).entry(reason).or_default() += 1;
     }

@@ -642,6 +642,27 @@ async fn the_console_signs_in_shows_every_page_and_changes_through_the_control_p
             .await;
         assert_eq!(r.status(), 403);
 
+        // The compliance checks span every tenant: a tenant admin does not see them, an
+        // operator does.
+        let page = b.get("/console/access").await.text().await.unwrap();
+        assert!(page.contains("Access review") && !page.contains("Compliance checks"));
+        let (operator, _) = key_for(&gw, &app, &["operator"]).await;
+        let mut op = Browser::new(&gw.base);
+        assert_eq!(op.sign_in(&operator).await.status(), 303);
+        let page = op.get("/console/access").await.text().await.unwrap();
+        assert!(
+            page.contains("Compliance checks") && page.contains("access-review"),
+            "{page}"
+        );
+        // So are every tenant's traffic and the refusals of no tenant (the bad sign-in above).
+        let page = op.get("/console").await.text().await.unwrap();
+        assert!(
+            page.contains("Every tenant") && page.contains("invalid-api-key"),
+            "{page}"
+        );
+        let page = b.get("/console").await.text().await.unwrap();
+        assert!(!page.contains("Every tenant") && !page.contains("invalid-api-key"));
+
         // A key without a reader's role signs in, and every page says what it may not read.
         let (service, _) = key_for(&gw, &app, &[]).await;
         let mut sv = Browser::new(&gw.base);

@@ -189,7 +189,7 @@ async fn identity_lifecycle() {
         assert_eq!(new.rotated_from.as_deref(), Some(old.id.as_str()));
         assert_eq!(
             store.applied_migrations().await.unwrap(),
-            (1..=23).collect::<Vec<i64>>()
+            (1..=24).collect::<Vec<i64>>()
         );
         let pinned = store
             .set_tenant_regions("acme", &["eu-west".to_owned(), "eu-central".to_owned()])

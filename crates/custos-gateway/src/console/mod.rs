@@ -378,6 +378,20 @@ pub(crate) async fn decide(
     ))
 }
 
+/// Whether the policies let the viewer read the whole installation (`.global`), for the
+/// parts of a page that span every tenant. Asked quietly: not having them is no refusal.
+pub(crate) fn sees_everything(s: &AppState, v: &Viewer) -> bool {
+    s.authz
+        .decide_facts(
+            s,
+            &v.principal,
+            "audit.read",
+            &Resource::Tenant(custos_control::GLOBAL.into()),
+            "",
+        )
+        .is_ok_and(|(d, _)| d.allowed)
+}
+
 /// Like `decide`, answering a denial with the 403 page.
 pub(crate) async fn authorize(
     s: &AppState,

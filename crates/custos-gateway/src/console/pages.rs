@@ -287,6 +287,23 @@ pub(crate) async fn overview(p: Page) -> Response {
         .collect();
     let refusals = s.metrics.answered(&tenant, &[402, 403, 429]);
     let routes = s.metrics.routes_of(&tenant);
+    // Every tenant's traffic and the refusals no tenant can be told of: for operators.
+    let everything = if super::sees_everything(&s, &v) {
+        let all = UsageFilter {
+            tenant: None,
+            ..f.clone()
+        };
+        Some((
+            tri!(s
+                .store
+                .usage_traffic(&all, Some(TrafficDimension::Tenant))
+                .await
+                .map_err(store_error)),
+            s.metrics.auth_failures(),
+        ))
+    } else {
+        None
+    };
     let lat = |p| millis(quantile(p, &LATENCY_BOUNDS_MS, &total.latency));
     let body = html! {
         h1 { "Overview" }
@@ -338,6 +355,15 @@ pub(crate) async fn overview(p: Page) -> Response {
         (traffic_table("By model", "model", &groups[1], &currency))
         (traffic_table("By release", "release", &groups[2], &currency))
         (traffic_table("By environment", "env", &groups[3], &currency))
+        @if let Some((tenants, failures)) = &everything {
+            (traffic_table("Every tenant", "tenant", tenants, &currency))
+            h2 { "Refused before a principal was known (this gateway, every tenant)" }
+            @if failures.is_empty() {
+                p.muted { "None since this gateway started." }
+            } @else {
+                div.cards { @for (reason, n) in failures { (card(reason, &n.to_string())) } }
+            }
+        }
         h2 { "By route, answered by this gateway since it started" }
         @if routes.is_empty() {
             p.muted { "No requests of this tenant yet." }
@@ -871,6 +897,18 @@ pub(crate) async fn access(p: Page) -> Response {
             format_rfc3339(t)[..16].replace('T', " ")
         })
     };
+    // The compliance checks span every tenant: shown only to principals the policies let
+    // read the whole installation (`.global`), and not asked (nor recorded) for the others.
+    let compliance = if super::sees_everything(&s, &v) {
+        Some(
+            s.control
+                .comply_checks(&s.config, now_ms())
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    } else {
+        None
+    };
     let body = html! {
         h1 { "Access" }
         @if let Some(m) = done_message(&q) { (notice(m, "ok")) }
@@ -910,6 +948,25 @@ pub(crate) async fn access(p: Page) -> Response {
                     }
                 }
             }
+        }
+        @if let Some(c) = &compliance {
+            h2 { "Compliance checks (every tenant)" }
+            @match c {
+                Err(e) => (notice(&format!("The checks could not run: {e}"), "error")),
+                Ok(checks) => table {
+                    thead { tr { th { "check" } th { "status" } th { "why" } } }
+                    tbody {
+                        @for ch in checks {
+                            tr {
+                                td.mono { (ch.id) }
+                                td { (badge(ch.status.as_str(), check_tone(ch.status))) }
+                                td { (ch.summary) }
+                            }
+                        }
+                    }
+                },
+            }
+            p.hint { "The store-backed checks of " code { "custos comply status" } "; the ledger anchor and the risk register are checked there, where the public key and the register file are." }
         }
         h2 { "Access review" }
         form.filters.no-print method="post" action="/console/access/review" {
@@ -962,6 +1019,17 @@ pub(crate) async fn access(p: Page) -> Response {
         &v.frame("Access", "/console/access", &tenant),
         body,
     ))
+}
+
+/// The colour of a compliance check's status.
+fn check_tone(status: custos_govern::comply::Status) -> &'static str {
+    use custos_govern::comply::Status;
+    match status {
+        Status::Fail => "bad",
+        Status::NotCovered => "muted",
+        // Passing.
+        _ => "good",
+    }
 }
 
 /// Revokes a key of the tenant (`keys.revoke`, with why), then back to the access page.
