@@ -150,7 +150,7 @@ pub enum AppCmd {
 pub enum KeyCmd {
     /// Mint an API key. The key is printed once, on standard output, and never again.
     #[command(
-        after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  custos keys create --team ml --app console --role tenant-admin --expires 8h   # for the web console\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
+        after_help = "Examples:\n  custos keys create --team ml --app chatbot\n  custos keys create --team ml --app chatbot --models 'gpt-4o-mini,text-embedding-3-small' \\\n      --rpm 600 --tpm 200000 --expires 90d\n  custos keys create --team ml --app console --role tenant-admin --expires 8h   # the web console's (app console)\n  export OPENAI_API_KEY=$(custos keys create --team ml --app chatbot)"
     )]
     Create {
         /// The team the key belongs to (its limits and budgets apply).

@@ -208,8 +208,8 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<ExitCode> {
     );
     if config.console.enabled {
         eprintln!(
-            "  console: {scheme}://{local}/console (sign in with a key that holds a role: {} keys create --team ml --app console --role tenant-admin)",
-            invoked_as()
+            "  console: {scheme}://{local}/console (sign in with a key that holds a role: {me} apps create console --team ml && {me} keys create --team ml --app console --role tenant-admin)",
+            me = invoked_as()
         );
     }
     tracing::info!(listen = %local, "custos started");
