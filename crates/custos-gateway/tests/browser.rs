@@ -445,29 +445,7 @@ async fn the_console_works_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let proof: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    let checkpoint = custos_ledger::NoteVerifier::from_key(&public)
-        .unwrap()
-        .open(proof["checkpoint"].as_str().unwrap())
-        .unwrap();
-    let path: Vec<[u8; 32]> = proof["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
-    custos_ledger::verify_inclusion(
-        proof["index"].as_u64().unwrap(),
-        checkpoint.size,
-        &custos_ledger::leaf_hash(proof["event"].as_str().unwrap().as_bytes()),
-        &path,
-        &checkpoint.root,
-    )
-    .unwrap();
+    verify_entry_proof(&proof, &public);
 
     // Approve the release as owner.
     b.click("nav a[href^='/console/releases']").await;

@@ -405,6 +405,18 @@ struct SpendQuery {
     group_key: String,
 }
 
+impl SpendQuery {
+    /// The tenant's records in the window.
+    fn filter(&self, tenant: &str) -> UsageFilter {
+        UsageFilter {
+            tenant: Some(tenant.to_owned()),
+            from_ms: self.start_ms,
+            until_ms: self.end_ms,
+            ..UsageFilter::default()
+        }
+    }
+}
+
 fn spend_query(s: &AppState, q: &HashMap<String, String>) -> Result<SpendQuery, Response> {
     let now = now_ms();
     let window = q.get("window").map(String::as_str).unwrap_or("month");
@@ -461,12 +473,7 @@ pub(crate) async fn spend(p: Page) -> Response {
     let tenant = tri!(p.tenant_for("usage.read").await);
     let Page { s, v, q, .. } = p;
     let sq = tri!(spend_query(&s, &q));
-    let f = UsageFilter {
-        tenant: Some(tenant.clone()),
-        from_ms: sq.start_ms,
-        until_ms: sq.end_ms,
-        ..UsageFilter::default()
-    };
+    let f = sq.filter(&tenant);
     let rows = tri!(s
         .store
         .usage_report(&f, std::slice::from_ref(&sq.group), 0)
@@ -791,12 +798,7 @@ pub(crate) async fn spend_csv(p: Page) -> Response {
     let tenant = tri!(p.tenant_for("usage.read").await);
     let Page { s, q, .. } = p;
     let sq = tri!(spend_query(&s, &q));
-    let f = UsageFilter {
-        tenant: Some(tenant.clone()),
-        from_ms: sq.start_ms,
-        until_ms: sq.end_ms,
-        ..UsageFilter::default()
-    };
+    let f = sq.filter(&tenant);
     let rows = tri!(s
         .store
         .usage_report(&f, &[sq.group.clone(), Dimension::Currency], 0)

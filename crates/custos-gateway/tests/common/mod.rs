@@ -418,3 +418,32 @@ pub async fn oidc_provider() -> Provider {
     });
     out
 }
+
+/// Checks an entry proof as `custos audit prove` writes it (and the console serves it):
+/// the checkpoint's signature by `public_key`, then the audit path from the event's leaf to
+/// the checkpoint's root. Panics, saying where, when either fails.
+pub fn verify_entry_proof(proof: &serde_json::Value, public_key: &str) {
+    let checkpoint = custos_ledger::NoteVerifier::from_key(public_key)
+        .unwrap()
+        .open(proof["checkpoint"].as_str().unwrap())
+        .unwrap();
+    let path: Vec<[u8; 32]> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    custos_ledger::verify_inclusion(
+        proof["index"].as_u64().unwrap(),
+        checkpoint.size,
+        &custos_ledger::leaf_hash(proof["event"].as_str().unwrap().as_bytes()),
+        &path,
+        &checkpoint.root,
+    )
+    .unwrap();
+}
