@@ -570,3 +570,88 @@ mod tests {
         assert_eq!(critical_unexcepted(&json!({"runs": []})), None);
     }
 }
+
+/// A risk register read and linted as `custos risk lint` lints it.
+#[derive(Clone, Debug)]
+pub struct RegisterLint {
+    pub register: custos_govern::risk::Register,
+    /// Every problem in line order; a register that does not parse has one, its `syntax`.
+    pub problems: Vec<custos_govern::risk::Problem>,
+    /// Mean annualized loss exposure of each risk that carries FAIR ranges.
+    pub exposure: BTreeMap<String, f64>,
+}
+
+impl RegisterLint {
+    /// Clean: no error (warnings allowed).
+    pub fn ok(&self) -> bool {
+        !self
+            .problems
+            .iter()
+            .any(|p| p.severity == custos_govern::risk::Severity::Error)
+    }
+}
+
+/// FAIR simulations per risk for the lint: enough for a stable mean, seeded so the same
+/// register lints the same way every time.
+const LINT_ITERATIONS: u32 = 10_000;
+
+impl Control {
+    /// Lints a register's text against the controls that exist in `config` and the loaded
+    /// policies (`policy_ids`), as of `today`; one reading shared by `custos risk lint`,
+    /// `custos comply status` and the console.
+    pub async fn lint_register(
+        &self,
+        config: &Config,
+        policy_ids: &[&str],
+        text: &str,
+        today: (i32, u8, u8),
+    ) -> Result<RegisterLint, ControlError> {
+        use custos_govern::risk::{self, fair, LintContext, Problem, Severity};
+        let parsed = match risk::parse(text) {
+            Ok(p) => p,
+            Err(risk::RiskError::Syntax { line, message }) => {
+                return Ok(RegisterLint {
+                    register: risk::Register {
+                        system: None,
+                        currency: None,
+                        thresholds: risk::Thresholds::default(),
+                        risks: Vec::new(),
+                    },
+                    problems: vec![Problem {
+                        line,
+                        risk: None,
+                        rule: "syntax",
+                        severity: Severity::Error,
+                        message,
+                    }],
+                    exposure: BTreeMap::new(),
+                })
+            }
+        };
+        let catalog = self.control_catalog(config, policy_ids).await?;
+        let exposure: BTreeMap<String, f64> = parsed
+            .register
+            .risks
+            .iter()
+            .filter_map(|r| {
+                let f = r.fair.as_ref()?;
+                fair::simulate(f, LINT_ITERATIONS, 1)
+                    .ok()
+                    .map(|e| (r.id.clone(), e.ale))
+            })
+            .collect();
+        let problems = risk::lint(
+            &parsed,
+            &LintContext {
+                today,
+                controls: Some(&catalog),
+                exposure: &exposure,
+            },
+        );
+        Ok(RegisterLint {
+            register: parsed.register,
+            problems,
+            exposure,
+        })
+    }
+}

@@ -1,12 +1,17 @@
 //! Prices, budgets and spend overrides: the FinOps settings gateways enforce, each one
-//! authorized change with its ledger event.
+//! authorized change with its ledger event; and the reconciliation of bills against them,
+//! one read shared by the CLI and the console.
 
 use crate::{Actor, Control, ControlError, Evidence, Recorded, GLOBAL};
 use custos_core::time::{format_rfc3339, now_ms};
 use custos_core::Reason;
 use custos_finops::budget::Budget;
+use custos_finops::reconcile::{
+    self as rec, BilledLine, BilledSpan, JobCheck, JobRun, JobStatus, Mapping, MeteredModel,
+    Reconciliation, TagGroup,
+};
 use custos_finops::Price;
-use custos_store::{SpendOverride, StoreError};
+use custos_store::{check_tag_key, BilledGroup, Dimension, SpendOverride, StoreError, UsageFilter};
 use serde_json::{json, Value};
 
 /// The longest a spend override may last: an emergency, not a new budget.
@@ -223,5 +228,185 @@ impl Control {
             reason,
         );
         self.commit(c, vec![e], o).await
+    }
+}
+
+/// What a bill is reconciled against, beside its period.
+#[derive(Clone, Debug)]
+pub struct ReconcileParams {
+    /// The tag that allocates spend (e.g. `Team`).
+    pub tag: String,
+    /// The largest acceptable untagged share and metering gap, in percent.
+    pub tolerance: f64,
+    /// How bill names relate to the gateway's.
+    pub mapping: Mapping,
+    /// A tag jobs and billed resources both carry, matching a job to its bill lines.
+    pub job_tag: Option<String>,
+}
+
+impl Default for ReconcileParams {
+    fn default() -> Self {
+        ReconcileParams {
+            tag: "Team".to_owned(),
+            tolerance: 1.0,
+            mapping: Mapping::default(),
+            job_tag: None,
+        }
+    }
+}
+
+/// A period's bill reconciled: spend by allocation tag, metering gaps by provider and model,
+/// and each reported job found in the bill or not.
+#[derive(Clone, Debug)]
+pub struct ReconcileReport {
+    /// Billed spend by the allocation tag's value (`""` = untagged).
+    pub by_tag: Vec<BilledGroup>,
+    pub result: Reconciliation,
+    pub jobs: Vec<JobCheck>,
+    /// An untagged share or metering gap beyond the tolerance, or a job missing from the bill.
+    pub failed: bool,
+}
+
+impl ReconcileReport {
+    /// Whether there was no bill at all to reconcile in the period.
+    pub fn is_empty(&self) -> bool {
+        self.by_tag.is_empty() && self.result.metering.is_empty() && self.jobs.is_empty()
+    }
+}
+
+impl Control {
+    /// Reconciles the bills ingested for `[from_ms, until_ms)`: the share of spend without the
+    /// allocation tag, the gateway's metering against each provider's bill, and each job
+    /// reported through `/v1/usage` against the bill within 48 hours of its end. A read that
+    /// spans every tenant (bills are the organization's): surfaces authorize it first.
+    pub async fn reconcile(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        p: &ReconcileParams,
+    ) -> Result<ReconcileReport, ControlError> {
+        check_tag_key(&p.tag).map_err(ControlError::invalid)?;
+        if let Some(t) = &p.job_tag {
+            check_tag_key(t).map_err(|e| ControlError::invalid(format!("job tag: {e}")))?;
+        }
+        if !(0.0..=100.0).contains(&p.tolerance) {
+            return Err(ControlError::invalid(
+                "the tolerance is a percentage between 0 and 100",
+            ));
+        }
+        let store = &self.store;
+        let by_tag = store
+            .billing_groups(from_ms, until_ms, Some(&p.tag))
+            .await?;
+        let tags: Vec<TagGroup> = by_tag
+            .iter()
+            .map(|g| TagGroup {
+                value: g.keys.first().cloned().unwrap_or_default(),
+                currency: g.currency.clone(),
+                billed: g.billed,
+                rows: g.rows,
+            })
+            .collect();
+        let billed: Vec<BilledLine> = store
+            .billing_groups(from_ms, until_ms, None)
+            .await?
+            .into_iter()
+            .map(|g| {
+                let mut k = g.keys.into_iter();
+                BilledLine {
+                    provider: k.next().unwrap_or_default(),
+                    service: k.next().unwrap_or_default(),
+                    sku: k.next().unwrap_or_default(),
+                    description: k.next().unwrap_or_default(),
+                    currency: g.currency,
+                    billed: g.billed,
+                }
+            })
+            .collect();
+        let f = UsageFilter {
+            from_ms,
+            until_ms,
+            ..UsageFilter::default()
+        };
+        let metered: Vec<MeteredModel> = store
+            .usage_report(
+                &f,
+                &[
+                    Dimension::Source,
+                    Dimension::Provider,
+                    Dimension::Model,
+                    Dimension::Currency,
+                ],
+                0,
+            )
+            .await?
+            .into_iter()
+            .filter(|m| m.keys.first().is_some_and(|s| s == "gateway"))
+            .map(|m| {
+                let key = |i: usize| m.keys.get(i).cloned().unwrap_or_default();
+                MeteredModel {
+                    provider: key(1),
+                    model: key(2),
+                    currency: key(3),
+                    cost: m.cost,
+                }
+            })
+            .collect();
+        let result = rec::reconcile(&tags, &billed, &metered, &p.mapping, p.tolerance);
+        let runs: Vec<JobRun> = store
+            .job_rows(from_ms, until_ms)
+            .await?
+            .into_iter()
+            .map(|j| JobRun {
+                tag: p.job_tag.as_ref().and_then(|t| j.tags.get(t).cloned()),
+                id: j.id,
+                provider: j.provider,
+                resource: j.model,
+                at_ms: j.at_ms,
+                compute_ms: j.compute_ms,
+                cost: j.cost,
+                currency: j.currency,
+            })
+            .filter(|j| j.provider != "*" && !j.provider.is_empty())
+            .collect();
+        let jobs = if runs.is_empty() {
+            Vec::new()
+        } else {
+            let earliest = runs
+                .iter()
+                .map(|j| j.at_ms - j.compute_ms)
+                .min()
+                .unwrap_or(from_ms);
+            let spans: Vec<BilledSpan> = store
+                .billing_spans(
+                    earliest,
+                    until_ms.saturating_add(rec::JOB_BILLING_GRACE_MS),
+                    p.job_tag.as_deref(),
+                )
+                .await?
+                .into_iter()
+                .map(|b| BilledSpan {
+                    text: format!(
+                        "{} {} {} {}",
+                        b.service, b.sku, b.description, b.resource_id
+                    ),
+                    provider: b.provider,
+                    tag: b.tag,
+                    start_ms: b.start_ms,
+                    end_ms: b.end_ms,
+                    currency: b.currency,
+                    billed: b.billed,
+                })
+                .collect();
+            let coverage = store.billing_coverage().await?;
+            rec::jobs(&runs, &spans, &p.mapping, &coverage)
+        };
+        let failed = result.failed || jobs.iter().any(|j| j.status == JobStatus::Missing);
+        Ok(ReconcileReport {
+            by_tag,
+            result,
+            jobs,
+            failed,
+        })
     }
 }

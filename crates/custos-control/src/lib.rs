@@ -28,7 +28,7 @@ pub use erasure::{data_files, sha256_file, EraseSpec, Erased};
 pub use error::ControlError;
 pub use event::{denial, digest, signed_in};
 pub use evidence::{ConfigDigest, ConfigLoaded};
-pub use finops::{BudgetDeleted, NewOverride};
+pub use finops::{BudgetDeleted, NewOverride, ReconcileParams, ReconcileReport};
 pub use grants::GrantRequest;
 pub use identity::{CreatedKey, KeyRequest, KeyScope, RotatedKey, TeamLimits};
 pub use lifecycle::{holding, subject_hold_digest, OwnRecords, DEFAULT_ERASURE_SLA_MS};

@@ -349,6 +349,27 @@ pub struct ConsoleConfig {
     pub session_ttl: HumanDuration,
     /// Sign-in with an OIDC provider (authorization code with PKCE), besides API keys.
     pub oidc: Option<ConsoleOidcConfig>,
+    /// Mark the console's cookies `Secure` (sent over HTTPS only). Default: when the gateway
+    /// serves TLS itself or `[console.oidc] public_url` is `https://`; set it to `true` behind
+    /// a proxy that terminates TLS.
+    pub secure_cookies: Option<bool>,
+    /// The risk register (`custos risk init` writes one) the Access page shows to those who
+    /// may read the whole installation: its heat map, open risks and lint. Relative paths are
+    /// read from the directory `custos serve` runs in.
+    pub risks: Option<PathBuf>,
+}
+
+impl ConsoleConfig {
+    /// Whether the console's cookies are `Secure`, given whether the gateway serves TLS.
+    pub fn cookies_secure(&self, tls: bool) -> bool {
+        self.secure_cookies.unwrap_or_else(|| {
+            tls || self.oidc.as_ref().is_some_and(|o| {
+                o.public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://"))
+            })
+        })
+    }
 }
 
 impl Default for ConsoleConfig {
@@ -357,6 +378,8 @@ impl Default for ConsoleConfig {
             enabled: true,
             session_ttl: HumanDuration(Duration::from_secs(8 * 3600)),
             oidc: None,
+            secure_cookies: None,
+            risks: None,
         }
     }
 }
@@ -2465,6 +2488,8 @@ sample_ratio = 1.0       # share of calls that start a trace; a caller's tracepa
 # on every replica.
 enabled = true
 session_ttl = "8h"
+# secure_cookies = true            # behind a proxy that terminates TLS (default: TLS here or an https public_url)
+# risks = "risks.yaml"             # the risk register the Access page shows (`custos risk init`)
 # [console.oidc]                   # people sign in at an OIDC provider (code flow + PKCE)
 # issuer = "https://login.example.com/"   # one of the [[auth.jwt]] issuers
 # client_id = "custos-console"
@@ -2930,6 +2955,36 @@ mod tests {
         assert_eq!(
             Config::default().cluster.on_redis_error,
             RedisErrorModes::all(OnRedisError::Local)
+        );
+    }
+
+    #[test]
+    fn console_cookies_are_secure_under_tls_an_https_public_url_or_when_asked() {
+        let c = ConsoleConfig::default();
+        assert!(!c.cookies_secure(false) && c.cookies_secure(true));
+        let c = ConsoleConfig {
+            oidc: Some(ConsoleOidcConfig {
+                issuer: "https://idp.example".into(),
+                client_id: "c".into(),
+                client_secret_env: None,
+                scopes: Vec::new(),
+                public_url: Some("https://custos.example".into()),
+                label: None,
+                step_up_acr: None,
+            }),
+            ..ConsoleConfig::default()
+        };
+        assert!(c.cookies_secure(false));
+        let c = ConsoleConfig {
+            secure_cookies: Some(false),
+            ..c
+        };
+        assert!(!c.cookies_secure(true), "an explicit setting wins");
+        let c = parse("[console]\nsecure_cookies = true\nrisks = \"risks.yaml\"\n").unwrap();
+        assert!(c.console.cookies_secure(false));
+        assert_eq!(
+            c.console.risks.as_deref(),
+            Some(std::path::Path::new("risks.yaml"))
         );
     }
 

@@ -205,7 +205,7 @@ impl Gateway {
             let sessions = console::session::Sessions::new(
                 secret.as_deref(),
                 i64::try_from(config.console.session_ttl.0.as_millis()).unwrap_or(i64::MAX),
-                config.server.tls.is_some(),
+                config.console.cookies_secure(config.server.tls.is_some()),
             )
             .map_err(|e| GatewayError::Console(e.to_string()))?;
             let oidc = match &config.console.oidc {

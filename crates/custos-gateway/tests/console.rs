@@ -1013,3 +1013,234 @@ async fn f_big(b: &mut Browser, why: &str) -> u16 {
         .status()
         .as_u16()
 }
+
+/// A release of `acme`'s `ml/bot` pinning prompt `version` (digest from `seed`), approved as
+/// owner and promoted by the local operator (this test's tiers ask for the owner alone).
+async fn promoted_release(gw: &TestGateway, version: &str, seed: &str) -> String {
+    use custos_govern::release::tier::{Composite, Pin};
+    let operator = custos_control::Actor::local("ops");
+    let why = custos_core::Reason::new(Some("ship"), None).unwrap();
+    let id = gw
+        .state
+        .control
+        .create_release(
+            &operator,
+            custos_control::NewRelease {
+                tenant: "acme".into(),
+                app: "ml/bot".into(),
+                composite: Composite {
+                    prompt: Some(Pin {
+                        name: "svc".into(),
+                        version: version.into(),
+                        digest: seed.repeat(32),
+                        pii: false,
+                    }),
+                    ..Composite::default()
+                },
+                requested_tier: None,
+                flags: Default::default(),
+                evidence: Vec::new(),
+            },
+            &why,
+        )
+        .await
+        .unwrap()
+        .value
+        .release
+        .id;
+    gw.state
+        .control
+        .decide_release(
+            &custos_control::Actor::local("owner"),
+            &id,
+            "owner",
+            true,
+            &why,
+        )
+        .await
+        .unwrap();
+    let promoted = gw
+        .state
+        .control
+        .promote_release(&operator, &id, &[], &why)
+        .await
+        .unwrap();
+    assert_eq!(promoted.value.release.state, "active");
+    id
+}
+
+#[tokio::test]
+async fn operators_reconcile_bills_read_the_risk_register_and_roll_back_releases() {
+    use custos_finops::billing::LineItem;
+    for db in databases("console_operators").await {
+        let up = upstream(axum::Router::new()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let risks = dir.path().join("risks.yaml");
+        std::fs::write(
+            &risks,
+            "system: support-bot\nrisks:\n  - id: R-PROMPT\n    title: Prompt injection <leaks> tools\n    \
+             surface: prompt\n    threat: tampering\n    likelihood: likely\n    impact: major\n    \
+             owner: risk@example.com\n    mitigation: screen what models read\n    due: 2099-01-01\n    \
+             status: open\n",
+        )
+        .unwrap();
+        let config = format!(
+            "{}\n[release.tiers.high]\napprovals = [\"owner\"]\nevidence = []\n\n[release.tiers.low]\napprovals = [\"owner\"]\nevidence = []\n\n[console]\nrisks = {:?}\n",
+            upstream_config(up, "m", ""),
+            risks.display().to_string()
+        );
+        let gw = start(&db, &config).await;
+        let app = gw.app_id.clone();
+        let (operator, _) = key_for(&gw, &app, &["operator"]).await;
+        let (admin, _) = key_for(&gw, &app, &["tenant-admin", "owner"]).await;
+
+        // A bill of this month: one line tagged Team=ml, one untagged.
+        let now = custos_core::time::now_ms();
+        let item = |row: u64, team: Option<&str>, cost: &str| LineItem {
+            row,
+            provider: "OpenAI".into(),
+            billing_account: "1".into(),
+            sub_account: "2".into(),
+            service: "API".into(),
+            service_category: "AI and Machine Learning".into(),
+            charge_category: "Usage".into(),
+            period_start_ms: now - 3_600_000,
+            period_end_ms: now - 60_000,
+            billed_cost: cost.parse::<Amount>().unwrap(),
+            effective_cost: cost.parse::<Amount>().unwrap(),
+            list_cost: cost.parse::<Amount>().unwrap(),
+            currency: Currency::USD,
+            region: "us".into(),
+            resource_id: String::new(),
+            sku: "gpt-4o".into(),
+            description: "input tokens".into(),
+            tags: team
+                .map(|t| [("Team".to_owned(), t.to_owned())].into_iter().collect())
+                .unwrap_or_default(),
+        };
+        gw.store
+            .billing_insert(
+                &"cd".repeat(32),
+                vec![item(1, Some("ml"), "9"), item(2, None, "1")],
+            )
+            .await
+            .unwrap();
+
+        let mut op = Browser::new(&gw.base);
+        assert_eq!(op.sign_in(&operator).await.status(), 303);
+        let page = op
+            .get("/console/spend?window=7d")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("Reconciliation with the bills")
+                && page.contains("(untagged)")
+                && page.contains("10.00%")
+                && page.contains("over tolerance"),
+            "{}: {page}",
+            db.name
+        );
+        // A wider tolerance passes it; a tolerance that is no percentage says so.
+        let page = op
+            .get("/console/spend?window=7d&reconcile_tag=Team&tolerance=20")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("within tolerance"), "{page}");
+        let page = op
+            .get("/console/spend?window=7d&tolerance=200")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("between 0 and 100"), "{page}");
+        let page = op
+            .get("/console/spend?window=7d&reconcile_tag=bad%20tag")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("notice error") && !page.contains("(untagged)"),
+            "{page}"
+        );
+
+        // The register: its lint (fewer than ten risks), heat map and open risks, escaped.
+        let page = op.get("/console/access").await.text().await.unwrap();
+        assert!(
+            page.contains("Risk register — support-bot")
+                && page.contains("R-PROMPT")
+                && page.contains("Prompt injection &lt;leaks&gt; tools")
+                && page.contains("risk heat map")
+                && page.contains("1 errors"),
+            "{page}"
+        );
+        assert!(!page.contains("<leaks>"));
+
+        // A tenant admin sees neither the bills nor the register.
+        let mut b = Browser::new(&gw.base);
+        assert_eq!(b.sign_in(&admin).await.status(), 303);
+        let page = b.get("/console/spend").await.text().await.unwrap();
+        assert!(!page.contains("Reconciliation"), "{page}");
+        let page = b.get("/console/access").await.text().await.unwrap();
+        assert!(!page.contains("Risk register"), "{page}");
+
+        // Two releases promoted in turn; the second is rolled back here, with a reason.
+        let first = promoted_release(&gw, "1.0.0", "a1").await;
+        let second = promoted_release(&gw, "1.0.1", "b2").await;
+        let path = format!("/console/releases/{second}");
+        let page = b.get(&path).await.text().await.unwrap();
+        assert!(page.contains("Roll back"), "{page}");
+        let csrf = csrf_of(&page);
+        let decide = format!("{path}/decide");
+        let r = b
+            .post(&decide, &[("csrf", &csrf), ("decision", "rollback")], None)
+            .await;
+        assert_eq!(r.status(), 400, "a rollback says why");
+        let r = b
+            .post(
+                &decide,
+                &[
+                    ("csrf", &csrf),
+                    ("decision", "rollback"),
+                    ("why", "error rate doubled"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 303, "{}", db.name);
+        assert!(location(&r).contains("done=rolled-back"));
+        assert_eq!(gw.store.release(&first).await.unwrap().state, "active");
+        assert_eq!(
+            gw.store.release(&second).await.unwrap().state,
+            "rolled back"
+        );
+        let entries = gw.store.ledger_entries(0, 10_000).await.unwrap();
+        let rollback = entries
+            .iter()
+            .rev()
+            .find(|e| e.event.contains("\"release.rollback\""))
+            .expect("the rollback is in the ledger");
+        assert!(rollback.event.contains("error rate doubled"));
+        // Nothing is left to roll back to: the form is refused with the reason.
+        let page = b
+            .get(&format!("/console/releases/{first}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&page);
+        let r = b
+            .post(
+                &format!("/console/releases/{first}/decide"),
+                &[("csrf", &csrf), ("decision", "rollback"), ("why", "again")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("no earlier release"));
+    }
+}

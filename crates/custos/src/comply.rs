@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use custos_core::time::{format_rfc3339, now_ms, parse_rfc3339};
 use custos_govern::comply::{self, bundle, dpia, CheckResult, ControlResult, Status};
-use custos_govern::risk::{self, fair, report, LintContext, Parsed, Severity};
+use custos_govern::risk::{self, fair, report, Parsed};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -277,16 +277,21 @@ fn today() -> (i32, u8, u8) {
     risk::parse_date(&s[..10]).unwrap_or((1970, 1, 1))
 }
 
-/// Reads and parses a register; `Err` carries the exit-2 reason.
-fn read_register(file: &Path) -> Result<std::result::Result<Parsed, (usize, String)>> {
+/// Reads a register's text; `Err` is the exit-2 reason (unreadable, too large, not UTF-8).
+fn read_text(file: &Path) -> Result<String> {
     let bytes = read_bounded(file, MAX_TEXT)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         anyhow!(
             "{}: not UTF-8 (byte {})",
             file.display(),
             e.utf8_error().valid_up_to()
         )
-    })?;
+    })
+}
+
+/// Reads and parses a register; `Err` carries the exit-2 reason.
+fn read_register(file: &Path) -> Result<std::result::Result<Parsed, (usize, String)>> {
+    let text = read_text(file)?;
     Ok(risk::parse(&text).map_err(|risk::RiskError::Syntax { line, message }| (line, message)))
 }
 
@@ -308,40 +313,16 @@ async fn lint_file(
     control: &custos_control::Control,
     file: &Path,
 ) -> Result<(Value, bool)> {
-    let parsed = match read_register(file)? {
-        Ok(p) => p,
-        Err((line, message)) => {
-            let p =
-                json!({"line": line, "rule": "syntax", "severity": "error", "message": message});
-            return Ok((
-                json!({"file": file.display().to_string(), "ok": false, "problems": [p]}),
-                false,
-            ));
-        }
-    };
+    let text = read_text(file)?;
     let engine = crate::control::engine(ctx)?;
     let ids = engine.policies().ids();
-    let catalog = control.control_catalog(&ctx.config, &ids).await?;
-    let sim = SimArgs {
-        iterations: 10_000,
-        seed: 1,
-    };
-    let ale: BTreeMap<String, f64> = exposures(&parsed.register, &sim)
-        .into_iter()
-        .map(|(k, e)| (k, e.ale))
-        .collect();
-    let problems = risk::lint(
-        &parsed,
-        &LintContext {
-            today: today(),
-            controls: Some(&catalog),
-            exposure: &ale,
-        },
-    );
-    let ok = !problems.iter().any(|p| p.severity == Severity::Error);
+    let lint = control
+        .lint_register(&ctx.config, &ids, &text, today())
+        .await?;
+    let ok = lint.ok();
     Ok((
         json!({"file": file.display().to_string(), "ok": ok,
-               "risks": parsed.register.risks.len(), "problems": problems}),
+               "risks": lint.register.risks.len(), "problems": lint.problems}),
         ok,
     ))
 }

@@ -1641,14 +1641,7 @@ async fn reconcile(
     model_map: Vec<String>,
     job_tag: Option<String>,
 ) -> Result<ExitCode> {
-    use custos_finops::reconcile::{self as rec, BilledLine, Mapping, MeteredModel, TagGroup};
-    custos_store::check_tag_key(&tag).map_err(anyhow::Error::msg)?;
-    if let Some(t) = &job_tag {
-        custos_store::check_tag_key(t).map_err(|e| anyhow::anyhow!("--job-tag: {e}"))?;
-    }
-    if !(0.0..=100.0).contains(&tolerance) {
-        bail!("--tolerance is a percentage between 0 and 100");
-    }
+    use custos_finops::reconcile::{self as rec, Mapping};
     let mut mapping = Mapping::default();
     for pair in &provider_map {
         let Some((g, b)) = pair.split_once('=') else {
@@ -1668,119 +1661,42 @@ async fn reconcile(
             ),
         }
     }
+    custos_store::check_tag_key(&tag).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    if let Some(t) = &job_tag {
+        custos_store::check_tag_key(t).map_err(|e| anyhow::anyhow!("--job-tag: {e}"))?;
+    }
+    if !(0.0..=100.0).contains(&tolerance) {
+        bail!("--tolerance is a percentage between 0 and 100");
+    }
     let store = open(ctx).await?;
     let (w, _) = windows(ctx, &range)?;
-    // Allocation: every billed unit should carry the allocation tag.
-    let by_tag = store
-        .billing_groups(w.start_ms, w.end_ms, Some(&tag))
-        .await?;
-    let tags: Vec<TagGroup> = by_tag
-        .iter()
-        .map(|g| TagGroup {
-            value: g.keys[0].clone(),
-            currency: g.currency.clone(),
-            billed: g.billed,
-            rows: g.rows,
-        })
-        .collect();
-    // Metering: the gateway's own cost per provider and model against the bills.
-    let billed: Vec<BilledLine> = store
-        .billing_groups(w.start_ms, w.end_ms, None)
-        .await?
-        .into_iter()
-        .map(|g| {
-            let mut k = g.keys.into_iter();
-            BilledLine {
-                provider: k.next().unwrap_or_default(),
-                service: k.next().unwrap_or_default(),
-                sku: k.next().unwrap_or_default(),
-                description: k.next().unwrap_or_default(),
-                currency: g.currency,
-                billed: g.billed,
-            }
-        })
-        .collect();
-    let f = UsageFilter {
-        from_ms: w.start_ms,
-        until_ms: w.end_ms,
-        ..UsageFilter::default()
-    };
-    let metered: Vec<MeteredModel> = store
-        .usage_report(
-            &f,
-            &[
-                Dimension::Source,
-                Dimension::Provider,
-                Dimension::Model,
-                Dimension::Currency,
-            ],
-            0,
+    let control = custos_control::Control::new(
+        store,
+        std::sync::Arc::new(crate::control::engine(ctx)?),
+        custos_control::Settings::from_config(&ctx.config),
+    );
+    let report = control
+        .reconcile(
+            w.start_ms,
+            w.end_ms,
+            &custos_control::ReconcileParams {
+                tag: tag.clone(),
+                tolerance,
+                mapping,
+                job_tag: job_tag.clone(),
+            },
         )
-        .await?
-        .into_iter()
-        .filter(|m| m.keys[0] == "gateway")
-        .map(|m| MeteredModel {
-            provider: m.keys[1].clone(),
-            model: m.keys[2].clone(),
-            currency: m.keys[3].clone(),
-            cost: m.cost,
-        })
-        .collect();
-    let result = rec::reconcile(&tags, &billed, &metered, &mapping, tolerance);
-    // Jobs: each must reach the bill within 48 h of its end.
-    let runs: Vec<rec::JobRun> = store
-        .job_rows(w.start_ms, w.end_ms)
-        .await?
-        .into_iter()
-        .map(|j| rec::JobRun {
-            tag: job_tag.as_ref().and_then(|t| j.tags.get(t).cloned()),
-            id: j.id,
-            provider: j.provider,
-            resource: j.model,
-            at_ms: j.at_ms,
-            compute_ms: j.compute_ms,
-            cost: j.cost,
-            currency: j.currency,
-        })
-        .filter(|j| j.provider != "*" && !j.provider.is_empty())
-        .collect();
-    let earliest = runs
-        .iter()
-        .map(|j| j.at_ms - j.compute_ms)
-        .min()
-        .unwrap_or(w.start_ms);
-    let spans: Vec<rec::BilledSpan> = if runs.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .billing_spans(
-                earliest,
-                w.end_ms.saturating_add(rec::JOB_BILLING_GRACE_MS),
-                job_tag.as_deref(),
-            )
-            .await?
-            .into_iter()
-            .map(|b| rec::BilledSpan {
-                text: format!(
-                    "{} {} {} {}",
-                    b.service, b.sku, b.description, b.resource_id
-                ),
-                provider: b.provider,
-                tag: b.tag,
-                start_ms: b.start_ms,
-                end_ms: b.end_ms,
-                currency: b.currency,
-                billed: b.billed,
-            })
-            .collect()
-    };
-    let coverage = store.billing_coverage().await?;
-    let job_checks = rec::jobs(&runs, &spans, &mapping, &coverage);
+        .await?;
+    let custos_control::ReconcileReport {
+        by_tag,
+        result,
+        jobs: job_checks,
+        failed,
+    } = report;
     let missing = job_checks
         .iter()
         .filter(|j| j.status == rec::JobStatus::Missing)
         .count();
-    let failed = result.failed || missing > 0;
     let allocation: Vec<Value> = result
         .allocation
         .iter()

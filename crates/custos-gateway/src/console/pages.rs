@@ -515,6 +515,12 @@ pub(crate) async fn spend(p: Page) -> Response {
     let trend = daily_spend(&points, first_day, days, Some(days - 1));
     let budgets = budgets_section(&s, &v, &tenant).await;
     let anomalies = anomalies_section(&s, &tenant, &sq.group).await;
+    // Bills are the organization's: reconciled only for principals that see every tenant.
+    let reconcile = if super::sees_everything(&s, &v) {
+        Some(reconcile_section(&s, &q, &tenant, &sq).await)
+    } else {
+        None
+    };
     let csv = format!(
         "/console/spend.csv?tenant={}&window={}&group={}",
         enc(&tenant),
@@ -578,11 +584,164 @@ pub(crate) async fn spend(p: Page) -> Response {
         }
         (anomalies)
         (budgets)
+        @if let Some(r) = reconcile { (r) }
     };
     html_page(view::page(
         &v.frame("Spend", "/console/spend", &tenant),
         body,
     ))
+}
+
+/// The bills ingested for the window reconciled as `custos cost reconcile` does: untagged
+/// spend, the gateway's metering against each provider's bill, reported jobs in the bill.
+/// `reconcile_tag`, `tolerance` and `provider_map` (`openai=OpenAI,…`) are query parameters.
+async fn reconcile_section(
+    s: &AppState,
+    q: &HashMap<String, String>,
+    tenant: &str,
+    sq: &SpendQuery,
+) -> Markup {
+    let tag = q
+        .get("reconcile_tag")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .unwrap_or("Team")
+        .to_owned();
+    let provider_map = q.get("provider_map").map(|m| m.trim()).unwrap_or("");
+    let tolerance_text = q.get("tolerance").map(|t| t.trim()).unwrap_or("1");
+    let form = html! {
+        form.filters.no-print method="get" action="/console/spend" {
+            (tenant_field(tenant))
+            input type="hidden" name="window" value=(sq.window);
+            input type="hidden" name="group" value=(sq.group_key);
+            label { "Allocation tag" input name="reconcile_tag" value=(tag) size="12"; }
+            label { "Tolerance %" input name="tolerance" value=(tolerance_text) size="4"; }
+            label { "Provider names" input name="provider_map" value=(provider_map) placeholder="openai=OpenAI" size="22"; }
+            button type="submit" { "Reconcile" }
+        }
+    };
+    let head = html! { h2 { "Reconciliation with the bills (every tenant)" } (form) };
+    let mut params = custos_control::ReconcileParams {
+        tag: tag.clone(),
+        ..Default::default()
+    };
+    match tolerance_text.parse::<f64>() {
+        Ok(t) if (0.0..=100.0).contains(&t) => params.tolerance = t,
+        _ => {
+            return html! { (head) (notice("The tolerance is a percentage between 0 and 100.", "error")) }
+        }
+    }
+    for pair in provider_map
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let Some((g, b)) = pair.split_once('=') else {
+            return html! { (head) (notice(&format!("Provider names are gateway=billing pairs, e.g. openai=OpenAI; got {pair:?}."), "error")) };
+        };
+        params
+            .mapping
+            .providers
+            .insert(g.trim().to_owned(), b.trim().to_lowercase());
+    }
+    let report = match s.control.reconcile(sq.start_ms, sq.end_ms, &params).await {
+        Ok(r) => r,
+        Err(ControlError::Invalid(m)) => return html! { (head) (notice(&m, "error")) },
+        Err(e) => {
+            tracing::error!(error = %e, "the console could not reconcile the bills");
+            return html! { (head) (notice("The bills could not be read.", "error")) };
+        }
+    };
+    if report.is_empty() {
+        return html! {
+            (head)
+            p.muted { "No bills ingested for this window. " code { "custos cost ingest FILE" } " reads FOCUS and AWS CUR exports." }
+        };
+    }
+    let result = &report.result;
+    html! {
+        (head)
+        p { "Overall: " (if report.failed { badge("over tolerance", "bad") } else { badge("within tolerance", "good") }) }
+        @for a in &result.allocation {
+            h3 { "Allocation by " (tag) " (" (a.currency) ")" }
+            p {
+                (a.billed) " billed, " (a.untagged) " untagged ("
+                (format!("{:.2}%", a.untagged_percent)) "; tag compliance "
+                (format!("{:.1}%", a.tag_compliance_percent)) ") "
+                (if a.within_tolerance { badge("ok", "good") } else { badge("over", "bad") })
+            }
+            table {
+                thead { tr { th { (tag) } th.num { "billed" } th.num { "rows" } } }
+                tbody {
+                    @for t in a.by_tag.iter().take(100) {
+                        tr {
+                            td { @if t.value.is_empty() { span.muted { "(untagged)" } } @else { (t.value) } }
+                            td.num { (t.billed) }
+                            td.num { (t.rows) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !result.metering.is_empty() {
+            h3 { "Gateway metering against provider bills" }
+            table {
+                thead { tr { th { "provider" } th { "model" } th.num { "metered" } th.num { "billed" } th.num { "gap" } } }
+                tbody {
+                    @for g in &result.metering {
+                        @for m in &g.by_model {
+                            tr {
+                                td { (g.provider) }
+                                td.mono { (m.model) }
+                                td.num { (m.metered) }
+                                td.num { (m.billed) }
+                                td.num { (m.gap) }
+                            }
+                        }
+                        tr {
+                            td { strong { (g.provider) } }
+                            td { "total" }
+                            td.num { (g.metered) }
+                            td.num { (g.billed) }
+                            td.num {
+                                (g.gap) " (" (format!("{:+.2}%", g.gap_percent)) ") "
+                                @if !g.bill_found {
+                                    (badge("no bill found: map its name", "warn"))
+                                } @else if g.within_tolerance {
+                                    (badge("ok", "good"))
+                                } @else {
+                                    (badge("over", "bad"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !report.jobs.is_empty() {
+            h3 { "Jobs reported through /v1/usage, in the bill within 48 h of their end" }
+            table {
+                thead { tr { th { "job" } th { "provider" } th { "resource" } th.num { "reported" } th.num { "billed" } th { "status" } } }
+                tbody {
+                    @for j in report.jobs.iter().take(200) {
+                        tr {
+                            td.mono { (j.id) }
+                            td { (j.provider) }
+                            td { (j.resource) }
+                            td.num { (j.reported) }
+                            td.num { (j.billed.as_deref().unwrap_or("–")) }
+                            td { @match j.status {
+                                custos_finops::reconcile::JobStatus::Billed => (badge("billed", "good")),
+                                custos_finops::reconcile::JobStatus::Pending => (badge("pending", "muted")),
+                                custos_finops::reconcile::JobStatus::Missing => (badge("missing", "bad")),
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+        p.hint { "As " code { "custos cost reconcile" } " computes it; its " code { "--model-map" } " and " code { "--job-tag" } " options are there." }
+    }
 }
 
 fn share(part: Amount, whole: Amount) -> String {
@@ -901,7 +1060,8 @@ pub(crate) async fn access(p: Page) -> Response {
     };
     // The compliance checks span every tenant: shown only to principals the policies let
     // read the whole installation (`.global`), and not asked (nor recorded) for the others.
-    let compliance = if super::sees_everything(&s, &v) {
+    let everything = super::sees_everything(&s, &v);
+    let compliance = if everything {
         Some(
             s.control
                 .comply_checks(&s.config, now_ms())
@@ -910,6 +1070,10 @@ pub(crate) async fn access(p: Page) -> Response {
         )
     } else {
         None
+    };
+    let risks = match &s.config.console.risks {
+        Some(path) if everything => Some(risk_register(&s, path).await),
+        _ => None,
     };
     let body = html! {
         h1 { "Access" }
@@ -968,8 +1132,9 @@ pub(crate) async fn access(p: Page) -> Response {
                     }
                 },
             }
-            p.hint { "The store-backed checks of " code { "custos comply status" } "; the ledger anchor and the risk register are checked there, where the public key and the register file are." }
+            p.hint { "The store-backed checks of " code { "custos comply status" } "; the ledger anchor is checked there, where the public key is." }
         }
+        @if let Some(r) = &risks { (risk_section(r)) }
         h2 { "Access review" }
         form.filters.no-print method="post" action="/console/access/review" {
             (csrf_field(&v.csrf))
@@ -1021,6 +1186,122 @@ pub(crate) async fn access(p: Page) -> Response {
         &v.frame("Access", "/console/access", &tenant),
         body,
     ))
+}
+
+/// Registers larger than this are not what they claim to be (as `custos risk lint`).
+const MAX_REGISTER: u64 = 16 << 20;
+
+/// The configured risk register, read and linted; `Err` says why it could not be read.
+async fn risk_register(
+    s: &AppState,
+    path: &std::path::Path,
+) -> Result<custos_control::comply::RegisterLint, String> {
+    let shown = path.display();
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if meta.len() > MAX_REGISTER {
+        return Err(format!(
+            "{shown}: {} bytes, larger than a register can be (16 MiB)",
+            meta.len()
+        ));
+    }
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{shown}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()))?;
+    let ids = s.authz.policy_ids();
+    let ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+    let today =
+        custos_govern::risk::parse_date(&format_rfc3339(now_ms())[..10]).unwrap_or((1970, 1, 1));
+    s.control
+        .lint_register(&s.config, &ids, &text, today)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The risk register: its lint, heat map and open risks, highest score first.
+fn risk_section(r: &Result<custos_control::comply::RegisterLint, String>) -> Markup {
+    use custos_govern::risk::{rating, report, Severity};
+    let lint = match r {
+        Err(e) => {
+            return html! {
+                h2 { "Risk register" }
+                (notice(&format!("The register could not be read: {e}"), "error"))
+            }
+        }
+        Ok(l) => l,
+    };
+    let reg = &lint.register;
+    let errors = lint
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    let warnings = lint.problems.len() - errors;
+    let mut open: Vec<&custos_govern::risk::Risk> =
+        reg.risks.iter().filter(|r| r.is_open()).collect();
+    open.sort_by_key(|r| std::cmp::Reverse(r.score().unwrap_or(0)));
+    let currency = reg.currency.as_deref().unwrap_or("USD");
+    html! {
+        h2 { "Risk register" @if let Some(sys) = &reg.system { " — " (sys) } }
+        div.cards {
+            (card("risks", &reg.risks.len().to_string()))
+            (card("open", &open.len().to_string()))
+            (card("lint", &if lint.ok() {
+                if warnings == 0 { "clean".to_owned() } else { format!("clean, {warnings} warnings") }
+            } else {
+                format!("{errors} errors")
+            }))
+        }
+        @if !lint.problems.is_empty() {
+            table {
+                thead { tr { th.num { "line" } th { "rule" } th { "risk" } th { "problem" } } }
+                tbody {
+                    @for p in lint.problems.iter().take(50) {
+                        tr {
+                            td.num { (p.line) }
+                            td { (badge(p.rule, if p.severity == Severity::Error { "bad" } else { "warn" })) }
+                            td.mono { (p.risk.as_deref().unwrap_or("")) }
+                            td { (p.message) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !reg.risks.is_empty() {
+            (chart(report::heat_map(reg)))
+        }
+        @if !open.is_empty() {
+            table {
+                thead { tr {
+                    th { "risk" } th { "title" } th.num { "score" } th { "owner" } th { "due" }
+                    th { "status" } th.num { "annual loss (mean)" }
+                } }
+                tbody {
+                    @for r in open.iter().take(200) {
+                        tr {
+                            td.mono { (r.id) }
+                            td { (r.title.as_deref().unwrap_or("")) }
+                            td.num { @match r.score() {
+                                Some(n) => { (n) " " span.muted { (rating(n)) } },
+                                None => "–",
+                            } }
+                            td { (r.owner.as_deref().unwrap_or("")) }
+                            td { (r.due.as_deref().unwrap_or("")) }
+                            td { (r.status()) }
+                            td.num { @match lint.exposure.get(&r.id) {
+                                Some(ale) => { (format!("{ale:.0} {currency}")) },
+                                None => "–",
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+        p.hint { "Edit the register as code and check it with " code { "custos risk lint" } "; " code { "custos risk report --format html" } " renders it with FAIR percentiles." }
+    }
 }
 
 /// The colour of a compliance check's status.

@@ -116,7 +116,7 @@ pub struct Sessions {
     ttl_ms: i64,
     /// The key came from the environment (sessions outlive the process and cross replicas).
     pub shared: bool,
-    /// Cookies are marked `Secure` (the gateway serves TLS).
+    /// Cookies are marked `Secure` (`[console] secure_cookies`: TLS here or behind a proxy).
     pub secure: bool,
     /// Sessions signed out through this process, by nonce, until they would have expired:
     /// a copy of a signed-out cookie is refused here.
