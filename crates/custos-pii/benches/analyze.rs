@@ -24,6 +24,12 @@ fn corpus(bytes: usize, clean_every: usize) -> String {
 
 fn bench(c: &mut Criterion) {
     let analyzer = Analyzer::default();
+    // The rules alone (`[pii] tagger = false`), for the statistical tagger's cost beside them.
+    let rules_only = Analyzer::new(&custos_pii::analyzer::PiiConfig {
+        tagger: false,
+        ..Default::default()
+    })
+    .expect("the default configuration is valid");
     let prompt = corpus(4096, 5);
     analyzer.analyze(&prompt); // load gazetteers outside the measurement
     let mut g = c.benchmark_group("pii");
@@ -56,6 +62,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("prompt_4k_typical", |b| {
         b.iter(|| analyzer.analyze(&typical))
     });
+    g.bench_function("prompt_4k_typical_rules_only", |b| {
+        b.iter(|| rules_only.analyze(&typical))
+    });
     // Short texts one at a time, as a chat or a dataset column sends them: 1,000 per
     // iteration (texts per second = 1,000 / time).
     let short: Vec<String> = synth::generate(11, 1000, 5)
@@ -68,6 +77,14 @@ fn bench(c: &mut Criterion) {
             short
                 .iter()
                 .map(|t| analyzer.analyze(t).len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("short_texts_1000_rules_only", |b| {
+        b.iter(|| {
+            short
+                .iter()
+                .map(|t| rules_only.analyze(t).len())
                 .sum::<usize>()
         })
     });

@@ -14,6 +14,7 @@ pub mod names;
 pub mod patterns;
 pub mod scan;
 pub mod synth;
+pub mod tagger;
 pub mod titles;
 pub mod validate;
 

@@ -37,14 +37,14 @@ type Set = HashSet<Box<str>, BuildHasherDefault<Fnv>>;
 
 /// The shipped word lists, lower-cased, loaded once per process.
 pub struct Gazetteers {
-    first: Set,
-    last: Set,
-    places: Set,
-    orgs: Set,
+    pub(crate) first: Set,
+    pub(crate) last: Set,
+    pub(crate) places: Set,
+    pub(crate) orgs: Set,
     /// Lower-case text: places and first names read as such after a cue.
     major_places: Set,
     common_first: Set,
-    english: Set,
+    pub(crate) english: Set,
 }
 
 fn load(data: &str) -> Set {
@@ -627,14 +627,15 @@ fn gap_is_initial(words: &[Word], text: &str) -> bool {
         .is_some_and(|w| w.span.len() == 1 && text[w.span.end..].starts_with(". "))
 }
 
-/// Appends PERSON, LOCATION, ORGANIZATION and DATE_TIME (weekday and month
-/// names) findings for `text`.
-pub fn analyze(text: &str, out: &mut Vec<Finding>) {
-    // Word lists cost ~60 bytes a word: cut long texts (a 100 MB line) into
-    // segments at line or sentence ends so memory stays bounded.
+/// Byte ranges that cut `text` into pieces of at most ~64 KiB at line, sentence or word ends:
+/// word lists cost ~60 bytes a word, so a 100 MB line is read a piece at a time.
+pub(crate) fn segments(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
     const SEGMENT: usize = 1 << 16;
     let mut start = 0;
-    while start < text.len() {
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
         let mut end = (start + SEGMENT).min(text.len());
         while !text.is_char_boundary(end) {
             end += 1;
@@ -650,17 +651,26 @@ pub fn analyze(text: &str, out: &mut Vec<Finding>) {
                 .map(|i| i + 1)
                 .or_else(|| tail.rfind(". ").map(|i| i + 2))
                 .or_else(|| tail.rfind(char::is_whitespace).map(|i| i + 1));
-            if let Some(c) = cut {
+            if let Some(c) = cut.filter(|&c| lo + c > start) {
                 end = lo + c;
             }
         }
+        let r = start..end;
+        start = end;
+        Some(r)
+    })
+}
+
+/// Appends PERSON, LOCATION, ORGANIZATION and DATE_TIME (weekday and month
+/// names) findings for `text`.
+pub fn analyze(text: &str, out: &mut Vec<Finding>) {
+    for Range { start, end } in segments(text) {
         let before = out.len();
         analyze_segment(&text[start..end], out);
         for f in &mut out[before..] {
             f.start += start;
             f.end += start;
         }
-        start = end;
     }
 }
 
