@@ -589,6 +589,16 @@ const SCORE: f32 = 0.55;
 /// precision in forms and chat (bench/RESULTS.md, issue 26).
 const MIN_MARGIN: i32 = 50;
 
+/// Acronyms of technical and business prose that the news-trained tagger would take for
+/// organizations ("The API returns 404"); sorted for binary search.
+const TECHNICAL: &[&str] = &[
+    "AI", "API", "ASAP", "CEO", "CFO", "CLI", "COO", "CPU", "CSS", "CSV", "CTO", "DB", "DNS",
+    "ETA", "FAQ", "FYI", "GDPR", "GPU", "HIPAA", "HR", "HTML", "HTTP", "HTTPS", "ID", "IP", "IT",
+    "JSON", "JWT", "KPI", "LLM", "ML", "OK", "OS", "PDF", "PHI", "PII", "PR", "QA", "RAM", "REST",
+    "ROI", "SDK", "SLA", "SLO", "SQL", "SSH", "SSL", "SSO", "TBD", "TCP", "TLS", "TOML", "UDP",
+    "UI", "URL", "USB", "UX", "VPN", "XML", "YAML",
+];
+
 /// Whether a finding of this type leaves room for the tagger's reading of the same words.
 fn names_kind(entity: &str) -> bool {
     matches!(entity, "PERSON" | "LOCATION" | "ORGANIZATION")
@@ -661,6 +671,10 @@ pub fn analyze(text: &str, out: &mut Vec<crate::finding::Finding>) {
             }
             if first == last {
                 let f = toks[first].flags;
+                let word = &seg[toks[first].span.clone()];
+                if f & F_UPPER != 0 && TECHNICAL.binary_search(&word).is_ok() {
+                    continue;
+                }
                 // An ordinary word opening a sentence or in capitals ("Please", "CAN"), or a
                 // label before a colon ("User:", "Address:").
                 let ordinary = f & F_WORD != 0 && f & (F_START | F_UPPER) != 0;
@@ -744,6 +758,13 @@ mod shipped_tests {
     fn shouting_sentence_openers_and_labels_are_not_entities() {
         assert_eq!(found("CAN I SPEAK TO A REAL PERSON?!?!"), Vec::new());
         let f = found("Please have the manager call me.\nUser: Can I pay now?");
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn technical_acronyms_are_not_organizations() {
+        assert!(TECHNICAL.windows(2).all(|w| w[0] < w[1]), "sorted");
+        let f = found("The API returns 404 when the resource is missing.");
         assert!(f.is_empty(), "{f:?}");
     }
 
