@@ -78,6 +78,11 @@ for mod in pkgutil.iter_modules(address.__path__):
             if isinstance(n, str) and clean(n):
                 places.add(clean(n))
 
+# Countries and regions as news names them, which GeoNames' lists lack ("Britain", "Middle
+# East", "Balkans"): written for custos.
+REGIONS = ['Britain', 'Great Britain', 'England', 'Scotland', 'Wales', 'Northern Ireland', 'Ulster', 'Burma', 'Middle East', 'Latin America', 'Scandinavia', 'Balkans', 'Caribbean', 'Siberia', 'Kashmir', 'Tibet', 'Soviet Union', 'Bosnia', 'Chechnya', 'Persian Gulf', 'Yugoslavia', 'Kurdistan', 'Darfur', 'Crimea', 'Catalonia', 'Basque Country', 'Flanders', 'Wallonia', 'Bavaria', 'Sicily', 'Sardinia', 'Corsica', 'Patagonia', 'Himalayas', 'Alps', 'Andes', 'Sahara', 'Sahel', 'Horn of Africa', 'Gulf of Mexico', 'Mediterranean', 'Atlantic', 'Pacific', 'Arctic', 'Antarctica', 'Southeast Asia', 'East Asia', 'South Asia', 'Central Asia', 'Central America', 'South America', 'North America', 'Eastern Europe', 'Western Europe', 'Golan Heights', 'Sinai', 'Punjab', 'Bengal', 'Transylvania', 'Yorkshire', 'Cornwall', 'New England', 'Midwest', 'Silicon Valley', 'Gaza Strip', 'Balkan Peninsula', 'Iberian Peninsula', 'Korean Peninsula', 'Arabian Peninsula', 'Outback']
+places.update(REGIONS)
+
 # Names as typed without their accents too ("Krakow", "Sao Paulo", "Zurich").
 import unicodedata as _u
 for n in list(places):
