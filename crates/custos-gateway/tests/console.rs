@@ -1167,6 +1167,13 @@ async fn operators_reconcile_bills_read_the_risk_register_and_roll_back_releases
             page.contains("notice error") && !page.contains("(untagged)"),
             "{page}"
         );
+        let page = op
+            .get("/console/spend?window=7d&provider_map=openai")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("gateway=billing pairs"), "{page}");
 
         // The register: its lint (fewer than ten risks), heat map and open risks, escaped.
         let page = op.get("/console/access").await.text().await.unwrap();
@@ -1179,6 +1186,21 @@ async fn operators_reconcile_bills_read_the_risk_register_and_roll_back_releases
             "{page}"
         );
         assert!(!page.contains("<leaks>"));
+        // A register that is not UTF-8, or gone, is said so; the page still answers.
+        std::fs::write(&risks, b"risks:\n  - id: \xff\xfe\n").unwrap();
+        let page = op.get("/console/access").await.text().await.unwrap();
+        assert!(
+            page.contains("not UTF-8") && page.contains("API keys"),
+            "{page}"
+        );
+        std::fs::remove_file(&risks).unwrap();
+        let r = op.get("/console/access").await;
+        assert_eq!(r.status(), 200);
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("The register could not be read"));
 
         // A tenant admin sees neither the bills nor the register.
         let mut b = Browser::new(&gw.base);
