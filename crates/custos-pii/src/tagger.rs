@@ -392,20 +392,27 @@ pub fn decode_with_margins(w: &Weights, toks: &[Token]) -> Vec<(usize, i32)> {
 
 /// Entity spans `(entity, byte range)` from a label sequence.
 pub fn spans(toks: &[Token], labels: &[usize]) -> Vec<(&'static str, Range<usize>)> {
+    token_spans(toks, labels)
+        .into_iter()
+        .map(|(e, r)| (e, toks[r.start].span.start..toks[r.end - 1].span.end))
+        .collect()
+}
+
+/// Entity spans as ranges of token indices: an inside label continues the span before it,
+/// never across a line break.
+fn token_spans(toks: &[Token], labels: &[usize]) -> Vec<(&'static str, Range<usize>)> {
     let mut out: Vec<(&'static str, Range<usize>)> = Vec::new();
-    for (t, &l) in toks.iter().zip(labels) {
+    for (i, (t, &l)) in toks.iter().zip(labels).enumerate() {
         if l == 0 {
             continue;
         }
         let e = ENTITY[l.div_ceil(2)];
         let inside = l % 2 == 0;
         match out.last_mut() {
-            Some((prev, r))
-                if inside && *prev == e && r.end <= t.span.start && t.flags & F_NL == 0 =>
-            {
-                r.end = t.span.end
+            Some((prev, r)) if inside && *prev == e && r.end == i && t.flags & F_NL == 0 => {
+                r.end = i + 1
             }
-            _ => out.push((e, t.span.clone())),
+            _ => out.push((e, i..i + 1)),
         }
     }
     out
@@ -616,6 +623,14 @@ pub fn analyze(text: &str, out: &mut Vec<crate::finding::Finding>) {
         .filter(|f| !names_kind(&f.entity_type))
         .map(|f| f.start..f.end)
         .collect();
+    // The rules' own names, by start, so each span finds those it overlaps by binary search.
+    let mut rules: Vec<(usize, usize, f32)> = out
+        .iter()
+        .filter(|f| names_kind(&f.entity_type))
+        .map(|f| (f.start, f.end, f.score))
+        .collect();
+    rules.sort_by_key(|r| r.0);
+    let longest = rules.iter().map(|r| r.1 - r.0).max().unwrap_or(0);
     // Merged into disjoint, sorted ranges so each span's check is a binary search.
     blocked.sort_by_key(|r| r.start);
     let mut merged: Vec<Range<usize>> = Vec::with_capacity(blocked.len());
@@ -636,14 +651,10 @@ pub fn analyze(text: &str, out: &mut Vec<crate::finding::Finding>) {
         }
         let decoded = decode_with_margins(w, &toks);
         let labels: Vec<usize> = decoded.iter().map(|(l, _)| *l).collect();
-        for (e, r) in spans(&toks, &labels) {
+        for (e, inner) in token_spans(&toks, &labels) {
             // Trim marks at the edges; keep spans with a capitalized word.
-            let inner: Vec<usize> = (0..toks.len())
-                .filter(|&k| toks[k].span.start >= r.start && toks[k].span.end <= r.end)
-                .collect();
             let words: Vec<usize> = inner
-                .iter()
-                .copied()
+                .clone()
                 .filter(|&k| toks[k].flags & F_PUNCT == 0)
                 .collect();
             // A determiner the teacher's spans sometimes take ("the Red Cross") is no part of
@@ -666,7 +677,7 @@ pub fn analyze(text: &str, out: &mut Vec<crate::finding::Finding>) {
             {
                 continue;
             }
-            if inner.iter().map(|&k| decoded[k].1).min().unwrap_or(0) < MIN_MARGIN {
+            if inner.clone().map(|k| decoded[k].1).min().unwrap_or(0) < MIN_MARGIN {
                 continue;
             }
             if first == last {
@@ -691,10 +702,12 @@ pub fn analyze(text: &str, out: &mut Vec<crate::finding::Finding>) {
             // A longer reading that holds a rule's shorter one ("New South Wales Rural Fire
             // Service" over the place "New South Wales") is the better one.
             let mut score = SCORE;
-            for f in out.iter().filter(|f| names_kind(&f.entity_type)) {
-                if f.start < b && f.end > a {
-                    if f.start >= a && f.end <= b && f.end - f.start < b - a {
-                        score = score.max((f.score + 0.01).min(1.0));
+            let from = rules.partition_point(|r| r.0 + longest <= a);
+            let to = rules.partition_point(|r| r.0 < b);
+            for &(start, end, rule_score) in &rules[from..to.max(from)] {
+                if end > a {
+                    if start >= a && end <= b && end - start < b - a {
+                        score = score.max((rule_score + 0.01).min(1.0));
                     } else {
                         score = SCORE;
                         break;
