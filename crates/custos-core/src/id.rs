@@ -3,7 +3,7 @@
 
 /// A new identifier with the given type prefix, e.g. `new_id("key")` → `key_0193…`.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+    format!("{prefix}_{}", crate::random::uuid_v7().simple())
 }
 
 /// True when `name` is acceptable as the human name of a tenant, team or app:

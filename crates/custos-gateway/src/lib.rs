@@ -469,7 +469,7 @@ impl Gateway {
         let connections =
             overload::ConnectionLimits::new(max_connections, server.max_connections_per_client);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let workers = match server.io_threads {
+        let workers = match server.io_threads() {
             0 => None,
             n => Some(Workers::start(n)?),
         };
@@ -623,6 +623,16 @@ async fn serve_http1<I>(
     }
 }
 
+thread_local! {
+    /// Which connection thread this is (`[server] io_threads`), if any.
+    static IO_THREAD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the connection thread running the caller, `None` off those threads.
+pub(crate) fn io_thread() -> Option<usize> {
+    IO_THREAD.with(std::cell::Cell::get)
+}
+
 /// Single-threaded runtimes, one OS thread each, that connections are handed to in turn
 /// (`[server] io_threads`).
 struct Workers {
@@ -651,6 +661,7 @@ impl Workers {
                 std::thread::Builder::new()
                     .name(format!("custos-io-{i}"))
                     .spawn(move || {
+                        IO_THREAD.with(|t| t.set(Some(i)));
                         rt.block_on(async {
                             let _ = stopped.await;
                         });

@@ -30,7 +30,10 @@ pub struct OpenAiProvider {
     /// The URL of each endpoint, parsed once (see `uri`).
     uris: [Uri; 4],
     auth: Option<HeaderValue>,
-    client: HttpClient,
+    /// The shared client, then one per connection thread (`[server] io_threads`): a pooled
+    /// upstream connection's task runs on the thread that opened it, so a call served on
+    /// another thread would wake it across threads, twice per call.
+    clients: Box<[HttpClient]>,
     user_agent: HeaderValue,
     pub timeout: Duration,
 }
@@ -109,16 +112,24 @@ impl OpenAiProvider {
             parse(Endpoint::Embeddings.upstream_path())?,
             parse(Endpoint::Responses.upstream_path())?,
         ];
-        let client = https_client(server.connect_timeout.0);
+        let clients = (0..=server.io_threads())
+            .map(|_| https_client(server.connect_timeout.0))
+            .collect();
         Ok(Self {
             name: p.name.clone(),
             base_url,
             uris,
             auth,
-            client,
+            clients,
             user_agent: HeaderValue::from_static(concat!("custos/", env!("CARGO_PKG_VERSION"))),
             timeout: p.timeout.map_or(server.upstream_timeout.0, |d| d.0),
         })
+    }
+
+    /// This thread's client: its own on a connection thread, else the shared one.
+    fn client(&self) -> &HttpClient {
+        let i = crate::io_thread().map_or(0, |i| i + 1);
+        self.clients.get(i).unwrap_or(&self.clients[0])
     }
 
     /// The upstream URL of `endpoint`: parsed at start, not per call.
@@ -175,12 +186,12 @@ impl OpenAiProvider {
         let request = request
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| invalid(format!("cannot build the upstream request: {e}")))?;
-        let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
-        {
-            Err(_) => return Err(self.timed_out()),
-            Ok(Err(e)) => return Err(self.unavailable(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+        let response =
+            match tokio::time::timeout(self.timeout, self.client().request(request)).await {
+                Err(_) => return Err(self.timed_out()),
+                Ok(Err(e)) => return Err(self.unavailable(error_chain(&e))),
+                Ok(Ok(r)) => r,
+            };
         let (parts, incoming) = response.into_parts();
         let status = parts.status;
         let mut headers = HeaderMap::new();
