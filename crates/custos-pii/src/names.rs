@@ -33,7 +33,7 @@ impl Hasher for Fnv {
     }
 }
 
-type Set = HashSet<Box<str>, BuildHasherDefault<Fnv>>;
+pub(crate) type Set = HashSet<Box<str>, BuildHasherDefault<Fnv>>;
 
 /// The shipped word lists, lower-cased, loaded once per process.
 pub struct Gazetteers {

@@ -508,7 +508,7 @@ fn weak_address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     });
     address(text, m).map(|(m, score)| {
         let strong = lines.is_match(&text[m.clone()]);
-        (m, if strong { score.min(0.85) } else { 0.3 })
+        (m, if strong { score.min(0.93) } else { 0.3 })
     })
 }
 
@@ -532,7 +532,196 @@ fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     } else {
         0.92
     };
-    standalone(text, &m).then_some((m, score))
+    if !standalone(text, &m) {
+        return None;
+    }
+    m.start = building_number_before(text, m.start);
+    if ends_with_unit(&text[m.clone()]) {
+        m.end = same_line_tail(text, m.end);
+    }
+    m.end = address_tail(text, m.end);
+    Some((m, score))
+}
+
+/// How far an address runs on past its street line: the city, region, country and postcode
+/// parts that letters and forms put after it, on lines of their own or after commas
+/// ("…Suite 187\n MARTTILA\n Finland", "…Apt. 376, TALENCE, France 87702"). A part is a
+/// place-shaped phrase, a postcode, or both; the address is extended only up to a part that
+/// is a known place or carries a postcode, so an unknown capitalized phrase alone never is.
+fn address_tail(text: &str, end: usize) -> usize {
+    let places = &crate::names::Gazetteers::get().places;
+    let mut best = end;
+    let mut at = end;
+    for _ in 0..3 {
+        let rest = &text[at..];
+        let b = rest.as_bytes();
+        let mut i = 0;
+        while i < b.len() && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
+        if i >= b.len() || !matches!(b[i], b'\n' | b',') {
+            break;
+        }
+        i += 1;
+        while i < b.len() && matches!(b[i], b' ' | b'\t') {
+            i += 1;
+        }
+        let len = rest[i..].find(['\n', ',']).unwrap_or(rest.len() - i);
+        let line = rest[i..i + len].trim_end();
+        // The longest run of the part's first words that reads as a place: the sentence may
+        // go on after it ("…, France. Thanks").
+        let mut cut = line.len();
+        let found = loop {
+            let part = line[..cut].trim_end_matches(['.', '?', '!', ';', ':', ')']);
+            if let Some(known) = place_part(part, places) {
+                break Some((part.len(), known));
+            }
+            match line[..cut].rfind(' ') {
+                Some(space) if space > 0 => cut = space,
+                _ => break None,
+            }
+        };
+        let Some((len, known)) = found else {
+            break;
+        };
+        at += i + len;
+        if known {
+            best = at;
+        }
+        if len < line.len() {
+            break;
+        }
+    }
+    best
+}
+
+/// Whether `part` reads as a place line: `Some(true)` when it is a known place or carries a
+/// postcode ("Spain 19595", "75002 Paris", "BZ 21011"), `Some(false)` for a capitalized phrase
+/// that could be a small town, `None` for anything else.
+fn place_part(part: &str, places: &crate::names::Set) -> Option<bool> {
+    let words: Vec<&str> = part.split(' ').filter(|w| !w.is_empty()).collect();
+    if words.is_empty() || words.len() > 6 {
+        return None;
+    }
+    let postcode = |w: &str| (4..=5).contains(&w.len()) && w.bytes().all(|c| c.is_ascii_digit());
+    let mut name = &words[..];
+    let mut coded = false;
+    if let Some((first, rest)) = name.split_first() {
+        if postcode(first) {
+            coded = true;
+            name = rest;
+        }
+    }
+    if let Some((last, rest)) = name.split_last() {
+        if postcode(last) {
+            coded = true;
+            name = rest;
+        }
+    }
+    // A region's code before the postcode or after the town ("Egkomi NI", "BZ 21011").
+    if let Some((last, rest)) = name.split_last() {
+        if last.len() == 2
+            && last.bytes().all(|c| c.is_ascii_uppercase())
+            && (coded || !rest.is_empty())
+        {
+            name = rest;
+        }
+    }
+    if name.len() > 4 {
+        return None;
+    }
+    let shaped = name.iter().all(|w| {
+        let mut cs = w.chars();
+        cs.next().is_some_and(char::is_uppercase)
+            && cs.all(|c| c.is_alphabetic() || matches!(c, '\'' | '-' | '.'))
+    });
+    if !shaped {
+        return None;
+    }
+    if name.is_empty() {
+        return coded.then_some(true);
+    }
+    // A town the lists lack followed by its country or region ("Trivières Belgium").
+    let known = (1..=name.len().min(3)).any(|k| {
+        let tail = &name[name.len() - k..];
+        places.contains(tail.join(" ").to_lowercase().as_str())
+    });
+    Some(coded || known)
+}
+
+/// Where an address that opens with its street's name starts when a building or lot number
+/// stands before it ("511 Rebbåsbakken 48", "312 Bécsi utca 35."): that number belongs to it.
+fn building_number_before(text: &str, start: usize) -> usize {
+    let head = &text[..start];
+    if !text[start..].starts_with(|c: char| c.is_alphabetic()) {
+        return start;
+    }
+    let spaced = head.trim_end_matches(' ');
+    if spaced.len() == head.len() || head.len() - spaced.len() > 2 {
+        return start;
+    }
+    let number = spaced.trim_end_matches(|c: char| c.is_ascii_digit());
+    let digits = spaced.len() - number.len();
+    let bounded = number
+        .chars()
+        .next_back()
+        .is_none_or(|c| c.is_whitespace() || matches!(c, ',' | ':' | '(' | '"'));
+    if (1..=6).contains(&digits) && bounded {
+        number.len()
+    } else {
+        start
+    }
+}
+
+/// A unit at the end of an address ("Apt. 538", "Suite 606"): forms write the town and
+/// country after it on the same line.
+fn ends_with_unit(s: &str) -> bool {
+    let s = s.trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+    let s = s.trim_end_matches([' ', '#']);
+    ["Apt.", "Apt", "Apartment", "Suite", "Ste.", "Unit", "Flat"]
+        .iter()
+        .any(|u| s.ends_with(u))
+}
+
+/// The town, region and country written after a unit on the same line ("Apt. 538
+/// Giessenburg Zuid-Holland", "Suite 058 Akureyri Iceland"): the longest run of capitalized
+/// words that ends with a known place or a postcode.
+fn same_line_tail(text: &str, end: usize) -> usize {
+    let places = &crate::names::Gazetteers::get().places;
+    let rest = &text[end..];
+    let rest = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
+    if !rest.starts_with(' ') {
+        return end;
+    }
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    for w in rest.split(' ') {
+        let start = i;
+        i += w.len() + 1;
+        if w.is_empty() {
+            if spans.is_empty() {
+                continue;
+            }
+            break;
+        }
+        let word = w.trim_end_matches(['.', ',', '?', '!', ';', ':']);
+        let capital = word.chars().next().is_some_and(char::is_uppercase);
+        let digits = (4..=5).contains(&word.len()) && word.bytes().all(|c| c.is_ascii_digit());
+        if !(capital || digits) || spans.len() == 6 {
+            break;
+        }
+        spans.push((start, start + word.len()));
+        if word.len() != w.len() {
+            break;
+        }
+    }
+    for k in (1..=spans.len()).rev() {
+        let (first, last) = (spans[0].0, spans[k - 1].1);
+        if place_part(&rest[first..last], places) == Some(true) {
+            return end + last;
+        }
+    }
+    end
 }
 
 fn weak(score: f32) -> Check {
@@ -709,15 +898,15 @@ const DFA_CACHE: usize = 16 << 20;
 const INTL_STREET_WORDS: &str = "calle|carrer|rúa|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
 /// Street words written as one word with the name ("Hauptstraße", "Kerkstraat").
 /// (Not "ring", "gate", "kade" or "tie": "During 2020", "Watergate", "Blockade" end so.)
-const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|vegen|bakken|stien|katu";
+const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|vegen|bakken|stien|katu|kuja|polku|stræti|straeti|gränd";
 /// Street words written apart from the name ("Baker Street" is the US/UK form above; these are
 /// the Dutch, German and Nordic ones a house number follows).
 const INTL_STREET_SUFFIXES_SPACED: &str =
-    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata";
+    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata|veg|vei|utca|út|u\\.|terrasse";
 /// Lines after a street line, as forms and letters stack them: a unit ("Suite 559", "Apt.
 /// 440"), then a city and a country or region ending with its postcode ("Runkelen\n Belgium
 /// 65601"). Only taken whole, up to the postcode, so a greeting on the next line stays out.
-const ADDRESS_LINES: &str = r"(?:\s*[\n,]\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)\s*#?\d{1,5}[A-Za-z]?)?(?:(?:\s*[\n,]\s*\p{Lu}[\p{L}'\-]+(?:[ \-]\p{Lu}[\p{L}'\-]+){0,3}){1,2},?\s+(?:[A-Z]{2}\s+)?\d{4,5}\b)?";
+const ADDRESS_LINES: &str = r"(?:(?:\s*[\n,]\s*|[ \t]+)(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat)\s*#?\d{1,5}[A-Za-z]?)?(?:(?:\s*[\n,]\s*\p{Lu}[\p{L}'\-]+(?:[ \-]\p{Lu}[\p{L}'\-]+){0,3}){1,2},?\s+(?:[A-Z]{2}\s+)?\d{4,5}\b)?";
 
 /// A building or lot number before the house number ("40187 263 Xanthoudidou Street"), never
 /// a year (1900–2099), which would take a date into the address.
@@ -794,7 +983,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             // write it ("Calle de Alcalá 48, 28014 Madrid", "Hauptstraße 5", "Rua Augusta 1500,
             // apto 42"), and the French number-first form ("15 Rue de la Paix, 75002 Paris").
             r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(
-                r"(?:\b(?i:{INTL_STREET_WORDS})\.?\s+(?:(?i:{INTL_LINKS})\s+){{0,3}}\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,3}}|\b\p{{Lu}}[\p{{Ll}}ß]+(?i:{INTL_STREET_SUFFIXES})|\b\p{{Lu}}[\p{{L}}'\-]+\s+(?i:{INTL_STREET_SUFFIXES_SPACED}))\s+\d{{1,5}}[A-Za-z]?(?:\s?-\s?\d{{1,4}})?(?:,?\s+(?i:apto|apt|piso|ap|app|appt|bus|étage|stock|esc|puerta|dpto|depto|int)\.?\s*[0-9A-Za-zºª]{{1,5}})?(?:,?\s+(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:-\d{{3}})?\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?|,\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+){{0,3}}(?:\s+\d{{1,5}}\b)?(?:,?\s+\d{{5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}"
+                r"(?:\b(?i:{INTL_STREET_WORDS})\.?\s+(?:(?i:{INTL_LINKS})\s+){{0,3}}\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?i:{INTL_LINKS})\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,3}}|\b\p{{Lu}}[\p{{Ll}}ß]+(?i:{INTL_STREET_SUFFIXES})|\b\p{{Lu}}[\p{{L}}'\-]+(?:\s+\p{{Lu}}[\p{{L}}'\-]+)?\s+(?i:{INTL_STREET_SUFFIXES_SPACED}))\s+\d{{1,5}}[A-Za-z]?(?:\s?-\s?\d{{1,4}})?\.?(?:,?\s+(?i:apto|apt|piso|ap|app|appt|bus|étage|stock|esc|puerta|dpto|depto|int)\.?\s*[0-9A-Za-zºª]{{1,5}})?(?:,?\s+(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:-\d{{3}})?\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?|,\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}|\b\d{{1,5}}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+(?:\s+(?:(?i:de|du|des|la|le|l'|d')\s*)*\p{{Lu}}[\p{{L}}'\-]+){{0,3}}(?:\s+\d{{1,5}}\b)?(?:,?\s+\d{{5}}\s+\p{{Lu}}[\p{{L}}'\-]+(?:\s\p{{Lu}}[\p{{L}}'\-]+)?)?{ADDRESS_LINES}"
               ), address,
               &["address", "live", "lives", "located", "street", "ship", "deliver", "mail", "dirección", "adresse", "endereço", "indirizzo"]),
             // Military mail (USPS): "USS Lindqvist, FPO AE 67601", "PSC 3412, Box 5242, APO AA
@@ -903,12 +1092,60 @@ mod tests {
     }
 
     #[test]
+    fn towns_countries_and_units_after_the_street_line_belong_to_the_address() {
+        let longest = |t: &str| streets(t).into_iter().max_by_key(String::len);
+        for (t, want) in [
+            // The town and country on lines of their own after the unit.
+            (
+                "Post it to 41704 Rengaskuja 57\n Suite 187\n MARTTILA\n Finland please",
+                "41704 Rengaskuja 57\n Suite 187\n MARTTILA\n Finland",
+            ),
+            // After commas, ending with a postcode.
+            (
+                "ship to 44 Elm Street Apt. 376, TALENCE, France 87702? thanks",
+                "44 Elm Street Apt. 376, TALENCE, France 87702",
+            ),
+            // On the unit's line: a town the lists lack, then its country.
+            (
+                "at 93141 Thingvallastraeti 36 Suite 058 Akureyri Iceland",
+                "93141 Thingvallastraeti 36 Suite 058 Akureyri Iceland",
+            ),
+            (
+                "at 810 Landsberger Allee 2 Suite 201 München Germany after the concert",
+                "810 Landsberger Allee 2 Suite 201 München Germany",
+            ),
+            // Hungarian and Norwegian street words apart from the name.
+            (
+                "to 0556 Rákóczi út 41. Apt. 304",
+                "0556 Rákóczi út 41. Apt. 304",
+            ),
+            ("on Martin Linges veg 149 today", "Martin Linges veg 149"),
+        ] {
+            assert_eq!(longest(t).as_deref(), Some(want), "{t}");
+        }
+        // A capitalized phrase that is no known place, and a sentence that goes on, stay out.
+        for (t, want) in [
+            (
+                "Send it to 12 Baker Street, Quality Assurance Team",
+                "12 Baker Street",
+            ),
+            ("I live at 5 Main Street, and Paris is far", "5 Main Street"),
+            (
+                "5 Main Street Apt 4 Tomorrow we meet",
+                "5 Main Street Apt 4",
+            ),
+        ] {
+            assert_eq!(longest(t).as_deref(), Some(want), "{t}");
+        }
+    }
+
+    #[test]
     fn street_addresses_as_europe_and_latin_america_write_them() {
         let found = streets;
         for (t, want) in [
             (
                 "Ship to: Calle de Alcalá 48, 28014 Madrid, Spain",
-                "Calle de Alcalá 48, 28014 Madrid",
+                "Calle de Alcalá 48, 28014 Madrid, Spain",
             ),
             (
                 "Lieferadresse: Hauptstraße 5, 10115 Berlin",
@@ -920,7 +1157,7 @@ mod tests {
             ),
             (
                 "Lives at 15 Rue de la Paix, 75002 Paris, France.",
-                "15 Rue de la Paix, 75002 Paris",
+                "15 Rue de la Paix, 75002 Paris, France",
             ),
             (
                 "Kerkstraat 12, 1017 Amsterdam",
