@@ -540,7 +540,55 @@ fn address(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
         m.end = same_line_tail(text, m.end);
     }
     m.end = address_tail(text, m.end);
-    Some((m, score))
+    Some((intersection(text, m), score))
+}
+
+/// A street corner names a place as an address does: "the corner of 1356 Impala St and Sara
+/// Locks" is one span, from "the corner of" to the second street's word.
+fn intersection(text: &str, m: Range<usize>) -> Range<usize> {
+    let head = text[..m.start].trim_end_matches(' ');
+    let Some(before) = strip_suffix_ci(head, "corner of") else {
+        return m;
+    };
+    if before.ends_with(|c: char| c.is_alphanumeric()) {
+        return m;
+    }
+    let start = strip_suffix_ci(before.trim_end_matches(' '), "the")
+        .filter(|b| !b.ends_with(|c: char| c.is_alphanumeric()))
+        .map_or(before.len(), str::len);
+    // The second street: " and " (or " & "), up to four capitalized words, the last a street
+    // word ("Sara Locks", "Paterson Pass", "Vizirov Lodge St.").
+    let rest = &text[m.end..];
+    let Some(after) = rest
+        .strip_prefix(" and ")
+        .or_else(|| rest.strip_prefix(" & "))
+    else {
+        return start..m.end;
+    };
+    let suffixes: Vec<&str> = STREET_SUFFIXES.split('|').collect();
+    let mut end = None;
+    let mut at = 0;
+    for w in after.split(' ').take(4) {
+        let word = w.trim_end_matches(['.', ',', '?', '!', ';', ':']);
+        if !word.chars().next().is_some_and(char::is_uppercase) {
+            break;
+        }
+        if at > 0 && suffixes.contains(&word) {
+            end = Some(at + word.len());
+        }
+        at += w.len() + 1;
+        if word.len() != w.len() {
+            break;
+        }
+    }
+    let end = end.map_or(m.end, |e| m.end + rest.len() - after.len() + e);
+    start..end
+}
+
+/// `s` without `suffix` at its end, ignoring ASCII case.
+fn strip_suffix_ci<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = s.len().checked_sub(suffix.len())?;
+    (s.is_char_boundary(at) && s[at..].eq_ignore_ascii_case(suffix)).then(|| &s[..at])
 }
 
 /// How far an address runs on past its street line: the city, region, country and postcode
@@ -1089,6 +1137,29 @@ mod tests {
             longest("in 1987 221 Baker Street was a museum").as_deref(),
             Some("221 Baker Street")
         );
+    }
+
+    #[test]
+    fn a_street_corner_is_one_address() {
+        let longest = |t: &str| streets(t).into_iter().max_by_key(String::len);
+        for (t, want) in [
+            (
+                "Meet me at the corner of 1356 Impala St and Sara Locks tonight",
+                "the corner of 1356 Impala St and Sara Locks",
+            ),
+            (
+                "I once lived on the corner of 92 Circle Way and Paterson Pass.",
+                "the corner of 92 Circle Way and Paterson Pass",
+            ),
+            // Only a street word closes the second street; else the first stands alone.
+            (
+                "the corner of 15 Main Street and Friends of the Library",
+                "the corner of 15 Main Street",
+            ),
+            ("at 15 Main Street and Bob Smith", "15 Main Street"),
+        ] {
+            assert_eq!(longest(t).as_deref(), Some(want), "{t}");
+        }
     }
 
     #[test]
