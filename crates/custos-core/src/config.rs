@@ -1133,8 +1133,8 @@ pub struct ServerConfig {
     /// Connections are served on this many single-threaded runtimes, one OS thread each:
     /// a connection, its calls and what they start (the provider exchange, the body
     /// streams) stay on one thread, which saves the cross-thread wake-ups of a shared
-    /// runtime. 0: one shared multi-threaded runtime, as before.
-    pub io_threads: usize,
+    /// runtime. Unset: one per core. 0: one shared multi-threaded runtime.
+    pub io_threads: Option<usize>,
     /// Serve HTTPS (TLS 1.2 and 1.3), optionally asking clients for certificates (mTLS).
     pub tls: Option<TlsConfig>,
 }
@@ -1172,9 +1172,18 @@ impl Default for ServerConfig {
             max_connections_per_client: 256,
             max_concurrent_requests: 2048,
             metrics_auth: false,
-            io_threads: 0,
+            io_threads: None,
             tls: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// How many connection threads to run: `io_threads`, or one per core when unset.
+    pub fn io_threads(&self) -> usize {
+        self.io_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }
 
@@ -1764,13 +1773,12 @@ impl Config {
                 &w.url,
             ));
         }
-        if self.server.io_threads > 1024 {
+        if let Some(n) = self.server.io_threads.filter(|&n| n > 1024) {
             return fail(
                 "server.io_threads".into(),
                 find_key(text, "io_threads"),
                 format!(
-                    "{} threads is more than 1024; one per core is the point (0: the shared runtime)",
-                    self.server.io_threads
+                    "{n} threads is more than 1024; one per core is the point (0: the shared runtime)"
                 ),
             );
         }
@@ -2392,9 +2400,10 @@ key_refresh_interval = "500ms"
 header_read_timeout = "30s"
 # On SIGTERM/Ctrl-C, how long in-flight requests and streams may take to finish.
 shutdown_grace = "30s"
-# Serve connections on this many single-threaded runtimes (one per core is the point): a
-# connection and its calls stay on one thread. 0: one shared multi-threaded runtime.
-io_threads = 0
+# Connections are served on single-threaded runtimes, one per core by default: a
+# connection and its calls stay on one thread. Set a number of threads to override it, or
+# 0 for one shared multi-threaded runtime.
+# io_threads = 2                        (example)
 # /metrics names tenants, apps and their spend: set true to require a credential whose
 # principal holds the built-in role metrics-reader (or a policy allowing metrics.read).
 metrics_auth = false

@@ -274,34 +274,73 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     limit: usize,
 ) -> Result<Bytes, Problem> {
+    use http_body_util::BodyExt;
     let too_large = || {
         Problem::new(
             ProblemKind::BodyTooLarge,
             format!("the request body is larger than this gateway's limit of {limit} bytes"),
         )
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
         if len > limit as u64 {
+            linger(body, len).await;
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let failed = |e: axum::Error| {
         if let Some(t) = crate::overload::body_timeout_in(&e) {
             return Problem::new(ProblemKind::BodyTimeout, t.to_string());
         }
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
-            }
-            source = s.source();
-        }
         invalid(format!("the request body could not be read: {e}"))
-    })
+    };
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(failed)?.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            // A body without a length (chunked) found too large as it arrives: the rest of it
+            // is read and thrown away too, within the same bounds.
+            linger(body, 0).await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// At most this much of a refused body is read and thrown away before the refusal is sent.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+/// And for at most this long.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards a body that is refused for its size, so a client still writing it
+/// reads the 413 instead of a reset connection (answering and closing while the client
+/// writes makes its next write fail with `EPIPE`, and the answer is lost). nginx does the
+/// same ("lingering close"). Bounded in bytes and time; the body's own read timeout and
+/// minimum rate apply too, so a slow client cannot hold the connection. `declared`: the
+/// body's `Content-Length`, 0 when unknown.
+async fn linger(body: axum::body::Body, declared: u64) {
+    use http_body_util::BodyExt;
+    if declared > LINGER_BYTES {
+        return;
+    }
+    let mut body = body;
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > LINGER_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// True when the request declares a non-JSON body (used to explain a parse failure).

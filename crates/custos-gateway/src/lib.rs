@@ -469,7 +469,7 @@ impl Gateway {
         let connections =
             overload::ConnectionLimits::new(max_connections, server.max_connections_per_client);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let workers = match server.io_threads {
+        let workers = match server.io_threads() {
             0 => None,
             n => Some(Workers::start(n)?),
         };

@@ -112,7 +112,7 @@ impl OpenAiProvider {
             parse(Endpoint::Embeddings.upstream_path())?,
             parse(Endpoint::Responses.upstream_path())?,
         ];
-        let clients = (0..=server.io_threads)
+        let clients = (0..=server.io_threads())
             .map(|_| https_client(server.connect_timeout.0))
             .collect();
         Ok(Self {
