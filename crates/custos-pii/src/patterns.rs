@@ -610,9 +610,15 @@ fn address_tail(text: &str, end: usize) -> usize {
         if i >= b.len() || !matches!(b[i], b'\n' | b',') {
             break;
         }
-        i += 1;
-        while i < b.len() && matches!(b[i], b' ' | b'\t') {
+        // Forms leave an empty field as a comma on its own line ("Pinellas\n, FL"); a blank
+        // line (two line breaks) ends the address.
+        let mut last = 0u8;
+        while i < b.len() && matches!(b[i], b'\n' | b',') && b[i] != last {
+            last = b[i];
             i += 1;
+            while i < b.len() && matches!(b[i], b' ' | b'\t') {
+                i += 1;
+            }
         }
         let len = rest[i..].find(['\n', ',']).unwrap_or(rest.len() - i);
         let line = rest[i..i + len].trim_end();
@@ -946,11 +952,11 @@ const DFA_CACHE: usize = 16 << 20;
 const INTL_STREET_WORDS: &str = "calle|carrer|rúa|avenida|avda|av|rua|travessa|largo|praça|praca|alameda|via|viale|piazza|corso|vicolo|plaza|paseo|camino|carretera|ronda|rue|avenue|boulevard|chemin|ulica|ul|strada|calea|bulevardul|straße|strasse";
 /// Street words written as one word with the name ("Hauptstraße", "Kerkstraat").
 /// (Not "ring", "gate", "kade" or "tie": "During 2020", "Watergate", "Blockade" end so.)
-const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|vegen|bakken|stien|katu|kuja|polku|stræti|straeti|gränd";
+const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee|damm|ufer|straat|laan|gracht|plein|steeg|vej|gatan|gata|vägen|veien|vegen|bakken|stien|katu|kuja|polku|stræti|straeti|gränd|braut";
 /// Street words written apart from the name ("Baker Street" is the US/UK form above; these are
 /// the Dutch, German and Nordic ones a house number follows).
 const INTL_STREET_SUFFIXES_SPACED: &str =
-    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata|veg|vei|utca|út|u\\.|terrasse";
+    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata|veg|vei|utca|út|u\\.|terrasse|ulica|cesta|trg";
 /// Lines after a street line, as forms and letters stack them: a unit ("Suite 559", "Apt.
 /// 440"), then a city and a country or region ending with its postcode ("Runkelen\n Belgium
 /// 65601"). Only taken whole, up to the postcode, so a greeting on the next line stays out.
@@ -1191,6 +1197,15 @@ mod tests {
                 "0556 Rákóczi út 41. Apt. 304",
             ),
             ("on Martin Linges veg 149 today", "Martin Linges veg 149"),
+            // An empty field left as a comma on its own line.
+            (
+                "9070 Fitjabraut 10\nPinellas\n, FL\n United States 81788 call me",
+                "9070 Fitjabraut 10\nPinellas\n, FL\n United States 81788",
+            ),
+            (
+                "to 271 Gosposka ulica 61 Apt. 469, MOSS, Norway.",
+                "271 Gosposka ulica 61 Apt. 469, MOSS, Norway",
+            ),
         ] {
             assert_eq!(longest(t).as_deref(), Some(want), "{t}");
         }
@@ -1201,6 +1216,10 @@ mod tests {
                 "12 Baker Street",
             ),
             ("I live at 5 Main Street, and Paris is far", "5 Main Street"),
+            (
+                "5 Main Street, Springfield\n\nParis was lovely",
+                "5 Main Street, Springfield",
+            ),
             (
                 "5 Main Street Apt 4 Tomorrow we meet",
                 "5 Main Street Apt 4",
