@@ -304,6 +304,8 @@ const ORG_SUFFIXES: &[&str] = &[
     "co",
     "group",
     "holdings",
+    "holding",
+    "bancorporation",
     "bank",
     "university",
     "institute",
@@ -408,6 +410,12 @@ const LEGAL_FORMS: &[&str] = &[
     "se",
     "limited",
     "aktiengesellschaft",
+];
+
+/// Legal forms written with a period after each letter.
+const DOTTED_FORMS: &[&str] = &[
+    "N.V.", "B.V.", "S.A.", "N.A.", "S.p.A.", "S.A.S.", "S.L.", "S.R.L.", "S.r.l.", "A.G.",
+    "P.L.C.", "L.L.C.", "L.P.", "K.K.", "A.S.", "S.E.", "O.Y.", "A.B.", "S.C.A.", "S.C.",
 ];
 
 /// Words that name an institution when "of" follows ("Bank of England").
@@ -939,6 +947,25 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         ));
         return;
     }
+    // A legal form written with periods ends the run at its first letter ("Ebusco Holding
+    // N.V.", "Trinseo S.A."): the name before it is a company's.
+    if b - start >= 2 && words[b - 1].span.len() == 1 {
+        let form_at = words[b - 1].span.start;
+        let form = DOTTED_FORMS
+            .iter()
+            .find(|f| text[form_at..].starts_with(**f))
+            .filter(|f| !text[form_at + f.len()..].starts_with(char::is_alphanumeric));
+        if let Some(f) = form {
+            out.push(Finding::new(
+                "ORGANIZATION",
+                words[start].span.start,
+                form_at + f.len(),
+                0.8,
+                "OrganizationRecognizer",
+            ));
+            return;
+        }
+    }
     // A headline in capitals ("PRESIDENT OF FRANCE ARRIVED IN BERLIN") says nothing by its
     // case: only known places and organizations are read in it, word by word or whole.
     if b - a >= 2 && (a..b).all(|k| !text[words[k].span.clone()].chars().any(char::is_lowercase)) {
@@ -1300,6 +1327,17 @@ mod tests {
             orgs("He joined Tribal Group plc in May."),
             ["Tribal Group plc"]
         );
+        // Legal forms with a period after each letter.
+        assert_eq!(
+            orgs("Based in Nanaimo, Ebusco Holding N.V. is a charity."),
+            ["Ebusco Holding N.V."]
+        );
+        assert_eq!(
+            orgs("Aptinyx Inc. and Trinseo S.A.. Fine."),
+            ["Aptinyx Inc.", "Trinseo S.A."]
+        );
+        // An initial is not a legal form: "J. S. Bach" stays a name.
+        assert!(orgs("Music by Johann S. Bach tonight.").is_empty());
     }
 
     #[test]
