@@ -291,27 +291,25 @@ pub(crate) async fn read_body(
             return Err(too_large());
         }
     }
-    let failed = |e: axum::Error| {
-        if let Some(t) = crate::overload::body_timeout_in(&e) {
-            return Problem::new(ProblemKind::BodyTimeout, t.to_string());
-        }
-        invalid(format!("the request body could not be read: {e}"))
-    };
+    // Collected through a borrow, so a body found too large as it arrives (chunked, no
+    // length) is still ours to read and throw away within the same bounds.
     let mut body = body;
-    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(failed)?.into_data() else {
-            continue;
-        };
-        if buf.len() + data.len() > limit {
-            // A body without a length (chunked) found too large as it arrives: the rest of it
-            // is read and thrown away too, within the same bounds.
-            linger(body, 0).await;
-            return Err(too_large());
+    match http_body_util::Limited::new(&mut body, limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            if let Some(t) = crate::overload::body_timeout_in(&*e) {
+                return Err(Problem::new(ProblemKind::BodyTimeout, t.to_string()));
+            }
+            if e.is::<http_body_util::LengthLimitError>() {
+                linger(body, 0).await;
+                return Err(too_large());
+            }
+            Err(invalid(format!("the request body could not be read: {e}")))
         }
-        buf.extend_from_slice(&data);
     }
-    Ok(buf.freeze())
 }
 
 /// At most this much of a refused body is read and thrown away before the refusal is sent.
