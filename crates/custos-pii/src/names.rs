@@ -412,6 +412,58 @@ const LEGAL_FORMS: &[&str] = &[
     "aktiengesellschaft",
 ];
 
+/// The firm word of "and Company", "& Sons" and the like after the run ending before
+/// `words[b]`: "Becton Dickinson and Company", "Smith & Sons".
+fn firm_word_after(text: &str, words: &[Word], b: usize) -> Option<usize> {
+    let firm = |k: usize| {
+        words.get(k).is_some_and(|w| {
+            matches!(
+                &text[w.span.clone()],
+                "Company" | "Co" | "Sons" | "Partners" | "Associates" | "Brothers"
+            ) && !text[w.span.end..].starts_with(|c: char| c.is_alphanumeric())
+        })
+    };
+    let gap = |k: usize| &text[words[k].gap_before.clone()];
+    if firm(b) && gap(b) == " & " {
+        return Some(b);
+    }
+    (words.get(b).is_some_and(|w| w.lower == "and")
+        && gap(b) == " "
+        && firm(b + 1)
+        && gap(b + 1) == " ")
+        .then_some(b + 1)
+}
+
+/// Words that close a company's name written in capitals, besides the legal forms.
+const CAPS_ORG_ENDS: &[&str] = &[
+    "corporation",
+    "company",
+    "holdings",
+    "industries",
+    "incorporated",
+    "group",
+];
+
+/// Where a legal form that ends at `end` really ends: the "Ltd." of "Co.,Ltd.", "Co., Ltd."
+/// and "CO.LTD." joined to it, and the abbreviation's own period unless a sentence follows.
+fn legal_form_end(text: &str, end: usize) -> usize {
+    let rest = &text[end..];
+    let joined = [".,", ".", ","].iter().find_map(|sep| {
+        let r = rest.strip_prefix(sep)?;
+        let space = usize::from(r.starts_with(' '));
+        let r = &r[space..];
+        ["LTD", "Ltd", "INC", "Inc"]
+            .iter()
+            .find(|f| r.starts_with(**f) && !r[f.len()..].starts_with(char::is_alphanumeric))
+            .map(|f| end + sep.len() + space + f.len())
+    });
+    let end = joined.unwrap_or(end);
+    let next_sentence = text[end..]
+        .strip_prefix('.')
+        .is_some_and(|r| r.trim_start().starts_with(char::is_uppercase) && r.starts_with(' '));
+    end + usize::from(text[end..].starts_with('.') && !next_sentence)
+}
+
 /// Legal forms written with a period after each letter.
 const DOTTED_FORMS: &[&str] = &[
     "N.V.", "B.V.", "S.A.", "N.A.", "S.p.A.", "S.A.S.", "S.L.", "S.R.L.", "S.r.l.", "A.G.",
@@ -719,7 +771,7 @@ fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
         static FIRM: OnceLock<regex::Regex> = OnceLock::new();
         let re = FIRM.get_or_init(|| {
             regex::Regex::new(
-                r"\b(\p{Lu}[\p{Ll}'\-]+), (\p{Lu}[\p{Ll}'\-]+),? and (\p{Lu}[\p{Ll}'\-]+)(?: (?:LLP|LLC|Inc|Ltd|PLC|Group|Partners|& Co))?\b",
+                r"\b(\p{Lu}[\p{Ll}'\-]+), (\p{Lu}[\p{Ll}'\-]+),? and (\p{Lu}[\p{Ll}'\-]+)(?: (LLP|LLC|Inc|Ltd|PLC|Group|Partners|& Co))?\b",
             )
             .unwrap_or_else(|e| panic!("firm pattern: {e}"))
         });
@@ -728,6 +780,13 @@ fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
                 c.get(i)
                     .is_some_and(|m| g.last.contains(m.as_str().to_lowercase().as_str()))
             });
+            // Three given names are a list of people ("Christopher, Dana and Derrick") unless
+            // a legal form closes them.
+            let given = (1..=3).all(|i| {
+                c.get(i)
+                    .is_some_and(|m| g.common_first.contains(m.as_str().to_lowercase().as_str()))
+            });
+            let all_surnames = all_surnames && (!given || c.get(4).is_some());
             if let (true, Some(m)) = (all_surnames, c.get(0)) {
                 out.push(Finding::new(
                     "ORGANIZATION",
@@ -907,6 +966,154 @@ fn lower_case(text: &str, words: &[Word], g: &Gazetteers, out: &mut Vec<Finding>
     }
 }
 
+/// Phrases a place follows and a person or company seldom does, lower case.
+const PLACE_PHRASES: &[&str] = &[
+    "lives in",
+    "live in",
+    "living in",
+    "lived in",
+    "reside in",
+    "resides in",
+    "residing in",
+    "moved to",
+    "moved from",
+    "moved here from",
+    "moving to",
+    "moving from",
+    "relocated to",
+    "relocating to",
+    "flew to",
+    "flew from",
+    "flying to",
+    "flight to",
+    "flight from",
+    "returned to",
+    "returning to",
+    "travelling to",
+    "traveling to",
+    "travelled to",
+    "traveled to",
+    "trip to",
+    "drove to",
+    "driving to",
+    "based in",
+    "headquartered in",
+    "located in",
+    "stationed in",
+    "born in",
+    "raised in",
+    "grew up in",
+    "originally from",
+    "arrived in",
+    "i'm in",
+    "i’m in",
+    "im in",
+    "i am in",
+    "we're in",
+    "we are in",
+    "staying in",
+    "stayed in",
+    "vacation in",
+    "holiday in",
+    "home city",
+    "home town",
+    "hometown",
+];
+
+/// Words that end a place's name ("Bottle Lake", "Silicon Valley").
+const PLACE_WORDS: &[&str] = &[
+    "lake",
+    "lakes",
+    "river",
+    "bay",
+    "city",
+    "town",
+    "village",
+    "beach",
+    "hill",
+    "hills",
+    "island",
+    "islands",
+    "springs",
+    "falls",
+    "valley",
+    "heights",
+    "harbor",
+    "harbour",
+    "port",
+    "point",
+    "creek",
+    "mountain",
+    "mountains",
+    "park",
+    "county",
+    "province",
+    "region",
+    "coast",
+];
+
+/// Whether the run `words[a..b]` follows one of [`PLACE_PHRASES`] and reads as a place's name:
+/// not a date word, and not ordinary words ("I'm in Marketing") unless they are a known place
+/// or end with a place word.
+fn after_place_phrase(text: &str, words: &[Word], a: usize, b: usize, g: &Gazetteers) -> bool {
+    if a == 0 || &text[words[a].gap_before.clone()] != " " {
+        return false;
+    }
+    // Every phrase ends with one of these: most runs are rejected before anything is built.
+    if !matches!(
+        words[a - 1].lower.as_ref(),
+        "in" | "to" | "from" | "city" | "town" | "hometown"
+    ) {
+        return false;
+    }
+    // The up to three words before, joined by single spaces.
+    let mut phrase = String::new();
+    let mut k = a;
+    while k > 0 && a - k < 3 {
+        k -= 1;
+        if k + 1 < a && &text[words[k + 1].gap_before.clone()] != " " {
+            break;
+        }
+        let head = std::mem::take(&mut phrase);
+        phrase = if head.is_empty() {
+            words[k].lower.to_string()
+        } else {
+            format!("{} {head}", words[k].lower)
+        };
+        let matched = PLACE_PHRASES.contains(&phrase.as_str());
+        if matched {
+            break;
+        }
+        if a - k == 3 {
+            return false;
+        }
+    }
+    if !PLACE_PHRASES.contains(&phrase.as_str()) {
+        return false;
+    }
+    let lw = |k: usize| words[k].lower.as_ref();
+    if (a..b).any(|k| is_title(&words[k]))
+        || WEEKDAYS.contains(&lw(a))
+        || MONTHS.contains(&lw(a))
+        || matches!(lw(a), "may" | "march")
+    {
+        return false;
+    }
+    let name: String = (a..b).map(lw).collect::<Vec<_>>().join(" ");
+    if g.places.contains(name.as_str()) {
+        return true;
+    }
+    let shouted = !text[words[a].span.start..words[b - 1].span.end]
+        .chars()
+        .any(char::is_lowercase);
+    if b - a == 1 {
+        let len = text[words[a].span.clone()].chars().count();
+        return len >= 3 && (shouted || !g.english.contains(lw(a)));
+    }
+    !(a..b).all(|k| g.english.contains(lw(k)) || function_word(lw(k)))
+        || PLACE_WORDS.contains(&lw(b - 1))
+}
+
 fn is_title(w: &Word) -> bool {
     TITLES.contains(&w.lower.as_ref())
 }
@@ -966,9 +1173,36 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             return;
         }
     }
+    // "lives in Várbalog", "flew to Toi Toi", "originally from WALTERSTONE": after a phrase
+    // only a place follows, a capitalized name is one, in a list or not.
+    if after_place_phrase(text, words, a, b, g) {
+        out.push(Finding::new(
+            "LOCATION",
+            words[a].span.start,
+            words[b - 1].span.end,
+            0.8,
+            "LocationRecognizer",
+        ));
+        return;
+    }
     // A headline in capitals ("PRESIDENT OF FRANCE ARRIVED IN BERLIN") says nothing by its
     // case: only known places and organizations are read in it, word by word or whole.
     if b - a >= 2 && (a..b).all(|k| !text[words[k].span.clone()].chars().any(char::is_lowercase)) {
+        // A company's name in capitals closes with its legal form ("KURODA PRECISION
+        // INDUSTRIES LTD.", "SUN-WA TECHNOS CORPORATION", "TOKYO GAS CO.,LTD.").
+        let last = words[b - 1].lower.as_ref();
+        if (a..b).all(|k| !function_word(&words[k].lower))
+            && (LEGAL_FORMS.contains(&last) || CAPS_ORG_ENDS.contains(&last))
+        {
+            out.push(Finding::new(
+                "ORGANIZATION",
+                words[a].span.start,
+                legal_form_end(text, words[b - 1].span.end),
+                0.75,
+                "OrganizationRecognizer",
+            ));
+            return;
+        }
         let mut k = a;
         while k < b {
             let hit = (k + 1..=(k + 3).min(b)).rev().find_map(|e| {
@@ -1006,7 +1240,7 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     // "Dr. Jane Roe of Acme Corp": "of" joins two names unless the whole
     // run is one place ("City of London").
     if let Some(k) = (a + 1..b.saturating_sub(1)).find(|&k| words[k].lower == "of") {
-        if !(a..b).any(|s| g.places.contains(joined(s).as_str())) {
+        if !(a..k).any(|s| g.places.contains(joined(s).as_str())) {
             run(text, words, a, k, g, out);
             run(text, words, k + 1, b, g, out);
             return;
@@ -1014,12 +1248,16 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     }
     // Leading sentence words ("The", "Yesterday", "Dear") are not part of a name.
     let mut title = false;
+    let mut title_at = a;
     while a < b {
         let w = &words[a];
         if b - a >= 2 && !title && g.places.contains(joined(a).as_str()) {
             break;
         }
         if is_title(w) {
+            if !title {
+                title_at = a;
+            }
             title = true;
             a += 1;
         } else if function_word(&w.lower)
@@ -1096,9 +1334,57 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     // Organizations by suffix: "Acme Corp", "Smith and Sons", and a legal form written in
     // lower case after the name ("Tribal Group plc"); an abbreviation keeps its period
     // ("Zendesk Inc.").
-    let lower_form = words
-        .get(b)
-        .filter(|w| LEGAL_FORMS.contains(&w.lower.as_ref()) && &text[w.gap_before.clone()] == " ");
+    // A legal form in capitals closes a company's name, a title's too ("Sixt SE", "Dr
+    // Hoenle AG", "Equinor AS").
+    let caps_form = n >= 2 && {
+        let w = &text[words[b - 1].span.clone()];
+        w.len() >= 2
+            && !w.chars().any(char::is_lowercase)
+            && LEGAL_FORMS.contains(&lw(n - 1))
+            && !(title && matches!(lw(n - 1), "as" | "co"))
+    };
+    let firm = firm_word_after(text, words, b);
+    if caps_form || firm.is_some() {
+        let from = if title { title_at } else { a };
+        let end = match firm {
+            Some(k) if !caps_form => legal_form_end(text, words[k].span.end),
+            _ => legal_form_end(text, words[b - 1].span.end),
+        };
+        out.push(Finding::new(
+            "ORGANIZATION",
+            words[from].span.start,
+            end,
+            0.75,
+            "OrganizationRecognizer",
+        ));
+        return;
+    }
+    // "Aquila, Inc.", "Broadwing, Inc.": the form after a comma.
+    if let Some(w) = words.get(b).filter(|w| {
+        &text[w.gap_before.clone()] == ", "
+            && matches!(
+                &text[w.span.clone()],
+                "Inc" | "LLC" | "Ltd" | "LLP" | "PLC" | "GmbH" | "AG"
+            )
+    }) {
+        out.push(Finding::new(
+            "ORGANIZATION",
+            span.start,
+            legal_form_end(text, w.span.end),
+            0.75,
+            "OrganizationRecognizer",
+        ));
+        return;
+    }
+    // Not the forms that are also English words ("add Simone Nilsson as a beneficiary").
+    let lower_form = words.get(b).filter(|w| {
+        LEGAL_FORMS.contains(&w.lower.as_ref())
+            && !matches!(
+                w.lower.as_ref(),
+                "as" | "co" | "se" | "ab" | "sa" | "ag" | "oy" | "kg" | "spa" | "limited"
+            )
+            && &text[w.gap_before.clone()] == " "
+    });
     if !title && (n >= 2 && ORG_SUFFIXES.contains(&lw(n - 1)) || lower_form.is_some()) {
         let last = lower_form.map_or(words[b - 1].span.end, |w| w.span.end);
         let form = lower_form.map_or(lw(n - 1), |w| w.lower.as_ref());
@@ -1107,10 +1393,13 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             .strip_prefix('.')
             .map(str::trim_start)
             .is_some_and(|r| r.starts_with(char::is_uppercase));
-        let end = last
-            + usize::from(
+        let end = if form == "co" {
+            legal_form_end(text, last)
+        } else {
+            last + usize::from(
                 LEGAL_FORMS.contains(&form) && text[last..].starts_with('.') && !next_sentence,
-            );
+            )
+        };
         out.push(Finding::new(
             "ORGANIZATION",
             span.start,
@@ -1119,6 +1408,27 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
             "OrganizationRecognizer",
         ));
         return;
+    }
+    // A holiday ("Labor Day", "Memorial Day") or a rank with an ordinary word ("the Princess
+    // Royal", "the Queen Mother"), not a person; "Doris Day" and "Queen Elizabeth" still are.
+    if !title && n == 2 {
+        let ordinary = |k: usize| g.english.contains(lw(k)) && !g.common_first.contains(lw(k));
+        let holiday = lw(1) == "day" && !g.common_first.contains(lw(0));
+        let rank = matches!(
+            lw(0),
+            "prince"
+                | "princess"
+                | "king"
+                | "queen"
+                | "duke"
+                | "duchess"
+                | "earl"
+                | "emperor"
+                | "empress"
+        ) && ordinary(1);
+        if holiday || rank {
+            return;
+        }
     }
     if title {
         out.push(Finding::new(
@@ -1280,6 +1590,15 @@ mod tests {
             .collect()
     }
 
+    /// The values of `entity` found in `text`.
+    fn of_type(text: &str, entity: &str) -> Vec<String> {
+        found(text)
+            .into_iter()
+            .filter(|(e, _)| e == entity)
+            .map(|(_, v)| v.to_string())
+            .collect()
+    }
+
     #[test]
     fn people_places_orgs() {
         let f = found("Yesterday John Smith flew from Berlin to New York for Acme Corp.");
@@ -1298,13 +1617,7 @@ mod tests {
 
     #[test]
     fn organizations_by_list_head_and_suffix() {
-        let orgs = |t: &str| -> Vec<String> {
-            found(t)
-                .into_iter()
-                .filter(|(e, _)| e == "ORGANIZATION")
-                .map(|(_, v)| v.to_string())
-                .collect()
-        };
+        let orgs = |t: &str| of_type(t, "ORGANIZATION");
         assert_eq!(orgs("Shares of Goldman Sachs rose."), ["Goldman Sachs"]);
         assert_eq!(orgs("The NATO summit opened."), ["NATO"]);
         assert_eq!(
@@ -1338,6 +1651,87 @@ mod tests {
         );
         // An initial is not a legal form: "J. S. Bach" stays a name.
         assert!(orgs("Music by Johann S. Bach tonight.").is_empty());
+    }
+
+    #[test]
+    fn places_after_a_phrase_only_a_place_follows() {
+        let places = |t: &str| of_type(t, "LOCATION");
+        assert_eq!(places("My friend lives in Várbalog"), ["Várbalog"]);
+        assert_eq!(places("We moved here from ELVERUM"), ["ELVERUM"]);
+        assert_eq!(
+            places("Mrs. Dufour flew to Toi Toi on Thursday."),
+            ["Toi Toi"]
+        );
+        assert_eq!(
+            places("I'm in Bottle Lake, at the conference"),
+            ["Bottle Lake"]
+        );
+        assert_eq!(places("a design agency based in Dutovlje."), ["Dutovlje"]);
+        assert_eq!(
+            places("I'm Ida Korovina, originally from WALTERSTONE, and 85."),
+            ["WALTERSTONE"]
+        );
+        // Ordinary words, months and short acronyms after the same phrases are not places.
+        for t in [
+            "I'm in Marketing now.",
+            "He is based in HR.",
+            "They moved to Mr Smith's team.",
+        ] {
+            assert!(places(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+
+    #[test]
+    fn companies_in_capitals_and_joined_legal_forms() {
+        let orgs = |t: &str| of_type(t, "ORGANIZATION");
+        assert_eq!(
+            orgs("Teake Tuininga\nKURODA PRECISION INDUSTRIES LTD.\nBrekkustíg 80"),
+            ["KURODA PRECISION INDUSTRIES LTD."]
+        );
+        assert_eq!(
+            orgs("I work for SUN-WA TECHNOS CORPORATION"),
+            ["SUN-WA TECHNOS CORPORATION"]
+        );
+        assert_eq!(
+            orgs("We'll meet at TOKYO GAS CO.,LTD. tomorrow"),
+            ["TOKYO GAS CO.,LTD."]
+        );
+        assert_eq!(
+            orgs("Shares of Tokyo Gas Co., Ltd. rose."),
+            ["Tokyo Gas Co., Ltd."]
+        );
+        // A headline in capitals with ordinary words is no company.
+        assert!(orgs("LEADERS MET AT THE GROUP").is_empty());
+        // "as" after a name is the English word, and given names in a list are people.
+        let f = found("I want to add Simone Nilsson as a beneficiary");
+        assert_eq!(f, [("PERSON".to_string(), "Simone Nilsson")]);
+        assert!(orgs("They had 6: Pista, Gary, Christopher, Dana and Derrick.").is_empty());
+        // Holidays and ranks with an ordinary word are nobody's name.
+        assert_eq!(
+            found("on the last Sunday before Labor Day we left"),
+            [("DATE_TIME".to_string(), "Sunday")]
+        );
+        assert!(found("The Princess Royal arrived this morning.").is_empty());
+        assert_eq!(
+            found("Queen Elizabeth spoke."),
+            [("PERSON".to_string(), "Queen Elizabeth")]
+        );
+        assert_eq!(
+            orgs("He sued Smith, Jones and Brown."),
+            ["Smith, Jones and Brown"]
+        );
+        // A legal form in capitals, after a comma, or "and Company" closes the name.
+        assert_eq!(orgs("according to the Sixt SE website"), ["Sixt SE"]);
+        assert_eq!(orgs("IDI SCA, Dr Hoenle AG and more"), ["Dr Hoenle AG"]);
+        assert_eq!(
+            orgs("Sean Robinson of Broadwing, Inc. spoke"),
+            ["Broadwing, Inc."]
+        );
+        assert_eq!(
+            orgs("of Becton Dickinson and Company, New Century"),
+            ["Becton Dickinson and Company"]
+        );
+        assert_eq!(orgs("He works at Smith & Sons now"), ["Smith & Sons"]);
     }
 
     #[test]

@@ -149,7 +149,15 @@ fn card(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     if seps.windows(2).any(|w| w[0] != w[1]) {
         return None;
     }
-    (standalone(text, &m) && validate::credit_card(s)).then_some((m, 1.0))
+    if !standalone(text, &m) {
+        return None;
+    }
+    if validate::credit_card(s) {
+        Some((m, 1.0))
+    } else {
+        // Below the threshold alone, a card beside "card", "cc", "maestro".
+        validate::maestro_12(s).then_some((m, 0.3))
+    }
 }
 
 fn ssn(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
@@ -638,6 +646,10 @@ fn address_tail(text: &str, end: usize) -> usize {
         let Some((len, known)) = found else {
             break;
         };
+        // A number alone at the head of a line of numbers is no postcode ("9380 6377").
+        if len < line.len() && !line[..len].contains(char::is_alphabetic) {
+            break;
+        }
         at += i + len;
         if known {
             best = at;
@@ -659,19 +671,24 @@ fn place_part(part: &str, places: &crate::names::Set) -> Option<bool> {
     }
     let postcode = |w: &str| (4..=5).contains(&w.len()) && w.bytes().all(|c| c.is_ascii_digit());
     let mut name = &words[..];
-    let mut coded = false;
+    let mut codes = 0;
     if let Some((first, rest)) = name.split_first() {
         if postcode(first) {
-            coded = true;
+            codes += 1;
             name = rest;
         }
     }
     if let Some((last, rest)) = name.split_last() {
         if postcode(last) {
-            coded = true;
+            codes += 1;
             name = rest;
         }
     }
+    // Two numbers and no name is a phone number or a figure ("9380 6377"), not a postcode line.
+    if codes == 2 && name.is_empty() {
+        return None;
+    }
+    let coded = codes > 0;
     // A region's code before the postcode or after the town ("Egkomi NI", "BZ 21011").
     if let Some((last, rest)) = name.split_last() {
         if last.len() == 2
@@ -920,10 +937,16 @@ fn phone(text: &str, m: Range<usize>) -> Option<(Range<usize>, f32)> {
     }
     // A candidate may have swallowed a trailing number ("555-123-4567 2
     // times"): retry without trailing groups before giving up.
+    // A label joined by a hyphen ("(08) 8219 9791-Office") is no part of the number.
+    let labelled = |end: usize| {
+        text[end..]
+            .strip_prefix('-')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_alphabetic()))
+    };
     let mut end = m.end;
     for _ in 0..4 {
         let span = m.start..end;
-        if !glued(after(text, end)) && !continues(text, end, b".") {
+        if (!glued(after(text, end)) || labelled(end)) && !continues(text, end, b".") {
             if let Some(score) = phone_valid(&text[span.clone()]) {
                 return Some((span, score));
             }
@@ -956,7 +979,7 @@ const INTL_STREET_SUFFIXES: &str = "straße|strasse|str\\.|weg|gasse|platz|allee
 /// Street words written apart from the name ("Baker Street" is the US/UK form above; these are
 /// the Dutch, German and Nordic ones a house number follows).
 const INTL_STREET_SUFFIXES_SPACED: &str =
-    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata|veg|vei|utca|út|u\\.|terrasse|ulica|cesta|trg";
+    "straße|strasse|weg|allee|platz|straat|laan|vej|gatan|gata|veg|vei|utca|út|u\\.|körút|krt\\.|terrasse|ulica|cesta|trg";
 /// Lines after a street line, as forms and letters stack them: a unit ("Suite 559", "Apt.
 /// 440"), then a city and a country or region ending with its postcode ("Runkelen\n Belgium
 /// 65601"). Only taken whole, up to the postcode, so a greeting on the next line stays out.
@@ -993,7 +1016,7 @@ pub fn builtin() -> &'static [PatternRecognizer] {
         };
         use Source::*;
         vec![
-            r("CreditCardRecognizer", "CREDIT_CARD", Numeric, r"\b\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}\b|\b\d{4}[ -]?\d{6}[ -]?\d{4,5}\b", card,
+            r("CreditCardRecognizer", "CREDIT_CARD", Numeric, r"\b\d{4}(?:[ -]?\d{4}){2}(?:[ -]?\d{1,7})?\b|\b\d{4}[ -]?\d{6}[ -]?\d{4,5}\b", card,
               &["credit", "card", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro", "cc", "payment"]),
             r("UsSsnRecognizer", "US_SSN", Numeric, r"\b\d{3}([- .]?)\d{2}[- .]?\d{4}\b", ssn,
               &["ssn", "ssns", "ssn#", "social", "security", "ss#", "ssid"]),
@@ -1021,8 +1044,8 @@ pub fn builtin() -> &'static [PatternRecognizer] {
               &["time", "at", "o'clock"]),
             r("YearRecognizer", "DATE_TIME", Numeric, r"\b(?:1[89][0-9]{2}|20[0-9]{2})\b", year,
               &[]),
-            r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,5}(?:[ .\-]\d{1,8}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
-              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text", "number", "office", "ph", "landline", "dial", "ring", "sms"]),
+            r("PhoneRecognizer", "PHONE_NUMBER", Numeric, r"(?:(?:\+|\b00)\d{1,3}[ .\-]?)?(?:\(\d{1,5}\)[ .\-]?)?\d{1,11}(?:[ .\-]\d{1,8}){0,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?", phone,
+              &["phone", "telephone", "cell", "cellphone", "mobile", "call", "tel", "fax", "contact", "whatsapp", "reach", "text", "number", "office", "ph", "landline", "dial", "ring", "sms", "desk", "hotline", "helpline", "voicemail", "answering", "registered"]),
             r("EmailRecognizer", "EMAIL_ADDRESS", At, r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?)*\.[A-Za-z]{2,24}\b", email,
               &["email", "e-mail", "mail"]),
             r("UrlRecognizer", "URL", Dotted, r#"(?i)\b(?:https?|ftp)://[^\s<>"'`]+|\bwww\d{0,3}\.[^\s<>"'`]+"#, url,
@@ -1043,6 +1066,10 @@ pub fn builtin() -> &'static [PatternRecognizer] {
             // Military mail (USPS): "USS Lindqvist, FPO AE 67601", "PSC 3412, Box 5242, APO AA
             // 29282", "Unit 3848 Box 3726, DPO AE 51928".
             r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, r"\b(?:(?:USNS|USNV|USS|USCGC)\s+\p{Lu}[\p{L}\-]+|(?:PSC|Unit|CMR)\s+\d{3,5},?\s+Box\s+\d{3,5}),?\s+[AFD]PO\s+A[AEP]\s+\d{5}\b", address,
+              &["address", "mail", "ship", "send"]),
+            // Post-office boxes, with the town and country lines after them ("P.O. Box 178\n
+            // Apt. 391\n Upernavik", "PO Box 46").
+            r("StreetAddressRecognizer", "STREET_ADDRESS", Numeric, &format!(r"\b(?:P\.\s?O\.|PO|Post\s+Office)\s+Box\s+\d{{1,6}}\b{ADDRESS_LINES}"), address,
               &["address", "mail", "ship", "send"]),
             // A name between numbers ("307 Alvaro Cunqueiro 55"): a heading or a product says
             // as much ("2 Windows 10"), so only with a unit or postcode line, or beside an

@@ -53,15 +53,25 @@ pub fn credit_card(s: &str) -> bool {
     }
     let prefix = |n: usize| d[..n].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
     let known = match d[0] {
-        4 => true,                                                  // Visa
-        2 => (2221..=2720).contains(&prefix(4)),                    // Mastercard 2-series
-        5 => (50..=55).contains(&prefix(2)) || prefix(2) >= 56,     // Mastercard, Maestro
+        4 => true,                                                                     // Visa
+        2 => (2221..=2720).contains(&prefix(4)) || prefix(4) == 2131 && d.len() == 15, // Mastercard, JCB
+        5 => (50..=55).contains(&prefix(2)) || prefix(2) >= 56, // Mastercard, Maestro
         3 => matches!(prefix(2), 30 | 34 | 35 | 36 | 37 | 38 | 39), // Amex, Diners, JCB
-        6 => true,                                                  // Discover, UnionPay, Maestro
-        1 => prefix(1) == 1 && d.len() == 15,                       // UATP
+        6 => true,                                              // Discover, UnionPay, Maestro
+        1 => d.len() == 15,                                     // UATP, JCB 1800
         _ => false,
     };
     known && luhn(&d)
+}
+
+/// A 12-digit Maestro card number (prefix 50 or 56–69, Luhn): too short for
+/// [`credit_card`], and a card only where the text says so.
+pub fn maestro_12(s: &str) -> bool {
+    let d = digits(s);
+    d.len() == 12
+        && (d[0] == 5 && (d[1] == 0 || d[1] >= 6) || d[0] == 6)
+        && !d.iter().all(|&x| x == d[0])
+        && luhn(&d)
 }
 
 /// US Social Security Number ranges: area 000, 666 and 900–999, group 00 and
