@@ -4,11 +4,11 @@
 # and custos, detect-secrets and Kingfisher scan the same tree in one run. A sample counts as
 # flagged when a tool reports anything in its folder. Peers are installed into a throwaway
 # venv; nothing is validated online (Kingfisher runs with --no-validate).
-# Usage: bench/secrets/eval.sh [SET.jsonl ...]   (default: the two sets in crates/custos-scan/tests/data)
+# Usage: bench/secrets/eval.sh [SET.jsonl ...]   (default: the three sets in crates/custos-scan/tests/data)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SETS=("$@")
-[ ${#SETS[@]} -gt 0 ] || SETS=(crates/custos-scan/tests/data/secrets_eval.jsonl crates/custos-scan/tests/data/secrets_eval_blind.jsonl)
+[ ${#SETS[@]} -gt 0 ] || SETS=(crates/custos-scan/tests/data/secrets_eval.jsonl crates/custos-scan/tests/data/secrets_eval_blind.jsonl crates/custos-scan/tests/data/secrets_eval_blind2.jsonl)
 WORK="${TMPDIR:-/tmp}/custos-secrets-eval"
 mkdir -p "$WORK"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custos-target}"
