@@ -61,7 +61,11 @@ impl Gazetteers {
             first: load(include_str!("../data/first_names.txt")),
             last: load(include_str!("../data/last_names.txt")),
             places: load(include_str!("../data/locations.txt")),
-            orgs: load(include_str!("../data/organizations.txt")),
+            orgs: {
+                let mut orgs = load(include_str!("../data/organizations.txt"));
+                orgs.extend(load(include_str!("../data/organizations_news.txt")));
+                orgs
+            },
             major_places: load(include_str!("../data/major_places.txt")),
             common_first: load(include_str!("../data/common_first_names.txt")),
             english: load(include_str!("../data/english_words.txt")),
@@ -434,6 +438,46 @@ fn firm_word_after(text: &str, words: &[Word], b: usize) -> Option<usize> {
         .then_some(b + 1)
 }
 
+/// An acronym defined in parentheses after an organization's name ("Patriotic Union of
+/// Kurdistan (PUK)") is that organization, there and wherever else the text uses it.
+fn acronyms(text: &str, orgs: &[Range<usize>], out: &mut Vec<Finding>) {
+    let mut defined: Vec<&str> = Vec::new();
+    for f in orgs {
+        let Some(rest) = text[f.end..].strip_prefix(" (") else {
+            continue;
+        };
+        let Some(close) = rest.find(')').filter(|&c| (2..=8).contains(&c)) else {
+            continue;
+        };
+        let acronym = &rest[..close];
+        let initials: String = text[f.start..f.end]
+            .split([' ', '-'])
+            .filter_map(|w| w.chars().next().filter(|c| c.is_uppercase()))
+            .collect();
+        let shaped = acronym.chars().all(|c| c.is_ascii_uppercase() || c == '&')
+            && acronym.chars().next() == initials.chars().next()
+            && acronym.len() <= initials.chars().count() + 1;
+        if shaped && !defined.contains(&acronym) {
+            defined.push(acronym);
+        }
+    }
+    for acronym in defined {
+        for (at, _) in text.match_indices(acronym) {
+            let end = at + acronym.len();
+            let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+            if !glued(text[..at].chars().next_back()) && !glued(text[end..].chars().next()) {
+                out.push(Finding::new(
+                    "ORGANIZATION",
+                    at,
+                    end,
+                    0.75,
+                    "OrganizationRecognizer",
+                ));
+            }
+        }
+    }
+}
+
 /// Words that close a company's name written in capitals, besides the legal forms.
 const CAPS_ORG_ENDS: &[&str] = &[
     "corporation",
@@ -765,6 +809,14 @@ fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
                 }
             }
         }
+    }
+    if text.contains(" (") {
+        let orgs: Vec<Range<usize>> = out[before..]
+            .iter()
+            .filter(|f| f.entity_type == "ORGANIZATION")
+            .map(|f| f.start..f.end)
+            .collect();
+        acronyms(text, &orgs, out);
     }
     // "Smith, Jones and Brown": three surnames in that shape name a firm.
     if text.contains(" and ") {
@@ -1732,6 +1784,22 @@ mod tests {
             ["Becton Dickinson and Company"]
         );
         assert_eq!(orgs("He works at Smith & Sons now"), ["Smith & Sons"]);
+    }
+
+    #[test]
+    fn acronyms_defined_after_an_organization_are_it_everywhere() {
+        let f = of_type(
+            "officials of the Patriotic Union of Kurdistan (PUK), which rules the north. \
+             The PUK said so; PUKE is a word.",
+            "ORGANIZATION",
+        );
+        assert_eq!(f, ["Patriotic Union of Kurdistan", "PUK", "PUK"]);
+        // Parentheses after a person or with other letters define nothing.
+        assert!(of_type("John Smith (JS) spoke.", "ORGANIZATION").is_empty());
+        assert_eq!(
+            of_type("the Red Cross (ICRC) came", "ORGANIZATION"),
+            ["Red Cross"]
+        );
     }
 
     #[test]
