@@ -818,6 +818,30 @@ fn analyze_segment(text: &str, out: &mut Vec<Finding>) {
             .collect();
         acronyms(text, &orgs, out);
     }
+    // "U.S." and "U.K." with their periods: the tokenizer sees two initials.
+    for (at, _) in text.match_indices("U.") {
+        let rest = &text[at..];
+        let Some(form) = ["U.S.A.", "U.S.", "U.K."]
+            .iter()
+            .find(|f| rest.starts_with(**f))
+        else {
+            continue;
+        };
+        let glued = text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+            || rest[form.len()..].starts_with(char::is_alphanumeric);
+        if !glued {
+            out.push(Finding::new(
+                "LOCATION",
+                at,
+                at + form.len(),
+                0.7,
+                "LocationRecognizer",
+            ));
+        }
+    }
     // "Smith, Jones and Brown": three surnames in that shape name a firm.
     if text.contains(" and ") {
         static FIRM: OnceLock<regex::Regex> = OnceLock::new();
@@ -1563,7 +1587,44 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         ));
         return;
     }
+    // "the Iraq-Iran border": two places joined by a hyphen are two places.
+    if let Some((x, y)) = lw(0).split_once('-') {
+        if g.major_places.contains(x) && g.major_places.contains(y) {
+            let mid = span.start + x.len();
+            for r in [span.start..mid, mid + 1..span.end] {
+                out.push(Finding::new(
+                    "LOCATION",
+                    r.start,
+                    r.end,
+                    0.7,
+                    "LocationRecognizer",
+                ));
+            }
+            return;
+        }
+    }
     if all_caps {
+        // The country abbreviations news writes in prose ("between the US and Saudi Arabia"),
+        // where the words around are not in capitals too.
+        let prose = |k: Option<&Word>| {
+            k.is_some_and(|w| text[w.span.clone()].chars().any(char::is_lowercase))
+        };
+        let code = text[span.end..]
+            .trim_start_matches(' ')
+            .starts_with(['=', '(', ';', '[', '{', ':']);
+        if matches!(lw(0), "us" | "uk" | "usa" | "uae" | "ussr" | "drc" | "prc")
+            && !code
+            && (prose(words.get(a + 1)) || a > 0 && prose(words.get(a - 1)))
+        {
+            out.push(Finding::new(
+                "LOCATION",
+                span.start,
+                span.end,
+                0.7,
+                "LocationRecognizer",
+            ));
+            return;
+        }
         // A town written in capitals after "from" or "in" ("grew up in GUÉRET"), as forms and
         // addresses write them; otherwise acronyms and constants: "FILE", "NINO", "USA".
         if is_place && text[span.clone()].chars().count() >= 4 && cue(LOCATION_CUES) {
@@ -1591,7 +1652,9 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
     // ("Madrid, Spain", not Mr Spain).
     let major = g.major_places.contains(lw(0)) && !cue(PERSON_CUES);
     if is_place && (place_cue || !is_person || major) {
-        let score = match (common, place_cue) {
+        // The dictionary lists big places too ("Beijing", "Russia"); capitalized, they are the
+        // places.
+        let score = match (common && !major, place_cue) {
             (false, true) => 0.85,
             (false, false) => 0.7,
             (true, true) => 0.6,
@@ -1800,6 +1863,22 @@ mod tests {
             of_type("the Red Cross (ICRC) came", "ORGANIZATION"),
             ["Red Cross"]
         );
+    }
+
+    #[test]
+    fn big_places_the_dictionary_lists_and_country_abbreviations() {
+        let places = |t: &str| of_type(t, "LOCATION");
+        assert_eq!(places("a military attack against Baghdad."), ["Baghdad"]);
+        assert_eq!(places("Beijing has withdrawn a plan"), ["Beijing"]);
+        assert_eq!(places("along the Iraq-Iran border"), ["Iraq", "Iran"]);
+        assert_eq!(
+            places("tensions between the US and Saudi Arabia."),
+            ["US", "Saudi Arabia"]
+        );
+        assert_eq!(places("U.S. intelligence cannot say"), ["U.S."]);
+        // Shouted text and code say nothing by their case.
+        assert!(places("LET US KNOW").is_empty());
+        assert!(places("const US = 1; ZU.S. x").is_empty());
     }
 
     #[test]
