@@ -1587,6 +1587,38 @@ fn run(text: &str, words: &[Word], mut a: usize, b: usize, g: &Gazetteers, out: 
         ));
         return;
     }
+    // "in March", "since May": the months that are also places and words, read as months
+    // after a word that puts a time.
+    if matches!(lw(0), "march" | "may")
+        && prev.is_some_and(|p| {
+            matches!(
+                p,
+                "in" | "since"
+                    | "until"
+                    | "till"
+                    | "by"
+                    | "last"
+                    | "next"
+                    | "early"
+                    | "late"
+                    | "mid"
+                    | "before"
+                    | "after"
+                    | "during"
+                    | "from"
+                    | "through"
+            )
+        })
+    {
+        out.push(Finding::new(
+            "DATE_TIME",
+            span.start,
+            span.end,
+            0.6,
+            "DateWordRecognizer",
+        ));
+        return;
+    }
     // "the Iraq-Iran border": two places joined by a hyphen are two places.
     if let Some((x, y)) = lw(0).split_once('-') {
         if g.major_places.contains(x) && g.major_places.contains(y) {
@@ -1876,6 +1908,11 @@ mod tests {
             ["US", "Saudi Arabia"]
         );
         assert_eq!(places("U.S. intelligence cannot say"), ["U.S."]);
+        // The months that are also towns, after a word that puts a time.
+        assert_eq!(
+            found("re-elected in March, then sentenced."),
+            [("DATE_TIME".to_string(), "March")]
+        );
         // Shouted text and code say nothing by their case.
         assert!(places("LET US KNOW").is_empty());
         assert!(places("const US = 1; ZU.S. x").is_empty());
