@@ -1142,29 +1142,24 @@ fn after_place_phrase(text: &str, words: &[Word], a: usize, b: usize, g: &Gazett
     ) {
         return false;
     }
-    // The up to three words before, joined by single spaces.
+    // The one to three words before, joined by single spaces, shortest first.
     let mut phrase = String::new();
-    let mut k = a;
-    while k > 0 && a - k < 3 {
-        k -= 1;
+    let mut found = false;
+    for k in (a.saturating_sub(3)..a).rev() {
         if k + 1 < a && &text[words[k + 1].gap_before.clone()] != " " {
             break;
         }
-        let head = std::mem::take(&mut phrase);
-        phrase = if head.is_empty() {
+        phrase = if phrase.is_empty() {
             words[k].lower.to_string()
         } else {
-            format!("{} {head}", words[k].lower)
+            format!("{} {phrase}", words[k].lower)
         };
-        let matched = PLACE_PHRASES.contains(&phrase.as_str());
-        if matched {
+        if PLACE_PHRASES.contains(&phrase.as_str()) {
+            found = true;
             break;
         }
-        if a - k == 3 {
-            return false;
-        }
     }
-    if !PLACE_PHRASES.contains(&phrase.as_str()) {
+    if !found {
         return false;
     }
     let lw = |k: usize| words[k].lower.as_ref();
